@@ -1,0 +1,56 @@
+#pragma once
+// The two shapes a backend (the source of raw memory) can take.
+//
+// segment_backend: hands out whole segments (cudaMalloc, cudaMallocHost, aligned host memory).
+//   The caching allocator carves blocks out of segments and gives a segment back only when all of it
+//   is free.
+// paged_backend: reserves one large range of virtual addresses up front and backs pages of it with
+//   physical memory on demand (CUDA's virtual memory management API). The caching allocator can then
+//   give back the physical pages under any free range, whatever its neighbours, which is what keeps the
+//   memory held close to the memory in use.
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+
+namespace stash {
+
+/// What kind of memory a backend hands out; the adapters and the manager check it.
+enum class memory_kind { device, pinned, host, simulated };
+
+template <class B>
+concept segment_backend = requires(B& b, const B& cb, void* p, std::size_t n) {
+  /// Returns nullptr when the memory is exhausted (the allocator then frees its cache and retries);
+  /// throws stash::cuda_error (or another stash::error) on any other failure.
+  { b.allocate(n) } -> std::same_as<void*>;
+  /// Gives back a segment exactly as it was allocated. Never throws.
+  { b.deallocate(p, n) } noexcept;
+  /// Segment sizes are rounded up to a multiple of this (a power of two); segments are aligned to it
+  /// or to 256 bytes, whichever is smaller.
+  { cb.granularity() } noexcept -> std::convertible_to<std::size_t>;
+  /// Device ordinal the memory belongs to (-1 for host memory); used in error messages and stats.
+  { cb.device() } noexcept -> std::convertible_to<int>;
+  { B::kind } -> std::convertible_to<memory_kind>;
+};
+
+template <class B>
+concept paged_backend = requires(B& b, const B& cb, std::uintptr_t a, std::size_t n) {
+  /// Size of one physical page (the VMM allocation granularity, 2 MiB on current GPUs).
+  { cb.page_size() } noexcept -> std::convertible_to<std::size_t>;
+  /// Reserves `n` bytes (a multiple of page_size) of address space, maps nothing. Returns the base,
+  /// page aligned. Called once, on first use. Throws stash::cuda_error on failure.
+  { b.reserve(n) } -> std::same_as<std::uintptr_t>;
+  /// Backs the page at `a` with fresh physical memory. false = out of memory.
+  { b.map_page(a) } -> std::same_as<bool>;
+  /// Moves the physical page mapped at `from` so that it backs `to` instead (no new physical memory).
+  { b.move_page(a, a) } -> std::same_as<bool>;
+  /// Unmaps the page at `a` and gives its physical memory back. Never throws.
+  { b.unmap_page(a) } noexcept;
+  { cb.device() } noexcept -> std::convertible_to<int>;
+  { B::kind } -> std::convertible_to<memory_kind>;
+  // The destructor unmaps every page still mapped and frees the reservation.
+};
+
+template <class B>
+concept backend_policy = segment_backend<B> || paged_backend<B>;
+
+}  // namespace stash

@@ -1,0 +1,101 @@
+#pragma once
+// Every error stash reports is a typed exception. Out-of-memory derives from std::bad_alloc so code
+// written against operator new keeps working; everything else derives from stash::error.
+#include <cstddef>
+#include <cstdio>
+#include <new>
+#include <stdexcept>
+#include <string>
+
+namespace stash {
+
+/// Base of every stash error that is not an out-of-memory condition.
+class error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+/// A pointer that this allocator never handed out (or one that is not the start of a block).
+class invalid_pointer : public error {
+ public:
+  explicit invalid_pointer(const void* p, const std::string& why = "pointer was not allocated here")
+      : error("stash: invalid pointer " + describe(p) + ": " + why), pointer_(p) {}
+  const void* pointer() const noexcept { return pointer_; }
+
+ protected:
+  static std::string describe(const void* p) {
+    char buf[2 + 2 * sizeof(void*) + 1];
+    std::snprintf(buf, sizeof buf, "%p", p);
+    return buf;
+  }
+
+ private:
+  const void* pointer_;
+};
+
+/// A pointer that lies in memory this allocator holds but is already free: a second free.
+class double_free : public invalid_pointer {
+ public:
+  explicit double_free(const void* p) : invalid_pointer(p, "already freed (double free)") {}
+};
+
+/// Size 0, a size larger than max_size(), or a size that does not match the allocation on
+/// a sized deallocate.
+class invalid_size : public error {
+ public:
+  invalid_size(std::size_t n, const std::string& why)
+      : error("stash: invalid size " + std::to_string(n) + ": " + why), size_(n) {}
+  std::size_t size() const noexcept { return size_; }
+
+ private:
+  std::size_t size_;
+};
+
+/// A device id that is neither -1 (current device) nor in [0, device_count).
+class invalid_device : public error {
+ public:
+  invalid_device(int device, int device_count)
+      : error("stash: invalid device id " + std::to_string(device) + " (device count " +
+              std::to_string(device_count) + ", -1 means the current device)"),
+        device_(device) {}
+  int device() const noexcept { return device_; }
+
+ private:
+  int device_;
+};
+
+/// A CUDA runtime or driver call failed for a reason other than lack of memory.
+class cuda_error : public error {
+ public:
+  cuda_error(int code, const std::string& what) : error("stash: " + what), code_(code) {}
+  int code() const noexcept { return code_; }
+
+ private:
+  int code_;
+};
+
+/// The backend could not provide memory even after the cache was released and the request retried.
+/// Carries the figures at the time of failure.
+class out_of_memory : public std::bad_alloc {
+ public:
+  out_of_memory(std::size_t requested, int device, std::size_t reserved, std::size_t cached)
+      : requested_(requested), device_(device), reserved_(reserved), cached_(cached) {
+    message_ = "stash: out of memory: requested " + std::to_string(requested) + " bytes on device " +
+               std::to_string(device) + " with " + std::to_string(reserved) + " bytes reserved and " +
+               std::to_string(cached) + " bytes cached after releasing the cache and retrying once";
+  }
+  const char* what() const noexcept override { return message_.c_str(); }
+  std::size_t requested_bytes() const noexcept { return requested_; }
+  int device() const noexcept { return device_; }
+  std::size_t reserved_bytes() const noexcept { return reserved_; }
+  std::size_t cached_bytes() const noexcept { return cached_; }
+
+ private:
+  std::size_t requested_;
+  int device_;
+  std::size_t reserved_;
+  std::size_t cached_;
+  std::string message_;
+};
+
+}  // namespace stash
