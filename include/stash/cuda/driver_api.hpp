@@ -21,6 +21,8 @@ struct driver_api {
 
   PFN_cuGetErrorName_v6000 cuGetErrorName = nullptr;
   PFN_cuGetErrorString_v6000 cuGetErrorString = nullptr;
+  PFN_cuDeviceGet_v2000 cuDeviceGet = nullptr;
+  PFN_cuDeviceGetAttribute_v2000 cuDeviceGetAttribute = nullptr;
   PFN_cuMemGetAllocationGranularity_v10020 cuMemGetAllocationGranularity = nullptr;
   PFN_cuMemAddressReserve_v10020 cuMemAddressReserve = nullptr;
   PFN_cuMemAddressFree_v10020 cuMemAddressFree = nullptr;
@@ -59,6 +61,8 @@ struct driver_api {
     driver_api api;
     fetch(api.cuGetErrorName, "cuGetErrorName");
     fetch(api.cuGetErrorString, "cuGetErrorString");
+    fetch(api.cuDeviceGet, "cuDeviceGet");
+    fetch(api.cuDeviceGetAttribute, "cuDeviceGetAttribute");
     fetch(api.cuMemGetAllocationGranularity, "cuMemGetAllocationGranularity");
     fetch(api.cuMemAddressReserve, "cuMemAddressReserve");
     fetch(api.cuMemAddressFree, "cuMemAddressFree");

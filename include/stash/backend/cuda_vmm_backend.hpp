@@ -1,0 +1,286 @@
+#pragma once
+// Device memory through CUDA's virtual memory management API: one large range of device addresses is
+// reserved up front, and physical pages (2 MiB on current GPUs) are created and mapped into it, moved
+// inside it, or unmapped and released one at a time. Because a free range can give its physical pages
+// back whatever its neighbours hold, the memory held tracks the memory in use far more closely than
+// with whole cudaMalloc segments. This is the mechanism behind PyTorch's expandable segments.
+//
+// The driver calls come from entry points fetched through the runtime (stash/cuda/driver_api.hpp),
+// so nothing links libcuda.
+#include <cuda.h>
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <utility>
+#include <vector>
+
+#include "stash/backend/backend.hpp"
+#include "stash/cuda/cuda_check.hpp"
+#include "stash/cuda/device_guard.hpp"
+#include "stash/cuda/driver_api.hpp"
+#include "stash/device_manager.hpp"
+#include "stash/error.hpp"
+
+namespace stash {
+
+class cuda_vmm_backend {
+ public:
+  static constexpr memory_kind kind = memory_kind::device;
+
+  /// -1: the device current when the backend is made. `reserve_bytes`: size of the address range to
+  /// reserve; 0 means default_reserve_bytes() (twice the device's memory). Throws stash::invalid_device
+  /// for a bad id and stash::cuda_error when there is no driver or the device lacks VMM support.
+  explicit cuda_vmm_backend(int device = -1, std::size_t reserve_bytes = 0)
+      : device_(device_manager::resolve(device)), reserve_bytes_(reserve_bytes) {
+    cuda::device_guard guard(device_);
+    STASH_CUDA_CHECK(cudaFree(nullptr));  // creates the primary context the driver calls run in
+    CUdevice handle = 0;
+    STASH_CU_CHECK(api().cuDeviceGet(&handle, device_));
+    int supported = 0;
+    STASH_CU_CHECK(api().cuDeviceGetAttribute(
+        &supported, CU_DEVICE_ATTRIBUTE_VIRTUAL_MEMORY_MANAGEMENT_SUPPORTED, handle));
+    if (!supported) {
+      throw cuda_error(static_cast<int>(cudaErrorNotSupported),
+                       "device " + std::to_string(device_) +
+                           " does not support virtual memory management (cuMemCreate/cuMemMap)");
+    }
+    std::size_t free_bytes = 0;
+    STASH_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_memory_));
+
+    const CUmemAllocationProp prop = allocation_properties();
+    STASH_CU_CHECK(api().cuMemGetAllocationGranularity(&page_size_, &prop,
+                                                       CU_MEM_ALLOC_GRANULARITY_MINIMUM));
+  }
+
+  ~cuda_vmm_backend() { release_everything(); }
+
+  cuda_vmm_backend(const cuda_vmm_backend&) = delete;
+  cuda_vmm_backend& operator=(const cuda_vmm_backend&) = delete;
+  cuda_vmm_backend(cuda_vmm_backend&& other) noexcept { take(other); }
+  cuda_vmm_backend& operator=(cuda_vmm_backend&& other) noexcept {
+    if (this != &other) {
+      release_everything();
+      take(other);
+    }
+    return *this;
+  }
+
+  /// One physical page: the minimum VMM granularity of the device (2 MiB on an H100).
+  std::size_t page_size() const noexcept { return page_size_; }
+  int device() const noexcept { return device_; }
+
+  /// Twice the device's memory, in whole pages: enough that fragmentation of the address range never
+  /// limits how much physical memory can be mapped. Address space costs nothing until mapped.
+  std::size_t default_reserve_bytes() const noexcept { return round_up(2 * total_memory_); }
+
+  /// The size reserve() will reserve when asked for 0 bytes: the constructor's `reserve_bytes`, or
+  /// default_reserve_bytes().
+  std::size_t reservation_bytes() const noexcept {
+    return reserve_bytes_ != 0 ? round_up(reserve_bytes_) : default_reserve_bytes();
+  }
+
+  /// Reserves the address range and returns its page-aligned base; maps nothing. The range is `n`
+  /// rounded up to pages, or reservation_bytes() when that is larger (or when `n` is 0), so it always
+  /// covers what the caller asked for. Once per backend.
+  std::uintptr_t reserve(std::size_t n) {
+    if (base_ != 0) throw error("stash: cuda_vmm_backend::reserve called twice");
+    const std::size_t size = std::max(round_up(n), reservation_bytes());
+    cuda::device_guard guard(device_);
+    CUdeviceptr base = 0;
+    STASH_CU_CHECK(api().cuMemAddressReserve(&base, size, page_size_, 0, 0));
+    base_ = static_cast<std::uintptr_t>(base);
+    size_ = size;
+    pages_.assign(size / page_size_, page{});
+    return base_;
+  }
+
+  /// Creates one page of physical memory on the device and maps it, read-write, at `a`. false when the
+  /// device is out of memory (nothing is left behind); stash::cuda_error on any other failure.
+  bool map_page(std::uintptr_t a) {
+    page& slot = pages_[index_of(a, "map_page")];
+    if (slot.mapped) throw invalid_pointer(reinterpret_cast<void*>(a), "page is already mapped");
+    cuda::device_guard guard(device_);
+    const cuda::driver_api& cu = api();
+
+    const CUmemAllocationProp prop = allocation_properties();
+    CUmemGenericAllocationHandle handle = 0;
+    const CUresult created = cu.cuMemCreate(&handle, page_size_, &prop, 0);
+    if (created == CUDA_ERROR_OUT_OF_MEMORY) return false;
+    STASH_CU_CHECK(created);
+
+    const CUresult mapped = cu.cuMemMap(a, page_size_, 0, handle, 0);
+    if (mapped != CUDA_SUCCESS) {
+      (void)cu.cuMemRelease(handle);
+      if (mapped == CUDA_ERROR_OUT_OF_MEMORY) return false;
+      STASH_CU_CHECK(mapped);
+    }
+    const CUresult granted = grant_access(a);
+    if (granted != CUDA_SUCCESS) {
+      (void)cu.cuMemUnmap(a, page_size_);
+      (void)cu.cuMemRelease(handle);
+      if (granted == CUDA_ERROR_OUT_OF_MEMORY) return false;
+      STASH_CU_CHECK(granted);
+    }
+    slot = page{handle, true};
+    ++mapped_pages_;
+    return true;
+  }
+
+  /// Makes the physical page mapped at `from` back `to` instead: no physical memory is created, and
+  /// the page's contents move with it. false when the driver is out of memory for the new mapping (the
+  /// page then stays at `from`); stash::cuda_error on any other failure.
+  bool move_page(std::uintptr_t from, std::uintptr_t to) {
+    page& source = pages_[index_of(from, "move_page")];
+    page& target = pages_[index_of(to, "move_page")];
+    if (!source.mapped) throw invalid_pointer(reinterpret_cast<void*>(from), "page is not mapped");
+    if (from == to) return true;
+    if (target.mapped) throw invalid_pointer(reinterpret_cast<void*>(to), "page is already mapped");
+    cuda::device_guard guard(device_);
+    const cuda::driver_api& cu = api();
+
+    // Work still queued on the device may use the page at its old address.
+    STASH_CUDA_CHECK(cudaDeviceSynchronize());
+    STASH_CU_CHECK(cu.cuMemUnmap(from, page_size_));
+    CUresult status = cu.cuMemMap(to, page_size_, 0, source.handle, 0);
+    if (status == CUDA_SUCCESS) {
+      status = grant_access(to);
+      if (status != CUDA_SUCCESS) (void)cu.cuMemUnmap(to, page_size_);
+    }
+    if (status != CUDA_SUCCESS) {
+      // Put the page back where the caller still believes it is.
+      const CUresult restored = cu.cuMemMap(from, page_size_, 0, source.handle, 0);
+      const CUresult regranted = restored == CUDA_SUCCESS ? grant_access(from) : restored;
+      if (regranted != CUDA_SUCCESS) {
+        if (restored == CUDA_SUCCESS) (void)cu.cuMemUnmap(from, page_size_);
+        (void)cu.cuMemRelease(source.handle);
+        source = page{};
+        --mapped_pages_;
+        STASH_CU_CHECK(regranted);  // the page is lost; report the failure that lost it
+      }
+      if (status == CUDA_ERROR_OUT_OF_MEMORY) return false;
+      STASH_CU_CHECK(status);
+    }
+    target = source;
+    source = page{};
+    return true;
+  }
+
+  /// Unmaps the page at `a` and releases its physical memory. Never throws; an address that is not a
+  /// mapped page is ignored.
+  void unmap_page(std::uintptr_t a) noexcept {
+    if (base_ == 0 || a < base_ || a - base_ >= size_ || (a - base_) % page_size_ != 0) return;
+    page& slot = pages_[(a - base_) / page_size_];
+    if (!slot.mapped) return;
+    try {
+      cuda::device_guard guard(device_);
+      // As cudaFree does: kernels still in flight may use the page.
+      if (cudaDeviceSynchronize() != cudaSuccess) (void)cudaGetLastError();
+      unmap_and_release(a, slot);
+    } catch (...) {
+      // No usable device context (a driver shutting down); the driver frees everything at exit.
+      slot = page{};
+      --mapped_pages_;
+    }
+  }
+
+  /// The reserved range (0 and 0 before reserve()), and how many of its pages are mapped.
+  std::uintptr_t base() const noexcept { return base_; }
+  std::size_t reserved_bytes() const noexcept { return size_; }
+  std::size_t mapped_pages() const noexcept { return mapped_pages_; }
+  std::size_t mapped_bytes() const noexcept { return mapped_pages_ * page_size_; }
+  bool is_mapped(std::uintptr_t a) const noexcept {
+    return base_ != 0 && a >= base_ && a - base_ < size_ && pages_[(a - base_) / page_size_].mapped;
+  }
+
+ private:
+  struct page {
+    CUmemGenericAllocationHandle handle = 0;
+    bool mapped = false;
+  };
+
+  static const cuda::driver_api& api() { return cuda::driver_api::get(); }
+
+  CUmemAllocationProp allocation_properties() const noexcept {
+    CUmemAllocationProp prop{};
+    prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
+    prop.requestedHandleTypes = CU_MEM_HANDLE_TYPE_NONE;
+    prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+    prop.location.id = device_;
+    return prop;
+  }
+
+  CUresult grant_access(std::uintptr_t a) const {
+    CUmemAccessDesc access{};
+    access.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+    access.location.id = device_;
+    access.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
+    return api().cuMemSetAccess(a, page_size_, &access, 1);
+  }
+
+  std::size_t round_up(std::size_t n) const noexcept {
+    return page_size_ == 0 ? n : (n + page_size_ - 1) / page_size_ * page_size_;
+  }
+
+  std::size_t index_of(std::uintptr_t a, const char* what) const {
+    if (base_ == 0) throw error(std::string("stash: cuda_vmm_backend::") + what + " before reserve()");
+    if (a < base_ || a - base_ >= size_ || (a - base_) % page_size_ != 0) {
+      throw invalid_pointer(reinterpret_cast<void*>(a),
+                            std::string(what) + ": not a page of the reserved range");
+    }
+    return (a - base_) / page_size_;
+  }
+
+  void unmap_and_release(std::uintptr_t a, page& slot) noexcept {
+    const cuda::driver_api& cu = cuda::driver_api::get();  // already loaded: a page is mapped
+    (void)cu.cuMemUnmap(a, page_size_);
+    (void)cu.cuMemRelease(slot.handle);
+    slot = page{};
+    --mapped_pages_;
+  }
+
+  void release_everything() noexcept {
+    if (base_ == 0) return;
+    try {
+      cuda::device_guard guard(device_);
+      if (mapped_pages_ != 0 && cudaDeviceSynchronize() != cudaSuccess) (void)cudaGetLastError();
+      for (std::size_t i = 0; i < pages_.size() && mapped_pages_ != 0; ++i) {
+        if (pages_[i].mapped) unmap_and_release(base_ + i * page_size_, pages_[i]);
+      }
+      (void)api().cuMemAddressFree(base_, size_);
+    } catch (...) {
+      // The runtime is unloading (a backend destroyed from a static destructor at exit): the driver
+      // tears the context down with everything in it.
+    }
+    base_ = 0;
+    size_ = 0;
+    pages_.clear();
+    mapped_pages_ = 0;
+  }
+
+  void take(cuda_vmm_backend& other) noexcept {
+    device_ = other.device_;
+    reserve_bytes_ = other.reserve_bytes_;
+    total_memory_ = other.total_memory_;
+    page_size_ = other.page_size_;
+    base_ = std::exchange(other.base_, 0);
+    size_ = std::exchange(other.size_, 0);
+    pages_ = std::move(other.pages_);
+    other.pages_.clear();
+    mapped_pages_ = std::exchange(other.mapped_pages_, 0);
+  }
+
+  int device_ = -1;
+  std::size_t reserve_bytes_ = 0;
+  std::size_t total_memory_ = 0;
+  std::size_t page_size_ = 0;
+  std::uintptr_t base_ = 0;
+  std::size_t size_ = 0;
+  std::vector<page> pages_;  // indexed by (address - base_) / page_size_
+  std::size_t mapped_pages_ = 0;
+};
+
+static_assert(paged_backend<cuda_vmm_backend>);
+
+}  // namespace stash
