@@ -30,7 +30,7 @@ class cuda_vmm_backend {
   static constexpr memory_kind kind = memory_kind::device;
 
   /// -1: the device current when the backend is made. `reserve_bytes`: size of the address range to
-  /// reserve; 0 means default_reserve_bytes() (twice the device's memory). Throws stash::invalid_device
+  /// reserve by default; 0 means twice the device's memory. Throws stash::invalid_device
   /// for a bad id and stash::cuda_error when there is no driver or the device lacks VMM support.
   explicit cuda_vmm_backend(int device = -1, std::size_t reserve_bytes = 0)
       : device_(device_manager::resolve(device)), reserve_bytes_(reserve_bytes) {
@@ -71,22 +71,18 @@ class cuda_vmm_backend {
   std::size_t page_size() const noexcept { return page_size_; }
   int device() const noexcept { return device_; }
 
-  /// Twice the device's memory, in whole pages: enough that fragmentation of the address range never
-  /// limits how much physical memory can be mapped. Address space costs nothing until mapped.
-  std::size_t default_reserve_bytes() const noexcept { return round_up(2 * total_memory_); }
-
-  /// The size reserve() will reserve when asked for 0 bytes: the constructor's `reserve_bytes`, or
-  /// default_reserve_bytes().
-  std::size_t reservation_bytes() const noexcept {
-    return reserve_bytes_ != 0 ? round_up(reserve_bytes_) : default_reserve_bytes();
+  /// The address range to reserve when nobody says otherwise: the constructor's `reserve_bytes`, or
+  /// else twice the device's memory, so that fragmentation of the range never limits how much physical
+  /// memory can be mapped (address space costs nothing until it is mapped). Whole pages.
+  std::size_t default_reserve_bytes() const noexcept {
+    return round_up(reserve_bytes_ != 0 ? reserve_bytes_ : 2 * total_memory_);
   }
 
-  /// Reserves the address range and returns its page-aligned base; maps nothing. The range is `n`
-  /// rounded up to pages, or reservation_bytes() when that is larger (or when `n` is 0), so it always
-  /// covers what the caller asked for. Once per backend.
+  /// Reserves `n` bytes (rounded up to whole pages; 0: default_reserve_bytes()) of device address
+  /// space and returns its page-aligned base; maps nothing. Once per backend.
   std::uintptr_t reserve(std::size_t n) {
     if (base_ != 0) throw error("stash: cuda_vmm_backend::reserve called twice");
-    const std::size_t size = std::max(round_up(n), reservation_bytes());
+    const std::size_t size = n != 0 ? round_up(n) : default_reserve_bytes();
     cuda::device_guard guard(device_);
     CUdeviceptr base = 0;
     STASH_CU_CHECK(api().cuMemAddressReserve(&base, size, page_size_, 0, 0));
