@@ -1,0 +1,99 @@
+#pragma once
+// Wraps any backend and makes chosen calls fail: the tool that drives every error path in the tests.
+// A "call" is an allocate (segment backends) or a map_page (paged backends). Failures are either
+// "out of memory" (nullptr / false, as a full device answers) or a thrown stash::cuda_error (as a
+// broken driver answers).
+#include <cstddef>
+#include <cstdint>
+#include <set>
+#include <utility>
+
+#include "stash/backend/backend.hpp"
+#include "stash/error.hpp"
+
+namespace stash {
+
+template <backend_policy Backend>
+class failing_backend {
+ public:
+  static constexpr memory_kind kind = Backend::kind;
+  static constexpr std::size_t no_limit = SIZE_MAX;
+
+  explicit failing_backend(Backend upstream = Backend{}) : upstream_(std::move(upstream)) {}
+
+  /// The n-th call from now on (1 = the next) runs out of memory.
+  void fail_call(std::size_t n) { out_of_memory_calls_.insert(calls_ + n); }
+  /// The n-th call from now on throws stash::cuda_error.
+  void throw_on_call(std::size_t n) { throwing_calls_.insert(calls_ + n); }
+  /// Every call runs out of memory while it is on.
+  void fail_all(bool on) noexcept { fail_all_ = on; }
+  /// Calls run out of memory once the bytes held would exceed the limit.
+  void set_byte_limit(std::size_t bytes) noexcept { byte_limit_ = bytes; }
+
+  std::size_t calls() const noexcept { return calls_; }
+  std::size_t failures() const noexcept { return failures_; }
+  std::size_t held_bytes() const noexcept { return held_; }
+  Backend& upstream() noexcept { return upstream_; }
+  const Backend& upstream() const noexcept { return upstream_; }
+  int device() const noexcept { return upstream_.device(); }
+
+  // Segment backends.
+  void* allocate(std::size_t bytes) requires segment_backend<Backend> {
+    if (should_fail(bytes)) return nullptr;
+    void* p = upstream_.allocate(bytes);
+    if (p) held_ += bytes;
+    return p;
+  }
+  void deallocate(void* p, std::size_t bytes) noexcept requires segment_backend<Backend> {
+    held_ -= bytes;
+    upstream_.deallocate(p, bytes);
+  }
+  std::size_t granularity() const noexcept requires segment_backend<Backend> { return upstream_.granularity(); }
+
+  // Paged backends.
+  std::size_t page_size() const noexcept requires paged_backend<Backend> { return upstream_.page_size(); }
+  std::size_t default_reserve_bytes() const noexcept
+    requires paged_backend<Backend> && requires(const Backend& b) { b.default_reserve_bytes(); }
+  {
+    return upstream_.default_reserve_bytes();
+  }
+  std::uintptr_t reserve(std::size_t bytes) requires paged_backend<Backend> { return upstream_.reserve(bytes); }
+  bool map_page(std::uintptr_t a) requires paged_backend<Backend> {
+    if (should_fail(upstream_.page_size())) return false;
+    const bool ok = upstream_.map_page(a);
+    if (ok) held_ += upstream_.page_size();
+    return ok;
+  }
+  bool move_page(std::uintptr_t from, std::uintptr_t to) requires paged_backend<Backend> {
+    return upstream_.move_page(from, to);
+  }
+  void unmap_page(std::uintptr_t a) noexcept requires paged_backend<Backend> {
+    held_ -= upstream_.page_size();
+    upstream_.unmap_page(a);
+  }
+
+ private:
+  bool should_fail(std::size_t bytes) {
+    ++calls_;
+    if (throwing_calls_.erase(calls_)) throw cuda_error(2, "injected failure on backend call " + std::to_string(calls_));
+    const bool fail = fail_all_ || out_of_memory_calls_.erase(calls_) > 0 || bytes > byte_limit_ - std::min(held_, byte_limit_);
+    failures_ += fail ? 1 : 0;
+    return fail;
+  }
+
+  Backend upstream_;
+  std::size_t calls_ = 0, failures_ = 0, held_ = 0;
+  std::size_t byte_limit_ = no_limit;
+  bool fail_all_ = false;
+  std::set<std::size_t> out_of_memory_calls_, throwing_calls_;
+};
+
+}  // namespace stash
+
+#include "stash/backend/host_backend.hpp"
+#include "stash/backend/simulated_paged_backend.hpp"
+
+namespace stash {
+static_assert(segment_backend<failing_backend<host_backend>>);
+static_assert(paged_backend<failing_backend<simulated_paged_backend>>);
+}  // namespace stash

@@ -1,0 +1,67 @@
+#pragma once
+// A segment backend over a fake address space: it hands out addresses and touches no memory, so a
+// trace larger than any machine replays anywhere, and a capacity makes out-of-memory happen on demand.
+// It also checks its caller: every deallocate must match a live segment exactly.
+#include <cstddef>
+#include <cstdint>
+#include <unordered_map>
+
+#include "stash/backend/backend.hpp"
+
+namespace stash {
+
+class simulated_backend {
+ public:
+  static constexpr memory_kind kind = memory_kind::simulated;
+  static constexpr std::size_t unlimited = SIZE_MAX;
+
+  explicit simulated_backend(std::size_t capacity_bytes = unlimited, std::size_t granularity = 512)
+      : capacity_(capacity_bytes), granularity_(granularity) {}
+
+  void* allocate(std::size_t bytes) noexcept {
+    ++allocate_calls_;
+    if (bytes > capacity_ - in_use_) return nullptr;
+    const std::uintptr_t addr = next_;
+    next_ += (bytes + alignment - 1) / alignment * alignment + alignment;  // a gap: no two segments touch
+    in_use_ += bytes;
+    peak_in_use_ = in_use_ > peak_in_use_ ? in_use_ : peak_in_use_;
+    live_.emplace(addr, bytes);
+    return reinterpret_cast<void*>(addr);
+  }
+  void deallocate(void* p, std::size_t bytes) noexcept {
+    auto it = live_.find(reinterpret_cast<std::uintptr_t>(p));
+    if (it == live_.end() || it->second != bytes) {
+      ++mismatched_frees_;
+      return;
+    }
+    in_use_ -= bytes;
+    live_.erase(it);
+    ++deallocate_calls_;
+  }
+  std::size_t granularity() const noexcept { return granularity_; }
+  int device() const noexcept { return device_; }
+  void set_device(int d) noexcept { device_ = d; }
+
+  // What the backend saw, for tests and the replay tool.
+  std::size_t in_use_bytes() const noexcept { return in_use_; }
+  std::size_t peak_in_use_bytes() const noexcept { return peak_in_use_; }
+  std::size_t live_segments() const noexcept { return live_.size(); }
+  std::size_t allocate_calls() const noexcept { return allocate_calls_; }
+  std::size_t deallocate_calls() const noexcept { return deallocate_calls_; }
+  std::size_t mismatched_frees() const noexcept { return mismatched_frees_; }
+  void set_capacity(std::size_t bytes) noexcept { capacity_ = bytes; }
+
+ private:
+  static constexpr std::size_t alignment = 4096;
+  std::size_t capacity_;
+  std::size_t granularity_;
+  int device_ = 0;
+  std::uintptr_t next_ = std::uintptr_t{1} << 40;
+  std::size_t in_use_ = 0, peak_in_use_ = 0;
+  std::size_t allocate_calls_ = 0, deallocate_calls_ = 0, mismatched_frees_ = 0;
+  std::unordered_map<std::uintptr_t, std::size_t> live_;
+};
+
+static_assert(segment_backend<simulated_backend>);
+
+}  // namespace stash

@@ -1,0 +1,83 @@
+#pragma once
+// A paged backend over a fake address space: reserve() hands out a range, map/move/unmap only count
+// pages. Memory figures do not depend on the backend, so the paged allocator's fragmentation on real
+// traces is measured here, without a GPU, exactly as it will be on one. It checks its caller: mapping a
+// mapped page or unmapping an unmapped one is counted as a misuse.
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "stash/backend/backend.hpp"
+
+namespace stash {
+
+class simulated_paged_backend {
+ public:
+  static constexpr memory_kind kind = memory_kind::simulated;
+  static constexpr std::size_t unlimited = SIZE_MAX;
+
+  explicit simulated_paged_backend(std::size_t capacity_bytes = unlimited,
+                                   std::size_t page_bytes = std::size_t{2} << 20)
+      : capacity_(capacity_bytes), page_(page_bytes) {}
+
+  std::size_t page_size() const noexcept { return page_; }
+  /// Twice the capacity when there is one (as cuda_vmm_backend reserves twice the device's memory).
+  std::size_t default_reserve_bytes() const noexcept {
+    return capacity_ == unlimited ? std::size_t{1} << 40 : 2 * capacity_;
+  }
+  std::uintptr_t reserve(std::size_t bytes) {
+    mapped_.assign(bytes / page_, 0);
+    return base_;
+  }
+  bool map_page(std::uintptr_t a) noexcept {
+    ++map_calls_;
+    if (capacity_ - mapped_bytes_ < page_) return false;
+    if (mark(a, 1)) mapped_bytes_ += page_;
+    peak_mapped_bytes_ = mapped_bytes_ > peak_mapped_bytes_ ? mapped_bytes_ : peak_mapped_bytes_;
+    return true;
+  }
+  bool move_page(std::uintptr_t from, std::uintptr_t to) noexcept {
+    ++move_calls_;
+    mark(from, 0);
+    mark(to, 1);
+    return true;
+  }
+  void unmap_page(std::uintptr_t a) noexcept {
+    ++unmap_calls_;
+    if (mark(a, 0)) mapped_bytes_ -= page_;
+  }
+  int device() const noexcept { return device_; }
+  void set_device(int d) noexcept { device_ = d; }
+
+  std::size_t mapped_bytes() const noexcept { return mapped_bytes_; }
+  std::size_t peak_mapped_bytes() const noexcept { return peak_mapped_bytes_; }
+  std::size_t map_calls() const noexcept { return map_calls_; }
+  std::size_t move_calls() const noexcept { return move_calls_; }
+  std::size_t unmap_calls() const noexcept { return unmap_calls_; }
+  std::size_t misuses() const noexcept { return misuses_; }
+  void set_capacity(std::size_t bytes) noexcept { capacity_ = bytes; }
+
+ private:
+  /// Sets the page's state; false (and a misuse) when it already was in that state or is outside.
+  bool mark(std::uintptr_t a, std::uint8_t state) noexcept {
+    const std::size_t i = (a - base_) / page_;
+    if (a < base_ || i >= mapped_.size() || mapped_[i] == state) {
+      ++misuses_;
+      return false;
+    }
+    mapped_[i] = state;
+    return true;
+  }
+
+  std::size_t capacity_;
+  std::size_t page_;
+  int device_ = 0;
+  std::uintptr_t base_ = std::uintptr_t{1} << 44;
+  std::vector<std::uint8_t> mapped_;
+  std::size_t mapped_bytes_ = 0, peak_mapped_bytes_ = 0;
+  std::size_t map_calls_ = 0, move_calls_ = 0, unmap_calls_ = 0, misuses_ = 0;
+};
+
+static_assert(paged_backend<simulated_paged_backend>);
+
+}  // namespace stash

@@ -1,0 +1,480 @@
+#pragma once
+// stash::caching_allocator: the core. It caches blocks that callers free and hands them out again, so
+// the backend (cudaMalloc, cudaMallocHost, CUDA virtual memory, ...) is called rarely.
+//
+// One algorithm serves every composition:
+//   - requests are rounded by the bucket policy (good_size) and served from free blocks filed in the
+//     bucket policy's free lists (best fit within the request's own bucket, else the first block of the
+//     next non-empty bucket, which always fits);
+//   - a larger free block is split and the rest stays cached; a freed block merges with free neighbours;
+//   - when nothing fits, the allocator grows: with a segment backend it asks for a new segment, with a
+//     paged backend it carves its one reserved address range and backs the pages the block touches with
+//     physical memory, reusing the pages that no live block touches before it maps new ones. That is what
+//     keeps the memory held within a few percent of the memory in use.
+//   - when the backend is out of memory, the cache is released and the request retried once; then
+//     stash::out_of_memory is thrown.
+// allocate() and deallocate() below are the whole fast path; everything they call that is not inline in
+// them is a slow path (growing, out of memory, errors).
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <vector>
+
+#include "stash/backend/backend.hpp"
+#include "stash/buckets/segregated_fit_buckets.hpp"
+#include "stash/detail/block.hpp"
+#include "stash/detail/free_lists.hpp"
+#include "stash/detail/page_table.hpp"
+#include "stash/detail/pointer_map.hpp"
+#include "stash/error.hpp"
+#include "stash/lock/lock.hpp"
+#include "stash/stats/basic_stats.hpp"
+
+namespace stash {
+
+/// Numbers a user may tune per allocator; the defaults are what the benchmarks ran with.
+struct caching_options {
+  /// Paged backends only: address space to reserve up front (0: the backend's
+  /// default_reserve_bytes() when it has one, else 1 TiB). Rounded up to the page size.
+  std::size_t reserve_bytes = 0;
+  /// Paged backends only: how far the pages held may exceed the high tide of pages touched by live
+  /// blocks before idle pages are moved to where they are needed instead of new ones being mapped.
+  /// 0 holds the least memory; a little slack saves page moves when the same workload repeats.
+  double page_slack = 0.02;
+};
+
+template <backend_policy Backend, bucket_policy Buckets = segregated_fit_buckets,
+          lock_policy Lock = std::mutex, stats_policy Stats = basic_stats>
+class caching_allocator {
+  static constexpr bool paged = paged_backend<Backend>;
+  static_assert(!(paged && Buckets::exact_fit),
+                "a paged backend carves one address range: it needs a bucket policy that splits");
+  using block = detail::block;
+
+ public:
+  using backend_type = Backend;
+  using buckets_type = Buckets;
+  using lock_type = Lock;
+  using stats_type = Stats;
+  static constexpr memory_kind kind = Backend::kind;
+
+  explicit caching_allocator(Backend backend = Backend{}, caching_options options = {})
+      : backend_(std::move(backend)), options_(options) {}
+  caching_allocator(const caching_allocator&) = delete;
+  caching_allocator& operator=(const caching_allocator&) = delete;
+  /// Gives every segment or page back to the backend, including blocks the caller never freed.
+  ~caching_allocator() { release_everything(); }
+
+  /// What allocate(n) really occupies; 0 for n == 0 or n > max_size().
+  static constexpr std::size_t good_size(std::size_t n) noexcept {
+    return n == 0 || n > Buckets::max_size ? 0 : Buckets::round_up(n);
+  }
+  static constexpr std::size_t max_size() noexcept { return Buckets::max_size; }
+
+  /// At least 256-byte aligned. Throws invalid_size for 0 or n > max_size(), out_of_memory when the
+  /// backend has no memory even after the cache was released.
+  [[nodiscard]] void* allocate(std::size_t n) {
+    const std::size_t size = checked_good_size(n);
+    std::lock_guard guard(lock_);
+    block* b = find_free_block(size);
+    bool from_cache = b != nullptr;
+    if (!b) b = grow(n, size);
+    if constexpr (paged) from_cache = back_pages(b->addr, size, n) && from_cache;
+    free_.remove(b);
+    split(b, size);
+    b->is_free = false;
+    b->requested = n;
+    live_.insert(b->addr, b);
+    allocated_ += b->size;
+    stats_.on_allocate(n, b->size, from_cache);
+    return reinterpret_cast<void*>(b->addr);
+  }
+
+  /// nullptr is a no-op. A pointer not handed out here throws invalid_pointer; one already freed throws
+  /// double_free. Either way nothing changes.
+  void deallocate(void* p) {
+    if (!p) return;
+    std::lock_guard guard(lock_);
+    block* b = live_.find(address(p));
+    if (!b) throw_bad_pointer(p);
+    release_block(b);
+  }
+
+  /// As deallocate(p), and n must be the size that was asked for (else invalid_size, nothing changes).
+  void deallocate(void* p, std::size_t n) {
+    if (!p) return;
+    std::lock_guard guard(lock_);
+    block* b = live_.find(address(p));
+    if (!b) throw_bad_pointer(p);
+    if (b->requested != n)
+      throw invalid_size(n, "sized deallocate does not match the " + std::to_string(b->requested) +
+                                " bytes allocated at this pointer");
+    release_block(b);
+  }
+
+  /// The size asked for when p was allocated. Throws invalid_pointer if p is not live here.
+  std::size_t allocation_size(const void* p) const {
+    std::lock_guard guard(lock_);
+    const block* b = live_.find(address(p));
+    if (!b) throw invalid_pointer(p, "not a live allocation of this allocator");
+    return b->requested;
+  }
+
+  /// Whether p is a live allocation of this allocator.
+  bool owns(const void* p) const noexcept {
+    std::lock_guard guard(lock_);
+    return p && live_.find(address(p)) != nullptr;
+  }
+
+  /// Gives back to the backend everything no live block uses.
+  void empty_cache() { trim_cache(0); }
+
+  /// Gives cached memory back to the backend until at most target_cached_bytes stay cached, or nothing
+  /// more can go. Segment backends: whole free segments, largest first (fewest backend calls). Paged
+  /// backends: idle pages, the longest idle first. Memory inside a partly used segment or page stays.
+  void trim_cache(std::size_t target_cached_bytes) {
+    std::lock_guard guard(lock_);
+    release_cache(target_cached_bytes);
+  }
+
+  stats_snapshot stats() const {
+    std::lock_guard guard(lock_);
+    return stats_.snapshot();
+  }
+  void reset_peak() {
+    std::lock_guard guard(lock_);
+    stats_.reset_peak();
+  }
+
+  /// Bytes held from the backend and bytes of it that are free; kept whatever the stats policy.
+  std::size_t reserved_bytes() const noexcept {
+    std::lock_guard guard(lock_);
+    return reserved_;
+  }
+  std::size_t cached_bytes() const noexcept {
+    std::lock_guard guard(lock_);
+    return reserved_ - allocated_;
+  }
+  /// Paged backends: pages moved from one address to another instead of newly mapped.
+  std::uint64_t page_moves() const noexcept {
+    std::lock_guard guard(lock_);
+    return page_moves_;
+  }
+
+  Backend& backend() noexcept { return backend_; }
+  const Backend& backend() const noexcept { return backend_; }
+  int device() const noexcept { return backend_.device(); }
+
+ private:
+  static std::uintptr_t address(const void* p) noexcept { return reinterpret_cast<std::uintptr_t>(p); }
+
+  static std::size_t checked_good_size(std::size_t n) {
+    if (n == 0) throw invalid_size(0, "allocations of 0 bytes are not supported");
+    if (n > Buckets::max_size)
+      throw invalid_size(n, "larger than max_size() = " + std::to_string(Buckets::max_size));
+    return Buckets::round_up(n);
+  }
+
+  // ---- free blocks --------------------------------------------------------------------------------
+
+  /// Best fit among the first few blocks of the request's own bucket (they differ by at most one
+  /// bucket width), else the head of the next non-empty bucket, whose blocks all fit.
+  block* find_free_block(std::size_t size) noexcept {
+    const std::size_t i = Buckets::bucket_index(size);
+    if constexpr (Buckets::exact_fit) {
+      return free_.head(i);
+    } else {
+      block* best = nullptr;
+      int scan = 8;
+      for (block* b = free_.head(i); b && scan-- > 0; b = b->next_free)
+        if (b->size >= size && (!best || b->size < best->size)) best = b;
+      if (best) return best;
+      const std::size_t j = free_.first_at_or_above(i + 1);
+      return j == free_.none ? nullptr : free_.head(j);
+    }
+  }
+
+  void push_free(block* b) noexcept {
+    b->is_free = true;
+    b->requested = 0;
+    b->bucket = static_cast<std::uint32_t>(Buckets::bucket_index(b->size));
+    free_.push(b);
+  }
+
+  /// Keeps the first `size` bytes of b (not in any free list) and files the rest as a new free block.
+  void split(block* b, std::size_t size) {
+    if constexpr (!Buckets::exact_fit) {
+      if (b->size > size) {
+        block* rest = records_.make();
+        rest->addr = b->addr + size;
+        rest->size = b->size - size;
+        rest->prev_adjacent = b;
+        rest->next_adjacent = b->next_adjacent;
+        if (rest->next_adjacent) rest->next_adjacent->prev_adjacent = rest;
+        b->next_adjacent = rest;
+        b->size = size;
+        push_free(rest);
+      }
+    }
+  }
+
+  void release_block(block* b) {
+    live_.erase(b->addr);
+    allocated_ -= b->size;
+    stats_.on_deallocate(b->requested, b->size);
+    if constexpr (paged) unback_pages(b->addr, b->size);
+    if (block* next = b->next_adjacent; next && next->is_free) {
+      free_.remove(next);
+      b->size += next->size;
+      unlink(next);
+    }
+    if (block* prev = b->prev_adjacent; prev && prev->is_free) {
+      free_.remove(prev);
+      prev->size += b->size;
+      unlink(b);
+      b = prev;
+    }
+    push_free(b);
+  }
+
+  /// Drops a block that was merged into its lower neighbour.
+  void unlink(block* b) noexcept {
+    if (b->prev_adjacent) b->prev_adjacent->next_adjacent = b->next_adjacent;
+    if (b->next_adjacent) b->next_adjacent->prev_adjacent = b->prev_adjacent;
+    records_.recycle(b);
+  }
+
+  // ---- growing (slow path) ------------------------------------------------------------------------
+
+  /// No free block fits: get memory from the backend and return it as a free block (in its list).
+  block* grow(std::size_t requested, std::size_t size) {
+    if constexpr (paged) {
+      if (arena_base_ == 0) reserve_arena();
+      block* b = find_free_block(size);
+      if (!b) throw_out_of_memory(requested);  // the reservation itself is exhausted
+      return b;
+    } else {
+      return new_segment(requested, size);
+    }
+  }
+
+  block* new_segment(std::size_t requested, std::size_t size) {
+    const std::size_t granularity = backend_.granularity();
+    std::size_t bytes = round_up_checked(Buckets::segment_size(size), granularity, requested);
+    void* p = backend_.allocate(bytes);
+    if (!p) {
+      stats_.on_oom_retry();
+      release_cache(0);
+      p = backend_.allocate(bytes);
+      if (!p && bytes > size) {  // a shared segment would not fit: try the request alone
+        bytes = round_up_checked(size, granularity, requested);
+        p = backend_.allocate(bytes);
+      }
+      if (!p) throw_out_of_memory(requested);
+    }
+    reserved_ += bytes;
+    stats_.on_reserve(bytes);
+    block* b = records_.make();
+    b->addr = address(p);
+    b->size = bytes;
+    segments_.emplace(b->addr, segment{b, bytes});
+    push_free(b);
+    return b;
+  }
+
+  static std::size_t round_up_checked(std::size_t n, std::size_t multiple, std::size_t requested) {
+    if (n > SIZE_MAX - multiple) throw invalid_size(requested, "too large to round to the backend's granularity");
+    return detail::round_up_to(n, multiple);
+  }
+
+  void reserve_arena() {
+    const std::size_t page = backend_.page_size();
+    std::size_t bytes = options_.reserve_bytes;
+    if (bytes == 0) {
+      if constexpr (requires { backend_.default_reserve_bytes(); }) bytes = backend_.default_reserve_bytes();
+      else bytes = std::size_t{1} << 40;
+    }
+    bytes = detail::round_up_to(bytes, page);
+    arena_base_ = backend_.reserve(bytes);
+    page_shift_ = static_cast<unsigned>(__builtin_ctzll(page));
+    pages_.resize(bytes >> page_shift_);
+    block* b = records_.make();
+    b->addr = arena_base_;
+    b->size = bytes;
+    push_free(b);
+  }
+
+  // ---- pages (paged backends) ---------------------------------------------------------------------
+
+  /// Counts a new live block on every page it touches and backs the pages nothing backed yet. Returns
+  /// whether all of them were already backed. On failure nothing changes but the pages it backed, which
+  /// stay as idle pages, and out_of_memory is thrown.
+  bool back_pages(std::uintptr_t addr, std::size_t size, std::size_t requested) {
+    const std::size_t first = (addr - arena_base_) >> page_shift_;
+    const std::size_t last = (addr + size - 1 - arena_base_) >> page_shift_;
+    bool all_backed = true;
+    for (std::size_t p = first; p <= last; ++p) {
+      if (pages_.refs(p)++ != 0) continue;
+      peak_touched_ = std::max(peak_touched_, ++touched_);
+      if (pages_.mapped(p)) {
+        pages_.remove_idle(p);
+        continue;
+      }
+      all_backed = false;
+      if (!back_page(p)) {
+        for (std::size_t q = first; q <= p; ++q) drop_page_ref(q);
+        throw_out_of_memory(requested);
+      }
+    }
+    return all_backed;
+  }
+
+  void unback_pages(std::uintptr_t addr, std::size_t size) noexcept {
+    const std::size_t first = (addr - arena_base_) >> page_shift_;
+    const std::size_t last = (addr + size - 1 - arena_base_) >> page_shift_;
+    for (std::size_t p = first; p <= last; ++p) drop_page_ref(p);
+  }
+
+  void drop_page_ref(std::size_t p) noexcept {
+    if (--pages_.refs(p) != 0) return;
+    --touched_;
+    if (pages_.mapped(p)) pages_.push_idle(p);
+  }
+
+  std::uintptr_t page_address(std::size_t p) const noexcept { return arena_base_ + (p << page_shift_); }
+
+  /// Backs page p: with a new physical page while the pages held stay within the slack over the high
+  /// tide of touched pages, else by moving the longest-idle page here. Out of memory: moves an idle
+  /// page if there is one, else retries once (counted as an OOM retry) and gives up.
+  bool back_page(std::size_t p) {
+    const auto budget = static_cast<std::size_t>(static_cast<double>(peak_touched_) * (1.0 + options_.page_slack));
+    if (pages_.mapped_count() >= budget && pages_.idle_count() > 0 && move_idle_page_to(p)) return true;
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      if (backend_.map_page(page_address(p))) {
+        pages_.set_mapped(p, true);
+        reserved_ += std::size_t{1} << page_shift_;
+        stats_.on_reserve(std::size_t{1} << page_shift_);
+        return true;
+      }
+      stats_.on_oom_retry();
+      if (pages_.idle_count() > 0 && move_idle_page_to(p)) return true;
+    }
+    return false;
+  }
+
+  bool move_idle_page_to(std::size_t p) {
+    const std::size_t from = pages_.oldest_idle();
+    if (!backend_.move_page(page_address(from), page_address(p))) return false;
+    pages_.remove_idle(from);
+    pages_.set_mapped(from, false);
+    pages_.set_mapped(p, true);
+    ++page_moves_;
+    return true;
+  }
+
+  // ---- releasing ----------------------------------------------------------------------------------
+
+  void release_cache(std::size_t target) noexcept {
+    if constexpr (paged) {
+      const std::size_t page = std::size_t{1} << page_shift_;
+      while (reserved_ - allocated_ > target && pages_.idle_count() > 0) {
+        const std::size_t p = pages_.oldest_idle();
+        pages_.remove_idle(p);
+        backend_.unmap_page(page_address(p));
+        pages_.set_mapped(p, false);
+        reserved_ -= page;
+        stats_.on_release(page);
+      }
+    } else {
+      std::vector<segment> idle;
+      for (const auto& [addr, seg] : segments_)
+        if (seg.first->is_free && seg.first->size == seg.bytes) idle.push_back(seg);
+      std::sort(idle.begin(), idle.end(), [](const segment& a, const segment& b) { return a.bytes > b.bytes; });
+      for (const segment& seg : idle) {
+        if (reserved_ - allocated_ <= target) break;
+        free_.remove(seg.first);
+        segments_.erase(seg.first->addr);
+        backend_.deallocate(reinterpret_cast<void*>(seg.first->addr), seg.bytes);
+        reserved_ -= seg.bytes;
+        stats_.on_release(seg.bytes);
+        records_.recycle(seg.first);
+      }
+    }
+  }
+
+  void release_everything() noexcept {
+    if constexpr (paged) {
+      for (std::size_t p = 0; p < pages_.size(); ++p)
+        if (pages_.mapped(p)) backend_.unmap_page(page_address(p));
+    } else {
+      for (const auto& [addr, seg] : segments_) backend_.deallocate(reinterpret_cast<void*>(addr), seg.bytes);
+    }
+  }
+
+  // ---- errors (slow path) -------------------------------------------------------------------------
+
+  [[noreturn]] void throw_out_of_memory(std::size_t requested) const {
+    throw out_of_memory(requested, backend_.device(), reserved_, reserved_ - allocated_);
+  }
+
+  /// Not a live block: a double free if p lies in free memory we hold, else a pointer never handed out.
+  [[noreturn]] void throw_bad_pointer(const void* p) const {
+    const std::uintptr_t a = address(p);
+    const block* first = nullptr;
+    if constexpr (paged) {
+      if (arena_base_ != 0 && a >= arena_base_ && a < arena_base_ + (pages_.size() << page_shift_))
+        first = arena_first_block();
+    } else {
+      auto it = segments_.upper_bound(a);
+      if (it != segments_.begin() && a < std::prev(it)->first + std::prev(it)->second.bytes)
+        first = std::prev(it)->second.first;
+    }
+    for (const block* b = first; b; b = b->next_adjacent) {
+      if (a < b->addr || a >= b->addr + b->size) continue;
+      if (b->is_free) throw double_free(p);
+      throw invalid_pointer(p, "points inside a live block of " + std::to_string(b->size) +
+                                   " bytes, not at its start");
+    }
+    throw invalid_pointer(p, "not allocated by this allocator");
+  }
+
+  const block* arena_first_block() const noexcept {
+    // The arena's lowest block is reached from any block through prev_adjacent; live_ or free_ has one.
+    const block* any = nullptr;
+    live_.for_each([&](std::uintptr_t, block* b) { any = b; });
+    if (!any) {
+      const std::size_t j = free_.first_at_or_above(0);
+      any = j == free_.none ? nullptr : free_.head(j);
+    }
+    while (any && any->prev_adjacent) any = any->prev_adjacent;
+    return any;
+  }
+
+  struct segment {
+    block* first;       // the block at the segment's start; stays the same record for its lifetime
+    std::size_t bytes;  // as allocated from the backend
+  };
+
+  Backend backend_;
+  caching_options options_;
+  mutable Lock lock_;
+  Stats stats_;
+  detail::free_lists<Buckets::bucket_count> free_;
+  detail::pointer_map<block> live_;
+  detail::block_pool records_;
+  std::size_t reserved_ = 0;   // bytes held from the backend
+  std::size_t allocated_ = 0;  // bytes of live blocks
+  // Segment backends.
+  std::map<std::uintptr_t, segment> segments_;
+  // Paged backends.
+  std::uintptr_t arena_base_ = 0;
+  unsigned page_shift_ = 0;
+  detail::page_table pages_;
+  std::size_t touched_ = 0;       // pages at least one live block touches
+  std::size_t peak_touched_ = 0;  // high tide of touched_
+  std::uint64_t page_moves_ = 0;
+};
+
+}  // namespace stash

@@ -1,0 +1,51 @@
+#pragma once
+// The bookkeeping record of one block: a run of bytes that is either live (handed out) or free
+// (cached). Blocks that are neighbours in memory are linked, so a freed block merges with free
+// neighbours in O(1); free blocks are also linked into their bucket's free list.
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+namespace stash::detail {
+
+struct block {
+  std::uintptr_t addr = 0;
+  std::size_t size = 0;          // bytes spanned, a multiple of 256
+  std::size_t requested = 0;     // bytes the caller asked for, while live
+  block* prev_adjacent = nullptr; // neighbours in the same segment (or the paged arena)
+  block* next_adjacent = nullptr;
+  block* prev_free = nullptr;     // free-list links, while free
+  block* next_free = nullptr;
+  std::uint32_t bucket = 0;
+  bool is_free = true;
+  // A stream-ordered mode adds the stream that last used the block and the event that says the GPU is
+  // done with it here; free lists then filter on (stream, event complete). Nothing else changes.
+};
+
+/// Hands out block records from chunks so that splitting a block never calls malloc.
+class block_pool {
+ public:
+  block* make() {
+    if (!spare_) grow();
+    block* b = spare_;
+    spare_ = b->next_free;
+    *b = block{};
+    return b;
+  }
+  void recycle(block* b) noexcept {
+    b->next_free = spare_;
+    spare_ = b;
+  }
+
+ private:
+  void grow() {
+    constexpr std::size_t chunk = 256;
+    chunks_.push_back(std::make_unique<block[]>(chunk));
+    for (std::size_t i = 0; i < chunk; ++i) recycle(&chunks_.back()[i]);
+  }
+  std::vector<std::unique_ptr<block[]>> chunks_;
+  block* spare_ = nullptr;
+};
+
+}  // namespace stash::detail
