@@ -1,0 +1,263 @@
+// The CUDA helpers and the three CUDA backends on their own, without the caching allocator.
+#include <catch2/catch.hpp>
+
+#include <cstring>
+#include <string>
+#include <utility>
+
+#include "cuda/cuda_support.hpp"
+#include "stash/backend/cuda_device_backend.hpp"
+#include "stash/backend/cuda_pinned_backend.hpp"
+#include "stash/backend/cuda_vmm_backend.hpp"
+#include "stash/cuda/cuda_check.hpp"
+#include "stash/cuda/device_guard.hpp"
+#include "stash/cuda/driver_api.hpp"
+#include "stash/device_manager.hpp"
+
+using namespace stash_test;
+
+TEST_CASE("device_manager counts and resolves devices", "[cuda][device_manager]") {
+  using stash::device_manager;
+  const int count = device_manager::device_count();
+  REQUIRE(count >= 1);
+  REQUIRE(device_manager::has_gpu());
+  const int current = device_manager::current_device();
+  CHECK(current >= 0);
+  CHECK(current < count);
+  CHECK(device_manager::resolve(-1) == current);
+  for (int d = 0; d < count; ++d) CHECK(device_manager::resolve(d) == d);
+
+  for (int bad : {count, count + 7, -2}) {
+    try {
+      (void)device_manager::resolve(bad);
+      FAIL("resolve(" << bad << ") did not throw");
+    } catch (const stash::invalid_device& e) {
+      CHECK(e.device() == bad);
+      CHECK(std::string(e.what()).find(std::to_string(bad)) != std::string::npos);
+    }
+  }
+
+  const auto info = device_manager::memory(0);
+  CHECK(info.total_bytes > 0);
+  CHECK(info.free_bytes <= info.total_bytes);
+  CHECK(current_device() == current);
+}
+
+TEST_CASE("cuda::check throws cuda_error naming the call and clears the last error", "[cuda][check][api-error]") {
+  int device = -1;
+  CHECK_NOTHROW(STASH_CUDA_CHECK(cudaGetDevice(&device)));
+  try {
+    STASH_CUDA_CHECK(cudaSetDevice(stash::device_manager::device_count() + 100));
+    FAIL("no exception");
+  } catch (const stash::cuda_error& e) {
+    CHECK(e.code() == static_cast<int>(cudaErrorInvalidDevice));
+    const std::string what = e.what();
+    CHECK(what.find("cudaSetDevice") != std::string::npos);
+    CHECK(what.find("cudaErrorInvalidDevice") != std::string::npos);
+  }
+  CHECK(cudaGetLastError() == cudaSuccess);
+}
+
+TEST_CASE("driver entry points are found without linking libcuda", "[cuda][driver]") {
+  const auto& api = stash::cuda::driver_api::get();
+  CHECK(api.cuMemCreate != nullptr);
+  CHECK(api.cuMemMap != nullptr);
+  CHECK(api.cuMemSetAccess != nullptr);
+  CHECK(&api == &stash::cuda::driver_api::get());  // fetched once
+  try {
+    STASH_CU_CHECK(CUDA_ERROR_INVALID_VALUE);
+    FAIL("no exception");
+  } catch (const stash::cuda_error& e) {
+    CHECK(e.code() == static_cast<int>(CUDA_ERROR_INVALID_VALUE));
+    CHECK(std::string(e.what()).find("CUDA_ERROR_INVALID_VALUE") != std::string::npos);
+  }
+}
+
+TEST_CASE("device_guard sets a device for a scope and restores the previous one", "[cuda][device_guard][api-error]") {
+  const int before = current_device();
+  {
+    stash::cuda::device_guard guard(-1);
+    CHECK(current_device() == before);
+    CHECK(guard.previous_device() == before);
+  }
+  for (int d = 0; d < device_count(); ++d) {
+    {
+      stash::cuda::device_guard guard(d);
+      CHECK(current_device() == d);
+    }
+    CHECK(current_device() == before);
+  }
+  CHECK_THROWS_AS(stash::cuda::device_guard(device_count() + 3), stash::cuda_error);
+  CHECK(current_device() == before);
+  CHECK(cudaGetLastError() == cudaSuccess);
+}
+
+TEST_CASE("cuda_device_backend hands out device memory of its device", "[cuda][backend][device]") {
+  const int device = current_device();
+  stash::cuda_device_backend backend;  // the current device
+  CHECK(backend.device() == device);
+  CHECK(backend.granularity() == 512);
+  STATIC_REQUIRE(stash::cuda_device_backend::kind == stash::memory_kind::device);
+
+  void* a = backend.allocate(1 * MiB);
+  void* b = backend.allocate(3 * 512);
+  require_device_memory(a, device);
+  require_device_memory(b, device);
+  write_pattern(a, 1 * MiB, 1);
+  write_pattern(b, 3 * 512, 2);
+  CHECK(holds_pattern(a, 1 * MiB, 1));
+  CHECK(holds_pattern(b, 3 * 512, 2));
+  backend.deallocate(a, 1 * MiB);
+  CHECK(holds_pattern(b, 3 * 512, 2));
+  backend.deallocate(b, 3 * 512);
+  CHECK(current_device() == device);
+
+  CHECK_THROWS_AS(stash::cuda_device_backend(device_count()), stash::invalid_device);
+}
+
+TEST_CASE("cuda_device_backend returns nullptr when the device is out of memory", "[cuda][backend][device][oom][api-error]") {
+  stash::cuda_device_backend backend(0);
+  const auto total = stash::device_manager::memory(0).total_bytes;
+  CHECK(backend.allocate(4 * total) == nullptr);
+  // The out-of-memory is handled: the caller's next error check must not see it.
+  CHECK(cudaGetLastError() == cudaSuccess);
+  void* p = backend.allocate(MiB);
+  require_device_memory(p, 0);
+  backend.deallocate(p, MiB);
+}
+
+TEST_CASE("cuda_pinned_backend hands out page-locked host memory", "[cuda][backend][pinned]") {
+  stash::cuda_pinned_backend backend;
+  CHECK(backend.device() == -1);
+  CHECK(backend.granularity() == 4096);
+  STATIC_REQUIRE(stash::cuda_pinned_backend::kind == stash::memory_kind::pinned);
+
+  const std::size_t bytes = 256 * KiB;
+  auto* host = static_cast<unsigned char*>(backend.allocate(bytes));
+  REQUIRE(host != nullptr);
+  CHECK(attributes(host).type == cudaMemoryTypeHost);
+  CHECK(reinterpret_cast<std::uintptr_t>(host) % 4096 == 0);
+
+  // Host-writable, and a device copy round-trips through it.
+  const auto v = pattern(bytes, 7);
+  std::memcpy(host, v.data(), bytes);
+  void* dev = nullptr;
+  CUDA_REQUIRE(cudaMalloc(&dev, bytes));
+  CUDA_REQUIRE(cudaMemcpy(dev, host, bytes, cudaMemcpyHostToDevice));
+  std::memset(host, 0, bytes);
+  CUDA_REQUIRE(cudaMemcpy(host, dev, bytes, cudaMemcpyDeviceToHost));
+  CHECK(std::memcmp(host, v.data(), bytes) == 0);
+  CUDA_REQUIRE(cudaFree(dev));
+  backend.deallocate(host, bytes);
+}
+
+TEST_CASE("cuda_vmm_backend maps, moves and unmaps physical pages", "[cuda][backend][vmm]") {
+  const int device = current_device();
+  stash::cuda_vmm_backend backend(-1, 64 * MiB);
+  const std::size_t page = backend.page_size();
+  CHECK(backend.device() == device);
+  REQUIRE(page >= 64 * KiB);
+  CHECK((page & (page - 1)) == 0);
+  if (page != 2 * MiB) WARN("VMM page size is " << page << " bytes (2 MiB expected on H100/H200)");
+  CHECK(backend.default_reserve_bytes() == 64 * MiB);
+  CHECK(stash::cuda_vmm_backend(device).default_reserve_bytes() >=
+        2 * stash::device_manager::memory(device).total_bytes);
+
+  CHECK_THROWS_AS(backend.map_page(0), stash::error);  // before reserve()
+  const std::uintptr_t base = backend.reserve(0);
+  REQUIRE(base != 0);
+  CHECK(base % page == 0);
+  CHECK(backend.base() == base);
+  CHECK(backend.reserved_bytes() == 64 * MiB);
+  CHECK_THROWS_AS(backend.reserve(page), stash::error);
+
+  const std::size_t free_before = free_memory(device);
+  REQUIRE(backend.map_page(base));
+  REQUIRE(backend.map_page(base + 3 * page));
+  CHECK(backend.mapped_pages() == 2);
+  CHECK(free_before - free_memory(device) >= 2 * page);
+  auto* first = reinterpret_cast<void*>(base);
+  require_device_memory(first, device);
+  write_pattern(first, page, 11);
+  write_pattern(reinterpret_cast<void*>(base + 3 * page), page, 12);
+
+  // A second mapping of the same page, or an address outside the range, is refused.
+  CHECK_THROWS_AS(backend.map_page(base), stash::invalid_pointer);
+  CHECK_THROWS_AS(backend.map_page(base + 64 * MiB), stash::invalid_pointer);
+  CHECK_THROWS_AS(backend.map_page(base + page / 2), stash::invalid_pointer);
+
+  // Moving keeps the contents and takes no new memory.
+  const std::size_t free_mapped = free_memory(device);
+  REQUIRE(backend.move_page(base, base + page));
+  CHECK_FALSE(backend.is_mapped(base));
+  CHECK(backend.is_mapped(base + page));
+  CHECK(backend.mapped_pages() == 2);
+  CHECK(holds_pattern(reinterpret_cast<void*>(base + page), page, 11));
+  CHECK(holds_pattern(reinterpret_cast<void*>(base + 3 * page), page, 12));
+  CHECK(abs_diff(free_memory(device), free_mapped) < page);
+  CHECK_THROWS_AS(backend.move_page(base, base + 5 * page), stash::invalid_pointer);       // not mapped
+  CHECK_THROWS_AS(backend.move_page(base + page, base + 3 * page), stash::invalid_pointer);  // taken
+
+  // Move-only: the mappings travel with the object.
+  stash::cuda_vmm_backend moved(std::move(backend));
+  CHECK(backend.base() == 0);  // NOLINT(bugprone-use-after-move): moved-from state is specified
+  CHECK(moved.mapped_pages() == 2);
+  CHECK(holds_pattern(reinterpret_cast<void*>(base + page), page, 11));
+
+  moved.unmap_page(base + page);
+  moved.unmap_page(base + page);  // no longer mapped: ignored
+  moved.unmap_page(base + 3 * page);
+  CHECK(moved.mapped_pages() == 0);
+  CHECK(abs_diff(free_memory(device), free_before) < page);
+
+  // The destructor gives back what is still mapped.
+  REQUIRE(moved.map_page(base + 7 * page));
+  CHECK(current_device() == device);
+}
+
+TEST_CASE("cuda_vmm_backend destructor releases every page", "[cuda][backend][vmm]") {
+  const int device = current_device();
+  const std::size_t free_before = free_memory(device);
+  std::size_t page = 0;
+  {
+    stash::cuda_vmm_backend backend(device, 256 * MiB);
+    page = backend.page_size();
+    const std::uintptr_t base = backend.reserve(0);
+    for (std::size_t i = 0; i < 16; ++i) REQUIRE(backend.map_page(base + i * page));
+    CHECK(free_before - free_memory(device) >= 16 * page);
+  }
+  CHECK(abs_diff(free_memory(device), free_before) < page);
+}
+
+TEST_CASE("cuda_vmm_backend map_page returns false when the device is full", "[cuda][backend][vmm][oom][api-error]") {
+  const int device = current_device();
+  const std::size_t free_before = free_memory(device);
+  // Take most of the memory with one cudaMalloc so that only a few hundred pages remain to map.
+  void* ballast = nullptr;
+  const std::size_t leave = 1 * GiB;
+  REQUIRE(free_before > 2 * leave);
+  CUDA_REQUIRE(cudaMalloc(&ballast, free_before - leave));
+  {
+    stash::cuda_vmm_backend backend(device);
+    const std::size_t page = backend.page_size();
+    const std::uintptr_t base = backend.reserve(0);
+    std::size_t mapped = 0;
+    while (backend.map_page(base + mapped * page)) {
+      ++mapped;
+      REQUIRE(mapped * page <= 2 * leave);
+    }
+    INFO("mapped " << mapped << " pages of " << page << " bytes before running out");
+    CHECK(mapped * page >= leave / 2);
+    CHECK(backend.mapped_pages() == mapped);
+    CHECK_FALSE(backend.is_mapped(base + mapped * page));  // the failed page left nothing behind
+    CHECK_FALSE(backend.map_page(base + mapped * page));
+    CHECK(cudaGetLastError() == cudaSuccess);
+
+    // Memory given back can be mapped again.
+    backend.unmap_page(base);
+    CHECK(backend.map_page(base + mapped * page));
+    CHECK(backend.mapped_pages() == mapped);
+  }
+  CUDA_REQUIRE(cudaFree(ballast));
+  CHECK(abs_diff(free_memory(device), free_before) < 4 * MiB);
+}
