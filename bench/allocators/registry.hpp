@@ -1,0 +1,100 @@
+#pragma once
+// Which allocators a run can compare, by name, and how each one is made. Every make_allocator call
+// returns a fresh allocator with an empty cache (a cold start).
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "cuda_malloc.hpp"
+#include "cuda_malloc_async.hpp"
+#include "replay_allocator.hpp"
+#include "stash_allocators.hpp"
+
+// Set by bench/CMakeLists.txt when CCCL's cub and PyTorch's c10 were found.
+#ifndef STASH_BENCH_WITH_CUB
+#define STASH_BENCH_WITH_CUB 0
+#endif
+#ifndef STASH_BENCH_WITH_TORCH
+#define STASH_BENCH_WITH_TORCH 0
+#endif
+#if STASH_BENCH_WITH_CUB
+#include "cub_allocator.hpp"
+#endif
+#if STASH_BENCH_WITH_TORCH
+#include "torch_allocator.hpp"
+#endif
+
+namespace stash::bench {
+
+/// simulated: fake addresses, no GPU needed (stash compositions only); cuda: real device memory.
+enum class backend_kind { simulated, cuda };
+
+inline std::string join(const std::vector<std::string>& names) {
+  std::string out;
+  for (const auto& n : names) out += (out.empty() ? "" : ", ") + n;
+  return out;
+}
+
+inline std::string_view to_string(backend_kind b) { return b == backend_kind::cuda ? "cuda" : "simulated"; }
+
+inline std::vector<std::string> available_allocators(backend_kind b) {
+  std::vector<std::string> names;
+  if (STASH_BENCH_HAVE_STASH) names = {"stash", "stash-pow2"};
+  if (b == backend_kind::simulated) return names;
+  names.insert(names.end(), {"cudaMalloc", "cudaMallocAsync"});
+  if (STASH_BENCH_WITH_CUB) names.push_back("cub");
+  if (STASH_BENCH_WITH_TORCH) names.push_back("torch");
+  return names;
+}
+
+/// `shared_by_threads`: the allocator will be called from several threads at once, so adapters
+/// that keep figures of their own outside the allocator's lock stop keeping them.
+inline std::unique_ptr<replay_allocator> make_allocator(std::string_view name, backend_kind b,
+                                                        bool shared_by_threads = false) {
+  const bool cuda = b == backend_kind::cuda;
+#if STASH_BENCH_HAVE_STASH
+  if (name == "stash") {
+    if (cuda) return std::make_unique<stash_adapter<stash::device_caching_allocator>>("stash");
+    return std::make_unique<stash_adapter<stash::simulated_caching_allocator>>("stash");
+  }
+  if (name == "stash-pow2") {
+    if (cuda) return std::make_unique<stash_adapter<stash::pow2_device_allocator>>("stash-pow2");
+    return std::make_unique<stash_adapter<stash::simulated_pow2_allocator>>("stash-pow2");
+  }
+#endif
+  if (cuda && name == "cudaMalloc") {
+    if (shared_by_threads) throw std::invalid_argument("cudaMalloc: not offered to several threads");
+    return std::make_unique<cuda_malloc_allocator>();
+  }
+  if (cuda && name == "cudaMallocAsync") return std::make_unique<cuda_malloc_async_allocator>();
+#if STASH_BENCH_WITH_CUB
+  if (cuda && name == "cub") return make_cub_allocator(shared_by_threads);
+#endif
+#if STASH_BENCH_WITH_TORCH
+  if (cuda && name == "torch") return make_torch_allocator();
+#endif
+  throw std::invalid_argument("unknown allocator '" + std::string(name) + "' for the " +
+                              std::string(to_string(b)) + " backend (available: " +
+                              join(available_allocators(b)) + ")");
+}
+
+/// Pinned host memory (CUDA backend only): the stash composition and the driver's own call.
+inline std::vector<std::string> pinned_allocators() {
+  std::vector<std::string> names;
+  if (STASH_BENCH_HAVE_STASH) names.push_back("stash-pinned");
+  names.push_back("cudaMallocHost");
+  return names;
+}
+
+inline std::unique_ptr<replay_allocator> make_pinned_allocator(std::string_view name) {
+#if STASH_BENCH_HAVE_STASH
+  if (name == "stash-pinned") return std::make_unique<stash_adapter<stash::pinned_caching_allocator>>("stash-pinned");
+#endif
+  if (name == "cudaMallocHost") return std::make_unique<cuda_malloc_host_allocator>();
+  throw std::invalid_argument("unknown pinned allocator '" + std::string(name) + "' (available: " +
+                              join(pinned_allocators()) + ")");
+}
+
+}  // namespace stash::bench

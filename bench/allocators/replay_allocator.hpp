@@ -1,0 +1,52 @@
+#pragma once
+// The one interface every allocator under benchmark is put behind. It is small on purpose: what a
+// replay needs (allocate, deallocate, empty the cache) and what it reports (peak bytes held from the
+// driver, how many times the driver was asked).
+//
+// The timed loop must not pay for the indirection, so it is not written against this interface:
+// replayable<Derived> implements run() with qualified, non-virtual calls into the concrete class.
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string_view>
+
+#include "../trace_reader.hpp"
+
+namespace stash::bench {
+
+class replay_allocator {
+ public:
+  virtual ~replay_allocator() = default;
+  virtual std::string_view name() const noexcept = 0;
+  virtual void* allocate(std::size_t n) = 0;
+  /// `n` is the size given to allocate; adapters that count bytes themselves need it.
+  virtual void deallocate(void* p, std::size_t n) = 0;
+  /// Gives every cached, unused byte back to the driver.
+  virtual void empty_cache() = 0;
+  /// High tide of the bytes held from the driver (live + cached) since construction.
+  virtual std::size_t peak_reserved_bytes() const = 0;
+  /// Calls into the driver for memory (cudaMalloc, pages mapped) since construction; nullopt when
+  /// the allocator does not tell.
+  virtual std::optional<std::uint64_t> backend_allocs() const = 0;
+  /// Plays `ops` against the allocator: slot i holds the pointer of the trace's i-th live block.
+  virtual void run(std::span<const trace_op> ops, void** slots) = 0;
+};
+
+/// Base of every adapter: supplies run() with the concrete allocate/deallocate inlined.
+template <class Derived>
+class replayable : public replay_allocator {
+ public:
+  void run(std::span<const trace_op> ops, void** slots) final {
+    Derived& self = static_cast<Derived&>(*this);
+    for (const trace_op& op : ops) {
+      if (op.is_free) {
+        self.Derived::deallocate(slots[op.slot], op.size);
+      } else {
+        slots[op.slot] = self.Derived::allocate(op.size);
+      }
+    }
+  }
+};
+
+}  // namespace stash::bench

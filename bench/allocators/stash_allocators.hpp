@@ -1,0 +1,36 @@
+#pragma once
+// The stash compositions under benchmark, behind the replay interface. One adapter template serves
+// every composition: caching_allocator's own stats give the peak held and the backend calls.
+#include <string>
+
+#include "replay_allocator.hpp"
+
+#if __has_include("stash/allocators.hpp")
+#include "stash/allocators.hpp"
+#define STASH_BENCH_HAVE_STASH 1
+#else
+#define STASH_BENCH_HAVE_STASH 0  // the core is not in this checkout yet
+#endif
+
+namespace stash::bench {
+
+template <class CachingAllocator>
+class stash_adapter final : public replayable<stash_adapter<CachingAllocator>> {
+ public:
+  explicit stash_adapter(std::string name) : name_(std::move(name)) {}
+  std::string_view name() const noexcept override { return name_; }
+  void* allocate(std::size_t n) override { return allocator_.allocate(n); }
+  void deallocate(void* p, std::size_t) override { allocator_.deallocate(p); }
+  void empty_cache() override { allocator_.empty_cache(); }
+  std::size_t peak_reserved_bytes() const override { return allocator_.stats().peak_reserved_bytes; }
+  std::optional<std::uint64_t> backend_allocs() const override {
+    return allocator_.stats().backend_allocations;
+  }
+  CachingAllocator& allocator() noexcept { return allocator_; }
+
+ private:
+  std::string name_;
+  CachingAllocator allocator_;  // neither copyable nor movable: lives here
+};
+
+}  // namespace stash::bench

@@ -1,0 +1,50 @@
+// PyTorch's caching allocator through its C++ entry points (c10/cuda/CUDACachingAllocator.h):
+// raw_alloc / raw_delete on the current stream of device 0, emptyCache, and the device statistics
+// (reserved_bytes[AGGREGATE].peak, num_device_alloc) that torch.cuda.memory_stats() reports.
+//
+// The allocator is a process-wide singleton: each adapter empties its cache and resets the peak and
+// the counters when it is made, so every replay starts cold, and empties the cache when it goes.
+#include "torch_allocator.hpp"
+
+#include <c10/cuda/CUDACachingAllocator.h>
+
+#include <mutex>
+
+namespace stash::bench {
+namespace {
+
+namespace torch_alloc = c10::cuda::CUDACachingAllocator;
+
+constexpr int device = 0;
+constexpr std::size_t aggregate = 0;  // StatType::AGGREGATE: small and large pools together
+
+class torch_allocator final : public replayable<torch_allocator> {
+ public:
+  torch_allocator() {
+    static std::once_flag initialised;
+    std::call_once(initialised, [] { torch_alloc::init(1); });
+    torch_alloc::emptyCache();
+    torch_alloc::resetPeakStats(device);
+    torch_alloc::resetAccumulatedStats(device);
+  }
+  ~torch_allocator() override { torch_alloc::emptyCache(); }
+  torch_allocator(const torch_allocator&) = delete;
+  torch_allocator& operator=(const torch_allocator&) = delete;
+
+  std::string_view name() const noexcept override { return "torch"; }
+  void* allocate(std::size_t n) override { return torch_alloc::raw_alloc(n); }
+  void deallocate(void* p, std::size_t) override { torch_alloc::raw_delete(p); }
+  void empty_cache() override { torch_alloc::emptyCache(); }
+  std::size_t peak_reserved_bytes() const override {
+    return static_cast<std::size_t>(torch_alloc::getDeviceStats(device).reserved_bytes[aggregate].peak);
+  }
+  std::optional<std::uint64_t> backend_allocs() const override {
+    return static_cast<std::uint64_t>(torch_alloc::getDeviceStats(device).num_device_alloc);
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<replay_allocator> make_torch_allocator() { return std::make_unique<torch_allocator>(); }
+
+}  // namespace stash::bench

@@ -1,0 +1,69 @@
+#pragma once
+// How one (trace, allocator) pair is measured; shared by stash-replay and the CI memory guard so both
+// compute reserved/live the same way.
+//
+// cold: the first replay, on an allocator with an empty cache; the peak bytes held and the backend
+//       calls are taken from it.
+// warm: `warm` further replays on the same allocator, cache kept; the median time per op.
+// Blocks the trace leaves live are freed, untimed, after every replay. Each allocate or free is one
+// op. The whole loop is timed with one pair of steady_clock reads.
+#include <algorithm>
+#include <chrono>
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "allocators/replay_allocator.hpp"
+#include "trace_reader.hpp"
+
+namespace stash::bench {
+
+struct replay_result {
+  std::string trace;
+  std::string allocator;
+  std::size_t ops = 0;
+  std::size_t peak_live_bytes = 0;
+  std::size_t peak_reserved_bytes = 0;
+  double reserved_over_live = 0;
+  double ns_per_op_cold = 0;
+  double ns_per_op_warm = 0;  // 0 when no warm replay was asked for
+  std::optional<std::uint64_t> backend_allocs;
+};
+
+/// `before_clock` runs before each timed loop (the CUDA backend synchronises the device there).
+inline replay_result measure_replay(replay_allocator& allocator, const trace& t, int warm,
+                                    void (*before_clock)() = nullptr) {
+  std::vector<void*> slots(t.slot_count, nullptr);
+  auto timed_run = [&] {
+    if (before_clock) before_clock();
+    const auto start = std::chrono::steady_clock::now();
+    allocator.run(t.ops, slots.data());
+    const auto stop = std::chrono::steady_clock::now();
+    allocator.run(t.live_at_end, slots.data());
+    return std::chrono::duration<double, std::nano>(stop - start).count();
+  };
+  const double ops = static_cast<double>(t.ops.size());
+
+  replay_result r;
+  r.trace = t.name;
+  r.allocator = std::string(allocator.name());
+  r.ops = t.ops.size();
+  r.peak_live_bytes = t.peak_live_bytes;
+  r.ns_per_op_cold = timed_run() / ops;
+  r.peak_reserved_bytes = allocator.peak_reserved_bytes();
+  r.backend_allocs = allocator.backend_allocs();
+  r.reserved_over_live =
+      t.peak_live_bytes == 0 ? 0.0 : static_cast<double>(r.peak_reserved_bytes) / static_cast<double>(t.peak_live_bytes);
+
+  std::vector<double> warm_ns;
+  for (int i = 0; i < warm; ++i) warm_ns.push_back(timed_run() / ops);
+  if (!warm_ns.empty()) {
+    std::sort(warm_ns.begin(), warm_ns.end());
+    const std::size_t mid = warm_ns.size() / 2;
+    r.ns_per_op_warm = warm_ns.size() % 2 ? warm_ns[mid] : (warm_ns[mid - 1] + warm_ns[mid]) / 2;
+  }
+  return r;
+}
+
+}  // namespace stash::bench

@@ -1,0 +1,318 @@
+// stash-replay: replays allocation traces (RMM logging_resource_adaptor CSV) against stash and the
+// allocators it is measured against, and runs two micro-benchmarks (threads, pinned). README.md in
+// this folder says what each figure means.
+#include <cuda_runtime_api.h>
+#include <fmt/format.h>
+
+#include <charconv>
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "allocators/registry.hpp"
+#include "micro.hpp"
+#include "replay.hpp"
+#include "trace_reader.hpp"
+
+namespace {
+
+using namespace stash::bench;
+
+constexpr std::string_view usage = R"(usage: stash-replay [options] [TRACE.csv | DIR]...
+
+Replays each trace (every *.csv of a DIR) with each allocator: a cold replay on an empty cache, then
+--warm replays with the cache kept. Reports ops, peak live bytes (from the trace), peak reserved
+bytes (held from the driver, cold replay), reserved/live, host ns per op cold and warm (median), and
+backend allocation calls.
+
+options:
+  --backend simulated|cuda   default: cuda when a CUDA device is present, else simulated
+  --allocators a,b,c         default: all available (--list shows them)
+  --warm N                   warm replays per trace and allocator (default 5)
+  --json                     one JSON object per line instead of the table
+  --threads N                also run the threads micro-benchmark with N threads
+  --pairs N                  alloc+free pairs per thread for --threads (default 20000)
+  --pinned                   also run the pinned micro-benchmark (cuda backend)
+  --pinned-pairs N           allocations in the pinned benchmark (default 200)
+  --list                     print the allocators available on each backend and exit
+  -h, --help
+)";
+
+struct options {
+  std::optional<backend_kind> backend;
+  std::vector<std::string> allocators;
+  int warm = 5;
+  bool json = false;
+  int threads = 0;
+  std::size_t pairs = 20000;
+  bool pinned = false;
+  std::size_t pinned_pairs = 200;
+  bool list = false;
+  std::vector<std::filesystem::path> inputs;
+};
+
+[[noreturn]] void die(const std::string& why, int code = 2) {
+  std::fprintf(stderr, "stash-replay: %s\n", why.c_str());
+  std::exit(code);
+}
+
+template <class Int>
+Int parse_count(std::string_view flag, std::string_view text) {
+  Int value{};
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc{} || end != text.data() + text.size())
+    die(fmt::format("{} expects a non-negative integer, got '{}'", flag, text));
+  return value;
+}
+
+std::vector<std::string> split_list(std::string_view text) {
+  std::vector<std::string> out;
+  while (!text.empty()) {
+    const auto comma = text.find(',');
+    if (comma != 0) out.emplace_back(text.substr(0, comma));
+    if (comma == std::string_view::npos) break;
+    text.remove_prefix(comma + 1);
+  }
+  return out;
+}
+
+options parse_options(int argc, char** argv) {
+  options o;
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view arg = argv[i];
+    auto value = [&]() -> std::string_view {
+      if (i + 1 >= argc) die(fmt::format("{} needs a value", arg));
+      return argv[++i];
+    };
+    if (arg == "-h" || arg == "--help") {
+      std::fputs(usage.data(), stdout);
+      std::exit(0);
+    } else if (arg == "--backend") {
+      const auto b = value();
+      if (b == "cuda") o.backend = backend_kind::cuda;
+      else if (b == "simulated") o.backend = backend_kind::simulated;
+      else die(fmt::format("--backend must be simulated or cuda, got '{}'", b));
+    } else if (arg == "--allocators") {
+      o.allocators = split_list(value());
+    } else if (arg == "--warm") {
+      o.warm = parse_count<int>(arg, value());
+    } else if (arg == "--json") {
+      o.json = true;
+    } else if (arg == "--threads") {
+      o.threads = parse_count<int>(arg, value());
+    } else if (arg == "--pairs") {
+      o.pairs = parse_count<std::size_t>(arg, value());
+    } else if (arg == "--pinned") {
+      o.pinned = true;
+    } else if (arg == "--pinned-pairs") {
+      o.pinned_pairs = parse_count<std::size_t>(arg, value());
+    } else if (arg == "--list") {
+      o.list = true;
+    } else if (arg.starts_with("-")) {
+      die(fmt::format("unknown option '{}' (--help lists them)", arg));
+    } else {
+      o.inputs.emplace_back(arg);
+    }
+  }
+  return o;
+}
+
+int cuda_device_count() {
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess) return 0;  // no driver, or no device
+  return count;
+}
+
+std::string device_description() {
+  int device = 0, driver = 0, runtime = 0;
+  cudaDeviceProp prop{};
+  cudaGetDevice(&device);
+  cudaGetDeviceProperties(&prop, device);
+  cudaDriverGetVersion(&driver);
+  cudaRuntimeGetVersion(&runtime);
+  return fmt::format("device {}: {} ({:.1f} GiB, sm_{}{}), CUDA driver {}.{}, runtime {}.{}", device, prop.name,
+                     static_cast<double>(prop.totalGlobalMem) / (1 << 30), prop.major, prop.minor, driver / 1000,
+                     driver % 1000 / 10, runtime / 1000, runtime % 1000 / 10);
+}
+
+void synchronize_device() { cudaDeviceSynchronize(); }
+
+std::string json_string(std::string_view s) {
+  std::string out = "\"";
+  for (const char c : s) {
+    if (c == '"' || c == '\\') out += '\\';
+    if (static_cast<unsigned char>(c) < 0x20) {
+      out += fmt::format("\\u{:04x}", static_cast<unsigned>(c));
+      continue;
+    }
+    out += c;
+  }
+  return out + "\"";
+}
+
+std::string json_count(const std::optional<std::uint64_t>& n) { return n ? std::to_string(*n) : "null"; }
+
+double mib(std::size_t bytes) { return static_cast<double>(bytes) / (1 << 20); }
+
+void print_replay_header() {
+  fmt::print("{:<22} {:<16} {:>9} {:>12} {:>14} {:>9} {:>11} {:>11} {:>10}\n", "trace", "allocator", "ops",
+             "live MiB", "reserved MiB", "res/live", "cold ns/op", "warm ns/op", "backend");
+}
+
+void print_replay(const replay_result& r, backend_kind backend, bool json) {
+  if (json) {
+    fmt::print(
+        "{{\"trace\":{},\"allocator\":{},\"backend\":\"{}\",\"ops\":{},\"peak_live_bytes\":{},"
+        "\"peak_reserved_bytes\":{},\"reserved_over_live\":{:.4f},\"ns_per_op_cold\":{:.1f},"
+        "\"ns_per_op_warm\":{:.1f},\"backend_allocs\":{}}}\n",
+        json_string(r.trace), json_string(r.allocator), to_string(backend), r.ops, r.peak_live_bytes,
+        r.peak_reserved_bytes, r.reserved_over_live, r.ns_per_op_cold, r.ns_per_op_warm,
+        json_count(r.backend_allocs));
+  } else {
+    fmt::print("{:<22} {:<16} {:>9} {:>12.1f} {:>14.1f} {:>9.3f} {:>11.1f} {:>11.1f} {:>10}\n", r.trace,
+               r.allocator, r.ops, mib(r.peak_live_bytes), mib(r.peak_reserved_bytes), r.reserved_over_live,
+               r.ns_per_op_cold, r.ns_per_op_warm, r.backend_allocs ? std::to_string(*r.backend_allocs) : "-");
+  }
+  std::fflush(stdout);
+}
+
+void print_threads(const threads_result& r, backend_kind backend, bool json) {
+  if (json) {
+    fmt::print("{{\"bench\":\"threads\",\"allocator\":{},\"backend\":\"{}\",\"threads\":{},\"pairs\":{},"
+               "\"ns_per_pair\":{:.1f}}}\n",
+               json_string(r.allocator), to_string(backend), r.threads, r.pairs, r.ns_per_pair);
+  } else {
+    fmt::print("{:<16} {:>8} {:>10} {:>14.1f}\n", r.allocator, r.threads, r.pairs, r.ns_per_pair);
+  }
+  std::fflush(stdout);
+}
+
+bool selected_explicitly(const options& o, std::string_view name) {
+  for (const auto& a : o.allocators)
+    if (a == name) return true;
+  return false;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const options opt = parse_options(argc, argv);
+  const int devices = cuda_device_count();
+
+  if (opt.list) {
+    fmt::print("simulated: {}\ncuda: {}\npinned (cuda, --pinned): {}\nCUDA devices here: {}\n",
+               join(available_allocators(backend_kind::simulated)), join(available_allocators(backend_kind::cuda)),
+               join(pinned_allocators()), devices);
+    return 0;
+  }
+  const backend_kind backend = opt.backend.value_or(devices > 0 ? backend_kind::cuda : backend_kind::simulated);
+  if (backend == backend_kind::cuda && devices == 0) die("--backend cuda: no CUDA device found");
+  if (opt.inputs.empty() && opt.threads == 0 && !opt.pinned)
+    die("nothing to do: give trace files or directories, --threads N or --pinned (--help)");
+  if (opt.pinned && backend != backend_kind::cuda) die("--pinned needs the cuda backend");
+
+  std::vector<std::string> allocators = opt.allocators.empty() ? available_allocators(backend) : opt.allocators;
+  for (const auto& name : allocators) {
+    const auto known = available_allocators(backend);
+    if (std::find(known.begin(), known.end(), name) == known.end() && name != "stash-pinned" &&
+        name != "cudaMallocHost")
+      die(fmt::format("allocator '{}' is not available on the {} backend (available: {})", name,
+                      to_string(backend), join(known)));
+  }
+
+  if (backend == backend_kind::cuda) {
+    cuda_check(cudaSetDevice(0), "cudaSetDevice");
+    cuda_check(cudaFree(nullptr), "cudaFree(nullptr) (context creation)");
+    // With --json, stdout holds only the result objects; the card goes to stderr.
+    fmt::print(opt.json ? stderr : stdout, "# {}\n", device_description());
+  }
+  void (*before_clock)() = backend == backend_kind::cuda ? synchronize_device : nullptr;
+
+  std::vector<trace> traces;
+  try {
+    for (const auto& input : opt.inputs) {
+      if (std::filesystem::is_directory(input)) {
+        for (const auto& file : list_traces(input)) traces.push_back(read_trace(file));
+      } else {
+        traces.push_back(read_trace(input));
+      }
+    }
+  } catch (const std::exception& e) {
+    die(e.what());
+  }
+
+  int failures = 0;
+  auto report_failure = [&](std::string_view what, std::string_view allocator, const std::exception& e) {
+    ++failures;
+    std::fprintf(stderr, "stash-replay: %.*s with %.*s failed: %s\n", static_cast<int>(what.size()), what.data(),
+                 static_cast<int>(allocator.size()), allocator.data(), e.what());
+  };
+
+  if (!traces.empty()) {
+    if (!opt.json) {
+      fmt::print("backend {}, {} warm replays (median), host time, each allocate or free one op\n",
+                 to_string(backend), opt.warm);
+      for (const auto& t : traces)
+        if (t.skipped_frees || t.skipped_failures)
+          fmt::print("note: {} skipped {} frees of addresses not live and {} failed allocations\n", t.name,
+                     t.skipped_frees, t.skipped_failures);
+      print_replay_header();
+    }
+    for (const auto& t : traces) {
+      for (const auto& name : allocators) {
+        if (name == "stash-pinned" || name == "cudaMallocHost") continue;
+        try {
+          auto allocator = make_allocator(name, backend);
+          print_replay(measure_replay(*allocator, t, opt.warm, before_clock), backend, opt.json);
+        } catch (const std::exception& e) {
+          report_failure(t.name, name, e);
+        }
+      }
+    }
+  }
+
+  if (opt.threads > 0) {
+    if (!opt.json) {
+      fmt::print("\nthreads: {} threads share one allocator, {} allocate+free pairs each, sizes 256 B - 4 MiB\n",
+                 opt.threads, opt.pairs);
+      fmt::print("{:<16} {:>8} {:>10} {:>14}\n", "allocator", "threads", "pairs", "ns/pair (agg)");
+    }
+    for (const auto& name : allocators) {
+      if (name == "cudaMalloc" || name == "stash-pinned" || name == "cudaMallocHost") continue;
+      try {
+        auto allocator = make_allocator(name, backend, /*shared_by_threads=*/true);
+        if (before_clock) before_clock();
+        print_threads(measure_threads(*allocator, opt.threads, opt.pairs), backend, opt.json);
+      } catch (const std::exception& e) {
+        report_failure("threads", name, e);
+      }
+    }
+  }
+
+  if (opt.pinned) {
+    const trace pinned = window_trace("pinned_mix", opt.pinned_pairs, 8, 4 << 10, 64 << 20);
+    if (!opt.json) {
+      fmt::print("\npinned: {} allocations of 4 KiB - 64 MiB, 8 live at a time; ns/pair = 2 x ns/op\n",
+                 opt.pinned_pairs);
+      print_replay_header();
+    }
+    // --allocators filters the pinned benchmark only when it names one of its allocators.
+    bool names_pinned = false;
+    for (const auto& name : pinned_allocators()) names_pinned = names_pinned || selected_explicitly(opt, name);
+    for (const auto& name : pinned_allocators()) {
+      if (names_pinned && !selected_explicitly(opt, name)) continue;
+      try {
+        auto allocator = make_pinned_allocator(name);
+        print_replay(measure_replay(*allocator, pinned, opt.warm, before_clock), backend, opt.json);
+      } catch (const std::exception& e) {
+        report_failure("pinned", name, e);
+      }
+    }
+  }
+  return failures == 0 ? 0 : 1;
+}
