@@ -1,0 +1,109 @@
+// CI memory guard: replays every benchmark trace (bench/traces/*.csv) on the simulated backend, which
+// needs no GPU and gives the same memory figures as a GPU would, and fails when an allocator holds
+// more memory over the live bytes than the figure committed in bench/memory_baseline.json (plus its
+// tolerance). An improvement passes, with a note asking for the baseline to be lowered.
+//
+// Where the files are: STASH_BENCH_DIR (the bench/ folder) when the build defines it, else the
+// bench/ folder next to this file's tests/ folder.
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "../bench/allocators/stash_allocators.hpp"
+#include "../bench/replay.hpp"
+#include "../bench/trace_reader.hpp"
+
+namespace {
+
+std::filesystem::path bench_dir() {
+#ifdef STASH_BENCH_DIR
+  return STASH_BENCH_DIR;
+#else
+  return std::filesystem::path(__FILE__).parent_path().parent_path() / "bench";
+#endif
+}
+
+struct baseline_entry {
+  std::string trace;
+  std::string allocator;
+  double reserved_over_live;
+};
+
+struct baseline {
+  double tolerance = 0;
+  std::vector<baseline_entry> entries;
+
+  const baseline_entry* find(const std::string& trace, const std::string& allocator) const {
+    for (const auto& e : entries)
+      if (e.trace == trace && e.allocator == allocator) return &e;
+    return nullptr;
+  }
+};
+
+// The file is plain JSON written by hand (or from `stash-replay --json`); the guard reads the few
+// fields it needs with patterns instead of depending on a JSON library.
+baseline read_baseline(const std::filesystem::path& file) {
+  std::ifstream in(file);
+  REQUIRE(in.good());
+  std::stringstream text;
+  text << in.rdbuf();
+  const std::string json = text.str();
+
+  baseline b;
+  std::smatch m;
+  const std::regex tolerance(R"re("tolerance"\s*:\s*([0-9.eE+-]+))re");
+  REQUIRE(std::regex_search(json, m, tolerance));
+  b.tolerance = std::stod(m[1]);
+
+  const std::regex object(R"re(\{[^{}]*\})re");
+  const std::regex trace(R"re("trace"\s*:\s*"([^"]*)")re");
+  const std::regex allocator(R"re("allocator"\s*:\s*"([^"]*)")re");
+  const std::regex ratio(R"re("reserved_over_live"\s*:\s*([0-9.eE+-]+))re");
+  for (auto it = std::sregex_iterator(json.begin(), json.end(), object); it != std::sregex_iterator(); ++it) {
+    const std::string o = it->str();
+    std::smatch t, a, r;
+    if (std::regex_search(o, t, trace) && std::regex_search(o, a, allocator) && std::regex_search(o, r, ratio))
+      b.entries.push_back({t[1], a[1], std::stod(r[1])});
+  }
+  return b;
+}
+
+}  // namespace
+
+TEST_CASE("memory guard: reserved/live on the benchmark traces stays within the committed baseline",
+          "[trace][memory]") {
+#if !STASH_BENCH_HAVE_STASH
+  WARN("stash/allocators.hpp is not in this checkout: nothing to guard yet");
+#else
+  const auto dir = bench_dir();
+  INFO("bench folder: " << dir.string());
+  const auto traces = stash::bench::list_traces(dir / "traces");
+  REQUIRE_FALSE(traces.empty());
+  const baseline base = read_baseline(dir / "memory_baseline.json");
+  REQUIRE(base.tolerance >= 0);
+
+  for (const auto& file : traces) {
+    const auto t = stash::bench::read_trace(file);
+    stash::bench::stash_adapter<stash::simulated_caching_allocator> stash_default("stash");
+    stash::bench::stash_adapter<stash::simulated_pow2_allocator> stash_pow2("stash-pow2");
+    for (stash::bench::replay_allocator* allocator :
+         std::initializer_list<stash::bench::replay_allocator*>{&stash_default, &stash_pow2}) {
+      const auto r = stash::bench::measure_replay(*allocator, t, /*warm=*/0);
+      const auto* expected = base.find(r.trace, r.allocator);
+      INFO(r.trace << " / " << r.allocator << ": peak live " << r.peak_live_bytes << " B, peak reserved "
+                   << r.peak_reserved_bytes << " B, reserved/live " << r.reserved_over_live);
+      if (expected == nullptr) FAIL_CHECK("no figure in memory_baseline.json: add one for this trace and allocator");
+      if (expected == nullptr) continue;
+      INFO("baseline " << expected->reserved_over_live << " + tolerance " << base.tolerance);
+      CHECK(r.reserved_over_live <= expected->reserved_over_live + base.tolerance);
+      if (r.reserved_over_live < expected->reserved_over_live - base.tolerance)
+        WARN("better than the baseline: lower the figure in bench/memory_baseline.json to keep the gain");
+    }
+  }
+#endif
+}

@@ -1,0 +1,153 @@
+// The trace reader of stash-replay (bench/trace_reader.hpp) and the replay loop (bench/replay.hpp).
+#include <catch2/catch.hpp>
+
+#include <map>
+#include <set>
+
+#include "../bench/replay.hpp"
+#include "../bench/trace_reader.hpp"
+
+using stash::bench::parse_trace_string;
+using stash::bench::trace;
+using stash::bench::trace_error;
+using Catch::Matchers::Contains;
+
+namespace {
+
+constexpr const char* header = "Thread,Time,Action,Pointer,Size,Stream\n";
+
+std::string csv(const std::string& body) { return header + body; }
+
+}  // namespace
+
+TEST_CASE("trace reader: allocations and frees become slot operations", "[trace]") {
+  const trace t = parse_trace_string(csv("0,00:00:00.000001,allocate,0x7f0000001000,1000,0x0\n"
+                                         "0,00:00:00.000002,allocate,0x7f0000002000,3000,0x0\n"
+                                         "0,00:00:00.000003,free,0x7f0000001000,1000,0x0\n"
+                                         "0,00:00:00.000004,allocate,0x7f0000003000,500,0x0\n"),
+                                     "small");
+  CHECK(t.name == "small");
+  REQUIRE(t.ops.size() == 4);
+  CHECK(t.allocations == 3);
+  CHECK(t.frees == 1);
+  CHECK(t.skipped_frees == 0);
+  CHECK(t.peak_live_bytes == 4000);
+  CHECK_FALSE(t.ops[0].is_free);
+  CHECK(t.ops[0].size == 1000);
+  CHECK(t.ops[1].slot != t.ops[0].slot);
+  CHECK(t.ops[2].is_free);
+  CHECK(t.ops[2].slot == t.ops[0].slot);
+  CHECK(t.ops[2].size == 1000);  // a free carries the size of its allocation
+  // The slot freed by op 2 is handed to the next allocation: the slot array stays as small as the
+  // most blocks live at once.
+  CHECK(t.ops[3].slot == t.ops[0].slot);
+  CHECK(t.slot_count == 2);
+  REQUIRE(t.live_at_end.size() == 2);
+  for (const auto& op : t.live_at_end) CHECK(op.is_free);
+}
+
+TEST_CASE("trace reader: an address reused after its free is a new block", "[trace]") {
+  const trace t = parse_trace_string(csv("0,1,allocate,0x1000,256,0x0\n"
+                                         "0,2,free,0x1000,256,0x0\n"
+                                         "0,3,allocate,0x1000,4096,0x0\n"
+                                         "0,4,free,0x1000,4096,0x0\n"));
+  REQUIRE(t.ops.size() == 4);
+  CHECK(t.allocations == 2);
+  CHECK(t.frees == 2);
+  CHECK(t.ops[3].size == 4096);  // the second life of the address, not the first
+  CHECK(t.peak_live_bytes == 4096);
+  CHECK(t.live_at_end.empty());
+  CHECK(t.slot_count == 1);
+}
+
+TEST_CASE("trace reader: frees of addresses that are not live are skipped and counted", "[trace]") {
+  const trace t = parse_trace_string(csv("0,1,free,0xdead000,256,0x0\n"     // allocated before recording
+                                         "0,2,allocate,0x1000,256,0x0\n"
+                                         "0,3,free,0x1000,256,0x0\n"
+                                         "0,4,free,0x1000,256,0x0\n"        // second free
+                                         "0,5,allocate failure,0x0,1024,0x0\n"));
+  CHECK(t.skipped_frees == 2);
+  CHECK(t.skipped_failures == 1);
+  CHECK(t.ops.size() == 2);
+  CHECK(t.frees == 1);
+}
+
+TEST_CASE("trace reader: columns are found by name, blank lines and CRLF are accepted", "[trace]") {
+  const trace t = parse_trace_string("Action,Size,Pointer\r\n"
+                                     "allocate,512,7f00\r\n"
+                                     "\r\n"
+                                     "free,512,0x7F00\r\n");
+  REQUIRE(t.ops.size() == 2);
+  CHECK(t.ops[0].size == 512);
+  CHECK(t.ops[1].is_free);
+}
+
+TEST_CASE("trace reader: a malformed trace is an error naming the line", "[trace]") {
+  auto parse = [](const std::string& text) { return parse_trace_string(text, "bad.csv"); };
+  CHECK_THROWS_AS(parse(""), trace_error);
+  CHECK_THROWS_WITH(parse("0,1,allocate,0x1000,256,0x0\n"), Contains("bad.csv:1") && Contains("header"));
+  CHECK_THROWS_WITH(parse(csv("0,1,allocate,0x1000,256\n")), Contains("bad.csv:2") && Contains("6 comma-separated"));
+  CHECK_THROWS_WITH(parse(csv("0,1,reallocate,0x1000,256,0x0\n")), Contains("bad.csv:2") && Contains("unknown action"));
+  CHECK_THROWS_WITH(parse(csv("0,1,allocate,0xzz,256,0x0\n")), Contains("bad.csv:2") && Contains("bad pointer"));
+  CHECK_THROWS_WITH(parse(csv("0,1,allocate,0x1000,12k,0x0\n")), Contains("bad.csv:2") && Contains("bad size"));
+  CHECK_THROWS_WITH(parse(csv("0,1,allocate,0x1000,-5,0x0\n")), Contains("bad size"));
+  CHECK_THROWS_WITH(parse(csv("0,1,allocate,0x1000,0,0x0\n")), Contains("0 bytes"));
+  CHECK_THROWS_WITH(parse(csv("0,1,allocate,0x1000,256,0x0\n0,2,allocate,0x1000,256,0x0\n")),
+                    Contains("bad.csv:3") && Contains("already live"));
+}
+
+TEST_CASE("trace reader: a missing file is an error naming it", "[trace]") {
+  CHECK_THROWS_WITH(stash::bench::read_trace("/nonexistent/trace.csv"), Contains("/nonexistent/trace.csv"));
+}
+
+namespace {
+
+// Hands out fake addresses and checks that every free matches a live allocation of the same size.
+class checking_allocator final : public stash::bench::replayable<checking_allocator> {
+ public:
+  std::string_view name() const noexcept override { return "checking"; }
+  void* allocate(std::size_t n) override {
+    void* p = reinterpret_cast<void*>(next_ += 4096);
+    live_.emplace(p, n);
+    ++allocations_;
+    return p;
+  }
+  void deallocate(void* p, std::size_t n) override {
+    const auto it = live_.find(p);
+    if (it == live_.end() || it->second != n) ++mismatches_;
+    if (it != live_.end()) live_.erase(it);
+    ++frees_;
+  }
+  void empty_cache() override {}
+  std::size_t peak_reserved_bytes() const override { return 6000; }
+  std::optional<std::uint64_t> backend_allocs() const override { return allocations_; }
+
+  std::map<void*, std::size_t> live_;
+  std::uintptr_t next_ = 0;
+  std::uint64_t allocations_ = 0, frees_ = 0, mismatches_ = 0;
+};
+
+}  // namespace
+
+TEST_CASE("replay: every op is played, and what the trace leaves live is freed after each replay", "[trace]") {
+  const trace t = parse_trace_string(csv("0,1,allocate,0x1000,1000,0x0\n"
+                                         "0,2,allocate,0x2000,2000,0x0\n"
+                                         "0,3,free,0x1000,1000,0x0\n"
+                                         "0,4,allocate,0x3000,1000,0x0\n"),
+                                     "replayed");
+  checking_allocator allocator;
+  const auto r = stash::bench::measure_replay(allocator, t, /*warm=*/3);
+  CHECK(allocator.mismatches_ == 0);
+  CHECK(allocator.live_.empty());
+  CHECK(allocator.allocations_ == 4 * 3);  // cold + 3 warm replays, 3 allocations each
+  CHECK(allocator.frees_ == 4 * 3);
+  CHECK(r.trace == "replayed");
+  CHECK(r.allocator == "checking");
+  CHECK(r.ops == 4);
+  CHECK(r.peak_live_bytes == 3000);
+  CHECK(r.peak_reserved_bytes == 6000);
+  CHECK(r.reserved_over_live == Approx(2.0));
+  CHECK(r.backend_allocs == std::optional<std::uint64_t>(3));  // taken after the cold replay
+  CHECK(r.ns_per_op_cold > 0);
+  CHECK(r.ns_per_op_warm > 0);
+}
