@@ -1,0 +1,271 @@
+// The caching allocator over real device memory: what it hands out is device memory of the right
+// device that keeps its data, what it caches is really given back to the driver, and running out of
+// memory is reported with the figures and leaves the allocator usable.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <numeric>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "cuda/allocators.hpp"
+#include "cuda/cuda_support.hpp"
+
+using namespace stash_test;
+
+namespace {
+
+template <class Allocator>
+struct live_block {
+  void* p;
+  std::size_t n;
+  std::uint32_t seed;
+};
+
+/// Checks the allocator's figures against the blocks the test holds.
+template <class Allocator>
+void require_stats_match(const Allocator& alloc, const std::vector<live_block<Allocator>>& live) {
+  const stash::stats_snapshot s = alloc.stats();
+  std::size_t requested = 0;
+  std::size_t rounded = 0;
+  for (const auto& b : live) {
+    requested += b.n;
+    rounded += Allocator::good_size(b.n);
+    CHECK(alloc.owns(b.p));
+    CHECK(alloc.allocation_size(b.p) == b.n);
+  }
+  CHECK(s.requested_bytes == requested);
+  CHECK(s.allocated_bytes == rounded);
+  CHECK(s.allocations - s.deallocations == live.size());
+  CHECK(s.reserved_bytes == alloc.reserved_bytes());
+  CHECK(s.cached_bytes == s.reserved_bytes - s.allocated_bytes);
+  CHECK(s.cached_bytes == alloc.cached_bytes());
+}
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("blocks are device memory of the allocator's device and keep their data",
+                   "[cuda][allocator]", device_segregated, device_pow2, device_vmm) {
+  const int device = current_device();
+  TestType alloc{typename TestType::backend_type(device)};
+  CHECK(alloc.device() == device);
+
+  using block = live_block<TestType>;
+  std::vector<block> live;
+  const std::size_t sizes[] = {1, 255, 256, 257, 4000, 64 * KiB + 3, MiB, 3 * MiB + 5, 17 * MiB, 100};
+  std::uint32_t seed = 1;
+  for (std::size_t n : sizes) {
+    void* p = alloc.allocate(n);
+    require_device_memory(p, device);
+    write_pattern(p, n, seed);
+    live.push_back({p, n, seed++});
+  }
+  for (const auto& b : live) CHECK(holds_pattern(b.p, b.n, b.seed));
+  require_stats_match(alloc, live);
+
+  // Free every other block, then allocate again (from the cache where a block fits) and write the new
+  // blocks: the survivors must be untouched, whatever was split or merged around them.
+  std::vector<block> kept;
+  for (std::size_t i = 0; i < live.size(); ++i) {
+    if (i % 2 == 0) {
+      alloc.deallocate(live[i].p, live[i].n);
+    } else {
+      kept.push_back(live[i]);
+    }
+  }
+  const auto before_reuse = alloc.stats();
+  for (std::size_t n : {MiB, 200 * KiB, 3 * MiB, std::size_t{700}, 5 * MiB}) {
+    void* p = alloc.allocate(n);
+    require_device_memory(p, device);
+    write_pattern(p, n, seed);
+    kept.push_back({p, n, seed++});
+  }
+  CHECK(alloc.stats().cache_hits > before_reuse.cache_hits);
+  for (const auto& b : kept) CHECK(holds_pattern(b.p, b.n, b.seed));
+  require_stats_match(alloc, kept);
+
+  // Blocks never overlap.
+  std::vector<std::pair<std::uintptr_t, std::uintptr_t>> ranges;
+  for (const auto& b : kept) {
+    const auto a = reinterpret_cast<std::uintptr_t>(b.p);
+    ranges.emplace_back(a, a + b.n);
+  }
+  std::sort(ranges.begin(), ranges.end());
+  for (std::size_t i = 1; i < ranges.size(); ++i) CHECK(ranges[i - 1].second <= ranges[i].first);
+
+  for (const auto& b : kept) alloc.deallocate(b.p);
+  require_stats_match(alloc, {});
+  CHECK(alloc.stats().allocated_bytes == 0);
+  CHECK(current_device() == device);
+}
+
+TEMPLATE_TEST_CASE("a freed block is served again without asking the driver", "[cuda][allocator]",
+                   device_segregated, device_pow2, device_vmm) {
+  TestType alloc{typename TestType::backend_type(-1)};
+  void* p = alloc.allocate(3 * MiB);
+  const auto first = alloc.stats();
+  alloc.deallocate(p);
+  void* q = alloc.allocate(3 * MiB);
+  const auto second = alloc.stats();
+  CHECK(second.cache_hits == first.cache_hits + 1);
+  CHECK(second.backend_allocations == first.backend_allocations);
+  CHECK(second.reserved_bytes == first.reserved_bytes);
+  write_pattern(q, 3 * MiB, 5);
+  CHECK(holds_pattern(q, 3 * MiB, 5));
+  alloc.deallocate(q);
+}
+
+TEMPLATE_TEST_CASE("empty_cache and trim_cache give cached memory back to the driver",
+                   "[cuda][allocator][cache]", device_segregated, device_pow2, device_vmm) {
+  const int device = current_device();
+  TestType alloc{typename TestType::backend_type(device)};
+
+  std::vector<void*> blocks;
+  for (int i = 0; i < 12; ++i) {
+    void* p = alloc.allocate(64 * MiB);
+    write_edges(p, 64 * MiB, static_cast<std::uint32_t>(i));
+    blocks.push_back(p);
+  }
+  for (void* p : blocks) alloc.deallocate(p);
+  const auto full = alloc.stats();
+  REQUIRE(full.allocated_bytes == 0);
+  REQUIRE(full.cached_bytes >= 12 * 64 * MiB);
+
+  // trim_cache: down to at most half of it cached.
+  const std::size_t target = full.cached_bytes / 2;
+  const std::size_t free_full = free_memory(device);
+  alloc.trim_cache(target);
+  const auto trimmed = alloc.stats();
+  const std::size_t free_trimmed = free_memory(device);
+  CHECK(trimmed.cached_bytes <= target);
+  CHECK(trimmed.cached_bytes > 0);
+  const std::size_t released = full.cached_bytes - trimmed.cached_bytes;
+  const std::size_t tolerance = driver_tolerance<TestType>(trimmed.backend_frees - full.backend_frees);
+  INFO("trim released " << released << " bytes; cudaMemGetInfo free rose by "
+                        << static_cast<long long>(free_trimmed) - static_cast<long long>(free_full));
+  CHECK(free_trimmed >= free_full);
+  CHECK(abs_diff(free_trimmed - free_full, released) <= tolerance);
+
+  // empty_cache: nothing cached, all of it back.
+  alloc.empty_cache();
+  const auto empty = alloc.stats();
+  const std::size_t free_empty = free_memory(device);
+  CHECK(empty.cached_bytes == 0);
+  CHECK(empty.reserved_bytes == 0);
+  const std::size_t tolerance2 = driver_tolerance<TestType>(empty.backend_frees - trimmed.backend_frees);
+  INFO("empty_cache released " << trimmed.cached_bytes << " bytes; free rose by "
+                               << static_cast<long long>(free_empty) - static_cast<long long>(free_trimmed));
+  CHECK(free_empty >= free_trimmed);
+  CHECK(abs_diff(free_empty - free_trimmed, trimmed.cached_bytes) <= tolerance2);
+
+  // Still usable afterwards.
+  void* p = alloc.allocate(64 * MiB);
+  require_device_memory(p, device);
+  write_edges(p, 64 * MiB, 99);
+  CHECK(holds_edges(p, 64 * MiB, 99));
+  alloc.deallocate(p);
+  CHECK(current_device() == device);
+}
+
+TEMPLATE_TEST_CASE("filling the device ends in stash::out_of_memory and leaves the allocator usable",
+                   "[cuda][allocator][oom][api-error]", device_segregated, device_pow2, device_vmm) {
+  const int device = current_device();
+  const std::size_t free_at_start = free_memory(device);
+  using block = live_block<TestType>;
+  std::vector<block> live;
+  {
+    TestType alloc{typename TestType::backend_type(device)};
+    const std::size_t chunk = GiB;
+    const auto before = alloc.stats();
+    bool ran_out = false;
+    try {
+      for (;;) {
+        void* p = alloc.allocate(chunk);
+        live.push_back({p, chunk, static_cast<std::uint32_t>(live.size())});
+        REQUIRE(live.size() * chunk <= 2 * free_at_start);
+      }
+    } catch (const stash::out_of_memory& e) {
+      ran_out = true;
+      INFO(e.what());
+      CHECK(e.requested_bytes() == chunk);
+      CHECK(e.device() == device);
+      CHECK(e.reserved_bytes() >= live.size() * chunk);
+      CHECK(std::string(e.what()).find("out of memory") != std::string::npos);
+    }
+    REQUIRE(ran_out);
+    CHECK(cudaGetLastError() == cudaSuccess);
+    INFO(live.size() << " blocks of 1 GiB before running out; " << free_at_start << " bytes free at start");
+    CHECK(live.size() * chunk >= free_at_start / 2);
+    CHECK(free_memory(device) < 2 * chunk);  // the device really is full
+    const auto full = alloc.stats();
+    CHECK(full.oom_retries > before.oom_retries);
+    require_stats_match(alloc, live);
+
+    // A block given back is served again, and small requests still work.
+    for (auto& b : live) write_edges(b.p, b.n, b.seed);
+    alloc.deallocate(live.back().p, live.back().n);
+    live.pop_back();
+    void* again = alloc.allocate(chunk);
+    require_device_memory(again, device);
+    write_edges(again, chunk, 1000);
+    live.push_back({again, chunk, 1000});
+    alloc.deallocate(live.front().p);
+    live.erase(live.begin());
+    void* small = alloc.allocate(MiB);
+    require_device_memory(small, device);
+    write_pattern(small, MiB, 2000);
+    live.push_back({small, MiB, 2000});
+    for (const auto& b : live) CHECK(holds_edges(b.p, b.n, b.seed));
+    require_stats_match(alloc, live);
+
+    for (const auto& b : live) alloc.deallocate(b.p);
+    live.clear();
+    require_stats_match(alloc, live);
+    alloc.empty_cache();
+    CHECK(alloc.stats().reserved_bytes == 0);
+    CHECK(current_device() == device);
+  }
+  // Everything is back with the driver.
+  CHECK(abs_diff(free_memory(device), free_at_start) <= 64 * MiB);
+}
+
+TEMPLATE_TEST_CASE("destroying the allocator gives back blocks the caller never freed",
+                   "[cuda][allocator]", device_segregated, device_vmm) {
+  const int device = current_device();
+  const std::size_t free_at_start = free_memory(device);
+  {
+    TestType alloc{typename TestType::backend_type(device)};
+    for (int i = 0; i < 8; ++i) write_edges(alloc.allocate(32 * MiB), 32 * MiB, 1);
+    CHECK(free_at_start - free_memory(device) >= 8 * 32 * MiB);
+  }
+  CHECK(abs_diff(free_memory(device), free_at_start) <= 8 * MiB);
+}
+
+TEST_CASE("the pinned caching allocator serves async copies on a stream", "[cuda][allocator][pinned]") {
+  pinned_segregated alloc;
+  constexpr std::size_t count = std::size_t{1} << 20;
+  auto* host = static_cast<float*>(alloc.allocate(count * sizeof(float)));
+  auto* back = static_cast<float*>(alloc.allocate(count * sizeof(float)));
+  CHECK(attributes(host).type == cudaMemoryTypeHost);
+  CHECK(attributes(back).type == cudaMemoryTypeHost);
+  CHECK(alloc.device() == -1);
+  std::iota(host, host + count, 0.5f);
+
+  cudaStream_t stream = nullptr;
+  CUDA_REQUIRE(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  device_segregated dev{stash::cuda_device_backend(-1)};
+  void* d = dev.allocate(count * sizeof(float));
+  CUDA_REQUIRE(cudaMemcpyAsync(d, host, count * sizeof(float), cudaMemcpyHostToDevice, stream));
+  CUDA_REQUIRE(cudaMemcpyAsync(back, d, count * sizeof(float), cudaMemcpyDeviceToHost, stream));
+  CUDA_REQUIRE(cudaStreamSynchronize(stream));
+  CHECK(std::equal(host, host + count, back));
+  CUDA_REQUIRE(cudaStreamDestroy(stream));
+
+  dev.deallocate(d);
+  alloc.deallocate(host);
+  alloc.deallocate(back);
+  CHECK(alloc.stats().allocated_bytes == 0);
+  alloc.empty_cache();
+  CHECK(alloc.stats().reserved_bytes == 0);
+}
