@@ -43,6 +43,10 @@ struct caching_options {
   /// blocks before idle pages are moved to where they are needed instead of new ones being mapped.
   /// 0 holds the least memory; a little slack saves page moves when the same workload repeats.
   double page_slack = 0.02;
+  /// Paged backends only: a page move costs tens of microseconds (unmap, map, set access), so moves
+  /// are rationed: at most one per this many pages backed. Between moves new pages are mapped, so a
+  /// workload whose layout keeps shifting settles on the pages it needs instead of moving them forever.
+  std::uint64_t pages_between_moves = 8;
 };
 
 template <backend_policy Backend, bucket_policy Buckets = segregated_fit_buckets,
@@ -308,49 +312,43 @@ class caching_allocator {
 
   // ---- pages (paged backends) ---------------------------------------------------------------------
 
-  /// Counts a new live block on every page it touches and backs the pages nothing backed yet. Returns
-  /// whether all of them were already backed. On failure nothing changes but the pages it backed, which
-  /// stay as idle pages, and out_of_memory is thrown.
+  std::size_t first_page(std::uintptr_t addr) const noexcept { return (addr - arena_base_) >> page_shift_; }
+  std::size_t last_page(std::uintptr_t addr, std::size_t size) const noexcept {
+    return (addr + size - 1 - arena_base_) >> page_shift_;
+  }
+  std::uintptr_t page_address(std::size_t p) const noexcept { return arena_base_ + (p << page_shift_); }
+
+  /// Counts a new live block on the pages it touches and backs those no physical page backs yet.
+  /// Returns whether all were backed already. On failure the block is uncounted (pages it got backed
+  /// stay, idle) and out_of_memory is thrown.
   bool back_pages(std::uintptr_t addr, std::size_t size, std::size_t requested) {
-    const std::size_t first = (addr - arena_base_) >> page_shift_;
-    const std::size_t last = (addr + size - 1 - arena_base_) >> page_shift_;
-    bool all_backed = true;
-    for (std::size_t p = first; p <= last; ++p) {
-      if (pages_.refs(p)++ != 0) continue;
-      peak_touched_ = std::max(peak_touched_, ++touched_);
-      if (pages_.mapped(p)) {
-        pages_.remove_idle(p);
-        continue;
-      }
-      all_backed = false;
+    const std::size_t first = first_page(addr), last = last_page(addr, size);
+    touched_ += pages_.touch(first, last);
+    peak_touched_ = std::max(peak_touched_, touched_);
+    std::size_t p = pages_.first_unmapped(first, last);
+    if (p == detail::page_table::none) return true;
+    for (; p != detail::page_table::none; p = p < last ? pages_.first_unmapped(p + 1, last) : detail::page_table::none) {
       if (!back_page(p)) {
-        for (std::size_t q = first; q <= p; ++q) drop_page_ref(q);
+        unback_pages(addr, size);
         throw_out_of_memory(requested);
       }
     }
-    return all_backed;
+    return false;
   }
 
   void unback_pages(std::uintptr_t addr, std::size_t size) noexcept {
-    const std::size_t first = (addr - arena_base_) >> page_shift_;
-    const std::size_t last = (addr + size - 1 - arena_base_) >> page_shift_;
-    for (std::size_t p = first; p <= last; ++p) drop_page_ref(p);
+    touched_ -= pages_.untouch(first_page(addr), last_page(addr, size));
   }
 
-  void drop_page_ref(std::size_t p) noexcept {
-    if (--pages_.refs(p) != 0) return;
-    --touched_;
-    if (pages_.mapped(p)) pages_.push_idle(p);
-  }
-
-  std::uintptr_t page_address(std::size_t p) const noexcept { return arena_base_ + (p << page_shift_); }
-
-  /// Backs page p: with a new physical page while the pages held stay within the slack over the high
-  /// tide of touched pages, else by moving the longest-idle page here. Out of memory: moves an idle
-  /// page if there is one, else retries once (counted as an OOM retry) and gives up.
+  /// Backs page p. A new physical page while the pages held stay within the slack over the high tide
+  /// of touched pages; past it, the highest idle page moves here instead, but at most once per
+  /// pages_between_moves pages backed (a move costs tens of microseconds). Out of memory: an idle page
+  /// moves here if there is one, else the map is retried once (counted as an OOM retry).
   bool back_page(std::size_t p) {
     const auto budget = static_cast<std::size_t>(static_cast<double>(peak_touched_) * (1.0 + options_.page_slack));
-    if (pages_.mapped_count() >= budget && pages_.idle_count() > 0 && move_idle_page_to(p)) return true;
+    const bool move_is_due = backed_since_move_ >= options_.pages_between_moves;
+    ++backed_since_move_;
+    if (pages_.mapped_count() >= budget && move_is_due && move_idle_page_to(p)) return true;
     for (int attempt = 0; attempt < 2; ++attempt) {
       if (backend_.map_page(page_address(p))) {
         pages_.set_mapped(p, true);
@@ -359,18 +357,18 @@ class caching_allocator {
         return true;
       }
       stats_.on_oom_retry();
-      if (pages_.idle_count() > 0 && move_idle_page_to(p)) return true;
+      if (move_idle_page_to(p)) return true;
     }
     return false;
   }
 
   bool move_idle_page_to(std::size_t p) {
-    const std::size_t from = pages_.oldest_idle();
-    if (!backend_.move_page(page_address(from), page_address(p))) return false;
-    pages_.remove_idle(from);
+    const std::size_t from = pages_.highest_idle();
+    if (from == detail::page_table::none || !backend_.move_page(page_address(from), page_address(p))) return false;
     pages_.set_mapped(from, false);
     pages_.set_mapped(p, true);
     ++page_moves_;
+    backed_since_move_ = 0;
     return true;
   }
 
@@ -379,9 +377,9 @@ class caching_allocator {
   void release_cache(std::size_t target) noexcept {
     if constexpr (paged) {
       const std::size_t page = std::size_t{1} << page_shift_;
-      while (reserved_ - allocated_ > target && pages_.idle_count() > 0) {
-        const std::size_t p = pages_.oldest_idle();
-        pages_.remove_idle(p);
+      while (reserved_ - allocated_ > target) {
+        const std::size_t p = pages_.highest_idle();
+        if (p == detail::page_table::none) break;
         backend_.unmap_page(page_address(p));
         pages_.set_mapped(p, false);
         reserved_ -= page;
@@ -475,6 +473,7 @@ class caching_allocator {
   std::size_t touched_ = 0;       // pages at least one live block touches
   std::size_t peak_touched_ = 0;  // high tide of touched_
   std::uint64_t page_moves_ = 0;
+  std::uint64_t backed_since_move_ = 0;  // pages backed (mapped or moved) since the last move
 };
 
 }  // namespace stash

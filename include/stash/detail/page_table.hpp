@@ -1,8 +1,11 @@
 #pragma once
-// State of every page of a paged backend's reservation: how many live blocks touch it, whether
-// physical memory backs it, and, for backed pages that no live block touches ("idle" pages, the
-// paged allocator's cache), a least-recently-idled list. Idle pages are what the allocator moves to
-// where it needs memory, or gives back on empty_cache/trim_cache.
+// State of every page of a paged backend's reservation, kept as bitsets so that a block of hundreds of
+// pages costs a few word operations, not a loop over its pages:
+//   - mapped: physical memory backs the page;
+//   - interior: the page lies strictly inside one live block (no other block can touch it);
+//   - edge_refs: how many live blocks start or end on the page (small blocks share pages).
+// A page is touched when a live block lies on it: interior, or edge_refs > 0. Mapped pages that are not
+// touched are idle: the paged allocator's cache, moved to where memory is needed or given back.
 #include <cstddef>
 #include <cstdint>
 #include <vector>
@@ -11,54 +14,89 @@ namespace stash::detail {
 
 class page_table {
  public:
-  static constexpr std::uint32_t nil = UINT32_MAX;
+  static constexpr std::size_t none = SIZE_MAX;
 
   void resize(std::size_t pages) {
-    refs_.assign(pages, 0);
-    mapped_.assign(pages, 0);
-    older_.assign(pages, nil);
-    newer_.assign(pages, nil);
+    const std::size_t words = (pages + 63) / 64;
+    mapped_.assign(words, 0);
+    interior_.assign(words, 0);
+    edge_refs_.assign(pages, 0);
+    pages_ = pages;
   }
-  std::size_t size() const noexcept { return refs_.size(); }
+  std::size_t size() const noexcept { return pages_; }
 
-  std::uint32_t& refs(std::size_t page) noexcept { return refs_[page]; }
-  bool mapped(std::size_t page) const noexcept { return mapped_[page] != 0; }
-  void set_mapped(std::size_t page, bool m) noexcept {
-    mapped_[page] = m ? 1 : 0;
-    mapped_count_ += m ? 1 : -1;
+  bool mapped(std::size_t p) const noexcept { return (mapped_[p / 64] >> (p % 64)) & 1; }
+  void set_mapped(std::size_t p, bool on) noexcept {
+    if (on) mapped_[p / 64] |= bit(p);
+    else mapped_[p / 64] &= ~bit(p);
+    mapped_count_ += on ? 1 : -1;
   }
   std::size_t mapped_count() const noexcept { return mapped_count_; }
-  std::size_t idle_count() const noexcept { return idle_count_; }
+  bool touched(std::size_t p) const noexcept { return ((interior_[p / 64] >> (p % 64)) & 1) || edge_refs_[p] != 0; }
 
-  /// Appends a page that just became idle (the newest end).
-  void push_idle(std::size_t page) noexcept {
-    const auto p = static_cast<std::uint32_t>(page);
-    older_[page] = newest_;
-    newer_[page] = nil;
-    if (newest_ != nil) newer_[newest_] = p;
-    else oldest_ = p;
-    newest_ = p;
-    ++idle_count_;
+  /// Records a live block on pages [first, last]; returns how many pages became touched.
+  std::size_t touch(std::size_t first, std::size_t last) noexcept {
+    std::size_t fresh = edge_refs_[first]++ == 0 ? 1 : 0;
+    if (last != first) fresh += edge_refs_[last]++ == 0 ? 1 : 0;
+    if (last > first + 1) {
+      set_range(interior_, first + 1, last - 1, true);
+      fresh += last - first - 1;
+    }
+    return fresh;
   }
-  void remove_idle(std::size_t page) noexcept {
-    const std::uint32_t o = older_[page], n = newer_[page];
-    if (o != nil) newer_[o] = n;
-    else oldest_ = n;
-    if (n != nil) older_[n] = o;
-    else newest_ = o;
-    older_[page] = newer_[page] = nil;
-    --idle_count_;
+  /// Undoes touch(first, last); returns how many pages stopped being touched.
+  std::size_t untouch(std::size_t first, std::size_t last) noexcept {
+    std::size_t gone = --edge_refs_[first] == 0 ? 1 : 0;
+    if (last != first) gone += --edge_refs_[last] == 0 ? 1 : 0;
+    if (last > first + 1) {
+      set_range(interior_, first + 1, last - 1, false);
+      gone += last - first - 1;
+    }
+    return gone;
   }
-  /// The page idle for longest, or nil.
-  std::uint32_t oldest_idle() const noexcept { return oldest_; }
+
+  /// First page in [first, last] that is not mapped, or none.
+  std::size_t first_unmapped(std::size_t first, std::size_t last) const noexcept {
+    for (std::size_t w = first / 64; w <= last / 64; ++w) {
+      std::uint64_t holes = ~mapped_[w];
+      if (w == first / 64) holes &= ~std::uint64_t{0} << (first % 64);
+      if (w == last / 64 && last % 64 != 63) holes &= (bit(last) << 1) - 1;
+      if (holes) return w * 64 + static_cast<std::size_t>(__builtin_ctzll(holes));
+    }
+    return none;
+  }
+
+  /// The idle page with the highest address, or none. Idle pages are taken from the top so that the
+  /// low end of the range, where the allocator carves first, stays backed.
+  std::size_t highest_idle() const noexcept {
+    for (std::size_t w = mapped_.size(); w-- > 0;) {
+      std::uint64_t candidates = mapped_[w] & ~interior_[w];
+      while (candidates) {
+        const std::size_t p = w * 64 + 63 - static_cast<std::size_t>(__builtin_clzll(candidates));
+        if (edge_refs_[p] == 0) return p;
+        candidates &= ~bit(p);
+      }
+    }
+    return none;
+  }
 
  private:
-  std::vector<std::uint32_t> refs_;
-  std::vector<std::uint8_t> mapped_;
-  std::vector<std::uint32_t> older_, newer_;
-  std::uint32_t oldest_ = nil, newest_ = nil;
+  static constexpr std::uint64_t bit(std::size_t p) noexcept { return std::uint64_t{1} << (p % 64); }
+
+  static void set_range(std::vector<std::uint64_t>& bits, std::size_t first, std::size_t last, bool on) noexcept {
+    for (std::size_t w = first / 64; w <= last / 64; ++w) {
+      std::uint64_t mask = ~std::uint64_t{0};
+      if (w == first / 64) mask &= ~std::uint64_t{0} << (first % 64);
+      if (w == last / 64 && last % 64 != 63) mask &= (bit(last) << 1) - 1;
+      if (on) bits[w] |= mask;
+      else bits[w] &= ~mask;
+    }
+  }
+
+  std::vector<std::uint64_t> mapped_, interior_;
+  std::vector<std::uint32_t> edge_refs_;
+  std::size_t pages_ = 0;
   std::size_t mapped_count_ = 0;
-  std::size_t idle_count_ = 0;
 };
 
 }  // namespace stash::detail
