@@ -126,6 +126,30 @@ class caching_allocator {
     return b->requested;
   }
 
+  /// As deallocate(p) when p is a live allocation here; otherwise returns false and changes nothing.
+  /// Lets a caller with several allocators (the memory manager) find the owner with one lookup each.
+  bool try_deallocate(void* p) noexcept {
+    if (!p) return false;
+    std::lock_guard guard(lock_);
+    block* b = live_.find(address(p));
+    if (!b) return false;
+    release_block(b);
+    return true;
+  }
+
+  /// Whether p lies in memory held from the backend (live or cached): the allocator that can say
+  /// why freeing p is wrong.
+  bool holds(const void* p) const noexcept {
+    std::lock_guard guard(lock_);
+    const std::uintptr_t a = address(p);
+    if constexpr (paged) {
+      return arena_base_ != 0 && a >= arena_base_ && a < arena_base_ + (pages_.size() << page_shift_);
+    } else {
+      auto it = segments_.upper_bound(a);
+      return it != segments_.begin() && a < std::prev(it)->first + std::prev(it)->second.bytes;
+    }
+  }
+
   /// Whether p is a live allocation of this allocator.
   bool owns(const void* p) const noexcept {
     std::lock_guard guard(lock_);

@@ -1,0 +1,36 @@
+#pragma once
+// The compositions stash ships under names. The default for device memory is the paged design
+// (CUDA virtual memory, segregated fit, spin lock, full stats): the one measured in bench/RESULTS.md.
+// The seed's power-of-two design stays available as pow2_device_allocator.
+#include <mutex>
+
+#include "stash/backend/cuda_device_backend.hpp"
+#include "stash/backend/cuda_pinned_backend.hpp"
+#include "stash/backend/cuda_vmm_backend.hpp"
+#include "stash/backend/host_backend.hpp"
+#include "stash/backend/simulated_backend.hpp"
+#include "stash/backend/simulated_paged_backend.hpp"
+#include "stash/buckets/power_of_two_buckets.hpp"
+#include "stash/buckets/segregated_fit_buckets.hpp"
+#include "stash/caching_allocator.hpp"
+#include "stash/lock/spin_lock.hpp"
+#include "stash/stats/basic_stats.hpp"
+
+namespace stash {
+
+/// Device memory, held within a few percent of what is live: the default.
+using device_caching_allocator = caching_allocator<cuda_vmm_backend, segregated_fit_buckets, spin_lock, basic_stats>;
+/// Device memory from whole cudaMalloc segments, split and merged: for devices without VMM support.
+using segment_device_allocator = caching_allocator<cuda_device_backend, segregated_fit_buckets, spin_lock, basic_stats>;
+/// The seed design: power-of-two classes, one cudaMalloc per block, exact-class reuse.
+using pow2_device_allocator = caching_allocator<cuda_device_backend, power_of_two_buckets, std::mutex, basic_stats>;
+/// Page-locked host memory.
+using pinned_caching_allocator = caching_allocator<cuda_pinned_backend, segregated_fit_buckets, spin_lock, basic_stats>;
+/// Ordinary host memory (what the memory manager uses when there is no GPU).
+using host_caching_allocator = caching_allocator<host_backend, segregated_fit_buckets, spin_lock, basic_stats>;
+/// The default design over a simulated device: same decisions, no memory touched.
+using simulated_caching_allocator = caching_allocator<simulated_paged_backend, segregated_fit_buckets, spin_lock, basic_stats>;
+/// The seed design over a simulated device.
+using simulated_pow2_allocator = caching_allocator<simulated_backend, power_of_two_buckets, std::mutex, basic_stats>;
+
+}  // namespace stash

@@ -1,0 +1,36 @@
+#pragma once
+// A runtime-polymorphic view of an allocator, so that the standard-library adapters and the memory
+// manager can hold "some caching allocator" without knowing its policies. One virtual call per
+// operation; the policies stay compile-time inside.
+#include <cstddef>
+
+#include "stash/backend/backend.hpp"
+
+namespace stash {
+
+class memory_resource {
+ public:
+  virtual ~memory_resource() = default;
+  [[nodiscard]] virtual void* allocate(std::size_t bytes) = 0;
+  virtual void deallocate(void* p, std::size_t bytes) = 0;
+  virtual memory_kind kind() const noexcept = 0;
+  virtual int device() const noexcept = 0;
+};
+
+/// Views a caching allocator (or anything with allocate(n) / deallocate(p, n)) as a memory_resource.
+/// Does not own it: the allocator must outlive the adaptor and every container using it.
+template <class Allocator>
+class resource_adaptor final : public memory_resource {
+ public:
+  explicit resource_adaptor(Allocator& upstream) noexcept : upstream_(&upstream) {}
+  void* allocate(std::size_t bytes) override { return upstream_->allocate(bytes); }
+  void deallocate(void* p, std::size_t bytes) override { upstream_->deallocate(p, bytes); }
+  memory_kind kind() const noexcept override { return Allocator::kind; }
+  int device() const noexcept override { return upstream_->device(); }
+  Allocator& get_upstream_resource() const noexcept { return *upstream_; }
+
+ private:
+  Allocator* upstream_;
+};
+
+}  // namespace stash
