@@ -46,6 +46,12 @@ int main(int argc, char* argv[]) {
   Catch::Session session;
   if (const int rc = session.applyCommandLine(argc, argv); rc != 0) return rc;
 
+  // Listing tests or tags needs no device.
+  const Catch::ConfigData& options = session.configData();
+  if (options.listTests || options.listTestNamesOnly || options.listTags || options.listReporters ||
+      options.showHelp)
+    return session.run();
+
   const int count = stash::device_manager::device_count();
   if (count == 0) {
     const auto tests = Catch::getRegistryHub().getTestCaseRegistry().getAllTests().size();
