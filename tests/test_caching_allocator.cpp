@@ -1,0 +1,456 @@
+// caching_allocator behaviour over every composition (backend x buckets x lock), checked against a
+// reference model: addresses, byte counts, what the backend really holds, and what comes back.
+#include <catch2/catch.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <random>
+#include <set>
+#include <utility>
+#include <vector>
+
+#include "stash/caching_allocator.hpp"
+#include "support/backend_probe.hpp"
+#include "support/checked_backend.hpp"
+#include "support/compositions.hpp"
+#include "support/reference_model.hpp"
+
+using namespace stash_test;
+
+namespace {
+
+constexpr std::size_t KiB = std::size_t{1} << 10;
+constexpr std::size_t MiB = std::size_t{1} << 20;
+
+std::uintptr_t addr(const void* p) { return reinterpret_cast<std::uintptr_t>(p); }
+
+template <class Allocator>
+std::size_t page_bytes(const Allocator& a) {
+  if constexpr (is_paged<Allocator>) return a.backend().page_size();
+  else return 0;
+}
+
+/// Every counter the allocator reports, against the model and against the backend.
+template <class Allocator>
+void require_exact(const Allocator& a, const reference_model& m, std::size_t peak_reserved_seen) {
+  const stash::stats_snapshot s = a.stats();
+  INFO("allocations " << s.allocations << ", live " << m.live().size());
+  REQUIRE(s.allocated_bytes == m.allocated_bytes());
+  REQUIRE(s.requested_bytes == m.requested_bytes());
+  REQUIRE(s.allocations == m.allocations());
+  REQUIRE(s.deallocations == m.deallocations());
+  REQUIRE(s.peak_allocated_bytes == m.peak_allocated_bytes());
+  REQUIRE(s.peak_requested_bytes == m.peak_requested_bytes());
+  REQUIRE(s.peak_reserved_bytes == peak_reserved_seen);
+  REQUIRE(s.reserved_bytes >= s.allocated_bytes);
+  REQUIRE(s.cached_bytes == s.reserved_bytes - s.allocated_bytes);
+  REQUIRE(a.reserved_bytes() == s.reserved_bytes);
+  REQUIRE(a.cached_bytes() == s.cached_bytes);
+  REQUIRE(s.oom_retries == 0);
+  if (const auto held = held_bytes(a.backend())) REQUIRE(*held == s.reserved_bytes);
+  REQUIRE(misuses(a.backend()) == 0);
+  if (const auto c = calls(a.backend())) {
+    REQUIRE(s.backend_allocations == c->takes);
+    REQUIRE(s.backend_frees == c->gives);
+  }
+  if constexpr (is_paged<Allocator>) {
+    // Every page a live block touches is backed.
+    REQUIRE(s.reserved_bytes >= m.touched_pages(page_bytes(a)) * page_bytes(a));
+  } else {
+    // Only a new segment makes an allocation miss the cache.
+    REQUIRE(s.allocations - s.cache_hits == s.backend_allocations);
+  }
+}
+
+struct live_entry {
+  void* p;
+  std::size_t n;
+  unsigned char fill;
+};
+
+/// `ops` random operations (mostly allocate/free, sometimes trim/empty/reset_peak) with sizes
+/// log-uniform in [1, max_bytes], every counter checked after every operation.
+template <class Allocator>
+void run_random_sequence(std::uint64_t seed, std::size_t ops, std::size_t max_bytes, std::size_t max_live) {
+  auto alloc = std::make_unique<Allocator>();
+  Allocator& a = *alloc;
+  reference_model model;
+  std::mt19937_64 rng(seed);
+  log_uniform_sizes sizes(max_bytes);
+  std::vector<live_entry> live;
+  std::size_t peak_reserved = 0;
+
+  auto free_one = [&](std::size_t i) {
+    const live_entry e = live[i];
+    if constexpr (touches_memory<Allocator>) {
+      const auto* bytes = static_cast<const unsigned char*>(e.p);
+      REQUIRE(bytes[0] == e.fill);
+      REQUIRE(bytes[e.n / 2] == e.fill);
+      REQUIRE(bytes[e.n - 1] == e.fill);
+    }
+    if (rng() % 2) a.deallocate(e.p);
+    else a.deallocate(e.p, e.n);
+    model.deallocate(e.p);
+    live[i] = live.back();
+    live.pop_back();
+  };
+
+  for (std::size_t op = 0; op < ops; ++op) {
+    INFO("seed " << seed << ", operation " << op);
+    const std::uint64_t roll = rng() % 1000;
+    if (live.empty() || (roll < 500 && live.size() < max_live)) {
+      const std::size_t n = sizes(rng);
+      void* p = a.allocate(n);
+      INFO("allocate(" << n << ") = " << p);
+      REQUIRE(p != nullptr);
+      REQUIRE(addr(p) % 256 == 0);
+      REQUIRE(model.allocate(p, n, Allocator::good_size(n)));  // no overlap with any live block
+      REQUIRE(a.allocation_size(p) == n);
+      const auto fill = static_cast<unsigned char>(op | 1);
+      if constexpr (touches_memory<Allocator>) std::memset(p, fill, n);  // valgrind checks every byte
+      live.push_back({p, n, fill});
+    } else if (roll < 990) {
+      free_one(static_cast<std::size_t>(rng() % live.size()));
+    } else if (roll < 996) {
+      const std::size_t cached = a.cached_bytes();
+      const std::size_t target = cached == 0 ? 0 : static_cast<std::size_t>(rng() % (cached + 1));
+      a.trim_cache(target);
+      if (a.cached_bytes() > target) {
+        // Not possible: nothing that could go is left (emptying the cache gives nothing more back).
+        const std::size_t reserved = a.reserved_bytes();
+        a.empty_cache();
+        REQUIRE(a.reserved_bytes() == reserved);
+      }
+    } else if (roll < 998) {
+      a.empty_cache();
+      if constexpr (is_paged<Allocator>)
+        REQUIRE(a.reserved_bytes() == model.touched_pages(page_bytes(a)) * page_bytes(a));
+    } else {
+      a.reset_peak();
+      model.reset_peak();
+      peak_reserved = a.stats().reserved_bytes;
+    }
+    peak_reserved = std::max(peak_reserved, a.stats().reserved_bytes);
+    require_exact(a, model, peak_reserved);
+  }
+  while (!live.empty()) free_one(live.size() - 1);
+  require_exact(a, model, peak_reserved);
+  REQUIRE(a.stats().allocated_bytes == 0);
+  a.empty_cache();
+  REQUIRE(a.stats().reserved_bytes == 0);
+  REQUIRE(a.stats().cached_bytes == 0);
+  require_exact(a, model, peak_reserved);
+}
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("caching_allocator: a freed block is handed out again for the same size", "[allocator]",
+                   STASH_TEST_COMPOSITIONS) {
+  const std::size_t n = GENERATE(as<std::size_t>{}, 1, 255, 256, 257, 4 * KiB + 3, MiB, MiB + 1, 3 * MiB + 5);
+  INFO("n = " << n);
+  TestType a;
+  void* keep = a.allocate(100);  // something else live, so the pool is not trivially empty
+  void* p = a.allocate(n);
+  const auto reserved = a.stats().reserved_bytes;
+  a.deallocate(p);
+  void* q = a.allocate(n);
+  CHECK(q == p);
+  CHECK(a.stats().reserved_bytes == reserved);  // served from the cache, not the backend
+  CHECK(a.stats().cache_hits >= 1);
+  a.deallocate(q);
+  a.deallocate(keep);
+}
+
+TEMPLATE_TEST_CASE("caching_allocator: alignment, good_size, allocation_size and owns", "[allocator]",
+                   STASH_TEST_COMPOSITIONS) {
+  TestType a;
+  std::vector<std::pair<void*, std::size_t>> blocks;
+  std::size_t expected_allocated = 0;
+  for (std::size_t n : {std::size_t{1}, std::size_t{100}, std::size_t{256}, std::size_t{257}, std::size_t{1000},
+                        std::size_t{4096}, std::size_t{65537}, MiB - 1, 2 * MiB + 1}) {
+    INFO("n = " << n);
+    const std::size_t good = TestType::good_size(n);
+    REQUIRE(good >= n);
+    REQUIRE(good % 256 == 0);
+    REQUIRE(good == TestType::buckets_type::round_up(n));
+    const auto before = a.stats().allocated_bytes;
+    void* p = a.allocate(n);
+    REQUIRE(addr(p) % 256 == 0);
+    REQUIRE(a.stats().allocated_bytes - before == good);  // good_size is what it really occupies
+    REQUIRE(a.allocation_size(p) == n);
+    REQUIRE(a.owns(p));
+    REQUIRE_FALSE(a.owns(static_cast<char*>(p) + 1));  // inside a block is not a block
+    expected_allocated += good;
+    blocks.emplace_back(p, n);
+  }
+  REQUIRE(a.stats().allocated_bytes == expected_allocated);
+  int on_stack = 0;
+  REQUIRE_FALSE(a.owns(&on_stack));
+  REQUIRE_FALSE(a.owns(nullptr));
+  for (auto [p, n] : blocks) {
+    a.deallocate(p, n);
+    REQUIRE_FALSE(a.owns(p));
+  }
+  REQUIRE(a.stats().allocated_bytes == 0);
+  REQUIRE(TestType::good_size(0) == 0);
+  REQUIRE(TestType::good_size(TestType::max_size()) == TestType::max_size());
+  REQUIRE(TestType::good_size(TestType::max_size() + 1) == 0);
+}
+
+TEMPLATE_TEST_CASE("caching_allocator: long random sequences keep every counter exact", "[allocator][random]",
+                   STASH_TEST_COMPOSITIONS) {
+  if constexpr (touches_memory<TestType>) {
+    // Real memory, written end to end on every allocation (valgrind checks each byte): one seed, sizes
+    // up to 4 MiB, so that the suite stays fast natively and under valgrind.
+    run_random_sequence<TestType>(0x5eed, 10000, 4 * MiB, 32);
+  } else {
+    const auto seed = GENERATE(as<std::uint64_t>{}, 0x5eed, 20261127);
+    run_random_sequence<TestType>(seed, 10000, 64 * MiB, 64);
+  }
+}
+
+TEMPLATE_TEST_CASE("caching_allocator: trim_cache and empty_cache give what they release to the backend",
+                   "[allocator]", STASH_TEST_COMPOSITIONS) {
+  using backend = typename TestType::backend_type;
+  using checked = typename rebind_backend<TestType, checked_backend<backend>>::type;
+  auto ledger = std::make_shared<backend_ledger>();
+  auto owner = std::make_unique<checked>(checked_backend<backend>(ledger));
+  checked& a = *owner;
+
+  // Every segment still held has a live block in it; with pages, exactly the touched pages are mapped.
+  auto require_only_live_memory_held = [&](const std::vector<std::pair<void*, std::size_t>>& live) {
+    if constexpr (is_paged<TestType>) {
+      const std::size_t page = a.backend().page_size();
+      std::set<std::uintptr_t> touched;
+      for (auto [p, n] : live)
+        for (std::uintptr_t q = addr(p) / page * page; q < addr(p) + TestType::good_size(n); q += page)
+          touched.insert(q);
+      REQUIRE(ledger->pages == touched);
+    } else {
+      for (const auto& [base, bytes] : ledger->segments) {
+        bool used = false;
+        for (auto [p, n] : live) used = used || (addr(p) >= base && addr(p) < base + bytes);
+        REQUIRE(used);
+      }
+    }
+  };
+
+  void* small = a.allocate(1000);
+  std::vector<void*> big;
+  for (std::size_t n : {3 * MiB, 5 * MiB, 9 * MiB, 17 * MiB}) big.push_back(a.allocate(n));
+  for (void* p : big) a.deallocate(p);
+  const auto s0 = a.stats();
+  REQUIRE(s0.cached_bytes >= (3 + 5 + 9 + 17) * MiB);
+  REQUIRE(ledger->held_bytes == s0.reserved_bytes);
+
+  a.trim_cache(SIZE_MAX);  // nothing to do
+  REQUIRE(a.stats() == s0);
+
+  const std::size_t target = s0.cached_bytes - 1;
+  a.trim_cache(target);
+  const auto s1 = a.stats();
+  REQUIRE(s1.cached_bytes <= target);
+  REQUIRE(s1.reserved_bytes < s0.reserved_bytes);
+  REQUIRE(s1.backend_frees > s0.backend_frees);
+  REQUIRE(ledger->held_bytes == s1.reserved_bytes);  // what was released reached the backend
+  REQUIRE(s1.allocated_bytes == s0.allocated_bytes);
+
+  a.trim_cache(0);  // as much as can go: only memory next to the live block stays
+  REQUIRE(ledger->held_bytes == a.stats().reserved_bytes);
+  require_only_live_memory_held({{small, 1000}});
+  a.empty_cache();
+  require_only_live_memory_held({{small, 1000}});
+  REQUIRE(a.owns(small));
+  REQUIRE(a.allocation_size(small) == 1000);
+
+  a.deallocate(small);
+  a.empty_cache();
+  const auto s2 = a.stats();
+  REQUIRE(s2.reserved_bytes == 0);
+  REQUIRE(s2.cached_bytes == 0);
+  REQUIRE(s2.backend_allocations == s2.backend_frees);
+  REQUIRE(ledger->held_bytes == 0);
+  REQUIRE(ledger->segments.empty());
+  REQUIRE(ledger->pages.empty());
+  REQUIRE(ledger->misuses == 0);
+
+  // Still works after everything went back.
+  void* again = a.allocate(5 * MiB);
+  REQUIRE(a.owns(again));
+  REQUIRE(ledger->held_bytes == a.stats().reserved_bytes);
+  a.deallocate(again);
+}
+
+TEMPLATE_TEST_CASE("caching_allocator: the destructor gives everything back, leaked blocks too", "[allocator]",
+                   STASH_TEST_COMPOSITIONS) {
+  using backend = typename TestType::backend_type;
+  using checked = typename rebind_backend<TestType, checked_backend<backend>>::type;
+  auto ledger = std::make_shared<backend_ledger>();
+  {
+    checked a{checked_backend<backend>(ledger)};
+    std::mt19937_64 rng(7);
+    log_uniform_sizes sizes(8 * MiB);
+    std::vector<void*> live;
+    for (int i = 0; i < 300; ++i) {
+      if (live.empty() || rng() % 3 != 0) {
+        live.push_back(a.allocate(sizes(rng)));
+      } else {
+        const std::size_t k = rng() % live.size();
+        a.deallocate(live[k]);
+        live[k] = live.back();
+        live.pop_back();
+      }
+    }
+    REQUIRE_FALSE(live.empty());  // these are leaked on purpose
+    REQUIRE(a.stats().cached_bytes > 0);
+    REQUIRE(ledger->held_bytes == a.stats().reserved_bytes);
+    REQUIRE(ledger->held_bytes > 0);
+  }
+  REQUIRE(ledger->held_bytes == 0);
+  REQUIRE(ledger->segments.empty());
+  REQUIRE(ledger->pages.empty());
+  REQUIRE(ledger->misuses == 0);
+  REQUIRE(ledger->misaligned == 0);
+}
+
+TEMPLATE_TEST_CASE("caching_allocator: reset_peak restarts the high tides from the current values", "[allocator]",
+                   STASH_TEST_COMPOSITIONS) {
+  TestType a;
+  void* p2 = a.allocate(1000);      // first, so that the 3 MiB block gets a segment (or pages) of its own
+  void* p1 = a.allocate(3 * MiB);
+  const auto high = a.stats();
+  REQUIRE(high.peak_allocated_bytes == TestType::good_size(3 * MiB) + TestType::good_size(1000));
+  REQUIRE(high.peak_requested_bytes == 3 * MiB + 1000);
+  a.deallocate(p1);
+  a.empty_cache();
+  const auto low = a.stats();
+  REQUIRE(low.peak_allocated_bytes == high.peak_allocated_bytes);  // peaks stay until reset
+  REQUIRE(low.peak_reserved_bytes == high.peak_reserved_bytes);
+  REQUIRE(low.reserved_bytes < high.reserved_bytes);
+
+  a.reset_peak();
+  const auto reset = a.stats();
+  REQUIRE(reset.peak_allocated_bytes == reset.allocated_bytes);
+  REQUIRE(reset.peak_requested_bytes == 1000);
+  REQUIRE(reset.peak_reserved_bytes == reset.reserved_bytes);
+  REQUIRE(reset.allocations == 2);  // counts are not peaks
+  REQUIRE(reset.deallocations == 1);
+
+  void* p3 = a.allocate(4096);
+  const auto after = a.stats();
+  REQUIRE(after.peak_allocated_bytes == TestType::good_size(1000) + TestType::good_size(4096));
+  REQUIRE(after.peak_requested_bytes == 1000 + 4096);
+  REQUIRE(after.peak_reserved_bytes == after.reserved_bytes);
+  a.deallocate(p3);
+  a.deallocate(p2);
+  REQUIRE(a.stats().peak_allocated_bytes == after.peak_allocated_bytes);
+}
+
+// ---- composition-specific behaviour ----------------------------------------------------------------
+
+TEST_CASE("segregated fit: small blocks are carved side by side from one segment and merge back",
+          "[allocator][segregated]") {
+  simulated_segregated a;
+  void* p1 = a.allocate(1000);  // 1024
+  void* p2 = a.allocate(300);   // 512
+  void* p3 = a.allocate(256);   // 256
+  REQUIRE(addr(p2) == addr(p1) + 1024);
+  REQUIRE(addr(p3) == addr(p2) + 512);
+  REQUIRE(a.backend().allocate_calls() == 1);
+  REQUIRE(a.stats().reserved_bytes == 2 * MiB);  // segregated_fit_buckets::small_segment
+  a.deallocate(p1);
+  a.deallocate(p3);
+  a.deallocate(p2);  // merges with both neighbours and the rest of the segment
+  const auto s = a.stats();
+  void* whole = a.allocate(2 * MiB);  // only fits if the segment is one free block again
+  REQUIRE(addr(whole) == addr(p1));
+  REQUIRE(a.stats().cache_hits == s.cache_hits + 1);
+  REQUIRE(a.backend().allocate_calls() == 1);
+  a.deallocate(whole);
+}
+
+TEST_CASE("segregated fit: a large request gets a segment of its own, rounded to 2 MiB",
+          "[allocator][segregated]") {
+  simulated_segregated a;
+  void* p = a.allocate(5 * MiB + 1);
+  REQUIRE(a.backend().in_use_bytes() == 6 * MiB);
+  REQUIRE(a.stats().reserved_bytes == 6 * MiB);
+  REQUIRE(a.stats().allocated_bytes == 5 * MiB + 256);
+  a.deallocate(p);
+  a.empty_cache();
+  REQUIRE(a.backend().in_use_bytes() == 0);
+}
+
+TEST_CASE("power of two: a block serves only its own size class", "[allocator][pow2]") {
+  host_pow2 a;
+  void* p = a.allocate(1000);
+  REQUIRE(a.stats().allocated_bytes == 1024);
+  a.deallocate(p);
+  void* same_class = a.allocate(600);
+  REQUIRE(same_class == p);
+  void* smaller_class = a.allocate(300);  // 512: not served by the free 1024-byte block
+  REQUIRE(smaller_class != p);
+  a.deallocate(same_class);
+  void* larger_class = a.allocate(1025);  // 2048: neither
+  REQUIRE(larger_class != p);
+  REQUIRE(a.stats().reserved_bytes == 1024 + 512 + 2048);
+  a.deallocate(smaller_class);
+  a.deallocate(larger_class);
+}
+
+TEST_CASE("power of two: blocks are sized by the class even when the backend's granularity is coarser",
+          "[allocator][pow2]") {
+  // simulated_backend rounds segments to 512 bytes (as cuda_device_backend does). A 256-byte class
+  // request must still be accounted as good_size(n) and be reused for the same request.
+  simulated_pow2 a;
+  void* p = a.allocate(100);
+  CHECK(a.stats().allocated_bytes == simulated_pow2::good_size(100));
+  a.deallocate(p);
+  void* q = a.allocate(100);
+  CHECK(q == p);
+  CHECK(a.backend().allocate_calls() == 1);
+  a.deallocate(q);
+}
+
+TEST_CASE("paged: exactly the pages live blocks touch are mapped after empty_cache", "[allocator][paged]") {
+  paged_segregated a;  // 2 MiB pages
+  void* p1 = a.allocate(MiB);          // page 0
+  void* p2 = a.allocate(3 * MiB);      // [1, 4) MiB: pages 0..1
+  void* p3 = a.allocate(5 * MiB);      // [4, 9) MiB: pages 2..4
+  REQUIRE(a.backend().mapped_bytes() == 5 * 2 * MiB);
+  REQUIRE(a.stats().reserved_bytes == 10 * MiB);
+  a.deallocate(p2);  // page 0 still touched by p1; page 1 now idle
+  REQUIRE(a.stats().reserved_bytes == 10 * MiB);  // idle pages are the cache
+  a.empty_cache();
+  REQUIRE(a.backend().mapped_bytes() == 4 * 2 * MiB);
+  REQUIRE(a.stats().reserved_bytes == 8 * MiB);
+  REQUIRE(a.stats().backend_frees == 1);
+  a.deallocate(p3);
+  a.deallocate(p1);
+  a.empty_cache();
+  REQUIRE(a.backend().mapped_bytes() == 0);
+  REQUIRE(a.backend().misuses() == 0);
+}
+
+TEST_CASE("paged: an idle page is moved where it is needed instead of a new one mapped",
+          "[allocator][paged]") {
+  stash::caching_options options;
+  options.page_slack = 0;
+  options.pages_between_moves = 0;  // a move is always due
+  caching_allocator<simulated_paged_backend, segregated_fit_buckets, null_lock, basic_stats> a(
+      simulated_paged_backend{}, options);
+  void* a1 = a.allocate(2 * MiB);  // page 0
+  void* x = a.allocate(2 * MiB);   // page 1
+  a.deallocate(a1);                // page 0 idle
+  void* big = a.allocate(4 * MiB); // does not fit at page 0: pages 2..3
+  REQUIRE(addr(big) == addr(x) + 2 * MiB);
+  REQUIRE(a.page_moves() == 1);    // page 0 moved to page 2 (high tide 3 pages, no slack)
+  REQUIRE(a.backend().move_calls() == 1);
+  REQUIRE(a.backend().mapped_bytes() == 3 * 2 * MiB);
+  REQUIRE(a.stats().reserved_bytes == 3 * 2 * MiB);
+  REQUIRE(a.backend().misuses() == 0);
+  a.deallocate(big);
+  a.deallocate(x);
+}
