@@ -35,6 +35,7 @@ options:
   --allocators a,b,c         default: all available (--list shows them)
   --warm N                   warm replays per trace and allocator (default 5)
   --json                     one JSON object per line instead of the table
+  --json-file PATH           also write the JSON objects to PATH (the table stays on stdout)
   --threads N                also run the threads micro-benchmark with N threads
   --pairs N                  alloc+free pairs per thread for --threads (default 20000)
   --pinned                   also run the pinned micro-benchmark (cuda backend)
@@ -48,6 +49,7 @@ struct options {
   std::vector<std::string> allocators;
   int warm = 5;
   bool json = false;
+  std::string json_file;
   int threads = 0;
   std::size_t pairs = 20000;
   bool pinned = false;
@@ -103,6 +105,8 @@ options parse_options(int argc, char** argv) {
       o.warm = parse_count<int>(arg, value());
     } else if (arg == "--json") {
       o.json = true;
+    } else if (arg == "--json-file") {
+      o.json_file = value();
     } else if (arg == "--threads") {
       o.threads = parse_count<int>(arg, value());
     } else if (arg == "--pairs") {
@@ -164,16 +168,24 @@ void print_replay_header() {
              "live MiB", "reserved MiB", "res/live", "cold ns/op", "warm ns/op", "backend");
 }
 
-void print_replay(const replay_result& r, backend_kind backend, bool json) {
-  if (json) {
-    fmt::print(
+/// Where results go: the table on stdout unless --json; JSON lines to stdout (--json) or a file.
+struct output {
+  bool table = true;
+  std::FILE* json = nullptr;
+};
+
+void print_replay(const replay_result& r, backend_kind backend, const output& out) {
+  if (out.json) {
+    fmt::print(out.json,
         "{{\"trace\":{},\"allocator\":{},\"backend\":\"{}\",\"ops\":{},\"peak_live_bytes\":{},"
         "\"peak_reserved_bytes\":{},\"reserved_over_live\":{:.4f},\"ns_per_op_cold\":{:.1f},"
         "\"ns_per_op_warm\":{:.1f},\"backend_allocs\":{}}}\n",
         json_string(r.trace), json_string(r.allocator), to_string(backend), r.ops, r.peak_live_bytes,
         r.peak_reserved_bytes, r.reserved_over_live, r.ns_per_op_cold, r.ns_per_op_warm,
         json_count(r.backend_allocs));
-  } else {
+    std::fflush(out.json);
+  }
+  if (out.table) {
     fmt::print("{:<22} {:<16} {:>9} {:>12.1f} {:>14.1f} {:>9.3f} {:>11.1f} {:>11.1f} {:>10}\n", r.trace,
                r.allocator, r.ops, mib(r.peak_live_bytes), mib(r.peak_reserved_bytes), r.reserved_over_live,
                r.ns_per_op_cold, r.ns_per_op_warm, r.backend_allocs ? std::to_string(*r.backend_allocs) : "-");
@@ -181,12 +193,14 @@ void print_replay(const replay_result& r, backend_kind backend, bool json) {
   std::fflush(stdout);
 }
 
-void print_threads(const threads_result& r, backend_kind backend, bool json) {
-  if (json) {
-    fmt::print("{{\"bench\":\"threads\",\"allocator\":{},\"backend\":\"{}\",\"threads\":{},\"pairs\":{},"
+void print_threads(const threads_result& r, backend_kind backend, const output& out) {
+  if (out.json) {
+    fmt::print(out.json, "{{\"bench\":\"threads\",\"allocator\":{},\"backend\":\"{}\",\"threads\":{},\"pairs\":{},"
                "\"ns_per_pair\":{:.1f}}}\n",
                json_string(r.allocator), to_string(backend), r.threads, r.pairs, r.ns_per_pair);
-  } else {
+    std::fflush(out.json);
+  }
+  if (out.table) {
     fmt::print("{:<16} {:>8} {:>10} {:>14.1f}\n", r.allocator, r.threads, r.pairs, r.ns_per_pair);
   }
   std::fflush(stdout);
@@ -231,6 +245,13 @@ int main(int argc, char** argv) {
     // With --json, stdout holds only the result objects; the card goes to stderr.
     fmt::print(opt.json ? stderr : stdout, "# {}\n", device_description());
   }
+  output out;
+  out.table = !opt.json;
+  if (opt.json) out.json = stdout;
+  if (!opt.json_file.empty()) {
+    out.json = std::fopen(opt.json_file.c_str(), "w");
+    if (out.json == nullptr) die(fmt::format("--json-file: cannot write '{}'", opt.json_file));
+  }
   void (*before_clock)() = backend == backend_kind::cuda ? synchronize_device : nullptr;
 
   std::vector<trace> traces;
@@ -254,7 +275,7 @@ int main(int argc, char** argv) {
   };
 
   if (!traces.empty()) {
-    if (!opt.json) {
+    if (out.table) {
       fmt::print("backend {}, {} warm replays (median), host time, each allocate or free one op\n",
                  to_string(backend), opt.warm);
       for (const auto& t : traces)
@@ -268,7 +289,7 @@ int main(int argc, char** argv) {
         if (name == "stash-pinned" || name == "cudaMallocHost") continue;
         try {
           auto allocator = make_allocator(name, backend);
-          print_replay(measure_replay(*allocator, t, opt.warm, before_clock), backend, opt.json);
+          print_replay(measure_replay(*allocator, t, opt.warm, before_clock), backend, out);
         } catch (const std::exception& e) {
           report_failure(t.name, name, e);
         }
@@ -277,7 +298,7 @@ int main(int argc, char** argv) {
   }
 
   if (opt.threads > 0) {
-    if (!opt.json) {
+    if (out.table) {
       fmt::print("\nthreads: {} threads share one allocator, {} allocate+free pairs each, sizes 256 B - 4 MiB\n",
                  opt.threads, opt.pairs);
       fmt::print("{:<16} {:>8} {:>10} {:>14}\n", "allocator", "threads", "pairs", "ns/pair (agg)");
@@ -287,7 +308,7 @@ int main(int argc, char** argv) {
       try {
         auto allocator = make_allocator(name, backend, /*shared_by_threads=*/true);
         if (before_clock) before_clock();
-        print_threads(measure_threads(*allocator, opt.threads, opt.pairs), backend, opt.json);
+        print_threads(measure_threads(*allocator, opt.threads, opt.pairs), backend, out);
       } catch (const std::exception& e) {
         report_failure("threads", name, e);
       }
@@ -296,7 +317,7 @@ int main(int argc, char** argv) {
 
   if (opt.pinned) {
     const trace pinned = window_trace("pinned_mix", opt.pinned_pairs, 8, 4 << 10, 64 << 20);
-    if (!opt.json) {
+    if (out.table) {
       fmt::print("\npinned: {} allocations of 4 KiB - 64 MiB, 8 live at a time; ns/pair = 2 x ns/op\n",
                  opt.pinned_pairs);
       print_replay_header();
@@ -308,11 +329,12 @@ int main(int argc, char** argv) {
       if (names_pinned && !selected_explicitly(opt, name)) continue;
       try {
         auto allocator = make_pinned_allocator(name);
-        print_replay(measure_replay(*allocator, pinned, opt.warm, before_clock), backend, opt.json);
+        print_replay(measure_replay(*allocator, pinned, opt.warm, before_clock), backend, out);
       } catch (const std::exception& e) {
         report_failure("pinned", name, e);
       }
     }
   }
+  if (out.json && out.json != stdout) std::fclose(out.json);
   return failures == 0 ? 0 : 1;
 }
