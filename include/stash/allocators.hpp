@@ -14,12 +14,16 @@
 #include "stash/buckets/segregated_fit_buckets.hpp"
 #include "stash/caching_allocator.hpp"
 #include "stash/lock/spin_lock.hpp"
+#include "stash/sharded_allocator.hpp"
 #include "stash/stats/basic_stats.hpp"
 
 namespace stash {
 
 /// Device memory, held within a few percent of what is live: the default.
 using device_caching_allocator = caching_allocator<cuda_vmm_backend, segregated_fit_buckets, spin_lock, basic_stats>;
+/// The default design split in 8 shards, one per thread round robin: for many threads allocating at
+/// once (each shard reserves its own address range and caches for itself).
+using sharded_device_allocator = sharded_allocator<device_caching_allocator, 8>;
 /// Device memory from whole cudaMalloc segments, split and merged: for devices without VMM support.
 using segment_device_allocator = caching_allocator<cuda_device_backend, segregated_fit_buckets, spin_lock, basic_stats>;
 /// The seed design: power-of-two classes, one cudaMalloc per block, exact-class reuse.

@@ -16,6 +16,7 @@
 // allocate() and deallocate() below are the whole fast path; everything they call that is not inline in
 // them is a slow path (growing, out of memory, errors).
 #include <algorithm>
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <map>
@@ -140,14 +141,23 @@ class caching_allocator {
   /// Whether p lies in memory held from the backend (live or cached): the allocator that can say
   /// why freeing p is wrong.
   bool holds(const void* p) const noexcept {
-    std::lock_guard guard(lock_);
-    const std::uintptr_t a = address(p);
     if constexpr (paged) {
-      return arena_base_ != 0 && a >= arena_base_ && a < arena_base_ + (pages_.size() << page_shift_);
+      return in_arena(p);
     } else {
+      std::lock_guard guard(lock_);
+      const std::uintptr_t a = address(p);
       auto it = segments_.upper_bound(a);
       return it != segments_.begin() && a < std::prev(it)->first + std::prev(it)->second.bytes;
     }
+  }
+
+  /// Paged backends: whether p lies in the reserved address range. Takes no lock (the range is set
+  /// once), so a set of allocators can find the one a pointer belongs to without contention.
+  bool in_arena(const void* p) const noexcept
+    requires paged
+  {
+    const std::uintptr_t a = address(p);
+    return a >= arena_begin_.load(std::memory_order_acquire) && a < arena_end_.load(std::memory_order_acquire);
   }
 
   /// Whether p is a live allocation of this allocator.
@@ -332,6 +342,8 @@ class caching_allocator {
     b->addr = arena_base_;
     b->size = bytes;
     push_free(b);
+    arena_end_.store(arena_base_ + bytes, std::memory_order_release);
+    arena_begin_.store(arena_base_, std::memory_order_release);
   }
 
   // ---- pages (paged backends) ---------------------------------------------------------------------
@@ -492,6 +504,7 @@ class caching_allocator {
   std::map<std::uintptr_t, segment> segments_;
   // Paged backends.
   std::uintptr_t arena_base_ = 0;
+  std::atomic<std::uintptr_t> arena_begin_{UINTPTR_MAX}, arena_end_{0};  // for in_arena(), lock-free
   unsigned page_shift_ = 0;
   detail::page_table pages_;
   std::size_t touched_ = 0;       // pages at least one live block touches

@@ -20,5 +20,6 @@
 #include "stash/memory_manager.hpp"
 #include "stash/memory_resource.hpp"
 #include "stash/pinned_allocator.hpp"
+#include "stash/sharded_allocator.hpp"
 #include "stash/stats/basic_stats.hpp"
 #include "stash/stats/no_stats.hpp"

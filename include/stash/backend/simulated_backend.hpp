@@ -7,6 +7,7 @@
 #include <unordered_map>
 
 #include "stash/backend/backend.hpp"
+#include "stash/detail/fake_address_space.hpp"
 
 namespace stash {
 
@@ -16,7 +17,7 @@ class simulated_backend {
   static constexpr std::size_t unlimited = SIZE_MAX;
 
   explicit simulated_backend(std::size_t capacity_bytes = unlimited, std::size_t granularity = 512)
-      : capacity_(capacity_bytes), granularity_(granularity) {}
+      : capacity_(capacity_bytes), granularity_(granularity), next_(detail::take_fake_address_window()) {}
 
   void* allocate(std::size_t bytes) noexcept {
     ++allocate_calls_;
@@ -56,7 +57,7 @@ class simulated_backend {
   std::size_t capacity_;
   std::size_t granularity_;
   int device_ = 0;
-  std::uintptr_t next_ = std::uintptr_t{1} << 40;
+  std::uintptr_t next_;
   std::size_t in_use_ = 0, peak_in_use_ = 0;
   std::size_t allocate_calls_ = 0, deallocate_calls_ = 0, mismatched_frees_ = 0;
   std::unordered_map<std::uintptr_t, std::size_t> live_;

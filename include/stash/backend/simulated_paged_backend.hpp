@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "stash/backend/backend.hpp"
+#include "stash/detail/fake_address_space.hpp"
 
 namespace stash {
 
@@ -18,7 +19,7 @@ class simulated_paged_backend {
 
   explicit simulated_paged_backend(std::size_t capacity_bytes = unlimited,
                                    std::size_t page_bytes = std::size_t{2} << 20)
-      : capacity_(capacity_bytes), page_(page_bytes) {}
+      : capacity_(capacity_bytes), page_(page_bytes), base_(detail::take_fake_address_window()) {}
 
   std::size_t page_size() const noexcept { return page_; }
   /// Twice the capacity when there is one (as cuda_vmm_backend reserves twice the device's memory).
@@ -72,7 +73,7 @@ class simulated_paged_backend {
   std::size_t capacity_;
   std::size_t page_;
   int device_ = 0;
-  std::uintptr_t base_ = std::uintptr_t{1} << 44;
+  std::uintptr_t base_;
   std::vector<std::uint8_t> mapped_;
   std::size_t mapped_bytes_ = 0, peak_mapped_bytes_ = 0;
   std::size_t map_calls_ = 0, move_calls_ = 0, unmap_calls_ = 0, misuses_ = 0;
