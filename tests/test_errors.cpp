@@ -1,0 +1,504 @@
+// Every error the allocator reports: its type, the figures it carries, and that nothing changed
+// (stats snapshot, backend counters, live blocks) when it was thrown. Out-of-memory paths are driven
+// with failing_backend and capacity-limited simulated backends.
+#include <catch2/catch.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <new>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "stash/caching_allocator.hpp"
+#include "stash/error.hpp"
+#include "support/backend_probe.hpp"
+#include "support/compositions.hpp"
+
+using namespace stash_test;
+
+namespace {
+
+constexpr std::size_t MiB = std::size_t{1} << 20;
+constexpr std::size_t GiB = std::size_t{1} << 30;
+constexpr std::size_t TiB = std::size_t{1} << 40;
+
+/// The most derived stash error type f throws ("none" if it returns).
+template <class F>
+std::string thrown_by(F&& f) {
+  try {
+    f();
+  } catch (const stash::double_free&) {
+    return "double_free";
+  } catch (const stash::invalid_pointer&) {
+    return "invalid_pointer";
+  } catch (const stash::invalid_size&) {
+    return "invalid_size";
+  } catch (const stash::cuda_error&) {
+    return "cuda_error";
+  } catch (const stash::out_of_memory&) {
+    return "out_of_memory";
+  } catch (...) {
+    return "something else";
+  }
+  return "none";
+}
+
+/// What must not change when an operation fails.
+template <class Allocator>
+struct frozen_state {
+  explicit frozen_state(const Allocator& a)
+      : stats(a.stats()), backend(counters(a.backend())), reserved(a.reserved_bytes()), cached(a.cached_bytes()) {}
+  stash::stats_snapshot stats;
+  std::vector<std::size_t> backend;
+  std::size_t reserved, cached;
+};
+
+template <class Allocator>
+void require_unchanged(const Allocator& a, const frozen_state<Allocator>& before) {
+  REQUIRE(a.stats() == before.stats);
+  REQUIRE(counters(a.backend()) == before.backend);
+  REQUIRE(a.reserved_bytes() == before.reserved);
+  REQUIRE(a.cached_bytes() == before.cached);
+}
+
+/// An allocator with live blocks of a few sizes and some cached memory, the state errors must keep.
+template <class Allocator>
+struct busy_allocator {
+  busy_allocator() {
+    for (std::size_t n : {std::size_t{1000}, std::size_t{3000}, 3 * MiB, std::size_t{70000}, 5 * MiB + 7})
+      live.emplace_back(a->allocate(n), n);
+    void* cached = a->allocate(2 * MiB + 1);
+    a->deallocate(cached);
+  }
+  void require_live_intact() const {
+    for (auto [p, n] : live) {
+      REQUIRE(a->owns(p));
+      REQUIRE(a->allocation_size(p) == n);
+    }
+  }
+  ~busy_allocator() {
+    for (auto [p, n] : live) a->deallocate(p, n);
+  }
+  std::unique_ptr<Allocator> a = std::make_unique<Allocator>();
+  std::vector<std::pair<void*, std::size_t>> live;
+};
+
+/// Snapshot with the counter an out-of-memory is allowed to move put back.
+stash::stats_snapshot without_oom_retries(stash::stats_snapshot s, std::uint64_t retries) {
+  s.oom_retries = retries;
+  return s;
+}
+
+}  // namespace
+
+// ---- sizes ---------------------------------------------------------------------------------------
+
+TEMPLATE_TEST_CASE("errors: sizes of 0 or above max_size are invalid_size and change nothing", "[errors]",
+                   STASH_TEST_COMPOSITIONS) {
+  busy_allocator<TestType> busy;
+  TestType& a = *busy.a;
+  const frozen_state<TestType> before(a);
+  for (std::size_t n : {std::size_t{0}, SIZE_MAX, SIZE_MAX - 1, SIZE_MAX - 255, TestType::max_size() + 1,
+                        TestType::max_size() + 256}) {
+    INFO("n = " << n);
+    try {
+      (void)a.allocate(n);
+      FAIL("allocate(" << n << ") did not throw");
+    } catch (const stash::invalid_size& e) {
+      REQUIRE(e.size() == n);
+      REQUIRE(std::string(e.what()).find(std::to_string(n)) != std::string::npos);
+    }
+    require_unchanged(a, before);
+  }
+  busy.require_live_intact();
+}
+
+TEMPLATE_TEST_CASE("errors: good_size never wraps around", "[errors]", STASH_TEST_COMPOSITIONS) {
+  constexpr std::size_t max = TestType::max_size();
+  for (std::size_t n : {SIZE_MAX, SIZE_MAX - 1, SIZE_MAX - 255, SIZE_MAX / 2 + 1, max + 1}) {
+    INFO("n = " << n);
+    REQUIRE(TestType::good_size(n) == 0);
+  }
+  for (std::size_t n = max - 1024; n <= max; ++n) {
+    const std::size_t good = TestType::good_size(n);
+    REQUIRE(good >= n);
+    REQUIRE(good <= max);
+    REQUIRE(good % 256 == 0);
+  }
+  STATIC_REQUIRE(TestType::good_size(max) == max);
+}
+
+TEMPLATE_TEST_CASE("errors: a sized deallocate with the wrong size is invalid_size and changes nothing",
+                   "[errors]", STASH_TEST_COMPOSITIONS) {
+  busy_allocator<TestType> busy;
+  TestType& a = *busy.a;
+  void* p = a.allocate(1000);
+  const frozen_state<TestType> before(a);
+  for (std::size_t wrong : {std::size_t{999}, std::size_t{1001}, TestType::good_size(1000), std::size_t{0},
+                            SIZE_MAX}) {
+    INFO("wrong size " << wrong);
+    REQUIRE(thrown_by([&] { a.deallocate(p, wrong); }) == "invalid_size");
+    require_unchanged(a, before);
+    REQUIRE(a.owns(p));
+  }
+  a.deallocate(p, 1000);
+  REQUIRE_FALSE(a.owns(p));
+  busy.require_live_intact();
+}
+
+// ---- pointers ------------------------------------------------------------------------------------
+
+TEMPLATE_TEST_CASE("errors: a pointer not handed out is invalid_pointer and changes nothing", "[errors]",
+                   STASH_TEST_COMPOSITIONS) {
+  busy_allocator<TestType> busy;
+  TestType& a = *busy.a;
+  const frozen_state<TestType> before(a);
+  int on_stack = 0;
+  auto* inside = static_cast<char*>(busy.live[2].first);  // a 3 MiB live block
+  auto* inside_small = static_cast<char*>(busy.live[0].first);
+
+  for (const void* p : {static_cast<const void*>(&on_stack), static_cast<const void*>(inside + 1),
+                        static_cast<const void*>(inside + 256), static_cast<const void*>(inside + MiB),
+                        static_cast<const void*>(inside_small + 512)}) {
+    INFO("pointer " << p);
+    void* q = const_cast<void*>(p);
+    REQUIRE(thrown_by([&] { a.deallocate(q); }) == "invalid_pointer");
+    REQUIRE(thrown_by([&] { a.deallocate(q, 1000); }) == "invalid_pointer");
+    REQUIRE(thrown_by([&] { (void)a.allocation_size(q); }) == "invalid_pointer");
+    REQUIRE_FALSE(a.owns(q));
+    require_unchanged(a, before);
+  }
+
+  // A pointer from another allocator of the same composition. Simulated backends of two allocators
+  // hand out the same fake addresses, so take one beyond everything `a` holds: the third segment of
+  // an allocator that got two large ones first (for paged ones, beyond what `a` ever carved).
+  TestType other;
+  std::vector<void*> others;
+  for (std::size_t n : {256 * MiB, 256 * MiB, 1000ul}) others.push_back(other.allocate(n));
+  void* foreign = others.back();
+  try {
+    a.deallocate(foreign);
+    FAIL("freeing another allocator's pointer did not throw");
+  } catch (const stash::invalid_pointer& e) {  // double_free is an invalid_pointer too
+    REQUIRE(e.pointer() == foreign);
+    if constexpr (touches_memory<TestType>) {  // distinct real memory: exactly "never handed out"
+      REQUIRE(dynamic_cast<const stash::double_free*>(&e) == nullptr);
+    }
+  }
+  require_unchanged(a, before);
+  REQUIRE(other.owns(foreign));
+  for (void* p : others) other.deallocate(p);
+
+  // Freeing nullptr is a no-op, sized or not.
+  a.deallocate(nullptr);
+  a.deallocate(nullptr, 0);
+  a.deallocate(nullptr, 123);
+  require_unchanged(a, before);
+  busy.require_live_intact();
+}
+
+TEMPLATE_TEST_CASE("errors: a second free is double_free, also after the block merged with its neighbours",
+                   "[errors]", STASH_TEST_COMPOSITIONS) {
+  busy_allocator<TestType> busy;
+  TestType& a = *busy.a;
+  void* x = a.allocate(1000);
+  void* y = a.allocate(1000);
+  void* z = a.allocate(1000);
+  void* big = a.allocate(3 * MiB);
+  a.deallocate(x);
+  a.deallocate(z);
+  a.deallocate(y);  // with segregated fit, y merges with x and z into one free block
+  a.deallocate(big, 3 * MiB);
+  const frozen_state<TestType> before(a);
+  for (void* p : {x, y, z, big}) {
+    INFO("pointer " << p);
+    try {
+      a.deallocate(p);
+      FAIL("second free did not throw");
+    } catch (const stash::double_free& e) {
+      REQUIRE(e.pointer() == p);
+    }
+    REQUIRE(thrown_by([&] { a.deallocate(p, 1000); }) == "double_free");
+    require_unchanged(a, before);
+  }
+  // Blocks of the merged region are handed out again and freed normally.
+  void* again = a.allocate(1000);
+  REQUIRE(a.owns(again));
+  a.deallocate(again);
+  busy.require_live_intact();
+}
+
+// ---- out of memory: capacity-limited simulated backends ------------------------------------------
+
+TEMPLATE_TEST_CASE("errors: a request between 1 TiB and max_size on a limited backend is out_of_memory",
+                   "[errors][oom]", (caching_allocator<simulated_backend, segregated_fit_buckets, null_lock>),
+                   (caching_allocator<simulated_backend, power_of_two_buckets, null_lock>),
+                   (caching_allocator<simulated_paged_backend, segregated_fit_buckets, null_lock>)) {
+  using backend = typename TestType::backend_type;
+  backend limited(64 * GiB);
+  limited.set_device(3);
+  TestType a(std::move(limited));
+  std::vector<void*> live{a.allocate(1000), a.allocate(5 * MiB)};  // live blocks, no free segment
+  const auto n = GENERATE(as<std::size_t>{}, TiB + 1, 64 * TiB, std::size_t{1} << 61, TestType::max_size());
+  INFO("n = " << n);
+  const auto before = a.stats();
+  const auto backend_before = counters(a.backend());
+  try {
+    (void)a.allocate(n);
+    FAIL("allocate(" << n << ") did not throw");
+  } catch (const stash::out_of_memory& e) {
+    REQUIRE(e.requested_bytes() == n);
+    REQUIRE(e.device() == 3);
+    REQUIRE(e.reserved_bytes() == a.stats().reserved_bytes);
+    REQUIRE(e.cached_bytes() == a.stats().cached_bytes);
+    REQUIRE(e.reserved_bytes() == before.reserved_bytes);
+    REQUIRE(std::string(e.what()).find(std::to_string(n)) != std::string::npos);
+  }
+  REQUIRE(without_oom_retries(a.stats(), before.oom_retries) == before);
+  REQUIRE(a.stats().oom_retries <= before.oom_retries + 1);
+  REQUIRE(held_bytes(a.backend()) == a.stats().reserved_bytes);
+  REQUIRE(counters(a.backend())[0] == backend_before[0]);  // bytes held by the backend
+  // It is a std::bad_alloc, for code written against operator new.
+  REQUIRE_THROWS_AS(a.allocate(n), std::bad_alloc);
+  for (void* p : live) REQUIRE(a.owns(p));
+  for (void* p : live) a.deallocate(p);
+}
+
+// ---- out of memory: failing_backend over segments ------------------------------------------------
+
+namespace {
+using failing_segments = caching_allocator<failing_backend<simulated_backend>, segregated_fit_buckets, null_lock>;
+}
+
+TEST_CASE("errors: backend out of memory once releases the cache and the retry succeeds", "[errors][oom]") {
+  failing_segments a;
+  void* small = a.allocate(1000);  // its 2 MiB segment stays (live)
+  void* c1 = a.allocate(3 * MiB);  // 4 MiB segment
+  void* c2 = a.allocate(5 * MiB);  // 6 MiB segment
+  a.deallocate(c1);
+  a.deallocate(c2);
+  const auto before = a.stats();
+  REQUIRE(before.reserved_bytes == 12 * MiB);
+  REQUIRE(before.cached_bytes == 12 * MiB - 1024);
+
+  a.backend().fail_call(1);
+  void* p = a.allocate(9 * MiB);  // fits no cached block: a new 10 MiB segment, refused once
+  REQUIRE(p != nullptr);
+  const auto after = a.stats();
+  REQUIRE(after.oom_retries == before.oom_retries + 1);
+  REQUIRE(a.backend().failures() == 1);
+  REQUIRE(after.backend_frees == before.backend_frees + 2);  // both idle segments went back
+  REQUIRE(after.reserved_bytes == 2 * MiB + 10 * MiB);
+  REQUIRE(a.backend().held_bytes() == after.reserved_bytes);
+  REQUIRE(a.backend().upstream().in_use_bytes() == after.reserved_bytes);
+  REQUIRE(a.backend().upstream().live_segments() == 2);
+  REQUIRE(after.allocated_bytes == 1024 + 9 * MiB);
+  REQUIRE(after.allocations == before.allocations + 1);
+  REQUIRE(a.allocation_size(p) == 9 * MiB);
+  a.deallocate(p);
+  a.deallocate(small);
+}
+
+TEST_CASE("errors: backend out of memory for good is out_of_memory and changes nothing else", "[errors][oom]") {
+  failing_segments a;
+  a.backend().upstream().set_device(2);
+  std::vector<std::pair<void*, std::size_t>> live;
+  for (std::size_t n : {std::size_t{1000}, 3 * MiB, std::size_t{70000}}) live.emplace_back(a.allocate(n), n);
+  const auto before = a.stats();
+  const auto upstream_before = counters(a.backend().upstream());
+
+  a.backend().fail_all(true);
+  try {
+    (void)a.allocate(9 * MiB);
+    FAIL("allocate did not throw");
+  } catch (const stash::out_of_memory& e) {
+    REQUIRE(e.requested_bytes() == 9 * MiB);
+    REQUIRE(e.device() == 2);
+    REQUIRE(e.reserved_bytes() == before.reserved_bytes);
+    REQUIRE(e.cached_bytes() == before.cached_bytes);
+  }
+  const auto after = a.stats();
+  REQUIRE(after.oom_retries == before.oom_retries + 1);
+  REQUIRE(without_oom_retries(after, before.oom_retries) == before);
+  REQUIRE(counters(a.backend().upstream()) == upstream_before);
+  REQUIRE(a.backend().held_bytes() == before.reserved_bytes);
+  for (auto [p, n] : live) {
+    REQUIRE(a.owns(p));
+    REQUIRE(a.allocation_size(p) == n);
+  }
+
+  // While the backend refuses everything, what the cache holds is still handed out.
+  void* from_cache = a.allocate(512);
+  REQUIRE(a.stats().cache_hits == after.cache_hits + 1);
+  a.deallocate(from_cache);
+
+  a.backend().fail_all(false);
+  void* p = a.allocate(9 * MiB);
+  REQUIRE(a.owns(p));
+  REQUIRE(a.stats().oom_retries == after.oom_retries);
+  REQUIRE(a.backend().held_bytes() == a.stats().reserved_bytes);
+  a.deallocate(p);
+  for (auto [q, n] : live) a.deallocate(q, n);
+  REQUIRE(a.stats().allocated_bytes == 0);
+}
+
+TEST_CASE("errors: out of memory for good releases the cache first, and says so", "[errors][oom]") {
+  failing_segments a;
+  void* small = a.allocate(1000);
+  void* c1 = a.allocate(3 * MiB);
+  a.deallocate(c1);  // a 4 MiB idle segment
+  a.backend().fail_all(true);
+  try {
+    (void)a.allocate(9 * MiB);
+    FAIL("allocate did not throw");
+  } catch (const stash::out_of_memory& e) {
+    REQUIRE(e.reserved_bytes() == 2 * MiB);  // the idle segment went back before giving up
+    REQUIRE(e.cached_bytes() == 2 * MiB - 1024);
+  }
+  REQUIRE(a.stats().reserved_bytes == 2 * MiB);
+  REQUIRE(a.stats().oom_retries == 1);
+  REQUIRE(a.backend().held_bytes() == 2 * MiB);
+  REQUIRE(a.backend().upstream().in_use_bytes() == 2 * MiB);
+  REQUIRE(a.owns(small));
+  a.deallocate(small);
+}
+
+TEST_CASE("errors: a backend that throws propagates cuda_error and changes nothing", "[errors][oom]") {
+  failing_segments a;
+  void* small = a.allocate(1000);
+  const auto before = a.stats();
+  const auto upstream_before = counters(a.backend().upstream());
+  a.backend().throw_on_call(1);
+  try {
+    (void)a.allocate(9 * MiB);
+    FAIL("allocate did not throw");
+  } catch (const stash::cuda_error& e) {
+    REQUIRE(e.code() == 2);
+  }
+  REQUIRE(a.stats() == before);
+  REQUIRE(counters(a.backend().upstream()) == upstream_before);
+  REQUIRE(a.backend().held_bytes() == before.reserved_bytes);
+
+  // Thrown on the retry after an out-of-memory: the cache was released, the books still balance.
+  void* c1 = a.allocate(3 * MiB);
+  a.deallocate(c1);
+  a.backend().fail_call(1);
+  a.backend().throw_on_call(2);
+  REQUIRE(thrown_by([&] { (void)a.allocate(9 * MiB); }) == "cuda_error");
+  REQUIRE(a.stats().oom_retries == 1);
+  REQUIRE(a.stats().reserved_bytes == 2 * MiB);
+  REQUIRE(a.backend().held_bytes() == a.stats().reserved_bytes);
+  REQUIRE(a.backend().upstream().in_use_bytes() == a.stats().reserved_bytes);
+  REQUIRE(a.stats().allocated_bytes == 1024);
+
+  void* p = a.allocate(9 * MiB);
+  REQUIRE(a.owns(p));
+  a.deallocate(p);
+  a.deallocate(small);
+}
+
+// ---- out of memory: paged backends ---------------------------------------------------------------
+
+namespace {
+using failing_pages = caching_allocator<failing_backend<simulated_paged_backend>, segregated_fit_buckets, null_lock>;
+using limited_pages = caching_allocator<simulated_paged_backend, segregated_fit_buckets, null_lock>;
+
+template <class Allocator>
+void require_pages_exact(const Allocator& a) {
+  const auto s = a.stats();
+  REQUIRE(s.cached_bytes == s.reserved_bytes - s.allocated_bytes);
+  REQUIRE(held_bytes(a.backend()) == s.reserved_bytes);
+  REQUIRE(misuses(a.backend()) == 0);
+}
+}  // namespace
+
+TEST_CASE("errors: a paged backend that throws while mapping leaves no page counted as in use",
+          "[errors][oom][paged]") {
+  failing_pages a;
+  const auto before = a.stats();
+  a.backend().throw_on_call(1);
+  REQUIRE(thrown_by([&] { (void)a.allocate(MiB); }) == "cuda_error");
+  REQUIRE(a.stats() == before);
+  REQUIRE(a.backend().upstream().mapped_bytes() == 0);
+
+  void* p = a.allocate(MiB);  // the same address again
+  REQUIRE(a.backend().upstream().mapped_bytes() == 2 * MiB);
+  a.deallocate(p);
+  a.empty_cache();
+  // The failed allocation must not keep its page touched: with nothing live, nothing stays mapped.
+  CHECK(a.backend().upstream().mapped_bytes() == 0);
+  CHECK(a.stats().reserved_bytes == 0);
+  require_pages_exact(a);
+}
+
+TEST_CASE("errors: a capacity-limited paged backend moves idle pages before it fails", "[errors][oom][paged]") {
+  limited_pages a(simulated_paged_backend(8 * MiB));  // 4 pages of 2 MiB, an arena of 16 MiB
+  void* a1 = a.allocate(2 * MiB);  // page 0
+  void* x = a.allocate(2 * MiB);   // page 1
+  void* a2 = a.allocate(2 * MiB);  // page 2
+  void* b = a.allocate(2 * MiB);   // page 3: the backend is full
+  REQUIRE(a.backend().mapped_bytes() == 8 * MiB);
+  a.deallocate(a1);
+  a.deallocate(a2);  // pages 0 and 2 idle, not adjacent: no free block of 4 MiB below page 4
+
+  void* c = a.allocate(4 * MiB);  // pages 4 and 5: no new memory, so both idle pages move there
+  REQUIRE(c != nullptr);
+  REQUIRE(a.page_moves() == 2);
+  REQUIRE(a.backend().move_calls() == 2);
+  REQUIRE(a.backend().mapped_bytes() == 8 * MiB);
+  REQUIRE(a.stats().reserved_bytes == 8 * MiB);
+  REQUIRE(a.stats().allocated_bytes == 8 * MiB);
+  REQUIRE(a.stats().cached_bytes == 0);
+  REQUIRE(a.stats().oom_retries >= 1);
+  require_pages_exact(a);
+
+  // Nothing idle is left: the next page cannot be backed.
+  const auto before = a.stats();
+  try {
+    (void)a.allocate(2 * MiB);
+    FAIL("allocate did not throw");
+  } catch (const stash::out_of_memory& e) {
+    REQUIRE(e.requested_bytes() == 2 * MiB);
+    REQUIRE(e.reserved_bytes() == 8 * MiB);
+    REQUIRE(e.cached_bytes() == 0);
+  }
+  require_pages_exact(a);
+  REQUIRE(without_oom_retries(a.stats(), before.oom_retries) == before);
+  CHECK(a.stats().oom_retries == before.oom_retries + 1);  // one failed allocate, retried once
+  for (void* p : {x, b, c}) REQUIRE(a.owns(p));
+
+  // Once a page is idle again, the same request succeeds by moving it.
+  a.deallocate(x);
+  void* d = a.allocate(2 * MiB);
+  REQUIRE(a.owns(d));
+  REQUIRE(a.backend().mapped_bytes() == 8 * MiB);
+  require_pages_exact(a);
+  for (void* p : {b, c, d}) a.deallocate(p);
+  a.empty_cache();
+  REQUIRE(a.backend().mapped_bytes() == 0);
+  require_pages_exact(a);
+}
+
+TEST_CASE("errors: a paged allocation that runs out halfway keeps the books exact", "[errors][oom][paged]") {
+  limited_pages a(simulated_paged_backend(8 * MiB));
+  void* live = a.allocate(3 * MiB);  // pages 0..1
+  const auto before = a.stats();
+  REQUIRE(thrown_by([&] { (void)a.allocate(6 * MiB + 1); }) == "out_of_memory");  // needs 4 more pages
+  // Pages it got backed before failing stay as idle cache; every figure agrees with the backend.
+  const auto after = a.stats();
+  REQUIRE(after.allocated_bytes == before.allocated_bytes);
+  REQUIRE(after.allocations == before.allocations);
+  REQUIRE(after.reserved_bytes <= 8 * MiB);
+  require_pages_exact(a);
+  a.empty_cache();
+  REQUIRE(a.backend().mapped_bytes() == 4 * MiB);  // only the live block's pages
+  REQUIRE(a.owns(live));
+  void* fits = a.allocate(4 * MiB);
+  require_pages_exact(a);
+  a.deallocate(fits);
+  a.deallocate(live);
+  a.empty_cache();
+  REQUIRE(a.backend().mapped_bytes() == 0);
+}
