@@ -41,7 +41,7 @@ inline std::string_view to_string(backend_kind b) { return b == backend_kind::cu
 
 inline std::vector<std::string> available_allocators(backend_kind b) {
   std::vector<std::string> names;
-  if (STASH_BENCH_HAVE_STASH) names = {"stash", "stash-pow2"};
+  if (STASH_BENCH_HAVE_STASH) names = {"stash", "stash-sharded", "stash-pow2"};
   if (b == backend_kind::simulated) return names;
   names.insert(names.end(), {"cudaMalloc", "cudaMallocAsync"});
   if (STASH_BENCH_WITH_CUB) names.push_back("cub");
@@ -58,6 +58,10 @@ inline std::unique_ptr<replay_allocator> make_allocator(std::string_view name, b
   if (name == "stash") {
     if (cuda) return std::make_unique<stash_adapter<stash::device_caching_allocator>>("stash");
     return std::make_unique<stash_adapter<stash::simulated_caching_allocator>>("stash");
+  }
+  if (name == "stash-sharded") {
+    if (cuda) return std::make_unique<stash_adapter<stash::sharded_device_allocator>>("stash-sharded");
+    return std::make_unique<stash_adapter<simulated_sharded_allocator>>("stash-sharded");
   }
   if (name == "stash-pow2") {
     if (cuda) return std::make_unique<stash_adapter<stash::pow2_device_allocator>>("stash-pow2");

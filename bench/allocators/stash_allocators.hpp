@@ -33,4 +33,11 @@ class stash_adapter final : public replayable<stash_adapter<CachingAllocator>> {
   CachingAllocator allocator_;  // neither copyable nor movable: lives here
 };
 
+#if STASH_BENCH_HAVE_STASH
+/// stash::sharded_device_allocator's design over the simulated device (the library names no such
+/// composition: only a benchmark wants it).
+using simulated_sharded_allocator =
+    stash::sharded_allocator<stash::simulated_caching_allocator, stash::sharded_device_allocator::shard_count>;
+#endif
+
 }  // namespace stash::bench
