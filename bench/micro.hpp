@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <exception>
 #include <latch>
 #include <random>
 #include <string>
@@ -61,16 +62,23 @@ inline threads_result measure_threads(replay_allocator& allocator, int threads, 
   std::vector<double> pass_ns;
   for (int pass = 0; pass < 3; ++pass) {
     std::latch start(1);
+    std::vector<std::exception_ptr> errors(sizes.size());
     std::vector<std::jthread> workers;
-    for (const auto& sequence : sizes)
-      workers.emplace_back([&, &sequence = sequence] {
+    for (std::size_t i = 0; i < sizes.size(); ++i)
+      workers.emplace_back([&, i] {
         start.wait();
-        pairs(sequence, sequence.size());
+        try {
+          pairs(sizes[i], sizes[i].size());
+        } catch (...) {
+          errors[i] = std::current_exception();  // rethrown on the calling thread, after the join
+        }
       });
     const auto t0 = std::chrono::steady_clock::now();
     start.count_down();
     for (auto& w : workers) w.join();
     const auto t1 = std::chrono::steady_clock::now();
+    for (const auto& e : errors)
+      if (e) std::rethrow_exception(e);
     pass_ns.push_back(std::chrono::duration<double, std::nano>(t1 - t0).count());
   }
   std::sort(pass_ns.begin(), pass_ns.end());
