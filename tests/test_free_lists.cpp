@@ -1,0 +1,127 @@
+// detail::free_lists: per-bucket doubly linked lists and the two-level bitmap that finds the first
+// non-empty bucket at or above an index, checked against a std::set across word boundaries.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <random>
+#include <set>
+#include <vector>
+
+#include "stash/detail/block.hpp"
+#include "stash/detail/free_lists.hpp"
+
+namespace {
+
+using stash::detail::block;
+
+/// Brute force: the smallest non-empty bucket >= i, or `none`.
+std::size_t expected_first(const std::multiset<std::size_t>& buckets, std::size_t i, std::size_t none) {
+  const auto it = buckets.lower_bound(i);
+  return it == buckets.end() ? none : *it;
+}
+
+template <std::size_t N>
+void require_all_queries(const stash::detail::free_lists<N>& lists, const std::multiset<std::size_t>& buckets) {
+  for (std::size_t i = 0; i <= N + 1; ++i) {
+    const std::size_t want = expected_first(buckets, i, lists.none);
+    if (lists.first_at_or_above(i) != want) {
+      INFO("first_at_or_above(" << i << ") with " << buckets.size() << " blocks");
+      REQUIRE(lists.first_at_or_above(i) == want);
+    }
+  }
+}
+
+}  // namespace
+
+TEMPLATE_TEST_CASE_SIG("free_lists: first_at_or_above across word boundaries", "[detail][free_lists]",
+                       ((std::size_t N), N), 1, 63, 64, 65, 817, 4096) {
+  using lists_type = stash::detail::free_lists<N>;
+  STATIC_REQUIRE(lists_type::none == N);
+  auto lists = std::make_unique<lists_type>();
+  std::multiset<std::size_t> buckets;
+  require_all_queries(*lists, buckets);
+
+  // Buckets at both edges of every 64-bit word, and the last one.
+  std::vector<std::size_t> wanted;
+  for (std::size_t w = 0; w * 64 < N; ++w)
+    for (std::size_t i : {w * 64, w * 64 + 1, w * 64 + 62, w * 64 + 63})
+      if (i < N) wanted.push_back(i);
+  wanted.push_back(N - 1);
+  std::sort(wanted.begin(), wanted.end());
+  wanted.erase(std::unique(wanted.begin(), wanted.end()), wanted.end());
+  std::vector<block> blocks(wanted.size());
+
+  for (std::size_t k = 0; k < wanted.size(); ++k) {
+    blocks[k].bucket = static_cast<std::uint32_t>(wanted[k]);
+    lists->push(&blocks[k]);
+    buckets.insert(wanted[k]);
+    require_all_queries(*lists, buckets);
+  }
+  // Take them out from the lowest up: each removal moves the answer past a word boundary at times.
+  for (std::size_t k = 0; k < wanted.size(); ++k) {
+    lists->remove(&blocks[k]);
+    buckets.erase(buckets.find(wanted[k]));
+    require_all_queries(*lists, buckets);
+    REQUIRE(lists->head(wanted[k]) == nullptr);
+  }
+}
+
+TEST_CASE("free_lists: lists are LIFO and removal from the middle keeps the links", "[detail][free_lists]") {
+  stash::detail::free_lists<817> lists;
+  block b[4];
+  for (block& x : b) {
+    x.bucket = 130;
+    lists.push(&x);
+  }
+  REQUIRE(lists.head(130) == &b[3]);
+  lists.remove(&b[2]);  // middle
+  REQUIRE(lists.head(130) == &b[3]);
+  REQUIRE(b[3].next_free == &b[1]);
+  REQUIRE(b[1].prev_free == &b[3]);
+  lists.remove(&b[3]);  // head
+  REQUIRE(lists.head(130) == &b[1]);
+  REQUIRE(b[1].prev_free == nullptr);
+  REQUIRE(lists.first_at_or_above(0) == 130);
+  lists.remove(&b[0]);  // tail
+  REQUIRE(b[1].next_free == nullptr);
+  lists.remove(&b[1]);
+  REQUIRE(lists.head(130) == nullptr);
+  REQUIRE(lists.first_at_or_above(0) == lists.none);  // the bucket's bit went with its last block
+}
+
+TEST_CASE("free_lists: random pushes and removals agree with a multiset", "[detail][free_lists]") {
+  constexpr std::size_t n = 817;
+  auto lists = std::make_unique<stash::detail::free_lists<n>>();
+  std::multiset<std::size_t> buckets;
+  std::vector<std::unique_ptr<block>> in;
+  std::mt19937_64 rng(99);
+  for (int op = 0; op < 20000; ++op) {
+    if (in.empty() || rng() % 100 < (in.size() < 60 ? 55 : 45)) {
+      auto b = std::make_unique<block>();
+      b->bucket = static_cast<std::uint32_t>(rng() % 4 == 0 ? rng() % n : 60 + rng() % 140);
+      lists->push(b.get());
+      buckets.insert(b->bucket);
+      in.push_back(std::move(b));
+    } else {
+      const std::size_t k = rng() % in.size();
+      lists->remove(in[k].get());
+      buckets.erase(buckets.find(in[k]->bucket));
+      in[k] = std::move(in.back());
+      in.pop_back();
+    }
+    const std::size_t i = rng() % (n + 1);
+    REQUIRE(lists->first_at_or_above(i) == expected_first(buckets, i, lists->none));
+    if (op % 1000 == 0) require_all_queries(*lists, buckets);
+  }
+  // Every list holds exactly the blocks of its bucket.
+  std::size_t counted = 0;
+  for (std::size_t i = 0; i < n; ++i)
+    for (block* b = lists->head(i); b; b = b->next_free) {
+      REQUIRE(b->bucket == i);
+      ++counted;
+    }
+  REQUIRE(counted == in.size());
+}
