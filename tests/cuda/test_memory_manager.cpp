@@ -23,7 +23,7 @@ stash::memory_manager& manager() { return stash::memory_manager::instance(); }
 std::size_t release_tolerance(int device, std::uint64_t backend_frees) {
   const bool paged =
       dynamic_cast<stash::pool_of<stash::device_caching_allocator>*>(&manager().device_pool(device)) != nullptr;
-  return paged ? 4 * MiB : 2 * MiB * (backend_frees + 1);
+  return paged ? 8 * MiB : 2 * MiB * (backend_frees + 1);
 }
 
 }  // namespace
