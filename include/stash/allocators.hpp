@@ -28,8 +28,11 @@ using sharded_device_allocator = sharded_allocator<device_caching_allocator, 8>;
 using segment_device_allocator = caching_allocator<cuda_device_backend, segregated_fit_buckets, spin_lock, basic_stats>;
 /// The seed design: power-of-two classes, one cudaMalloc per block, exact-class reuse.
 using pow2_device_allocator = caching_allocator<cuda_device_backend, power_of_two_buckets, std::mutex, basic_stats>;
-/// Page-locked host memory.
-using pinned_caching_allocator = caching_allocator<cuda_pinned_backend, segregated_fit_buckets, spin_lock, basic_stats>;
+/// Page-locked host memory in pages of CUDA virtual memory: held close to what is live, like device
+/// memory (the default for pinned memory).
+using pinned_caching_allocator = caching_allocator<cuda_pinned_vmm_backend, segregated_fit_buckets, spin_lock, basic_stats>;
+/// Page-locked host memory in whole cudaHostAlloc segments: where pinned VMM pages are not supported.
+using segment_pinned_allocator = caching_allocator<cuda_pinned_backend, segregated_fit_buckets, spin_lock, basic_stats>;
 /// Ordinary host memory (what the memory manager uses when there is no GPU).
 using host_caching_allocator = caching_allocator<host_backend, segregated_fit_buckets, spin_lock, basic_stats>;
 /// The default design over a simulated device: same decisions, no memory touched.

@@ -153,8 +153,7 @@ class memory_manager {
     if (pool* p = pinned_pool_.load(std::memory_order_acquire)) return *p;
     std::lock_guard guard(creation_lock_);
     if (pool* p = pinned_pool_.load(std::memory_order_acquire)) return *p;
-    pool* made = backing_ == backing::cuda ? static_cast<pool*>(new pool_of<pinned_caching_allocator>())
-                                           : static_cast<pool*>(new pool_of<host_caching_allocator>());
+    pool* made = backing_ == backing::cuda ? make_pinned_pool() : new pool_of<host_caching_allocator>();
     pinned_pool_.store(made, std::memory_order_release);
     return *made;
   }
@@ -173,6 +172,15 @@ class memory_manager {
     } catch (const cuda_error&) {
       // No virtual memory management on this device (or driver): whole cudaMalloc segments instead.
       return new pool_of<segment_device_allocator>(cuda_device_backend(id));
+    }
+  }
+
+  static pool* make_pinned_pool() {
+    try {
+      return new pool_of<pinned_caching_allocator>(cuda_pinned_vmm_backend(-1));
+    } catch (const cuda_error&) {
+      // No pinned VMM pages (an older driver): whole cudaHostAlloc segments instead.
+      return new pool_of<segment_pinned_allocator>();
     }
   }
 

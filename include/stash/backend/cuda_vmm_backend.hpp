@@ -25,14 +25,19 @@
 
 namespace stash {
 
-class cuda_vmm_backend {
+/// Kind: memory_kind::device (pages of device memory) or memory_kind::pinned (pages of page-locked
+/// host memory, CU_MEM_LOCATION_TYPE_HOST, readable and writable by the CPU and by the device).
+template <memory_kind Kind>
+class basic_cuda_vmm_backend {
+  static_assert(Kind == memory_kind::device || Kind == memory_kind::pinned, "device or pinned pages");
+
  public:
-  static constexpr memory_kind kind = memory_kind::device;
+  static constexpr memory_kind kind = Kind;
 
   /// -1: the device current when the backend is made. `reserve_bytes`: size of the address range to
   /// reserve by default; 0 means twice the device's memory. Throws stash::invalid_device
   /// for a bad id and stash::cuda_error when there is no driver or the device lacks VMM support.
-  explicit cuda_vmm_backend(int device = -1, std::size_t reserve_bytes = 0)
+  explicit basic_cuda_vmm_backend(int device = -1, std::size_t reserve_bytes = 0)
       : device_(device_manager::resolve(device)), reserve_bytes_(reserve_bytes) {
     cuda::device_guard guard(device_);
     STASH_CUDA_CHECK(cudaFree(nullptr));  // creates the primary context the driver calls run in
@@ -41,7 +46,7 @@ class cuda_vmm_backend {
     int supported = 0;
     STASH_CU_CHECK(api().cuDeviceGetAttribute(
         &supported, CU_DEVICE_ATTRIBUTE_VIRTUAL_MEMORY_MANAGEMENT_SUPPORTED, handle));
-    if (!supported) {
+    if (!supported && Kind == memory_kind::device) {
       throw cuda_error(static_cast<int>(cudaErrorNotSupported),
                        "device " + std::to_string(device_) +
                            " does not support virtual memory management (cuMemCreate/cuMemMap)");
@@ -54,12 +59,12 @@ class cuda_vmm_backend {
                                                        CU_MEM_ALLOC_GRANULARITY_MINIMUM));
   }
 
-  ~cuda_vmm_backend() { release_everything(); }
+  ~basic_cuda_vmm_backend() { release_everything(); }
 
-  cuda_vmm_backend(const cuda_vmm_backend&) = delete;
-  cuda_vmm_backend& operator=(const cuda_vmm_backend&) = delete;
-  cuda_vmm_backend(cuda_vmm_backend&& other) noexcept { take(other); }
-  cuda_vmm_backend& operator=(cuda_vmm_backend&& other) noexcept {
+  basic_cuda_vmm_backend(const basic_cuda_vmm_backend&) = delete;
+  basic_cuda_vmm_backend& operator=(const basic_cuda_vmm_backend&) = delete;
+  basic_cuda_vmm_backend(basic_cuda_vmm_backend&& other) noexcept { take(other); }
+  basic_cuda_vmm_backend& operator=(basic_cuda_vmm_backend&& other) noexcept {
     if (this != &other) {
       release_everything();
       take(other);
@@ -69,7 +74,9 @@ class cuda_vmm_backend {
 
   /// One physical page: the minimum VMM granularity of the device (2 MiB on an H100).
   std::size_t page_size() const noexcept { return page_size_; }
-  int device() const noexcept { return device_; }
+  /// The device for device pages; -1 for pinned host pages (mapped for device_accessor() too).
+  int device() const noexcept { return Kind == memory_kind::device ? device_ : -1; }
+  int device_accessor() const noexcept { return device_; }
 
   /// The address range to reserve when nobody says otherwise: the constructor's `reserve_bytes`, or
   /// else twice the device's memory, so that fragmentation of the range never limits how much physical
@@ -81,7 +88,7 @@ class cuda_vmm_backend {
   /// Reserves `n` bytes (rounded up to whole pages; 0: default_reserve_bytes()) of device address
   /// space and returns its page-aligned base; maps nothing. Once per backend.
   std::uintptr_t reserve(std::size_t n) {
-    if (base_ != 0) throw error("stash: cuda_vmm_backend::reserve called twice");
+    if (base_ != 0) throw error("stash: basic_cuda_vmm_backend::reserve called twice");
     const std::size_t size = n != 0 ? round_up(n) : default_reserve_bytes();
     cuda::device_guard guard(device_);
     CUdeviceptr base = 0;
@@ -202,17 +209,29 @@ class cuda_vmm_backend {
     CUmemAllocationProp prop{};
     prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
     prop.requestedHandleTypes = CU_MEM_HANDLE_TYPE_NONE;
-    prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
-    prop.location.id = device_;
+    prop.location.type = Kind == memory_kind::device ? CU_MEM_LOCATION_TYPE_DEVICE : CU_MEM_LOCATION_TYPE_HOST;
+    prop.location.id = Kind == memory_kind::device ? device_ : 0;
     return prop;
   }
 
+  /// Device pages: read-write for their device. Pinned host pages: for the CPU and every device, as
+  /// cudaHostAlloc'd memory is under unified addressing.
   CUresult grant_access(std::uintptr_t a) const {
-    CUmemAccessDesc access{};
-    access.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
-    access.location.id = device_;
-    access.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
-    return api().cuMemSetAccess(a, page_size_, &access, 1);
+    std::vector<CUmemAccessDesc> access;
+    auto grant = [&access](CUmemLocationType type, int id) {
+      CUmemAccessDesc d{};
+      d.location.type = type;
+      d.location.id = id;
+      d.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
+      access.push_back(d);
+    };
+    if constexpr (Kind == memory_kind::device) {
+      grant(CU_MEM_LOCATION_TYPE_DEVICE, device_);
+    } else {
+      for (int d = 0; d < device_manager::device_count(); ++d) grant(CU_MEM_LOCATION_TYPE_DEVICE, d);
+      grant(CU_MEM_LOCATION_TYPE_HOST, 0);
+    }
+    return api().cuMemSetAccess(a, page_size_, access.data(), access.size());
   }
 
   std::size_t round_up(std::size_t n) const noexcept {
@@ -220,7 +239,7 @@ class cuda_vmm_backend {
   }
 
   std::size_t index_of(std::uintptr_t a, const char* what) const {
-    if (base_ == 0) throw error(std::string("stash: cuda_vmm_backend::") + what + " before reserve()");
+    if (base_ == 0) throw error(std::string("stash: basic_cuda_vmm_backend::") + what + " before reserve()");
     if (a < base_ || a - base_ >= size_ || (a - base_) % page_size_ != 0) {
       throw invalid_pointer(reinterpret_cast<void*>(a),
                             std::string(what) + ": not a page of the reserved range");
@@ -255,7 +274,7 @@ class cuda_vmm_backend {
     mapped_pages_ = 0;
   }
 
-  void take(cuda_vmm_backend& other) noexcept {
+  void take(basic_cuda_vmm_backend& other) noexcept {
     device_ = other.device_;
     reserve_bytes_ = other.reserve_bytes_;
     total_memory_ = other.total_memory_;
@@ -277,6 +296,13 @@ class cuda_vmm_backend {
   std::size_t mapped_pages_ = 0;
 };
 
+/// Device memory through CUDA virtual memory: the default device backend.
+using cuda_vmm_backend = basic_cuda_vmm_backend<memory_kind::device>;
+/// Page-locked host memory through CUDA virtual memory (CUDA 12.2+ drivers): pinned memory that can
+/// give back the pages under any free range, like device memory.
+using cuda_pinned_vmm_backend = basic_cuda_vmm_backend<memory_kind::pinned>;
+
 static_assert(paged_backend<cuda_vmm_backend>);
+static_assert(paged_backend<cuda_pinned_vmm_backend>);
 
 }  // namespace stash
