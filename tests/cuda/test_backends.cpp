@@ -269,3 +269,39 @@ TEST_CASE("cuda_vmm_backend map_page returns false when the device is full", "[c
   CUDA_REQUIRE(cudaFree(ballast));
   CHECK(abs_diff(free_memory(device), free_before) <= 8 * MiB);
 }
+
+TEST_CASE("cuda_pinned_vmm_backend maps page-locked host pages the CPU and the device share",
+          "[cuda][backend][vmm][pinned]") {
+  const int device = current_device();
+  stash::cuda_pinned_vmm_backend backend(-1, 16 * MiB);
+  STATIC_REQUIRE(stash::cuda_pinned_vmm_backend::kind == stash::memory_kind::pinned);
+  CHECK(backend.device() == -1);
+  CHECK(backend.device_accessor() == device);
+  const std::size_t page = backend.page_size();
+  REQUIRE(page >= 4 * KiB);
+  const std::uintptr_t base = backend.reserve(0);
+  REQUIRE(backend.map_page(base));
+  REQUIRE(backend.map_page(base + 2 * page));
+
+  auto* host = reinterpret_cast<unsigned char*>(base);
+  CHECK(attributes(host).type == cudaMemoryTypeHost);
+  const auto v = pattern(page, 21);
+  std::memcpy(host, v.data(), page);  // the CPU writes it directly
+
+  // Through the device and back into the second page.
+  void* dev = nullptr;
+  CUDA_REQUIRE(cudaMalloc(&dev, page));
+  CUDA_REQUIRE(cudaMemcpy(dev, host, page, cudaMemcpyHostToDevice));
+  auto* second = reinterpret_cast<unsigned char*>(base + 2 * page);
+  CUDA_REQUIRE(cudaMemcpy(second, dev, page, cudaMemcpyDeviceToHost));
+  CHECK(std::memcmp(second, v.data(), page) == 0);
+  CUDA_REQUIRE(cudaFree(dev));
+
+  // A moved page keeps its contents, read by the CPU at the new address.
+  REQUIRE(backend.move_page(base, base + page));
+  CHECK(std::memcmp(reinterpret_cast<const void*>(base + page), v.data(), page) == 0);
+  backend.unmap_page(base + page);
+  backend.unmap_page(base + 2 * page);
+  CHECK(backend.mapped_pages() == 0);
+  CHECK(current_device() == device);
+}
