@@ -454,3 +454,84 @@ TEST_CASE("paged: an idle page is moved where it is needed instead of a new one 
   a.deallocate(big);
   a.deallocate(x);
 }
+
+TEMPLATE_TEST_CASE("caching_allocator: try_deallocate frees live blocks only, holds tells held memory",
+                   "[allocator]", STASH_TEST_COMPOSITIONS) {
+  TestType a;
+  void* keep = a.allocate(1000);
+  void* p = a.allocate(3000);
+  REQUIRE(a.holds(p));
+  REQUIRE(a.holds(static_cast<char*>(p) + 100));  // inside a live block: memory it holds
+  int on_stack = 0;
+  REQUIRE_FALSE(a.holds(&on_stack));
+
+  const auto before = a.stats();
+  const auto backend_before = counters(a.backend());
+  REQUIRE_FALSE(a.try_deallocate(nullptr));
+  REQUIRE_FALSE(a.try_deallocate(&on_stack));
+  REQUIRE_FALSE(a.try_deallocate(static_cast<char*>(p) + 256));
+  REQUIRE(a.stats() == before);
+  REQUIRE(counters(a.backend()) == backend_before);
+
+  REQUIRE(a.try_deallocate(p));
+  REQUIRE_FALSE(a.owns(p));
+  REQUIRE(a.holds(p));  // cached, still held
+  REQUIRE(a.stats().deallocations == before.deallocations + 1);
+  REQUIRE(a.stats().allocated_bytes == before.allocated_bytes - TestType::good_size(3000));
+  const auto freed = a.stats();
+  REQUIRE_FALSE(a.try_deallocate(p));  // a second time: not live, nothing changes
+  REQUIRE(a.stats() == freed);
+  a.deallocate(keep);
+  a.empty_cache();
+  if constexpr (!is_paged<TestType>) REQUIRE_FALSE(a.holds(keep));  // its segment went back
+}
+
+TEST_CASE("segregated fit: trim_cache gives back the largest idle segments first", "[allocator][segregated]") {
+  simulated_segregated a;
+  void* live = a.allocate(1000);                                    // 2 MiB segment, stays
+  std::vector<void*> big{a.allocate(3 * MiB), a.allocate(9 * MiB), a.allocate(5 * MiB)};  // 4, 10, 6 MiB
+  for (void* p : big) a.deallocate(p);
+  const auto s0 = a.stats();
+  REQUIRE(s0.reserved_bytes == 22 * MiB);
+  a.trim_cache(s0.cached_bytes - 1);  // one segment is enough: the 10 MiB one
+  REQUIRE(a.stats().reserved_bytes == 12 * MiB);
+  REQUIRE(a.stats().backend_frees == s0.backend_frees + 1);
+  a.trim_cache(6 * MiB);  // cached is 12 MiB - 1 KiB: the 6 MiB segment goes, leaving 6 MiB - 1 KiB
+  REQUIRE(a.stats().reserved_bytes == 6 * MiB);
+  REQUIRE(a.backend().in_use_bytes() == 6 * MiB);
+  a.deallocate(live);
+}
+
+TEST_CASE("paged: a block that fits is found even behind many smaller ones in its list",
+          "[allocator][paged]") {
+  // Holes of 1 MiB and one of 1 MiB + 32 KiB share a free list. With the arena used up, the larger
+  // hole is the only place a 1 MiB + 32 KiB request fits, and the allocator must find it.
+  stash::caching_options options;
+  options.reserve_bytes = 32 * MiB;
+  caching_allocator<simulated_paged_backend, segregated_fit_buckets, null_lock, basic_stats> a(
+      simulated_paged_backend{}, options);
+  const std::size_t wide = MiB + 32 * 1024;
+  REQUIRE(segregated_fit_buckets::bucket_index(wide) == segregated_fit_buckets::bucket_index(MiB));
+  std::vector<void*> separators;
+  void* wide_hole = a.allocate(wide);
+  separators.push_back(a.allocate(256));
+  std::vector<void*> holes;
+  for (int i = 0; i < 9; ++i) {
+    holes.push_back(a.allocate(MiB));
+    separators.push_back(a.allocate(256));
+  }
+  const std::size_t used = wide + 9 * MiB + 10 * 256;
+  void* rest = a.allocate(32 * MiB - used);  // the arena is now full
+  REQUIRE(a.stats().allocated_bytes == 32 * MiB);
+  const void* wide_address = wide_hole;
+  a.deallocate(wide_hole);  // filed first: it ends up behind the nine others
+  for (void* h : holes) a.deallocate(h);
+
+  void* p = nullptr;
+  CHECK_NOTHROW(p = a.allocate(wide));
+  CHECK(p == wide_address);
+  if (p) a.deallocate(p);
+  a.deallocate(rest);
+  for (void* s : separators) a.deallocate(s);
+  REQUIRE(a.stats().allocated_bytes == 0);
+}

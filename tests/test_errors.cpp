@@ -258,7 +258,7 @@ TEMPLATE_TEST_CASE("errors: a request between 1 TiB and max_size on a limited ba
   }
   REQUIRE(without_oom_retries(a.stats(), before.oom_retries) == before);
   REQUIRE(a.stats().oom_retries <= before.oom_retries + 1);
-  REQUIRE(held_bytes(a.backend()) == a.stats().reserved_bytes);
+  REQUIRE(held_bytes(a.backend()).value() == a.stats().reserved_bytes);
   REQUIRE(counters(a.backend())[0] == backend_before[0]);  // bytes held by the backend
   // It is a std::bad_alloc, for code written against operator new.
   REQUIRE_THROWS_AS(a.allocate(n), std::bad_alloc);
@@ -409,7 +409,7 @@ template <class Allocator>
 void require_pages_exact(const Allocator& a) {
   const auto s = a.stats();
   REQUIRE(s.cached_bytes == s.reserved_bytes - s.allocated_bytes);
-  REQUIRE(held_bytes(a.backend()) == s.reserved_bytes);
+  REQUIRE(held_bytes(a.backend()).value() == s.reserved_bytes);
   REQUIRE(misuses(a.backend()) == 0);
 }
 }  // namespace
@@ -501,4 +501,17 @@ TEST_CASE("errors: a paged allocation that runs out halfway keeps the books exac
   a.deallocate(live);
   a.empty_cache();
   REQUIRE(a.backend().mapped_bytes() == 0);
+}
+
+TEMPLATE_TEST_CASE("errors: a backend whose capacity drops below what it holds refuses new memory",
+                   "[errors][oom]", (caching_allocator<simulated_backend, segregated_fit_buckets, null_lock>),
+                   (caching_allocator<simulated_paged_backend, segregated_fit_buckets, null_lock>)) {
+  TestType a;
+  void* live = a.allocate(6 * MiB);  // the backend holds 6 MiB (three pages, or one segment)
+  a.backend().set_capacity(4 * MiB);
+  const auto before = a.stats();
+  CHECK(thrown_by([&] { (void)a.allocate(9 * MiB); }) == "out_of_memory");
+  CHECK(a.stats().reserved_bytes == before.reserved_bytes);
+  CHECK(held_bytes(a.backend()).value() == before.reserved_bytes);
+  a.deallocate(live);
 }
