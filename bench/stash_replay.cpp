@@ -206,6 +206,11 @@ void print_threads(const threads_result& r, backend_kind backend, const output& 
   std::fflush(stdout);
 }
 
+bool is_pinned(std::string_view name) {
+  const auto pinned = pinned_allocators();
+  return std::find(pinned.begin(), pinned.end(), name) != pinned.end();
+}
+
 bool selected_explicitly(const options& o, std::string_view name) {
   for (const auto& a : o.allocators)
     if (a == name) return true;
@@ -233,8 +238,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> allocators = opt.allocators.empty() ? available_allocators(backend) : opt.allocators;
   for (const auto& name : allocators) {
     const auto known = available_allocators(backend);
-    if (std::find(known.begin(), known.end(), name) == known.end() && name != "stash-pinned" &&
-        name != "cudaMallocHost")
+    if (std::find(known.begin(), known.end(), name) == known.end() && !is_pinned(name))
       die(fmt::format("allocator '{}' is not available on the {} backend (available: {})", name,
                       to_string(backend), join(known)));
   }
@@ -286,7 +290,7 @@ int main(int argc, char** argv) {
     }
     for (const auto& t : traces) {
       for (const auto& name : allocators) {
-        if (name == "stash-pinned" || name == "cudaMallocHost") continue;
+        if (is_pinned(name)) continue;
         try {
           auto allocator = make_allocator(name, backend);
           print_replay(measure_replay(*allocator, t, opt.warm, before_clock), backend, out);
@@ -304,7 +308,7 @@ int main(int argc, char** argv) {
       fmt::print("{:<16} {:>8} {:>10} {:>14}\n", "allocator", "threads", "pairs", "ns/pair (agg)");
     }
     for (const auto& name : allocators) {
-      if (name == "cudaMalloc" || name == "stash-pinned" || name == "cudaMallocHost") continue;
+      if (name == "cudaMalloc" || is_pinned(name)) continue;
       try {
         auto allocator = make_allocator(name, backend, /*shared_by_threads=*/true);
         if (before_clock) before_clock();

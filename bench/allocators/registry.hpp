@@ -84,10 +84,11 @@ inline std::unique_ptr<replay_allocator> make_allocator(std::string_view name, b
                               join(available_allocators(b)) + ")");
 }
 
-/// Pinned host memory (CUDA backend only): the stash composition and the driver's own call.
+/// Pinned host memory (CUDA backend only): the stash compositions (pinned pages in CUDA virtual memory,
+/// the default; cudaHostAlloc segments) and the driver's own call.
 inline std::vector<std::string> pinned_allocators() {
   std::vector<std::string> names;
-  if (STASH_BENCH_HAVE_STASH) names.push_back("stash-pinned");
+  if (STASH_BENCH_HAVE_STASH) names = {"stash-pinned", "stash-pinned-segment"};
   names.push_back("cudaMallocHost");
   return names;
 }
@@ -95,6 +96,8 @@ inline std::vector<std::string> pinned_allocators() {
 inline std::unique_ptr<replay_allocator> make_pinned_allocator(std::string_view name) {
 #if STASH_BENCH_HAVE_STASH
   if (name == "stash-pinned") return std::make_unique<stash_adapter<stash::pinned_caching_allocator>>("stash-pinned");
+  if (name == "stash-pinned-segment")
+    return std::make_unique<stash_adapter<stash::segment_pinned_allocator>>("stash-pinned-segment");
 #endif
   if (name == "cudaMallocHost") return std::make_unique<cuda_malloc_host_allocator>();
   throw std::invalid_argument("unknown pinned allocator '" + std::string(name) + "' (available: " +
