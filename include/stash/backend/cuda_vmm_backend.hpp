@@ -43,13 +43,19 @@ class basic_cuda_vmm_backend {
     STASH_CUDA_CHECK(cudaFree(nullptr));  // creates the primary context the driver calls run in
     CUdevice handle = 0;
     STASH_CU_CHECK(api().cuDeviceGet(&handle, device_));
+    // Host pages have their own attribute (CUDA 12.2+); a driver that does not know it fails the query,
+    // which is as good an answer: the caller (the memory manager) then falls back to cudaHostAlloc.
     int supported = 0;
     STASH_CU_CHECK(api().cuDeviceGetAttribute(
-        &supported, CU_DEVICE_ATTRIBUTE_VIRTUAL_MEMORY_MANAGEMENT_SUPPORTED, handle));
-    if (!supported && Kind == memory_kind::device) {
+        &supported,
+        Kind == memory_kind::device ? CU_DEVICE_ATTRIBUTE_VIRTUAL_MEMORY_MANAGEMENT_SUPPORTED
+                                    : CU_DEVICE_ATTRIBUTE_HOST_VIRTUAL_MEMORY_MANAGEMENT_SUPPORTED,
+        handle));
+    if (!supported) {
       throw cuda_error(static_cast<int>(cudaErrorNotSupported),
-                       "device " + std::to_string(device_) +
-                           " does not support virtual memory management (cuMemCreate/cuMemMap)");
+                       "device " + std::to_string(device_) + " does not support virtual memory management" +
+                           (Kind == memory_kind::device ? " (cuMemCreate/cuMemMap)"
+                                                        : " of host memory (CU_MEM_LOCATION_TYPE_HOST)"));
     }
     std::size_t free_bytes = 0;
     STASH_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_memory_));
