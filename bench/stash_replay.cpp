@@ -244,8 +244,8 @@ int main(int argc, char** argv) {
   }
 
   if (backend == backend_kind::cuda) {
-    cuda_check(cudaSetDevice(0), "cudaSetDevice");
-    cuda_check(cudaFree(nullptr), "cudaFree(nullptr) (context creation)");
+    STASH_CUDA_CHECK(cudaSetDevice(0));
+    STASH_CUDA_CHECK(cudaFree(nullptr));
     // With --json, stdout holds only the result objects; the card goes to stderr.
     fmt::print(opt.json ? stderr : stdout, "# {}\n", device_description());
   }

@@ -13,7 +13,7 @@
 
 #include <algorithm>
 
-#include "cuda_check.hpp"
+#include "stash/cuda/cuda_check.hpp"
 
 namespace stash::bench {
 namespace {
@@ -22,27 +22,27 @@ class cub_allocator final : public replayable<cub_allocator> {
  public:
   explicit cub_allocator(bool track) : cub_(/*bin_growth*/ 2, /*min_bin*/ 8, /*max_bin*/ 40), track_(track) {
     int device = 0;
-    cuda_check(cudaGetDevice(&device), "cudaGetDevice");
+    STASH_CUDA_CHECK(cudaGetDevice(&device));
     totals_ = &cub_.cached_bytes[device];
   }
   std::string_view name() const noexcept override { return "cub"; }
   void* allocate(std::size_t n) override {
     void* p = nullptr;
     if (!track_) {
-      cuda_check(cub_.DeviceAllocate(&p, n), "cub::CachingDeviceAllocator::DeviceAllocate");
+      STASH_CUDA_CHECK(cub_.DeviceAllocate(&p, n));
       return p;
     }
     const std::size_t held_before = held();
-    cuda_check(cub_.DeviceAllocate(&p, n), "cub::CachingDeviceAllocator::DeviceAllocate");
+    STASH_CUDA_CHECK(cub_.DeviceAllocate(&p, n));
     const std::size_t held_after = held();
     if (held_after > held_before) ++backend_allocs_;
     peak_ = std::max(peak_, held_after);
     return p;
   }
   void deallocate(void* p, std::size_t) override {
-    cuda_check(cub_.DeviceFree(p), "cub::CachingDeviceAllocator::DeviceFree");
+    STASH_CUDA_CHECK(cub_.DeviceFree(p));
   }
-  void empty_cache() override { cuda_check(cub_.FreeAllCached(), "cub::CachingDeviceAllocator::FreeAllCached"); }
+  void empty_cache() override { STASH_CUDA_CHECK(cub_.FreeAllCached()); }
   std::size_t peak_reserved_bytes() const override { return peak_; }
   std::optional<std::uint64_t> backend_allocs() const override { return backend_allocs_; }
 

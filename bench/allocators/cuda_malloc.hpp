@@ -4,7 +4,7 @@
 // visible), so reserved/live is 1 by construction and the interesting figure is the time.
 #include <algorithm>
 
-#include "cuda_check.hpp"
+#include "stash/cuda/cuda_check.hpp"
 #include "replay_allocator.hpp"
 
 namespace stash::bench {
@@ -20,9 +20,9 @@ class cuda_uncached_allocator final : public replayable<cuda_uncached_allocator<
   void* allocate(std::size_t n) override {
     void* p = nullptr;
     if constexpr (device) {
-      cuda_check(cudaMalloc(&p, n), "cudaMalloc");
+      STASH_CUDA_CHECK(cudaMalloc(&p, n));
     } else {
-      cuda_check(cudaMallocHost(&p, n), "cudaMallocHost");
+      STASH_CUDA_CHECK(cudaMallocHost(&p, n));
     }
     live_ += n;
     peak_ = std::max(peak_, live_);
@@ -31,9 +31,9 @@ class cuda_uncached_allocator final : public replayable<cuda_uncached_allocator<
   }
   void deallocate(void* p, std::size_t n) override {
     if constexpr (device) {
-      cuda_check(cudaFree(p), "cudaFree");
+      STASH_CUDA_CHECK(cudaFree(p));
     } else {
-      cuda_check(cudaFreeHost(p), "cudaFreeHost");
+      STASH_CUDA_CHECK(cudaFreeHost(p));
     }
     live_ -= n;
   }

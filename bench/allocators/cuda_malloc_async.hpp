@@ -6,7 +6,7 @@
 // the adapter is made, after the pool has been trimmed, so each replay starts cold.
 #include <cstdint>
 
-#include "cuda_check.hpp"
+#include "stash/cuda/cuda_check.hpp"
 #include "replay_allocator.hpp"
 
 namespace stash::bench {
@@ -15,17 +15,14 @@ class cuda_malloc_async_allocator final : public replayable<cuda_malloc_async_al
  public:
   cuda_malloc_async_allocator() {
     int device = 0;
-    cuda_check(cudaGetDevice(&device), "cudaGetDevice");
-    cuda_check(cudaDeviceGetDefaultMemPool(&pool_, device), "cudaDeviceGetDefaultMemPool");
-    cuda_check(cudaMemPoolGetAttribute(pool_, cudaMemPoolAttrReleaseThreshold, &saved_threshold_),
-               "cudaMemPoolGetAttribute(ReleaseThreshold)");
+    STASH_CUDA_CHECK(cudaGetDevice(&device));
+    STASH_CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool_, device));
+    STASH_CUDA_CHECK(cudaMemPoolGetAttribute(pool_, cudaMemPoolAttrReleaseThreshold, &saved_threshold_));
     std::uint64_t keep_everything = UINT64_MAX;
-    cuda_check(cudaMemPoolSetAttribute(pool_, cudaMemPoolAttrReleaseThreshold, &keep_everything),
-               "cudaMemPoolSetAttribute(ReleaseThreshold)");
+    STASH_CUDA_CHECK(cudaMemPoolSetAttribute(pool_, cudaMemPoolAttrReleaseThreshold, &keep_everything));
     empty_cache();
     std::uint64_t zero = 0;  // the only value accepted: restarts the high tide from the current value
-    cuda_check(cudaMemPoolSetAttribute(pool_, cudaMemPoolAttrReservedMemHigh, &zero),
-               "cudaMemPoolSetAttribute(ReservedMemHigh)");
+    STASH_CUDA_CHECK(cudaMemPoolSetAttribute(pool_, cudaMemPoolAttrReservedMemHigh, &zero));
   }
   ~cuda_malloc_async_allocator() override {
     empty_cache_noexcept();
@@ -37,18 +34,17 @@ class cuda_malloc_async_allocator final : public replayable<cuda_malloc_async_al
   std::string_view name() const noexcept override { return "cudaMallocAsync"; }
   void* allocate(std::size_t n) override {
     void* p = nullptr;
-    cuda_check(cudaMallocAsync(&p, n, cudaStream_t{}), "cudaMallocAsync");
+    STASH_CUDA_CHECK(cudaMallocAsync(&p, n, cudaStream_t{}));
     return p;
   }
-  void deallocate(void* p, std::size_t) override { cuda_check(cudaFreeAsync(p, cudaStream_t{}), "cudaFreeAsync"); }
+  void deallocate(void* p, std::size_t) override { STASH_CUDA_CHECK(cudaFreeAsync(p, cudaStream_t{})); }
   void empty_cache() override {
-    cuda_check(cudaStreamSynchronize(cudaStream_t{}), "cudaStreamSynchronize");
-    cuda_check(cudaMemPoolTrimTo(pool_, 0), "cudaMemPoolTrimTo");
+    STASH_CUDA_CHECK(cudaStreamSynchronize(cudaStream_t{}));
+    STASH_CUDA_CHECK(cudaMemPoolTrimTo(pool_, 0));
   }
   std::size_t peak_reserved_bytes() const override {
     std::uint64_t high = 0;
-    cuda_check(cudaMemPoolGetAttribute(pool_, cudaMemPoolAttrReservedMemHigh, &high),
-               "cudaMemPoolGetAttribute(ReservedMemHigh)");
+    STASH_CUDA_CHECK(cudaMemPoolGetAttribute(pool_, cudaMemPoolAttrReservedMemHigh, &high));
     return high;
   }
   /// The pool maps physical memory as it sees fit and does not count it.
