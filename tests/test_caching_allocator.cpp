@@ -33,8 +33,11 @@ std::size_t page_bytes(const Allocator& a) {
 }
 
 /// Every counter the allocator reports, against the model and against the backend.
+/// oom_allowed: the backend runs out at times, so failed backend calls may be counted and OOM retries
+/// happen; everything else must still be exact.
 template <class Allocator>
-void require_exact(const Allocator& a, const reference_model& m, std::size_t peak_reserved_seen) {
+void require_exact(const Allocator& a, const reference_model& m, std::size_t peak_reserved_seen,
+                   bool oom_allowed = false) {
   const stash::stats_snapshot s = a.stats();
   INFO("allocations " << s.allocations << ", live " << m.live().size());
   REQUIRE(s.allocated_bytes == m.allocated_bytes());
@@ -48,10 +51,10 @@ void require_exact(const Allocator& a, const reference_model& m, std::size_t pea
   REQUIRE(s.cached_bytes == s.reserved_bytes - s.allocated_bytes);
   REQUIRE(a.reserved_bytes() == s.reserved_bytes);
   REQUIRE(a.cached_bytes() == s.cached_bytes);
-  REQUIRE(s.oom_retries == 0);
+  if (!oom_allowed) REQUIRE(s.oom_retries == 0);
   if (const auto held = held_bytes(a.backend())) REQUIRE(*held == s.reserved_bytes);
   REQUIRE(misuses(a.backend()) == 0);
-  if (const auto c = calls(a.backend())) {
+  if (const auto c = calls(a.backend()); c && !oom_allowed) {
     REQUIRE(s.backend_allocations == c->takes);
     REQUIRE(s.backend_frees == c->gives);
   }
@@ -73,9 +76,10 @@ struct live_entry {
 /// `ops` random operations (mostly allocate/free, sometimes trim/empty/reset_peak) with sizes
 /// log-uniform in [1, max_bytes], every counter checked after every operation.
 template <class Allocator>
-void run_random_sequence(std::uint64_t seed, std::size_t ops, std::size_t max_bytes, std::size_t max_live) {
-  auto alloc = std::make_unique<Allocator>();
+std::unique_ptr<Allocator> run_random_sequence(std::unique_ptr<Allocator> alloc, std::uint64_t seed, std::size_t ops,
+                         std::size_t max_bytes, std::size_t max_live, bool oom_allowed = false) {
   Allocator& a = *alloc;
+  std::size_t out_of_memory = 0;
   reference_model model;
   std::mt19937_64 rng(seed);
   log_uniform_sizes sizes(max_bytes);
@@ -102,7 +106,22 @@ void run_random_sequence(std::uint64_t seed, std::size_t ops, std::size_t max_by
     const std::uint64_t roll = rng() % 1000;
     if (live.empty() || (roll < 500 && live.size() < max_live)) {
       const std::size_t n = sizes(rng);
-      void* p = a.allocate(n);
+      void* p = nullptr;
+      if (oom_allowed) {
+        try {
+          p = a.allocate(n);
+        } catch (const stash::out_of_memory& e) {
+          ++out_of_memory;
+          REQUIRE(e.requested_bytes() == n);
+          REQUIRE(e.reserved_bytes() == a.reserved_bytes());
+          REQUIRE(e.cached_bytes() == a.cached_bytes());
+          peak_reserved = std::max(peak_reserved, a.stats().reserved_bytes);
+          require_exact(a, model, peak_reserved, oom_allowed);  // the model did not change either
+          continue;
+        }
+      } else {
+        p = a.allocate(n);
+      }
       INFO("allocate(" << n << ") = " << p);
       REQUIRE(p != nullptr);
       REQUIRE(addr(p) % 256 == 0);
@@ -133,15 +152,17 @@ void run_random_sequence(std::uint64_t seed, std::size_t ops, std::size_t max_by
       peak_reserved = a.stats().reserved_bytes;
     }
     peak_reserved = std::max(peak_reserved, a.stats().reserved_bytes);
-    require_exact(a, model, peak_reserved);
+    require_exact(a, model, peak_reserved, oom_allowed);
   }
   while (!live.empty()) free_one(live.size() - 1);
-  require_exact(a, model, peak_reserved);
+  require_exact(a, model, peak_reserved, oom_allowed);
   REQUIRE(a.stats().allocated_bytes == 0);
   a.empty_cache();
   REQUIRE(a.stats().reserved_bytes == 0);
   REQUIRE(a.stats().cached_bytes == 0);
-  require_exact(a, model, peak_reserved);
+  require_exact(a, model, peak_reserved, oom_allowed);
+  if (oom_allowed) REQUIRE(out_of_memory > 0);  // the sequence did drive the out-of-memory path
+  return alloc;
 }
 
 }  // namespace
@@ -204,11 +225,63 @@ TEMPLATE_TEST_CASE("caching_allocator: long random sequences keep every counter 
   if constexpr (touches_memory<TestType>) {
     // Real memory, written end to end on every allocation (valgrind checks each byte): one seed, sizes
     // up to 4 MiB, so that the suite stays fast natively and under valgrind.
-    run_random_sequence<TestType>(0x5eed, 10000, 4 * MiB, 32);
+    run_random_sequence(std::make_unique<TestType>(), 0x5eed, 10000, 4 * MiB, 32);
   } else {
     const auto seed = GENERATE(as<std::uint64_t>{}, 0x5eed, 20261127);
-    run_random_sequence<TestType>(seed, 10000, 64 * MiB, 64);
+    run_random_sequence(std::make_unique<TestType>(), seed, 10000, 64 * MiB, 64);
   }
+}
+
+TEST_CASE("caching_allocator: random sequences that run out of memory keep every counter exact",
+          "[allocator][random][oom]") {
+  constexpr std::size_t capacity = 256 * MiB;
+  const auto seed = GENERATE(as<std::uint64_t>{}, 1, 2);
+  SECTION("segments, segregated fit") {
+    using allocator = caching_allocator<simulated_backend, segregated_fit_buckets, null_lock, basic_stats>;
+    run_random_sequence(std::make_unique<allocator>(simulated_backend(capacity)), seed, 10000, 64 * MiB, 64, true);
+  }
+  SECTION("segments, power of two") {
+    using allocator = caching_allocator<simulated_backend, power_of_two_buckets, null_lock, basic_stats>;
+    run_random_sequence(std::make_unique<allocator>(simulated_backend(capacity, 256)), seed, 10000, 64 * MiB, 64,
+                        true);
+  }
+  SECTION("segments behind failing_backend's byte limit") {
+    using allocator = caching_allocator<failing_backend<simulated_backend>, segregated_fit_buckets, null_lock>;
+    failing_backend<simulated_backend> limited;
+    limited.set_byte_limit(capacity);
+    run_random_sequence(std::make_unique<allocator>(std::move(limited)), seed, 10000, 64 * MiB, 64, true);
+  }
+  SECTION("pages") {
+    using allocator = caching_allocator<simulated_paged_backend, segregated_fit_buckets, null_lock, basic_stats>;
+    run_random_sequence(std::make_unique<allocator>(simulated_paged_backend(capacity)), seed, 10000, 64 * MiB, 64,
+                        true);
+  }
+  SECTION("small pages shared by many blocks, every page move allowed") {
+    using allocator = caching_allocator<simulated_paged_backend, segregated_fit_buckets, null_lock, basic_stats>;
+    stash::caching_options options;
+    options.page_slack = 0;
+    options.pages_between_moves = 0;
+    options.reserve_bytes = 4 * capacity;
+    const auto a = run_random_sequence(
+        std::make_unique<allocator>(simulated_paged_backend(capacity / 4, 64 * KiB), options), seed, 10000,
+        16 * MiB, 64, true);
+    REQUIRE(a->page_moves() > 0);
+  }
+}
+
+TEST_CASE("caching_allocator: random sequences over small pages with every page move allowed",
+          "[allocator][random][paged]") {
+  using allocator = caching_allocator<simulated_paged_backend, segregated_fit_buckets, null_lock, basic_stats>;
+  stash::caching_options options;
+  options.page_slack = 0;
+  options.pages_between_moves = 0;
+  options.reserve_bytes = std::size_t{1} << 30;
+  const auto page = GENERATE(as<std::size_t>{}, 16 * KiB, 64 * KiB, 2 * MiB);
+  const auto a = run_random_sequence(
+      std::make_unique<allocator>(simulated_paged_backend(simulated_paged_backend::unlimited, page), options), page,
+      10000, 4 * MiB, 64);
+  REQUIRE(a->page_moves() > 0);  // the sequence did move pages
+  REQUIRE(a->backend().move_calls() == a->page_moves());
 }
 
 TEMPLATE_TEST_CASE("caching_allocator: trim_cache and empty_cache give what they release to the backend",
