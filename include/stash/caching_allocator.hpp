@@ -57,6 +57,10 @@ class caching_allocator {
   static_assert(!(paged && Buckets::exact_fit),
                 "a paged backend carves one address range: it needs a bucket policy that splits");
   using block = detail::block;
+  struct segment {
+    block* first;       // the block at the segment's start; stays the same record for its lifetime
+    std::size_t bytes;  // as allocated from the backend
+  };
 
  public:
   using backend_type = Backend;
@@ -229,8 +233,11 @@ class caching_allocator {
       for (block* b = free_.head(i); b && scan-- > 0; b = b->next_free)
         if (b->size >= size && (!best || b->size < best->size)) best = b;
       if (best) return best;
-      const std::size_t j = free_.first_at_or_above(i + 1);
-      return j == free_.none ? nullptr : free_.head(j);
+      if (const std::size_t j = free_.first_at_or_above(i + 1); j != free_.none) return free_.head(j);
+      // Nothing larger: before the backend is asked, the rest of the own bucket (a slow path).
+      for (block* b = free_.head(i); b; b = b->next_free)
+        if (b->size >= size && (!best || b->size < best->size)) best = b;
+      return best;
     }
   }
 
@@ -316,10 +323,17 @@ class caching_allocator {
     stats_.on_reserve(bytes);
     block* b = records_.make();
     b->addr = address(p);
-    b->size = bytes;
+    // Exact fit: the block is its class size, whatever the backend's rounding added to the segment,
+    // so that it is filed in (and found again from) its own class.
+    b->size = Buckets::exact_fit ? size : bytes;
     segments_.emplace(b->addr, segment{b, bytes});
     push_free(b);
     return b;
+  }
+
+  /// A segment can go back to the backend when one free block spans it (exact fit: its only block).
+  static bool segment_is_free(const segment& seg) noexcept {
+    return seg.first->is_free && (Buckets::exact_fit || seg.first->size == seg.bytes);
   }
 
   static std::size_t round_up_checked(std::size_t n, std::size_t multiple, std::size_t requested) {
@@ -363,11 +377,18 @@ class caching_allocator {
     peak_touched_ = std::max(peak_touched_, touched_);
     std::size_t p = pages_.first_unmapped(first, last);
     if (p == detail::page_table::none) return true;
-    for (; p != detail::page_table::none; p = p < last ? pages_.first_unmapped(p + 1, last) : detail::page_table::none) {
-      if (!back_page(p)) {
-        unback_pages(addr, size);
-        throw_out_of_memory(requested);
-      }
+    bool backed = true;
+    try {
+      for (; backed && p != detail::page_table::none;
+           p = p < last ? pages_.first_unmapped(p + 1, last) : detail::page_table::none)
+        backed = back_page(p);
+    } catch (...) {  // a backend error: the block is not placed, its pages are not touched
+      unback_pages(addr, size);
+      throw;
+    }
+    if (!backed) {
+      unback_pages(addr, size);
+      throw_out_of_memory(requested);
     }
     return false;
   }
@@ -385,17 +406,17 @@ class caching_allocator {
     const bool move_is_due = backed_since_move_ >= options_.pages_between_moves;
     ++backed_since_move_;
     if (pages_.mapped_count() >= budget && move_is_due && move_idle_page_to(p)) return true;
-    for (int attempt = 0; attempt < 2; ++attempt) {
-      if (backend_.map_page(page_address(p))) {
-        pages_.set_mapped(p, true);
-        reserved_ += std::size_t{1} << page_shift_;
-        stats_.on_reserve(std::size_t{1} << page_shift_);
-        return true;
-      }
-      stats_.on_oom_retry();
-      if (move_idle_page_to(p)) return true;
-    }
-    return false;
+    if (map_new_page(p)) return true;
+    stats_.on_oom_retry();  // the cache is released by moving an idle page here, else retried once
+    return move_idle_page_to(p) || map_new_page(p);
+  }
+
+  bool map_new_page(std::size_t p) {
+    if (!backend_.map_page(page_address(p))) return false;
+    pages_.set_mapped(p, true);
+    reserved_ += std::size_t{1} << page_shift_;
+    stats_.on_reserve(std::size_t{1} << page_shift_);
+    return true;
   }
 
   bool move_idle_page_to(std::size_t p) {
@@ -424,7 +445,7 @@ class caching_allocator {
     } else {
       std::vector<segment> idle;
       for (const auto& [addr, seg] : segments_)
-        if (seg.first->is_free && seg.first->size == seg.bytes) idle.push_back(seg);
+        if (segment_is_free(seg)) idle.push_back(seg);
       std::sort(idle.begin(), idle.end(), [](const segment& a, const segment& b) { return a.bytes > b.bytes; });
       for (const segment& seg : idle) {
         if (reserved_ - allocated_ <= target) break;
@@ -485,11 +506,6 @@ class caching_allocator {
     while (any && any->prev_adjacent) any = any->prev_adjacent;
     return any;
   }
-
-  struct segment {
-    block* first;       // the block at the segment's start; stays the same record for its lifetime
-    std::size_t bytes;  // as allocated from the backend
-  };
 
   Backend backend_;
   caching_options options_;

@@ -21,7 +21,7 @@ class simulated_backend {
 
   void* allocate(std::size_t bytes) noexcept {
     ++allocate_calls_;
-    if (bytes > capacity_ - in_use_) return nullptr;
+    if (in_use_ > capacity_ || bytes > capacity_ - in_use_) return nullptr;  // capacity may drop below use
     const std::uintptr_t addr = next_;
     next_ += (bytes + alignment - 1) / alignment * alignment + alignment;  // a gap: no two segments touch
     in_use_ += bytes;

@@ -32,7 +32,7 @@ class simulated_paged_backend {
   }
   bool map_page(std::uintptr_t a) noexcept {
     ++map_calls_;
-    if (capacity_ - mapped_bytes_ < page_) return false;
+    if (mapped_bytes_ > capacity_ || capacity_ - mapped_bytes_ < page_) return false;  // capacity may drop below use
     if (mark(a, 1)) mapped_bytes_ += page_;
     peak_mapped_bytes_ = mapped_bytes_ > peak_mapped_bytes_ ? mapped_bytes_ : peak_mapped_bytes_;
     return true;
