@@ -433,6 +433,28 @@ TEST_CASE("errors: a paged backend that throws while mapping leaves no page coun
   require_pages_exact(a);
 }
 
+TEST_CASE("errors: a paged backend that throws on a later page of a block keeps the books exact",
+          "[errors][oom][paged]") {
+  failing_pages a;
+  void* live = a.allocate(MiB);  // page 0
+  a.backend().throw_on_call(2);   // the second page the next block needs
+  REQUIRE(thrown_by([&] { (void)a.allocate(5 * MiB); }) == "cuda_error");  // [1, 6) MiB: pages 0..2
+  require_pages_exact(a);
+  REQUIRE(a.stats().allocated_bytes == MiB);
+  REQUIRE(a.stats().allocations == 1);
+  a.empty_cache();  // whatever the failed block got backed is idle, and goes
+  REQUIRE(a.backend().upstream().mapped_bytes() == 2 * MiB);
+  require_pages_exact(a);
+  void* p = a.allocate(5 * MiB);
+  REQUIRE(a.backend().upstream().mapped_bytes() == 6 * MiB);
+  require_pages_exact(a);
+  a.deallocate(p);
+  a.deallocate(live);
+  a.empty_cache();
+  REQUIRE(a.backend().upstream().mapped_bytes() == 0);
+  require_pages_exact(a);
+}
+
 TEST_CASE("errors: a capacity-limited paged backend moves idle pages before it fails", "[errors][oom][paged]") {
   limited_pages a(simulated_paged_backend(8 * MiB));  // 4 pages of 2 MiB, an arena of 16 MiB
   void* a1 = a.allocate(2 * MiB);  // page 0
