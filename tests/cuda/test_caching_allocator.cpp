@@ -214,7 +214,7 @@ TEMPLATE_TEST_CASE("filling the device ends in stash::out_of_memory and leaves t
     live.erase(live.begin());
     void* small = alloc.allocate(MiB);
     require_device_memory(small, device);
-    write_pattern(small, MiB, 2000);
+    write_edges(small, MiB, 2000);
     live.push_back({small, MiB, 2000});
     for (const auto& b : live) CHECK(holds_edges(b.p, b.n, b.seed));
     require_stats_match(alloc, live);
