@@ -73,8 +73,9 @@ TEST_CASE("manager calls with a bad device id throw invalid_device and change no
   CHECK(current_device() == device);
 }
 
+// [no-initcheck]: compares cudaMemGetInfo figures, which initcheck's shadow memory disturbs.
 TEST_CASE("manager empty_cache and trim_cache give the device's cache back to the driver",
-          "[cuda][manager][cache]") {
+          "[cuda][manager][cache][no-initcheck]") {
   const int device = current_device();
   manager().empty_cache(device);
   std::vector<void*> blocks;
