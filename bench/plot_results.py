@@ -13,6 +13,7 @@ from collections import OrderedDict
 COLORS = {
     "stash": "#1b9e77", "stash-sharded": "#66a61e", "stash-pow2": "#7570b3", "torch": "#d95f02",
     "cudaMallocAsync": "#e7298a", "cub": "#a6761d", "cudaMalloc": "#666666",
+    "stash-pinned": "#1b9e77", "stash-pinned-segment": "#7fc97f", "cudaMallocHost": "#666666",
 }
 
 
@@ -45,12 +46,14 @@ def bar_panel(out, x0, y0, width, height, traces, allocators, value, log, label,
     out.append(f'<text x="{x0}" y="{y0 - 8}" font-size="14" font-weight="bold">{label}</text>')
     out.append(f'<line x1="{x0}" y1="{y0 + height}" x2="{x0 + width}" y2="{y0 + height}" stroke="#000"/>')
     group_w = width / max(len(traces), 1)
-    bar_w = group_w * 0.8 / max(len(allocators), 1)
+    widest = max(len(rows) for rows in traces.values())
+    bar_w = group_w * 0.8 / max(widest, 1)
     for gi, (trace, rows) in enumerate(traces.items()):
         gx = x0 + gi * group_w + group_w * 0.1
         out.append(f'<text x="{gx + group_w * 0.4}" y="{y0 + height + 16}" font-size="12" '
                    f'text-anchor="middle">{trace}</text>')
-        for ai, name in enumerate(allocators):
+        present = [name for name in allocators if name in rows]
+        for ai, name in enumerate(present):
             r = rows.get(name)
             v = value(r) if r else None
             if v is None:
@@ -83,11 +86,12 @@ def main():
            f'font-family="sans-serif"><rect width="100%" height="100%" fill="#fff"/>',
            f'<text x="20" y="24" font-size="16" font-weight="bold">stash-replay {args.title}</text>']
     for i, name in enumerate(allocators):
-        out.append(f'<rect x="{20 + i * 125}" y="36" width="12" height="12" fill="{COLORS.get(name, "#999")}"/>'
-                   f'<text x="{36 + i * 125}" y="47" font-size="12">{name}</text>')
-    bar_panel(out, 60, 90, width - 100, panel_h - 60, traces, allocators, lambda r: r["ns_per_op_warm"], True,
+        x, y = 20 + (i % 6) * 145, 36 + (i // 6) * 18
+        out.append(f'<rect x="{x}" y="{y}" width="12" height="12" fill="{COLORS.get(name, "#999")}"/>'
+                   f'<text x="{x + 16}" y="{y + 11}" font-size="12">{name}</text>')
+    bar_panel(out, 60, 110, width - 100, panel_h - 60, traces, allocators, lambda r: r["ns_per_op_warm"], True,
               "warm host time per operation, ns (log scale, lower is better)", lambda v: f"{v:.0f}")
-    bar_panel(out, 60, 90 + panel_h, width - 100, panel_h - 60, traces, allocators,
+    bar_panel(out, 60, 110 + panel_h, width - 100, panel_h - 60, traces, allocators,
               lambda r: r.get("reserved_over_live"), False,
               "peak reserved / peak live (lower is better)", lambda v: f"{v:.3f}")
     out.append("</svg>")
