@@ -175,7 +175,7 @@ class caching_allocator {
 
   /// Gives cached memory back to the backend until at most target_cached_bytes stay cached, or nothing
   /// more can go. Segment backends: whole free segments, largest first (fewest backend calls). Paged
-  /// backends: idle pages, the longest idle first. Memory inside a partly used segment or page stays.
+  /// backends: idle pages, highest address first. Memory inside a partly used segment or page stays.
   void trim_cache(std::size_t target_cached_bytes) {
     std::lock_guard guard(lock_);
     release_cache(target_cached_bytes);
