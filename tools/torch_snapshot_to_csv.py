@@ -22,7 +22,7 @@ own), snapshot and oom (markers).
 The history is a ring buffer of max_entries events, so a trace of a long run starts with frees of
 blocks allocated before its first event; stash-replay skips such frees and counts them.
 
-Capture mode (needs torch and a GPU): ``--capture mlp|cnn|transformer`` runs a tiny model for a
+Capture mode (needs torch and a GPU): ``--capture mlp|cnn|transformer|gpt`` runs a model for a
 few training steps in this process with history recording on, and converts what it recorded.
 
 Examples:
@@ -39,7 +39,7 @@ from typing import IO, Any, Iterable, Iterator, Mapping, Sequence
 
 HEADER = "Thread,Time,Action,Pointer,Size,Stream"
 ACTIONS = {"alloc": "allocate", "free_completed": "free"}
-MODELS = ("mlp", "cnn", "transformer")
+MODELS = ("mlp", "cnn", "transformer", "gpt")
 
 
 def format_time(microseconds: int) -> str:
@@ -124,6 +124,31 @@ def capture(model_name: str, steps: int, max_entries: int, batch: int) -> dict:
             length = int(torch.randint(8, 257, (1,), generator=generator))
             return (torch.randn(batch, length, 256, generator=generator),
                     torch.randint(0, 10, (batch * length,), generator=generator))
+    elif model_name == "gpt":
+        # A decoder-only language model (8 pre-norm layers of width 1024, 32k vocabulary, about 170M
+        # parameters) trained on batches of random length 64-1024: large, dynamically shaped
+        # activations and a 1 GiB logits tensor, the shape of LLM fine-tuning.
+        vocab, width = 32000, 1024
+
+        class DecoderLM(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.embed = nn.Embedding(vocab, width)
+                layer = nn.TransformerEncoderLayer(d_model=width, nhead=16, dim_feedforward=4 * width,
+                                                   batch_first=True, norm_first=True)
+                self.blocks = nn.TransformerEncoder(layer, num_layers=8, enable_nested_tensor=False)
+                self.head = nn.Linear(width, vocab)
+
+            def forward(self, tokens):
+                mask = nn.Transformer.generate_square_subsequent_mask(tokens.shape[1], device=tokens.device)
+                return self.head(self.blocks(self.embed(tokens), mask=mask, is_causal=True)).flatten(0, 1)
+
+        model = DecoderLM()
+
+        def batch_of_inputs():
+            length = int(torch.randint(64, 1025, (1,), generator=generator))
+            return (torch.randint(0, vocab, (batch, length), generator=generator),
+                    torch.randint(0, vocab, (batch * length,), generator=generator))
     else:
         raise ValueError(f"unknown model {model_name!r} (choose from {', '.join(MODELS)})")
 
