@@ -95,7 +95,10 @@ class caching_allocator {
     split(b, size);
     b->is_free = false;
     b->requested = n;
-    live_.insert(b->addr, b);
+    if (!b->indexed) {  // a block reused at the same address is indexed already
+      index_.insert(b->addr, b);
+      b->indexed = true;
+    }
     allocated_ += b->size;
     stats_.on_allocate(n, b->size, from_cache);
     return reinterpret_cast<void*>(b->addr);
@@ -106,8 +109,8 @@ class caching_allocator {
   void deallocate(void* p) {
     if (!p) return;
     std::lock_guard guard(lock_);
-    block* b = live_.find(address(p));
-    if (!b) throw_bad_pointer(p);
+    block* b = index_.find(address(p));
+    if (!b || b->is_free) throw_bad_pointer(p);
     release_block(b);
   }
 
@@ -115,8 +118,8 @@ class caching_allocator {
   void deallocate(void* p, std::size_t n) {
     if (!p) return;
     std::lock_guard guard(lock_);
-    block* b = live_.find(address(p));
-    if (!b) throw_bad_pointer(p);
+    block* b = index_.find(address(p));
+    if (!b || b->is_free) throw_bad_pointer(p);
     if (b->requested != n)
       throw invalid_size(n, "sized deallocate does not match the " + std::to_string(b->requested) +
                                 " bytes allocated at this pointer");
@@ -126,8 +129,8 @@ class caching_allocator {
   /// The size asked for when p was allocated. Throws invalid_pointer if p is not live here.
   std::size_t allocation_size(const void* p) const {
     std::lock_guard guard(lock_);
-    const block* b = live_.find(address(p));
-    if (!b) throw invalid_pointer(p, "not a live allocation of this allocator");
+    const block* b = index_.find(address(p));
+    if (!b || b->is_free) throw invalid_pointer(p, "not a live allocation of this allocator");
     return b->requested;
   }
 
@@ -136,8 +139,8 @@ class caching_allocator {
   bool try_deallocate(void* p) noexcept {
     if (!p) return false;
     std::lock_guard guard(lock_);
-    block* b = live_.find(address(p));
-    if (!b) return false;
+    block* b = index_.find(address(p));
+    if (!b || b->is_free) return false;
     release_block(b);
     return true;
   }
@@ -167,7 +170,9 @@ class caching_allocator {
   /// Whether p is a live allocation of this allocator.
   bool owns(const void* p) const noexcept {
     std::lock_guard guard(lock_);
-    return p && live_.find(address(p)) != nullptr;
+    if (!p) return false;
+    const block* b = index_.find(address(p));
+    return b && !b->is_free;
   }
 
   /// Gives back to the backend everything no live block uses.
@@ -230,8 +235,10 @@ class caching_allocator {
     } else {
       block* best = nullptr;
       int scan = 8;
-      for (block* b = free_.head(i); b && scan-- > 0; b = b->next_free)
-        if (b->size >= size && (!best || b->size < best->size)) best = b;
+      for (block* b = free_.head(i); b && scan-- > 0; b = b->next_free) {
+        if (b->size == size) return b;  // exact: nothing better exists, nothing to split
+        if (b->size > size && (!best || b->size < best->size)) best = b;
+      }
       if (best) return best;
       if (const std::size_t j = free_.first_at_or_above(i + 1); j != free_.none) return free_.head(j);
       // Nothing larger: before the backend is asked, the rest of the own bucket (a slow path).
@@ -253,6 +260,7 @@ class caching_allocator {
     if constexpr (!Buckets::exact_fit) {
       if (b->size > size) {
         block* rest = records_.make();
+        rest->indexed = false;
         rest->addr = b->addr + size;
         rest->size = b->size - size;
         rest->prev_adjacent = b;
@@ -266,7 +274,6 @@ class caching_allocator {
   }
 
   void release_block(block* b) {
-    live_.erase(b->addr);
     allocated_ -= b->size;
     stats_.on_deallocate(b->requested, b->size);
     if constexpr (paged) unback_pages(b->addr, b->size);
@@ -284,8 +291,9 @@ class caching_allocator {
     push_free(b);
   }
 
-  /// Drops a block that was merged into its lower neighbour.
+  /// Drops a block that was merged into its lower neighbour (or a released segment's block).
   void unlink(block* b) noexcept {
+    if (b->indexed) index_.erase(b->addr);
     if (b->prev_adjacent) b->prev_adjacent->next_adjacent = b->next_adjacent;
     if (b->next_adjacent) b->next_adjacent->prev_adjacent = b->prev_adjacent;
     records_.recycle(b);
@@ -322,6 +330,7 @@ class caching_allocator {
     reserved_ += bytes;
     stats_.on_reserve(bytes);
     block* b = records_.make();
+    *b = block{};
     b->addr = address(p);
     // Exact fit: the block is its class size, whatever the backend's rounding added to the segment,
     // so that it is filed in (and found again from) its own class.
@@ -353,6 +362,7 @@ class caching_allocator {
     page_shift_ = static_cast<unsigned>(__builtin_ctzll(page));
     pages_.resize(bytes >> page_shift_);
     block* b = records_.make();
+    *b = block{};
     b->addr = arena_base_;
     b->size = bytes;
     push_free(b);
@@ -454,6 +464,7 @@ class caching_allocator {
         backend_.deallocate(reinterpret_cast<void*>(seg.first->addr), seg.bytes);
         reserved_ -= seg.bytes;
         stats_.on_release(seg.bytes);
+        if (seg.first->indexed) index_.erase(seg.first->addr);
         records_.recycle(seg.first);
       }
     }
@@ -496,9 +507,9 @@ class caching_allocator {
   }
 
   const block* arena_first_block() const noexcept {
-    // The arena's lowest block is reached from any block through prev_adjacent; live_ or free_ has one.
+    // The arena's lowest block is reached from any block through prev_adjacent; index_ or free_ has one.
     const block* any = nullptr;
-    live_.for_each([&](std::uintptr_t, block* b) { any = b; });
+    index_.for_each([&](std::uintptr_t, block* b) { any = b; });
     if (!any) {
       const std::size_t j = free_.first_at_or_above(0);
       any = j == free_.none ? nullptr : free_.head(j);
@@ -512,7 +523,8 @@ class caching_allocator {
   mutable Lock lock_;
   Stats stats_;
   detail::free_lists<Buckets::bucket_count> free_;
-  detail::pointer_map<block> live_;
+  detail::pointer_map<block> index_;  // block start -> record, for every block that has been live
+                                      // at its address (free ones too: a reuse needs no insert)
   detail::block_pool records_;
   std::size_t reserved_ = 0;   // bytes held from the backend
   std::size_t allocated_ = 0;  // bytes of live blocks

@@ -19,6 +19,7 @@ struct block {
   block* next_free = nullptr;
   std::uint32_t bucket = 0;
   bool is_free = true;
+  bool indexed = false;  // its address is in the allocator's block index (it has been live there)
   // A stream-ordered mode adds the stream that last used the block and the event that says the GPU is
   // done with it here; free lists then filter on (stream, event complete). Nothing else changes.
 };
@@ -26,11 +27,11 @@ struct block {
 /// Hands out block records from chunks so that splitting a block never calls malloc.
 class block_pool {
  public:
+  /// A record with its fields unset: the caller sets every one (split does so on the fast path).
   block* make() {
     if (!spare_) grow();
     block* b = spare_;
     spare_ = b->next_free;
-    *b = block{};
     return b;
   }
   void recycle(block* b) noexcept {

@@ -57,6 +57,11 @@ class page_table {
 
   /// First page in [first, last] that is not mapped, or none.
   std::size_t first_unmapped(std::size_t first, std::size_t last) const noexcept {
+    if (first / 64 == last / 64) {  // most blocks lie within 64 pages of one word
+      const std::uint64_t in_range = (~std::uint64_t{0} >> (63 - last % 64)) & (~std::uint64_t{0} << (first % 64));
+      const std::uint64_t holes = ~mapped_[first / 64] & in_range;
+      return holes ? (first / 64) * 64 + static_cast<std::size_t>(__builtin_ctzll(holes)) : none;
+    }
     for (std::size_t w = first / 64; w <= last / 64; ++w) {
       std::uint64_t holes = ~mapped_[w];
       if (w == first / 64) holes &= ~std::uint64_t{0} << (first % 64);
