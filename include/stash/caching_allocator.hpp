@@ -152,9 +152,7 @@ class caching_allocator {
       return in_arena(p);
     } else {
       std::lock_guard guard(lock_);
-      const std::uintptr_t a = address(p);
-      auto it = segments_.upper_bound(a);
-      return it != segments_.begin() && a < std::prev(it)->first + std::prev(it)->second.bytes;
+      return segment_holding(address(p)) != nullptr;
     }
   }
 
@@ -340,6 +338,14 @@ class caching_allocator {
     return b;
   }
 
+  /// The segment whose bytes include a, or nullptr.
+  const segment* segment_holding(std::uintptr_t a) const noexcept {
+    auto it = segments_.upper_bound(a);
+    if (it == segments_.begin()) return nullptr;
+    --it;
+    return a < it->first + it->second.bytes ? &it->second : nullptr;
+  }
+
   /// A segment can go back to the backend when one free block spans it (exact fit: its only block).
   static bool segment_is_free(const segment& seg) noexcept {
     return seg.first->is_free && (Buckets::exact_fit || seg.first->size == seg.bytes);
@@ -490,12 +496,9 @@ class caching_allocator {
     const std::uintptr_t a = address(p);
     const block* first = nullptr;
     if constexpr (paged) {
-      if (arena_base_ != 0 && a >= arena_base_ && a < arena_base_ + (pages_.size() << page_shift_))
-        first = arena_first_block();
+      if (in_arena(p)) first = arena_first_block();
     } else {
-      auto it = segments_.upper_bound(a);
-      if (it != segments_.begin() && a < std::prev(it)->first + std::prev(it)->second.bytes)
-        first = std::prev(it)->second.first;
+      if (const segment* seg = segment_holding(a)) first = seg->first;
     }
     for (const block* b = first; b; b = b->next_adjacent) {
       if (a < b->addr || a >= b->addr + b->size) continue;

@@ -26,14 +26,7 @@ class cuda_device_backend {
     cuda::device_guard guard(device_);
     void* p = nullptr;
     const cudaError_t status = cudaMalloc(&p, bytes);
-    if (status == cudaErrorMemoryAllocation) {
-      // The runtime records the failure as the thread's last error; clear it so that the caller's
-      // next cudaGetLastError() does not see an out-of-memory the allocator already handled.
-      (void)cudaGetLastError();
-      return nullptr;
-    }
-    cuda::check(status, "cudaMalloc", __FILE__, __LINE__);
-    return p;
+    return cuda::allocated(status, "cudaMalloc", __FILE__, __LINE__) ? p : nullptr;
   }
 
   void deallocate(void* p, std::size_t /*bytes*/) noexcept {

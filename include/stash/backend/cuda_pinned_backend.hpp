@@ -22,12 +22,7 @@ class cuda_pinned_backend {
   void* allocate(std::size_t bytes) {
     void* p = nullptr;
     const cudaError_t status = cudaHostAlloc(&p, bytes, flags_);
-    if (status == cudaErrorMemoryAllocation) {
-      (void)cudaGetLastError();
-      return nullptr;
-    }
-    cuda::check(status, "cudaHostAlloc", __FILE__, __LINE__);
-    return p;
+    return cuda::allocated(status, "cudaHostAlloc", __FILE__, __LINE__) ? p : nullptr;
   }
 
   void deallocate(void* p, std::size_t /*bytes*/) noexcept {

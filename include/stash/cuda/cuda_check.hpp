@@ -26,6 +26,19 @@ inline void check(cudaError_t status, const char* call, const char* file, int li
   throw cuda_error(static_cast<int>(status), describe_error(status, call, file, line));
 }
 
+/// For allocation calls: false when `status` says the memory is exhausted (the allocator then
+/// releases its cache and retries), true on success; throws stash::cuda_error on any other failure.
+/// Either way the runtime's sticky last error is cleared, so the caller's next cudaGetLastError() does
+/// not see an out-of-memory the allocator already handled.
+inline bool allocated(cudaError_t status, const char* call, const char* file, int line) {
+  if (status == cudaErrorMemoryAllocation) {
+    (void)cudaGetLastError();
+    return false;
+  }
+  check(status, call, file, line);
+  return true;
+}
+
 }  // namespace stash::cuda
 
 /// STASH_CUDA_CHECK(cudaMalloc(&p, n)); throws stash::cuda_error naming the call on failure.

@@ -57,17 +57,9 @@ class page_table {
 
   /// First page in [first, last] that is not mapped, or none.
   std::size_t first_unmapped(std::size_t first, std::size_t last) const noexcept {
-    if (first / 64 == last / 64) {  // most blocks lie within 64 pages of one word
-      const std::uint64_t in_range = (~std::uint64_t{0} >> (63 - last % 64)) & (~std::uint64_t{0} << (first % 64));
-      const std::uint64_t holes = ~mapped_[first / 64] & in_range;
-      return holes ? (first / 64) * 64 + static_cast<std::size_t>(__builtin_ctzll(holes)) : none;
-    }
-    for (std::size_t w = first / 64; w <= last / 64; ++w) {
-      std::uint64_t holes = ~mapped_[w];
-      if (w == first / 64) holes &= ~std::uint64_t{0} << (first % 64);
-      if (w == last / 64 && last % 64 != 63) holes &= (bit(last) << 1) - 1;
-      if (holes) return w * 64 + static_cast<std::size_t>(__builtin_ctzll(holes));
-    }
+    for (std::size_t w = first / 64; w <= last / 64; ++w)
+      if (const std::uint64_t holes = ~mapped_[w] & word_mask(w, first, last))
+        return w * 64 + static_cast<std::size_t>(__builtin_ctzll(holes));
     return none;
   }
 
@@ -90,12 +82,17 @@ class page_table {
 
   static void set_range(std::vector<std::uint64_t>& bits, std::size_t first, std::size_t last, bool on) noexcept {
     for (std::size_t w = first / 64; w <= last / 64; ++w) {
-      std::uint64_t mask = ~std::uint64_t{0};
-      if (w == first / 64) mask &= ~std::uint64_t{0} << (first % 64);
-      if (w == last / 64 && last % 64 != 63) mask &= (bit(last) << 1) - 1;
-      if (on) bits[w] |= mask;
-      else bits[w] &= ~mask;
+      if (on) bits[w] |= word_mask(w, first, last);
+      else bits[w] &= ~word_mask(w, first, last);
     }
+  }
+
+  /// The bits of word w that lie in pages [first, last].
+  static constexpr std::uint64_t word_mask(std::size_t w, std::size_t first, std::size_t last) noexcept {
+    std::uint64_t mask = ~std::uint64_t{0};
+    if (w == first / 64) mask &= ~std::uint64_t{0} << (first % 64);
+    if (w == last / 64) mask &= ~std::uint64_t{0} >> (63 - last % 64);
+    return mask;
   }
 
   std::vector<std::uint64_t> mapped_, interior_;
