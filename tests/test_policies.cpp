@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "stash/backend/backend.hpp"
-#include "stash/backend/failing_backend.hpp"
+#include "stash/testing/failing_backend.hpp"
 #include "stash/backend/host_backend.hpp"
 #include "stash/backend/simulated_backend.hpp"
 #include "stash/backend/simulated_paged_backend.hpp"

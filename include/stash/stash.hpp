@@ -5,7 +5,6 @@
 #include "stash/backend/cuda_device_backend.hpp"
 #include "stash/backend/cuda_pinned_backend.hpp"
 #include "stash/backend/cuda_vmm_backend.hpp"
-#include "stash/backend/failing_backend.hpp"
 #include "stash/backend/host_backend.hpp"
 #include "stash/backend/simulated_backend.hpp"
 #include "stash/backend/simulated_paged_backend.hpp"

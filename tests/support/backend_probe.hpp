@@ -5,7 +5,7 @@
 #include <optional>
 #include <vector>
 
-#include "stash/backend/failing_backend.hpp"
+#include "stash/testing/failing_backend.hpp"
 #include "stash/backend/host_backend.hpp"
 #include "stash/backend/simulated_backend.hpp"
 #include "stash/backend/simulated_paged_backend.hpp"

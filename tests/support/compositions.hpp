@@ -6,7 +6,7 @@
 #include <mutex>
 #include <random>
 
-#include "stash/backend/failing_backend.hpp"
+#include "stash/testing/failing_backend.hpp"
 #include "stash/backend/host_backend.hpp"
 #include "stash/backend/simulated_backend.hpp"
 #include "stash/backend/simulated_paged_backend.hpp"
