@@ -74,6 +74,35 @@ class cuda_error : public error {
   int code_;
 };
 
+/// A stream handle the ordering policy rejects (CUDA: one the runtime does not know, e.g. destroyed).
+class invalid_stream : public error {
+ public:
+  invalid_stream(const void* handle, const std::string& why)
+      : error("stash: invalid stream " + describe(handle) + ": " + why), handle_(handle) {}
+  const void* handle() const noexcept { return handle_; }
+
+ private:
+  static std::string describe(const void* p) {
+    char buf[2 + 2 * sizeof(void*) + 1];
+    std::snprintf(buf, sizeof buf, "%p", p);
+    return buf;
+  }
+  const void* handle_;
+};
+
+/// A request made while its stream captures a CUDA graph that the cache cannot serve: serving it would
+/// need a call that capture forbids (mapping memory, creating a segment, querying an event).
+class capture_error : public error {
+ public:
+  capture_error(std::size_t requested, const std::string& why)
+      : error("stash: cannot allocate " + std::to_string(requested) + " bytes during CUDA graph capture: " + why),
+        requested_(requested) {}
+  std::size_t requested_bytes() const noexcept { return requested_; }
+
+ private:
+  std::size_t requested_;
+};
+
 /// The backend could not provide memory even after the cache was released and the request retried.
 /// Carries the figures at the time of failure.
 class out_of_memory : public std::bad_alloc {
