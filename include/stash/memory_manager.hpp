@@ -58,6 +58,7 @@ class pool_of final : public pool {
   void* allocate(std::size_t bytes) override { return allocator_.allocate(bytes); }
   void deallocate(void* p, std::size_t bytes) override { allocator_.deallocate(p, bytes); }
   void deallocate(void* p) override { allocator_.deallocate(p); }
+  std::size_t max_size() const noexcept override { return Allocator::max_size(); }
   bool try_deallocate(void* p) noexcept override { return allocator_.try_deallocate(p); }
   bool holds(const void* p) const noexcept override { return allocator_.holds(p); }
   void empty_cache() override { allocator_.empty_cache(); }

@@ -3,6 +3,7 @@
 // manager can hold "some caching allocator" without knowing its policies. One virtual call per
 // operation; the policies stay compile-time inside.
 #include <cstddef>
+#include <cstdint>
 
 #include "stash/backend/backend.hpp"
 
@@ -10,9 +11,15 @@ namespace stash {
 
 class memory_resource {
  public:
+  /// Every allocation is aligned to at least this (cudaMalloc's guarantee, which every stash
+  /// allocator gives).
+  static constexpr std::size_t alignment = 256;
+
   virtual ~memory_resource() = default;
   [[nodiscard]] virtual void* allocate(std::size_t bytes) = 0;
   virtual void deallocate(void* p, std::size_t bytes) = 0;
+  /// The largest request allocate may accept; a larger one throws stash::invalid_size.
+  virtual std::size_t max_size() const noexcept = 0;
   virtual memory_kind kind() const noexcept = 0;
   virtual int device() const noexcept = 0;
 };
@@ -25,6 +32,10 @@ class resource_adaptor final : public memory_resource {
   explicit resource_adaptor(Allocator& upstream) noexcept : upstream_(&upstream) {}
   void* allocate(std::size_t bytes) override { return upstream_->allocate(bytes); }
   void deallocate(void* p, std::size_t bytes) override { upstream_->deallocate(p, bytes); }
+  std::size_t max_size() const noexcept override {
+    if constexpr (requires { Allocator::max_size(); }) return Allocator::max_size();
+    else return SIZE_MAX;
+  }
   memory_kind kind() const noexcept override { return Allocator::kind; }
   int device() const noexcept override { return upstream_->device(); }
   Allocator& get_upstream_resource() const noexcept { return *upstream_; }

@@ -25,4 +25,10 @@ class pinned_allocator : public detail::resource_allocator<T, pinned_allocator<T
   pinned_allocator(const pinned_allocator<U>& other) noexcept : base(other.resource()) {}
 };
 
+/// Equal when they draw from the same resource, whatever their value types (rebound copies compare).
+template <class T, class U>
+bool operator==(const pinned_allocator<T>& a, const pinned_allocator<U>& b) noexcept {
+  return &a.resource() == &b.resource();
+}
+
 }  // namespace stash

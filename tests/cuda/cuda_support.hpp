@@ -1,6 +1,7 @@
 #pragma once
 // Helpers shared by the CUDA tests: checked runtime calls, byte patterns written and read back with
-// cudaMemcpy (the tests are host code compiled by g++, so no kernels), and device memory figures.
+// cudaMemcpy, and device memory figures. The tests are host code compiled by g++; the few kernels
+// they launch are in kernels.cu.
 #include <catch2/catch.hpp>
 #include <cuda_runtime_api.h>
 

@@ -4,7 +4,6 @@
 // handles are equal when they draw from the same resource, and the resource travels with the container
 // on copy, move and swap, so memory is always given back where it came from.
 #include <cstddef>
-#include <limits>
 #include <new>
 #include <type_traits>
 
@@ -26,18 +25,28 @@ class resource_allocator {
   explicit resource_allocator(memory_resource& resource) noexcept : resource_(&resource) {}
 
   /// n == 0 returns nullptr (the core rejects 0 bytes; containers may ask for 0 elements).
+  /// n > max_size() throws std::bad_array_new_length; out of memory throws stash::out_of_memory.
   [[nodiscard]] T* allocate(std::size_t n) {
+    // Blocks are aligned to memory_resource::alignment and no more; a more aligned T placed in them
+    // would be misaligned. Checked here, not at class scope, so that T may still be incomplete where
+    // the allocator is only named (std::vector<Node, A> as a member of Node).
+    static_assert(alignof(T) <= memory_resource::alignment,
+                  "stash allocations are 256-byte aligned: a type aligned to more cannot be placed in them");
     if (n == 0) return nullptr;
     if (n > max_size()) throw std::bad_array_new_length();
     return static_cast<T*>(resource_->allocate(n * sizeof(T)));
   }
-  void deallocate(T* p, std::size_t n) {
+  /// Never throws: a container cannot recover from a deallocate that throws (the Allocator
+  /// requirements forbid it). A pointer or size the resource did not hand out is a broken
+  /// container or a mixed-up allocator, so the resource's error (stash::invalid_pointer,
+  /// stash::invalid_size) ends the program through std::terminate, with its message.
+  void deallocate(T* p, std::size_t n) noexcept {
     if (p) resource_->deallocate(p, n * sizeof(T));
   }
-  constexpr std::size_t max_size() const noexcept { return std::numeric_limits<std::size_t>::max() / 2 / sizeof(T); }
+  /// The resource's limit in elements of T: a larger request is refused before it reaches the
+  /// resource, so containers see std::length_error or std::bad_alloc, never a stash::invalid_size.
+  std::size_t max_size() const noexcept { return resource_->max_size() / sizeof(T); }
   memory_resource& resource() const noexcept { return *resource_; }
-
-  friend bool operator==(const Derived& a, const Derived& b) noexcept { return a.resource_ == b.resource_; }
 
  private:
   memory_resource* resource_;
