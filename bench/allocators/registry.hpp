@@ -9,6 +9,7 @@
 
 #include "cuda_malloc.hpp"
 #include "cuda_malloc_async.hpp"
+#include "logged_allocator.hpp"
 #include "replay_allocator.hpp"
 #include "stash_allocators.hpp"
 
@@ -41,7 +42,7 @@ inline std::string_view to_string(backend_kind b) { return b == backend_kind::cu
 
 inline std::vector<std::string> available_allocators(backend_kind b) {
   std::vector<std::string> names;
-  if (STASH_BENCH_HAVE_STASH) names = {"stash", "stash-sharded", "stash-pow2"};
+  if (STASH_BENCH_HAVE_STASH) names = {"stash", "stash-sharded", "stash-pow2", "stash+log"};
   if (b == backend_kind::simulated) return names;
   names.insert(names.end(), {"cudaMalloc", "cudaMallocAsync"});
   if (STASH_BENCH_WITH_CUB) names.push_back("cub");
@@ -59,6 +60,7 @@ inline std::unique_ptr<replay_allocator> make_allocator(std::string_view name, b
     if (cuda) return std::make_unique<stash_adapter<stash::device_caching_allocator>>("stash");
     return std::make_unique<stash_adapter<stash::simulated_caching_allocator>>("stash");
   }
+  if (name == "stash+log") return make_logged_stash_allocator(cuda);  // every call logged to /dev/null
   if (name == "stash-sharded") {
     if (cuda) return std::make_unique<stash_adapter<stash::sharded_device_allocator>>("stash-sharded");
     return std::make_unique<stash_adapter<simulated_sharded_allocator>>("stash-sharded");

@@ -15,6 +15,7 @@
 #include "stash/device_manager.hpp"
 #include "stash/error.hpp"
 #include "stash/lock/null_lock.hpp"
+#include "stash/logging_adaptor.hpp"
 #include "stash/lock/spin_lock.hpp"
 #include "stash/memory_manager.hpp"
 #include "stash/memory_resource.hpp"
