@@ -1,0 +1,629 @@
+// The C interface (stash_c.h) over stash's pools. Every entry point catches everything: the callers
+// are frameworks written in C, Python and C++ that cannot take a C++ exception through a C frame.
+//
+// The library keeps its own pools rather than the process-wide memory_manager because the pools are
+// made with the options a user passes (page slack, reservation, backend), which the manager's fixed
+// compositions do not take. Pools are made on first use and never destroyed: a framework frees its
+// last tensors during interpreter shutdown, after static destructors may have run, and the driver
+// takes every mapping back at exit anyway.
+#include "stash_c.h"
+
+#include <cuda_runtime_api.h>
+
+#include <array>
+#include <atomic>
+#include <cerrno>
+#include <charconv>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <mutex>
+#include <new>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include "stash/allocators.hpp"
+#include "stash/device_manager.hpp"
+#include "stash/error.hpp"
+#include "stash/memory_manager.hpp"
+
+// Stream order comes from the core when it has the stream API (stash/stream.hpp and pools that take a
+// stream); until then this library is host-ordered and stash_stream_ordered() says so.
+#if __has_include(<stash/stream.hpp>)
+#include "stash/stream.hpp"
+#define STASH_C_HAS_STREAM_HEADER 1
+#else
+#define STASH_C_HAS_STREAM_HEADER 0
+#endif
+
+namespace {
+
+// ---------------------------------------------------------------------------------------------------
+// Stream pass-through: compiled against the core's stream API when the pool interface has it.
+#if STASH_C_HAS_STREAM_HEADER
+template <class Pool>
+concept stream_ordered_pool = requires(Pool& p, void* q, std::size_t n, stash::stream s) {
+  { p.allocate(n, s) } -> std::same_as<void*>;
+  p.deallocate(q, s);
+  p.record_stream(q, s);
+};
+constexpr bool stream_ordered = stream_ordered_pool<stash::pool>;
+
+stash::stream to_stream(stash_stream_t s) noexcept { return stash::stream(reinterpret_cast<cudaStream_t>(s)); }
+
+template <class Pool = stash::pool>
+void* pool_allocate(Pool& p, std::size_t n, stash_stream_t s) {
+  if constexpr (stream_ordered_pool<Pool>) {
+    return p.allocate(n, to_stream(s));
+  } else {
+    return p.allocate(n);
+  }
+}
+template <class Pool = stash::pool>
+void pool_deallocate(Pool& p, void* q, stash_stream_t s) {
+  if constexpr (stream_ordered_pool<Pool>) {
+    p.deallocate(q, to_stream(s));
+  } else {
+    p.deallocate(q);
+  }
+}
+template <class Pool = stash::pool>
+bool pool_record_stream(Pool& p, void* q, stash_stream_t s) {
+  if constexpr (stream_ordered_pool<Pool>) {
+    p.record_stream(q, to_stream(s));
+    return true;
+  } else {
+    return false;
+  }
+}
+#else
+constexpr bool stream_ordered = false;
+void* pool_allocate(stash::pool& p, std::size_t n, stash_stream_t) { return p.allocate(n); }
+void pool_deallocate(stash::pool& p, void* q, stash_stream_t) { p.deallocate(q); }
+bool pool_record_stream(stash::pool&, void*, stash_stream_t) { return false; }
+#endif
+
+// ---------------------------------------------------------------------------------------------------
+// Errors: a message per thread, and a status for each kind of failure.
+thread_local std::string last_error;
+
+int fail(stash_status status, std::string message) noexcept {
+  try {
+    last_error = std::move(message);
+  } catch (...) {
+    // No memory even for the message: keep the status, which is what callers branch on.
+  }
+  return status;
+}
+
+// A failure this layer finds itself (options, unsupported features): its status and message.
+struct option_error {
+  stash_status status;
+  std::string message;
+};
+
+// Runs f; turns whatever it throws into a status and a message. `what` names the call for messages.
+template <class F>
+int guarded(const char* what, F&& f) noexcept {
+  try {
+    f();
+    return STASH_OK;
+  } catch (const option_error& e) {
+    return fail(e.status, e.message);
+  } catch (const stash::out_of_memory& e) {
+    return fail(STASH_ERROR_OUT_OF_MEMORY, e.what());
+  } catch (const stash::invalid_pointer& e) {
+    return fail(STASH_ERROR_INVALID_POINTER, e.what());
+  } catch (const stash::invalid_size& e) {
+    return fail(STASH_ERROR_INVALID_ARGUMENT, e.what());
+  } catch (const stash::invalid_device& e) {
+    return fail(STASH_ERROR_INVALID_ARGUMENT, e.what());
+  } catch (const stash::cuda_error& e) {
+    return fail(STASH_ERROR_CUDA, e.what());
+  } catch (const std::bad_alloc&) {
+    return fail(STASH_ERROR_OUT_OF_MEMORY, std::string("stash: ") + what + ": out of host memory");
+  } catch (const std::exception& e) {
+    return fail(STASH_ERROR_INTERNAL, std::string("stash: ") + what + ": " + e.what());
+  } catch (...) {
+    return fail(STASH_ERROR_INTERNAL, std::string("stash: ") + what + ": unknown exception");
+  }
+}
+
+// A framework that frees memory has nowhere to put an error: say it on stderr too.
+void report(const char* what, const void* ptr) noexcept {
+  std::fprintf(stderr, "%s [%s(%p)]\n", last_error.c_str(), what, ptr);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Options.
+enum class backend_choice { vmm, segments };
+enum class backing_choice { automatic, host };
+
+struct options {
+  backend_choice backend = backend_choice::vmm;
+  backing_choice backing = backing_choice::automatic;
+  int host_devices = 1;
+  stash::caching_options caching{};
+};
+
+constexpr const char* option_help_text =
+    "backend:vmm|segments        vmm   device pages of CUDA virtual memory, or whole cudaMalloc segments\n"
+    "page_slack:FLOAT            0.02  (vmm) how far pages held may exceed the high tide of pages in use\n"
+    "reserve:BYTES               0     (vmm) address space reserved per device; 0: twice the device memory\n"
+    "                                  (suffixes KB MB GB TB: powers of 1000; KiB MiB GiB TiB: of 1024)\n"
+    "pages_between_moves:INT     8     (vmm) at most one page move per this many pages mapped\n"
+    "backing:auto|host           auto  host: ordinary host memory even when a GPU is visible (tests)\n"
+    "host_devices:INT            1     (backing host) number of pretend devices\n"
+    "limit:BYTES|FRACTION        -     not supported: the core has no per-device memory limit\n";
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+[[noreturn]] void bad_value(std::string_view key, std::string_view value, const char* expected) {
+  throw option_error{STASH_ERROR_INVALID_ARGUMENT, "stash: option '" + std::string(key) + "': '" +
+                                                       std::string(value) + "' is not " + expected};
+}
+
+std::uint64_t parse_unsigned(std::string_view key, std::string_view value, const char* expected) {
+  std::uint64_t n = 0;
+  const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
+  if (ec != std::errc{} || end != value.data() + value.size() || value.empty()) bad_value(key, value, expected);
+  return n;
+}
+
+double parse_double(std::string_view key, std::string_view value, const char* expected) {
+  const std::string text(value);
+  char* end = nullptr;
+  errno = 0;
+  const double d = std::strtod(text.c_str(), &end);
+  if (text.empty() || end != text.c_str() + text.size() || errno != 0 || !std::isfinite(d)) {
+    bad_value(key, value, expected);
+  }
+  return d;
+}
+
+std::uint64_t parse_bytes(std::string_view key, std::string_view value) {
+  constexpr const char* expected = "a byte count (an integer, optionally with KB, MB, GB, TB, KiB, MiB, GiB or TiB)";
+  std::size_t digits = 0;
+  while (digits < value.size() && value[digits] >= '0' && value[digits] <= '9') ++digits;
+  const std::uint64_t n = parse_unsigned(key, value.substr(0, digits), expected);
+  const std::string_view unit = trim(value.substr(digits));
+  struct suffix {
+    std::string_view name;
+    std::uint64_t factor;
+  };
+  constexpr std::array<suffix, 9> suffixes{{{"", 1},
+                                            {"KB", 1000ull},
+                                            {"MB", 1000ull * 1000},
+                                            {"GB", 1000ull * 1000 * 1000},
+                                            {"TB", 1000ull * 1000 * 1000 * 1000},
+                                            {"KiB", 1ull << 10},
+                                            {"MiB", 1ull << 20},
+                                            {"GiB", 1ull << 30},
+                                            {"TiB", 1ull << 40}}};
+  for (const suffix& s : suffixes) {
+    if (unit == s.name) {
+      if (n > UINT64_MAX / s.factor) bad_value(key, value, "a byte count that fits in 64 bits");
+      return n * s.factor;
+    }
+  }
+  bad_value(key, value, expected);
+}
+
+// Parses "key:value,key:value" on top of `base`. Throws option_error naming the option at fault.
+options parse_options(std::string_view conf, options base) {
+  options o = base;
+  while (!conf.empty()) {
+    const std::size_t comma = conf.find(',');
+    const std::string_view item = trim(conf.substr(0, comma));
+    conf = comma == std::string_view::npos ? std::string_view{} : conf.substr(comma + 1);
+    if (item.empty()) continue;
+    const std::size_t colon = item.find(':');
+    if (colon == std::string_view::npos) {
+      throw option_error{STASH_ERROR_INVALID_ARGUMENT,
+                         "stash: option '" + std::string(item) + "' has no value (write key:value)"};
+    }
+    const std::string_view key = trim(item.substr(0, colon));
+    const std::string_view value = trim(item.substr(colon + 1));
+    if (key == "backend") {
+      if (value == "vmm") {
+        o.backend = backend_choice::vmm;
+      } else if (value == "segments") {
+        o.backend = backend_choice::segments;
+      } else {
+        bad_value(key, value, "one of vmm, segments");
+      }
+    } else if (key == "page_slack") {
+      const double d = parse_double(key, value, "a number >= 0");
+      if (d < 0) bad_value(key, value, "a number >= 0");
+      o.caching.page_slack = d;
+    } else if (key == "reserve") {
+      o.caching.reserve_bytes = static_cast<std::size_t>(parse_bytes(key, value));
+    } else if (key == "pages_between_moves") {
+      o.caching.pages_between_moves = parse_unsigned(key, value, "an integer >= 0");
+    } else if (key == "backing") {
+      if (value == "auto") {
+        o.backing = backing_choice::automatic;
+      } else if (value == "host") {
+        o.backing = backing_choice::host;
+      } else {
+        bad_value(key, value, "one of auto, host");
+      }
+    } else if (key == "host_devices") {
+      const std::uint64_t n = parse_unsigned(key, value, "an integer from 1 to 64");
+      if (n < 1 || n > 64) bad_value(key, value, "an integer from 1 to 64");
+      o.host_devices = static_cast<int>(n);
+    } else if (key == "limit") {
+      throw option_error{STASH_ERROR_UNSUPPORTED,
+                         "stash: option 'limit' is not supported: stash's core has no per-device memory "
+                         "limit, so it cannot be enforced"};
+    } else {
+      throw option_error{STASH_ERROR_INVALID_ARGUMENT,
+                         "stash: unknown option '" + std::string(key) +
+                             "' (known: backend, page_slack, reserve, pages_between_moves, backing, "
+                             "host_devices, limit)"};
+    }
+  }
+  return o;
+}
+
+std::string format_options(const options& o) {
+  char slack[32];
+  std::snprintf(slack, sizeof slack, "%g", o.caching.page_slack);
+  std::string s = std::string("backend:") + (o.backend == backend_choice::vmm ? "vmm" : "segments") +
+                  ",page_slack:" + slack + ",reserve:" + std::to_string(o.caching.reserve_bytes) +
+                  ",pages_between_moves:" + std::to_string(o.caching.pages_between_moves) +
+                  ",backing:" + (o.backing == backing_choice::host ? "host" : "auto");
+  if (o.backing == backing_choice::host) s += ",host_devices:" + std::to_string(o.host_devices);
+  return s;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The pools. Options may change until the first pool is made ("frozen"); from then on the device
+// count and the options are fixed and the fast path reads them without a lock.
+class library {
+ public:
+  static constexpr int max_devices = 64;
+
+  static library& get() {
+    static library* const instance = new library();  // never destroyed: see the top of this file
+    return *instance;
+  }
+
+  /// Throws option_error (a bad option, or options after the first allocation); changes nothing then.
+  void configure(const char* conf) {
+    std::lock_guard guard(mutex_);
+    const options parsed = parse_options(conf ? conf : "", options{});
+    if (frozen()) {
+      if (format_options(parsed) == format_options(options_)) return;  // the same again
+      throw option_error{STASH_ERROR_TOO_LATE, "stash: options must be set before the first allocation (in force: " +
+                                                   format_options(options_) + ")"};
+    }
+    options_ = parsed;
+    configured_ = true;
+    options_text_ = format_options(options_);
+  }
+
+  const char* options_text() {
+    std::lock_guard guard(mutex_);
+    if (options_text_.empty()) options_text_ = format_options(options_);
+    return options_text_.c_str();
+  }
+
+  /// Device count the pools serve (fixes the options on first call when not fixed yet).
+  int device_count() {
+    const int n = device_count_.load(std::memory_order_acquire);
+    return n != 0 ? n : freeze();
+  }
+
+  bool host_backed() {
+    device_count();
+    return host_backed_;
+  }
+
+  /// A device id in [0, device_count()); -1 means the current device.
+  int resolve(int device) {
+    const int count = device_count();
+    if (device == -1) device = host_backed_ ? 0 : stash::device_manager::current_device();
+    if (device < 0 || device >= count) throw stash::invalid_device(device, count);
+    return device;
+  }
+
+  /// The pool of a device (-1: current), made on first use.
+  stash::pool& device_pool(int device) {
+    device = resolve(device);
+    if (stash::pool* p = pools_[static_cast<std::size_t>(device)].load(std::memory_order_acquire)) return *p;
+    return make_device_pool(device);
+  }
+
+  /// The pool of a device if it was made, else null.
+  stash::pool* existing_pool(int device) {
+    const int count = device_count();
+    if (device < 0 || device >= count) throw stash::invalid_device(device, count);
+    return pools_[static_cast<std::size_t>(device)].load(std::memory_order_acquire);
+  }
+
+  stash::pool& pinned_pool() {
+    device_count();
+    if (stash::pool* p = pinned_.load(std::memory_order_acquire)) return *p;
+    std::lock_guard guard(mutex_);
+    if (stash::pool* p = pinned_.load(std::memory_order_acquire)) return *p;
+    stash::pool* made = nullptr;
+    if (host_backed_) {
+      made = new stash::pool_of<stash::host_caching_allocator>();
+    } else {
+      try {
+        made = new stash::pool_of<stash::pinned_caching_allocator>(stash::cuda_pinned_vmm_backend(-1),
+                                                                    options_.caching);
+      } catch (const stash::cuda_error&) {
+        // No pinned VMM pages (an older driver): whole cudaHostAlloc segments instead.
+        made = new stash::pool_of<stash::segment_pinned_allocator>();
+      }
+    }
+    pinned_.store(made, std::memory_order_release);
+    return *made;
+  }
+
+  void count_oom(int device) {
+    if (device >= 0 && device < max_devices) ooms_[static_cast<std::size_t>(device)].fetch_add(1, std::memory_order_relaxed);
+  }
+  std::uint64_t ooms(int device) const { return ooms_[static_cast<std::size_t>(device)].load(std::memory_order_relaxed); }
+  void count_pinned_oom() { pinned_ooms_.fetch_add(1, std::memory_order_relaxed); }
+  std::uint64_t pinned_ooms() const { return pinned_ooms_.load(std::memory_order_relaxed); }
+
+  /// A device pool other than `except` that holds p live, or null: a free that named the wrong device.
+  stash::pool* pool_owning(const void* p, int except) {
+    const int count = device_count();
+    for (int d = 0; d < count; ++d) {
+      if (d == except) continue;
+      stash::pool* pool = pools_[static_cast<std::size_t>(d)].load(std::memory_order_acquire);
+      if (pool && pool->holds(p)) return pool;
+    }
+    return nullptr;
+  }
+
+ private:
+  library() = default;
+
+  bool frozen() const { return device_count_.load(std::memory_order_acquire) != 0; }
+
+  int freeze() {
+    std::lock_guard guard(mutex_);
+    if (const int n = device_count_.load(std::memory_order_acquire)) return n;
+    if (!configured_) {
+      // Nobody called stash_configure: the environment decides, as PYTORCH_ALLOC_CONF does for PyTorch.
+      if (const char* env = std::getenv("STASH_CONF")) {
+        try {
+          options_ = parse_options(env, options{});
+        } catch (const option_error& e) {
+          // Fail every allocation loudly rather than run with options the user did not ask for.
+          throw option_error{e.status, "STASH_CONF: " + e.message};
+        }
+      }
+      configured_ = true;
+    }
+    options_text_ = format_options(options_);
+    const int gpus = stash::device_manager::device_count();
+    host_backed_ = options_.backing == backing_choice::host || gpus == 0;
+    int n = host_backed_ ? options_.host_devices : gpus;
+    if (n > max_devices) n = max_devices;
+    device_count_.store(n, std::memory_order_release);
+    return n;
+  }
+
+  stash::pool& make_device_pool(int id) {
+    std::lock_guard guard(mutex_);
+    std::atomic<stash::pool*>& slot = pools_[static_cast<std::size_t>(id)];
+    if (stash::pool* p = slot.load(std::memory_order_acquire)) return *p;
+    stash::pool* made = nullptr;
+    if (host_backed_) {
+      made = new stash::pool_of<stash::host_caching_allocator>();
+    } else if (options_.backend == backend_choice::vmm) {
+      try {
+        made = new stash::pool_of<stash::device_caching_allocator>(stash::cuda_vmm_backend(id), options_.caching);
+      } catch (const stash::cuda_error&) {
+        // No virtual memory management on this device (or driver): whole cudaMalloc segments instead.
+        made = new stash::pool_of<stash::segment_device_allocator>(stash::cuda_device_backend(id), options_.caching);
+      }
+    } else {
+      made = new stash::pool_of<stash::segment_device_allocator>(stash::cuda_device_backend(id), options_.caching);
+    }
+    slot.store(made, std::memory_order_release);
+    return *made;
+  }
+
+  std::mutex mutex_;  // taken to configure and to make pools, never on the fast path
+  options options_{};
+  bool configured_ = false;
+  std::string options_text_;
+  bool host_backed_ = false;
+  std::atomic<int> device_count_{0};
+  std::array<std::atomic<stash::pool*>, max_devices> pools_{};
+  std::atomic<stash::pool*> pinned_{nullptr};
+  std::array<std::atomic<std::uint64_t>, max_devices> ooms_{};
+  std::atomic<std::uint64_t> pinned_ooms_{0};
+};
+
+void fill(stash_stats* out, const stash::stats_snapshot& s, std::uint64_t ooms) {
+  out->allocated_bytes = s.allocated_bytes;
+  out->requested_bytes = s.requested_bytes;
+  out->cached_bytes = s.cached_bytes;
+  out->reserved_bytes = s.reserved_bytes;
+  out->peak_allocated_bytes = s.peak_allocated_bytes;
+  out->peak_requested_bytes = s.peak_requested_bytes;
+  out->peak_reserved_bytes = s.peak_reserved_bytes;
+  out->allocations = s.allocations;
+  out->deallocations = s.deallocations;
+  out->cache_hits = s.cache_hits;
+  out->backend_allocations = s.backend_allocations;
+  out->backend_frees = s.backend_frees;
+  out->oom_retries = s.oom_retries;
+  out->num_ooms = ooms;
+}
+
+}  // namespace
+
+extern "C" {
+
+void* stash_alloc(ssize_t size, int device, stash_stream_t stream) {
+  if (size == 0) return nullptr;  // as cudaMalloc(0): PyTorch asks for 0 bytes for empty tensors
+  void* p = nullptr;
+  const int status = guarded("stash_alloc", [&] {
+    if (size < 0) throw stash::invalid_size(static_cast<std::size_t>(size), "a negative size");
+    p = pool_allocate(library::get().device_pool(device), static_cast<std::size_t>(size), stream);
+  });
+  if (status == STASH_ERROR_OUT_OF_MEMORY) {
+    try {
+      library::get().count_oom(library::get().resolve(device));
+    } catch (...) {
+      // The count is a statistic; the null return is what matters.
+    }
+  }
+  return p;
+}
+
+void stash_free(void* ptr, ssize_t /*size*/, int device, stash_stream_t stream) {
+  if (!ptr) return;
+  const int status = guarded("stash_free", [&] {
+    library& lib = library::get();
+    const int id = lib.resolve(device);
+    if (stash::pool* pool = lib.existing_pool(id)) {
+      try {
+        pool_deallocate(*pool, ptr, stream);
+        return;
+      } catch (const stash::invalid_pointer&) {
+        // Freed with the wrong device id? Then the pool that holds it frees it; else this error stands.
+        stash::pool* owner = lib.pool_owning(ptr, id);
+        if (!owner) throw;
+        pool_deallocate(*owner, ptr, stream);
+        return;
+      }
+    }
+    stash::pool* owner = lib.pool_owning(ptr, id);
+    if (!owner) throw stash::invalid_pointer(ptr, "not allocated by stash (device " + std::to_string(id) + " has no pool)");
+    pool_deallocate(*owner, ptr, stream);
+  });
+  if (status != STASH_OK) report("stash_free", ptr);
+}
+
+int stash_record_stream(void* ptr, stash_stream_t stream) {
+  if (!stream_ordered) {
+    return fail(STASH_ERROR_UNSUPPORTED, "stash: record_stream: this build of stash is host-ordered");
+  }
+  bool done = false;
+  const int status = guarded("stash_record_stream", [&] {
+    library& lib = library::get();
+    for (int d = 0; d < lib.device_count() && !done; ++d) {
+      stash::pool* pool = lib.existing_pool(d);
+      if (pool && pool->holds(ptr)) done = pool_record_stream(*pool, ptr, stream);
+    }
+    if (!done) throw stash::invalid_pointer(ptr, "record_stream: not allocated by stash");
+  });
+  return status;
+}
+
+int stash_stream_ordered(void) { return stream_ordered ? 1 : 0; }
+
+void* stash_alloc_pinned(size_t size) {
+  if (size == 0) return nullptr;
+  void* p = nullptr;
+  const int status = guarded("stash_alloc_pinned", [&] { p = library::get().pinned_pool().allocate(size); });
+  if (status == STASH_ERROR_OUT_OF_MEMORY) library::get().count_pinned_oom();
+  return p;
+}
+
+int stash_free_pinned(void* ptr) {
+  if (!ptr) return STASH_OK;
+  const int status = guarded("stash_free_pinned", [&] { library::get().pinned_pool().deallocate(ptr); });
+  if (status != STASH_OK) report("stash_free_pinned", ptr);
+  return status;
+}
+
+int stash_empty_cache(int device) {
+  return guarded("stash_empty_cache", [&] {
+    library& lib = library::get();
+    if (device != -1) {
+      if (stash::pool* pool = lib.existing_pool(device)) pool->empty_cache();
+      return;
+    }
+    for (int d = 0; d < lib.device_count(); ++d) {
+      if (stash::pool* pool = lib.existing_pool(d)) pool->empty_cache();
+    }
+  });
+}
+
+int stash_empty_pinned_cache(void) {
+  return guarded("stash_empty_pinned_cache", [&] { library::get().pinned_pool().empty_cache(); });
+}
+
+int stash_get_stats(int device, stash_stats* out) {
+  if (!out) return fail(STASH_ERROR_INVALID_ARGUMENT, "stash_get_stats: out is null");
+  return guarded("stash_get_stats", [&] {
+    library& lib = library::get();
+    const int id = lib.resolve(device);
+    fill(out, lib.device_pool(id).stats(), lib.ooms(id));
+  });
+}
+
+int stash_get_pinned_stats(stash_stats* out) {
+  if (!out) return fail(STASH_ERROR_INVALID_ARGUMENT, "stash_get_pinned_stats: out is null");
+  return guarded("stash_get_pinned_stats", [&] {
+    library& lib = library::get();
+    fill(out, lib.pinned_pool().stats(), lib.pinned_ooms());
+  });
+}
+
+int stash_reset_peak(int device) {
+  return guarded("stash_reset_peak", [&] { library::get().device_pool(device).reset_peak(); });
+}
+
+int stash_set_memory_fraction(double fraction, int device) {
+  return guarded("stash_set_memory_fraction", [&] {
+    if (!(fraction >= 0.0 && fraction <= 1.0)) {
+      throw option_error{STASH_ERROR_INVALID_ARGUMENT,
+                         "stash: memory fraction " + std::to_string(fraction) + " is not in [0, 1]"};
+    }
+    library& lib = library::get();
+    if (device < -1 || device >= lib.device_count()) throw stash::invalid_device(device, lib.device_count());
+    throw option_error{STASH_ERROR_UNSUPPORTED,
+                       "stash: set_memory_fraction is not supported: stash's core has no per-device memory limit"};
+  });
+}
+
+int stash_configure(const char* conf) {
+  return guarded("stash_configure", [&] { library::get().configure(conf); });
+}
+
+const char* stash_options(void) {
+  try {
+    return library::get().options_text();
+  } catch (...) {
+    return "";
+  }
+}
+
+const char* stash_option_help(void) { return option_help_text; }
+
+int stash_device_count(void) {
+  int n = 0;
+  if (guarded("stash_device_count", [&] { n = library::get().device_count(); }) != STASH_OK) return 0;
+  return n;
+}
+
+const char* stash_backing(void) {
+  bool host = true;
+  if (guarded("stash_backing", [&] { host = library::get().host_backed(); }) != STASH_OK) return "";
+  return host ? "host" : "cuda";
+}
+
+const char* stash_last_error(void) { return last_error.c_str(); }
+
+void stash_clear_error(void) { last_error.clear(); }
+
+}  // extern "C"

@@ -1,0 +1,112 @@
+/* stash's C interface: one shared library that frameworks load at run time (PyTorch's
+ * CUDAPluggableAllocator, CuPy through the Python package, or anything with dlopen/ctypes).
+ *
+ * It keeps one pool per device and one pool of pinned host memory, made on first use with the options
+ * set by stash_configure() (or the STASH_CONF environment variable). Without a GPU every pool draws
+ * ordinary host memory as one device, 0, so the interface can be exercised anywhere.
+ *
+ * No C++ exception crosses this interface. Each function reports failure through its return value
+ * (null, or a nonzero stash_status) and records a message that stash_last_error() returns on the same
+ * thread. A request the memory cannot satisfy returns null and counts in num_ooms; a pointer this
+ * library never handed out, or freed already, is reported on stderr as well, since the framework that
+ * frees it has no way to receive an error.
+ */
+#ifndef STASH_C_H
+#define STASH_C_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h> /* ssize_t, the type PyTorch's pluggable allocator passes sizes in */
+
+#if defined(__GNUC__) || defined(__clang__)
+#define STASH_C_API __attribute__((visibility("default")))
+#else
+#define STASH_C_API
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* cudaStream_t without the CUDA headers: the runtime defines it as exactly this pointer type. */
+struct CUstream_st;
+typedef struct CUstream_st* stash_stream_t;
+
+typedef enum stash_status {
+  STASH_OK = 0,
+  STASH_ERROR_INVALID_ARGUMENT = 1, /* a bad option, size or device id */
+  STASH_ERROR_INVALID_POINTER = 2,  /* not allocated here, or freed already */
+  STASH_ERROR_OUT_OF_MEMORY = 3,
+  STASH_ERROR_CUDA = 4,             /* a CUDA runtime or driver call failed */
+  STASH_ERROR_UNSUPPORTED = 5,      /* a feature this build or the core does not have */
+  STASH_ERROR_TOO_LATE = 6,         /* options after the first allocation */
+  STASH_ERROR_INTERNAL = 7
+} stash_status;
+
+/* Figures of one pool, as the core's stats_snapshot counts them, plus this layer's count of requests
+ * that ended in out-of-memory. Every field is a byte count or an event count since the pool was made
+ * (peaks: since the last stash_reset_peak). */
+typedef struct stash_stats {
+  uint64_t allocated_bytes;      /* live, as rounded */
+  uint64_t requested_bytes;      /* live, as asked for */
+  uint64_t cached_bytes;         /* held but free */
+  uint64_t reserved_bytes;       /* held from the driver */
+  uint64_t peak_allocated_bytes;
+  uint64_t peak_requested_bytes;
+  uint64_t peak_reserved_bytes;
+  uint64_t allocations;
+  uint64_t deallocations;
+  uint64_t cache_hits;
+  uint64_t backend_allocations;  /* segments allocated or pages mapped */
+  uint64_t backend_frees;        /* segments freed or pages unmapped */
+  uint64_t oom_retries;          /* times the cache was released to retry a request */
+  uint64_t num_ooms;             /* requests that failed for lack of memory */
+} stash_stats;
+
+/* PyTorch's pluggable signatures. size 0 returns null (as cudaMalloc(0) does) and is no error.
+ * device -1 means the current device. Out of memory and bad arguments return null. */
+STASH_C_API void* stash_alloc(ssize_t size, int device, stash_stream_t stream);
+/* null is a no-op. size and device are those of the allocation (the pool is found from device). */
+STASH_C_API void stash_free(void* ptr, ssize_t size, int device, stash_stream_t stream);
+/* ptr is also used on stream: its memory is not reused elsewhere before the work queued there is done
+ * (PyTorch's Tensor.record_stream). STASH_ERROR_UNSUPPORTED when the library is host-ordered. */
+STASH_C_API int stash_record_stream(void* ptr, stash_stream_t stream);
+/* 1 when allocations follow stream order (freed memory is reused on another stream only after the work
+ * queued before the free is done), 0 when reuse is host-ordered. */
+STASH_C_API int stash_stream_ordered(void);
+
+/* Page-locked host memory (CuPy's pinned memory allocator). */
+STASH_C_API void* stash_alloc_pinned(size_t size);
+STASH_C_API int stash_free_pinned(void* ptr);
+
+/* Gives cached memory back to the driver: one device (-1: every device made so far). */
+STASH_C_API int stash_empty_cache(int device);
+STASH_C_API int stash_empty_pinned_cache(void);
+STASH_C_API int stash_get_stats(int device, stash_stats* out);
+STASH_C_API int stash_get_pinned_stats(stash_stats* out);
+STASH_C_API int stash_reset_peak(int device);
+/* Caps a device's memory at a fraction of its total (PyTorch's set_per_process_memory_fraction).
+ * STASH_ERROR_UNSUPPORTED: the core has no per-device limit. */
+STASH_C_API int stash_set_memory_fraction(double fraction, int device);
+
+/* Options as "key:value,key:value" (the form of PYTORCH_ALLOC_CONF); see stash_option_help(). Must come
+ * before the first allocation (STASH_ERROR_TOO_LATE otherwise). A bad option changes nothing, and the
+ * error names it. When it is never called, the first allocation reads STASH_CONF. */
+STASH_C_API int stash_configure(const char* conf);
+/* The options in force, in the same form (a static string, valid until the next stash_configure). */
+STASH_C_API const char* stash_options(void);
+/* One line per option: name, value form, default, meaning. */
+STASH_C_API const char* stash_option_help(void);
+
+/* Number of devices the pools can serve; "cuda" or "host" for where their memory comes from. */
+STASH_C_API int stash_device_count(void);
+STASH_C_API const char* stash_backing(void);
+/* The message of the last failure on the calling thread ("" when none); stash_clear_error resets it. */
+STASH_C_API const char* stash_last_error(void);
+STASH_C_API void stash_clear_error(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* STASH_C_H */

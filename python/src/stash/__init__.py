@@ -1,0 +1,53 @@
+"""stash: caching allocators for CUDA device memory and pinned host memory.
+
+    import stash.torch
+    stash.torch.enable()        # first thing, before any CUDA tensor: PyTorch allocates through stash
+
+    import stash.cupy
+    stash.cupy.enable()         # CuPy's device and pinned memory through stash
+
+The native library is plain C (stash_c.h); `stash.library_path()` names it, for PyTorch's
+CUDAPluggableAllocator or any other loader. Options: `stash.configure(...)` or STASH_CONF.
+"""
+
+from ._native import (
+    OptionError,
+    OutOfMemoryError,
+    StashError,
+    TooLateError,
+    backing,
+    configure,
+    current_options,
+    device_count,
+    empty_cache,
+    empty_pinned_cache,
+    get_pinned_stats,
+    get_stats,
+    last_error,
+    library_path,
+    option_help,
+    reset_peak,
+    stream_ordered,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "OptionError",
+    "OutOfMemoryError",
+    "StashError",
+    "TooLateError",
+    "backing",
+    "configure",
+    "current_options",
+    "device_count",
+    "empty_cache",
+    "empty_pinned_cache",
+    "get_pinned_stats",
+    "get_stats",
+    "last_error",
+    "library_path",
+    "option_help",
+    "reset_peak",
+    "stream_ordered",
+]

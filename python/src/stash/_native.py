@@ -1,0 +1,235 @@
+"""ctypes bindings of libstash_c (integrations/c/stash_c.h): no torch, no CuPy."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+from typing import Dict, Optional
+
+_LIBRARY_NAME = "libstash_c.so"
+
+# stash_status values (stash_c.h).
+OK = 0
+ERROR_INVALID_ARGUMENT = 1
+ERROR_INVALID_POINTER = 2
+ERROR_OUT_OF_MEMORY = 3
+ERROR_CUDA = 4
+ERROR_UNSUPPORTED = 5
+ERROR_TOO_LATE = 6
+ERROR_INTERNAL = 7
+
+
+class StashError(RuntimeError):
+    """A stash call failed; `status` is the C layer's stash_status."""
+
+    def __init__(self, message: str, status: int = ERROR_INTERNAL):
+        super().__init__(message)
+        self.status = status
+
+
+class OptionError(StashError, ValueError):
+    """A bad option (unknown name, bad value, or a feature stash does not have); the message names it."""
+
+
+class TooLateError(StashError):
+    """Options or the allocator were changed after memory was already allocated."""
+
+
+class OutOfMemoryError(StashError, MemoryError):
+    """A request the memory could not satisfy, after stash released its cache and retried."""
+
+
+class Stats(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_uint64)
+        for name in (
+            "allocated_bytes",
+            "requested_bytes",
+            "cached_bytes",
+            "reserved_bytes",
+            "peak_allocated_bytes",
+            "peak_requested_bytes",
+            "peak_reserved_bytes",
+            "allocations",
+            "deallocations",
+            "cache_hits",
+            "backend_allocations",
+            "backend_frees",
+            "oom_retries",
+            "num_ooms",
+        )
+    ]
+
+    def as_dict(self) -> Dict[str, int]:
+        return {name: int(getattr(self, name)) for name, _ in self._fields_}
+
+
+def library_path() -> str:
+    """The shared library exporting stash_alloc/stash_free with PyTorch's pluggable signatures.
+
+    STASH_LIBRARY overrides it (a library built elsewhere, e.g. by CMake's stash_c target)."""
+    override = os.environ.get("STASH_LIBRARY")
+    if override:
+        return os.path.abspath(override)
+    return os.path.join(os.path.dirname(os.path.abspath(__file__)), _LIBRARY_NAME)
+
+
+_lib: Optional[ctypes.CDLL] = None
+_lib_lock = threading.Lock()
+
+
+def lib() -> ctypes.CDLL:
+    """The loaded library, with every prototype declared."""
+    global _lib
+    if _lib is not None:
+        return _lib
+    with _lib_lock:
+        if _lib is not None:
+            return _lib
+        path = library_path()
+        if not os.path.exists(path):
+            raise StashError(f"stash: native library not found at {path} (is the package installed with pip?)")
+        handle = ctypes.CDLL(path)
+        c = ctypes
+        stream = c.c_void_p
+        protos = {
+            "stash_alloc": (c.c_void_p, [c.c_ssize_t, c.c_int, stream]),
+            "stash_free": (None, [c.c_void_p, c.c_ssize_t, c.c_int, stream]),
+            "stash_record_stream": (c.c_int, [c.c_void_p, stream]),
+            "stash_stream_ordered": (c.c_int, []),
+            "stash_alloc_pinned": (c.c_void_p, [c.c_size_t]),
+            "stash_free_pinned": (c.c_int, [c.c_void_p]),
+            "stash_empty_cache": (c.c_int, [c.c_int]),
+            "stash_empty_pinned_cache": (c.c_int, []),
+            "stash_get_stats": (c.c_int, [c.c_int, c.POINTER(Stats)]),
+            "stash_get_pinned_stats": (c.c_int, [c.POINTER(Stats)]),
+            "stash_reset_peak": (c.c_int, [c.c_int]),
+            "stash_set_memory_fraction": (c.c_int, [c.c_double, c.c_int]),
+            "stash_configure": (c.c_int, [c.c_char_p]),
+            "stash_options": (c.c_char_p, []),
+            "stash_option_help": (c.c_char_p, []),
+            "stash_device_count": (c.c_int, []),
+            "stash_backing": (c.c_char_p, []),
+            "stash_last_error": (c.c_char_p, []),
+            "stash_clear_error": (None, []),
+        }
+        for name, (restype, argtypes) in protos.items():
+            fn = getattr(handle, name)
+            fn.restype = restype
+            fn.argtypes = argtypes
+        _lib = handle
+        return handle
+
+
+def last_error() -> str:
+    """The message of the last failure of a stash call on this thread ("" when none)."""
+    return lib().stash_last_error().decode(errors="replace")
+
+
+def check(status: int, context: str = "") -> None:
+    """Raises the StashError subclass that matches a nonzero status, with the C layer's message."""
+    if status == OK:
+        return
+    message = last_error() or f"stash: error {status}"
+    if context:
+        message = f"{context}: {message}"
+    if status in (ERROR_INVALID_ARGUMENT, ERROR_UNSUPPORTED):
+        raise OptionError(message, status)
+    if status == ERROR_TOO_LATE:
+        raise TooLateError(message, status)
+    if status == ERROR_OUT_OF_MEMORY:
+        raise OutOfMemoryError(message, status)
+    raise StashError(message, status)
+
+
+def _format_value(key: str, value) -> str:
+    if isinstance(value, bool):
+        raise OptionError(f"stash: option '{key}': {value!r} is not a valid value", ERROR_INVALID_ARGUMENT)
+    text = str(value)
+    if any(ch in text for ch in ",:") or not text:
+        raise OptionError(f"stash: option '{key}': {text!r} is not a valid value", ERROR_INVALID_ARGUMENT)
+    return text
+
+
+def options_string(options: Dict[str, object]) -> str:
+    """Keyword options as the "key:value,key:value" form that STASH_CONF and stash_configure take."""
+    return ",".join(f"{key}:{_format_value(key, value)}" for key, value in options.items())
+
+
+def configure(conf: Optional[str] = None, *, use_env: bool = True, **options) -> str:
+    """Sets the options of every pool; must come before the first allocation. Returns the options in force.
+
+    The environment variable STASH_CONF ("key:value,key:value", like PYTORCH_ALLOC_CONF) is read first
+    (when use_env), then `conf`, then keyword arguments, each overriding the one before. A bad option
+    raises OptionError naming it, and changes nothing."""
+    parts = []
+    env = os.environ.get("STASH_CONF", "") if use_env else ""
+    if env:
+        # Checked alone first, so that an error in the environment says where it came from.
+        check(lib().stash_configure(env.encode()), "STASH_CONF")
+        parts.append(env)
+    if conf:
+        parts.append(conf)
+    if options:
+        parts.append(options_string(options))
+    check(lib().stash_configure(",".join(parts).encode()))
+    global _configured
+    _configured = True
+    return current_options()
+
+
+_configured = False
+
+
+def configured() -> bool:
+    """Whether configure() succeeded in this process."""
+    return _configured
+
+
+def current_options() -> str:
+    return lib().stash_options().decode()
+
+
+def option_help() -> str:
+    return lib().stash_option_help().decode()
+
+
+def device_count() -> int:
+    return int(lib().stash_device_count())
+
+
+def backing() -> str:
+    """'cuda' when the pools hold GPU memory, 'host' when they fall back to host memory (no GPU)."""
+    return lib().stash_backing().decode()
+
+
+def stream_ordered() -> bool:
+    """Whether freed memory is reused on another stream only after the work queued before the free."""
+    return bool(lib().stash_stream_ordered())
+
+
+def get_stats(device: int = -1) -> Dict[str, int]:
+    """Figures of one device's pool (-1: the current device), stash's names (stash_c.h)."""
+    out = Stats()
+    check(lib().stash_get_stats(int(device), ctypes.byref(out)))
+    return out.as_dict()
+
+
+def get_pinned_stats() -> Dict[str, int]:
+    out = Stats()
+    check(lib().stash_get_pinned_stats(ctypes.byref(out)))
+    return out.as_dict()
+
+
+def empty_cache(device: int = -1) -> None:
+    """Gives cached memory back to the driver: one device, or (-1) every device with a pool."""
+    check(lib().stash_empty_cache(int(device)))
+
+
+def empty_pinned_cache() -> None:
+    check(lib().stash_empty_pinned_cache())
+
+
+def reset_peak(device: int = -1) -> None:
+    check(lib().stash_reset_peak(int(device)))

@@ -1,0 +1,94 @@
+// The PyTorch side of stash.torch.enable(): builds a CUDAPluggableAllocator over libstash_c and wires
+// the hooks that exist only on the C++ object (torch/csrc/cuda/CUDAPluggableAllocator.h):
+//   alloc            stash_alloc; a null result for a nonzero size becomes torch.cuda.OutOfMemoryError
+//   free             stash_free
+//   record_stream    stash_record_stream (Tensor.record_stream)
+//   reset            stash_empty_cache(-1) (torch.cuda.empty_cache)
+//   memory_fraction  stash_set_memory_fraction (torch.cuda.set_per_process_memory_fraction): an error,
+//                    since stash has no per-device limit
+// Built on first use by torch.utils.cpp_extension (stash/torch.py), against the torch it runs with.
+#include <dlfcn.h>
+#include <sys/types.h>
+
+#include <string>
+
+#include <c10/util/Exception.h>
+#include <torch/csrc/cuda/CUDAPluggableAllocator.h>
+#include <torch/extension.h>
+
+namespace {
+
+namespace pluggable = torch::cuda::CUDAPluggableAllocator;
+
+constexpr int status_unsupported = 5;  // STASH_ERROR_UNSUPPORTED (stash_c.h)
+
+struct stash_api {
+  void* (*alloc)(ssize_t, int, cudaStream_t) = nullptr;
+  void (*free)(void*, ssize_t, int, cudaStream_t) = nullptr;
+  int (*record_stream)(void*, cudaStream_t) = nullptr;
+  int (*empty_cache)(int) = nullptr;
+  int (*set_memory_fraction)(double, int) = nullptr;
+  const char* (*last_error)() = nullptr;
+};
+
+stash_api api;
+
+template <class F>
+void bind(void* handle, const std::string& path, const char* name, F& fn) {
+  void* symbol = dlsym(handle, name);
+  TORCH_CHECK(symbol, "stash: ", path, " has no symbol ", name, " (a library from another stash version?)");
+  fn = reinterpret_cast<F>(symbol);
+}
+
+void* alloc(size_t size, int device, cudaStream_t stream) {
+  void* p = api.alloc(static_cast<ssize_t>(size), device, stream);
+  TORCH_CHECK_WITH(OutOfMemoryError, p || size == 0, "stash could not allocate ", size, " bytes on device ", device,
+                   ": ", api.last_error());
+  return p;
+}
+
+void free_block(void* p, size_t size, int device, cudaStream_t stream) {
+  api.free(p, static_cast<ssize_t>(size), device, stream);  // reports a bad pointer itself, never throws
+}
+
+void record_stream(void* p, cudaStream_t stream) {
+  if (!p) return;  // an empty tensor
+  const int status = api.record_stream(p, stream);
+  // A host-ordered build cannot honour it; stash.torch.enable() warned about that once.
+  TORCH_CHECK(status == 0 || status == status_unsupported, api.last_error());
+}
+
+void empty_cache() {
+  TORCH_CHECK(api.empty_cache(-1) == 0, api.last_error());
+}
+
+void set_memory_fraction(double fraction, int device) {
+  TORCH_CHECK(api.set_memory_fraction(fraction, device) == 0, api.last_error());
+}
+
+/// Switches PyTorch to stash. Throws (RuntimeError in Python) when PyTorch's allocator is in use
+/// already ("Can't swap an already initialized allocator").
+void install(const std::string& path) {
+  void* handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+  TORCH_CHECK(handle, "stash: cannot load ", path, ": ", dlerror());
+  bind(handle, path, "stash_alloc", api.alloc);
+  bind(handle, path, "stash_free", api.free);
+  bind(handle, path, "stash_record_stream", api.record_stream);
+  bind(handle, path, "stash_empty_cache", api.empty_cache);
+  bind(handle, path, "stash_set_memory_fraction", api.set_memory_fraction);
+  bind(handle, path, "stash_last_error", api.last_error);
+
+  auto allocator = pluggable::createCustomAllocator(alloc, free_block);
+  auto* hooks = static_cast<pluggable::CUDAPluggableAllocator*>(allocator.get());
+  hooks->set_record_stream_fn(record_stream);
+  hooks->set_reset_fn(empty_cache);
+  hooks->set_memory_fraction_fn(set_memory_fraction);
+  pluggable::changeCurrentAllocator(allocator);
+}
+
+}  // namespace
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.doc() = "stash's PyTorch allocator hooks (built by stash.torch)";
+  m.def("install", &install, "Switch PyTorch's CUDA allocator to libstash_c at the given path");
+}

@@ -1,0 +1,104 @@
+"""CuPy allocates device and pinned memory through stash.
+
+    import stash.cupy
+    stash.cupy.enable()          # cupy.cuda.set_allocator + cupy.cuda.set_pinned_memory_allocator
+
+Device memory is allocated on CuPy's current device and stream, and freed on the stream it was
+allocated on, when the last CuPy array using it goes away. Pinned memory comes from stash's pinned pool.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import cupy
+
+from . import _native
+from ._native import OptionError, StashError
+
+__all__ = ["enable", "disable", "malloc", "malloc_pinned", "OptionError", "StashError"]
+
+
+class _DeviceBlock:
+    """Owns one stash device allocation; CuPy keeps it alive as UnownedMemory's owner."""
+
+    __slots__ = ("ptr", "size", "device", "stream", "__weakref__")
+
+    def __init__(self, ptr: int, size: int, device: int, stream: int):
+        self.ptr = ptr
+        self.size = size
+        self.device = device
+        self.stream = stream
+
+    def __del__(self):
+        if self.ptr:
+            _native.lib().stash_free(self.ptr, self.size, self.device, self.stream)
+            self.ptr = 0
+
+
+class _PinnedBlock:
+    """One stash pinned allocation in the shape PinnedMemoryPointer expects (ptr and size)."""
+
+    __slots__ = ("ptr", "size", "__weakref__")
+
+    def __init__(self, ptr: int, size: int):
+        self.ptr = ptr
+        self.size = size
+
+    def __int__(self):
+        return self.ptr
+
+    def __del__(self):
+        if self.ptr:
+            _native.lib().stash_free_pinned(self.ptr)
+            self.ptr = 0
+
+
+def malloc(size: int) -> "cupy.cuda.MemoryPointer":
+    """CuPy allocator: `size` bytes of device memory on the current device, ordered on the current stream."""
+    device = cupy.cuda.runtime.getDevice()
+    stream = cupy.cuda.get_current_stream().ptr
+    ptr = 0
+    if size > 0:
+        ptr = _native.lib().stash_alloc(size, device, stream) or 0
+        if not ptr:
+            message = _native.last_error()
+            if "out of memory" in message:
+                free, total = cupy.cuda.runtime.memGetInfo()
+                raise cupy.cuda.memory.OutOfMemoryError(size, total)
+            raise StashError(message or f"stash: could not allocate {size} bytes", _native.ERROR_INTERNAL)
+    owner = _DeviceBlock(ptr, size, device, stream)
+    memory = cupy.cuda.UnownedMemory(ptr, size, owner, device)
+    return cupy.cuda.MemoryPointer(memory, 0)
+
+
+def malloc_pinned(size: int) -> "cupy.cuda.PinnedMemoryPointer":
+    """CuPy pinned memory allocator: `size` bytes of page-locked host memory."""
+    ptr = 0
+    if size > 0:
+        ptr = _native.lib().stash_alloc_pinned(size) or 0
+        if not ptr:
+            raise _native.OutOfMemoryError(_native.last_error() or f"stash: no pinned memory for {size} bytes",
+                                           _native.ERROR_OUT_OF_MEMORY)
+    return cupy.cuda.PinnedMemoryPointer(_PinnedBlock(ptr, size), 0)
+
+
+def enable(conf: Optional[str] = None, **options) -> str:
+    """Switches CuPy's device and pinned allocators to stash; returns the stash options in force.
+
+    Options as for stash.configure (STASH_CONF, then `conf`, then keywords); without any, the options
+    already in force stay (those of stash.torch.enable, say). Memory CuPy allocated before stays with
+    CuPy's own pools."""
+    if conf or options or not _native.configured():
+        in_force = _native.configure(conf, **options)
+    else:
+        in_force = _native.current_options()  # set already in this process (by stash.torch.enable, say)
+    cupy.cuda.set_allocator(malloc)
+    cupy.cuda.set_pinned_memory_allocator(malloc_pinned)
+    return in_force
+
+
+def disable() -> None:
+    """Gives CuPy its default pools back (memory already allocated through stash stays valid)."""
+    cupy.cuda.set_allocator(cupy.get_default_memory_pool().malloc)
+    cupy.cuda.set_pinned_memory_allocator(cupy.get_default_pinned_memory_pool().malloc)

@@ -1,0 +1,361 @@
+"""Tests of the installed stash package through its C entry points (no torch, no CuPy, no GPU needed).
+
+Options are fixed for a process once its first pool exists, so each case runs in a fresh interpreter.
+Without a GPU the pools serve host memory, which these tests read and write to check the addresses.
+"""
+
+import os
+import subprocess
+import sys
+import textwrap
+import unittest
+
+PRELUDE = textwrap.dedent(
+    """
+    import ctypes, os, sys
+    import stash
+    from stash import _native as n
+    L = n.lib()
+    def stats(device=0):
+        return stash.get_stats(device)
+    """
+)
+
+
+def run(code, conf=None, expect_ok=True):
+    env = dict(os.environ)
+    env.pop("STASH_CONF", None)
+    if conf is not None:
+        env["STASH_CONF"] = conf
+    result = subprocess.run(
+        [sys.executable, "-c", PRELUDE + textwrap.dedent(code)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if expect_ok and result.returncode != 0:
+        raise AssertionError(f"child failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+class Library(unittest.TestCase):
+    def test_library_path_names_the_loaded_library_with_the_pluggable_symbols(self):
+        import stash
+
+        path = stash.library_path()
+        self.assertTrue(os.path.isfile(path), path)
+        self.assertTrue(path.endswith("libstash_c.so"))
+        run(
+            """
+            for name in ("stash_alloc", "stash_free", "stash_record_stream", "stash_empty_cache",
+                         "stash_get_stats", "stash_reset_peak", "stash_set_memory_fraction",
+                         "stash_configure", "stash_last_error"):
+                assert getattr(L, name) is not None, name
+            print(stash.backing(), stash.device_count())
+            """
+        )
+
+    def test_alloc_and_free_through_the_c_entry_points(self):
+        run(
+            """
+            if stash.backing() != "host":
+                sys.exit(0)  # the data check below reads the memory from the CPU
+            p = L.stash_alloc(1000, 0, None)
+            assert p and p % 256 == 0, p
+            ctypes.memset(p, 0xAB, 1000)
+            assert ctypes.string_at(p, 1000) == b"\\xab" * 1000
+            q = L.stash_alloc(3000, -1, None)  # -1: the current device
+            assert q and q != p and (q >= p + 1000 or q + 3000 <= p), (p, q)
+            s = stats()
+            assert s["allocations"] == 2 and s["requested_bytes"] == 4000, s
+            assert s["allocated_bytes"] >= 4000 and s["reserved_bytes"] >= s["allocated_bytes"], s
+            L.stash_free(p, 1000, 0, None)
+            L.stash_free(q, 3000, 0, None)
+            s = stats()
+            assert s["deallocations"] == 2 and s["allocated_bytes"] == 0 and s["requested_bytes"] == 0, s
+            assert n.last_error() == "", n.last_error()
+            # The freed block comes back from the cache.
+            r = L.stash_alloc(1000, 0, None)
+            assert r == p, (r, p)
+            assert stats()["cache_hits"] >= 1
+            L.stash_free(r, 1000, 0, None)
+            """
+        )
+
+    def test_zero_bytes_is_null_and_no_error(self):
+        run(
+            """
+            L.stash_clear_error()
+            before = stats()
+            assert L.stash_alloc(0, 0, None) is None
+            assert n.last_error() == ""
+            L.stash_free(None, 0, 0, None)  # freeing null is a no-op
+            assert n.last_error() == ""
+            assert stats() == before, (stats(), before)
+            """
+        )
+
+    def test_out_of_memory_returns_null_counts_and_the_process_goes_on(self):
+        run(
+            """
+            keep = L.stash_alloc(4096, 0, None)
+            assert keep
+            assert L.stash_alloc(1 << 61, 0, None) is None
+            message = n.last_error()
+            assert "out of memory" in message and str(1 << 61) in message, message
+            s = stats()
+            assert s["num_ooms"] == 1 and s["oom_retries"] >= 1, s
+            assert s["allocated_bytes"] >= 4096 and s["allocations"] == 1, s
+            # Above the core's largest size: null as well, reported as a bad size.
+            assert L.stash_alloc((1 << 63) - 1, 0, None) is None
+            assert "invalid size" in n.last_error(), n.last_error()
+            again = L.stash_alloc(4096, 0, None)
+            assert again and again != keep
+            L.stash_free(again, 4096, 0, None)
+            L.stash_free(keep, 4096, 0, None)
+            assert stats()["allocated_bytes"] == 0
+            """
+        )
+
+    def test_bad_arguments_return_null_with_a_message(self):
+        run(
+            """
+            assert L.stash_alloc(-5, 0, None) is None
+            assert "negative" in n.last_error(), n.last_error()
+            count = stash.device_count()
+            assert L.stash_alloc(64, count + 6, None) is None
+            assert f"invalid device id {count + 6}" in n.last_error(), n.last_error()
+            assert L.stash_alloc(64, -2, None) is None
+            assert "invalid device id -2" in n.last_error(), n.last_error()
+            assert stats()["allocations"] == 0
+            """
+        )
+
+    def test_a_bad_free_is_reported_on_stderr_and_changes_nothing(self):
+        result = run(
+            """
+            p = L.stash_alloc(512, 0, None)
+            before = stats()
+            L.stash_free(0x1234, 512, 0, None)
+            assert "invalid pointer 0x1234" in n.last_error(), n.last_error()
+            assert stats() == before
+            L.stash_free(p, 512, 0, None)
+            L.stash_free(p, 512, 0, None)
+            assert "double free" in n.last_error(), n.last_error()
+            print("still running")
+            """
+        )
+        self.assertIn("still running", result.stdout)
+        self.assertIn("invalid pointer 0x1234", result.stderr)
+        self.assertIn("double free", result.stderr)
+        self.assertIn("stash_free", result.stderr)
+
+    def test_a_free_naming_the_wrong_device_finds_the_owner(self):
+        run(
+            """
+            stash.configure(backing="host", host_devices=2)
+            p = L.stash_alloc(2048, 1, None)
+            assert p
+            assert stats(1)["allocations"] == 1 and stats(0)["allocations"] == 0
+            L.stash_clear_error()
+            L.stash_free(p, 2048, 0, None)
+            assert n.last_error() == "", n.last_error()
+            assert stats(1)["deallocations"] == 1 and stats(1)["allocated_bytes"] == 0
+            """
+        )
+
+    def test_empty_cache_gives_free_memory_back_and_reset_peak(self):
+        run(
+            """
+            p = L.stash_alloc(64 << 20, 0, None)
+            L.stash_free(p, 64 << 20, 0, None)
+            s = stats()
+            assert s["reserved_bytes"] >= 64 << 20 and s["cached_bytes"] == s["reserved_bytes"], s
+            assert s["peak_allocated_bytes"] >= 64 << 20
+            stash.empty_cache()
+            s = stats()
+            assert s["reserved_bytes"] == 0 and s["backend_frees"] >= 1, s
+            stash.reset_peak(0)
+            assert stats()["peak_allocated_bytes"] == 0 and stats()["peak_reserved_bytes"] == 0
+            """
+        )
+
+    def test_pinned_memory(self):
+        run(
+            """
+            p = L.stash_alloc_pinned(10000)
+            assert p and p % 256 == 0
+            if stash.backing() == "host":
+                ctypes.memset(p, 7, 10000)
+                assert ctypes.string_at(p + 9999, 1) == b"\\x07"
+            s = stash.get_pinned_stats()
+            assert s["allocations"] == 1 and s["requested_bytes"] == 10000, s
+            assert L.stash_free_pinned(p) == 0
+            assert L.stash_free_pinned(p) == n.ERROR_INVALID_POINTER
+            assert "double free" in n.last_error()
+            assert L.stash_alloc_pinned(0) is None
+            assert stash.get_pinned_stats()["allocated_bytes"] == 0
+            """
+        )
+
+    def test_record_stream_follows_the_build(self):
+        run(
+            """
+            p = L.stash_alloc(256, 0, None)
+            status = L.stash_record_stream(p, None)
+            if stash.stream_ordered():
+                assert status == 0, n.last_error()
+                assert L.stash_record_stream(0x40, None) == n.ERROR_INVALID_POINTER
+            else:
+                assert status == n.ERROR_UNSUPPORTED and "host-ordered" in n.last_error(), n.last_error()
+            L.stash_free(p, 256, 0, None)
+            """
+        )
+
+    def test_memory_fraction_is_refused_clearly(self):
+        run(
+            """
+            assert L.stash_set_memory_fraction(0.5, 0) == n.ERROR_UNSUPPORTED
+            assert "no per-device memory limit" in n.last_error(), n.last_error()
+            assert L.stash_set_memory_fraction(1.5, 0) == n.ERROR_INVALID_ARGUMENT
+            assert "not in [0, 1]" in n.last_error(), n.last_error()
+            """
+        )
+
+
+class Options(unittest.TestCase):
+    def test_each_bad_option_names_itself(self):
+        run(
+            """
+            cases = [
+                (dict(page_slack=-1), "option 'page_slack': '-1' is not a number >= 0"),
+                (dict(page_slack="lots"), "option 'page_slack': 'lots'"),
+                (dict(reserve="12XB"), "option 'reserve': '12XB' is not a byte count"),
+                (dict(backend="magic"), "option 'backend': 'magic' is not one of vmm, segments"),
+                (dict(host_devices=0), "option 'host_devices': '0'"),
+                (dict(bogus=1), "unknown option 'bogus'"),
+                (dict(limit="8GiB"), "option 'limit' is not supported"),
+                (dict(page_slack=True), "option 'page_slack'"),
+                (dict(reserve="1,2"), "option 'reserve'"),
+            ]
+            for kwargs, expected in cases:
+                try:
+                    stash.configure(**kwargs)
+                except stash.OptionError as e:
+                    assert expected in str(e), (kwargs, str(e))
+                else:
+                    raise AssertionError(f"{kwargs} was accepted")
+            for conf, expected in [("page_slack", "option 'page_slack' has no value"),
+                                   ("reserve:1GiB,,oops:2", "unknown option 'oops'")]:
+                try:
+                    stash.configure(conf)
+                except stash.OptionError as e:
+                    assert expected in str(e), (conf, str(e))
+                else:
+                    raise AssertionError(f"{conf} was accepted")
+            # Nothing above changed the options.
+            assert stash.current_options().startswith("backend:vmm,page_slack:0.02,reserve:0,"), stash.current_options()
+            """
+        )
+
+    def test_options_parse_and_combine(self):
+        run(
+            """
+            got = stash.configure("page_slack:0.5", reserve="3GiB", pages_between_moves=2, backend="segments")
+            assert got == "backend:segments,page_slack:0.5,reserve:3221225472,pages_between_moves:2,backing:auto", got
+            got = stash.configure(reserve="2 MB", backing="host", host_devices=3)
+            assert "reserve:2000000" in got and "host_devices:3" in got and "page_slack:0.02" in got, got
+            assert stash.device_count() == 3 and stash.backing() == "host"
+            """
+        )
+
+    def test_environment_first_then_keywords(self):
+        run(
+            """
+            got = stash.configure(page_slack=0.25)
+            assert "page_slack:0.25" in got and "pages_between_moves:5" in got, got
+            """,
+            conf="pages_between_moves:5,page_slack:0.1",
+        )
+
+    def test_a_bad_environment_names_stash_conf_and_the_option(self):
+        result = run(
+            """
+            try:
+                stash.configure()
+            except stash.OptionError as e:
+                print(e)
+            else:
+                raise AssertionError("accepted")
+            """,
+            conf="page_slak:0.1",
+        )
+        self.assertIn("STASH_CONF", result.stdout)
+        self.assertIn("unknown option 'page_slak'", result.stdout)
+
+    def test_the_library_reads_stash_conf_itself_when_not_configured(self):
+        run(
+            """
+            assert stash.device_count() == 2 and stash.backing() == "host"
+            assert L.stash_alloc(100, 1, None)
+            """,
+            conf="backing:host,host_devices:2",
+        )
+        result = run(
+            """
+            assert L.stash_alloc(100, 0, None) is None
+            print(n.last_error())
+            """,
+            conf="reserve:lots",
+        )
+        self.assertIn("STASH_CONF", result.stdout)
+        self.assertIn("option 'reserve'", result.stdout)
+
+    def test_options_after_the_first_allocation_are_too_late(self):
+        run(
+            """
+            stash.configure(page_slack=0.1)
+            p = L.stash_alloc(64, 0, None)
+            stash.configure(page_slack=0.1)  # the same options again: fine
+            try:
+                stash.configure(page_slack=0.3)
+            except stash.TooLateError as e:
+                assert "before the first allocation" in str(e) and "page_slack:0.1" in str(e), str(e)
+            else:
+                raise AssertionError("accepted")
+            assert "page_slack:0.1" in stash.current_options()
+            L.stash_free(p, 64, 0, None)
+            """
+        )
+
+    def test_option_help_lists_every_option(self):
+        import stash
+
+        text = stash.option_help()
+        for name in ("backend", "page_slack", "reserve", "pages_between_moves", "backing", "host_devices", "limit"):
+            self.assertIn(name + ":", text)
+
+
+class Frameworks(unittest.TestCase):
+    def test_framework_modules_need_their_framework(self):
+        # stash.torch and stash.cupy import torch and cupy; without them the import error says so.
+        for module, framework in (("stash.torch", "torch"), ("stash.cupy", "cupy")):
+            result = run(
+                f"""
+                import importlib.util
+                if importlib.util.find_spec("{framework}") is not None:
+                    sys.exit(0)
+                try:
+                    import {module}
+                except ImportError as e:
+                    assert "{framework}" in str(e), str(e)
+                else:
+                    raise AssertionError("imported")
+                """
+            )
+            self.assertEqual(result.returncode, 0)
+
+
+if __name__ == "__main__":
+    unittest.main()
