@@ -1,0 +1,183 @@
+"""GPU smoke test of stash.torch (needs torch with CUDA and a GPU; run by hand on the GPU machine).
+
+    python3 python/tests/gpu/smoke_torch.py        # prints one line per check, then 'N passed, M failed'
+
+Each check that needs a fresh process (enable must come before CUDA starts) runs in a child.
+"""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+CHECKS = {}
+
+
+def check(fn):
+    CHECKS[fn.__name__] = textwrap.dedent(fn.__doc__)
+    return fn
+
+
+@check
+def enable_and_compute():
+    """
+    import torch, stash, stash.torch
+    opts = stash.torch.enable(page_slack=0.05)
+    assert "page_slack:0.05" in opts, opts
+    assert stash.torch.hooks_wired(), "hooks extension not in use"
+    a = torch.randn(1000, 1000, device="cuda")
+    b = a @ a.T
+    ref = (a.cpu() @ a.cpu().T)
+    assert torch.allclose(b.cpu(), ref, rtol=1e-3, atol=1e-3)
+    e = torch.empty(0, device="cuda")                       # 0 bytes: null, no error
+    assert e.numel() == 0 and torch.cat([e, a[0]]).shape == (1000,)
+    s = stash.torch.memory_stats(0)
+    assert s["allocated_bytes.all.current"] >= 2 * 4 * 10**6, s
+    assert s["reserved_bytes.all.peak"] >= s["allocated_bytes.all.peak"] > 0, s
+    print("backing", stash.backing(), "stream ordered", stash.stream_ordered())
+    """
+
+
+@check
+def too_late_is_a_clear_error():
+    """
+    import torch, stash.torch
+    x = torch.ones(4, device="cuda")
+    try:
+        stash.torch.enable()
+    except stash.torch.TooLateError as e:
+        assert "before any CUDA tensor" in str(e), str(e)
+    else:
+        raise AssertionError("enable() after a CUDA tensor was accepted")
+    """
+
+
+@check
+def set_device_first_is_too_late():
+    """
+    import torch, stash.torch
+    torch.cuda.set_device(0)
+    try:
+        stash.torch.enable()
+    except stash.torch.TooLateError as e:
+        assert "set_device" in str(e), str(e)
+    else:
+        raise AssertionError("enable() after set_device was accepted")
+    """
+
+
+@check
+def bad_option_names_itself():
+    """
+    import stash, stash.torch
+    try:
+        stash.torch.enable(page_slak=0.1)
+    except stash.OptionError as e:
+        assert "page_slak" in str(e), str(e)
+    else:
+        raise AssertionError("accepted")
+    try:
+        stash.torch.enable(limit="10GiB")
+    except stash.OptionError as e:
+        assert "not supported" in str(e), str(e)
+    else:
+        raise AssertionError("accepted")
+    """
+
+
+@check
+def out_of_memory_is_torch_oom_and_the_process_goes_on():
+    """
+    import torch, stash.torch
+    stash.torch.enable()
+    keep = torch.ones(256, 1024, 1024, device="cuda")      # 1 GiB live
+    try:
+        torch.empty(1 << 50, dtype=torch.uint8, device="cuda")
+    except torch.cuda.OutOfMemoryError as e:
+        assert "stash" in str(e), str(e)
+    else:
+        raise AssertionError("no OutOfMemoryError")
+    s = stash.torch.memory_stats(0)
+    assert s["num_ooms"] == 1, s
+    assert keep.sum().item() == 256 * 1024 * 1024
+    y = torch.ones(1024, device="cuda") * 2                  # still allocates
+    assert y.sum().item() == 2048
+    """
+
+
+@check
+def empty_cache_leaves_what_is_live():
+    """
+    import torch, stash.torch
+    stash.torch.enable()
+    live = torch.ones(64, 1024, 1024, device="cuda")         # 256 MiB
+    for n in (1, 7, 33, 100):
+        t = torch.empty(n, 1024, 1024, device="cuda"); del t
+    torch.cuda.synchronize()
+    torch.cuda.empty_cache()                                 # PyTorch's call reaches stash (reset hook)
+    s = stash.torch.memory_stats(0)
+    page = 2 << 20
+    assert s["reserved_bytes.all.current"] - s["allocated_bytes.all.current"] < 2 * page, s
+    stash.torch.reset_peak_memory_stats(0)
+    assert stash.torch.max_memory_allocated(0) == stash.torch.memory_allocated(0)
+    """
+
+
+@check
+def memory_fraction_is_refused():
+    """
+    import torch, stash.torch
+    stash.torch.enable()
+    torch.zeros(1, device="cuda")
+    try:
+        torch.cuda.set_per_process_memory_fraction(0.5, 0)
+    except RuntimeError as e:
+        assert "no per-device memory limit" in str(e), str(e)
+    else:
+        raise AssertionError("accepted")
+    """
+
+
+@check
+def record_stream_keeps_memory_from_early_reuse():
+    """
+    import torch, stash, stash.torch
+    stash.torch.enable()
+    side = torch.cuda.Stream()
+    for trial in range(20):
+        x = torch.zeros(1 << 20, device="cuda")
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            torch.cuda._sleep(20_000_000)                    # the side stream writes x late
+            x.fill_(7)
+        x.record_stream(side)
+        del x
+        y = torch.zeros(1 << 20, device="cuda")              # must not get x's memory before side is done
+        torch.cuda.synchronize()
+        bad = int((y != 0).sum())
+        if bad:
+            if not stash.stream_ordered():
+                print("EXPECTED-FAIL host-ordered build: record_stream not honoured"); break
+            raise AssertionError(f"trial {trial}: {bad} elements overwritten by the side stream")
+    """
+
+
+def main():
+    passed = failed = 0
+    env = dict(os.environ)
+    env["PYTHONUNBUFFERED"] = "1"
+    for name, code in CHECKS.items():
+        proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+        ok = proc.returncode == 0
+        passed += ok
+        failed += not ok
+        note = proc.stdout.strip().replace("\n", " | ")
+        print(f"{'PASS' if ok else 'FAIL'} {name}" + (f"  [{note}]" if note else ""))
+        if not ok:
+            print(textwrap.indent(proc.stdout + proc.stderr, "    "))
+    print(f"{passed} passed, {failed} failed")
+    return 0 if failed == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
