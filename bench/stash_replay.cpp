@@ -17,6 +17,7 @@
 #include "allocators/registry.hpp"
 #include "micro.hpp"
 #include "replay.hpp"
+#include "timeline_replay.hpp"
 #include "trace_reader.hpp"
 
 namespace {
@@ -36,6 +37,8 @@ options:
   --warm N                   warm replays per trace and allocator (default 5)
   --json                     one JSON object per line instead of the table
   --json-file PATH           also write the JSON objects to PATH (the table stays on stdout)
+  --timeline PATH            also write an HTML page of live and reserved bytes after every op, per
+                             trace and allocator (one more untimed replay each; docs/ecosystem.md)
   --threads N                also run the threads micro-benchmark with N threads
   --pairs N                  alloc+free pairs per thread for --threads (default 20000)
   --pinned                   also run the pinned micro-benchmark (cuda backend)
@@ -50,6 +53,7 @@ struct options {
   int warm = 5;
   bool json = false;
   std::string json_file;
+  std::string timeline;
   int threads = 0;
   std::size_t pairs = 20000;
   bool pinned = false;
@@ -107,6 +111,8 @@ options parse_options(int argc, char** argv) {
       o.json = true;
     } else if (arg == "--json-file") {
       o.json_file = value();
+    } else if (arg == "--timeline") {
+      o.timeline = value();
     } else if (arg == "--threads") {
       o.threads = parse_count<int>(arg, value());
     } else if (arg == "--pairs") {
@@ -298,6 +304,29 @@ int main(int argc, char** argv) {
           report_failure(t.name, name, e);
         }
       }
+    }
+  }
+
+  if (!opt.timeline.empty()) {
+    stash::timeline tl("operations");
+    for (const auto& t : traces) {
+      for (const auto& name : allocators) {
+        if (is_pinned(name)) continue;
+        try {
+          auto allocator = make_allocator(name, backend);
+          if (before_clock) before_clock();
+          if (!record_timeline(tl, *allocator, t))
+            std::fprintf(stderr, "stash-replay: --timeline leaves out %s (it does not tell its reserved bytes)\n",
+                         name.c_str());
+        } catch (const std::exception& e) {
+          report_failure("timeline " + t.name, name, e);
+        }
+      }
+    }
+    try {
+      tl.write_html(opt.timeline, fmt::format("stash-replay: memory over time ({} backend)", to_string(backend)));
+    } catch (const std::exception& e) {
+      die(e.what());
     }
   }
 

@@ -29,6 +29,11 @@ class replay_allocator {
   /// Calls into the driver for memory (cudaMalloc, pages mapped) since construction; nullopt when
   /// the allocator does not tell.
   virtual std::optional<std::uint64_t> backend_allocs() const = 0;
+  /// Bytes held from the driver now, for the timeline (stash-replay --timeline); nullopt when the
+  /// adapter cannot tell, and the allocator is then left out of the timeline.
+  virtual std::optional<std::size_t> reserved_bytes() const { return std::nullopt; }
+  /// The page size of a paged allocator (the timeline shows its mapped pages), else 0.
+  virtual std::size_t page_bytes() const { return 0; }
   /// Plays `ops` against the allocator: slot i holds the pointer of the trace's i-th live block.
   virtual void run(std::span<const trace_op> ops, void** slots) = 0;
 };

@@ -7,6 +7,7 @@
 
 #if __has_include("stash/allocators.hpp")
 #include "stash/allocators.hpp"
+#include "stash/timeline.hpp"
 #define STASH_BENCH_HAVE_STASH 1
 #else
 #define STASH_BENCH_HAVE_STASH 0  // the core is not in this checkout yet
@@ -26,6 +27,8 @@ class stash_adapter final : public replayable<stash_adapter<CachingAllocator>> {
   std::optional<std::uint64_t> backend_allocs() const override {
     return allocator_.stats().backend_allocations;
   }
+  std::optional<std::size_t> reserved_bytes() const override { return allocator_.stats().reserved_bytes; }
+  std::size_t page_bytes() const override { return stash::timeline::page_bytes_of(allocator_); }
   CachingAllocator& allocator() noexcept { return allocator_; }
 
  private:

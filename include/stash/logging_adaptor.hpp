@@ -51,13 +51,15 @@ concept loggable_allocator = requires(A& a, void* p, std::size_t n) {
 namespace detail {
 
 /// The number a stream is logged as: a CUDA stream handle (a pointer), or anything that gives one
-/// through value() or get().
+/// through native_handle() (stash::stream), value() or get().
 template <class Stream>
 std::uintptr_t stream_handle(const Stream& s) noexcept {
   if constexpr (std::is_pointer_v<Stream>) {
     return reinterpret_cast<std::uintptr_t>(s);
   } else if constexpr (std::is_integral_v<Stream>) {
     return static_cast<std::uintptr_t>(s);
+  } else if constexpr (requires { s.native_handle(); }) {
+    return stream_handle(s.native_handle());
   } else if constexpr (requires { s.value(); }) {
     return stream_handle(s.value());
   } else {

@@ -1,0 +1,140 @@
+// stash::timeline: what it records and the page it writes (the browser test renders the page).
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <sstream>
+#include <string>
+#include <thread>
+
+#include "stash/allocators.hpp"
+#include "stash/timeline.hpp"
+#include "support/compositions.hpp"
+
+namespace {
+
+std::size_t count(const std::string& text, const std::string& what) {
+  std::size_t n = 0;
+  for (auto pos = text.find(what); pos != std::string::npos; pos = text.find(what, pos + 1)) ++n;
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE("timeline: a page with one panel per series, peaks marked, nothing fetched", "[timeline]") {
+  stash::timeline tl("operations");
+  const auto a = tl.add_series("segments <a&b>");
+  const auto b = tl.add_series("paged", 2 << 20);
+  tl.record(a, 0, 0, 0);
+  tl.record(a, 1, 3 << 20, 4 << 20);
+  tl.record(a, 2, 1 << 20, 4 << 20);
+  tl.record(b, 0, 0, 0);
+  tl.record(b, 1, 1 << 20, 6 << 20);
+  tl.record(b, 2, 0, 2 << 20);
+  const std::string page = tl.html("title \"<x>\"");
+
+  CHECK(page.starts_with("<!DOCTYPE html>"));
+  CHECK(page.find("<title>title &quot;&lt;x&gt;&quot;</title>") != std::string::npos);
+  CHECK(page.find("<h2>segments &lt;a&amp;b&gt;</h2>") != std::string::npos);
+  CHECK(count(page, "<svg") == 2);
+  CHECK(count(page, "<polyline") == 2 + 3);  // live, reserved; the paged one also pages
+  CHECK(page.find("peak live 3.00 MiB") != std::string::npos);
+  CHECK(page.find("peak reserved 4.00 MiB") != std::string::npos);
+  CHECK(page.find("peak reserved 6.00 MiB (3 pages)") != std::string::npos);
+  CHECK(page.find("peak live 3145728 bytes, peak reserved 4194304 bytes, reserved/live 1.333") != std::string::npos);
+  CHECK(page.find(">operations</text>") != std::string::npos);
+  // Self-contained: no script, nothing loaded from anywhere.
+  CHECK(page.find("<script") == std::string::npos);
+  CHECK(page.find("http") == std::string::npos);
+  CHECK(page.find("src=") == std::string::npos);
+  CHECK(page.find("url(") == std::string::npos);
+}
+
+TEST_CASE("timeline: many samples are drawn as their maxima, so the peak survives", "[timeline]") {
+  stash::timeline tl("operations");
+  const auto s = tl.add_series("spiky");
+  for (int i = 0; i < 100000; ++i) tl.record(s, i, i == 55555 ? 999 << 20 : 1 << 20, 1000 << 20);
+  const std::string page = tl.html("t", 500);
+  // One polyline per value: its points are the pairs "x,y ".
+  const std::regex polyline(R"(<polyline[^>]*points="([^"]*)\")");
+  std::size_t lines = 0;
+  for (std::sregex_iterator it(page.begin(), page.end(), polyline), end; it != end; ++it) {
+    ++lines;
+    CHECK(count((*it)[1].str(), ",") <= 500);
+  }
+  CHECK(lines == 2);
+  CHECK(page.find("peak live 999.00 MiB") != std::string::npos);
+  // The live line reaches the spike's height: the plot's top is 1000 MiB, the spike 999 MiB, so some
+  // point of the blue line lies within 1% of the plot's top edge (y = 20 .. 256).
+  const auto live_line = page.find("stroke=\"#1f77b4\"");
+  REQUIRE(live_line != std::string::npos);
+  const auto points = page.substr(live_line, page.find("\"/>", live_line) - live_line);
+  bool near_top = false;
+  const std::regex point(R"(([0-9.]+),([0-9.]+) )");
+  for (std::sregex_iterator it(points.begin(), points.end(), point), end; it != end; ++it)
+    near_top = near_top || std::stod((*it)[2]) < 20 + 236 * 0.01 + 0.1;
+  CHECK(near_top);
+}
+
+TEST_CASE("timeline: sample() reads an allocator's figures; paged pools get pages", "[timeline]") {
+  stash::simulated_caching_allocator pool;
+  stash_test::host_segregated segments;
+  stash::timeline tl;
+  const auto p = tl.add_series("paged", pool);
+  const auto s = tl.add_series("segments", segments);
+  void* a = pool.allocate(5 << 20);
+  void* b = segments.allocate(1000);
+  tl.sample(p, pool);
+  tl.sample(s, segments);
+  pool.deallocate(a);
+  tl.sample(p, pool);
+  const auto paged = tl.samples(p);
+  REQUIRE(paged.size() == 2);
+  CHECK(paged[0].live_bytes == 5 << 20);
+  CHECK(paged[0].reserved_bytes == pool.stats().peak_reserved_bytes);
+  CHECK(paged[0].reserved_bytes == 6 << 20);  // three 2 MiB pages
+  CHECK(paged[1].live_bytes == 0);
+  CHECK(paged[1].x >= paged[0].x);
+  CHECK(tl.samples(s).at(0).live_bytes == 1000);
+  const std::string page = tl.html("t");
+  CHECK(page.find(" pages</text>") != std::string::npos);  // the paged panel's right axis
+  CHECK(count(page, "<polyline") == 3 + 2);
+  CHECK(page.find("the allocator's own peaks (every operation, since its last reset_peak): live 5242880 bytes, "
+                  "reserved 6291456 bytes") != std::string::npos);
+  segments.deallocate(b);
+}
+
+TEST_CASE("timeline: the sampler samples on its own thread and once more when it stops", "[timeline][threads]") {
+  stash::simulated_caching_allocator pool;
+  stash::timeline tl;
+  const auto id = tl.add_series("pool", pool);
+  void* p = nullptr;
+  {
+    stash::timeline_sampler sampler(std::chrono::milliseconds(1), [&] { tl.sample(id, pool); });
+    for (int i = 0; i < 20; ++i) {
+      pool.deallocate(pool.allocate(1 << 20));
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    p = pool.allocate(3 << 20);
+  }
+  const auto samples = tl.samples(id);
+  CHECK(samples.size() >= 2);
+  CHECK(samples.back().live_bytes == 3 << 20);  // the last sample is taken when the sampler stops
+  pool.deallocate(p);
+}
+
+TEST_CASE("timeline: write_html writes the page and reports a file it cannot write", "[timeline][errors]") {
+  stash::timeline tl;
+  tl.record(tl.add_series("s"), 0, 1, 2);
+  const auto file = std::filesystem::temp_directory_path() / "stash_timeline_test.html";
+  tl.write_html(file, "t");
+  std::ifstream in(file, std::ios::binary);
+  std::stringstream text;
+  text << in.rdbuf();
+  CHECK(text.str() == tl.html("t"));
+  std::filesystem::remove(file);
+  CHECK_THROWS_AS(tl.write_html("/nonexistent-dir/t.html", "t"), stash::error);
+  stash::timeline empty;
+  CHECK(empty.html("t").find("No samples were recorded.") != std::string::npos);
+}
