@@ -310,33 +310,28 @@ class library {
     options_text_ = format_options(options_);
   }
 
+  /// The options in force (or that the first pool would take), as text. Throws for a bad STASH_CONF.
   const char* options_text() {
     std::lock_guard guard(mutex_);
-    if (options_text_.empty()) options_text_ = format_options(options_);
+    options_text_ = format_options(frozen() ? options_ : effective_options());
     return options_text_.c_str();
   }
 
-  /// Device count the pools serve (fixes the options on first call when not fixed yet).
-  int device_count() {
-    const int n = device_count_.load(std::memory_order_acquire);
-    return n != 0 ? n : freeze();
-  }
-
-  bool host_backed() {
-    device_count();
-    return host_backed_;
-  }
+  /// Device count the pools serve, and whether they serve host memory. Does not fix the options.
+  int device_count() { return layout().count; }
+  bool host_backed() { return layout().host; }
 
   /// A device id in [0, device_count()); -1 means the current device.
   int resolve(int device) {
-    const int count = device_count();
-    if (device == -1) device = host_backed_ ? 0 : stash::device_manager::current_device();
+    const auto [count, host] = layout();
+    if (device == -1) device = host ? 0 : stash::device_manager::current_device();
     if (device < 0 || device >= count) throw stash::invalid_device(device, count);
     return device;
   }
 
-  /// The pool of a device (-1: current), made on first use.
+  /// The pool of a device (-1: current), made on first use; the first pool fixes the options.
   stash::pool& device_pool(int device) {
+    if (!frozen()) freeze();
     device = resolve(device);
     if (stash::pool* p = pools_[static_cast<std::size_t>(device)].load(std::memory_order_acquire)) return *p;
     return make_device_pool(device);
@@ -344,13 +339,12 @@ class library {
 
   /// The pool of a device if it was made, else null.
   stash::pool* existing_pool(int device) {
-    const int count = device_count();
-    if (device < 0 || device >= count) throw stash::invalid_device(device, count);
+    device = resolve(device);
     return pools_[static_cast<std::size_t>(device)].load(std::memory_order_acquire);
   }
 
   stash::pool& pinned_pool() {
-    device_count();
+    if (!frozen()) freeze();
     if (stash::pool* p = pinned_.load(std::memory_order_acquire)) return *p;
     std::lock_guard guard(mutex_);
     if (stash::pool* p = pinned_.load(std::memory_order_acquire)) return *p;
@@ -377,6 +371,9 @@ class library {
   void count_pinned_oom() { pinned_ooms_.fetch_add(1, std::memory_order_relaxed); }
   std::uint64_t pinned_ooms() const { return pinned_ooms_.load(std::memory_order_relaxed); }
 
+  /// The pinned pool if it was made, else null.
+  stash::pool* existing_pinned_pool() { return pinned_.load(std::memory_order_acquire); }
+
   /// A device pool other than `except` that holds p live, or null: a free that named the wrong device.
   stash::pool* pool_owning(const void* p, int except) {
     const int count = device_count();
@@ -391,30 +388,51 @@ class library {
  private:
   library() = default;
 
+  struct layout_type {
+    int count;
+    bool host;
+  };
+
   bool frozen() const { return device_count_.load(std::memory_order_acquire) != 0; }
 
-  int freeze() {
-    std::lock_guard guard(mutex_);
-    if (const int n = device_count_.load(std::memory_order_acquire)) return n;
-    if (!configured_) {
-      // Nobody called stash_configure: the environment decides, as PYTORCH_ALLOC_CONF does for PyTorch.
-      if (const char* env = std::getenv("STASH_CONF")) {
-        try {
-          options_ = parse_options(env, options{});
-        } catch (const option_error& e) {
-          // Fail every allocation loudly rather than run with options the user did not ask for.
-          throw option_error{e.status, "STASH_CONF: " + e.message};
-        }
-      }
-      configured_ = true;
+  /// The options in force: those set, else STASH_CONF's (read each time until the first pool fixes
+  /// them). Throws option_error for a bad STASH_CONF: allocations then fail loudly rather than run
+  /// with options the user did not ask for. Called with mutex_ held.
+  options effective_options() const {
+    if (configured_) return options_;
+    const char* env = std::getenv("STASH_CONF");
+    if (!env) return options_;
+    try {
+      return parse_options(env, options{});
+    } catch (const option_error& e) {
+      throw option_error{e.status, "STASH_CONF: " + e.message};
     }
-    options_text_ = format_options(options_);
+  }
+
+  static layout_type layout_of(const options& o) {
     const int gpus = stash::device_manager::device_count();
-    host_backed_ = options_.backing == backing_choice::host || gpus == 0;
-    int n = host_backed_ ? options_.host_devices : gpus;
-    if (n > max_devices) n = max_devices;
-    device_count_.store(n, std::memory_order_release);
-    return n;
+    const bool host = o.backing == backing_choice::host || gpus == 0;
+    const int n = host ? o.host_devices : gpus;
+    return {n < max_devices ? n : max_devices, host};
+  }
+
+  layout_type layout() {
+    if (const int n = device_count_.load(std::memory_order_acquire)) return {n, host_backed_};
+    std::lock_guard guard(mutex_);
+    if (const int n = device_count_.load(std::memory_order_acquire)) return {n, host_backed_};
+    return layout_of(effective_options());
+  }
+
+  /// Fixes the options and the device count (before the first pool is made).
+  void freeze() {
+    std::lock_guard guard(mutex_);
+    if (frozen()) return;
+    options_ = effective_options();
+    configured_ = true;
+    options_text_ = format_options(options_);
+    const layout_type l = layout_of(options_);
+    host_backed_ = l.host;
+    device_count_.store(l.count, std::memory_order_release);
   }
 
   stash::pool& make_device_pool(int id) {
@@ -540,7 +558,11 @@ void* stash_alloc_pinned(size_t size) {
 
 int stash_free_pinned(void* ptr) {
   if (!ptr) return STASH_OK;
-  const int status = guarded("stash_free_pinned", [&] { library::get().pinned_pool().deallocate(ptr); });
+  const int status = guarded("stash_free_pinned", [&] {
+    stash::pool* pool = library::get().existing_pinned_pool();
+    if (!pool) throw stash::invalid_pointer(ptr, "not allocated by stash (no pinned memory was allocated)");
+    pool->deallocate(ptr);
+  });
   if (status != STASH_OK) report("stash_free_pinned", ptr);
   return status;
 }
@@ -559,7 +581,9 @@ int stash_empty_cache(int device) {
 }
 
 int stash_empty_pinned_cache(void) {
-  return guarded("stash_empty_pinned_cache", [&] { library::get().pinned_pool().empty_cache(); });
+  return guarded("stash_empty_pinned_cache", [&] {
+    if (stash::pool* pool = library::get().existing_pinned_pool()) pool->empty_cache();
+  });
 }
 
 int stash_get_stats(int device, stash_stats* out) {
@@ -567,7 +591,8 @@ int stash_get_stats(int device, stash_stats* out) {
   return guarded("stash_get_stats", [&] {
     library& lib = library::get();
     const int id = lib.resolve(device);
-    fill(out, lib.device_pool(id).stats(), lib.ooms(id));
+    const stash::pool* pool = lib.existing_pool(id);
+    fill(out, pool ? pool->stats() : stash::stats_snapshot{}, lib.ooms(id));
   });
 }
 
@@ -575,12 +600,15 @@ int stash_get_pinned_stats(stash_stats* out) {
   if (!out) return fail(STASH_ERROR_INVALID_ARGUMENT, "stash_get_pinned_stats: out is null");
   return guarded("stash_get_pinned_stats", [&] {
     library& lib = library::get();
-    fill(out, lib.pinned_pool().stats(), lib.pinned_ooms());
+    const stash::pool* pool = lib.existing_pinned_pool();
+    fill(out, pool ? pool->stats() : stash::stats_snapshot{}, lib.pinned_ooms());
   });
 }
 
 int stash_reset_peak(int device) {
-  return guarded("stash_reset_peak", [&] { library::get().device_pool(device).reset_peak(); });
+  return guarded("stash_reset_peak", [&] {
+    if (stash::pool* pool = library::get().existing_pool(device)) pool->reset_peak();
+  });
 }
 
 int stash_set_memory_fraction(double fraction, int device) {

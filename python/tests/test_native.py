@@ -329,6 +329,23 @@ class Options(unittest.TestCase):
             """
         )
 
+    def test_queries_before_the_first_allocation_leave_the_options_open(self):
+        run(
+            """
+            assert stash.device_count() >= 1 and stash.backing() in ("host", "cuda")
+            assert stash.get_stats(0)["allocations"] == 0 and stash.get_stats(0)["reserved_bytes"] == 0
+            stash.empty_cache()
+            stash.reset_peak(0)
+            assert "pages_between_moves:3" in stash.current_options()  # from STASH_CONF, not fixed yet
+            got = stash.configure(page_slack=0.3, use_env=False)
+            assert "page_slack:0.3" in got and "pages_between_moves:8" in got, got
+            p = L.stash_alloc(64, 0, None)
+            assert p and stash.get_stats(0)["allocations"] == 1
+            L.stash_free(p, 64, 0, None)
+            """,
+            conf="pages_between_moves:3",
+        )
+
     def test_option_help_lists_every_option(self):
         import stash
 
