@@ -1,5 +1,6 @@
-"""Draws scripts/e2e's results.json: ms/step (median, min-max bars) and peak reserved memory (the
-allocator's figure and the driver's), one group of bars per workload, one bar per allocator.
+"""Draws scripts/e2e's results.json: ms/step (median, min-max bars) and peak device memory (the
+driver's figure), each relative to PyTorch's native allocator on the same workload (workloads differ
+in scale by orders of magnitude), one group of bars per workload, one bar per allocator.
 
     python3 bench/e2e/plot.py bench/results/e2e-.../results.json e2e.png
 """
@@ -41,10 +42,13 @@ def main(argv):
                 low.append(0)
                 high.append(0)
         axes[0].bar(xs, rel, width, yerr=[low, high], label=allocator, capsize=2)
-        mem = [(summary[w].get(allocator, {}).get("peak_driver") or 0) / 2**20 for w in workloads]
+        mem = []
+        for w in workloads:
+            mine, native = summary[w].get(allocator, {}).get("peak_driver"), summary[w].get("native", {}).get("peak_driver")
+            mem.append(mine / native if mine and native else 0)
         axes[1].bar(xs, mem, width, label=allocator)
     for ax, title in ((axes[0], "step time / native's (median, min-max over repetitions)"),
-                      (axes[1], "peak device memory above baseline, MiB (cudaMemGetInfo)")):
+                      (axes[1], "peak device memory / native's (cudaMemGetInfo above the baseline)")):
         ax.set_xticks([wi + 0.4 - width / 2 for wi in range(len(workloads))])
         ax.set_xticklabels(workloads, rotation=20)
         ax.set_title(title)
