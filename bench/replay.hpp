@@ -29,12 +29,15 @@ struct replay_result {
   double ns_per_op_cold = 0;
   double ns_per_op_warm = 0;  // 0 when no warm replay was asked for
   std::optional<std::uint64_t> backend_allocs;
+  std::size_t streams = 1;  // distinct streams in the trace
 };
 
 /// `before_clock` runs before each timed loop (the CUDA backend synchronises the device there).
 inline replay_result measure_replay(replay_allocator& allocator, const trace& t, int warm,
                                     void (*before_clock)() = nullptr) {
   std::vector<void*> slots(t.slot_count, nullptr);
+  // Without handles of its own, every stream of the trace is replayed on the default stream.
+  if (allocator.stream_count() < t.streams.size()) allocator.use_streams(std::vector<void*>(t.streams.size(), nullptr));
   auto timed_run = [&] {
     if (before_clock) before_clock();
     const auto start = std::chrono::steady_clock::now();
@@ -49,6 +52,7 @@ inline replay_result measure_replay(replay_allocator& allocator, const trace& t,
   r.trace = t.name;
   r.allocator = std::string(allocator.name());
   r.ops = t.ops.size();
+  r.streams = t.streams.size();
   r.peak_live_bytes = t.peak_live_bytes;
   r.ns_per_op_cold = timed_run() / ops;
   r.peak_reserved_bytes = allocator.peak_reserved_bytes();

@@ -152,6 +152,30 @@ std::string device_description() {
 
 void synchronize_device() { cudaDeviceSynchronize(); }
 
+/// The trace's streams as CUDA streams (non-blocking), for the cuda backend: the Stream value 0 is the
+/// legacy default stream, every other value a stream of its own. Elsewhere every handle is nullptr.
+class trace_streams {
+ public:
+  trace_streams(const trace& t, bool cuda) {
+    for (const std::uint64_t value : t.streams) {
+      cudaStream_t s = nullptr;
+      if (cuda && value != 0) STASH_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+      handles_.push_back(s);
+    }
+  }
+  ~trace_streams() {
+    cudaDeviceSynchronize();
+    for (void* s : handles_)
+      if (s) cudaStreamDestroy(static_cast<cudaStream_t>(s));
+  }
+  trace_streams(const trace_streams&) = delete;
+  trace_streams& operator=(const trace_streams&) = delete;
+  const std::vector<void*>& handles() const noexcept { return handles_; }
+
+ private:
+  std::vector<void*> handles_;
+};
+
 std::string json_string(std::string_view s) {
   std::string out = "\"";
   for (const char c : s) {
@@ -185,10 +209,10 @@ void print_replay(const replay_result& r, backend_kind backend, const output& ou
     fmt::print(out.json,
         "{{\"trace\":{},\"allocator\":{},\"backend\":\"{}\",\"ops\":{},\"peak_live_bytes\":{},"
         "\"peak_reserved_bytes\":{},\"reserved_over_live\":{:.4f},\"ns_per_op_cold\":{:.1f},"
-        "\"ns_per_op_warm\":{:.1f},\"backend_allocs\":{}}}\n",
+        "\"ns_per_op_warm\":{:.1f},\"backend_allocs\":{},\"streams\":{}}}\n",
         json_string(r.trace), json_string(r.allocator), to_string(backend), r.ops, r.peak_live_bytes,
         r.peak_reserved_bytes, r.reserved_over_live, r.ns_per_op_cold, r.ns_per_op_warm,
-        json_count(r.backend_allocs));
+        json_count(r.backend_allocs), r.streams);
     std::fflush(out.json);
   }
   if (out.table) {
@@ -298,7 +322,9 @@ int main(int argc, char** argv) {
       for (const auto& name : allocators) {
         if (is_pinned(name)) continue;
         try {
+          const trace_streams streams(t, backend == backend_kind::cuda);  // outlives the allocator
           auto allocator = make_allocator(name, backend);
+          allocator->use_streams(streams.handles());
           print_replay(measure_replay(*allocator, t, opt.warm, before_clock), backend, out);
         } catch (const std::exception& e) {
           report_failure(t.name, name, e);

@@ -39,6 +39,7 @@ struct trace_op {
   std::size_t size;    // bytes asked for (a free carries the size of the allocation it ends)
   std::uint32_t slot;  // index into the replay's slot array
   bool is_free;
+  std::uint8_t stream = 0;  // index into trace::streams: the stream of the allocate or free line
 };
 
 struct trace {
@@ -51,6 +52,8 @@ struct trace {
   std::size_t frees = 0;
   std::size_t skipped_frees = 0;          // frees of an address that was not live
   std::size_t skipped_failures = 0;       // `allocate failure` lines
+  std::vector<std::uint64_t> streams;     // the Stream column's distinct values, first seen first
+                                          // ({0}, the default stream, when there is no such column)
 };
 
 namespace detail {
@@ -97,6 +100,7 @@ inline trace parse_trace(std::istream& in, std::string name, const std::string& 
   // Columns are found by name, so a trace with its columns in another order still reads.
   std::string line;
   std::size_t action_col = 0, pointer_col = 0, size_col = 0, columns = 0;
+  std::size_t stream_col = SIZE_MAX;  // optional
   {
     bool have_header = false;
     while (!have_header && std::getline(in, line)) {
@@ -108,6 +112,7 @@ inline trace parse_trace(std::istream& in, std::string name, const std::string& 
         if (header[i] == "Action") action_col = i, have_action = true;
         if (header[i] == "Pointer") pointer_col = i, have_pointer = true;
         if (header[i] == "Size") size_col = i, have_size = true;
+        if (header[i] == "Stream") stream_col = i;
       }
       if (!have_action || !have_pointer || !have_size)
         throw fail("expected a header naming the columns Action, Pointer and Size "
@@ -122,6 +127,7 @@ inline trace parse_trace(std::istream& in, std::string name, const std::string& 
   struct live_block {
     std::uint32_t slot;
     std::size_t size;
+    std::uint8_t stream;
   };
   std::unordered_map<std::uint64_t, live_block> live;  // trace address -> its slot while live
   std::vector<std::uint32_t> free_slots;
@@ -144,6 +150,19 @@ inline trace parse_trace(std::istream& in, std::string name, const std::string& 
       throw fail("unknown action '" + std::string(action) + "' (expected allocate or free)");
     if (!detail::parse_pointer(fields[pointer_col], address))
       throw fail("bad pointer '" + std::string(fields[pointer_col]) + "' (expected hexadecimal)");
+    std::uint8_t stream = 0;
+    if (stream_col != SIZE_MAX) {
+      std::uint64_t handle = 0;
+      if (!detail::parse_pointer(fields[stream_col], handle))
+        throw fail("bad stream '" + std::string(fields[stream_col]) + "' (expected a hexadecimal handle)");
+      auto known = std::find(t.streams.begin(), t.streams.end(), handle);
+      if (known == t.streams.end()) {
+        if (t.streams.size() == 256) throw fail("more than 256 distinct streams");
+        t.streams.push_back(handle);
+        known = t.streams.end() - 1;
+      }
+      stream = static_cast<std::uint8_t>(known - t.streams.begin());
+    }
 
     if (action == "free") {
       const auto it = live.find(address);
@@ -151,7 +170,7 @@ inline trace parse_trace(std::istream& in, std::string name, const std::string& 
         ++t.skipped_frees;
         continue;
       }
-      t.ops.push_back({it->second.size, it->second.slot, true});
+      t.ops.push_back({it->second.size, it->second.slot, true, stream});
       free_slots.push_back(it->second.slot);
       live_bytes -= it->second.size;
       live.erase(it);
@@ -173,15 +192,16 @@ inline trace parse_trace(std::istream& in, std::string name, const std::string& 
       slot = free_slots.back();
       free_slots.pop_back();
     }
-    live.emplace(address, live_block{slot, static_cast<std::size_t>(size)});
-    t.ops.push_back({static_cast<std::size_t>(size), slot, false});
+    live.emplace(address, live_block{slot, static_cast<std::size_t>(size), stream});
+    t.ops.push_back({static_cast<std::size_t>(size), slot, false, stream});
     live_bytes += size;
     if (live_bytes > t.peak_live_bytes) t.peak_live_bytes = live_bytes;
     ++t.allocations;
   }
 
+  if (t.streams.empty()) t.streams.push_back(0);
   t.live_at_end.reserve(live.size());
-  for (const auto& [address, block] : live) t.live_at_end.push_back({block.size, block.slot, true});
+  for (const auto& [address, block] : live) t.live_at_end.push_back({block.size, block.slot, true, block.stream});
   std::sort(t.live_at_end.begin(), t.live_at_end.end(),  // hash order is not reproducible
             [](const trace_op& a, const trace_op& b) { return a.slot < b.slot; });
   return t;

@@ -151,3 +151,28 @@ TEST_CASE("replay: every op is played, and what the trace leaves live is freed a
   CHECK(r.ns_per_op_cold > 0);
   CHECK(r.ns_per_op_warm > 0);
 }
+
+TEST_CASE("trace reader: the Stream column gives each op the index of its stream", "[trace][stream]") {
+  const trace t = parse_trace_string(csv("0,1,allocate,0x1000,256,0x0\n"
+                                         "0,2,allocate,0x2000,512,0x7f00aa\n"
+                                         "0,3,free,0x1000,256,0x7f00aa\n"  // freed on another stream
+                                         "0,4,allocate,0x3000,1024,0x7f00bb\n"
+                                         "0,5,allocate,0x4000,1024,0x0\n"));
+  REQUIRE(t.streams == std::vector<std::uint64_t>{0x0, 0x7f00aa, 0x7f00bb});
+  REQUIRE(t.ops.size() == 5);
+  CHECK(t.ops[0].stream == 0);
+  CHECK(t.ops[1].stream == 1);
+  CHECK(t.ops[2].stream == 1);
+  CHECK(t.ops[3].stream == 2);
+  CHECK(t.ops[4].stream == 0);
+  // Blocks left live are freed on the stream they were allocated on.
+  REQUIRE(t.live_at_end.size() == 3);
+  CHECK(t.live_at_end[0].stream == 2);  // by slot: 0x3000 took the slot 0x1000 freed
+  CHECK(t.live_at_end[1].stream == 1);  // 0x2000
+  CHECK(t.live_at_end[2].stream == 0);  // 0x4000
+
+  CHECK_THROWS_AS(parse_trace_string(csv("0,1,allocate,0x1000,256,stream7\n")), stash::bench::trace_error);
+  const trace none = parse_trace_string("Action,Pointer,Size\nallocate,0x1000,256\n");
+  CHECK(none.streams == std::vector<std::uint64_t>{0});
+  CHECK(none.ops[0].stream == 0);
+}

@@ -1,5 +1,5 @@
 #pragma once
-// cudaMallocAsync / cudaFreeAsync on stream 0 from the device's default memory pool, with the
+// cudaMallocAsync / cudaFreeAsync on the trace's streams (stream 0 without a Stream column) from the device's default memory pool, with the
 // release threshold raised to UINT64_MAX so the pool keeps what is freed (the configuration that
 // makes it a caching allocator; with the default threshold of 0 it gives memory back at every
 // synchronisation). The pool's own high-water mark of reserved memory is the peak; it is reset when
@@ -38,6 +38,15 @@ class cuda_malloc_async_allocator final : public replayable<cuda_malloc_async_al
     return p;
   }
   void deallocate(void* p, std::size_t) override { STASH_CUDA_CHECK(cudaFreeAsync(p, cudaStream_t{})); }
+  /// On the trace's streams (replayable::run calls these when the trace has a Stream column).
+  void* allocate_on(std::size_t n, void* stream) {
+    void* p = nullptr;
+    STASH_CUDA_CHECK(cudaMallocAsync(&p, n, static_cast<cudaStream_t>(stream)));
+    return p;
+  }
+  void deallocate_on(void* p, std::size_t, void* stream) {
+    STASH_CUDA_CHECK(cudaFreeAsync(p, static_cast<cudaStream_t>(stream)));
+  }
   void empty_cache() override {
     STASH_CUDA_CHECK(cudaStreamSynchronize(cudaStream_t{}));
     STASH_CUDA_CHECK(cudaMemPoolTrimTo(pool_, 0));

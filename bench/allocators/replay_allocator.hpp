@@ -10,6 +10,7 @@
 #include <optional>
 #include <span>
 #include <string_view>
+#include <vector>
 
 #include "../trace_reader.hpp"
 
@@ -36,6 +37,14 @@ class replay_allocator {
   virtual std::size_t page_bytes() const { return 0; }
   /// Plays `ops` against the allocator: slot i holds the pointer of the trace's i-th live block.
   virtual void run(std::span<const trace_op> ops, void** slots) = 0;
+
+  /// The stream handles (cudaStream_t) that trace_op::stream indexes. Adapters of stream-ordered
+  /// allocators (those with allocate_on/deallocate_on) pass them on; the others ignore them.
+  void use_streams(std::vector<void*> handles) { streams_ = std::move(handles); }
+  std::size_t stream_count() const noexcept { return streams_.size(); }
+
+ protected:
+  std::vector<void*> streams_;
 };
 
 /// Base of every adapter: supplies run() with the concrete allocate/deallocate inlined.
@@ -44,11 +53,22 @@ class replayable : public replay_allocator {
  public:
   void run(std::span<const trace_op> ops, void** slots) final {
     Derived& self = static_cast<Derived&>(*this);
-    for (const trace_op& op : ops) {
-      if (op.is_free) {
-        self.Derived::deallocate(slots[op.slot], op.size);
-      } else {
-        slots[op.slot] = self.Derived::allocate(op.size);
+    if constexpr (requires(void* s) { self.Derived::allocate_on(std::size_t{1}, s); }) {
+      for (const trace_op& op : ops) {
+        void* s = this->streams_[op.stream];
+        if (op.is_free) {
+          self.Derived::deallocate_on(slots[op.slot], op.size, s);
+        } else {
+          slots[op.slot] = self.Derived::allocate_on(op.size, s);
+        }
+      }
+    } else {
+      for (const trace_op& op : ops) {
+        if (op.is_free) {
+          self.Derived::deallocate(slots[op.slot], op.size);
+        } else {
+          slots[op.slot] = self.Derived::allocate(op.size);
+        }
       }
     }
   }
