@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <exception>
 #include <latch>
+#include <optional>
 #include <random>
 #include <string>
 #include <thread>
@@ -39,7 +40,7 @@ struct threads_result {
   std::string allocator;
   int threads = 0;
   std::size_t pairs = 0;  // over all threads
-  double ns_per_pair = 0;
+  std::optional<double> ns_per_pair;  // empty when there were no pairs to time
 };
 
 /// Sizes 256 B .. 4 MiB; each thread has its own sequence (seed + thread index). One untimed pass of
@@ -87,7 +88,7 @@ inline threads_result measure_threads(replay_allocator& allocator, int threads, 
   r.allocator = std::string(allocator.name());
   r.threads = threads;
   r.pairs = pairs_per_thread * static_cast<std::size_t>(threads);
-  r.ns_per_pair = pass_ns[1] / static_cast<double>(r.pairs);
+  if (r.pairs > 0) r.ns_per_pair = pass_ns[1] / static_cast<double>(r.pairs);
   return r;
 }
 

@@ -25,9 +25,11 @@ struct replay_result {
   std::size_t ops = 0;
   std::size_t peak_live_bytes = 0;
   std::size_t peak_reserved_bytes = 0;
-  double reserved_over_live = 0;
-  double ns_per_op_cold = 0;
-  double ns_per_op_warm = 0;  // 0 when no warm replay was asked for
+  // Empty where the figure is undefined: no ops in the trace, no bytes live, no warm replay asked
+  // for. Never inf or nan, so the JSON output stays JSON (null).
+  std::optional<double> reserved_over_live;
+  std::optional<double> ns_per_op_cold;
+  std::optional<double> ns_per_op_warm;
   std::optional<std::uint64_t> backend_allocs;
   std::size_t streams = 1;  // distinct streams in the trace
 };
@@ -47,6 +49,7 @@ inline replay_result measure_replay(replay_allocator& allocator, const trace& t,
     return std::chrono::duration<double, std::nano>(stop - start).count();
   };
   const double ops = static_cast<double>(t.ops.size());
+  auto per_op = [&](double ns) { return t.ops.empty() ? std::nullopt : std::optional<double>(ns / ops); };
 
   replay_result r;
   r.trace = t.name;
@@ -54,18 +57,18 @@ inline replay_result measure_replay(replay_allocator& allocator, const trace& t,
   r.ops = t.ops.size();
   r.streams = t.streams.size();
   r.peak_live_bytes = t.peak_live_bytes;
-  r.ns_per_op_cold = timed_run() / ops;
+  r.ns_per_op_cold = per_op(timed_run());
   r.peak_reserved_bytes = allocator.peak_reserved_bytes();
   r.backend_allocs = allocator.backend_allocs();
-  r.reserved_over_live =
-      t.peak_live_bytes == 0 ? 0.0 : static_cast<double>(r.peak_reserved_bytes) / static_cast<double>(t.peak_live_bytes);
+  if (t.peak_live_bytes > 0)
+    r.reserved_over_live = static_cast<double>(r.peak_reserved_bytes) / static_cast<double>(t.peak_live_bytes);
 
   std::vector<double> warm_ns;
-  for (int i = 0; i < warm; ++i) warm_ns.push_back(timed_run() / ops);
+  for (int i = 0; i < warm; ++i) warm_ns.push_back(timed_run());
   if (!warm_ns.empty()) {
     std::sort(warm_ns.begin(), warm_ns.end());
     const std::size_t mid = warm_ns.size() / 2;
-    r.ns_per_op_warm = warm_ns.size() % 2 ? warm_ns[mid] : (warm_ns[mid - 1] + warm_ns[mid]) / 2;
+    r.ns_per_op_warm = per_op(warm_ns.size() % 2 ? warm_ns[mid] : (warm_ns[mid - 1] + warm_ns[mid]) / 2);
   }
   return r;
 }

@@ -5,10 +5,12 @@
 #include <fmt/format.h>
 
 #include <charconv>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
 #include <filesystem>
+#include <limits>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -45,6 +47,11 @@ options:
   --pinned-pairs N           allocations in the pinned benchmark (default 200)
   --list                     print the allocators available on each backend and exit
   -h, --help
+
+Counts are whole numbers (--warm from 0, the others from 1). Figures that are undefined (per op of a
+trace with no operations, reserved/live with nothing live, warm with --warm 0) print as - in the
+table and null in JSON. Exit status: 0 done, 1 a replay failed, 2 bad usage or a bad trace (or a
+folder with no trace).
 )";
 
 struct options {
@@ -67,13 +74,17 @@ struct options {
   std::exit(code);
 }
 
+/// A whole decimal number in [least, the largest Int]; anything else (a sign, a fraction, trailing
+/// text, too large) is a usage error.
 template <class Int>
-Int parse_count(std::string_view flag, std::string_view text) {
-  Int value{};
+Int parse_count(std::string_view flag, std::string_view text, Int least) {
+  std::uint64_t value = 0;
   const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (ec != std::errc{} || end != text.data() + text.size())
-    die(fmt::format("{} expects a non-negative integer, got '{}'", flag, text));
-  return value;
+  const auto most = static_cast<std::uint64_t>(std::numeric_limits<Int>::max());
+  if (text.empty() || ec != std::errc{} || end != text.data() + text.size() || value < static_cast<std::uint64_t>(least) ||
+      value > most)
+    die(fmt::format("{} expects a whole number from {} to {}, got '{}'", flag, least, most, text));
+  return static_cast<Int>(value);
 }
 
 std::vector<std::string> split_list(std::string_view text) {
@@ -106,7 +117,7 @@ options parse_options(int argc, char** argv) {
     } else if (arg == "--allocators") {
       o.allocators = split_list(value());
     } else if (arg == "--warm") {
-      o.warm = parse_count<int>(arg, value());
+      o.warm = parse_count<int>(arg, value(), 0);
     } else if (arg == "--json") {
       o.json = true;
     } else if (arg == "--json-file") {
@@ -114,13 +125,13 @@ options parse_options(int argc, char** argv) {
     } else if (arg == "--timeline") {
       o.timeline = value();
     } else if (arg == "--threads") {
-      o.threads = parse_count<int>(arg, value());
+      o.threads = parse_count<int>(arg, value(), 1);
     } else if (arg == "--pairs") {
-      o.pairs = parse_count<std::size_t>(arg, value());
+      o.pairs = parse_count<std::size_t>(arg, value(), 1);
     } else if (arg == "--pinned") {
       o.pinned = true;
     } else if (arg == "--pinned-pairs") {
-      o.pinned_pairs = parse_count<std::size_t>(arg, value());
+      o.pinned_pairs = parse_count<std::size_t>(arg, value(), 1);
     } else if (arg == "--list") {
       o.list = true;
     } else if (arg.starts_with("-")) {
@@ -191,6 +202,16 @@ std::string json_string(std::string_view s) {
 
 std::string json_count(const std::optional<std::uint64_t>& n) { return n ? std::to_string(*n) : "null"; }
 
+/// A figure with `decimals` digits, or null where it is undefined (JSON has no inf or nan).
+std::string json_number(const std::optional<double>& x, int decimals) {
+  return x ? fmt::format("{:.{}f}", *x, decimals) : "null";
+}
+
+/// A figure for the table, or "-" where it is undefined.
+std::string table_number(const std::optional<double>& x, int decimals) {
+  return x ? fmt::format("{:.{}f}", *x, decimals) : "-";
+}
+
 double mib(std::size_t bytes) { return static_cast<double>(bytes) / (1 << 20); }
 
 void print_replay_header() {
@@ -208,17 +229,18 @@ void print_replay(const replay_result& r, backend_kind backend, const output& ou
   if (out.json) {
     fmt::print(out.json,
         "{{\"trace\":{},\"allocator\":{},\"backend\":\"{}\",\"ops\":{},\"peak_live_bytes\":{},"
-        "\"peak_reserved_bytes\":{},\"reserved_over_live\":{:.4f},\"ns_per_op_cold\":{:.1f},"
-        "\"ns_per_op_warm\":{:.1f},\"backend_allocs\":{},\"streams\":{}}}\n",
+        "\"peak_reserved_bytes\":{},\"reserved_over_live\":{},\"ns_per_op_cold\":{},"
+        "\"ns_per_op_warm\":{},\"backend_allocs\":{},\"streams\":{}}}\n",
         json_string(r.trace), json_string(r.allocator), to_string(backend), r.ops, r.peak_live_bytes,
-        r.peak_reserved_bytes, r.reserved_over_live, r.ns_per_op_cold, r.ns_per_op_warm,
-        json_count(r.backend_allocs), r.streams);
+        r.peak_reserved_bytes, json_number(r.reserved_over_live, 4), json_number(r.ns_per_op_cold, 1),
+        json_number(r.ns_per_op_warm, 1), json_count(r.backend_allocs), r.streams);
     std::fflush(out.json);
   }
   if (out.table) {
-    fmt::print("{:<22} {:<16} {:>9} {:>12.1f} {:>14.1f} {:>9.3f} {:>11.1f} {:>11.1f} {:>10}\n", r.trace,
-               r.allocator, r.ops, mib(r.peak_live_bytes), mib(r.peak_reserved_bytes), r.reserved_over_live,
-               r.ns_per_op_cold, r.ns_per_op_warm, r.backend_allocs ? std::to_string(*r.backend_allocs) : "-");
+    fmt::print("{:<22} {:<16} {:>9} {:>12.1f} {:>14.1f} {:>9} {:>11} {:>11} {:>10}\n", r.trace, r.allocator,
+               r.ops, mib(r.peak_live_bytes), mib(r.peak_reserved_bytes), table_number(r.reserved_over_live, 3),
+               table_number(r.ns_per_op_cold, 1), table_number(r.ns_per_op_warm, 1),
+               r.backend_allocs ? std::to_string(*r.backend_allocs) : "-");
   }
   std::fflush(stdout);
 }
@@ -226,12 +248,12 @@ void print_replay(const replay_result& r, backend_kind backend, const output& ou
 void print_threads(const threads_result& r, backend_kind backend, const output& out) {
   if (out.json) {
     fmt::print(out.json, "{{\"bench\":\"threads\",\"allocator\":{},\"backend\":\"{}\",\"threads\":{},\"pairs\":{},"
-               "\"ns_per_pair\":{:.1f}}}\n",
-               json_string(r.allocator), to_string(backend), r.threads, r.pairs, r.ns_per_pair);
+               "\"ns_per_pair\":{}}}\n",
+               json_string(r.allocator), to_string(backend), r.threads, r.pairs, json_number(r.ns_per_pair, 1));
     std::fflush(out.json);
   }
   if (out.table) {
-    fmt::print("{:<16} {:>8} {:>10} {:>14.1f}\n", r.allocator, r.threads, r.pairs, r.ns_per_pair);
+    fmt::print("{:<16} {:>8} {:>10} {:>14}\n", r.allocator, r.threads, r.pairs, table_number(r.ns_per_pair, 1));
   }
   std::fflush(stdout);
 }
@@ -292,7 +314,9 @@ int main(int argc, char** argv) {
   try {
     for (const auto& input : opt.inputs) {
       if (std::filesystem::is_directory(input)) {
-        for (const auto& file : list_traces(input)) traces.push_back(read_trace(file));
+        const auto files = list_traces(input);
+        if (files.empty()) die(fmt::format("{}: a folder with no *.csv trace in it", input.string()));
+        for (const auto& file : files) traces.push_back(read_trace(file));
       } else {
         traces.push_back(read_trace(input));
       }

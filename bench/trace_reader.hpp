@@ -11,8 +11,9 @@
 //   - a free of an address that is not live (never allocated, or freed already: traces recorded from
 //     a ring buffer start with frees of blocks allocated before recording began);
 //   - RMM's `allocate failure` lines (an allocation that failed upstream: nothing to replay).
-// Anything malformed (missing column, unknown action, bad number, allocation of a live address) is
-// a trace_error naming the file and the line.
+// Anything malformed (missing column, unknown action, bad number, allocation of a live address, a
+// size above max_allocation_size, more bytes live at once than a 64-bit count holds) is a
+// trace_error naming the file and the line.
 #include <algorithm>
 #include <charconv>
 #include <cstddef>
@@ -28,7 +29,15 @@
 #include <unordered_map>
 #include <vector>
 
+#include "stash/buckets/power_of_two_buckets.hpp"
+#include "stash/buckets/segregated_fit_buckets.hpp"
+
 namespace stash::bench {
+
+/// The largest allocation a trace may hold: stash's max_size() (every bucket policy's limit), so a
+/// replay never asks an allocator for more than it can accept.
+inline constexpr std::size_t max_allocation_size = segregated_fit_buckets::max_size;
+static_assert(max_allocation_size == power_of_two_buckets::max_size);
 
 class trace_error : public std::runtime_error {
  public:
@@ -182,6 +191,10 @@ inline trace parse_trace(std::istream& in, std::string name, const std::string& 
     if (!detail::parse_number(fields[size_col], 10, size))
       throw fail("bad size '" + std::string(fields[size_col]) + "' (expected a decimal byte count)");
     if (size == 0) throw fail("allocation of 0 bytes");
+    if (size > max_allocation_size)
+      throw fail("allocation of " + std::to_string(size) + " bytes, above the allocators' limit of " +
+                 std::to_string(max_allocation_size));
+    if (live_bytes > SIZE_MAX - size) throw fail("more bytes live at once than a 64-bit count holds");
     if (live.contains(address))
       throw fail("allocation of address " + std::string(fields[pointer_col]) +
                  " which is already live (no free between two allocations)");

@@ -6,6 +6,7 @@
 
 #include "../bench/replay.hpp"
 #include "../bench/trace_reader.hpp"
+#include "stash/allocators.hpp"
 
 using stash::bench::parse_trace_string;
 using stash::bench::trace;
@@ -146,10 +147,59 @@ TEST_CASE("replay: every op is played, and what the trace leaves live is freed a
   CHECK(r.ops == 4);
   CHECK(r.peak_live_bytes == 3000);
   CHECK(r.peak_reserved_bytes == 6000);
-  CHECK(r.reserved_over_live == Approx(2.0));
+  REQUIRE(r.reserved_over_live.has_value());
+  CHECK(*r.reserved_over_live == Approx(2.0));
   CHECK(r.backend_allocs == std::optional<std::uint64_t>(3));  // taken after the cold replay
-  CHECK(r.ns_per_op_cold > 0);
-  CHECK(r.ns_per_op_warm > 0);
+  REQUIRE(r.ns_per_op_cold.has_value());
+  REQUIRE(r.ns_per_op_warm.has_value());
+  CHECK(*r.ns_per_op_cold > 0);
+  CHECK(*r.ns_per_op_warm > 0);
+}
+
+TEST_CASE("replay: figures that are undefined are empty, never inf or nan", "[trace]") {
+  checking_allocator allocator;
+  // A trace of frees only (all skipped) has no ops and no bytes live.
+  const trace empty = parse_trace_string(csv("0,1,free,0x1000,256,0x0\n"), "empty");
+  REQUIRE(empty.ops.empty());
+  const auto r = stash::bench::measure_replay(allocator, empty, /*warm=*/3);
+  CHECK(r.ops == 0);
+  CHECK_FALSE(r.ns_per_op_cold.has_value());
+  CHECK_FALSE(r.ns_per_op_warm.has_value());
+  CHECK_FALSE(r.reserved_over_live.has_value());
+  // No warm replay asked for: no warm figure, the cold one stands.
+  const trace one = parse_trace_string(csv("0,1,allocate,0x1000,256,0x0\n"), "one");
+  const auto cold_only = stash::bench::measure_replay(allocator, one, /*warm=*/0);
+  CHECK(cold_only.ns_per_op_cold.has_value());
+  CHECK_FALSE(cold_only.ns_per_op_warm.has_value());
+  CHECK(cold_only.reserved_over_live.has_value());
+}
+
+TEST_CASE("trace reader: sizes are bounded by the allocators' limit and the live count cannot wrap",
+          "[trace]") {
+  using stash::bench::max_allocation_size;
+  STATIC_REQUIRE(max_allocation_size == stash::simulated_caching_allocator::max_size());
+  STATIC_REQUIRE(max_allocation_size == stash::simulated_pow2_allocator::max_size());
+  auto parse = [](const std::string& text) { return parse_trace_string(text, "big.csv"); };
+  const std::string limit = std::to_string(max_allocation_size);
+  const std::string above = std::to_string(max_allocation_size + 1);
+
+  const trace at_limit = parse(csv("0,1,allocate,0x1000," + limit + ",0x0\n"));
+  CHECK(at_limit.peak_live_bytes == max_allocation_size);
+  CHECK_THROWS_WITH(parse(csv("0,1,allocate,0x1000," + above + ",0x0\n")),
+                    Contains("big.csv:2") && Contains("above the allocators' limit"));
+  CHECK_THROWS_WITH(parse(csv("0,1,allocate,0x1000,9223372036854775808,0x0\n")),  // 2^63
+                    Contains("above the allocators' limit"));
+  CHECK_THROWS_WITH(parse(csv("0,1,allocate,0x1000,18446744073709551616,0x0\n")),  // 2^64
+                    Contains("bad size"));
+  // Four live blocks at the limit would be 2^64 bytes live: the fourth is refused, not wrapped.
+  const std::string four = csv("0,1,allocate,0x1000," + limit + ",0x0\n0,2,allocate,0x2000," + limit +
+                               ",0x0\n0,3,allocate,0x3000," + limit + ",0x0\n0,4,allocate,0x4000," + limit +
+                               ",0x0\n");
+  CHECK_THROWS_WITH(parse(four), Contains("big.csv:5") && Contains("more bytes live"));
+  // Freed in between, the same sizes are fine.
+  const trace reused = parse(csv("0,1,allocate,0x1000," + limit + ",0x0\n0,2,free,0x1000," + limit +
+                                 ",0x0\n0,3,allocate,0x2000," + limit + ",0x0\n"));
+  CHECK(reused.peak_live_bytes == max_allocation_size);
 }
 
 TEST_CASE("trace reader: the Stream column gives each op the index of its stream", "[trace][stream]") {

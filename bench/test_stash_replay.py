@@ -1,0 +1,119 @@
+#!/usr/bin/env python3
+"""Command-line tests of stash-replay: usage errors, strict JSON, empty inputs, bounded sizes.
+
+Run: python3 bench/test_stash_replay.py PATH/TO/stash-replay   (ctest does, when bench and tests are built)
+"""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import unittest
+
+BINARY = None
+HEADER = "Thread,Time,Action,Pointer,Size,Stream\n"
+
+
+def run(*args):
+    return subprocess.run([BINARY, *args], capture_output=True, text=True, timeout=120)
+
+
+def strict_json_lines(text):
+    """Every line parsed as JSON that rejects NaN and Infinity (which Python's json accepts by default)."""
+
+    def refuse(constant):
+        raise ValueError(f"not JSON: {constant}")
+
+    return [json.loads(line, parse_constant=refuse) for line in text.splitlines() if line.strip()]
+
+
+class StashReplayCli(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.TemporaryDirectory()
+        self.addCleanup(self.dir.cleanup)
+
+    def trace(self, name, body):
+        path = os.path.join(self.dir.name, name)
+        with open(path, "w") as f:
+            f.write(HEADER + body)
+        return path
+
+    def small_trace(self):
+        return self.trace("small.csv", "0,1,allocate,0x1000,1000,0x0\n0,2,allocate,0x2000,5000,0x0\n"
+                                       "0,3,free,0x1000,1000,0x0\n")
+
+    def assert_usage_error(self, result, *words):
+        self.assertEqual(result.returncode, 2, result.stderr)
+        self.assertEqual(result.stdout, "")
+        for word in words:
+            self.assertIn(word, result.stderr)
+
+    def test_negative_and_malformed_counts_are_usage_errors(self):
+        trace = self.small_trace()
+        for flag, value in [("--warm", "-1"), ("--threads", "-3"), ("--threads", "0"), ("--pairs", "0"),
+                            ("--pairs", "-5"), ("--pinned-pairs", "0"), ("--warm", "1.5"), ("--warm", "abc"),
+                            ("--warm", ""), ("--threads", "99999999999"), ("--warm", "+3")]:
+            with self.subTest(flag=flag, value=value):
+                self.assert_usage_error(run("--backend", "simulated", flag, value, trace), flag,
+                                        "whole number")
+
+    def test_a_folder_without_traces_is_an_error(self):
+        empty = os.path.join(self.dir.name, "empty")
+        os.mkdir(empty)
+        self.assert_usage_error(run("--backend", "simulated", empty), empty, "no *.csv")
+
+    def test_sizes_above_the_allocators_limit_are_a_trace_error(self):
+        huge = self.trace("huge.csv", "0,1,allocate,0x1000,9223372036854775808,0x0\n"
+                                      "0,2,allocate,0x2000,9223372036854775808,0x0\n")
+        self.assert_usage_error(run("--backend", "simulated", huge), "huge.csv:2", "above the allocators' limit")
+
+    def test_json_is_strict_for_a_trace_without_operations(self):
+        empty = self.trace("no_ops.csv", "")
+        result = run("--backend", "simulated", "--json", empty)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        rows = strict_json_lines(result.stdout)
+        self.assertEqual(len(rows), 3)  # one per simulated allocator
+        for row in rows:
+            self.assertEqual(row["trace"], "no_ops")
+            self.assertEqual(row["ops"], 0)
+            self.assertIsNone(row["ns_per_op_cold"])
+            self.assertIsNone(row["ns_per_op_warm"])
+            self.assertIsNone(row["reserved_over_live"])
+
+    def test_table_shows_a_dash_where_json_has_null(self):
+        empty = self.trace("no_ops.csv", "")
+        result = run("--backend", "simulated", empty)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertNotIn("inf", result.stdout)
+        self.assertNotIn("nan", result.stdout)
+        rows = [line for line in result.stdout.splitlines() if line.startswith("no_ops")]
+        self.assertEqual(len(rows), 3)
+        for line in rows:
+            self.assertEqual(line.split()[5:8], ["-", "-", "-"])  # res/live, cold, warm
+
+    def test_warm_zero_gives_a_null_warm_figure_and_real_others(self):
+        result = run("--backend", "simulated", "--json", "--warm", "0", "--allocators", "stash", self.small_trace())
+        self.assertEqual(result.returncode, 0, result.stderr)
+        [row] = strict_json_lines(result.stdout)
+        self.assertEqual(row["ops"], 3)
+        self.assertEqual(row["peak_live_bytes"], 6000)
+        self.assertIsNone(row["ns_per_op_warm"])
+        self.assertGreater(row["ns_per_op_cold"], 0)
+        self.assertGreater(row["reserved_over_live"], 1)
+
+    def test_threads_json_is_strict(self):
+        result = run("--backend", "simulated", "--json", "--threads", "2", "--pairs", "1", "--allocators", "stash")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        [row] = strict_json_lines(result.stdout)
+        self.assertEqual(row["bench"], "threads")
+        self.assertEqual(row["threads"], 2)
+        self.assertEqual(row["pairs"], 2)
+        self.assertGreater(row["ns_per_pair"], 0)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 2:
+        sys.exit("usage: test_stash_replay.py PATH/TO/stash-replay")
+    BINARY = sys.argv.pop(1)
+    unittest.main()
