@@ -32,7 +32,10 @@ class _DeviceBlock:
 
     def __del__(self):
         if self.ptr:
-            _native.lib().stash_free(self.ptr, self.size, self.device, self.stream)
+            try:
+                _native.lib().stash_free(self.ptr, self.size, self.device, self.stream)
+            except Exception:  # interpreter shutdown: the module may be gone; the driver reclaims it
+                pass
             self.ptr = 0
 
 
@@ -50,7 +53,10 @@ class _PinnedBlock:
 
     def __del__(self):
         if self.ptr:
-            _native.lib().stash_free_pinned(self.ptr)
+            try:
+                _native.lib().stash_free_pinned(self.ptr)
+            except Exception:  # interpreter shutdown, as above
+                pass
             self.ptr = 0
 
 

@@ -40,7 +40,7 @@ def allocations_follow_cupys_current_stream():
         y = x + 1
     stream.synchronize()
     assert float(y.sum()) == 2.0 * (1 << 18)
-    assert y.data.mem.owner.stream == stream.ptr
+    assert y.data.mem._owner.stream == stream.ptr  # UnownedMemory keeps its owner as _owner
 
 
 @check
