@@ -13,6 +13,7 @@
 #include <memory>
 #include <new>
 #include <numeric>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
@@ -20,6 +21,7 @@
 
 #include "stash/allocators.hpp"
 #include "stash/device_allocator.hpp"
+#include "stash/logging_adaptor.hpp"
 #include "stash/memory_resource.hpp"
 #include "stash/pinned_allocator.hpp"
 
@@ -150,6 +152,11 @@ TEST_CASE("adapters: max_size is the resource's limit, so containers get the sta
   REQUIRE(resource.max_size() == host_pool::max_size());
   REQUIRE(stash::pinned_allocator<char>(resource).max_size() == host_pool::max_size());
   REQUIRE(stash::device_allocator<double>(resource).max_size() == host_pool::max_size() / sizeof(double));
+  // Through a wrapper that forwards to the pool, the pool's limit still.
+  std::ostringstream log;
+  stash::logging_adaptor<host_pool> logged(pool, log);
+  stash::resource_adaptor<stash::logging_adaptor<host_pool>> logged_resource(logged);
+  REQUIRE(logged_resource.max_size() == host_pool::max_size());
   auto& manager_pool = stash::memory_manager::instance().pinned_pool();
   REQUIRE(stash::pinned_allocator<char>().max_size() == manager_pool.max_size());
 

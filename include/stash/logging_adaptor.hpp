@@ -89,6 +89,13 @@ class logging_adaptor {
   logging_adaptor& operator=(const logging_adaptor&) = delete;
   ~logging_adaptor() { flush(); }
 
+  /// The upstream's largest request (what resource_adaptor and the std adapters report).
+  static constexpr std::size_t max_size() noexcept
+    requires requires { Allocator::max_size(); }
+  {
+    return Allocator::max_size();
+  }
+
   /// As the upstream allocate(n); a failure is logged as `allocate failure` and rethrown.
   [[nodiscard]] void* allocate(std::size_t n) {
     void* p;

@@ -33,7 +33,7 @@ class resource_adaptor final : public memory_resource {
   void* allocate(std::size_t bytes) override { return upstream_->allocate(bytes); }
   void deallocate(void* p, std::size_t bytes) override { upstream_->deallocate(p, bytes); }
   std::size_t max_size() const noexcept override {
-    if constexpr (requires { Allocator::max_size(); }) return Allocator::max_size();
+    if constexpr (requires(const Allocator& a) { a.max_size(); }) return upstream_->max_size();
     else return SIZE_MAX;
   }
   memory_kind kind() const noexcept override { return Allocator::kind; }
