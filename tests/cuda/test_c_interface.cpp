@@ -1,0 +1,145 @@
+// The C interface (integrations/c/stash_c.h) on a GPU, as PyTorch's pluggable allocator and
+// stash.cupy call it: device and pinned memory that holds data, streams passed through, null for 0
+// bytes and for out of memory, bad frees reported without an exception. stash_c.cpp is compiled into
+// this suite; its pools are process-wide, so these cases read the figures before and after.
+#include <catch2/catch.hpp>
+#include <cuda_runtime_api.h>
+
+#include <cstring>
+#include <string>
+
+#include "cuda/cuda_support.hpp"
+#include "stash_c.h"
+
+namespace {
+
+using namespace stash_test;
+
+stash_stats stats_of(int device) {
+  stash_stats s{};
+  REQUIRE(stash_get_stats(device, &s) == STASH_OK);
+  return s;
+}
+
+bool last_error_has(const char* text) { return std::strstr(stash_last_error(), text) != nullptr; }
+
+}  // namespace
+
+TEST_CASE("C interface: pools of device memory, one per device", "[cuda][c_interface]") {
+  CHECK(std::string(stash_backing()) == "cuda");
+  CHECK(stash_device_count() == device_count());
+}
+
+TEST_CASE("C interface: device memory on a stream holds data and comes back", "[cuda][c_interface]") {
+  cudaStream_t stream = nullptr;
+  CUDA_REQUIRE(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  const stash_stats before = stats_of(0);
+  void* p = stash_alloc(static_cast<ssize_t>(3 * MiB + 100), 0, stream);
+  require_device_memory(p, 0);
+  write_pattern(p, 3 * MiB + 100, 41);
+  CHECK(holds_pattern(p, 3 * MiB + 100, 41));
+  const stash_stats live = stats_of(0);
+  CHECK(live.allocations == before.allocations + 1);
+  CHECK(live.requested_bytes == before.requested_bytes + 3 * MiB + 100);
+  CHECK(live.reserved_bytes >= live.allocated_bytes);
+  stash_free(p, static_cast<ssize_t>(3 * MiB + 100), 0, stream);
+  const stash_stats after = stats_of(0);
+  CHECK(after.deallocations == before.deallocations + 1);
+  CHECK(after.requested_bytes == before.requested_bytes);
+  CUDA_REQUIRE(cudaStreamSynchronize(stream));
+  CUDA_REQUIRE(cudaStreamDestroy(stream));
+}
+
+TEST_CASE("C interface: zero bytes is null and no error", "[cuda][c_interface]") {
+  stash_clear_error();
+  const stash_stats before = stats_of(0);
+  CHECK(stash_alloc(0, 0, nullptr) == nullptr);
+  stash_free(nullptr, 0, 0, nullptr);
+  CHECK(std::string(stash_last_error()).empty());
+  CHECK(stats_of(0).allocations == before.allocations);
+}
+
+TEST_CASE("C interface: out of memory is null, counted, and the process goes on", "[cuda][c_interface]") {
+  void* keep = stash_alloc(static_cast<ssize_t>(16 * MiB), 0, nullptr);
+  require_device_memory(keep, 0);
+  write_pattern(keep, 16 * MiB, 5);
+  const stash_stats before = stats_of(0);
+  // Four times the device: more than any pool reserves, so it fails at once.
+  const auto total = stash::device_manager::memory(0).total_bytes;
+  CHECK(stash_alloc(static_cast<ssize_t>(4 * total), 0, nullptr) == nullptr);
+  CHECK(last_error_has("out of memory"));
+  const stash_stats after = stats_of(0);
+  CHECK(after.num_ooms == before.num_ooms + 1);
+  CHECK(after.allocated_bytes == before.allocated_bytes);
+  CHECK(after.reserved_bytes <= before.reserved_bytes);
+  CHECK(holds_pattern(keep, 16 * MiB, 5));
+  void* more = stash_alloc(static_cast<ssize_t>(MiB), 0, nullptr);
+  require_device_memory(more, 0);
+  stash_free(more, static_cast<ssize_t>(MiB), 0, nullptr);
+  stash_free(keep, static_cast<ssize_t>(16 * MiB), 0, nullptr);
+}
+
+TEST_CASE("C interface: empty_cache gives the free pages back to the driver", "[cuda][c_interface]") {
+  void* p = stash_alloc(static_cast<ssize_t>(256 * MiB), 0, nullptr);
+  require_device_memory(p, 0);
+  stash_free(p, static_cast<ssize_t>(256 * MiB), 0, nullptr);
+  CHECK(stats_of(0).cached_bytes >= 256 * MiB);
+  const std::size_t free_before = free_memory(0);
+  REQUIRE(stash_empty_cache(-1) == STASH_OK);
+  const stash_stats s = stats_of(0);
+  CHECK(s.cached_bytes < 4 * MiB);  // at most what partly used pages keep
+  CHECK(free_memory(0) >= free_before + 250 * MiB);
+}
+
+TEST_CASE("C interface: pinned memory", "[cuda][c_interface]") {
+  void* h = stash_alloc_pinned(MiB);
+  REQUIRE(h != nullptr);
+  CHECK(attributes(h).type == cudaMemoryTypeHost);
+  std::memset(h, 0x5a, MiB);
+  void* d = stash_alloc(static_cast<ssize_t>(MiB), 0, nullptr);
+  CUDA_REQUIRE(cudaMemcpy(d, h, MiB, cudaMemcpyHostToDevice));
+  std::memset(h, 0, MiB);
+  CUDA_REQUIRE(cudaMemcpy(h, d, MiB, cudaMemcpyDeviceToHost));
+  CHECK(static_cast<unsigned char*>(h)[MiB - 1] == 0x5a);
+  stash_free(d, static_cast<ssize_t>(MiB), 0, nullptr);
+  CHECK(stash_free_pinned(h) == STASH_OK);
+  CHECK(stash_free_pinned(h) == STASH_ERROR_INVALID_POINTER);
+}
+
+TEST_CASE("C interface: a bad free is reported and changes nothing", "[cuda][c_interface]") {
+  void* p = stash_alloc(4096, 0, nullptr);
+  require_device_memory(p, 0);
+  const stash_stats before = stats_of(0);
+  int on_stack = 0;
+  stash_free(&on_stack, 4, 0, nullptr);
+  CHECK(last_error_has("invalid pointer"));
+  CHECK(stats_of(0).allocated_bytes == before.allocated_bytes);
+  stash_free(p, 4096, 0, nullptr);
+  stash_free(p, 4096, 0, nullptr);
+  CHECK(last_error_has("invalid pointer"));
+  CHECK(stats_of(0).deallocations == before.deallocations + 1);
+}
+
+TEST_CASE("C interface: record_stream as the build supports it", "[cuda][c_interface]") {
+  cudaStream_t side = nullptr;
+  CUDA_REQUIRE(cudaStreamCreateWithFlags(&side, cudaStreamNonBlocking));
+  void* p = stash_alloc(static_cast<ssize_t>(MiB), 0, nullptr);
+  const int status = stash_record_stream(p, side);
+  if (stash_stream_ordered()) {
+    CHECK(status == STASH_OK);
+  } else {
+    CHECK(status == STASH_ERROR_UNSUPPORTED);
+  }
+  stash_free(p, static_cast<ssize_t>(MiB), 0, nullptr);
+  CUDA_REQUIRE(cudaStreamSynchronize(side));
+  CUDA_REQUIRE(cudaStreamDestroy(side));
+}
+
+TEST_CASE("C interface: a second device has its own pool", "[cuda][c_interface][multi_gpu]") {
+  STASH_REQUIRE_TWO_DEVICES();
+  void* p = stash_alloc(static_cast<ssize_t>(2 * MiB), 1, nullptr);
+  require_device_memory(p, 1);
+  CHECK(stats_of(1).allocated_bytes >= 2 * MiB);
+  stash_free(p, static_cast<ssize_t>(2 * MiB), 0, nullptr);  // the wrong device: its owner frees it
+  CHECK(stats_of(1).allocated_bytes == 0);
+}
