@@ -2,6 +2,7 @@
 // reference model: addresses, byte counts, what the backend really holds, and what comes back.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -12,6 +13,7 @@
 #include <vector>
 
 #include "stash/caching_allocator.hpp"
+#include "stash/detail/page_table.hpp"
 #include "support/backend_probe.hpp"
 #include "support/checked_backend.hpp"
 #include "support/compositions.hpp"
@@ -437,11 +439,14 @@ TEST_CASE("segregated fit: small blocks are carved side by side from one segment
   a.deallocate(p3);
   a.deallocate(p2);  // merges with both neighbours and the rest of the segment
   const auto s = a.stats();
-  void* whole = a.allocate(2 * MiB);  // only fits if the segment is one free block again
+  void* whole = a.allocate(MiB);  // the largest small request, from the start of the merged block
   REQUIRE(addr(whole) == addr(p1));
   REQUIRE(a.stats().cache_hits == s.cache_hits + 1);
   REQUIRE(a.backend().allocate_calls() == 1);
   a.deallocate(whole);
+  a.empty_cache();  // goes back only if the segment is one free block again
+  REQUIRE(a.stats().reserved_bytes == 0);
+  REQUIRE(a.backend().in_use_bytes() == 0);
 }
 
 TEST_CASE("segregated fit: a large request gets a segment of its own, rounded to 2 MiB",
@@ -607,4 +612,63 @@ TEST_CASE("paged: a block that fits is found even behind many smaller ones in it
   a.deallocate(rest);
   for (void* s : separators) a.deallocate(s);
   REQUIRE(a.stats().allocated_bytes == 0);
+}
+
+TEMPLATE_TEST_CASE("segments: a small live block never keeps a large idle segment", "[allocator][segregated]",
+                   stash_test::simulated_segregated, stash_test::host_segregated) {
+  TestType a;
+  void* large = a.allocate(64 * MiB);
+  a.deallocate(large);
+  void* small = a.allocate(4000);  // from a small segment of its own, not carved from the 64 MiB one
+  a.empty_cache();
+  REQUIRE(a.stats().reserved_bytes == 2 * MiB);  // segregated_fit_buckets::small_segment
+  REQUIRE(a.owns(small));
+  // And the other way round: a large request is not carved from a small segment's free space.
+  void* large_again = a.allocate(MiB + 256);
+  REQUIRE(a.stats().reserved_bytes == 4 * MiB);
+  a.deallocate(small);
+  a.empty_cache();
+  REQUIRE(a.stats().reserved_bytes == 2 * MiB);
+  a.deallocate(large_again);
+  a.empty_cache();
+  REQUIRE(a.stats().reserved_bytes == 0);
+}
+
+TEST_CASE("page table: the highest idle page is exact under random changes", "[allocator][paged]") {
+  // Checked against the definition (mapped and not touched) over a table of 3 summary levels.
+  constexpr std::size_t pages = 64 * 64 * 3 + 17;
+  stash::detail::page_table t;
+  t.resize(pages);
+  std::vector<std::pair<std::size_t, std::size_t>> live;  // blocks as [first, last] pages
+  std::mt19937_64 rng(7);
+  auto brute_highest = [&] {
+    for (std::size_t p = pages; p-- > 0;)
+      if (t.mapped(p) && !t.touched(p)) return p;
+    return stash::detail::page_table::none;
+  };
+  for (int step = 0; step < 20000; ++step) {
+    const auto op = rng() % 4;
+    if (op == 0 || live.empty()) {
+      // A block placed where no live block lies: at random, skipped if it would overlap one.
+      const std::size_t first = rng() % pages, last = std::min(pages - 1, first + rng() % 200);
+      bool overlaps = false;
+      for (auto [f, l] : live) overlaps |= !(last < f || first > l) && !(first == l || last == f);
+      if (overlaps) continue;
+      t.touch(first, last);
+      live.emplace_back(first, last);
+      for (std::size_t p = first; p <= last; ++p)
+        if (!t.mapped(p) && rng() % 2) t.set_mapped(p, true);
+    } else if (op == 1) {
+      const std::size_t i = rng() % live.size();
+      t.untouch(live[i].first, live[i].second);
+      live.erase(live.begin() + static_cast<std::ptrdiff_t>(i));
+    } else if (op == 2) {
+      const std::size_t p = t.highest_idle();
+      if (p != stash::detail::page_table::none) t.set_mapped(p, false);
+    } else {
+      const std::size_t p = rng() % pages;
+      if (!t.mapped(p)) t.set_mapped(p, true);
+    }
+    REQUIRE(t.highest_idle() == brute_highest());
+  }
 }

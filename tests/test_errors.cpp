@@ -3,6 +3,7 @@
 // with failing_backend and capacity-limited simulated backends.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -95,12 +96,26 @@ stash::stats_snapshot without_oom_retries(stash::stats_snapshot s, std::uint64_t
 
 // ---- sizes ---------------------------------------------------------------------------------------
 
-TEMPLATE_TEST_CASE("errors: sizes of 0 or above max_size are invalid_size and change nothing", "[errors]",
+TEMPLATE_TEST_CASE("errors: allocate(0) returns nullptr and changes nothing", "[errors]", STASH_TEST_COMPOSITIONS) {
+  busy_allocator<TestType> busy;
+  TestType& a = *busy.a;
+  const frozen_state<TestType> before(a);
+  REQUIRE(a.allocate(0) == nullptr);
+  REQUIRE(a.allocate(0) == nullptr);
+  require_unchanged(a, before);
+  REQUIRE(TestType::good_size(0) == 0);
+  a.deallocate(nullptr);  // what allocate(0) returned goes back as a no-op, sized or not
+  a.deallocate(nullptr, 0);
+  require_unchanged(a, before);
+  busy.require_live_intact();
+}
+
+TEMPLATE_TEST_CASE("errors: sizes above max_size are invalid_size and change nothing", "[errors]",
                    STASH_TEST_COMPOSITIONS) {
   busy_allocator<TestType> busy;
   TestType& a = *busy.a;
   const frozen_state<TestType> before(a);
-  for (std::size_t n : {std::size_t{0}, SIZE_MAX, SIZE_MAX - 1, SIZE_MAX - 255, TestType::max_size() + 1,
+  for (std::size_t n : {SIZE_MAX, SIZE_MAX - 1, SIZE_MAX - 255, TestType::max_size() + 1,
                         TestType::max_size() + 256}) {
     INFO("n = " << n);
     try {
@@ -438,11 +453,12 @@ TEST_CASE("errors: a paged backend that throws on a later page of a block keeps 
   failing_pages a;
   void* live = a.allocate(MiB);  // page 0
   a.backend().throw_on_call(2);   // the second page the next block needs
+  const auto before = a.stats();
   REQUIRE(thrown_by([&] { (void)a.allocate(5 * MiB); }) == "cuda_error");  // [1, 6) MiB: pages 0..2
   require_pages_exact(a);
-  REQUIRE(a.stats().allocated_bytes == MiB);
-  REQUIRE(a.stats().allocations == 1);
-  a.empty_cache();  // whatever the failed block got backed is idle, and goes
+  REQUIRE(a.stats() == before);  // page 1, mapped before the error, was unmapped again
+  REQUIRE(a.backend().upstream().mapped_bytes() == 2 * MiB);
+  a.empty_cache();
   REQUIRE(a.backend().upstream().mapped_bytes() == 2 * MiB);
   require_pages_exact(a);
   void* p = a.allocate(5 * MiB);
@@ -508,11 +524,9 @@ TEST_CASE("errors: a paged allocation that runs out halfway keeps the books exac
   void* live = a.allocate(3 * MiB);  // pages 0..1
   const auto before = a.stats();
   REQUIRE(thrown_by([&] { (void)a.allocate(6 * MiB + 1); }) == "out_of_memory");  // needs 4 more pages
-  // Pages it got backed before failing stay as idle cache; every figure agrees with the backend.
-  const auto after = a.stats();
-  REQUIRE(after.allocated_bytes == before.allocated_bytes);
-  REQUIRE(after.allocations == before.allocations);
-  REQUIRE(after.reserved_bytes <= 8 * MiB);
+  // The pages it got mapped before failing are unmapped again: the figures are as before.
+  REQUIRE(without_oom_retries(a.stats(), before.oom_retries) == before);
+  REQUIRE(a.backend().mapped_bytes() == 4 * MiB);
   require_pages_exact(a);
   a.empty_cache();
   REQUIRE(a.backend().mapped_bytes() == 4 * MiB);  // only the live block's pages
@@ -536,4 +550,121 @@ TEMPLATE_TEST_CASE("errors: a backend whose capacity drops below what it holds r
   CHECK(a.stats().reserved_bytes == before.reserved_bytes);
   CHECK(held_bytes(a.backend()).value() == before.reserved_bytes);
   a.deallocate(live);
+}
+
+// ---- after out of memory, the memory held is what it was ------------------------------------------
+
+TEST_CASE("errors: an oversized paged request maps nothing that stays", "[errors][oom][paged]") {
+  // A 16 MiB device with nothing reserved: the request maps all 8 pages, fails on the 9th, and must
+  // give all 8 back (else "find the batch size by catching OOM" keeps the whole device).
+  limited_pages a(simulated_paged_backend(16 * MiB));
+  const auto before = a.stats();
+  REQUIRE(thrown_by([&] { (void)a.allocate(20 * MiB); }) == "out_of_memory");
+  REQUIRE(a.backend().map_calls() >= 8);  // it did map pages before it failed
+  REQUIRE(a.reserved_bytes() == 0);
+  REQUIRE(a.cached_bytes() == 0);
+  REQUIRE(a.backend().mapped_bytes() == 0);
+  REQUIRE(without_oom_retries(a.stats(), before.oom_retries) == before);
+  require_pages_exact(a);
+
+  // The batch-size loop: each failed try leaves reserved as it was; the first that fits succeeds.
+  void* live = a.allocate(3 * MiB);
+  const std::size_t held = a.reserved_bytes();
+  const auto cached_before = a.cached_bytes();
+  std::size_t n = 32 * MiB;
+  void* p = nullptr;
+  for (; n > 0; n -= MiB) {
+    try {
+      p = a.allocate(n);
+      break;
+    } catch (const stash::out_of_memory& e) {
+      REQUIRE(e.reserved_bytes() == held);
+      REQUIRE(a.reserved_bytes() == held);
+      REQUIRE(a.cached_bytes() == cached_before);
+      require_pages_exact(a);
+    }
+  }
+  REQUIRE(p != nullptr);
+  REQUIRE(n == 13 * MiB);  // placed at 3 MiB, it may reach the end of the device's 16 MiB
+  a.deallocate(p);
+  a.deallocate(live);
+}
+
+TEMPLATE_TEST_CASE("errors: out of memory at any backend call leaves the memory held as it was",
+                   "[errors][oom]", stash_test::failing_host_segregated, stash_test::failing_simulated_pow2,
+                   stash_test::failing_paged_segregated) {
+  // Each call index of a large request fails in turn, out of memory for good from there on.
+  for (std::size_t k = 1; k <= 12; ++k) {
+    INFO("backend call " << k << " fails");
+    busy_allocator<TestType> busy;
+    TestType& a = *busy.a;
+    a.empty_cache();  // nothing cached: an out-of-memory cannot release anything
+    const frozen_state<TestType> before(a);
+    const auto held = held_bytes(a.backend());
+    a.backend().set_byte_limit(held.value() + (k - 1) * 2 * MiB);  // k - 1 more pages or MiBs fit
+    const std::string thrown = thrown_by([&] { (void)a.allocate(24 * MiB + 1); });
+    if (thrown == "none") break;
+    REQUIRE(thrown == "out_of_memory");
+    REQUIRE(a.reserved_bytes() == before.reserved);
+    REQUIRE(a.cached_bytes() == before.cached);
+    REQUIRE(without_oom_retries(a.stats(), before.stats.oom_retries) == before.stats);
+    REQUIRE(held_bytes(a.backend()) == held);
+    REQUIRE(misuses(a.backend()) == 0);
+    busy.require_live_intact();
+  }
+}
+
+// ---- paged: what counts as memory held ----------------------------------------------------------
+
+TEST_CASE("errors: a paged free of an address in the reservation but never mapped is invalid_pointer",
+          "[errors][paged]") {
+  limited_pages a;  // 1 TiB reserved, nothing mapped yet
+  void* only = a.allocate(1000);
+  void* cached = a.allocate(3 * MiB);
+  a.deallocate(cached);  // its pages stay mapped (cached)
+  const auto before = a.stats();
+  auto* far = static_cast<char*>(only) + 512 * GiB;
+  REQUIRE(a.in_arena(far));
+  REQUIRE_FALSE(a.holds(far));
+  REQUIRE(thrown_by([&] { a.deallocate(far); }) == "invalid_pointer");
+  REQUIRE(thrown_by([&] { a.deallocate(far, 1000); }) == "invalid_pointer");
+  // A free block in a mapped page is held: freeing it again is a double free.
+  REQUIRE(a.holds(cached));
+  REQUIRE(thrown_by([&] { a.deallocate(cached); }) == "double_free");
+  REQUIRE(a.stats() == before);
+  a.deallocate(only);
+  a.empty_cache();
+  REQUIRE_FALSE(a.holds(only));  // unmapped: no longer held
+  REQUIRE(thrown_by([&] { a.deallocate(only); }) == "invalid_pointer");
+}
+
+// ---- simulated backends: fake address windows never overlap ---------------------------------------
+
+TEST_CASE("errors: simulated paged devices larger than a window do not overlap", "[errors][paged]") {
+  limited_pages big(simulated_paged_backend(10 * TiB));  // reserves 20 TiB
+  limited_pages next(simulated_paged_backend(10 * TiB));
+  void* a = big.allocate(1000);
+  void* b = next.allocate(1000);
+  const auto base_a = reinterpret_cast<std::uintptr_t>(a), base_b = reinterpret_cast<std::uintptr_t>(b);
+  REQUIRE((base_b >= base_a + 20 * TiB || base_a >= base_b + 20 * TiB));
+  REQUIRE_FALSE(big.in_arena(b));
+  REQUIRE_FALSE(next.in_arena(a));
+  REQUIRE(big.in_arena(reinterpret_cast<void*>(base_a + 20 * TiB - 1)));
+  big.deallocate(a);
+  next.deallocate(b);
+}
+
+TEST_CASE("errors: simulated segments never share addresses across backends", "[errors]") {
+  stash::simulated_backend one, two;
+  std::vector<std::pair<std::uintptr_t, std::size_t>> spans;
+  for (std::size_t bytes : {10 * TiB, 10 * TiB, 2 * MiB, 40 * TiB, 4096ul}) {
+    for (auto* b : {&one, &two}) {
+      void* p = b->allocate(bytes);
+      REQUIRE(p != nullptr);
+      spans.emplace_back(reinterpret_cast<std::uintptr_t>(p), bytes);
+    }
+  }
+  std::sort(spans.begin(), spans.end());
+  for (std::size_t i = 1; i < spans.size(); ++i) REQUIRE(spans[i - 1].first + spans[i - 1].second <= spans[i].first);
+  REQUIRE(one.mismatched_frees() == 0);
 }

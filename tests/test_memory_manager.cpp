@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <cstddef>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -137,9 +138,10 @@ TEST_CASE("manager: bad input is a typed error and changes nothing", "[manager][
     unchanged();
   }
 
-  REQUIRE_THROWS_AS((void)mm.allocate(0, memory_type::device), stash::invalid_size);
+  REQUIRE(mm.allocate(0, memory_type::device) == nullptr);  // as cudaMalloc(0): nothing taken
+  REQUIRE(mm.allocate(0, memory_type::device, 1) == nullptr);
+  REQUIRE(mm.allocate_pinned(0) == nullptr);
   REQUIRE_THROWS_AS((void)mm.allocate(SIZE_MAX, memory_type::device, 1), stash::invalid_size);
-  REQUIRE_THROWS_AS((void)mm.allocate_pinned(0), stash::invalid_size);
   unchanged();
 
   int on_stack = 0;
@@ -185,4 +187,57 @@ TEST_CASE("manager: threads on two devices keep exact figures", "[manager][stres
     REQUIRE(s.detail.allocations == threads / 2 * rounds);
     REQUIRE(s.detail.deallocations == threads / 2 * rounds);
   }
+}
+
+TEST_CASE("manager: a host-backed manager of no devices is invalid_device at construction", "[manager][errors]") {
+  for (int count : {0, -1, -5}) {
+    INFO("host devices " << count);
+    try {
+      memory_manager mm(memory_manager::backing::host, count);
+      FAIL("constructed");
+    } catch (const stash::invalid_device& e) {
+      REQUIRE(e.device() == count);
+      REQUIRE(std::string(e.what()).find("at least one device") != std::string::npos);
+    }
+  }
+}
+
+TEST_CASE("manager: without a GPU, CUDA-backed pools say that no CUDA device is visible", "[manager][errors]") {
+  if (stash::device_manager::has_gpu()) {
+    WARN("a GPU is visible: nothing to check here");
+    return;
+  }
+  auto no_device = [](auto&& make) {
+    try {
+      make();
+      FAIL("constructed without a GPU");
+    } catch (const stash::invalid_device& e) {
+      const std::string what = e.what();
+      REQUIRE(what.find("no CUDA device is visible") != std::string::npos);
+      REQUIRE(what.find("-1 means the current device") == std::string::npos);
+    }
+  };
+  no_device([] { memory_manager mm(memory_manager::backing::cuda); });
+  no_device([] { stash::device_caching_allocator a; });
+  no_device([] { stash::segment_device_allocator a; });
+  no_device([] { stash::pow2_device_allocator a; });
+  REQUIRE(std::string(stash::invalid_device(3, 2).what()).find("device count 2") != std::string::npos);
+}
+
+TEST_CASE("manager: out of memory on host memory names the device asked for", "[manager][errors]") {
+  memory_manager mm(memory_manager::backing::host, 2);
+  constexpr std::size_t too_much = std::size_t{1} << 61;  // below max_size, above any host heap
+  for (int device : {-1, 0, 1}) {
+    INFO("device " << device);
+    try {
+      (void)mm.allocate(too_much, memory_type::device, device);
+      FAIL("allocated 2^61 bytes");
+    } catch (const stash::out_of_memory& e) {
+      const int expected = device == -1 ? 0 : device;
+      REQUIRE(e.device() == expected);
+      REQUIRE(std::string(e.what()).find("on device " + std::to_string(expected) + " ") != std::string::npos);
+    }
+  }
+  REQUIRE(mm.get_stats(0).total_reserved == 0);
+  REQUIRE(mm.get_stats(1).total_reserved == 0);
 }

@@ -540,3 +540,18 @@ TEST_CASE("sharded_allocator: 8 threads x 5000 random operations over host memor
   CHECK(reserved_sum(a) == 0);
   CHECK(a.stats().backend_frees == a.stats().backend_allocations);
 }
+
+TEST_CASE("sharded_allocator: shards over simulated devices larger than a fake window keep their own frees",
+          "[sharded]") {
+  constexpr std::size_t TiB = std::size_t{1} << 40;
+  paged_sharded a([](std::size_t) { return simulated_paged_backend(10 * TiB); });  // each reserves 20 TiB
+  std::vector<void*> blocks;
+  for (std::size_t i = 0; i < paged_sharded::shard_count; ++i) blocks.push_back(a.shard(i).allocate(4096));
+  for (std::size_t i = 0; i < blocks.size(); ++i)
+    for (std::size_t j = 0; j < paged_sharded::shard_count; ++j) CHECK(a.shard(j).in_arena(blocks[i]) == (i == j));
+  for (void* p : blocks) a.deallocate(p);  // each found in its own shard
+  for (std::size_t i = 0; i < paged_sharded::shard_count; ++i) CHECK(a.shard(i).stats().allocated_bytes == 0);
+  CHECK(a.stats().deallocations == paged_sharded::shard_count);
+  CHECK(a.allocate(0) == nullptr);
+  CHECK(a.stats().allocations == paged_sharded::shard_count);
+}

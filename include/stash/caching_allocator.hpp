@@ -11,14 +11,24 @@
 //     paged backend it carves its one reserved address range and backs the pages the block touches with
 //     physical memory, reusing the pages that no live block touches before it maps new ones. That is what
 //     keeps the memory held within a few percent of the memory in use.
+//   - with a segment backend and a splitting bucket policy, small requests (the policy's small_request
+//     and below) are carved only from small segments and larger ones only from large segments, each
+//     kind with free lists of its own, so a small live block never keeps a large segment from going
+//     back to the backend (PyTorch's small and large pools);
 //   - when the backend is out of memory, the cache is released and the request retried once; then
-//     stash::out_of_memory is thrown.
+//     stash::out_of_memory is thrown, and the memory held is what it was before the call (less the
+//     cache released): pages mapped for the failed request are unmapped again.
+// Every operation is strongly exception-safe: the host memory the bookkeeping needs (block records,
+// index slots, segment map nodes) is taken before anything changes, so a std::bad_alloc, like any
+// error, leaves every pool and counter as it was.
 // allocate() and deallocate() below are the whole fast path; everything they call that is not inline in
 // them is a slow path (growing, out of memory, errors).
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <iterator>
 #include <map>
 #include <mutex>
 #include <vector>
@@ -57,6 +67,10 @@ class caching_allocator {
   static_assert(!(paged && Buckets::exact_fit),
                 "a paged backend carves one address range: it needs a bucket policy that splits");
   using block = detail::block;
+  // Small and large requests in free lists of their own (segment backends whose policy splits and
+  // names a small_request threshold); one set of free lists otherwise.
+  static constexpr bool small_pool = !paged && !Buckets::exact_fit && requires { Buckets::small_request; };
+  static constexpr std::size_t pool_count = small_pool ? 2 : 1;
   struct segment {
     block* first;       // the block at the segment's start; stays the same record for its lifetime
     std::size_t bytes;  // as allocated from the backend
@@ -76,22 +90,29 @@ class caching_allocator {
   /// Gives every segment or page back to the backend, including blocks the caller never freed.
   ~caching_allocator() { release_everything(); }
 
-  /// What allocate(n) really occupies; 0 for n == 0 or n > max_size().
+  /// What allocate(n) really occupies; 0 for n == 0 (allocate(0) takes nothing) or n > max_size().
   static constexpr std::size_t good_size(std::size_t n) noexcept {
     return n == 0 || n > Buckets::max_size ? 0 : Buckets::round_up(n);
   }
   static constexpr std::size_t max_size() noexcept { return Buckets::max_size; }
 
-  /// At least 256-byte aligned. Throws invalid_size for 0 or n > max_size(), out_of_memory when the
-  /// backend has no memory even after the cache was released.
+  /// At least 256-byte aligned. allocate(0) returns nullptr and changes nothing (as cudaMalloc(0)
+  /// does). Throws invalid_size for n > max_size(), out_of_memory when the backend has no memory even
+  /// after the cache was released.
   [[nodiscard]] void* allocate(std::size_t n) {
-    const std::size_t size = checked_good_size(n);
+    if (n - 1 >= Buckets::max_size) [[unlikely]] {  // n == 0 wraps around to SIZE_MAX
+      if (n == 0) return nullptr;
+      throw_too_large(n);
+    }
+    const std::size_t size = Buckets::round_up(n);
     std::lock_guard guard(lock_);
+    records_.reserve_two();  // split and new_segment take one each: host memory is asked for first
+    index_.reserve_one();
     block* b = find_free_block(size);
     bool from_cache = b != nullptr;
     if (!b) b = grow(n, size);
     if constexpr (paged) from_cache = back_pages(b->addr, size, n) && from_cache;
-    free_.remove(b);
+    free_[pool_of(b)].remove(b);
     split(b, size);
     b->is_free = false;
     b->requested = n;
@@ -145,19 +166,20 @@ class caching_allocator {
     return true;
   }
 
-  /// Whether p lies in memory held from the backend (live or cached): the allocator that can say
-  /// why freeing p is wrong.
+  /// Whether p lies in memory held from the backend (live or cached): in a segment, or in a page
+  /// that is mapped. The allocator that can say why freeing p is wrong.
   bool holds(const void* p) const noexcept {
+    std::lock_guard guard(lock_);
     if constexpr (paged) {
-      return in_arena(p);
+      return in_arena(p) && pages_.mapped(first_page(address(p)));
     } else {
-      std::lock_guard guard(lock_);
       return segment_holding(address(p)) != nullptr;
     }
   }
 
-  /// Paged backends: whether p lies in the reserved address range. Takes no lock (the range is set
-  /// once), so a set of allocators can find the one a pointer belongs to without contention.
+  /// Paged backends: whether p lies in the reserved address range, mapped or not. Takes no lock (the
+  /// range is set once), so a set of allocators can find the one a pointer belongs to without
+  /// contention.
   bool in_arena(const void* p) const noexcept
     requires paged
   {
@@ -179,6 +201,7 @@ class caching_allocator {
   /// Gives cached memory back to the backend until at most target_cached_bytes stay cached, or nothing
   /// more can go. Segment backends: whole free segments, largest first (fewest backend calls). Paged
   /// backends: idle pages, highest address first. Memory inside a partly used segment or page stays.
+  /// Asks the host heap for nothing, so it works (and the out-of-memory retry works) when it is full.
   void trim_cache(std::size_t target_cached_bytes) {
     std::lock_guard guard(lock_);
     release_cache(target_cached_bytes);
@@ -215,11 +238,17 @@ class caching_allocator {
  private:
   static std::uintptr_t address(const void* p) noexcept { return reinterpret_cast<std::uintptr_t>(p); }
 
-  static std::size_t checked_good_size(std::size_t n) {
-    if (n == 0) throw invalid_size(0, "allocations of 0 bytes are not supported");
-    if (n > Buckets::max_size)
-      throw invalid_size(n, "larger than max_size() = " + std::to_string(Buckets::max_size));
-    return Buckets::round_up(n);
+  [[noreturn]] static void throw_too_large(std::size_t n) {
+    throw invalid_size(n, "larger than max_size() = " + std::to_string(Buckets::max_size));
+  }
+
+  static constexpr std::uint8_t pool_for(std::size_t size) noexcept {
+    if constexpr (small_pool) return size <= Buckets::small_request ? 1 : 0;
+    else return 0;
+  }
+  static std::uint8_t pool_of(const block* b) noexcept {
+    if constexpr (small_pool) return b->pool;
+    else return 0;
   }
 
   // ---- free blocks --------------------------------------------------------------------------------
@@ -228,19 +257,20 @@ class caching_allocator {
   /// bucket width), else the head of the next non-empty bucket, whose blocks all fit.
   block* find_free_block(std::size_t size) noexcept {
     const std::size_t i = Buckets::bucket_index(size);
+    const auto& free = free_[pool_for(size)];
     if constexpr (Buckets::exact_fit) {
-      return free_.head(i);
+      return free.head(i);
     } else {
       block* best = nullptr;
       int scan = 8;
-      for (block* b = free_.head(i); b && scan-- > 0; b = b->next_free) {
+      for (block* b = free.head(i); b && scan-- > 0; b = b->next_free) {
         if (b->size == size) return b;  // exact: nothing better exists, nothing to split
         if (b->size > size && (!best || b->size < best->size)) best = b;
       }
       if (best) return best;
-      if (const std::size_t j = free_.first_at_or_above(i + 1); j != free_.none) return free_.head(j);
+      if (const std::size_t j = free.first_at_or_above(i + 1); j != free.none) return free.head(j);
       // Nothing larger: before the backend is asked, the rest of the own bucket (a slow path).
-      for (block* b = free_.head(i); b; b = b->next_free)
+      for (block* b = free.head(i); b; b = b->next_free)
         if (b->size >= size && (!best || b->size < best->size)) best = b;
       return best;
     }
@@ -250,15 +280,17 @@ class caching_allocator {
     b->is_free = true;
     b->requested = 0;
     b->bucket = static_cast<std::uint32_t>(Buckets::bucket_index(b->size));
-    free_.push(b);
+    free_[pool_of(b)].push(b);
   }
 
   /// Keeps the first `size` bytes of b (not in any free list) and files the rest as a new free block.
-  void split(block* b, std::size_t size) {
+  /// Cannot throw: allocate() reserved the record.
+  void split(block* b, std::size_t size) noexcept {
     if constexpr (!Buckets::exact_fit) {
       if (b->size > size) {
         block* rest = records_.make();
         rest->indexed = false;
+        if constexpr (small_pool) rest->pool = b->pool;
         rest->addr = b->addr + size;
         rest->size = b->size - size;
         rest->prev_adjacent = b;
@@ -271,17 +303,17 @@ class caching_allocator {
     }
   }
 
-  void release_block(block* b) {
+  void release_block(block* b) noexcept {
     allocated_ -= b->size;
     stats_.on_deallocate(b->requested, b->size);
     if constexpr (paged) unback_pages(b->addr, b->size);
     if (block* next = b->next_adjacent; next && next->is_free) {
-      free_.remove(next);
+      free_[pool_of(next)].remove(next);
       b->size += next->size;
       unlink(next);
     }
     if (block* prev = b->prev_adjacent; prev && prev->is_free) {
-      free_.remove(prev);
+      free_[pool_of(prev)].remove(prev);
       prev->size += b->size;
       unlink(b);
       b = prev;
@@ -300,7 +332,8 @@ class caching_allocator {
   // ---- growing (slow path) ------------------------------------------------------------------------
 
   /// No free block fits: get memory from the backend and return it as a free block (in its list).
-  block* grow(std::size_t requested, std::size_t size) {
+  /// Kept out of line (and out of the fast path's registers and instruction cache).
+  [[gnu::cold, gnu::noinline]] block* grow(std::size_t requested, std::size_t size) {
     if constexpr (paged) {
       if (arena_base_ == 0) reserve_arena();
       block* b = find_free_block(size);
@@ -312,6 +345,9 @@ class caching_allocator {
   }
 
   block* new_segment(std::size_t requested, std::size_t size) {
+    if (spare_segment_.empty()) {  // the map node is made before the backend is asked (may throw)
+      spare_segment_ = segments_.extract(segments_.emplace(0, segment{}).first);  // 0 is never a segment
+    }
     const std::size_t granularity = backend_.granularity();
     std::size_t bytes = round_up_checked(Buckets::segment_size(size), granularity, requested);
     void* p = backend_.allocate(bytes);
@@ -325,15 +361,18 @@ class caching_allocator {
       }
       if (!p) throw_out_of_memory(requested);
     }
-    reserved_ += bytes;
-    stats_.on_reserve(bytes);
-    block* b = records_.make();
+    block* b = records_.make();  // reserved by allocate()
     *b = block{};
     b->addr = address(p);
     // Exact fit: the block is its class size, whatever the backend's rounding added to the segment,
     // so that it is filed in (and found again from) its own class.
     b->size = Buckets::exact_fit ? size : bytes;
-    segments_.emplace(b->addr, segment{b, bytes});
+    b->pool = pool_for(size);
+    spare_segment_.key() = b->addr;
+    spare_segment_.mapped() = segment{b, bytes};
+    segments_.insert(std::move(spare_segment_));  // a node that exists: no allocation
+    reserved_ += bytes;
+    stats_.on_reserve(bytes);
     push_free(b);
     return b;
   }
@@ -356,6 +395,8 @@ class caching_allocator {
     return detail::round_up_to(n, multiple);
   }
 
+  /// The backend's reserve() is the last step that can fail (it cannot be undone): the page table is
+  /// sized first, so a failure anywhere leaves the allocator as it was.
   void reserve_arena() {
     const std::size_t page = backend_.page_size();
     std::size_t bytes = options_.reserve_bytes;
@@ -364,10 +405,11 @@ class caching_allocator {
       else bytes = std::size_t{1} << 40;
     }
     bytes = detail::round_up_to(bytes, page);
+    const auto shift = static_cast<unsigned>(__builtin_ctzll(page));
+    pages_.resize(bytes >> shift);
     arena_base_ = backend_.reserve(bytes);
-    page_shift_ = static_cast<unsigned>(__builtin_ctzll(page));
-    pages_.resize(bytes >> page_shift_);
-    block* b = records_.make();
+    page_shift_ = shift;
+    block* b = records_.make();  // reserved by allocate()
     *b = block{};
     b->addr = arena_base_;
     b->size = bytes;
@@ -385,28 +427,51 @@ class caching_allocator {
   std::uintptr_t page_address(std::size_t p) const noexcept { return arena_base_ + (p << page_shift_); }
 
   /// Counts a new live block on the pages it touches and backs those no physical page backs yet.
-  /// Returns whether all were backed already. On failure the block is uncounted (pages it got backed
-  /// stay, idle) and out_of_memory is thrown.
+  /// Returns whether all were backed already. On failure (out_of_memory, or the backend's error) the
+  /// block is uncounted and every page mapped for it is unmapped again, so the memory held is what it
+  /// was. Idle pages moved here for it stay where they are, idle: moving them back would be more
+  /// driver calls that can fail too, and where they sit changes no figure.
   bool back_pages(std::uintptr_t addr, std::size_t size, std::size_t requested) {
     const std::size_t first = first_page(addr), last = last_page(addr, size);
+    const std::size_t peak_before = peak_touched_;
     touched_ += pages_.touch(first, last);
     peak_touched_ = std::max(peak_touched_, touched_);
-    std::size_t p = pages_.first_unmapped(first, last);
+    const std::size_t p = pages_.first_unmapped(first, last);
     if (p == detail::page_table::none) return true;
+    back_unmapped_pages(addr, size, p, requested, peak_before);
+    return false;
+  }
+
+  /// The slow part of back_pages: pages from p on in the block need backing.
+  [[gnu::cold, gnu::noinline]] void back_unmapped_pages(std::uintptr_t addr, std::size_t size, std::size_t p,
+                                                        std::size_t requested, std::size_t peak_before) {
+    const std::size_t first = first_page(addr), last = last_page(addr, size);
     bool backed = true;
     try {
       for (; backed && p != detail::page_table::none;
            p = p < last ? pages_.first_unmapped(p + 1, last) : detail::page_table::none)
         backed = back_page(p);
-    } catch (...) {  // a backend error: the block is not placed, its pages are not touched
-      unback_pages(addr, size);
+    } catch (...) {
+      undo_back_pages(addr, size, peak_before);
       throw;
     }
     if (!backed) {
-      unback_pages(addr, size);
+      undo_back_pages(addr, size, peak_before);
       throw_out_of_memory(requested);
     }
-    return false;
+    // Counted only now that the block is placed: a failed call leaves the stats as they were.
+    pages_.take_fresh(first, last, [&](std::size_t) { stats_.on_reserve(std::size_t{1} << page_shift_); });
+  }
+
+  void undo_back_pages(std::uintptr_t addr, std::size_t size, std::size_t peak_before) noexcept {
+    unback_pages(addr, size);
+    peak_touched_ = peak_before;
+    const std::size_t page = std::size_t{1} << page_shift_;
+    pages_.take_fresh(first_page(addr), last_page(addr, size), [&](std::size_t p) {
+      backend_.unmap_page(page_address(p));
+      pages_.set_mapped(p, false);
+      reserved_ -= page;
+    });
   }
 
   void unback_pages(std::uintptr_t addr, std::size_t size) noexcept {
@@ -430,8 +495,8 @@ class caching_allocator {
   bool map_new_page(std::size_t p) {
     if (!backend_.map_page(page_address(p))) return false;
     pages_.set_mapped(p, true);
+    pages_.set_fresh(p);  // counted in the stats once the block is placed (back_pages)
     reserved_ += std::size_t{1} << page_shift_;
-    stats_.on_reserve(std::size_t{1} << page_shift_);
     return true;
   }
 
@@ -447,6 +512,9 @@ class caching_allocator {
 
   // ---- releasing ----------------------------------------------------------------------------------
 
+  /// Each idle page costs O(log pages) (the page table keeps the idle ones in a hierarchical bitmap).
+  /// Segments: one pass gives back every free one when the target is 0 (the out-of-memory retry);
+  /// otherwise each pass gives back the largest free one, so k segments cost k passes over the map.
   void release_cache(std::size_t target) noexcept {
     if constexpr (paged) {
       const std::size_t page = std::size_t{1} << page_shift_;
@@ -458,22 +526,30 @@ class caching_allocator {
         reserved_ -= page;
         stats_.on_release(page);
       }
+    } else if (target == 0) {
+      for (auto it = segments_.begin(); it != segments_.end();)
+        it = segment_is_free(it->second) ? release_segment(it) : std::next(it);
     } else {
-      std::vector<segment> idle;
-      for (const auto& [addr, seg] : segments_)
-        if (segment_is_free(seg)) idle.push_back(seg);
-      std::sort(idle.begin(), idle.end(), [](const segment& a, const segment& b) { return a.bytes > b.bytes; });
-      for (const segment& seg : idle) {
-        if (reserved_ - allocated_ <= target) break;
-        free_.remove(seg.first);
-        segments_.erase(seg.first->addr);
-        backend_.deallocate(reinterpret_cast<void*>(seg.first->addr), seg.bytes);
-        reserved_ -= seg.bytes;
-        stats_.on_release(seg.bytes);
-        if (seg.first->indexed) index_.erase(seg.first->addr);
-        records_.recycle(seg.first);
+      while (reserved_ - allocated_ > target) {
+        auto largest = segments_.end();
+        for (auto it = segments_.begin(); it != segments_.end(); ++it)
+          if (segment_is_free(it->second) && (largest == segments_.end() || it->second.bytes > largest->second.bytes))
+            largest = it;
+        if (largest == segments_.end()) break;
+        release_segment(largest);
       }
     }
+  }
+
+  auto release_segment(typename std::map<std::uintptr_t, segment>::iterator it) noexcept {
+    const segment seg = it->second;
+    free_[pool_of(seg.first)].remove(seg.first);
+    backend_.deallocate(reinterpret_cast<void*>(it->first), seg.bytes);
+    reserved_ -= seg.bytes;
+    stats_.on_release(seg.bytes);
+    if (seg.first->indexed) index_.erase(seg.first->addr);
+    records_.recycle(seg.first);
+    return segments_.erase(it);
   }
 
   void release_everything() noexcept {
@@ -496,7 +572,7 @@ class caching_allocator {
     const std::uintptr_t a = address(p);
     const block* first = nullptr;
     if constexpr (paged) {
-      if (in_arena(p)) first = arena_first_block();
+      if (in_arena(p) && pages_.mapped(first_page(a))) first = arena_first_block();
     } else {
       if (const segment* seg = segment_holding(a)) first = seg->first;
     }
@@ -514,8 +590,8 @@ class caching_allocator {
     const block* any = nullptr;
     index_.for_each([&](std::uintptr_t, block* b) { any = b; });
     if (!any) {
-      const std::size_t j = free_.first_at_or_above(0);
-      any = j == free_.none ? nullptr : free_.head(j);
+      const std::size_t j = free_[0].first_at_or_above(0);
+      any = j == free_[0].none ? nullptr : free_[0].head(j);
     }
     while (any && any->prev_adjacent) any = any->prev_adjacent;
     return any;
@@ -525,7 +601,7 @@ class caching_allocator {
   caching_options options_;
   mutable Lock lock_;
   Stats stats_;
-  detail::free_lists<Buckets::bucket_count> free_;
+  std::array<detail::free_lists<Buckets::bucket_count>, pool_count> free_;  // [pool_for(size)]
   detail::pointer_map<block> index_;  // block start -> record, for every block that has been live
                                       // at its address (free ones too: a reuse needs no insert)
   detail::block_pool records_;
@@ -533,6 +609,7 @@ class caching_allocator {
   std::size_t allocated_ = 0;  // bytes of live blocks
   // Segment backends.
   std::map<std::uintptr_t, segment> segments_;
+  typename std::map<std::uintptr_t, segment>::node_type spare_segment_;  // for the next new segment
   // Paged backends.
   std::uintptr_t arena_base_ = 0;
   std::atomic<std::uintptr_t> arena_begin_{UINTPTR_MAX}, arena_end_{0};  // for in_arena(), lock-free

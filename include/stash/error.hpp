@@ -51,13 +51,19 @@ class invalid_size : public error {
   std::size_t size_;
 };
 
-/// A device id that is neither -1 (current device) nor in [0, device_count).
+/// A device id that is neither -1 (current device) nor in [0, device_count), any device id when no
+/// CUDA device is visible, or a device count that cannot be (a host-backed manager of 0 devices).
 class invalid_device : public error {
  public:
   invalid_device(int device, int device_count)
-      : error("stash: invalid device id " + std::to_string(device) + " (device count " +
-              std::to_string(device_count) + ", -1 means the current device)"),
+      : error(device_count <= 0 ? "stash: no CUDA device is visible (device id " + std::to_string(device) +
+                                      " was asked for)"
+                                : "stash: invalid device id " + std::to_string(device) + " (device count " +
+                                      std::to_string(device_count) + ", -1 means the current device)"),
         device_(device) {}
+  /// `why` completes "stash: invalid device id N: ".
+  invalid_device(int device, const std::string& why)
+      : error("stash: invalid device id " + std::to_string(device) + ": " + why), device_(device) {}
   int device() const noexcept { return device_; }
 
  private:

@@ -96,8 +96,10 @@ class logging_adaptor {
     return Allocator::max_size();
   }
 
-  /// As the upstream allocate(n); a failure is logged as `allocate failure` and rethrown.
+  /// As the upstream allocate(n); a failure is logged as `allocate failure` and rethrown. allocate(0)
+  /// allocates nothing (the upstream returns nullptr), so nothing is logged.
   [[nodiscard]] void* allocate(std::size_t n) {
+    if (n == 0) return upstream_->allocate(0);
     void* p;
     try {
       p = upstream_->allocate(n);

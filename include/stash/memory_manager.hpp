@@ -88,11 +88,15 @@ class memory_manager {
   }
 
   /// A manager of its own (tests, or a library that wants pools apart from the application's).
+  /// Throws invalid_device when there is no device to manage: backing::cuda without a visible GPU,
+  /// or backing::host with host_devices < 1.
   explicit memory_manager(backing how, int host_devices = 1)
       : backing_(how),
         device_count_(how == backing::cuda ? device_manager::device_count() : host_devices),
         device_pools_(static_cast<std::size_t>(device_count_ > 0 ? device_count_ : 0)) {
-    if (how == backing::cuda && device_count_ == 0) throw invalid_device(0, 0);
+    if (how == backing::cuda && device_count_ <= 0) throw invalid_device(-1, 0);
+    if (how == backing::host && device_count_ <= 0)
+      throw invalid_device(host_devices, "a host-backed memory manager needs at least one device");
     for (auto& p : device_pools_) p.store(nullptr, std::memory_order_relaxed);
   }
   memory_manager(const memory_manager&) = delete;
@@ -167,7 +171,8 @@ class memory_manager {
   }
 
   pool* make_device_pool(int id) const {
-    if (backing_ == backing::host) return new pool_of<host_caching_allocator>();
+    // Host memory named after the device it stands for, so that errors name the device asked for.
+    if (backing_ == backing::host) return new pool_of<host_caching_allocator>(host_backend(id));
     try {
       return new pool_of<device_caching_allocator>(cuda_vmm_backend(id));
     } catch (const cuda_error&) {

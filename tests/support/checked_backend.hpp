@@ -46,8 +46,13 @@ class checked_backend {
     void* p = upstream_.allocate(bytes);
     if (!p) return p;
     const auto a = reinterpret_cast<std::uintptr_t>(p);
+    try {  // the ledger's host memory may run out (tests that fail the heap): then nothing is held
+      if (!ledger_->segments.emplace(a, bytes).second) ++ledger_->misuses;
+    } catch (...) {
+      upstream_.deallocate(p, bytes);
+      throw;
+    }
     if (a % 256 != 0) ++ledger_->misaligned;
-    if (!ledger_->segments.emplace(a, bytes).second) ++ledger_->misuses;
     ledger_->held_bytes += bytes;
     return p;
   }
@@ -82,17 +87,18 @@ class checked_backend {
   bool map_page(std::uintptr_t a) requires stash::paged_backend<Backend> {
     ++ledger_->calls;
     if (!in_reservation(a) || ledger_->pages.count(a)) ++ledger_->misuses;
+    const bool recorded = ledger_->pages.insert(a).second;  // first: it may throw, nothing mapped yet
     const bool ok = upstream_.map_page(a);
-    if (ok && ledger_->pages.insert(a).second) ledger_->held_bytes += upstream_.page_size();
+    if (recorded && !ok) ledger_->pages.erase(a);
+    if (recorded && ok) ledger_->held_bytes += upstream_.page_size();
     return ok;
   }
   bool move_page(std::uintptr_t from, std::uintptr_t to) requires stash::paged_backend<Backend> {
     if (!ledger_->pages.count(from) || ledger_->pages.count(to) || !in_reservation(to)) ++ledger_->misuses;
+    const bool recorded = ledger_->pages.insert(to).second;  // first: it may throw, nothing moved yet
     const bool ok = upstream_.move_page(from, to);
-    if (ok) {
-      ledger_->pages.erase(from);
-      ledger_->pages.insert(to);
-    }
+    if (ok) ledger_->pages.erase(from);
+    else if (recorded) ledger_->pages.erase(to);
     return ok;
   }
   void unmap_page(std::uintptr_t a) noexcept requires stash::paged_backend<Backend> {

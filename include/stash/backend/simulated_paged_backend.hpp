@@ -1,14 +1,18 @@
 #pragma once
-// A paged backend over a fake address space: reserve() hands out a range, map/move/unmap only count
-// pages. Memory figures do not depend on the backend, so the paged allocator's fragmentation on real
-// traces is measured here, without a GPU, exactly as it will be on one. It checks its caller: mapping a
+// A paged backend over a fake address space: reserve() takes a window of it of its own, as large as
+// asked (no other simulated backend's addresses fall in it), and map/move/unmap only count pages.
+// Memory figures do not depend on the backend, so the paged allocator's fragmentation on real traces
+// is measured here, without a GPU, exactly as it will be on one. It checks its caller: mapping a
 // mapped page or unmapping an unmapped one is counted as a misuse.
 #include <cstddef>
 #include <cstdint>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "stash/backend/backend.hpp"
 #include "stash/detail/fake_address_space.hpp"
+#include "stash/error.hpp"
 
 namespace stash {
 
@@ -19,15 +23,23 @@ class simulated_paged_backend {
 
   explicit simulated_paged_backend(std::size_t capacity_bytes = unlimited,
                                    std::size_t page_bytes = std::size_t{2} << 20)
-      : capacity_(capacity_bytes), page_(page_bytes), base_(detail::take_fake_address_window()) {}
+      : capacity_(capacity_bytes), page_(page_bytes) {}
 
   std::size_t page_size() const noexcept { return page_; }
   /// Twice the capacity when there is one (as cuda_vmm_backend reserves twice the device's memory).
   std::size_t default_reserve_bytes() const noexcept {
     return capacity_ == unlimited ? std::size_t{1} << 40 : 2 * capacity_;
   }
+  /// Throws stash::error when called twice or when the fake address range has no room for `bytes`.
   std::uintptr_t reserve(std::size_t bytes) {
-    mapped_.assign(bytes / page_, 0);
+    if (base_ != 0) throw error("stash: simulated_paged_backend::reserve called twice");
+    std::vector<std::uint8_t> pages(bytes / page_, 0);
+    const std::uintptr_t base = detail::take_fake_address_window(bytes);
+    if (base == 0)
+      throw error("stash: simulated_paged_backend: no room for a reservation of " + std::to_string(bytes) +
+                  " bytes in the fake address range");
+    mapped_ = std::move(pages);
+    base_ = base;
     return base_;
   }
   bool map_page(std::uintptr_t a) noexcept {
@@ -73,7 +85,7 @@ class simulated_paged_backend {
   std::size_t capacity_;
   std::size_t page_;
   int device_ = 0;
-  std::uintptr_t base_;
+  std::uintptr_t base_ = 0;
   std::vector<std::uint8_t> mapped_;
   std::size_t mapped_bytes_ = 0, peak_mapped_bytes_ = 0;
   std::size_t map_calls_ = 0, move_calls_ = 0, unmap_calls_ = 0, misuses_ = 0;

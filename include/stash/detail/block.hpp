@@ -20,6 +20,7 @@ struct block {
   std::uint32_t bucket = 0;
   bool is_free = true;
   bool indexed = false;  // its address is in the allocator's block index (it has been live there)
+  std::uint8_t pool = 0;  // which of the allocator's free-list sets it is filed in while free
   // A stream-ordered mode adds the stream that last used the block and the event that says the GPU is
   // done with it here; free lists then filter on (stream, event complete). Nothing else changes.
 };
@@ -27,6 +28,11 @@ struct block {
 /// Hands out block records from chunks so that splitting a block never calls malloc.
 class block_pool {
  public:
+  /// Makes sure the next two make() calls cannot throw: the allocator asks the host heap for records
+  /// before it changes anything, so a std::bad_alloc leaves it as it was.
+  void reserve_two() {
+    if (!spare_ || !spare_->next_free) [[unlikely]] grow();
+  }
   /// A record with its fields unset: the caller sets every one (split does so on the fast path).
   block* make() {
     if (!spare_) grow();

@@ -3,12 +3,20 @@
 // pages costs a few word operations, not a loop over its pages:
 //   - mapped: physical memory backs the page;
 //   - interior: the page lies strictly inside one live block (no other block can touch it);
-//   - edge_refs: how many live blocks start or end on the page (small blocks share pages).
+//   - edge_refs: how many live blocks start or end on the page (small blocks share pages);
+//   - fresh: mapped by the allocation in progress, so that a failed one unmaps exactly those.
 // A page is touched when a live block lies on it: interior, or edge_refs > 0. Mapped pages that are not
 // touched are idle: the paged allocator's cache, moved to where memory is needed or given back.
+// Pages that may be idle are also kept in a hierarchical bitmap, so that the highest idle page is found
+// in a few word operations however large the table: a page goes in when it becomes idle, and a page
+// found there that is no longer idle (a block was placed on it since) is taken out when the search
+// meets it. Each such stale entry is met once, so the search costs O(log n) per page, amortized, and
+// placing a block (the allocator's fast path) never touches the bitmap.
 #include <cstddef>
 #include <cstdint>
 #include <vector>
+
+#include "stash/detail/hierarchical_bitmap.hpp"
 
 namespace stash::detail {
 
@@ -16,19 +24,32 @@ class page_table {
  public:
   static constexpr std::size_t none = SIZE_MAX;
 
+  /// Throws std::bad_alloc, and then leaves the table as it was.
   void resize(std::size_t pages) {
     const std::size_t words = (pages + 63) / 64;
-    mapped_.assign(words, 0);
-    interior_.assign(words, 0);
-    edge_refs_.assign(pages, 0);
+    std::vector<std::uint64_t> mapped(words, 0), interior(words, 0), fresh(words, 0);
+    std::vector<std::uint32_t> edge_refs(pages, 0);
+    hierarchical_bitmap maybe_idle;
+    maybe_idle.resize(pages);
+    mapped_ = std::move(mapped);
+    interior_ = std::move(interior);
+    fresh_ = std::move(fresh);
+    edge_refs_ = std::move(edge_refs);
+    maybe_idle_ = std::move(maybe_idle);
     pages_ = pages;
+    mapped_count_ = 0;
   }
   std::size_t size() const noexcept { return pages_; }
 
   bool mapped(std::size_t p) const noexcept { return (mapped_[p / 64] >> (p % 64)) & 1; }
   void set_mapped(std::size_t p, bool on) noexcept {
-    if (on) mapped_[p / 64] |= bit(p);
-    else mapped_[p / 64] &= ~bit(p);
+    if (on) {
+      mapped_[p / 64] |= bit(p);
+      if (!touched(p)) maybe_idle_.insert(p);
+    } else {
+      mapped_[p / 64] &= ~bit(p);
+      maybe_idle_.erase(p);
+    }
     mapped_count_ += on ? 1 : -1;
   }
   std::size_t mapped_count() const noexcept { return mapped_count_; }
@@ -36,22 +57,16 @@ class page_table {
 
   /// Records a live block on pages [first, last]; returns how many pages became touched.
   std::size_t touch(std::size_t first, std::size_t last) noexcept {
-    std::size_t fresh = edge_refs_[first]++ == 0 ? 1 : 0;
-    if (last != first) fresh += edge_refs_[last]++ == 0 ? 1 : 0;
-    if (last > first + 1) {
-      set_range(interior_, first + 1, last - 1, true);
-      fresh += last - first - 1;
-    }
+    std::size_t fresh = touch_edge(first);
+    if (last != first) fresh += touch_edge(last);
+    if (last > first + 1) fresh += touch_interior(first + 1, last - 1);
     return fresh;
   }
   /// Undoes touch(first, last); returns how many pages stopped being touched.
   std::size_t untouch(std::size_t first, std::size_t last) noexcept {
-    std::size_t gone = --edge_refs_[first] == 0 ? 1 : 0;
-    if (last != first) gone += --edge_refs_[last] == 0 ? 1 : 0;
-    if (last > first + 1) {
-      set_range(interior_, first + 1, last - 1, false);
-      gone += last - first - 1;
-    }
+    std::size_t gone = untouch_edge(first);
+    if (last != first) gone += untouch_edge(last);
+    if (last > first + 1) gone += untouch_interior(first + 1, last - 1);
     return gone;
   }
 
@@ -64,28 +79,58 @@ class page_table {
   }
 
   /// The idle page with the highest address, or none. Idle pages are taken from the top so that the
-  /// low end of the range, where the allocator carves first, stays backed.
-  std::size_t highest_idle() const noexcept {
-    for (std::size_t w = mapped_.size(); w-- > 0;) {
-      std::uint64_t candidates = mapped_[w] & ~interior_[w];
-      while (candidates) {
-        const std::size_t p = w * 64 + 63 - static_cast<std::size_t>(__builtin_clzll(candidates));
-        if (edge_refs_[p] == 0) return p;
-        candidates &= ~bit(p);
+  /// low end of the range, where the allocator carves first, stays backed. Drops the stale entries it
+  /// meets on the way (pages touched since they went in).
+  std::size_t highest_idle() noexcept {
+    for (;;) {
+      const std::size_t p = maybe_idle_.highest();
+      if (p == hierarchical_bitmap::none) return none;
+      if (mapped(p) && !touched(p)) return p;
+      maybe_idle_.erase(p);
+    }
+  }
+
+  void set_fresh(std::size_t p) noexcept { fresh_[p / 64] |= bit(p); }
+  /// Calls f(p) for each fresh page in [first, last], highest first, and clears them all.
+  template <class F>
+  void take_fresh(std::size_t first, std::size_t last, F&& f) noexcept {
+    for (std::size_t w = last / 64 + 1; w-- > first / 64;) {
+      std::uint64_t pages = fresh_[w] & word_mask(w, first, last);
+      fresh_[w] &= ~pages;
+      while (pages) {
+        const unsigned high = 63 - static_cast<unsigned>(__builtin_clzll(pages));
+        f(w * 64 + high);
+        pages &= ~(std::uint64_t{1} << high);
       }
     }
-    return none;
   }
 
  private:
   static constexpr std::uint64_t bit(std::size_t p) noexcept { return std::uint64_t{1} << (p % 64); }
 
-  static void set_range(std::vector<std::uint64_t>& bits, std::size_t first, std::size_t last, bool on) noexcept {
-    for (std::size_t w = first / 64; w <= last / 64; ++w) {
-      if (on) bits[w] |= word_mask(w, first, last);
-      else bits[w] &= ~word_mask(w, first, last);
-    }
+  /// A block starts or ends on page p; 1 if the page was not touched before.
+  std::size_t touch_edge(std::size_t p) noexcept { return edge_refs_[p]++ == 0 ? 1 : 0; }
+  /// A block that started or ended on page p is gone; 1 if the page is no longer touched.
+  std::size_t untouch_edge(std::size_t p) noexcept {
+    if (--edge_refs_[p] != 0) return 0;
+    maybe_idle_.insert(p);  // an unmapped page too: highest_idle() drops it when it meets it
+    return 1;
   }
+  /// Pages [first, last] lie inside one new live block. Returns how many.
+  std::size_t touch_interior(std::size_t first, std::size_t last) noexcept {
+    for (std::size_t w = first / 64; w <= last / 64; ++w) interior_[w] |= word_mask(w, first, last);
+    return last - first + 1;
+  }
+  /// The block whose inside pages [first, last] were is gone: the mapped ones become idle.
+  std::size_t untouch_interior(std::size_t first, std::size_t last) noexcept {
+    for (std::size_t w = first / 64; w <= last / 64; ++w) {
+      const std::uint64_t mask = word_mask(w, first, last);
+      interior_[w] &= ~mask;
+      if (const std::uint64_t idle = mapped_[w] & mask) maybe_idle_.assign_word(w, maybe_idle_.word(w) | idle);
+    }
+    return last - first + 1;
+  }
+
 
   /// The bits of word w that lie in pages [first, last].
   static constexpr std::uint64_t word_mask(std::size_t w, std::size_t first, std::size_t last) noexcept {
@@ -95,8 +140,9 @@ class page_table {
     return mask;
   }
 
-  std::vector<std::uint64_t> mapped_, interior_;
+  std::vector<std::uint64_t> mapped_, interior_, fresh_;
   std::vector<std::uint32_t> edge_refs_;
+  hierarchical_bitmap maybe_idle_;  // every idle page, and pages touched since they went in
   std::size_t pages_ = 0;
   std::size_t mapped_count_ = 0;
 };

@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <utility>
 
 namespace stash::detail {
 
@@ -21,8 +22,13 @@ class pointer_map {
     }
   }
 
+  /// Makes sure the next insert cannot throw (std::bad_alloc here leaves the map as it was).
+  void reserve_one() {
+    if ((size_ + 1) * 2 > capacity_) [[unlikely]] rehash(capacity_ * 2);
+  }
+
   void insert(std::uintptr_t key, Value* value) {
-    if ((size_ + 1) * 2 > capacity_) rehash(capacity_ * 2);
+    reserve_one();
     place(key, value);
     ++size_;
   }
@@ -71,9 +77,9 @@ class pointer_map {
   }
 
   void rehash(std::size_t capacity) {
-    auto old = std::move(slots_);
+    auto fresh = std::make_unique<slot[]>(capacity);  // may throw: nothing has changed yet
+    auto old = std::exchange(slots_, std::move(fresh));
     const std::size_t old_capacity = capacity_;
-    slots_ = std::make_unique<slot[]>(capacity);
     capacity_ = capacity;
     mask_ = capacity - 1;
     shift_ = 64 - static_cast<unsigned>(__builtin_ctzll(capacity));

@@ -25,6 +25,11 @@ class failing_backend {
   void fail_call(std::size_t n) { out_of_memory_calls_.insert(calls_ + n); }
   /// The n-th call from now on throws stash::cuda_error.
   void throw_on_call(std::size_t n) { throwing_calls_.insert(calls_ + n); }
+  /// Forgets the failures fail_call and throw_on_call set up that have not happened yet.
+  void cancel_pending() noexcept {
+    out_of_memory_calls_.clear();
+    throwing_calls_.clear();
+  }
   /// Every call runs out of memory while it is on.
   void fail_all(bool on) noexcept { fail_all_ = on; }
   /// Calls run out of memory once the bytes held would exceed the limit.

@@ -1,0 +1,186 @@
+// Strong exception safety when the host heap fails: every operation of every composition is run with
+// its k-th operator new failing, for k = 1, 2, ... until it no longer reaches k, and each failure must
+// leave every pool and counter as it was (stats, reserved and cached bytes, what the backend holds,
+// every live block). The backend sits in checked_backend, whose ledger outlives the allocator: after
+// the allocator is gone, nothing may be held and no backend call may have been a misuse.
+//
+// This file replaces the global operator new of the test binary (see support/failing_heap.hpp); it
+// fails nothing unless armed.
+#include <catch2/catch.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <map>
+#include <memory>
+#include <new>
+#include <random>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "stash/error.hpp"
+#include "support/backend_probe.hpp"
+#include "support/checked_backend.hpp"
+#include "support/compositions.hpp"
+#include "support/failing_heap.hpp"
+
+namespace {
+thread_local std::size_t heap_countdown = 0;  // 0: not armed
+thread_local bool heap_failed = false;
+}  // namespace
+
+void stash_test::failing_heap::arm(std::size_t k) noexcept {
+  heap_countdown = k;
+  heap_failed = false;
+}
+bool stash_test::failing_heap::disarm() noexcept {
+  heap_countdown = 0;
+  return heap_failed;
+}
+
+void* operator new(std::size_t n) {
+  if (heap_countdown != 0 && --heap_countdown == 0) {
+    heap_failed = true;
+    throw std::bad_alloc();
+  }
+  if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
+  throw std::bad_alloc();
+}
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+
+using namespace stash_test;
+
+namespace {
+
+constexpr std::size_t MiB = std::size_t{1} << 20;
+
+template <class Allocator>
+using checked_t = typename rebind_backend<Allocator, checked_backend<typename Allocator::backend_type>>::type;
+
+template <class Checked>
+struct snapshot {
+  explicit snapshot(const Checked& a)
+      : stats(a.stats()), segments(a.backend().ledger().segments), pages(a.backend().ledger().pages),
+        held(a.backend().ledger().held_bytes), reserved(a.reserved_bytes()), cached(a.cached_bytes()) {}
+  stash::stats_snapshot stats;
+  std::map<std::uintptr_t, std::size_t> segments;  // what the backend holds (its call counts may move)
+  std::set<std::uintptr_t> pages;
+  std::size_t held, reserved, cached;
+};
+
+/// Runs op with the k-th heap allocation failing, k = 1, 2, ..., until op completes. Every failed
+/// try must throw std::bad_alloc (or, for an op that fails anyway, its own error) and change nothing.
+/// `backend_refused`: the backend runs out of memory first, so the cache released for the retry may
+/// stay released (the one change an out-of-memory is allowed); the live blocks and their figures
+/// must not change. Returns the number of heap allocations op made.
+template <class Checked, class Op>
+std::size_t fail_every_heap_call(Checked& a, const std::vector<std::pair<void*, std::size_t>>& live, Op&& op,
+                                 bool backend_refused = false) {
+  for (std::size_t k = 1;; ++k) {
+    const snapshot<Checked> before(a);
+    bool completed = false, failed = false;
+    failing_heap::arm(k);
+    try {
+      op();
+      completed = true;
+    } catch (const std::bad_alloc&) {
+      // std::bad_alloc from the heap (stash::out_of_memory is one too: only when the op expects it)
+    } catch (const stash::error&) {
+    }
+    failed = failing_heap::disarm();
+    if (completed || !failed) return k - 1;  // no k-th allocation: every earlier one has failed once
+    INFO("heap allocation " << k << " failed");
+    const snapshot<Checked> after(a);
+    if (backend_refused) {
+      REQUIRE(after.stats.allocated_bytes == before.stats.allocated_bytes);
+      REQUIRE(after.stats.requested_bytes == before.stats.requested_bytes);
+      REQUIRE(after.stats.allocations == before.stats.allocations);
+      REQUIRE(after.stats.deallocations == before.stats.deallocations);
+      REQUIRE(after.reserved <= before.reserved);
+      REQUIRE(after.held == after.reserved);
+    } else {
+      REQUIRE(after.stats == before.stats);
+      REQUIRE(after.segments == before.segments);
+      REQUIRE(after.pages == before.pages);
+      REQUIRE(after.held == before.held);
+      REQUIRE(after.reserved == before.reserved);
+      REQUIRE(after.cached == before.cached);
+    }
+    REQUIRE(a.backend().ledger().misuses == 0);
+    for (auto [p, n] : live) REQUIRE(a.allocation_size(p) == n);
+  }
+}
+
+template <class Allocator>
+void random_program_under_a_failing_heap(std::uint64_t seed) {
+  using checked = checked_t<Allocator>;
+  auto ledger = std::make_shared<backend_ledger>();
+  {
+    checked a{checked_backend<typename Allocator::backend_type>(ledger)};
+    std::vector<std::pair<void*, std::size_t>> live;
+    std::mt19937_64 rng(seed);
+    log_uniform_sizes sizes(4 * MiB);
+    std::size_t heap_calls = 0;
+    for (int step = 0; step < 1200; ++step) {
+      INFO("seed " << seed << ", step " << step);
+      const auto roll = rng() % 100;
+      if (live.empty() || (roll < 55 && live.size() < 400)) {
+        const std::size_t n = sizes(rng);
+        void* p = nullptr;
+        heap_calls += fail_every_heap_call(a, live, [&] { p = a.allocate(n); });
+        REQUIRE(p != nullptr);
+        live.emplace_back(p, n);
+      } else if (roll < 90) {
+        const std::size_t i = rng() % live.size();
+        const auto [p, n] = live[i];
+        const bool sized = rng() % 2;
+        fail_every_heap_call(a, live, [&, p = p, n = n] {
+          if (sized) a.deallocate(p, n);
+          else a.deallocate(p);
+        });
+        live[i] = live.back();
+        live.pop_back();
+      } else if (roll < 93) {
+        REQUIRE(fail_every_heap_call(a, live, [&] { a.trim_cache(a.cached_bytes() / 2); }) == 0);
+      } else if (roll < 95) {
+        REQUIRE(fail_every_heap_call(a, live, [&] { a.empty_cache(); }) == 0);
+      } else if (roll < 98 && !live.empty()) {
+        // Errors build their messages on the heap: a failure there is a std::bad_alloc, nothing changes.
+        auto* inside = static_cast<char*>(live[rng() % live.size()].first) + 1;
+        fail_every_heap_call(a, live, [&] {
+          try {
+            a.deallocate(inside);
+          } catch (const stash::invalid_pointer&) {
+          }
+        });
+      } else {
+        if constexpr (requires { a.backend().upstream().fail_call(1); }) {
+          // The out-of-memory retry (releases the cache) under a failing heap.
+          a.backend().upstream().fail_call(1);
+          void* p = nullptr;
+          const std::size_t n = 3 * MiB + 1;
+          fail_every_heap_call(a, live, [&] { p = a.allocate(n); }, /*backend_refused=*/true);
+          live.emplace_back(p, n);
+          a.backend().upstream().cancel_pending();  // served from the cache, it never met the failure
+        }
+      }
+      REQUIRE(a.backend().ledger().held_bytes == a.reserved_bytes());
+    }
+    CHECK(heap_calls > 0);  // the program did reach the heap (new segments, records, index growth)
+    for (std::size_t i = 0; i < live.size() / 2; ++i) a.deallocate(live[i].first);  // the rest leaks
+  }
+  REQUIRE(ledger->held_bytes == 0);  // the destructor gave everything back, leaked blocks too
+  REQUIRE(ledger->segments.empty());
+  REQUIRE(ledger->pages.empty());
+  REQUIRE(ledger->misuses == 0);
+}
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("exception safety: a failing host heap at every call index changes nothing",
+                   "[errors][heap]", STASH_TEST_COMPOSITIONS) {
+  for (std::uint64_t seed : {1u, 2u}) random_program_under_a_failing_heap<TestType>(seed);
+}
