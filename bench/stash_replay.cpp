@@ -20,6 +20,7 @@
 #include "micro.hpp"
 #include "replay.hpp"
 #include "timeline_replay.hpp"
+#include "torch_snapshot_replay.hpp"
 #include "trace_reader.hpp"
 
 namespace {
@@ -39,6 +40,9 @@ options:
   --warm N                   warm replays per trace and allocator (default 5)
   --json                     one JSON object per line instead of the table
   --json-file PATH           also write the JSON objects to PATH (the table stays on stdout)
+  --torch-snapshot PATH      replay the first trace with stash up to its peak of live bytes and write
+                             the allocator's state then as a PyTorch memory snapshot (a pickle for
+                             pytorch.org/memory_viz; docs/ecosystem.md)
   --timeline PATH            also write an HTML page of live and reserved bytes after every op, per
                              trace and allocator (one more untimed replay each; docs/ecosystem.md)
   --threads N                also run the threads micro-benchmark with N threads
@@ -61,6 +65,7 @@ struct options {
   bool json = false;
   std::string json_file;
   std::string timeline;
+  std::string torch_snapshot;
   int threads = 0;
   std::size_t pairs = 20000;
   bool pinned = false;
@@ -124,6 +129,8 @@ options parse_options(int argc, char** argv) {
       o.json_file = value();
     } else if (arg == "--timeline") {
       o.timeline = value();
+    } else if (arg == "--torch-snapshot") {
+      o.torch_snapshot = value();
     } else if (arg == "--threads") {
       o.threads = parse_count<int>(arg, value(), 1);
     } else if (arg == "--pairs") {
@@ -354,6 +361,18 @@ int main(int argc, char** argv) {
           report_failure(t.name, name, e);
         }
       }
+    }
+  }
+
+  if (!opt.torch_snapshot.empty()) {
+    if (traces.empty()) die("--torch-snapshot needs a trace");
+    try {
+      const std::size_t ops =
+          write_torch_snapshot_at_peak(traces.front(), opt.torch_snapshot, backend == backend_kind::cuda);
+      std::fprintf(stderr, "stash-replay: %s: snapshot after %zu of %zu operations (the peak of live bytes)\n",
+                   opt.torch_snapshot.c_str(), ops, traces.front().ops.size());
+    } catch (const std::exception& e) {
+      report_failure("torch snapshot " + traces.front().name, "stash", e);
     }
   }
 

@@ -231,6 +231,42 @@ class caching_allocator {
     return page_moves_;
   }
 
+  /// Walks the memory held from the backend, in address order, for reports (stash/torch_snapshot.hpp):
+  /// region(begin, bytes) for each stretch of it (a segment; a run of mapped pages), then
+  /// block(addr, bytes, requested) for each block in that stretch, clipped to it, requested 0 for a
+  /// free block. Holds the lock throughout: the callbacks must not call the allocator.
+  template <class Region, class Block>
+  void visit_memory(Region&& region, Block&& block) const {
+    std::lock_guard guard(lock_);
+    auto blocks_in = [&](const detail::block* b, std::uintptr_t begin, std::uintptr_t end) {
+      for (; b && b->addr < end; b = b->next_adjacent) {
+        const std::uintptr_t from = std::max(b->addr, begin), to = std::min(b->addr + b->size, end);
+        if (from < to) block(from, to - from, b->is_free ? std::size_t{0} : b->requested);
+      }
+    };
+    if constexpr (paged) {
+      const detail::block* b = arena_base_ ? arena_first_block() : nullptr;
+      for (std::size_t p = 0; p < pages_.size();) {
+        if (!pages_.mapped(p)) {
+          ++p;
+          continue;
+        }
+        std::size_t end = p;
+        while (end < pages_.size() && pages_.mapped(end)) ++end;
+        const std::uintptr_t begin = page_address(p), stop = page_address(end);
+        region(begin, static_cast<std::size_t>(stop - begin));
+        while (b && b->addr + b->size <= begin) b = b->next_adjacent;  // the first block reaching in
+        blocks_in(b, begin, stop);
+        p = end;
+      }
+    } else {
+      for (const auto& [addr, seg] : segments_) {
+        region(addr, seg.bytes);
+        blocks_in(seg.first, addr, addr + seg.bytes);
+      }
+    }
+  }
+
   Backend& backend() noexcept { return backend_; }
   const Backend& backend() const noexcept { return backend_; }
   int device() const noexcept { return backend_.device(); }
