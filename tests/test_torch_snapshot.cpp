@@ -147,10 +147,12 @@ TEST_CASE("memory_history: alloc, free_requested and free_completed, in order, b
   CHECK(events[4].time_us >= events[0].time_us);
   // Rejected frees throw the allocator's error and record nothing.
   CHECK_THROWS_AS(history.deallocate(a), stash::double_free);
+  CHECK(history.allocate(0) == nullptr);  // nothing allocated, nothing recorded
   void* c = history.allocate(300);
   CHECK_THROWS_AS(history.deallocate(c, 299), stash::invalid_size);
   events = history.events();
   CHECK(events.back().action == k::alloc);
+  CHECK(events.back().size == 300);
   CHECK(pool.stats().allocations == 3);
   history.deallocate(c);
 }

@@ -69,8 +69,10 @@ class memory_history {
   explicit memory_history(Allocator& upstream, std::size_t max_entries = 1000000)
       : upstream_(&upstream), max_entries_(max_entries) {}
 
+  /// allocate(0) allocates nothing (the upstream returns nullptr) and records nothing.
   [[nodiscard]] void* allocate(std::size_t n) {
     void* p = upstream_->allocate(n);
+    if (!p) return p;
     std::lock_guard guard(lock_);
     record(memory_event::kind::alloc, p, n);
     return p;
