@@ -1,0 +1,364 @@
+// libFuzzer harness: random operation programs against the reference model, for each composition of
+// tests/support/compositions.hpp. The first input byte picks the composition; every following group
+// of bytes is one operation:
+//   allocate (sizes from 0 to beyond max_size), unsized / sized / wrong-sized free, a free of a pointer
+//   inside a block or outside the allocator, a second free, trim_cache, empty_cache, reset_peak, a
+//   backend fault at a chosen call index (out of memory or a thrown cuda_error, failing compositions),
+//   and a backend capacity change (simulated backends).
+// After every operation the allocator must agree with the model (live blocks, every counter), the
+// backend must hold exactly what the allocator says it reserved and have seen no misuse; after every
+// error, the live blocks and their figures must be as before and the memory held no larger. The
+// program ends by freeing everything: then nothing may stay reserved.
+//
+// Built with clang++ -fsanitize=fuzzer,address,undefined (tests/fuzz/CMakeLists.txt, option
+// STASH_FUZZ). Run: stash_fuzz CORPUS_DIR tests/fuzz/corpus; replay: stash_fuzz -runs=0 tests/fuzz/corpus
+#include <fuzzer/FuzzedDataProvider.h>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "stash/error.hpp"
+#include "support/backend_probe.hpp"
+#include "support/compositions.hpp"
+#include "support/reference_model.hpp"
+
+namespace {
+
+using namespace stash_test;
+
+constexpr std::size_t KiB = std::size_t{1} << 10;
+constexpr std::size_t MiB = std::size_t{1} << 20;
+
+/// Stops the run with a message libFuzzer shows with the crashing input.
+[[noreturn]] void fail(const char* what, unsigned line) {
+  std::fprintf(stderr, "stash_fuzz: check failed at line %u: %s\n", line, what);
+  std::abort();
+}
+#define FUZZ_CHECK(cond) ((cond) ? void(0) : fail(#cond, __LINE__))
+
+template <class Backend>
+struct backend_traits {
+  static constexpr bool failing = false;
+  static Backend make() { return Backend{}; }
+};
+template <class Upstream>
+struct backend_traits<stash::failing_backend<Upstream>> {
+  static constexpr bool failing = true;
+  static stash::failing_backend<Upstream> make() { return stash::failing_backend<Upstream>(Upstream{}); }
+};
+
+/// Changes the capacity of a simulated backend (or of the one a failing_backend wraps); others have none.
+template <class Backend>
+void set_capacity(Backend& b, std::size_t bytes) {
+  if constexpr (requires { b.set_capacity(bytes); }) b.set_capacity(bytes);
+  else if constexpr (requires { b.upstream().set_capacity(bytes); }) b.upstream().set_capacity(bytes);
+}
+
+struct live_block {
+  void* p;
+  std::size_t n;
+  unsigned char fill;
+};
+
+template <class Allocator>
+class program {
+  using backend = typename Allocator::backend_type;
+  static constexpr bool failing = backend_traits<backend>::failing;
+  static constexpr bool host_memory = touches_memory<Allocator>;
+  // Real host memory: keep what is live small so that a run stays fast under ASan.
+  static constexpr std::size_t live_limit = host_memory ? 64 * MiB : SIZE_MAX;
+
+ public:
+  explicit program(FuzzedDataProvider& in) : in_(in) {}
+
+  void run() {
+    while (in_.remaining_bytes() > 0 && steps_++ < 4000) step();
+    finish();
+  }
+
+ private:
+  std::size_t pick_size() {
+    switch (in_.ConsumeIntegralInRange<int>(0, 9)) {
+      case 0: return 0;
+      case 1: return in_.ConsumeIntegralInRange<std::size_t>(1, 256);
+      case 2:
+      case 3: return in_.ConsumeIntegralInRange<std::size_t>(1, 64 * KiB);
+      case 4:
+      case 5: return in_.ConsumeIntegralInRange<std::size_t>(1, 4 * MiB);
+      case 6: return in_.ConsumeIntegralInRange<std::size_t>(MiB, 64 * MiB);
+      case 7: return Allocator::max_size() - in_.ConsumeIntegralInRange<std::size_t>(0, 4096);
+      case 8: return Allocator::max_size() + in_.ConsumeIntegralInRange<std::size_t>(1, 4096);
+      default: return SIZE_MAX - in_.ConsumeIntegralInRange<std::size_t>(0, 300);
+    }
+  }
+
+  std::size_t pick_live() { return in_.ConsumeIntegralInRange<std::size_t>(0, live_.size() - 1); }
+
+  void step() {
+    switch (in_.ConsumeIntegralInRange<int>(0, 13)) {
+      case 0:
+      case 1:
+      case 2: return allocate(pick_size());
+      case 3:
+      case 4: return free(false);
+      case 5: return free(true);
+      case 6: return wrong_size_free();
+      case 7: return bad_pointer_free();
+      case 8: return second_free();
+      case 9: return trim();
+      case 10: {
+        a_->empty_cache();
+        return check();
+      }
+      case 11: {
+        a_->reset_peak();
+        model_.reset_peak();
+        return check();
+      }
+      case 12: return backend_fault();
+      default: return capacity_change();
+    }
+  }
+
+  void allocate(std::size_t n) {
+    if (n != 0 && n <= Allocator::max_size() && n > live_limit - std::min(live_limit, live_bytes_)) n = 1;
+    const auto before = state();
+    void* p = nullptr;
+    try {
+      p = a_->allocate(n);
+    } catch (const stash::invalid_size& e) {
+      FUZZ_CHECK(n > Allocator::max_size());
+      FUZZ_CHECK(e.size() == n);
+      return check_unchanged(before);
+    } catch (const stash::out_of_memory& e) {
+      FUZZ_CHECK(e.requested_bytes() == n);
+      FUZZ_CHECK(e.reserved_bytes() == a_->reserved_bytes());
+      FUZZ_CHECK(e.cached_bytes() == a_->cached_bytes());
+      return check_after_failure(before);
+    } catch (const stash::cuda_error&) {
+      FUZZ_CHECK(failing);  // only an injected fault throws
+      return check_after_failure(before);
+    }
+    if (n == 0) {
+      FUZZ_CHECK(p == nullptr);
+      return check_unchanged(before);
+    }
+    FUZZ_CHECK(n <= Allocator::max_size());
+    FUZZ_CHECK(p != nullptr);
+    FUZZ_CHECK(reinterpret_cast<std::uintptr_t>(p) % 256 == 0);
+    FUZZ_CHECK(model_.allocate(p, n, Allocator::good_size(n)));  // overlaps no live block
+    const auto fill = static_cast<unsigned char>(steps_ | 1);
+    if constexpr (host_memory) {  // ASan sees every byte written
+      auto* bytes = static_cast<unsigned char*>(p);
+      bytes[0] = bytes[n / 2] = bytes[n - 1] = fill;
+    }
+    live_.push_back({p, n, fill});
+    live_bytes_ += n;
+    check();
+  }
+
+  void free(bool sized) {
+    if (live_.empty()) return;
+    const std::size_t i = pick_live();
+    const live_block b = live_[i];
+    if constexpr (host_memory) {
+      const auto* bytes = static_cast<const unsigned char*>(b.p);
+      FUZZ_CHECK(bytes[0] == b.fill && bytes[b.n / 2] == b.fill && bytes[b.n - 1] == b.fill);
+    }
+    if (sized) a_->deallocate(b.p, b.n);
+    else a_->deallocate(b.p);
+    model_.deallocate(b.p);
+    live_[i] = live_.back();
+    live_.pop_back();
+    live_bytes_ -= b.n;
+    freed_.push_back(b.p);
+    if (freed_.size() > 64) freed_.erase(freed_.begin());
+    check();
+  }
+
+  void wrong_size_free() {
+    if (live_.empty()) return;
+    const live_block b = live_[pick_live()];
+    const std::size_t wrong = b.n + in_.ConsumeIntegralInRange<std::size_t>(1, 1000) * (in_.ConsumeBool() ? 1 : -1);
+    const auto before = state();
+    bool threw = false;
+    try {
+      a_->deallocate(b.p, wrong);
+    } catch (const stash::invalid_size& e) {
+      threw = true;
+      FUZZ_CHECK(e.size() == wrong);
+    }
+    FUZZ_CHECK(threw);
+    check_unchanged(before);
+  }
+
+  /// Inside a live block (not at its start), or an address of the program's own.
+  void bad_pointer_free() {
+    const auto before = state();
+    int local = 0;
+    void* p = &local;
+    if (!live_.empty() && in_.ConsumeBool()) {
+      const live_block b = live_[pick_live()];
+      p = static_cast<char*>(b.p) + in_.ConsumeIntegralInRange<std::size_t>(1, b.n);
+    }
+    expect_invalid_pointer(p, in_.ConsumeBool());
+    check_unchanged(before);
+  }
+
+  /// A pointer freed before that is not live again.
+  void second_free() {
+    if (freed_.empty()) return;
+    void* p = freed_[in_.ConsumeIntegralInRange<std::size_t>(0, freed_.size() - 1)];
+    if (model_.live().count(reinterpret_cast<std::uintptr_t>(p))) return;  // handed out again since
+    const auto before = state();
+    expect_invalid_pointer(p, in_.ConsumeBool());
+    check_unchanged(before);
+  }
+
+  void expect_invalid_pointer(void* p, bool sized) {
+    bool threw = false;
+    try {
+      if (sized) a_->deallocate(p, 1000);
+      else a_->deallocate(p);
+    } catch (const stash::invalid_pointer& e) {  // double_free is one too
+      threw = true;
+      FUZZ_CHECK(e.pointer() == p);
+    }
+    FUZZ_CHECK(threw);
+    FUZZ_CHECK(!a_->try_deallocate(p));
+    FUZZ_CHECK(!a_->owns(p));
+  }
+
+  void trim() {
+    const std::size_t cached = a_->cached_bytes();
+    const std::size_t target = in_.ConsumeIntegralInRange<std::size_t>(0, cached);
+    a_->trim_cache(target);
+    if (a_->cached_bytes() > target) {  // then nothing more can go
+      const std::size_t reserved = a_->reserved_bytes();
+      a_->empty_cache();
+      FUZZ_CHECK(a_->reserved_bytes() == reserved);
+    }
+    check();
+  }
+
+  void backend_fault() {
+    if constexpr (failing) {
+      auto& b = a_->backend();
+      const std::size_t k = in_.ConsumeIntegralInRange<std::size_t>(1, 8);
+      switch (in_.ConsumeIntegralInRange<int>(0, 4)) {
+        case 0: b.fail_call(k); break;
+        case 1: b.throw_on_call(k); break;
+        case 2: b.fail_all(in_.ConsumeBool()); break;
+        case 3: b.set_byte_limit(in_.ConsumeIntegralInRange<std::size_t>(0, 128) * MiB); break;
+        default: b.cancel_pending(); break;
+      }
+    }
+  }
+
+  void capacity_change() {
+    const auto mib = in_.ConsumeIntegralInRange<std::size_t>(0, 257);
+    set_capacity(a_->backend(), mib == 257 ? SIZE_MAX : mib * MiB);
+  }
+
+  struct snapshot {
+    stash::stats_snapshot stats;
+    std::size_t reserved, cached;
+    std::optional<std::size_t> held;
+  };
+  snapshot state() const { return {a_->stats(), a_->reserved_bytes(), a_->cached_bytes(), held_bytes(a_->backend())}; }
+
+  void check_unchanged(const snapshot& before) {
+    const snapshot now = state();
+    FUZZ_CHECK(now.stats == before.stats);
+    FUZZ_CHECK(now.reserved == before.reserved);
+    FUZZ_CHECK(now.cached == before.cached);
+    FUZZ_CHECK(now.held == before.held);
+    check();
+  }
+
+  /// Out of memory or a backend error: live blocks as before; the cache may have been released for the
+  /// retry, nothing more may be held.
+  void check_after_failure(const snapshot& before) {
+    const snapshot now = state();
+    FUZZ_CHECK(now.stats.allocated_bytes == before.stats.allocated_bytes);
+    FUZZ_CHECK(now.stats.requested_bytes == before.stats.requested_bytes);
+    FUZZ_CHECK(now.stats.allocations == before.stats.allocations);
+    FUZZ_CHECK(now.stats.deallocations == before.stats.deallocations);
+    FUZZ_CHECK(now.reserved <= before.reserved);
+    check();
+  }
+
+  void check() {
+    const auto s = a_->stats();
+    FUZZ_CHECK(s.allocated_bytes == model_.allocated_bytes());
+    FUZZ_CHECK(s.requested_bytes == model_.requested_bytes());
+    FUZZ_CHECK(s.peak_allocated_bytes == model_.peak_allocated_bytes());
+    FUZZ_CHECK(s.peak_requested_bytes == model_.peak_requested_bytes());
+    FUZZ_CHECK(s.allocations == model_.allocations());
+    FUZZ_CHECK(s.deallocations == model_.deallocations());
+    FUZZ_CHECK(s.reserved_bytes == a_->reserved_bytes());
+    FUZZ_CHECK(s.cached_bytes == s.reserved_bytes - s.allocated_bytes);
+    FUZZ_CHECK(s.reserved_bytes >= s.allocated_bytes);
+    FUZZ_CHECK(s.peak_reserved_bytes >= s.reserved_bytes);
+    if (const auto held = held_bytes(a_->backend())) FUZZ_CHECK(*held == s.reserved_bytes);
+    FUZZ_CHECK(misuses(a_->backend()) == 0);
+    if (!live_.empty()) {  // one live block, fully
+      const live_block& b = live_[steps_ % live_.size()];
+      FUZZ_CHECK(a_->owns(b.p));
+      FUZZ_CHECK(a_->allocation_size(b.p) == b.n);
+    }
+  }
+
+  void finish() {
+    if constexpr (failing) {
+      a_->backend().cancel_pending();
+      a_->backend().fail_all(false);
+      a_->backend().set_byte_limit(SIZE_MAX);
+    }
+    set_capacity(a_->backend(), SIZE_MAX);
+    while (!live_.empty()) free(false);
+    a_->empty_cache();
+    FUZZ_CHECK(a_->reserved_bytes() == 0);
+    FUZZ_CHECK(a_->stats().allocated_bytes == 0);
+    if (const auto held = held_bytes(a_->backend())) FUZZ_CHECK(*held == 0);
+    check();
+  }
+
+  FuzzedDataProvider& in_;
+  std::unique_ptr<Allocator> a_ = std::make_unique<Allocator>(backend_traits<backend>::make());
+  reference_model model_;
+  std::vector<live_block> live_;
+  std::vector<void*> freed_;
+  std::size_t live_bytes_ = 0;
+  std::size_t steps_ = 0;
+};
+
+template <class Allocator>
+void run(FuzzedDataProvider& in) {
+  program<Allocator>(in).run();
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  if (size == 0) return 0;
+  FuzzedDataProvider in(data + 1, size - 1);
+  switch (data[0] % 8) {
+    case 0: run<host_segregated>(in); break;
+    case 1: run<host_pow2>(in); break;
+    case 2: run<simulated_segregated>(in); break;
+    case 3: run<simulated_pow2>(in); break;
+    case 4: run<paged_segregated>(in); break;
+    case 5: run<failing_host_segregated>(in); break;
+    case 6: run<failing_simulated_pow2>(in); break;
+    default: run<failing_paged_segregated>(in); break;
+  }
+  return 0;
+}
