@@ -41,8 +41,7 @@ inline std::string join(const std::vector<std::string>& names) {
 inline std::string_view to_string(backend_kind b) { return b == backend_kind::cuda ? "cuda" : "simulated"; }
 
 inline std::vector<std::string> available_allocators(backend_kind b) {
-  std::vector<std::string> names;
-  if (STASH_BENCH_HAVE_STASH) names = {"stash", "stash-sharded", "stash-pow2", "stash+log"};
+  std::vector<std::string> names = {"stash", "stash-sharded", "stash-pow2", "stash+log"};
   if (b == backend_kind::simulated) return names;
   names.insert(names.end(), {"cudaMalloc", "cudaMallocAsync"});
   if (STASH_BENCH_WITH_CUB) names.push_back("cub");
@@ -55,7 +54,6 @@ inline std::vector<std::string> available_allocators(backend_kind b) {
 inline std::unique_ptr<replay_allocator> make_allocator(std::string_view name, backend_kind b,
                                                         bool shared_by_threads = false) {
   const bool cuda = b == backend_kind::cuda;
-#if STASH_BENCH_HAVE_STASH
   if (name == "stash") {
     if (cuda) return std::make_unique<stash_adapter<stash::device_caching_allocator>>("stash");
     return std::make_unique<stash_adapter<stash::simulated_caching_allocator>>("stash");
@@ -69,7 +67,6 @@ inline std::unique_ptr<replay_allocator> make_allocator(std::string_view name, b
     if (cuda) return std::make_unique<stash_adapter<stash::pow2_device_allocator>>("stash-pow2");
     return std::make_unique<stash_adapter<stash::simulated_pow2_allocator>>("stash-pow2");
   }
-#endif
   if (cuda && name == "cudaMalloc") {
     if (shared_by_threads) throw std::invalid_argument("cudaMalloc: not offered to several threads");
     return std::make_unique<cuda_malloc_allocator>();
@@ -89,18 +86,15 @@ inline std::unique_ptr<replay_allocator> make_allocator(std::string_view name, b
 /// Pinned host memory (CUDA backend only): the stash compositions (pinned pages in CUDA virtual memory,
 /// the default; cudaHostAlloc segments) and the driver's own call.
 inline std::vector<std::string> pinned_allocators() {
-  std::vector<std::string> names;
-  if (STASH_BENCH_HAVE_STASH) names = {"stash-pinned", "stash-pinned-segment"};
+  std::vector<std::string> names = {"stash-pinned", "stash-pinned-segment"};
   names.push_back("cudaMallocHost");
   return names;
 }
 
 inline std::unique_ptr<replay_allocator> make_pinned_allocator(std::string_view name) {
-#if STASH_BENCH_HAVE_STASH
   if (name == "stash-pinned") return std::make_unique<stash_adapter<stash::pinned_caching_allocator>>("stash-pinned");
   if (name == "stash-pinned-segment")
     return std::make_unique<stash_adapter<stash::segment_pinned_allocator>>("stash-pinned-segment");
-#endif
   if (name == "cudaMallocHost") return std::make_unique<cuda_malloc_host_allocator>();
   throw std::invalid_argument("unknown pinned allocator '" + std::string(name) + "' (available: " +
                               join(pinned_allocators()) + ")");

@@ -5,13 +5,8 @@
 
 #include "replay_allocator.hpp"
 
-#if __has_include("stash/allocators.hpp")
 #include "stash/allocators.hpp"
 #include "stash/timeline.hpp"
-#define STASH_BENCH_HAVE_STASH 1
-#else
-#define STASH_BENCH_HAVE_STASH 0  // the core is not in this checkout yet
-#endif
 
 namespace stash::bench {
 
@@ -36,11 +31,9 @@ class stash_adapter final : public replayable<stash_adapter<CachingAllocator>> {
   CachingAllocator allocator_;  // neither copyable nor movable: lives here
 };
 
-#if STASH_BENCH_HAVE_STASH
 /// stash::sharded_device_allocator's design over the simulated device (the library names no such
 /// composition: only a benchmark wants it).
 using simulated_sharded_allocator =
     stash::sharded_allocator<stash::simulated_caching_allocator, stash::sharded_device_allocator::shard_count>;
-#endif
 
 }  // namespace stash::bench

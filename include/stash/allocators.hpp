@@ -1,7 +1,8 @@
 #pragma once
 // The compositions stash ships under names. The default for device memory is the paged design
 // (CUDA virtual memory, segregated fit, spin lock, full stats): the one measured in bench/RESULTS.md.
-// The seed's power-of-two design stays available as pow2_device_allocator.
+// pow2_device_allocator is the power-of-two design ("the seed design" in the benchmarks), the baseline
+// they compare against.
 #include <mutex>
 
 #include "stash/backend/cuda_device_backend.hpp"

@@ -1,5 +1,5 @@
 #pragma once
-// stash::memory_manager: the process-wide facade our first users wrote against.
+// stash::memory_manager: the process-wide facade, one object for every device's pool and the pinned one.
 //
 //   auto& mm = stash::memory_manager::instance();
 //   void* d = mm.allocate(1 << 20, stash::memory_type::device);   // current device

@@ -19,7 +19,7 @@ struct power_of_two_buckets {
   static constexpr std::size_t bucket_index(std::size_t rounded) noexcept {
     return detail::log2_floor(rounded);
   }
-  /// One segment per block: the seed asked the backend for exactly the class size.
+  /// One segment per block, of exactly the class size.
   static constexpr std::size_t segment_size(std::size_t rounded) noexcept { return rounded; }
 };
 

@@ -6,7 +6,7 @@
 //
 // host_ordered policies (host_ordering) say that every event is complete at once: the allocator then
 // treats every free as final, keeps no per-stream state and makes no call to the policy, so host-ordered
-// compositions cost what they cost before streams existed. The allocator calls the policy under its lock.
+// compositions pay nothing for stream ordering. The allocator calls the policy under its lock.
 #include <concepts>
 #include <type_traits>
 
