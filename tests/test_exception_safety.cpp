@@ -21,6 +21,8 @@
 #include <vector>
 
 #include "stash/error.hpp"
+#include "stash/memory_manager.hpp"
+#include "stash/sharded_allocator.hpp"
 #include "support/backend_probe.hpp"
 #include "support/checked_backend.hpp"
 #include "support/compositions.hpp"
@@ -205,4 +207,73 @@ TEMPLATE_TEST_CASE("exception safety: a failing host heap at every call index ch
     return;
   }
   for (std::uint64_t seed : {1u, 2u}) random_program_under_a_failing_heap<TestType>(seed);
+}
+
+TEST_CASE("exception safety: the memory manager and a sharded allocator under a failing host heap",
+          "[errors][heap]") {
+  if (!heap_failures_can_be_injected()) {
+    WARN("operator new is not this test's own (valgrind replaces it): no heap failure can be injected");
+    return;
+  }
+  // Each call with its k-th heap allocation failing, k = 1, 2, ... until it completes; a failed try
+  // must leave the figures as they were (a pool that failed to be made is made by the next call).
+  auto every_heap_call = [](auto&& figures, auto&& op) {
+    for (std::size_t k = 1;; ++k) {
+      const auto before = figures();
+      failing_heap::arm(k);
+      bool completed = false;
+      try {
+        op();
+        completed = true;
+      } catch (const std::bad_alloc&) {
+      }
+      const bool failed = failing_heap::disarm();
+      if (completed || !failed) return k - 1;
+      INFO("heap allocation " << k << " failed");
+      REQUIRE(figures() == before);
+    }
+  };
+
+  stash::memory_manager mm(stash::memory_manager::backing::host, 2);
+  auto manager_figures = [&] {
+    return std::vector<stash::stats_snapshot>{mm.device_pool(0).stats(), mm.device_pool(1).stats(),
+                                               mm.pinned_pool().stats()};
+  };
+  stash::memory_manager fresh(stash::memory_manager::backing::host, 2);
+  void* first = nullptr;
+  // The first allocation on a device makes its pool.
+  CHECK(every_heap_call([] { return 0; }, [&] { first = fresh.allocate(1000, stash::memory_type::device, 1); }) > 0);
+  REQUIRE(fresh.get_stats(1).total_allocated == stash::host_caching_allocator::good_size(1000));
+  fresh.deallocate(first);
+
+  std::vector<void*> live;
+  for (int i = 0; i < 300; ++i) {
+    void* p = nullptr;
+    const int device = i % 3 == 2 ? -1 : i % 2;
+    every_heap_call(manager_figures, [&] {
+      p = i % 5 == 4 ? mm.allocate_pinned(static_cast<std::size_t>(i) * 977 + 1)
+                     : mm.allocate(static_cast<std::size_t>(i) * 4099 + 1, stash::memory_type::device, device);
+    });
+    live.push_back(p);
+    if (i % 3 == 0) {
+      void* q = live[static_cast<std::size_t>(i) / 2];
+      if (q) every_heap_call(manager_figures, [&] { mm.deallocate(q); });
+      live[static_cast<std::size_t>(i) / 2] = nullptr;
+    }
+    if (i % 50 == 49) REQUIRE(every_heap_call(manager_figures, [&] { mm.empty_cache(0); }) == 0);
+  }
+  for (void* p : live)
+    if (p) mm.deallocate(p);
+
+  using paged_shard = caching_allocator<simulated_paged_backend, segregated_fit_buckets, spin_lock, basic_stats>;
+  stash::sharded_allocator<paged_shard, 4> sharded;
+  std::vector<void*> blocks;
+  for (int i = 0; i < 600; ++i) {
+    void* p = nullptr;
+    every_heap_call([&] { return sharded.stats(); }, [&] { p = sharded.allocate(static_cast<std::size_t>(i % 37) * 3001 + 1); });
+    blocks.push_back(p);
+  }
+  for (void* p : blocks) every_heap_call([&] { return sharded.stats(); }, [&] { sharded.deallocate(p); });
+  sharded.empty_cache();
+  REQUIRE(sharded.stats().reserved_bytes == 0);
 }
