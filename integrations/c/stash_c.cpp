@@ -30,61 +30,55 @@
 #include "stash/error.hpp"
 #include "stash/memory_manager.hpp"
 
-// Stream order comes from the core when it has the stream API (stash/stream.hpp and pools that take a
-// stream); until then this library is host-ordered and stash_stream_ordered() says so.
-#if __has_include(<stash/stream.hpp>)
+// Streams: stash::stream is a cudaStream_t without CUDA's headers (stash/stream.hpp).
 #include "stash/stream.hpp"
-#define STASH_C_HAS_STREAM_HEADER 1
-#else
-#define STASH_C_HAS_STREAM_HEADER 0
-#endif
 
 namespace {
 
 // ---------------------------------------------------------------------------------------------------
-// Stream pass-through: compiled against the core's stream API when the pool interface has it.
-#if STASH_C_HAS_STREAM_HEADER
+// Stream pass-through. The calls below take the stream to the pools when their interface has the
+// stream API (stash::pool's allocate(n, stream), deallocate(p, stream), try_record_stream); a core
+// without it is host-ordered, and stash_stream_ordered() says so. The choice is made at compile time.
 template <class Pool>
-concept stream_ordered_pool = requires(Pool& p, void* q, std::size_t n, stash::stream s) {
+concept stream_pool = requires(Pool& p, void* q, std::size_t n, stash::stream s) {
   { p.allocate(n, s) } -> std::same_as<void*>;
   p.deallocate(q, s);
-  p.record_stream(q, s);
 };
-constexpr bool stream_ordered = stream_ordered_pool<stash::pool>;
+constexpr bool stream_ordered = stream_pool<stash::pool>;
 
-stash::stream to_stream(stash_stream_t s) noexcept { return stash::stream(reinterpret_cast<cudaStream_t>(s)); }
+stash::stream to_stream(stash_stream_t s) noexcept { return stash::stream(s); }
 
 template <class Pool = stash::pool>
 void* pool_allocate(Pool& p, std::size_t n, stash_stream_t s) {
-  if constexpr (stream_ordered_pool<Pool>) {
+  if constexpr (stream_pool<Pool>) {
     return p.allocate(n, to_stream(s));
   } else {
     return p.allocate(n);
   }
 }
+
 template <class Pool = stash::pool>
 void pool_deallocate(Pool& p, void* q, stash_stream_t s) {
-  if constexpr (stream_ordered_pool<Pool>) {
+  if constexpr (stream_pool<Pool>) {
     p.deallocate(q, to_stream(s));
   } else {
     p.deallocate(q);
   }
 }
+
+/// Records that q, live in p, is used on s; false when q is not live in p (or the pool is host-ordered).
 template <class Pool = stash::pool>
 bool pool_record_stream(Pool& p, void* q, stash_stream_t s) {
-  if constexpr (stream_ordered_pool<Pool>) {
+  if constexpr (requires { p.try_record_stream(q, to_stream(s)); }) {
+    return p.try_record_stream(q, to_stream(s));
+  } else if constexpr (requires { p.record_stream(q, to_stream(s)); }) {
+    if (!p.holds(q)) return false;
     p.record_stream(q, to_stream(s));
     return true;
   } else {
     return false;
   }
 }
-#else
-constexpr bool stream_ordered = false;
-void* pool_allocate(stash::pool& p, std::size_t n, stash_stream_t) { return p.allocate(n); }
-void pool_deallocate(stash::pool& p, void* q, stash_stream_t) { p.deallocate(q); }
-bool pool_record_stream(stash::pool&, void*, stash_stream_t) { return false; }
-#endif
 
 // ---------------------------------------------------------------------------------------------------
 // Errors: a message per thread, and a status for each kind of failure.
@@ -123,6 +117,8 @@ int guarded(const char* what, F&& f) noexcept {
     return fail(STASH_ERROR_INVALID_ARGUMENT, e.what());
   } catch (const stash::cuda_error& e) {
     return fail(STASH_ERROR_CUDA, e.what());
+  } catch (const stash::error& e) {
+    return fail(STASH_ERROR_INTERNAL, e.what());
   } catch (const std::bad_alloc&) {
     return fail(STASH_ERROR_OUT_OF_MEMORY, std::string("stash: ") + what + ": out of host memory");
   } catch (const std::exception& e) {
@@ -534,16 +530,13 @@ int stash_record_stream(void* ptr, stash_stream_t stream) {
   if (!stream_ordered) {
     return fail(STASH_ERROR_UNSUPPORTED, "stash: record_stream: this build of stash is host-ordered");
   }
-  bool done = false;
-  const int status = guarded("stash_record_stream", [&] {
+  return guarded("stash_record_stream", [&] {
     library& lib = library::get();
-    for (int d = 0; d < lib.device_count() && !done; ++d) {
-      stash::pool* pool = lib.existing_pool(d);
-      if (pool && pool->holds(ptr)) done = pool_record_stream(*pool, ptr, stream);
+    for (int d = 0; d < lib.device_count(); ++d) {
+      if (stash::pool* pool = lib.existing_pool(d); pool && pool_record_stream(*pool, ptr, stream)) return;
     }
-    if (!done) throw stash::invalid_pointer(ptr, "record_stream: not allocated by stash");
+    throw stash::invalid_pointer(ptr, "record_stream: not a live allocation of stash");
   });
-  return status;
 }
 
 int stash_stream_ordered(void) { return stream_ordered ? 1 : 0; }
@@ -561,7 +554,7 @@ int stash_free_pinned(void* ptr) {
   const int status = guarded("stash_free_pinned", [&] {
     stash::pool* pool = library::get().existing_pinned_pool();
     if (!pool) throw stash::invalid_pointer(ptr, "not allocated by stash (no pinned memory was allocated)");
-    pool->deallocate(ptr);
+    pool_deallocate(*pool, ptr, nullptr);
   });
   if (status != STASH_OK) report("stash_free_pinned", ptr);
   return status;
