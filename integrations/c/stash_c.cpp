@@ -84,14 +84,18 @@ bool pool_record_stream(Pool& p, void* q, stash_stream_t s) {
 // Errors: a message per thread, and a status for each kind of failure.
 thread_local std::string last_error;
 
-int fail(stash_status status, std::string message) noexcept {
+// Records the message (its parts joined) and returns the status. Building the message may need memory;
+// when there is none the status still goes back, which is what callers branch on.
+int fail(stash_status status, const char* message, const char* more = "", const char* detail = "",
+         const char* last = "") noexcept {
   try {
-    last_error = std::move(message);
+    last_error.assign(message).append(more).append(detail).append(last);
   } catch (...) {
-    // No memory even for the message: keep the status, which is what callers branch on.
+    last_error.clear();
   }
   return status;
 }
+int fail(stash_status status, const std::string& message) noexcept { return fail(status, message.c_str()); }
 
 // A failure this layer finds itself (options, unsupported features): its status and message.
 struct option_error {
@@ -120,11 +124,11 @@ int guarded(const char* what, F&& f) noexcept {
   } catch (const stash::error& e) {
     return fail(STASH_ERROR_INTERNAL, e.what());
   } catch (const std::bad_alloc&) {
-    return fail(STASH_ERROR_OUT_OF_MEMORY, std::string("stash: ") + what + ": out of host memory");
+    return fail(STASH_ERROR_OUT_OF_MEMORY, "stash: ", what, ": out of host memory");
   } catch (const std::exception& e) {
-    return fail(STASH_ERROR_INTERNAL, std::string("stash: ") + what + ": " + e.what());
+    return fail(STASH_ERROR_INTERNAL, "stash: ", what, ": ", e.what());
   } catch (...) {
-    return fail(STASH_ERROR_INTERNAL, std::string("stash: ") + what + ": unknown exception");
+    return fail(STASH_ERROR_INTERNAL, "stash: ", what, ": unknown exception");
   }
 }
 
