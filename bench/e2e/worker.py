@@ -47,9 +47,12 @@ def fake_record(args):
     base = 10.0 + len(args.workload)
     times = [base * (1 + 0.05 * rng.random()) for _ in range(args.steps)]
     results = [1.0 / (i + 1) for i in range(args.steps)]
-    return dict(ms_per_step=times, results=results, peak_reserved_allocator=int(rng.uniform(100, 200) * MiB),
-                peak_driver=int(rng.uniform(150, 250) * MiB), after_empty_cache=None, live_after=None,
-                device="fake", torch=None, description=f"fake {args.workload}", config={})
+    record = dict(ms_per_step=times, results=results, peak_reserved_allocator=int(rng.uniform(100, 200) * MiB),
+                  peak_driver=int(rng.uniform(150, 250) * MiB), after_empty_cache=None, live_after=None,
+                  device="fake", torch=None, description=f"fake {args.workload}", config={})
+    if args.allocator == "stash":
+        record["stash"] = dict(options="fake", hooks_wired=True, stream_ordered=False)
+    return record
 
 
 class DriverSampler:
@@ -189,8 +192,11 @@ def run(args):
     free, total = torch.cuda.mem_get_info(device)
     record["after_empty_cache"] = (total - free) - sampler.baseline
     if args.allocator == "stash":
+        import stash
         import stash.torch
 
+        record["stash"] = dict(options=stash.current_options(), hooks_wired=stash.torch.hooks_wired(),
+                               stream_ordered=stash.stream_ordered())
         stats = stash.torch.memory_stats(device)
         record["live_after"] = stats["allocated_bytes.all.current"]
         record["reserved_after_empty_cache"] = stats["reserved_bytes.all.current"]
