@@ -3,9 +3,12 @@
 // written against operator new keeps working; everything else derives from stash::error.
 #include <cstddef>
 #include <cstdio>
+#include <memory>
 #include <new>
 #include <stdexcept>
 #include <string>
+
+#include "stash/memory_report.hpp"
 
 namespace stash {
 
@@ -119,7 +122,16 @@ class out_of_memory : public std::bad_alloc {
                std::to_string(device) + " with " + std::to_string(reserved) + " bytes reserved and " +
                std::to_string(cached) + " bytes cached after releasing the cache and retrying once";
   }
+  /// The same failure with a memory_report: what the memory held is made of, and what the driver
+  /// has left (the memory manager's pools throw this one).
+  out_of_memory(const out_of_memory& failure, const memory_report& details)
+      : out_of_memory(failure) {
+    details_ = std::make_shared<const memory_report>(details);
+    message_ += "; " + to_string(details);
+  }
   const char* what() const noexcept override { return message_.c_str(); }
+  /// nullptr when the thrower attached no report.
+  const memory_report* details() const noexcept { return details_.get(); }
   std::size_t requested_bytes() const noexcept { return requested_; }
   int device() const noexcept { return device_; }
   std::size_t reserved_bytes() const noexcept { return reserved_; }
@@ -131,6 +143,7 @@ class out_of_memory : public std::bad_alloc {
   std::size_t reserved_;
   std::size_t cached_;
   std::string message_;
+  std::shared_ptr<const memory_report> details_;  // shared: exceptions are copied
 };
 
 }  // namespace stash

@@ -13,6 +13,7 @@
 // ordinary host memory as one device, 0, so the same program (and the tests) run everywhere.
 #include <atomic>
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -20,6 +21,7 @@
 #include "stash/allocators.hpp"
 #include "stash/device_manager.hpp"
 #include "stash/error.hpp"
+#include "stash/memory_report.hpp"
 #include "stash/memory_resource.hpp"
 #include "stash/stats/stats.hpp"
 
@@ -37,6 +39,43 @@ struct memory_stats {
   stats_snapshot detail;
 };
 
+/// Called with every out_of_memory a manager's pool is about to throw (PyTorch's
+/// attachOutOfMemoryObserver), on the allocating thread, with no lock of the pool held.
+using out_of_memory_observer = std::function<void(const out_of_memory&)>;
+
+namespace detail {
+
+/// The observers of one manager, which its pools tell.
+class oom_observers {
+ public:
+  void attach(out_of_memory_observer observer) {
+    std::lock_guard guard(lock_);
+    observers_.push_back(std::move(observer));
+  }
+  /// An observer that throws is skipped: the out_of_memory is what the caller gets.
+  void notify(const out_of_memory& e) const noexcept {
+    std::vector<out_of_memory_observer> now;
+    try {
+      std::lock_guard guard(lock_);
+      now = observers_;
+    } catch (...) {
+      return;
+    }
+    for (const auto& observer : now) {
+      try {
+        observer(e);
+      } catch (...) {
+      }
+    }
+  }
+
+ private:
+  mutable std::mutex lock_;
+  std::vector<out_of_memory_observer> observers_;
+};
+
+}  // namespace detail
+
 /// A pool as the manager holds it: an allocator behind virtual calls.
 class pool : public memory_resource {
  public:
@@ -48,6 +87,11 @@ class pool : public memory_resource {
   virtual stats_snapshot stats() const = 0;
   virtual void reset_peak() = 0;
   using memory_resource::deallocate;
+  /// Who hears of its out_of_memory before it is thrown (the manager that made it).
+  void report_out_of_memory_to(const detail::oom_observers* observers) noexcept { observers_ = observers; }
+
+ protected:
+  const detail::oom_observers* observers_ = nullptr;
 };
 
 template <class Allocator>
@@ -55,7 +99,13 @@ class pool_of final : public pool {
  public:
   template <class... Args>
   explicit pool_of(Args&&... args) : allocator_(std::forward<Args>(args)...) {}
-  void* allocate(std::size_t bytes) override { return allocator_.allocate(bytes); }
+  void* allocate(std::size_t bytes) override {
+    try {
+      return allocator_.allocate(bytes);
+    } catch (const out_of_memory& e) {
+      throw_detailed(e);
+    }
+  }
   void deallocate(void* p, std::size_t bytes) override { allocator_.deallocate(p, bytes); }
   void deallocate(void* p) override { allocator_.deallocate(p); }
   std::size_t max_size() const noexcept override { return Allocator::max_size(); }
@@ -70,6 +120,24 @@ class pool_of final : public pool {
   Allocator& allocator() noexcept { return allocator_; }
 
  private:
+  /// The failure again with a memory_report (and the driver's free and total memory of a device),
+  /// told to the observers, then thrown.
+  [[noreturn, gnu::cold, gnu::noinline]] void throw_detailed(const out_of_memory& failure) const {
+    memory_report report;
+    if constexpr (requires { describe_memory(allocator_); }) report = describe_memory(allocator_);
+    if (Allocator::kind == memory_kind::device && failure.device() >= 0) {
+      try {
+        const auto info = device_manager::memory(failure.device());
+        report.device_free_bytes = info.free_bytes;
+        report.device_total_bytes = info.total_bytes;
+      } catch (const error&) {  // no answer from the driver: the report says nothing of it
+      }
+    }
+    const out_of_memory detailed(failure, report);
+    if (observers_) observers_->notify(detailed);
+    throw detailed;
+  }
+
   Allocator allocator_;
 };
 
@@ -141,6 +209,11 @@ class memory_manager {
   memory_stats get_pinned_stats() { return to_memory_stats(pinned_pool().stats()); }
   void reset_peak(int device_id = -1) { device_pool(device_id).reset_peak(); }
 
+  /// Calls `observer` with every out_of_memory any of this manager's pools throws, before it is
+  /// thrown (PyTorch's attachOutOfMemoryObserver). The error carries a memory_report (details()):
+  /// largest free block, fragmentation, the block sizes holding the most, the driver's free and total.
+  void attach_out_of_memory_observer(out_of_memory_observer observer) { observers_.attach(std::move(observer)); }
+
   /// The pool of a device (-1: current), made on first use. What device_allocator<T> draws from.
   pool& device_pool(int device_id = -1) {
     const int id = resolve(device_id);
@@ -149,6 +222,7 @@ class memory_manager {
     std::lock_guard guard(creation_lock_);
     if (pool* p = slot.load(std::memory_order_acquire)) return *p;
     pool* made = make_device_pool(id);
+    made->report_out_of_memory_to(&observers_);
     slot.store(made, std::memory_order_release);
     return *made;
   }
@@ -159,6 +233,7 @@ class memory_manager {
     std::lock_guard guard(creation_lock_);
     if (pool* p = pinned_pool_.load(std::memory_order_acquire)) return *p;
     pool* made = backing_ == backing::cuda ? make_pinned_pool() : new pool_of<host_caching_allocator>();
+    made->report_out_of_memory_to(&observers_);
     pinned_pool_.store(made, std::memory_order_release);
     return *made;
   }
@@ -199,6 +274,8 @@ class memory_manager {
   std::vector<std::atomic<pool*>> device_pools_;
   std::atomic<pool*> pinned_pool_{nullptr};
   std::mutex creation_lock_;  // only taken to create a pool
+  detail::oom_observers observers_;  // told by every pool before it throws out_of_memory (the pools
+                                     // are deleted in the destructor's body, before this goes)
 };
 
 }  // namespace stash
