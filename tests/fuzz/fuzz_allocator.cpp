@@ -206,7 +206,8 @@ class program {
     void* p = &local;
     if (!live_.empty() && in_.ConsumeBool()) {
       const live_block b = live_[pick_live()];
-      p = static_cast<char*>(b.p) + in_.ConsumeIntegralInRange<std::size_t>(1, b.n);
+      // Strictly inside the block as rounded (its end may be the start of the next block).
+      p = static_cast<char*>(b.p) + in_.ConsumeIntegralInRange<std::size_t>(1, Allocator::good_size(b.n) - 1);
     }
     expect_invalid_pointer(p, in_.ConsumeBool());
     check_unchanged(before);
