@@ -12,11 +12,25 @@ namespace stash::bench {
 
 template <class CachingAllocator>
 class stash_adapter final : public replayable<stash_adapter<CachingAllocator>> {
+  static constexpr bool stream_ordered = !CachingAllocator::ordering_type::host_ordered;
+
  public:
   explicit stash_adapter(std::string name) : name_(std::move(name)) {}
   std::string_view name() const noexcept override { return name_; }
   void* allocate(std::size_t n) override { return allocator_.allocate(n); }
   void deallocate(void* p, std::size_t) override { allocator_.deallocate(p); }
+  /// On the trace's streams (replayable::run calls these) for stream-ordered compositions; to a
+  /// host-ordered one streams are names only, so its replay loop stays the streamless one.
+  void* allocate_on(std::size_t n, void* s)
+    requires stream_ordered
+  {
+    return allocator_.allocate(n, stream_of(s));
+  }
+  void deallocate_on(void* p, std::size_t, void* s)
+    requires stream_ordered
+  {
+    allocator_.deallocate(p, stream_of(s));
+  }
   void empty_cache() override { allocator_.empty_cache(); }
   std::size_t peak_reserved_bytes() const override { return allocator_.stats().peak_reserved_bytes; }
   std::optional<std::uint64_t> backend_allocs() const override {
@@ -27,6 +41,7 @@ class stash_adapter final : public replayable<stash_adapter<CachingAllocator>> {
   CachingAllocator& allocator() noexcept { return allocator_; }
 
  private:
+  static stash::stream stream_of(void* handle) noexcept { return static_cast<CUstream_st*>(handle); }
   std::string name_;
   CachingAllocator allocator_;  // neither copyable nor movable: lives here
 };

@@ -3,6 +3,9 @@
 // (CUDA virtual memory, segregated fit, spin lock, full stats): the one measured in bench/RESULTS.md.
 // pow2_device_allocator is the power-of-two design ("the seed design" in the benchmarks), the baseline
 // they compare against.
+// Every composition takes the ordering its backend names (default_ordering_t): the device and pinned
+// ones are stream-ordered with CUDA events (cuda_event_ordering), the host and simulated ones
+// host-ordered.
 #include <mutex>
 
 #include "stash/backend/cuda_device_backend.hpp"
@@ -14,6 +17,7 @@
 #include "stash/buckets/power_of_two_buckets.hpp"
 #include "stash/buckets/segregated_fit_buckets.hpp"
 #include "stash/caching_allocator.hpp"
+#include "stash/ordering/simulated_ordering.hpp"
 #include "stash/lock/spin_lock.hpp"
 #include "stash/sharded_allocator.hpp"
 #include "stash/stats/basic_stats.hpp"
@@ -40,5 +44,10 @@ using host_caching_allocator = caching_allocator<host_backend, segregated_fit_bu
 using simulated_caching_allocator = caching_allocator<simulated_paged_backend, segregated_fit_buckets, spin_lock, basic_stats>;
 /// The seed design over a simulated device.
 using simulated_pow2_allocator = caching_allocator<simulated_backend, power_of_two_buckets, std::mutex, basic_stats>;
+
+/// The default design over a simulated device with simulated streams and events: tests of stream
+/// order, where the test decides when each event completes (ordering()).
+using simulated_stream_allocator =
+    caching_allocator<simulated_paged_backend, segregated_fit_buckets, spin_lock, basic_stats, simulated_ordering>;
 
 }  // namespace stash

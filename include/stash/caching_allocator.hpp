@@ -21,6 +21,11 @@
 // Every operation is strongly exception-safe: the host memory the bookkeeping needs (block records,
 // index slots, segment map nodes) is taken before anything changes, so a std::bad_alloc, like any
 // error, leaves every pool and counter as it was.
+// Stream order (ordering policies that are not host-ordered: the device and pinned compositions): a
+// block freed on stream S is reused on S at once and on another stream only once an event recorded on
+// S after the free has completed; detail/stream_layer.hpp keeps the epochs and events, and the free
+// lists below skip blocks the requesting stream may not use yet. Host-ordered compositions compile
+// every stream path out.
 // allocate() and deallocate() below are the whole fast path; everything they call that is not inline in
 // them is a slow path (growing, out of memory, errors).
 #include <algorithm>
@@ -31,6 +36,8 @@
 #include <iterator>
 #include <map>
 #include <mutex>
+#include <type_traits>
+#include <unordered_map>
 #include <vector>
 
 #include "stash/backend/backend.hpp"
@@ -39,9 +46,12 @@
 #include "stash/detail/free_lists.hpp"
 #include "stash/detail/page_table.hpp"
 #include "stash/detail/pointer_map.hpp"
+#include "stash/detail/stream_layer.hpp"
 #include "stash/error.hpp"
 #include "stash/lock/lock.hpp"
+#include "stash/ordering/default_ordering.hpp"
 #include "stash/stats/basic_stats.hpp"
+#include "stash/stream.hpp"
 
 namespace stash {
 
@@ -58,12 +68,28 @@ struct caching_options {
   /// are rationed: at most one per this many pages backed. Between moves new pages are mapped, so a
   /// workload whose layout keeps shifting settles on the pages it needs instead of moving them forever.
   std::uint64_t pages_between_moves = 8;
+  /// Stream-ordered compositions with a segment backend: when no block usable on the requesting
+  /// stream T is cached and no other stream's free has completed, take a block freed on another
+  /// stream S by making T wait for S's event on the GPU (cudaStreamWaitEvent, RMM's way) before new
+  /// memory is asked for. Off: T then never waits for S's unrelated work (README, "Stream order").
+  bool cross_stream_wait = false;
 };
 
 template <backend_policy Backend, bucket_policy Buckets = segregated_fit_buckets,
-          lock_policy Lock = std::mutex, stats_policy Stats = basic_stats>
+          lock_policy Lock = std::mutex, stats_policy Stats = basic_stats,
+          ordering_policy Ordering = default_ordering_t<Backend>>
 class caching_allocator {
   static constexpr bool paged = paged_backend<Backend>;
+  static constexpr bool streamed = !Ordering::host_ordered;
+  using tag = detail::stream_tag;
+  /// Host order keeps no stream state: the policy alone (empty for host_ordering).
+  struct no_stream_layer {
+    explicit no_stream_layer(Ordering o) noexcept : policy(std::move(o)) {}
+    Ordering& ordering() noexcept { return policy; }
+    const Ordering& ordering() const noexcept { return policy; }
+    [[no_unique_address]] Ordering policy;
+  };
+  struct none {};
   static_assert(!(paged && Buckets::exact_fit),
                 "a paged backend carves one address range: it needs a bucket policy that splits");
   using block = detail::block;
@@ -81,10 +107,12 @@ class caching_allocator {
   using buckets_type = Buckets;
   using lock_type = Lock;
   using stats_type = Stats;
+  using ordering_type = Ordering;
   static constexpr memory_kind kind = Backend::kind;
 
-  explicit caching_allocator(Backend backend = Backend{}, caching_options options = {})
-      : backend_(std::move(backend)), options_(options) {}
+  explicit caching_allocator(Backend backend = Backend{}, caching_options options = {},
+                             Ordering ordering = Ordering{})
+      : backend_(std::move(backend)), options_(options), streams_(std::move(ordering)) {}
   caching_allocator(const caching_allocator&) = delete;
   caching_allocator& operator=(const caching_allocator&) = delete;
   /// Gives every segment or page back to the backend, including blocks the caller never freed.
@@ -96,10 +124,12 @@ class caching_allocator {
   }
   static constexpr std::size_t max_size() noexcept { return Buckets::max_size; }
 
-  /// At least 256-byte aligned. allocate(0) returns nullptr and changes nothing (as cudaMalloc(0)
-  /// does). Throws invalid_size for n > max_size(), out_of_memory when the backend has no memory even
-  /// after the cache was released.
-  [[nodiscard]] void* allocate(std::size_t n) {
+  /// At least 256-byte aligned, for use on stream s (default: the legacy default stream). allocate(0)
+  /// returns nullptr and changes nothing (as cudaMalloc(0) does). Throws invalid_size for
+  /// n > max_size(), out_of_memory when the backend has no memory even after the cache was released,
+  /// invalid_stream for a stream the ordering policy rejects, capture_error when s is capturing a graph
+  /// and the cache cannot serve the request.
+  [[nodiscard]] void* allocate(std::size_t n, stream s = stream{}) {
     if (n - 1 >= Buckets::max_size) [[unlikely]] {  // n == 0 wraps around to SIZE_MAX
       if (n == 0) return nullptr;
       throw_too_large(n);
@@ -108,14 +138,19 @@ class caching_allocator {
     std::lock_guard guard(lock_);
     records_.reserve_two();  // split and new_segment take one each: host memory is asked for first
     index_.reserve_one();
-    block* b = find_free_block(size);
+    tag* const on = tag_of(s);
+    block* b = find_free_block(size, on);
     bool from_cache = b != nullptr;
-    if (!b) b = grow(n, size);
-    if constexpr (paged) from_cache = back_pages(b->addr, size, n) && from_cache;
+    if (!b) b = grow(n, size, on);
+    if constexpr (paged) {
+      if constexpr (streamed) b = before_backing(b, size, n, on);
+      from_cache = back_pages(b->addr, size, n) && from_cache;
+    }
     free_[pool_of(b)].remove(b);
     split(b, size);
     b->is_free = false;
     b->requested = n;
+    if constexpr (streamed) b->owner = on;
     if (!b->indexed) {  // a block reused at the same address is indexed already
       index_.insert(b->addr, b);
       b->indexed = true;
@@ -125,18 +160,25 @@ class caching_allocator {
     return reinterpret_cast<void*>(b->addr);
   }
 
-  /// nullptr is a no-op. A pointer not handed out here throws invalid_pointer; one already freed throws
-  /// double_free. Either way nothing changes.
-  void deallocate(void* p) {
+  /// Frees p; work queued on stream s (default: the legacy default stream) may still use it. nullptr is
+  /// a no-op. A pointer not handed out here throws invalid_pointer; one already freed throws
+  /// double_free; a stream the ordering policy rejects throws invalid_stream. Either way nothing
+  /// changes. Stream order: s is normally the stream p was allocated on; another stream is accepted
+  /// and means record_stream(p, s) and a free on p's own stream.
+  void deallocate(void* p, stream s = stream{}) {
     if (!p) return;
     std::lock_guard guard(lock_);
     block* b = index_.find(address(p));
     if (!b || b->is_free) throw_bad_pointer(p);
+    if constexpr (streamed) {
+      if (b->owner->key != s.key() || b->used_elsewhere) [[unlikely]] return release_cross(b, s);
+      if constexpr (paged) prepare_hold(b);
+    }
     release_block(b);
   }
 
-  /// As deallocate(p), and n must be the size that was asked for (else invalid_size, nothing changes).
-  void deallocate(void* p, std::size_t n) {
+  /// As deallocate(p, s), and n must be the size that was asked for (else invalid_size, nothing changes).
+  void deallocate(void* p, std::size_t n, stream s = stream{}) {
     if (!p) return;
     std::lock_guard guard(lock_);
     block* b = index_.find(address(p));
@@ -144,7 +186,27 @@ class caching_allocator {
     if (b->requested != n)
       throw invalid_size(n, "sized deallocate does not match the " + std::to_string(b->requested) +
                                 " bytes allocated at this pointer");
+    if constexpr (streamed) {
+      if (b->owner->key != s.key() || b->used_elsewhere) [[unlikely]] return release_cross(b, s);
+      if constexpr (paged) prepare_hold(b);
+    }
     release_block(b);
+  }
+
+  /// p, a live allocation, is also used on stream s (PyTorch's Tensor.record_stream): once freed, it
+  /// is reused on no stream before the work queued on s up to the free has completed. Throws as
+  /// deallocate does for a bad pointer or stream, changing nothing. Host order: checks p only.
+  void record_stream(void* p, stream s) {
+    std::lock_guard guard(lock_);
+    block* b = p ? index_.find(address(p)) : nullptr;
+    if (!b || b->is_free) throw_bad_pointer(p);
+    if constexpr (streamed) {
+      tag* const t = streams_.tag(s);
+      if (t == b->owner) return;
+      auto& uses = extra_uses_[b->addr];
+      if (std::find(uses.begin(), uses.end(), t) == uses.end()) uses.push_back(t);
+      b->used_elsewhere = true;
+    }
   }
 
   /// The size asked for when p was allocated. Throws invalid_pointer if p is not live here.
@@ -157,11 +219,24 @@ class caching_allocator {
 
   /// As deallocate(p) when p is a live allocation here; otherwise returns false and changes nothing.
   /// Lets a caller with several allocators (the memory manager) find the owner with one lookup each.
-  bool try_deallocate(void* p) noexcept {
+  /// Stream order: a free on another stream than p's own that cannot be recorded (a rejected stream,
+  /// no host memory) also returns false and changes nothing; deallocate(p, s) says why.
+  bool try_deallocate(void* p, stream s = stream{}) noexcept {
     if (!p) return false;
     std::lock_guard guard(lock_);
     block* b = index_.find(address(p));
     if (!b || b->is_free) return false;
+    if constexpr (streamed) {
+      try {
+        if (b->owner->key != s.key() || b->used_elsewhere) [[unlikely]] {
+          release_cross(b, s);
+          return true;
+        }
+        if constexpr (paged) prepare_hold(b);
+      } catch (...) {
+        return false;
+      }
+    }
     release_block(b);
     return true;
   }
@@ -195,16 +270,33 @@ class caching_allocator {
     return b && !b->is_free;
   }
 
-  /// Gives back to the backend everything no live block uses.
-  void empty_cache() { trim_cache(0); }
+  /// Gives back to the backend everything no live block uses. Stream order: waits on the host for the
+  /// events of pending frees first (the one call besides the out-of-memory retry that waits).
+  void empty_cache() {
+    std::lock_guard guard(lock_);
+    if constexpr (streamed) {
+      synchronize_pending();
+      coalesce();
+    }
+    release_cache(0);
+  }
 
   /// Gives cached memory back to the backend until at most target_cached_bytes stay cached, or nothing
   /// more can go. Segment backends: whole free segments, largest first (fewest backend calls). Paged
   /// backends: idle pages, highest address first. Memory inside a partly used segment or page stays.
   /// Asks the host heap for nothing, so it works (and the out-of-memory retry works) when it is full.
+  /// Stream order: never waits; memory under frees whose events have not completed stays, and goes
+  /// back (down to the target) at a later slow path once they have.
   void trim_cache(std::size_t target_cached_bytes) {
     std::lock_guard guard(lock_);
+    if constexpr (streamed) {
+      reclaim();
+      coalesce();
+    }
     release_cache(target_cached_bytes);
+    if constexpr (streamed) {
+      if (reserved_ - allocated_ > target_cached_bytes && !streams_.settled()) deferred_trim_ = target_cached_bytes;
+    }
   }
 
   stats_snapshot stats() const {
@@ -269,6 +361,16 @@ class caching_allocator {
 
   Backend& backend() noexcept { return backend_; }
   const Backend& backend() const noexcept { return backend_; }
+  /// The ordering policy (simulated_ordering: where a test completes events).
+  Ordering& ordering() noexcept { return streams_.ordering(); }
+  const Ordering& ordering() const noexcept { return streams_.ordering(); }
+  /// Stream order: events recorded and retired, cross-stream blocks, waits.
+  auto stream_stats() const
+    requires streamed
+  {
+    std::lock_guard guard(lock_);
+    return streams_.stats();
+  }
   int device() const noexcept { return backend_.device(); }
 
  private:
@@ -289,25 +391,39 @@ class caching_allocator {
 
   // ---- free blocks --------------------------------------------------------------------------------
 
+  /// Whether free block b may be handed out on the stream tagged `on` (always, in host order).
+  static bool usable(const block* b, const tag* on) noexcept {
+    if constexpr (streamed) return detail::usable_on(b, on);
+    else return true;
+  }
+
   /// Best fit among the first few blocks of the request's own bucket (they differ by at most one
-  /// bucket width), else the head of the next non-empty bucket, whose blocks all fit.
-  block* find_free_block(std::size_t size) noexcept {
+  /// bucket width), else the first block of the next non-empty buckets, whose blocks all fit. Stream
+  /// order: blocks the stream may not use yet are skipped.
+  block* find_free_block(std::size_t size, const tag* on) noexcept {
     const std::size_t i = Buckets::bucket_index(size);
     const auto& free = free_[pool_for(size)];
     if constexpr (Buckets::exact_fit) {
-      return free.head(i);
+      for (block* b = free.head(i); b; b = b->next_free)
+        if (usable(b, on)) return b;
+      return nullptr;
     } else {
       block* best = nullptr;
       int scan = 8;
       for (block* b = free.head(i); b && scan-- > 0; b = b->next_free) {
+        if (!usable(b, on)) continue;
         if (b->size == size) return b;  // exact: nothing better exists, nothing to split
         if (b->size > size && (!best || b->size < best->size)) best = b;
       }
       if (best) return best;
-      if (const std::size_t j = free.first_at_or_above(i + 1); j != free.none) return free.head(j);
+      for (std::size_t j = free.first_at_or_above(i + 1); j != free.none; j = free.first_at_or_above(j + 1)) {
+        for (block* b = free.head(j); b; b = b->next_free)
+          if (usable(b, on)) return b;
+        if constexpr (!streamed) break;  // unreachable: in host order the head is usable
+      }
       // Nothing larger: before the backend is asked, the rest of the own bucket (a slow path).
       for (block* b = free.head(i); b; b = b->next_free)
-        if (b->size >= size && (!best || b->size < best->size)) best = b;
+        if (b->size >= size && usable(b, on) && (!best || b->size < best->size)) best = b;
       return best;
     }
   }
@@ -327,6 +443,10 @@ class caching_allocator {
         block* rest = records_.make();
         rest->indexed = false;
         if constexpr (small_pool) rest->pool = b->pool;
+        if constexpr (streamed) {  // the rest is as safe, for the same streams, as the block it came from
+          rest->owner = b->owner;
+          rest->seq = b->seq;
+        }
         rest->addr = b->addr + size;
         rest->size = b->size - size;
         rest->prev_adjacent = b;
@@ -339,18 +459,41 @@ class caching_allocator {
     }
   }
 
+  /// Stream order: a block freed on stream `owner` merges with free neighbours freed on the same
+  /// stream (pending or not), never with memory of no stream (a fresh segment's rest, the paged
+  /// arena's untouched range) or of another: the merged block is pending on `owner`, and other streams
+  /// must still find that memory free. Ready neighbours are merged later (coalesce).
+  static bool mergeable(const block* n, const tag* owner) noexcept {
+    if constexpr (streamed) return n->owner == owner;
+    else return (void)n, (void)owner, true;
+  }
+
+  /// b is freed on its own stream. Stream order: it joins that stream's open epoch, its pages stay
+  /// held until the epoch completes (prepare_hold made room), and it merges as mergeable() says (the
+  /// merged block then belongs to that stream's open epoch).
   void release_block(block* b) noexcept {
     allocated_ -= b->size;
     stats_.on_deallocate(b->requested, b->size);
+    if constexpr (streamed) {
+      b->seq = streams_.note_free(b->owner);
+      if constexpr (paged) {
+        hold_pages(b->addr, b->size);
+        streams_.hold(b->owner, detail::extent{b->addr, b->size});
+      }
+    }
     if constexpr (paged) unback_pages(b->addr, b->size);
-    if (block* next = b->next_adjacent; next && next->is_free) {
+    if (block* next = b->next_adjacent; next && next->is_free && mergeable(next, b->owner)) {
       free_[pool_of(next)].remove(next);
       b->size += next->size;
       unlink(next);
     }
-    if (block* prev = b->prev_adjacent; prev && prev->is_free) {
+    if (block* prev = b->prev_adjacent; prev && prev->is_free && mergeable(prev, b->owner)) {
       free_[pool_of(prev)].remove(prev);
       prev->size += b->size;
+      if constexpr (streamed) {
+        prev->owner = b->owner;
+        prev->seq = b->seq;
+      }
       unlink(b);
       b = prev;
     }
@@ -369,18 +512,33 @@ class caching_allocator {
 
   /// No free block fits: get memory from the backend and return it as a free block (in its list).
   /// Kept out of line (and out of the fast path's registers and instruction cache).
-  [[gnu::cold, gnu::noinline]] block* grow(std::size_t requested, std::size_t size) {
+  /// Stream order first: a capturing stream gets capture_error (growing needs the backend); otherwise
+  /// frees whose events have completed are made ready (and merged), and in wait mode another stream's
+  /// block may be taken after a stream wait.
+  [[gnu::cold, gnu::noinline]] block* grow(std::size_t requested, std::size_t size, tag* on) {
+    if constexpr (streamed) {
+      if (streams_.capturing(on))
+        throw capture_error(requested, "no cached block of this size is usable on the capturing stream, and "
+                                       "more memory would need the backend");
+      if (!streams_.settled() && reclaim() > 0) {
+        coalesce();
+        if (block* b = find_free_block(size, on)) return b;
+      }
+      if (options_.cross_stream_wait) {
+        if (block* b = pending_block_that_fits(size); b && streams_.order_after(on, b)) return b;
+      }
+    }
     if constexpr (paged) {
       if (arena_base_ == 0) reserve_arena();
-      block* b = find_free_block(size);
+      block* b = find_free_block(size, on);
       if (!b) throw_out_of_memory(requested);  // the reservation itself is exhausted
       return b;
     } else {
-      return new_segment(requested, size);
+      return new_segment(requested, size, on);
     }
   }
 
-  block* new_segment(std::size_t requested, std::size_t size) {
+  block* new_segment(std::size_t requested, std::size_t size, const tag* on) {
     if (spare_segment_.empty()) {  // the map node is made before the backend is asked (may throw)
       spare_segment_ = segments_.extract(segments_.emplace(0, segment{}).first);  // 0 is never a segment
     }
@@ -389,6 +547,15 @@ class caching_allocator {
     void* p = backend_.allocate(bytes);
     if (!p) {
       stats_.on_oom_retry();
+      if constexpr (streamed) {
+        if (!streams_.settled()) {  // wait for the pending frees: one of them may fit now
+          synchronize_pending();
+          coalesce();
+          if (block* b = find_free_block(size, on)) return b;
+        }
+      } else {
+        (void)on;
+      }
       release_cache(0);
       p = backend_.allocate(bytes);
       if (!p && bytes > size) {  // a shared segment would not fit: try the request alone
@@ -423,6 +590,9 @@ class caching_allocator {
 
   /// A segment can go back to the backend when one free block spans it (exact fit: its only block).
   static bool segment_is_free(const segment& seg) noexcept {
+    if constexpr (streamed) {
+      if (!detail::ready(seg.first)) return false;  // work on some stream may still use it
+    }
     return seg.first->is_free && (Buckets::exact_fit || seg.first->size == seg.bytes);
   }
 
@@ -525,6 +695,9 @@ class caching_allocator {
     if (pages_.mapped_count() >= budget && move_is_due && move_idle_page_to(p)) return true;
     if (map_new_page(p)) return true;
     stats_.on_oom_retry();  // the cache is released by moving an idle page here, else retried once
+    if constexpr (streamed) {
+      if (!streams_.settled()) synchronize_pending();  // pages held by pending frees become idle
+    }
     return move_idle_page_to(p) || map_new_page(p);
   }
 
@@ -597,6 +770,124 @@ class caching_allocator {
     }
   }
 
+  // ---- streams (stream-ordered compositions) -------------------------------------------------------
+
+  tag* tag_of(stream s) {
+    if constexpr (streamed) return streams_.tag(s);
+    else return (void)s, nullptr;
+  }
+
+  /// Paged: room for b's extent in its stream's open epoch, before the free changes anything.
+  void prepare_hold(block* b)
+    requires streamed && paged
+  {
+    streams_.prepare_hold(b->owner, [this](const detail::extent& e) { unhold_extent(e); });
+  }
+  void hold_pages(std::uintptr_t addr, std::size_t size) noexcept
+    requires paged
+  {
+    touched_ += pages_.hold(first_page(addr), last_page(addr, size));
+  }
+  void unhold_extent(const detail::extent& e) noexcept {
+    if constexpr (paged) touched_ -= pages_.unhold(first_page(e.addr), last_page(e.addr, e.size));
+  }
+
+  /// A free on another stream than b's own, or of a block record_stream named other streams for: b
+  /// waits for the epoch open now on every stream it was used on, and merges with nothing meanwhile.
+  [[gnu::cold, gnu::noinline]] void release_cross(block* b, stream s)
+    requires streamed
+  {
+    tag* const freed_on = streams_.tag(s);
+    std::vector<tag*> uses{b->owner};
+    if (auto it = extra_uses_.find(b->addr); it != extra_uses_.end()) uses.insert(uses.end(), it->second.begin(), it->second.end());
+    if (std::find(uses.begin(), uses.end(), freed_on) == uses.end()) uses.push_back(freed_on);
+    const detail::extent held{b->addr, b->size};
+    streams_.add_cross(b, uses, paged ? &held : nullptr);  // the last step that can throw
+    extra_uses_.erase(b->addr);
+    b->used_elsewhere = false;
+    allocated_ -= b->size;
+    stats_.on_deallocate(b->requested, b->size);
+    if constexpr (paged) {
+      hold_pages(b->addr, b->size);
+      unback_pages(b->addr, b->size);
+    }
+    push_free(b);
+  }
+
+  /// Retires every epoch whose event has completed (recording the events of epochs with frees);
+  /// gives back what a trim_cache could not, now that it can. Never waits.
+  std::size_t reclaim() {
+    const std::size_t retired = streams_.reclaim([this](const detail::extent& e) { unhold_extent(e); });
+    if (retired > 0 && deferred_trim_ != SIZE_MAX) {
+      coalesce();
+      release_cache(deferred_trim_);
+      if (reserved_ - allocated_ <= deferred_trim_ || streams_.settled()) deferred_trim_ = SIZE_MAX;
+    }
+    return retired;
+  }
+  /// Waits on the host for every pending free's event (empty_cache, out of memory).
+  void synchronize_pending() {
+    streams_.synchronize([this](const detail::extent& e) { unhold_extent(e); });
+  }
+
+  /// Merges neighbouring free blocks that are both ready: blocks freed on different streams could not
+  /// merge while either was pending.
+  void coalesce() noexcept {
+    if constexpr (streamed) {
+      auto merge_run = [this](block* b) {
+        for (; b; b = b->next_adjacent) {
+          while (b->is_free && detail::ready(b) && b->next_adjacent && b->next_adjacent->is_free &&
+                 detail::ready(b->next_adjacent)) {
+            block* next = b->next_adjacent;
+            free_[pool_of(b)].remove(b);
+            free_[pool_of(next)].remove(next);
+            b->size += next->size;
+            unlink(next);
+            b->owner = nullptr;
+            b->seq = 0;
+            push_free(b);
+          }
+        }
+      };
+      if constexpr (paged) {
+        if (arena_base_ != 0) merge_run(const_cast<block*>(arena_first_block()));
+      } else {
+        for (auto& [addr, seg] : segments_) merge_run(seg.first);
+      }
+    }
+  }
+
+  /// Wait mode: a free block of at least `size` bytes pending on some stream (not a cross block).
+  block* pending_block_that_fits(std::size_t size) noexcept {
+    const auto& free = free_[pool_for(size)];
+    for (std::size_t j = free.first_at_or_above(Buckets::bucket_index(size)); j != free.none;
+         j = free.first_at_or_above(j + 1))
+      for (block* b = free.head(j); b; b = b->next_free)
+        if (b->size >= size && b->owner && b->owner != streams_.nobody() && !detail::ready(b)) return b;
+    return nullptr;
+  }
+
+  /// Paged: before pages are mapped for b, a capturing stream is refused, and frees whose events
+  /// have completed are made ready, so that a block whose pages are still mapped may serve instead.
+  block* before_backing(block* b, std::size_t size, std::size_t requested, const tag* on)
+    requires streamed && paged
+  {
+    if (arena_base_ == 0 || pages_.first_unmapped(first_page(b->addr), last_page(b->addr, size)) == detail::page_table::none)
+      return b;
+    return before_mapping(b, size, requested, on);
+  }
+  [[gnu::cold, gnu::noinline]] block* before_mapping(block* b, std::size_t size, std::size_t requested, const tag* on)
+    requires streamed && paged
+  {
+    if (streams_.capturing(on))
+      throw capture_error(requested, "the cached blocks usable on the capturing stream would need pages mapped");
+    if (!streams_.settled() && reclaim() > 0) {
+      coalesce();                          // b may have merged into a ready neighbour: look again
+      return find_free_block(size, on);    // b's memory is still free and usable here: never null
+    }
+    return b;
+  }
+
   // ---- errors (slow path) -------------------------------------------------------------------------
 
   [[noreturn]] void throw_out_of_memory(std::size_t requested) const {
@@ -637,6 +928,11 @@ class caching_allocator {
   caching_options options_;
   mutable Lock lock_;
   Stats stats_;
+  [[no_unique_address]] std::conditional_t<streamed, detail::stream_layer<Ordering>, no_stream_layer> streams_;
+  // Stream order: the other streams record_stream named for live blocks (by address).
+  [[no_unique_address]] std::conditional_t<streamed, std::unordered_map<std::uintptr_t, std::vector<tag*>>, none>
+      extra_uses_;
+  std::size_t deferred_trim_ = SIZE_MAX;  // stream order: a trim_cache target pending frees kept from reaching
   std::array<detail::free_lists<Buckets::bucket_count>, pool_count> free_;  // [pool_for(size)]
   detail::pointer_map<block> index_;  // block start -> record, for every block that has been live
                                       // at its address (free ones too: a reuse needs no insert)
@@ -650,7 +946,7 @@ class caching_allocator {
   std::uintptr_t arena_base_ = 0;
   std::atomic<std::uintptr_t> arena_begin_{UINTPTR_MAX}, arena_end_{0};  // for in_arena(), lock-free
   unsigned page_shift_ = 0;
-  detail::page_table pages_;
+  detail::basic_page_table<streamed> pages_;
   std::size_t touched_ = 0;       // pages at least one live block touches
   std::size_t peak_touched_ = 0;  // high tide of touched_
   std::uint64_t page_moves_ = 0;

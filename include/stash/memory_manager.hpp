@@ -79,9 +79,12 @@ class oom_observers {
 /// A pool as the manager holds it: an allocator behind virtual calls.
 class pool : public memory_resource {
  public:
-  virtual bool try_deallocate(void* p) noexcept = 0;
+  /// As the allocator's: frees p used on stream s if it is live here, else false.
+  virtual bool try_deallocate(void* p, stream s) noexcept = 0;
   virtual bool holds(const void* p) const noexcept = 0;
-  virtual void deallocate(void* p) = 0;
+  virtual void deallocate(void* p, stream s = stream{}) = 0;
+  /// As the allocator's record_stream: throws invalid_pointer (or double_free) if p is not live here.
+  virtual void record_stream(void* p, stream s) = 0;
   virtual void empty_cache() = 0;
   virtual void trim_cache(std::size_t target_cached_bytes) = 0;
   virtual stats_snapshot stats() const = 0;
@@ -107,9 +110,12 @@ class pool_of final : public pool {
     }
   }
   void deallocate(void* p, std::size_t bytes) override { allocator_.deallocate(p, bytes); }
-  void deallocate(void* p) override { allocator_.deallocate(p); }
+  void deallocate(void* p, stream s = stream{}) override { allocator_.deallocate(p, s); }
+  using pool::deallocate;
+  using memory_resource::allocate;
   std::size_t max_size() const noexcept override { return Allocator::max_size(); }
-  bool try_deallocate(void* p) noexcept override { return allocator_.try_deallocate(p); }
+  bool try_deallocate(void* p, stream s) noexcept override { return allocator_.try_deallocate(p, s); }
+  void record_stream(void* p, stream s) override { allocator_.record_stream(p, s); }
   bool holds(const void* p) const noexcept override { return allocator_.holds(p); }
   void empty_cache() override { allocator_.empty_cache(); }
   void trim_cache(std::size_t target) override { allocator_.trim_cache(target); }
@@ -138,6 +144,14 @@ class pool_of final : public pool {
     throw detailed;
   }
 
+  void* do_allocate(std::size_t bytes, stream s) override {
+    try {
+      return allocator_.allocate(bytes, s);
+    } catch (const out_of_memory& e) {
+      throw_detailed(e);
+    }
+  }
+  void do_deallocate(void* p, std::size_t bytes, stream s) override { allocator_.deallocate(p, bytes, s); }
   Allocator allocator_;
 };
 
@@ -179,25 +193,36 @@ class memory_manager {
   /// The caller's current device (always 0 when host-backed).
   int current_device() const { return backing_ == backing::cuda ? device_manager::current_device() : 0; }
 
-  /// `device_id` -1 means the current device; ignored for pinned memory. Throws invalid_size,
-  /// invalid_device, out_of_memory.
-  [[nodiscard]] void* allocate(std::size_t size, memory_type type, int device_id = -1) {
-    if (type == memory_type::pinned) return allocate_pinned(size);
-    return device_pool(device_id).allocate(size);
+  /// `device_id` -1 means the current device; ignored for pinned memory. The memory is used on
+  /// `stream` (default: the legacy default stream; see caching_allocator for stream order). Throws
+  /// invalid_size, invalid_device, out_of_memory, invalid_stream, capture_error.
+  [[nodiscard]] void* allocate(std::size_t size, memory_type type, int device_id = -1, stream s = stream{}) {
+    if (type == memory_type::pinned) return pinned_pool().allocate(size, s);
+    return device_pool(device_id).allocate(size, s);
   }
-  [[nodiscard]] void* allocate_pinned(std::size_t size) { return pinned_pool().allocate(size); }
+  [[nodiscard]] void* allocate_pinned(std::size_t size, stream s = stream{}) { return pinned_pool().allocate(size, s); }
 
-  /// Frees memory from any of the manager's pools; the pool is found from the pointer. nullptr is a
-  /// no-op; a pointer no pool handed out throws invalid_pointer (double_free when freed already).
-  void deallocate(void* ptr) {
+  /// Frees memory from any of the manager's pools, used on `stream` up to now; the pool is found from
+  /// the pointer. nullptr is a no-op; a pointer no pool handed out throws invalid_pointer (double_free
+  /// when freed already); a stream the pool rejects throws invalid_stream.
+  void deallocate(void* ptr, stream s = stream{}) {
     if (!ptr) return;
     for (auto& slot : device_pools_)
-      if (pool* p = slot.load(std::memory_order_acquire); p && p->try_deallocate(ptr)) return;
-    if (pool* p = pinned_pool_.load(std::memory_order_acquire); p && p->try_deallocate(ptr)) return;
-    // Not live anywhere: let the pool whose memory it lies in say why, else it is foreign.
+      if (pool* p = slot.load(std::memory_order_acquire); p && p->try_deallocate(ptr, s)) return;
+    if (pool* p = pinned_pool_.load(std::memory_order_acquire); p && p->try_deallocate(ptr, s)) return;
+    // Not freed anywhere: let the pool whose memory it lies in say why, else it is foreign.
     for (auto& slot : device_pools_)
-      if (pool* p = slot.load(std::memory_order_acquire); p && p->holds(ptr)) p->deallocate(ptr);
-    if (pool* p = pinned_pool_.load(std::memory_order_acquire); p && p->holds(ptr)) p->deallocate(ptr);
+      if (pool* p = slot.load(std::memory_order_acquire); p && p->holds(ptr)) p->deallocate(ptr, s);
+    if (pool* p = pinned_pool_.load(std::memory_order_acquire); p && p->holds(ptr)) p->deallocate(ptr, s);
+    throw invalid_pointer(ptr, "not allocated by the memory manager");
+  }
+
+  /// ptr, a live allocation of the manager, is also used on `stream` (PyTorch's Tensor.record_stream):
+  /// once freed it is reused nowhere before the work queued there has completed. Throws as deallocate.
+  void record_stream(void* ptr, stream s) {
+    for (auto& slot : device_pools_)
+      if (pool* p = slot.load(std::memory_order_acquire); p && p->holds(ptr)) return p->record_stream(ptr, s);
+    if (pool* p = pinned_pool_.load(std::memory_order_acquire); p && p->holds(ptr)) return p->record_stream(ptr, s);
     throw invalid_pointer(ptr, "not allocated by the memory manager");
   }
 

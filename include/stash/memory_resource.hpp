@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "stash/backend/backend.hpp"
+#include "stash/stream.hpp"
 
 namespace stash {
 
@@ -18,10 +19,24 @@ class memory_resource {
   virtual ~memory_resource() = default;
   [[nodiscard]] virtual void* allocate(std::size_t bytes) = 0;
   virtual void deallocate(void* p, std::size_t bytes) = 0;
+  /// Stream-ordered forms: the memory is used on stream s (caching_allocator says what that means).
+  [[nodiscard]] void* allocate(std::size_t bytes, stream s) { return do_allocate(bytes, s); }
+  void deallocate(void* p, std::size_t bytes, stream s) { do_deallocate(p, bytes, s); }
   /// The largest request allocate may accept; a larger one throws stash::invalid_size.
   virtual std::size_t max_size() const noexcept = 0;
   virtual memory_kind kind() const noexcept = 0;
   virtual int device() const noexcept = 0;
+
+ protected:
+  /// A host-ordered resource ignores the stream: what these defaults do.
+  virtual void* do_allocate(std::size_t bytes, stream s) {
+    (void)s;
+    return allocate(bytes);
+  }
+  virtual void do_deallocate(void* p, std::size_t bytes, stream s) {
+    (void)s;
+    deallocate(p, bytes);
+  }
 };
 
 /// Views a caching allocator (or anything with allocate(n) / deallocate(p, n)) as a memory_resource.
@@ -32,6 +47,8 @@ class resource_adaptor final : public memory_resource {
   explicit resource_adaptor(Allocator& upstream) noexcept : upstream_(&upstream) {}
   void* allocate(std::size_t bytes) override { return upstream_->allocate(bytes); }
   void deallocate(void* p, std::size_t bytes) override { upstream_->deallocate(p, bytes); }
+  using memory_resource::allocate;
+  using memory_resource::deallocate;
   std::size_t max_size() const noexcept override {
     if constexpr (requires(const Allocator& a) { a.max_size(); }) return upstream_->max_size();
     else return SIZE_MAX;
@@ -41,6 +58,15 @@ class resource_adaptor final : public memory_resource {
   Allocator& get_upstream_resource() const noexcept { return *upstream_; }
 
  private:
+  void* do_allocate(std::size_t bytes, stream s) override {
+    if constexpr (requires { upstream_->allocate(bytes, s); }) return upstream_->allocate(bytes, s);
+    else return upstream_->allocate(bytes);
+  }
+  void do_deallocate(void* p, std::size_t bytes, stream s) override {
+    if constexpr (requires { upstream_->deallocate(p, bytes, s); }) upstream_->deallocate(p, bytes, s);
+    else upstream_->deallocate(p, bytes);
+  }
+
   Allocator* upstream_;
 };
 

@@ -27,6 +27,7 @@ class sharded_allocator {
 
  public:
   using allocator_type = Allocator;
+  using ordering_type = typename Allocator::ordering_type;
   static constexpr memory_kind kind = Allocator::kind;
   static constexpr std::size_t shard_count = Shards;
 
@@ -42,16 +43,21 @@ class sharded_allocator {
   static constexpr std::size_t good_size(std::size_t n) noexcept { return Allocator::good_size(n); }
   static constexpr std::size_t max_size() noexcept { return Allocator::max_size(); }
 
-  [[nodiscard]] void* allocate(std::size_t n) { return shards_[this_thread_shard()]->allocate(n); }
+  /// The stream (default: the legacy default stream) means what it means for Allocator; a block is
+  /// freed in its own shard, which keeps that shard's stream state.
+  [[nodiscard]] void* allocate(std::size_t n, stream s = stream{}) {
+    return shards_[this_thread_shard()]->allocate(n, s);
+  }
 
-  void deallocate(void* p) {
+  void deallocate(void* p, stream s = stream{}) {
     if (!p) return;
-    owner_of(p).deallocate(p);
+    owner_of(p).deallocate(p, s);
   }
-  void deallocate(void* p, std::size_t n) {
+  void deallocate(void* p, std::size_t n, stream s = stream{}) {
     if (!p) return;
-    owner_of(p).deallocate(p, n);
+    owner_of(p).deallocate(p, n, s);
   }
+  void record_stream(void* p, stream s) { owner_of(p).record_stream(p, s); }
   bool owns(const void* p) const noexcept {
     for (const auto& s : shards_)
       if (s->owns(p)) return true;

@@ -20,6 +20,7 @@
 #include "stash/memory_manager.hpp"
 #include "stash/memory_resource.hpp"
 #include "stash/ordering/cuda_event_ordering.hpp"
+#include "stash/ordering/default_ordering.hpp"
 #include "stash/ordering/host_ordering.hpp"
 #include "stash/ordering/simulated_ordering.hpp"
 #include "stash/pinned_allocator.hpp"
@@ -27,3 +28,4 @@
 #include "stash/stats/basic_stats.hpp"
 #include "stash/stats/no_stats.hpp"
 #include "stash/stream.hpp"
+#include "stash/stream_allocator.hpp"

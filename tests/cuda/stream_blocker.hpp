@@ -1,6 +1,6 @@
 #pragma once
-// Holds a stream busy without a kernel: a host function queued on the stream (cudaLaunchHostFunc)
-// that waits until the test releases it. Work queued on the stream after it, and events recorded
+// Streams for the tests. stream_blocker holds a stream busy without a kernel: a host function queued
+// on the stream (cudaLaunchHostFunc) that waits until the test releases it. Work queued on the stream after it, and events recorded
 // there, stay incomplete until then, so "not complete yet" is certain rather than a race with the GPU.
 // The host function gives up after `limit` so a failing test cannot hang the suite.
 #include <cuda_runtime_api.h>
@@ -13,6 +13,15 @@
 #include "cuda/cuda_support.hpp"
 
 namespace stash_test {
+
+/// A CUDA stream for one test (non-blocking: no implicit order with the legacy default stream).
+struct scoped_stream {
+  cudaStream_t s = nullptr;
+  explicit scoped_stream(unsigned flags = cudaStreamNonBlocking) { CUDA_REQUIRE(cudaStreamCreateWithFlags(&s, flags)); }
+  ~scoped_stream() { (void)cudaStreamDestroy(s); }
+  scoped_stream(const scoped_stream&) = delete;
+  scoped_stream& operator=(const scoped_stream&) = delete;
+};
 
 class stream_blocker {
  public:

@@ -10,18 +10,6 @@
 
 using namespace stash_test;
 
-namespace {
-
-struct scoped_stream {
-  cudaStream_t s = nullptr;
-  explicit scoped_stream(unsigned flags = cudaStreamNonBlocking) { CUDA_REQUIRE(cudaStreamCreateWithFlags(&s, flags)); }
-  ~scoped_stream() { (void)cudaStreamDestroy(s); }
-  scoped_stream(const scoped_stream&) = delete;
-  scoped_stream& operator=(const scoped_stream&) = delete;
-};
-
-}  // namespace
-
 TEST_CASE("cuda_event_ordering: an event completes when the work before it on its stream does",
           "[cuda][ordering]") {
   stash::cuda_event_ordering o;

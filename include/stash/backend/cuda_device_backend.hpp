@@ -9,12 +9,15 @@
 #include "stash/cuda/cuda_check.hpp"
 #include "stash/cuda/device_guard.hpp"
 #include "stash/device_manager.hpp"
+#include "stash/ordering/cuda_event_ordering.hpp"
 
 namespace stash {
 
 class cuda_device_backend {
  public:
   static constexpr memory_kind kind = memory_kind::device;
+  /// The GPU uses this memory on streams: allocators over it are stream-ordered by default.
+  using ordering_type = cuda_event_ordering;
 
   /// -1: the device that is current when the backend is made. Throws stash::invalid_device for an
   /// id out of range (or any id on a machine with no device).

@@ -8,12 +8,15 @@
 
 #include "stash/backend/backend.hpp"
 #include "stash/cuda/cuda_check.hpp"
+#include "stash/ordering/cuda_event_ordering.hpp"
 
 namespace stash {
 
 class cuda_pinned_backend {
  public:
   static constexpr memory_kind kind = memory_kind::pinned;
+  /// The GPU uses this memory on streams: allocators over it are stream-ordered by default.
+  using ordering_type = cuda_event_ordering;
 
   /// `flags` as for cudaHostAlloc (cudaHostAllocPortable, cudaHostAllocMapped, ...).
   explicit cuda_pinned_backend(unsigned flags = cudaHostAllocDefault) noexcept : flags_(flags) {}

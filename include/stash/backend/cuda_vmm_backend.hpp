@@ -22,6 +22,7 @@
 #include "stash/cuda/driver_api.hpp"
 #include "stash/device_manager.hpp"
 #include "stash/error.hpp"
+#include "stash/ordering/cuda_event_ordering.hpp"
 
 namespace stash {
 
@@ -33,6 +34,8 @@ class basic_cuda_vmm_backend {
 
  public:
   static constexpr memory_kind kind = Kind;
+  /// The GPU uses this memory on streams: allocators over it are stream-ordered by default.
+  using ordering_type = cuda_event_ordering;
 
   /// -1: the device current when the backend is made. `reserve_bytes`: size of the address range to
   /// reserve by default; 0 means twice the device's memory. Throws stash::invalid_device
@@ -149,8 +152,9 @@ class basic_cuda_vmm_backend {
     cuda::device_guard guard(device_);
     const cuda::driver_api& cu = api();
 
-    // Work still queued on the device may use the page at its old address.
-    STASH_CUDA_CHECK(cudaDeviceSynchronize());
+    // No work queued on the device uses the page at its old address: the allocator moves only pages
+    // no live block touches and whose frees' events have completed (or, host-ordered, whose memory
+    // the program has finished with before it freed it).
     STASH_CU_CHECK(cu.cuMemUnmap(from, page_size_));
     CUresult status = cu.cuMemMap(to, page_size_, 0, source.handle, 0);
     if (status == CUDA_SUCCESS) {
@@ -184,8 +188,7 @@ class basic_cuda_vmm_backend {
     if (!slot.mapped) return;
     try {
       cuda::device_guard guard(device_);
-      // As cudaFree does: kernels still in flight may use the page.
-      if (cudaDeviceSynchronize() != cudaSuccess) (void)cudaGetLastError();
+      // No device-wide wait: the allocator unmaps only pages no pending work uses (see move_page).
       unmap_and_release(a, slot);
     } catch (...) {
       // No usable device context (a driver shutting down); the driver frees everything at exit.

@@ -9,6 +9,8 @@
 
 namespace stash::detail {
 
+struct stream_tag;
+
 struct block {
   std::uintptr_t addr = 0;
   std::size_t size = 0;          // bytes spanned, a multiple of 256
@@ -21,8 +23,11 @@ struct block {
   bool is_free = true;
   bool indexed = false;  // its address is in the allocator's block index (it has been live there)
   std::uint8_t pool = 0;  // which of the allocator's free-list sets it is filed in while free
-  // A stream-ordered mode adds the stream that last used the block and the event that says the GPU is
-  // done with it here; free lists then filter on (stream, event complete). Nothing else changes.
+  bool used_elsewhere = false;  // live: record_stream named another stream (stream-ordered allocators)
+  // Stream order (detail/stream_layer.hpp), unused by host-ordered allocators: while live, the stream
+  // it was allocated on; while free, the stream it was freed on and that stream's epoch at the free.
+  stream_tag* owner = nullptr;
+  std::uint64_t seq = 0;
 };
 
 /// Hands out block records from chunks so that splitting a block never calls malloc.

@@ -5,7 +5,9 @@
 //   - interior: the page lies strictly inside one live block (no other block can touch it);
 //   - edge_refs: how many live blocks start or end on the page (small blocks share pages);
 //   - fresh: mapped by the allocation in progress, so that a failed one unmaps exactly those.
-// A page is touched when a live block lies on it: interior, or edge_refs > 0. Mapped pages that are not
+//   - held (Holds, stream-ordered allocators only): how many freed blocks whose work may still run on
+//     the GPU lie on the page: it may be reused in place, but not moved or unmapped.
+// A page is touched when a live block lies on it: interior, or edge_refs > 0 (or it is held). Mapped pages that are not
 // touched are idle: the paged allocator's cache, moved to where memory is needed or given back.
 // Pages that may be idle are also kept in a hierarchical bitmap, so that the highest idle page is found
 // in a few word operations however large the table: a page goes in when it becomes idle, and a page
@@ -20,7 +22,8 @@
 
 namespace stash::detail {
 
-class page_table {
+template <bool Holds>
+class basic_page_table {
  public:
   static constexpr std::size_t none = SIZE_MAX;
 
@@ -29,12 +32,16 @@ class page_table {
     const std::size_t words = (pages + 63) / 64;
     std::vector<std::uint64_t> mapped(words, 0), interior(words, 0), fresh(words, 0);
     std::vector<std::uint32_t> edge_refs(pages, 0);
+    std::vector<std::uint32_t> held_refs(Holds ? pages : 0, 0);
+    std::vector<std::uint64_t> held(Holds ? words : 0, 0);
     hierarchical_bitmap maybe_idle;
     maybe_idle.resize(pages);
     mapped_ = std::move(mapped);
     interior_ = std::move(interior);
     fresh_ = std::move(fresh);
     edge_refs_ = std::move(edge_refs);
+    held_refs_ = std::move(held_refs);
+    held_ = std::move(held);
     maybe_idle_ = std::move(maybe_idle);
     pages_ = pages;
     mapped_count_ = 0;
@@ -53,7 +60,9 @@ class page_table {
     mapped_count_ += on ? 1 : -1;
   }
   std::size_t mapped_count() const noexcept { return mapped_count_; }
-  bool touched(std::size_t p) const noexcept { return ((interior_[p / 64] >> (p % 64)) & 1) || edge_refs_[p] != 0; }
+  bool touched(std::size_t p) const noexcept {
+    return ((interior_[p / 64] >> (p % 64)) & 1) || edge_refs_[p] != 0 || is_held(p);
+  }
 
   /// Records a live block on pages [first, last]; returns how many pages became touched.
   std::size_t touch(std::size_t first, std::size_t last) noexcept {
@@ -67,6 +76,35 @@ class page_table {
     std::size_t gone = untouch_edge(first);
     if (last != first) gone += untouch_edge(last);
     if (last > first + 1) gone += untouch_interior(first + 1, last - 1);
+    return gone;
+  }
+
+  /// Holds: a freed block lies on pages [first, last] and GPU work may still use it; the pages stay
+  /// touched (never idle) until unhold. Counted per page, so holds overlap each other and live blocks.
+  /// Returns how many pages became touched. O(pages): only stream-ordered frees pay it.
+  std::size_t hold(std::size_t first, std::size_t last) noexcept
+    requires Holds
+  {
+    std::size_t fresh = 0;
+    for (std::size_t p = first; p <= last; ++p) {
+      if (held_refs_[p]++ != 0) continue;
+      fresh += touched(p) ? 0 : 1;
+      held_[p / 64] |= bit(p);
+    }
+    return fresh;
+  }
+  /// Undoes hold(first, last); returns how many pages stopped being touched.
+  std::size_t unhold(std::size_t first, std::size_t last) noexcept
+    requires Holds
+  {
+    std::size_t gone = 0;
+    for (std::size_t p = first; p <= last; ++p) {
+      if (--held_refs_[p] != 0) continue;
+      held_[p / 64] &= ~bit(p);
+      if (touched(p)) continue;
+      ++gone;
+      maybe_idle_.insert(p);
+    }
     return gone;
   }
 
@@ -107,19 +145,30 @@ class page_table {
 
  private:
   static constexpr std::uint64_t bit(std::size_t p) noexcept { return std::uint64_t{1} << (p % 64); }
+  bool is_held(std::size_t p) const noexcept {
+    if constexpr (Holds) return (held_[p / 64] >> (p % 64)) & 1;
+    else return (void)p, false;
+  }
+  std::size_t held_count(std::size_t first, std::size_t last) const noexcept {
+    std::size_t n = 0;
+    if constexpr (Holds)
+      for (std::size_t w = first / 64; w <= last / 64; ++w)
+        n += static_cast<std::size_t>(__builtin_popcountll(held_[w] & word_mask(w, first, last)));
+    return n;
+  }
 
   /// A block starts or ends on page p; 1 if the page was not touched before.
-  std::size_t touch_edge(std::size_t p) noexcept { return edge_refs_[p]++ == 0 ? 1 : 0; }
+  std::size_t touch_edge(std::size_t p) noexcept { return edge_refs_[p]++ == 0 && !is_held(p) ? 1 : 0; }
   /// A block that started or ended on page p is gone; 1 if the page is no longer touched.
   std::size_t untouch_edge(std::size_t p) noexcept {
-    if (--edge_refs_[p] != 0) return 0;
+    if (--edge_refs_[p] != 0 || is_held(p)) return 0;
     maybe_idle_.insert(p);  // an unmapped page too: highest_idle() drops it when it meets it
     return 1;
   }
   /// Pages [first, last] lie inside one new live block. Returns how many.
   std::size_t touch_interior(std::size_t first, std::size_t last) noexcept {
     for (std::size_t w = first / 64; w <= last / 64; ++w) interior_[w] |= word_mask(w, first, last);
-    return last - first + 1;
+    return last - first + 1 - held_count(first, last);
   }
   /// The block whose inside pages [first, last] were is gone: the mapped ones become idle.
   std::size_t untouch_interior(std::size_t first, std::size_t last) noexcept {
@@ -128,7 +177,7 @@ class page_table {
       interior_[w] &= ~mask;
       if (const std::uint64_t idle = mapped_[w] & mask) maybe_idle_.assign_word(w, maybe_idle_.word(w) | idle);
     }
-    return last - first + 1;
+    return last - first + 1 - held_count(first, last);  // held pages stay touched (highest_idle skips them)
   }
 
 
@@ -142,9 +191,14 @@ class page_table {
 
   std::vector<std::uint64_t> mapped_, interior_, fresh_;
   std::vector<std::uint32_t> edge_refs_;
+  std::vector<std::uint32_t> held_refs_;  // Holds only
+  std::vector<std::uint64_t> held_;       // Holds only: the pages whose held_refs_ are not 0
   hierarchical_bitmap maybe_idle_;  // every idle page, and pages touched since they went in
   std::size_t pages_ = 0;
   std::size_t mapped_count_ = 0;
 };
+
+/// The page table of host-ordered allocators: nothing is held, and holding costs them nothing.
+using page_table = basic_page_table<false>;
 
 }  // namespace stash::detail

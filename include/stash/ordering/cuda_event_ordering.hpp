@@ -70,22 +70,25 @@ class cuda_event_ordering {
 
   /// Active or invalidated capture both count: either way capture rules apply until it ends. The
   /// legacy stream cannot be asked while another stream captures (cudaErrorStreamCaptureImplicit):
-  /// that counts as capturing too, the safe answer.
+  /// that counts as capturing too, the safe answer. Any other failure means the runtime does not know
+  /// the handle (invalid_stream).
   bool is_capturing(stream s) {
     ++counters_.capture_checks;
     cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
     const cudaError_t error = cudaStreamIsCapturing(s.native_handle(), &status);
-    if (error == cudaErrorStreamCaptureImplicit) {
-      (void)cudaGetLastError();
-      return true;
-    }
-    STASH_CUDA_CHECK(error);
-    return status != cudaStreamCaptureStatusNone;
+    if (error == cudaSuccess) return status != cudaStreamCaptureStatusNone;
+    (void)cudaGetLastError();
+    if (error == cudaErrorStreamCaptureImplicit) return true;
+    throw invalid_stream(s.native_handle(), std::string("cannot ask whether it captures: ") + cudaGetErrorName(error));
   }
 
+  /// Throws invalid_stream when the runtime no longer knows s (destroyed), cuda_error otherwise.
   event_type record(stream s) {
     int device = -1;
-    STASH_CUDA_CHECK(cudaStreamGetDevice(s.native_handle(), &device));
+    if (const cudaError_t status = cudaStreamGetDevice(s.native_handle(), &device); status != cudaSuccess) {
+      (void)cudaGetLastError();
+      throw invalid_stream(s.native_handle(), std::string("cannot record an event on it: ") + cudaGetErrorName(status));
+    }
     event_type e{take(device), device};
     const cudaError_t status = cudaEventRecord(e.handle, s.native_handle());
     if (status != cudaSuccess) {

@@ -27,7 +27,8 @@ concept ordering_policy =
       /// for it, and it may not wait on an event recorded outside the capture.
       { o.is_capturing(s) } -> std::same_as<bool>;
       /// An event that completes when the work queued on s so far has completed. s must not be
-      /// capturing. May throw (stash::cuda_error).
+      /// capturing. Throws stash::invalid_stream when s no longer exists, stash::cuda_error on other
+      /// failures.
       { o.record(s) } -> std::same_as<typename O::event_type>;
       /// Whether e has completed; never blocks the host.
       { o.query(e) } -> std::same_as<bool>;

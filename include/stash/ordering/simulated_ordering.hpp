@@ -91,7 +91,10 @@ class simulated_ordering {
     throw invalid_stream(s.native_handle(), "not a stream of this simulation (never made, or destroyed)");
   }
   bool is_capturing(stream s) const { return capturing_.count(s.key()) != 0; }
+  /// A destroyed stream throws invalid_stream, as cuda_event_ordering does.
   event_type record(stream s) {
+    if (!known_.count(s.key()))
+      throw invalid_stream(s.native_handle(), "cannot record an event on it: destroyed");
     if (is_capturing(s)) ++capture_violations_;
     events_.push_back({s.key(), false, false});
     const event_type e = events_.size();

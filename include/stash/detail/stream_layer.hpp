@@ -1,0 +1,306 @@
+#pragma once
+// The caching allocator's stream layer: what it knows of the streams blocks are freed on, and when a
+// block freed on one stream may be handed out on another.
+//
+// Epochs. The frees made on a stream between two event records form one epoch and share one event:
+// events are recorded per batch, not per free, and only when needed (another stream looks for memory,
+// the cache is trimmed, or, with a paged backend, 1024 frees held pages). A free block remembers the
+// stream it was freed on (its owner) and the epoch (seq); it is ready, usable on every stream, once its
+// owner's retired_seq has reached that epoch. On its owner it is usable at once: stream order makes
+// that safe. The allocator tests this with usable_on(), one comparison or two, inline in its fast path.
+//
+// Cross blocks. A block used on more than one stream (record_stream, or freed on a stream other than
+// the one it was allocated on) waits for the epoch open at its free on every one of those streams.
+// Its owner is then `nobody`, a tag no stream matches and no epoch retires; when its epochs have all
+// completed, reclaim() makes it ready by clearing its owner.
+//
+// Pages. With a paged backend the allocator hands the layer the extent of every block it frees; the
+// layer gives the extent back (unhold) once the epoch holding it has completed, and only then may the
+// pages under it be moved or unmapped.
+//
+// Capture. While a stream captures a graph no event is recorded on it and no stream is made to wait
+// on one of its epochs, so a block freed during a capture is not handed to another stream until the
+// capture has ended and an event recorded after it has completed.
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "stash/detail/block.hpp"
+#include "stash/error.hpp"
+#include "stash/ordering/ordering.hpp"
+#include "stash/stream.hpp"
+
+namespace stash::detail {
+
+/// A stream as the allocator's blocks refer to it.
+struct stream_tag {
+  std::uintptr_t key = 0;         // the stream handle
+  std::uint64_t open_seq = 1;     // the epoch collecting frees now
+  std::uint64_t retired_seq = 0;  // every epoch up to this one has completed on the GPU
+};
+
+/// Whether free block b may be handed out on stream `to` now.
+inline bool usable_on(const block* b, const stream_tag* to) noexcept {
+  return b->owner == to || b->owner == nullptr || b->owner->retired_seq >= b->seq;
+}
+/// Whether free block b may be handed out on any stream (and its memory given back).
+inline bool ready(const block* b) noexcept { return b->owner == nullptr || b->owner->retired_seq >= b->seq; }
+
+struct extent {
+  std::uintptr_t addr;
+  std::size_t size;
+};
+
+template <ordering_policy Ordering>
+class stream_layer {
+  using event_type = typename Ordering::event_type;
+
+ public:
+  /// A paged allocator's open epoch is closed (its event recorded) once it holds this many extents,
+  /// so that held pages keep being given back while a single stream allocates from its own cache.
+  static constexpr std::size_t held_extents_per_epoch = 1024;
+
+  struct counters {
+    std::uint64_t epochs_recorded = 0;
+    std::uint64_t epochs_retired = 0;
+    std::uint64_t cross_blocks = 0;     // blocks freed after use on several streams
+    std::uint64_t waits = 0;            // streams made to wait on another stream's epoch
+    std::uint64_t host_waits = 0;       // epochs waited for on the host (empty_cache, out of memory)
+    std::uint64_t capture_skips = 0;    // epochs left open because their stream was capturing
+  };
+
+  explicit stream_layer(Ordering ordering = Ordering{}) noexcept : ordering_(std::move(ordering)) {}
+  stream_layer(const stream_layer&) = delete;
+  stream_layer& operator=(const stream_layer&) = delete;
+  ~stream_layer() {
+    for (auto& [key, s] : streams_)
+      for (epoch& e : s->recorded) ordering_.release(e.event);
+  }
+
+  Ordering& ordering() noexcept { return ordering_; }
+  const Ordering& ordering() const noexcept { return ordering_; }
+  const counters& stats() const noexcept { return counters_; }
+  std::size_t stream_count() const noexcept { return streams_.size(); }
+  /// Nothing freed is waiting for the GPU: every free block is ready.
+  bool settled() const noexcept { return pending_streams() == 0 && cross_.empty(); }
+
+  /// The tag of stream s, made on first use after the ordering policy has checked the handle
+  /// (stash::invalid_stream; nothing changes then).
+  stream_tag* tag(stream s) {
+    if (last_ && last_->key == s.key()) [[likely]]
+      return last_;
+    return find_or_add(s);
+  }
+  /// The tag every cross block is owned by: no stream has it and no epoch of it ever retires.
+  stream_tag* nobody() noexcept { return &nobody_; }
+
+  /// A block freed on its own stream: returns the epoch to stamp it with.
+  std::uint64_t note_free(stream_tag* t) noexcept {
+    ++as_state(t)->open_frees;
+    return t->open_seq;
+  }
+  /// Paged allocators, before a free on t changes anything: makes room for hold(t, ...), closing t's
+  /// epoch first when it holds held_extents_per_epoch extents (so held pages keep going back while one
+  /// stream works from its own cache). May throw; then nothing was held.
+  template <class Unhold>
+  void prepare_hold(stream_tag* t, Unhold&& unhold) {
+    state* s = as_state(t);
+    if (s->open_held.size() >= held_extents_per_epoch && close(*s)) retire_completed(*s, unhold);
+    s->open_held.reserve(s->open_held.size() + 1);
+  }
+  /// The extent of a block freed on t, given back through unhold once t's open epoch has completed.
+  void hold(stream_tag* t, extent e) noexcept { as_state(t)->open_held.push_back(e); }  // room was made
+
+  /// The stream a tag names, and whether it is capturing a graph now.
+  stream stream_of(const stream_tag* t) const noexcept { return static_cast<const state*>(t)->handle; }
+  bool capturing(const stream_tag* t) { return ordering_.is_capturing(stream_of(t)); }
+
+  /// Makes b a cross block: used on every stream of `uses` (its own included), ready once the epoch
+  /// open now on each of them has completed. `held`: its extent, paged allocators only.
+  template <class Tags>
+  void add_cross(block* b, const Tags& uses, const extent* held) {
+    cross_entry entry{b, held ? *held : extent{0, 0}, held != nullptr, {}};
+    entry.tickets.reserve(uses.size());
+    for (stream_tag* t : uses) entry.tickets.push_back({as_state(t), t->open_seq});
+    cross_.push_back(std::move(entry));  // the only step that can throw comes before any change
+    for (stream_tag* t : uses) ++as_state(t)->open_frees;
+    b->owner = &nobody_;
+    b->seq = 1;
+    ++counters_.cross_blocks;
+  }
+
+  /// Closes every epoch with frees (recording its event; a capturing stream's stays open), retires the
+  /// epochs that have completed, oldest first on each stream, and makes ready the cross blocks whose
+  /// epochs have all completed. Never blocks the host. Returns how many epochs and cross blocks were
+  /// retired.
+  template <class Unhold>
+  std::size_t reclaim(Unhold&& unhold) {
+    std::size_t retired = 0;
+    for (auto& [key, s] : streams_) {
+      close(*s);
+      retired += retire_completed(*s, unhold);
+    }
+    return retired + settle_cross(unhold);
+  }
+
+  /// As reclaim(), and waits on the host for every epoch it could record: what empty_cache() and the
+  /// out-of-memory retry do. Epochs of a capturing stream stay open and pending.
+  template <class Unhold>
+  std::size_t synchronize(Unhold&& unhold) {
+    std::size_t retired = 0;
+    for (auto& [key, s] : streams_) {
+      close(*s);
+      if (!s->recorded.empty()) {
+        ordering_.synchronize(s->recorded.back().event);  // stream order: the newest completes last
+        ++counters_.host_waits;
+      }
+      retired += retire_completed(*s, unhold);
+    }
+    return retired + settle_cross(unhold);
+  }
+
+  /// Makes stream `to` wait (on the GPU) for the epoch free block b belongs to, recording it first if
+  /// it is still open. false when that cannot be done: b is a cross block, or a capture is underway on
+  /// either stream.
+  bool order_after(stream_tag* to, const block* b) {
+    if (b->owner == &nobody_ || b->owner == nullptr) return b->owner == nullptr;
+    state* from = as_state(b->owner);
+    if (ordering_.is_capturing(as_state(to)->handle)) return false;
+    if (b->seq == from->open_seq && !close(*from)) return false;
+    for (epoch& e : from->recorded) {
+      if (e.seq < b->seq) continue;
+      ordering_.wait(as_state(to)->handle, e.event);
+      ++counters_.waits;
+      return true;
+    }
+    return true;  // its epoch has retired since: nothing to wait for
+  }
+
+ private:
+  struct epoch {
+    std::uint64_t seq;
+    event_type event;
+    std::vector<extent> held;
+  };
+  struct state : stream_tag {
+    stream handle;
+    bool gone = false;               // recording on it failed: the stream was destroyed
+    std::size_t open_frees = 0;      // frees (and cross tickets) in the open epoch
+    std::vector<extent> open_held;   // extents of the open epoch
+    std::deque<epoch> recorded;      // closed epochs not yet known complete, oldest first
+  };
+  struct ticket {
+    state* stream;
+    std::uint64_t seq;
+  };
+  struct cross_entry {
+    block* b;
+    extent held;
+    bool has_held;
+    std::vector<ticket> tickets;
+  };
+
+  static state* as_state(stream_tag* t) noexcept { return static_cast<state*>(t); }
+
+  stream_tag* find_or_add(stream s) {
+    if (auto it = streams_.find(s.key()); it != streams_.end()) {
+      if (it->second->gone) {  // the handle names a live stream again (checked): see close()
+        ordering_.check(s);
+        it->second->gone = false;
+      }
+      return last_ = it->second.get();
+    }
+    ordering_.check(s);
+    auto made = std::make_unique<state>();
+    made->key = s.key();
+    made->handle = s;
+    state* raw = made.get();
+    streams_.emplace(s.key(), std::move(made));
+    return last_ = raw;
+  }
+
+  std::size_t pending_streams() const noexcept {
+    std::size_t n = 0;
+    for (const auto& [key, s] : streams_) n += (s->open_frees != 0 || !s->recorded.empty()) ? 1 : 0;
+    return n;
+  }
+
+  /// Records the event of s's open epoch if it has frees; false if s is capturing (it stays open) or
+  /// no longer exists. A stream destroyed with frees in its open epoch leaves them pending: no event
+  /// can say when its last work ends, so that memory is reused only on a stream that later gets the
+  /// same handle (the runtime hands a handle out again only once the old stream's work is done).
+  bool close(state& s) {
+    if (s.open_frees == 0 && s.open_held.empty()) return true;
+    if (s.gone) return false;
+    event_type e;
+    try {
+      if (ordering_.is_capturing(s.handle)) {
+        ++counters_.capture_skips;
+        return false;
+      }
+      e = ordering_.record(s.handle);
+    } catch (const invalid_stream&) {
+      s.gone = true;
+      return false;
+    }
+    try {
+      s.recorded.push_back({s.open_seq, e, std::move(s.open_held)});
+    } catch (...) {
+      ordering_.release(e);
+      throw;
+    }
+    s.open_held.clear();
+    ++s.open_seq;
+    s.open_frees = 0;
+    ++counters_.epochs_recorded;
+    return true;
+  }
+
+  template <class Unhold>
+  std::size_t retire_completed(state& s, Unhold& unhold) {
+    std::size_t retired = 0;
+    while (!s.recorded.empty() && ordering_.query(s.recorded.front().event)) {
+      epoch& e = s.recorded.front();
+      s.retired_seq = e.seq;
+      for (const extent& x : e.held) unhold(x);
+      ordering_.release(e.event);
+      s.recorded.pop_front();
+      ++retired;
+      ++counters_.epochs_retired;
+    }
+    return retired;
+  }
+
+  template <class Unhold>
+  std::size_t settle_cross(Unhold& unhold) {
+    std::size_t settled = 0;
+    for (std::size_t i = 0; i < cross_.size();) {
+      bool done = true;
+      for (const ticket& t : cross_[i].tickets) done = done && t.stream->retired_seq >= t.seq;
+      if (!done) {
+        ++i;
+        continue;
+      }
+      cross_[i].b->owner = nullptr;
+      cross_[i].b->seq = 0;
+      if (cross_[i].has_held) unhold(cross_[i].held);
+      cross_[i] = std::move(cross_.back());
+      cross_.pop_back();
+      ++settled;
+    }
+    return settled;
+  }
+
+  Ordering ordering_;
+  std::unordered_map<std::uintptr_t, std::unique_ptr<state>> streams_;
+  state* last_ = nullptr;  // the stream of the last lookup: most programs use one or two
+  stream_tag nobody_{UINTPTR_MAX, 1, 0};
+  std::vector<cross_entry> cross_;
+  counters counters_;
+};
+
+}  // namespace stash::detail

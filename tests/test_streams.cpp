@@ -1,0 +1,590 @@
+// Stream-ordered allocation on the simulated device with simulated_ordering: the test decides when
+// each event completes, so every rule has one right answer. A block freed on S is reused on S at once,
+// and on another stream only after an event recorded on S at or after the free has completed (or, in
+// wait mode, after that stream was made to wait for it); pages under such a block are not moved or
+// given back before then; record_stream, frees on another stream, graph capture, out of memory and
+// bad input. A random test checks every allocation against a reference model of these rules.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <random>
+#include <set>
+#include <vector>
+
+#include "stash/allocators.hpp"
+#include "stash/backend/simulated_backend.hpp"
+#include "stash/backend/simulated_paged_backend.hpp"
+#include "stash/buckets/segregated_fit_buckets.hpp"
+#include "stash/caching_allocator.hpp"
+#include "stash/lock/null_lock.hpp"
+#include "stash/memory_manager.hpp"
+#include "stash/sharded_allocator.hpp"
+#include "stash/ordering/simulated_ordering.hpp"
+#include "stash/stats/basic_stats.hpp"
+#include "support/checked_backend.hpp"
+#include "support/reference_model.hpp"
+
+using namespace stash_test;
+
+namespace {
+
+constexpr std::size_t KiB = std::size_t{1} << 10;
+constexpr std::size_t MiB = std::size_t{1} << 20;
+
+using segments = stash::caching_allocator<stash::simulated_backend, stash::segregated_fit_buckets, stash::null_lock,
+                                          stash::basic_stats, stash::simulated_ordering>;
+using paged = stash::simulated_stream_allocator;
+using checked_paged = stash::caching_allocator<checked_backend<stash::simulated_paged_backend>,
+                                               stash::segregated_fit_buckets, stash::null_lock, stash::basic_stats,
+                                               stash::simulated_ordering>;
+
+std::uintptr_t addr(const void* p) { return reinterpret_cast<std::uintptr_t>(p); }
+bool overlap(const void* a, std::size_t an, const void* b, std::size_t bn) {
+  return addr(a) < addr(b) + bn && addr(b) < addr(a) + an;
+}
+
+}  // namespace
+
+TEST_CASE("streams: the default compositions order as their memory needs", "[streams]") {
+  STATIC_REQUIRE(std::is_same_v<stash::device_caching_allocator::ordering_type, stash::cuda_event_ordering>);
+  STATIC_REQUIRE(std::is_same_v<stash::segment_device_allocator::ordering_type, stash::cuda_event_ordering>);
+  STATIC_REQUIRE(std::is_same_v<stash::pinned_caching_allocator::ordering_type, stash::cuda_event_ordering>);
+  STATIC_REQUIRE(std::is_same_v<stash::host_caching_allocator::ordering_type, stash::host_ordering>);
+  STATIC_REQUIRE(std::is_same_v<stash::simulated_caching_allocator::ordering_type, stash::host_ordering>);
+  STATIC_REQUIRE(std::is_same_v<paged::ordering_type, stash::simulated_ordering>);
+}
+
+TEMPLATE_TEST_CASE("streams: a block freed on S is reused on S at once, with no event", "[streams]", segments,
+                   paged) {
+  TestType a;
+  auto& o = a.ordering();
+  const stash::stream s = o.make_stream();
+  void* p = a.allocate(100 * KiB, s);
+  a.deallocate(p, s);
+  void* q = a.allocate(100 * KiB, s);
+  CHECK(q == p);
+  CHECK(o.records() == 0);
+  CHECK(a.stats().cache_hits == 1);
+  a.deallocate(q, s);
+}
+
+// Blocks of 4 MiB have segments of their own (no rest to serve from), so every request on another
+// stream that the cache cannot serve is a miss, and a miss is where events are recorded and queried.
+constexpr std::size_t whole = 4 * MiB;
+
+TEST_CASE("streams: a block freed on S goes to T only after an event recorded on S has completed",
+          "[streams]") {
+  segments a;
+  auto& o = a.ordering();
+  const stash::stream s = o.make_stream(), t = o.make_stream();
+  void* p = a.allocate(whole, s);
+  a.deallocate(p, s);
+
+  void* q = a.allocate(whole, t);  // p's event is recorded now, but has not completed
+  CHECK(q != p);
+  REQUIRE(o.records() == 1);
+  CHECK(o.stream_of(1) == s);
+  CHECK_FALSE(o.is_complete(1));
+
+  void* r = a.allocate(whole, t);  // still not complete: not p
+  CHECK(r != p);
+  CHECK(o.records() == 1);  // one event covers the batch; nothing new was freed on s
+
+  o.complete(1);
+  void* u = a.allocate(whole, t);  // the miss retires the epoch: p is ready for every stream
+  CHECK(u == p);
+  CHECK(o.host_waits() == 0);
+  CHECK(o.capture_violations() == 0);
+  for (void* x : {q, r, u}) a.deallocate(x, t);
+}
+
+TEST_CASE("streams: one event per stream covers every free since the last one", "[streams]") {
+  segments a;
+  auto& o = a.ordering();
+  const stash::stream s = o.make_stream(), t = o.make_stream();
+  std::vector<void*> blocks;  // 64 of 64 KiB: two small segments, full
+  for (int i = 0; i < 64; ++i) blocks.push_back(a.allocate(64 * KiB, s));
+  for (void* p : blocks) a.deallocate(p, s);
+  void* big = a.allocate(8 * MiB, t);  // a miss on t: s's epoch is closed with one event
+  CHECK(o.records() == 1);
+  CHECK(o.recorded_on(s) == 1);
+  CHECK(a.stream_stats().epochs_recorded == 1);
+  o.complete_all();
+  void* again = a.allocate(64 * KiB, t);  // a miss: the epoch retires, its blocks merge, t gets one
+  CHECK(a.stream_stats().epochs_retired == 1);
+  CHECK(std::find(blocks.begin(), blocks.end(), again) != blocks.end());
+  a.deallocate(again, t);
+  a.deallocate(big, t);
+  CHECK(o.unreleased_events() == 0);  // the retired epoch's event went back
+}
+
+TEST_CASE("streams: wait mode hands another stream's block over after a stream wait", "[streams]") {
+  stash::caching_options options;
+  options.cross_stream_wait = true;
+  segments a(stash::simulated_backend{}, options);
+  auto& o = a.ordering();
+  const stash::stream s = o.make_stream(), t = o.make_stream();
+  void* p = a.allocate(whole, s);
+  a.deallocate(p, s);
+  const auto backend_before = a.backend().allocate_calls();
+  void* q = a.allocate(whole, t);
+  CHECK(q == p);  // no completed event needed: t now waits for s's epoch on the GPU
+  CHECK(a.backend().allocate_calls() == backend_before);
+  REQUIRE(o.waits().size() == 1);
+  CHECK(o.waits()[0].waiter == t);
+  CHECK(o.stream_of(o.waits()[0].event) == s);
+  CHECK(o.host_waits() == 0);
+  a.deallocate(q, t);
+}
+
+TEST_CASE("streams: record_stream keeps a block from every stream until each one's event completes",
+          "[streams]") {
+  segments a;
+  auto& o = a.ordering();
+  const stash::stream s = o.make_stream(), side = o.make_stream();
+  void* p = a.allocate(whole, s);
+  a.record_stream(p, side);
+  a.record_stream(p, s);  // its own stream: nothing more
+  a.deallocate(p, s);
+
+  void* q = a.allocate(whole, s);  // not even s may reuse it: side may still be writing
+  CHECK(q != p);
+  REQUIRE(o.recorded_on(side) == 1);
+  REQUIRE(o.recorded_on(s) == 1);
+  o.complete_stream(s);
+  void* r = a.allocate(whole, s);
+  CHECK(r != p);  // side's event has not completed
+  o.complete_stream(side);
+  void* u = a.allocate(whole, s);
+  CHECK(u == p);
+  CHECK(a.stream_stats().cross_blocks == 1);
+  for (void* x : {q, r, u}) a.deallocate(x, s);
+}
+
+TEST_CASE("streams: a free on another stream than the allocation's waits for both", "[streams]") {
+  segments a;
+  auto& o = a.ordering();
+  const stash::stream s = o.make_stream(), t = o.make_stream();
+  void* p = a.allocate(whole, s);
+  a.deallocate(p, t);  // accepted: as if record_stream(p, t) and a free on s
+  void* on_s = a.allocate(whole, s);
+  void* on_t = a.allocate(whole, t);
+  CHECK(on_s != p);
+  CHECK(on_t != p);
+  o.complete_all();
+  void* later = a.allocate(whole, t);
+  CHECK(later == p);
+  a.deallocate(on_s, s);
+  a.deallocate(on_t, t);
+  a.deallocate(later, t);
+}
+
+TEST_CASE("streams: neighbours merge only when the merged block is safe for its stream", "[streams]") {
+  segments a;
+  auto& o = a.ordering();
+  const stash::stream s = o.make_stream(), t = o.make_stream();
+  void* x = a.allocate(512 * KiB, s);  // x, y and keep fill one 2 MiB segment
+  void* y = a.allocate(512 * KiB, s);
+  void* keep = a.allocate(1 * MiB, s);
+  REQUIRE(addr(y) == addr(x) + 512 * KiB);
+
+  SECTION("same stream: merged at once, and reused whole on that stream") {
+    a.deallocate(x, s);
+    a.deallocate(y, s);
+    void* both = a.allocate(1 * MiB, s);
+    CHECK(both == x);
+    CHECK(o.records() == 0);
+    a.deallocate(both, s);
+  }
+  SECTION("two streams: not merged while either is pending; merged once both have completed") {
+    a.deallocate(x, s);
+    a.deallocate(y, t);
+    void* on_s = a.allocate(1 * MiB, s);    // x alone is too small, y is t's: a new segment
+    void* filler = a.allocate(1 * MiB, s);  // the new segment's rest
+    CHECK_FALSE(overlap(on_s, 1 * MiB, x, 1 * MiB));
+    CHECK_FALSE(overlap(filler, 1 * MiB, x, 1 * MiB));
+    o.complete_all();
+    const stash::stream u = o.make_stream();
+    void* on_u = a.allocate(1 * MiB, u);  // a miss: both retire and merge
+    CHECK(on_u == x);
+    a.deallocate(on_s, s);
+    a.deallocate(filler, s);
+    a.deallocate(on_u, u);
+  }
+  a.deallocate(keep, s);
+}
+
+TEST_CASE("streams: pages under a pending free are not moved or unmapped until its event completes",
+          "[streams][paged]") {
+  auto ledger = std::make_shared<backend_ledger>();
+  stash::caching_options options;
+  options.page_slack = 0;
+  options.pages_between_moves = 0;
+  checked_paged a{checked_backend<stash::simulated_paged_backend>(ledger), options};
+  auto& o = a.ordering();
+  const stash::stream s = o.make_stream(), t = o.make_stream();
+  void* p = a.allocate(4 * MiB, s);  // 2 pages
+  REQUIRE(ledger->pages.size() == 2);
+  const std::set<std::uintptr_t> pages_of_p = ledger->pages;
+  a.deallocate(p, s);
+
+  a.trim_cache(0);  // records s's epoch; it has not completed: the pages stay
+  CHECK(ledger->pages == pages_of_p);
+  CHECK(a.reserved_bytes() == 4 * MiB);
+
+  void* q = a.allocate(4 * MiB, t);  // t may not have p's pages: new ones are mapped
+  CHECK_FALSE(overlap(p, 4 * MiB, q, 4 * MiB));
+  for (std::uintptr_t page : pages_of_p) CHECK(ledger->pages.count(page) == 1);
+  CHECK(ledger->pages.size() == 4);
+
+  o.complete_all();
+  a.trim_cache(0);  // now p's pages are idle and go back
+  CHECK(ledger->pages.size() == 2);
+  for (std::uintptr_t page : pages_of_p) CHECK(ledger->pages.count(page) == 0);
+  CHECK(ledger->misuses == 0);
+  a.deallocate(q, t);
+  CHECK(o.host_waits() == 0);
+}
+
+TEST_CASE("streams: pages trim_cache could not give back go back once their events complete",
+          "[streams][paged]") {
+  paged a;
+  auto& o = a.ordering();
+  const stash::stream s = o.make_stream();
+  void* p = a.allocate(6 * MiB, s);
+  a.deallocate(p, s);
+  a.trim_cache(0);
+  CHECK(a.reserved_bytes() == 6 * MiB);  // pending
+  o.complete_all();
+  void* small = a.allocate(1 * KiB, o.make_stream());  // any slow path retires, then trims the rest
+  CHECK(a.reserved_bytes() <= 2 * MiB);
+  a.deallocate(small, s);
+}
+
+TEST_CASE("streams: empty_cache waits on the host for pending frees and gives everything back",
+          "[streams][paged]") {
+  paged a;
+  auto& o = a.ordering();
+  const stash::stream s = o.make_stream(), t = o.make_stream();
+  void* p = a.allocate(6 * MiB, s);
+  void* q = a.allocate(3 * MiB, t);
+  a.deallocate(p, s);
+  a.deallocate(q, t);
+  a.empty_cache();
+  CHECK(o.host_waits() == 2);
+  CHECK(a.reserved_bytes() == 0);
+  CHECK(a.backend().mapped_bytes() == 0);
+  CHECK(o.unreleased_events() == 0);
+}
+
+TEST_CASE("streams: out of memory waits for pending frees before it gives up", "[streams][oom]") {
+  SECTION("paged") {
+    paged a(stash::simulated_paged_backend(8 * MiB));
+    auto& o = a.ordering();
+    const stash::stream s = o.make_stream(), t = o.make_stream();
+    void* p = a.allocate(8 * MiB, s);
+    a.deallocate(p, s);
+    void* q = a.allocate(8 * MiB, t);  // every page is held by p's free: the retry waits for it
+    CHECK(o.host_waits() == 1);
+    CHECK(a.stats().oom_retries >= 1);
+    CHECK(a.backend().mapped_bytes() == 8 * MiB);
+    a.deallocate(q, t);
+  }
+  SECTION("segments") {
+    segments a(stash::simulated_backend(4 * MiB));
+    auto& o = a.ordering();
+    const stash::stream s = o.make_stream(), t = o.make_stream();
+    void* p = a.allocate(4 * MiB, s);
+    a.deallocate(p, s);
+    void* q = a.allocate(4 * MiB, t);
+    CHECK(q == p);
+    CHECK(o.host_waits() == 1);
+    a.deallocate(q, t);
+  }
+  SECTION("nothing pending: out_of_memory, and no host wait") {
+    segments a(stash::simulated_backend(4 * MiB));
+    auto& o = a.ordering();
+    void* p = a.allocate(4 * MiB, o.make_stream());
+    CHECK_THROWS_AS(a.allocate(4 * MiB, o.make_stream()), stash::out_of_memory);
+    CHECK(o.host_waits() == 0);
+    a.deallocate(p, stash::stream{});
+  }
+}
+
+TEST_CASE("streams: during graph capture the cache serves, nothing is mapped, frees stay on their stream",
+          "[streams][graph]") {
+  paged a;
+  auto& o = a.ordering();
+  const stash::stream s = o.make_stream(), t = o.make_stream();
+  void* warm = a.allocate(1 * MiB, s);
+  a.deallocate(warm, s);
+  const auto maps = a.backend().map_calls();
+
+  o.set_capturing(s, true);
+  void* p = a.allocate(1 * MiB, s);  // from the cache
+  CHECK(p == warm);
+  const auto before = a.stats();
+  try {
+    (void)a.allocate(64 * MiB, s);  // would map pages
+    FAIL("allocated during capture by mapping");
+  } catch (const stash::capture_error& e) {
+    CHECK(e.requested_bytes() == 64 * MiB);
+  }
+  CHECK(a.stats() == before);
+  CHECK(a.backend().map_calls() == maps);
+  a.deallocate(p, s);  // freed during capture
+
+  void* q = a.allocate(1 * MiB, t);  // t may not have it: no event can be recorded on s now
+  CHECK_FALSE(overlap(p, 1 * MiB, q, 1 * MiB));
+  CHECK(o.capture_violations() == 0);
+  CHECK(o.recorded_on(s) == 0);
+
+  o.set_capturing(s, false);
+  a.deallocate(q, t);
+  a.trim_cache(0);  // capture over: s's epoch is recorded now, but has not completed
+  CHECK(o.recorded_on(s) == 1);
+  void* after = a.allocate(1 * MiB, t);
+  CHECK_FALSE(overlap(p, 1 * MiB, after, 1 * MiB));
+  o.complete_all();
+  a.deallocate(after, t);
+  CHECK(o.capture_violations() == 0);
+}
+
+TEST_CASE("streams: bad input throws and changes nothing", "[streams][errors]") {
+  segments a;
+  auto& o = a.ordering();
+  const stash::stream s = o.make_stream();
+  void* p = a.allocate(1000, s);
+  const auto before = a.stats();
+  const auto dead = o.make_stream();
+  o.destroy_stream(dead);
+
+  CHECK_THROWS_AS(a.allocate(1000, dead), stash::invalid_stream);
+  CHECK_THROWS_AS(a.deallocate(p, dead), stash::invalid_stream);
+  CHECK_THROWS_AS(a.record_stream(p, dead), stash::invalid_stream);
+  CHECK(a.stats() == before);
+  CHECK(a.owns(p));
+
+  int local = 0;
+  CHECK_THROWS_AS(a.record_stream(&local, s), stash::invalid_pointer);
+  CHECK_THROWS_AS(a.deallocate(&local, s), stash::invalid_pointer);
+  CHECK_THROWS_AS(a.deallocate(p, 999, s), stash::invalid_size);
+  CHECK(a.stats() == before);
+  a.deallocate(p, s);
+  CHECK_THROWS_AS(a.deallocate(p, s), stash::double_free);
+  CHECK_THROWS_AS(a.record_stream(p, s), stash::double_free);
+  CHECK(a.stats().deallocations == before.deallocations + 1);
+}
+
+TEST_CASE("streams: a stream destroyed with pending frees keeps them from other streams, without an error",
+          "[streams][errors]") {
+  segments a;
+  auto& o = a.ordering();
+  const stash::stream s = o.make_stream(), t = o.make_stream();
+  void* p = a.allocate(whole, s);
+  a.deallocate(p, s);
+  o.destroy_stream(s);  // no event can be recorded on it now
+  void* q = nullptr;
+  REQUIRE_NOTHROW(q = a.allocate(whole, t));
+  CHECK(q != p);
+  CHECK(o.records() == 0);
+  a.deallocate(q, t);
+}
+
+TEST_CASE("streams: host-ordered compositions take streams as names only", "[streams]") {
+  stash::simulated_caching_allocator a;
+  const stash::stream s = reinterpret_cast<CUstream_st*>(std::uintptr_t{0x1234});
+  void* p = a.allocate(1000, s);
+  a.record_stream(p, stash::stream::per_thread());
+  a.deallocate(p, stash::stream{});  // another stream: a host-ordered free is final anyway
+  void* q = a.allocate(1000, stash::stream::per_thread());
+  CHECK(q == p);
+  a.deallocate(q);
+}
+
+// ---- the reference model of stream order -----------------------------------------------------------
+
+namespace {
+
+/// Frees whose memory other streams must not get yet. A free made on stream u (after `events_before`
+/// events had been recorded in all) is covered on u once an event recorded on u after it has completed,
+/// or the receiving stream was made to wait for such an event.
+struct pending_free {
+  std::uintptr_t begin, end;
+  std::vector<stash::stream> uses;  // streams whose work may still touch it
+  stash::stream own;                // reusable on this stream at once (none for a cross-stream free)
+  bool has_own;
+  std::size_t events_before;
+};
+
+class stream_model {
+ public:
+  explicit stream_model(const stash::simulated_ordering& o) : o_(o) {}
+
+  void freed(const void* p, std::size_t n, std::vector<stash::stream> uses, bool has_own, stash::stream own) {
+    pending_.push_back({addr(p), addr(p) + n, std::move(uses), own, has_own, o_.records()});
+  }
+
+  /// Whether [p, p + n) handed out on stream `to` overlaps a free not yet safe for `to`.
+  bool violates(const void* p, std::size_t n, stash::stream to) const {
+    for (const pending_free& f : pending_) {
+      if (addr(p) >= f.end || f.begin >= addr(p) + n) continue;
+      for (stash::stream u : f.uses) {
+        if (f.has_own && u == to && f.own == to) continue;
+        if (!covered(f, u, to)) return true;
+      }
+    }
+    return false;
+  }
+
+  /// Calls f(page address) for every page under a free that some stream's work may still touch.
+  template <class F>
+  void for_each_pending_page(std::size_t page, F&& f) const {
+    const stash::stream nobody(reinterpret_cast<CUstream_st*>(UINTPTR_MAX));  // waited for by no one
+    for (const pending_free& x : pending_) {
+      bool pending = false;
+      for (stash::stream u : x.uses) pending = pending || !covered(x, u, nobody);
+      if (!pending) continue;
+      for (std::uintptr_t pg = x.begin / page * page; pg < x.end; pg += page) f(pg);
+    }
+  }
+
+ private:
+  bool covered(const pending_free& f, stash::stream u, stash::stream to) const {
+    for (std::size_t e = f.events_before + 1; e <= o_.records(); ++e)
+      if (o_.stream_of(e) == u && o_.is_complete(e)) return true;
+    for (const auto& w : o_.waits())
+      if (w.waiter == to && w.event > f.events_before && o_.stream_of(w.event) == u) return true;
+    return false;
+  }
+  const stash::simulated_ordering& o_;
+  std::vector<pending_free> pending_;
+};
+
+template <class Allocator>
+void random_streams(Allocator& a, std::shared_ptr<backend_ledger> ledger, std::uint32_t seed, bool wait_mode = false) {
+  auto& o = a.ordering();
+  std::mt19937 rng(seed);
+  std::vector<stash::stream> streams{stash::stream{}, o.make_stream(), o.make_stream(), o.make_stream()};
+  struct live {
+    void* p;
+    std::size_t n;
+    stash::stream s;
+    std::vector<stash::stream> extra;
+  };
+  std::vector<live> blocks;
+  reference_model m;
+  stream_model model(o);
+  std::uniform_int_distribution<int> action(0, 99);
+  std::uniform_int_distribution<std::size_t> size_log(8, 23);
+  auto pick = [&](std::size_t n) { return std::uniform_int_distribution<std::size_t>(0, n - 1)(rng); };
+
+  for (int step = 0; step < 4000; ++step) {
+    const int what = action(rng);
+    if (what < 45 || blocks.empty()) {
+      const std::size_t n = (std::size_t{1} << size_log(rng)) + pick(4096);
+      const stash::stream s = streams[pick(streams.size())];
+      void* p = a.allocate(n, s);
+      INFO("step " << step << ": allocate " << n << " on stream " << s.key());
+      REQUIRE_FALSE(model.violates(p, Allocator::good_size(n), s));
+      REQUIRE(m.allocate(p, n, Allocator::good_size(n)));
+      blocks.push_back({p, n, s, {}});
+    } else if (what < 85) {
+      const std::size_t i = pick(blocks.size());
+      live b = blocks[i];
+      blocks[i] = blocks.back();
+      blocks.pop_back();
+      const bool other_stream = pick(10) == 0;
+      const stash::stream f = other_stream ? streams[pick(streams.size())] : b.s;
+      std::vector<stash::stream> uses{b.s};
+      for (auto x : b.extra) uses.push_back(x);
+      if (f != b.s) uses.push_back(f);
+      const bool cross = uses.size() > 1;
+      a.deallocate(b.p, b.n, f);
+      model.freed(b.p, Allocator::good_size(b.n), uses, !cross, b.s);
+      m.deallocate(b.p);
+    } else if (what < 90) {
+      live& b = blocks[pick(blocks.size())];
+      const stash::stream u = streams[pick(streams.size())];
+      a.record_stream(b.p, u);
+      if (u != b.s) b.extra.push_back(u);
+    } else if (what < 97) {
+      o.complete_stream(streams[pick(streams.size())]);
+    } else if (what < 99) {
+      a.trim_cache(pick(64) * MiB);
+    } else {
+      o.complete_all();
+    }
+    // Pages under frees still in use somewhere stay mapped.
+    if constexpr (stash::paged_backend<typename Allocator::backend_type>) {
+      if (step % 16 == 0)
+        model.for_each_pending_page(a.backend().page_size(), [&](std::uintptr_t pg) {
+          INFO("step " << step << ": page " << pg << " under a pending free");
+          REQUIRE(ledger->pages.count(pg) == 1);
+        });
+    }
+    const stash::stats_snapshot st = a.stats();
+    REQUIRE(st.allocated_bytes == m.allocated_bytes());
+    REQUIRE(st.requested_bytes == m.requested_bytes());
+    REQUIRE(st.cached_bytes == st.reserved_bytes - st.allocated_bytes);
+  }
+  CHECK(o.capture_violations() == 0);
+  CHECK(o.host_waits() == 0);
+  CHECK(o.bad_releases() == 0);
+  const auto st = a.stream_stats();  // the rules were exercised, not just passed by
+  CHECK(st.epochs_retired > 10);
+  CHECK(st.cross_blocks > 10);
+  if (wait_mode) CHECK(st.waits > 0);
+  for (const live& b : blocks) a.deallocate(b.p, b.n, b.s);
+  a.empty_cache();
+  CHECK(a.reserved_bytes() == 0);
+  CHECK(o.unreleased_events() == 0);
+}
+
+}  // namespace
+
+TEST_CASE("streams: random work on four streams never hands memory over early", "[streams][random]") {
+  SECTION("segments") {
+    segments a;
+    random_streams(a, nullptr, 7);
+  }
+  SECTION("paged") {
+    auto ledger = std::make_shared<backend_ledger>();
+    checked_paged a{checked_backend<stash::simulated_paged_backend>(ledger)};
+    random_streams(a, ledger, 11);
+  }
+  SECTION("segments, wait mode") {
+    stash::caching_options options;
+    options.cross_stream_wait = true;
+    segments a(stash::simulated_backend{}, options);
+    random_streams(a, nullptr, 13, true);
+  }
+}
+
+TEST_CASE("streams: the memory manager and the sharded allocator carry streams through", "[streams][manager]") {
+  const stash::stream s = reinterpret_cast<CUstream_st*>(std::uintptr_t{0x7700});
+  SECTION("memory manager") {
+    stash::memory_manager mm(stash::memory_manager::backing::host, 2);
+    void* p = mm.allocate(1000, stash::memory_type::device, 1, s);
+    CHECK(mm.get_stats(1).total_allocated == 1024);
+    mm.record_stream(p, stash::stream::per_thread());
+    mm.deallocate(p, s);
+    CHECK(mm.get_stats(1).total_allocated == 0);
+    CHECK_THROWS_AS(mm.record_stream(p, s), stash::double_free);
+    int local = 0;
+    CHECK_THROWS_AS(mm.record_stream(&local, s), stash::invalid_pointer);
+    void* h = mm.allocate_pinned(100, s);
+    mm.deallocate(h, s);
+    CHECK(mm.get_pinned_stats().total_allocated == 0);
+  }
+  SECTION("sharded, stream-ordered shards") {
+    stash::sharded_allocator<stash::simulated_stream_allocator, 2> sharded;
+    void* p = sharded.allocate(4096, stash::stream::per_thread());
+    sharded.record_stream(p, stash::stream{});
+    sharded.deallocate(p, 4096, stash::stream::per_thread());
+    CHECK(sharded.stats().allocated_bytes == 0);
+  }
+}
