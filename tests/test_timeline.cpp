@@ -138,3 +138,28 @@ TEST_CASE("timeline: write_html writes the page and reports a file it cannot wri
   stash::timeline empty;
   CHECK(empty.html("t").find("No samples were recorded.") != std::string::npos);
 }
+
+TEST_CASE("timeline: the largest free block, when asked for, is a line of its own", "[timeline][report]") {
+  stash::simulated_caching_allocator pool;
+  stash::timeline tl;
+  const auto id = tl.add_series("pool", pool);
+  void* a = pool.allocate(2 << 20);
+  void* b = pool.allocate(2 << 20);
+  void* c = pool.allocate(2 << 20);
+  pool.deallocate(a);
+  pool.deallocate(c);  // two 2 MiB free blocks apart (and the arena's unmapped rest, not held)
+  tl.sample(id, pool, true);
+  tl.sample(id, pool);  // without: 0
+  const auto samples = tl.samples(id);
+  REQUIRE(samples.size() == 2);
+  CHECK(samples[0].largest_free == (2u << 20));
+  CHECK(samples[0].largest_free == stash::describe_memory(pool).largest_free_block);
+  CHECK(samples[1].largest_free == 0);
+  const std::string page = tl.html("t");
+  CHECK(count(page, "<polyline") == 4);  // live, reserved, pages, largest free
+  CHECK(page.find("largest free block held") != std::string::npos);
+  stash::timeline without;
+  without.record(without.add_series("s"), 0, 1, 2);
+  CHECK(without.html("t").find("largest free block held") == std::string::npos);
+  pool.deallocate(b);
+}

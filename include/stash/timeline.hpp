@@ -33,6 +33,7 @@
 
 #include "stash/backend/backend.hpp"
 #include "stash/error.hpp"
+#include "stash/memory_report.hpp"
 
 namespace stash {
 
@@ -40,6 +41,7 @@ struct timeline_sample {
   double x;                     // seconds, operations, or whatever the timeline's x axis counts
   std::size_t live_bytes;       // as asked for by the callers
   std::size_t reserved_bytes;   // held from the backend
+  std::size_t largest_free = 0;  // the largest free block held, where it was sampled (else 0)
 };
 
 class timeline {
@@ -53,7 +55,7 @@ class timeline {
   /// one `group` share their axes' ranges (stash-replay groups by trace).
   series_id add_series(std::string name, std::size_t page_bytes = 0, std::string group = {}) {
     std::lock_guard guard(lock_);
-    series_.push_back({std::move(name), page_bytes, std::move(group), {}, 0, 0});
+    series_.push_back({std::move(name), page_bytes, std::move(group), {}, 0, 0, false});
     return series_.size() - 1;
   }
   /// A series for `allocator`: its page size when its backend is paged.
@@ -68,17 +70,31 @@ class timeline {
     std::lock_guard guard(lock_);
     series_.at(series).samples.push_back({x, live_bytes, reserved_bytes});
   }
+  /// The same with the largest free block held, drawn as a line of its own.
+  void record(series_id series, double x, std::size_t live_bytes, std::size_t reserved_bytes,
+              std::size_t largest_free) {
+    std::lock_guard guard(lock_);
+    auto& target = series_.at(series);
+    target.samples.push_back({x, live_bytes, reserved_bytes, largest_free});
+    target.has_largest_free = true;
+  }
   /// Records `allocator`'s figures now (live as requested_bytes, reserved), at the seconds elapsed
   /// since the timeline was made.
   /// The allocator's own peaks (which see every operation, not only the sampled moments) are kept
   /// too and printed under the panel.
+  /// `largest_free`: also the largest free block held (describe_memory: a walk over every block, and
+  /// for a paged allocator over its page table; tens of microseconds to milliseconds per sample).
   template <class Allocator>
-  void sample(series_id series, const Allocator& allocator) {
+  void sample(series_id series, const Allocator& allocator, bool largest_free = false) {
+    std::size_t largest = 0;
+    if constexpr (requires { describe_memory(allocator); })
+      if (largest_free) largest = describe_memory(allocator, 0).largest_free_block;
     const auto s = allocator.stats();
     const std::chrono::duration<double> elapsed = std::chrono::steady_clock::now() - start_;
     std::lock_guard guard(lock_);
     auto& target = series_.at(series);
-    target.samples.push_back({elapsed.count(), s.requested_bytes, s.reserved_bytes});
+    target.samples.push_back({elapsed.count(), s.requested_bytes, s.reserved_bytes, largest});
+    target.has_largest_free = target.has_largest_free || largest_free;
     target.reported_peak_live = s.peak_requested_bytes;
     target.reported_peak_reserved = s.peak_reserved_bytes;
   }
@@ -119,6 +135,7 @@ class timeline {
     std::string group;
     std::vector<timeline_sample> samples;
     std::size_t reported_peak_live = 0, reported_peak_reserved = 0;  // from the allocator, by sample()
+    bool has_largest_free = false;
   };
 
   std::string x_label_;
@@ -276,7 +293,12 @@ inline std::string timeline::html(std::string_view title, std::size_t max_points
   out += "</h1>\n<p class=\"legend\"><span><i class=\"sw\" style=\"background:#1f77b4\"></i>live bytes "
          "(as asked for)</span><span><i class=\"sw\" style=\"background:#ff7f0e\"></i>reserved bytes (held from "
          "the driver)</span><span><i class=\"sw\" style=\"background:#2ca02c\"></i>mapped pages (paged "
-         "allocators, right axis)</span><span>&#9679; peak</span></p>\n";
+         "allocators, right axis)</span>";
+  bool any_largest_free = false;
+  for (const auto& s : series_) any_largest_free = any_largest_free || s.has_largest_free;
+  if (any_largest_free)
+    out += "<span><i class=\"sw\" style=\"background:#9467bd\"></i>largest free block held</span>";
+  out += "<span>&#9679; peak</span></p>\n";
   if (!any) out += "<p>No samples were recorded.</p>\n";
 
   const std::string* group = nullptr;
@@ -332,6 +354,8 @@ inline std::string timeline::html(std::string_view title, std::size_t max_points
     auto reserved = [](const timeline_sample& p) { return p.reserved_bytes; };
     line(reserved, "#ff7f0e", nullptr);
     if (s.page_bytes > 0) line(reserved, "#2ca02c", "5,4");  // pages = reserved / page size: same curve
+    if (s.has_largest_free)
+      line([](const timeline_sample& p) { return p.largest_free; }, "#9467bd", "2,3");
     line(live, "#1f77b4", nullptr);
     std::size_t peak_live = 0, peak_reserved = 0;
     for (const auto& p : s.samples) {
