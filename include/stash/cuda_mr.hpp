@@ -25,10 +25,10 @@
 //     alignment / 256 lookups; no side table). A zero or non-power-of-two alignment throws
 //     stash::invalid_alignment.
 //   - 0 bytes allocates nothing and returns nullptr; deallocating nullptr does nothing.
-//   - Streams: a pool with stream-ordered calls (allocate(n, stash::stream), deallocate(p, stream))
-//     gets the stream. A host-ordered pool reuses a freed block at once, so deallocate_async first
-//     waits for the stream (cudaStreamSynchronize) and then frees: correct for any later user, at the
-//     cost of the wait. allocate_async from a host-ordered pool returns memory no stream is using.
+//   - Streams: a pool with stream-ordered calls (allocate(n, stash::stream), deallocate(p, stream):
+//     every caching_allocator) gets the stream, and its ordering policy decides when a block freed on
+//     one stream may be used on another. A pool without them reuses a freed block at once, so for it
+//     deallocate_async first waits for the stream (cudaStreamSynchronize) and then frees.
 //   - deallocate never throws (CCCL's resource_ref calls it noexcept): a pointer that is not a live
 //     allocation of the pool is a program error, reported on stderr, then std::terminate.
 #ifndef LIBCUDACXX_ENABLE_EXPERIMENTAL_MEMORY_RESOURCE
