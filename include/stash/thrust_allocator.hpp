@@ -12,9 +12,8 @@
 //
 // Like stash::device_allocator it draws from a stash::memory_resource; copies, rebinds and comparison
 // follow the same rules (equal when they draw from the same resource; the resource travels with the
-// container). The stream it is bound to (default: the legacy default stream) is passed to a resource
-// that takes one; today's resources are host-ordered, and thrust's algorithms on device_vector finish
-// before they return, so a container's memory is idle whenever thrust frees it.
+// container). It allocates and frees on the stream it is bound to (default: the legacy default
+// stream, where device_vector runs thrust's algorithms) through the resource's stream-ordered calls.
 #include <thrust/device_malloc_allocator.h>
 #include <thrust/device_ptr.h>
 
