@@ -3,13 +3,21 @@
 
 #include <vector>
 
+#include "stash/backend/cuda_vmm_backend.hpp"
 #include "stash/backend/limited_backend.hpp"
 #include "stash/caching_allocator.hpp"
+#include "stash/ordering/default_ordering.hpp"
 
 namespace {
 constexpr std::size_t MiB = std::size_t{1} << 20;
 using paged = stash::caching_allocator<stash::limited_backend<stash::simulated_paged_backend>>;
 using segments = stash::caching_allocator<stash::limited_backend<stash::host_backend>>;
+// The limit keeps the upstream's stream ordering: a limited device pool is stream-ordered as the
+// plain one is.
+static_assert(std::is_same_v<stash::default_ordering_t<stash::limited_backend<stash::cuda_vmm_backend>>,
+                             stash::default_ordering_t<stash::cuda_vmm_backend>>);
+static_assert(std::is_same_v<stash::default_ordering_t<stash::limited_backend<stash::host_backend>>,
+                             stash::default_ordering_t<stash::host_backend>>);
 }  // namespace
 
 TEST_CASE("limited_backend: a paged allocator stays within the limit and reuses idle pages", "[limit]") {

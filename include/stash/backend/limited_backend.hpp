@@ -23,8 +23,19 @@
 
 namespace stash {
 
+namespace detail {
+/// The upstream's ordering_type, where it names one: a limit does not change how the memory is used.
+template <class Backend>
+struct ordering_type_of {};
+template <class Backend>
+  requires requires { typename Backend::ordering_type; }
+struct ordering_type_of<Backend> {
+  using ordering_type = typename Backend::ordering_type;
+};
+}  // namespace detail
+
 template <backend_policy Backend>
-class limited_backend {
+class limited_backend : public detail::ordering_type_of<Backend> {
  public:
   static constexpr memory_kind kind = Backend::kind;
   static constexpr std::size_t unlimited = SIZE_MAX;
