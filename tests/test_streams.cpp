@@ -9,12 +9,15 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <future>
 #include <map>
 #include <random>
 #include <set>
+#include <thread>
 #include <vector>
 
 #include "stash/allocators.hpp"
+#include "stash/backend/limited_backend.hpp"
 #include "stash/backend/simulated_backend.hpp"
 #include "stash/backend/simulated_paged_backend.hpp"
 #include "stash/buckets/segregated_fit_buckets.hpp"
@@ -55,6 +58,11 @@ TEST_CASE("streams: the default compositions order as their memory needs", "[str
   STATIC_REQUIRE(std::is_same_v<stash::host_caching_allocator::ordering_type, stash::host_ordering>);
   STATIC_REQUIRE(std::is_same_v<stash::simulated_caching_allocator::ordering_type, stash::host_ordering>);
   STATIC_REQUIRE(std::is_same_v<paged::ordering_type, stash::simulated_ordering>);
+  // A backend that wraps another orders as the memory it hands out needs.
+  STATIC_REQUIRE(std::is_same_v<stash::caching_allocator<stash::limited_backend<stash::cuda_vmm_backend>>::ordering_type,
+                                stash::cuda_event_ordering>);
+  STATIC_REQUIRE(std::is_same_v<stash::caching_allocator<stash::limited_backend<stash::host_backend>>::ordering_type,
+                                stash::host_ordering>);
 }
 
 TEMPLATE_TEST_CASE("streams: a block freed on S is reused on S at once, with no event", "[streams]", segments,
@@ -392,6 +400,33 @@ TEST_CASE("streams: a stream destroyed with pending frees keeps them from other 
   CHECK(q != p);
   CHECK(o.records() == 0);
   a.deallocate(q, t);
+}
+
+TEST_CASE("streams: cudaStreamPerThread is a different stream in every thread", "[streams]") {
+  segments a;
+  auto& o = a.ordering();
+  const stash::stream ptds = stash::stream::per_thread();
+  void* p = nullptr;
+  void* q = nullptr;
+  std::promise<void> freed, taken;
+  std::thread first([&] {  // stays alive until the second is done: its stream must not be confused
+    p = a.allocate(whole, ptds);
+    a.deallocate(p, ptds);
+    freed.set_value();
+    taken.get_future().wait();
+  });
+  freed.get_future().wait();
+  CHECK(o.records() == 1);  // closed at once by its own thread: no other thread can record on it
+  std::thread second([&] { q = a.allocate(whole, ptds); });
+  second.join();
+  taken.set_value();
+  first.join();
+  CHECK(q != p);  // another thread's default stream: not before the event
+  o.complete_all();
+  void* r = a.allocate(whole, ptds);  // this thread's: after the event, p is ready
+  CHECK(r == p);
+  a.deallocate(q, ptds);  // another thread's block freed here: a cross-stream free, accepted
+  a.deallocate(r, ptds);
 }
 
 TEST_CASE("streams: host-ordered compositions take streams as names only", "[streams]") {

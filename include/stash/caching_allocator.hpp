@@ -171,7 +171,7 @@ class caching_allocator {
     block* b = index_.find(address(p));
     if (!b || b->is_free) throw_bad_pointer(p);
     if constexpr (streamed) {
-      if (b->owner->key != s.key() || b->used_elsewhere) [[unlikely]] return release_cross(b, s);
+      if (b->owner->key != streams_.key_of(s) || b->used_elsewhere) [[unlikely]] return release_cross(b, s);
       if constexpr (paged) prepare_hold(b);
     }
     release_block(b);
@@ -187,7 +187,7 @@ class caching_allocator {
       throw invalid_size(n, "sized deallocate does not match the " + std::to_string(b->requested) +
                                 " bytes allocated at this pointer");
     if constexpr (streamed) {
-      if (b->owner->key != s.key() || b->used_elsewhere) [[unlikely]] return release_cross(b, s);
+      if (b->owner->key != streams_.key_of(s) || b->used_elsewhere) [[unlikely]] return release_cross(b, s);
       if constexpr (paged) prepare_hold(b);
     }
     release_block(b);
@@ -228,7 +228,7 @@ class caching_allocator {
     if (!b || b->is_free) return false;
     if constexpr (streamed) {
       try {
-        if (b->owner->key != s.key() || b->used_elsewhere) [[unlikely]] {
+        if (b->owner->key != streams_.key_of(s) || b->used_elsewhere) [[unlikely]] {
           release_cross(b, s);
           return true;
         }
@@ -472,6 +472,7 @@ class caching_allocator {
   /// held until the epoch completes (prepare_hold made room), and it merges as mergeable() says (the
   /// merged block then belongs to that stream's open epoch).
   void release_block(block* b) noexcept {
+    [[maybe_unused]] tag* const owner = b->owner;
     allocated_ -= b->size;
     stats_.on_deallocate(b->requested, b->size);
     if constexpr (streamed) {
@@ -498,6 +499,7 @@ class caching_allocator {
       b = prev;
     }
     push_free(b);
+    if constexpr (streamed) streams_.after_free(owner);
   }
 
   /// Drops a block that was merged into its lower neighbour (or a released segment's block).
@@ -812,6 +814,7 @@ class caching_allocator {
       unback_pages(b->addr, b->size);
     }
     push_free(b);
+    for (tag* t : uses) streams_.after_free(t);
   }
 
   /// Retires every epoch whose event has completed (recording the events of epochs with frees);

@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "stash/backend/backend.hpp"
+#include "stash/ordering/default_ordering.hpp"
 
 namespace stash_test {
 
@@ -30,6 +31,8 @@ template <stash::backend_policy Backend>
 class checked_backend {
  public:
   static constexpr stash::memory_kind kind = Backend::kind;
+  /// The memory is the upstream's: so is the order it needs (stream-ordered over CUDA memory).
+  using ordering_type = stash::default_ordering_t<Backend>;
 
   explicit checked_backend(std::shared_ptr<backend_ledger> ledger = std::make_shared<backend_ledger>(),
                            Backend upstream = Backend{})

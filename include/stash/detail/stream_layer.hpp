@@ -91,9 +91,28 @@ class stream_layer {
   /// The tag of stream s, made on first use after the ordering policy has checked the handle
   /// (stash::invalid_stream; nothing changes then).
   stream_tag* tag(stream s) {
-    if (last_ && last_->key == s.key()) [[likely]]
+    if (last_ && last_->key == key_of(s)) [[likely]]
       return last_;
     return find_or_add(s);
+  }
+  /// How the layer keys a stream: its handle, except cudaStreamPerThread, one handle that names a
+  /// different stream in every thread: it is keyed per thread (an odd number no handle has).
+  static std::uintptr_t key_of(stream s) noexcept {
+    if (s.key() != per_thread_handle) [[likely]]
+      return s.key();
+    static thread_local const char marker = 0;
+    return reinterpret_cast<std::uintptr_t>(&marker) | 1;
+  }
+  /// After a free on t: a per-thread default stream's epoch is closed at once, by the thread whose
+  /// stream it is (no other thread can record on it). Never throws: an epoch left open stays pending.
+  void after_free(stream_tag* t) noexcept {
+    state* s = as_state(t);
+    if (!s->per_thread) [[likely]]
+      return;
+    try {
+      close(*s);
+    } catch (...) {
+    }
   }
   /// The tag every cross block is owned by: no stream has it and no epoch of it ever retires.
   stream_tag* nobody() noexcept { return &nobody_; }
@@ -110,7 +129,7 @@ class stream_layer {
   void prepare_hold(stream_tag* t, Unhold&& unhold) {
     state* s = as_state(t);
     if (s->open_held.size() >= held_extents_per_epoch && close(*s)) retire_completed(*s, unhold);
-    s->open_held.reserve(s->open_held.size() + 1);
+    if (s->open_held.size() == s->open_held.capacity()) s->open_held.reserve(2 * s->open_held.size() + 16);
   }
   /// The extent of a block freed on t, given back through unhold once t's open epoch has completed.
   void hold(stream_tag* t, extent e) noexcept { as_state(t)->open_held.push_back(e); }  // room was made
@@ -189,6 +208,7 @@ class stream_layer {
   struct state : stream_tag {
     stream handle;
     bool gone = false;               // recording on it failed: the stream was destroyed
+    bool per_thread = false;         // cudaStreamPerThread of the thread its key names
     std::size_t open_frees = 0;      // frees (and cross tickets) in the open epoch
     std::vector<extent> open_held;   // extents of the open epoch
     std::deque<epoch> recorded;      // closed epochs not yet known complete, oldest first
@@ -204,10 +224,11 @@ class stream_layer {
     std::vector<ticket> tickets;
   };
 
+  static constexpr std::uintptr_t per_thread_handle = 2;  // cudaStreamPerThread
   static state* as_state(stream_tag* t) noexcept { return static_cast<state*>(t); }
 
   stream_tag* find_or_add(stream s) {
-    if (auto it = streams_.find(s.key()); it != streams_.end()) {
+    if (auto it = streams_.find(key_of(s)); it != streams_.end()) {
       if (it->second->gone) {  // the handle names a live stream again (checked): see close()
         ordering_.check(s);
         it->second->gone = false;
@@ -216,10 +237,11 @@ class stream_layer {
     }
     ordering_.check(s);
     auto made = std::make_unique<state>();
-    made->key = s.key();
+    made->key = key_of(s);
     made->handle = s;
+    made->per_thread = s.key() == per_thread_handle;
     state* raw = made.get();
-    streams_.emplace(s.key(), std::move(made));
+    streams_.emplace(made->key, std::move(made));
     return last_ = raw;
   }
 
@@ -236,6 +258,7 @@ class stream_layer {
   bool close(state& s) {
     if (s.open_frees == 0 && s.open_held.empty()) return true;
     if (s.gone) return false;
+    if (s.per_thread && s.key != key_of(stream::per_thread())) return false;  // another thread's stream
     event_type e;
     try {
       if (ordering_.is_capturing(s.handle)) {

@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "stash/backend/backend.hpp"
+#include "stash/ordering/default_ordering.hpp"
 #include "stash/error.hpp"
 
 namespace stash {
@@ -17,6 +18,8 @@ template <backend_policy Backend>
 class failing_backend {
  public:
   static constexpr memory_kind kind = Backend::kind;
+  /// The memory is the upstream's: so is the order it needs (stream-ordered over CUDA memory).
+  using ordering_type = default_ordering_t<Backend>;
   static constexpr std::size_t no_limit = SIZE_MAX;
 
   explicit failing_backend(Backend upstream = Backend{}) : upstream_(std::move(upstream)) {}
