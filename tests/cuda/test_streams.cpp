@@ -124,7 +124,7 @@ TEST_CASE("streams (GPU): record_stream keeps a block until the side stream's wo
   CHECK(alloc.ordering().stats().host_waits == 0);
 }
 
-TEMPLATE_TEST_CASE("streams (GPU): 8 threads on 8 streams write and verify tags in shared memory",
+TEMPLATE_TEST_CASE("streams (GPU): 8 threads on 8 streams write and verify tags through one allocator",
                    "[cuda][streams][threads]", device_segregated, device_vmm) {
   constexpr int streams = 8, rounds = 60;
   std::vector<std::unique_ptr<scoped_stream>> own;  // they outlive the allocator's use of them
