@@ -20,7 +20,6 @@
 #include <utility>
 
 #include "stash/backend/backend.hpp"
-#include "stash/ordering/default_ordering.hpp"
 
 namespace stash {
 
@@ -39,8 +38,6 @@ template <backend_policy Backend>
 class limited_backend : public detail::ordering_type_of<Backend> {
  public:
   static constexpr memory_kind kind = Backend::kind;
-  /// The memory is the upstream's: so is the order it needs (stream-ordered over CUDA memory).
-  using ordering_type = default_ordering_t<Backend>;
   static constexpr std::size_t unlimited = SIZE_MAX;
 
   explicit limited_backend(Backend upstream = Backend{}, std::size_t limit_bytes = unlimited)
