@@ -29,6 +29,7 @@
 #include "stash/stats/basic_stats.hpp"
 #include "support/checked_backend.hpp"
 #include "support/reference_model.hpp"
+#include "support/stream_model.hpp"
 
 using namespace stash_test;
 
@@ -440,64 +441,9 @@ TEST_CASE("streams: host-ordered compositions take streams as names only", "[str
   a.deallocate(q);
 }
 
-// ---- the reference model of stream order -----------------------------------------------------------
+// ---- random work against the reference model of stream order (support/stream_model.hpp) -------------
 
 namespace {
-
-/// Frees whose memory other streams must not get yet. A free made on stream u (after `events_before`
-/// events had been recorded in all) is covered on u once an event recorded on u after it has completed,
-/// or the receiving stream was made to wait for such an event.
-struct pending_free {
-  std::uintptr_t begin, end;
-  std::vector<stash::stream> uses;  // streams whose work may still touch it
-  stash::stream own;                // reusable on this stream at once (none for a cross-stream free)
-  bool has_own;
-  std::size_t events_before;
-};
-
-class stream_model {
- public:
-  explicit stream_model(const stash::simulated_ordering& o) : o_(o) {}
-
-  void freed(const void* p, std::size_t n, std::vector<stash::stream> uses, bool has_own, stash::stream own) {
-    pending_.push_back({addr(p), addr(p) + n, std::move(uses), own, has_own, o_.records()});
-  }
-
-  /// Whether [p, p + n) handed out on stream `to` overlaps a free not yet safe for `to`.
-  bool violates(const void* p, std::size_t n, stash::stream to) const {
-    for (const pending_free& f : pending_) {
-      if (addr(p) >= f.end || f.begin >= addr(p) + n) continue;
-      for (stash::stream u : f.uses) {
-        if (f.has_own && u == to && f.own == to) continue;
-        if (!covered(f, u, to)) return true;
-      }
-    }
-    return false;
-  }
-
-  /// Calls f(page address) for every page under a free that some stream's work may still touch.
-  template <class F>
-  void for_each_pending_page(std::size_t page, F&& f) const {
-    const stash::stream nobody(reinterpret_cast<CUstream_st*>(UINTPTR_MAX));  // waited for by no one
-    for (const pending_free& x : pending_) {
-      bool pending = false;
-      for (stash::stream u : x.uses) pending = pending || !covered(x, u, nobody);
-      if (!pending) continue;
-      for (std::uintptr_t pg = x.begin / page * page; pg < x.end; pg += page) f(pg);
-    }
-  }
-
- private:
-  bool covered(const pending_free& f, stash::stream u, stash::stream to) const {
-    for (std::size_t e = f.events_before + 1; e <= o_.records(); ++e)
-      if (o_.stream_of(e) == u && o_.is_complete(e)) return true;
-    for (const auto& w : o_.waits())
-      if (w.waiter == to && w.event > f.events_before && o_.stream_of(w.event) == u) return true;
-    return false;
-  }
-  const stash::simulated_ordering& o_;
-  std::vector<pending_free> pending_;
-};
 
 template <class Allocator>
 void random_streams(Allocator& a, std::shared_ptr<backend_ledger> ledger, std::uint32_t seed, bool wait_mode = false) {

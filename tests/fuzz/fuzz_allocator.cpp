@@ -1,14 +1,19 @@
 // libFuzzer harness: random operation programs against the reference model, for each composition of
-// tests/support/compositions.hpp. The first input byte picks the composition; every following group
-// of bytes is one operation:
-//   allocate (sizes from 0 to beyond max_size), unsized / sized / wrong-sized free, a free of a pointer
-//   inside a block or outside the allocator, a second free, trim_cache, empty_cache, reset_peak, a
-//   backend fault at a chosen call index (out of memory or a thrown cuda_error, failing compositions),
-//   and a backend capacity change (simulated backends).
+// tests/support/compositions.hpp and three stream-ordered ones (simulated_ordering over segments,
+// checked pages and failing pages). The first input byte picks the composition; every following
+// group of bytes is one operation:
+//   allocate (sizes from 0 to beyond max_size) on a chosen stream, unsized / sized / wrong-sized free
+//   on the block's stream or another, a free of a pointer inside a block or outside the allocator, a
+//   second free, trim_cache, empty_cache, reset_peak, a backend fault at a chosen call index (out of
+//   memory or a thrown cuda_error, failing compositions), a backend capacity change (simulated
+//   backends); stream order: record_stream, events completing (one, a stream's, all), graph capture
+//   on and off, and an unknown stream.
 // After every operation the allocator must agree with the model (live blocks, every counter), the
 // backend must hold exactly what the allocator says it reserved and have seen no misuse; after every
-// error, the live blocks and their figures must be as before and the memory held no larger. The
-// program ends by freeing everything: then nothing may stay reserved.
+// error, the live blocks and their figures must be as before and the memory held no larger. Stream
+// order: no block is handed to a stream before the stream model (support/stream_model.hpp) allows
+// it, and pages under frees some stream may still use stay mapped. The program ends by freeing
+// everything: then nothing may stay reserved, and every event has been released.
 //
 // Built with clang++ -fsanitize=fuzzer,address,undefined (tests/fuzz/CMakeLists.txt, option
 // STASH_FUZZ). Run: stash_fuzz CORPUS_DIR tests/fuzz/corpus; replay: stash_fuzz -runs=0 tests/fuzz/corpus
@@ -25,9 +30,13 @@
 #include <vector>
 
 #include "stash/error.hpp"
+#include "stash/ordering/simulated_ordering.hpp"
+#include "stash/stream.hpp"
 #include "support/backend_probe.hpp"
+#include "support/checked_backend.hpp"
 #include "support/compositions.hpp"
 #include "support/reference_model.hpp"
+#include "support/stream_model.hpp"
 
 namespace {
 
@@ -46,13 +55,30 @@ constexpr std::size_t MiB = std::size_t{1} << 20;
 template <class Backend>
 struct backend_traits {
   static constexpr bool failing = false;
+  static constexpr bool checked = false;
   static Backend make() { return Backend{}; }
 };
 template <class Upstream>
 struct backend_traits<stash::failing_backend<Upstream>> {
   static constexpr bool failing = true;
+  static constexpr bool checked = false;
   static stash::failing_backend<Upstream> make() { return stash::failing_backend<Upstream>(Upstream{}); }
 };
+template <class Upstream>
+struct backend_traits<checked_backend<Upstream>> {
+  static constexpr bool failing = false;
+  static constexpr bool checked = true;
+  static checked_backend<Upstream> make() { return checked_backend<Upstream>(); }
+};
+
+using stream_segments = stash::caching_allocator<stash::simulated_backend, stash::segregated_fit_buckets,
+                                                 stash::null_lock, stash::basic_stats, stash::simulated_ordering>;
+using stream_pages = stash::caching_allocator<checked_backend<stash::simulated_paged_backend>,
+                                              stash::segregated_fit_buckets, stash::null_lock, stash::basic_stats,
+                                              stash::simulated_ordering>;
+using stream_failing_pages =
+    stash::caching_allocator<stash::failing_backend<stash::simulated_paged_backend>, stash::segregated_fit_buckets,
+                             stash::spin_lock, stash::basic_stats, stash::simulated_ordering>;
 
 /// Changes the capacity of a simulated backend (or of the one a failing_backend wraps); others have none.
 template <class Backend>
@@ -65,18 +91,32 @@ struct live_block {
   void* p;
   std::size_t n;
   unsigned char fill;
+  stash::stream s;                   // allocated on
+  std::vector<stash::stream> extra;  // record_stream'ed on
 };
 
 template <class Allocator>
 class program {
   using backend = typename Allocator::backend_type;
   static constexpr bool failing = backend_traits<backend>::failing;
+  static constexpr bool streamed = !Allocator::ordering_type::host_ordered;
   static constexpr bool host_memory = touches_memory<Allocator>;
   // Real host memory: keep what is live small so that a run stays fast under ASan.
   static constexpr std::size_t live_limit = host_memory ? 64 * MiB : SIZE_MAX;
 
  public:
-  explicit program(FuzzedDataProvider& in) : in_(in) {}
+  explicit program(FuzzedDataProvider& in) : in_(in) {
+    stash::caching_options options;
+    if constexpr (streamed) options.cross_stream_wait = in_.ConsumeBool();
+    a_ = std::make_unique<Allocator>(backend_traits<backend>::make(), options);
+    streams_.push_back(stash::stream{});
+    if constexpr (streamed) {
+      for (int i = 0; i < 3; ++i) streams_.push_back(a_->ordering().make_stream());
+      smodel_.emplace(a_->ordering());
+    } else {
+      streams_.push_back(stash::stream::per_thread());  // a name only: host order ignores it
+    }
+  }
 
   void run() {
     while (in_.remaining_bytes() > 0 && steps_++ < 4000) step();
@@ -100,9 +140,10 @@ class program {
   }
 
   std::size_t pick_live() { return in_.ConsumeIntegralInRange<std::size_t>(0, live_.size() - 1); }
+  stash::stream pick_stream() { return streams_[in_.ConsumeIntegralInRange<std::size_t>(0, streams_.size() - 1)]; }
 
   void step() {
-    switch (in_.ConsumeIntegralInRange<int>(0, 13)) {
+    switch (in_.ConsumeIntegralInRange<int>(0, 17)) {
       case 0:
       case 1:
       case 2: return allocate(pick_size());
@@ -123,16 +164,25 @@ class program {
         return check();
       }
       case 12: return backend_fault();
-      default: return capacity_change();
+      case 13: return capacity_change();
+      case 14: return record_stream();
+      case 15: return complete_events();
+      case 16: return capture();
+      default: return unknown_stream();
     }
   }
 
   void allocate(std::size_t n) {
     if (n != 0 && n <= Allocator::max_size() && n > live_limit - std::min(live_limit, live_bytes_)) n = 1;
     const auto before = state();
+    const stash::stream s = pick_stream();
     void* p = nullptr;
     try {
-      p = a_->allocate(n);
+      p = a_->allocate(n, s);
+    } catch (const stash::capture_error& e) {
+      FUZZ_CHECK(streamed && a_->ordering().is_capturing(s));
+      FUZZ_CHECK(e.requested_bytes() == n);
+      return check_after_failure(before);
     } catch (const stash::invalid_size& e) {
       FUZZ_CHECK(n > Allocator::max_size());
       FUZZ_CHECK(e.size() == n);
@@ -154,12 +204,13 @@ class program {
     FUZZ_CHECK(p != nullptr);
     FUZZ_CHECK(reinterpret_cast<std::uintptr_t>(p) % 256 == 0);
     FUZZ_CHECK(model_.allocate(p, n, Allocator::good_size(n)));  // overlaps no live block
+    if constexpr (streamed) FUZZ_CHECK(!smodel_->violates(p, Allocator::good_size(n), s));
     const auto fill = static_cast<unsigned char>(steps_ | 1);
     if constexpr (host_memory) {  // ASan sees every byte written
       auto* bytes = static_cast<unsigned char*>(p);
       bytes[0] = bytes[n / 2] = bytes[n - 1] = fill;
     }
-    live_.push_back({p, n, fill});
+    live_.push_back({p, n, fill, s, {}});
     live_bytes_ += n;
     check();
   }
@@ -172,9 +223,17 @@ class program {
       const auto* bytes = static_cast<const unsigned char*>(b.p);
       FUZZ_CHECK(bytes[0] == b.fill && bytes[b.n / 2] == b.fill && bytes[b.n - 1] == b.fill);
     }
-    if (sized) a_->deallocate(b.p, b.n);
-    else a_->deallocate(b.p);
+    // Mostly on the block's own stream; sometimes on another (a record_stream and a free on its own).
+    const stash::stream f = in_.ConsumeIntegralInRange<int>(0, 7) == 0 ? pick_stream() : b.s;
+    if (sized) a_->deallocate(b.p, b.n, f);
+    else a_->deallocate(b.p, f);
     model_.deallocate(b.p);
+    if constexpr (streamed) {
+      std::vector<stash::stream> uses{b.s};
+      for (stash::stream x : b.extra) uses.push_back(x);
+      if (f != b.s) uses.push_back(f);
+      smodel_->freed(b.p, Allocator::good_size(b.n), uses, uses.size() == 1, b.s);
+    }
     live_[i] = live_.back();
     live_.pop_back();
     live_bytes_ -= b.n;
@@ -241,12 +300,62 @@ class program {
     const std::size_t cached = a_->cached_bytes();
     const std::size_t target = in_.ConsumeIntegralInRange<std::size_t>(0, cached);
     a_->trim_cache(target);
-    if (a_->cached_bytes() > target) {  // then nothing more can go
+    // Then nothing more can go; in stream order trim_cache never waits, so memory under pending frees
+    // may stay that empty_cache (which waits on the host) gives back.
+    if (a_->cached_bytes() > target && !streamed) {
       const std::size_t reserved = a_->reserved_bytes();
       a_->empty_cache();
       FUZZ_CHECK(a_->reserved_bytes() == reserved);
     }
     check();
+  }
+
+  void record_stream() {
+    if (live_.empty()) return;
+    live_block& b = live_[pick_live()];
+    const stash::stream u = pick_stream();
+    a_->record_stream(b.p, u);
+    if (u != b.s) b.extra.push_back(u);
+    check();
+  }
+
+  void complete_events() {
+    if constexpr (streamed) {
+      auto& o = a_->ordering();
+      switch (in_.ConsumeIntegralInRange<int>(0, 2)) {
+        case 0:
+          if (o.records() > 0) o.complete(in_.ConsumeIntegralInRange<std::size_t>(1, o.records()));
+          break;
+        case 1: o.complete_stream(pick_stream()); break;
+        default: o.complete_all(); break;
+      }
+      check();
+    }
+  }
+
+  /// A made stream starts or ends capturing a graph (the default streams never capture here).
+  void capture() {
+    if constexpr (streamed) {
+      const stash::stream s = streams_[in_.ConsumeIntegralInRange<std::size_t>(1, streams_.size() - 1)];
+      a_->ordering().set_capturing(s, in_.ConsumeBool());
+    }
+  }
+
+  /// A stream the ordering policy never made: invalid_stream, and nothing changes.
+  void unknown_stream() {
+    if constexpr (streamed) {
+      const stash::stream bad(reinterpret_cast<stash::stream::native_handle_type>(std::uintptr_t{0xdead00}));
+      const auto before = state();
+      bool threw = false;
+      try {
+        if (live_.empty() || in_.ConsumeBool()) (void)a_->allocate(1000, bad);
+        else a_->deallocate(live_[pick_live()].p, bad);
+      } catch (const stash::invalid_stream&) {
+        threw = true;
+      }
+      FUZZ_CHECK(threw);
+      check_unchanged(before);
+    }
   }
 
   void backend_fault() {
@@ -315,6 +424,12 @@ class program {
       FUZZ_CHECK(a_->owns(b.p));
       FUZZ_CHECK(a_->allocation_size(b.p) == b.n);
     }
+    if constexpr (streamed && backend_traits<backend>::checked && stash::paged_backend<backend>) {
+      if (steps_ % 8 == 0)  // pages under frees that some stream may still use stay mapped
+        smodel_->for_each_pending_page(a_->backend().page_size(), [&](std::uintptr_t page) {
+          FUZZ_CHECK(a_->backend().ledger().pages.count(page) == 1);
+        });
+    }
   }
 
   void finish() {
@@ -324,17 +439,27 @@ class program {
       a_->backend().set_byte_limit(SIZE_MAX);
     }
     set_capacity(a_->backend(), SIZE_MAX);
+    if constexpr (streamed)
+      for (stash::stream s : streams_) a_->ordering().set_capturing(s, false);
     while (!live_.empty()) free(false);
     a_->empty_cache();
     FUZZ_CHECK(a_->reserved_bytes() == 0);
     FUZZ_CHECK(a_->stats().allocated_bytes == 0);
     if (const auto held = held_bytes(a_->backend())) FUZZ_CHECK(*held == 0);
     check();
+    if constexpr (streamed) {
+      const auto& o = a_->ordering();
+      FUZZ_CHECK(o.unreleased_events() == 0);
+      FUZZ_CHECK(o.bad_releases() == 0);
+      FUZZ_CHECK(o.capture_violations() == 0);
+    }
   }
 
   FuzzedDataProvider& in_;
-  std::unique_ptr<Allocator> a_ = std::make_unique<Allocator>(backend_traits<backend>::make());
+  std::unique_ptr<Allocator> a_;
+  std::vector<stash::stream> streams_;
   reference_model model_;
+  std::optional<stream_model> smodel_;  // stream-ordered compositions
   std::vector<live_block> live_;
   std::vector<void*> freed_;
   std::size_t live_bytes_ = 0;
@@ -351,7 +476,7 @@ void run(FuzzedDataProvider& in) {
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   if (size == 0) return 0;
   FuzzedDataProvider in(data + 1, size - 1);
-  switch (data[0] % 8) {
+  switch (data[0] % 11) {
     case 0: run<host_segregated>(in); break;
     case 1: run<host_pow2>(in); break;
     case 2: run<simulated_segregated>(in); break;
@@ -359,7 +484,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     case 4: run<paged_segregated>(in); break;
     case 5: run<failing_host_segregated>(in); break;
     case 6: run<failing_simulated_pow2>(in); break;
-    default: run<failing_paged_segregated>(in); break;
+    case 7: run<failing_paged_segregated>(in); break;
+    case 8: run<stream_segments>(in); break;
+    case 9: run<stream_pages>(in); break;
+    default: run<stream_failing_pages>(in); break;
   }
   return 0;
 }

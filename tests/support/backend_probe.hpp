@@ -50,6 +50,10 @@ template <class B>
 std::size_t misuses(const stash::failing_backend<B>& b) {
   return misuses(b.upstream());
 }
+template <class B>
+std::size_t misuses(const checked_backend<B>& b) {
+  return b.ledger().misuses + misuses(b.upstream());
+}
 
 /// Backend calls that took memory (segments allocated / pages mapped) and that gave it back, when the
 /// backend counts them (failed calls included: compare only where nothing ran out of memory).

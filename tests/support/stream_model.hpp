@@ -1,0 +1,73 @@
+#pragma once
+// The reference model of stream order, for the stream tests and the fuzz harness: a block freed on a
+// stream must reach another stream only after an event recorded on the freeing stream (after the
+// free) has completed, or after the receiving stream was made to wait for such an event. It reads
+// the events and waits from simulated_ordering, so it holds whatever the allocator batched.
+#include <cstddef>
+#include <cstdint>
+#include <utility>
+#include <vector>
+
+#include "stash/ordering/simulated_ordering.hpp"
+#include "stash/stream.hpp"
+
+namespace stash_test {
+
+/// Frees whose memory other streams must not get yet. A free made on stream u (after `events_before`
+/// events had been recorded in all) is covered on u once an event recorded on u after it has completed,
+/// or the receiving stream was made to wait for such an event.
+struct pending_free {
+  std::uintptr_t begin, end;
+  std::vector<stash::stream> uses;  // streams whose work may still touch it
+  stash::stream own;                // reusable on this stream at once (none for a cross-stream free)
+  bool has_own;
+  std::size_t events_before;
+};
+
+class stream_model {
+  static std::uintptr_t model_address(const void* p) noexcept { return reinterpret_cast<std::uintptr_t>(p); }
+
+ public:
+  explicit stream_model(const stash::simulated_ordering& o) : o_(o) {}
+
+  void freed(const void* p, std::size_t n, std::vector<stash::stream> uses, bool has_own, stash::stream own) {
+    pending_.push_back({model_address(p), model_address(p) + n, std::move(uses), own, has_own, o_.records()});
+  }
+
+  /// Whether [p, p + n) handed out on stream `to` overlaps a free not yet safe for `to`.
+  bool violates(const void* p, std::size_t n, stash::stream to) const {
+    for (const pending_free& f : pending_) {
+      if (model_address(p) >= f.end || f.begin >= model_address(p) + n) continue;
+      for (stash::stream u : f.uses) {
+        if (f.has_own && u == to && f.own == to) continue;
+        if (!covered(f, u, to)) return true;
+      }
+    }
+    return false;
+  }
+
+  /// Calls f(page address) for every page under a free that some stream's work may still touch.
+  template <class F>
+  void for_each_pending_page(std::size_t page, F&& f) const {
+    const stash::stream nobody(reinterpret_cast<CUstream_st*>(UINTPTR_MAX));  // waited for by no one
+    for (const pending_free& x : pending_) {
+      bool pending = false;
+      for (stash::stream u : x.uses) pending = pending || !covered(x, u, nobody);
+      if (!pending) continue;
+      for (std::uintptr_t pg = x.begin / page * page; pg < x.end; pg += page) f(pg);
+    }
+  }
+
+ private:
+  bool covered(const pending_free& f, stash::stream u, stash::stream to) const {
+    for (std::size_t e = f.events_before + 1; e <= o_.records(); ++e)
+      if (o_.stream_of(e) == u && o_.is_complete(e)) return true;
+    for (const auto& w : o_.waits())
+      if (w.waiter == to && w.event > f.events_before && o_.stream_of(w.event) == u) return true;
+    return false;
+  }
+  const stash::simulated_ordering& o_;
+  std::vector<pending_free> pending_;
+};
+
+}  // namespace stash_test
