@@ -19,6 +19,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <functional>
 #include <mutex>
 #include <new>
 #include <string>
@@ -26,6 +27,7 @@
 #include <utility>
 
 #include "stash/allocators.hpp"
+#include "stash/backend/limited_backend.hpp"
 #include "stash/device_manager.hpp"
 #include "stash/error.hpp"
 #include "stash/memory_manager.hpp"
@@ -142,12 +144,25 @@ void report(const char* what, const void* ptr) noexcept {
 enum class backend_choice { vmm, segments };
 enum class backing_choice { automatic, host };
 
+constexpr std::size_t no_limit = stash::limited_backend<stash::host_backend>::unlimited;
+
 struct options {
   backend_choice backend = backend_choice::vmm;
   backing_choice backing = backing_choice::automatic;
   int host_devices = 1;
+  std::size_t limit_bytes = no_limit;  // per device
+  double memory_fraction = 0;          // per device, of its total memory; 0: none
   stash::caching_options caching{};
 };
+
+// The pools' compositions: the named ones (allocators.hpp) over a limited_backend, so a per-device
+// limit can be set at any time; the ordering is the one the unlimited backend names.
+template <class Backend>
+using limited_pool = stash::caching_allocator<stash::limited_backend<Backend>, stash::segregated_fit_buckets,
+                                              stash::spin_lock, stash::basic_stats, stash::default_ordering_t<Backend>>;
+using vmm_pool = limited_pool<stash::cuda_vmm_backend>;
+using segment_pool = limited_pool<stash::cuda_device_backend>;
+using host_pool = limited_pool<stash::host_backend>;
 
 constexpr const char* option_help_text =
     "backend:vmm|segments        vmm   device pages of CUDA virtual memory, or whole cudaMalloc segments\n"
@@ -157,7 +172,8 @@ constexpr const char* option_help_text =
     "pages_between_moves:INT     8     (vmm) at most one page move per this many pages mapped\n"
     "backing:auto|host           auto  host: ordinary host memory even when a GPU is visible (tests)\n"
     "host_devices:INT            1     (backing host) number of pretend devices\n"
-    "limit:BYTES|FRACTION        -     not supported: the core has no per-device memory limit\n";
+    "limit:BYTES                 none  most memory each device's pool may hold from the driver\n"
+    "memory_fraction:FLOAT       none  (GPU) the same as a fraction (0-1] of each device's total memory\n";
 
 std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
@@ -260,14 +276,16 @@ options parse_options(std::string_view conf, options base) {
       if (n < 1 || n > 64) bad_value(key, value, "an integer from 1 to 64");
       o.host_devices = static_cast<int>(n);
     } else if (key == "limit") {
-      throw option_error{STASH_ERROR_UNSUPPORTED,
-                         "stash: option 'limit' is not supported: stash's core has no per-device memory "
-                         "limit, so it cannot be enforced"};
+      o.limit_bytes = static_cast<std::size_t>(parse_bytes(key, value));
+    } else if (key == "memory_fraction") {
+      const double f = parse_double(key, value, "a number in (0, 1]");
+      if (!(f > 0 && f <= 1)) bad_value(key, value, "a number in (0, 1]");
+      o.memory_fraction = f;
     } else {
       throw option_error{STASH_ERROR_INVALID_ARGUMENT,
                          "stash: unknown option '" + std::string(key) +
                              "' (known: backend, page_slack, reserve, pages_between_moves, backing, "
-                             "host_devices, limit)"};
+                             "host_devices, limit, memory_fraction)"};
     }
   }
   return o;
@@ -281,6 +299,11 @@ std::string format_options(const options& o) {
                   ",pages_between_moves:" + std::to_string(o.caching.pages_between_moves) +
                   ",backing:" + (o.backing == backing_choice::host ? "host" : "auto");
   if (o.backing == backing_choice::host) s += ",host_devices:" + std::to_string(o.host_devices);
+  if (o.limit_bytes != no_limit) s += ",limit:" + std::to_string(o.limit_bytes);
+  if (o.memory_fraction > 0) {
+    std::snprintf(slack, sizeof slack, "%g", o.memory_fraction);
+    s += std::string(",memory_fraction:") + slack;
+  }
   return s;
 }
 
@@ -439,22 +462,93 @@ class library {
     std::lock_guard guard(mutex_);
     std::atomic<stash::pool*>& slot = pools_[static_cast<std::size_t>(id)];
     if (stash::pool* p = slot.load(std::memory_order_acquire)) return *p;
+    std::size_t limit = limits_[static_cast<std::size_t>(id)];
+    if (limit == unset) limit = initial_limit(id);
     stash::pool* made = nullptr;
     if (host_backed_) {
-      made = new stash::pool_of<stash::host_caching_allocator>();
+      made = make_pool<host_pool>(id, stash::host_backend{}, limit);
     } else if (options_.backend == backend_choice::vmm) {
       try {
-        made = new stash::pool_of<stash::device_caching_allocator>(stash::cuda_vmm_backend(id), options_.caching);
+        made = make_pool<vmm_pool>(id, stash::cuda_vmm_backend(id), limit);
       } catch (const stash::cuda_error&) {
         // No virtual memory management on this device (or driver): whole cudaMalloc segments instead.
-        made = new stash::pool_of<stash::segment_device_allocator>(stash::cuda_device_backend(id), options_.caching);
+        made = make_pool<segment_pool>(id, stash::cuda_device_backend(id), limit);
       }
     } else {
-      made = new stash::pool_of<stash::segment_device_allocator>(stash::cuda_device_backend(id), options_.caching);
+      made = make_pool<segment_pool>(id, stash::cuda_device_backend(id), limit);
     }
     slot.store(made, std::memory_order_release);
     return *made;
   }
+
+  /// The limit the options give device id (none, bytes, or a fraction of its total memory).
+  std::size_t initial_limit(int id) const {
+    std::size_t limit = options_.limit_bytes;
+    if (options_.memory_fraction > 0) {
+      if (host_backed_) {
+        throw option_error{STASH_ERROR_UNSUPPORTED,
+                           "stash: option 'memory_fraction' needs a GPU (host memory has no device total; use limit)"};
+      }
+      limit = std::min(limit, fraction_of(options_.memory_fraction, id));
+    }
+    return limit;
+  }
+
+  static std::size_t fraction_of(double fraction, int id) {
+    return static_cast<std::size_t>(fraction * static_cast<double>(stash::device_manager::memory(id).total_bytes));
+  }
+
+  /// Makes the pool of device id over a limited_backend and keeps the way to change its limit.
+  template <class Allocator, class Backend>
+  stash::pool* make_pool(int id, Backend backend, std::size_t limit) {
+    auto* made = new stash::pool_of<Allocator>(stash::limited_backend<Backend>(std::move(backend), limit),
+                                               options_.caching);
+    limits_[static_cast<std::size_t>(id)] = limit;
+    set_limit_[static_cast<std::size_t>(id)] = [made](std::size_t bytes) {
+      made->allocator().backend().set_limit(bytes);
+    };
+    return made;
+  }
+
+ public:
+  /// Sets device id's limit (no_limit: none); a pool made later starts with it. Throws invalid_device.
+  void set_limit(int id, std::size_t bytes) {
+    id = resolve(id);
+    std::lock_guard guard(mutex_);
+    limits_[static_cast<std::size_t>(id)] = bytes == unset ? 1 : bytes;  // 0 and 1 byte both hold nothing
+    if (set_limit_[static_cast<std::size_t>(id)]) set_limit_[static_cast<std::size_t>(id)](bytes);
+  }
+
+  /// Device id's limit in bytes (no_limit: none).
+  std::size_t limit(int id) {
+    id = resolve(id);
+    std::lock_guard guard(mutex_);
+    const std::size_t l = limits_[static_cast<std::size_t>(id)];
+    if (l != unset) return l;
+    return frozen() ? initial_limit(id) : layout_limit(id);
+  }
+
+  /// Sets device id's limit to a fraction of its total memory. Throws option_error without a GPU.
+  void set_fraction(int id, double fraction) {
+    id = resolve(id);
+    if (host_backed()) {
+      throw option_error{STASH_ERROR_UNSUPPORTED,
+                         "stash: a memory fraction needs a GPU (host memory has no device total; use a limit in bytes)"};
+    }
+    set_limit(id, fraction_of(fraction, id));
+  }
+
+ private:
+  std::size_t layout_limit(int id) const {
+    const options o = effective_options();
+    std::size_t l = o.limit_bytes;
+    if (o.memory_fraction > 0 && !layout_of(o).host) l = std::min(l, fraction_of(o.memory_fraction, id));
+    return l;
+  }
+
+  static constexpr std::size_t unset = 0;  // a limit of 0 bytes is kept as 1: nothing fits either way
+  std::array<std::size_t, max_devices> limits_{};                                  // under mutex_
+  std::array<std::function<void(std::size_t)>, max_devices> set_limit_{};         // under mutex_
 
   std::mutex mutex_;  // taken to configure and to make pools, never on the fast path
   options options_{};
@@ -468,7 +562,8 @@ class library {
   std::atomic<std::uint64_t> pinned_ooms_{0};
 };
 
-void fill(stash_stats* out, const stash::stats_snapshot& s, std::uint64_t ooms) {
+void fill(stash_stats* out, const stash::stats_snapshot& s, std::uint64_t ooms, std::size_t limit) {
+  out->limit_bytes = limit == no_limit ? UINT64_MAX : limit;
   out->allocated_bytes = s.allocated_bytes;
   out->requested_bytes = s.requested_bytes;
   out->cached_bytes = s.cached_bytes;
@@ -589,7 +684,7 @@ int stash_get_stats(int device, stash_stats* out) {
     library& lib = library::get();
     const int id = lib.resolve(device);
     const stash::pool* pool = lib.existing_pool(id);
-    fill(out, pool ? pool->stats() : stash::stats_snapshot{}, lib.ooms(id));
+    fill(out, pool ? pool->stats() : stash::stats_snapshot{}, lib.ooms(id), lib.limit(id));
   });
 }
 
@@ -598,7 +693,7 @@ int stash_get_pinned_stats(stash_stats* out) {
   return guarded("stash_get_pinned_stats", [&] {
     library& lib = library::get();
     const stash::pool* pool = lib.existing_pinned_pool();
-    fill(out, pool ? pool->stats() : stash::stats_snapshot{}, lib.pinned_ooms());
+    fill(out, pool ? pool->stats() : stash::stats_snapshot{}, lib.pinned_ooms(), no_limit);
   });
 }
 
@@ -614,10 +709,13 @@ int stash_set_memory_fraction(double fraction, int device) {
       throw option_error{STASH_ERROR_INVALID_ARGUMENT,
                          "stash: memory fraction " + std::to_string(fraction) + " is not in [0, 1]"};
     }
-    library& lib = library::get();
-    if (device < -1 || device >= lib.device_count()) throw stash::invalid_device(device, lib.device_count());
-    throw option_error{STASH_ERROR_UNSUPPORTED,
-                       "stash: set_memory_fraction is not supported: stash's core has no per-device memory limit"};
+    library::get().set_fraction(device, fraction);
+  });
+}
+
+int stash_set_memory_limit(int device, uint64_t bytes) {
+  return guarded("stash_set_memory_limit", [&] {
+    library::get().set_limit(device, bytes > no_limit ? no_limit : static_cast<std::size_t>(bytes));
   });
 }
 

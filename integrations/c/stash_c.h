@@ -61,6 +61,7 @@ typedef struct stash_stats {
   uint64_t backend_frees;        /* segments freed or pages unmapped */
   uint64_t oom_retries;          /* times the cache was released to retry a request */
   uint64_t num_ooms;             /* requests that failed for lack of memory */
+  uint64_t limit_bytes;          /* the most the pool may hold from the driver; UINT64_MAX: no limit */
 } stash_stats;
 
 /* PyTorch's pluggable signatures. size 0 returns null (as cudaMalloc(0) does) and is no error.
@@ -85,9 +86,14 @@ STASH_C_API int stash_empty_pinned_cache(void);
 STASH_C_API int stash_get_stats(int device, stash_stats* out);
 STASH_C_API int stash_get_pinned_stats(stash_stats* out);
 STASH_C_API int stash_reset_peak(int device);
-/* Caps a device's memory at a fraction of its total (PyTorch's set_per_process_memory_fraction).
- * STASH_ERROR_UNSUPPORTED: the core has no per-device limit. */
+/* Caps what a device's pool may hold from the driver (-1: the current device), from now on: a request
+ * past it is met as on a full device (the cache is released and the request retried, then null).
+ * Lowering it below what is held gives nothing back by itself; stash_empty_cache does.
+ * stash_set_memory_fraction: a fraction in [0, 1] of the device's total memory (PyTorch's
+ * set_per_process_memory_fraction; STASH_ERROR_UNSUPPORTED without a GPU). stash_set_memory_limit:
+ * bytes, UINT64_MAX for none. */
 STASH_C_API int stash_set_memory_fraction(double fraction, int device);
+STASH_C_API int stash_set_memory_limit(int device, uint64_t bytes);
 
 /* Options as "key:value,key:value" (the form of PYTORCH_ALLOC_CONF); see stash_option_help(). Must come
  * before the first allocation (STASH_ERROR_TOO_LATE otherwise). A bad option changes nothing, and the

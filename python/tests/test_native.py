@@ -213,13 +213,48 @@ class Library(unittest.TestCase):
             """
         )
 
-    def test_memory_fraction_is_refused_clearly(self):
+    def test_a_limit_is_met_as_a_full_device(self):
         run(
             """
-            assert L.stash_set_memory_fraction(0.5, 0) == n.ERROR_UNSUPPORTED
-            assert "no per-device memory limit" in n.last_error(), n.last_error()
+            stash.configure(limit="64MiB")
+            assert stats()["limit_bytes"] == 64 << 20
+            a = L.stash_alloc(40 << 20, 0, None)
+            assert a
+            assert L.stash_alloc(40 << 20, 0, None) is None        # 80 MiB would pass the limit
+            assert "out of memory" in n.last_error(), n.last_error()
+            s = stats()
+            assert s["num_ooms"] == 1 and s["reserved_bytes"] <= 64 << 20, s
+            L.stash_free(a, 40 << 20, 0, None)
+            b = L.stash_alloc(40 << 20, 0, None)                   # fits again
+            assert b
+            stash.set_memory_limit(1 << 20)                          # lowered while memory is held
+            assert stats()["limit_bytes"] == 1 << 20
+            L.stash_free(b, 40 << 20, 0, None)
+            stash.empty_cache()
+            assert L.stash_alloc(8 << 20, 0, None) is None
+            stash.set_memory_limit(None)
+            assert stats()["limit_bytes"] == (1 << 64) - 1
+            c = L.stash_alloc(8 << 20, 0, None)
+            assert c
+            L.stash_free(c, 8 << 20, 0, None)
+            """
+        )
+
+    def test_memory_fraction(self):
+        run(
+            """
             assert L.stash_set_memory_fraction(1.5, 0) == n.ERROR_INVALID_ARGUMENT
             assert "not in [0, 1]" in n.last_error(), n.last_error()
+            if stash.backing() == "host":
+                try:
+                    stash.set_memory_fraction(0.5, 0)
+                except stash.OptionError as e:
+                    assert "needs a GPU" in str(e), str(e)
+                else:
+                    raise AssertionError("a fraction of host memory was accepted")
+            else:
+                stash.set_memory_fraction(0.5, 0)
+                assert 0 < stats()["limit_bytes"] < (1 << 64) - 1
             """
         )
 
@@ -235,7 +270,8 @@ class Options(unittest.TestCase):
                 (dict(backend="magic"), "option 'backend': 'magic' is not one of vmm, segments"),
                 (dict(host_devices=0), "option 'host_devices': '0'"),
                 (dict(bogus=1), "unknown option 'bogus'"),
-                (dict(limit="8GiB"), "option 'limit' is not supported"),
+                (dict(limit="8 GiBs"), "option 'limit': '8 GiBs' is not a byte count"),
+                (dict(memory_fraction=1.5), "option 'memory_fraction': '1.5' is not a number in (0, 1]"),
                 (dict(page_slack=True), "option 'page_slack'"),
                 (dict(reserve="1,2"), "option 'reserve'"),
             ]

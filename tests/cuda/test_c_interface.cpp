@@ -135,6 +135,27 @@ TEST_CASE("C interface: record_stream as the build supports it", "[cuda][c_inter
   CUDA_REQUIRE(cudaStreamDestroy(side));
 }
 
+TEST_CASE("C interface: a memory limit is met as a full device", "[cuda][c_interface]") {
+  REQUIRE(stash_empty_cache(0) == STASH_OK);
+  const stash_stats before = stats_of(0);
+  REQUIRE(stash_set_memory_limit(0, before.reserved_bytes + 80 * MiB) == STASH_OK);
+  CHECK(stats_of(0).limit_bytes == before.reserved_bytes + 80 * MiB);
+  void* fits = stash_alloc(static_cast<ssize_t>(32 * MiB), 0, nullptr);
+  require_device_memory(fits, 0);
+  CHECK(stash_alloc(static_cast<ssize_t>(64 * MiB), 0, nullptr) == nullptr);
+  CHECK(last_error_has("out of memory"));
+  CHECK(stats_of(0).reserved_bytes <= before.reserved_bytes + 80 * MiB);
+  stash_free(fits, static_cast<ssize_t>(32 * MiB), 0, nullptr);
+  void* now_fits = stash_alloc(static_cast<ssize_t>(64 * MiB), 0, nullptr);
+  require_device_memory(now_fits, 0);
+  stash_free(now_fits, static_cast<ssize_t>(64 * MiB), 0, nullptr);
+  REQUIRE(stash_set_memory_fraction(0.5, 0) == STASH_OK);
+  const auto total = stash::device_manager::memory(0).total_bytes;
+  CHECK(stats_of(0).limit_bytes == static_cast<std::uint64_t>(0.5 * static_cast<double>(total)));
+  REQUIRE(stash_set_memory_limit(0, UINT64_MAX) == STASH_OK);
+  CHECK(stats_of(0).limit_bytes == UINT64_MAX);
+}
+
 TEST_CASE("C interface: a second device has its own pool", "[cuda][c_interface][multi_gpu]") {
   STASH_REQUIRE_TWO_DEVICES();
   void* p = stash_alloc(static_cast<ssize_t>(2 * MiB), 1, nullptr);

@@ -27,6 +27,8 @@ from ._native import (
     library_path,
     option_help,
     reset_peak,
+    set_memory_fraction,
+    set_memory_limit,
     stream_ordered,
 )
 
@@ -49,5 +51,7 @@ __all__ = [
     "library_path",
     "option_help",
     "reset_peak",
+    "set_memory_fraction",
+    "set_memory_limit",
     "stream_ordered",
 ]

@@ -58,6 +58,7 @@ class Stats(ctypes.Structure):
             "backend_frees",
             "oom_retries",
             "num_ooms",
+            "limit_bytes",
         )
     ]
 
@@ -106,6 +107,7 @@ def lib() -> ctypes.CDLL:
             "stash_get_pinned_stats": (c.c_int, [c.POINTER(Stats)]),
             "stash_reset_peak": (c.c_int, [c.c_int]),
             "stash_set_memory_fraction": (c.c_int, [c.c_double, c.c_int]),
+            "stash_set_memory_limit": (c.c_int, [c.c_int, c.c_uint64]),
             "stash_configure": (c.c_int, [c.c_char_p]),
             "stash_options": (c.c_char_p, []),
             "stash_option_help": (c.c_char_p, []),
@@ -233,3 +235,17 @@ def empty_pinned_cache() -> None:
 
 def reset_peak(device: int = -1) -> None:
     check(lib().stash_reset_peak(int(device)))
+
+
+NO_LIMIT = (1 << 64) - 1
+
+
+def set_memory_limit(limit_bytes: Optional[int], device: int = -1) -> None:
+    """The most a device's pool may hold from the driver from now on (None: no limit). A request past it
+    is met as on a full device: the cache is released and the request retried, then out of memory."""
+    check(lib().stash_set_memory_limit(int(device), NO_LIMIT if limit_bytes is None else int(limit_bytes)))
+
+
+def set_memory_fraction(fraction: float, device: int = -1) -> None:
+    """set_memory_limit as a fraction in [0, 1] of the device's total memory (needs a GPU)."""
+    check(lib().stash_set_memory_fraction(float(fraction), int(device)))

@@ -4,8 +4,8 @@
 //   free             stash_free
 //   record_stream    stash_record_stream (Tensor.record_stream)
 //   reset            stash_empty_cache(-1) (torch.cuda.empty_cache)
-//   memory_fraction  stash_set_memory_fraction (torch.cuda.set_per_process_memory_fraction): an error,
-//                    since stash has no per-device limit
+//   memory_fraction  stash_set_memory_fraction (torch.cuda.set_per_process_memory_fraction): a limit
+//                    on what the device's pool holds
 // Built on first use by torch.utils.cpp_extension (stash/torch.py), against the torch it runs with.
 #include <dlfcn.h>
 #include <sys/types.h>

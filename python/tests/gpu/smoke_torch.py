@@ -77,9 +77,9 @@ def bad_option_names_itself():
     else:
         raise AssertionError("accepted")
     try:
-        stash.torch.enable(limit="10GiB")
+        stash.torch.enable(memory_fraction=2)
     except stash.OptionError as e:
-        assert "not supported" in str(e), str(e)
+        assert "memory_fraction" in str(e), str(e)
     else:
         raise AssertionError("accepted")
     """
@@ -124,17 +124,24 @@ def empty_cache_leaves_what_is_live():
 
 
 @check
-def memory_fraction_is_refused():
+def memory_fraction_limits_what_stash_holds():
     """
-    import torch, stash.torch
+    import torch, stash, stash.torch
     stash.torch.enable()
-    torch.zeros(1, device="cuda")
+    total = torch.cuda.mem_get_info(0)[1]
+    torch.cuda.set_per_process_memory_fraction(0.25, 0)       # reaches stash through the hook
+    limit = stash.torch.memory_stats(0)["stash.limit_bytes"]
+    assert abs(limit - total // 4) <= 1, (limit, total)
+    small = torch.empty(total // 8, dtype=torch.uint8, device="cuda")
     try:
-        torch.cuda.set_per_process_memory_fraction(0.5, 0)
-    except RuntimeError as e:
-        assert "no per-device memory limit" in str(e), str(e)
+        torch.empty(total // 5, dtype=torch.uint8, device="cuda")  # 1/8 + 1/5 of the device > 1/4
+    except torch.cuda.OutOfMemoryError:
+        pass
     else:
-        raise AssertionError("accepted")
+        raise AssertionError("the limit was not met")
+    assert stash.torch.memory_reserved(0) <= limit
+    del small
+    bigger = torch.empty(total // 5, dtype=torch.uint8, device="cuda")  # fits once the first is freed
     """
 
 
