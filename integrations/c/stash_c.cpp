@@ -38,48 +38,16 @@
 namespace {
 
 // ---------------------------------------------------------------------------------------------------
-// Stream pass-through. The calls below take the stream to the pools when their interface has the
-// stream API (stash::pool's allocate(n, stream), deallocate(p, stream), try_record_stream); a core
-// without it is host-ordered, and stash_stream_ordered() says so. The choice is made at compile time.
-template <class Pool>
-concept stream_pool = requires(Pool& p, void* q, std::size_t n, stash::stream s) {
-  { p.allocate(n, s) } -> std::same_as<void*>;
-  p.deallocate(q, s);
-};
-constexpr bool stream_ordered = stream_pool<stash::pool>;
-
+// Streams: every allocation and free goes to its pool with the caller's stream (PyTorch's and CuPy's
+// current stream at allocation); device and pinned pools order reuse by them (cuda_event_ordering),
+// host pools need not.
 stash::stream to_stream(stash_stream_t s) noexcept { return stash::stream(s); }
 
-template <class Pool = stash::pool>
-void* pool_allocate(Pool& p, std::size_t n, stash_stream_t s) {
-  if constexpr (stream_pool<Pool>) {
-    return p.allocate(n, to_stream(s));
-  } else {
-    return p.allocate(n);
-  }
-}
-
-template <class Pool = stash::pool>
-void pool_deallocate(Pool& p, void* q, stash_stream_t s) {
-  if constexpr (stream_pool<Pool>) {
-    p.deallocate(q, to_stream(s));
-  } else {
-    p.deallocate(q);
-  }
-}
-
-/// Records that q, live in p, is used on s; false when q is not live in p (or the pool is host-ordered).
-template <class Pool = stash::pool>
-bool pool_record_stream(Pool& p, void* q, stash_stream_t s) {
-  if constexpr (requires { p.try_record_stream(q, to_stream(s)); }) {
-    return p.try_record_stream(q, to_stream(s));
-  } else if constexpr (requires { p.record_stream(q, to_stream(s)); }) {
-    if (!p.holds(q)) return false;
-    p.record_stream(q, to_stream(s));
-    return true;
-  } else {
-    return false;
-  }
+/// Records that q, live in p, is also used on s; false when q is not p's.
+bool pool_record_stream(stash::pool& p, void* q, stash_stream_t s) {
+  if (!p.holds(q)) return false;
+  p.record_stream(q, to_stream(s));
+  return true;
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -589,7 +557,7 @@ void* stash_alloc(ssize_t size, int device, stash_stream_t stream) {
   void* p = nullptr;
   const int status = guarded("stash_alloc", [&] {
     if (size < 0) throw stash::invalid_size(static_cast<std::size_t>(size), "a negative size");
-    p = pool_allocate(library::get().device_pool(device), static_cast<std::size_t>(size), stream);
+    p = library::get().device_pool(device).allocate(static_cast<std::size_t>(size), to_stream(stream));
   });
   if (status == STASH_ERROR_OUT_OF_MEMORY) {
     try {
@@ -608,27 +576,24 @@ void stash_free(void* ptr, ssize_t /*size*/, int device, stash_stream_t stream) 
     const int id = lib.resolve(device);
     if (stash::pool* pool = lib.existing_pool(id)) {
       try {
-        pool_deallocate(*pool, ptr, stream);
+        pool->deallocate(ptr, to_stream(stream));
         return;
       } catch (const stash::invalid_pointer&) {
         // Freed with the wrong device id? Then the pool that holds it frees it; else this error stands.
         stash::pool* owner = lib.pool_owning(ptr, id);
         if (!owner) throw;
-        pool_deallocate(*owner, ptr, stream);
+        owner->deallocate(ptr, to_stream(stream));
         return;
       }
     }
     stash::pool* owner = lib.pool_owning(ptr, id);
     if (!owner) throw stash::invalid_pointer(ptr, "not allocated by stash (device " + std::to_string(id) + " has no pool)");
-    pool_deallocate(*owner, ptr, stream);
+    owner->deallocate(ptr, to_stream(stream));
   });
   if (status != STASH_OK) report("stash_free", ptr);
 }
 
 int stash_record_stream(void* ptr, stash_stream_t stream) {
-  if (!stream_ordered) {
-    return fail(STASH_ERROR_UNSUPPORTED, "stash: record_stream: this build of stash is host-ordered");
-  }
   return guarded("stash_record_stream", [&] {
     library& lib = library::get();
     for (int d = 0; d < lib.device_count(); ++d) {
@@ -638,7 +603,7 @@ int stash_record_stream(void* ptr, stash_stream_t stream) {
   });
 }
 
-int stash_stream_ordered(void) { return stream_ordered ? 1 : 0; }
+int stash_stream_ordered(void) { return 1; }
 
 void* stash_alloc_pinned(size_t size) {
   if (size == 0) return nullptr;
@@ -653,7 +618,7 @@ int stash_free_pinned(void* ptr) {
   const int status = guarded("stash_free_pinned", [&] {
     stash::pool* pool = library::get().existing_pinned_pool();
     if (!pool) throw stash::invalid_pointer(ptr, "not allocated by stash (no pinned memory was allocated)");
-    pool_deallocate(*pool, ptr, nullptr);
+    pool->deallocate(ptr, stash::stream{});
   });
   if (status != STASH_OK) report("stash_free_pinned", ptr);
   return status;

@@ -70,10 +70,10 @@ STASH_C_API void* stash_alloc(ssize_t size, int device, stash_stream_t stream);
 /* null is a no-op. size and device are those of the allocation (the pool is found from device). */
 STASH_C_API void stash_free(void* ptr, ssize_t size, int device, stash_stream_t stream);
 /* ptr is also used on stream: its memory is not reused elsewhere before the work queued there is done
- * (PyTorch's Tensor.record_stream). STASH_ERROR_UNSUPPORTED when the library is host-ordered. */
+ * (PyTorch's Tensor.record_stream). STASH_ERROR_INVALID_POINTER when ptr is not a live allocation. */
 STASH_C_API int stash_record_stream(void* ptr, stash_stream_t stream);
-/* 1 when allocations follow stream order (freed memory is reused on another stream only after the work
- * queued before the free is done), 0 when reuse is host-ordered. */
+/* 1: allocations follow stream order (freed memory is reused on another stream only after the work
+ * queued before the free is done). Kept for callers that check; this library always passes streams. */
 STASH_C_API int stash_stream_ordered(void);
 
 /* Page-locked host memory (CuPy's pinned memory allocator). */
