@@ -11,6 +11,7 @@
 
 #include "stash/device_manager.hpp"
 #include "stash/memory_manager.hpp"
+#include "stash_c.h"
 
 namespace {
 
@@ -70,5 +71,8 @@ int main(int argc, char* argv[]) {
   auto& manager = stash::memory_manager::instance();
   for (int d = 0; d < count; ++d) manager.empty_cache(d);
   manager.empty_pinned_cache();
+  // The C interface keeps pools of its own for the whole process (libstash_c never destroys them).
+  stash_empty_cache(-1);
+  stash_empty_pinned_cache();
   return failed;
 }

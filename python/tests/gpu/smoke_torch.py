@@ -173,6 +173,7 @@ def main():
     passed = failed = 0
     env = dict(os.environ)
     env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONFAULTHANDLER"] = "1"  # a crash prints where it happened
     for name, code in CHECKS.items():
         proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
         ok = proc.returncode == 0
@@ -181,6 +182,7 @@ def main():
         note = proc.stdout.strip().replace("\n", " | ")
         print(f"{'PASS' if ok else 'FAIL'} {name}" + (f"  [{note}]" if note else ""))
         if not ok:
+            print(f"    exit status {proc.returncode}")
             print(textwrap.indent(proc.stdout + proc.stderr, "    "))
     print(f"{passed} passed, {failed} failed")
     return 0 if failed == 0 else 1
