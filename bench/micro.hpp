@@ -1,11 +1,13 @@
 #pragma once
-// The two micro-benchmarks of stash-replay (see README.md):
+// The micro-benchmarks of stash-replay (see README.md):
 //   threads: N threads share one allocator and each does a fixed count of allocate+free pairs of
 //            mixed sizes; reported as wall time over all pairs (aggregate ns per pair), median of
 //            three passes.
 //   pinned:  a synthetic trace over pinned host memory (sliding window of live blocks of mixed
 //            sizes), replayed like a real trace, so its figures (time, bytes held over live) are
 //            computed by the same measure_replay.
+//   cross-stream: a block allocated and freed on stream S, then the same size allocated on stream T;
+//            host ns of that allocate on T, and how often it returned the address S had.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -18,7 +20,10 @@
 #include <thread>
 #include <vector>
 
+#include <cuda_runtime_api.h>
+
 #include "allocators/replay_allocator.hpp"
+#include "stash/cuda/cuda_check.hpp"
 #include "trace_reader.hpp"
 
 namespace stash::bench {
@@ -89,6 +94,43 @@ inline threads_result measure_threads(replay_allocator& allocator, int threads, 
   r.threads = threads;
   r.pairs = pairs_per_thread * static_cast<std::size_t>(threads);
   if (r.pairs > 0) r.ns_per_pair = pass_ns[1] / static_cast<double>(r.pairs);
+  return r;
+}
+
+struct cross_stream_result {
+  std::string allocator;
+  bool synchronized = false;  // cudaStreamSynchronize(S) before each timed allocate on T
+  std::size_t pairs = 0;
+  std::size_t bytes = 0;
+  std::optional<double> ns_per_allocate;  // the allocate on T only, mean over the pairs
+  std::size_t reused = 0;                 // allocates on T that returned the block freed on S
+};
+
+/// `pairs` times: allocate `bytes` on S, free it on S, (with `synchronize`: wait on the host for S,
+/// untimed), allocate `bytes` on T (timed), free it on T, and wait for T untimed so each pair starts
+/// alike. One untimed pair first fills the cache. S and T are cudaStream_t handles.
+inline cross_stream_result measure_cross_stream(replay_allocator& allocator, void* s, void* t, std::size_t pairs,
+                                                std::size_t bytes, bool synchronize) {
+  cross_stream_result r;
+  r.allocator = std::string(allocator.name());
+  r.synchronized = synchronize;
+  r.pairs = pairs;
+  r.bytes = bytes;
+  double total_ns = 0;
+  for (std::size_t i = 0; i <= pairs; ++i) {
+    void* on_s = allocator.allocate_on_stream(bytes, s);
+    allocator.deallocate_on_stream(on_s, bytes, s);
+    if (synchronize) STASH_CUDA_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(s)));
+    const auto t0 = std::chrono::steady_clock::now();
+    void* on_t = allocator.allocate_on_stream(bytes, t);
+    const auto t1 = std::chrono::steady_clock::now();
+    allocator.deallocate_on_stream(on_t, bytes, t);
+    STASH_CUDA_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(t)));
+    if (i == 0) continue;  // the untimed first pair
+    total_ns += std::chrono::duration<double, std::nano>(t1 - t0).count();
+    if (on_t == on_s) ++r.reused;
+  }
+  if (pairs > 0) r.ns_per_allocate = total_ns / static_cast<double>(pairs);
   return r;
 }
 

@@ -1,5 +1,5 @@
 // stash-replay: replays allocation traces (RMM logging_resource_adaptor CSV) against stash and the
-// allocators it is measured against, and runs two micro-benchmarks (threads, pinned). README.md in
+// allocators it is measured against, and runs three micro-benchmarks (threads, pinned, cross-stream). README.md in
 // this folder says what each figure means.
 #include <cuda_runtime_api.h>
 #include <fmt/format.h>
@@ -10,10 +10,12 @@
 #include <cstdlib>
 #include <exception>
 #include <filesystem>
+#include <functional>
 #include <limits>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "allocators/registry.hpp"
@@ -49,6 +51,10 @@ options:
   --pairs N                  alloc+free pairs per thread for --threads (default 20000)
   --pinned                   also run the pinned micro-benchmark (cuda backend)
   --pinned-pairs N           allocations in the pinned benchmark (default 200)
+  --cross-stream N           also run the cross-stream micro-benchmark with N pairs (cuda backend):
+                             1 MiB allocated and freed on stream S, then allocated on stream T; host
+                             ns of that allocate and how often it returned S's address, with and
+                             without a host wait for S first (allocators that take streams only)
   --list                     print the allocators available on each backend and exit
   -h, --help
 
@@ -70,6 +76,7 @@ struct options {
   std::size_t pairs = 20000;
   bool pinned = false;
   std::size_t pinned_pairs = 200;
+  std::size_t cross_stream = 0;
   bool list = false;
   std::vector<std::filesystem::path> inputs;
 };
@@ -139,6 +146,8 @@ options parse_options(int argc, char** argv) {
       o.pinned = true;
     } else if (arg == "--pinned-pairs") {
       o.pinned_pairs = parse_count<std::size_t>(arg, value(), 1);
+    } else if (arg == "--cross-stream") {
+      o.cross_stream = parse_count<std::size_t>(arg, value(), 1);
     } else if (arg == "--list") {
       o.list = true;
     } else if (arg.starts_with("-")) {
@@ -265,6 +274,40 @@ void print_threads(const threads_result& r, backend_kind backend, const output& 
   std::fflush(stdout);
 }
 
+void print_cross_stream(const cross_stream_result& r, const output& out) {
+  if (out.json) {
+    fmt::print(out.json,
+               "{{\"benchmark\":\"cross_stream\",\"allocator\":{},\"backend\":\"cuda\",\"synchronized\":{},"
+               "\"pairs\":{},\"bytes\":{},\"ns_per_allocate\":{},\"reused\":{}}}\n",
+               json_string(r.allocator), r.synchronized, r.pairs, r.bytes, json_number(r.ns_per_allocate, 1),
+               r.reused);
+    std::fflush(out.json);
+  }
+  if (out.table) {
+    fmt::print("{:<20} {:>8} {:>10} {:>16} {:>10}\n", r.allocator, r.synchronized ? "yes" : "no", r.pairs,
+               table_number(r.ns_per_allocate, 1), r.reused);
+  }
+  std::fflush(stdout);
+}
+
+/// Two non-blocking CUDA streams for --cross-stream, synchronized and destroyed at the end.
+class stream_pair {
+ public:
+  stream_pair() {
+    STASH_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    STASH_CUDA_CHECK(cudaStreamCreateWithFlags(&t, cudaStreamNonBlocking));
+  }
+  ~stream_pair() {
+    cudaDeviceSynchronize();
+    cudaStreamDestroy(s);
+    cudaStreamDestroy(t);
+  }
+  stream_pair(const stream_pair&) = delete;
+  stream_pair& operator=(const stream_pair&) = delete;
+  cudaStream_t s = nullptr;
+  cudaStream_t t = nullptr;
+};
+
 bool is_pinned(std::string_view name) {
   const auto pinned = pinned_allocators();
   return std::find(pinned.begin(), pinned.end(), name) != pinned.end();
@@ -290,8 +333,10 @@ int main(int argc, char** argv) {
   }
   const backend_kind backend = opt.backend.value_or(devices > 0 ? backend_kind::cuda : backend_kind::simulated);
   if (backend == backend_kind::cuda && devices == 0) die("--backend cuda: no CUDA device found");
-  if (opt.inputs.empty() && opt.threads == 0 && !opt.pinned)
-    die("nothing to do: give trace files or directories, --threads N or --pinned (--help)");
+  if (opt.cross_stream > 0 && backend != backend_kind::cuda)
+    die("--cross-stream needs the cuda backend (a CUDA device): it times allocations on CUDA streams");
+  if (opt.inputs.empty() && opt.threads == 0 && !opt.pinned && opt.cross_stream == 0)
+    die("nothing to do: give trace files or directories, --threads N, --pinned or --cross-stream N (--help)");
   if (opt.pinned && backend != backend_kind::cuda) die("--pinned needs the cuda backend");
 
   std::vector<std::string> allocators = opt.allocators.empty() ? available_allocators(backend) : opt.allocators;
@@ -434,6 +479,44 @@ int main(int argc, char** argv) {
         print_replay(measure_replay(*allocator, pinned, opt.warm, before_clock), backend, out);
       } catch (const std::exception& e) {
         report_failure("pinned", name, e);
+      }
+    }
+  }
+  if (opt.cross_stream > 0) {
+    constexpr std::size_t bytes = 1 << 20;
+    if (out.table) {
+      fmt::print("\ncross-stream: {} pairs of 1 MiB allocated+freed on stream S, then allocated on stream T; "
+                 "host ns of the allocate on T (mean), reused = it returned S's address\n",
+                 opt.cross_stream);
+      fmt::print("{:<20} {:>8} {:>10} {:>16} {:>10}\n", "allocator", "sync S", "pairs", "ns/allocate on T",
+                 "reused");
+    }
+    // Stash's segment design as well (cross_stream_wait works on segments), with and without the wait.
+    std::vector<std::pair<std::string, std::function<std::unique_ptr<replay_allocator>()>>> makers;
+    for (const auto& name : allocators)
+      if (!is_pinned(name)) makers.emplace_back(name, [&name, backend] { return make_allocator(name, backend); });
+    if (opt.allocators.empty()) {
+      makers.emplace_back("stash-segment", [] {
+        return std::make_unique<stash_adapter<stash::segment_device_allocator>>("stash-segment");
+      });
+      makers.emplace_back("stash-segment+wait", [] {
+        stash::caching_options wait;
+        wait.cross_stream_wait = true;
+        return std::make_unique<stash_adapter<stash::segment_device_allocator>>("stash-segment+wait", wait);
+      });
+    }
+    const stream_pair streams;  // outlives every allocator
+    for (const auto& [name, make] : makers) {
+      for (const bool synchronize : {true, false}) {
+        try {
+          auto allocator = make();
+          if (!allocator->takes_streams()) break;
+          synchronize_device();
+          print_cross_stream(measure_cross_stream(*allocator, streams.s, streams.t, opt.cross_stream, bytes,
+                                                  synchronize), out);
+        } catch (const std::exception& e) {
+          report_failure("cross-stream", name, e);
+        }
       }
     }
   }

@@ -53,10 +53,17 @@ class StashReplayCli(unittest.TestCase):
         trace = self.small_trace()
         for flag, value in [("--warm", "-1"), ("--threads", "-3"), ("--threads", "0"), ("--pairs", "0"),
                             ("--pairs", "-5"), ("--pinned-pairs", "0"), ("--warm", "1.5"), ("--warm", "abc"),
-                            ("--warm", ""), ("--threads", "99999999999"), ("--warm", "+3")]:
+                            ("--warm", ""), ("--threads", "99999999999"), ("--warm", "+3"),
+                            ("--cross-stream", "0"), ("--cross-stream", "-2")]:
             with self.subTest(flag=flag, value=value):
                 self.assert_usage_error(run("--backend", "simulated", flag, value, trace), flag,
                                         "whole number")
+
+    def test_cross_stream_needs_the_cuda_backend(self):
+        self.assert_usage_error(run("--backend", "simulated", "--cross-stream", "10", self.small_trace()),
+                                "--cross-stream", "cuda backend")
+        if "CUDA devices here: 0" in run("--list").stdout:  # the default backend is then simulated
+            self.assert_usage_error(run("--cross-stream", "10"), "--cross-stream", "cuda backend")
 
     def test_a_folder_without_traces_is_an_error(self):
         empty = os.path.join(self.dir.name, "empty")

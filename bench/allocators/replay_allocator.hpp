@@ -9,6 +9,8 @@
 #include <cstdint>
 #include <optional>
 #include <span>
+#include <string>
+#include <stdexcept>
 #include <string_view>
 #include <vector>
 
@@ -43,6 +45,13 @@ class replay_allocator {
   void use_streams(std::vector<void*> handles) { streams_ = std::move(handles); }
   std::size_t stream_count() const noexcept { return streams_.size(); }
 
+  /// Whether the adapter has allocate_on/deallocate_on (for stash-replay --cross-stream, which calls
+  /// the two below outside a trace).
+  virtual bool takes_streams() const noexcept = 0;
+  /// On the stream `s` (a cudaStream_t); only where takes_streams(), else std::logic_error.
+  virtual void* allocate_on_stream(std::size_t n, void* s) = 0;
+  virtual void deallocate_on_stream(void* p, std::size_t n, void* s) = 0;
+
  protected:
   std::vector<void*> streams_;
 };
@@ -50,7 +59,21 @@ class replay_allocator {
 /// Base of every adapter: supplies run() with the concrete allocate/deallocate inlined.
 template <class Derived>
 class replayable : public replay_allocator {
+  static constexpr bool stream_hooks = requires(Derived& d, void* s) {
+    d.Derived::allocate_on(std::size_t{1}, s);
+    d.Derived::deallocate_on(s, std::size_t{1}, s);
+  };
+
  public:
+  bool takes_streams() const noexcept final { return stream_hooks; }
+  void* allocate_on_stream(std::size_t n, void* s) final {
+    if constexpr (stream_hooks) return static_cast<Derived&>(*this).Derived::allocate_on(n, s);
+    else throw std::logic_error(std::string(name()) + " takes no streams");
+  }
+  void deallocate_on_stream(void* p, std::size_t n, void* s) final {
+    if constexpr (stream_hooks) static_cast<Derived&>(*this).Derived::deallocate_on(p, n, s);
+    else throw std::logic_error(std::string(name()) + " takes no streams");
+  }
   void run(std::span<const trace_op> ops, void** slots) final {
     Derived& self = static_cast<Derived&>(*this);
     if constexpr (requires(void* s) { self.Derived::allocate_on(std::size_t{1}, s); }) {

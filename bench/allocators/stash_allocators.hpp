@@ -16,6 +16,8 @@ class stash_adapter final : public replayable<stash_adapter<CachingAllocator>> {
 
  public:
   explicit stash_adapter(std::string name) : name_(std::move(name)) {}
+  stash_adapter(std::string name, stash::caching_options options)
+      : name_(std::move(name)), allocator_(typename CachingAllocator::backend_type{}, options) {}
   std::string_view name() const noexcept override { return name_; }
   void* allocate(std::size_t n) override { return allocator_.allocate(n); }
   void deallocate(void* p, std::size_t) override { allocator_.deallocate(p); }

@@ -34,6 +34,11 @@ class torch_allocator final : public replayable<torch_allocator> {
   std::string_view name() const noexcept override { return "torch"; }
   void* allocate(std::size_t n) override { return torch_alloc::raw_alloc(n); }
   void deallocate(void* p, std::size_t) override { torch_alloc::raw_delete(p); }
+  /// On the trace's streams; PyTorch frees a block to the pool of the stream it was allocated on.
+  void* allocate_on(std::size_t n, void* stream) {
+    return torch_alloc::raw_alloc_with_stream(n, static_cast<cudaStream_t>(stream));
+  }
+  void deallocate_on(void* p, std::size_t, void*) { torch_alloc::raw_delete(p); }
   void empty_cache() override { torch_alloc::emptyCache(); }
   std::size_t peak_reserved_bytes() const override {
     return static_cast<std::size_t>(torch_alloc::getDeviceStats(device).reserved_bytes[aggregate].peak);
