@@ -42,8 +42,14 @@ void bind(void* handle, const std::string& path, const char* name, F& fn) {
 
 void* alloc(size_t size, int device, cudaStream_t stream) {
   void* p = api.alloc(static_cast<ssize_t>(size), device, stream);
-  TORCH_CHECK_WITH(OutOfMemoryError, p || size == 0, "stash could not allocate ", size, " bytes on device ", device,
-                   ": ", api.last_error());
+  if (!p && size != 0) {
+    // The message is one std::string, so c10::str passes it through without an ostringstream: formatting
+    // the size through one crashed inside the extension on the GPU machine (PyTorch 2.11, g++ there).
+    const char* why = api.last_error();
+    const std::string message = "stash could not allocate " + std::to_string(size) + " bytes on device " +
+                                std::to_string(device) + ": " + (why ? why : "(no message)");
+    TORCH_CHECK_WITH(OutOfMemoryError, false, message);
+  }
   return p;
 }
 
