@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include <atomic>
+#include <cmath>
 #include <cstddef>
 #include <string>
 #include <thread>
@@ -240,4 +241,129 @@ TEST_CASE("manager: out of memory on host memory names the device asked for", "[
   }
   REQUIRE(mm.get_stats(0).total_reserved == 0);
   REQUIRE(mm.get_stats(1).total_reserved == 0);
+}
+
+TEST_CASE("manager: a device's limit holds what its pool takes from the driver", "[manager][limit]") {
+  memory_manager mm(memory_manager::backing::host, 2);
+  std::vector<std::string> told;
+  mm.attach_out_of_memory_observer([&](const stash::out_of_memory& e) { told.emplace_back(e.what()); });
+  REQUIRE(mm.memory_limit(0) == memory_manager::unlimited);
+  REQUIRE(mm.get_stats(0).limit_bytes == memory_manager::unlimited);
+
+  mm.set_memory_limit(64 * MiB, 0);  // before the pool is made: it is made with the limit
+  REQUIRE(mm.existing_device_pool(0) == nullptr);
+  REQUIRE(mm.memory_limit(0) == 64 * MiB);
+  REQUIRE(mm.get_stats(0).limit_bytes == 64 * MiB);
+  REQUIRE(mm.memory_limit(1) == memory_manager::unlimited);  // the other device has none
+
+  void* a = mm.allocate(40 * MiB, memory_type::device, 0);
+  const auto held = mm.get_stats(0);
+  REQUIRE(held.total_reserved >= 40 * MiB);
+  REQUIRE(held.total_reserved <= 64 * MiB);
+  try {
+    (void)mm.allocate(40 * MiB, memory_type::device, 0);  // 80 MiB would pass the limit
+    FAIL("allocated past the limit");
+  } catch (const stash::out_of_memory& e) {
+    REQUIRE(e.device() == 0);
+    REQUIRE(e.requested_bytes() == 40 * MiB);
+    REQUIRE(e.details() != nullptr);  // the manager's report
+  }
+  REQUIRE(told.size() == 1);
+  REQUIRE(told[0].find("requested " + std::to_string(40 * MiB)) != std::string::npos);
+  const auto after = mm.get_stats(0);
+  REQUIRE(after.num_ooms == 1);
+  REQUIRE(after.detail.oom_retries >= 1);
+  REQUIRE(after.total_allocated == held.total_allocated);
+  REQUIRE(after.total_reserved <= 64 * MiB);
+
+  // Device 1 is not limited by device 0's limit.
+  void* b = mm.allocate(100 * MiB, memory_type::device, 1);
+  REQUIRE(mm.get_stats(1).num_ooms == 0);
+  mm.deallocate(b);
+
+  // Freed, the same request fits again.
+  mm.deallocate(a);
+  void* c = mm.allocate(40 * MiB, memory_type::device, 0);
+  REQUIRE(mm.get_stats(0).total_reserved <= 64 * MiB);
+  mm.deallocate(c);
+}
+
+TEST_CASE("manager: a limit lowered and raised applies to the pool already made", "[manager][limit]") {
+  memory_manager mm(memory_manager::backing::host, 1);
+  void* a = mm.allocate(32 * MiB, memory_type::device);
+  mm.set_memory_limit(MiB);  // below what is held: nothing is given back by itself
+  REQUIRE(mm.memory_limit() == MiB);
+  REQUIRE(mm.get_stats().total_allocated >= 32 * MiB);
+  mm.deallocate(a);
+  mm.empty_cache();
+  REQUIRE(mm.get_stats().total_reserved == 0);
+  REQUIRE_THROWS_AS((void)mm.allocate(8 * MiB, memory_type::device), stash::out_of_memory);
+  REQUIRE(mm.get_stats().num_ooms == 1);
+
+  mm.set_memory_limit(16 * MiB);  // raised: the request fits
+  void* b = mm.allocate(8 * MiB, memory_type::device);
+  REQUIRE(mm.get_stats().total_reserved <= 16 * MiB);
+  mm.set_memory_limit(memory_manager::unlimited);
+  void* c = mm.allocate(64 * MiB, memory_type::device);
+  REQUIRE(mm.get_stats().limit_bytes == memory_manager::unlimited);
+  mm.deallocate(b);
+  mm.deallocate(c);
+  REQUIRE(mm.get_stats().num_ooms == 1);
+}
+
+TEST_CASE("manager: a limit from the options, and bad limits change nothing", "[manager][limit][errors]") {
+  stash::manager_options options;
+  options.limit_bytes = 8 * MiB;
+  memory_manager mm(memory_manager::backing::host, 2, options);
+  REQUIRE(mm.memory_limit(0) == 8 * MiB);
+  REQUIRE(mm.memory_limit(1) == 8 * MiB);
+  REQUIRE_THROWS_AS((void)mm.allocate(16 * MiB, memory_type::device, 1), stash::out_of_memory);
+  mm.set_memory_limit(32 * MiB, 1);
+  mm.deallocate(mm.allocate(16 * MiB, memory_type::device, 1));
+  REQUIRE(mm.memory_limit(0) == 8 * MiB);
+
+  for (int bad : {2, -2}) {
+    INFO("device " << bad);
+    REQUIRE_THROWS_AS(mm.set_memory_limit(MiB, bad), stash::invalid_device);
+    REQUIRE_THROWS_AS(mm.set_memory_fraction(0.5, bad), stash::invalid_device);
+    REQUIRE_THROWS_AS(mm.memory_limit(bad), stash::invalid_device);
+  }
+  for (double bad : {0.0, -0.5, 1.5, std::nan(""), HUGE_VAL}) {
+    INFO("fraction " << bad);
+    try {
+      mm.set_memory_fraction(bad, 0);
+      FAIL("accepted");
+    } catch (const stash::invalid_limit& e) {
+      REQUIRE(std::string(e.what()).find("must be in (0, 1]") != std::string::npos);
+    }
+  }
+  // Host memory has no device total: a valid fraction is refused too.
+  try {
+    mm.set_memory_fraction(0.5, 0);
+    FAIL("accepted");
+  } catch (const stash::invalid_limit& e) {
+    REQUIRE(std::string(e.what()).find("needs a GPU") != std::string::npos);
+  }
+  REQUIRE(mm.memory_limit(0) == 8 * MiB);
+  REQUIRE(mm.memory_limit(1) == 32 * MiB);
+
+  stash::manager_options fraction;
+  fraction.memory_fraction = 0.5;
+  REQUIRE_THROWS_AS(memory_manager(memory_manager::backing::host, 1, fraction), stash::invalid_limit);
+  fraction.memory_fraction = 2;
+  REQUIRE_THROWS_AS(memory_manager(memory_manager::backing::host, 1, fraction), stash::invalid_limit);
+}
+
+TEST_CASE("manager: asking for figures or emptying a cache makes no pool", "[manager]") {
+  memory_manager mm(memory_manager::backing::host, 2);
+  mm.empty_cache(1);
+  mm.trim_cache(0, 1);
+  mm.reset_peak(1);
+  mm.empty_pinned_cache();
+  REQUIRE(mm.get_stats(1).detail.allocations == 0);
+  REQUIRE(mm.get_pinned_stats().detail.allocations == 0);
+  REQUIRE(mm.existing_device_pool(1) == nullptr);
+  REQUIRE(mm.existing_pinned_pool() == nullptr);
+  stash::pool* made = &mm.device_pool(1);
+  REQUIRE(mm.existing_device_pool(1) == made);
 }

@@ -12,6 +12,7 @@
 #include "stash/backend/cuda_pinned_backend.hpp"
 #include "stash/backend/cuda_vmm_backend.hpp"
 #include "stash/backend/host_backend.hpp"
+#include "stash/backend/limited_backend.hpp"
 #include "stash/backend/simulated_backend.hpp"
 #include "stash/backend/simulated_paged_backend.hpp"
 #include "stash/buckets/power_of_two_buckets.hpp"
@@ -40,6 +41,11 @@ using pinned_caching_allocator = caching_allocator<cuda_pinned_vmm_backend, segr
 using segment_pinned_allocator = caching_allocator<cuda_pinned_backend, segregated_fit_buckets, spin_lock, basic_stats>;
 /// Ordinary host memory (what the memory manager uses when there is no GPU).
 using host_caching_allocator = caching_allocator<host_backend, segregated_fit_buckets, spin_lock, basic_stats>;
+/// The design above over limited_backend<Backend>: a memory limit that can be set at any time, paid
+/// for only when memory is asked of the backend (the memory manager's device pools; no limit until one
+/// is set). Stream-ordered as the composition over Backend itself is.
+template <backend_policy Backend>
+using limited_caching_allocator = caching_allocator<limited_backend<Backend>, segregated_fit_buckets, spin_lock, basic_stats>;
 /// The default design over a simulated device: same decisions, no memory touched.
 using simulated_caching_allocator = caching_allocator<simulated_paged_backend, segregated_fit_buckets, spin_lock, basic_stats>;
 /// The seed design over a simulated device.

@@ -73,6 +73,13 @@ class invalid_device : public error {
   int device_;
 };
 
+/// A memory limit that cannot be: a fraction of a device outside (0, 1] or not a number, or a fraction
+/// of memory that has no device total (a host-backed memory manager).
+class invalid_limit : public error {
+ public:
+  explicit invalid_limit(const std::string& why) : error("stash: invalid memory limit: " + why) {}
+};
+
 /// A CUDA runtime or driver call failed for a reason other than lack of memory.
 class cuda_error : public error {
  public:

@@ -11,11 +11,15 @@
 // With a GPU, a device's pool is the default composition (CUDA virtual memory), or whole cudaMalloc
 // segments where the device lacks virtual memory management. Without a GPU the manager runs on
 // ordinary host memory as one device, 0, so the same program (and the tests) run everywhere.
+// Every device pool takes a memory limit (set_memory_limit, set_memory_fraction), none until one is set.
 #include <atomic>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <string>
 #include <vector>
 
 #include "stash/allocators.hpp"
@@ -37,6 +41,25 @@ struct memory_stats {
   std::size_t peak_allocated = 0;
   std::size_t peak_reserved = 0;
   stats_snapshot detail;
+  std::uint64_t num_ooms = 0;          // requests that ended in out_of_memory (PyTorch's num_ooms)
+  std::size_t limit_bytes = SIZE_MAX;  // the most the pool may hold from the driver; SIZE_MAX: no limit
+};
+
+/// Where a CUDA-backed manager's device pools get memory.
+enum class device_backend_kind {
+  vmm,       // pages of CUDA virtual memory; whole cudaMalloc segments where the device lacks VMM
+  segments,  // whole cudaMalloc segments
+};
+
+/// How a memory manager makes its pools; each pool takes them when it is made.
+struct manager_options {
+  device_backend_kind backend = device_backend_kind::vmm;
+  caching_options caching{};  // every device pool's, and the pinned pool's when it is paged
+  /// Each device pool's limit until set_memory_limit or set_memory_fraction changes it.
+  std::size_t limit_bytes = SIZE_MAX;
+  /// When > 0 (at most 1; CUDA-backed only), each device pool's limit is also at most this fraction of
+  /// its device's total memory, read when the pool is made.
+  double memory_fraction = 0;
 };
 
 /// Called with every out_of_memory a manager's pool is about to throw (PyTorch's
@@ -89,16 +112,25 @@ class pool : public memory_resource {
   virtual void trim_cache(std::size_t target_cached_bytes) = 0;
   virtual stats_snapshot stats() const = 0;
   virtual void reset_peak() = 0;
+  /// The most bytes the pool may hold from its backend (SIZE_MAX: none). set_limit changes it, from any
+  /// thread, where the backend takes a limit (limited_backend), and returns false for any other pool.
+  virtual std::size_t limit() const noexcept = 0;
+  virtual bool set_limit(std::size_t bytes) noexcept = 0;
   using memory_resource::deallocate;
   /// Who hears of its out_of_memory before it is thrown (the manager that made it).
   void report_out_of_memory_to(const detail::oom_observers* observers) noexcept { observers_ = observers; }
+  /// Requests that ended in out_of_memory since the pool was made.
+  std::uint64_t out_of_memory_count() const noexcept { return ooms_.load(std::memory_order_relaxed); }
 
  protected:
   const detail::oom_observers* observers_ = nullptr;
+  std::atomic<std::uint64_t> ooms_{0};
 };
 
 template <class Allocator>
 class pool_of final : public pool {
+  static constexpr bool limited = requires(Allocator& a, std::size_t n) { a.backend().set_limit(n); };
+
  public:
   template <class... Args>
   explicit pool_of(Args&&... args) : allocator_(std::forward<Args>(args)...) {}
@@ -121,14 +153,23 @@ class pool_of final : public pool {
   void trim_cache(std::size_t target) override { allocator_.trim_cache(target); }
   stats_snapshot stats() const override { return allocator_.stats(); }
   void reset_peak() override { allocator_.reset_peak(); }
+  std::size_t limit() const noexcept override {
+    if constexpr (limited) return allocator_.backend().limit();
+    return SIZE_MAX;
+  }
+  bool set_limit(std::size_t bytes) noexcept override {
+    if constexpr (limited) allocator_.backend().set_limit(bytes);
+    return limited;
+  }
   memory_kind kind() const noexcept override { return Allocator::kind; }
   int device() const noexcept override { return allocator_.device(); }
   Allocator& allocator() noexcept { return allocator_; }
 
  private:
   /// The failure again with a memory_report (and the driver's free and total memory of a device),
-  /// told to the observers, then thrown.
-  [[noreturn, gnu::cold, gnu::noinline]] void throw_detailed(const out_of_memory& failure) const {
+  /// counted, told to the observers, then thrown.
+  [[noreturn, gnu::cold, gnu::noinline]] void throw_detailed(const out_of_memory& failure) {
+    ooms_.fetch_add(1, std::memory_order_relaxed);
     memory_report report;
     if constexpr (requires { describe_memory(allocator_); }) report = describe_memory(allocator_);
     if (Allocator::kind == memory_kind::device && failure.device() >= 0) {
@@ -162,6 +203,8 @@ class memory_manager {
     cuda,  // device pools on the GPUs, pinned pool from cudaHostAlloc
     host,  // every pool from ordinary host memory; `host_devices` pretend devices
   };
+  /// A memory limit that is none.
+  static constexpr std::size_t unlimited = SIZE_MAX;
 
   /// The process-wide manager: CUDA-backed when a GPU is visible, host-backed (one device) otherwise.
   static memory_manager& instance() {
@@ -169,16 +212,20 @@ class memory_manager {
     return manager;
   }
 
-  /// A manager of its own (tests, or a library that wants pools apart from the application's).
-  /// Throws invalid_device when there is no device to manage: backing::cuda without a visible GPU,
-  /// or backing::host with host_devices < 1.
-  explicit memory_manager(backing how, int host_devices = 1)
+  /// A manager of its own (tests, a library that wants pools apart from the application's, or pools
+  /// made with other options). Throws invalid_device when there is no device to manage: backing::cuda
+  /// without a visible GPU, or backing::host with host_devices < 1; invalid_limit for a memory_fraction
+  /// outside [0, 1] or not a number, or one on host memory.
+  explicit memory_manager(backing how, int host_devices = 1, manager_options options = {})
       : backing_(how),
         device_count_(how == backing::cuda ? device_manager::device_count() : host_devices),
-        device_pools_(static_cast<std::size_t>(device_count_ > 0 ? device_count_ : 0)) {
+        options_(options),
+        device_pools_(static_cast<std::size_t>(device_count_ > 0 ? device_count_ : 0)),
+        limits_(device_pools_.size()) {
     if (how == backing::cuda && device_count_ <= 0) throw invalid_device(-1, 0);
     if (how == backing::host && device_count_ <= 0)
       throw invalid_device(host_devices, "a host-backed memory manager needs at least one device");
+    if (options.memory_fraction != 0) check_fraction(options.memory_fraction);
     for (auto& p : device_pools_) p.store(nullptr, std::memory_order_relaxed);
   }
   memory_manager(const memory_manager&) = delete;
@@ -190,6 +237,7 @@ class memory_manager {
 
   backing backed_by() const noexcept { return backing_; }
   int device_count() const noexcept { return device_count_; }
+  const manager_options& options() const noexcept { return options_; }
   /// The caller's current device (always 0 when host-backed).
   int current_device() const { return backing_ == backing::cuda ? device_manager::current_device() : 0; }
 
@@ -226,13 +274,59 @@ class memory_manager {
     throw invalid_pointer(ptr, "not allocated by the memory manager");
   }
 
-  void empty_cache(int device_id = -1) { device_pool(device_id).empty_cache(); }
-  void trim_cache(std::size_t target_bytes, int device_id = -1) { device_pool(device_id).trim_cache(target_bytes); }
-  void empty_pinned_cache() { pinned_pool().empty_cache(); }
+  // The caches and figures of one device (-1: current). A device whose pool is not made yet has
+  // nothing cached and zero figures: asking makes no pool.
+  void empty_cache(int device_id = -1) {
+    if (pool* p = existing_device_pool(device_id)) p->empty_cache();
+  }
+  void trim_cache(std::size_t target_bytes, int device_id = -1) {
+    if (pool* p = existing_device_pool(device_id)) p->trim_cache(target_bytes);
+  }
+  void empty_pinned_cache() {
+    if (pool* p = existing_pinned_pool()) p->empty_cache();
+  }
 
-  memory_stats get_stats(int device_id = -1) { return to_memory_stats(device_pool(device_id).stats()); }
-  memory_stats get_pinned_stats() { return to_memory_stats(pinned_pool().stats()); }
-  void reset_peak(int device_id = -1) { device_pool(device_id).reset_peak(); }
+  memory_stats get_stats(int device_id = -1) {
+    const int id = resolve(device_id);
+    memory_stats s = to_memory_stats(existing_device_pool(id));
+    s.limit_bytes = memory_limit(id);
+    return s;
+  }
+  memory_stats get_pinned_stats() { return to_memory_stats(existing_pinned_pool()); }
+  void reset_peak(int device_id = -1) {
+    if (pool* p = existing_device_pool(device_id)) p->reset_peak();
+  }
+
+  /// Caps what the pool of `device_id` (-1: current) may hold from the driver at `bytes` (unlimited:
+  /// none), from now on, from any thread, for a pool made already or later (PyTorch's
+  /// set_per_process_memory_fraction, RMM's limiting_resource_adaptor). A request past the limit is met
+  /// as on a full device: idle pages are moved, or the cache is released and the request retried, then
+  /// out_of_memory (with its report, told to the observers). Lowering it below what is held gives
+  /// nothing back by itself (empty_cache and trim_cache do). Throws invalid_device; changes nothing then.
+  void set_memory_limit(std::size_t bytes, int device_id = -1) {
+    const int id = resolve(device_id);
+    std::lock_guard guard(creation_lock_);
+    limits_[static_cast<std::size_t>(id)] = bytes;
+    if (pool* p = device_pools_[static_cast<std::size_t>(id)].load(std::memory_order_acquire)) p->set_limit(bytes);
+  }
+
+  /// The limit as `fraction` of the device's total memory (torch.cuda.set_per_process_memory_fraction).
+  /// Throws invalid_device, invalid_limit for a fraction outside (0, 1] or not a number, or on a
+  /// host-backed manager (host memory has no device total; set_memory_limit takes bytes), cuda_error
+  /// when the driver does not answer; changes nothing then.
+  void set_memory_fraction(double fraction, int device_id = -1) {
+    const int id = resolve(device_id);
+    check_fraction(fraction);
+    set_memory_limit(fraction_of(fraction, id), id);
+  }
+
+  /// The limit of the pool of `device_id` (-1: current) in bytes; unlimited: none. Throws invalid_device.
+  std::size_t memory_limit(int device_id = -1) {
+    const int id = resolve(device_id);
+    std::lock_guard guard(creation_lock_);
+    if (pool* p = device_pools_[static_cast<std::size_t>(id)].load(std::memory_order_acquire)) return p->limit();
+    return limit_to_make(id);
+  }
 
   /// Calls `observer` with every out_of_memory any of this manager's pools throws, before it is
   /// thrown (PyTorch's attachOutOfMemoryObserver). The error carries a memory_report (details()):
@@ -263,6 +357,13 @@ class memory_manager {
     return *made;
   }
 
+  /// The pool of a device (-1: current) if it was made, else nullptr. Throws invalid_device.
+  pool* existing_device_pool(int device_id = -1) const {
+    return device_pools_[static_cast<std::size_t>(resolve(device_id))].load(std::memory_order_acquire);
+  }
+  /// The pinned pool if it was made, else nullptr.
+  pool* existing_pinned_pool() const noexcept { return pinned_pool_.load(std::memory_order_acquire); }
+
  private:
   int resolve(int device_id) const {
     if (device_id == -1) return current_device();
@@ -270,35 +371,72 @@ class memory_manager {
     return device_id;
   }
 
-  pool* make_device_pool(int id) const {
-    // Host memory named after the device it stands for, so that errors name the device asked for.
-    if (backing_ == backing::host) return new pool_of<host_caching_allocator>(host_backend(id));
-    try {
-      return new pool_of<device_caching_allocator>(cuda_vmm_backend(id));
-    } catch (const cuda_error&) {
-      // No virtual memory management on this device (or driver): whole cudaMalloc segments instead.
-      return new pool_of<segment_device_allocator>(cuda_device_backend(id));
-    }
+  void check_fraction(double fraction) const {
+    if (!(fraction > 0 && fraction <= 1))  // NaN fails both comparisons
+      throw invalid_limit("a memory fraction must be in (0, 1], not " + std::to_string(fraction));
+    if (backing_ == backing::host)
+      throw invalid_limit("a memory fraction needs a GPU (host memory has no device total; give a limit in bytes)");
   }
 
-  static pool* make_pinned_pool() {
+  static std::size_t fraction_of(double fraction, int id) {
+    return static_cast<std::size_t>(fraction * static_cast<double>(device_manager::memory(id).total_bytes));
+  }
+
+  /// The limit a pool of device id is made with: the one set for it, else the options'. Called with
+  /// creation_lock_ held.
+  std::size_t limit_to_make(int id) const {
+    if (const auto& set = limits_[static_cast<std::size_t>(id)]) return *set;
+    std::size_t limit = options_.limit_bytes;
+    if (options_.memory_fraction > 0) {
+      const std::size_t share = fraction_of(options_.memory_fraction, id);
+      if (share < limit) limit = share;
+    }
+    return limit;
+  }
+
+  /// Called with creation_lock_ held.
+  pool* make_device_pool(int id) const {
+    const std::size_t limit = limit_to_make(id);
+    // Host memory named after the device it stands for, so that errors name the device asked for.
+    if (backing_ == backing::host) return make_limited_pool(host_backend(id), limit);
+    if (options_.backend == device_backend_kind::vmm) {
+      try {
+        return make_limited_pool(cuda_vmm_backend(id), limit);
+      } catch (const cuda_error&) {
+        // No virtual memory management on this device (or driver): whole cudaMalloc segments instead.
+      }
+    }
+    return make_limited_pool(cuda_device_backend(id), limit);
+  }
+
+  template <class Backend>
+  pool* make_limited_pool(Backend backend, std::size_t limit) const {
+    return new pool_of<limited_caching_allocator<Backend>>(limited_backend<Backend>(std::move(backend), limit),
+                                                           options_.caching);
+  }
+
+  pool* make_pinned_pool() const {
     try {
-      return new pool_of<pinned_caching_allocator>(cuda_pinned_vmm_backend(-1));
+      return new pool_of<pinned_caching_allocator>(cuda_pinned_vmm_backend(-1), options_.caching);
     } catch (const cuda_error&) {
       // No pinned VMM pages (an older driver): whole cudaHostAlloc segments instead.
       return new pool_of<segment_pinned_allocator>();
     }
   }
 
-  static memory_stats to_memory_stats(const stats_snapshot& s) {
-    return {s.allocated_bytes, s.cached_bytes, s.reserved_bytes, s.peak_allocated_bytes, s.peak_reserved_bytes, s};
+  static memory_stats to_memory_stats(const pool* p) {
+    const stats_snapshot s = p ? p->stats() : stats_snapshot{};
+    return {s.allocated_bytes, s.cached_bytes, s.reserved_bytes, s.peak_allocated_bytes, s.peak_reserved_bytes, s,
+            p ? p->out_of_memory_count() : 0, p ? p->limit() : unlimited};
   }
 
   backing backing_;
   int device_count_;
+  manager_options options_;
   std::vector<std::atomic<pool*>> device_pools_;
+  std::vector<std::optional<std::size_t>> limits_;  // per device: set by set_memory_limit (under creation_lock_)
   std::atomic<pool*> pinned_pool_{nullptr};
-  std::mutex creation_lock_;  // only taken to create a pool
+  std::mutex creation_lock_;  // taken to create a pool and to set or read a limit, never on the fast path
   detail::oom_observers observers_;  // told by every pool before it throws out_of_memory (the pools
                                      // are deleted in the destructor's body, before this goes)
 };

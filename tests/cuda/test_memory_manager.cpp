@@ -22,7 +22,8 @@ stash::memory_manager& manager() { return stash::memory_manager::instance(); }
 /// The slack between what the manager says it released and what cudaMemGetInfo shows.
 std::size_t release_tolerance(int device, std::uint64_t backend_frees) {
   const bool paged =
-      dynamic_cast<stash::pool_of<stash::device_caching_allocator>*>(&manager().device_pool(device)) != nullptr;
+      dynamic_cast<stash::pool_of<stash::limited_caching_allocator<stash::cuda_vmm_backend>>*>(
+          &manager().device_pool(device)) != nullptr;
   return paged ? 8 * MiB : 2 * MiB * (backend_frees + 1);
 }
 
@@ -205,4 +206,33 @@ TEST_CASE("manager: device 1 memory while device 0 is current, and per-device fi
   require_device_memory(q, 1);
   on1.deallocate(q, 1000);
   CHECK(current_device() == 0);
+}
+
+TEST_CASE("a memory fraction of the device caps a manager's pool", "[cuda][manager][limit]") {
+  stash::memory_manager mm(stash::memory_manager::backing::cuda);
+  const std::size_t total = stash::device_manager::memory(0).total_bytes;
+  CHECK(mm.memory_limit(0) == stash::memory_manager::unlimited);
+  mm.set_memory_fraction(0.25, 0);
+  const std::size_t limit = mm.memory_limit(0);
+  CHECK(limit == static_cast<std::size_t>(0.25 * static_cast<double>(total)));
+  CHECK(mm.get_stats(0).limit_bytes == limit);
+
+  std::size_t told = 0;
+  mm.attach_out_of_memory_observer([&](const stash::out_of_memory& e) { told = e.requested_bytes(); });
+  void* a = mm.allocate(limit / 2, stash::memory_type::device, 0);
+  require_device_memory(a, 0);
+  write_pattern(a, MiB, 3);
+  CHECK_THROWS_AS((void)mm.allocate(limit / 2 + limit / 4, stash::memory_type::device, 0), stash::out_of_memory);
+  CHECK(told == limit / 2 + limit / 4);
+  const auto s = mm.get_stats(0);
+  CHECK(s.num_ooms == 1);
+  CHECK(s.total_reserved <= limit);
+  CHECK(holds_pattern(a, MiB, 3));
+  mm.set_memory_limit(stash::memory_manager::unlimited, 0);  // raised: the same request fits
+  void* b = mm.allocate(limit / 2 + limit / 4, stash::memory_type::device, 0);
+  require_device_memory(b, 0);
+  mm.deallocate(b);
+  mm.deallocate(a);
+  mm.empty_cache(0);
+  CHECK(mm.get_stats(0).total_reserved == 0);
 }
