@@ -1,15 +1,18 @@
-// The C interface (stash_c.h) over stash's pools. Every entry point catches everything: the callers
-// are frameworks written in C, Python and C++ that cannot take a C++ exception through a C frame.
+// The C interface (stash_c.h) over one stash::memory_manager. Every entry point catches everything:
+// the callers are frameworks written in C, Python and C++ that cannot take a C++ exception through a
+// C frame.
 //
-// The library keeps its own pools rather than the process-wide memory_manager because the pools are
-// made with the options a user passes (page slack, reservation, backend), which the manager's fixed
-// compositions do not take. Pools are made on first use and never destroyed: a framework frees its
-// last tensors during interpreter shutdown, after static destructors may have run, and the driver
-// takes every mapping back at exit anyway.
+// This layer parses the options, turns errors into statuses and messages, and holds what is asked for
+// before the first allocation (options, limits). The pools, their limits, streams and figures are the
+// manager's. The manager is its own, not the process-wide instance, because it is made with the options
+// a user passes (backend, page slack, reservation, limits); it is made at the first allocation and
+// never destroyed: a framework frees its last tensors during interpreter shutdown, after static
+// destructors may have run, and the driver takes every mapping back at exit anyway.
 #include "stash_c.h"
 
 #include <cuda_runtime_api.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cerrno>
@@ -19,15 +22,14 @@
 #include <cstdlib>
 #include <cstring>
 #include <exception>
-#include <functional>
+#include <map>
+#include <memory>
 #include <mutex>
 #include <new>
 #include <string>
 #include <string_view>
 #include <utility>
 
-#include "stash/allocators.hpp"
-#include "stash/backend/limited_backend.hpp"
 #include "stash/device_manager.hpp"
 #include "stash/error.hpp"
 #include "stash/memory_manager.hpp"
@@ -42,13 +44,6 @@ namespace {
 // current stream at allocation); device and pinned pools order reuse by them (cuda_event_ordering),
 // host pools need not.
 stash::stream to_stream(stash_stream_t s) noexcept { return stash::stream(s); }
-
-/// Records that q, live in p, is also used on s; false when q is not p's.
-bool pool_record_stream(stash::pool& p, void* q, stash_stream_t s) {
-  if (!p.holds(q)) return false;
-  p.record_stream(q, to_stream(s));
-  return true;
-}
 
 // ---------------------------------------------------------------------------------------------------
 // Errors: a message per thread, and a status for each kind of failure.
@@ -89,6 +84,8 @@ int guarded(const char* what, F&& f) noexcept {
     return fail(STASH_ERROR_INVALID_ARGUMENT, e.what());
   } catch (const stash::invalid_device& e) {
     return fail(STASH_ERROR_INVALID_ARGUMENT, e.what());
+  } catch (const stash::invalid_limit& e) {
+    return fail(STASH_ERROR_INVALID_ARGUMENT, e.what());
   } catch (const stash::cuda_error& e) {
     return fail(STASH_ERROR_CUDA, e.what());
   } catch (const stash::error& e) {
@@ -108,29 +105,24 @@ void report(const char* what, const void* ptr) noexcept {
 }
 
 // ---------------------------------------------------------------------------------------------------
-// Options.
-enum class backend_choice { vmm, segments };
-enum class backing_choice { automatic, host };
-
-constexpr std::size_t no_limit = stash::limited_backend<stash::host_backend>::unlimited;
+// Options: the manager's, and where its memory comes from.
+constexpr std::size_t no_limit = stash::memory_manager::unlimited;
 
 struct options {
-  backend_choice backend = backend_choice::vmm;
-  backing_choice backing = backing_choice::automatic;
+  bool host = false;  // backing:host, host memory even when a GPU is visible (auto: only without one)
   int host_devices = 1;
-  std::size_t limit_bytes = no_limit;  // per device
-  double memory_fraction = 0;          // per device, of its total memory; 0: none
-  stash::caching_options caching{};
+  stash::manager_options manager{};
 };
 
-// The pools' compositions: the named ones (allocators.hpp) over a limited_backend, so a per-device
-// limit can be set at any time; the ordering is the one the unlimited backend names.
-template <class Backend>
-using limited_pool = stash::caching_allocator<stash::limited_backend<Backend>, stash::segregated_fit_buckets,
-                                              stash::spin_lock, stash::basic_stats, stash::default_ordering_t<Backend>>;
-using vmm_pool = limited_pool<stash::cuda_vmm_backend>;
-using segment_pool = limited_pool<stash::cuda_device_backend>;
-using host_pool = limited_pool<stash::host_backend>;
+/// A word an option takes, and what it means.
+template <class T>
+struct choice {
+  std::string_view name;
+  T value;
+};
+constexpr std::array<choice<stash::device_backend_kind>, 2> backend_choices{
+    {{"vmm", stash::device_backend_kind::vmm}, {"segments", stash::device_backend_kind::segments}}};
+constexpr std::array<choice<bool>, 2> backing_choices{{{"auto", false}, {"host", true}}};
 
 constexpr const char* option_help_text =
     "backend:vmm|segments        vmm   device pages of CUDA virtual memory, or whole cudaMalloc segments\n"
@@ -200,9 +192,29 @@ std::uint64_t parse_bytes(std::string_view key, std::string_view value) {
   bad_value(key, value, expected);
 }
 
+/// The value `value` names among `choices`. Throws option_error listing them.
+template <class T, std::size_t N>
+T parse_choice(std::string_view key, std::string_view value, const std::array<choice<T>, N>& choices) {
+  for (const choice<T>& c : choices) {
+    if (value == c.name) return c.value;
+  }
+  std::string expected = "one of ";
+  for (const choice<T>& c : choices) expected.append(c.name).append(&c == &choices.back() ? "" : ", ");
+  bad_value(key, value, expected.c_str());
+}
+
+template <class T, std::size_t N>
+std::string_view name_of(T value, const std::array<choice<T>, N>& choices) {
+  for (const choice<T>& c : choices) {
+    if (c.value == value) return c.name;
+  }
+  return "?";
+}
+
 // Parses "key:value,key:value" on top of `base`. Throws option_error naming the option at fault.
 options parse_options(std::string_view conf, options base) {
   options o = base;
+  stash::caching_options& caching = o.manager.caching;
   while (!conf.empty()) {
     const std::size_t comma = conf.find(',');
     const std::string_view item = trim(conf.substr(0, comma));
@@ -216,39 +228,27 @@ options parse_options(std::string_view conf, options base) {
     const std::string_view key = trim(item.substr(0, colon));
     const std::string_view value = trim(item.substr(colon + 1));
     if (key == "backend") {
-      if (value == "vmm") {
-        o.backend = backend_choice::vmm;
-      } else if (value == "segments") {
-        o.backend = backend_choice::segments;
-      } else {
-        bad_value(key, value, "one of vmm, segments");
-      }
+      o.manager.backend = parse_choice(key, value, backend_choices);
     } else if (key == "page_slack") {
       const double d = parse_double(key, value, "a number >= 0");
       if (d < 0) bad_value(key, value, "a number >= 0");
-      o.caching.page_slack = d;
+      caching.page_slack = d;
     } else if (key == "reserve") {
-      o.caching.reserve_bytes = static_cast<std::size_t>(parse_bytes(key, value));
+      caching.reserve_bytes = static_cast<std::size_t>(parse_bytes(key, value));
     } else if (key == "pages_between_moves") {
-      o.caching.pages_between_moves = parse_unsigned(key, value, "an integer >= 0");
+      caching.pages_between_moves = parse_unsigned(key, value, "an integer >= 0");
     } else if (key == "backing") {
-      if (value == "auto") {
-        o.backing = backing_choice::automatic;
-      } else if (value == "host") {
-        o.backing = backing_choice::host;
-      } else {
-        bad_value(key, value, "one of auto, host");
-      }
+      o.host = parse_choice(key, value, backing_choices);
     } else if (key == "host_devices") {
       const std::uint64_t n = parse_unsigned(key, value, "an integer from 1 to 64");
       if (n < 1 || n > 64) bad_value(key, value, "an integer from 1 to 64");
       o.host_devices = static_cast<int>(n);
     } else if (key == "limit") {
-      o.limit_bytes = static_cast<std::size_t>(parse_bytes(key, value));
+      o.manager.limit_bytes = static_cast<std::size_t>(parse_bytes(key, value));
     } else if (key == "memory_fraction") {
       const double f = parse_double(key, value, "a number in (0, 1]");
       if (!(f > 0 && f <= 1)) bad_value(key, value, "a number in (0, 1]");
-      o.memory_fraction = f;
+      o.manager.memory_fraction = f;
     } else {
       throw option_error{STASH_ERROR_INVALID_ARGUMENT,
                          "stash: unknown option '" + std::string(key) +
@@ -260,28 +260,32 @@ options parse_options(std::string_view conf, options base) {
 }
 
 std::string format_options(const options& o) {
-  char slack[32];
-  std::snprintf(slack, sizeof slack, "%g", o.caching.page_slack);
-  std::string s = std::string("backend:") + (o.backend == backend_choice::vmm ? "vmm" : "segments") +
-                  ",page_slack:" + slack + ",reserve:" + std::to_string(o.caching.reserve_bytes) +
-                  ",pages_between_moves:" + std::to_string(o.caching.pages_between_moves) +
-                  ",backing:" + (o.backing == backing_choice::host ? "host" : "auto");
-  if (o.backing == backing_choice::host) s += ",host_devices:" + std::to_string(o.host_devices);
-  if (o.limit_bytes != no_limit) s += ",limit:" + std::to_string(o.limit_bytes);
-  if (o.memory_fraction > 0) {
-    std::snprintf(slack, sizeof slack, "%g", o.memory_fraction);
-    s += std::string(",memory_fraction:") + slack;
+  const stash::caching_options& caching = o.manager.caching;
+  char number[32];
+  std::snprintf(number, sizeof number, "%g", caching.page_slack);
+  std::string s = "backend:" + std::string(name_of(o.manager.backend, backend_choices)) + ",page_slack:" + number +
+                  ",reserve:" + std::to_string(caching.reserve_bytes) +
+                  ",pages_between_moves:" + std::to_string(caching.pages_between_moves) +
+                  ",backing:" + std::string(name_of(o.host, backing_choices));
+  if (o.host) s += ",host_devices:" + std::to_string(o.host_devices);
+  if (o.manager.limit_bytes != no_limit) s += ",limit:" + std::to_string(o.manager.limit_bytes);
+  if (o.manager.memory_fraction > 0) {
+    std::snprintf(number, sizeof number, "%g", o.manager.memory_fraction);
+    s += std::string(",memory_fraction:") + number;
   }
   return s;
 }
 
+/// `fraction` of device id's total memory, in bytes.
+std::size_t fraction_of(double fraction, int id) {
+  return static_cast<std::size_t>(fraction * static_cast<double>(stash::device_manager::memory(id).total_bytes));
+}
+
 // ---------------------------------------------------------------------------------------------------
-// The pools. Options may change until the first pool is made ("frozen"); from then on the device
-// count and the options are fixed and the fast path reads them without a lock.
+// The manager. Options and limits may change until it is made, at the first allocation ("frozen");
+// from then on they are its, and the fast path reads the manager without a lock.
 class library {
  public:
-  static constexpr int max_devices = 64;
-
   static library& get() {
     static library* const instance = new library();  // never destroyed: see the top of this file
     return *instance;
@@ -291,7 +295,7 @@ class library {
   void configure(const char* conf) {
     std::lock_guard guard(mutex_);
     const options parsed = parse_options(conf ? conf : "", options{});
-    if (frozen()) {
+    if (existing_manager()) {
       if (format_options(parsed) == format_options(options_)) return;  // the same again
       throw option_error{STASH_ERROR_TOO_LATE, "stash: options must be set before the first allocation (in force: " +
                                                    format_options(options_) + ")"};
@@ -301,10 +305,10 @@ class library {
     options_text_ = format_options(options_);
   }
 
-  /// The options in force (or that the first pool would take), as text. Throws for a bad STASH_CONF.
+  /// The options in force (or that the manager would take), as text. Throws for a bad STASH_CONF.
   const char* options_text() {
     std::lock_guard guard(mutex_);
-    options_text_ = format_options(frozen() ? options_ : effective_options());
+    options_text_ = format_options(existing_manager() ? options_ : effective_options());
     return options_text_.c_str();
   }
 
@@ -320,60 +324,44 @@ class library {
     return device;
   }
 
-  /// The pool of a device (-1: current), made on first use; the first pool fixes the options.
-  stash::pool& device_pool(int device) {
-    if (!frozen()) freeze();
-    device = resolve(device);
-    if (stash::pool* p = pools_[static_cast<std::size_t>(device)].load(std::memory_order_acquire)) return *p;
-    return make_device_pool(device);
+  /// The manager, made on first use with the options in force, which it fixes.
+  stash::memory_manager& manager() {
+    if (stash::memory_manager* m = existing_manager()) return *m;
+    return make_manager();
   }
+  /// The manager if it was made, else null.
+  stash::memory_manager* existing_manager() const noexcept { return manager_.load(std::memory_order_acquire); }
 
-  /// The pool of a device if it was made, else null.
-  stash::pool* existing_pool(int device) {
-    device = resolve(device);
-    return pools_[static_cast<std::size_t>(device)].load(std::memory_order_acquire);
-  }
-
-  stash::pool& pinned_pool() {
-    if (!frozen()) freeze();
-    if (stash::pool* p = pinned_.load(std::memory_order_acquire)) return *p;
+  /// Sets device id's limit (no_limit: none); before the manager is made, it is made with it. Throws
+  /// invalid_device.
+  void set_limit(int id, std::size_t bytes) {
+    id = resolve(id);
     std::lock_guard guard(mutex_);
-    if (stash::pool* p = pinned_.load(std::memory_order_acquire)) return *p;
-    stash::pool* made = nullptr;
-    if (host_backed_) {
-      made = new stash::pool_of<stash::host_caching_allocator>();
-    } else {
-      try {
-        made = new stash::pool_of<stash::pinned_caching_allocator>(stash::cuda_pinned_vmm_backend(-1),
-                                                                    options_.caching);
-      } catch (const stash::cuda_error&) {
-        // No pinned VMM pages (an older driver): whole cudaHostAlloc segments instead.
-        made = new stash::pool_of<stash::segment_pinned_allocator>();
-      }
-    }
-    pinned_.store(made, std::memory_order_release);
-    return *made;
+    if (stash::memory_manager* m = existing_manager()) return m->set_memory_limit(bytes, id);
+    limits_[id] = bytes;
   }
 
-  void count_oom(int device) {
-    if (device >= 0 && device < max_devices) ooms_[static_cast<std::size_t>(device)].fetch_add(1, std::memory_order_relaxed);
-  }
-  std::uint64_t ooms(int device) const { return ooms_[static_cast<std::size_t>(device)].load(std::memory_order_relaxed); }
-  void count_pinned_oom() { pinned_ooms_.fetch_add(1, std::memory_order_relaxed); }
-  std::uint64_t pinned_ooms() const { return pinned_ooms_.load(std::memory_order_relaxed); }
-
-  /// The pinned pool if it was made, else null.
-  stash::pool* existing_pinned_pool() { return pinned_.load(std::memory_order_acquire); }
-
-  /// A device pool other than `except` that holds p live, or null: a free that named the wrong device.
-  stash::pool* pool_owning(const void* p, int except) {
-    const int count = device_count();
-    for (int d = 0; d < count; ++d) {
-      if (d == except) continue;
-      stash::pool* pool = pools_[static_cast<std::size_t>(d)].load(std::memory_order_acquire);
-      if (pool && pool->holds(p)) return pool;
+  /// Sets device id's limit to a fraction in [0, 1] of its total memory. Throws option_error without
+  /// a GPU.
+  void set_fraction(int id, double fraction) {
+    id = resolve(id);
+    if (host_backed()) {
+      throw option_error{STASH_ERROR_UNSUPPORTED,
+                         "stash: a memory fraction needs a GPU (host memory has no device total; use a limit in bytes)"};
     }
-    return nullptr;
+    set_limit(id, fraction_of(fraction, id));
+  }
+
+  /// Device id's limit in bytes (no_limit: none).
+  std::size_t limit(int id) {
+    id = resolve(id);
+    std::lock_guard guard(mutex_);
+    if (stash::memory_manager* m = existing_manager()) return m->memory_limit(id);
+    if (const auto set = limits_.find(id); set != limits_.end()) return set->second;
+    const options o = effective_options();
+    std::size_t l = o.manager.limit_bytes;
+    if (o.manager.memory_fraction > 0 && !layout_of(o).host) l = std::min(l, fraction_of(o.manager.memory_fraction, id));
+    return l;
   }
 
  private:
@@ -384,9 +372,7 @@ class library {
     bool host;
   };
 
-  bool frozen() const { return device_count_.load(std::memory_order_acquire) != 0; }
-
-  /// The options in force: those set, else STASH_CONF's (read each time until the first pool fixes
+  /// The options in force: those set, else STASH_CONF's (read each time until the manager fixes
   /// them). Throws option_error for a bad STASH_CONF: allocations then fail loudly rather than run
   /// with options the user did not ask for. Called with mutex_ held.
   options effective_options() const {
@@ -402,136 +388,52 @@ class library {
 
   static layout_type layout_of(const options& o) {
     const int gpus = stash::device_manager::device_count();
-    const bool host = o.backing == backing_choice::host || gpus == 0;
-    const int n = host ? o.host_devices : gpus;
-    return {n < max_devices ? n : max_devices, host};
+    const bool host = o.host || gpus == 0;
+    return {host ? o.host_devices : gpus, host};
   }
 
   layout_type layout() {
-    if (const int n = device_count_.load(std::memory_order_acquire)) return {n, host_backed_};
+    if (const stash::memory_manager* m = existing_manager())
+      return {m->device_count(), m->backed_by() == stash::memory_manager::backing::host};
     std::lock_guard guard(mutex_);
-    if (const int n = device_count_.load(std::memory_order_acquire)) return {n, host_backed_};
+    if (const stash::memory_manager* m = existing_manager())
+      return {m->device_count(), m->backed_by() == stash::memory_manager::backing::host};
     return layout_of(effective_options());
   }
 
-  /// Fixes the options and the device count (before the first pool is made).
-  void freeze() {
+  /// Fixes the options and makes the manager with them and the limits set so far.
+  stash::memory_manager& make_manager() {
     std::lock_guard guard(mutex_);
-    if (frozen()) return;
-    options_ = effective_options();
+    if (stash::memory_manager* m = existing_manager()) return *m;
+    const options o = effective_options();
+    const layout_type l = layout_of(o);
+    if (l.host && o.manager.memory_fraction > 0) {
+      throw option_error{STASH_ERROR_UNSUPPORTED,
+                         "stash: option 'memory_fraction' needs a GPU (host memory has no device total; use limit)"};
+    }
+    auto made = std::make_unique<stash::memory_manager>(
+        l.host ? stash::memory_manager::backing::host : stash::memory_manager::backing::cuda, l.count, o.manager);
+    for (const auto& [id, bytes] : limits_) {
+      if (id < l.count) made->set_memory_limit(bytes, id);
+    }
+    options_ = o;
     configured_ = true;
     options_text_ = format_options(options_);
-    const layout_type l = layout_of(options_);
-    host_backed_ = l.host;
-    device_count_.store(l.count, std::memory_order_release);
+    manager_.store(made.get(), std::memory_order_release);
+    return *made.release();
   }
 
-  stash::pool& make_device_pool(int id) {
-    std::lock_guard guard(mutex_);
-    std::atomic<stash::pool*>& slot = pools_[static_cast<std::size_t>(id)];
-    if (stash::pool* p = slot.load(std::memory_order_acquire)) return *p;
-    std::size_t limit = limits_[static_cast<std::size_t>(id)];
-    if (limit == unset) limit = initial_limit(id);
-    stash::pool* made = nullptr;
-    if (host_backed_) {
-      made = make_pool<host_pool>(id, stash::host_backend{}, limit);
-    } else if (options_.backend == backend_choice::vmm) {
-      try {
-        made = make_pool<vmm_pool>(id, stash::cuda_vmm_backend(id), limit);
-      } catch (const stash::cuda_error&) {
-        // No virtual memory management on this device (or driver): whole cudaMalloc segments instead.
-        made = make_pool<segment_pool>(id, stash::cuda_device_backend(id), limit);
-      }
-    } else {
-      made = make_pool<segment_pool>(id, stash::cuda_device_backend(id), limit);
-    }
-    slot.store(made, std::memory_order_release);
-    return *made;
-  }
-
-  /// The limit the options give device id (none, bytes, or a fraction of its total memory).
-  std::size_t initial_limit(int id) const {
-    std::size_t limit = options_.limit_bytes;
-    if (options_.memory_fraction > 0) {
-      if (host_backed_) {
-        throw option_error{STASH_ERROR_UNSUPPORTED,
-                           "stash: option 'memory_fraction' needs a GPU (host memory has no device total; use limit)"};
-      }
-      limit = std::min(limit, fraction_of(options_.memory_fraction, id));
-    }
-    return limit;
-  }
-
-  static std::size_t fraction_of(double fraction, int id) {
-    return static_cast<std::size_t>(fraction * static_cast<double>(stash::device_manager::memory(id).total_bytes));
-  }
-
-  /// Makes the pool of device id over a limited_backend and keeps the way to change its limit.
-  template <class Allocator, class Backend>
-  stash::pool* make_pool(int id, Backend backend, std::size_t limit) {
-    auto* made = new stash::pool_of<Allocator>(stash::limited_backend<Backend>(std::move(backend), limit),
-                                               options_.caching);
-    limits_[static_cast<std::size_t>(id)] = limit;
-    set_limit_[static_cast<std::size_t>(id)] = [made](std::size_t bytes) {
-      made->allocator().backend().set_limit(bytes);
-    };
-    return made;
-  }
-
- public:
-  /// Sets device id's limit (no_limit: none); a pool made later starts with it. Throws invalid_device.
-  void set_limit(int id, std::size_t bytes) {
-    id = resolve(id);
-    std::lock_guard guard(mutex_);
-    limits_[static_cast<std::size_t>(id)] = bytes == unset ? 1 : bytes;  // 0 and 1 byte both hold nothing
-    if (set_limit_[static_cast<std::size_t>(id)]) set_limit_[static_cast<std::size_t>(id)](bytes);
-  }
-
-  /// Device id's limit in bytes (no_limit: none).
-  std::size_t limit(int id) {
-    id = resolve(id);
-    std::lock_guard guard(mutex_);
-    const std::size_t l = limits_[static_cast<std::size_t>(id)];
-    if (l != unset) return l;
-    return frozen() ? initial_limit(id) : layout_limit(id);
-  }
-
-  /// Sets device id's limit to a fraction of its total memory. Throws option_error without a GPU.
-  void set_fraction(int id, double fraction) {
-    id = resolve(id);
-    if (host_backed()) {
-      throw option_error{STASH_ERROR_UNSUPPORTED,
-                         "stash: a memory fraction needs a GPU (host memory has no device total; use a limit in bytes)"};
-    }
-    set_limit(id, fraction_of(fraction, id));
-  }
-
- private:
-  std::size_t layout_limit(int id) const {
-    const options o = effective_options();
-    std::size_t l = o.limit_bytes;
-    if (o.memory_fraction > 0 && !layout_of(o).host) l = std::min(l, fraction_of(o.memory_fraction, id));
-    return l;
-  }
-
-  static constexpr std::size_t unset = 0;  // a limit of 0 bytes is kept as 1: nothing fits either way
-  std::array<std::size_t, max_devices> limits_{};                                  // under mutex_
-  std::array<std::function<void(std::size_t)>, max_devices> set_limit_{};         // under mutex_
-
-  std::mutex mutex_;  // taken to configure and to make pools, never on the fast path
+  std::mutex mutex_;  // taken to configure and to make the manager, never on the fast path
   options options_{};
   bool configured_ = false;
   std::string options_text_;
-  bool host_backed_ = false;
-  std::atomic<int> device_count_{0};
-  std::array<std::atomic<stash::pool*>, max_devices> pools_{};
-  std::atomic<stash::pool*> pinned_{nullptr};
-  std::array<std::atomic<std::uint64_t>, max_devices> ooms_{};
-  std::atomic<std::uint64_t> pinned_ooms_{0};
+  std::map<int, std::size_t> limits_;  // set before the manager is made, by device (under mutex_)
+  std::atomic<stash::memory_manager*> manager_{nullptr};
 };
 
-void fill(stash_stats* out, const stash::stats_snapshot& s, std::uint64_t ooms, std::size_t limit) {
-  out->limit_bytes = limit == no_limit ? UINT64_MAX : limit;
+void fill(stash_stats* out, const stash::memory_stats& m) {
+  const stash::stats_snapshot& s = m.detail;
+  out->limit_bytes = m.limit_bytes == no_limit ? UINT64_MAX : m.limit_bytes;
   out->allocated_bytes = s.allocated_bytes;
   out->requested_bytes = s.requested_bytes;
   out->cached_bytes = s.cached_bytes;
@@ -545,7 +447,7 @@ void fill(stash_stats* out, const stash::stats_snapshot& s, std::uint64_t ooms, 
   out->backend_allocations = s.backend_allocations;
   out->backend_frees = s.backend_frees;
   out->oom_retries = s.oom_retries;
-  out->num_ooms = ooms;
+  out->num_ooms = m.num_ooms;
 }
 
 }  // namespace
@@ -555,17 +457,10 @@ extern "C" {
 void* stash_alloc(ssize_t size, int device, stash_stream_t stream) {
   if (size == 0) return nullptr;  // as cudaMalloc(0): PyTorch asks for 0 bytes for empty tensors
   void* p = nullptr;
-  const int status = guarded("stash_alloc", [&] {
+  guarded("stash_alloc", [&] {
     if (size < 0) throw stash::invalid_size(static_cast<std::size_t>(size), "a negative size");
-    p = library::get().device_pool(device).allocate(static_cast<std::size_t>(size), to_stream(stream));
+    p = library::get().manager().device_pool(device).allocate(static_cast<std::size_t>(size), to_stream(stream));
   });
-  if (status == STASH_ERROR_OUT_OF_MEMORY) {
-    try {
-      library::get().count_oom(library::get().resolve(device));
-    } catch (...) {
-      // The count is a statistic; the null return is what matters.
-    }
-  }
   return p;
 }
 
@@ -574,32 +469,20 @@ void stash_free(void* ptr, ssize_t /*size*/, int device, stash_stream_t stream) 
   const int status = guarded("stash_free", [&] {
     library& lib = library::get();
     const int id = lib.resolve(device);
-    if (stash::pool* pool = lib.existing_pool(id)) {
-      try {
-        pool->deallocate(ptr, to_stream(stream));
-        return;
-      } catch (const stash::invalid_pointer&) {
-        // Freed with the wrong device id? Then the pool that holds it frees it; else this error stands.
-        stash::pool* owner = lib.pool_owning(ptr, id);
-        if (!owner) throw;
-        owner->deallocate(ptr, to_stream(stream));
-        return;
-      }
-    }
-    stash::pool* owner = lib.pool_owning(ptr, id);
-    if (!owner) throw stash::invalid_pointer(ptr, "not allocated by stash (device " + std::to_string(id) + " has no pool)");
-    owner->deallocate(ptr, to_stream(stream));
+    stash::memory_manager* mm = lib.existing_manager();
+    if (!mm) throw stash::invalid_pointer(ptr, "not allocated by stash (nothing was allocated)");
+    if (stash::pool* pool = mm->existing_device_pool(id); pool && pool->try_deallocate(ptr, to_stream(stream))) return;
+    // Freed with the wrong device id: the pool that holds it frees it; else the error of the one it lies in.
+    mm->deallocate(ptr, to_stream(stream));
   });
   if (status != STASH_OK) report("stash_free", ptr);
 }
 
 int stash_record_stream(void* ptr, stash_stream_t stream) {
   return guarded("stash_record_stream", [&] {
-    library& lib = library::get();
-    for (int d = 0; d < lib.device_count(); ++d) {
-      if (stash::pool* pool = lib.existing_pool(d); pool && pool_record_stream(*pool, ptr, stream)) return;
-    }
-    throw stash::invalid_pointer(ptr, "record_stream: not a live allocation of stash");
+    stash::memory_manager* mm = library::get().existing_manager();
+    if (!mm) throw stash::invalid_pointer(ptr, "record_stream: not a live allocation of stash");
+    mm->record_stream(ptr, to_stream(stream));
   });
 }
 
@@ -608,15 +491,15 @@ int stash_stream_ordered(void) { return 1; }
 void* stash_alloc_pinned(size_t size) {
   if (size == 0) return nullptr;
   void* p = nullptr;
-  const int status = guarded("stash_alloc_pinned", [&] { p = library::get().pinned_pool().allocate(size); });
-  if (status == STASH_ERROR_OUT_OF_MEMORY) library::get().count_pinned_oom();
+  guarded("stash_alloc_pinned", [&] { p = library::get().manager().allocate_pinned(size); });
   return p;
 }
 
 int stash_free_pinned(void* ptr) {
   if (!ptr) return STASH_OK;
   const int status = guarded("stash_free_pinned", [&] {
-    stash::pool* pool = library::get().existing_pinned_pool();
+    stash::memory_manager* mm = library::get().existing_manager();
+    stash::pool* pool = mm ? mm->existing_pinned_pool() : nullptr;
     if (!pool) throw stash::invalid_pointer(ptr, "not allocated by stash (no pinned memory was allocated)");
     pool->deallocate(ptr, stash::stream{});
   });
@@ -627,19 +510,17 @@ int stash_free_pinned(void* ptr) {
 int stash_empty_cache(int device) {
   return guarded("stash_empty_cache", [&] {
     library& lib = library::get();
-    if (device != -1) {
-      if (stash::pool* pool = lib.existing_pool(device)) pool->empty_cache();
-      return;
-    }
-    for (int d = 0; d < lib.device_count(); ++d) {
-      if (stash::pool* pool = lib.existing_pool(d)) pool->empty_cache();
-    }
+    if (device != -1) lib.resolve(device);
+    stash::memory_manager* mm = lib.existing_manager();
+    if (!mm) return;
+    if (device != -1) return mm->empty_cache(device);
+    for (int d = 0; d < mm->device_count(); ++d) mm->empty_cache(d);
   });
 }
 
 int stash_empty_pinned_cache(void) {
   return guarded("stash_empty_pinned_cache", [&] {
-    if (stash::pool* pool = library::get().existing_pinned_pool()) pool->empty_cache();
+    if (stash::memory_manager* mm = library::get().existing_manager()) mm->empty_pinned_cache();
   });
 }
 
@@ -648,23 +529,26 @@ int stash_get_stats(int device, stash_stats* out) {
   return guarded("stash_get_stats", [&] {
     library& lib = library::get();
     const int id = lib.resolve(device);
-    const stash::pool* pool = lib.existing_pool(id);
-    fill(out, pool ? pool->stats() : stash::stats_snapshot{}, lib.ooms(id), lib.limit(id));
+    stash::memory_stats none;
+    none.limit_bytes = lib.limit(id);
+    stash::memory_manager* mm = lib.existing_manager();
+    fill(out, mm ? mm->get_stats(id) : none);
   });
 }
 
 int stash_get_pinned_stats(stash_stats* out) {
   if (!out) return fail(STASH_ERROR_INVALID_ARGUMENT, "stash_get_pinned_stats: out is null");
   return guarded("stash_get_pinned_stats", [&] {
-    library& lib = library::get();
-    const stash::pool* pool = lib.existing_pinned_pool();
-    fill(out, pool ? pool->stats() : stash::stats_snapshot{}, lib.pinned_ooms(), no_limit);
+    stash::memory_manager* mm = library::get().existing_manager();
+    fill(out, mm ? mm->get_pinned_stats() : stash::memory_stats{});
   });
 }
 
 int stash_reset_peak(int device) {
   return guarded("stash_reset_peak", [&] {
-    if (stash::pool* pool = library::get().existing_pool(device)) pool->reset_peak();
+    library& lib = library::get();
+    const int id = lib.resolve(device);
+    if (stash::memory_manager* mm = lib.existing_manager()) mm->reset_peak(id);
   });
 }
 

@@ -1,9 +1,10 @@
 /* stash's C interface: one shared library that frameworks load at run time (PyTorch's
  * CUDAPluggableAllocator, CuPy through the Python package, or anything with dlopen/ctypes).
  *
- * It keeps one pool per device and one pool of pinned host memory, made on first use with the options
- * set by stash_configure() (or the STASH_CONF environment variable). Without a GPU every pool draws
- * ordinary host memory as one device, 0, so the interface can be exercised anywhere.
+ * It is a thin layer over one stash::memory_manager: one pool per device and one pool of pinned host
+ * memory, made on first use with the options set by stash_configure() (or the STASH_CONF environment
+ * variable). Without a GPU every pool draws ordinary host memory as one device, 0, so the interface can
+ * be exercised anywhere.
  *
  * No C++ exception crosses this interface. Each function reports failure through its return value
  * (null, or a nonzero stash_status) and records a message that stash_last_error() returns on the same
@@ -67,7 +68,8 @@ typedef struct stash_stats {
 /* PyTorch's pluggable signatures. size 0 returns null (as cudaMalloc(0) does) and is no error.
  * device -1 means the current device. Out of memory and bad arguments return null. */
 STASH_C_API void* stash_alloc(ssize_t size, int device, stash_stream_t stream);
-/* null is a no-op. size and device are those of the allocation (the pool is found from device). */
+/* null is a no-op. size and device are those of the allocation: device's pool is asked first, then
+ * whichever of this library's pools holds ptr (a free that names the wrong device still frees). */
 STASH_C_API void stash_free(void* ptr, ssize_t size, int device, stash_stream_t stream);
 /* ptr is also used on stream: its memory is not reused elsewhere before the work queued there is done
  * (PyTorch's Tensor.record_stream). STASH_ERROR_INVALID_POINTER when ptr is not a live allocation. */

@@ -71,7 +71,7 @@ int main(int argc, char* argv[]) {
   auto& manager = stash::memory_manager::instance();
   for (int d = 0; d < count; ++d) manager.empty_cache(d);
   manager.empty_pinned_cache();
-  // The C interface keeps pools of its own for the whole process (libstash_c never destroys them).
+  // The C interface keeps a memory manager of its own for the whole process (never destroyed).
   stash_empty_cache(-1);
   stash_empty_pinned_cache();
   return failed;
