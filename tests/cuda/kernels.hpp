@@ -11,4 +11,8 @@ namespace stash_test {
 /// the launch status.
 cudaError_t launch_affine_fill(float* out, std::size_t n, float scale, float offset);
 
+/// data[i] = data[i] * scale + offset for i in [0, n) (reads and writes every element), on `stream`
+/// of the current device. Returns the launch status.
+cudaError_t launch_affine_update(float* data, std::size_t n, float scale, float offset, cudaStream_t stream);
+
 }  // namespace stash_test

@@ -28,7 +28,7 @@ TEMPLATE_TEST_CASE("an allocator for device 1 hands out device 1 memory while de
     CHECK(current_device() == 0);
     require_device_memory(p, 1);
     {
-      // VMM pages are accessible to their own device only: copy with it current.
+      // With the owner current: the copy works whether or not device 0 can reach device 1.
       stash::cuda::device_guard on_owner(1);
       write_edges(p, 256 * MiB, 3);
       CHECK(holds_edges(p, 256 * MiB, 3));
@@ -107,7 +107,7 @@ TEST_CASE("threads on two devices, each with its device's allocator", "[cuda][mu
           cudaPointerAttributes a{};
           if (cudaPointerGetAttributes(&a, p) != cudaSuccess || a.device != device) ++bad;
           {
-            // Copies run with the owner current: VMM pages are accessible to their own device only.
+            // Copies run with the owner current: they work whether or not the devices reach each other.
             stash::cuda::device_guard on_owner(device);
             const std::vector<unsigned char> fill(n, static_cast<unsigned char>(t));
             if (cudaMemcpy(p, fill.data(), n, cudaMemcpyHostToDevice) != cudaSuccess) ++bad;

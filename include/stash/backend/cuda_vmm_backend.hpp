@@ -66,6 +66,7 @@ class basic_cuda_vmm_backend {
     const CUmemAllocationProp prop = allocation_properties();
     STASH_CU_CHECK(api().cuMemGetAllocationGranularity(&page_size_, &prop,
                                                        CU_MEM_ALLOC_GRANULARITY_MINIMUM));
+    access_ = access_descriptors();
   }
 
   ~basic_cuda_vmm_backend() { release_everything(); }
@@ -86,6 +87,24 @@ class basic_cuda_vmm_backend {
   /// The device for device pages; -1 for pinned host pages (mapped for device_accessor() too).
   int device() const noexcept { return Kind == memory_kind::device ? device_ : -1; }
   int device_accessor() const noexcept { return device_; }
+
+  /// Device pages: the other devices whose kernels and copies may use them (every device that
+  /// cudaDeviceCanAccessPeer says can reach this one). Pinned host pages: empty (every device may).
+  std::vector<int> peers() const {
+    std::vector<int> out;
+    if constexpr (Kind == memory_kind::device) {
+      for (int d = 0; d < device_manager::device_count(); ++d) {
+        if (d == device_) continue;
+        int can = 0;
+        if (cudaDeviceCanAccessPeer(&can, d, device_) != cudaSuccess) {
+          (void)cudaGetLastError();  // a refused query is "no": it must not surface as a later call's error
+          continue;
+        }
+        if (can) out.push_back(d);
+      }
+    }
+    return out;
+  }
 
   /// The address range to reserve when nobody says otherwise: the constructor's `reserve_bytes`, or
   /// else twice the device's memory, so that fragmentation of the range never limits how much physical
@@ -223,9 +242,12 @@ class basic_cuda_vmm_backend {
     return prop;
   }
 
-  /// Device pages: read-write for their device. Pinned host pages: for the CPU and every device, as
-  /// cudaHostAlloc'd memory is under unified addressing.
-  CUresult grant_access(std::uintptr_t a) const {
+  /// Who may read and write the pages, decided once per backend. Device pages: their device, and
+  /// every device that cudaDeviceCanAccessPeer says can reach it, whether or not the program enabled
+  /// peer access (cuMemSetAccess needs no enabling): a kernel or a peer copy on another GPU works on
+  /// stash memory as on cudaMalloc'd memory (README, "Behaviour we chose"). Pinned host pages: the CPU
+  /// and every device, as cudaHostAlloc'd memory is under unified addressing.
+  std::vector<CUmemAccessDesc> access_descriptors() const {
     std::vector<CUmemAccessDesc> access;
     auto grant = [&access](CUmemLocationType type, int id) {
       CUmemAccessDesc d{};
@@ -236,11 +258,16 @@ class basic_cuda_vmm_backend {
     };
     if constexpr (Kind == memory_kind::device) {
       grant(CU_MEM_LOCATION_TYPE_DEVICE, device_);
+      for (const int peer : peers()) grant(CU_MEM_LOCATION_TYPE_DEVICE, peer);
     } else {
       for (int d = 0; d < device_manager::device_count(); ++d) grant(CU_MEM_LOCATION_TYPE_DEVICE, d);
       grant(CU_MEM_LOCATION_TYPE_HOST, 0);
     }
-    return api().cuMemSetAccess(a, page_size_, access.data(), access.size());
+    return access;
+  }
+
+  CUresult grant_access(std::uintptr_t a) const {
+    return api().cuMemSetAccess(a, page_size_, access_.data(), access_.size());
   }
 
   std::size_t round_up(std::size_t n) const noexcept {
@@ -293,6 +320,7 @@ class basic_cuda_vmm_backend {
     pages_ = std::move(other.pages_);
     other.pages_.clear();
     mapped_pages_ = std::exchange(other.mapped_pages_, 0);
+    access_ = other.access_;
   }
 
   int device_ = -1;
@@ -303,6 +331,7 @@ class basic_cuda_vmm_backend {
   std::size_t size_ = 0;
   std::vector<page> pages_;  // indexed by (address - base_) / page_size_
   std::size_t mapped_pages_ = 0;
+  std::vector<CUmemAccessDesc> access_;  // what every mapping is granted (access_descriptors())
 };
 
 /// Device memory through CUDA virtual memory: the default device backend.
