@@ -17,78 +17,52 @@
 #include <thrust/device_malloc_allocator.h>
 #include <thrust/device_ptr.h>
 
-#include <cstddef>
-#include <new>
-#include <type_traits>
-
+#include "stash/detail/resource_allocator.hpp"
 #include "stash/memory_manager.hpp"
 #include "stash/memory_resource.hpp"
 #include "stash/stream.hpp"
 
 namespace stash {
 
+// The member types (value_type, pointer = thrust::device_ptr<T>, ...) are device_malloc_allocator's,
+// named again where this class uses them; the allocation rules and the propagation are every stash
+// allocator's (detail/resource_allocator.hpp).
 template <class T>
-class thrust_allocator : public thrust::device_malloc_allocator<T> {
+class thrust_allocator : public thrust::device_malloc_allocator<T>, public detail::resource_allocator_propagation {
+  using typed = detail::resource_allocator<T, thrust_allocator<T>>;
+
  public:
-  using value_type = T;
   using pointer = thrust::device_ptr<T>;
-  using const_pointer = thrust::device_ptr<const T>;
   using size_type = std::size_t;
-  using difference_type = std::ptrdiff_t;
-  using propagate_on_container_copy_assignment = std::true_type;
-  using propagate_on_container_move_assignment = std::true_type;
-  using propagate_on_container_swap = std::true_type;
-  using is_always_equal = std::false_type;
   template <class U>
   struct rebind {
     using other = thrust_allocator<U>;
   };
 
   /// The memory manager's pool of the current device.
-  thrust_allocator() : resource_(&memory_manager::instance().device_pool(-1)) {}
-  explicit thrust_allocator(memory_resource& resource, stash::stream stream = {}) noexcept
-      : resource_(&resource), stream_(stream) {}
+  thrust_allocator() : typed_(memory_manager::instance().device_pool(-1)) {}
+  explicit thrust_allocator(memory_resource& resource, stash::stream stream = {}) noexcept : typed_(resource, stream) {}
   template <class U>
   thrust_allocator(const thrust_allocator<U>& other) noexcept  // NOLINT(google-explicit-constructor)
-      : resource_(&other.resource()), stream_(other.stream()) {}
+      : typed_(other.resource(), other.stream()) {}
 
   /// n == 0 returns a null pointer. Throws what the resource throws (stash::out_of_memory, ...).
-  pointer allocate(size_type n) {
-    if (n == 0) return pointer(static_cast<T*>(nullptr));
-    if (n > max_size()) throw std::bad_array_new_length();
-    return pointer(static_cast<T*>(allocate_on(*resource_, n * sizeof(T), stream_)));
-  }
-
+  pointer allocate(size_type n) { return pointer(typed_.allocate(n)); }
   /// Never throws (a container cannot recover from it); a pointer the resource rejects ends the
   /// program, as any exception escaping here would.
-  void deallocate(pointer p, size_type n) noexcept {
-    if (p.get()) deallocate_on(*resource_, p.get(), n * sizeof(T), stream_);
-  }
+  void deallocate(pointer p, size_type n) noexcept { typed_.deallocate(p.get(), n); }
 
-  size_type max_size() const noexcept { return resource_->max_size() / sizeof(T); }
-  memory_resource& resource() const noexcept { return *resource_; }
-  stash::stream stream() const noexcept { return stream_; }
+  size_type max_size() const noexcept { return typed_.max_size(); }
+  memory_resource& resource() const noexcept { return typed_.resource(); }
+  stash::stream stream() const noexcept { return typed_.get_stream(); }
 
   friend bool operator==(const thrust_allocator& a, const thrust_allocator& b) noexcept {
-    return a.resource_ == b.resource_ && a.stream_ == b.stream_;
+    return &a.resource() == &b.resource() && a.stream() == b.stream();
   }
   friend bool operator!=(const thrust_allocator& a, const thrust_allocator& b) noexcept { return !(a == b); }
 
  private:
-  // The stream goes to a resource that takes one (a template, so the test is made per resource type).
-  template <class Resource>
-  static void* allocate_on(Resource& r, std::size_t bytes, stash::stream s) {
-    if constexpr (requires { r.allocate(bytes, s); }) return r.allocate(bytes, s);
-    else return r.allocate(bytes);
-  }
-  template <class Resource>
-  static void deallocate_on(Resource& r, void* p, std::size_t bytes, stash::stream s) {
-    if constexpr (requires { r.deallocate(p, bytes, s); }) r.deallocate(p, bytes, s);
-    else r.deallocate(p, bytes);
-  }
-
-  memory_resource* resource_;
-  stash::stream stream_;
+  typed typed_;
 };
 
 }  // namespace stash
