@@ -27,6 +27,7 @@
 #include <deque>
 #include <filesystem>
 #include <fstream>
+#include <initializer_list>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -170,6 +171,34 @@ class pickle_writer {
     }
   }
   void key(std::string_view k) { text(k); }
+
+  /// One key and its value, an integer or a text: the scalars of the dicts a snapshot is made of.
+  struct field {
+    field(std::string_view k, std::int64_t v) noexcept : key(k), number(v) {}
+    field(std::string_view k, std::string_view v) noexcept : key(k), words(v), is_text(true) {}
+    std::string_view key;
+    std::int64_t number = 0;
+    std::string_view words;
+    bool is_text = false;
+  };
+  /// The fields, in order, into the dict open now.
+  void fields(std::initializer_list<field> list) {
+    for (const field& f : list) {
+      key(f.key);
+      if (f.is_text) text(f.words);
+      else integer(f.number);
+    }
+  }
+  /// A dict of the fields and an empty "frames" list: every block and every trace entry of a
+  /// snapshot (stash records no stack traces).
+  void frameless_dict(std::initializer_list<field> list) {
+    dict();
+    fields(list);
+    key("frames");
+    empty_list();
+    end_dict();
+  }
+
   void pair_of_zeros() {  // the tuple (0, 0)
     integer(0);
     integer(0);
@@ -257,20 +286,11 @@ class torch_snapshot {
       }
       w.list();
       for (const auto& e : traces_[d]) {
-        w.dict();
-        w.key("action");
-        w.text(to_string(e.action));
-        w.key("addr");
-        w.integer(static_cast<std::int64_t>(e.addr));
-        w.key("size");
-        w.integer(static_cast<std::int64_t>(e.size));
-        w.key("stream");
-        w.integer(static_cast<std::int64_t>(e.stream));
-        w.key("time_us");
-        w.integer(e.time_us);
-        w.key("frames");
-        w.empty_list();
-        w.end_dict();
+        w.frameless_dict({{"action", to_string(e.action)},
+                          {"addr", static_cast<std::int64_t>(e.addr)},
+                          {"size", static_cast<std::int64_t>(e.size)},
+                          {"stream", static_cast<std::int64_t>(e.stream)},
+                          {"time_us", static_cast<std::int64_t>(e.time_us)}});
       }
       w.end_list();
     }
@@ -307,22 +327,14 @@ class torch_snapshot {
     for (const auto& b : s.blocks)
       if (b.requested) allocated += b.size, requested += b.requested;
     w.dict();
-    w.key("device");
-    w.integer(s.device);
-    w.key("address");
-    w.integer(static_cast<std::int64_t>(s.address));
-    w.key("total_size");
-    w.integer(static_cast<std::int64_t>(s.total_size));
-    w.key("allocated_size");
-    w.integer(static_cast<std::int64_t>(allocated));
-    w.key("active_size");
-    w.integer(static_cast<std::int64_t>(allocated));
-    w.key("requested_size");
-    w.integer(static_cast<std::int64_t>(requested));
-    w.key("stream");
-    w.integer(0);
-    w.key("segment_type");
-    w.text("large");
+    w.fields({{"device", static_cast<std::int64_t>(s.device)},
+              {"address", static_cast<std::int64_t>(s.address)},
+              {"total_size", static_cast<std::int64_t>(s.total_size)},
+              {"allocated_size", static_cast<std::int64_t>(allocated)},
+              {"active_size", static_cast<std::int64_t>(allocated)},
+              {"requested_size", static_cast<std::int64_t>(requested)},
+              {"stream", std::int64_t{0}},
+              {"segment_type", "large"}});
     w.key("segment_pool_id");
     w.pair_of_zeros();
     w.key("is_expandable");
@@ -332,18 +344,10 @@ class torch_snapshot {
     w.key("blocks");
     w.list();
     for (const auto& b : s.blocks) {
-      w.dict();
-      w.key("address");
-      w.integer(static_cast<std::int64_t>(b.address));
-      w.key("size");
-      w.integer(static_cast<std::int64_t>(b.size));
-      w.key("requested_size");
-      w.integer(static_cast<std::int64_t>(b.requested));
-      w.key("state");
-      w.text(b.requested ? "active_allocated" : "inactive");
-      w.key("frames");
-      w.empty_list();
-      w.end_dict();
+      w.frameless_dict({{"address", static_cast<std::int64_t>(b.address)},
+                        {"size", static_cast<std::int64_t>(b.size)},
+                        {"requested_size", static_cast<std::int64_t>(b.requested)},
+                        {"state", b.requested ? "active_allocated" : "inactive"}});
     }
     w.end_list();
     w.end_dict();
