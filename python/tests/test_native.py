@@ -199,17 +199,18 @@ class Library(unittest.TestCase):
             """
         )
 
-    def test_record_stream_follows_the_build(self):
+    def test_record_stream_takes_live_pointers_only(self):
         run(
             """
+            assert stash.stream_ordered()
+            assert L.stash_record_stream(0x40, None) == n.ERROR_INVALID_POINTER  # nothing allocated yet
             p = L.stash_alloc(256, 0, None)
-            status = L.stash_record_stream(p, None)
-            if stash.stream_ordered():
-                assert status == 0, n.last_error()
-                assert L.stash_record_stream(0x40, None) == n.ERROR_INVALID_POINTER
-            else:
-                assert status == n.ERROR_UNSUPPORTED and "host-ordered" in n.last_error(), n.last_error()
+            assert L.stash_record_stream(p, None) == 0, n.last_error()
+            assert L.stash_record_stream(0x40, None) == n.ERROR_INVALID_POINTER
+            assert "invalid pointer 0x40" in n.last_error(), n.last_error()
             L.stash_free(p, 256, 0, None)
+            assert L.stash_record_stream(p, None) == n.ERROR_INVALID_POINTER    # freed: no longer live
+            assert "double free" in n.last_error(), n.last_error()
             """
         )
 

@@ -143,14 +143,6 @@ def enable(conf: Optional[str] = None, **options) -> str:
             raise TooLateError(_TOO_LATE + f" (PyTorch said: {error})", _native.ERROR_TOO_LATE) from error
         raise
 
-    if not _native.stream_ordered():
-        warnings.warn(
-            "stash: this build of stash reuses freed memory in host order, not stream order: a program "
-            "that frees a tensor still used by work queued on another stream (Tensor.record_stream) can "
-            "see its memory reused too early",
-            RuntimeWarning,
-            stacklevel=2,
-        )
     _state.update(enabled=True, options=requested, hooks=hooks is not None)
     return in_force
 
