@@ -529,10 +529,10 @@ int stash_get_stats(int device, stash_stats* out) {
   return guarded("stash_get_stats", [&] {
     library& lib = library::get();
     const int id = lib.resolve(device);
-    stash::memory_stats none;
+    if (stash::memory_manager* mm = lib.existing_manager()) return fill(out, mm->get_stats(id));
+    stash::memory_stats none;  // nothing allocated yet: zeros, and the limit the pool would be made with
     none.limit_bytes = lib.limit(id);
-    stash::memory_manager* mm = lib.existing_manager();
-    fill(out, mm ? mm->get_stats(id) : none);
+    fill(out, none);
   });
 }
 
