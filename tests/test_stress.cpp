@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "stash/caching_allocator.hpp"
+#include "stash/memory_manager.hpp"
 #include "support/compositions.hpp"
 
 using namespace stash_test;
@@ -189,4 +190,53 @@ TEMPLATE_TEST_CASE("stress: blocks freed by another thread than the one that all
   REQUIRE(s.deallocations == s.allocations);
   REQUIRE(s.allocated_bytes == 0);
   REQUIRE(s.cached_bytes == s.reserved_bytes);
+}
+
+TEST_CASE("stress: a manager's limit changes while threads allocate on two devices", "[stress][manager][limit]") {
+  constexpr std::size_t MiB = std::size_t{1} << 20;
+  stash::memory_manager mm(stash::memory_manager::backing::host, 2);
+  mm.set_memory_limit(24 * MiB, 0);  // below what one thread's live blocks reach: requests are refused
+  mm.set_memory_limit(48 * MiB, 1);
+  std::atomic<bool> done{false};
+  std::atomic<std::uint64_t> refused{0};
+  std::atomic<int> corrupted{0};  // Catch2's assertions are not thread safe: count, check after join
+  std::vector<std::thread> workers;
+  for (int t = 0; t < 4; ++t) {
+    workers.emplace_back([&, t] {
+      std::mt19937 rng(static_cast<unsigned>(t));
+      std::deque<std::pair<unsigned char*, std::size_t>> live;
+      for (int i = 0; i < 2000; ++i) {
+        const std::size_t n = 256 + rng() % (8 * MiB);
+        try {
+          auto* p = static_cast<unsigned char*>(mm.allocate(n, stash::memory_type::device, t % 2));
+          p[0] = p[n - 1] = static_cast<unsigned char>(t);
+          live.emplace_back(p, n);
+        } catch (const stash::out_of_memory&) {
+          ++refused;
+        }
+        if (live.size() > 8 || (!live.empty() && rng() % 4 == 0)) {
+          auto [q, m] = live.front();
+          if (q[0] != static_cast<unsigned char>(t) || q[m - 1] != static_cast<unsigned char>(t)) ++corrupted;
+          mm.deallocate(q);
+          live.pop_front();
+        }
+      }
+      for (auto [q, m] : live) mm.deallocate(q);
+    });
+  }
+  std::thread limiter([&] {  // lowers and raises device 1's limit, never above 48 MiB
+    for (std::size_t i = 0; !done.load(); ++i) {
+      mm.set_memory_limit((16 + 8 * (i % 5)) * MiB, 1);
+      std::this_thread::yield();
+    }
+  });
+  for (auto& w : workers) w.join();
+  done = true;
+  limiter.join();
+  REQUIRE(corrupted == 0);
+  REQUIRE(refused.load() > 0);
+  REQUIRE(mm.get_stats(0).num_ooms + mm.get_stats(1).num_ooms == refused.load());
+  REQUIRE(mm.get_stats(0).peak_reserved <= 24 * MiB);
+  REQUIRE(mm.get_stats(1).peak_reserved <= 48 * MiB);
+  for (int device : {0, 1}) REQUIRE(mm.get_stats(device).total_allocated == 0);
 }
