@@ -92,8 +92,12 @@ TEST_CASE("streams: a block freed on S goes to T only after an event recorded on
   void* p = a.allocate(whole, s);
   a.deallocate(p, s);
 
-  void* q = a.allocate(whole, t);  // p's event is recorded now, but has not completed
+  void* q = a.allocate(whole, t);  // a miss on t asks s to close its epoch: a flag, s's handle is not used
   CHECK(q != p);
+  CHECK(o.records() == 0);
+  CHECK(a.stream_stats().close_requests == 1);
+
+  void* on_s = a.allocate(1 * KiB, s);  // s's next call records its event, which has not completed
   REQUIRE(o.records() == 1);
   CHECK(o.stream_of(1) == s);
   CHECK_FALSE(o.is_complete(1));
@@ -108,6 +112,7 @@ TEST_CASE("streams: a block freed on S goes to T only after an event recorded on
   CHECK(o.host_waits() == 0);
   CHECK(o.capture_violations() == 0);
   for (void* x : {q, r, u}) a.deallocate(x, t);
+  a.deallocate(on_s, s);
 }
 
 TEST_CASE("streams: one event per stream covers every free since the last one", "[streams]") {
@@ -117,7 +122,9 @@ TEST_CASE("streams: one event per stream covers every free since the last one", 
   std::vector<void*> blocks;  // 64 of 64 KiB: two small segments, full
   for (int i = 0; i < 64; ++i) blocks.push_back(a.allocate(64 * KiB, s));
   for (void* p : blocks) a.deallocate(p, s);
-  void* big = a.allocate(8 * MiB, t);  // a miss on t: s's epoch is closed with one event
+  void* big = a.allocate(8 * MiB, t);  // a miss on t: s is asked to close its epoch
+  CHECK(o.records() == 0);
+  void* on_s = a.allocate(whole, s);  // s's next call: one event covers the 64 frees
   CHECK(o.records() == 1);
   CHECK(o.recorded_on(s) == 1);
   CHECK(a.stream_stats().epochs_recorded == 1);
@@ -127,6 +134,7 @@ TEST_CASE("streams: one event per stream covers every free since the last one", 
   CHECK(std::find(blocks.begin(), blocks.end(), again) != blocks.end());
   a.deallocate(again, t);
   a.deallocate(big, t);
+  a.deallocate(on_s, s);
   CHECK(o.unreleased_events() == 0);  // the retired epoch's event went back
 }
 
@@ -138,6 +146,11 @@ TEST_CASE("streams: wait mode hands another stream's block over after a stream w
   const stash::stream s = o.make_stream(), t = o.make_stream();
   void* p = a.allocate(whole, s);
   a.deallocate(p, s);
+  void* first = a.allocate(whole, t);  // s's epoch is still open: no event to wait on; s is asked to close it
+  CHECK(first != p);
+  CHECK(o.waits().empty());
+  a.deallocate(a.allocate(1 * KiB, s), s);  // s's next call records the event
+  REQUIRE(o.recorded_on(s) == 1);
   const auto backend_before = a.backend().allocate_calls();
   void* q = a.allocate(whole, t);
   CHECK(q == p);  // no completed event needed: t now waits for s's epoch on the GPU
@@ -147,6 +160,7 @@ TEST_CASE("streams: wait mode hands another stream's block over after a stream w
   CHECK(o.stream_of(o.waits()[0].event) == s);
   CHECK(o.host_waits() == 0);
   a.deallocate(q, t);
+  a.deallocate(first, t);
 }
 
 TEST_CASE("streams: record_stream keeps a block from every stream until each one's event completes",
@@ -161,8 +175,10 @@ TEST_CASE("streams: record_stream keeps a block from every stream until each one
 
   void* q = a.allocate(whole, s);  // not even s may reuse it: side may still be writing
   CHECK(q != p);
+  REQUIRE(o.recorded_on(s) == 1);     // the miss closes s's epoch and asks side to close its own
+  CHECK(o.recorded_on(side) == 0);
+  void* on_side = a.allocate(1 * KiB, side);  // side's next call records its event
   REQUIRE(o.recorded_on(side) == 1);
-  REQUIRE(o.recorded_on(s) == 1);
   o.complete_stream(s);
   void* r = a.allocate(whole, s);
   CHECK(r != p);  // side's event has not completed
@@ -171,6 +187,7 @@ TEST_CASE("streams: record_stream keeps a block from every stream until each one
   CHECK(u == p);
   CHECK(a.stream_stats().cross_blocks == 1);
   for (void* x : {q, r, u}) a.deallocate(x, s);
+  a.deallocate(on_side, side);
 }
 
 TEST_CASE("streams: a free on another stream than the allocation's waits for both", "[streams]") {
@@ -215,6 +232,7 @@ TEST_CASE("streams: neighbours merge only when the merged block is safe for its 
     void* filler = a.allocate(1 * MiB, s);  // the new segment's rest
     CHECK_FALSE(overlap(on_s, 1 * MiB, x, 1 * MiB));
     CHECK_FALSE(overlap(filler, 1 * MiB, x, 1 * MiB));
+    void* on_t = a.allocate(whole, t);  // t's next call records its epoch (the miss on s asked for it)
     o.complete_all();
     const stash::stream u = o.make_stream();
     void* on_u = a.allocate(1 * MiB, u);  // a miss: both retire and merge
@@ -222,6 +240,7 @@ TEST_CASE("streams: neighbours merge only when the merged block is safe for its 
     a.deallocate(on_s, s);
     a.deallocate(filler, s);
     a.deallocate(on_u, u);
+    a.deallocate(on_t, t);
   }
   a.deallocate(keep, s);
 }
@@ -240,13 +259,22 @@ TEST_CASE("streams: pages under a pending free are not moved or unmapped until i
   const std::set<std::uintptr_t> pages_of_p = ledger->pages;
   a.deallocate(p, s);
 
-  a.trim_cache(0);  // records s's epoch; it has not completed: the pages stay
+  a.trim_cache(0);  // names no stream, so records no event: the pages stay
   CHECK(ledger->pages == pages_of_p);
   CHECK(a.reserved_bytes() == 4 * MiB);
+  CHECK(o.records() == 0);
 
   void* q = a.allocate(4 * MiB, t);  // t may not have p's pages: new ones are mapped
   CHECK_FALSE(overlap(p, 4 * MiB, q, 4 * MiB));
   for (std::uintptr_t page : pages_of_p) CHECK(ledger->pages.count(page) == 1);
+  CHECK(ledger->pages.size() == 4);
+
+  o.complete_all();
+  a.trim_cache(0);  // no event was recorded on s: still pending
+  CHECK(ledger->pages.size() == 4);
+  a.record_stream(q, s);  // a call on s: the epoch it was asked to close is recorded
+  CHECK(o.recorded_on(s) == 1);
+  a.trim_cache(0);  // recorded, not complete
   CHECK(ledger->pages.size() == 4);
 
   o.complete_all();
@@ -266,10 +294,15 @@ TEST_CASE("streams: pages trim_cache could not give back go back once their even
   void* p = a.allocate(6 * MiB, s);
   a.deallocate(p, s);
   a.trim_cache(0);
-  CHECK(a.reserved_bytes() == 6 * MiB);  // pending
+  CHECK(a.reserved_bytes() == 6 * MiB);  // pending, and s is asked to close its epoch
+  void* small = a.allocate(1 * KiB, s);  // s's next call records it (and reuses p's first page at once)
+  CHECK(small == p);
+  CHECK(o.recorded_on(s) == 1);
   o.complete_all();
-  void* small = a.allocate(1 * KiB, o.make_stream());  // any slow path retires, then trims the rest
-  CHECK(a.reserved_bytes() <= 2 * MiB);
+  const stash::stream u = o.make_stream();
+  void* other = a.allocate(1 * KiB, u);  // any slow path retires, then trims the rest
+  CHECK(a.reserved_bytes() == 2 * MiB);
+  a.deallocate(other, u);
   a.deallocate(small, s);
 }
 
@@ -282,8 +315,10 @@ TEST_CASE("streams: empty_cache waits on the host for pending frees and gives ev
   void* q = a.allocate(3 * MiB, t);
   a.deallocate(p, s);
   a.deallocate(q, t);
-  a.empty_cache();
-  CHECK(o.host_waits() == 2);
+  a.empty_cache();  // no event was recorded: one device-wide synchronize settles both open epochs
+  CHECK(o.records() == 0);
+  CHECK(o.device_syncs() == 1);
+  CHECK(o.host_waits() == 1);
   CHECK(a.reserved_bytes() == 0);
   CHECK(a.backend().mapped_bytes() == 0);
   CHECK(o.unreleased_events() == 0);
@@ -346,15 +381,20 @@ TEST_CASE("streams: during graph capture the cache serves, nothing is mapped, fr
   CHECK(a.backend().map_calls() == maps);
   a.deallocate(p, s);  // freed during capture
 
-  void* q = a.allocate(1 * MiB, t);  // t may not have it: no event can be recorded on s now
-  CHECK_FALSE(overlap(p, 1 * MiB, q, 1 * MiB));
+  void* q = a.allocate(4 * MiB, t);  // t may not have it; the miss asks s to close its epoch
+  CHECK_FALSE(overlap(p, 1 * MiB, q, 4 * MiB));
   CHECK(o.capture_violations() == 0);
   CHECK(o.recorded_on(s) == 0);
+  void* during = a.allocate(1 * MiB, s);  // a call on s while it captures: the close waits
+  CHECK(during == p);                     // (on s itself, from the cache, in the graph's order)
+  CHECK(o.recorded_on(s) == 0);
+  CHECK(a.stream_stats().capture_skips >= 1);
+  a.deallocate(during, s);
 
   o.set_capturing(s, false);
-  a.deallocate(q, t);
-  a.trim_cache(0);  // capture over: s's epoch is recorded now, but has not completed
+  a.record_stream(q, s);  // s's first call after the capture records the epoch, which has not completed
   CHECK(o.recorded_on(s) == 1);
+  a.deallocate(q, t);
   void* after = a.allocate(1 * MiB, t);
   CHECK_FALSE(overlap(p, 1 * MiB, after, 1 * MiB));
   o.complete_all();
@@ -368,8 +408,7 @@ TEST_CASE("streams: bad input throws and changes nothing", "[streams][errors]") 
   const stash::stream s = o.make_stream();
   void* p = a.allocate(1000, s);
   const auto before = a.stats();
-  const auto dead = o.make_stream();
-  o.destroy_stream(dead);
+  const stash::stream dead(reinterpret_cast<CUstream_st*>(std::uintptr_t{0xdead00}));  // never a stream
 
   CHECK_THROWS_AS(a.allocate(1000, dead), stash::invalid_stream);
   CHECK_THROWS_AS(a.deallocate(p, dead), stash::invalid_stream);
@@ -388,19 +427,119 @@ TEST_CASE("streams: bad input throws and changes nothing", "[streams][errors]") 
   CHECK(a.stats().deallocations == before.deallocations + 1);
 }
 
-TEST_CASE("streams: a stream destroyed with pending frees keeps them from other streams, without an error",
-          "[streams][errors]") {
-  segments a;
+// A destroyed stream's handle is never used again: simulated_ordering throws std::logic_error and counts
+// every call that passes one, so destroyed_stream_uses() == 0 says the allocator kept the rule.
+TEMPLATE_TEST_CASE("streams: after a stream with frees is destroyed, no call uses its handle; its memory "
+                   "comes back after a device-wide synchronize",
+                   "[streams][destroyed]", segments, paged) {
+  stash::caching_options options;
+  SECTION("query mode") {}
+  SECTION("wait mode") { options.cross_stream_wait = true; }
+  TestType a(typename TestType::backend_type{}, options);
   auto& o = a.ordering();
   const stash::stream s = o.make_stream(), t = o.make_stream();
   void* p = a.allocate(whole, s);
   a.deallocate(p, s);
-  o.destroy_stream(s);  // no event can be recorded on it now
-  void* q = nullptr;
-  REQUIRE_NOTHROW(q = a.allocate(whole, t));
-  CHECK(q != p);
+  o.destroy(s);
+
+  void* q = a.allocate(whole, t);  // a miss: s is asked to close its epoch, a flag only
+  CHECK_FALSE(overlap(p, whole, q, whole));
+  a.trim_cache(0);
+  void* r = a.allocate(whole, t);
+  CHECK_FALSE(overlap(p, whole, r, whole));
   CHECK(o.records() == 0);
+  CHECK(o.waits().empty());
+  CHECK(o.destroyed_stream_uses() == 0);
+
   a.deallocate(q, t);
+  a.deallocate(r, t);
+  a.empty_cache();  // the device-wide synchronize settles s's open epoch without its handle
+  CHECK(o.device_syncs() == 1);
+  CHECK(a.reserved_bytes() == 0);
+  CHECK(o.destroyed_stream_uses() == 0);
+  CHECK(o.unreleased_events() == 0);
+}
+
+TEMPLATE_TEST_CASE("streams: the out-of-memory retry settles a destroyed stream's frees without its handle",
+                   "[streams][destroyed][oom]", segments, paged) {
+  TestType a(typename TestType::backend_type(8 * MiB));
+  auto& o = a.ordering();
+  const stash::stream s = o.make_stream(), t = o.make_stream();
+  void* p = a.allocate(whole, s);
+  a.deallocate(p, s);
+  o.destroy(s);
+  void* q = a.allocate(whole, t);  // the other half of the backend
+  void* r = nullptr;
+  REQUIRE_NOTHROW(r = a.allocate(whole, t));  // out of memory: the device-wide wait makes p's memory free
+  CHECK(o.device_syncs() == 1);
+  CHECK(a.stats().oom_retries >= 1);
+  CHECK(a.reserved_bytes() == 8 * MiB);
+  CHECK_FALSE(overlap(q, whole, r, whole));
+  if constexpr (std::is_same_v<TestType, segments>) CHECK(r == p);
+  CHECK(o.destroyed_stream_uses() == 0);
+  a.deallocate(q, t);
+  a.deallocate(r, t);
+}
+
+TEST_CASE("streams: blocks used on a stream destroyed since are freed on another without its handle",
+          "[streams][destroyed]") {
+  segments a;
+  auto& o = a.ordering();
+  const stash::stream s = o.make_stream(), side = o.make_stream(), t = o.make_stream();
+  void* made_on_s = a.allocate(whole, s);  // allocated on s, freed on t after s is gone
+  void* used_on_side = a.allocate(whole, t);
+  a.record_stream(used_on_side, side);
+  o.destroy(s);
+  o.destroy(side);
+  a.deallocate(made_on_s, t);
+  a.deallocate(used_on_side, t);
+  void* q = a.allocate(whole, t);  // both wait for epochs of destroyed streams: new memory
+  CHECK(q != made_on_s);
+  CHECK(q != used_on_side);
+  CHECK(a.stream_stats().cross_blocks == 2);
+  a.deallocate(q, t);
+  a.empty_cache();
+  CHECK(a.reserved_bytes() == 0);
+  CHECK(o.destroyed_stream_uses() == 0);
+}
+
+TEST_CASE("streams: a destroyed stream's frees are reusable on a new stream that gets its handle",
+          "[streams][destroyed]") {
+  segments a;
+  auto& o = a.ordering();
+  const stash::stream s = o.make_stream();
+  void* p = a.allocate(whole, s);
+  a.deallocate(p, s);
+  o.destroy(s);
+  const stash::stream again = o.reuse_handle(s);  // the runtime reuses a handle once the old work is done
+  void* q = a.allocate(whole, again);
+  CHECK(q == p);
+  CHECK(o.destroyed_stream_uses() == 0);
+  a.deallocate(q, again);
+}
+
+TEST_CASE("streams: empty_cache while a stream captures waits for recorded epochs only", "[streams][graph]") {
+  segments a;
+  auto& o = a.ordering();
+  const stash::stream s = o.make_stream(), t = o.make_stream(), u = o.make_stream();
+  void* on_t = a.allocate(whole, t);
+  void* on_u = a.allocate(whole, u);
+  a.deallocate(on_t, t);
+  a.deallocate(on_u, u);
+  void* keep = a.allocate(whole, s);  // a miss on s asks t and u to close their epochs
+  a.deallocate(a.allocate(1 * KiB, t), t);  // t's next call records its epoch; u makes none
+  REQUIRE(o.recorded_on(t) == 1);
+  o.set_capturing(s, true);
+  a.empty_cache();  // the device-wide synchronize is refused: t's event is waited for, u's epoch stays
+  CHECK(o.device_syncs() == 0);
+  CHECK(o.host_waits() == 1);
+  CHECK(o.capture_violations() == 0);
+  CHECK(a.reserved_bytes() == 4 * MiB + whole + 2 * MiB);  // keep, u's block, and t's small segment
+  o.set_capturing(s, false);
+  a.deallocate(keep, s);
+  a.empty_cache();
+  CHECK(o.device_syncs() == 1);
+  CHECK(a.reserved_bytes() == 0);
 }
 
 TEST_CASE("streams: cudaStreamPerThread is a different stream in every thread", "[streams]") {
@@ -484,8 +623,9 @@ void random_streams(Allocator& a, std::shared_ptr<backend_ledger> ledger, std::u
       for (auto x : b.extra) uses.push_back(x);
       if (f != b.s) uses.push_back(f);
       const bool cross = uses.size() > 1;
+      const stream_model::mark before = model.now();
       a.deallocate(b.p, b.n, f);
-      model.freed(b.p, Allocator::good_size(b.n), uses, !cross, b.s);
+      model.freed(b.p, Allocator::good_size(b.n), uses, !cross, b.s, before);
       m.deallocate(b.p);
     } else if (what < 90) {
       live& b = blocks[pick(blocks.size())];
@@ -515,6 +655,7 @@ void random_streams(Allocator& a, std::shared_ptr<backend_ledger> ledger, std::u
   CHECK(o.capture_violations() == 0);
   CHECK(o.host_waits() == 0);
   CHECK(o.bad_releases() == 0);
+  CHECK(o.destroyed_stream_uses() == 0);
   const auto st = a.stream_stats();  // the rules were exercised, not just passed by
   CHECK(st.epochs_retired > 10);
   CHECK(st.cross_blocks > 10);

@@ -270,8 +270,10 @@ class caching_allocator {
     return b && !b->is_free;
   }
 
-  /// Gives back to the backend everything no live block uses. Stream order: waits on the host for the
-  /// events of pending frees first (the one call besides the out-of-memory retry that waits).
+  /// Gives back to the backend everything no live block uses. Stream order: when frees are pending,
+  /// synchronizes the device first (the one call besides the out-of-memory retry that waits), which
+  /// settles every stream's frees, destroyed streams' included; while a graph capture is underway the
+  /// runtime refuses that, and only frees whose events were recorded are waited for.
   void empty_cache() {
     std::lock_guard guard(lock_);
     if constexpr (streamed) {
@@ -285,12 +287,12 @@ class caching_allocator {
   /// more can go. Segment backends: whole free segments, largest first (fewest backend calls). Paged
   /// backends: idle pages, highest address first. Memory inside a partly used segment or page stays.
   /// Asks the host heap for nothing, so it works (and the out-of-memory retry works) when it is full.
-  /// Stream order: never waits; memory under frees whose events have not completed stays, and goes
-  /// back (down to the target) at a later slow path once they have.
+  /// Stream order: never waits and names no stream, so records no event; memory under frees not known
+  /// complete stays, and goes back (down to the target) at a later slow path once it is.
   void trim_cache(std::size_t target_cached_bytes) {
     std::lock_guard guard(lock_);
     if constexpr (streamed) {
-      reclaim();
+      reclaim(nullptr);
       coalesce();
     }
     release_cache(target_cached_bytes);
@@ -522,7 +524,7 @@ class caching_allocator {
       if (streams_.capturing(on))
         throw capture_error(requested, "no cached block of this size is usable on the capturing stream, and "
                                        "more memory would need the backend");
-      if (!streams_.settled() && reclaim() > 0) {
+      if (!streams_.settled() && reclaim(on) > 0) {
         coalesce();
         if (block* b = find_free_block(size, on)) return b;
       }
@@ -814,13 +816,14 @@ class caching_allocator {
       unback_pages(b->addr, b->size);
     }
     push_free(b);
-    for (tag* t : uses) streams_.after_free(t);
+    streams_.after_free(freed_on);  // the one stream this call names
   }
 
-  /// Retires every epoch whose event has completed (recording the events of epochs with frees);
-  /// gives back what a trim_cache could not, now that it can. Never waits.
-  std::size_t reclaim() {
-    const std::size_t retired = streams_.reclaim([this](const detail::extent& e) { unhold_extent(e); });
+  /// Retires every epoch whose event has completed, closing the open epoch of `on` (the stream the
+  /// call names; none for trim_cache) and asking the other streams with frees to close theirs; gives
+  /// back what a trim_cache could not, now that it can. Never waits.
+  std::size_t reclaim(tag* on) {
+    const std::size_t retired = streams_.reclaim(on, [this](const detail::extent& e) { unhold_extent(e); });
     if (retired > 0 && deferred_trim_ != SIZE_MAX) {
       coalesce();
       release_cache(deferred_trim_);
@@ -828,7 +831,7 @@ class caching_allocator {
     }
     return retired;
   }
-  /// Waits on the host for every pending free's event (empty_cache, out of memory).
+  /// Waits on the host until every pending free has completed (empty_cache, out of memory).
   void synchronize_pending() {
     streams_.synchronize([this](const detail::extent& e) { unhold_extent(e); });
   }
@@ -872,19 +875,19 @@ class caching_allocator {
 
   /// Paged: before pages are mapped for b, a capturing stream is refused, and frees whose events
   /// have completed are made ready, so that a block whose pages are still mapped may serve instead.
-  block* before_backing(block* b, std::size_t size, std::size_t requested, const tag* on)
+  block* before_backing(block* b, std::size_t size, std::size_t requested, tag* on)
     requires streamed && paged
   {
     if (arena_base_ == 0 || pages_.first_unmapped(first_page(b->addr), last_page(b->addr, size)) == detail::page_table::none)
       return b;
     return before_mapping(b, size, requested, on);
   }
-  [[gnu::cold, gnu::noinline]] block* before_mapping(block* b, std::size_t size, std::size_t requested, const tag* on)
+  [[gnu::cold, gnu::noinline]] block* before_mapping(block* b, std::size_t size, std::size_t requested, tag* on)
     requires streamed && paged
   {
     if (streams_.capturing(on))
       throw capture_error(requested, "the cached blocks usable on the capturing stream would need pages mapped");
-    if (!streams_.settled() && reclaim() > 0) {
+    if (!streams_.settled() && reclaim(on) > 0) {
       coalesce();                          // b may have merged into a ready neighbour: look again
       return find_free_block(size, on);    // b's memory is still free and usable here: never null
     }

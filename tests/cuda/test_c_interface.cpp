@@ -50,6 +50,36 @@ TEST_CASE("C interface: device memory on a stream holds data and comes back", "[
   CUDA_REQUIRE(cudaStreamDestroy(stream));
 }
 
+// The sequence that crashed inside the driver when the stream layer asked about a destroyed stream's
+// handle: frees on a stream, the stream destroyed, then empty_cache, an out-of-memory retry and an
+// allocation on another stream. None of them may use the destroyed handle.
+TEST_CASE("C interface: a stream destroyed after frees on it: empty_cache, out of memory and other streams go on",
+          "[cuda][c_interface][destroyed]") {
+  cudaStream_t doomed = nullptr, other = nullptr;
+  CUDA_REQUIRE(cudaStreamCreateWithFlags(&doomed, cudaStreamNonBlocking));
+  CUDA_REQUIRE(cudaStreamCreateWithFlags(&other, cudaStreamNonBlocking));
+  void* p = stash_alloc(static_cast<ssize_t>(5 * MiB), 0, doomed);
+  require_device_memory(p, 0);
+  void* pinned = stash_alloc_pinned(MiB);
+  REQUIRE(pinned != nullptr);
+  stash_free(p, static_cast<ssize_t>(5 * MiB), 0, doomed);
+  CUDA_REQUIRE(cudaStreamDestroy(doomed));
+
+  void* q = stash_alloc(static_cast<ssize_t>(5 * MiB), 0, other);  // a miss on another stream
+  require_device_memory(q, 0);
+  const auto total = stash::device_manager::memory(0).total_bytes;
+  CHECK(stash_alloc(static_cast<ssize_t>(4 * total), 0, other) == nullptr);  // the out-of-memory retry
+  CHECK(last_error_has("out of memory"));
+  REQUIRE(stash_empty_cache(-1) == STASH_OK);
+  write_pattern(q, 5 * MiB, 9);
+  CHECK(holds_pattern(q, 5 * MiB, 9));
+  stash_free(q, static_cast<ssize_t>(5 * MiB), 0, other);
+  CHECK(stash_free_pinned(pinned) == STASH_OK);
+  REQUIRE(stash_empty_cache(-1) == STASH_OK);
+  CUDA_REQUIRE(cudaStreamSynchronize(other));
+  CUDA_REQUIRE(cudaStreamDestroy(other));
+}
+
 TEST_CASE("C interface: zero bytes is null and no error", "[cuda][c_interface]") {
   stash_clear_error();
   const stash_stats before = stats_of(0);

@@ -236,3 +236,24 @@ TEST_CASE("a memory fraction of the device caps a manager's pool", "[cuda][manag
   mm.empty_cache(0);
   CHECK(mm.get_stats(0).total_reserved == 0);
 }
+
+TEST_CASE("manager: a stream destroyed after frees on it: empty_cache and another stream go on",
+          "[cuda][manager][streams][destroyed]") {
+  const int device = current_device();
+  cudaStream_t doomed = nullptr, other = nullptr;
+  CUDA_REQUIRE(cudaStreamCreateWithFlags(&doomed, cudaStreamNonBlocking));
+  CUDA_REQUIRE(cudaStreamCreateWithFlags(&other, cudaStreamNonBlocking));
+  void* p = manager().allocate(3 * MiB, stash::memory_type::device, device, doomed);
+  void* h = manager().allocate_pinned(MiB, doomed);
+  manager().deallocate(p, doomed);
+  manager().deallocate(h, doomed);
+  CUDA_REQUIRE(cudaStreamDestroy(doomed));
+  void* q = manager().allocate(3 * MiB, stash::memory_type::device, device, other);
+  manager().empty_cache(device);
+  write_pattern(q, 3 * MiB, 3);
+  CHECK(holds_pattern(q, 3 * MiB, 3));
+  manager().deallocate(q, other);
+  manager().empty_cache(device);
+  CUDA_REQUIRE(cudaStreamSynchronize(other));
+  CUDA_REQUIRE(cudaStreamDestroy(other));
+}

@@ -6,6 +6,7 @@
 
 #include "cuda/cuda_support.hpp"
 #include "cuda/stream_blocker.hpp"
+#include "cuda/stream_kernels.hpp"
 #include "stash/ordering/cuda_event_ordering.hpp"
 
 using namespace stash_test;
@@ -107,4 +108,24 @@ TEST_CASE("cuda_event_ordering: is_capturing sees a stream capture begin and end
   CHECK_FALSE(o.is_capturing(s.s));
   o.synchronize(e);
   o.release(e);
+}
+
+TEST_CASE("cuda_event_ordering: synchronize_device waits for a destroyed stream's work without its handle",
+          "[cuda][ordering][destroyed]") {
+  stash::cuda_event_ordering o;
+  unsigned* words = nullptr;
+  CUDA_REQUIRE(cudaMalloc(reinterpret_cast<void**>(&words), 1024 * sizeof(unsigned)));
+  cudaStream_t s = nullptr;
+  CUDA_REQUIRE(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  o.check(s);  // notes s's device
+  CUDA_REQUIRE(launch_keep_writing(words, 1024, 7u, 300'000'000ull, s));  // about 300 ms on the GPU
+  const auto e = o.record(s);
+  CUDA_REQUIRE(cudaStreamDestroy(s));  // its kernel still runs
+  CHECK_FALSE(o.query(e));             // an event outlives its stream
+  CHECK(o.synchronize_device());
+  CHECK(o.query(e));
+  CHECK(o.stats().device_syncs == 1);
+  CHECK(o.stats().host_waits == 1);
+  o.release(e);
+  CUDA_REQUIRE(cudaFree(words));
 }

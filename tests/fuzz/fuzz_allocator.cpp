@@ -7,13 +7,15 @@
 //   second free, trim_cache, empty_cache, reset_peak, a backend fault at a chosen call index (out of
 //   memory or a thrown cuda_error, failing compositions), a backend capacity change (simulated
 //   backends); stream order: record_stream, events completing (one, a stream's, all), graph capture
-//   on and off, and an unknown stream.
+//   on and off, a made stream destroyed or its handle given to a new stream, and an unknown stream.
 // After every operation the allocator must agree with the model (live blocks, every counter), the
 // backend must hold exactly what the allocator says it reserved and have seen no misuse; after every
 // error, the live blocks and their figures must be as before and the memory held no larger. Stream
 // order: no block is handed to a stream before the stream model (support/stream_model.hpp) allows
-// it, and pages under frees some stream may still use stay mapped. The program ends by freeing
-// everything: then nothing may stay reserved, and every event has been released.
+// it, pages under frees some stream may still use stay mapped, and no destroyed stream's handle is
+// ever passed to the ordering policy (the program uses a destroyed stream in no call of its own:
+// the legacy stream stands in). The program ends by freeing everything: then nothing may stay
+// reserved, and every event has been released.
 //
 // Built with clang++ -fsanitize=fuzzer,address,undefined (tests/fuzz/CMakeLists.txt, option
 // STASH_FUZZ). Run: stash_fuzz CORPUS_DIR tests/fuzz/corpus; replay: stash_fuzz -runs=0 tests/fuzz/corpus
@@ -144,7 +146,14 @@ class program {
   }
 
   std::size_t pick_live() { return in_.ConsumeIntegralInRange<std::size_t>(0, live_.size() - 1); }
-  stash::stream pick_stream() { return streams_[in_.ConsumeIntegralInRange<std::size_t>(0, streams_.size() - 1)]; }
+  /// A stream for a call: a destroyed one is replaced by the legacy stream (calls on a destroyed
+  /// stream are the program's undefined behaviour, not the allocator's).
+  stash::stream pick_stream() { return alive(streams_[in_.ConsumeIntegralInRange<std::size_t>(0, streams_.size() - 1)]); }
+  stash::stream alive(stash::stream s) const {
+    for (stash::stream d : destroyed_)
+      if (d == s) return stash::stream{};
+    return s;
+  }
 
   void step() {
     switch (in_.ConsumeIntegralInRange<int>(0, 17)) {
@@ -228,7 +237,9 @@ class program {
       FUZZ_CHECK(bytes[0] == b.fill && bytes[b.n / 2] == b.fill && bytes[b.n - 1] == b.fill);
     }
     // Mostly on the block's own stream; sometimes on another (a record_stream and a free on its own).
-    const stash::stream f = in_.ConsumeIntegralInRange<int>(0, 7) == 0 ? pick_stream() : b.s;
+    const stash::stream f = in_.ConsumeIntegralInRange<int>(0, 7) == 0 ? pick_stream() : alive(b.s);
+    [[maybe_unused]] stream_model::mark before{};
+    if constexpr (streamed) before = smodel_->now();
     if (sized) a_->deallocate(b.p, b.n, f);
     else a_->deallocate(b.p, f);
     model_.deallocate(b.p);
@@ -236,7 +247,7 @@ class program {
       std::vector<stash::stream> uses{b.s};
       for (stash::stream x : b.extra) uses.push_back(x);
       if (f != b.s) uses.push_back(f);
-      smodel_->freed(b.p, Allocator::good_size(b.n), uses, uses.size() == 1, b.s);
+      smodel_->freed(b.p, Allocator::good_size(b.n), uses, uses.size() == 1, b.s, before);
     }
     live_[i] = live_.back();
     live_.pop_back();
@@ -337,11 +348,33 @@ class program {
     }
   }
 
-  /// A made stream starts or ends capturing a graph (the default streams never capture here).
+  /// A made stream starts or ends capturing a graph (the default streams never capture here), is
+  /// destroyed, or its handle is given to a new stream (as the runtime may once the old one's work is
+  /// done).
   void capture() {
     if constexpr (streamed) {
+      auto& o = a_->ordering();
       const stash::stream s = streams_[in_.ConsumeIntegralInRange<std::size_t>(1, streams_.size() - 1)];
-      a_->ordering().set_capturing(s, in_.ConsumeBool());
+      const auto dead = std::find(destroyed_.begin(), destroyed_.end(), s);
+      switch (const int what = in_.ConsumeIntegralInRange<int>(0, 3)) {
+        case 0:
+        case 1:
+          if (dead == destroyed_.end()) o.set_capturing(s, what == 1);
+          break;
+        case 2:
+          if (dead == destroyed_.end()) {
+            o.destroy(s);
+            destroyed_.push_back(s);
+          }
+          break;
+        default:
+          if (dead != destroyed_.end()) {
+            o.reuse_handle(s);
+            destroyed_.erase(dead);
+          }
+          break;
+      }
+      check();
     }
   }
 
@@ -444,7 +477,8 @@ class program {
     }
     set_capacity(a_->backend(), SIZE_MAX);
     if constexpr (streamed)
-      for (stash::stream s : streams_) a_->ordering().set_capturing(s, false);
+      for (stash::stream s : streams_)
+        if (alive(s) == s) a_->ordering().set_capturing(s, false);
     while (!live_.empty()) free(false);
     a_->empty_cache();
     FUZZ_CHECK(a_->reserved_bytes() == 0);
@@ -456,12 +490,14 @@ class program {
       FUZZ_CHECK(o.unreleased_events() == 0);
       FUZZ_CHECK(o.bad_releases() == 0);
       FUZZ_CHECK(o.capture_violations() == 0);
+      FUZZ_CHECK(o.destroyed_stream_uses() == 0);
     }
   }
 
   FuzzedDataProvider& in_;
   std::unique_ptr<Allocator> a_;
   std::vector<stash::stream> streams_;
+  std::vector<stash::stream> destroyed_;  // made streams destroyed and not given out again
   reference_model model_;
   std::optional<stream_model> smodel_;  // stream-ordered compositions
   std::vector<live_block> live_;

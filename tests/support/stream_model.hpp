@@ -2,7 +2,8 @@
 // The reference model of stream order, for the stream tests and the fuzz harness: a block freed on a
 // stream must reach another stream only after an event recorded on the freeing stream (after the
 // free) has completed, or after the receiving stream was made to wait for such an event. It reads
-// the events and waits from simulated_ordering, so it holds whatever the allocator batched.
+// the events and waits from simulated_ordering, so it holds whatever the allocator batched. A
+// device-wide synchronize (empty_cache, the out-of-memory retry) covers every free made before it.
 #include <cstddef>
 #include <cstdint>
 #include <utility>
@@ -22,6 +23,7 @@ struct pending_free {
   stash::stream own;                // reusable on this stream at once (none for a cross-stream free)
   bool has_own;
   std::size_t events_before;
+  std::size_t device_syncs_before;
 };
 
 class stream_model {
@@ -30,8 +32,17 @@ class stream_model {
  public:
   explicit stream_model(const stash::simulated_ordering& o) : o_(o) {}
 
-  void freed(const void* p, std::size_t n, std::vector<stash::stream> uses, bool has_own, stash::stream own) {
-    pending_.push_back({model_address(p), model_address(p) + n, std::move(uses), own, has_own, o_.records()});
+  /// How far the simulation had got: taken just before a free, since the free itself may record
+  /// events after it (closing an epoch whose close was requested), and those cover it.
+  struct mark {
+    std::size_t events, device_syncs;
+  };
+  mark now() const noexcept { return {o_.records(), o_.device_syncs()}; }
+
+  void freed(const void* p, std::size_t n, std::vector<stash::stream> uses, bool has_own, stash::stream own,
+             mark before) {
+    pending_.push_back(
+        {model_address(p), model_address(p) + n, std::move(uses), own, has_own, before.events, before.device_syncs});
   }
 
   /// Whether [p, p + n) handed out on stream `to` overlaps a free not yet safe for `to`.
@@ -60,6 +71,7 @@ class stream_model {
 
  private:
   bool covered(const pending_free& f, stash::stream u, stash::stream to) const {
+    if (o_.device_syncs() > f.device_syncs_before) return true;
     for (std::size_t e = f.events_before + 1; e <= o_.records(); ++e)
       if (o_.stream_of(e) == u && o_.is_complete(e)) return true;
     for (const auto& w : o_.waits())

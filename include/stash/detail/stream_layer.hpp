@@ -2,12 +2,32 @@
 // The caching allocator's stream layer: what it knows of the streams blocks are freed on, and when a
 // block freed on one stream may be handed out on another.
 //
+// Whose handle is touched. The layer passes a stream's handle to the ordering policy (records an event
+// on it, asks whether it captures, makes it wait) only inside a call that names that stream: an
+// allocate, deallocate or record_stream on it, where by the caller's contract the stream is alive (the
+// contract RMM and PyTorch have). A stream may be destroyed at any time after its last call, and using
+// a destroyed stream's handle is undefined behaviour in CUDA, so the handles of other streams are never
+// used. Events stay valid after their stream is destroyed: querying and waiting on events already
+// recorded is safe from any call.
+//
 // Epochs. The frees made on a stream between two event records form one epoch and share one event:
-// events are recorded per batch, not per free, and only when needed (another stream looks for memory,
-// the cache is trimmed, or, with a paged backend, 1024 frees held pages). A free block remembers the
-// stream it was freed on (its owner) and the epoch (seq); it is ready, usable on every stream, once its
-// owner's retired_seq has reached that epoch. On its owner it is usable at once: stream order makes
-// that safe. The allocator tests this with usable_on(), one comparison or two, inline in its fast path.
+// events are recorded per batch, not per free. A free block remembers the stream it was freed on (its
+// owner) and the epoch (seq); it is ready, usable on every stream, once its owner's retired_seq has
+// reached that epoch. On its owner it is usable at once: stream order makes that safe. The allocator
+// tests this with usable_on(), one comparison or two, inline in its fast path.
+//
+// Closing an epoch (recording its event) happens in a call on its own stream: when that call misses
+// the cache, when a paged allocator's epoch holds 1024 frees, after every free on a per-thread default
+// stream, and at the next call on the stream after a close was requested. A close is requested for
+// every stream with frees in its open epoch when a call on another stream misses the cache or the
+// cache is trimmed: the request is a flag, and the owner records its event at its next allocate or free.
+//
+// Synchronizing. empty_cache() and the out-of-memory retry wait on the host: the ordering policy
+// synchronizes the device, after which every epoch of every stream, open or recorded, has completed,
+// destroyed streams' included, without a stream handle being used. A stream destroyed with frees in
+// its open epoch keeps them pending until then, or until its handle names a live stream again (the
+// runtime hands a handle out again only after the old stream's work is done) and a call on it closes
+// the epoch; on that handle they are reusable at once.
 //
 // Cross blocks. A block used on more than one stream (record_stream, or freed on a stream other than
 // the one it was allocated on) waits for the epoch open at its free on every one of those streams.
@@ -20,7 +40,8 @@
 //
 // Capture. While a stream captures a graph no event is recorded on it and no stream is made to wait
 // on one of its epochs, so a block freed during a capture is not handed to another stream until the
-// capture has ended and an event recorded after it has completed.
+// capture has ended and an event recorded after it has completed. A device-wide synchronize that the
+// runtime refuses because a capture is underway waits only for the epochs already recorded.
 #include <cstddef>
 #include <cstdint>
 #include <deque>
@@ -69,8 +90,11 @@ class stream_layer {
     std::uint64_t epochs_retired = 0;
     std::uint64_t cross_blocks = 0;     // blocks freed after use on several streams
     std::uint64_t waits = 0;            // streams made to wait on another stream's epoch
-    std::uint64_t host_waits = 0;       // epochs waited for on the host (empty_cache, out of memory)
-    std::uint64_t capture_skips = 0;    // epochs left open because their stream was capturing
+    std::uint64_t close_requests = 0;   // epochs another stream's miss or a trim asked their owner to close
+    std::uint64_t device_syncs = 0;     // device-wide host waits (empty_cache, out of memory)
+    std::uint64_t host_waits = 0;       // epochs waited for on the host when the device could not be
+    std::uint64_t capture_skips = 0;    // epochs left open because their stream was capturing, and
+                                        // device-wide waits refused because a capture was underway
   };
 
   explicit stream_layer(Ordering ordering = Ordering{}) noexcept : ordering_(std::move(ordering)) {}
@@ -88,8 +112,8 @@ class stream_layer {
   /// Nothing freed is waiting for the GPU: every free block is ready.
   bool settled() const noexcept { return pending_streams() == 0 && cross_.empty(); }
 
-  /// The tag of stream s, made on first use after the ordering policy has checked the handle
-  /// (stash::invalid_stream; nothing changes then).
+  /// The tag of stream s, named by the caller: made on first use after the ordering policy has checked
+  /// the handle (stash::invalid_stream; nothing changes then). A close requested for s happens here.
   stream_tag* tag(stream s) {
     if (last_ && last_->key == key_of(s)) [[likely]]
       return last_;
@@ -103,16 +127,14 @@ class stream_layer {
     static thread_local const char marker = 0;
     return reinterpret_cast<std::uintptr_t>(&marker) | 1;
   }
-  /// After a free on t: a per-thread default stream's epoch is closed at once, by the thread whose
-  /// stream it is (no other thread can record on it). Never throws: an epoch left open stays pending.
+  /// After a free on t, in the call that named t: t's epoch is closed if that was requested, and
+  /// always for a per-thread default stream (no other thread can record on it). Never throws: an
+  /// epoch that cannot be closed stays open, and its request stands.
   void after_free(stream_tag* t) noexcept {
     state* s = as_state(t);
-    if (!s->per_thread) [[likely]]
+    if (!s->close_requested) [[likely]]
       return;
-    try {
-      close(*s);
-    } catch (...) {
-    }
+    close_as_requested(*s);
   }
   /// The tag every cross block is owned by: no stream has it and no epoch of it ever retires.
   stream_tag* nobody() noexcept { return &nobody_; }
@@ -122,9 +144,9 @@ class stream_layer {
     ++as_state(t)->open_frees;
     return t->open_seq;
   }
-  /// Paged allocators, before a free on t changes anything: makes room for hold(t, ...), closing t's
-  /// epoch first when it holds held_extents_per_epoch extents (so held pages keep going back while one
-  /// stream works from its own cache). May throw; then nothing was held.
+  /// Paged allocators, before a free on t (named by the call) changes anything: makes room for
+  /// hold(t, ...), closing t's epoch first when it holds held_extents_per_epoch extents (so held pages
+  /// keep going back while one stream works from its own cache). May throw; then nothing was held.
   template <class Unhold>
   void prepare_hold(stream_tag* t, Unhold&& unhold) {
     state* s = as_state(t);
@@ -134,9 +156,8 @@ class stream_layer {
   /// The extent of a block freed on t, given back through unhold once t's open epoch has completed.
   void hold(stream_tag* t, extent e) noexcept { as_state(t)->open_held.push_back(e); }  // room was made
 
-  /// The stream a tag names, and whether it is capturing a graph now.
-  stream stream_of(const stream_tag* t) const noexcept { return static_cast<const state*>(t)->handle; }
-  bool capturing(const stream_tag* t) { return ordering_.is_capturing(stream_of(t)); }
+  /// Whether the stream t names is capturing a graph now; only for the stream the call names.
+  bool capturing(const stream_tag* t) { return ordering_.is_capturing(static_cast<const state*>(t)->handle); }
 
   /// Makes b a cross block: used on every stream of `uses` (its own included), ready once the epoch
   /// open now on each of them has completed. `held`: its extent, paged allocators only.
@@ -152,44 +173,58 @@ class stream_layer {
     ++counters_.cross_blocks;
   }
 
-  /// Closes every epoch with frees (recording its event; a capturing stream's stays open), retires the
-  /// epochs that have completed, oldest first on each stream, and makes ready the cross blocks whose
-  /// epochs have all completed. Never blocks the host. Returns how many epochs and cross blocks were
-  /// retired.
+  /// Closes the epoch of `on`, the stream the call names (none: trim_cache), requests a close from
+  /// every other stream with frees in its open epoch, retires the epochs that have completed, oldest
+  /// first on each stream, and makes ready the cross blocks whose epochs have all completed. Never
+  /// blocks the host. Returns how many epochs and cross blocks were retired.
   template <class Unhold>
-  std::size_t reclaim(Unhold&& unhold) {
+  std::size_t reclaim(stream_tag* on, Unhold&& unhold) {
     std::size_t retired = 0;
     for (auto& [key, s] : streams_) {
-      close(*s);
+      if (s.get() == on) close(*s);
+      else if (has_open_frees(*s)) request_close(*s);
       retired += retire_completed(*s, unhold);
     }
     return retired + settle_cross(unhold);
   }
 
-  /// As reclaim(), and waits on the host for every epoch it could record: what empty_cache() and the
-  /// out-of-memory retry do. Epochs of a capturing stream stay open and pending.
+  /// What empty_cache() and the out-of-memory retry do: waits on the host until every epoch of every
+  /// stream, open or recorded, has completed, and retires them all, through a device-wide synchronize
+  /// of the ordering policy; no stream handle is used. When the policy cannot synchronize the device
+  /// (a graph capture is underway), waits for the recorded epochs only, and the open ones stay pending.
+  /// Returns how many epochs and cross blocks were retired.
   template <class Unhold>
   std::size_t synchronize(Unhold&& unhold) {
+    if (settled()) return 0;
     std::size_t retired = 0;
-    for (auto& [key, s] : streams_) {
-      close(*s);
-      if (!s->recorded.empty()) {
-        ordering_.synchronize(s->recorded.back().event);  // stream order: the newest completes last
-        ++counters_.host_waits;
+    if (ordering_.synchronize_device()) {
+      ++counters_.device_syncs;
+      for (auto& [key, s] : streams_) retired += retire_all(*s, unhold);
+    } else {
+      ++counters_.capture_skips;
+      for (auto& [key, s] : streams_) {
+        if (!s->recorded.empty()) {
+          ordering_.synchronize(s->recorded.back().event);  // stream order: the newest completes last
+          ++counters_.host_waits;
+        }
+        retired += retire_completed(*s, unhold);
+        if (has_open_frees(*s)) request_close(*s);
       }
-      retired += retire_completed(*s, unhold);
     }
     return retired + settle_cross(unhold);
   }
 
-  /// Makes stream `to` wait (on the GPU) for the epoch free block b belongs to, recording it first if
-  /// it is still open. false when that cannot be done: b is a cross block, or a capture is underway on
-  /// either stream.
+  /// Makes stream `to` (the stream the call names) wait on the GPU for the epoch of free block b,
+  /// once that epoch is recorded. false when that cannot be done: b is a cross block, its epoch is
+  /// still open (its owner is asked to close it), or `to` is capturing.
   bool order_after(stream_tag* to, const block* b) {
     if (b->owner == &nobody_ || b->owner == nullptr) return b->owner == nullptr;
     state* from = as_state(b->owner);
+    if (b->seq >= from->open_seq) {
+      request_close(*from);
+      return false;
+    }
     if (ordering_.is_capturing(as_state(to)->handle)) return false;
-    if (b->seq == from->open_seq && !close(*from)) return false;
     for (epoch& e : from->recorded) {
       if (e.seq < b->seq) continue;
       ordering_.wait(as_state(to)->handle, e.event);
@@ -207,8 +242,9 @@ class stream_layer {
   };
   struct state : stream_tag {
     stream handle;
-    bool gone = false;               // recording on it failed: the stream was destroyed
     bool per_thread = false;         // cudaStreamPerThread of the thread its key names
+    bool close_requested = false;    // close the open epoch at the next call on this stream (always
+                                     // set for a per-thread default stream)
     std::size_t open_frees = 0;      // frees (and cross tickets) in the open epoch
     std::vector<extent> open_held;   // extents of the open epoch
     std::deque<epoch> recorded;      // closed epochs not yet known complete, oldest first
@@ -226,20 +262,23 @@ class stream_layer {
 
   static constexpr std::uintptr_t per_thread_handle = 2;  // cudaStreamPerThread
   static state* as_state(stream_tag* t) noexcept { return static_cast<state*>(t); }
+  static bool has_open_frees(const state& s) noexcept { return s.open_frees != 0 || !s.open_held.empty(); }
 
   stream_tag* find_or_add(stream s) {
     if (auto it = streams_.find(key_of(s)); it != streams_.end()) {
-      if (it->second->gone) {  // the handle names a live stream again (checked): see close()
-        ordering_.check(s);
-        it->second->gone = false;
+      state& found = *it->second;
+      if (found.close_requested) {
+        close_as_requested(found);
+        if (found.close_requested && !found.per_thread) return &found;  // not cached: the next call tries again
       }
-      return last_ = it->second.get();
+      return last_ = &found;
     }
     ordering_.check(s);
     auto made = std::make_unique<state>();
     made->key = key_of(s);
     made->handle = s;
     made->per_thread = s.key() == per_thread_handle;
+    made->close_requested = made->per_thread;
     state* raw = made.get();
     streams_.emplace(made->key, std::move(made));
     return last_ = raw;
@@ -247,29 +286,37 @@ class stream_layer {
 
   std::size_t pending_streams() const noexcept {
     std::size_t n = 0;
-    for (const auto& [key, s] : streams_) n += (s->open_frees != 0 || !s->recorded.empty()) ? 1 : 0;
+    for (const auto& [key, s] : streams_) n += (has_open_frees(*s) || !s->recorded.empty()) ? 1 : 0;
     return n;
   }
 
-  /// Records the event of s's open epoch if it has frees; false if s is capturing (it stays open) or
-  /// no longer exists. A stream destroyed with frees in its open epoch leaves them pending: no event
-  /// can say when its last work ends, so that memory is reused only on a stream that later gets the
-  /// same handle (the runtime hands a handle out again only once the old stream's work is done).
-  bool close(state& s) {
-    if (s.open_frees == 0 && s.open_held.empty()) return true;
-    if (s.gone) return false;
-    if (s.per_thread && s.key != key_of(stream::per_thread())) return false;  // another thread's stream
-    event_type e;
+  /// s's owner records the event of its open epoch at its next call: the stream of that call is the
+  /// only one whose handle is known to be alive then. The lookup cache is cleared so that the next
+  /// tag() of s reaches find_or_add, where the request is carried out.
+  void request_close(state& s) noexcept {
+    if (!s.close_requested) ++counters_.close_requests;
+    s.close_requested = true;
+    if (last_ == &s) last_ = nullptr;
+  }
+  /// In a call on s: closes its epoch as requested; the request stands if it cannot (capturing, or
+  /// the policy failed), and always for a per-thread default stream.
+  void close_as_requested(state& s) noexcept {
     try {
-      if (ordering_.is_capturing(s.handle)) {
-        ++counters_.capture_skips;
-        return false;
-      }
-      e = ordering_.record(s.handle);
-    } catch (const invalid_stream&) {
-      s.gone = true;
+      if (close(s) && !s.per_thread) s.close_requested = false;
+    } catch (...) {
+    }
+  }
+
+  /// Records the event of s's open epoch if it has frees; false if s is capturing (it stays open).
+  /// Only in a call that names s: its handle is alive then.
+  bool close(state& s) {
+    if (!has_open_frees(s)) return true;
+    if (s.per_thread && s.key != key_of(stream::per_thread())) return false;  // another thread's stream
+    if (ordering_.is_capturing(s.handle)) {
+      ++counters_.capture_skips;
       return false;
     }
+    const event_type e = ordering_.record(s.handle);
     try {
       s.recorded.push_back({s.open_seq, e, std::move(s.open_held)});
     } catch (...) {
@@ -287,15 +334,36 @@ class stream_layer {
   std::size_t retire_completed(state& s, Unhold& unhold) {
     std::size_t retired = 0;
     while (!s.recorded.empty() && ordering_.query(s.recorded.front().event)) {
-      epoch& e = s.recorded.front();
-      s.retired_seq = e.seq;
-      for (const extent& x : e.held) unhold(x);
-      ordering_.release(e.event);
-      s.recorded.pop_front();
+      retire_oldest(s, unhold);
       ++retired;
-      ++counters_.epochs_retired;
     }
     return retired;
+  }
+  /// After a device-wide synchronize: every recorded epoch of s has completed, and so has its open
+  /// one (the work queued before its frees is done), which retires without an event.
+  template <class Unhold>
+  std::size_t retire_all(state& s, Unhold& unhold) {
+    std::size_t retired = 0;
+    for (; !s.recorded.empty(); ++retired) retire_oldest(s, unhold);
+    if (has_open_frees(s)) {
+      s.retired_seq = s.open_seq++;
+      s.open_frees = 0;
+      for (const extent& x : s.open_held) unhold(x);
+      s.open_held.clear();
+      if (!s.per_thread) s.close_requested = false;
+      ++counters_.epochs_retired;
+      ++retired;
+    }
+    return retired;
+  }
+  template <class Unhold>
+  void retire_oldest(state& s, Unhold& unhold) {
+    epoch& e = s.recorded.front();
+    s.retired_seq = e.seq;
+    for (const extent& x : e.held) unhold(x);
+    ordering_.release(e.event);
+    s.recorded.pop_front();
+    ++counters_.epochs_retired;
   }
 
   template <class Unhold>

@@ -4,13 +4,15 @@
 // releases them, so a steady workload creates none. The allocator records one event per stream for a
 // whole batch of frees, and only when another stream needs that memory.
 //
-// Nothing here blocks the host but synchronize(), which only empty_cache() and the out-of-memory retry
-// call. Graph capture: is_capturing() asks the runtime, and the allocator records no event on a
+// Nothing here blocks the host but synchronize() and synchronize_device(), which only empty_cache()
+// and the out-of-memory retry call. synchronize_device() runs cudaDeviceSynchronize on every device a
+// checked stream belongs to (noted by check()), so it needs no stream handle. Graph capture: is_capturing() asks the runtime, and the allocator records no event on a
 // capturing stream and makes none wait. Event queries and host waits run with this thread's capture
 // mode relaxed (cudaThreadExchangeStreamCaptureMode), so a capture another thread runs in global mode
 // is neither refused nor invalidated by them.
 #include <cuda_runtime_api.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <utility>
@@ -38,7 +40,8 @@ class cuda_event_ordering {
     std::uint64_t records = 0;
     std::uint64_t queries = 0;
     std::uint64_t waits = 0;
-    std::uint64_t host_waits = 0;
+    std::uint64_t host_waits = 0;  // event and device-wide waits
+    std::uint64_t device_syncs = 0;
     std::uint64_t capture_checks = 0;
   };
 
@@ -46,26 +49,29 @@ class cuda_event_ordering {
   cuda_event_ordering(const cuda_event_ordering&) = delete;
   cuda_event_ordering& operator=(const cuda_event_ordering&) = delete;
   cuda_event_ordering(cuda_event_ordering&& other) noexcept
-      : pools_(std::exchange(other.pools_, {})), counters_(other.counters_) {}
+      : pools_(std::exchange(other.pools_, {})), devices_(std::exchange(other.devices_, {})), counters_(other.counters_) {}
   cuda_event_ordering& operator=(cuda_event_ordering&& other) noexcept {
     if (this != &other) {
       destroy_pooled();
       pools_ = std::exchange(other.pools_, {});
+      devices_ = std::exchange(other.devices_, {});
       counters_ = other.counters_;
     }
     return *this;
   }
   ~cuda_event_ordering() { destroy_pooled(); }
 
-  /// A handle the runtime does not know (destroyed, or from another process) throws invalid_stream.
-  /// A pointer that was never a stream handle is undefined behaviour in the runtime, as everywhere.
-  void check(stream s) const {
+  /// A handle the runtime rejects throws invalid_stream. A destroyed stream's handle, or a pointer
+  /// that was never a stream handle, is undefined behaviour in the runtime, as everywhere. Notes the
+  /// stream's device for synchronize_device().
+  void check(stream s) {
     int device = -1;
     const cudaError_t status = cudaStreamGetDevice(s.native_handle(), &device);
     if (status != cudaSuccess) {
       (void)cudaGetLastError();
       throw invalid_stream(s.native_handle(), std::string("the CUDA runtime rejects it: ") + cudaGetErrorName(status));
     }
+    if (std::find(devices_.begin(), devices_.end(), device) == devices_.end()) devices_.push_back(device);
   }
 
   /// Active or invalidated capture both count: either way capture rules apply until it ends. The
@@ -123,6 +129,26 @@ class cuda_event_ordering {
     STASH_CUDA_CHECK(cudaEventSynchronize(e.handle));
   }
 
+  /// cudaDeviceSynchronize on every device check() has seen a stream of, with this thread's capture
+  /// mode relaxed. false when the runtime refuses because a graph capture is underway (the wait is
+  /// then incomplete, and nothing may be assumed of it); cuda_error on other failures.
+  bool synchronize_device() {
+    const relaxed_capture_mode relaxed;
+    for (const int device : devices_) {
+      const cuda::device_guard guard(device);
+      const cudaError_t status = cudaDeviceSynchronize();
+      if (status == cudaSuccess) continue;
+      (void)cudaGetLastError();
+      if (status == cudaErrorStreamCaptureUnsupported || status == cudaErrorStreamCaptureImplicit ||
+          status == cudaErrorStreamCaptureInvalidated || status == cudaErrorStreamCaptureIsolation)
+        return false;
+      STASH_CUDA_CHECK(status);
+    }
+    ++counters_.host_waits;
+    ++counters_.device_syncs;
+    return true;
+  }
+
   void release(event_type e) noexcept {
     if (!e.handle) return;
     try {
@@ -175,6 +201,7 @@ class cuda_event_ordering {
   }
 
   std::vector<std::vector<cudaEvent_t>> pools_;  // by device
+  std::vector<int> devices_;                     // of the streams check() accepted
   counters counters_;
 };
 

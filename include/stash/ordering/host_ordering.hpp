@@ -17,6 +17,7 @@ struct host_ordering {
   constexpr bool query(event_type) const noexcept { return true; }
   constexpr void wait(stream, event_type) noexcept {}
   constexpr void synchronize(event_type) noexcept {}
+  constexpr bool synchronize_device() noexcept { return true; }
   constexpr void release(event_type) noexcept {}
 };
 

@@ -6,7 +6,8 @@
 //
 // host_ordered policies (host_ordering) say that every event is complete at once: the allocator then
 // treats every free as final, keeps no per-stream state and makes no call to the policy, so host-ordered
-// compositions pay nothing for stream ordering. The allocator calls the policy under its lock.
+// compositions pay nothing for stream ordering. The allocator calls the policy under its lock, and
+// passes it the handle of a stream only in a call that names that stream (detail/stream_layer.hpp).
 #include <concepts>
 #include <type_traits>
 
@@ -34,8 +35,13 @@ concept ordering_policy =
       { o.query(e) } -> std::same_as<bool>;
       /// Work queued on s from now on runs after e has completed; never blocks the host.
       o.wait(s, e);
-      /// Blocks the host until e has completed: only empty_cache() and the out-of-memory retry call it.
+      /// Blocks the host until e has completed.
       o.synchronize(e);
+      /// Blocks the host until all work queued so far on every stream of the devices the allocator's
+      /// streams belong to has completed, destroyed streams' included, without a stream handle: what
+      /// empty_cache() and the out-of-memory retry call. false when it cannot (a graph capture is
+      /// underway and the runtime refuses), having waited for nothing.
+      { o.synchronize_device() } -> std::same_as<bool>;
       /// e is no longer needed (its handle goes back to the policy's pool).
       { o.release(e) } noexcept;
     };

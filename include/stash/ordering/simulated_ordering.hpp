@@ -6,10 +6,18 @@
 // event on it, or making it wait on an event, is then counted as a capture violation (CUDA forbids
 // the first and isolates captures from outside events), so a test can assert there were none.
 //
+// A stream can be destroyed (destroy()). Using a destroyed stream's handle is undefined behaviour in
+// CUDA, so any call that passes one (check, is_capturing, record, wait as the waiter) counts as a
+// destroyed-stream use and throws std::logic_error, which no allocator path expects: a test asserts
+// destroyed_stream_uses() == 0. Events recorded before the destruction stay valid, as in CUDA.
+//
 // Stream order holds as on a GPU: completing an event completes every event recorded before it on the
-// same stream, and a host wait (synchronize) completes the event it waits for.
+// same stream, a host wait (synchronize) completes the event it waits for, and a device-wide
+// synchronize completes every event; it is refused (returns false) while a stream captures.
 #include <cstddef>
 #include <cstdint>
+#include <stdexcept>
+#include <string>
 #include <unordered_map>
 #include <unordered_set>
 #include <utility>
@@ -35,8 +43,21 @@ class simulated_ordering {
     known_.insert(stream(handle).key());
     return stream(handle);
   }
-  /// The stream no longer exists: check() rejects it from now on.
-  void destroy_stream(stream s) { known_.erase(s.key()); }
+  /// The stream no longer exists: from now on every call that passes its handle is a destroyed-stream
+  /// use. Its events stay valid.
+  void destroy(stream s) {
+    known_.erase(s.key());
+    capturing_.erase(s.key());
+    destroyed_.insert(s.key());
+  }
+  /// A new stream that the runtime gave the handle of a destroyed one: the runtime does so only once
+  /// the old stream's work is done, so every event recorded on the old one completes.
+  stream reuse_handle(stream destroyed) {
+    complete_stream(destroyed);
+    destroyed_.erase(destroyed.key());
+    known_.insert(destroyed.key());
+    return destroyed;
+  }
 
   /// Completes e and every event recorded before it on the same stream.
   void complete(event_type e) {
@@ -76,7 +97,11 @@ class simulated_ordering {
   }
   std::size_t records() const noexcept { return events_.size(); }
   std::size_t queries() const noexcept { return queries_; }
+  /// Host waits: on one event, or device-wide (synchronize_device that was not refused).
   std::size_t host_waits() const noexcept { return host_waits_; }
+  std::size_t device_syncs() const noexcept { return device_syncs_; }
+  /// Calls that passed a destroyed stream's handle: always 0 for a correct allocator.
+  std::size_t destroyed_stream_uses() const noexcept { return destroyed_uses_; }
   /// Events recorded and not yet released: what a real policy would hold handles for.
   std::size_t unreleased_events() const noexcept { return events_.size() - released_; }
   std::size_t capture_violations() const noexcept { return capture_violations_; }
@@ -86,16 +111,19 @@ class simulated_ordering {
   // ---- the allocator's side (ordering_policy) ----------------------------------------------------
 
   void check(stream s) {
+    refuse_destroyed(s, "check");
     if (known_.count(s.key())) return;
     ++rejected_;
-    throw invalid_stream(s.native_handle(), "not a stream of this simulation (never made, or destroyed)");
+    throw invalid_stream(s.native_handle(), "not a stream of this simulation");
   }
-  bool is_capturing(stream s) const { return capturing_.count(s.key()) != 0; }
-  /// A destroyed stream throws invalid_stream, as cuda_event_ordering does.
+  bool is_capturing(stream s) {
+    refuse_destroyed(s, "is_capturing");
+    return capturing_.count(s.key()) != 0;
+  }
   event_type record(stream s) {
-    if (!known_.count(s.key()))
-      throw invalid_stream(s.native_handle(), "cannot record an event on it: destroyed");
-    if (is_capturing(s)) ++capture_violations_;
+    refuse_destroyed(s, "record");
+    if (!known_.count(s.key())) throw invalid_stream(s.native_handle(), "cannot record an event on it");
+    if (capturing_.count(s.key())) ++capture_violations_;
     events_.push_back({s.key(), false, false});
     const event_type e = events_.size();
     by_stream_[s.key()].push_back(e);
@@ -106,12 +134,22 @@ class simulated_ordering {
     return events_.at(e - 1).complete;
   }
   void wait(stream s, event_type e) {
-    if (is_capturing(s)) ++capture_violations_;
+    refuse_destroyed(s, "wait");
+    if (capturing_.count(s.key())) ++capture_violations_;
     waits_.push_back({s, e});
   }
   void synchronize(event_type e) {
     ++host_waits_;
     complete(e);
+  }
+  /// Every event completes, and so does the work queued before it on every stream (destroyed ones
+  /// too); refused while a stream captures.
+  bool synchronize_device() {
+    if (!capturing_.empty()) return false;
+    ++host_waits_;
+    ++device_syncs_;
+    complete_all();
+    return true;
   }
   void release(event_type e) noexcept {
     if (e == 0 || e > events_.size() || events_[e - 1].released) {
@@ -132,12 +170,20 @@ class simulated_ordering {
   };
   std::uintptr_t next_handle_ = 0x5000;
   std::unordered_set<std::uintptr_t> known_{0, 1, 2};  // nullptr, cudaStreamLegacy, cudaStreamPerThread
+  std::unordered_set<std::uintptr_t> destroyed_;
   std::unordered_set<std::uintptr_t> capturing_;
   std::vector<event_state> events_;
   std::unordered_map<std::uintptr_t, std::vector<event_type>> by_stream_;
   std::vector<wait_record> waits_;
   std::size_t queries_ = 0, host_waits_ = 0, released_ = 0, capture_violations_ = 0, rejected_ = 0;
-  std::size_t double_releases_ = 0;
+  std::size_t double_releases_ = 0, device_syncs_ = 0, destroyed_uses_ = 0;
+
+  void refuse_destroyed(stream s, const char* call) {
+    if (!destroyed_.count(s.key())) [[likely]]
+      return;
+    ++destroyed_uses_;
+    throw std::logic_error(std::string("simulated_ordering::") + call + " was passed a destroyed stream's handle");
+  }
 };
 
 static_assert(ordering_policy<simulated_ordering>);
