@@ -68,6 +68,13 @@ struct caching_options {
   /// are rationed: at most one per this many pages backed. Between moves new pages are mapped, so a
   /// workload whose layout keeps shifting settles on the pages it needs instead of moving them forever.
   std::uint64_t pages_between_moves = 8;
+  /// Paged backends that map runs of pages as one physical allocation (chunked_paged_backend): the
+  /// unmapped pages inside a new block (not its first and last page, which neighbours may share) are
+  /// mapped in chunks of up to this many pages, three driver calls per chunk instead of three per
+  /// page. A chunk is given back or moved away only whole, once none of its pages is touched, so a
+  /// block placed later on part of a freed chunk's range keeps the rest of it mapped: the size bounds
+  /// that (64 MiB with 2 MiB pages). 1: every page is its own physical allocation.
+  std::size_t max_chunk_pages = 32;
   /// Stream-ordered compositions with a segment backend: when no block usable on the requesting
   /// stream T is cached and no other stream's free has completed, take a block freed on another
   /// stream S by making T wait for S's event on the GPU (cudaStreamWaitEvent, RMM's way) before new
@@ -657,10 +664,14 @@ class caching_allocator {
                                                         std::size_t requested, std::size_t peak_before) {
     const std::size_t first = first_page(addr), last = last_page(addr, size);
     bool backed = true;
+    bool chunks = true;  // until the device refuses one: then page by page, which can move and wait
     try {
-      for (; backed && p != detail::page_table::none;
-           p = p < last ? pages_.first_unmapped(p + 1, last) : detail::page_table::none)
-        backed = back_page(p);
+      while (backed && p != detail::page_table::none) {
+        const std::size_t run_end = chunks ? map_run(p, first, last, chunks) : detail::page_table::none;
+        if (run_end == detail::page_table::none) backed = back_page(p);
+        const std::size_t done = run_end == detail::page_table::none ? p : run_end;
+        p = done < last ? pages_.first_unmapped(done + 1, last) : detail::page_table::none;
+      }
     } catch (...) {
       undo_back_pages(addr, size, peak_before);
       throw;
@@ -669,8 +680,11 @@ class caching_allocator {
       undo_back_pages(addr, size, peak_before);
       throw_out_of_memory(requested);
     }
-    // Counted only now that the block is placed: a failed call leaves the stats as they were.
-    pages_.take_fresh(first, last, [&](std::size_t) { stats_.on_reserve(std::size_t{1} << page_shift_); });
+    // Counted only now that the block is placed, one physical allocation per chunk: a failed call
+    // leaves the stats as they were.
+    pages_.take_fresh(first, last, [&](std::size_t p) {
+      if (pages_.starts_chunk(p)) stats_.on_reserve((pages_.chunk_last(p) - p + 1) << page_shift_);
+    });
   }
 
   void undo_back_pages(std::uintptr_t addr, std::size_t size, std::size_t peak_before) noexcept {
@@ -678,9 +692,7 @@ class caching_allocator {
     peak_touched_ = peak_before;
     const std::size_t page = std::size_t{1} << page_shift_;
     pages_.take_fresh(first_page(addr), last_page(addr, size), [&](std::size_t p) {
-      backend_.unmap_page(page_address(p));
-      pages_.set_mapped(p, false);
-      reserved_ -= page;
+      if (pages_.starts_chunk(p)) reserved_ -= unmap_chunk(p) * page;  // a chunk's pages are all fresh
     });
   }
 
@@ -693,10 +705,9 @@ class caching_allocator {
   /// pages_between_moves pages backed (a move costs tens of microseconds). Out of memory: an idle page
   /// moves here if there is one, else the map is retried once (counted as an OOM retry).
   bool back_page(std::size_t p) {
-    const auto budget = static_cast<std::size_t>(static_cast<double>(peak_touched_) * (1.0 + options_.page_slack));
-    const bool move_is_due = backed_since_move_ >= options_.pages_between_moves;
+    const bool move_first = over_budget() && move_is_due();
     ++backed_since_move_;
-    if (pages_.mapped_count() >= budget && move_is_due && move_idle_page_to(p)) return true;
+    if (move_first && move_idle_page_to(p)) return true;
     if (map_new_page(p)) return true;
     stats_.on_oom_retry();  // the cache is released by moving an idle page here, else retried once
     if constexpr (streamed) {
@@ -705,19 +716,98 @@ class caching_allocator {
     return move_idle_page_to(p) || map_new_page(p);
   }
 
+  /// Maps the run of unmapped pages from p on as one chunk, where the backend can: pages strictly
+  /// inside the block [first, last], at most max_chunk_pages. The chunk ends where back_page would
+  /// next move an idle page instead of mapping a new one (the pages held reach the slack over the high
+  /// tide and a move is due), so pages are mapped, moved and counted as page by page. Returns the last
+  /// page mapped, or none: then p is backed alone (back_page), which also moves idle pages, waits for
+  /// pending frees and retries when the device is out of memory. A refused chunk clears `chunks`.
+  std::size_t map_run(std::size_t p, std::size_t first, std::size_t last, bool& chunks) {
+    if constexpr (chunked_paged_backend<Backend>) {
+      if (options_.max_chunk_pages < 2 || p == first || p == last) return detail::page_table::none;
+      std::size_t n = std::min(pages_.unmapped_run_end(p, last - 1) - p + 1, options_.max_chunk_pages);
+      const std::size_t budget = budget_pages(), mapped = pages_.mapped_count();
+      if (mapped < budget) n = std::min(n, budget - mapped);
+      else if (move_is_due()) return detail::page_table::none;
+      else n = std::min<std::size_t>(n, options_.pages_between_moves - backed_since_move_);
+      if (n < 2) return detail::page_table::none;
+      if (!backend_.map_pages(page_address(p), n)) {
+        chunks = false;
+        return detail::page_table::none;
+      }
+      note_mapped(p, p + n - 1);
+      backed_since_move_ += n;
+      return p + n - 1;
+    } else {
+      (void)p, (void)first, (void)last, (void)chunks;
+      return detail::page_table::none;
+    }
+  }
+
+  /// The pages held may reach the high tide of touched pages plus the slack before idle pages move.
+  std::size_t budget_pages() const noexcept {
+    return static_cast<std::size_t>(static_cast<double>(peak_touched_) * (1.0 + options_.page_slack));
+  }
+  bool over_budget() const noexcept { return pages_.mapped_count() >= budget_pages(); }
+  bool move_is_due() const noexcept { return backed_since_move_ >= options_.pages_between_moves; }
+
   bool map_new_page(std::size_t p) {
     if (!backend_.map_page(page_address(p))) return false;
-    pages_.set_mapped(p, true);
-    pages_.set_fresh(p);  // counted in the stats once the block is placed (back_pages)
-    reserved_ += std::size_t{1} << page_shift_;
+    note_mapped(p, p);
     return true;
   }
 
-  bool move_idle_page_to(std::size_t p) {
+  /// Pages [first, last] were just mapped as one chunk.
+  void note_mapped(std::size_t first, std::size_t last) noexcept {
+    for (std::size_t q = first; q <= last; ++q) {
+      pages_.set_mapped(q, true);
+      pages_.set_fresh(q);  // counted in the stats once the block is placed (back_pages)
+    }
+    pages_.set_chunk(first, last);
+    reserved_ += (last - first + 1) << page_shift_;
+  }
+
+  /// Unmaps the chunk that starts at page `first`; returns its pages. The caller counts the bytes.
+  std::size_t unmap_chunk(std::size_t first) noexcept {
+    const std::size_t last = pages_.chunk_last(first), n = last - first + 1;
+    if constexpr (chunked_paged_backend<Backend>) {
+      if (n > 1) backend_.unmap_pages(page_address(first), n);
+      else backend_.unmap_page(page_address(first));
+    } else {
+      backend_.unmap_page(page_address(first));
+    }
+    for (std::size_t q = first; q <= last; ++q) pages_.set_mapped(q, false);
+    pages_.clear_chunk(first, last);
+    return n;
+  }
+
+  /// Where a move is due and the highest idle page lies in an idle chunk of several pages, which cannot
+  /// move: gives that chunk back whole instead (the memory held drops by the chunk) and returns true,
+  /// so that new pages are mapped where they are needed. false when the highest idle page is alone
+  /// (it can move) or there is none.
+  bool release_idle_chunk() noexcept {
     const std::size_t from = pages_.highest_idle();
-    if (from == detail::page_table::none || !backend_.move_page(page_address(from), page_address(p))) return false;
+    if (from == detail::page_table::none) return false;
+    const std::size_t chunk = pages_.chunk_first(from);
+    if (pages_.chunk_last(chunk) == chunk) return false;
+    const std::size_t bytes = unmap_chunk(chunk) << page_shift_;
+    reserved_ -= bytes;
+    stats_.on_release(bytes);
+    backed_since_move_ = 0;
+    return true;
+  }
+
+  /// Backs page p with the highest idle page: one mapped alone moves here; an idle chunk of several
+  /// pages is given back whole and p mapped anew (release_idle_chunk).
+  bool move_idle_page_to(std::size_t p) {
+    if (release_idle_chunk()) return map_new_page(p);
+    const std::size_t from = pages_.highest_idle();
+    if (from == detail::page_table::none) return false;
+    if (!backend_.move_page(page_address(from), page_address(p))) return false;
     pages_.set_mapped(from, false);
+    pages_.clear_chunk(from, from);
     pages_.set_mapped(p, true);
+    pages_.set_chunk(p, p);
     ++page_moves_;
     backed_since_move_ = 0;
     return true;
@@ -734,10 +824,9 @@ class caching_allocator {
       while (reserved_ - allocated_ > target) {
         const std::size_t p = pages_.highest_idle();
         if (p == detail::page_table::none) break;
-        backend_.unmap_page(page_address(p));
-        pages_.set_mapped(p, false);
-        reserved_ -= page;
-        stats_.on_release(page);
+        const std::size_t bytes = unmap_chunk(pages_.chunk_first(p)) * page;
+        reserved_ -= bytes;
+        stats_.on_release(bytes);
       }
     } else if (target == 0) {
       for (auto it = segments_.begin(); it != segments_.end();)
@@ -768,7 +857,7 @@ class caching_allocator {
   void release_everything() noexcept {
     if constexpr (paged) {
       for (std::size_t p = 0; p < pages_.size(); ++p)
-        if (pages_.mapped(p)) backend_.unmap_page(page_address(p));
+        if (pages_.mapped(p) && pages_.starts_chunk(p)) (void)unmap_chunk(p);
     } else {
       for (const auto& [addr, seg] : segments_) backend_.deallocate(reinterpret_cast<void*>(addr), seg.bytes);
     }

@@ -55,6 +55,14 @@ class reference_model {
   std::uint64_t deallocations() const noexcept { return deallocations_; }
 
   /// Pages of page_bytes that at least one live block touches (paged backends keep exactly these).
+  /// Whether a live block lies (by its good size) on some byte of [lo, hi).
+  bool touches(std::uintptr_t lo, std::uintptr_t hi) const {
+    auto it = live_.lower_bound(hi);  // the first block at or past hi; the one before may reach lo
+    if (it == live_.begin()) return false;
+    --it;
+    return it->first + it->second.good_size > lo;
+  }
+
   std::size_t touched_pages(std::size_t page_bytes) const {
     std::size_t count = 0;
     std::uintptr_t last_counted = UINTPTR_MAX;

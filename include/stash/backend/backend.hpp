@@ -50,6 +50,19 @@ concept paged_backend = requires(B& b, const B& cb, std::uintptr_t a, std::size_
   // The destructor unmaps every page still mapped and frees the reservation.
 };
 
+/// A paged backend that can also back a run of pages with one physical allocation: one driver
+/// allocation, one mapping and one access grant for the run, where page by page costs that per page
+/// (the driver's cost grows with the number of physical allocations, not with their size). Such a
+/// chunk is unmapped whole; its pages never move alone.
+template <class B>
+concept chunked_paged_backend = paged_backend<B> && requires(B& b, std::uintptr_t a, std::size_t n) {
+  /// Backs the n pages from `a` on (none mapped) with one physical allocation. false = out of memory,
+  /// and then nothing is left mapped.
+  { b.map_pages(a, n) } -> std::same_as<bool>;
+  /// Unmaps the n pages map_pages(a, n) backed and gives their memory back. Never throws.
+  { b.unmap_pages(a, n) } noexcept;
+};
+
 template <class B>
 concept backend_policy = segment_backend<B> || paged_backend<B>;
 

@@ -1,9 +1,11 @@
 #pragma once
 // Device memory through CUDA's virtual memory management API: one large range of device addresses is
-// reserved up front, and physical pages (2 MiB on current GPUs) are created and mapped into it, moved
-// inside it, or unmapped and released one at a time. Because a free range can give its physical pages
-// back whatever its neighbours hold, the memory held tracks the memory in use far more closely than
-// with whole cudaMalloc segments. This is the mechanism behind PyTorch's expandable segments.
+// reserved up front, and physical memory is created and mapped into it in chunks of one or more pages
+// (2 MiB on current GPUs), each chunk one physical allocation: created, mapped and granted access with
+// three driver calls whatever its size, and unmapped and released whole. A page mapped alone can also
+// move inside the range. Because a free range can give its physical pages back whatever its
+// neighbours hold, the memory held tracks the memory in use far more closely than with whole
+// cudaMalloc segments. This is the mechanism behind PyTorch's expandable segments.
 //
 // The driver calls come from entry points fetched through the runtime (stash/cuda/driver_api.hpp),
 // so nothing links libcuda.
@@ -129,33 +131,43 @@ class basic_cuda_vmm_backend {
 
   /// Creates one page of physical memory on the device and maps it, read-write, at `a`. false when the
   /// device is out of memory (nothing is left behind); stash::cuda_error on any other failure.
-  bool map_page(std::uintptr_t a) {
-    page& slot = pages_[index_of(a, "map_page")];
-    if (slot.mapped) throw invalid_pointer(reinterpret_cast<void*>(a), "page is already mapped");
+  bool map_page(std::uintptr_t a) { return map_pages(a, 1); }
+
+  /// Creates n pages of physical memory as one allocation (one chunk) and maps them, read-write, from
+  /// `a` on: three driver calls whatever n. The chunk is unmapped whole (unmap_pages(a, n)); its pages
+  /// never move alone. false when the device is out of memory (nothing is left behind);
+  /// stash::cuda_error on any other failure, invalid_pointer when a page is mapped already.
+  bool map_pages(std::uintptr_t a, std::size_t n) {
+    const std::size_t first = index_of(a, "map_pages");
+    if (n == 0 || n > pages_.size() - first) throw invalid_pointer(reinterpret_cast<void*>(a), "map_pages: past the reserved range");
+    for (std::size_t i = first; i < first + n; ++i)
+      if (pages_[i].mapped) throw invalid_pointer(reinterpret_cast<void*>(base_ + i * page_size_), "page is already mapped");
     cuda::device_guard guard(device_);
     const cuda::driver_api& cu = api();
+    const std::size_t bytes = n * page_size_;
 
     const CUmemAllocationProp prop = allocation_properties();
     CUmemGenericAllocationHandle handle = 0;
-    const CUresult created = cu.cuMemCreate(&handle, page_size_, &prop, 0);
+    const CUresult created = cu.cuMemCreate(&handle, bytes, &prop, 0);
     if (created == CUDA_ERROR_OUT_OF_MEMORY) return false;
     STASH_CU_CHECK(created);
 
-    const CUresult mapped = cu.cuMemMap(a, page_size_, 0, handle, 0);
+    const CUresult mapped = cu.cuMemMap(a, bytes, 0, handle, 0);
     if (mapped != CUDA_SUCCESS) {
       (void)cu.cuMemRelease(handle);
       if (mapped == CUDA_ERROR_OUT_OF_MEMORY) return false;
       STASH_CU_CHECK(mapped);
     }
-    const CUresult granted = grant_access(a);
+    const CUresult granted = grant_access(a, bytes);
     if (granted != CUDA_SUCCESS) {
-      (void)cu.cuMemUnmap(a, page_size_);
+      (void)cu.cuMemUnmap(a, bytes);
       (void)cu.cuMemRelease(handle);
       if (granted == CUDA_ERROR_OUT_OF_MEMORY) return false;
       STASH_CU_CHECK(granted);
     }
-    slot = page{handle, true};
-    ++mapped_pages_;
+    for (std::size_t i = first; i < first + n; ++i) pages_[i] = page{handle, true, 0};
+    pages_[first].chunk_pages = n;
+    mapped_pages_ += n;
     return true;
   }
 
@@ -166,6 +178,8 @@ class basic_cuda_vmm_backend {
     page& source = pages_[index_of(from, "move_page")];
     page& target = pages_[index_of(to, "move_page")];
     if (!source.mapped) throw invalid_pointer(reinterpret_cast<void*>(from), "page is not mapped");
+    if (source.chunk_pages != 1)
+      throw invalid_pointer(reinterpret_cast<void*>(from), "move_page: the page is part of a chunk of several pages");
     if (from == to) return true;
     if (target.mapped) throw invalid_pointer(reinterpret_cast<void*>(to), "page is already mapped");
     cuda::device_guard guard(device_);
@@ -177,18 +191,17 @@ class basic_cuda_vmm_backend {
     STASH_CU_CHECK(cu.cuMemUnmap(from, page_size_));
     CUresult status = cu.cuMemMap(to, page_size_, 0, source.handle, 0);
     if (status == CUDA_SUCCESS) {
-      status = grant_access(to);
+      status = grant_access(to, page_size_);
       if (status != CUDA_SUCCESS) (void)cu.cuMemUnmap(to, page_size_);
     }
     if (status != CUDA_SUCCESS) {
       // Put the page back where the caller still believes it is.
       const CUresult restored = cu.cuMemMap(from, page_size_, 0, source.handle, 0);
-      const CUresult regranted = restored == CUDA_SUCCESS ? grant_access(from) : restored;
+      const CUresult regranted = restored == CUDA_SUCCESS ? grant_access(from, page_size_) : restored;
       if (regranted != CUDA_SUCCESS) {
         if (restored == CUDA_SUCCESS) (void)cu.cuMemUnmap(from, page_size_);
         (void)cu.cuMemRelease(source.handle);
-        source = page{};
-        --mapped_pages_;
+        forget_chunk(index_of(from, "move_page"));
         STASH_CU_CHECK(regranted);  // the page is lost; report the failure that lost it
       }
       if (status == CUDA_ERROR_OUT_OF_MEMORY) return false;
@@ -200,19 +213,22 @@ class basic_cuda_vmm_backend {
   }
 
   /// Unmaps the page at `a` and releases its physical memory. Never throws; an address that is not a
-  /// mapped page is ignored.
-  void unmap_page(std::uintptr_t a) noexcept {
+  /// page mapped alone is ignored.
+  void unmap_page(std::uintptr_t a) noexcept { unmap_pages(a, 1); }
+
+  /// Unmaps the chunk map_pages(a, n) mapped and releases its physical memory. Never throws; anything
+  /// else than a whole chunk is ignored.
+  void unmap_pages(std::uintptr_t a, std::size_t n) noexcept {
     if (base_ == 0 || a < base_ || a - base_ >= size_ || (a - base_) % page_size_ != 0) return;
-    page& slot = pages_[(a - base_) / page_size_];
-    if (!slot.mapped) return;
+    const std::size_t first = (a - base_) / page_size_;
+    if (!pages_[first].mapped || pages_[first].chunk_pages != n) return;
     try {
       cuda::device_guard guard(device_);
       // No device-wide wait: the allocator unmaps only pages no pending work uses (see move_page).
-      unmap_and_release(a, slot);
+      unmap_and_release(first);
     } catch (...) {
       // No usable device context (a driver shutting down); the driver frees everything at exit.
-      slot = page{};
-      --mapped_pages_;
+      forget_chunk(first);
     }
   }
 
@@ -227,8 +243,9 @@ class basic_cuda_vmm_backend {
 
  private:
   struct page {
-    CUmemGenericAllocationHandle handle = 0;
+    CUmemGenericAllocationHandle handle = 0;  // the chunk's, on each of its pages
     bool mapped = false;
+    std::size_t chunk_pages = 0;  // on a chunk's first page: how many pages it has
   };
 
   static const cuda::driver_api& api() { return cuda::driver_api::get(); }
@@ -266,8 +283,8 @@ class basic_cuda_vmm_backend {
     return access;
   }
 
-  CUresult grant_access(std::uintptr_t a) const {
-    return api().cuMemSetAccess(a, page_size_, access_.data(), access_.size());
+  CUresult grant_access(std::uintptr_t a, std::size_t bytes) const {
+    return api().cuMemSetAccess(a, bytes, access_.data(), access_.size());
   }
 
   std::size_t round_up(std::size_t n) const noexcept {
@@ -283,12 +300,17 @@ class basic_cuda_vmm_backend {
     return (a - base_) / page_size_;
   }
 
-  void unmap_and_release(std::uintptr_t a, page& slot) noexcept {
+  /// The chunk whose first page is pages_[first].
+  void unmap_and_release(std::size_t first) noexcept {
     const cuda::driver_api& cu = cuda::driver_api::get();  // already loaded: a page is mapped
-    (void)cu.cuMemUnmap(a, page_size_);
-    (void)cu.cuMemRelease(slot.handle);
-    slot = page{};
-    --mapped_pages_;
+    (void)cu.cuMemUnmap(base_ + first * page_size_, pages_[first].chunk_pages * page_size_);
+    (void)cu.cuMemRelease(pages_[first].handle);
+    forget_chunk(first);
+  }
+  void forget_chunk(std::size_t first) noexcept {
+    const std::size_t n = pages_[first].chunk_pages;
+    for (std::size_t i = first; i < first + n; ++i) pages_[i] = page{};
+    mapped_pages_ -= n;
   }
 
   void release_everything() noexcept {
@@ -297,7 +319,7 @@ class basic_cuda_vmm_backend {
       cuda::device_guard guard(device_);
       if (mapped_pages_ != 0 && cudaDeviceSynchronize() != cudaSuccess) (void)cudaGetLastError();
       for (std::size_t i = 0; i < pages_.size() && mapped_pages_ != 0; ++i) {
-        if (pages_[i].mapped) unmap_and_release(base_ + i * page_size_, pages_[i]);
+        if (pages_[i].mapped && pages_[i].chunk_pages != 0) unmap_and_release(i);
       }
       (void)api().cuMemAddressFree(base_, size_);
     } catch (...) {
@@ -340,7 +362,7 @@ using cuda_vmm_backend = basic_cuda_vmm_backend<memory_kind::device>;
 /// give back the pages under any free range, like device memory.
 using cuda_pinned_vmm_backend = basic_cuda_vmm_backend<memory_kind::pinned>;
 
-static_assert(paged_backend<cuda_vmm_backend>);
-static_assert(paged_backend<cuda_pinned_vmm_backend>);
+static_assert(chunked_paged_backend<cuda_vmm_backend>);
+static_assert(chunked_paged_backend<cuda_pinned_vmm_backend>);
 
 }  // namespace stash

@@ -102,6 +102,20 @@ class limited_backend : public detail::ordering_type_of<Backend> {
     held_.fetch_add(page, std::memory_order_relaxed);
     return true;
   }
+  bool map_pages(std::uintptr_t a, std::size_t n)
+    requires chunked_paged_backend<Backend>
+  {
+    const std::size_t page = upstream_.page_size();
+    if (n > SIZE_MAX / page || !fits(n * page) || !upstream_.map_pages(a, n)) return false;
+    held_.fetch_add(n * page, std::memory_order_relaxed);
+    return true;
+  }
+  void unmap_pages(std::uintptr_t a, std::size_t n) noexcept
+    requires chunked_paged_backend<Backend>
+  {
+    upstream_.unmap_pages(a, n);
+    held_.fetch_sub(n * upstream_.page_size(), std::memory_order_relaxed);
+  }
   /// A move keeps the memory held the same: never refused by the limit.
   bool move_page(std::uintptr_t from, std::uintptr_t to)
     requires paged_backend<Backend>
@@ -135,5 +149,5 @@ class limited_backend : public detail::ordering_type_of<Backend> {
 namespace stash {
 static_assert(segment_backend<limited_backend<host_backend>>);
 static_assert(segment_backend<limited_backend<simulated_backend>>);
-static_assert(paged_backend<limited_backend<simulated_paged_backend>>);
+static_assert(chunked_paged_backend<limited_backend<simulated_paged_backend>>);
 }  // namespace stash

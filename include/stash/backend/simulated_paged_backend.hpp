@@ -3,7 +3,9 @@
 // asked (no other simulated backend's addresses fall in it), and map/move/unmap only count pages.
 // Memory figures do not depend on the backend, so the paged allocator's fragmentation on real traces
 // is measured here, without a GPU, exactly as it will be on one. It checks its caller: mapping a
-// mapped page or unmapping an unmapped one is counted as a misuse.
+// mapped page or unmapping an unmapped one is counted as a misuse, and so is unmapping or moving a
+// page of a chunk (map_pages) other than whole. It counts the driver calls cuda_vmm_backend makes
+// for the same work (driver_calls()), so that the cost of growing can be compared without a GPU.
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -38,26 +40,46 @@ class simulated_paged_backend {
     if (base == 0)
       throw error("stash: simulated_paged_backend: no room for a reservation of " + std::to_string(bytes) +
                   " bytes in the fake address range");
+    std::vector<std::uint32_t> chunks(bytes / page_, 0);
     mapped_ = std::move(pages);
+    chunk_pages_ = std::move(chunks);
     base_ = base;
     return base_;
   }
-  bool map_page(std::uintptr_t a) noexcept {
+  /// cuMemCreate, cuMemMap, cuMemSetAccess.
+  bool map_page(std::uintptr_t a) noexcept { return map_pages(a, 1); }
+  /// One chunk: cuMemCreate, cuMemMap and cuMemSetAccess, whatever n.
+  bool map_pages(std::uintptr_t a, std::size_t n) noexcept {
     ++map_calls_;
-    if (mapped_bytes_ > capacity_ || capacity_ - mapped_bytes_ < page_) return false;  // capacity may drop below use
-    if (mark(a, 1)) mapped_bytes_ += page_;
+    ++driver_calls_;  // cuMemCreate, which fails when the device is full
+    if (mapped_bytes_ > capacity_ || (capacity_ - mapped_bytes_) / page_ < n) return false;  // capacity may drop below use
+    driver_calls_ += 2;
+    for (std::size_t i = 0; i < n; ++i)
+      if (mark(a + i * page_, 1)) mapped_bytes_ += page_;
+    if (in_range(a)) chunk_pages_[index(a)] = static_cast<std::uint32_t>(n);
     peak_mapped_bytes_ = mapped_bytes_ > peak_mapped_bytes_ ? mapped_bytes_ : peak_mapped_bytes_;
     return true;
   }
+  /// cuMemUnmap, cuMemMap, cuMemSetAccess. Pages of a chunk of several never move alone.
   bool move_page(std::uintptr_t from, std::uintptr_t to) noexcept {
     ++move_calls_;
+    driver_calls_ += 3;
+    if (!whole_chunk(from, 1)) return false;
     mark(from, 0);
     mark(to, 1);
+    chunk_pages_[index(from)] = 0;
+    if (in_range(to)) chunk_pages_[index(to)] = 1;
     return true;
   }
-  void unmap_page(std::uintptr_t a) noexcept {
+  /// cuMemUnmap, cuMemRelease.
+  void unmap_page(std::uintptr_t a) noexcept { unmap_pages(a, 1); }
+  void unmap_pages(std::uintptr_t a, std::size_t n) noexcept {
     ++unmap_calls_;
-    if (mark(a, 0)) mapped_bytes_ -= page_;
+    driver_calls_ += 2;
+    if (!whole_chunk(a, n)) return;
+    chunk_pages_[index(a)] = 0;
+    for (std::size_t i = 0; i < n; ++i)
+      if (mark(a + i * page_, 0)) mapped_bytes_ -= page_;
   }
   int device() const noexcept { return device_; }
   void set_device(int d) noexcept { device_ = d; }
@@ -67,10 +89,29 @@ class simulated_paged_backend {
   std::size_t map_calls() const noexcept { return map_calls_; }
   std::size_t move_calls() const noexcept { return move_calls_; }
   std::size_t unmap_calls() const noexcept { return unmap_calls_; }
+  /// The driver calls cuda_vmm_backend would have made for the same map, move and unmap calls.
+  std::size_t driver_calls() const noexcept { return driver_calls_; }
+  /// Pages of the chunk that starts at a (0: none starts there).
+  std::size_t chunk_pages(std::uintptr_t a) const noexcept { return in_range(a) ? chunk_pages_[index(a)] : 0; }
+  /// f(address, pages) for every chunk mapped, in address order.
+  template <class F>
+  void for_each_chunk(F&& f) const {
+    for (std::size_t i = 0; i < chunk_pages_.size(); ++i)
+      if (chunk_pages_[i] != 0) f(base_ + i * page_, std::size_t{chunk_pages_[i]});
+  }
   std::size_t misuses() const noexcept { return misuses_; }
   void set_capacity(std::size_t bytes) noexcept { capacity_ = bytes; }
 
  private:
+  bool in_range(std::uintptr_t a) const noexcept { return a >= base_ && (a - base_) / page_ < mapped_.size(); }
+  std::size_t index(std::uintptr_t a) const noexcept { return (a - base_) / page_; }
+  /// Whether [a, a + n pages) is one chunk as mapped; a misuse when not.
+  bool whole_chunk(std::uintptr_t a, std::size_t n) noexcept {
+    if (in_range(a) && chunk_pages_[index(a)] == n) return true;
+    ++misuses_;
+    return false;
+  }
+
   /// Sets the page's state; false (and a misuse) when it already was in that state or is outside.
   bool mark(std::uintptr_t a, std::uint8_t state) noexcept {
     const std::size_t i = (a - base_) / page_;
@@ -87,10 +128,11 @@ class simulated_paged_backend {
   int device_ = 0;
   std::uintptr_t base_ = 0;
   std::vector<std::uint8_t> mapped_;
+  std::vector<std::uint32_t> chunk_pages_;  // at a chunk's first page: its pages
   std::size_t mapped_bytes_ = 0, peak_mapped_bytes_ = 0;
-  std::size_t map_calls_ = 0, move_calls_ = 0, unmap_calls_ = 0, misuses_ = 0;
+  std::size_t map_calls_ = 0, move_calls_ = 0, unmap_calls_ = 0, misuses_ = 0, driver_calls_ = 0;
 };
 
-static_assert(paged_backend<simulated_paged_backend>);
+static_assert(chunked_paged_backend<simulated_paged_backend>);
 
 }  // namespace stash

@@ -7,6 +7,8 @@
 //   - fresh: mapped by the allocation in progress, so that a failed one unmaps exactly those.
 //   - held (Holds, stream-ordered allocators only): how many freed blocks whose work may still run on
 //     the GPU lie on the page: it may be reused in place, but not moved or unmapped.
+//   - chunks: which mapped pages share one physical allocation (the first and the last page of each
+//     are marked). A chunk is unmapped whole, so its pages count as idle only when all of them are.
 // A page is touched when a live block lies on it: interior, or edge_refs > 0 (or it is held). Mapped pages that are not
 // touched are idle: the paged allocator's cache, moved to where memory is needed or given back.
 // Pages that may be idle are also kept in a hierarchical bitmap, so that the highest idle page is found
@@ -31,6 +33,7 @@ class basic_page_table {
   void resize(std::size_t pages) {
     const std::size_t words = (pages + 63) / 64;
     std::vector<std::uint64_t> mapped(words, 0), interior(words, 0), fresh(words, 0);
+    std::vector<std::uint64_t> chunk_first(words, 0), chunk_last(words, 0);
     std::vector<std::uint32_t> edge_refs(pages, 0);
     std::vector<std::uint32_t> held_refs(Holds ? pages : 0, 0);
     std::vector<std::uint64_t> held(Holds ? words : 0, 0);
@@ -39,6 +42,8 @@ class basic_page_table {
     mapped_ = std::move(mapped);
     interior_ = std::move(interior);
     fresh_ = std::move(fresh);
+    chunk_first_ = std::move(chunk_first);
+    chunk_last_ = std::move(chunk_last);
     edge_refs_ = std::move(edge_refs);
     held_refs_ = std::move(held_refs);
     held_ = std::move(held);
@@ -116,14 +121,56 @@ class basic_page_table {
     return none;
   }
 
-  /// The idle page with the highest address, or none. Idle pages are taken from the top so that the
-  /// low end of the range, where the allocator carves first, stays backed. Drops the stale entries it
-  /// meets on the way (pages touched since they went in).
+  /// Last page of the run of unmapped pages that starts at p, at most `last`.
+  std::size_t unmapped_run_end(std::size_t p, std::size_t last) const noexcept {
+    for (std::size_t w = p / 64; w <= last / 64; ++w)
+      if (const std::uint64_t backed = mapped_[w] & word_mask(w, p, last))
+        return w * 64 + static_cast<std::size_t>(__builtin_ctzll(backed)) - 1;
+    return last;
+  }
+
+  /// Pages [first, last], just mapped, are one physical allocation.
+  void set_chunk(std::size_t first, std::size_t last) noexcept {
+    chunk_first_[first / 64] |= bit(first);
+    chunk_last_[last / 64] |= bit(last);
+  }
+  /// The chunk [first, last] is unmapped.
+  void clear_chunk(std::size_t first, std::size_t last) noexcept {
+    chunk_first_[first / 64] &= ~bit(first);
+    chunk_last_[last / 64] &= ~bit(last);
+  }
+  bool starts_chunk(std::size_t p) const noexcept { return (chunk_first_[p / 64] >> (p % 64)) & 1; }
+  /// First and last page of the chunk of mapped page p.
+  std::size_t chunk_first(std::size_t p) const noexcept {
+    for (std::size_t w = p / 64 + 1; w-- > 0;)
+      if (const std::uint64_t marks = chunk_first_[w] & word_mask(w, 0, p))
+        return w * 64 + 63 - static_cast<std::size_t>(__builtin_clzll(marks));
+    return p;  // not reached for a mapped page
+  }
+  std::size_t chunk_last(std::size_t p) const noexcept {
+    for (std::size_t w = p / 64; w < chunk_last_.size(); ++w)
+      if (const std::uint64_t marks = chunk_last_[w] & word_mask(w, p, pages_ - 1))
+        return w * 64 + static_cast<std::size_t>(__builtin_ctzll(marks));
+    return p;  // not reached for a mapped page
+  }
+
+  /// The idle page with the highest address whose whole chunk is idle, or none. Idle pages are taken
+  /// from the top so that the low end of the range, where the allocator carves first, stays backed.
+  /// Drops the stale entries it meets on the way (pages touched since they went in), and the pages of
+  /// a chunk some live block still touches: the page of that chunk that goes idle last goes back in
+  /// then, and finds the chunk whole.
   std::size_t highest_idle() noexcept {
     for (;;) {
       const std::size_t p = maybe_idle_.highest();
       if (p == hierarchical_bitmap::none) return none;
-      if (mapped(p) && !touched(p)) return p;
+      if (mapped(p) && !touched(p)) {
+        const std::size_t first = chunk_first(p), last = chunk_last(p);
+        std::size_t q = first;
+        while (q <= last && !touched(q)) ++q;
+        if (q > last) return p;
+        for (q = first; q <= last; ++q) maybe_idle_.erase(q);
+        continue;
+      }
       maybe_idle_.erase(p);
     }
   }
@@ -190,6 +237,7 @@ class basic_page_table {
   }
 
   std::vector<std::uint64_t> mapped_, interior_, fresh_;
+  std::vector<std::uint64_t> chunk_first_, chunk_last_;  // first and last page of each chunk
   std::vector<std::uint32_t> edge_refs_;
   std::vector<std::uint32_t> held_refs_;  // Holds only
   std::vector<std::uint64_t> held_;       // Holds only: the pages whose held_refs_ are not 0

@@ -1,0 +1,158 @@
+// Growing in chunks (chunked_paged_backend, caching_options::max_chunk_pages): the pages inside a new
+// block are mapped as few physical allocations, its edge pages alone; a chunk goes back and moves away
+// only whole. On the simulated backend, which counts the driver calls cuda_vmm_backend would make
+// (three per physical allocation or page move, two per release).
+#include <catch2/catch.hpp>
+
+#include <cstdint>
+
+#include "stash/backend/limited_backend.hpp"
+#include "stash/backend/simulated_paged_backend.hpp"
+#include "stash/caching_allocator.hpp"
+#include "stash/lock/null_lock.hpp"
+
+namespace {
+
+constexpr std::size_t MiB = std::size_t{1} << 20;
+constexpr std::size_t page = 2 * MiB;
+using paged = stash::caching_allocator<stash::simulated_paged_backend, stash::segregated_fit_buckets, stash::null_lock>;
+using limited = stash::caching_allocator<stash::limited_backend<stash::simulated_paged_backend>,
+                                         stash::segregated_fit_buckets, stash::null_lock>;
+
+std::uintptr_t addr(const void* p) { return reinterpret_cast<std::uintptr_t>(p); }
+
+stash::caching_options chunks_of(std::size_t pages) {
+  stash::caching_options o;
+  o.max_chunk_pages = pages;
+  return o;
+}
+
+}  // namespace
+
+TEST_CASE("chunks: a block's inside pages are one physical allocation, its edge pages their own",
+          "[paged][chunks]") {
+  paged a;
+  void* p = a.allocate(10 * page);  // the arena's first block: pages 0-9
+  const std::uintptr_t base = addr(p);
+  const auto& b = a.backend();
+  CHECK(b.chunk_pages(base) == 1);
+  CHECK(b.chunk_pages(base + page) == 8);
+  CHECK(b.chunk_pages(base + 9 * page) == 1);
+  CHECK(b.mapped_bytes() == 10 * page);
+  CHECK(b.driver_calls() == 3 * 3);
+  CHECK(a.stats().backend_allocations == 3);  // physical allocations, not pages
+  CHECK(a.stats().reserved_bytes == 10 * page);
+  a.deallocate(p);
+  a.empty_cache();
+  CHECK(b.mapped_bytes() == 0);
+  CHECK(b.driver_calls() == 3 * 3 + 3 * 2);
+  CHECK(a.stats().backend_frees == 3);
+  CHECK(a.stats().reserved_bytes == 0);
+  CHECK(b.misuses() == 0);
+}
+
+TEST_CASE("chunks: max_chunk_pages bounds a chunk; 1 maps page by page", "[paged][chunks]") {
+  SECTION("16 pages at most") {
+    paged a(stash::simulated_paged_backend{}, chunks_of(16));
+    void* p = a.allocate(40 * page);  // edges 0 and 39, inside 1-38: 16 + 16 + 6
+    const std::uintptr_t base = addr(p);
+    CHECK(a.backend().chunk_pages(base + page) == 16);
+    CHECK(a.backend().chunk_pages(base + 17 * page) == 16);
+    CHECK(a.backend().chunk_pages(base + 33 * page) == 6);
+    CHECK(a.stats().backend_allocations == 5);
+    CHECK(a.backend().driver_calls() == 5 * 3);
+    a.deallocate(p);
+  }
+  SECTION("page by page") {
+    paged a(stash::simulated_paged_backend{}, chunks_of(1));
+    void* p = a.allocate(10 * page);
+    for (std::size_t i = 0; i < 10; ++i) CHECK(a.backend().chunk_pages(addr(p) + i * page) == 1);
+    CHECK(a.stats().backend_allocations == 10);
+    CHECK(a.backend().driver_calls() == 10 * 3);
+    a.deallocate(p);
+  }
+}
+
+TEST_CASE("chunks: only the unmapped run is mapped, in chunks between the pages mapped already",
+          "[paged][chunks]") {
+  paged a;
+  void* small = a.allocate(page);  // page 0
+  void* big = a.allocate(9 * page);  // pages 1-9: edges 1 and 9, inside 2-8
+  const std::uintptr_t base = addr(small);
+  REQUIRE(addr(big) == base + page);
+  CHECK(a.backend().chunk_pages(base + 2 * page) == 7);
+  a.deallocate(big);
+  // 19 pages from page 1: pages 1-9 are mapped (idle), 10-19 are not: edge 19 alone, 10-18 one chunk.
+  void* bigger = a.allocate(19 * page);
+  REQUIRE(addr(bigger) == base + page);
+  CHECK(a.backend().chunk_pages(base + 10 * page) == 9);
+  CHECK(a.backend().chunk_pages(base + 19 * page) == 1);
+  CHECK(a.stats().backend_allocations == 1 + 3 + 2);
+  CHECK(a.backend().misuses() == 0);
+  a.deallocate(bigger);
+  a.deallocate(small);
+}
+
+TEST_CASE("chunks: a chunk goes back only when none of its pages is touched", "[paged][chunks]") {
+  paged a;
+  void* big = a.allocate(10 * page);  // pages 0-9: chunk 1-8
+  void* after = a.allocate(page);     // page 10
+  const std::uintptr_t base = addr(big);
+  a.deallocate(big);
+  void* head = a.allocate(5 * MiB);  // at the base again: pages 0-2, so chunk 1-8 is touched
+  REQUIRE(addr(head) == base);
+
+  a.empty_cache();  // page 9 (alone, idle) goes; chunk 1-8 stays whole
+  CHECK(a.backend().mapped_bytes() == 10 * page);
+  CHECK(a.stats().reserved_bytes == 10 * page);
+  CHECK(a.backend().chunk_pages(base + page) == 8);
+  CHECK(a.stats().backend_frees == 1);
+
+  a.deallocate(head);
+  a.trim_cache(0);  // now idle: chunk 1-8 and page 0 go, page 10 stays under `after`
+  CHECK(a.backend().mapped_bytes() == page);
+  CHECK(a.stats().reserved_bytes == page);
+  CHECK(a.stats().backend_frees == 3);
+  CHECK(a.backend().misuses() == 0);
+  a.deallocate(after);
+}
+
+TEST_CASE("chunks: where an idle page would move, an idle chunk is given back whole instead", "[paged][chunks]") {
+  stash::caching_options o;
+  o.page_slack = 0;
+  o.pages_between_moves = 0;  // every page backed may move one
+  paged a(stash::simulated_paged_backend(13 * page), o);
+  void* big = a.allocate(10 * page);  // pages 0-9: chunk 1-8
+  void* guard = a.allocate(page);     // page 10
+  a.deallocate(big);                  // 10 idle pages, 11 held, 1 touched
+  // 12 pages do not fit below the guard: pages 11-22, 12 more with 11 held and room for 13.
+  void* p = a.allocate(12 * page);
+  REQUIRE(addr(p) == addr(guard) + page);
+  CHECK(a.backend().misuses() == 0);
+  CHECK(a.stats().reserved_bytes == a.backend().mapped_bytes());
+  CHECK(a.stats().reserved_bytes <= 13 * page);
+  // The idle pages went: the lone ones moved, the chunk was given back whole and its pages mapped anew.
+  CHECK(a.backend().chunk_pages(addr(big) + page) == 0);
+  CHECK(a.page_moves() == a.backend().move_calls());
+  CHECK(a.page_moves() >= 1);
+  CHECK(a.stats().backend_frees >= 1);
+  a.deallocate(p);
+  a.deallocate(guard);
+  a.empty_cache();
+  CHECK(a.backend().mapped_bytes() == 0);
+}
+
+TEST_CASE("chunks: limited_backend counts a chunk's bytes against the limit", "[paged][chunks][limit]") {
+  limited a;
+  a.backend().set_limit(8 * page);
+  void* p = a.allocate(6 * page);  // 1 + 4 + 1
+  CHECK(a.backend().held_bytes() == 6 * page);
+  CHECK(a.backend().upstream().chunk_pages(addr(p) + page) == 4);
+  CHECK_THROWS_AS(a.allocate(6 * page), stash::out_of_memory);  // its chunk of 4 would pass the limit
+  CHECK(a.backend().held_bytes() == 6 * page);
+  CHECK(a.stats().reserved_bytes == 6 * page);
+  a.deallocate(p);
+  a.empty_cache();
+  CHECK(a.backend().held_bytes() == 0);
+  CHECK(a.backend().upstream().misuses() == 0);
+}
