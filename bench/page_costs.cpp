@@ -21,6 +21,28 @@ int main() {
   report("move_page (sync+unmap+map+access)");
   for (int i = 0; i < n; ++i) { auto a = clk::now(); be.unmap_page(base + (n + i) * page); t.push_back(us(a, clk::now())); }
   report("unmap_page (sync+unmap+release)");
+  // Chunks: n pages as one physical allocation (map_pages: cuMemCreate + cuMemMap + cuMemSetAccess),
+  // and unmapped whole (unmap_pages: cuMemUnmap + cuMemRelease); per chunk and per page.
+  for (const std::size_t pages : {std::size_t{1}, std::size_t{4}, std::size_t{16}, std::size_t{32}}) {
+    const int chunks = 16;
+    std::vector<double> unmap;
+    for (int i = 0; i < chunks; ++i) {
+      const auto at = base + static_cast<std::size_t>(i) * pages * page;
+      auto a = clk::now();
+      if (!be.map_pages(at, pages)) return 1;
+      t.push_back(us(a, clk::now()));
+    }
+    for (int i = 0; i < chunks; ++i) {
+      auto a = clk::now();
+      be.unmap_pages(base + static_cast<std::size_t>(i) * pages * page, pages);
+      unmap.push_back(us(a, clk::now()));
+    }
+    std::sort(t.begin(), t.end());
+    std::sort(unmap.begin(), unmap.end());
+    std::printf("map_pages of %2zu pages         median %8.2f us (%7.2f us per page); unmap_pages median %8.2f us\n",
+                pages, t[t.size() / 2], t[t.size() / 2] / static_cast<double>(pages), unmap[unmap.size() / 2]);
+    t.clear();
+  }
   for (int i = 0; i < n; ++i) { void* p; auto a = clk::now(); cudaMalloc(&p, page); cudaFree(p); t.push_back(us(a, clk::now())); }
   report("cudaMalloc+cudaFree 2 MiB");
   for (int i = 0; i < n; ++i) { auto a = clk::now(); cudaDeviceSynchronize(); t.push_back(us(a, clk::now())); }

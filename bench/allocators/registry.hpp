@@ -41,7 +41,7 @@ inline std::string join(const std::vector<std::string>& names) {
 inline std::string_view to_string(backend_kind b) { return b == backend_kind::cuda ? "cuda" : "simulated"; }
 
 inline std::vector<std::string> available_allocators(backend_kind b) {
-  std::vector<std::string> names = {"stash", "stash-sharded", "stash-pow2", "stash+log"};
+  std::vector<std::string> names = {"stash", "stash-per-page", "stash-sharded", "stash-pow2", "stash+log"};
   if (b == backend_kind::simulated) return names;
   names.insert(names.end(), {"cudaMalloc", "cudaMallocAsync"});
   if (STASH_BENCH_WITH_CUB) names.push_back("cub");
@@ -57,6 +57,12 @@ inline std::unique_ptr<replay_allocator> make_allocator(std::string_view name, b
   if (name == "stash") {
     if (cuda) return std::make_unique<stash_adapter<stash::device_caching_allocator>>("stash");
     return std::make_unique<stash_adapter<stash::simulated_caching_allocator>>("stash");
+  }
+  if (name == "stash-per-page") {  // the default composition growing one physical page at a time
+    stash::caching_options options;
+    options.max_chunk_pages = 1;
+    if (cuda) return std::make_unique<stash_adapter<stash::device_caching_allocator>>("stash-per-page", options);
+    return std::make_unique<stash_adapter<stash::simulated_caching_allocator>>("stash-per-page", options);
   }
   if (name == "stash+log") return make_logged_stash_allocator(cuda);  // every call logged to /dev/null
   if (name == "stash-sharded") {

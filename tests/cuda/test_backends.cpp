@@ -217,6 +217,47 @@ TEST_CASE("cuda_vmm_backend maps, moves and unmaps physical pages", "[cuda][back
   CHECK(current_device() == device);
 }
 
+TEST_CASE("cuda_vmm_backend maps a chunk of pages as one allocation and gives it back whole",
+          "[cuda][backend][vmm][chunks][no-initcheck]") {
+  const int device = current_device();
+  stash::cuda_vmm_backend backend(-1, 64 * MiB);
+  const std::size_t page = backend.page_size();
+  const std::uintptr_t base = backend.reserve(0);
+  const std::size_t free_before = free_memory(device);
+
+  REQUIRE(backend.map_pages(base + page, 5));  // pages 1-5, one allocation
+  CHECK(backend.mapped_pages() == 5);
+  CHECK(free_before - free_memory(device) >= 5 * page);
+  for (std::size_t i = 1; i <= 5; ++i) CHECK(backend.is_mapped(base + i * page));
+  CHECK_FALSE(backend.is_mapped(base));
+  // Written and read across the pages in one copy: one range, readable and writable by the device.
+  auto* chunk = reinterpret_cast<void*>(base + page);
+  require_device_memory(chunk, device);
+  write_pattern(chunk, 5 * page, 21);
+  CHECK(holds_pattern(chunk, 5 * page, 21));
+
+  CHECK_THROWS_AS(backend.map_pages(base + 5 * page, 2), stash::invalid_pointer);   // page 5 is mapped
+  CHECK_THROWS_AS(backend.map_pages(base + 31 * page, 2), stash::invalid_pointer);  // past the range
+  CHECK_THROWS_AS(backend.move_page(base + 2 * page, base + 8 * page), stash::invalid_pointer);  // in a chunk
+  backend.unmap_page(base + page);       // not the whole chunk: ignored
+  backend.unmap_pages(base + page, 4);   // not the whole chunk: ignored
+  CHECK(backend.mapped_pages() == 5);
+  CHECK(holds_pattern(chunk, 5 * page, 21));
+
+  backend.unmap_pages(base + page, 5);
+  CHECK(backend.mapped_pages() == 0);
+  CHECK_FALSE(backend.is_mapped(base + 3 * page));
+  CHECK(abs_diff(free_memory(device), free_before) <= 2 * page);
+
+  // A chunk of one page is a page: it moves.
+  REQUIRE(backend.map_pages(base, 1));
+  write_pattern(reinterpret_cast<void*>(base), page, 22);
+  REQUIRE(backend.move_page(base, base + 9 * page));
+  CHECK(holds_pattern(reinterpret_cast<void*>(base + 9 * page), page, 22));
+  REQUIRE(backend.map_pages(base + 10 * page, 3));  // left for the destructor, with page 9
+  CHECK(current_device() == device);
+}
+
 TEST_CASE("cuda_vmm_backend destructor releases every page", "[cuda][backend][vmm]") {
   const int device = current_device();
   const std::size_t free_before = free_memory(device);
