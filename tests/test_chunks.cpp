@@ -121,6 +121,7 @@ TEST_CASE("chunks: where an idle page would move, an idle chunk is given back wh
   stash::caching_options o;
   o.page_slack = 0;
   o.pages_between_moves = 0;  // every page backed may move one
+  o.reserve_bytes = 64 * page;  // room above the device's 13 pages of memory
   paged a(stash::simulated_paged_backend(13 * page), o);
   void* big = a.allocate(10 * page);  // pages 0-9: chunk 1-8
   void* guard = a.allocate(page);     // page 10

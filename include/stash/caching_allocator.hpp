@@ -542,6 +542,14 @@ class caching_allocator {
     if constexpr (paged) {
       if (arena_base_ == 0) reserve_arena();
       block* b = find_free_block(size, on);
+      if constexpr (streamed) {
+        if (!b && !streams_.settled()) {  // pending frees hold address ranges too: wait for them
+          stats_.on_oom_retry();
+          synchronize_pending();
+          coalesce();
+          b = find_free_block(size, on);
+        }
+      }
       if (!b) throw_out_of_memory(requested);  // the reservation itself is exhausted
       return b;
     } else {

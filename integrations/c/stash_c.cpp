@@ -127,7 +127,7 @@ constexpr std::array<choice<bool>, 2> backing_choices{{{"auto", false}, {"host",
 constexpr const char* option_help_text =
     "backend:vmm|segments        vmm   device pages of CUDA virtual memory, or whole cudaMalloc segments\n"
     "page_slack:FLOAT            0.02  (vmm) how far pages held may exceed the high tide of pages in use\n"
-    "reserve:BYTES               0     (vmm) address space reserved per device; 0: twice the device memory\n"
+    "reserve:BYTES               0     (vmm) address space reserved per device; 0: the device memory x 1.5\n"
     "                                  (suffixes KB MB GB TB: powers of 1000; KiB MiB GiB TiB: of 1024)\n"
     "pages_between_moves:INT     8     (vmm) at most one page move per this many pages mapped\n"
     "backing:auto|host           auto  host: ordinary host memory even when a GPU is visible (tests)\n"

@@ -28,9 +28,10 @@ class simulated_paged_backend {
       : capacity_(capacity_bytes), page_(page_bytes) {}
 
   std::size_t page_size() const noexcept { return page_; }
-  /// Twice the capacity when there is one (as cuda_vmm_backend reserves twice the device's memory).
+  /// The capacity and half as much again when there is one (as cuda_vmm_backend reserves for the device's
+  /// memory).
   std::size_t default_reserve_bytes() const noexcept {
-    return capacity_ == unlimited ? std::size_t{1} << 40 : 2 * capacity_;
+    return capacity_ == unlimited ? std::size_t{1} << 40 : capacity_ + capacity_ / 2;
   }
   /// Throws stash::error when called twice or when the fake address range has no room for `bytes`.
   std::uintptr_t reserve(std::size_t bytes) {
