@@ -34,21 +34,32 @@ std::size_t page_bytes(const Allocator& a) {
   else return 0;
 }
 
+/// Pages [at, at + pages * page) of every chunk a simulated_paged_backend maps, directly or under a
+/// wrapper (failing_backend); false when the backend keeps no chunks.
+template <class Backend, class F>
+bool for_each_chunk(const Backend& b, F&& f) {
+  if constexpr (requires { b.for_each_chunk(f); }) {
+    b.for_each_chunk(f);
+    return true;
+  } else if constexpr (requires { b.upstream().for_each_chunk(f); }) {
+    b.upstream().for_each_chunk(f);
+    return true;
+  } else {
+    return false;
+  }
+}
+
 /// What a paged allocator holds once its cache is emptied: every page a live block touches, and where
-/// the backend maps chunks of several pages (simulated_paged_backend), the rest of each chunk one of
-/// them lies in (a chunk goes back whole).
+/// the backend maps chunks of several pages, the rest of each chunk one of them lies in (a chunk goes
+/// back whole).
 template <class Allocator>
 std::size_t held_after_empty_cache(const Allocator& a, const reference_model& m) {
   const std::size_t page = page_bytes(a);
-  if constexpr (requires { a.backend().for_each_chunk([](std::uintptr_t, std::size_t) {}); }) {
-    std::size_t bytes = 0;
-    a.backend().for_each_chunk([&](std::uintptr_t at, std::size_t pages) {
-      if (m.touches(at, at + pages * page)) bytes += pages * page;
-    });
-    return bytes;
-  } else {
-    return m.touched_pages(page) * page;
-  }
+  std::size_t bytes = 0;
+  const bool chunks = for_each_chunk(a.backend(), [&](std::uintptr_t at, std::size_t pages) {
+    if (m.touches(at, at + pages * page)) bytes += pages * page;
+  });
+  return chunks ? bytes : m.touched_pages(page) * page;
 }
 
 /// Every counter the allocator reports, against the model and against the backend.

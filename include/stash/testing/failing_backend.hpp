@@ -1,6 +1,6 @@
 #pragma once
 // Wraps any backend and makes chosen calls fail: the tool that drives every error path in the tests.
-// A "call" is an allocate (segment backends) or a map_page (paged backends). Failures are either
+// A "call" is an allocate (segment backends) or a map_page or map_pages (paged backends). Failures are either
 // "out of memory" (nullptr / false, as a full device answers) or a thrown stash::cuda_error (as a
 // broken driver answers).
 #include <cstddef>
@@ -71,6 +71,17 @@ class failing_backend {
     const bool ok = upstream_.map_page(a);
     if (ok) held_ += upstream_.page_size();
     return ok;
+  }
+  /// One call, however many pages (a chunk is one physical allocation).
+  bool map_pages(std::uintptr_t a, std::size_t n) requires chunked_paged_backend<Backend> {
+    if (should_fail(n * upstream_.page_size())) return false;
+    const bool ok = upstream_.map_pages(a, n);
+    if (ok) held_ += n * upstream_.page_size();
+    return ok;
+  }
+  void unmap_pages(std::uintptr_t a, std::size_t n) noexcept requires chunked_paged_backend<Backend> {
+    held_ -= n * upstream_.page_size();
+    upstream_.unmap_pages(a, n);
   }
   bool move_page(std::uintptr_t from, std::uintptr_t to) requires paged_backend<Backend> {
     return upstream_.move_page(from, to);
