@@ -130,6 +130,7 @@ constexpr const char* option_help_text =
     "reserve:BYTES               0     (vmm) address space reserved per device; 0: the device memory x 1.5\n"
     "                                  (suffixes KB MB GB TB: powers of 1000; KiB MiB GiB TiB: of 1024)\n"
     "pages_between_moves:INT     8     (vmm) at most one page move per this many pages mapped\n"
+    "max_chunk_pages:INT         32    (vmm) pages inside a new block mapped as one allocation, at most; 1: page by page\n"
     "backing:auto|host           auto  host: ordinary host memory even when a GPU is visible (tests)\n"
     "host_devices:INT            1     (backing host) number of pretend devices\n"
     "limit:BYTES                 none  most memory each device's pool may hold from the driver\n"
@@ -237,6 +238,10 @@ options parse_options(std::string_view conf, options base) {
       caching.reserve_bytes = static_cast<std::size_t>(parse_bytes(key, value));
     } else if (key == "pages_between_moves") {
       caching.pages_between_moves = parse_unsigned(key, value, "an integer >= 0");
+    } else if (key == "max_chunk_pages") {
+      const std::uint64_t n = parse_unsigned(key, value, "an integer >= 1");
+      if (n < 1) bad_value(key, value, "an integer >= 1");
+      caching.max_chunk_pages = static_cast<std::size_t>(n);
     } else if (key == "backing") {
       o.host = parse_choice(key, value, backing_choices);
     } else if (key == "host_devices") {
@@ -252,7 +257,7 @@ options parse_options(std::string_view conf, options base) {
     } else {
       throw option_error{STASH_ERROR_INVALID_ARGUMENT,
                          "stash: unknown option '" + std::string(key) +
-                             "' (known: backend, page_slack, reserve, pages_between_moves, backing, "
+                             "' (known: backend, page_slack, reserve, pages_between_moves, max_chunk_pages, backing, "
                              "host_devices, limit, memory_fraction)"};
     }
   }
@@ -266,6 +271,7 @@ std::string format_options(const options& o) {
   std::string s = "backend:" + std::string(name_of(o.manager.backend, backend_choices)) + ",page_slack:" + number +
                   ",reserve:" + std::to_string(caching.reserve_bytes) +
                   ",pages_between_moves:" + std::to_string(caching.pages_between_moves) +
+                  ",max_chunk_pages:" + std::to_string(caching.max_chunk_pages) +
                   ",backing:" + std::string(name_of(o.host, backing_choices));
   if (o.host) s += ",host_devices:" + std::to_string(o.host_devices);
   if (o.manager.limit_bytes != no_limit) s += ",limit:" + std::to_string(o.manager.limit_bytes);
