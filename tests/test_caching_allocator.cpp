@@ -544,6 +544,7 @@ TEST_CASE("paged: an idle page is moved where it is needed instead of a new one 
   stash::caching_options options;
   options.page_slack = 0;
   options.pages_between_moves = 0;  // a move is always due
+  options.small_region = false;     // the page-sized blocks below share the one region
   caching_allocator<simulated_paged_backend, segregated_fit_buckets, null_lock, basic_stats> a(
       simulated_paged_backend{}, options);
   void* a1 = a.allocate(2 * MiB);  // page 0
@@ -613,6 +614,7 @@ TEST_CASE("paged: a block that fits is found even behind many smaller ones in it
   // hole is the only place a 1 MiB + 32 KiB request fits, and the allocator must find it.
   stash::caching_options options;
   options.reserve_bytes = 32 * MiB;
+  options.small_region = false;  // the holes and the wide block share one region's free lists
   caching_allocator<simulated_paged_backend, segregated_fit_buckets, null_lock, basic_stats> a(
       simulated_paged_backend{}, options);
   const std::size_t wide = MiB + 32 * 1024;
@@ -698,4 +700,76 @@ TEST_CASE("page table: the highest idle page is exact under random changes", "[a
     }
     REQUIRE(t.highest_idle() == brute_highest());
   }
+}
+
+TEST_CASE("paged: small blocks are carved from a region of their own and never split a large hole",
+          "[allocator][paged]") {
+  stash::caching_options options;
+  options.reserve_bytes = 64 * MiB;  // the large region; the small one is [64, 72) MiB above it
+  caching_allocator<simulated_paged_backend, segregated_fit_buckets, null_lock, basic_stats> a(
+      simulated_paged_backend{}, options);
+  void* big1 = a.allocate(4 * MiB);        // pages 0..1
+  void* small = a.allocate(4096);          // page 32, the small region's first
+  void* big2 = a.allocate(4 * MiB);        // pages 2..3: right after big1, the small block is elsewhere
+  void* half_page = a.allocate(MiB);       // at most half a page: small region too, after `small`
+  REQUIRE(addr(small) == addr(big1) + 64 * MiB);
+  REQUIRE(addr(big2) == addr(big1) + 4 * MiB);
+  REQUIRE(addr(half_page) == addr(small) + 4096);
+  REQUIRE(a.stats().reserved_bytes == 5 * 2 * MiB);  // pages 0..3 and 32
+  REQUIRE(a.backend().mapped_bytes() == 5 * 2 * MiB);
+  REQUIRE(a.in_arena(static_cast<char*>(small) + 8 * MiB - 4097));  // the reservation ends at 72 MiB
+  REQUIRE_FALSE(a.in_arena(static_cast<char*>(small) + 8 * MiB));
+
+  a.deallocate(big1);               // pages 0..1 idle: a whole hole
+  void* small2 = a.allocate(4096);  // not in the hole: after half_page in the small region
+  REQUIRE(addr(small2) == addr(half_page) + MiB);
+  void* big3 = a.allocate(4 * MiB);  // the hole, whole: no new page
+  REQUIRE(big3 == big1);
+  REQUIRE(a.stats().reserved_bytes == 5 * 2 * MiB);  // small2 lies on page 32, mapped already
+  REQUIRE(a.page_moves() == 0);
+  void* one_page = a.allocate(2 * MiB);  // more than half a page: the large region, after big2
+  REQUIRE(addr(one_page) == addr(big2) + 4 * MiB);
+
+  // The regions never merge: with everything freed, the whole large region (64 MiB, all of
+  // reserve_bytes) is one block again, and a larger request is not carved across the boundary.
+  for (void* p : {big2, big3, small, small2, half_page, one_page}) a.deallocate(p);
+  a.empty_cache();
+  REQUIRE(a.stats().reserved_bytes == 0);
+  void* whole = a.allocate(64 * MiB);
+  REQUIRE(addr(whole) == addr(big1));
+  REQUIRE_THROWS_AS(a.allocate(8 * MiB + 256), stash::out_of_memory);
+  a.deallocate(whole);
+  REQUIRE(a.backend().misuses() == 0);
+}
+
+TEST_CASE("paged: a small request is carved from the large region once its own is full", "[allocator][paged]") {
+  stash::caching_options options;
+  options.reserve_bytes = 16 * MiB;  // the small region: [16, 18) MiB
+  caching_allocator<simulated_paged_backend, segregated_fit_buckets, null_lock, basic_stats> a(
+      simulated_paged_backend{}, options);
+  void* s1 = a.allocate(MiB);
+  void* s2 = a.allocate(MiB);  // the small region is full
+  REQUIRE(addr(s2) == addr(s1) + MiB);
+  void* spill = a.allocate(MiB);  // the start of the large region
+  REQUIRE(addr(spill) == addr(s1) - 16 * MiB);
+  REQUIRE(a.stats().allocated_bytes == 3 * MiB);
+  for (void* p : {s1, s2, spill}) a.deallocate(p);
+  a.empty_cache();
+  REQUIRE(a.stats().reserved_bytes == 0);
+  REQUIRE(a.backend().misuses() == 0);
+}
+
+TEST_CASE("paged: with small_region off, one region serves every size", "[allocator][paged]") {
+  stash::caching_options options;
+  options.reserve_bytes = 64 * MiB;
+  options.small_region = false;
+  caching_allocator<simulated_paged_backend, segregated_fit_buckets, null_lock, basic_stats> a(
+      simulated_paged_backend{}, options);
+  void* big1 = a.allocate(4 * MiB);
+  void* small = a.allocate(4096);
+  void* big2 = a.allocate(4 * MiB);
+  REQUIRE(addr(small) == addr(big1) + 4 * MiB);
+  REQUIRE(addr(big2) == addr(small) + 4096);
+  REQUIRE_FALSE(a.in_arena(static_cast<char*>(big1) + 64 * MiB));  // no range above reserve_bytes
+  for (void* p : {big1, small, big2}) a.deallocate(p);
 }

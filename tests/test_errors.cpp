@@ -451,18 +451,18 @@ TEST_CASE("errors: a paged backend that throws while mapping leaves no page coun
 TEST_CASE("errors: a paged backend that throws on a later page of a block keeps the books exact",
           "[errors][oom][paged]") {
   failing_pages a;
-  void* live = a.allocate(MiB);  // page 0
+  void* live = a.allocate(MiB);  // the small region's first page
   a.backend().throw_on_call(2);   // the second page the next block needs
   const auto before = a.stats();
-  REQUIRE(thrown_by([&] { (void)a.allocate(5 * MiB); }) == "cuda_error");  // [1, 6) MiB: pages 0..2
+  REQUIRE(thrown_by([&] { (void)a.allocate(5 * MiB); }) == "cuda_error");  // [0, 5) MiB: pages 0..2
   require_pages_exact(a);
-  REQUIRE(a.stats() == before);  // page 1, mapped before the error, was unmapped again
+  REQUIRE(a.stats() == before);  // page 0, mapped before the error, was unmapped again
   REQUIRE(a.backend().upstream().mapped_bytes() == 2 * MiB);
   a.empty_cache();
   REQUIRE(a.backend().upstream().mapped_bytes() == 2 * MiB);
   require_pages_exact(a);
   void* p = a.allocate(5 * MiB);
-  REQUIRE(a.backend().upstream().mapped_bytes() == 6 * MiB);
+  REQUIRE(a.backend().upstream().mapped_bytes() == 8 * MiB);
   require_pages_exact(a);
   a.deallocate(p);
   a.deallocate(live);
@@ -623,7 +623,7 @@ TEST_CASE("errors: a paged free of an address in the reservation but never mappe
   void* cached = a.allocate(3 * MiB);
   a.deallocate(cached);  // its pages stay mapped (cached)
   const auto before = a.stats();
-  auto* far = static_cast<char*>(only) + 512 * GiB;
+  auto* far = static_cast<char*>(cached) + 512 * GiB;  // cached: at the start of the range
   REQUIRE(a.in_arena(far));
   REQUIRE_FALSE(a.holds(far));
   REQUIRE(thrown_by([&] { a.deallocate(far); }) == "invalid_pointer");
@@ -641,10 +641,10 @@ TEST_CASE("errors: a paged free of an address in the reservation but never mappe
 // ---- simulated backends: fake address windows never overlap ---------------------------------------
 
 TEST_CASE("errors: simulated paged devices larger than a window do not overlap", "[errors][paged]") {
-  limited_pages big(simulated_paged_backend(12 * TiB));  // reserves 18 TiB: two 16 TiB windows
+  limited_pages big(simulated_paged_backend(12 * TiB));  // reserves 18 TiB (and the small region)
   limited_pages next(simulated_paged_backend(12 * TiB));
-  void* a = big.allocate(1000);
-  void* b = next.allocate(1000);
+  void* a = big.allocate(4 * MiB);  // larger than half a page: at the start of the range
+  void* b = next.allocate(4 * MiB);
   const auto base_a = reinterpret_cast<std::uintptr_t>(a), base_b = reinterpret_cast<std::uintptr_t>(b);
   REQUIRE((base_b >= base_a + 18 * TiB || base_a >= base_b + 18 * TiB));
   REQUIRE_FALSE(big.in_arena(b));

@@ -80,7 +80,9 @@ TEST_CASE("fmt: a memory_stats prints its detail snapshot", "[fmt]") {
 }
 
 TEST_CASE("fmt: the stats of a real allocator after a known sequence", "[fmt]") {
-  stash::caching_allocator<stash::simulated_paged_backend> a;  // 2 MiB pages
+  stash::caching_options one_region;  // small blocks share the pages of large ones, as described below
+  one_region.small_region = false;
+  stash::caching_allocator<stash::simulated_paged_backend> a(stash::simulated_paged_backend{}, one_region);  // 2 MiB pages
   CHECK(fmt::format("{}", a.stats()) ==
         "allocated 0.00 MiB (requested 0.00, peak 0.00), cached 0.00 MiB, reserved 0.00 MiB (peak 0.00); "
         "0 allocations, 0 deallocations, 0 cache hits, 0 backend allocations, 0 backend frees, 0 OOM retries");

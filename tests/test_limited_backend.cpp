@@ -21,7 +21,9 @@ static_assert(std::is_same_v<stash::default_ordering_t<stash::limited_backend<st
 }  // namespace
 
 TEST_CASE("limited_backend: a paged allocator stays within the limit and reuses idle pages", "[limit]") {
-  paged a;
+  stash::caching_options one_region;  // the small blocks below share the pages of the others
+  one_region.small_region = false;
+  paged a(paged::backend_type(stash::simulated_paged_backend{}), one_region);
   a.backend().set_limit(8 * MiB);  // four 2 MiB pages
   void* x = a.allocate(6 * MiB);   // three pages
   CHECK(a.backend().held_bytes() == 6 * MiB);

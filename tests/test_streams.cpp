@@ -288,7 +288,9 @@ TEST_CASE("streams: pages under a pending free are not moved or unmapped until i
 
 TEST_CASE("streams: pages trim_cache could not give back go back once their events complete",
           "[streams][paged]") {
-  paged a;
+  stash::caching_options one_region;  // the small blocks below reuse the large block's first page
+  one_region.small_region = false;
+  paged a(stash::simulated_paged_backend{}, one_region);
   auto& o = a.ordering();
   const stash::stream s = o.make_stream();
   void* p = a.allocate(6 * MiB, s);

@@ -10,7 +10,9 @@
 //   - when nothing fits, the allocator grows: with a segment backend it asks for a new segment, with a
 //     paged backend it carves its one reserved address range and backs the pages the block touches with
 //     physical memory, reusing the pages that no live block touches before it maps new ones. That is what
-//     keeps the memory held within a few percent of the memory in use.
+//     keeps the memory held within a few percent of the memory in use. Requests of at most half a page
+//     are carved from a region of their own above that range, so that small blocks never split the holes
+//     large ones leave (caching_options::small_region);
 //   - with a segment backend and a splitting bucket policy, small requests (the policy's small_request
 //     and below) are carved only from small segments and larger ones only from large segments, each
 //     kind with free lists of its own, so a small live block never keeps a large segment from going
@@ -75,6 +77,14 @@ struct caching_options {
   /// block placed later on part of a freed chunk's range keeps the rest of it mapped: the size bounds
   /// that (64 MiB with 2 MiB pages). 1: every page is its own physical allocation.
   std::size_t max_chunk_pages = 32;
+  /// Paged backends only: requests of at most half a page (1 MiB with 2 MiB pages, PyTorch's small
+  /// requests) are carved from a region of their own, an eighth more address space reserved above
+  /// reserve_bytes, and larger ones from the range below it. A small block then never sits inside a
+  /// hole a large block left, where it would keep the hole's pages touched and split the hole, so that
+  /// the next large request would need new pages elsewhere (PyTorch keeps small and large pools for the
+  /// same reason). When the small region is full, small requests are carved from the large one. Off:
+  /// one region for every size.
+  bool small_region = true;
   /// Stream-ordered compositions with a segment backend: when no block usable on the requesting
   /// stream T is cached and no other stream's free has completed, take a block freed on another
   /// stream S by making T wait for S's event on the GPU (cudaStreamWaitEvent, RMM's way) before new
@@ -100,9 +110,10 @@ class caching_allocator {
   static_assert(!(paged && Buckets::exact_fit),
                 "a paged backend carves one address range: it needs a bucket policy that splits");
   using block = detail::block;
-  // Small and large requests in free lists of their own (segment backends whose policy splits and
-  // names a small_request threshold); one set of free lists otherwise.
-  static constexpr bool small_pool = !paged && !Buckets::exact_fit && requires { Buckets::small_request; };
+  // Small and large requests in free lists of their own: segment backends whose policy splits and
+  // names a small_request threshold (small and large segments), and paged backends (a region of the
+  // reserved range for requests of at most half a page, caching_options::small_region); one set otherwise.
+  static constexpr bool small_pool = !Buckets::exact_fit && (paged || requires { Buckets::small_request; });
   static constexpr std::size_t pool_count = small_pool ? 2 : 1;
   struct segment {
     block* first;       // the block at the segment's start; stays the same record for its lifetime
@@ -153,7 +164,7 @@ class caching_allocator {
       if constexpr (streamed) b = before_backing(b, size, n, on);
       from_cache = back_pages(b->addr, size, n) && from_cache;
     }
-    free_[pool_of(b)].remove(b);
+    free_.remove(b);
     split(b, size);
     b->is_free = false;
     b->requested = n;
@@ -346,16 +357,19 @@ class caching_allocator {
       }
     };
     if constexpr (paged) {
-      const detail::block* b = arena_base_ ? arena_first_block() : nullptr;
+      // Each region's blocks are a run of their own; a stretch of mapped pages ends where a region does.
+      const std::size_t small_page = small_first_ ? first_page(small_first_->addr) : pages_.size();
+      const detail::block* b = large_first_;
       for (std::size_t p = 0; p < pages_.size();) {
         if (!pages_.mapped(p)) {
           ++p;
           continue;
         }
-        std::size_t end = p;
-        while (end < pages_.size() && pages_.mapped(end)) ++end;
+        std::size_t end = p + 1;
+        while (end < pages_.size() && end != small_page && pages_.mapped(end)) ++end;
         const std::uintptr_t begin = page_address(p), stop = page_address(end);
         region(begin, static_cast<std::size_t>(stop - begin));
+        if (p >= small_page && (!b || b->addr < small_first_->addr)) b = small_first_;
         while (b && b->addr + b->size <= begin) b = b->next_adjacent;  // the first block reaching in
         blocks_in(b, begin, stop);
         p = end;
@@ -389,9 +403,15 @@ class caching_allocator {
     throw invalid_size(n, "larger than max_size() = " + std::to_string(Buckets::max_size));
   }
 
-  static constexpr std::uint8_t pool_for(std::size_t size) noexcept {
-    if constexpr (small_pool) return size <= Buckets::small_request ? 1 : 0;
-    else return 0;
+  std::uint8_t pool_for(std::size_t size) const noexcept {
+    if constexpr (paged) return size <= small_below_ ? 1 : 0;
+    else if constexpr (small_pool) return size <= Buckets::small_request ? 1 : 0;
+    else return (void)size, 0;
+  }
+  /// The free list of a block of (rounded) size n filed in pool `pool`: each pool has a range of the
+  /// free lists of its own, so a block's list is its bucket alone (removing it needs no pool).
+  static std::size_t bucket_of(std::size_t n, std::uint8_t pool) noexcept {
+    return Buckets::bucket_index(n) + pool * Buckets::bucket_count;
   }
   static std::uint8_t pool_of(const block* b) noexcept {
     if constexpr (small_pool) return b->pool;
@@ -409,9 +429,11 @@ class caching_allocator {
   /// Best fit among the first few blocks of the request's own bucket (they differ by at most one
   /// bucket width), else the first block of the next non-empty buckets, whose blocks all fit. Stream
   /// order: blocks the stream may not use yet are skipped.
-  block* find_free_block(std::size_t size, const tag* on) noexcept {
-    const std::size_t i = Buckets::bucket_index(size);
-    const auto& free = free_[pool_for(size)];
+  block* find_free_block(std::size_t size, const tag* on) noexcept { return find_free_block(size, on, pool_for(size)); }
+  [[gnu::always_inline]] block* find_free_block(std::size_t size, const tag* on, std::uint8_t pool) noexcept {
+    const std::size_t i = bucket_of(size, pool);
+    const std::size_t end = (pool + std::size_t{1}) * Buckets::bucket_count;  // the pool's last list + 1
+    const auto& free = free_;
     if constexpr (Buckets::exact_fit) {
       for (block* b = free.head(i); b; b = b->next_free)
         if (usable(b, on)) return b;
@@ -425,7 +447,7 @@ class caching_allocator {
         if (b->size > size && (!best || b->size < best->size)) best = b;
       }
       if (best) return best;
-      for (std::size_t j = free.first_at_or_above(i + 1); j != free.none; j = free.first_at_or_above(j + 1)) {
+      for (std::size_t j = free.first_at_or_above(i + 1); j < end; j = free.first_at_or_above(j + 1)) {
         for (block* b = free.head(j); b; b = b->next_free)
           if (usable(b, on)) return b;
         if constexpr (!streamed) break;  // unreachable: in host order the head is usable
@@ -440,8 +462,8 @@ class caching_allocator {
   void push_free(block* b) noexcept {
     b->is_free = true;
     b->requested = 0;
-    b->bucket = static_cast<std::uint32_t>(Buckets::bucket_index(b->size));
-    free_[pool_of(b)].push(b);
+    b->bucket = static_cast<std::uint32_t>(bucket_of(b->size, pool_of(b)));
+    free_.push(b);
   }
 
   /// Keeps the first `size` bytes of b (not in any free list) and files the rest as a new free block.
@@ -451,7 +473,7 @@ class caching_allocator {
       if (b->size > size) {
         block* rest = records_.make();
         rest->indexed = false;
-        if constexpr (small_pool) rest->pool = b->pool;
+        if constexpr (small_pool) rest->pool = b->pool;  // the same segment or region
         if constexpr (streamed) {  // the rest is as safe, for the same streams, as the block it came from
           rest->owner = b->owner;
           rest->seq = b->seq;
@@ -493,12 +515,12 @@ class caching_allocator {
     }
     if constexpr (paged) unback_pages(b->addr, b->size);
     if (block* next = b->next_adjacent; next && next->is_free && mergeable(next, b->owner)) {
-      free_[pool_of(next)].remove(next);
+      free_.remove(next);
       b->size += next->size;
       unlink(next);
     }
     if (block* prev = b->prev_adjacent; prev && prev->is_free && mergeable(prev, b->owner)) {
-      free_[pool_of(prev)].remove(prev);
+      free_.remove(prev);
       prev->size += b->size;
       if constexpr (streamed) {
         prev->owner = b->owner;
@@ -541,13 +563,18 @@ class caching_allocator {
     }
     if constexpr (paged) {
       if (arena_base_ == 0) reserve_arena();
-      block* b = find_free_block(size, on);
+      // Its own region first, then the other one (a small request when the small region is full).
+      auto fitting = [&] {
+        block* f = find_free_block(size, on);
+        return f ? f : find_free_block(size, on, static_cast<std::uint8_t>(1 - pool_for(size)));
+      };
+      block* b = fitting();
       if constexpr (streamed) {
         if (!b && !streams_.settled()) {  // pending frees hold address ranges too: wait for them
           stats_.on_oom_retry();
           synchronize_pending();
           coalesce();
-          b = find_free_block(size, on);
+          b = fitting();
         }
       }
       if (!b) throw_out_of_memory(requested);  // the reservation itself is exhausted
@@ -622,6 +649,8 @@ class caching_allocator {
 
   /// The backend's reserve() is the last step that can fail (it cannot be undone): the page table is
   /// sized first, so a failure anywhere leaves the allocator as it was.
+  /// The small region (caching_options::small_region) is an eighth more address space above the
+  /// range asked for, so the large region keeps all of it: a block as large as reserve_bytes still fits.
   void reserve_arena() {
     const std::size_t page = backend_.page_size();
     std::size_t bytes = options_.reserve_bytes;
@@ -630,16 +659,40 @@ class caching_allocator {
       else bytes = std::size_t{1} << 40;
     }
     bytes = detail::round_up_to(bytes, page);
+    std::size_t small_bytes = 0;  // none when the range is a few pages, or an eighth more would wrap
+    if (options_.small_region && bytes >= 8 * page && bytes / 8 <= SIZE_MAX - page - bytes)
+      small_bytes = detail::round_up_to(bytes / 8, page);
+    const std::size_t total = bytes + small_bytes;
     const auto shift = static_cast<unsigned>(__builtin_ctzll(page));
-    pages_.resize(bytes >> shift);
-    arena_base_ = backend_.reserve(bytes);
+    pages_.resize(total >> shift);
+    block* const large = records_.make();  // the two allocate() reserved; split's is reserved again below
+    block* const small = records_.make();
+    try {
+      records_.reserve_two();
+      arena_base_ = backend_.reserve(total);
+    } catch (...) {
+      records_.recycle(small);
+      records_.recycle(large);
+      throw;
+    }
     page_shift_ = shift;
-    block* b = records_.make();  // reserved by allocate()
-    *b = block{};
-    b->addr = arena_base_;
-    b->size = bytes;
-    push_free(b);
-    arena_end_.store(arena_base_ + bytes, std::memory_order_release);
+    *large = block{};
+    large->addr = arena_base_;
+    large->size = bytes;
+    push_free(large);
+    large_first_ = large;
+    if (small_bytes != 0) {
+      *small = block{};  // not linked to the large region's blocks: the two never merge
+      small->addr = arena_base_ + bytes;
+      small->size = small_bytes;
+      small->pool = 1;
+      push_free(small);
+      small_first_ = small;
+      small_below_ = page / 2;
+    } else {
+      records_.recycle(small);
+    }
+    arena_end_.store(arena_base_ + total, std::memory_order_release);
     arena_begin_.store(arena_base_, std::memory_order_release);
   }
 
@@ -853,7 +906,7 @@ class caching_allocator {
 
   auto release_segment(typename std::map<std::uintptr_t, segment>::iterator it) noexcept {
     const segment seg = it->second;
-    free_[pool_of(seg.first)].remove(seg.first);
+    free_.remove(seg.first);
     backend_.deallocate(reinterpret_cast<void*>(it->first), seg.bytes);
     reserved_ -= seg.bytes;
     stats_.on_release(seg.bytes);
@@ -942,8 +995,8 @@ class caching_allocator {
           while (b->is_free && detail::ready(b) && b->next_adjacent && b->next_adjacent->is_free &&
                  detail::ready(b->next_adjacent)) {
             block* next = b->next_adjacent;
-            free_[pool_of(b)].remove(b);
-            free_[pool_of(next)].remove(next);
+            free_.remove(b);
+            free_.remove(next);
             b->size += next->size;
             unlink(next);
             b->owner = nullptr;
@@ -953,7 +1006,8 @@ class caching_allocator {
         }
       };
       if constexpr (paged) {
-        if (arena_base_ != 0) merge_run(const_cast<block*>(arena_first_block()));
+        merge_run(large_first_);
+        merge_run(small_first_);
       } else {
         for (auto& [addr, seg] : segments_) merge_run(seg.first);
       }
@@ -962,9 +1016,10 @@ class caching_allocator {
 
   /// Wait mode: a free block of at least `size` bytes pending on some stream (not a cross block).
   block* pending_block_that_fits(std::size_t size) noexcept {
-    const auto& free = free_[pool_for(size)];
-    for (std::size_t j = free.first_at_or_above(Buckets::bucket_index(size)); j != free.none;
-         j = free.first_at_or_above(j + 1))
+    const std::uint8_t pool = pool_for(size);
+    const std::size_t end = (pool + std::size_t{1}) * Buckets::bucket_count;
+    const auto& free = free_;
+    for (std::size_t j = free.first_at_or_above(bucket_of(size, pool)); j < end; j = free.first_at_or_above(j + 1))
       for (block* b = free.head(j); b; b = b->next_free)
         if (b->size >= size && b->owner && b->owner != streams_.nobody() && !detail::ready(b)) return b;
     return nullptr;
@@ -1002,7 +1057,7 @@ class caching_allocator {
     const std::uintptr_t a = address(p);
     const block* first = nullptr;
     if constexpr (paged) {
-      if (in_arena(p) && pages_.mapped(first_page(a))) first = arena_first_block();
+      if (in_arena(p) && pages_.mapped(first_page(a))) first = small_first_ && a >= small_first_->addr ? small_first_ : large_first_;
     } else {
       if (const segment* seg = segment_holding(a)) first = seg->first;
     }
@@ -1015,18 +1070,6 @@ class caching_allocator {
     throw invalid_pointer(p, "not allocated by this allocator");
   }
 
-  const block* arena_first_block() const noexcept {
-    // The arena's lowest block is reached from any block through prev_adjacent; index_ or free_ has one.
-    const block* any = nullptr;
-    index_.for_each([&](std::uintptr_t, block* b) { any = b; });
-    if (!any) {
-      const std::size_t j = free_[0].first_at_or_above(0);
-      any = j == free_[0].none ? nullptr : free_[0].head(j);
-    }
-    while (any && any->prev_adjacent) any = any->prev_adjacent;
-    return any;
-  }
-
   Backend backend_;
   caching_options options_;
   mutable Lock lock_;
@@ -1036,7 +1079,7 @@ class caching_allocator {
   [[no_unique_address]] std::conditional_t<streamed, std::unordered_map<std::uintptr_t, std::vector<tag*>>, none>
       extra_uses_;
   std::size_t deferred_trim_ = SIZE_MAX;  // stream order: a trim_cache target pending frees kept from reaching
-  std::array<detail::free_lists<Buckets::bucket_count>, pool_count> free_;  // [pool_for(size)]
+  detail::free_lists<Buckets::bucket_count * pool_count> free_;  // a range of lists per pool (bucket_of)
   detail::pointer_map<block> index_;  // block start -> record, for every block that has been live
                                       // at its address (free ones too: a reuse needs no insert)
   detail::block_pool records_;
@@ -1049,6 +1092,11 @@ class caching_allocator {
   std::uintptr_t arena_base_ = 0;
   std::atomic<std::uintptr_t> arena_begin_{UINTPTR_MAX}, arena_end_{0};  // for in_arena(), lock-free
   unsigned page_shift_ = 0;
+  // The first block of each region: the lowest block of a run never merges into another, so these
+  // records stay the same for the arena's lifetime. The regions' blocks are not linked to each other.
+  block* large_first_ = nullptr;
+  block* small_first_ = nullptr;  // null: no small region
+  std::size_t small_below_ = 0;   // requests of at most this many bytes go to the small region (0: none)
   detail::basic_page_table<streamed> pages_;
   std::size_t touched_ = 0;       // pages at least one live block touches
   std::size_t peak_touched_ = 0;  // high tide of touched_

@@ -17,7 +17,7 @@ class free_lists {
  public:
   static constexpr std::size_t none = BucketCount;
 
-  void push(block* b) noexcept {
+  [[gnu::always_inline]] void push(block* b) noexcept {
     const std::size_t i = b->bucket;
     b->prev_free = nullptr;
     b->next_free = heads_[i];
@@ -27,7 +27,7 @@ class free_lists {
     summary_ |= bit(i / 64);
   }
 
-  void remove(block* b) noexcept {
+  [[gnu::always_inline]] void remove(block* b) noexcept {
     const std::size_t i = b->bucket;
     if (b->prev_free) b->prev_free->next_free = b->next_free;
     else heads_[i] = b->next_free;
@@ -41,7 +41,7 @@ class free_lists {
   block* head(std::size_t i) const noexcept { return heads_[i]; }
 
   /// Smallest non-empty bucket index >= i, or `none`.
-  std::size_t first_at_or_above(std::size_t i) const noexcept {
+  [[gnu::always_inline]] std::size_t first_at_or_above(std::size_t i) const noexcept {
     if (i >= BucketCount) return none;
     std::size_t w = i / 64;
     const std::uint64_t in_word = words_[w] & (~std::uint64_t{0} << (i % 64));
