@@ -520,6 +520,33 @@ TEST_CASE("streams: a destroyed stream's frees are reusable on a new stream that
   a.deallocate(q, again);
 }
 
+// The legacy default stream is never destroyed, so any call may record its event: trim_cache gives its
+// frees back once that event completes, and empty_cache waits for that event instead of the device.
+TEST_CASE("streams: frees on the legacy default stream need no device-wide synchronize", "[streams][paged]") {
+  paged a;
+  auto& o = a.ordering();
+  const stash::stream t = o.make_stream();
+  void* p = a.allocate(6 * MiB);  // the legacy default stream
+  void* q = a.allocate(6 * MiB, t);
+  a.deallocate(p);
+  a.trim_cache(0);  // records the default stream's epoch; not complete yet
+  CHECK(o.records() == 1);
+  CHECK(a.reserved_bytes() == 12 * MiB);
+  o.complete_all();
+  a.trim_cache(0);
+  CHECK(a.reserved_bytes() == 6 * MiB);
+  void* r = a.allocate(6 * MiB);
+  a.deallocate(r);
+  a.empty_cache();  // t holds q live; only the default stream has a pending free: its event is waited for
+  CHECK(o.device_syncs() == 0);
+  CHECK(o.records() == 2);
+  CHECK(a.reserved_bytes() == 6 * MiB);
+  a.deallocate(q, t);
+  a.empty_cache();  // t's free has no event, and t's handle is not used here: the device is synchronized
+  CHECK(o.device_syncs() == 1);
+  CHECK(a.reserved_bytes() == 0);
+}
+
 TEST_CASE("streams: empty_cache while a stream captures waits for recorded epochs only", "[streams][graph]") {
   segments a;
   auto& o = a.ordering();

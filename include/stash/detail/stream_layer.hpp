@@ -16,15 +16,18 @@
 // reached that epoch. On its owner it is usable at once: stream order makes that safe. The allocator
 // tests this with usable_on(), one comparison or two, inline in its fast path.
 //
-// Closing an epoch (recording its event) happens in a call on its own stream: when that call misses
-// the cache, when a paged allocator's epoch holds 1024 frees, after every free on a per-thread default
+// Closing an epoch (recording its event) happens in a call on its own stream (or in any call for the
+// legacy default stream, which is never destroyed): when that call misses the cache, when a paged allocator's epoch holds 1024 frees, after every free on a per-thread default
 // stream, and at the next call on the stream after a close was requested. A close is requested for
 // every stream with frees in its open epoch when a call on another stream misses the cache or the
 // cache is trimmed: the request is a flag, and the owner records its event at its next allocate or free.
 //
-// Synchronizing. empty_cache() and the out-of-memory retry wait on the host: the ordering policy
-// synchronizes the device, after which every epoch of every stream, open or recorded, has completed,
-// destroyed streams' included, without a stream handle being used. A stream destroyed with frees in
+// Synchronizing. empty_cache() and the out-of-memory retry wait on the host. They close the legacy
+// default stream's epoch and wait for recorded events; only when some other stream still has frees
+// with no event recorded does the ordering policy synchronize the device, after which every epoch of
+// every stream, open or recorded, has completed, destroyed streams' included, without a stream handle
+// being used. (A device-wide synchronize breaks a graph capture that another thread runs, whatever
+// the capture mode; so it happens only when nothing else can tell when those frees are safe.) A stream destroyed with frees in
 // its open epoch keeps them pending until then, or until its handle names a live stream again (the
 // runtime hands a handle out again only after the old stream's work is done) and a call on it closes
 // the epoch; on that handle they are reusable at once.
@@ -181,7 +184,7 @@ class stream_layer {
   std::size_t reclaim(stream_tag* on, Unhold&& unhold) {
     std::size_t retired = 0;
     for (auto& [key, s] : streams_) {
-      if (s.get() == on) close(*s);
+      if (s.get() == on || always_alive(*s)) close(*s);
       else if (has_open_frees(*s)) request_close(*s);
       retired += retire_completed(*s, unhold);
     }
@@ -197,7 +200,20 @@ class stream_layer {
   std::size_t synchronize(Unhold&& unhold) {
     if (settled()) return 0;
     std::size_t retired = 0;
-    if (ordering_.synchronize_device()) {
+    bool unrecorded = false;  // frees no recorded event covers, on a stream whose handle may be gone
+    for (auto& [key, s] : streams_) {
+      if (always_alive(*s)) close(*s);
+      unrecorded = unrecorded || has_open_frees(*s);
+    }
+    if (!unrecorded) {  // recorded events say it all: no device-wide wait
+      for (auto& [key, s] : streams_) {
+        if (!s->recorded.empty()) {
+          ordering_.synchronize(s->recorded.back().event);  // stream order: the newest completes last
+          ++counters_.host_waits;
+        }
+        retired += retire_completed(*s, unhold);
+      }
+    } else if (ordering_.synchronize_device()) {
       ++counters_.device_syncs;
       for (auto& [key, s] : streams_) retired += retire_all(*s, unhold);
     } else {
@@ -263,6 +279,9 @@ class stream_layer {
   static constexpr std::uintptr_t per_thread_handle = 2;  // cudaStreamPerThread
   static state* as_state(stream_tag* t) noexcept { return static_cast<state*>(t); }
   static bool has_open_frees(const state& s) noexcept { return s.open_frees != 0 || !s.open_held.empty(); }
+  /// The legacy default stream (nullptr, or cudaStreamLegacy = 1) is never destroyed: its handle may be
+  /// used in any call.
+  static bool always_alive(const state& s) noexcept { return s.key == 0 || s.key == 1; }
 
   stream_tag* find_or_add(stream s) {
     if (auto it = streams_.find(key_of(s)); it != streams_.end()) {
