@@ -138,6 +138,23 @@ TEST_CASE("streams: one event per stream covers every free since the last one", 
   CHECK(o.unreleased_events() == 0);  // the retired epoch's event went back
 }
 
+TEST_CASE("streams: a stream that never misses closes an epoch every 1024 frees and keeps few events",
+          "[streams]") {
+  segments a;
+  auto& o = a.ordering();
+  const stash::stream s = o.make_stream();
+  a.deallocate(a.allocate(64 * KiB, s), s);
+  for (int i = 0; i < 5000; ++i) {  // all from the cache: no miss ever closes the epoch
+    a.deallocate(a.allocate(64 * KiB, s), s);
+    o.complete_all();  // the GPU keeps up
+  }
+  CHECK(a.stats().cache_hits == 5000);
+  CHECK(o.records() == 4);  // at the 1024th, 2048th, 3072nd and 4096th free
+  CHECK(a.stream_stats().epochs_retired == 3);  // each close retires the epochs before it that completed
+  CHECK(o.unreleased_events() == 1);
+  CHECK(o.capture_violations() == 0);
+}
+
 TEST_CASE("streams: wait mode hands another stream's block over after a stream wait", "[streams]") {
   stash::caching_options options;
   options.cross_stream_wait = true;

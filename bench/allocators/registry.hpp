@@ -10,6 +10,7 @@
 #include "cuda_malloc.hpp"
 #include "cuda_malloc_async.hpp"
 #include "logged_allocator.hpp"
+#include "ordered_allocator.hpp"
 #include "replay_allocator.hpp"
 #include "stash_allocators.hpp"
 
@@ -42,7 +43,10 @@ inline std::string_view to_string(backend_kind b) { return b == backend_kind::cu
 
 inline std::vector<std::string> available_allocators(backend_kind b) {
   std::vector<std::string> names = {"stash", "stash-per-page", "stash-sharded", "stash-pow2", "stash+log"};
-  if (b == backend_kind::simulated) return names;
+  if (b == backend_kind::simulated) {
+    names.push_back("stash-ordered");
+    return names;
+  }
   names.insert(names.end(), {"cudaMalloc", "cudaMallocAsync"});
   if (STASH_BENCH_WITH_CUB) names.push_back("cub");
   if (STASH_BENCH_WITH_TORCH) names.push_back("torch");
@@ -65,6 +69,7 @@ inline std::unique_ptr<replay_allocator> make_allocator(std::string_view name, b
     return std::make_unique<stash_adapter<stash::simulated_caching_allocator>>("stash-per-page", options);
   }
   if (name == "stash+log") return make_logged_stash_allocator(cuda);  // every call logged to /dev/null
+  if (!cuda && name == "stash-ordered") return make_ordered_stash_allocator();
   if (name == "stash-sharded") {
     if (cuda) return std::make_unique<stash_adapter<stash::sharded_device_allocator>>("stash-sharded");
     return std::make_unique<stash_adapter<simulated_sharded_allocator>>("stash-sharded");

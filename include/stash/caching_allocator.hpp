@@ -115,6 +115,7 @@ class caching_allocator {
   // reserved range for requests of at most half a page, caching_options::small_region); one set otherwise.
   static constexpr bool small_pool = !Buckets::exact_fit && (paged || requires { Buckets::small_request; });
   static constexpr std::size_t pool_count = small_pool ? 2 : 1;
+  static constexpr std::size_t unknown = SIZE_MAX - 1;  // a page index not yet looked up
   struct segment {
     block* first;       // the block at the segment's start; stays the same record for its lifetime
     std::size_t bytes;  // as allocated from the backend
@@ -161,8 +162,12 @@ class caching_allocator {
     bool from_cache = b != nullptr;
     if (!b) b = grow(n, size, on);
     if constexpr (paged) {
-      if constexpr (streamed) b = before_backing(b, size, n, on);
-      from_cache = back_pages(b->addr, size, n) && from_cache;
+      std::size_t unmapped = unknown;  // the block's first unmapped page: back_pages finds it
+      if constexpr (streamed) {  // but in stream order a capture or pending frees may matter first
+        unmapped = pages_.first_unmapped(first_page(b->addr), last_page(b->addr, size));
+        if (unmapped != detail::page_table::none) [[unlikely]] b = before_mapping(b, size, n, on, unmapped);
+      }
+      from_cache = back_pages(b->addr, size, n, unmapped) && from_cache;
     }
     free_.remove(b);
     split(b, size);
@@ -190,7 +195,6 @@ class caching_allocator {
     if (!b || b->is_free) throw_bad_pointer(p);
     if constexpr (streamed) {
       if (b->owner->key != streams_.key_of(s) || b->used_elsewhere) [[unlikely]] return release_cross(b, s);
-      if constexpr (paged) prepare_hold(b);
     }
     release_block(b);
   }
@@ -206,7 +210,6 @@ class caching_allocator {
                                 " bytes allocated at this pointer");
     if constexpr (streamed) {
       if (b->owner->key != streams_.key_of(s) || b->used_elsewhere) [[unlikely]] return release_cross(b, s);
-      if constexpr (paged) prepare_hold(b);
     }
     release_block(b);
   }
@@ -250,7 +253,6 @@ class caching_allocator {
           release_cross(b, s);
           return true;
         }
-        if constexpr (paged) prepare_hold(b);
       } catch (...) {
         return false;
       }
@@ -499,20 +501,14 @@ class caching_allocator {
     else return (void)n, (void)owner, true;
   }
 
-  /// b is freed on its own stream. Stream order: it joins that stream's open epoch, its pages stay
-  /// held until the epoch completes (prepare_hold made room), and it merges as mergeable() says (the
-  /// merged block then belongs to that stream's open epoch).
+  /// b is freed on its own stream. Stream order: it joins that stream's open epoch (its pages are
+  /// not moved or unmapped before the epoch completes: hold_pending_pages) and merges as mergeable()
+  /// says (the merged block then belongs to that stream's open epoch).
   void release_block(block* b) noexcept {
     [[maybe_unused]] tag* const owner = b->owner;
     allocated_ -= b->size;
     stats_.on_deallocate(b->requested, b->size);
-    if constexpr (streamed) {
-      b->seq = streams_.note_free(b->owner);
-      if constexpr (paged) {
-        hold_pages(b->addr, b->size);
-        streams_.hold(b->owner, detail::extent{b->addr, b->size});
-      }
-    }
+    if constexpr (streamed) b->seq = streams_.note_free(b->owner);
     if constexpr (paged) unback_pages(b->addr, b->size);
     if (block* next = b->next_adjacent; next && next->is_free && mergeable(next, b->owner)) {
       free_.remove(next);
@@ -704,17 +700,18 @@ class caching_allocator {
   }
   std::uintptr_t page_address(std::size_t p) const noexcept { return arena_base_ + (p << page_shift_); }
 
-  /// Counts a new live block on the pages it touches and backs those no physical page backs yet.
-  /// Returns whether all were backed already. On failure (out_of_memory, or the backend's error) the
+  /// Counts a new live block on the pages it touches and backs those no physical page backs yet, from
+  /// p on (the block's first unmapped page, or none; unknown: found here). Returns whether all were
+  /// backed already. On failure (out_of_memory, or the backend's error) the
   /// block is uncounted and every page mapped for it is unmapped again, so the memory held is what it
   /// was. Idle pages moved here for it stay where they are, idle: moving them back would be more
   /// driver calls that can fail too, and where they sit changes no figure.
-  bool back_pages(std::uintptr_t addr, std::size_t size, std::size_t requested) {
+  bool back_pages(std::uintptr_t addr, std::size_t size, std::size_t requested, std::size_t p) {
     const std::size_t first = first_page(addr), last = last_page(addr, size);
     const std::size_t peak_before = peak_touched_;
     touched_ += pages_.touch(first, last);
     peak_touched_ = std::max(peak_touched_, touched_);
-    const std::size_t p = pages_.first_unmapped(first, last);
+    if (p == unknown) p = pages_.first_unmapped(first, last);
     if (p == detail::page_table::none) return true;
     back_unmapped_pages(addr, size, p, requested, peak_before);
     return false;
@@ -842,13 +839,11 @@ class caching_allocator {
     return n;
   }
 
-  /// Where a move is due and the highest idle page lies in an idle chunk of several pages, which cannot
-  /// move: gives that chunk back whole instead (the memory held drops by the chunk) and returns true,
-  /// so that new pages are mapped where they are needed. false when the highest idle page is alone
-  /// (it can move) or there is none.
-  bool release_idle_chunk() noexcept {
-    const std::size_t from = pages_.highest_idle();
-    if (from == detail::page_table::none) return false;
+  /// Where a move is due and the highest idle page (`from`) lies in an idle chunk of several pages,
+  /// which cannot move: gives that chunk back whole instead (the memory held drops by the chunk) and
+  /// returns true, so that new pages are mapped where they are needed. false when it is alone (it can
+  /// move).
+  bool release_idle_chunk(std::size_t from) noexcept {
     const std::size_t chunk = pages_.chunk_first(from);
     if (pages_.chunk_last(chunk) == chunk) return false;
     const std::size_t bytes = unmap_chunk(chunk) << page_shift_;
@@ -861,9 +856,11 @@ class caching_allocator {
   /// Backs page p with the highest idle page: one mapped alone moves here; an idle chunk of several
   /// pages is given back whole and p mapped anew (release_idle_chunk).
   bool move_idle_page_to(std::size_t p) {
-    if (release_idle_chunk()) return map_new_page(p);
+    const bool holding = hold_pending_pages();
     const std::size_t from = pages_.highest_idle();
+    if (holding) release_pending_pages();
     if (from == detail::page_table::none) return false;
+    if (release_idle_chunk(from)) return map_new_page(p);
     if (!backend_.move_page(page_address(from), page_address(p))) return false;
     pages_.set_mapped(from, false);
     pages_.clear_chunk(from, from);
@@ -882,6 +879,7 @@ class caching_allocator {
   void release_cache(std::size_t target) noexcept {
     if constexpr (paged) {
       const std::size_t page = std::size_t{1} << page_shift_;
+      const bool holding = hold_pending_pages();
       while (reserved_ - allocated_ > target) {
         const std::size_t p = pages_.highest_idle();
         if (p == detail::page_table::none) break;
@@ -889,6 +887,7 @@ class caching_allocator {
         reserved_ -= bytes;
         stats_.on_release(bytes);
       }
+      if (holding) release_pending_pages();
     } else if (target == 0) {
       for (auto it = segments_.begin(); it != segments_.end();)
         it = segment_is_free(it->second) ? release_segment(it) : std::next(it);
@@ -931,19 +930,29 @@ class caching_allocator {
     else return (void)s, nullptr;
   }
 
-  /// Paged: room for b's extent in its stream's open epoch, before the free changes anything.
-  void prepare_hold(block* b)
-    requires streamed && paged
-  {
-    streams_.prepare_hold(b->owner, [this](const detail::extent& e) { unhold_extent(e); });
-  }
-  void hold_pages(std::uintptr_t addr, std::size_t size) noexcept
+  /// Paged: while idle pages are picked to be moved or given back, the pages under free blocks that
+  /// are not ready (GPU work on some stream may still use them) count as touched. A walk over the
+  /// arena's blocks, on those slow paths only and only while frees are pending; no block may be
+  /// placed or freed before release_pending_pages().
+  bool hold_pending_pages() noexcept
     requires paged
   {
-    touched_ += pages_.hold(first_page(addr), last_page(addr, size));
+    if constexpr (!streamed) return false;
+    else {
+      if (streams_.settled() || large_first_ == nullptr) return false;
+      for (const block* first : {large_first_, small_first_})
+        for (const block* b = first; b; b = b->next_adjacent)
+          if (b->is_free && !detail::ready(b)) pages_.hold(first_page(b->addr), last_page(b->addr, b->size));
+      return true;
+    }
   }
-  void unhold_extent(const detail::extent& e) noexcept {
-    if constexpr (paged) touched_ -= pages_.unhold(first_page(e.addr), last_page(e.addr, e.size));
+  void release_pending_pages() noexcept
+    requires paged
+  {
+    if constexpr (streamed)
+      for (const block* first : {large_first_, small_first_})
+        for (const block* b = first; b; b = b->next_adjacent)
+          if (b->is_free && !detail::ready(b)) pages_.unhold(first_page(b->addr), last_page(b->addr, b->size));
   }
 
   /// A free on another stream than b's own, or of a block record_stream named other streams for: b
@@ -955,16 +964,12 @@ class caching_allocator {
     std::vector<tag*> uses{b->owner};
     if (auto it = extra_uses_.find(b->addr); it != extra_uses_.end()) uses.insert(uses.end(), it->second.begin(), it->second.end());
     if (std::find(uses.begin(), uses.end(), freed_on) == uses.end()) uses.push_back(freed_on);
-    const detail::extent held{b->addr, b->size};
-    streams_.add_cross(b, uses, paged ? &held : nullptr);  // the last step that can throw
+    streams_.add_cross(b, uses);  // the last step that can throw
     extra_uses_.erase(b->addr);
     b->used_elsewhere = false;
     allocated_ -= b->size;
     stats_.on_deallocate(b->requested, b->size);
-    if constexpr (paged) {
-      hold_pages(b->addr, b->size);
-      unback_pages(b->addr, b->size);
-    }
+    if constexpr (paged) unback_pages(b->addr, b->size);
     push_free(b);
     streams_.after_free(freed_on);  // the one stream this call names
   }
@@ -973,7 +978,7 @@ class caching_allocator {
   /// call names; none for trim_cache) and asking the other streams with frees to close theirs; gives
   /// back what a trim_cache could not, now that it can. Never waits.
   std::size_t reclaim(tag* on) {
-    const std::size_t retired = streams_.reclaim(on, [this](const detail::extent& e) { unhold_extent(e); });
+    const std::size_t retired = streams_.reclaim(on);
     if (retired > 0 && deferred_trim_ != SIZE_MAX) {
       coalesce();
       release_cache(deferred_trim_);
@@ -983,7 +988,7 @@ class caching_allocator {
   }
   /// Waits on the host until every pending free has completed (empty_cache, out of memory).
   void synchronize_pending() {
-    streams_.synchronize([this](const detail::extent& e) { unhold_extent(e); });
+    streams_.synchronize();
   }
 
   /// Merges neighbouring free blocks that are both ready: blocks freed on different streams could not
@@ -1025,23 +1030,19 @@ class caching_allocator {
     return nullptr;
   }
 
-  /// Paged: before pages are mapped for b, a capturing stream is refused, and frees whose events
-  /// have completed are made ready, so that a block whose pages are still mapped may serve instead.
-  block* before_backing(block* b, std::size_t size, std::size_t requested, tag* on)
-    requires streamed && paged
-  {
-    if (arena_base_ == 0 || pages_.first_unmapped(first_page(b->addr), last_page(b->addr, size)) == detail::page_table::none)
-      return b;
-    return before_mapping(b, size, requested, on);
-  }
-  [[gnu::cold, gnu::noinline]] block* before_mapping(block* b, std::size_t size, std::size_t requested, tag* on)
+  /// Paged, b needs pages mapped (from `unmapped` on): a capturing stream is refused, and frees whose
+  /// events have completed are made ready, so that a block whose pages are still mapped may serve
+  /// instead (then `unmapped` is that block's).
+  [[gnu::cold, gnu::noinline]] block* before_mapping(block* b, std::size_t size, std::size_t requested, tag* on,
+                                                     std::size_t& unmapped)
     requires streamed && paged
   {
     if (streams_.capturing(on))
       throw capture_error(requested, "the cached blocks usable on the capturing stream would need pages mapped");
     if (!streams_.settled() && reclaim(on) > 0) {
-      coalesce();                          // b may have merged into a ready neighbour: look again
-      return find_free_block(size, on);    // b's memory is still free and usable here: never null
+      coalesce();                    // b may have merged into a ready neighbour: look again
+      b = find_free_block(size, on);  // b's memory is still free and usable here: never null
+      unmapped = pages_.first_unmapped(first_page(b->addr), last_page(b->addr, size));
     }
     return b;
   }

@@ -5,8 +5,10 @@
 //   - interior: the page lies strictly inside one live block (no other block can touch it);
 //   - edge_refs: how many live blocks start or end on the page (small blocks share pages);
 //   - fresh: mapped by the allocation in progress, so that a failed one unmaps exactly those.
-//   - held (Holds, stream-ordered allocators only): how many freed blocks whose work may still run on
-//     the GPU lie on the page: it may be reused in place, but not moved or unmapped.
+//   - held (Holds, stream-ordered allocators only): a freed block whose work may still run on the GPU
+//     lies on the page, so it may not be moved or unmapped. Holds are an overlay the allocator lays
+//     down only while it picks pages to move or give back, and lifts before it places or frees a
+//     block: touch and untouch never meet a held page, and the fast path pays nothing for them.
 //   - chunks: which mapped pages share one physical allocation (the first and the last page of each
 //     are marked). A chunk is unmapped whole, so its pages count as idle only when all of them are.
 // A page is touched when a live block lies on it: interior, or edge_refs > 0 (or it is held). Mapped pages that are not
@@ -35,7 +37,6 @@ class basic_page_table {
     std::vector<std::uint64_t> mapped(words, 0), interior(words, 0), fresh(words, 0);
     std::vector<std::uint64_t> chunk_first(words, 0), chunk_last(words, 0);
     std::vector<std::uint32_t> edge_refs(pages, 0);
-    std::vector<std::uint32_t> held_refs(Holds ? pages : 0, 0);
     std::vector<std::uint64_t> held(Holds ? words : 0, 0);
     hierarchical_bitmap maybe_idle;
     maybe_idle.resize(pages);
@@ -45,7 +46,6 @@ class basic_page_table {
     chunk_first_ = std::move(chunk_first);
     chunk_last_ = std::move(chunk_last);
     edge_refs_ = std::move(edge_refs);
-    held_refs_ = std::move(held_refs);
     held_ = std::move(held);
     maybe_idle_ = std::move(maybe_idle);
     pages_ = pages;
@@ -84,33 +84,26 @@ class basic_page_table {
     return gone;
   }
 
-  /// Holds: a freed block lies on pages [first, last] and GPU work may still use it; the pages stay
-  /// touched (never idle) until unhold. Counted per page, so holds overlap each other and live blocks.
-  /// Returns how many pages became touched. O(pages): only stream-ordered frees pay it.
-  std::size_t hold(std::size_t first, std::size_t last) noexcept
+  /// Holds: a freed block lies on pages [first, last] and GPU work may still use it; the pages count
+  /// as touched (never idle) until unhold. No block may be placed or freed while any page is held.
+  void hold(std::size_t first, std::size_t last) noexcept
     requires Holds
   {
-    std::size_t fresh = 0;
-    for (std::size_t p = first; p <= last; ++p) {
-      if (held_refs_[p]++ != 0) continue;
-      fresh += touched(p) ? 0 : 1;
-      held_[p / 64] |= bit(p);
-    }
-    return fresh;
+    for (std::size_t w = first / 64; w <= last / 64; ++w) held_[w] |= word_mask(w, first, last);
   }
-  /// Undoes hold(first, last); returns how many pages stopped being touched.
-  std::size_t unhold(std::size_t first, std::size_t last) noexcept
+  /// Lifts the holds on pages [first, last] (all of them: holds do not count), and puts the pages left
+  /// idle back among the idle ones (highest_idle() dropped them while they were held).
+  void unhold(std::size_t first, std::size_t last) noexcept
     requires Holds
   {
-    std::size_t gone = 0;
-    for (std::size_t p = first; p <= last; ++p) {
-      if (--held_refs_[p] != 0) continue;
-      held_[p / 64] &= ~bit(p);
-      if (touched(p)) continue;
-      ++gone;
-      maybe_idle_.insert(p);
+    for (std::size_t w = first / 64; w <= last / 64; ++w) {
+      std::uint64_t pages = held_[w] & word_mask(w, first, last);
+      held_[w] &= ~pages;
+      for (; pages; pages &= pages - 1) {
+        const std::size_t p = w * 64 + static_cast<std::size_t>(__builtin_ctzll(pages));
+        if (!touched(p)) maybe_idle_.insert(p);
+      }
     }
-    return gone;
   }
 
   /// First page in [first, last] that is not mapped, or none.
@@ -196,26 +189,19 @@ class basic_page_table {
     if constexpr (Holds) return (held_[p / 64] >> (p % 64)) & 1;
     else return (void)p, false;
   }
-  std::size_t held_count(std::size_t first, std::size_t last) const noexcept {
-    std::size_t n = 0;
-    if constexpr (Holds)
-      for (std::size_t w = first / 64; w <= last / 64; ++w)
-        n += static_cast<std::size_t>(__builtin_popcountll(held_[w] & word_mask(w, first, last)));
-    return n;
-  }
 
   /// A block starts or ends on page p; 1 if the page was not touched before.
-  std::size_t touch_edge(std::size_t p) noexcept { return edge_refs_[p]++ == 0 && !is_held(p) ? 1 : 0; }
+  std::size_t touch_edge(std::size_t p) noexcept { return edge_refs_[p]++ == 0 ? 1 : 0; }
   /// A block that started or ended on page p is gone; 1 if the page is no longer touched.
   std::size_t untouch_edge(std::size_t p) noexcept {
-    if (--edge_refs_[p] != 0 || is_held(p)) return 0;
+    if (--edge_refs_[p] != 0) return 0;
     maybe_idle_.insert(p);  // an unmapped page too: highest_idle() drops it when it meets it
     return 1;
   }
   /// Pages [first, last] lie inside one new live block. Returns how many.
   std::size_t touch_interior(std::size_t first, std::size_t last) noexcept {
     for (std::size_t w = first / 64; w <= last / 64; ++w) interior_[w] |= word_mask(w, first, last);
-    return last - first + 1 - held_count(first, last);
+    return last - first + 1;
   }
   /// The block whose inside pages [first, last] were is gone: the mapped ones become idle.
   std::size_t untouch_interior(std::size_t first, std::size_t last) noexcept {
@@ -224,7 +210,7 @@ class basic_page_table {
       interior_[w] &= ~mask;
       if (const std::uint64_t idle = mapped_[w] & mask) maybe_idle_.assign_word(w, maybe_idle_.word(w) | idle);
     }
-    return last - first + 1 - held_count(first, last);  // held pages stay touched (highest_idle skips them)
+    return last - first + 1;
   }
 
 
@@ -239,8 +225,7 @@ class basic_page_table {
   std::vector<std::uint64_t> mapped_, interior_, fresh_;
   std::vector<std::uint64_t> chunk_first_, chunk_last_;  // first and last page of each chunk
   std::vector<std::uint32_t> edge_refs_;
-  std::vector<std::uint32_t> held_refs_;  // Holds only
-  std::vector<std::uint64_t> held_;       // Holds only: the pages whose held_refs_ are not 0
+  std::vector<std::uint64_t> held_;  // Holds only
   hierarchical_bitmap maybe_idle_;  // every idle page, and pages touched since they went in
   std::size_t pages_ = 0;
   std::size_t mapped_count_ = 0;

@@ -17,10 +17,12 @@
 // tests this with usable_on(), one comparison or two, inline in its fast path.
 //
 // Closing an epoch (recording its event) happens in a call on its own stream (or in any call for the
-// legacy default stream, which is never destroyed): when that call misses the cache, when a paged allocator's epoch holds 1024 frees, after every free on a per-thread default
-// stream, and at the next call on the stream after a close was requested. A close is requested for
-// every stream with frees in its open epoch when a call on another stream misses the cache or the
-// cache is trimmed: the request is a flag, and the owner records its event at its next allocate or free.
+// legacy default stream, which is never destroyed): when that call misses the cache, at the free that
+// makes its open epoch 1024 frees long, after every free on a per-thread default stream, and at the
+// next call on the stream after a close was requested. A close is requested for every stream with
+// frees in its open epoch when a call on another stream misses the cache or the cache is trimmed. All
+// of these are one number per stream, close_at: the free path compares the open epoch's length with
+// it, one comparison, and a request sets it to 0.
 //
 // Synchronizing. empty_cache() and the out-of-memory retry wait on the host. They close the legacy
 // default stream's epoch and wait for recorded events; only when some other stream still has frees
@@ -37,9 +39,9 @@
 // Its owner is then `nobody`, a tag no stream matches and no epoch retires; when its epochs have all
 // completed, reclaim() makes it ready by clearing its owner.
 //
-// Pages. With a paged backend the allocator hands the layer the extent of every block it frees; the
-// layer gives the extent back (unhold) once the epoch holding it has completed, and only then may the
-// pages under it be moved or unmapped.
+// Pages. With a paged backend, a page under a free block that is not ready may not be moved or
+// unmapped: the allocator finds those blocks (ready() false) when it picks pages to move or give back,
+// a slow path, so that a free costs the layer no work per page.
 //
 // Capture. While a stream captures a graph no event is recorded on it and no stream is made to wait
 // on one of its epochs, so a block freed during a capture is not handed to another stream until the
@@ -74,19 +76,15 @@ inline bool usable_on(const block* b, const stream_tag* to) noexcept {
 /// Whether free block b may be handed out on any stream (and its memory given back).
 inline bool ready(const block* b) noexcept { return b->owner == nullptr || b->owner->retired_seq >= b->seq; }
 
-struct extent {
-  std::uintptr_t addr;
-  std::size_t size;
-};
-
 template <ordering_policy Ordering>
 class stream_layer {
   using event_type = typename Ordering::event_type;
 
  public:
-  /// A paged allocator's open epoch is closed (its event recorded) once it holds this many extents,
-  /// so that held pages keep being given back while a single stream allocates from its own cache.
-  static constexpr std::size_t held_extents_per_epoch = 1024;
+  /// An open epoch is closed (its event recorded) at the free that makes it this long, so that frees
+  /// keep becoming ready (their pages movable, their segments releasable) while a single stream
+  /// works from its own cache: three runtime calls per 1024 frees.
+  static constexpr std::size_t frees_per_epoch = 1024;
 
   struct counters {
     std::uint64_t epochs_recorded = 0;
@@ -118,7 +116,7 @@ class stream_layer {
   /// The tag of stream s, named by the caller: made on first use after the ordering policy has checked
   /// the handle (stash::invalid_stream; nothing changes then). A close requested for s happens here.
   stream_tag* tag(stream s) {
-    if (last_ && last_->key == key_of(s)) [[likely]]
+    if (key_of(s) == last_key_) [[likely]]
       return last_;
     return find_or_add(s);
   }
@@ -127,17 +125,16 @@ class stream_layer {
   static std::uintptr_t key_of(stream s) noexcept {
     if (s.key() != per_thread_handle) [[likely]]
       return s.key();
-    static thread_local const char marker = 0;
-    return reinterpret_cast<std::uintptr_t>(&marker) | 1;
+    return per_thread_key();
   }
-  /// After a free on t, in the call that named t: t's epoch is closed if that was requested, and
-  /// always for a per-thread default stream (no other thread can record on it). Never throws: an
-  /// epoch that cannot be closed stays open, and its request stands.
+  /// After a free on t, in the call that named t: t's epoch is closed once it is frees_per_epoch
+  /// long, if that was requested, and always for a per-thread default stream (no other thread can
+  /// record on it). Never throws: an epoch that cannot be closed stays open, and stays due.
   void after_free(stream_tag* t) noexcept {
     state* s = as_state(t);
-    if (!s->close_requested) [[likely]]
+    if (s->open_frees < s->close_at) [[likely]]
       return;
-    close_as_requested(*s);
+    close_as_due(*s);
   }
   /// The tag every cross block is owned by: no stream has it and no epoch of it ever retires.
   stream_tag* nobody() noexcept { return &nobody_; }
@@ -147,26 +144,14 @@ class stream_layer {
     ++as_state(t)->open_frees;
     return t->open_seq;
   }
-  /// Paged allocators, before a free on t (named by the call) changes anything: makes room for
-  /// hold(t, ...), closing t's epoch first when it holds held_extents_per_epoch extents (so held pages
-  /// keep going back while one stream works from its own cache). May throw; then nothing was held.
-  template <class Unhold>
-  void prepare_hold(stream_tag* t, Unhold&& unhold) {
-    state* s = as_state(t);
-    if (s->open_held.size() >= held_extents_per_epoch && close(*s)) retire_completed(*s, unhold);
-    if (s->open_held.size() == s->open_held.capacity()) s->open_held.reserve(2 * s->open_held.size() + 16);
-  }
-  /// The extent of a block freed on t, given back through unhold once t's open epoch has completed.
-  void hold(stream_tag* t, extent e) noexcept { as_state(t)->open_held.push_back(e); }  // room was made
-
   /// Whether the stream t names is capturing a graph now; only for the stream the call names.
   bool capturing(const stream_tag* t) { return ordering_.is_capturing(static_cast<const state*>(t)->handle); }
 
   /// Makes b a cross block: used on every stream of `uses` (its own included), ready once the epoch
-  /// open now on each of them has completed. `held`: its extent, paged allocators only.
+  /// open now on each of them has completed.
   template <class Tags>
-  void add_cross(block* b, const Tags& uses, const extent* held) {
-    cross_entry entry{b, held ? *held : extent{0, 0}, held != nullptr, {}};
+  void add_cross(block* b, const Tags& uses) {
+    cross_entry entry{b, {}};
     entry.tickets.reserve(uses.size());
     for (stream_tag* t : uses) entry.tickets.push_back({as_state(t), t->open_seq});
     cross_.push_back(std::move(entry));  // the only step that can throw comes before any change
@@ -180,15 +165,14 @@ class stream_layer {
   /// every other stream with frees in its open epoch, retires the epochs that have completed, oldest
   /// first on each stream, and makes ready the cross blocks whose epochs have all completed. Never
   /// blocks the host. Returns how many epochs and cross blocks were retired.
-  template <class Unhold>
-  std::size_t reclaim(stream_tag* on, Unhold&& unhold) {
+  std::size_t reclaim(stream_tag* on) {
     std::size_t retired = 0;
     for (auto& [key, s] : streams_) {
       if (s.get() == on || always_alive(*s)) close(*s);
       else if (has_open_frees(*s)) request_close(*s);
-      retired += retire_completed(*s, unhold);
+      retired += retire_completed(*s);
     }
-    return retired + settle_cross(unhold);
+    return retired + settle_cross();
   }
 
   /// What empty_cache() and the out-of-memory retry do: waits on the host until every epoch of every
@@ -196,8 +180,7 @@ class stream_layer {
   /// of the ordering policy; no stream handle is used. When the policy cannot synchronize the device
   /// (a graph capture is underway), waits for the recorded epochs only, and the open ones stay pending.
   /// Returns how many epochs and cross blocks were retired.
-  template <class Unhold>
-  std::size_t synchronize(Unhold&& unhold) {
+  std::size_t synchronize() {
     if (settled()) return 0;
     std::size_t retired = 0;
     bool unrecorded = false;  // frees no recorded event covers, on a stream whose handle may be gone
@@ -211,11 +194,11 @@ class stream_layer {
           ordering_.synchronize(s->recorded.back().event);  // stream order: the newest completes last
           ++counters_.host_waits;
         }
-        retired += retire_completed(*s, unhold);
+        retired += retire_completed(*s);
       }
     } else if (ordering_.synchronize_device()) {
       ++counters_.device_syncs;
-      for (auto& [key, s] : streams_) retired += retire_all(*s, unhold);
+      for (auto& [key, s] : streams_) retired += retire_all(*s);
     } else {
       ++counters_.capture_skips;
       for (auto& [key, s] : streams_) {
@@ -223,11 +206,11 @@ class stream_layer {
           ordering_.synchronize(s->recorded.back().event);  // stream order: the newest completes last
           ++counters_.host_waits;
         }
-        retired += retire_completed(*s, unhold);
+        retired += retire_completed(*s);
         if (has_open_frees(*s)) request_close(*s);
       }
     }
-    return retired + settle_cross(unhold);
+    return retired + settle_cross();
   }
 
   /// Makes stream `to` (the stream the call names) wait on the GPU for the epoch of free block b,
@@ -254,15 +237,14 @@ class stream_layer {
   struct epoch {
     std::uint64_t seq;
     event_type event;
-    std::vector<extent> held;
   };
   struct state : stream_tag {
     stream handle;
     bool per_thread = false;         // cudaStreamPerThread of the thread its key names
-    bool close_requested = false;    // close the open epoch at the next call on this stream (always
-                                     // set for a per-thread default stream)
     std::size_t open_frees = 0;      // frees (and cross tickets) in the open epoch
-    std::vector<extent> open_held;   // extents of the open epoch
+    std::size_t close_at = frees_per_epoch;  // the open epoch is closed at the next call on this stream
+                                             // once open_frees reaches it: 0 when a close was requested,
+                                             // 1 for a per-thread default stream
     std::deque<epoch> recorded;      // closed epochs not yet known complete, oldest first
   };
   struct ticket {
@@ -271,14 +253,23 @@ class stream_layer {
   };
   struct cross_entry {
     block* b;
-    extent held;
-    bool has_held;
     std::vector<ticket> tickets;
   };
 
   static constexpr std::uintptr_t per_thread_handle = 2;  // cudaStreamPerThread
+  static constexpr std::uintptr_t no_key = UINTPTR_MAX;    // what no stream is keyed as
   static state* as_state(stream_tag* t) noexcept { return static_cast<state*>(t); }
-  static bool has_open_frees(const state& s) noexcept { return s.open_frees != 0 || !s.open_held.empty(); }
+  [[gnu::noinline]] static std::uintptr_t per_thread_key() noexcept {
+    static thread_local const char marker = 0;
+    return reinterpret_cast<std::uintptr_t>(&marker) | 1;
+  }
+  state* cache(state& s) noexcept {
+    last_key_ = s.key;
+    return last_ = &s;
+  }
+  static bool has_open_frees(const state& s) noexcept { return s.open_frees != 0; }
+  static bool close_due(const state& s) noexcept { return s.open_frees >= s.close_at; }
+  static std::size_t normal_close_at(const state& s) noexcept { return s.per_thread ? 1 : frees_per_epoch; }
   /// The legacy default stream (nullptr, or cudaStreamLegacy = 1) is never destroyed: its handle may be
   /// used in any call.
   static bool always_alive(const state& s) noexcept { return s.key == 0 || s.key == 1; }
@@ -286,21 +277,21 @@ class stream_layer {
   stream_tag* find_or_add(stream s) {
     if (auto it = streams_.find(key_of(s)); it != streams_.end()) {
       state& found = *it->second;
-      if (found.close_requested) {
-        close_as_requested(found);
-        if (found.close_requested && !found.per_thread) return &found;  // not cached: the next call tries again
+      if (close_due(found)) {
+        close_as_due(found);
+        if (close_due(found)) return &found;  // not cached: the next call tries again
       }
-      return last_ = &found;
+      return cache(found);
     }
     ordering_.check(s);
     auto made = std::make_unique<state>();
     made->key = key_of(s);
     made->handle = s;
     made->per_thread = s.key() == per_thread_handle;
-    made->close_requested = made->per_thread;
+    made->close_at = normal_close_at(*made);
     state* raw = made.get();
     streams_.emplace(made->key, std::move(made));
-    return last_ = raw;
+    return cache(*raw);
   }
 
   std::size_t pending_streams() const noexcept {
@@ -313,15 +304,16 @@ class stream_layer {
   /// only one whose handle is known to be alive then. The lookup cache is cleared so that the next
   /// tag() of s reaches find_or_add, where the request is carried out.
   void request_close(state& s) noexcept {
-    if (!s.close_requested) ++counters_.close_requests;
-    s.close_requested = true;
-    if (last_ == &s) last_ = nullptr;
+    if (s.close_at != 0) ++counters_.close_requests;
+    s.close_at = 0;
+    if (last_ == &s) last_key_ = no_key;
   }
-  /// In a call on s: closes its epoch as requested; the request stands if it cannot (capturing, or
-  /// the policy failed), and always for a per-thread default stream.
-  void close_as_requested(state& s) noexcept {
+  /// In a call on s: closes its epoch, which is due, and retires s's epochs that have completed (so
+  /// that a stream that never misses keeps few events); the epoch stays due if it cannot be closed
+  /// (capturing, or the policy failed).
+  void close_as_due(state& s) noexcept {
     try {
-      if (close(s) && !s.per_thread) s.close_requested = false;
+      if (close(s)) retire_completed(s);
     } catch (...) {
     }
   }
@@ -329,7 +321,10 @@ class stream_layer {
   /// Records the event of s's open epoch if it has frees; false if s is capturing (it stays open).
   /// Only in a call that names s: its handle is alive then.
   bool close(state& s) {
-    if (!has_open_frees(s)) return true;
+    if (!has_open_frees(s)) {
+      s.close_at = normal_close_at(s);
+      return true;
+    }
     if (s.per_thread && s.key != key_of(stream::per_thread())) return false;  // another thread's stream
     if (ordering_.is_capturing(s.handle)) {
       ++counters_.capture_skips;
@@ -337,56 +332,49 @@ class stream_layer {
     }
     const event_type e = ordering_.record(s.handle);
     try {
-      s.recorded.push_back({s.open_seq, e, std::move(s.open_held)});
+      s.recorded.push_back({s.open_seq, e});
     } catch (...) {
       ordering_.release(e);
       throw;
     }
-    s.open_held.clear();
     ++s.open_seq;
     s.open_frees = 0;
+    s.close_at = normal_close_at(s);
     ++counters_.epochs_recorded;
     return true;
   }
 
-  template <class Unhold>
-  std::size_t retire_completed(state& s, Unhold& unhold) {
+  std::size_t retire_completed(state& s) {
     std::size_t retired = 0;
     while (!s.recorded.empty() && ordering_.query(s.recorded.front().event)) {
-      retire_oldest(s, unhold);
+      retire_oldest(s);
       ++retired;
     }
     return retired;
   }
   /// After a device-wide synchronize: every recorded epoch of s has completed, and so has its open
   /// one (the work queued before its frees is done), which retires without an event.
-  template <class Unhold>
-  std::size_t retire_all(state& s, Unhold& unhold) {
+  std::size_t retire_all(state& s) {
     std::size_t retired = 0;
-    for (; !s.recorded.empty(); ++retired) retire_oldest(s, unhold);
+    for (; !s.recorded.empty(); ++retired) retire_oldest(s);
     if (has_open_frees(s)) {
       s.retired_seq = s.open_seq++;
       s.open_frees = 0;
-      for (const extent& x : s.open_held) unhold(x);
-      s.open_held.clear();
-      if (!s.per_thread) s.close_requested = false;
+      s.close_at = normal_close_at(s);
       ++counters_.epochs_retired;
       ++retired;
     }
     return retired;
   }
-  template <class Unhold>
-  void retire_oldest(state& s, Unhold& unhold) {
+  void retire_oldest(state& s) {
     epoch& e = s.recorded.front();
     s.retired_seq = e.seq;
-    for (const extent& x : e.held) unhold(x);
     ordering_.release(e.event);
     s.recorded.pop_front();
     ++counters_.epochs_retired;
   }
 
-  template <class Unhold>
-  std::size_t settle_cross(Unhold& unhold) {
+  std::size_t settle_cross() {
     std::size_t settled = 0;
     for (std::size_t i = 0; i < cross_.size();) {
       bool done = true;
@@ -397,7 +385,6 @@ class stream_layer {
       }
       cross_[i].b->owner = nullptr;
       cross_[i].b->seq = 0;
-      if (cross_[i].has_held) unhold(cross_[i].held);
       cross_[i] = std::move(cross_.back());
       cross_.pop_back();
       ++settled;
@@ -407,7 +394,8 @@ class stream_layer {
 
   Ordering ordering_;
   std::unordered_map<std::uintptr_t, std::unique_ptr<state>> streams_;
-  state* last_ = nullptr;  // the stream of the last lookup: most programs use one or two
+  std::uintptr_t last_key_ = no_key;  // the stream of the last lookup (most programs use one or two),
+  state* last_ = nullptr;             // cleared when that stream's close is requested
   stream_tag nobody_{UINTPTR_MAX, 1, 0};
   std::vector<cross_entry> cross_;
   counters counters_;

@@ -1,0 +1,25 @@
+#pragma once
+// `stash-ordered` (simulated backend): the default device composition's shape (paged, spin lock,
+// basic stats) with its stream layer on, over the simulated device, ordered by counting_ordering
+// (events complete at once, every call counted). Its warm replay runs the instructions the GPU
+// composition runs on the host, less the CUDA runtime's own, so callgrind on it measures what stream
+// order costs the fast path. Built in a translation unit of its own (as stash+log), so the `stash`
+// composition in stash-replay's is compiled as before.
+#include <memory>
+
+#include "counting_ordering.hpp"
+#include "replay_allocator.hpp"
+#include "stash/backend/simulated_paged_backend.hpp"
+#include "stash/buckets/segregated_fit_buckets.hpp"
+#include "stash/caching_allocator.hpp"
+#include "stash/lock/spin_lock.hpp"
+#include "stash/stats/basic_stats.hpp"
+
+namespace stash::bench {
+
+using simulated_ordered_allocator = stash::caching_allocator<stash::simulated_paged_backend, stash::segregated_fit_buckets,
+                                                             stash::spin_lock, stash::basic_stats, counting_ordering>;
+
+std::unique_ptr<replay_allocator> make_ordered_stash_allocator();
+
+}  // namespace stash::bench
