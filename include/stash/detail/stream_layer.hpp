@@ -213,21 +213,6 @@ class stream_layer {
     return retired + settle_cross();
   }
 
-  /// Records t's epoch now, in a free that does not name t: for a stream record_stream named for the
-  /// block being freed. Such a stream often makes no allocator call of its own (a communication or copy
-  /// stream that allocates nothing, as DDP's NCCL stream), so a close requested from it would wait for
-  /// empty_cache. Its handle is used here under PyTorch's contract: a stream named in record_stream
-  /// stays alive until the block is freed. Never throws; if t cannot be closed now (capturing, another
-  /// thread's per-thread stream, a runtime error) a close is requested instead.
-  void close_used_stream(stream_tag* t) noexcept {
-    state& s = *as_state(t);
-    try {
-      if (close(s)) return;
-    } catch (...) {
-    }
-    request_close(s);
-  }
-
   /// Makes stream `to` (the stream the call names) wait on the GPU for the epoch of free block b,
   /// once that epoch is recorded. false when that cannot be done: b is a cross block, its epoch is
   /// still open (its owner is asked to close it), or `to` is capturing.
