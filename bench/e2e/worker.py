@@ -36,6 +36,9 @@ def parse_args(argv=None):
     p.add_argument("--sample-ms", type=float, default=5.0, help="cudaMemGetInfo sampling period")
     p.add_argument("--out", required=True, help="JSON file to write (distributed: one per rank, .rankN)")
     p.add_argument("--fake", action="store_true", help="no torch: a synthetic record (plumbing tests)")
+    p.add_argument("--memory-history", metavar="FILE",
+                   help="native/expandable: record PyTorch's memory history and write its snapshot (a pickle, "
+                        "tools/torch_snapshot_to_csv.py makes it a trace) to FILE (distributed: FILE.rankN)")
     args = p.parse_args(argv)
     if args.steps < 1 or args.warmup < 0:
         p.error("--steps must be >= 1 and --warmup >= 0")
@@ -48,6 +51,7 @@ def fake_record(args):
     times = [base * (1 + 0.05 * rng.random()) for _ in range(args.steps)]
     results = [1.0 / (i + 1) for i in range(args.steps)]
     record = dict(ms_per_step=times, results=results, peak_reserved_allocator=int(rng.uniform(100, 200) * MiB),
+                  peak_allocated_allocator=int(rng.uniform(80, 100) * MiB),
                   peak_driver=int(rng.uniform(150, 250) * MiB), after_empty_cache=None, live_after=None,
                   device="fake", torch=None, description=f"fake {args.workload}", config={})
     if args.allocator == "stash":
@@ -84,9 +88,16 @@ class DriverSampler:
         self.sample()
 
 
+# The allocator figures a record keeps, in PyTorch's names (stash.torch.memory_stats uses them too).
+FIGURES = ["allocated_bytes.all.current", "allocated_bytes.all.peak", "reserved_bytes.all.current",
+           "reserved_bytes.all.peak"]
+STASH_FIGURES = ["requested_bytes.all.peak", "inactive_split_bytes.all.current"]
+
+
 def setup_allocator(name, device_index):
     """Switches PyTorch's CUDA allocator; must run before CUDA is initialized. Returns a function that
-    gives the allocator's own peak reserved bytes (None where it has no such figure)."""
+    gives the allocator's own figures for a device, a dict of PyTorch's key names (reserved_bytes.all.peak,
+    allocated_bytes.all.peak, ...current); a figure the allocator does not have is absent."""
     import torch
 
     expected = {"native": None, "expandable": "expandable_segments:True", "async": "backend:cudaMallocAsync"}
@@ -95,23 +106,25 @@ def setup_allocator(name, device_index):
         if conf != expected[name]:
             raise SystemExit(f"worker: allocator {name} needs PYTORCH_ALLOC_CONF={expected[name]} (got {conf})")
 
-        def peak(device):
+        def figures(device):
             try:
-                return int(torch.cuda.memory_stats(device).get("reserved_bytes.all.peak", 0)) or None
+                stats = torch.cuda.memory_stats(device)
             except RuntimeError:
-                return None
+                return {}
+            return {k: int(stats[k]) for k in FIGURES if stats.get(k)}
 
-        return peak
+        return figures
 
     if name == "stash":
         import stash.torch
 
         stash.torch.enable()
 
-        def peak(device):
-            return stash.torch.memory_stats(device)["reserved_bytes.all.peak"]
+        def figures(device):
+            stats = stash.torch.memory_stats(device)
+            return {k: int(stats[k]) for k in FIGURES + STASH_FIGURES if k in stats}
 
-        return peak
+        return figures
 
     if name == "rmm":
         # RMM's pool on this process's device, growing from 256 MiB, behind PyTorch's pluggable allocator.
@@ -126,14 +139,14 @@ def setup_allocator(name, device_index):
         rmm.mr.set_per_device_resource(device_index, pool)
         torch.cuda.memory.change_current_allocator(rmm_torch_allocator)
 
-        def peak(device):
+        def figures(device):
             # The pool only grows: its size at the end is its peak.
             try:
-                return int(pool.pool_size())
+                return {"reserved_bytes.all.peak": int(pool.pool_size())}
             except AttributeError:
-                return None
+                return {}
 
-        return peak
+        return figures
 
     raise SystemExit(f"worker: unknown allocator {name}")
 
@@ -141,7 +154,7 @@ def setup_allocator(name, device_index):
 def run(args):
     distributed = "LOCAL_RANK" in os.environ
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    allocator_peak = setup_allocator(args.allocator, local_rank)  # before anything touches CUDA
+    allocator_figures = setup_allocator(args.allocator, local_rank)  # before anything touches CUDA
 
     import torch
 
@@ -159,8 +172,11 @@ def run(args):
     torch.cuda.init()
     torch.zeros(1, device=device)  # context and allocator up before the baseline
 
+    history = args.memory_history and args.allocator in ("native", "expandable")
+    if history:
+        torch.cuda.memory._record_memory_history(max_entries=2_000_000)
     sampler = DriverSampler(torch, device, args.sample_ms / 1000.0)
-    times, results = [], []
+    times, results, step_figures = [], [], []
     with sampler:
         work = workloads.WORKLOADS[args.workload](device, args.seed)
         for i in range(args.warmup + args.steps):
@@ -172,16 +188,29 @@ def run(args):
             if i >= args.warmup:
                 times.append(elapsed)
             results.append(result)
+            # Where memory stood after each step: live, held, and (stash) cached but free.
+            step_figures.append(dict(allocator_figures(device), driver=sampler.peak - sampler.baseline))
+    figures = allocator_figures(device)
     record = dict(
         ms_per_step=times,
         results=results,
-        peak_reserved_allocator=allocator_peak(device),
+        peak_reserved_allocator=figures.get("reserved_bytes.all.peak"),
+        peak_allocated_allocator=figures.get("allocated_bytes.all.peak"),
+        step_figures=step_figures,
         peak_driver=sampler.peak - sampler.baseline,
         device=torch.cuda.get_device_name(device),
         torch=torch.__version__,
         description=work.description,
         config=work.config,
     )
+    if history:
+        import pickle
+
+        rank = os.environ.get("RANK")
+        path = args.memory_history if rank is None else f"{args.memory_history}.rank{rank}"
+        with open(path, "wb") as f:
+            pickle.dump(torch.cuda.memory._snapshot(), f)
+        torch.cuda.memory._record_memory_history(enabled=None)
     # What stays held once everything is freed and the cache emptied (leak check).
     del work
     import gc
