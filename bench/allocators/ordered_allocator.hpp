@@ -21,5 +21,8 @@ using simulated_ordered_allocator = stash::caching_allocator<stash::simulated_pa
                                                              stash::spin_lock, stash::basic_stats, counting_ordering>;
 
 std::unique_ptr<replay_allocator> make_ordered_stash_allocator();
+/// `stash-lagged`: the same, with events completing two records late (counting_ordering's lag), as
+/// when the GPU runs behind the host.
+std::unique_ptr<replay_allocator> make_lagged_stash_allocator();
 
 }  // namespace stash::bench

@@ -44,7 +44,7 @@ inline std::string_view to_string(backend_kind b) { return b == backend_kind::cu
 inline std::vector<std::string> available_allocators(backend_kind b) {
   std::vector<std::string> names = {"stash", "stash-per-page", "stash-sharded", "stash-pow2", "stash+log"};
   if (b == backend_kind::simulated) {
-    names.push_back("stash-ordered");
+    names.insert(names.end(), {"stash-ordered", "stash-lagged"});
     return names;
   }
   names.insert(names.end(), {"cudaMalloc", "cudaMallocAsync"});
@@ -70,6 +70,7 @@ inline std::unique_ptr<replay_allocator> make_allocator(std::string_view name, b
   }
   if (name == "stash+log") return make_logged_stash_allocator(cuda);  // every call logged to /dev/null
   if (!cuda && name == "stash-ordered") return make_ordered_stash_allocator();
+  if (!cuda && name == "stash-lagged") return make_lagged_stash_allocator();
   if (name == "stash-sharded") {
     if (cuda) return std::make_unique<stash_adapter<stash::sharded_device_allocator>>("stash-sharded");
     return std::make_unique<stash_adapter<simulated_sharded_allocator>>("stash-sharded");

@@ -16,8 +16,9 @@ class stash_adapter final : public replayable<stash_adapter<CachingAllocator>> {
 
  public:
   explicit stash_adapter(std::string name) : name_(std::move(name)) {}
-  stash_adapter(std::string name, stash::caching_options options)
-      : name_(std::move(name)), allocator_(typename CachingAllocator::backend_type{}, options) {}
+  stash_adapter(std::string name, stash::caching_options options,
+                typename CachingAllocator::ordering_type ordering = {})
+      : name_(std::move(name)), allocator_(typename CachingAllocator::backend_type{}, options, std::move(ordering)) {}
   std::string_view name() const noexcept override { return name_; }
   void* allocate(std::size_t n) override { return allocator_.allocate(n); }
   void deallocate(void* p, std::size_t) override { allocator_.deallocate(p); }
