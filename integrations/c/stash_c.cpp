@@ -123,6 +123,7 @@ struct choice {
 constexpr std::array<choice<stash::device_backend_kind>, 2> backend_choices{
     {{"vmm", stash::device_backend_kind::vmm}, {"segments", stash::device_backend_kind::segments}}};
 constexpr std::array<choice<bool>, 2> backing_choices{{{"auto", false}, {"host", true}}};
+constexpr std::array<choice<bool>, 2> switch_choices{{{"off", false}, {"on", true}}};
 
 constexpr const char* option_help_text =
     "backend:vmm|segments        vmm   device pages of CUDA virtual memory, or whole cudaMalloc segments\n"
@@ -131,6 +132,7 @@ constexpr const char* option_help_text =
     "                                  (suffixes KB MB GB TB: powers of 1000; KiB MiB GiB TiB: of 1024)\n"
     "pages_between_moves:INT     8     (vmm) at most one page move per this many pages mapped\n"
     "max_chunk_pages:INT         32    (vmm) pages inside a new block mapped as one allocation, at most; 1: page by page\n"
+    "small_region:on|off         on    (vmm) requests of at most half a page in an address region of their own\n"
     "backing:auto|host           auto  host: ordinary host memory even when a GPU is visible (tests)\n"
     "host_devices:INT            1     (backing host) number of pretend devices\n"
     "limit:BYTES                 none  most memory each device's pool may hold from the driver\n"
@@ -242,6 +244,8 @@ options parse_options(std::string_view conf, options base) {
       const std::uint64_t n = parse_unsigned(key, value, "an integer >= 1");
       if (n < 1) bad_value(key, value, "an integer >= 1");
       caching.max_chunk_pages = static_cast<std::size_t>(n);
+    } else if (key == "small_region") {
+      caching.small_region = parse_choice(key, value, switch_choices);
     } else if (key == "backing") {
       o.host = parse_choice(key, value, backing_choices);
     } else if (key == "host_devices") {
@@ -257,7 +261,8 @@ options parse_options(std::string_view conf, options base) {
     } else {
       throw option_error{STASH_ERROR_INVALID_ARGUMENT,
                          "stash: unknown option '" + std::string(key) +
-                             "' (known: backend, page_slack, reserve, pages_between_moves, max_chunk_pages, backing, "
+                             "' (known: backend, page_slack, reserve, pages_between_moves, max_chunk_pages, small_region, "
+                             "backing, "
                              "host_devices, limit, memory_fraction)"};
     }
   }
@@ -272,6 +277,7 @@ std::string format_options(const options& o) {
                   ",reserve:" + std::to_string(caching.reserve_bytes) +
                   ",pages_between_moves:" + std::to_string(caching.pages_between_moves) +
                   ",max_chunk_pages:" + std::to_string(caching.max_chunk_pages) +
+                  ",small_region:" + std::string(name_of(caching.small_region, switch_choices)) +
                   ",backing:" + std::string(name_of(o.host, backing_choices));
   if (o.host) s += ",host_devices:" + std::to_string(o.host_devices);
   if (o.manager.limit_bytes != no_limit) s += ",limit:" + std::to_string(o.manager.limit_bytes);

@@ -275,6 +275,7 @@ class Options(unittest.TestCase):
                 (dict(memory_fraction=1.5), "option 'memory_fraction': '1.5' is not a number in (0, 1]"),
                 (dict(page_slack=True), "option 'page_slack'"),
                 (dict(reserve="1,2"), "option 'reserve'"),
+                (dict(small_region="maybe"), "option 'small_region': 'maybe' is not one of off, on"),
             ]
             for kwargs, expected in cases:
                 try:
@@ -300,7 +301,12 @@ class Options(unittest.TestCase):
         run(
             """
             got = stash.configure("page_slack:0.5", reserve="3GiB", pages_between_moves=2, backend="segments")
-            assert got == "backend:segments,page_slack:0.5,reserve:3221225472,pages_between_moves:2,max_chunk_pages:32,backing:auto", got
+            assert got == ("backend:segments,page_slack:0.5,reserve:3221225472,pages_between_moves:2,max_chunk_pages:32,"
+                           "small_region:on,backing:auto"), got
+            got = stash.configure(small_region=False)
+            assert ",small_region:off," in got, got
+            got = stash.configure("small_region:on")
+            assert ",small_region:on," in got, got
             got = stash.configure(reserve="2 MB", backing="host", host_devices=3)
             assert "reserve:2000000" in got and "host_devices:3" in got and "page_slack:0.02" in got, got
             assert stash.device_count() == 3 and stash.backing() == "host"
@@ -387,7 +393,8 @@ class Options(unittest.TestCase):
         import stash
 
         text = stash.option_help()
-        for name in ("backend", "page_slack", "reserve", "pages_between_moves", "max_chunk_pages", "backing", "host_devices", "limit"):
+        for name in ("backend", "page_slack", "reserve", "pages_between_moves", "max_chunk_pages", "small_region", "backing",
+                     "host_devices", "limit"):
             self.assertIn(name + ":", text)
 
 

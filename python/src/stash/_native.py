@@ -146,9 +146,7 @@ def check(status: int, context: str = "") -> None:
 
 
 def _format_value(key: str, value) -> str:
-    if isinstance(value, bool):
-        raise OptionError(f"stash: option '{key}': {value!r} is not a valid value", ERROR_INVALID_ARGUMENT)
-    text = str(value)
+    text = ("on" if value else "off") if isinstance(value, bool) else str(value)  # small_region=False
     if any(ch in text for ch in ",:") or not text:
         raise OptionError(f"stash: option '{key}': {text!r} is not a valid value", ERROR_INVALID_ARGUMENT)
     return text
