@@ -23,6 +23,20 @@ struct scoped_stream {
   scoped_stream& operator=(const scoped_stream&) = delete;
 };
 
+/// Whether s is capturing a graph and the capture is still valid (nothing has invalidated it).
+inline bool capture_active(cudaStream_t s) {
+  cudaStreamCaptureStatus status{};
+  CUDA_REQUIRE(cudaStreamIsCapturing(s, &status));
+  return status == cudaStreamCaptureStatusActive;
+}
+
+/// Ends s's capture and destroys the graph it made.
+inline void end_capture_and_discard(cudaStream_t s) {
+  cudaGraph_t graph = nullptr;
+  CUDA_REQUIRE(cudaStreamEndCapture(s, &graph));
+  CUDA_REQUIRE(cudaGraphDestroy(graph));
+}
+
 class stream_blocker {
  public:
   explicit stream_blocker(cudaStream_t s, std::chrono::seconds limit = std::chrono::seconds(20))

@@ -176,9 +176,7 @@ TEST_CASE("streams (GPU): a graph captured with allocations from the cache repla
   auto* p = static_cast<unsigned*>(alloc.allocate(bytes, s.s));  // from the cache: no map during capture
   CHECK(p == warm);
   CHECK_THROWS_AS(alloc.allocate(std::size_t{64} << 30, s.s), stash::capture_error);
-  cudaStreamCaptureStatus status{};
-  CUDA_REQUIRE(cudaStreamIsCapturing(s.s, &status));
-  CHECK(status == cudaStreamCaptureStatusActive);  // the refusal left the capture valid
+  CHECK(capture_active(s.s));  // the refusal left the capture valid
   (void)launch_fill(p, words, 0x6a6a'6a6au, s.s);
   (void)launch_count_mismatches(p, words, 0x6a6a'6a6au, bad.at(0), s.s);
   cudaGraph_t graph = nullptr;
@@ -281,12 +279,8 @@ TEST_CASE("streams (GPU): empty_cache while another stream captures a graph leav
   alloc.deallocate(on_default);  // pending on the default stream: empty_cache has something to wait for
   CUDA_REQUIRE(cudaStreamBeginCapture(s.s, cudaStreamCaptureModeRelaxed));
   CHECK_NOTHROW(alloc.empty_cache());
-  cudaStreamCaptureStatus status{};
-  CUDA_REQUIRE(cudaStreamIsCapturing(s.s, &status));
-  CHECK(status == cudaStreamCaptureStatusActive);
-  cudaGraph_t graph = nullptr;
-  CUDA_REQUIRE(cudaStreamEndCapture(s.s, &graph));
-  CUDA_REQUIRE(cudaGraphDestroy(graph));
+  CHECK(capture_active(s.s));
+  end_capture_and_discard(s.s);
   const auto st = alloc.stream_stats();
   CHECK(st.device_syncs == 0);
   CHECK(alloc.reserved_bytes() == 0);
