@@ -401,4 +401,13 @@ class stream_layer {
   counters counters_;
 };
 
+/// Host order keeps no stream state: the policy alone (empty for host_ordering).
+template <ordering_policy Ordering>
+struct no_stream_layer {
+  explicit no_stream_layer(Ordering o) noexcept : policy(std::move(o)) {}
+  Ordering& ordering() noexcept { return policy; }
+  const Ordering& ordering() const noexcept { return policy; }
+  [[no_unique_address]] Ordering policy;
+};
+
 }  // namespace stash::detail

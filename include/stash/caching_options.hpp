@@ -1,0 +1,43 @@
+#pragma once
+// stash::caching_options: the numbers a user may tune per caching_allocator (stash/caching_allocator.hpp).
+#include <cstddef>
+#include <cstdint>
+
+namespace stash {
+
+/// Numbers a user may tune per allocator; the defaults are what the benchmarks ran with.
+struct caching_options {
+  /// Paged backends only: address space to reserve up front (0: the backend's
+  /// default_reserve_bytes() when it has one, else 1 TiB). Rounded up to the page size.
+  std::size_t reserve_bytes = 0;
+  /// Paged backends only: how far the pages held may exceed the high tide of pages touched by live
+  /// blocks before idle pages are moved to where they are needed instead of new ones being mapped.
+  /// 0 holds the least memory; a little slack saves page moves when the same workload repeats.
+  double page_slack = 0.02;
+  /// Paged backends only: a page move costs tens of microseconds (unmap, map, set access), so moves
+  /// are rationed: at most one per this many pages backed. Between moves new pages are mapped, so a
+  /// workload whose layout keeps shifting settles on the pages it needs instead of moving them forever.
+  std::uint64_t pages_between_moves = 8;
+  /// Paged backends that map runs of pages as one physical allocation (chunked_paged_backend): the
+  /// unmapped pages inside a new block (not its first and last page, which neighbours may share) are
+  /// mapped in chunks of up to this many pages, three driver calls per chunk instead of three per
+  /// page. A chunk is given back or moved away only whole, once none of its pages is touched, so a
+  /// block placed later on part of a freed chunk's range keeps the rest of it mapped: the size bounds
+  /// that (64 MiB with 2 MiB pages). 1: every page is its own physical allocation.
+  std::size_t max_chunk_pages = 32;
+  /// Paged backends only: requests of at most half a page (1 MiB with 2 MiB pages, PyTorch's small
+  /// requests) are carved from a region of their own, an eighth more address space reserved above
+  /// reserve_bytes, and larger ones from the range below it. A small block then never sits inside a
+  /// hole a large block left, where it would keep the hole's pages touched and split the hole, so that
+  /// the next large request would need new pages elsewhere (PyTorch keeps small and large pools for the
+  /// same reason). When the small region is full, small requests are carved from the large one. Off:
+  /// one region for every size.
+  bool small_region = true;
+  /// Stream-ordered compositions with a segment backend: when no block usable on the requesting
+  /// stream T is cached and no other stream's free has completed, take a block freed on another
+  /// stream S by making T wait for S's event on the GPU (cudaStreamWaitEvent, RMM's way) before new
+  /// memory is asked for. Off: T then never waits for S's unrelated work (README, "Stream order").
+  bool cross_stream_wait = false;
+};
+
+}  // namespace stash

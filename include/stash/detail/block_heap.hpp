@@ -1,0 +1,228 @@
+#pragma once
+// The block heap: every block record of one allocator, the free lists they are filed in, split and
+// merge, and the index from a live block's address to its record. It knows nothing of where memory
+// comes from (the arenas: detail/segment_arena.hpp, detail/paged_arena.hpp) or of locking and stats
+// (caching_allocator): those give it blocks and ask it for them.
+//
+// Free blocks are filed by the bucket policy, one range of free lists per pool: pool 0 for large
+// requests and, where the arena keeps them apart (SmallPool), pool 1 for small ones, so a block's list
+// is its bucket alone. Stream order (Streamed): a free block remembers the stream it was freed on and
+// that stream's epoch; the search skips blocks the requesting stream may not use yet, and neighbours
+// merge only when the merged block is as safe as both halves.
+#include <cstddef>
+#include <cstdint>
+
+#include "stash/buckets/buckets.hpp"
+#include "stash/detail/block.hpp"
+#include "stash/detail/free_lists.hpp"
+#include "stash/detail/pointer_map.hpp"
+#include "stash/detail/stream_layer.hpp"
+
+namespace stash::detail {
+
+template <bucket_policy Buckets, bool Streamed, bool SmallPool>
+class block_heap {
+ public:
+  using tag = stream_tag;
+  using buckets_type = Buckets;
+  static constexpr bool streamed = Streamed;
+  static constexpr bool small_pool = SmallPool;
+  static constexpr std::size_t pool_count = SmallPool ? 2 : 1;
+
+  block_heap() = default;
+  block_heap(const block_heap&) = delete;
+  block_heap& operator=(const block_heap&) = delete;
+
+  // ---- records and the index ----------------------------------------------------------------------
+
+  /// The host memory one allocate() may need (two records, one index slot), asked for before anything
+  /// changes, so that a std::bad_alloc leaves every pool and counter as it was.
+  void reserve() {
+    records_.reserve_two();  // split and new_segment take one each
+    index_.reserve_one();
+  }
+  /// Makes sure the next two make() calls cannot throw.
+  void reserve_records() { records_.reserve_two(); }
+  block* make() { return records_.make(); }
+  void recycle(block* b) noexcept { records_.recycle(b); }
+
+  /// The record of the block that starts at a, live or free, if it has ever been live there.
+  block* find(std::uintptr_t a) const noexcept { return index_.find(a); }
+  /// Indexes b (live now) unless it is already: a block reused at the same address is.
+  void index(block* b) {
+    if (!b->indexed) {
+      index_.insert(b->addr, b);
+      b->indexed = true;
+    }
+  }
+  /// Drops the record of a block that no longer exists (a released segment's only block).
+  void drop(block* b) noexcept {
+    if (b->indexed) index_.erase(b->addr);
+    records_.recycle(b);
+  }
+
+  /// Bytes of live blocks.
+  std::size_t allocated() const noexcept { return allocated_; }
+  void count_live(std::size_t bytes) noexcept { allocated_ += bytes; }
+  void count_freed(std::size_t bytes) noexcept { allocated_ -= bytes; }
+
+  // ---- free blocks --------------------------------------------------------------------------------
+
+  /// The free list of a block of (rounded) size n filed in pool `pool`: each pool has a range of the
+  /// free lists of its own, so a block's list is its bucket alone (removing it needs no pool).
+  static std::size_t bucket_of(std::size_t n, std::uint8_t pool) noexcept {
+    return Buckets::bucket_index(n) + pool * Buckets::bucket_count;
+  }
+  static std::uint8_t pool_of(const block* b) noexcept {
+    if constexpr (SmallPool) return b->pool;
+    else return 0;
+  }
+
+  /// Whether free block b may be handed out on the stream tagged `on` (always, in host order).
+  static bool usable(const block* b, const tag* on) noexcept {
+    if constexpr (Streamed) return usable_on(b, on);
+    else return true;
+  }
+
+  /// Best fit among the first few blocks of the request's own bucket (they differ by at most one
+  /// bucket width), else the first block of the next non-empty buckets, whose blocks all fit. Stream
+  /// order: blocks the stream may not use yet are skipped.
+  [[gnu::always_inline]] block* find_free_block(std::size_t size, const tag* on, std::uint8_t pool) noexcept {
+    const std::size_t i = bucket_of(size, pool);
+    const std::size_t end = (pool + std::size_t{1}) * Buckets::bucket_count;  // the pool's last list + 1
+    const auto& free = free_;
+    if constexpr (Buckets::exact_fit) {
+      for (block* b = free.head(i); b; b = b->next_free)
+        if (usable(b, on)) return b;
+      return nullptr;
+    } else {
+      block* best = nullptr;
+      int scan = 8;
+      for (block* b = free.head(i); b && scan-- > 0; b = b->next_free) {
+        if (!usable(b, on)) continue;
+        if (b->size == size) return b;  // exact: nothing better exists, nothing to split
+        if (b->size > size && (!best || b->size < best->size)) best = b;
+      }
+      if (best) return best;
+      for (std::size_t j = free.first_at_or_above(i + 1); j < end; j = free.first_at_or_above(j + 1)) {
+        for (block* b = free.head(j); b; b = b->next_free)
+          if (usable(b, on)) return b;
+        if constexpr (!Streamed) break;  // unreachable: in host order the head is usable
+      }
+      // Nothing larger: before the backend is asked, the rest of the own bucket (a slow path).
+      for (block* b = free.head(i); b; b = b->next_free)
+        if (b->size >= size && usable(b, on) && (!best || b->size < best->size)) best = b;
+      return best;
+    }
+  }
+
+  /// Wait mode: a free block of at least `size` bytes in pool `pool`, pending on some stream (not a
+  /// cross block: those belong to `nobody`).
+  block* pending_block_that_fits(std::size_t size, std::uint8_t pool, const tag* nobody) noexcept {
+    const std::size_t end = (pool + std::size_t{1}) * Buckets::bucket_count;
+    const auto& free = free_;
+    for (std::size_t j = free.first_at_or_above(bucket_of(size, pool)); j < end; j = free.first_at_or_above(j + 1))
+      for (block* b = free.head(j); b; b = b->next_free)
+        if (b->size >= size && b->owner && b->owner != nobody && !ready(b)) return b;
+    return nullptr;
+  }
+
+  void push_free(block* b) noexcept {
+    b->is_free = true;
+    b->requested = 0;
+    b->bucket = static_cast<std::uint32_t>(bucket_of(b->size, pool_of(b)));
+    free_.push(b);
+  }
+  /// Takes b out of its free list (it is about to be handed out, merged or given back).
+  void remove(block* b) noexcept { free_.remove(b); }
+
+  // ---- split and merge ----------------------------------------------------------------------------
+
+  /// Keeps the first `size` bytes of b (not in any free list) and files the rest as a new free block.
+  /// Cannot throw: allocate() reserved the record.
+  void split(block* b, std::size_t size) noexcept {
+    if constexpr (!Buckets::exact_fit) {
+      if (b->size > size) {
+        block* rest = records_.make();
+        rest->indexed = false;
+        if constexpr (SmallPool) rest->pool = b->pool;  // the same segment or region
+        if constexpr (Streamed) {  // the rest is as safe, for the same streams, as the block it came from
+          rest->owner = b->owner;
+          rest->seq = b->seq;
+        }
+        rest->addr = b->addr + size;
+        rest->size = b->size - size;
+        rest->prev_adjacent = b;
+        rest->next_adjacent = b->next_adjacent;
+        if (rest->next_adjacent) rest->next_adjacent->prev_adjacent = rest;
+        b->next_adjacent = rest;
+        b->size = size;
+        push_free(rest);
+      }
+    }
+  }
+
+  /// Stream order: a block freed on stream `owner` merges with free neighbours freed on the same
+  /// stream (pending or not), never with memory of no stream (a fresh segment's rest, the paged
+  /// arena's untouched range) or of another: the merged block is pending on `owner`, and other streams
+  /// must still find that memory free. Ready neighbours are merged later (merge_ready).
+  static bool mergeable(const block* n, const tag* owner) noexcept {
+    if constexpr (Streamed) return n->owner == owner;
+    else return (void)n, (void)owner, true;
+  }
+
+  /// Files b, just freed, merged with its mergeable free neighbours (the merged block then belongs to
+  /// b's stream and epoch).
+  void merge_and_push(block* b) noexcept {
+    if (block* next = b->next_adjacent; next && next->is_free && mergeable(next, b->owner)) {
+      free_.remove(next);
+      b->size += next->size;
+      unlink(next);
+    }
+    if (block* prev = b->prev_adjacent; prev && prev->is_free && mergeable(prev, b->owner)) {
+      free_.remove(prev);
+      prev->size += b->size;
+      if constexpr (Streamed) {
+        prev->owner = b->owner;
+        prev->seq = b->seq;
+      }
+      unlink(b);
+      b = prev;
+    }
+    push_free(b);
+  }
+
+  /// Stream order: merges the neighbouring free blocks of the run from b on that are both ready
+  /// (blocks freed on different streams could not merge while either was pending).
+  void merge_ready(block* b) noexcept {
+    for (; b; b = b->next_adjacent) {
+      while (b->is_free && ready(b) && b->next_adjacent && b->next_adjacent->is_free && ready(b->next_adjacent)) {
+        block* next = b->next_adjacent;
+        free_.remove(b);
+        free_.remove(next);
+        b->size += next->size;
+        unlink(next);
+        b->owner = nullptr;
+        b->seq = 0;
+        push_free(b);
+      }
+    }
+  }
+
+  /// Drops a block that was merged into its lower neighbour.
+  void unlink(block* b) noexcept {
+    if (b->indexed) index_.erase(b->addr);
+    if (b->prev_adjacent) b->prev_adjacent->next_adjacent = b->next_adjacent;
+    if (b->next_adjacent) b->next_adjacent->prev_adjacent = b->prev_adjacent;
+    records_.recycle(b);
+  }
+
+ private:
+  free_lists<Buckets::bucket_count * pool_count> free_;  // a range of lists per pool (bucket_of)
+  pointer_map<block> index_;  // block start -> record, for every block that has been live at its
+                              // address (free ones too: a reuse needs no insert)
+  block_pool records_;
+  std::size_t allocated_ = 0;  // bytes of live blocks
+};
+
+}  // namespace stash::detail

@@ -1,0 +1,422 @@
+#pragma once
+// The paged arena: growth for a paged_backend (CUDA's virtual memory management). It reserves one range
+// of addresses on first use, carves blocks from it in the block heap (one run of blocks from the
+// range's start) and backs the pages a live block touches with physical memory, reusing the pages no
+// live block touches before it maps new ones; that keeps the memory held within a few percent of the
+// memory in use. The page table (detail/page_table.hpp) says which pages are mapped, touched and idle,
+// and which run of pages was mapped as one chunk. Requests of at most half a page are carved from a
+// region of their own above that range (caching_options::small_region), a second run of blocks, so
+// that small blocks never split the holes large ones leave.
+// Stream order: the pages under free blocks whose GPU work may still be running are never moved or
+// given back (hold_pending_pages); where pages are short, the pending frees are waited for.
+#include <algorithm>
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+#include "stash/backend/backend.hpp"
+#include "stash/backend/simulated_paged_backend.hpp"
+#include "stash/buckets/segregated_fit_buckets.hpp"
+#include "stash/caching_options.hpp"
+#include "stash/detail/arena.hpp"
+#include "stash/detail/block_heap.hpp"
+#include "stash/detail/page_table.hpp"
+#include "stash/detail/stream_layer.hpp"
+#include "stash/error.hpp"
+#include "stash/ordering/host_ordering.hpp"
+#include "stash/stats/basic_stats.hpp"
+
+namespace stash::detail {
+
+template <paged_backend Backend, class Heap, stats_policy Stats, class Streams>
+class paged_arena {
+  using Buckets = typename Heap::buckets_type;
+  static constexpr bool streamed = Heap::streamed;
+  static_assert(!Buckets::exact_fit, "a paged backend carves one address range: it needs a bucket policy that splits");
+  static_assert(Heap::small_pool, "the small region has a pool of its own");
+  using tag = stream_tag;
+
+ public:
+  using backend_type = Backend;
+  static constexpr std::size_t unknown = SIZE_MAX - 1;  // a page index not yet looked up
+
+  paged_arena(Backend backend, const caching_options& options, Heap& heap, Stats& stats, Streams& streams)
+      : backend_(std::move(backend)), options_(options), heap_(heap), stats_(stats), streams_(streams) {}
+  paged_arena(const paged_arena&) = delete;
+  paged_arena& operator=(const paged_arena&) = delete;
+  /// Gives every page back to the backend, including those of blocks the caller never freed.
+  ~paged_arena() {
+    for (std::size_t p = 0; p < pages_.size(); ++p)
+      if (pages_.mapped(p) && pages_.starts_chunk(p)) (void)unmap_chunk(p);
+  }
+
+  Backend& backend() noexcept { return backend_; }
+  const Backend& backend() const noexcept { return backend_; }
+  std::size_t reserved() const noexcept { return reserved_; }
+  /// Pages moved from one address to another instead of newly mapped.
+  std::uint64_t page_moves() const noexcept { return page_moves_; }
+
+  std::uint8_t pool_for(std::size_t size) const noexcept { return size <= small_below_ ? 1 : 0; }
+
+  /// Reserves the range on first use, then carves the request from its own region, else from the other
+  /// one (a small request when the small region is full). Stream order: pending frees hold address
+  /// ranges too, so when neither region has room they are waited for once.
+  block* grow(std::size_t requested, std::size_t size, const tag* on) {
+    if (arena_base_ == 0) reserve_arena();
+    auto fitting = [&] {
+      block* f = heap_.find_free_block(size, on, pool_for(size));
+      return f ? f : heap_.find_free_block(size, on, static_cast<std::uint8_t>(1 - pool_for(size)));
+    };
+    block* b = fitting();
+    if constexpr (streamed) {
+      if (!b && !streams_.settled()) {  // pending frees hold address ranges too: wait for them
+        stats_.on_oom_retry();
+        streams_.synchronize();
+        coalesce();
+        b = fitting();
+      }
+    }
+    if (!b) throw_out_of_memory(requested);  // the reservation itself is exhausted
+    return b;
+  }
+
+  /// Gives back idle pages, highest address first; each costs O(log pages) (the page table keeps the
+  /// idle ones in a hierarchical bitmap).
+  void release_cache(std::size_t target) noexcept {
+    const std::size_t page = std::size_t{1} << page_shift_;
+    const bool holding = hold_pending_pages();
+    while (reserved_ - heap_.allocated() > target) {
+      const std::size_t p = pages_.highest_idle();
+      if (p == page_table::none) break;
+      const std::size_t bytes = unmap_chunk(pages_.chunk_first(p)) * page;
+      reserved_ -= bytes;
+      stats_.on_release(bytes);
+    }
+    if (holding) release_pending_pages();
+  }
+
+  /// Stream order: merges neighbouring free blocks that are both ready, region by region.
+  void coalesce() noexcept {
+    if constexpr (streamed) {
+      heap_.merge_ready(large_first_);
+      heap_.merge_ready(small_first_);
+    }
+  }
+
+  /// Whether a lies in the reserved address range, mapped or not. Takes no lock (the range is set once).
+  bool in_arena(std::uintptr_t a) const noexcept {
+    return a >= arena_begin_.load(std::memory_order_acquire) && a < arena_end_.load(std::memory_order_acquire);
+  }
+  bool holds(std::uintptr_t a) const noexcept { return in_arena(a) && pages_.mapped(first_page(a)); }
+  const block* first_block_holding(std::uintptr_t a) const noexcept {
+    if (!holds(a)) return nullptr;
+    return small_first_ && a >= small_first_->addr ? small_first_ : large_first_;
+  }
+
+  /// The first page in the block [addr, addr + size) that is not mapped, or page_table::none.
+  std::size_t first_unmapped(std::uintptr_t addr, std::size_t size) const noexcept {
+    return pages_.first_unmapped(first_page(addr), last_page(addr, size));
+  }
+
+  /// Counts a new live block on the pages it touches and backs those no physical page backs yet, from
+  /// p on (the block's first unmapped page, or none; unknown: found here). Returns whether all were
+  /// backed already. On failure (out_of_memory, or the backend's error) the
+  /// block is uncounted and every page mapped for it is unmapped again, so the memory held is what it
+  /// was. Idle pages moved here for it stay where they are, idle: moving them back would be more
+  /// driver calls that can fail too, and where they sit changes no figure.
+  bool back_pages(std::uintptr_t addr, std::size_t size, std::size_t requested, std::size_t p) {
+    const std::size_t first = first_page(addr), last = last_page(addr, size);
+    const std::size_t peak_before = peak_touched_;
+    touched_ += pages_.touch(first, last);
+    peak_touched_ = std::max(peak_touched_, touched_);
+    if (p == unknown) p = pages_.first_unmapped(first, last);
+    if (p == page_table::none) return true;
+    back_unmapped_pages(addr, size, p, requested, peak_before);
+    return false;
+  }
+
+  void unback_pages(std::uintptr_t addr, std::size_t size) noexcept {
+    touched_ -= pages_.untouch(first_page(addr), last_page(addr, size));
+  }
+
+
+  /// region(begin, bytes) for each run of mapped pages (a run ends where a region does), then
+  /// blocks_in(first block reaching in, begin, end) for its blocks.
+  template <class Region, class BlocksIn>
+  void visit(Region& region, BlocksIn& blocks_in) const {
+    const std::size_t small_page = small_first_ ? first_page(small_first_->addr) : pages_.size();
+    const block* b = large_first_;
+    for (std::size_t p = 0; p < pages_.size();) {
+      if (!pages_.mapped(p)) {
+        ++p;
+        continue;
+      }
+      std::size_t end = p + 1;
+      while (end < pages_.size() && end != small_page && pages_.mapped(end)) ++end;
+      const std::uintptr_t begin = page_address(p), stop = page_address(end);
+      region(begin, static_cast<std::size_t>(stop - begin));
+      if (p >= small_page && (!b || b->addr < small_first_->addr)) b = small_first_;
+      while (b && b->addr + b->size <= begin) b = b->next_adjacent;  // the first block reaching in
+      blocks_in(b, begin, stop);
+      p = end;
+    }
+  }
+
+ private:
+  [[noreturn]] void throw_out_of_memory(std::size_t requested) const {
+    throw out_of_memory(requested, backend_.device(), reserved_, reserved_ - heap_.allocated());
+  }
+
+  /// The backend's reserve() is the last step that can fail (it cannot be undone): the page table is
+  /// sized first, so a failure anywhere leaves the allocator as it was.
+  /// The small region (caching_options::small_region) is an eighth more address space above the
+  /// range asked for, so the large region keeps all of it: a block as large as reserve_bytes still fits.
+  void reserve_arena() {
+    const std::size_t page = backend_.page_size();
+    std::size_t bytes = options_.reserve_bytes;
+    if (bytes == 0) {
+      if constexpr (requires { backend_.default_reserve_bytes(); }) bytes = backend_.default_reserve_bytes();
+      else bytes = std::size_t{1} << 40;
+    }
+    bytes = round_up_to(bytes, page);
+    std::size_t small_bytes = 0;  // none when the range is a few pages, or an eighth more would wrap
+    if (options_.small_region && bytes >= 8 * page && bytes / 8 <= SIZE_MAX - page - bytes)
+      small_bytes = round_up_to(bytes / 8, page);
+    const std::size_t total = bytes + small_bytes;
+    const auto shift = static_cast<unsigned>(__builtin_ctzll(page));
+    pages_.resize(total >> shift);
+    block* const large = heap_.make();  // the two allocate() reserved; split's is reserved again below
+    block* const small = heap_.make();
+    try {
+      heap_.reserve_records();
+      arena_base_ = backend_.reserve(total);
+    } catch (...) {
+      heap_.recycle(small);
+      heap_.recycle(large);
+      throw;
+    }
+    page_shift_ = shift;
+    *large = block{};
+    large->addr = arena_base_;
+    large->size = bytes;
+    heap_.push_free(large);
+    large_first_ = large;
+    if (small_bytes != 0) {
+      *small = block{};  // not linked to the large region's blocks: the two never merge
+      small->addr = arena_base_ + bytes;
+      small->size = small_bytes;
+      small->pool = 1;
+      heap_.push_free(small);
+      small_first_ = small;
+      small_below_ = page / 2;
+    } else {
+      heap_.recycle(small);
+    }
+    arena_end_.store(arena_base_ + total, std::memory_order_release);
+    arena_begin_.store(arena_base_, std::memory_order_release);
+  }
+
+  // ---- pages (paged backends) ---------------------------------------------------------------------
+
+  std::size_t first_page(std::uintptr_t addr) const noexcept { return (addr - arena_base_) >> page_shift_; }
+  std::size_t last_page(std::uintptr_t addr, std::size_t size) const noexcept {
+    return (addr + size - 1 - arena_base_) >> page_shift_;
+  }
+  std::uintptr_t page_address(std::size_t p) const noexcept { return arena_base_ + (p << page_shift_); }
+
+  /// The slow part of back_pages: pages from p on in the block need backing.
+  [[gnu::cold, gnu::noinline]] void back_unmapped_pages(std::uintptr_t addr, std::size_t size, std::size_t p,
+                                                        std::size_t requested, std::size_t peak_before) {
+    const std::size_t first = first_page(addr), last = last_page(addr, size);
+    bool backed = true;
+    bool chunks = true;  // until the device refuses one: then page by page, which can move and wait
+    try {
+      while (backed && p != page_table::none) {
+        const std::size_t run_end = chunks ? map_run(p, first, last, chunks) : page_table::none;
+        if (run_end == page_table::none) backed = back_page(p);
+        const std::size_t done = run_end == page_table::none ? p : run_end;
+        p = done < last ? pages_.first_unmapped(done + 1, last) : page_table::none;
+      }
+    } catch (...) {
+      undo_back_pages(addr, size, peak_before);
+      throw;
+    }
+    if (!backed) {
+      undo_back_pages(addr, size, peak_before);
+      throw_out_of_memory(requested);
+    }
+    // Counted only now that the block is placed, one physical allocation per chunk: a failed call
+    // leaves the stats as they were.
+    pages_.take_fresh(first, last, [&](std::size_t p) {
+      if (pages_.starts_chunk(p)) stats_.on_reserve((pages_.chunk_last(p) - p + 1) << page_shift_);
+    });
+  }
+
+  void undo_back_pages(std::uintptr_t addr, std::size_t size, std::size_t peak_before) noexcept {
+    unback_pages(addr, size);
+    peak_touched_ = peak_before;
+    const std::size_t page = std::size_t{1} << page_shift_;
+    pages_.take_fresh(first_page(addr), last_page(addr, size), [&](std::size_t p) {
+      if (pages_.starts_chunk(p)) reserved_ -= unmap_chunk(p) * page;  // a chunk's pages are all fresh
+    });
+  }
+
+  /// Backs page p. A new physical page while the pages held stay within the slack over the high tide
+  /// of touched pages; past it, the highest idle page moves here instead, but at most once per
+  /// pages_between_moves pages backed (a move costs tens of microseconds). Out of memory: an idle page
+  /// moves here if there is one, else the map is retried once (counted as an OOM retry).
+  bool back_page(std::size_t p) {
+    const bool move_first = over_budget() && move_is_due();
+    ++backed_since_move_;
+    if (move_first && move_idle_page_to(p)) return true;
+    if (map_new_page(p)) return true;
+    stats_.on_oom_retry();  // the cache is released by moving an idle page here, else retried once
+    if constexpr (streamed) {
+      if (!streams_.settled()) streams_.synchronize();  // pages held by pending frees become idle
+    }
+    return move_idle_page_to(p) || map_new_page(p);
+  }
+
+  /// Maps the run of unmapped pages from p on as one chunk, where the backend can: pages strictly
+  /// inside the block [first, last], at most max_chunk_pages. The chunk ends where back_page would
+  /// next move an idle page instead of mapping a new one (the pages held reach the slack over the high
+  /// tide and a move is due), so pages are mapped, moved and counted as page by page. Returns the last
+  /// page mapped, or none: then p is backed alone (back_page), which also moves idle pages, waits for
+  /// pending frees and retries when the device is out of memory. A refused chunk clears `chunks`.
+  std::size_t map_run(std::size_t p, std::size_t first, std::size_t last, bool& chunks) {
+    if constexpr (chunked_paged_backend<Backend>) {
+      if (options_.max_chunk_pages < 2 || p == first || p == last) return page_table::none;
+      std::size_t n = std::min(pages_.unmapped_run_end(p, last - 1) - p + 1, options_.max_chunk_pages);
+      const std::size_t budget = budget_pages(), mapped = pages_.mapped_count();
+      if (mapped < budget) n = std::min(n, budget - mapped);
+      else if (move_is_due()) return page_table::none;
+      else n = std::min<std::size_t>(n, options_.pages_between_moves - backed_since_move_);
+      if (n < 2) return page_table::none;
+      if (!backend_.map_pages(page_address(p), n)) {
+        chunks = false;
+        return page_table::none;
+      }
+      note_mapped(p, p + n - 1);
+      backed_since_move_ += n;
+      return p + n - 1;
+    } else {
+      (void)p, (void)first, (void)last, (void)chunks;
+      return page_table::none;
+    }
+  }
+
+  /// The pages held may reach the high tide of touched pages plus the slack before idle pages move.
+  std::size_t budget_pages() const noexcept {
+    return static_cast<std::size_t>(static_cast<double>(peak_touched_) * (1.0 + options_.page_slack));
+  }
+  bool over_budget() const noexcept { return pages_.mapped_count() >= budget_pages(); }
+  bool move_is_due() const noexcept { return backed_since_move_ >= options_.pages_between_moves; }
+
+  bool map_new_page(std::size_t p) {
+    if (!backend_.map_page(page_address(p))) return false;
+    note_mapped(p, p);
+    return true;
+  }
+
+  /// Pages [first, last] were just mapped as one chunk.
+  void note_mapped(std::size_t first, std::size_t last) noexcept {
+    for (std::size_t q = first; q <= last; ++q) {
+      pages_.set_mapped(q, true);
+      pages_.set_fresh(q);  // counted in the stats once the block is placed (back_pages)
+    }
+    pages_.set_chunk(first, last);
+    reserved_ += (last - first + 1) << page_shift_;
+  }
+
+  /// Unmaps the chunk that starts at page `first`; returns its pages. The caller counts the bytes.
+  std::size_t unmap_chunk(std::size_t first) noexcept {
+    const std::size_t last = pages_.chunk_last(first), n = last - first + 1;
+    if constexpr (chunked_paged_backend<Backend>) {
+      if (n > 1) backend_.unmap_pages(page_address(first), n);
+      else backend_.unmap_page(page_address(first));
+    } else {
+      backend_.unmap_page(page_address(first));
+    }
+    for (std::size_t q = first; q <= last; ++q) pages_.set_mapped(q, false);
+    pages_.clear_chunk(first, last);
+    return n;
+  }
+
+  /// Where a move is due and the highest idle page (`from`) lies in an idle chunk of several pages,
+  /// which cannot move: gives that chunk back whole instead (the memory held drops by the chunk) and
+  /// returns true, so that new pages are mapped where they are needed. false when it is alone (it can
+  /// move).
+  bool release_idle_chunk(std::size_t from) noexcept {
+    const std::size_t chunk = pages_.chunk_first(from);
+    if (pages_.chunk_last(chunk) == chunk) return false;
+    const std::size_t bytes = unmap_chunk(chunk) << page_shift_;
+    reserved_ -= bytes;
+    stats_.on_release(bytes);
+    backed_since_move_ = 0;
+    return true;
+  }
+
+  /// Backs page p with the highest idle page: one mapped alone moves here; an idle chunk of several
+  /// pages is given back whole and p mapped anew (release_idle_chunk).
+  bool move_idle_page_to(std::size_t p) {
+    const bool holding = hold_pending_pages();
+    const std::size_t from = pages_.highest_idle();
+    if (holding) release_pending_pages();
+    if (from == page_table::none) return false;
+    if (release_idle_chunk(from)) return map_new_page(p);
+    if (!backend_.move_page(page_address(from), page_address(p))) return false;
+    pages_.set_mapped(from, false);
+    pages_.clear_chunk(from, from);
+    pages_.set_mapped(p, true);
+    pages_.set_chunk(p, p);
+    ++page_moves_;
+    backed_since_move_ = 0;
+    return true;
+  }
+
+  /// Paged: while idle pages are picked to be moved or given back, the pages under free blocks that
+  /// are not ready (GPU work on some stream may still use them) count as touched. A walk over the
+  /// arena's blocks, on those slow paths only and only while frees are pending; no block may be
+  /// placed or freed before release_pending_pages().
+  bool hold_pending_pages() noexcept {
+    if constexpr (!streamed) return false;
+    else {
+      if (streams_.settled() || large_first_ == nullptr) return false;
+      for (const block* first : {large_first_, small_first_})
+        for (const block* b = first; b; b = b->next_adjacent)
+          if (b->is_free && !ready(b)) pages_.hold(first_page(b->addr), last_page(b->addr, b->size));
+      return true;
+    }
+  }
+  void release_pending_pages() noexcept {
+    if constexpr (streamed)
+      for (const block* first : {large_first_, small_first_})
+        for (const block* b = first; b; b = b->next_adjacent)
+          if (b->is_free && !ready(b)) pages_.unhold(first_page(b->addr), last_page(b->addr, b->size));
+  }
+
+  Backend backend_;
+  caching_options options_;
+  Heap& heap_;
+  Stats& stats_;
+  Streams& streams_;
+  std::size_t reserved_ = 0;  // bytes held from the backend
+  std::uintptr_t arena_base_ = 0;
+  std::atomic<std::uintptr_t> arena_begin_{UINTPTR_MAX}, arena_end_{0};  // for in_arena(), lock-free
+  unsigned page_shift_ = 0;
+  // The first block of each region: the lowest block of a run never merges into another, so these
+  // records stay the same for the arena's lifetime. The regions' blocks are not linked to each other.
+  block* large_first_ = nullptr;
+  block* small_first_ = nullptr;  // null: no small region
+  std::size_t small_below_ = 0;   // requests of at most this many bytes go to the small region (0: none)
+  basic_page_table<streamed> pages_;
+  std::size_t touched_ = 0;       // pages at least one live block touches
+  std::size_t peak_touched_ = 0;  // high tide of touched_
+  std::uint64_t page_moves_ = 0;
+  std::uint64_t backed_since_move_ = 0;  // pages backed (mapped or moved) since the last move
+};
+
+static_assert(block_arena<paged_arena<simulated_paged_backend, block_heap<segregated_fit_buckets, false, true>,
+                                      basic_stats, no_stream_layer<host_ordering>>>);
+
+}  // namespace stash::detail
