@@ -18,6 +18,14 @@ struct caching_options {
   /// are rationed: at most one per this many pages backed. Between moves new pages are mapped, so a
   /// workload whose layout keeps shifting settles on the pages it needs instead of moving them forever.
   std::uint64_t pages_between_moves = 8;
+  /// Paged backends only, off when 0: a bound on the pages held, as a multiple of the high tide of
+  /// live bytes (1.05: at most 5% more than the most ever live, rounded down to whole pages). Past
+  /// it, every page a block needs is an idle page moved there, with no ration (pages_between_moves
+  /// and page_slack do not apply); new pages are mapped only when no page is idle. Holds the least
+  /// memory a layout allows, and costs page moves in every replay of a workload whose layouts touch
+  /// more pages over a run than the bound (bench/RESULTS.md, "a bound on the memory held"). At 1 or
+  /// below, every idle page is moved before a new one is mapped.
+  double max_held_over_live = 0;
   /// Paged backends that map runs of pages as one physical allocation (chunked_paged_backend): the
   /// unmapped pages inside a new block (not its first and last page, which neighbours may share) are
   /// mapped in chunks of up to this many pages, three driver calls per chunk instead of three per

@@ -133,6 +133,7 @@ constexpr const char* option_help_text =
     "pages_between_moves:INT     8     (vmm) at most one page move per this many pages mapped\n"
     "max_chunk_pages:INT         32    (vmm) pages inside a new block mapped as one allocation, at most; 1: page by page\n"
     "small_region:on|off         on    (vmm) requests of at most half a page in an address region of their own\n"
+    "max_held_over_live:FLOAT    0     (vmm) pages held at most this x the peak of live bytes, idle pages moved past it; 0: off\n"
     "backing:auto|host           auto  host: ordinary host memory even when a GPU is visible (tests)\n"
     "host_devices:INT            1     (backing host) number of pretend devices\n"
     "limit:BYTES                 none  most memory each device's pool may hold from the driver\n"
@@ -246,6 +247,10 @@ options parse_options(std::string_view conf, options base) {
       caching.max_chunk_pages = static_cast<std::size_t>(n);
     } else if (key == "small_region") {
       caching.small_region = parse_choice(key, value, switch_choices);
+    } else if (key == "max_held_over_live") {
+      const double d = parse_double(key, value, "a number >= 0");
+      if (d < 0) bad_value(key, value, "a number >= 0");
+      caching.max_held_over_live = d;
     } else if (key == "backing") {
       o.host = parse_choice(key, value, backing_choices);
     } else if (key == "host_devices") {
@@ -262,7 +267,7 @@ options parse_options(std::string_view conf, options base) {
       throw option_error{STASH_ERROR_INVALID_ARGUMENT,
                          "stash: unknown option '" + std::string(key) +
                              "' (known: backend, page_slack, reserve, pages_between_moves, max_chunk_pages, small_region, "
-                             "backing, "
+                             "max_held_over_live, backing, "
                              "host_devices, limit, memory_fraction)"};
     }
   }
@@ -279,6 +284,10 @@ std::string format_options(const options& o) {
                   ",max_chunk_pages:" + std::to_string(caching.max_chunk_pages) +
                   ",small_region:" + std::string(name_of(caching.small_region, switch_choices)) +
                   ",backing:" + std::string(name_of(o.host, backing_choices));
+  if (caching.max_held_over_live > 0) {
+    std::snprintf(number, sizeof number, "%g", caching.max_held_over_live);
+    s += std::string(",max_held_over_live:") + number;
+  }
   if (o.host) s += ",host_devices:" + std::to_string(o.host_devices);
   if (o.manager.limit_bytes != no_limit) s += ",limit:" + std::to_string(o.manager.limit_bytes);
   if (o.manager.memory_fraction > 0) {

@@ -307,6 +307,8 @@ class Options(unittest.TestCase):
             assert ",small_region:off," in got, got
             got = stash.configure("small_region:on")
             assert ",small_region:on," in got, got
+            got = stash.configure(max_held_over_live=1.05)
+            assert got.endswith(",small_region:on,backing:auto,max_held_over_live:1.05"), got
             got = stash.configure(reserve="2 MB", backing="host", host_devices=3)
             assert "reserve:2000000" in got and "host_devices:3" in got and "page_slack:0.02" in got, got
             assert stash.device_count() == 3 and stash.backing() == "host"
@@ -393,8 +395,8 @@ class Options(unittest.TestCase):
         import stash
 
         text = stash.option_help()
-        for name in ("backend", "page_slack", "reserve", "pages_between_moves", "max_chunk_pages", "small_region", "backing",
-                     "host_devices", "limit"):
+        for name in ("backend", "page_slack", "reserve", "pages_between_moves", "max_chunk_pages", "small_region",
+                     "max_held_over_live", "backing", "host_devices", "limit"):
             self.assertIn(name + ":", text)
 
 

@@ -228,6 +228,9 @@ class paged_arena {
   [[gnu::cold, gnu::noinline]] void back_unmapped_pages(std::uintptr_t addr, std::size_t size, std::size_t p,
                                                         std::size_t requested, std::size_t peak_before) {
     const std::size_t first = first_page(addr), last = last_page(addr, size);
+    // Live bytes rise on the fast path too, but the budget is needed only here, where pages are backed.
+    const std::size_t peak_live_before = peak_live_;
+    peak_live_ = std::max(peak_live_, heap_.allocated() + size);
     bool backed = true;
     bool chunks = true;  // until the device refuses one: then page by page, which can move and wait
     try {
@@ -239,10 +242,12 @@ class paged_arena {
       }
     } catch (...) {
       undo_back_pages(addr, size, peak_before);
+      peak_live_ = peak_live_before;
       throw;
     }
     if (!backed) {
       undo_back_pages(addr, size, peak_before);
+      peak_live_ = peak_live_before;
       throw_out_of_memory(requested);
     }
     // Counted only now that the block is placed, one physical allocation per chunk: a failed call
@@ -305,12 +310,17 @@ class paged_arena {
     }
   }
 
-  /// The pages held may reach the high tide of touched pages plus the slack before idle pages move.
+  /// The pages held may reach the high tide of touched pages plus the slack before idle pages move;
+  /// with max_held_over_live, that multiple of the high tide of live bytes.
   std::size_t budget_pages() const noexcept {
+    if (options_.max_held_over_live > 0)
+      return static_cast<std::size_t>(static_cast<double>(peak_live_) * options_.max_held_over_live) >> page_shift_;
     return static_cast<std::size_t>(static_cast<double>(peak_touched_) * (1.0 + options_.page_slack));
   }
   bool over_budget() const noexcept { return pages_.mapped_count() >= budget_pages(); }
-  bool move_is_due() const noexcept { return backed_since_move_ >= options_.pages_between_moves; }
+  bool move_is_due() const noexcept {
+    return options_.max_held_over_live > 0 || backed_since_move_ >= options_.pages_between_moves;
+  }
 
   bool map_new_page(std::size_t p) {
     if (!backend_.map_page(page_address(p))) return false;
@@ -412,6 +422,7 @@ class paged_arena {
   basic_page_table<streamed> pages_;
   std::size_t touched_ = 0;       // pages at least one live block touches
   std::size_t peak_touched_ = 0;  // high tide of touched_
+  std::size_t peak_live_ = 0;     // high tide of live bytes (block in progress included) seen where pages are backed
   std::uint64_t page_moves_ = 0;
   std::uint64_t backed_since_move_ = 0;  // pages backed (mapped or moved) since the last move
 };
