@@ -11,6 +11,7 @@
 
 #include "cuda/allocators.hpp"
 #include "cuda/cuda_support.hpp"
+#include "stash/ordering/host_ordering.hpp"
 
 using namespace stash_test;
 
@@ -270,4 +271,35 @@ TEST_CASE("the pinned caching allocator serves async copies on a stream", "[cuda
   CHECK(alloc.stats().allocated_bytes == 0);
   alloc.empty_cache();
   CHECK(alloc.stats().reserved_bytes == 0);
+}
+
+TEST_CASE("max_held_over_live: idle pages moved under a new block keep their new data, the block around them too",
+          "[cuda][allocator][held_limit]") {
+  // Host order: the freed block's pages are idle at once (the test copies synchronously).
+  using host_ordered_vmm = stash::caching_allocator<stash::cuda_vmm_backend, stash::segregated_fit_buckets,
+                                                    stash::spin_lock, stash::basic_stats, stash::host_ordering>;
+  stash::caching_options options;
+  options.max_held_over_live = 1.0;
+  options.max_chunk_pages = 1;  // page by page, so that idle pages move one by one
+  host_ordered_vmm alloc{stash::cuda_vmm_backend(current_device()), options};
+  const std::size_t page = alloc.backend().page_size();
+
+  void* hole = alloc.allocate(10 * page);  // pages 0-9 of the large region
+  void* guard = alloc.allocate(page);      // page 10
+  write_pattern(guard, page, 7);
+  alloc.deallocate(hole);                  // 10 idle pages
+  const auto before = alloc.page_moves();
+  void* large = alloc.allocate(12 * page);  // pages 11-22: 2 new, 10 moved from the hole
+  REQUIRE(reinterpret_cast<std::uintptr_t>(large) == reinterpret_cast<std::uintptr_t>(guard) + page);
+  CHECK(alloc.page_moves() - before == 10);
+  CHECK(alloc.reserved_bytes() == 13 * page);
+  CHECK_FALSE(alloc.holds(hole));
+  require_device_memory(large, current_device());
+  write_pattern(large, 12 * page, 9);
+  CHECK(holds_pattern(large, 12 * page, 9));
+  CHECK(holds_pattern(guard, page, 7));
+  alloc.deallocate(large);
+  alloc.deallocate(guard);
+  alloc.empty_cache();
+  CHECK(alloc.reserved_bytes() == 0);
 }
