@@ -500,6 +500,62 @@ TEMPLATE_TEST_CASE("streams: the out-of-memory retry settles a destroyed stream'
   a.deallocate(r, t);
 }
 
+// DDP's and prefetching's pattern: a block made on the default stream is record_stream'ed onto a stream
+// that never calls the allocator (a communication or copy stream). With free_records_used_streams (what
+// stash.torch turns on, PyTorch's contract) the free records that stream's epoch itself, so the memory
+// comes back once its work completes, with no call on it and no empty_cache. Without it the block waits
+// for the device-wide synchronize of empty_cache and the free never touches the silent stream's handle.
+TEMPLATE_TEST_CASE("streams: a block record_stream named a silent stream for comes back once that stream's work completes",
+                   "[streams]", segments, paged) {
+  for (const bool records : {true, false}) {
+    stash::caching_options options;
+    options.free_records_used_streams = records;
+    TestType a(typename TestType::backend_type{}, options);
+    auto& o = a.ordering();
+    const stash::stream comm = o.make_stream();
+    void* p = a.allocate(whole);  // the legacy default stream
+    a.record_stream(p, comm);     // comm makes no allocator call in this test
+    a.deallocate(p);
+    CHECK(o.recorded_on(comm) == (records ? 1u : 0u));
+    a.trim_cache(0);  // records the default stream's epoch (any call may: that stream is never destroyed)
+    CHECK(a.reserved_bytes() > 0);  // p waits for both epochs
+    o.complete_all();
+    a.trim_cache(0);
+    CHECK(o.device_syncs() == 0);
+    if (records) {
+      CHECK(a.reserved_bytes() == 0);  // both epochs completed: p went back with the rest of the cache
+    } else {
+      CHECK(a.reserved_bytes() > 0);  // comm's epoch has no event: it waits for empty_cache
+      a.empty_cache();
+      CHECK(o.device_syncs() == 1);
+      CHECK(a.reserved_bytes() == 0);
+    }
+    CHECK(o.destroyed_stream_uses() == 0);
+    CHECK(o.unreleased_events() == 0);
+  }
+}
+
+TEST_CASE("streams: free_records_used_streams uses a record_stream'ed stream only up to the free", "[streams][destroyed]") {
+  stash::caching_options options;
+  options.free_records_used_streams = true;
+  segments a(stash::simulated_backend{}, options);
+  auto& o = a.ordering();
+  const stash::stream side = o.make_stream(), t = o.make_stream();
+  void* p = a.allocate(whole, t);
+  a.record_stream(p, side);
+  a.deallocate(p, t);  // side is alive until this free, by the caller's promise
+  CHECK(o.recorded_on(side) == 1);
+  o.destroy(side);  // and may go right after it
+  void* q = a.allocate(whole, t);  // side's event has not completed: new memory, no use of side's handle
+  CHECK(q != p);
+  o.complete_all();
+  a.deallocate(q, t);
+  void* r = a.allocate(whole, t);  // every epoch completed: p's block again
+  CHECK((r == p || r == q));
+  CHECK(o.destroyed_stream_uses() == 0);
+  a.deallocate(r, t);
+}
+
 TEST_CASE("streams: blocks used on a stream destroyed since are freed on another without its handle",
           "[streams][destroyed]") {
   segments a;

@@ -402,6 +402,7 @@ class caching_allocator {
     tag* const freed_on = streams_.tag(s);
     std::vector<tag*> uses{b->owner};
     if (auto it = extra_uses_.find(b->addr); it != extra_uses_.end()) uses.insert(uses.end(), it->second.begin(), it->second.end());
+    const std::size_t named_end = uses.size();  // uses[1, named_end): the streams record_stream named
     if (std::find(uses.begin(), uses.end(), freed_on) == uses.end()) uses.push_back(freed_on);
     streams_.add_cross(b, uses);  // the last step that can throw
     extra_uses_.erase(b->addr);
@@ -410,6 +411,9 @@ class caching_allocator {
     stats_.on_deallocate(b->requested, b->size);
     if constexpr (paged) arena_.unback_pages(b->addr, b->size);
     heap_.push_free(b);
+    if (options_.free_records_used_streams)  // they are alive now, by the caller's promise
+      for (std::size_t i = 1; i < named_end; ++i)
+        if (uses[i] != freed_on) streams_.close_used_stream(uses[i]);
     streams_.after_free(freed_on);  // the one stream this call names
   }
 

@@ -46,6 +46,14 @@ struct caching_options {
   /// stream S by making T wait for S's event on the GPU (cudaStreamWaitEvent, RMM's way) before new
   /// memory is asked for. Off: T then never waits for S's unrelated work (README, "Stream order").
   bool cross_stream_wait = false;
+  /// Stream-ordered compositions: the free of a block that record_stream named other streams for
+  /// records an event on each of those streams itself, so the block comes back once their work is done
+  /// even when they never call the allocator (a communication or copy stream). The caller promises that
+  /// those streams are alive at the free: PyTorch's contract, whose own allocator records the same
+  /// events, and which its plug-in (stash.torch) turns this on for. Off: such a stream's epoch is
+  /// closed at its next call, or by empty_cache() or the out-of-memory retry, and the free never uses
+  /// its handle (a stream may then be destroyed right after its last call).
+  bool free_records_used_streams = false;
 };
 
 }  // namespace stash

@@ -134,6 +134,8 @@ constexpr const char* option_help_text =
     "max_chunk_pages:INT         32    (vmm) pages inside a new block mapped as one allocation, at most; 1: page by page\n"
     "small_region:on|off         on    (vmm) requests of at most half a page in an address region of their own\n"
     "max_held_over_live:FLOAT    0     (vmm) pages held at most this x the peak of live bytes, idle pages moved past it; 0: off\n"
+    "free_records_used_streams:on|off  off  a free records an event on the streams record_stream named\n"
+    "                                  (they must be alive then: PyTorch's contract; stash.torch: on)\n"
     "backing:auto|host           auto  host: ordinary host memory even when a GPU is visible (tests)\n"
     "host_devices:INT            1     (backing host) number of pretend devices\n"
     "limit:BYTES                 none  most memory each device's pool may hold from the driver\n"
@@ -247,6 +249,8 @@ options parse_options(std::string_view conf, options base) {
       caching.max_chunk_pages = static_cast<std::size_t>(n);
     } else if (key == "small_region") {
       caching.small_region = parse_choice(key, value, switch_choices);
+    } else if (key == "free_records_used_streams") {
+      caching.free_records_used_streams = parse_choice(key, value, switch_choices);
     } else if (key == "max_held_over_live") {
       const double d = parse_double(key, value, "a number >= 0");
       if (d < 0) bad_value(key, value, "a number >= 0");
@@ -267,7 +271,7 @@ options parse_options(std::string_view conf, options base) {
       throw option_error{STASH_ERROR_INVALID_ARGUMENT,
                          "stash: unknown option '" + std::string(key) +
                              "' (known: backend, page_slack, reserve, pages_between_moves, max_chunk_pages, small_region, "
-                             "max_held_over_live, backing, "
+                             "max_held_over_live, free_records_used_streams, backing, "
                              "host_devices, limit, memory_fraction)"};
     }
   }
@@ -283,6 +287,7 @@ std::string format_options(const options& o) {
                   ",pages_between_moves:" + std::to_string(caching.pages_between_moves) +
                   ",max_chunk_pages:" + std::to_string(caching.max_chunk_pages) +
                   ",small_region:" + std::string(name_of(caching.small_region, switch_choices)) +
+                  ",free_records_used_streams:" + std::string(name_of(caching.free_records_used_streams, switch_choices)) +
                   ",backing:" + std::string(name_of(o.host, backing_choices));
   if (caching.max_held_over_live > 0) {
     std::snprintf(number, sizeof number, "%g", caching.max_held_over_live);

@@ -276,6 +276,7 @@ class Options(unittest.TestCase):
                 (dict(page_slack=True), "option 'page_slack'"),
                 (dict(reserve="1,2"), "option 'reserve'"),
                 (dict(small_region="maybe"), "option 'small_region': 'maybe' is not one of off, on"),
+                (dict(free_records_used_streams=2), "option 'free_records_used_streams': '2' is not one of off, on"),
             ]
             for kwargs, expected in cases:
                 try:
@@ -302,13 +303,17 @@ class Options(unittest.TestCase):
             """
             got = stash.configure("page_slack:0.5", reserve="3GiB", pages_between_moves=2, backend="segments")
             assert got == ("backend:segments,page_slack:0.5,reserve:3221225472,pages_between_moves:2,max_chunk_pages:32,"
-                           "small_region:on,backing:auto"), got
+                           "small_region:on,free_records_used_streams:off,backing:auto"), got
             got = stash.configure(small_region=False)
             assert ",small_region:off," in got, got
             got = stash.configure("small_region:on")
             assert ",small_region:on," in got, got
             got = stash.configure(max_held_over_live=1.05)
-            assert got.endswith(",small_region:on,backing:auto,max_held_over_live:1.05"), got
+            assert got.endswith(",small_region:on,free_records_used_streams:off,backing:auto,max_held_over_live:1.05"), got
+            got = stash.configure(defaults="free_records_used_streams:on")  # an integration's defaults
+            assert ",free_records_used_streams:on," in got, got
+            got = stash.configure("free_records_used_streams:off", defaults="free_records_used_streams:on")
+            assert ",free_records_used_streams:off," in got, got
             got = stash.configure(reserve="2 MB", backing="host", host_devices=3)
             assert "reserve:2000000" in got and "host_devices:3" in got and "page_slack:0.02" in got, got
             assert stash.device_count() == 3 and stash.backing() == "host"
@@ -396,6 +401,7 @@ class Options(unittest.TestCase):
 
         text = stash.option_help()
         for name in ("backend", "page_slack", "reserve", "pages_between_moves", "max_chunk_pages", "small_region",
+                     "free_records_used_streams",
                      "max_held_over_live", "backing", "host_devices", "limit"):
             self.assertIn(name + ":", text)
 

@@ -213,6 +213,19 @@ class stream_layer {
     return retired + settle_cross();
   }
 
+  /// Records t's epoch now, in a free that does not name t: a stream record_stream named for the block
+  /// being freed, under caching_options::free_records_used_streams (the caller promises t is alive).
+  /// Never throws; if t cannot be closed now (capturing, another thread's per-thread stream, a runtime
+  /// error) a close is requested instead, as without the option.
+  void close_used_stream(stream_tag* t) noexcept {
+    state& s = *as_state(t);
+    try {
+      if (close(s)) return;
+    } catch (...) {
+    }
+    request_close(s);
+  }
+
   /// Makes stream `to` (the stream the call names) wait on the GPU for the epoch of free block b,
   /// once that epoch is recorded. false when that cannot be done: b is a cross block, its epoch is
   /// still open (its owner is asked to close it), or `to` is capturing.
@@ -319,7 +332,8 @@ class stream_layer {
   }
 
   /// Records the event of s's open epoch if it has frees; false if s is capturing (it stays open).
-  /// Only in a call that names s: its handle is alive then.
+  /// Only where s's handle is known to be alive: in a call that names s, or in a free whose caller
+  /// promised it (close_used_stream).
   bool close(state& s) {
     if (!has_open_frees(s)) {
       s.close_at = normal_close_at(s);

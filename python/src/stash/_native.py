@@ -157,13 +157,14 @@ def options_string(options: Dict[str, object]) -> str:
     return ",".join(f"{key}:{_format_value(key, value)}" for key, value in options.items())
 
 
-def configure(conf: Optional[str] = None, *, use_env: bool = True, **options) -> str:
+def configure(conf: Optional[str] = None, *, use_env: bool = True, defaults: str = "", **options) -> str:
     """Sets the options of every pool; must come before the first allocation. Returns the options in force.
 
-    The environment variable STASH_CONF ("key:value,key:value", like PYTORCH_ALLOC_CONF) is read first
-    (when use_env), then `conf`, then keyword arguments, each overriding the one before. A bad option
-    raises OptionError naming it, and changes nothing."""
-    parts = []
+    `defaults` (an integration's own, "key:value,...") come first, then the environment variable
+    STASH_CONF ("key:value,key:value", like PYTORCH_ALLOC_CONF, when use_env), then `conf`, then keyword
+    arguments, each overriding the one before. A bad option raises OptionError naming it, and changes
+    nothing."""
+    parts = [defaults] if defaults else []
     env = os.environ.get("STASH_CONF", "") if use_env else ""
     if env:
         # Checked alone first, so that an error in the environment says where it came from.

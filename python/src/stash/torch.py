@@ -96,6 +96,13 @@ def hooks_wired() -> bool:
     return bool(_state["hooks"])
 
 
+# What PyTorch's contract lets stash do by default (STASH_CONF or keywords override it): a stream that
+# Tensor.record_stream names stays alive until the tensor's memory is freed (PyTorch's own allocator
+# records an event on it then), so the free records that stream's event itself and the memory comes
+# back once its work is done, even when the stream never allocates (a communication or copy stream).
+TORCH_DEFAULTS = "free_records_used_streams:on"
+
+
 def enable(conf: Optional[str] = None, **options) -> str:
     """Switches PyTorch's CUDA allocator to stash; returns the stash options in force.
 
@@ -116,7 +123,7 @@ def enable(conf: Optional[str] = None, **options) -> str:
     if torch.cuda.is_initialized():
         raise TooLateError(_TOO_LATE, _native.ERROR_TOO_LATE)
 
-    in_force = _native.configure(conf, **options)
+    in_force = _native.configure(conf, defaults=TORCH_DEFAULTS, **options)
     path = _native.library_path()
 
     hooks = None

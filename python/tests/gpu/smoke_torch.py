@@ -167,6 +167,28 @@ def record_stream_keeps_memory_from_early_reuse():
     """
 
 
+@check
+def record_stream_onto_a_silent_stream_comes_back():
+    """
+    import torch, stash, stash.torch
+    stash.torch.enable()                                     # free_records_used_streams:on by default
+    side = torch.cuda.Stream()                               # never allocates: like NCCL's stream
+    size = 16 << 20
+    for trial in range(20):
+        x = torch.empty(size, dtype=torch.uint8, device="cuda")
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            x.fill_(1)                                       # a kernel on side, no allocation there
+        x.record_stream(side)
+        del x
+        torch.cuda.synchronize()                             # side's work is done: the block may come back
+    peak = stash.torch.memory_stats(0)["reserved_bytes.all.peak"]
+    # Without the free recording side's event, every trial's block would wait for empty_cache: 20 x 16 MiB.
+    if peak > 4 * size:
+        raise AssertionError(f"reserved peak {peak >> 20} MiB: blocks record_stream'ed onto a silent stream did not come back")
+    """
+
+
 def main():
     passed = failed = 0
     env = dict(os.environ)
