@@ -664,12 +664,14 @@ TEMPLATE_TEST_CASE("segments: a small live block never keeps a large idle segmen
 }
 
 TEST_CASE("page table: the highest idle page is exact under random changes", "[allocator][paged]") {
-  // Checked against the definition (mapped and not touched) over a table of 3 summary levels.
+  // Checked against the definition (mapped and not touched) over a table of 3 summary levels; and the
+  // first unmapped page of a random range (inside one word of pages or across several) likewise.
   constexpr std::size_t pages = 64 * 64 * 3 + 17;
   stash::detail::page_table t;
   t.resize(pages);
   std::vector<std::pair<std::size_t, std::size_t>> live;  // blocks as [first, last] pages
   std::mt19937_64 rng(7);
+  std::mt19937_64 ranges(11);  // for the first_unmapped checks, apart from the changes' sequence
   auto brute_highest = [&] {
     for (std::size_t p = pages; p-- > 0;)
       if (t.mapped(p) && !t.touched(p)) return p;
@@ -699,6 +701,11 @@ TEST_CASE("page table: the highest idle page is exact under random changes", "[a
       if (!t.mapped(p)) t.set_mapped(p, true);
     }
     REQUIRE(t.highest_idle() == brute_highest());
+    const std::size_t from = ranges() % pages, to = std::min(pages - 1, from + ranges() % 130);
+    std::size_t hole = stash::detail::page_table::none;
+    for (std::size_t p = to + 1; p-- > from;)
+      if (!t.mapped(p)) hole = p;
+    REQUIRE(t.first_unmapped(from, to) == hole);
   }
 }
 

@@ -347,7 +347,7 @@ class caching_allocator {
   }
 
   /// The heap's search, in the pool the arena serves a request of this size from.
-  block* find_free_block(std::size_t size, const tag* on) noexcept {
+  [[gnu::always_inline]] block* find_free_block(std::size_t size, const tag* on) noexcept {
     return heap_.find_free_block(size, on, arena_.pool_for(size));
   }
 

@@ -108,6 +108,10 @@ class basic_page_table {
 
   /// First page in [first, last] that is not mapped, or none.
   std::size_t first_unmapped(std::size_t first, std::size_t last) const noexcept {
+    if (first / 64 == last / 64) {  // the allocate path: most blocks span one word of pages
+      const std::uint64_t holes = ~mapped_[first / 64] & span_mask(first, last);
+      return holes ? (first & ~std::size_t{63}) + static_cast<std::size_t>(__builtin_ctzll(holes)) : none;
+    }
     for (std::size_t w = first / 64; w <= last / 64; ++w)
       if (const std::uint64_t holes = ~mapped_[w] & word_mask(w, first, last))
         return w * 64 + static_cast<std::size_t>(__builtin_ctzll(holes));
@@ -200,13 +204,16 @@ class basic_page_table {
   }
   /// Pages [first, last] lie inside one new live block. Returns how many.
   std::size_t touch_interior(std::size_t first, std::size_t last) noexcept {
-    for (std::size_t w = first / 64; w <= last / 64; ++w) interior_[w] |= word_mask(w, first, last);
+    if (first / 64 == last / 64) interior_[first / 64] |= span_mask(first, last);
+    else
+      for (std::size_t w = first / 64; w <= last / 64; ++w) interior_[w] |= word_mask(w, first, last);
     return last - first + 1;
   }
   /// The block whose inside pages [first, last] were is gone: the mapped ones become idle.
   std::size_t untouch_interior(std::size_t first, std::size_t last) noexcept {
+    const bool one_word = first / 64 == last / 64;
     for (std::size_t w = first / 64; w <= last / 64; ++w) {
-      const std::uint64_t mask = word_mask(w, first, last);
+      const std::uint64_t mask = one_word ? span_mask(first, last) : word_mask(w, first, last);
       interior_[w] &= ~mask;
       if (const std::uint64_t idle = mapped_[w] & mask) maybe_idle_.assign_word(w, maybe_idle_.word(w) | idle);
     }
@@ -214,6 +221,10 @@ class basic_page_table {
   }
 
 
+  /// The bits of pages [first, last], which lie in one word.
+  static constexpr std::uint64_t span_mask(std::size_t first, std::size_t last) noexcept {
+    return (~std::uint64_t{0} << (first % 64)) & (~std::uint64_t{0} >> (63 - last % 64));
+  }
   /// The bits of word w that lie in pages [first, last].
   static constexpr std::uint64_t word_mask(std::size_t w, std::size_t first, std::size_t last) noexcept {
     std::uint64_t mask = ~std::uint64_t{0};
