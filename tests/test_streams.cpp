@@ -303,6 +303,49 @@ TEST_CASE("streams: pages under a pending free are not moved or unmapped until i
   CHECK(o.host_waits() == 0);
 }
 
+// A training step: the host frees and allocates far ahead of the GPU, so the blocks freed in the step
+// are pending when the next large request comes, and their pages may not move. The request then starts
+// in the pending block just below the range it was given, on its own stream (stream order makes that
+// safe), and maps only the pages that block lacks.
+TEST_CASE("streams: a request that needs pages starts in its own stream's pending block just below",
+          "[streams][paged]") {
+  auto ledger = std::make_shared<backend_ledger>();
+  checked_paged a{checked_backend<stash::simulated_paged_backend>(ledger)};
+  auto& o = a.ordering();
+  const stash::stream s = o.make_stream();
+  void* p = a.allocate(4 * MiB, s);  // 2 pages, then the untouched rest of the arena
+  a.deallocate(p, s);                // pending on s: its pages may not move
+  void* q = a.allocate(6 * MiB, s);  // starts at p: 1 new page instead of 3
+  CHECK(q == p);
+  CHECK(ledger->pages.size() == 3);
+  CHECK(a.reserved_bytes() == 6 * MiB);
+  CHECK(a.page_moves() == 0);
+  CHECK(o.host_waits() == 0);
+  a.deallocate(q, s);
+  o.complete_all();
+  a.empty_cache();
+  CHECK(ledger->pages.empty());
+  CHECK(ledger->misuses == 0);
+}
+
+TEST_CASE("streams: another stream's pending block below is left alone", "[streams][paged]") {
+  auto ledger = std::make_shared<backend_ledger>();
+  checked_paged a{checked_backend<stash::simulated_paged_backend>(ledger)};
+  auto& o = a.ordering();
+  const stash::stream s = o.make_stream(), t = o.make_stream();
+  void* p = a.allocate(4 * MiB, s);
+  a.deallocate(p, s);                   // pending on s
+  void* q = a.allocate(6 * MiB, t);     // t may not use it: above it, 3 new pages
+  CHECK(addr(q) >= addr(p) + 4 * MiB);
+  CHECK(ledger->pages.size() == 5);
+  a.deallocate(q, t);
+  void* r = a.allocate(2 * MiB, s);     // p's block still serves s where it is
+  CHECK(r == p);
+  a.deallocate(r, s);
+  CHECK(o.host_waits() == 0);
+  CHECK(ledger->misuses == 0);
+}
+
 TEST_CASE("streams: pages trim_cache could not give back go back once their events complete",
           "[streams][paged]") {
   stash::caching_options one_region;  // the small blocks below reuse the large block's first page

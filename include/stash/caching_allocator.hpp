@@ -440,8 +440,20 @@ class caching_allocator {
     if (streams_.capturing(on))
       throw capture_error(requested, "the cached blocks usable on the capturing stream would need pages mapped");
     if (!streams_.settled() && reclaim(on) > 0) {
-      arena_.coalesce();              // b may have merged into a ready neighbour: look again
-      b = find_free_block(size, on);  // b's memory is still free and usable here: never null
+      const std::uint8_t region = b->pool;  // a request is carved from the other region when its own is full
+      arena_.coalesce();                    // b may have merged into a ready neighbour: look again
+      b = heap_.find_free_block(size, on, region);  // b's memory is still free and usable there: never null
+      unmapped = arena_.first_unmapped(b->addr, size);
+    }
+    // A free block just below b that this stream may use, whose pages are all mapped: the request
+    // starts there, and needs only the unmapped pages of b's first size - lower->size bytes. The GPU
+    // runs behind the host, so such a block is often pending on this very stream, and its pages may
+    // not move: reusing them in place is the only way they serve (docs/design.md, "When the GPU runs
+    // behind the host").
+    if (block* lower = b->prev_adjacent; unmapped != detail::page_table::none && lower && lower->is_free &&
+                                         lower->size < size && heap_type::usable(lower, on) &&
+                                         arena_.first_unmapped(lower->addr, lower->size) == detail::page_table::none) {
+      b = heap_.place_lower(b, size);
       unmapped = arena_.first_unmapped(b->addr, size);
     }
     return b;

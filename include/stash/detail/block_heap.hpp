@@ -209,6 +209,30 @@ class block_heap {
     }
   }
 
+  /// Places a request of `size` bytes at the start of free block b's free lower neighbour instead of at
+  /// b: the neighbour (all of it) and b's first size - lower->size bytes become one free block of
+  /// exactly `size`, returned; the rest of b stays a free block as it was (same stream and epoch).
+  /// The caller checked that both are usable on the requesting stream, that the neighbour is smaller
+  /// than `size` and that b's rest is not empty or b is larger. The returned block is pending where either
+  /// part was (on that stream, at the later epoch): as safe as both halves. Cannot throw: allocate()
+  /// reserved the record split needs.
+  block* place_lower(block* b, std::size_t size) noexcept {
+    block* const lower = b->prev_adjacent;
+    free_.remove(b);
+    split(b, size - lower->size);  // b keeps the part the request needs; its rest is filed as it was
+    free_.remove(lower);
+    if constexpr (Streamed) {
+      if (!ready(b) && (ready(lower) || b->seq > lower->seq)) {
+        lower->owner = b->owner;
+        lower->seq = b->seq;
+      }
+    }
+    lower->size += b->size;
+    unlink(b);
+    push_free(lower);
+    return lower;
+  }
+
   /// Drops a block that was merged into its lower neighbour.
   void unlink(block* b) noexcept {
     if (b->indexed) index_.erase(b->addr);
