@@ -7,7 +7,8 @@
 //   second free, trim_cache, empty_cache, reset_peak, a backend fault at a chosen call index (out of
 //   memory or a thrown cuda_error, failing compositions), a backend capacity change (simulated
 //   backends); stream order: record_stream, events completing (one, a stream's, all), graph capture
-//   on and off, a made stream destroyed or its handle given to a new stream, and an unknown stream.
+//   on and off, a made stream destroyed or its handle given to a new stream, and an unknown stream;
+//   free_records_used_streams on or off.
 // After every operation the allocator must agree with the model (live blocks, every counter), the
 // backend must hold exactly what the allocator says it reserved and have seen no misuse; after every
 // error, the live blocks and their figures must be as before and the memory held no larger. Stream
@@ -109,11 +110,12 @@ class program {
  public:
   explicit program(FuzzedDataProvider& in) : in_(in) {
     stash::caching_options options;
-    // Wait mode stays off: the stream model knows direct waits only, and wait mode rightly hands a
-    // block over through a chain of them (T waited for S's event, then U waits for an event on T),
-    // which the model would flag. test_streams.cpp covers wait mode. The byte is still read, so
-    // the corpus keeps its meaning when the model learns chains.
-    if constexpr (streamed) (void)in_.ConsumeBool();
+    // The first byte of a stream-ordered program turns free_records_used_streams on (the program then
+    // keeps PyTorch's contract: a stream a live block was record_stream'ed on is not destroyed before
+    // the block is freed). Wait mode stays off: the stream model knows direct waits only, and wait
+    // mode rightly hands a block over through a chain of them (T waited for S's event, then U waits
+    // for an event on T), which the model would flag; test_streams.cpp covers wait mode.
+    if constexpr (streamed) options.free_records_used_streams = records_used_ = in_.ConsumeBool();
     a_ = std::make_unique<Allocator>(backend_traits<backend>::make(), options);
     streams_.push_back(stash::stream{});
     if constexpr (streamed) {
@@ -325,6 +327,15 @@ class program {
     check();
   }
 
+  /// With free_records_used_streams the free of a block uses the streams record_stream named for it:
+  /// such a stream stays alive until then (PyTorch's contract).
+  bool named_by_live_block(stash::stream s) const {
+    if (!records_used_) return false;
+    for (const live_block& b : live_)
+      if (std::find(b.extra.begin(), b.extra.end(), s) != b.extra.end()) return true;
+    return false;
+  }
+
   void record_stream() {
     if (live_.empty()) return;
     live_block& b = live_[pick_live()];
@@ -362,7 +373,7 @@ class program {
           if (dead == destroyed_.end()) o.set_capturing(s, what == 1);
           break;
         case 2:
-          if (dead == destroyed_.end()) {
+          if (dead == destroyed_.end() && !named_by_live_block(s)) {
             o.destroy(s);
             destroyed_.push_back(s);
           }
@@ -498,6 +509,7 @@ class program {
   std::unique_ptr<Allocator> a_;
   std::vector<stash::stream> streams_;
   std::vector<stash::stream> destroyed_;  // made streams destroyed and not given out again
+  bool records_used_ = false;             // caching_options::free_records_used_streams
   reference_model model_;
   std::optional<stream_model> smodel_;  // stream-ordered compositions
   std::vector<live_block> live_;
