@@ -127,7 +127,7 @@ class block_heap {
     return nullptr;
   }
 
-  void push_free(block* b) noexcept {
+  [[gnu::always_inline]] void push_free(block* b) noexcept {
     b->is_free = true;
     b->requested = 0;
     b->bucket = static_cast<std::uint32_t>(bucket_of(b->size, pool_of(b)));
