@@ -12,7 +12,8 @@ TORCH=$(python3 -c 'import torch,os;print(os.path.dirname(torch.__file__))')
 export LD_LIBRARY_PATH=$TORCH/lib:$PWD/build/gpu/lib
 for i in 1 2 3; do
   timeout 60 .devbuild/baseline/stash-replay bench/traces --backend cuda --allocators stash,torch --json-file $L/base$i.jsonl > $L/base$i.txt 2>&1
-  timeout 100 .devbuild/new5/bench/stash-replay bench/traces --backend cuda --allocators stash,torch,cudaMallocAsync --json-file $L/new$i.jsonl > $L/new$i.txt 2>&1
+  extra=""; [ $i = 3 ] && extra=",stash-lean"  # max_held_over_live 1.05, once
+  timeout 120 .devbuild/new5/bench/stash-replay bench/traces --backend cuda --allocators stash,torch,cudaMallocAsync$extra --json-file $L/new$i.jsonl > $L/new$i.txt 2>&1
 done
 timeout 40 .devbuild/new5/bench/stash-replay --backend cuda --cross-stream 2000 --json-file $L/xs.jsonl > $L/xs.txt 2>&1
 cd $L && tar czf $OUT/logs.tgz . ; cd - >/dev/null
