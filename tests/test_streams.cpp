@@ -599,6 +599,40 @@ TEST_CASE("streams: free_records_used_streams uses a record_stream'ed stream onl
   a.deallocate(r, t);
 }
 
+// A server that makes a stream per request: what the allocator knows of streams must not grow without
+// end. empty_cache() forgets every stream no block refers to; one seen again is checked and added anew.
+TEMPLATE_TEST_CASE("streams: empty_cache forgets the streams no block refers to", "[streams]", segments, paged) {
+  TestType a;
+  auto& o = a.ordering();
+  std::vector<stash::stream> requests;
+  for (int i = 0; i < 50; ++i) {
+    const stash::stream r = o.make_stream();
+    requests.push_back(r);
+    a.deallocate(a.allocate(whole, r), r);
+  }
+  const stash::stream keep = o.make_stream(), side = o.make_stream();
+  void* live = a.allocate(whole, keep);  // keeps `keep` known
+  a.record_stream(live, side);           // and `side`, which the free will wait for
+  o.complete_all();
+  a.empty_cache();
+  CHECK(a.stream_stats().streams_forgotten == 50);
+  for (const stash::stream r : requests) o.destroy(r);  // the program is done with them
+
+  const auto recorded_on_side = o.recorded_on(side);
+  a.deallocate(live, keep);  // keep and side are still known: side's epoch is asked to close
+  void* again = a.allocate(whole, side);  // side's call records it: its first event since it was seen
+  CHECK(o.recorded_on(side) == recorded_on_side + 1);
+  a.deallocate(again, side);
+  const stash::stream fresh = o.make_stream();  // a new stream may get a forgotten one's memory
+  o.complete_all();
+  a.empty_cache();
+  CHECK(a.stream_stats().streams_forgotten == 52);  // keep and side too, now that no block refers to them
+  void* p = a.allocate(whole, fresh);
+  a.deallocate(p, fresh);
+  CHECK(o.destroyed_stream_uses() == 0);
+  CHECK(o.unreleased_events() == 0);
+}
+
 TEST_CASE("streams: blocks used on a stream destroyed since are freed on another without its handle",
           "[streams][destroyed]") {
   segments a;

@@ -264,6 +264,7 @@ class caching_allocator {
       arena_.coalesce();
     }
     arena_.release_cache(0);
+    if constexpr (streamed) forget_unused_streams();
   }
 
   /// Gives cached memory back to the backend until at most target_cached_bytes stay cached, or nothing
@@ -392,6 +393,26 @@ class caching_allocator {
   tag* tag_of(stream s) {
     if constexpr (streamed) return streams_.tag(s);
     else return (void)s, nullptr;
+  }
+
+  /// After empty_cache: a free block that is ready belongs to no stream any more, and the stream layer
+  /// drops the streams no block refers to (live blocks' owners, the streams record_stream named for
+  /// them, the owners of free blocks still pending).
+  void forget_unused_streams() noexcept
+    requires streamed
+  {
+    if (!streams_.settled()) return;
+    heap_.for_each_block([](block* b) {
+      if (b->is_free && detail::ready(b)) {
+        b->owner = nullptr;
+        b->seq = 0;
+      }
+    });
+    streams_.forget_unused([&](auto mark) {
+      heap_.for_each_block([&](block* b) { mark(b->owner); });
+      for (const auto& [addr, uses] : extra_uses_)
+        for (tag* t : uses) mark(t);
+    });
   }
 
   /// A free on another stream than b's own, or of a block record_stream named other streams for: b

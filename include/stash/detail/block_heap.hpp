@@ -136,6 +136,15 @@ class block_heap {
   /// Takes b out of its free list (it is about to be handed out, merged or given back).
   void remove(block* b) noexcept { free_.remove(b); }
 
+  /// f(b) for every free block and every block in the index (the live ones, and free ones reused at
+  /// the same address), a free block possibly twice. For empty_cache's walk, not a fast path.
+  template <class F>
+  void for_each_block(F&& f) const {
+    for (std::size_t j = 0; j < Buckets::bucket_count * pool_count; ++j)
+      for (block* b = free_.head(j); b; b = b->next_free) f(b);
+    index_.for_each([&](std::uintptr_t, block* b) { f(b); });
+  }
+
   // ---- split and merge ----------------------------------------------------------------------------
 
   /// Keeps the first `size` bytes of b (not in any free list) and files the rest as a new free block.

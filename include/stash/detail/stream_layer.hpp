@@ -67,6 +67,7 @@ struct stream_tag {
   std::uintptr_t key = 0;         // the stream handle
   std::uint64_t open_seq = 1;     // the epoch collecting frees now
   std::uint64_t retired_seq = 0;  // every epoch up to this one has completed on the GPU
+  bool referenced = false;        // forget_unused: a block refers to it
 };
 
 /// Whether free block b may be handed out on stream `to` now.
@@ -96,6 +97,7 @@ class stream_layer {
     std::uint64_t host_waits = 0;       // epochs waited for on the host when the device could not be
     std::uint64_t capture_skips = 0;    // epochs left open because their stream was capturing, and
                                         // device-wide waits refused because a capture was underway
+    std::uint64_t streams_forgotten = 0;  // streams forget_unused dropped (empty_cache)
   };
 
   explicit stream_layer(Ordering ordering = Ordering{}) noexcept : ordering_(std::move(ordering)) {}
@@ -211,6 +213,37 @@ class stream_layer {
       }
     }
     return retired + settle_cross();
+  }
+
+  /// Once settled (every free block ready, as after empty_cache's synchronize), drops the streams that
+  /// nothing refers to: no epoch open or recorded, not the legacy default stream, and not passed to
+  /// mark by for_each_reference(mark), which the caller calls for the owner of every block and every
+  /// stream record_stream named for a live block. A program that makes streams without end (one per
+  /// request) then keeps what it knows of them bounded by what it still uses; a stream seen again is
+  /// checked and added anew. Returns how many were dropped.
+  template <class ForEachReference>
+  std::size_t forget_unused(ForEachReference&& for_each_reference) noexcept {
+    if (!settled()) return 0;
+    for (auto& [key, s] : streams_) s->referenced = false;
+    for_each_reference([](stream_tag* t) noexcept {
+      if (t) t->referenced = true;
+    });
+    std::size_t dropped = 0;
+    for (auto it = streams_.begin(); it != streams_.end();) {
+      state& s = *it->second;
+      if (s.referenced || always_alive(s) || has_open_frees(s) || !s.recorded.empty()) {
+        ++it;
+        continue;
+      }
+      if (last_ == &s) {
+        last_ = nullptr;
+        last_key_ = no_key;
+      }
+      it = streams_.erase(it);
+      ++dropped;
+    }
+    counters_.streams_forgotten += dropped;
+    return dropped;
   }
 
   /// Records t's epoch now, in a free that does not name t: a stream record_stream named for the block
