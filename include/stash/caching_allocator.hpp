@@ -401,15 +401,14 @@ class caching_allocator {
   void forget_unused_streams() noexcept
     requires streamed
   {
-    if (!streams_.settled()) return;
-    heap_.for_each_block([](block* b) {
-      if (b->is_free && detail::ready(b)) {
-        b->owner = nullptr;
-        b->seq = 0;
-      }
-    });
-    streams_.forget_unused([&](auto mark) {
-      heap_.for_each_block([&](block* b) { mark(b->owner); });
+    streams_.forget_unused([&](auto mark) {  // called only once every free block is ready
+      heap_.for_each_block([&](block* b) {
+        if (b->is_free && detail::ready(b)) {
+          b->owner = nullptr;
+          b->seq = 0;
+        }
+        mark(b->owner);
+      });
       for (const auto& [addr, uses] : extra_uses_)
         for (tag* t : uses) mark(t);
     });

@@ -218,7 +218,8 @@ class stream_layer {
   /// Once settled (every free block ready, as after empty_cache's synchronize), drops the streams that
   /// nothing refers to: no epoch open or recorded, not the legacy default stream, and not passed to
   /// mark by for_each_reference(mark), which the caller calls for the owner of every block and every
-  /// stream record_stream named for a live block. A program that makes streams without end (one per
+  /// stream record_stream named for a live block (called only once settled, so the caller may clear
+  /// the owners of free blocks there). A program that makes streams without end (one per
   /// request) then keeps what it knows of them bounded by what it still uses; a stream seen again is
   /// checked and added anew. Returns how many were dropped.
   template <class ForEachReference>
