@@ -91,7 +91,8 @@ class DriverSampler:
 # The allocator figures a record keeps, in PyTorch's names (stash.torch.memory_stats uses them too).
 FIGURES = ["allocated_bytes.all.current", "allocated_bytes.all.peak", "reserved_bytes.all.current",
            "reserved_bytes.all.peak"]
-STASH_FIGURES = ["requested_bytes.all.peak", "inactive_split_bytes.all.current"]
+STASH_FIGURES = ["requested_bytes.all.peak", "inactive_split_bytes.all.current", "num_device_alloc", "num_device_free",
+                 "stash.page_moves"]
 
 
 def setup_allocator(name, device_index):

@@ -43,6 +43,7 @@ struct memory_stats {
   stats_snapshot detail;
   std::uint64_t num_ooms = 0;          // requests that ended in out_of_memory (PyTorch's num_ooms)
   std::size_t limit_bytes = SIZE_MAX;  // the most the pool may hold from the driver; SIZE_MAX: no limit
+  std::uint64_t page_moves = 0;        // paged pools: idle pages moved to where a block needed them
 };
 
 /// Where a CUDA-backed manager's device pools get memory.
@@ -121,6 +122,9 @@ class pool : public memory_resource {
   void report_out_of_memory_to(const detail::oom_observers* observers) noexcept { observers_ = observers; }
   /// Requests that ended in out_of_memory since the pool was made.
   std::uint64_t out_of_memory_count() const noexcept { return ooms_.load(std::memory_order_relaxed); }
+  /// Paged pools: idle pages moved (unmapped and mapped again elsewhere) since the pool was made; 0
+  /// for a pool of segments.
+  virtual std::uint64_t page_moves() const noexcept = 0;
 
  protected:
   const detail::oom_observers* observers_ = nullptr;
@@ -152,6 +156,7 @@ class pool_of final : public pool {
   void empty_cache() override { allocator_.empty_cache(); }
   void trim_cache(std::size_t target) override { allocator_.trim_cache(target); }
   stats_snapshot stats() const override { return allocator_.stats(); }
+  std::uint64_t page_moves() const noexcept override { return allocator_.page_moves(); }
   void reset_peak() override { allocator_.reset_peak(); }
   std::size_t limit() const noexcept override {
     if constexpr (limited) return allocator_.backend().limit();
@@ -427,7 +432,7 @@ class memory_manager {
   static memory_stats to_memory_stats(const pool* p) {
     const stats_snapshot s = p ? p->stats() : stats_snapshot{};
     return {s.allocated_bytes, s.cached_bytes, s.reserved_bytes, s.peak_allocated_bytes, s.peak_reserved_bytes, s,
-            p ? p->out_of_memory_count() : 0, p ? p->limit() : unlimited};
+            p ? p->out_of_memory_count() : 0, p ? p->limit() : unlimited, p ? p->page_moves() : 0};
   }
 
   backing backing_;

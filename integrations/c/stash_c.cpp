@@ -474,6 +474,7 @@ void fill(stash_stats* out, const stash::memory_stats& m) {
   out->backend_frees = s.backend_frees;
   out->oom_retries = s.oom_retries;
   out->num_ooms = m.num_ooms;
+  out->page_moves = m.page_moves;
 }
 
 }  // namespace

@@ -63,6 +63,7 @@ typedef struct stash_stats {
   uint64_t oom_retries;          /* times the cache was released to retry a request */
   uint64_t num_ooms;             /* requests that failed for lack of memory */
   uint64_t limit_bytes;          /* the most the pool may hold from the driver; UINT64_MAX: no limit */
+  uint64_t page_moves;           /* paged pools: idle pages moved to where a block needed them */
 } stash_stats;
 
 /* PyTorch's pluggable signatures. size 0 returns null (as cudaMalloc(0) does) and is no error.

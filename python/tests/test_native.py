@@ -225,6 +225,7 @@ class Library(unittest.TestCase):
             assert "out of memory" in n.last_error(), n.last_error()
             s = stats()
             assert s["num_ooms"] == 1 and s["reserved_bytes"] <= 64 << 20, s
+            assert s["page_moves"] == 0, s  # host backing holds segments: no page to move
             L.stash_free(a, 40 << 20, 0, None)
             b = L.stash_alloc(40 << 20, 0, None)                   # fits again
             assert b

@@ -237,6 +237,33 @@ TEST_CASE("a memory fraction of the device caps a manager's pool", "[cuda][manag
   CHECK(mm.get_stats(0).total_reserved == 0);
 }
 
+TEST_CASE("manager stats count the pages a paged pool moved", "[cuda][manager][paged]") {
+  stash::manager_options options;
+  options.caching.page_slack = 0;
+  options.caching.pages_between_moves = 0;  // a move is always due
+  options.caching.small_region = false;     // the page-sized blocks below share the one region
+  stash::memory_manager mm(stash::memory_manager::backing::cuda, 1, options);
+  if (dynamic_cast<stash::pool_of<stash::limited_caching_allocator<stash::cuda_vmm_backend>>*>(&mm.device_pool(0)) ==
+      nullptr) {
+    WARN("device 0 has no virtual memory management: its pool holds segments and moves no page");
+    return;
+  }
+  void* first = mm.allocate(2 * MiB, stash::memory_type::device, 0);  // page 0
+  void* kept = mm.allocate(2 * MiB, stash::memory_type::device, 0);   // page 1
+  mm.deallocate(first);                                               // page 0 idle
+  CHECK(mm.get_stats(0).page_moves == 0);
+  void* big = mm.allocate(4 * MiB, stash::memory_type::device, 0);  // above page 1: pages 2 and 3
+  write_pattern(big, 4 * MiB, 5);
+  CHECK(holds_pattern(big, 4 * MiB, 5));
+  const auto s = mm.get_stats(0);
+  CHECK(s.page_moves == 1);  // page 0 moved to page 2 (high tide 3 pages, no slack), page 3 mapped
+  CHECK(s.total_reserved == 3 * 2 * MiB);
+  mm.deallocate(big);
+  mm.deallocate(kept);
+  mm.empty_cache(0);
+  CHECK(mm.get_stats(0).total_reserved == 0);
+}
+
 TEST_CASE("manager: a stream destroyed after frees on it: empty_cache and another stream go on",
           "[cuda][manager][streams][destroyed]") {
   const int device = current_device();

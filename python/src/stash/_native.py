@@ -59,6 +59,7 @@ class Stats(ctypes.Structure):
             "oom_retries",
             "num_ooms",
             "limit_bytes",
+            "page_moves",
         )
     ]
 
