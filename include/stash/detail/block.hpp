@@ -35,19 +35,23 @@ class block_pool {
  public:
   /// Makes sure the next two make() calls cannot throw: the allocator asks the host heap for records
   /// before it changes anything, so a std::bad_alloc leaves it as it was.
+  /// Counts the spare records rather than following their links: the second spare is often cold in
+  /// the cache, and the allocation may take no record at all.
   void reserve_two() {
-    if (!spare_ || !spare_->next_free) [[unlikely]] grow();
+    if (spare_count_ < 2) [[unlikely]] grow();
   }
   /// A record with its fields unset: the caller sets every one (split does so on the fast path).
   block* make() {
-    if (!spare_) grow();
+    if (spare_count_ == 0) grow();
     block* b = spare_;
     spare_ = b->next_free;
+    --spare_count_;
     return b;
   }
   void recycle(block* b) noexcept {
     b->next_free = spare_;
     spare_ = b;
+    ++spare_count_;
   }
 
  private:
@@ -58,6 +62,7 @@ class block_pool {
   }
   std::vector<std::unique_ptr<block[]>> chunks_;
   block* spare_ = nullptr;
+  std::size_t spare_count_ = 0;
 };
 
 }  // namespace stash::detail

@@ -19,12 +19,16 @@ class free_lists {
 
   [[gnu::always_inline]] void push(block* b) noexcept {
     const std::size_t i = b->bucket;
+    block* const head = heads_[i];
     b->prev_free = nullptr;
-    b->next_free = heads_[i];
-    if (heads_[i]) heads_[i]->prev_free = b;
+    b->next_free = head;
     heads_[i] = b;
-    words_[i / 64] |= bit(i % 64);
-    summary_ |= bit(i / 64);
+    if (head) {
+      head->prev_free = b;
+    } else {  // the bitmap says which lists are non-empty: only an empty list changes it
+      words_[i / 64] |= bit(i % 64);
+      summary_ |= bit(i / 64);
+    }
   }
 
   [[gnu::always_inline]] void remove(block* b) noexcept {

@@ -24,7 +24,7 @@ class pointer_map {
 
   /// Makes sure the next insert cannot throw (std::bad_alloc here leaves the map as it was).
   void reserve_one() {
-    if ((size_ + 1) * 2 > capacity_) [[unlikely]] rehash(capacity_ * 2);
+    if (size_ >= grow_at_) [[unlikely]] rehash(capacity_ * 2);
   }
 
   void insert(std::uintptr_t key, Value* value) {
@@ -81,6 +81,7 @@ class pointer_map {
     auto old = std::exchange(slots_, std::move(fresh));
     const std::size_t old_capacity = capacity_;
     capacity_ = capacity;
+    grow_at_ = capacity / 2;
     mask_ = capacity - 1;
     shift_ = 64 - static_cast<unsigned>(__builtin_ctzll(capacity));
     for (std::size_t i = 0; i < old_capacity; ++i)
@@ -89,6 +90,7 @@ class pointer_map {
 
   std::unique_ptr<slot[]> slots_;
   std::size_t capacity_ = 0;
+  std::size_t grow_at_ = 0;  // at most half the slots are used: one more insert at this size grows
   std::size_t mask_ = 0;
   unsigned shift_ = 64;
   std::size_t size_ = 0;
