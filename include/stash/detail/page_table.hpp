@@ -211,13 +211,15 @@ class basic_page_table {
   }
   /// The block whose inside pages [first, last] were is gone: the mapped ones become idle.
   std::size_t untouch_interior(std::size_t first, std::size_t last) noexcept {
-    const bool one_word = first / 64 == last / 64;
-    for (std::size_t w = first / 64; w <= last / 64; ++w) {
-      const std::uint64_t mask = one_word ? span_mask(first, last) : word_mask(w, first, last);
-      interior_[w] &= ~mask;
-      if (const std::uint64_t idle = mapped_[w] & mask) maybe_idle_.assign_word(w, maybe_idle_.word(w) | idle);
-    }
+    if (first / 64 == last / 64) untouch_word(first / 64, span_mask(first, last));  // most blocks
+    else
+      for (std::size_t w = first / 64; w <= last / 64; ++w) untouch_word(w, word_mask(w, first, last));
     return last - first + 1;
+  }
+  /// The pages of `mask` in word w no longer lie inside a live block: the mapped ones become idle.
+  void untouch_word(std::size_t w, std::uint64_t mask) noexcept {
+    interior_[w] &= ~mask;
+    if (const std::uint64_t idle = mapped_[w] & mask) maybe_idle_.assign_word(w, maybe_idle_.word(w) | idle);
   }
 
 

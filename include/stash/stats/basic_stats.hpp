@@ -11,8 +11,9 @@ class basic_stats {
   void on_allocate(std::size_t requested, std::size_t rounded, bool from_cache) noexcept {
     s_.requested_bytes += requested;
     s_.allocated_bytes += rounded;
-    s_.peak_requested_bytes = std::max(s_.peak_requested_bytes, s_.requested_bytes);
-    s_.peak_allocated_bytes = std::max(s_.peak_allocated_bytes, s_.allocated_bytes);
+    // A peak rises rarely once a workload is warm: compare, and store only when it does.
+    if (s_.requested_bytes > s_.peak_requested_bytes) [[unlikely]] s_.peak_requested_bytes = s_.requested_bytes;
+    if (s_.allocated_bytes > s_.peak_allocated_bytes) [[unlikely]] s_.peak_allocated_bytes = s_.allocated_bytes;
     ++s_.allocations;
     s_.cache_hits += from_cache ? 1 : 0;
   }
