@@ -14,9 +14,8 @@ struct segregated_fit_buckets {
   static constexpr std::size_t max_size = std::size_t{1} << 62;
   static constexpr bool exact_fit = false;
 
-  static constexpr std::size_t round_up(std::size_t n) noexcept {
-    return n <= granule ? granule : detail::round_up_to(n, granule);
-  }
+  /// n >= 1 (the concept's contract), so rounding up alone gives at least one granule.
+  static constexpr std::size_t round_up(std::size_t n) noexcept { return detail::round_up_to(n, granule); }
   /// Granule counts below 16 get one list each; above, 16 lists per power of two.
   static constexpr std::size_t bucket_index(std::size_t rounded) noexcept {
     const std::size_t units = rounded / granule;
@@ -39,6 +38,7 @@ struct segregated_fit_buckets {
 static_assert(bucket_policy<segregated_fit_buckets>);
 static_assert(segregated_fit_buckets::bucket_count ==
               segregated_fit_buckets::bucket_index(segregated_fit_buckets::max_size) + 1);
+static_assert(segregated_fit_buckets::round_up(1) == 256 && segregated_fit_buckets::round_up(257) == 512);
 static_assert(segregated_fit_buckets::bucket_index(256) == 1);
 static_assert(segregated_fit_buckets::bucket_index(16 * 256) == 16);
 static_assert(segregated_fit_buckets::bucket_index(17 * 256) == 17);

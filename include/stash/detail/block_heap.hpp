@@ -48,10 +48,11 @@ class block_heap {
 
   /// The record of the block that starts at a, live or free, if it has ever been live there.
   block* find(std::uintptr_t a) const noexcept { return index_.find(a); }
-  /// Indexes b (live now) unless it is already: a block reused at the same address is.
-  void index(block* b) {
+  /// Indexes b (live now) unless it is already: a block reused at the same address is. After
+  /// reserve(): cannot throw.
+  void index(block* b) noexcept {
     if (!b->indexed) {
-      index_.insert(b->addr, b);
+      index_.insert_reserved(b->addr, b);
       b->indexed = true;
     }
   }

@@ -29,6 +29,10 @@ class pointer_map {
 
   void insert(std::uintptr_t key, Value* value) {
     reserve_one();
+    insert_reserved(key, value);
+  }
+  /// insert() after a reserve_one() with no insert since (the allocate path reserves first).
+  void insert_reserved(std::uintptr_t key, Value* value) noexcept {
     place(key, value);
     ++size_;
   }
