@@ -146,6 +146,28 @@ def small_tensors(device, seed: int, tensors: int = 500, max_elements: int = 1 <
                     dict(tensors=tensors, max_elements=max_elements))
 
 
+def alloc_churn(device, seed: int, allocations: int = 20000, live: int = 64, max_elements: int = 1 << 18) -> Workload:
+    """Allocation-bound: tensors made and dropped with no kernel between them (torch.empty, a rolling
+    window of `live` kept), so a step's time is PyTorch's tensor bookkeeping plus the allocator's host
+    time, through the allocator interface each one plugs into."""
+    _seed(seed)
+    sizes_rng = random.Random(seed)
+    sizes = [max(1, int(2 ** sizes_rng.uniform(0, max_elements.bit_length() - 1))) for _ in range(allocations)]
+    slots = [sizes_rng.randrange(live) for _ in range(allocations)]
+
+    def step(i: int) -> float:
+        kept = [None] * live
+        total = 0
+        for n, slot in zip(sizes, slots):
+            kept[slot] = torch.empty(n, device=device)  # the block it replaces is freed here
+            total += kept[slot].numel()
+        return float(total)
+
+    return Workload(step, f"{allocations} torch.empty per step (1-{max_elements} floats, log-uniform, "
+                          f"{live} kept in a rolling window), no kernels",
+                    dict(allocations=allocations, live=live, max_elements=max_elements))
+
+
 def decode_batch1(device, seed: int, layers: int = 4, hidden: int = 512, tokens: int = 64) -> Workload:
     """Launch-bound: batch-1 greedy decoding with a KV cache, one token per forward pass."""
     _seed(seed)
@@ -232,6 +254,7 @@ WORKLOADS = {
     "gpt2_varlen": gpt2_train_varlen,
     "llama_generate": llama_generate,
     "small_tensors": small_tensors,
+    "alloc_churn": alloc_churn,
     "decode_b1": decode_batch1,
     "multistream": multistream,
     "ddp": ddp_train,

@@ -51,6 +51,7 @@
 #include "stash/detail/segment_arena.hpp"
 #include "stash/detail/stream_layer.hpp"
 #include "stash/error.hpp"
+#include "stash/ipc_handle.hpp"
 #include "stash/lock/lock.hpp"
 #include "stash/ordering/default_ordering.hpp"
 #include "stash/stats/basic_stats.hpp"
@@ -196,6 +197,20 @@ class caching_allocator {
       if (std::find(uses.begin(), uses.end(), t) == uses.end()) uses.push_back(t);
       b->used_elsewhere = true;
     }
+  }
+
+  /// The live block p as another process can map it (stash/ipc.hpp, stash/cuda/ipc_mapping.hpp): a
+  /// descriptor for each physical allocation under it, with no lock held while the descriptors are
+  /// sent. Only where the backend's memory is shareable (cuda_vmm_backend made with `shareable`).
+  /// Throws invalid_pointer (or double_free) if p is not the start of a live allocation here, and the
+  /// backend's error when it cannot export; nothing changes then.
+  ipc_handle ipc_export(const void* p) const
+    requires shareable_paged_backend<Backend>
+  {
+    std::lock_guard guard(lock_);
+    const block* b = p ? heap_.find(address(p)) : nullptr;
+    if (!b || b->is_free) throw_bad_pointer(p);
+    return arena_.export_block(b->addr, b->size, b->requested);
   }
 
   /// The size asked for when p was allocated. Throws invalid_pointer if p is not live here.

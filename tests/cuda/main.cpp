@@ -13,6 +13,10 @@
 #include "stash/memory_manager.hpp"
 #include "stash_c.h"
 
+namespace stash_test {
+int run_ipc_peer(int socket);  // test_ipc.cpp: the process a block is shared with
+}
+
 namespace {
 
 bool gpu_required() {
@@ -40,6 +44,9 @@ void print_devices(int count) {
 }  // namespace
 
 int main(int argc, char* argv[]) {
+  // test_ipc.cpp starts this binary again as the peer it shares a block with.
+  if (argc == 3 && std::strcmp(argv[1], "--ipc-peer") == 0) return stash_test::run_ipc_peer(std::atoi(argv[2]));
+
   Catch::Session session;
   if (const int rc = session.applyCommandLine(argc, argv); rc != 0) return rc;
 

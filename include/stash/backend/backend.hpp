@@ -63,6 +63,13 @@ concept chunked_paged_backend = paged_backend<B> && requires(B& b, std::uintptr_
   { b.unmap_pages(a, n) } noexcept;
 };
 
+/// A paged backend whose physical allocations can be handed to another process (stash/ipc.hpp).
+template <class B>
+concept shareable_paged_backend = paged_backend<B> && requires(const B& cb, std::uintptr_t a) {
+  /// A new file descriptor (the caller's) for the physical allocation backing the mapped page at `a`.
+  { cb.export_chunk(a) } -> std::same_as<int>;
+};
+
 template <class B>
 concept backend_policy = segment_backend<B> || paged_backend<B>;
 

@@ -40,10 +40,13 @@ class basic_cuda_vmm_backend {
   using ordering_type = cuda_event_ordering;
 
   /// -1: the device current when the backend is made. `reserve_bytes`: size of the address range to
-  /// reserve by default; 0 means the device's memory and half as much again (default_reserve_bytes()). Throws stash::invalid_device
-  /// for a bad id and stash::cuda_error when there is no driver or the device lacks VMM support.
-  explicit basic_cuda_vmm_backend(int device = -1, std::size_t reserve_bytes = 0)
-      : device_(device_manager::resolve(device)), reserve_bytes_(reserve_bytes) {
+  /// reserve by default; 0 means the device's memory and half as much again (default_reserve_bytes()).
+  /// `shareable`: physical memory is created so that it can be exported to another process as a POSIX
+  /// file descriptor (export_chunk; stash/ipc.hpp). Throws stash::invalid_device for a bad id and
+  /// stash::cuda_error when there is no driver, the device lacks VMM support, or shareable memory was
+  /// asked for and the device cannot export it.
+  explicit basic_cuda_vmm_backend(int device = -1, std::size_t reserve_bytes = 0, bool shareable = false)
+      : device_(device_manager::resolve(device)), reserve_bytes_(reserve_bytes), shareable_(shareable) {
     cuda::device_guard guard(device_);
     STASH_CUDA_CHECK(cudaFree(nullptr));  // creates the primary context the driver calls run in
     CUdevice handle = 0;
@@ -61,6 +64,15 @@ class basic_cuda_vmm_backend {
                        "device " + std::to_string(device_) + " does not support virtual memory management" +
                            (Kind == memory_kind::device ? " (cuMemCreate/cuMemMap)"
                                                         : " of host memory (CU_MEM_LOCATION_TYPE_HOST)"));
+    }
+    if (shareable_) {
+      int exportable = 0;
+      STASH_CU_CHECK(api().cuDeviceGetAttribute(&exportable, CU_DEVICE_ATTRIBUTE_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR_SUPPORTED,
+                                                handle));
+      if (!exportable)
+        throw cuda_error(static_cast<int>(cudaErrorNotSupported),
+                         "device " + std::to_string(device_) +
+                             " cannot export memory as a POSIX file descriptor (shareable pages asked for)");
     }
     std::size_t free_bytes = 0;
     STASH_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_memory_));
@@ -237,6 +249,24 @@ class basic_cuda_vmm_backend {
     }
   }
 
+  /// Whether physical memory is created exportable (the constructor's `shareable`).
+  bool shareable() const noexcept { return shareable_; }
+
+  /// A new POSIX file descriptor, owned by the caller, for the physical allocation that backs the page
+  /// at `a` (the whole chunk: cuMemExportToShareableHandle). Another process imports it with
+  /// cuMemImportFromShareableHandle (stash/cuda/ipc_mapping.hpp). Throws stash::error when the backend
+  /// is not shareable, invalid_pointer when no page is mapped at `a`, stash::cuda_error when the
+  /// driver refuses.
+  int export_chunk(std::uintptr_t a) const {
+    if (!shareable_) throw error("stash: export_chunk: the backend was not made shareable");
+    const page& p = pages_[index_of(a, "export_chunk")];
+    if (!p.mapped) throw invalid_pointer(reinterpret_cast<void*>(a), "export_chunk: page is not mapped");
+    cuda::device_guard guard(device_);
+    int fd = -1;
+    STASH_CU_CHECK(api().cuMemExportToShareableHandle(&fd, p.handle, CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR, 0));
+    return fd;
+  }
+
   /// The reserved range (0 and 0 before reserve()), and how many of its pages are mapped.
   std::uintptr_t base() const noexcept { return base_; }
   std::size_t reserved_bytes() const noexcept { return size_; }
@@ -258,7 +288,7 @@ class basic_cuda_vmm_backend {
   CUmemAllocationProp allocation_properties() const noexcept {
     CUmemAllocationProp prop{};
     prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
-    prop.requestedHandleTypes = CU_MEM_HANDLE_TYPE_NONE;
+    prop.requestedHandleTypes = shareable_ ? CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR : CU_MEM_HANDLE_TYPE_NONE;
     prop.location.type = Kind == memory_kind::device ? CU_MEM_LOCATION_TYPE_DEVICE : CU_MEM_LOCATION_TYPE_HOST;
     prop.location.id = Kind == memory_kind::device ? device_ : 0;
     return prop;
@@ -340,6 +370,7 @@ class basic_cuda_vmm_backend {
   void take(basic_cuda_vmm_backend& other) noexcept {
     device_ = other.device_;
     reserve_bytes_ = other.reserve_bytes_;
+    shareable_ = other.shareable_;
     total_memory_ = other.total_memory_;
     page_size_ = other.page_size_;
     base_ = std::exchange(other.base_, 0);
@@ -352,6 +383,7 @@ class basic_cuda_vmm_backend {
 
   int device_ = -1;
   std::size_t reserve_bytes_ = 0;
+  bool shareable_ = false;
   std::size_t total_memory_ = 0;
   std::size_t page_size_ = 0;
   std::uintptr_t base_ = 0;
@@ -369,5 +401,6 @@ using cuda_pinned_vmm_backend = basic_cuda_vmm_backend<memory_kind::pinned>;
 
 static_assert(chunked_paged_backend<cuda_vmm_backend>);
 static_assert(chunked_paged_backend<cuda_pinned_vmm_backend>);
+static_assert(shareable_paged_backend<cuda_vmm_backend>);
 
 }  // namespace stash

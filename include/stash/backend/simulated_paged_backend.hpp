@@ -6,8 +6,13 @@
 // mapped page or unmapping an unmapped one is counted as a misuse, and so is unmapping or moving a
 // page of a chunk (map_pages) other than whole. It counts the driver calls cuda_vmm_backend makes
 // for the same work (driver_calls()), so that the cost of growing can be compared without a GPU.
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <utility>
 #include <vector>
@@ -82,6 +87,26 @@ class simulated_paged_backend {
     for (std::size_t i = 0; i < n; ++i)
       if (mark(a + i * page_, 0)) mapped_bytes_ -= page_;
   }
+  /// What cuMemExportToShareableHandle gives cuda_vmm_backend: a new descriptor, the caller's, for the
+  /// chunk backing the mapped page at `a`. Here an empty in-memory file (memfd) as long as the chunk, so
+  /// that a test can tell which chunk was exported. invalid_pointer when no page is mapped at `a`.
+  int export_chunk(std::uintptr_t a) const {
+    if (!in_range(a) || !mapped_[index(a)]) throw invalid_pointer(reinterpret_cast<void*>(a), "export_chunk: page is not mapped");
+    std::size_t first = index(a);
+    while (chunk_pages_[first] == 0 && first > 0 && mapped_[first - 1]) --first;
+    const std::size_t bytes = std::size_t{chunk_pages_[first]} * page_;
+    const int fd = ::memfd_create("stash-simulated-chunk", MFD_CLOEXEC);
+    if (fd < 0) throw error(std::string("stash: simulated export_chunk: memfd_create: ") + std::strerror(errno));
+    if (::ftruncate(fd, static_cast<off_t>(bytes)) != 0) {
+      const int e = errno;
+      ::close(fd);
+      throw error(std::string("stash: simulated export_chunk: ftruncate: ") + std::strerror(e));
+    }
+    ++export_calls_;
+    return fd;
+  }
+  std::size_t export_calls() const noexcept { return export_calls_; }
+
   int device() const noexcept { return device_; }
   void set_device(int d) noexcept { device_ = d; }
 
@@ -132,8 +157,10 @@ class simulated_paged_backend {
   std::vector<std::uint32_t> chunk_pages_;  // at a chunk's first page: its pages
   std::size_t mapped_bytes_ = 0, peak_mapped_bytes_ = 0;
   std::size_t map_calls_ = 0, move_calls_ = 0, unmap_calls_ = 0, misuses_ = 0, driver_calls_ = 0;
+  mutable std::size_t export_calls_ = 0;
 };
 
 static_assert(chunked_paged_backend<simulated_paged_backend>);
+static_assert(shareable_paged_backend<simulated_paged_backend>);
 
 }  // namespace stash

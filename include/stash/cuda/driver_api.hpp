@@ -31,6 +31,8 @@ struct driver_api {
   PFN_cuMemMap_v10020 cuMemMap = nullptr;
   PFN_cuMemUnmap_v10020 cuMemUnmap = nullptr;
   PFN_cuMemSetAccess_v10020 cuMemSetAccess = nullptr;
+  PFN_cuMemExportToShareableHandle_v10020 cuMemExportToShareableHandle = nullptr;
+  PFN_cuMemImportFromShareableHandle_v10020 cuMemImportFromShareableHandle = nullptr;
 
   /// The entry points, looked up on first use. Throws stash::cuda_error when there is no driver or
   /// it lacks one of them; a later call tries again.
@@ -71,6 +73,8 @@ struct driver_api {
     fetch(api.cuMemMap, "cuMemMap");
     fetch(api.cuMemUnmap, "cuMemUnmap");
     fetch(api.cuMemSetAccess, "cuMemSetAccess");
+    fetch(api.cuMemExportToShareableHandle, "cuMemExportToShareableHandle");
+    fetch(api.cuMemImportFromShareableHandle, "cuMemImportFromShareableHandle");
     return api;
   }
 };

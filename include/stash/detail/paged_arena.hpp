@@ -23,6 +23,7 @@
 #include "stash/detail/page_table.hpp"
 #include "stash/detail/stream_layer.hpp"
 #include "stash/error.hpp"
+#include "stash/ipc_handle.hpp"
 #include "stash/ordering/host_ordering.hpp"
 #include "stash/stats/basic_stats.hpp"
 
@@ -133,6 +134,23 @@ class paged_arena {
     if (p == page_table::none) return true;
     back_unmapped_pages(addr, size, p, requested, peak_before);
     return false;
+  }
+
+  /// The live block [addr, addr + size) as an ipc_handle: one piece per chunk under its pages, in
+  /// address order, each with a descriptor of the chunk's physical allocation.
+  ipc_handle export_block(std::uintptr_t addr, std::size_t size, std::size_t requested) const
+    requires shareable_paged_backend<Backend>
+  {
+    const std::size_t first = first_page(addr), last = last_page(addr, size);
+    ipc_handle h(backend_.device(), addr - page_address(first), requested);
+    for (std::size_t p = first; p <= last;) {
+      const std::size_t chunk = pages_.chunk_first(p), chunk_end = pages_.chunk_last(p) + 1;
+      const std::size_t stop = std::min(chunk_end, last + 1);
+      h.add(backend_.export_chunk(page_address(p)),
+            {(p - chunk) << page_shift_, (stop - p) << page_shift_, (chunk_end - chunk) << page_shift_});
+      p = stop;
+    }
+    return h;
   }
 
   void unback_pages(std::uintptr_t addr, std::size_t size) noexcept {
