@@ -2,6 +2,7 @@
 // physical allocations a block's handle names and which part of each, and the handle's trip over a
 // Unix socket with its descriptors. The mapping on a real device is tests/cuda/test_ipc.cpp.
 #include <catch2/catch.hpp>
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -152,8 +153,10 @@ TEST_CASE("ipc_receive refuses what is not a handle, and a closed socket", "[ipc
   {
     // Pieces that cannot be one block: a middle piece starting inside its chunk.
     stash::ipc_handle h(0, 0, 4 * MiB);
-    h.add(::dup(0), {0, page, page});
-    h.add(::dup(0), {MiB, MiB, page});
+    h.add(::open("/dev/null", O_RDONLY | O_CLOEXEC), {0, page, page});
+    h.add(::open("/dev/null", O_RDONLY | O_CLOEXEC), {MiB, MiB, page});
+    REQUIRE(h.fds()[0] >= 0);
+    REQUIRE(h.fds()[1] >= 0);
     CHECK_FALSE(h.consistent());
     socket_pair s;
     stash::ipc_send(s.ends[0], h);
