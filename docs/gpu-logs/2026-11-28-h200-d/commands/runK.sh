@@ -24,7 +24,12 @@ export PYTHONPATH=/tmp/site STASH_TORCH_EXTENSION_DIR=/tmp/stash-ext PYTHONUNBUF
 timeout 100 python3 scripts/e2e --reps 3 --steps 10 --warmup 2 --workloads alloc_churn --allocators native,expandable,stash \
   --max-minutes 1.3 --out $L/churn > $L/churn.out 2>&1
 rm -rf $L/churn/records $L/churn/e2e.png
+# Does the host running ahead of the GPU make gpt2_varlen's peak (pending pages cannot move)? With
+# CUDA_LAUNCH_BLOCKING=1 every free's work is done before the next call.
+CUDA_LAUNCH_BLOCKING=1 timeout 80 python3 scripts/e2e --reps 1 --steps 6 --warmup 2 --workloads gpt2_varlen \
+  --allocators stash --out $L/blocking > $L/blocking.out 2>&1
+rm -rf $L/blocking/e2e.png
 timeout 100 python3 python/tests/gpu/smoke_torch.py > $L/smoke_torch.log 2>&1; echo "smoke_torch rc=$?" >> $L/smoke_torch.log
 pack
 cat $L/gpu.txt; tail -14 $L/summary.txt; tail -3 $L/nccl.log $L/nccl-memcheck.log; grep -h "FAILED:\|failed:" $L/*.log | sort | uniq -c | head
-grep -h "^| alloc_churn" $L/churn.out; tail -3 $L/smoke_torch.log; tail -12 $L/new2.txt
+grep -h "^| alloc_churn" $L/churn.out; grep -h "^| gpt2_varlen" $L/blocking.out; tail -3 $L/smoke_torch.log; tail -12 $L/new2.txt
