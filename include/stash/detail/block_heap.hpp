@@ -186,17 +186,15 @@ class block_heap {
   void merge_and_push(block* b) noexcept {
     if (block* next = b->next_adjacent; next && next->is_free && mergeable(next, b->owner)) {
       free_.remove(next);
-      b->size += next->size;
-      unlink(next);
+      absorb_next(b);
     }
     if (block* prev = b->prev_adjacent; prev && prev->is_free && mergeable(prev, b->owner)) {
       free_.remove(prev);
-      prev->size += b->size;
       if constexpr (Streamed) {
         prev->owner = b->owner;
         prev->seq = b->seq;
       }
-      unlink(b);
+      absorb_next(prev);
       b = prev;
     }
     push_free(b);
@@ -207,11 +205,9 @@ class block_heap {
   void merge_ready(block* b) noexcept {
     for (; b; b = b->next_adjacent) {
       while (b->is_free && ready(b) && b->next_adjacent && b->next_adjacent->is_free && ready(b->next_adjacent)) {
-        block* next = b->next_adjacent;
         free_.remove(b);
-        free_.remove(next);
-        b->size += next->size;
-        unlink(next);
+        free_.remove(b->next_adjacent);
+        absorb_next(b);
         b->owner = nullptr;
         b->seq = 0;
         push_free(b);
@@ -237,10 +233,17 @@ class block_heap {
         lower->seq = b->seq;
       }
     }
-    lower->size += b->size;
-    unlink(b);
-    push_free(lower);
+    absorb_next(lower);
+    push_free(lower);  // filed, so that it stays a free block if mapping its pages fails
     return lower;
+  }
+
+  /// Folds b's upper neighbour (free, and out of the free lists) into b and drops its record; who owns
+  /// the merged block is the caller's rule.
+  void absorb_next(block* b) noexcept {
+    block* const next = b->next_adjacent;
+    b->size += next->size;
+    unlink(next);
   }
 
   /// Drops a block that was merged into its lower neighbour.
