@@ -15,6 +15,7 @@
 #include "stash/caching_allocator.hpp"
 #include "stash/ipc.hpp"
 #include "stash/lock/null_lock.hpp"
+#include "stash/memory_manager.hpp"
 #include "stash/stats/basic_stats.hpp"
 
 namespace {
@@ -162,4 +163,15 @@ TEST_CASE("ipc_receive refuses what is not a handle, and a closed socket", "[ipc
     stash::ipc_send(s.ends[0], h);
     CHECK_THROWS_AS(stash::ipc_receive(s.ends[1]), stash::error);
   }
+}
+
+TEST_CASE("the memory manager exports only from pools whose memory can be shared", "[ipc][manager][errors]") {
+  stash::memory_manager mm(stash::memory_manager::backing::host, 1);
+  void* p = mm.allocate(4 * MiB, stash::memory_type::device);
+  const auto stats = mm.get_stats(0);
+  CHECK_THROWS_AS(mm.ipc_export(p), stash::error);  // host memory stands in for the device: no handles
+  int x = 0;
+  CHECK_THROWS_AS(mm.ipc_export(&x), stash::invalid_pointer);
+  CHECK(mm.get_stats(0).detail == stats.detail);
+  mm.deallocate(p);
 }

@@ -58,6 +58,10 @@ struct manager_options {
   caching_options caching{};  // every device pool's, and the pinned pool's when it is paged
   /// Each device pool's limit until set_memory_limit or set_memory_fraction changes it.
   std::size_t limit_bytes = SIZE_MAX;
+  /// CUDA-backed: device pools map memory another process can map too (memory_manager::ipc_export,
+  /// stash/ipc.hpp). A device that cannot export it (or has no virtual memory management) then makes
+  /// allocate throw stash::cuda_error instead of falling back to cudaMalloc segments.
+  bool shareable = false;
   /// When > 0 (at most 1; CUDA-backed only), each device pool's limit is also at most this fraction of
   /// its device's total memory, read when the pool is made.
   double memory_fraction = 0;
@@ -125,6 +129,8 @@ class pool : public memory_resource {
   /// Paged pools: idle pages moved (unmapped and mapped again elsewhere) since the pool was made; 0
   /// for a pool of segments.
   virtual std::uint64_t page_moves() const noexcept = 0;
+  /// As the allocator's ipc_export; stash::error for a pool whose memory cannot be shared.
+  virtual ipc_handle ipc_export(const void* p) const = 0;
 
  protected:
   const detail::oom_observers* observers_ = nullptr;
@@ -157,6 +163,11 @@ class pool_of final : public pool {
   void trim_cache(std::size_t target) override { allocator_.trim_cache(target); }
   stats_snapshot stats() const override { return allocator_.stats(); }
   std::uint64_t page_moves() const noexcept override { return allocator_.page_moves(); }
+  ipc_handle ipc_export(const void* p) const override {
+    if constexpr (requires { allocator_.ipc_export(p); }) return allocator_.ipc_export(p);
+    else throw error("stash: this pool's memory cannot be shared with another process (memory_manager "
+                     "with manager_options::shareable, CUDA virtual memory)");
+  }
   void reset_peak() override { allocator_.reset_peak(); }
   std::size_t limit() const noexcept override {
     if constexpr (limited) return allocator_.backend().limit();
@@ -277,6 +288,15 @@ class memory_manager {
       if (pool* p = slot.load(std::memory_order_acquire); p && p->holds(ptr)) return p->record_stream(ptr, s);
     if (pool* p = pinned_pool_.load(std::memory_order_acquire); p && p->holds(ptr)) return p->record_stream(ptr, s);
     throw invalid_pointer(ptr, "not allocated by the memory manager");
+  }
+
+  /// The live block ptr (of any device pool) as another process can map it (stash/ipc.hpp). Needs
+  /// manager_options::shareable; otherwise throws stash::error. Throws invalid_pointer (or
+  /// double_free) if ptr is not the start of a live block of a device pool; nothing changes then.
+  ipc_handle ipc_export(const void* ptr) const {
+    for (const auto& slot : device_pools_)
+      if (const pool* p = slot.load(std::memory_order_acquire); p && p->holds(ptr)) return p->ipc_export(ptr);
+    throw invalid_pointer(ptr, "not a device allocation of the memory manager");
   }
 
   // The caches and figures of one device (-1: current). A device whose pool is not made yet has
@@ -405,6 +425,7 @@ class memory_manager {
     // Host memory named after the device it stands for, so that errors name the device asked for.
     if (backing_ == backing::host) return make_limited_pool(host_backend(id), limit);
     if (options_.backend == device_backend_kind::vmm) {
+      if (options_.shareable) return make_limited_pool(cuda_vmm_backend(id, 0, true), limit);
       try {
         return make_limited_pool(cuda_vmm_backend(id), limit);
       } catch (const cuda_error&) {

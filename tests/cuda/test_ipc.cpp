@@ -18,6 +18,7 @@
 #include "cuda/kernels.hpp"
 #include "stash/cuda/ipc_mapping.hpp"
 #include "stash/ipc.hpp"
+#include "stash/memory_manager.hpp"
 
 extern char** environ;
 
@@ -157,4 +158,31 @@ TEST_CASE("a backend not made shareable refuses to export", "[cuda][ipc]") {
   CHECK_THROWS_AS(a.ipc_export(p), stash::error);
   CHECK(a.stats() == stats);
   a.deallocate(p);
+}
+
+TEST_CASE("a memory manager made shareable exports its device blocks", "[cuda][ipc][manager][no-initcheck]") {
+  stash::manager_options options;
+  options.shareable = true;
+  stash::memory_manager mm(stash::memory_manager::backing::cuda, 1, options);
+  const std::size_t n = 6 * MiB / sizeof(float);
+  auto* data = static_cast<float*>(mm.allocate(n * sizeof(float), stash::memory_type::device, 0));
+  CUDA_REQUIRE(launch_affine_fill(data, n, 1.0f, 0.0f));
+  stash::ipc_handle h = mm.ipc_export(data);
+  CHECK(h.size() == n * sizeof(float));
+  {
+    stash::ipc_mapping m(h);
+    CUDA_REQUIRE(launch_affine_update(static_cast<float*>(m.get()), n, 2.0f, 1.0f, nullptr));
+    CUDA_REQUIRE(cudaDeviceSynchronize());
+  }
+  std::vector<float> host(n);
+  CUDA_REQUIRE(cudaMemcpy(host.data(), data, n * sizeof(float), cudaMemcpyDeviceToHost));
+  std::size_t wrong = 0;
+  for (std::size_t i = 0; i < n; ++i) wrong += host[i] != 2.0f * static_cast<float>(i) + 1.0f;
+  CHECK(wrong == 0);
+  mm.deallocate(data);
+  CHECK_THROWS_AS(mm.ipc_export(data), stash::invalid_pointer);
+  stash::memory_manager plain(stash::memory_manager::backing::cuda);
+  void* q = plain.allocate(MiB, stash::memory_type::device, 0);
+  CHECK_THROWS_AS(plain.ipc_export(q), stash::error);  // not made shareable
+  plain.deallocate(q);
 }

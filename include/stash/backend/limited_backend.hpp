@@ -128,6 +128,12 @@ class limited_backend : public detail::ordering_type_of<Backend> {
     upstream_.unmap_page(a);
     held_.fetch_sub(upstream_.page_size(), std::memory_order_relaxed);
   }
+  /// Exporting holds nothing more: never refused by the limit.
+  int export_chunk(std::uintptr_t a) const
+    requires shareable_paged_backend<Backend>
+  {
+    return upstream_.export_chunk(a);
+  }
 
  private:
   bool fits(std::size_t bytes) const noexcept {
@@ -150,4 +156,5 @@ namespace stash {
 static_assert(segment_backend<limited_backend<host_backend>>);
 static_assert(segment_backend<limited_backend<simulated_backend>>);
 static_assert(chunked_paged_backend<limited_backend<simulated_paged_backend>>);
+static_assert(shareable_paged_backend<limited_backend<simulated_paged_backend>>);
 }  // namespace stash
