@@ -1,7 +1,8 @@
 // Growing in chunks (chunked_paged_backend, caching_options::max_chunk_pages): the pages inside a new
 // block are mapped as few physical allocations, its edge pages alone; a chunk goes back and moves away
 // only whole. On the simulated backend, which counts the driver calls cuda_vmm_backend would make
-// (three per physical allocation or page move, two per release).
+// (two per physical allocation, cuMemCreate and cuMemMap, and one cuMemSetAccess for all the pages a
+// block maps; three per page move, two per release).
 #include <catch2/catch.hpp>
 
 #include <cstdint>
@@ -39,13 +40,14 @@ TEST_CASE("chunks: a block's inside pages are one physical allocation, its edge 
   CHECK(b.chunk_pages(base + page) == 8);
   CHECK(b.chunk_pages(base + 9 * page) == 1);
   CHECK(b.mapped_bytes() == 10 * page);
-  CHECK(b.driver_calls() == 3 * 3);
+  CHECK(b.driver_calls() == 3 * 2 + 1);  // three allocations mapped, one access grant for the block
+  for (std::size_t i = 0; i < 10; ++i) CHECK(b.accessible(base + i * page));
   CHECK(a.stats().backend_allocations == 3);  // physical allocations, not pages
   CHECK(a.stats().reserved_bytes == 10 * page);
   a.deallocate(p);
   a.empty_cache();
   CHECK(b.mapped_bytes() == 0);
-  CHECK(b.driver_calls() == 3 * 3 + 3 * 2);
+  CHECK(b.driver_calls() == 3 * 2 + 1 + 3 * 2);
   CHECK(a.stats().backend_frees == 3);
   CHECK(a.stats().reserved_bytes == 0);
   CHECK(b.misuses() == 0);
@@ -60,7 +62,7 @@ TEST_CASE("chunks: max_chunk_pages bounds a chunk; 1 maps page by page", "[paged
     CHECK(a.backend().chunk_pages(base + 17 * page) == 16);
     CHECK(a.backend().chunk_pages(base + 33 * page) == 6);
     CHECK(a.stats().backend_allocations == 5);
-    CHECK(a.backend().driver_calls() == 5 * 3);
+    CHECK(a.backend().driver_calls() == 5 * 2 + 1);
     a.deallocate(p);
   }
   SECTION("page by page") {
@@ -68,7 +70,8 @@ TEST_CASE("chunks: max_chunk_pages bounds a chunk; 1 maps page by page", "[paged
     void* p = a.allocate(10 * page);
     for (std::size_t i = 0; i < 10; ++i) CHECK(a.backend().chunk_pages(addr(p) + i * page) == 1);
     CHECK(a.stats().backend_allocations == 10);
-    CHECK(a.backend().driver_calls() == 10 * 3);
+    CHECK(a.backend().driver_calls() == 10 * 2 + 1);
+    for (std::size_t i = 0; i < 10; ++i) CHECK(a.backend().accessible(addr(p) + i * page));
     a.deallocate(p);
   }
 }
@@ -156,4 +159,55 @@ TEST_CASE("chunks: limited_backend counts a chunk's bytes against the limit", "[
   a.empty_cache();
   CHECK(a.backend().held_bytes() == 0);
   CHECK(a.backend().upstream().misuses() == 0);
+}
+
+TEST_CASE("chunks: a 3 GiB block is 50 physical allocations and one access grant", "[paged][chunks]") {
+  paged a;
+  const std::size_t pages = (std::size_t{3} << 30) / page;  // 1536: edges 0 and 1535, inside 1534 pages
+  void* p = a.allocate(pages * page);
+  const std::uintptr_t base = addr(p);
+  const auto& b = a.backend();
+  // 47 chunks of 32 pages and one of 30 inside, the two edge pages alone.
+  CHECK(b.chunk_pages(base) == 1);
+  for (std::size_t c = 0; c < 47; ++c) CHECK(b.chunk_pages(base + (1 + 32 * c) * page) == 32);
+  CHECK(b.chunk_pages(base + (1 + 32 * 47) * page) == 30);
+  CHECK(b.chunk_pages(base + (pages - 1) * page) == 1);
+  CHECK(a.stats().backend_allocations == 50);
+  CHECK(b.map_calls() == 50);
+  CHECK(b.driver_calls() == 50 * 2 + 1);  // each allocation created and mapped; access granted once
+  CHECK(b.mapped_bytes() == pages * page);
+  for (std::size_t i = 0; i < pages; ++i) REQUIRE(b.accessible(base + i * page));
+  a.deallocate(p);
+  a.empty_cache();  // every chunk goes back, whole
+  CHECK(b.mapped_bytes() == 0);
+  CHECK(a.stats().reserved_bytes == 0);
+  CHECK(a.stats().backend_frees == 50);
+  CHECK(b.unmap_calls() == 50);
+  CHECK(b.driver_calls() == 50 * 2 + 1 + 50 * 2);
+  CHECK(b.misuses() == 0);
+}
+
+TEST_CASE("chunks: pages mapped for a block are granted with the pages moved into it, in one call",
+          "[paged][chunks]") {
+  stash::caching_options o;
+  o.page_slack = 0;
+  o.pages_between_moves = 0;  // every page backed past the budget moves an idle page
+  paged a(stash::simulated_paged_backend{}, o);
+  void* low = a.allocate(page);       // page 0
+  void* guard = a.allocate(page);     // page 1
+  a.deallocate(low);                  // page 0 idle, mapped alone: it can move
+  const std::size_t before = a.backend().driver_calls();
+  void* p = a.allocate(6 * page);     // pages 2-7: the idle page moves to page 2, the rest is new
+  REQUIRE(addr(p) == addr(guard) + page);
+  CHECK(a.page_moves() == 1);
+  CHECK(a.backend().chunk_pages(addr(p)) == 1);  // the page moved in, alone
+  // One move (3 calls), the new pages 3-7 (chunk 3-6 and edge 7: 2 allocations, 4 calls), one grant.
+  CHECK(a.backend().driver_calls() - before == 3 + 4 + 1);
+  for (std::size_t i = 0; i < 6; ++i) CHECK(a.backend().accessible(addr(p) + i * page));
+  CHECK(a.backend().misuses() == 0);
+  a.deallocate(p);
+  a.deallocate(guard);
+  a.empty_cache();
+  CHECK(a.backend().mapped_bytes() == 0);
+  CHECK(a.backend().misuses() == 0);
 }

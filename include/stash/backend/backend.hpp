@@ -53,12 +53,21 @@ concept paged_backend = requires(B& b, const B& cb, std::uintptr_t a, std::size_
 /// A paged backend that can also back a run of pages with one physical allocation: one driver
 /// allocation, one mapping and one access grant for the run, where page by page costs that per page
 /// (the driver's cost grows with the number of physical allocations, not with their size). Such a
-/// chunk is unmapped whole; its pages never move alone.
+/// chunk is unmapped whole; its pages never move alone. Mapping and granting access are also offered
+/// apart, so that one grant covers every chunk mapped for a block.
 template <class B>
 concept chunked_paged_backend = paged_backend<B> && requires(B& b, std::uintptr_t a, std::size_t n) {
-  /// Backs the n pages from `a` on (none mapped) with one physical allocation. false = out of memory,
-  /// and then nothing is left mapped.
+  /// Backs the n pages from `a` on (none mapped) with one physical allocation, read-write. false = out
+  /// of memory, and then nothing is left mapped.
   { b.map_pages(a, n) } -> std::same_as<bool>;
+  /// Backs the n pages from `a` on (none mapped) with physical allocations of `chunk` pages each, in
+  /// address order (the last one may be shorter), and grants no access: nothing may use them before
+  /// set_access covers them. Each chunk is unmapped alone, as if map_pages(its first page, its pages)
+  /// had mapped it. false = out of memory, and then nothing is left mapped.
+  { b.map_chunks(a, n, n) } -> std::same_as<bool>;
+  /// Grants read-write access to the n pages from `a` on, all mapped (by any mix of chunks and moved
+  /// pages; granting a page again is harmless). false = out of memory; the pages stay mapped.
+  { b.set_access(a, n) } -> std::same_as<bool>;
   /// Unmaps the n pages map_pages(a, n) backed and gives their memory back. Never throws.
   { b.unmap_pages(a, n) } noexcept;
 };

@@ -1,8 +1,9 @@
 #pragma once
 // Device memory through CUDA's virtual memory management API: one large range of device addresses is
 // reserved up front, and physical memory is created and mapped into it in chunks of one or more pages
-// (2 MiB on current GPUs), each chunk one physical allocation: created, mapped and granted access with
-// three driver calls whatever its size, and unmapped and released whole. A page mapped alone can also
+// (2 MiB on current GPUs), each chunk one physical allocation: created and mapped with two driver
+// calls whatever its size, and unmapped and released whole; a run of chunks mapped together is
+// granted access with one more call. A page mapped alone can also
 // move inside the range. Because a free range can give its physical pages back whatever its
 // neighbours hold, the memory held tracks the memory in use far more closely than with whole
 // cudaMalloc segments. This is the mechanism behind PyTorch's expandable segments.
@@ -155,36 +156,89 @@ class basic_cuda_vmm_backend {
   /// never move alone. false when the device is out of memory (nothing is left behind);
   /// stash::cuda_error on any other failure, invalid_pointer when a page is mapped already.
   bool map_pages(std::uintptr_t a, std::size_t n) {
-    const std::size_t first = index_of(a, "map_pages");
-    if (n == 0 || n > pages_.size() - first) throw invalid_pointer(reinterpret_cast<void*>(a), "map_pages: past the reserved range");
+    if (!map_chunks(a, n, n)) return false;
+    bool granted = false;
+    try {
+      granted = set_access(a, n);
+    } catch (...) {
+      unmap_pages(a, n);
+      throw;
+    }
+    if (!granted) unmap_pages(a, n);
+    return granted;
+  }
+
+  /// Creates the n pages from `a` on as physical allocations (chunks) of `chunk` pages each, the last
+  /// one shorter when n is not a multiple, and maps each: two driver calls per chunk. No device may use
+  /// them before set_access grants it. Each chunk is unmapped alone (unmap_pages(its first page, its
+  /// pages)). false when the device is out of memory (the chunks made so far are unmapped and
+  /// released: nothing is left behind); stash::cuda_error on any other failure, invalid_pointer when a
+  /// page is mapped already.
+  bool map_chunks(std::uintptr_t a, std::size_t n, std::size_t chunk) {
+    const std::size_t first = index_of(a, "map_chunks");
+    if (n == 0 || n > pages_.size() - first) throw invalid_pointer(reinterpret_cast<void*>(a), "map_chunks: past the reserved range");
     for (std::size_t i = first; i < first + n; ++i)
       if (pages_[i].mapped) throw invalid_pointer(reinterpret_cast<void*>(base_ + i * page_size_), "page is already mapped");
+    if (chunk == 0 || chunk > n) chunk = n;
     cuda::device_guard guard(device_);
     const cuda::driver_api& cu = api();
-    const std::size_t bytes = n * page_size_;
-
     const CUmemAllocationProp prop = allocation_properties();
-    CUmemGenericAllocationHandle handle = 0;
-    const CUresult created = cu.cuMemCreate(&handle, bytes, &prop, 0);
-    if (created == CUDA_ERROR_OUT_OF_MEMORY) return false;
-    STASH_CU_CHECK(created);
 
-    const CUresult mapped = cu.cuMemMap(a, bytes, 0, handle, 0);
-    if (mapped != CUDA_SUCCESS) {
-      (void)cu.cuMemRelease(handle);
-      if (mapped == CUDA_ERROR_OUT_OF_MEMORY) return false;
-      STASH_CU_CHECK(mapped);
+    // Each chunk made so far is noted on its first page, not yet marked mapped, so that a failure can
+    // give them all back.
+    std::size_t done = 0;
+    CUresult status = CUDA_SUCCESS;
+    while (done < n) {
+      const std::size_t pages = std::min(chunk, n - done);
+      const std::size_t bytes = pages * page_size_;
+      CUmemGenericAllocationHandle handle = 0;
+      status = cu.cuMemCreate(&handle, bytes, &prop, 0);
+      if (status != CUDA_SUCCESS) break;
+      status = cu.cuMemMap(a + done * page_size_, bytes, 0, handle, 0);
+      if (status != CUDA_SUCCESS) {
+        (void)cu.cuMemRelease(handle);
+        break;
+      }
+      pages_[first + done] = page{handle, false, pages};
+      done += pages;
     }
-    const CUresult granted = grant_access(a, bytes);
-    if (granted != CUDA_SUCCESS) {
-      (void)cu.cuMemUnmap(a, bytes);
-      (void)cu.cuMemRelease(handle);
-      if (granted == CUDA_ERROR_OUT_OF_MEMORY) return false;
-      STASH_CU_CHECK(granted);
+    if (status != CUDA_SUCCESS) {
+      for (std::size_t i = first; i < first + done;) {
+        const std::size_t pages = pages_[i].chunk_pages;
+        (void)cu.cuMemUnmap(base_ + i * page_size_, pages * page_size_);
+        (void)cu.cuMemRelease(pages_[i].handle);
+        pages_[i] = page{};
+        i += pages;
+      }
+      if (status == CUDA_ERROR_OUT_OF_MEMORY) return false;
+      STASH_CU_CHECK(status);
     }
-    for (std::size_t i = first; i < first + n; ++i) pages_[i] = page{handle, true, 0};
-    pages_[first].chunk_pages = n;
+    for (std::size_t i = first; i < first + n;) {
+      const page made = pages_[i];
+      for (std::size_t j = i; j < i + made.chunk_pages; ++j) pages_[j] = page{made.handle, true, 0};
+      pages_[i].chunk_pages = made.chunk_pages;
+      i += made.chunk_pages;
+    }
     mapped_pages_ += n;
+    return true;
+  }
+
+  /// Grants read-write access (to this device and its peers, access_descriptors()) to the n pages from
+  /// `a` on with one cuMemSetAccess, however many chunks and moved pages back them. cuda.h allows that:
+  /// the range "must be a fully mapped address range containing all allocations created by cuMemMap /
+  /// cuMemCreate", which it is (PyTorch's expandable segments also map their handles one by one and
+  /// then set access once over the range). false when the driver is out of memory (the pages stay
+  /// mapped, without access); stash::cuda_error on any other failure, invalid_pointer when a page is
+  /// not mapped.
+  bool set_access(std::uintptr_t a, std::size_t n) {
+    const std::size_t first = index_of(a, "set_access");
+    if (n == 0 || n > pages_.size() - first) throw invalid_pointer(reinterpret_cast<void*>(a), "set_access: past the reserved range");
+    for (std::size_t i = first; i < first + n; ++i)
+      if (!pages_[i].mapped) throw invalid_pointer(reinterpret_cast<void*>(base_ + i * page_size_), "set_access: page is not mapped");
+    cuda::device_guard guard(device_);
+    const CUresult granted = grant_access(a, n * page_size_);
+    if (granted == CUDA_ERROR_OUT_OF_MEMORY) return false;
+    STASH_CU_CHECK(granted);
     return true;
   }
 

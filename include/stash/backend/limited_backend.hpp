@@ -110,6 +110,21 @@ class limited_backend : public detail::ordering_type_of<Backend> {
     held_.fetch_add(n * page, std::memory_order_relaxed);
     return true;
   }
+  /// The whole run counts against the limit: refused when all its chunks do not fit.
+  bool map_chunks(std::uintptr_t a, std::size_t n, std::size_t chunk)
+    requires chunked_paged_backend<Backend>
+  {
+    const std::size_t page = upstream_.page_size();
+    if (n > SIZE_MAX / page || !fits(n * page) || !upstream_.map_chunks(a, n, chunk)) return false;
+    held_.fetch_add(n * page, std::memory_order_relaxed);
+    return true;
+  }
+  /// Holds no new memory: never refused by the limit.
+  bool set_access(std::uintptr_t a, std::size_t n)
+    requires chunked_paged_backend<Backend>
+  {
+    return upstream_.set_access(a, n);
+  }
   void unmap_pages(std::uintptr_t a, std::size_t n) noexcept
     requires chunked_paged_backend<Backend>
   {

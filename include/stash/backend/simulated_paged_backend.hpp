@@ -9,6 +9,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
@@ -47,7 +48,9 @@ class simulated_paged_backend {
       throw error("stash: simulated_paged_backend: no room for a reservation of " + std::to_string(bytes) +
                   " bytes in the fake address range");
     std::vector<std::uint32_t> chunks(bytes / page_, 0);
+    std::vector<std::uint8_t> access(bytes / page_, 0);
     mapped_ = std::move(pages);
+    access_ = std::move(access);
     chunk_pages_ = std::move(chunks);
     base_ = base;
     return base_;
@@ -55,15 +58,41 @@ class simulated_paged_backend {
   /// cuMemCreate, cuMemMap, cuMemSetAccess.
   bool map_page(std::uintptr_t a) noexcept { return map_pages(a, 1); }
   /// One chunk: cuMemCreate, cuMemMap and cuMemSetAccess, whatever n.
-  bool map_pages(std::uintptr_t a, std::size_t n) noexcept {
-    ++map_calls_;
-    ++driver_calls_;  // cuMemCreate, which fails when the device is full
-    if (mapped_bytes_ > capacity_ || (capacity_ - mapped_bytes_) / page_ < n) return false;  // capacity may drop below use
-    driver_calls_ += 2;
+  bool map_pages(std::uintptr_t a, std::size_t n) noexcept { return map_chunks(a, n, n) && set_access(a, n); }
+  /// Chunks of `chunk` pages, as cuda_vmm_backend makes them: cuMemCreate and cuMemMap per chunk in
+  /// address order. The first cuMemCreate the device refuses ends it, and the chunks made before it
+  /// are unmapped and released (cuMemUnmap, cuMemRelease). No access yet (accessible() says false).
+  bool map_chunks(std::uintptr_t a, std::size_t n, std::size_t chunk) noexcept {
+    if (chunk == 0 || chunk > n) chunk = n;
+    const std::size_t room = mapped_bytes_ > capacity_ ? 0 : (capacity_ - mapped_bytes_) / page_;  // capacity may drop below use
+    std::size_t chunks = 0;
+    for (std::size_t done = 0; done < n; done += chunk, ++chunks) {
+      ++map_calls_;
+      ++driver_calls_;  // cuMemCreate, which fails when the device is full
+      if (done > room || std::min(chunk, n - done) > room - done) {
+        driver_calls_ += 2 * chunks;  // the chunks made so far go back
+        return false;
+      }
+      ++driver_calls_;  // cuMemMap
+    }
     for (std::size_t i = 0; i < n; ++i)
       if (mark(a + i * page_, 1)) mapped_bytes_ += page_;
-    if (in_range(a)) chunk_pages_[index(a)] = static_cast<std::uint32_t>(n);
+    for (std::size_t done = 0; done < n; done += chunk)
+      if (in_range(a + done * page_)) chunk_pages_[index(a + done * page_)] = static_cast<std::uint32_t>(std::min(chunk, n - done));
     peak_mapped_bytes_ = mapped_bytes_ > peak_mapped_bytes_ ? mapped_bytes_ : peak_mapped_bytes_;
+    return true;
+  }
+  /// cuMemSetAccess, once for the n pages from a; a misuse when one of them is not mapped.
+  bool set_access(std::uintptr_t a, std::size_t n) noexcept {
+    ++driver_calls_;
+    for (std::size_t i = 0; i < n; ++i) {
+      const std::uintptr_t at = a + i * page_;
+      if (!in_range(at) || !mapped_[index(at)]) {
+        ++misuses_;
+        continue;
+      }
+      access_[index(at)] = 1;
+    }
     return true;
   }
   /// cuMemUnmap, cuMemMap, cuMemSetAccess. Pages of a chunk of several never move alone.
@@ -74,7 +103,8 @@ class simulated_paged_backend {
     mark(from, 0);
     mark(to, 1);
     chunk_pages_[index(from)] = 0;
-    if (in_range(to)) chunk_pages_[index(to)] = 1;
+    access_[index(from)] = 0;
+    if (in_range(to)) chunk_pages_[index(to)] = 1, access_[index(to)] = 1;
     return true;
   }
   /// cuMemUnmap, cuMemRelease.
@@ -84,8 +114,10 @@ class simulated_paged_backend {
     driver_calls_ += 2;
     if (!whole_chunk(a, n)) return;
     chunk_pages_[index(a)] = 0;
-    for (std::size_t i = 0; i < n; ++i)
+    for (std::size_t i = 0; i < n; ++i) {
       if (mark(a + i * page_, 0)) mapped_bytes_ -= page_;
+      access_[index(a) + i] = 0;
+    }
   }
   /// What cuMemExportToShareableHandle gives cuda_vmm_backend: a new descriptor, the caller's, for the
   /// chunk backing the mapped page at `a`. Here an empty in-memory file (memfd) as long as the chunk, so
@@ -112,11 +144,14 @@ class simulated_paged_backend {
 
   std::size_t mapped_bytes() const noexcept { return mapped_bytes_; }
   std::size_t peak_mapped_bytes() const noexcept { return peak_mapped_bytes_; }
+  /// Physical allocations asked for (cuMemCreate), refused ones included.
   std::size_t map_calls() const noexcept { return map_calls_; }
   std::size_t move_calls() const noexcept { return move_calls_; }
   std::size_t unmap_calls() const noexcept { return unmap_calls_; }
   /// The driver calls cuda_vmm_backend would have made for the same map, move and unmap calls.
   std::size_t driver_calls() const noexcept { return driver_calls_; }
+  /// Whether the page at a is mapped and granted access (set_access, map_pages or a move).
+  bool accessible(std::uintptr_t a) const noexcept { return in_range(a) && mapped_[index(a)] && access_[index(a)]; }
   /// Pages of the chunk that starts at a (0: none starts there).
   std::size_t chunk_pages(std::uintptr_t a) const noexcept { return in_range(a) ? chunk_pages_[index(a)] : 0; }
   /// f(address, pages) for every chunk mapped, in address order.
@@ -154,6 +189,7 @@ class simulated_paged_backend {
   int device_ = 0;
   std::uintptr_t base_ = 0;
   std::vector<std::uint8_t> mapped_;
+  std::vector<std::uint8_t> access_;  // granted (set_access) since mapped
   std::vector<std::uint32_t> chunk_pages_;  // at a chunk's first page: its pages
   std::size_t mapped_bytes_ = 0, peak_mapped_bytes_ = 0;
   std::size_t map_calls_ = 0, move_calls_ = 0, unmap_calls_ = 0, misuses_ = 0, driver_calls_ = 0;

@@ -251,12 +251,20 @@ class paged_arena {
     peak_live_ = std::max(peak_live_, heap_.allocated() + size);
     bool backed = true;
     bool chunks = true;  // until the device refuses one: then page by page, which can move and wait
+    ungranted_first_ = page_table::none;
+    ungranted_last_ = 0;
     try {
       while (backed && p != page_table::none) {
         const std::size_t run_end = chunks ? map_run(p, first, last, chunks) : page_table::none;
         if (run_end == page_table::none) backed = back_page(p);
         const std::size_t done = run_end == page_table::none ? p : run_end;
         p = done < last ? pages_.first_unmapped(done + 1, last) : page_table::none;
+      }
+      // One access grant for every page mapped here: the block is mapped whole now, so the span from
+      // the first to the last new page is a fully mapped range (pages moved in are granted again).
+      if constexpr (chunked_paged_backend<Backend>) {
+        if (backed && ungranted_first_ != page_table::none)
+          backed = backend_.set_access(page_address(ungranted_first_), ungranted_last_ - ungranted_first_ + 1);
       }
     } catch (...) {
       undo_back_pages(addr, size, peak_before);
@@ -300,26 +308,29 @@ class paged_arena {
     return move_idle_page_to(p) || map_new_page(p);
   }
 
-  /// Maps the run of unmapped pages from p on as one chunk, where the backend can: pages strictly
-  /// inside the block [first, last], at most max_chunk_pages. The chunk ends where back_page would
-  /// next move an idle page instead of mapping a new one (the pages held reach the slack over the high
-  /// tide and a move is due), so pages are mapped, moved and counted as page by page. Returns the last
-  /// page mapped, or none: then p is backed alone (back_page), which also moves idle pages, waits for
-  /// pending frees and retries when the device is out of memory. A refused chunk clears `chunks`.
+  /// Maps the run of unmapped pages from p on in chunks, where the backend can: pages strictly inside
+  /// the block [first, last], in chunks of max_chunk_pages (one call to the backend, access granted
+  /// later with the block's other new pages). The run ends where back_page would next move an idle
+  /// page instead of mapping a new one (the pages held reach the slack over the high tide and a move
+  /// is due), so pages are mapped, moved and counted as page by page, and the chunks are those that
+  /// mapping one chunk at a time would make. Returns the last page mapped, or none: then p is backed
+  /// alone (back_page), which also moves idle pages, waits for pending frees and retries when the
+  /// device is out of memory. A refused run clears `chunks`.
   std::size_t map_run(std::size_t p, std::size_t first, std::size_t last, bool& chunks) {
     if constexpr (chunked_paged_backend<Backend>) {
       if (options_.max_chunk_pages < 2 || p == first || p == last) return page_table::none;
-      std::size_t n = std::min(pages_.unmapped_run_end(p, last - 1) - p + 1, options_.max_chunk_pages);
+      std::size_t n = pages_.unmapped_run_end(p, last - 1) - p + 1;
       const std::size_t budget = budget_pages(), mapped = pages_.mapped_count();
       if (mapped < budget) n = std::min(n, budget - mapped);
       else if (move_is_due()) return page_table::none;
       else n = std::min<std::size_t>(n, options_.pages_between_moves - backed_since_move_);
       if (n < 2) return page_table::none;
-      if (!backend_.map_pages(page_address(p), n)) {
+      const std::size_t chunk = options_.max_chunk_pages;
+      if (!backend_.map_chunks(page_address(p), n, chunk)) {
         chunks = false;
         return page_table::none;
       }
-      note_mapped(p, p + n - 1);
+      for (std::size_t q = p; q < p + n; q += chunk) note_mapped(q, std::min(q + chunk, p + n) - 1);
       backed_since_move_ += n;
       return p + n - 1;
     } else {
@@ -340,14 +351,24 @@ class paged_arena {
     return options_.max_held_over_live > 0 || backed_since_move_ >= options_.pages_between_moves;
   }
 
+  /// A chunked backend maps the page without access (back_unmapped_pages grants it with the block's
+  /// other new pages); a plain paged one grants it here.
   bool map_new_page(std::size_t p) {
-    if (!backend_.map_page(page_address(p))) return false;
+    if constexpr (chunked_paged_backend<Backend>) {
+      if (!backend_.map_chunks(page_address(p), 1, 1)) return false;
+    } else {
+      if (!backend_.map_page(page_address(p))) return false;
+    }
     note_mapped(p, p);
     return true;
   }
 
-  /// Pages [first, last] were just mapped as one chunk.
+  /// Pages [first, last] were just mapped as one chunk, without access when the backend is chunked.
   void note_mapped(std::size_t first, std::size_t last) noexcept {
+    if constexpr (chunked_paged_backend<Backend>) {
+      ungranted_first_ = std::min(ungranted_first_, first);  // none is the largest index
+      ungranted_last_ = std::max(ungranted_last_, last);
+    }
     for (std::size_t q = first; q <= last; ++q) {
       pages_.set_mapped(q, true);
       pages_.set_fresh(q);  // counted in the stats once the block is placed (back_pages)
@@ -443,6 +464,8 @@ class paged_arena {
   std::size_t peak_live_ = 0;     // high tide of live bytes (block in progress included) seen where pages are backed
   std::uint64_t page_moves_ = 0;
   std::uint64_t backed_since_move_ = 0;  // pages backed (mapped or moved) since the last move
+  // Chunked backends: the first and last page mapped without access while a block is backed.
+  std::size_t ungranted_first_ = page_table::none, ungranted_last_ = 0;
 };
 
 static_assert(block_arena<paged_arena<simulated_paged_backend, block_heap<segregated_fit_buckets, false, true>,

@@ -1,7 +1,7 @@
 #pragma once
 // Wraps any backend and makes chosen calls fail: the tool that drives every error path in the tests.
-// A "call" is an allocate (segment backends) or a map_page or map_pages (paged backends). Failures are either
-// "out of memory" (nullptr / false, as a full device answers) or a thrown stash::cuda_error (as a
+// A "call" is an allocate (segment backends) or a map_page, map_pages or map_chunks (paged
+// backends). Failures are either "out of memory" (nullptr / false, as a full device answers) or a thrown stash::cuda_error (as a
 // broken driver answers).
 #include <cstddef>
 #include <cstdint>
@@ -78,6 +78,16 @@ class failing_backend {
     const bool ok = upstream_.map_pages(a, n);
     if (ok) held_ += n * upstream_.page_size();
     return ok;
+  }
+  /// One call, however many chunks: the run is mapped whole or not at all.
+  bool map_chunks(std::uintptr_t a, std::size_t n, std::size_t chunk) requires chunked_paged_backend<Backend> {
+    if (should_fail(n * upstream_.page_size())) return false;
+    const bool ok = upstream_.map_chunks(a, n, chunk);
+    if (ok) held_ += n * upstream_.page_size();
+    return ok;
+  }
+  bool set_access(std::uintptr_t a, std::size_t n) requires chunked_paged_backend<Backend> {
+    return upstream_.set_access(a, n);
   }
   void unmap_pages(std::uintptr_t a, std::size_t n) noexcept requires chunked_paged_backend<Backend> {
     held_ -= n * upstream_.page_size();
