@@ -1,9 +1,11 @@
 // The CUDA helpers and the three CUDA backends on their own, without the caching allocator.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cstring>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "cuda/cuda_support.hpp"
 #include "stash/backend/cuda_device_backend.hpp"
@@ -256,6 +258,54 @@ TEST_CASE("cuda_vmm_backend maps a chunk of pages as one allocation and gives it
   REQUIRE(backend.move_page(base, base + 9 * page));
   CHECK(holds_pattern(reinterpret_cast<void*>(base + 9 * page), page, 22));
   REQUIRE(backend.map_pages(base + 10 * page, 3));  // left for the destructor, with page 9
+  CHECK(current_device() == device);
+}
+
+TEST_CASE("cuda_vmm_backend maps a run as several chunks and grants access to all of it at once",
+          "[cuda][backend][vmm][chunks][no-initcheck]") {
+  const int device = current_device();
+  stash::cuda_vmm_backend backend(-1, 64 * MiB);
+  const std::size_t page = backend.page_size();
+  const std::uintptr_t base = backend.reserve(0);
+  const std::size_t free_before = free_memory(device);
+
+  REQUIRE(backend.map_chunks(base + page, 10, 4));  // pages 1-4, 5-8 and 9-10: three allocations
+  CHECK(backend.mapped_pages() == 10);
+  CHECK(free_before - free_memory(device) >= 10 * page);
+  REQUIRE(backend.set_access(base + page, 10));  // one grant over the three
+  auto* run = reinterpret_cast<void*>(base + page);
+  require_device_memory(run, device);
+  write_pattern(run, 10 * page, 31);
+  CHECK(holds_pattern(run, 10 * page, 31));
+
+  // A page moved next to the run, granted by the move, is granted again with it: harmless.
+  REQUIRE(backend.map_pages(base + 12 * page, 1));
+  write_pattern(reinterpret_cast<void*>(base + 12 * page), page, 32);
+  REQUIRE(backend.move_page(base + 12 * page, base + 11 * page));
+  REQUIRE(backend.set_access(base + page, 11));
+  CHECK(holds_pattern(run, 10 * page, 31));
+  CHECK(holds_pattern(reinterpret_cast<void*>(base + 11 * page), page, 32));
+
+  CHECK_THROWS_AS(backend.set_access(base + page, 12), stash::invalid_pointer);       // page 12 is not mapped
+  CHECK_THROWS_AS(backend.map_chunks(base + 10 * page, 2, 1), stash::invalid_pointer);  // page 10 is mapped
+  CHECK_THROWS_AS(backend.move_page(base + 5 * page, base + 20 * page), stash::invalid_pointer);  // in a chunk
+  backend.unmap_pages(base + page, 10);  // not one chunk: ignored
+  CHECK(backend.mapped_pages() == 11);
+
+  backend.unmap_pages(base + 5 * page, 4);  // the middle chunk alone; its neighbours keep their data
+  CHECK(backend.mapped_pages() == 7);
+  CHECK_FALSE(backend.is_mapped(base + 6 * page));
+  const auto expected = pattern(10 * page, 31);
+  std::vector<unsigned char> back(page);
+  CUDA_REQUIRE(cudaMemcpy(back.data(), reinterpret_cast<void*>(base + 9 * page), page, cudaMemcpyDefault));
+  CHECK(std::equal(back.begin(), back.end(), expected.begin() + 8 * page));
+  CHECK(holds_pattern(run, 4 * page, 31));
+
+  backend.unmap_pages(base + page, 4);
+  backend.unmap_pages(base + 9 * page, 2);
+  backend.unmap_page(base + 11 * page);
+  CHECK(backend.mapped_pages() == 0);
+  CHECK(abs_diff(free_memory(device), free_before) <= 2 * page);
   CHECK(current_device() == device);
 }
 
