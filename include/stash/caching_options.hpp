@@ -28,10 +28,11 @@ struct caching_options {
   double max_held_over_live = 0;
   /// Paged backends that map runs of pages as one physical allocation (chunked_paged_backend): the
   /// unmapped pages inside a new block (not its first and last page, which neighbours may share) are
-  /// mapped in chunks of up to this many pages, three driver calls per chunk instead of three per
-  /// page. A chunk is given back or moved away only whole, once none of its pages is touched, so a
-  /// block placed later on part of a freed chunk's range keeps the rest of it mapped: the size bounds
-  /// that (64 MiB with 2 MiB pages). 1: every page is its own physical allocation.
+  /// mapped in chunks of up to this many pages, two driver calls per chunk instead of two per page
+  /// (and one access grant for the block). A chunk is given back or moved away only whole, once none
+  /// of its pages is touched, so a block placed later on part of a freed chunk's range keeps the rest
+  /// of it mapped: the size bounds that (64 MiB with 2 MiB pages). 1: every page is its own physical
+  /// allocation.
   std::size_t max_chunk_pages = 32;
   /// Paged backends only: requests of at most half a page (1 MiB with 2 MiB pages, PyTorch's small
   /// requests) are carved from a region of their own, an eighth more address space reserved above
