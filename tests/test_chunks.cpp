@@ -6,6 +6,8 @@
 #include <catch2/catch.hpp>
 
 #include <cstdint>
+#include <memory>
+#include <vector>
 
 #include "stash/backend/limited_backend.hpp"
 #include "stash/backend/simulated_paged_backend.hpp"
@@ -161,30 +163,86 @@ TEST_CASE("chunks: limited_backend counts a chunk's bytes against the limit", "[
   CHECK(a.backend().upstream().misuses() == 0);
 }
 
-TEST_CASE("chunks: a 3 GiB block is 50 physical allocations and one access grant", "[paged][chunks]") {
+TEST_CASE("chunks: a 3 GiB block is 10 physical allocations and one access grant", "[paged][chunks]") {
   paged a;
   const std::size_t pages = (std::size_t{3} << 30) / page;  // 1536: edges 0 and 1535, inside 1534 pages
+  REQUIRE(stash::caching_options{}.chunks_per_block == 8);
   void* p = a.allocate(pages * page);
   const std::uintptr_t base = addr(p);
   const auto& b = a.backend();
-  // 47 chunks of 32 pages and one of 30 inside, the two edge pages alone.
+  // Inside, chunks of an eighth of the block (192 pages): 7 of them and one of 190; the edges alone.
   CHECK(b.chunk_pages(base) == 1);
-  for (std::size_t c = 0; c < 47; ++c) CHECK(b.chunk_pages(base + (1 + 32 * c) * page) == 32);
-  CHECK(b.chunk_pages(base + (1 + 32 * 47) * page) == 30);
+  for (std::size_t c = 0; c < 7; ++c) CHECK(b.chunk_pages(base + (1 + 192 * c) * page) == 192);
+  CHECK(b.chunk_pages(base + (1 + 192 * 7) * page) == 190);
   CHECK(b.chunk_pages(base + (pages - 1) * page) == 1);
-  CHECK(a.stats().backend_allocations == 50);
-  CHECK(b.map_calls() == 50);
-  CHECK(b.driver_calls() == 50 * 2 + 1);  // each allocation created and mapped; access granted once
+  CHECK(a.stats().backend_allocations == 10);
+  CHECK(b.map_calls() == 10);
+  CHECK(b.driver_calls() == 10 * 2 + 1);  // each allocation created and mapped; access granted once
   CHECK(b.mapped_bytes() == pages * page);
   for (std::size_t i = 0; i < pages; ++i) REQUIRE(b.accessible(base + i * page));
   a.deallocate(p);
   a.empty_cache();  // every chunk goes back, whole
   CHECK(b.mapped_bytes() == 0);
   CHECK(a.stats().reserved_bytes == 0);
-  CHECK(a.stats().backend_frees == 50);
-  CHECK(b.unmap_calls() == 50);
-  CHECK(b.driver_calls() == 50 * 2 + 1 + 50 * 2);
+  CHECK(a.stats().backend_frees == 10);
+  CHECK(b.unmap_calls() == 10);
+  CHECK(b.driver_calls() == 10 * 2 + 1 + 10 * 2);
   CHECK(b.misuses() == 0);
+}
+
+TEST_CASE("chunks: chunks_per_block 0 maps a large block in chunks of max_chunk_pages", "[paged][chunks]") {
+  stash::caching_options o;
+  o.chunks_per_block = 0;
+  paged a(stash::simulated_paged_backend{}, o);
+  const std::size_t pages = (std::size_t{3} << 30) / page;
+  void* p = a.allocate(pages * page);
+  const std::uintptr_t base = addr(p);
+  // 47 chunks of 32 pages and one of 30 inside, the two edge pages alone.
+  for (std::size_t c = 0; c < 47; ++c) CHECK(a.backend().chunk_pages(base + (1 + 32 * c) * page) == 32);
+  CHECK(a.backend().chunk_pages(base + (1 + 32 * 47) * page) == 30);
+  CHECK(a.stats().backend_allocations == 50);
+  CHECK(a.backend().driver_calls() == 50 * 2 + 1);
+  a.deallocate(p);
+  a.empty_cache();
+  CHECK(a.backend().mapped_bytes() == 0);
+  CHECK(a.backend().misuses() == 0);
+}
+
+TEST_CASE("chunks: a small block keeps chunks of max_chunk_pages", "[paged][chunks]") {
+  paged a;
+  void* p = a.allocate(200 * page);  // 200 < 32 x 8 pages: chunks_per_block does not apply
+  CHECK(a.backend().chunk_pages(addr(p) + page) == 32);
+  CHECK(a.stats().backend_allocations == 2 + 7);  // 6 x 32 + 6 inside, the edges
+  a.deallocate(p);
+}
+
+TEST_CASE("chunks: past the slack, a large block makes at most moves_per_block page moves", "[paged][chunks]") {
+  // 99 idle pages mapped alone, then a block of 300 pages over the slack: 201 new pages reach the
+  // high tide, and the other 99 pages are moved or mapped as the ration says.
+  auto grow = [](std::size_t moves_per_block) {
+    stash::caching_options o;
+    o.page_slack = 0;
+    o.moves_per_block = moves_per_block;
+    auto a = std::make_unique<paged>(stash::simulated_paged_backend{}, o);
+    std::vector<void*> singles;
+    for (int i = 0; i < 100; ++i) singles.push_back(a->allocate(page));  // pages 0-99, each alone
+    for (int i = 0; i < 99; ++i) a->deallocate(singles[static_cast<std::size_t>(i)]);  // page 99 stays
+    void* big = a->allocate(300 * page);  // pages 100-399
+    REQUIRE(addr(big) == addr(singles[99]) + page);
+    CHECK(a->backend().misuses() == 0);
+    for (std::size_t i = 0; i < 300; ++i) CHECK(a->backend().accessible(addr(big) + i * page));
+    return a;
+  };
+  // Past the tide a move comes first, then pages_between_moves new pages: 8 (one move per 9 pages of
+  // the 99), or with moves_per_block 16, 300 / 16 = 18 (one per 19).
+  const auto rationed = grow(0);
+  const auto shared = grow(16);
+  CHECK(rationed->page_moves() == 11);
+  CHECK(shared->page_moves() == 6);
+  // Every page not moved is mapped anew: the moves saved are pages held.
+  CHECK(rationed->stats().reserved_bytes == (400 - 11) * page);
+  CHECK(shared->stats().reserved_bytes == (400 - 6) * page);
+  CHECK(shared->backend().driver_calls() < rationed->backend().driver_calls());
 }
 
 TEST_CASE("chunks: pages mapped for a block are granted with the pages moved into it, in one call",

@@ -308,14 +308,15 @@ TEST_CASE("max_held_over_live: idle pages moved under a new block keep their new
 TEST_CASE("a 3141 MiB block is mapped in chunks under one access grant; a kernel reads and writes all of it",
           "[cuda][allocator][chunks]") {
   // The size of ddp_gpt2_rank0's logits (bench/traces): 1571 pages of 2 MiB, its inside in chunks of
-  // max_chunk_pages.
+  // an eighth of it (caching_options::chunks_per_block).
   device_vmm alloc{stash::cuda_vmm_backend(current_device())};
   const std::size_t page = alloc.backend().page_size();
   const std::size_t bytes = 3141 * MiB;
   auto* data = static_cast<float*>(alloc.allocate(bytes));
   require_device_memory(data, current_device());
   const std::size_t pages = (bytes + page - 1) / page;
-  const std::size_t chunk = stash::caching_options{}.max_chunk_pages;
+  const stash::caching_options defaults;
+  const std::size_t chunk = std::max(defaults.max_chunk_pages, pages / defaults.chunks_per_block);
   CHECK(alloc.stats().backend_allocations == 2 + (pages - 2 + chunk - 1) / chunk);  // edges alone
   CHECK(alloc.stats().reserved_bytes == pages * page);
 

@@ -253,6 +253,7 @@ class paged_arena {
     bool chunks = true;  // until the device refuses one: then page by page, which can move and wait
     ungranted_first_ = page_table::none;
     ungranted_last_ = 0;
+    size_for_block(last - first + 1);
     try {
       while (backed && p != page_table::none) {
         const std::size_t run_end = chunks ? map_run(p, first, last, chunks) : page_table::none;
@@ -309,8 +310,8 @@ class paged_arena {
   }
 
   /// Maps the run of unmapped pages from p on in chunks, where the backend can: pages strictly inside
-  /// the block [first, last], in chunks of max_chunk_pages (one call to the backend, access granted
-  /// later with the block's other new pages). The run ends where back_page would next move an idle
+  /// the block [first, last], in chunks of chunk_pages_ (one call to the backend, access granted later
+  /// with the block's other new pages). The run ends where back_page would next move an idle
   /// page instead of mapping a new one (the pages held reach the slack over the high tide and a move
   /// is due), so pages are mapped, moved and counted as page by page, and the chunks are those that
   /// mapping one chunk at a time would make. Returns the last page mapped, or none: then p is backed
@@ -323,9 +324,9 @@ class paged_arena {
       const std::size_t budget = budget_pages(), mapped = pages_.mapped_count();
       if (mapped < budget) n = std::min(n, budget - mapped);
       else if (move_is_due()) return page_table::none;
-      else n = std::min<std::size_t>(n, options_.pages_between_moves - backed_since_move_);
+      else n = std::min<std::size_t>(n, pages_between_moves_ - backed_since_move_);
       if (n < 2) return page_table::none;
-      const std::size_t chunk = options_.max_chunk_pages;
+      const std::size_t chunk = chunk_pages_;
       if (!backend_.map_chunks(page_address(p), n, chunk)) {
         chunks = false;
         return page_table::none;
@@ -339,6 +340,22 @@ class paged_arena {
     }
   }
 
+  /// The chunks and the ration of moves while a block of `pages` pages is backed: max_chunk_pages
+  /// and pages_between_moves, or for a large block (chunks_per_block, moves_per_block) a share of it.
+  /// With chunks of a fixed size and a fixed ration the driver calls grow with the block (a 3 GiB
+  /// block: 48 chunks of 64 MiB, or past the slack a move and a chunk of 8 pages per 9 pages); with a
+  /// share they do not, and the memory held stays within a share of the block.
+  void size_for_block(std::size_t pages) noexcept {
+    chunk_pages_ = options_.max_chunk_pages;
+    pages_between_moves_ = options_.pages_between_moves;
+    if constexpr (chunked_paged_backend<Backend>) {
+      if (options_.max_chunk_pages < 2) return;  // page by page: a move costs what a new page costs
+      if (options_.chunks_per_block != 0) chunk_pages_ = std::max(chunk_pages_, pages / options_.chunks_per_block);
+      if (options_.moves_per_block != 0)
+        pages_between_moves_ = std::max<std::uint64_t>(pages_between_moves_, pages / options_.moves_per_block);
+    }
+  }
+
   /// The pages held may reach the high tide of touched pages plus the slack before idle pages move;
   /// with max_held_over_live, that multiple of the high tide of live bytes.
   std::size_t budget_pages() const noexcept {
@@ -348,7 +365,7 @@ class paged_arena {
   }
   bool over_budget() const noexcept { return pages_.mapped_count() >= budget_pages(); }
   bool move_is_due() const noexcept {
-    return options_.max_held_over_live > 0 || backed_since_move_ >= options_.pages_between_moves;
+    return options_.max_held_over_live > 0 || backed_since_move_ >= pages_between_moves_;
   }
 
   /// A chunked backend maps the page without access (back_unmapped_pages grants it with the block's
@@ -466,6 +483,9 @@ class paged_arena {
   std::uint64_t backed_since_move_ = 0;  // pages backed (mapped or moved) since the last move
   // Chunked backends: the first and last page mapped without access while a block is backed.
   std::size_t ungranted_first_ = page_table::none, ungranted_last_ = 0;
+  // Chunks and the ration of moves for the block being backed (size_for_block).
+  std::size_t chunk_pages_ = 1;
+  std::uint64_t pages_between_moves_ = 0;
 };
 
 static_assert(block_arena<paged_arena<simulated_paged_backend, block_heap<segregated_fit_buckets, false, true>,
