@@ -42,7 +42,8 @@ inline std::string join(const std::vector<std::string>& names) {
 inline std::string_view to_string(backend_kind b) { return b == backend_kind::cuda ? "cuda" : "simulated"; }
 
 inline std::vector<std::string> available_allocators(backend_kind b) {
-  std::vector<std::string> names = {"stash", "stash-per-page", "stash-lean", "stash-sharded", "stash-pow2", "stash+log"};
+  std::vector<std::string> names = {"stash", "stash-per-page", "stash-fixed-chunks", "stash-lean",
+                                    "stash-sharded", "stash-pow2", "stash+log"};
   if (b == backend_kind::simulated) {
     names.insert(names.end(), {"stash-ordered", "stash-lagged"});
     return names;
@@ -67,6 +68,13 @@ inline std::unique_ptr<replay_allocator> make_allocator(std::string_view name, b
     options.max_chunk_pages = 1;
     if (cuda) return std::make_unique<stash_adapter<stash::device_caching_allocator>>("stash-per-page", options);
     return std::make_unique<stash_adapter<stash::simulated_caching_allocator>>("stash-per-page", options);
+  }
+  if (name == "stash-fixed-chunks") {  // large blocks too in chunks of max_chunk_pages, moves rationed per page
+    stash::caching_options options;
+    options.chunks_per_block = 0;
+    options.moves_per_block = 0;
+    if (cuda) return std::make_unique<stash_adapter<stash::device_caching_allocator>>("stash-fixed-chunks", options);
+    return std::make_unique<stash_adapter<stash::simulated_caching_allocator>>("stash-fixed-chunks", options);
   }
   if (name == "stash-lean") {  // the default composition holding at most 1.05x the peak of live bytes
     stash::caching_options options;
