@@ -269,3 +269,42 @@ TEST_CASE("chunks: pages mapped for a block are granted with the pages moved int
   CHECK(a.backend().mapped_bytes() == 0);
   CHECK(a.backend().misuses() == 0);
 }
+
+namespace {
+/// The simulated device, whose access grant can be refused as the driver refuses one out of memory.
+struct refusing_access_backend : stash::simulated_paged_backend {
+  refusing_access_backend() : simulated_paged_backend(unlimited) {}
+  bool refuse = false;
+  bool set_access(std::uintptr_t a, std::size_t n) noexcept {
+    if (refuse) return false;
+    return simulated_paged_backend::set_access(a, n);
+  }
+};
+static_assert(stash::chunked_paged_backend<refusing_access_backend>);
+}  // namespace
+
+TEST_CASE("chunks: a refused access grant is out of memory, and every page mapped for the block goes back",
+          "[paged][chunks][errors]") {
+  using refusing = stash::caching_allocator<refusing_access_backend, stash::segregated_fit_buckets, stash::null_lock>;
+  refusing a;
+  void* first = a.allocate(3 * page);  // pages 0-2
+  const auto before = a.stats();
+  const std::size_t mapped = a.backend().mapped_bytes();
+  a.backend().refuse = true;
+  CHECK_THROWS_AS(a.allocate(600 * page), stash::out_of_memory);
+  CHECK(a.backend().mapped_bytes() == mapped);
+  CHECK(a.stats().reserved_bytes == before.reserved_bytes);
+  CHECK(a.stats().allocated_bytes == before.allocated_bytes);
+  CHECK(a.stats().allocations == before.allocations);
+  CHECK(a.stats().backend_allocations == before.backend_allocations);
+  CHECK(a.backend().misuses() == 0);
+  a.backend().refuse = false;
+  void* again = a.allocate(600 * page);  // placed as if the refused one never happened
+  CHECK(addr(again) == addr(first) + 3 * page);
+  for (std::size_t i = 0; i < 600; ++i) REQUIRE(a.backend().accessible(addr(again) + i * page));
+  a.deallocate(again);
+  a.deallocate(first);
+  a.empty_cache();
+  CHECK(a.backend().mapped_bytes() == 0);
+  CHECK(a.backend().misuses() == 0);
+}
