@@ -309,6 +309,10 @@ class Options(unittest.TestCase):
             assert ",small_region:off," in got, got
             got = stash.configure("small_region:on")
             assert ",small_region:on," in got, got
+            got = stash.configure(chunks_per_block=0, moves_per_block="4")
+            assert got.endswith(",backing:auto,chunks_per_block:0,moves_per_block:4"), got
+            got = stash.configure(chunks_per_block=8, moves_per_block=16)
+            assert "_per_block" not in got, got
             got = stash.configure(max_held_over_live=1.05)
             assert got.endswith(",small_region:on,free_records_used_streams:off,backing:auto,max_held_over_live:1.05"), got
             got = stash.configure(defaults="free_records_used_streams:on")  # an integration's defaults
@@ -401,7 +405,8 @@ class Options(unittest.TestCase):
         import stash
 
         text = stash.option_help()
-        for name in ("backend", "page_slack", "reserve", "pages_between_moves", "max_chunk_pages", "small_region",
+        for name in ("backend", "page_slack", "reserve", "pages_between_moves", "max_chunk_pages", "chunks_per_block",
+                     "moves_per_block", "small_region",
                      "free_records_used_streams",
                      "max_held_over_live", "backing", "host_devices", "limit"):
             self.assertIn(name + ":", text)
