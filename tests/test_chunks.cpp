@@ -234,7 +234,7 @@ TEST_CASE("chunks: past the slack, a large block makes at most moves_per_block p
     return a;
   };
   // Past the tide a move comes first, then pages_between_moves new pages: 8 (one move per 9 pages of
-  // the 99), or with moves_per_block 16, 300 / 16 = 18 (one per 19).
+  // the 99), or with moves_per_block 16, 300 / 16 = 18 (one per 19). (The default, 8, would give 37.)
   const auto rationed = grow(0);
   const auto shared = grow(16);
   CHECK(rationed->page_moves() == 11);
