@@ -2,6 +2,7 @@
 // Build: part of bench/ (target page_costs). Run on a GPU machine: build/.../bench/page_costs
 #include "stash/backend/cuda_vmm_backend.hpp"
 #include <chrono>
+#include <cstdlib>
 #include <cstdio>
 #include <vector>
 #include <algorithm>
@@ -42,6 +43,42 @@ int main() {
     std::printf("map_pages of %2zu pages         median %8.2f us (%7.2f us per page); unmap_pages median %8.2f us\n",
                 pages, t[t.size() / 2], t[t.size() / 2] / static_cast<double>(pages), unmap[unmap.size() / 2]);
     t.clear();
+  }
+  // A block of 3 GiB as the paged arena maps it (1534 pages inside, bench/RESULTS.md "a cold start that
+  // does not grow with the block"): chunks of 32 pages each granted access (map_pages), the same chunks
+  // under one grant (map_chunks + set_access), chunks of an eighth of the block under one grant
+  // (chunks_per_block 8), one allocation; and cudaMalloc of 3 GiB. Total time to map, median of 5.
+  {
+    const std::size_t pages = 1534;
+    auto unmap_all = [&](std::size_t chunk) {
+      for (std::size_t q = 0; q < pages; q += chunk) be.unmap_pages(base + q * page, std::min(chunk, pages - q));
+    };
+    auto time_run = [&](const char* what, std::size_t chunk, bool one_grant) {
+      for (int r = 0; r < 5; ++r) {
+        auto a = clk::now();
+        if (one_grant) {
+          if (!be.map_chunks(base, pages, chunk) || !be.set_access(base, pages)) std::exit(1);
+        } else {
+          for (std::size_t q = 0; q < pages; q += chunk)
+            if (!be.map_pages(base + q * page, std::min(chunk, pages - q))) std::exit(1);
+        }
+        t.push_back(us(a, clk::now()));
+        unmap_all(chunk);
+      }
+      report(what);
+    };
+    time_run("3 GiB: 48 x map_pages(32)", 32, false);
+    time_run("3 GiB: map_chunks(32)+access", 32, true);
+    time_run("3 GiB: map_chunks(192)+access", 192, true);
+    time_run("3 GiB: map_pages(1534)", pages, false);
+    for (int r = 0; r < 5; ++r) {
+      void* p = nullptr;
+      auto a = clk::now();
+      if (cudaMalloc(&p, pages * page) != cudaSuccess) return 1;
+      t.push_back(us(a, clk::now()));
+      cudaFree(p);
+    }
+    report("3 GiB: cudaMalloc");
   }
   for (int i = 0; i < n; ++i) { void* p; auto a = clk::now(); cudaMalloc(&p, page); cudaFree(p); t.push_back(us(a, clk::now())); }
   report("cudaMalloc+cudaFree 2 MiB");
