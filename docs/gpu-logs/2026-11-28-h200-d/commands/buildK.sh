@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Builds what run K carries: build/gpu (scripts/gpu-test build, with the NCCL test), the wheel, and
+# Builds what runs K1 and K2 carry: build/gpu (scripts/gpu-test build, with the NCCL test), the wheel, and
 # stash-replay with PyTorch.
 set -x
 cd /work/main
 git rev-parse --short HEAD > .devbuild/rev
-time scripts/gpu-test build stash_nccl_tests > .devbuild/buildK-gpu.log 2>&1; echo "gpu build rc=$?"
+time scripts/gpu-test build stash_nccl_tests page_costs > .devbuild/buildK-gpu.log 2>&1; echo "gpu build rc=$?"
 rm -f .whl/stash_allocator*.whl
 time python3 scripts/e2e --fetch-wheels .whl > .devbuild/buildK-wheel.log 2>&1; echo "wheel rc=$?"
 PATH=/work/torchwheel/bin:$PATH cmake -S . -B .devbuild/new5 -DCMAKE_BUILD_TYPE=Release -DSTASH_BUILD_TESTS=OFF -DSTASH_BUILD_EXAMPLES=OFF -DSTASH_BUILD_BENCH=ON -DSTASH_WITH_TORCH=ON -DSTASH_INSTALL=OFF > .devbuild/buildK-replay.log 2>&1
