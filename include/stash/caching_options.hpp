@@ -39,15 +39,17 @@ struct caching_options {
   /// of max_chunk_pages: a 3 GiB block in 8 allocations of 384 MiB instead of 48 of 64 MiB. A chunk
   /// still goes back only whole, so a block placed later on part of a freed large block keeps at most
   /// that share of it mapped beyond itself. ddp_gpt2_rank0's cold replay, whose first blocks are
-  /// 1.5 and 3 GiB, made 933 driver calls with this and moves_per_block and 2,769 without them,
-  /// holding the same memory within 0.0002 of the live peak (bench/RESULTS.md).
+  /// 1.5 and 3 GiB, maps 800 physical allocations with this and 943 without, holding the same memory
+  /// (bench/RESULTS.md).
   std::size_t chunks_per_block = 8;
   /// Chunked paged backends, off when 0 or when max_chunk_pages is 1: while a block of more than
   /// pages_between_moves x this many pages is backed past the slack, a move comes once per this share
   /// of the block's pages instead of once per pages_between_moves, so that its pages are mostly
   /// mapped in chunks: a 3 GiB block makes about this many page moves at most, instead of one per 9
-  /// pages.
-  std::size_t moves_per_block = 8;
+  /// pages. Off by default: at 8 it halves ddp_gpt2_rank0's cold physical allocations (800 to 374), but
+  /// the pages it does not move are new pages, and gpt2_varlen_e2e then holds 1.112 of its live peak
+  /// instead of 1.062 (bench/RESULTS.md, fourth session).
+  std::size_t moves_per_block = 0;
   /// Paged backends only: requests of at most half a page (1 MiB with 2 MiB pages, PyTorch's small
   /// requests) are carved from a region of their own, an eighth more address space reserved above
   /// reserve_bytes, and larger ones from the range below it. A small block then never sits inside a
