@@ -36,12 +36,12 @@ struct caching_options {
   std::size_t max_chunk_pages = 32;
   /// Chunked paged backends, off when 0 or when max_chunk_pages is 1: a block of more than
   /// max_chunk_pages x this many pages is mapped in chunks of this share of it (rounded down) instead
-  /// of max_chunk_pages: a 3 GiB block in 8 allocations of 384 MiB instead of 48 of 64 MiB. A chunk
+  /// of max_chunk_pages: a 3 GiB block in 16 allocations of 192 MiB instead of 48 of 64 MiB. A chunk
   /// still goes back only whole, so a block placed later on part of a freed large block keeps at most
-  /// that share of it mapped beyond itself. ddp_gpt2_rank0's cold replay, whose first blocks are
-  /// 1.5 and 3 GiB, maps 800 physical allocations with this and 943 without, holding the same memory
-  /// (bench/RESULTS.md).
-  std::size_t chunks_per_block = 8;
+  /// that share of it mapped beyond itself. 16 holds no more than fixed chunks on any benchmark trace,
+  /// host or stream ordered; 8 held more in stream order on gpt2_varlen_e2e (1.091 against 1.074 of
+  /// its live peak; bench/RESULTS.md, fourth session).
+  std::size_t chunks_per_block = 16;
   /// Chunked paged backends, off when 0 or when max_chunk_pages is 1: while a block of more than
   /// pages_between_moves x this many pages is backed past the slack, a move comes once per this share
   /// of the block's pages instead of once per pages_between_moves, so that its pages are mostly

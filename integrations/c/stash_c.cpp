@@ -132,7 +132,7 @@ constexpr const char* option_help_text =
     "                                  (suffixes KB MB GB TB: powers of 1000; KiB MiB GiB TiB: of 1024)\n"
     "pages_between_moves:INT     8     (vmm) at most one page move per this many pages mapped\n"
     "max_chunk_pages:INT         32    (vmm) pages inside a new block mapped as one allocation, at most; 1: page by page\n"
-    "chunks_per_block:INT        8     (vmm) a block of more than max_chunk_pages x this many pages: chunks of this share of it; 0: off\n"
+    "chunks_per_block:INT       16     (vmm) a block of more than max_chunk_pages x this many pages: chunks of this share of it; 0: off\n"
     "moves_per_block:INT         0     (vmm) past the slack, a large block moves at most about this many idle pages in; 0: off\n"
     "small_region:on|off         on    (vmm) requests of at most half a page in an address region of their own\n"
     "max_held_over_live:FLOAT    0     (vmm) pages held at most this x the peak of live bytes, idle pages moved past it; 0: off\n"

@@ -311,7 +311,7 @@ class Options(unittest.TestCase):
             assert ",small_region:on," in got, got
             got = stash.configure(chunks_per_block=0, moves_per_block="4")
             assert got.endswith(",backing:auto,chunks_per_block:0,moves_per_block:4"), got
-            got = stash.configure(chunks_per_block=8, moves_per_block=0)
+            got = stash.configure(chunks_per_block=16, moves_per_block=0)
             assert "_per_block" not in got, got
             got = stash.configure(max_held_over_live=1.05)
             assert got.endswith(",small_region:on,free_records_used_streams:off,backing:auto,max_held_over_live:1.05"), got

@@ -308,7 +308,7 @@ TEST_CASE("max_held_over_live: idle pages moved under a new block keep their new
 TEST_CASE("a 3141 MiB block is mapped in chunks under one access grant; a kernel reads and writes all of it",
           "[cuda][allocator][chunks]") {
   // The size of ddp_gpt2_rank0's logits (bench/traces): 1571 pages of 2 MiB, its inside in chunks of
-  // an eighth of it (caching_options::chunks_per_block).
+  // a share of it (caching_options::chunks_per_block).
   device_vmm alloc{stash::cuda_vmm_backend(current_device())};
   const std::size_t page = alloc.backend().page_size();
   const std::size_t bytes = 3141 * MiB;
