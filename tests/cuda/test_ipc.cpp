@@ -53,6 +53,25 @@ int run_ipc_peer(int socket) {
 
 namespace {
 
+/// How many of data's n elements do not hold 2i + 1 (what the rewrite through a mapping writes over
+/// data[i] == i); read back through the exporter's own pointer.
+std::size_t not_rewritten(const float* data, std::size_t n) {
+  std::vector<float> host(n);
+  CUDA_REQUIRE(cudaMemcpy(host.data(), data, n * sizeof(float), cudaMemcpyDeviceToHost));
+  std::size_t wrong = 0;
+  for (std::size_t i = 0; i < n; ++i) wrong += host[i] != 2.0f * static_cast<float>(i) + 1.0f;
+  return wrong;
+}
+
+/// Maps h a second time in this process (at another address than data) and rewrites its n floats
+/// there with a kernel: x -> 2x + 1.
+void rewrite_through_a_second_mapping(const stash::ipc_handle& h, const float* data, std::size_t n) {
+  stash::ipc_mapping m(h);
+  REQUIRE(m.get() != static_cast<const void*>(data));
+  CUDA_REQUIRE(launch_affine_update(static_cast<float*>(m.get()), n, 2.0f, 1.0f, nullptr));
+  CUDA_REQUIRE(cudaDeviceSynchronize());
+}
+
 /// The peer process, started on one end of a socket pair.
 struct peer {
   pid_t pid = -1;
@@ -115,11 +134,7 @@ TEST_CASE("a block shared with another process: the peer reads it and its kernel
   CHECK(answer == 'y');  // the peer saw data[i] == i
   CHECK(p.wait() == 0);
 
-  std::vector<float> host(n);
-  CUDA_REQUIRE(cudaMemcpy(host.data(), data, n * sizeof(float), cudaMemcpyDeviceToHost));
-  std::size_t wrong = 0;
-  for (std::size_t i = 0; i < n; ++i) wrong += host[i] != 2.0f * static_cast<float>(i) + 1.0f;
-  CHECK(wrong == 0);  // the peer's kernel wrote through its own mapping of the same pages
+  CHECK(not_rewritten(data, n) == 0);  // the peer's kernel wrote through its own mapping of the same pages
 
   a.deallocate(data);
   a.deallocate(before);
@@ -135,17 +150,8 @@ TEST_CASE("ipc_mapping maps a block exported in this process at a second address
   CUDA_REQUIRE(launch_affine_fill(data, n, 1.0f, 0.0f));
   stash::ipc_handle h = a.ipc_export(data);
   CHECK(h.pieces().size() >= 2);
-  {
-    stash::ipc_mapping m(h);
-    REQUIRE(m.get() != static_cast<void*>(data));
-    CUDA_REQUIRE(launch_affine_update(static_cast<float*>(m.get()), n, 2.0f, 1.0f, nullptr));
-    CUDA_REQUIRE(cudaDeviceSynchronize());
-  }
-  std::vector<float> host(n);
-  CUDA_REQUIRE(cudaMemcpy(host.data(), data, n * sizeof(float), cudaMemcpyDeviceToHost));
-  std::size_t wrong = 0;
-  for (std::size_t i = 0; i < n; ++i) wrong += host[i] != 2.0f * static_cast<float>(i) + 1.0f;
-  CHECK(wrong == 0);
+  rewrite_through_a_second_mapping(h, data, n);
+  CHECK(not_rewritten(data, n) == 0);
   a.deallocate(data);
   a.empty_cache();
   CHECK(a.stats().reserved_bytes == 0);
@@ -169,16 +175,8 @@ TEST_CASE("a memory manager made shareable exports its device blocks", "[cuda][i
   CUDA_REQUIRE(launch_affine_fill(data, n, 1.0f, 0.0f));
   stash::ipc_handle h = mm.ipc_export(data);
   CHECK(h.size() == n * sizeof(float));
-  {
-    stash::ipc_mapping m(h);
-    CUDA_REQUIRE(launch_affine_update(static_cast<float*>(m.get()), n, 2.0f, 1.0f, nullptr));
-    CUDA_REQUIRE(cudaDeviceSynchronize());
-  }
-  std::vector<float> host(n);
-  CUDA_REQUIRE(cudaMemcpy(host.data(), data, n * sizeof(float), cudaMemcpyDeviceToHost));
-  std::size_t wrong = 0;
-  for (std::size_t i = 0; i < n; ++i) wrong += host[i] != 2.0f * static_cast<float>(i) + 1.0f;
-  CHECK(wrong == 0);
+  rewrite_through_a_second_mapping(h, data, n);
+  CHECK(not_rewritten(data, n) == 0);
   mm.deallocate(data);
   CHECK_THROWS_AS(mm.ipc_export(data), stash::invalid_pointer);
   stash::memory_manager plain(stash::memory_manager::backing::cuda);
