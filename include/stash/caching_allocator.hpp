@@ -213,6 +213,24 @@ class caching_allocator {
     return arena_.export_block(b->addr, b->size, b->requested);
   }
 
+  /// Lets kernels and copies on device `peer` use this allocator's memory: every page mapped now and
+  /// every page mapped from then on (backend grant_peer; cuda_vmm_backend made with peer_access::none
+  /// grants no peer until this is called). Throws invalid_device for a peer that is no device or
+  /// cannot reach this device, the backend's error when the driver refuses; nothing changes then.
+  void grant_peer(int peer)
+    requires peer_paged_backend<Backend>
+  {
+    std::lock_guard guard(lock_);
+    arena_.backend().grant_peer(peer);
+  }
+  /// The devices other than its own that may use this allocator's memory.
+  std::vector<int> peers() const
+    requires peer_paged_backend<Backend>
+  {
+    std::lock_guard guard(lock_);
+    return arena_.backend().peers();
+  }
+
   /// The size asked for when p was allocated. Throws invalid_pointer if p is not live here.
   std::size_t allocation_size(const void* p) const {
     std::lock_guard guard(lock_);

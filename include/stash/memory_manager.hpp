@@ -62,6 +62,10 @@ struct manager_options {
   /// stash/ipc.hpp). A device that cannot export it (or has no virtual memory management) then makes
   /// allocate throw stash::cuda_error instead of falling back to cudaMalloc segments.
   bool shareable = false;
+  /// CUDA-backed, pages of CUDA virtual memory: which other GPUs each device pool maps its pages for
+  /// (peer_access::all: every one that can reach the device; none: its own only, until
+  /// memory_manager::grant_peer_access adds one). README, "Behaviour we chose": peers.
+  peer_access peers = peer_access::all;
   /// When > 0 (at most 1; CUDA-backed only), each device pool's limit is also at most this fraction of
   /// its device's total memory, read when the pool is made.
   double memory_fraction = 0;
@@ -131,6 +135,10 @@ class pool : public memory_resource {
   virtual std::uint64_t page_moves() const noexcept = 0;
   /// As the allocator's ipc_export; stash::error for a pool whose memory cannot be shared.
   virtual ipc_handle ipc_export(const void* p) const = 0;
+  /// As the allocator's grant_peer, and true, for a pool of pages granted per device (CUDA virtual
+  /// memory); false, changing nothing, for any other pool (cudaMalloc segments, which peers reach once
+  /// the program calls cudaDeviceEnablePeerAccess; host memory).
+  virtual bool grant_peer(int peer) = 0;
 
  protected:
   const detail::oom_observers* observers_ = nullptr;
@@ -167,6 +175,13 @@ class pool_of final : public pool {
     if constexpr (requires { allocator_.ipc_export(p); }) return allocator_.ipc_export(p);
     else throw error("stash: this pool's memory cannot be shared with another process (memory_manager "
                      "with manager_options::shareable, CUDA virtual memory)");
+  }
+  bool grant_peer(int peer) override {
+    if constexpr (requires { allocator_.grant_peer(peer); }) {
+      allocator_.grant_peer(peer);
+      return true;
+    }
+    return false;
   }
   void reset_peak() override { allocator_.reset_peak(); }
   std::size_t limit() const noexcept override {
@@ -299,6 +314,22 @@ class memory_manager {
     throw invalid_pointer(ptr, "not a device allocation of the memory manager");
   }
 
+  /// Lets kernels and copies on device `peer` read and write the memory of device_id's pool (-1:
+  /// current; the pool is made if it was not): every page mapped now and every page mapped from then
+  /// on (PyTorch's enablePeerAccess, which makes its expandable segments grant the peer). Needed only
+  /// with manager_options::peers = peer_access::none; with all, every device that can reach it was
+  /// granted already. Returns true when the pool maps pages per device (CUDA virtual memory) and the
+  /// peer now has them, false for a pool where there is nothing to grant: cudaMalloc segments (the
+  /// program's cudaDeviceEnablePeerAccess decides there, as without stash) and host-backed managers.
+  /// Granting the pool's own device, or a peer granted already, changes nothing. Throws invalid_device for a bad
+  /// device_id or peer, or a peer that cannot reach the device (cudaDeviceCanAccessPeer);
+  /// stash::cuda_error when the driver refuses; no page is granted to the peer then.
+  bool grant_peer_access(int device_id, int peer) {
+    const int id = resolve(device_id);
+    if (peer < 0 || peer >= device_count_) throw invalid_device(peer, device_count_);
+    return device_pool(id).grant_peer(peer);
+  }
+
   // The caches and figures of one device (-1: current). A device whose pool is not made yet has
   // nothing cached and zero figures: asking makes no pool.
   void empty_cache(int device_id = -1) {
@@ -425,9 +456,9 @@ class memory_manager {
     // Host memory named after the device it stands for, so that errors name the device asked for.
     if (backing_ == backing::host) return make_limited_pool(host_backend(id), limit);
     if (options_.backend == device_backend_kind::vmm) {
-      if (options_.shareable) return make_limited_pool(cuda_vmm_backend(id, 0, true), limit);
+      if (options_.shareable) return make_limited_pool(cuda_vmm_backend(id, 0, true, options_.peers), limit);
       try {
-        return make_limited_pool(cuda_vmm_backend(id), limit);
+        return make_limited_pool(cuda_vmm_backend(id, 0, false, options_.peers), limit);
       } catch (const cuda_error&) {
         // No virtual memory management on this device (or driver): whole cudaMalloc segments instead.
       }

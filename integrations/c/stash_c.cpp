@@ -123,6 +123,8 @@ struct choice {
 constexpr std::array<choice<stash::device_backend_kind>, 2> backend_choices{
     {{"vmm", stash::device_backend_kind::vmm}, {"segments", stash::device_backend_kind::segments}}};
 constexpr std::array<choice<bool>, 2> backing_choices{{{"auto", false}, {"host", true}}};
+constexpr std::array<choice<stash::peer_access>, 2> peer_access_choices{
+    {{"all", stash::peer_access::all}, {"none", stash::peer_access::none}}};
 constexpr std::array<choice<bool>, 2> switch_choices{{{"off", false}, {"on", true}}};
 
 constexpr const char* option_help_text =
@@ -136,6 +138,8 @@ constexpr const char* option_help_text =
     "moves_per_block:INT         0     (vmm) past the slack, a large block moves at most about this many idle pages in; 0: off\n"
     "small_region:on|off         on    (vmm) requests of at most half a page in an address region of their own\n"
     "max_held_over_live:FLOAT    0     (vmm) pages held at most this x the peak of live bytes, idle pages moved past it; 0: off\n"
+    "peer_access:all|none        all   (vmm) device pages mapped for every GPU that can reach them, or for their own only\n"
+    "                                  (stash_grant_peer_access adds one later)\n"
     "free_records_used_streams:on|off  off  a free records an event on the streams record_stream named\n"
     "                                  (they must be alive then: PyTorch's contract; stash.torch: on)\n"
     "backing:auto|host           auto  host: ordinary host memory even when a GPU is visible (tests)\n"
@@ -261,6 +265,8 @@ options parse_options(std::string_view conf, options base) {
       const double d = parse_double(key, value, "a number >= 0");
       if (d < 0) bad_value(key, value, "a number >= 0");
       caching.max_held_over_live = d;
+    } else if (key == "peer_access") {
+      o.manager.peers = parse_choice(key, value, peer_access_choices);
     } else if (key == "backing") {
       o.host = parse_choice(key, value, backing_choices);
     } else if (key == "host_devices") {
@@ -277,7 +283,7 @@ options parse_options(std::string_view conf, options base) {
       throw option_error{STASH_ERROR_INVALID_ARGUMENT,
                          "stash: unknown option '" + std::string(key) +
                              "' (known: backend, page_slack, reserve, pages_between_moves, max_chunk_pages, chunks_per_block, "
-                             "moves_per_block, small_region, "
+                             "moves_per_block, small_region, peer_access, "
                              "max_held_over_live, free_records_used_streams, backing, "
                              "host_devices, limit, memory_fraction)"};
     }
@@ -312,6 +318,8 @@ std::string format_options(const options& o) {
     s += ",chunks_per_block:" + std::to_string(caching.chunks_per_block);
   if (caching.moves_per_block != defaults.moves_per_block)
     s += ",moves_per_block:" + std::to_string(caching.moves_per_block);
+  if (o.manager.peers != stash::peer_access::all)
+    s += ",peer_access:" + std::string(name_of(o.manager.peers, peer_access_choices));
   return s;
 }
 
@@ -605,6 +613,14 @@ int stash_set_memory_fraction(double fraction, int device) {
 int stash_set_memory_limit(int device, uint64_t bytes) {
   return guarded("stash_set_memory_limit", [&] {
     library::get().set_limit(device, bytes > no_limit ? no_limit : static_cast<std::size_t>(bytes));
+  });
+}
+
+int stash_grant_peer_access(int device, int peer) {
+  return guarded("stash_grant_peer_access", [&] {
+    library& lib = library::get();
+    const int id = lib.resolve(device);
+    (void)lib.manager().grant_peer_access(id, peer);
   });
 }
 

@@ -98,6 +98,15 @@ STASH_C_API int stash_reset_peak(int device);
 STASH_C_API int stash_set_memory_fraction(double fraction, int device);
 STASH_C_API int stash_set_memory_limit(int device, uint64_t bytes);
 
+/* Lets kernels and copies on device `peer` read and write the memory of device's pool (-1: the
+ * current device; the pool is made if it was not): every page mapped now and every page mapped from
+ * then on. Needed only with the option peer_access:none (PyTorch's enablePeerAccess). STASH_OK also
+ * where there is nothing to grant (backend:segments, whose cudaMalloc memory peers reach once the
+ * program calls cudaDeviceEnablePeerAccess; host memory) and for the device itself.
+ * STASH_ERROR_INVALID_ARGUMENT for a bad device or peer id, or a peer that cannot reach the device
+ * (cudaDeviceCanAccessPeer); nothing changes then. */
+STASH_C_API int stash_grant_peer_access(int device, int peer);
+
 /* Options as "key:value,key:value" (the form of PYTORCH_ALLOC_CONF); see stash_option_help(). Must come
  * before the first allocation (STASH_ERROR_TOO_LATE otherwise). A bad option changes nothing, and the
  * error names it. When it is never called, the first allocation reads STASH_CONF. */

@@ -278,6 +278,8 @@ class Options(unittest.TestCase):
                 (dict(reserve="1,2"), "option 'reserve'"),
                 (dict(small_region="maybe"), "option 'small_region': 'maybe' is not one of off, on"),
                 (dict(free_records_used_streams=2), "option 'free_records_used_streams': '2' is not one of off, on"),
+                (dict(peer_access="some"), "option 'peer_access': 'some' is not one of all, none"),
+                (dict(peer_access=True), "option 'peer_access': 'on' is not one of all, none"),
             ]
             for kwargs, expected in cases:
                 try:
@@ -313,6 +315,10 @@ class Options(unittest.TestCase):
             assert got.endswith(",backing:auto,chunks_per_block:0,moves_per_block:4"), got
             got = stash.configure(chunks_per_block=16, moves_per_block=0)
             assert "_per_block" not in got, got
+            got = stash.configure(peer_access="none")
+            assert got.endswith(",backing:auto,peer_access:none"), got
+            got = stash.configure("peer_access:all")  # the default: not named
+            assert "peer_access" not in got, got
             got = stash.configure(max_held_over_live=1.05)
             assert got.endswith(",small_region:on,free_records_used_streams:off,backing:auto,max_held_over_live:1.05"), got
             got = stash.configure(defaults="free_records_used_streams:on")  # an integration's defaults
@@ -332,6 +338,46 @@ class Options(unittest.TestCase):
             assert "page_slack:0.25" in got and "pages_between_moves:5" in got, got
             """,
             conf="pages_between_moves:5,page_slack:0.1",
+        )
+
+    def test_peer_access_from_the_environment_and_enable_keywords(self):
+        run(
+            """
+            assert stash.current_options().endswith(",peer_access:none"), stash.current_options()
+            got = stash.configure(peer_access="all")  # keywords override the environment
+            assert "peer_access" not in got, got
+            """,
+            conf="peer_access:none",
+        )
+        result = run(
+            """
+            assert L.stash_alloc(100, 0, None) is None
+            print(n.last_error())
+            """,
+            conf="peer_access:some",
+        )
+        self.assertIn("STASH_CONF", result.stdout)
+        self.assertIn("option 'peer_access': 'some' is not one of all, none", result.stdout)
+
+    def test_grant_peer_access_checks_the_ids_and_has_nothing_to_grant_on_host_memory(self):
+        run(
+            """
+            stash.configure(peer_access="none", backing="host", host_devices=2)
+            stash.grant_peer_access(0, 1)
+            stash.grant_peer_access(1, 0)
+            stash.grant_peer_access(-1, 1)  # the current device
+            for device, peer in ((0, 2), (0, -1), (2, 0)):
+                try:
+                    stash.grant_peer_access(device, peer)
+                except stash.OptionError as e:
+                    assert "invalid device id" in str(e), str(e)
+                else:
+                    raise AssertionError(f"grant_peer_access({device}, {peer}) was accepted")
+            assert stash.current_options().endswith(",peer_access:none"), stash.current_options()
+            p = L.stash_alloc(1000, 1, None)
+            assert p and stats(1)["allocations"] == 1
+            L.stash_free(p, 1000, 1, None)
+            """
         )
 
     def test_a_bad_environment_names_stash_conf_and_the_option(self):
@@ -406,7 +452,7 @@ class Options(unittest.TestCase):
 
         text = stash.option_help()
         for name in ("backend", "page_slack", "reserve", "pages_between_moves", "max_chunk_pages", "chunks_per_block",
-                     "moves_per_block", "small_region",
+                     "moves_per_block", "small_region", "peer_access",
                      "free_records_used_streams",
                      "max_held_over_live", "backing", "host_devices", "limit"):
             self.assertIn(name + ":", text)

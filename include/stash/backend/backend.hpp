@@ -11,6 +11,7 @@
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 namespace stash {
 
@@ -77,6 +78,17 @@ template <class B>
 concept shareable_paged_backend = paged_backend<B> && requires(const B& cb, std::uintptr_t a) {
   /// A new file descriptor (the caller's) for the physical allocation backing the mapped page at `a`.
   { cb.export_chunk(a) } -> std::same_as<int>;
+};
+
+/// A paged backend of device memory whose pages other devices' kernels and copies may be granted:
+/// grant_peer(d) maps every page mapped now, and every page mapped from then on, for device d too.
+template <class B>
+concept peer_paged_backend = paged_backend<B> && requires(B& b, const B& cb, int device) {
+  /// Throws stash::invalid_device for a device that is none or cannot reach the backend's memory,
+  /// another stash::error when the driver refuses; no page is granted to it then.
+  b.grant_peer(device);
+  /// The devices other than its own that may use its pages.
+  { cb.peers() } -> std::same_as<std::vector<int>>;
 };
 
 template <class B>

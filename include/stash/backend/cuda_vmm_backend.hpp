@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -28,6 +29,12 @@
 #include "stash/ordering/cuda_event_ordering.hpp"
 
 namespace stash {
+
+/// Which other GPUs a paged device backend maps its pages for (README, "Behaviour we chose": peers).
+enum class peer_access {
+  all,   // every device that cudaDeviceCanAccessPeer says can reach the backend's device
+  none,  // its own device only, until grant_peer adds one
+};
 
 /// Kind: memory_kind::device (pages of device memory) or memory_kind::pinned (pages of page-locked
 /// host memory, CU_MEM_LOCATION_TYPE_HOST, readable and writable by the CPU and by the device).
@@ -43,10 +50,13 @@ class basic_cuda_vmm_backend {
   /// -1: the device current when the backend is made. `reserve_bytes`: size of the address range to
   /// reserve by default; 0 means the device's memory and half as much again (default_reserve_bytes()).
   /// `shareable`: physical memory is created so that it can be exported to another process as a POSIX
-  /// file descriptor (export_chunk; stash/ipc.hpp). Throws stash::invalid_device for a bad id and
+  /// file descriptor (export_chunk; stash/ipc.hpp). `peers` (device pages): which other devices every
+  /// page is mapped for; none, and grant_peer adds them one by one. Pinned host pages are mapped for
+  /// the CPU and every device whatever it says. Throws stash::invalid_device for a bad id and
   /// stash::cuda_error when there is no driver, the device lacks VMM support, or shareable memory was
   /// asked for and the device cannot export it.
-  explicit basic_cuda_vmm_backend(int device = -1, std::size_t reserve_bytes = 0, bool shareable = false)
+  explicit basic_cuda_vmm_backend(int device = -1, std::size_t reserve_bytes = 0, bool shareable = false,
+                                  peer_access peers = peer_access::all)
       : device_(device_manager::resolve(device)), reserve_bytes_(reserve_bytes), shareable_(shareable) {
     cuda::device_guard guard(device_);
     STASH_CUDA_CHECK(cudaFree(nullptr));  // creates the primary context the driver calls run in
@@ -81,7 +91,7 @@ class basic_cuda_vmm_backend {
     const CUmemAllocationProp prop = allocation_properties();
     STASH_CU_CHECK(api().cuMemGetAllocationGranularity(&page_size_, &prop,
                                                        CU_MEM_ALLOC_GRANULARITY_MINIMUM));
-    access_ = access_descriptors();
+    access_ = access_descriptors(peers);
   }
 
   ~basic_cuda_vmm_backend() { release_everything(); }
@@ -103,22 +113,64 @@ class basic_cuda_vmm_backend {
   int device() const noexcept { return Kind == memory_kind::device ? device_ : -1; }
   int device_accessor() const noexcept { return device_; }
 
-  /// Device pages: the other devices whose kernels and copies may use them (every device that
-  /// cudaDeviceCanAccessPeer says can reach this one). Pinned host pages: empty (every device may).
+  /// Device pages: the other devices whose kernels and copies may use them, in the order they were
+  /// granted (peer_access::all: every device reachable_peers() names, in device order). Pinned host
+  /// pages: empty (every device may).
   std::vector<int> peers() const {
     std::vector<int> out;
     if constexpr (Kind == memory_kind::device) {
-      for (int d = 0; d < device_manager::device_count(); ++d) {
-        if (d == device_) continue;
-        int can = 0;
-        if (cudaDeviceCanAccessPeer(&can, d, device_) != cudaSuccess) {
-          (void)cudaGetLastError();  // a refused query is "no": it must not surface as a later call's error
-          continue;
-        }
-        if (can) out.push_back(d);
-      }
+      for (const CUmemAccessDesc& d : access_)
+        if (d.location.id != device_) out.push_back(d.location.id);
     }
     return out;
+  }
+
+  /// The devices other than this one that cudaDeviceCanAccessPeer says can reach its memory: those
+  /// grant_peer takes.
+  std::vector<int> reachable_peers() const {
+    std::vector<int> out;
+    for (int d = 0; d < device_manager::device_count(); ++d)
+      if (d != device_ && can_reach(d, device_)) out.push_back(d);
+    return out;
+  }
+
+  /// Maps every page for device `peer` too: each run of pages mapped now with one cuMemSetAccess (for
+  /// that device alone: the others' access stays as it is), and every page mapped or moved from then
+  /// on with the rest. What PyTorch's expandable segments do when PyTorch enables peer access. A
+  /// peer granted already, or this backend's own device, changes nothing. Throws invalid_device for a
+  /// peer that is no device id or that cannot reach this device (cudaDeviceCanAccessPeer), and
+  /// stash::cuda_error when the driver refuses a grant; in every case no page is granted to the peer
+  /// and the pages mapped later are not either. Not thread-safe: the allocator calls it under its lock.
+  void grant_peer(int peer)
+    requires(Kind == memory_kind::device)
+  {
+    const int count = device_manager::device_count();
+    if (peer < 0 || peer >= count) throw invalid_device(peer, count);
+    const std::vector<int> granted = peers();
+    if (peer == device_ || std::find(granted.begin(), granted.end(), peer) != granted.end()) return;
+    if (!can_reach(peer, device_))
+      throw invalid_device(peer, "device " + std::to_string(peer) + " cannot access the memory of device " +
+                                     std::to_string(device_) + " (cudaDeviceCanAccessPeer)");
+    std::vector<CUmemAccessDesc> access = access_;  // taken before anything changes
+    access.push_back(read_write(CU_MEM_LOCATION_TYPE_DEVICE, peer));
+    cuda::device_guard guard(device_);
+    const CUmemAccessDesc grant = access.back();
+    std::size_t granted_to = 0;  // the runs below this page index are granted
+    CUresult status = CUDA_SUCCESS;
+    for_each_mapped_run([&](std::size_t first, std::size_t n) {
+      if (status != CUDA_SUCCESS) return;
+      status = api().cuMemSetAccess(base_ + first * page_size_, n * page_size_, &grant, 1);
+      if (status == CUDA_SUCCESS) granted_to = first + n;
+    });
+    if (status != CUDA_SUCCESS) {
+      CUmemAccessDesc revoke = grant;
+      revoke.flags = CU_MEM_ACCESS_FLAGS_PROT_NONE;
+      for_each_mapped_run([&](std::size_t first, std::size_t n) {
+        if (first < granted_to) (void)api().cuMemSetAccess(base_ + first * page_size_, n * page_size_, &revoke, 1);
+      });
+      STASH_CU_CHECK(status);
+    }
+    access_ = std::move(access);
   }
 
   /// The address range to reserve when nobody says otherwise: the constructor's `reserve_bytes`, or
@@ -348,28 +400,57 @@ class basic_cuda_vmm_backend {
     return prop;
   }
 
-  /// Who may read and write the pages, decided once per backend. Device pages: their device, and
-  /// every device that cudaDeviceCanAccessPeer says can reach it, whether or not the program enabled
-  /// peer access (cuMemSetAccess needs no enabling): a kernel or a peer copy on another GPU works on
-  /// stash memory as on cudaMalloc'd memory (README, "Behaviour we chose"). Pinned host pages: the CPU
-  /// and every device, as cudaHostAlloc'd memory is under unified addressing.
-  std::vector<CUmemAccessDesc> access_descriptors() const {
+  static CUmemAccessDesc read_write(CUmemLocationType type, int id) noexcept {
+    CUmemAccessDesc d{};
+    d.location.type = type;
+    d.location.id = id;
+    d.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
+    return d;
+  }
+
+  /// Whether cudaDeviceCanAccessPeer says kernels on `peer` can reach `device`'s memory; a refused
+  /// query is "no", and must not surface as a later call's error.
+  static bool can_reach(int peer, int device) noexcept {
+    int can = 0;
+    if (cudaDeviceCanAccessPeer(&can, peer, device) != cudaSuccess) {
+      (void)cudaGetLastError();
+      return false;
+    }
+    return can != 0;
+  }
+
+  /// Who may read and write the pages mapped from now on (grant_peer adds to it). Device pages: their
+  /// device, and with peer_access::all every device that cudaDeviceCanAccessPeer says can reach it,
+  /// whether or not the program enabled peer access (cuMemSetAccess needs no enabling): a kernel or a
+  /// peer copy on another GPU works on stash memory as on cudaMalloc'd memory (README, "Behaviour we
+  /// chose"). Pinned host pages: the CPU and every device, as cudaHostAlloc'd memory is under unified
+  /// addressing.
+  std::vector<CUmemAccessDesc> access_descriptors(peer_access peers) const {
     std::vector<CUmemAccessDesc> access;
-    auto grant = [&access](CUmemLocationType type, int id) {
-      CUmemAccessDesc d{};
-      d.location.type = type;
-      d.location.id = id;
-      d.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
-      access.push_back(d);
-    };
     if constexpr (Kind == memory_kind::device) {
-      grant(CU_MEM_LOCATION_TYPE_DEVICE, device_);
-      for (const int peer : peers()) grant(CU_MEM_LOCATION_TYPE_DEVICE, peer);
+      access.push_back(read_write(CU_MEM_LOCATION_TYPE_DEVICE, device_));
+      if (peers == peer_access::all)
+        for (const int peer : reachable_peers()) access.push_back(read_write(CU_MEM_LOCATION_TYPE_DEVICE, peer));
     } else {
-      for (int d = 0; d < device_manager::device_count(); ++d) grant(CU_MEM_LOCATION_TYPE_DEVICE, d);
-      grant(CU_MEM_LOCATION_TYPE_HOST, 0);
+      for (int d = 0; d < device_manager::device_count(); ++d) access.push_back(read_write(CU_MEM_LOCATION_TYPE_DEVICE, d));
+      access.push_back(read_write(CU_MEM_LOCATION_TYPE_HOST, 0));
     }
     return access;
+  }
+
+  /// f(first page index, pages) for each maximal run of mapped pages, in address order.
+  template <class F>
+  void for_each_mapped_run(F&& f) const {
+    for (std::size_t i = 0; i < pages_.size();) {
+      if (!pages_[i].mapped) {
+        ++i;
+        continue;
+      }
+      std::size_t end = i + 1;
+      while (end < pages_.size() && pages_[end].mapped) ++end;
+      f(i, end - i);
+      i = end;
+    }
   }
 
   CUresult grant_access(std::uintptr_t a, std::size_t bytes) const {
@@ -456,5 +537,7 @@ using cuda_pinned_vmm_backend = basic_cuda_vmm_backend<memory_kind::pinned>;
 static_assert(chunked_paged_backend<cuda_vmm_backend>);
 static_assert(chunked_paged_backend<cuda_pinned_vmm_backend>);
 static_assert(shareable_paged_backend<cuda_vmm_backend>);
+static_assert(peer_paged_backend<cuda_vmm_backend>);
+static_assert(!peer_paged_backend<cuda_pinned_vmm_backend>, "pinned pages are mapped for every device already");
 
 }  // namespace stash

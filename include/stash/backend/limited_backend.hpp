@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include "stash/backend/backend.hpp"
 
@@ -143,6 +144,17 @@ class limited_backend : public detail::ordering_type_of<Backend> {
     upstream_.unmap_page(a);
     held_.fetch_sub(upstream_.page_size(), std::memory_order_relaxed);
   }
+  /// A grant holds no new memory: never refused by the limit.
+  void grant_peer(int device)
+    requires peer_paged_backend<Backend>
+  {
+    upstream_.grant_peer(device);
+  }
+  std::vector<int> peers() const
+    requires peer_paged_backend<Backend>
+  {
+    return upstream_.peers();
+  }
   /// Exporting holds nothing more: never refused by the limit.
   int export_chunk(std::uintptr_t a) const
     requires shareable_paged_backend<Backend>
@@ -172,4 +184,5 @@ static_assert(segment_backend<limited_backend<host_backend>>);
 static_assert(segment_backend<limited_backend<simulated_backend>>);
 static_assert(chunked_paged_backend<limited_backend<simulated_paged_backend>>);
 static_assert(shareable_paged_backend<limited_backend<simulated_paged_backend>>);
+static_assert(peer_paged_backend<limited_backend<simulated_paged_backend>>);
 }  // namespace stash

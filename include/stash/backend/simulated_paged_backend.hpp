@@ -6,6 +6,8 @@
 // mapped page or unmapping an unmapped one is counted as a misuse, and so is unmapping or moving a
 // page of a chunk (map_pages) other than whole. It counts the driver calls cuda_vmm_backend makes
 // for the same work (driver_calls()), so that the cost of growing can be compared without a GPU.
+// Peers are modelled as cuda_vmm_backend grants them: a set of other devices (ids below 64) that
+// every grant covers, and grant_peer to add one to the pages mapped already and to come.
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -49,8 +51,10 @@ class simulated_paged_backend {
                   " bytes in the fake address range");
     std::vector<std::uint32_t> chunks(bytes / page_, 0);
     std::vector<std::uint8_t> access(bytes / page_, 0);
+    std::vector<std::uint64_t> peer_access(bytes / page_, 0);
     mapped_ = std::move(pages);
     access_ = std::move(access);
+    peer_access_ = std::move(peer_access);
     chunk_pages_ = std::move(chunks);
     base_ = base;
     return base_;
@@ -92,6 +96,7 @@ class simulated_paged_backend {
         continue;
       }
       access_[index(at)] = 1;
+      peer_access_[index(at)] = granted_mask_;
     }
     return true;
   }
@@ -104,7 +109,8 @@ class simulated_paged_backend {
     mark(to, 1);
     chunk_pages_[index(from)] = 0;
     access_[index(from)] = 0;
-    if (in_range(to)) chunk_pages_[index(to)] = 1, access_[index(to)] = 1;
+    peer_access_[index(from)] = 0;
+    if (in_range(to)) chunk_pages_[index(to)] = 1, access_[index(to)] = 1, peer_access_[index(to)] = granted_mask_;
     return true;
   }
   /// cuMemUnmap, cuMemRelease.
@@ -117,8 +123,36 @@ class simulated_paged_backend {
     for (std::size_t i = 0; i < n; ++i) {
       if (mark(a + i * page_, 0)) mapped_bytes_ -= page_;
       access_[index(a) + i] = 0;
+      peer_access_[index(a) + i] = 0;
     }
   }
+
+  /// As cuda_vmm_backend::grant_peer: one cuMemSetAccess per run of mapped pages, and every page
+  /// mapped or moved from then on is granted to `peer` too. The own device or a peer granted already
+  /// changes nothing. invalid_device for an id outside [0, 64) or one set_reachable_peers excluded;
+  /// nothing changes then.
+  void grant_peer(int peer) {
+    if (peer < 0 || peer >= 64) throw invalid_device(peer, 64);
+    const std::uint64_t bit = std::uint64_t{1} << peer;
+    if (peer == device_ || (granted_mask_ & bit) != 0) return;
+    if ((reachable_mask_ & bit) == 0)
+      throw invalid_device(peer, "device " + std::to_string(peer) + " cannot access the memory of device " +
+                                     std::to_string(device_) + " (simulated)");
+    for (std::size_t i = 0; i < mapped_.size();) {
+      if (!mapped_[i]) {
+        ++i;
+        continue;
+      }
+      ++driver_calls_;  // cuMemSetAccess for the run
+      for (; i < mapped_.size() && mapped_[i]; ++i) peer_access_[i] |= bit;
+    }
+    granted_mask_ |= bit;
+    granted_.push_back(peer);
+  }
+  /// The peers granted, in the order they were.
+  std::vector<int> peers() const { return granted_; }
+  /// The devices grant_peer accepts (bit d: device d); every one by default.
+  void set_reachable_peers(std::uint64_t mask) noexcept { reachable_mask_ = mask; }
   /// What cuMemExportToShareableHandle gives cuda_vmm_backend: a new descriptor, the caller's, for the
   /// chunk backing the mapped page at `a`. Here an empty in-memory file (memfd) as long as the chunk, so
   /// that a test can tell which chunk was exported. invalid_pointer when no page is mapped at `a`.
@@ -152,6 +186,12 @@ class simulated_paged_backend {
   std::size_t driver_calls() const noexcept { return driver_calls_; }
   /// Whether the page at a is mapped and granted access (set_access, map_pages or a move).
   bool accessible(std::uintptr_t a) const noexcept { return in_range(a) && mapped_[index(a)] && access_[index(a)]; }
+  /// Whether the page at a is mapped and granted to `device` (its own device: accessible(a)).
+  bool accessible_by(std::uintptr_t a, int device) const noexcept {
+    if (device == device_) return accessible(a);
+    return device >= 0 && device < 64 && in_range(a) && mapped_[index(a)] &&
+           (peer_access_[index(a)] >> device & 1) != 0;
+  }
   /// Pages of the chunk that starts at a (0: none starts there).
   std::size_t chunk_pages(std::uintptr_t a) const noexcept { return in_range(a) ? chunk_pages_[index(a)] : 0; }
   /// f(address, pages) for every chunk mapped, in address order.
@@ -190,6 +230,9 @@ class simulated_paged_backend {
   std::uintptr_t base_ = 0;
   std::vector<std::uint8_t> mapped_;
   std::vector<std::uint8_t> access_;  // granted (set_access) since mapped
+  std::vector<std::uint64_t> peer_access_;  // the peers (bit d: device d) each page is granted to
+  std::uint64_t granted_mask_ = 0, reachable_mask_ = ~std::uint64_t{0};
+  std::vector<int> granted_;  // grant_peer's devices, in order
   std::vector<std::uint32_t> chunk_pages_;  // at a chunk's first page: its pages
   std::size_t mapped_bytes_ = 0, peak_mapped_bytes_ = 0;
   std::size_t map_calls_ = 0, move_calls_ = 0, unmap_calls_ = 0, misuses_ = 0, driver_calls_ = 0;
@@ -198,5 +241,6 @@ class simulated_paged_backend {
 
 static_assert(chunked_paged_backend<simulated_paged_backend>);
 static_assert(shareable_paged_backend<simulated_paged_backend>);
+static_assert(peer_paged_backend<simulated_paged_backend>);
 
 }  // namespace stash

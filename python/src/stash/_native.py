@@ -109,6 +109,7 @@ def lib() -> ctypes.CDLL:
             "stash_reset_peak": (c.c_int, [c.c_int]),
             "stash_set_memory_fraction": (c.c_int, [c.c_double, c.c_int]),
             "stash_set_memory_limit": (c.c_int, [c.c_int, c.c_uint64]),
+            "stash_grant_peer_access": (c.c_int, [c.c_int, c.c_int]),
             "stash_configure": (c.c_int, [c.c_char_p]),
             "stash_options": (c.c_char_p, []),
             "stash_option_help": (c.c_char_p, []),
@@ -249,3 +250,12 @@ def set_memory_limit(limit_bytes: Optional[int], device: int = -1) -> None:
 def set_memory_fraction(fraction: float, device: int = -1) -> None:
     """set_memory_limit as a fraction in [0, 1] of the device's total memory (needs a GPU)."""
     check(lib().stash_set_memory_fraction(float(fraction), int(device)))
+
+
+def grant_peer_access(device: int, peer: int) -> None:
+    """Lets kernels and copies on GPU `peer` read and write the memory of `device`'s pool (-1: the
+    current device): every page mapped now and every page mapped later. Needed only with the option
+    peer_access="none" (by default every GPU that can reach a device is granted already); does nothing
+    where there is nothing to grant (backend "segments", host memory). Raises OptionError for a bad
+    device or peer id, or a peer that cannot reach the device."""
+    check(lib().stash_grant_peer_access(int(device), int(peer)))
