@@ -6,10 +6,19 @@
 //   reset            stash_empty_cache(-1) (torch.cuda.empty_cache)
 //   memory_fraction  stash_set_memory_fraction (torch.cuda.set_per_process_memory_fraction): a limit
 //                    on what the device's pool holds
+//   enablePeerAccess stash_grant_peer_access after PyTorch's own cudaDeviceEnablePeerAccess: PyTorch
+//                    asks for it before a copy between two GPUs, and stash then maps the pages of the
+//                    device copied to for the other one (as PyTorch's expandable segments do), which
+//                    the option peer_access:none leaves to this call
+//   memcpyAsync      cudaMemcpyPeerAsync between two GPUs without peer access, as PyTorch's own
+//                    allocator does for memory that is not cudaMalloc'd (cudaMemcpyAsync needs the
+//                    pages mapped for both devices)
+// The last two are virtual members, not hooks: the allocator is a subclass of CUDAPluggableAllocator.
 // Built on first use by torch.utils.cpp_extension (stash/torch.py), against the torch it runs with.
 #include <dlfcn.h>
 #include <sys/types.h>
 
+#include <memory>
 #include <string>
 
 #include <c10/util/Exception.h>
@@ -28,6 +37,7 @@ struct stash_api {
   int (*record_stream)(void*, cudaStream_t) = nullptr;
   int (*empty_cache)(int) = nullptr;
   int (*set_memory_fraction)(double, int) = nullptr;
+  int (*grant_peer_access)(int, int) = nullptr;
   const char* (*last_error)() = nullptr;
 };
 
@@ -72,6 +82,33 @@ void set_memory_fraction(double fraction, int device) {
   TORCH_CHECK(api.set_memory_fraction(fraction, device) == 0, api.last_error());
 }
 
+/// The device index type of enablePeerAccess (int in older PyTorch, c10::DeviceIndex in newer).
+template <class>
+struct first_parameter;
+template <class C, class R, class A, class B>
+struct first_parameter<R (C::*)(A, B)> {
+  using type = A;
+};
+using device_index = first_parameter<decltype(&pluggable::CUDAPluggableAllocator::enablePeerAccess)>::type;
+
+struct stash_allocator final : pluggable::CUDAPluggableAllocator {
+  using pluggable::CUDAPluggableAllocator::CUDAPluggableAllocator;
+
+  /// Kernels and copies on `dev` may use the memory of `dev_to_access` from now on.
+  void enablePeerAccess(device_index dev, device_index dev_to_access) override {
+    pluggable::CUDAPluggableAllocator::enablePeerAccess(dev, dev_to_access);
+    TORCH_CHECK(api.grant_peer_access(static_cast<int>(dev_to_access), static_cast<int>(dev)) == 0,
+                api.last_error());
+  }
+
+  cudaError_t memcpyAsync(void* dst, int dst_device, const void* src, int src_device, size_t count,
+                          cudaStream_t stream, bool p2p_enabled) override {
+    if (p2p_enabled || dst_device == src_device)
+      return cudaMemcpyAsync(dst, src, count, cudaMemcpyDeviceToDevice, stream);
+    return cudaMemcpyPeerAsync(dst, dst_device, src, src_device, count, stream);
+  }
+};
+
 /// Switches PyTorch to stash. Throws (RuntimeError in Python) when PyTorch's allocator is in use
 /// already ("Can't swap an already initialized allocator").
 void install(const std::string& path) {
@@ -82,10 +119,13 @@ void install(const std::string& path) {
   bind(handle, path, "stash_record_stream", api.record_stream);
   bind(handle, path, "stash_empty_cache", api.empty_cache);
   bind(handle, path, "stash_set_memory_fraction", api.set_memory_fraction);
+  bind(handle, path, "stash_grant_peer_access", api.grant_peer_access);
   bind(handle, path, "stash_last_error", api.last_error);
 
-  auto allocator = pluggable::createCustomAllocator(alloc, free_block);
-  auto* hooks = static_cast<pluggable::CUDAPluggableAllocator*>(allocator.get());
+  // What createCustomAllocator does for a plain CUDAPluggableAllocator: made, then initialized.
+  auto allocator = std::make_shared<stash_allocator>(alloc, free_block);
+  allocator->init(0);
+  stash_allocator* hooks = allocator.get();
   hooks->set_record_stream_fn(record_stream);
   hooks->set_reset_fn(empty_cache);
   hooks->set_memory_fraction_fn(set_memory_fraction);

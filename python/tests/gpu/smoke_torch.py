@@ -189,6 +189,33 @@ def record_stream_onto_a_silent_stream_comes_back():
     """
 
 
+@check
+def peer_access_none_copies_between_two_gpus():
+    """
+    import torch, stash, stash.torch
+    if torch.cuda.device_count() < 2:
+        print("skipped: needs 2 GPUs")
+        raise SystemExit(0)
+    opts = stash.torch.enable(peer_access="none")            # pages mapped for their own GPU only
+    assert opts.endswith(",peer_access:none"), opts
+    assert stash.torch.hooks_wired(), "hooks extension not in use"
+    print("peers", torch.cuda.can_device_access_peer(0, 1), torch.cuda.can_device_access_peer(1, 0))
+    n = 9 << 20                                              # 36 MiB of floats: many pages
+    x = torch.arange(n, dtype=torch.float32, device="cuda:0")
+    y = x.to("cuda:1")                                       # PyTorch enables peer access first: stash grants
+    assert torch.equal(y.cpu(), x.cpu())
+    y.mul_(2)
+    z = torch.empty(n, dtype=torch.float32, device="cuda:0")
+    z.copy_(y)                                               # and back, into a buffer mapped before
+    assert torch.equal(z.cpu(), x.cpu() * 2)
+    w = torch.empty(3 * n, dtype=torch.float32, device="cuda:1")   # pages mapped after the grant
+    w[:n].copy_(z)
+    assert torch.equal(w[:n].cpu(), x.cpu() * 2)
+    torch.cuda.synchronize(0)
+    torch.cuda.synchronize(1)
+    """
+
+
 def main():
     passed = failed = 0
     env = dict(os.environ)
