@@ -48,7 +48,7 @@ inline std::vector<std::string> available_allocators(backend_kind b) {
     names.insert(names.end(), {"stash-ordered", "stash-lagged"});
     return names;
   }
-  names.insert(names.end(), {"cudaMalloc", "cudaMallocAsync"});
+  names.insert(names.end(), {"stash-no-peers", "cudaMalloc", "cudaMallocAsync"});
   if (STASH_BENCH_WITH_CUB) names.push_back("cub");
   if (STASH_BENCH_WITH_TORCH) names.push_back("torch");
   return names;
@@ -92,6 +92,10 @@ inline std::unique_ptr<replay_allocator> make_allocator(std::string_view name, b
   if (name == "stash-pow2") {
     if (cuda) return std::make_unique<stash_adapter<stash::pow2_device_allocator>>("stash-pow2");
     return std::make_unique<stash_adapter<stash::simulated_pow2_allocator>>("stash-pow2");
+  }
+  if (cuda && name == "stash-no-peers") {  // pages mapped for the current device alone (peer_access::none)
+    return std::make_unique<stash_adapter<stash::device_caching_allocator>>(
+        "stash-no-peers", stash::cuda_vmm_backend(-1, 0, false, stash::peer_access::none));
   }
   if (cuda && name == "cudaMalloc") {
     if (shared_by_threads) throw std::invalid_argument("cudaMalloc: not offered to several threads");

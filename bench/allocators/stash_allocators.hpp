@@ -19,6 +19,9 @@ class stash_adapter final : public replayable<stash_adapter<CachingAllocator>> {
   stash_adapter(std::string name, stash::caching_options options,
                 typename CachingAllocator::ordering_type ordering = {})
       : name_(std::move(name)), allocator_(typename CachingAllocator::backend_type{}, options, std::move(ordering)) {}
+  /// Over a backend made by the caller (one made with options of its own).
+  template <stash::backend_policy Backend>
+  stash_adapter(std::string name, Backend backend) : name_(std::move(name)), allocator_(std::move(backend)) {}
   std::string_view name() const noexcept override { return name_; }
   void* allocate(std::size_t n) override { return allocator_.allocate(n); }
   void deallocate(void* p, std::size_t) override { allocator_.deallocate(p); }
