@@ -14,6 +14,7 @@
 #include "stash/error.hpp"
 #include "stash/lock/null_lock.hpp"
 #include "stash/memory_manager.hpp"
+#include "stash/sharded_allocator.hpp"
 
 namespace {
 
@@ -172,6 +173,20 @@ TEST_CASE("peers: a limited backend passes grants through, and a grant holds no 
   CHECK(granted_to(a.backend().upstream(), p, 8, 1));
   CHECK(a.backend().held_bytes() == 8 * page);
   a.deallocate(p);
+}
+
+TEST_CASE("peers: a sharded allocator grants the peer in every shard", "[peers][sharded]") {
+  stash::sharded_allocator<stash::simulated_caching_allocator, 4> a;
+  std::vector<void*> blocks;  // one in each shard: each shard maps pages of its own backend
+  for (std::size_t i = 0; i < a.shard_count; ++i) blocks.push_back(a.shard(i).allocate(3 * page));
+  a.grant_peer(2);
+  for (std::size_t i = 0; i < a.shard_count; ++i) {
+    INFO("shard " << i);
+    CHECK(a.shard(i).peers() == std::vector<int>{2});
+    CHECK(granted_to(a.shard(i).backend(), blocks[i], 3, 2));
+  }
+  CHECK_THROWS_AS(a.grant_peer(64), stash::invalid_device);
+  for (void* p : blocks) a.deallocate(p);
 }
 
 TEST_CASE("peers: a host-backed manager has nothing to grant, and checks the ids", "[peers][memory_manager]") {

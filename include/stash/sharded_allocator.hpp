@@ -97,6 +97,15 @@ class sharded_allocator {
     for (auto& s : shards_) s->reset_peak();
   }
 
+  /// Every shard's grant_peer (backends with peers): device `peer` may use the memory of every shard,
+  /// now and later. A peer the first shard refuses is granted to none; a driver failure at a later
+  /// shard leaves the shards before it granted.
+  void grant_peer(int peer)
+    requires requires(Allocator& a, int d) { a.grant_peer(d); }
+  {
+    for (auto& s : shards_) s->grant_peer(peer);
+  }
+
   Allocator& shard(std::size_t i) noexcept { return *shards_[i]; }
   int device() const noexcept { return shards_[0]->device(); }
 

@@ -50,9 +50,9 @@ class basic_cuda_vmm_backend {
   /// -1: the device current when the backend is made. `reserve_bytes`: size of the address range to
   /// reserve by default; 0 means the device's memory and half as much again (default_reserve_bytes()).
   /// `shareable`: physical memory is created so that it can be exported to another process as a POSIX
-  /// file descriptor (export_chunk; stash/ipc.hpp). `peers` (device pages): which other devices every
-  /// page is mapped for; none, and grant_peer adds them one by one. Pinned host pages are mapped for
-  /// the CPU and every device whatever it says. Throws stash::invalid_device for a bad id and
+  /// file descriptor (export_chunk; stash/ipc.hpp). `peers` (device pages): all maps every page for
+  /// each device that can reach this one too; none maps it for this device only, and grant_peer adds
+  /// devices later. Pinned host pages are mapped for the CPU and every device whatever it says. Throws stash::invalid_device for a bad id and
   /// stash::cuda_error when there is no driver, the device lacks VMM support, or shareable memory was
   /// asked for and the device cannot export it.
   explicit basic_cuda_vmm_backend(int device = -1, std::size_t reserve_bytes = 0, bool shareable = false,
@@ -139,8 +139,9 @@ class basic_cuda_vmm_backend {
   /// on with the rest. What PyTorch's expandable segments do when PyTorch enables peer access. A
   /// peer granted already, or this backend's own device, changes nothing. Throws invalid_device for a
   /// peer that is no device id or that cannot reach this device (cudaDeviceCanAccessPeer), and
-  /// stash::cuda_error when the driver refuses a grant; in every case no page is granted to the peer
-  /// and the pages mapped later are not either. Not thread-safe: the allocator calls it under its lock.
+  /// stash::cuda_error when the driver refuses a grant, after revoking the peer's access to the runs
+  /// granted before it; the pages mapped later are not granted to the peer then. Not thread-safe: the
+  /// allocator calls it under its lock.
   void grant_peer(int peer)
     requires(Kind == memory_kind::device)
   {
