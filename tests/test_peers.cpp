@@ -49,6 +49,17 @@ bool none_granted_to(const stash::simulated_paged_backend& b, const void* p, std
   return true;
 }
 
+template <class Allocator>
+concept grants_peers = requires(Allocator& a) { a.grant_peer(1); };
+
+// The memory manager's pools over CUDA virtual memory can grant a peer; its cudaMalloc and pinned
+// pools have nothing to grant (pool::grant_peer returns false there).
+static_assert(grants_peers<stash::limited_caching_allocator<stash::cuda_vmm_backend>>);
+static_assert(grants_peers<stash::sharded_device_allocator>);
+static_assert(!grants_peers<stash::limited_caching_allocator<stash::cuda_device_backend>>);
+static_assert(!grants_peers<stash::pinned_caching_allocator>);
+static_assert(!grants_peers<stash::host_caching_allocator>);
+
 }  // namespace
 
 TEST_CASE("peers: pages are mapped for their own device only until a peer is granted", "[peers]") {
