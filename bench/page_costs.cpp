@@ -1,17 +1,22 @@
 // page_costs: what one physical page operation of cuda_vmm_backend costs on this GPU (docs/design.md).
 // Build: part of bench/ (target page_costs). Run on a GPU machine: build/.../bench/page_costs
+// [--no-peers]: device pages mapped for device 0 alone (peer_access::none) rather than for every
+// device that can reach it, and what granting a peer afterwards costs.
 #include "stash/backend/cuda_vmm_backend.hpp"
 #include <chrono>
 #include <cstdlib>
 #include <cstdio>
 #include <vector>
 #include <algorithm>
+#include <string_view>
 using clk = std::chrono::steady_clock;
 static double us(clk::time_point a, clk::time_point b) { return std::chrono::duration<double, std::micro>(b - a).count(); }
-int main() {
-  stash::cuda_vmm_backend be(0);
+int main(int argc, char** argv) {
+  const bool no_peers = argc > 1 && std::string_view(argv[1]) == "--no-peers";
+  stash::cuda_vmm_backend be(0, 0, false, no_peers ? stash::peer_access::none : stash::peer_access::all);
   const size_t page = be.page_size();
-  std::printf("page size %zu\n", page);
+  std::printf("page size %zu; pages granted to %zu peer(s) of %zu that can reach device 0\n", page, be.peers().size(),
+              be.reachable_peers().size());
   auto base = be.reserve(size_t{64} << 30);
   const int n = 256;
   std::vector<double> t;
@@ -84,6 +89,18 @@ int main() {
   report("cudaMalloc+cudaFree 2 MiB");
   for (int i = 0; i < n; ++i) { auto a = clk::now(); cudaDeviceSynchronize(); t.push_back(us(a, clk::now())); }
   report("cudaDeviceSynchronize idle");
+
+  // grant_peer after the fact: 128 runs of 2 pages (one grant call each), granted to the first peer.
+  if (no_peers && !be.reachable_peers().empty()) {
+    const int peer = be.reachable_peers().front();
+    for (int i = 0; i < 128; ++i)
+      if (!be.map_pages(base + static_cast<std::size_t>(3 * i) * page, 2)) return 1;
+    auto a = clk::now();
+    be.grant_peer(peer);
+    const double grant = us(a, clk::now());
+    std::printf("grant_peer(%d) over 128 runs of 2 pages: %.0f us (%.2f us per run)\n", peer, grant, grant / 128);
+    for (int i = 0; i < 128; ++i) be.unmap_pages(base + static_cast<std::size_t>(3 * i) * page, 2);
+  }
 
   // Pinned host pages through the same API (CU_MEM_LOCATION_TYPE_HOST): do they work, are they what
   // cudaPointerGetAttributes calls host memory, and what do they cost?
