@@ -120,7 +120,9 @@ class caching_allocator {
   /// returns nullptr and changes nothing (as cudaMalloc(0) does). Throws invalid_size for
   /// n > max_size(), out_of_memory when the backend has no memory even after the cache was released,
   /// invalid_stream for a stream the ordering policy rejects, capture_error when s is capturing a graph
-  /// and the cache cannot serve the request.
+  /// and serving the request would need a call capture forbids (segments out of memory: giving the
+  /// cache back to retry). During a capture nothing waits for the device; pages and segments are
+  /// made as at any other time.
   [[nodiscard]] void* allocate(std::size_t n, stream s = stream{}) {
     if (n - 1 >= Buckets::max_size) [[unlikely]] {  // n == 0 wraps around to SIZE_MAX
       if (n == 0) return nullptr;
@@ -137,7 +139,7 @@ class caching_allocator {
       std::size_t unmapped = arena_type::unknown;  // the block's first unmapped page: back_pages finds it
       if constexpr (streamed) {  // but in stream order a capture or pending frees may matter first
         unmapped = arena_.first_unmapped(b->addr, size);
-        if (unmapped != detail::page_table::none) [[unlikely]] b = before_mapping(b, size, n, on, unmapped);
+        if (unmapped != detail::page_table::none) [[unlikely]] b = before_mapping(b, size, on, unmapped);
       }
       from_cache = arena_.back_pages(b->addr, size, n, unmapped) && from_cache;
     }
@@ -400,14 +402,15 @@ class caching_allocator {
 
   /// No free block fits: get memory from the arena and return it as a free block (in its list).
   /// Kept out of line (and out of the fast path's registers and instruction cache).
-  /// Stream order first: a capturing stream gets capture_error (growing needs the backend); otherwise
-  /// frees whose events have completed are made ready (and merged), and in wait mode another stream's
-  /// block may be taken after a stream wait.
+  /// Stream order first: frees whose events have completed are made ready (and merged), and in wait
+  /// mode another stream's block may be taken after a stream wait. A capturing stream skips both (no
+  /// event may be asked about or waited for in its name) and the arena grows without waiting for
+  /// anything (its backend calls are legal during a capture: cuda/capture_mode.hpp).
   [[gnu::cold, gnu::noinline]] block* grow(std::size_t requested, std::size_t size, tag* on) {
     if constexpr (streamed) {
-      if (streams_.capturing(on))
-        throw capture_error(requested, "no cached block of this size is usable on the capturing stream, and "
-                                       "more memory would need the backend");
+      const bool capturing = streams_.capturing(on);
+      arena_.note_capture(capturing);
+      if (capturing) return arena_.grow(requested, size, on);
       if (!streams_.settled() && reclaim(on) > 0) {
         arena_.coalesce();
         if (block* b = find_free_block(size, on)) return b;
@@ -483,16 +486,16 @@ class caching_allocator {
     return retired;
   }
 
-  /// Paged, b needs pages mapped (from `unmapped` on): a capturing stream is refused, and frees whose
-  /// events have completed are made ready, so that a block whose pages are still mapped may serve
-  /// instead (then `unmapped` is that block's).
-  [[gnu::cold, gnu::noinline]] block* before_mapping(block* b, std::size_t size, std::size_t requested, tag* on,
-                                                     std::size_t& unmapped)
+  /// Paged, b needs pages mapped (from `unmapped` on): frees whose events have completed are made
+  /// ready, so that a block whose pages are still mapped may serve instead (then `unmapped` is that
+  /// block's). A capturing stream skips that (no event is asked about in its name) and its pages are
+  /// mapped without any wait (the arena is told so).
+  [[gnu::cold, gnu::noinline]] block* before_mapping(block* b, std::size_t size, tag* on, std::size_t& unmapped)
     requires streamed && paged
   {
-    if (streams_.capturing(on))
-      throw capture_error(requested, "the cached blocks usable on the capturing stream would need pages mapped");
-    if (!streams_.settled() && reclaim(on) > 0) {
+    const bool capturing = streams_.capturing(on);
+    arena_.note_capture(capturing);
+    if (!capturing && !streams_.settled() && reclaim(on) > 0) {
       const std::uint8_t region = b->pool;  // a request is carved from the other region when its own is full
       arena_.coalesce();                    // b may have merged into a ready neighbour: look again
       b = heap_.find_free_block(size, on, region);  // b's memory is still free and usable there: never null

@@ -106,8 +106,10 @@ class invalid_stream : public error {
   const void* handle_;
 };
 
-/// A request made while its stream captures a CUDA graph that the cache cannot serve: serving it would
-/// need a call that capture forbids (mapping memory, creating a segment, querying an event).
+/// A request made while its stream captures a CUDA graph that cannot be served without a call capture
+/// forbids: with a segment backend out of memory, giving cached segments back to retry (cudaFree
+/// synchronizes the device). Mapping pages and creating segments are allowed during a capture
+/// (stash/cuda/capture_mode.hpp).
 class capture_error : public error {
  public:
   capture_error(std::size_t requested, const std::string& why)

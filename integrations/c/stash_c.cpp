@@ -32,6 +32,7 @@
 
 #include "stash/device_manager.hpp"
 #include "stash/error.hpp"
+#include "stash/graph_pools.hpp"
 #include "stash/memory_manager.hpp"
 
 // Streams: stash::stream is a cudaStream_t without CUDA's headers (stash/stream.hpp).
@@ -379,6 +380,18 @@ class library {
   /// The manager if it was made, else null.
   stash::memory_manager* existing_manager() const noexcept { return manager_.load(std::memory_order_acquire); }
 
+  /// The CUDA graph pools (stash_graph_pool_begin); their blocks come from the manager's device pools.
+  stash::graph_pools& graph_pools() noexcept { return graph_pools_; }
+
+  /// Gives the freed blocks of released graph pools back to their device pools, once the device has
+  /// finished its work: empty_cache synchronizes first. Not while a capture routes requests to a pool
+  /// (a device-wide synchronize would break it). Returns how many blocks went back.
+  std::size_t return_released_graph_blocks(stash::memory_manager& mm) {
+    if (graph_pools_.releasable() == 0 || graph_pools_.routing()) return 0;
+    for (int d = 0; d < mm.device_count(); ++d) mm.empty_cache(d);
+    return graph_pools_.return_released();
+  }
+
   /// Sets device id's limit (no_limit: none); before the manager is made, it is made with it. Throws
   /// invalid_device.
   void set_limit(int id, std::size_t bytes) {
@@ -476,6 +489,7 @@ class library {
   std::string options_text_;
   std::map<int, std::size_t> limits_;  // set before the manager is made, by device (under mutex_)
   std::atomic<stash::memory_manager*> manager_{nullptr};
+  stash::graph_pools graph_pools_;
 };
 
 void fill(stash_stats* out, const stash::memory_stats& m) {
@@ -507,18 +521,36 @@ void* stash_alloc(ssize_t size, int device, stash_stream_t stream) {
   void* p = nullptr;
   guarded("stash_alloc", [&] {
     if (size < 0) throw stash::invalid_size(static_cast<std::size_t>(size), "a negative size");
-    p = library::get().manager().device_pool(device).allocate(static_cast<std::size_t>(size), to_stream(stream));
+    library& lib = library::get();
+    stash::memory_manager& mm = lib.manager();
+    stash::pool& pool = mm.device_pool(device);
+    const auto bytes = static_cast<std::size_t>(size);
+    const stash::stream s = to_stream(stream);
+    if (lib.graph_pools().routing()) [[unlikely]] {  // a capture is underway: its requests go to its pool
+      if (auto routed = lib.graph_pools().allocate(pool, pool.device(), bytes, s)) {
+        p = *routed;
+        return;
+      }
+    }
+    try {
+      p = pool.allocate(bytes, s);
+    } catch (const stash::out_of_memory&) {
+      // Released graph pools may still hold freed blocks: give them back and try once more.
+      if (lib.return_released_graph_blocks(mm) == 0) throw;
+      p = pool.allocate(bytes, s);
+    }
   });
   return p;
 }
 
-void stash_free(void* ptr, ssize_t /*size*/, int device, stash_stream_t stream) {
+void stash_free(void* ptr, ssize_t size, int device, stash_stream_t stream) {
   if (!ptr) return;
   const int status = guarded("stash_free", [&] {
     library& lib = library::get();
     const int id = lib.resolve(device);
     stash::memory_manager* mm = lib.existing_manager();
     if (!mm) throw stash::invalid_pointer(ptr, "not allocated by stash (nothing was allocated)");
+    if (lib.graph_pools().deallocate(ptr, static_cast<std::size_t>(size), to_stream(stream))) return;  // a graph's
     if (stash::pool* pool = mm->existing_device_pool(id); pool && pool->try_deallocate(ptr, to_stream(stream))) return;
     // Freed with the wrong device id: the pool that holds it frees it; else the error of the one it lies in.
     mm->deallocate(ptr, to_stream(stream));
@@ -561,8 +593,44 @@ int stash_empty_cache(int device) {
     if (device != -1) lib.resolve(device);
     stash::memory_manager* mm = lib.existing_manager();
     if (!mm) return;
+    lib.return_released_graph_blocks(*mm);  // empties every device's cache first, then they are freed
     if (device != -1) return mm->empty_cache(device);
     for (int d = 0; d < mm->device_count(); ++d) mm->empty_cache(d);
+  });
+}
+
+int stash_graph_pool_begin(int device, uint64_t id_first, uint64_t id_second, stash_stream_filter filter,
+                           void* context) {
+  return guarded("stash_graph_pool_begin", [&] {
+    if (!filter) throw option_error{STASH_ERROR_INVALID_ARGUMENT, "stash_graph_pool_begin: filter is null"};
+    library& lib = library::get();
+    const int id = lib.resolve(device);
+    lib.graph_pools().begin(id, {id_first, id_second},
+                            [filter, context](stash::stream s) { return filter(context, s.native_handle()) != 0; });
+  });
+}
+
+int stash_graph_pool_end(int device, uint64_t id_first, uint64_t id_second) {
+  return guarded("stash_graph_pool_end", [&] {
+    library& lib = library::get();
+    const int id = lib.resolve(device);
+    try {
+      lib.graph_pools().end(id, {id_first, id_second});
+    } catch (const stash::error& e) {  // nothing to end: the caller's mistake, and nothing changed
+      throw option_error{STASH_ERROR_INVALID_ARGUMENT, e.what()};
+    }
+  });
+}
+
+int stash_graph_pool_release(int device, uint64_t id_first, uint64_t id_second) {
+  return guarded("stash_graph_pool_release", [&] {
+    library& lib = library::get();
+    const int id = lib.resolve(device);
+    try {
+      lib.graph_pools().release(id, {id_first, id_second});
+    } catch (const stash::error& e) {  // nothing to release: the caller's mistake, and nothing changed
+      throw option_error{STASH_ERROR_INVALID_ARGUMENT, e.what()};
+    }
   });
 }
 

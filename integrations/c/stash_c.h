@@ -107,6 +107,30 @@ STASH_C_API int stash_set_memory_limit(int device, uint64_t bytes);
  * (cudaDeviceCanAccessPeer); nothing changes then. */
 STASH_C_API int stash_grant_peer_access(int device, int peer);
 
+/* CUDA graph pools (PyTorch's beginAllocateToPool, endAllocateToPool and releasePool hooks, which
+ * torch.cuda.graph, torch.compile's CUDA graphs and torch.cuda.MemPool use). A graph's kernels keep
+ * the addresses they were captured with, so memory made for a graph goes to nobody else while the
+ * graph may run, even once freed:
+ *   - stash_graph_pool_begin: from now on, requests on `device` (-1: the current one) whose stream
+ *     `filter(context, stream)` accepts (returns nonzero) go to pool (id_first, id_second), made on
+ *     first use; each begin counts one user of the pool. filter and context must stay valid until the
+ *     matching stash_graph_pool_end returns; filter is called under a lock, with no other stash call.
+ *   - a block of a pool that is freed stays with the pool: a later request routed to it on the stream
+ *     it was freed on may take it (whole; the smallest that fits), nobody else;
+ *   - stash_graph_pool_end: ends the latest routing begun for that device and pool (capture ended);
+ *   - stash_graph_pool_release: one user gone (a graph destroyed). With none left, the pool's live
+ *     blocks go back to the device's pool when freed, and its freed ones at the next stash_empty_cache
+ *     or out-of-memory retry, after the device has finished its work (a replay may still run).
+ * Until then a pool's blocks count as allocated in stash_get_stats. During a capture stash maps pages
+ * and makes segments (in relaxed capture mode, as PyTorch does) and waits for nothing.
+ * STASH_ERROR_INVALID_ARGUMENT for a bad device, a null filter, an end or release with nothing to end
+ * or release; nothing changes then. */
+typedef int (*stash_stream_filter)(void* context, stash_stream_t stream);
+STASH_C_API int stash_graph_pool_begin(int device, uint64_t id_first, uint64_t id_second, stash_stream_filter filter,
+                                       void* context);
+STASH_C_API int stash_graph_pool_end(int device, uint64_t id_first, uint64_t id_second);
+STASH_C_API int stash_graph_pool_release(int device, uint64_t id_first, uint64_t id_second);
+
 /* Options as "key:value,key:value" (the form of PYTORCH_ALLOC_CONF); see stash_option_help(). Must come
  * before the first allocation (STASH_ERROR_TOO_LATE otherwise). A bad option changes nothing, and the
  * error names it. When it is never called, the first allocation reads STASH_CONF. */

@@ -83,6 +83,48 @@ class Library(unittest.TestCase):
             """
         )
 
+    def test_graph_pools_keep_a_graphs_memory_until_released(self):
+        run(
+            """
+            if stash.backing() != "host":
+                sys.exit(0)  # fake stream handles: host pools do not order by streams
+            S, T = 0x1000, 0x2000
+            MiB = 1 << 20
+            @n.stream_filter
+            def only_s(context, stream):
+                return 1 if stream == S else 0
+            assert L.stash_graph_pool_begin(0, 7, 1, only_s, None) == 0, n.last_error()
+            a = L.stash_alloc(MiB, 0, S)
+            L.stash_free(a, MiB, 0, S)  # freed during the capture: the pool keeps it
+            assert stats()["allocated_bytes"] >= MiB, stats()
+            other = L.stash_alloc(MiB, 0, T)  # another stream: not routed, other memory
+            assert other != a
+            b = L.stash_alloc(MiB // 2, 0, S)  # the pool's next request on S takes it
+            assert b == a, (a, b)
+            L.stash_free(b, MiB // 2, 0, S)
+            assert L.stash_graph_pool_end(0, 7, 1) == 0, n.last_error()
+            after = [L.stash_alloc(MiB, 0, S) for _ in range(4)]  # after the capture: never the graph's
+            assert a not in after, (a, after)
+            for p in after + [other]:
+                L.stash_free(p, MiB, 0, S)
+            assert L.stash_graph_pool_release(0, 7, 1) == 0, n.last_error()
+            assert stats()["allocated_bytes"] >= MiB  # freed blocks go back at the next empty_cache
+            assert L.stash_empty_cache(-1) == 0, n.last_error()
+            assert stats()["allocated_bytes"] == 0, stats()
+            assert n.last_error() == ""
+
+            # Bad calls: a status, a message, nothing changed.
+            before = stats()
+            assert L.stash_graph_pool_end(0, 7, 1) == 1 and "no allocation routed" in n.last_error(), n.last_error()
+            assert L.stash_graph_pool_release(0, 7, 1) == 1 and "no user" in n.last_error(), n.last_error()
+            assert L.stash_graph_pool_begin(0, 8, 0, n.stream_filter(), None) == 1 and "filter is null" in n.last_error()
+            assert L.stash_graph_pool_begin(9, 8, 0, only_s, None) == 1, n.last_error()
+            c = L.stash_alloc(MiB, 0, S)  # nothing routes it
+            L.stash_free(c, MiB, 0, S)
+            assert stats()["allocated_bytes"] == before["allocated_bytes"] == 0
+            """
+        )
+
     def test_zero_bytes_is_null_and_no_error(self):
         run(
             """

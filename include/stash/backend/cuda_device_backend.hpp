@@ -7,6 +7,7 @@
 
 #include "stash/backend/backend.hpp"
 #include "stash/cuda/cuda_check.hpp"
+#include "stash/cuda/capture_mode.hpp"
 #include "stash/cuda/device_guard.hpp"
 #include "stash/device_manager.hpp"
 #include "stash/ordering/cuda_event_ordering.hpp"
@@ -27,6 +28,7 @@ class cuda_device_backend {
   /// current device is the same afterwards.
   void* allocate(std::size_t bytes) {
     cuda::device_guard guard(device_);
+    cuda::relaxed_capture_mode relaxed;  // legal during a graph capture (cuda/capture_mode.hpp)
     void* p = nullptr;
     const cudaError_t status = cudaMalloc(&p, bytes);
     return cuda::allocated(status, "cudaMalloc", __FILE__, __LINE__) ? p : nullptr;

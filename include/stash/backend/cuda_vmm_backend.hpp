@@ -22,6 +22,7 @@
 
 #include "stash/backend/backend.hpp"
 #include "stash/cuda/cuda_check.hpp"
+#include "stash/cuda/capture_mode.hpp"
 #include "stash/cuda/device_guard.hpp"
 #include "stash/cuda/driver_api.hpp"
 #include "stash/device_manager.hpp"
@@ -155,6 +156,7 @@ class basic_cuda_vmm_backend {
     std::vector<CUmemAccessDesc> access = access_;  // taken before anything changes
     access.push_back(read_write(CU_MEM_LOCATION_TYPE_DEVICE, peer));
     cuda::device_guard guard(device_);
+    cuda::relaxed_capture_mode relaxed;  // legal during a graph capture (cuda/capture_mode.hpp)
     const CUmemAccessDesc grant = access.back();
     std::size_t granted_to = 0;  // the runs below this page index are granted
     CUresult status = CUDA_SUCCESS;
@@ -192,6 +194,7 @@ class basic_cuda_vmm_backend {
     if (base_ != 0) throw error("stash: basic_cuda_vmm_backend::reserve called twice");
     const std::size_t size = n != 0 ? round_up(n) : default_reserve_bytes();
     cuda::device_guard guard(device_);
+    cuda::relaxed_capture_mode relaxed;  // legal during a graph capture (cuda/capture_mode.hpp)
     CUdeviceptr base = 0;
     STASH_CU_CHECK(api().cuMemAddressReserve(&base, size, page_size_, 0, 0));
     base_ = static_cast<std::uintptr_t>(base);
@@ -234,6 +237,7 @@ class basic_cuda_vmm_backend {
       if (pages_[i].mapped) throw invalid_pointer(reinterpret_cast<void*>(base_ + i * page_size_), "page is already mapped");
     if (chunk == 0 || chunk > n) chunk = n;
     cuda::device_guard guard(device_);
+    cuda::relaxed_capture_mode relaxed;  // legal during a graph capture (cuda/capture_mode.hpp)
     const cuda::driver_api& cu = api();
     const CUmemAllocationProp prop = allocation_properties();
 
@@ -289,6 +293,7 @@ class basic_cuda_vmm_backend {
     for (std::size_t i = first; i < first + n; ++i)
       if (!pages_[i].mapped) throw invalid_pointer(reinterpret_cast<void*>(base_ + i * page_size_), "set_access: page is not mapped");
     cuda::device_guard guard(device_);
+    cuda::relaxed_capture_mode relaxed;  // legal during a graph capture (cuda/capture_mode.hpp)
     const CUresult granted = grant_access(a, n * page_size_);
     if (granted == CUDA_ERROR_OUT_OF_MEMORY) return false;
     STASH_CU_CHECK(granted);
@@ -307,6 +312,7 @@ class basic_cuda_vmm_backend {
     if (from == to) return true;
     if (target.mapped) throw invalid_pointer(reinterpret_cast<void*>(to), "page is already mapped");
     cuda::device_guard guard(device_);
+    cuda::relaxed_capture_mode relaxed;  // legal during a graph capture (cuda/capture_mode.hpp)
     const cuda::driver_api& cu = api();
 
     // No work queued on the device uses the page at its old address: the allocator moves only pages
@@ -348,6 +354,7 @@ class basic_cuda_vmm_backend {
     if (!pages_[first].mapped || pages_[first].chunk_pages != n) return;
     try {
       cuda::device_guard guard(device_);
+      cuda::relaxed_capture_mode relaxed;  // legal during a graph capture (cuda/capture_mode.hpp)
       // No device-wide wait: the allocator unmaps only pages no pending work uses (see move_page).
       unmap_and_release(first);
     } catch (...) {

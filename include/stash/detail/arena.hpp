@@ -26,6 +26,10 @@ concept block_arena = requires(A& a, const A& ca, std::size_t n, std::uintptr_t 
   { a.release_cache(n) } noexcept;
   /// Stream order: merges neighbouring free blocks that are both ready.
   { a.coalesce() } noexcept;
+  /// Stream order: whether the request being served is for a stream that captures a CUDA graph; until
+  /// the next note, growth waits for nothing (no pending free is waited for, no cache is released to
+  /// retry), since a capture forbids host waits on its device.
+  { a.note_capture(true) } noexcept;
   /// Whether addr lies in memory held from the backend, and the first block of the run holding it.
   { ca.holds(addr) } noexcept -> std::same_as<bool>;
   { ca.first_block_holding(addr) } noexcept -> std::same_as<const block*>;

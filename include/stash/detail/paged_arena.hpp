@@ -8,7 +8,8 @@
 // region of their own above that range (caching_options::small_region), a second run of blocks, so
 // that small blocks never split the holes large ones leave.
 // Stream order: the pages under free blocks whose GPU work may still be running are never moved or
-// given back (hold_pending_pages); where pages are short, the pending frees are waited for.
+// given back (hold_pending_pages); where pages are short, the pending frees are waited for, except
+// for a stream that captures a graph (note_capture), where nothing may wait.
 #include <algorithm>
 #include <atomic>
 #include <cstddef>
@@ -70,7 +71,7 @@ class paged_arena {
     };
     block* b = fitting();
     if constexpr (streamed) {
-      if (!b && !streams_.settled()) {  // pending frees hold address ranges too: wait for them
+      if (!b && !capturing_ && !streams_.settled()) {  // pending frees hold address ranges too: wait for them
         stats_.on_oom_retry();
         streams_.synchronize();
         coalesce();
@@ -95,6 +96,9 @@ class paged_arena {
     }
     if (holding) release_pending_pages();
   }
+
+  /// Stream order: the request being served is for a capturing stream (or not); see block_arena.
+  void note_capture(bool capturing) noexcept { capturing_ = capturing; }
 
   /// Stream order: merges neighbouring free blocks that are both ready, region by region.
   void coalesce() noexcept {
@@ -304,7 +308,7 @@ class paged_arena {
     if (map_new_page(p)) return true;
     stats_.on_oom_retry();  // the cache is released by moving an idle page here, else retried once
     if constexpr (streamed) {
-      if (!streams_.settled()) streams_.synchronize();  // pages held by pending frees become idle
+      if (!capturing_ && !streams_.settled()) streams_.synchronize();  // pages held by pending frees become idle
     }
     return move_idle_page_to(p) || map_new_page(p);
   }
@@ -480,6 +484,7 @@ class paged_arena {
   std::size_t peak_touched_ = 0;  // high tide of touched_
   std::size_t peak_live_ = 0;     // high tide of live bytes (block in progress included) seen where pages are backed
   std::uint64_t page_moves_ = 0;
+  bool capturing_ = false;  // the request being served is for a capturing stream: no host waits
   std::uint64_t backed_since_move_ = 0;  // pages backed (mapped or moved) since the last move
   // Chunked backends: the first and last page mapped without access while a block is backed.
   std::size_t ungranted_first_ = page_table::none, ungranted_last_ = 0;

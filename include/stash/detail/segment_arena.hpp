@@ -78,6 +78,9 @@ class segment_arena {
     }
   }
 
+  /// Stream order: the request being served is for a capturing stream (or not); see block_arena.
+  void note_capture(bool capturing) noexcept { capturing_ = capturing; }
+
   /// Stream order: merges neighbouring free blocks that are both ready, segment by segment.
   void coalesce() noexcept {
     if constexpr (streamed)
@@ -108,6 +111,13 @@ class segment_arena {
     std::size_t bytes = round_up_checked(Buckets::segment_size(size), granularity, requested);
     void* p = backend_.allocate(bytes);
     if (!p) {
+      if constexpr (streamed) {
+        // Waiting for pending frees and giving segments back (cudaFree synchronizes the device) are
+        // what a capture forbids.
+        if (capturing_)
+          throw capture_error(requested, "the device is out of memory, and the cache cannot be given back to "
+                                         "retry while the stream captures");
+      }
       stats_.on_oom_retry();
       if constexpr (streamed) {
         if (!streams_.settled()) {  // wait for the pending frees: one of them may fit now
@@ -179,6 +189,7 @@ class segment_arena {
   Streams& streams_;
   std::size_t reserved_ = 0;  // bytes held from the backend
   segment_map segments_;
+  bool capturing_ = false;  // the request being served is for a capturing stream: no host waits
   typename segment_map::node_type spare_segment_;  // for the next new segment
 };
 

@@ -24,8 +24,9 @@ concept ordering_policy =
       /// Throws stash::invalid_stream for a handle that is not a stream (as far as the policy can
       /// tell cheaply); called once per stream the allocator starts keeping state for.
       o.check(s);
-      /// Whether s is capturing a CUDA graph: then no event may be recorded on it, no memory mapped
-      /// for it, and it may not wait on an event recorded outside the capture.
+      /// Whether s is capturing a CUDA graph: then no event may be recorded on it, it may not wait on
+      /// an event recorded outside the capture, and the host waits for nothing in its name (memory
+      /// may still be mapped for it: stash/cuda/capture_mode.hpp).
       { o.is_capturing(s) } -> std::same_as<bool>;
       /// An event that completes when the work queued on s so far has completed. s must not be
       /// capturing. Throws stash::invalid_stream when s no longer exists, stash::cuda_error on other

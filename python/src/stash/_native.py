@@ -81,6 +81,10 @@ _lib: Optional[ctypes.CDLL] = None
 _lib_lock = threading.Lock()
 
 
+# int (*)(void* context, stash_stream_t stream): which streams a graph pool takes (stash_graph_pool_begin).
+stream_filter = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)
+
+
 def lib() -> ctypes.CDLL:
     """The loaded library, with every prototype declared."""
     global _lib
@@ -110,6 +114,9 @@ def lib() -> ctypes.CDLL:
             "stash_set_memory_fraction": (c.c_int, [c.c_double, c.c_int]),
             "stash_set_memory_limit": (c.c_int, [c.c_int, c.c_uint64]),
             "stash_grant_peer_access": (c.c_int, [c.c_int, c.c_int]),
+            "stash_graph_pool_begin": (c.c_int, [c.c_int, c.c_uint64, c.c_uint64, stream_filter, c.c_void_p]),
+            "stash_graph_pool_end": (c.c_int, [c.c_int, c.c_uint64, c.c_uint64]),
+            "stash_graph_pool_release": (c.c_int, [c.c_int, c.c_uint64, c.c_uint64]),
             "stash_configure": (c.c_int, [c.c_char_p]),
             "stash_options": (c.c_char_p, []),
             "stash_option_help": (c.c_char_p, []),

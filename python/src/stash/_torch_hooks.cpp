@@ -13,13 +13,21 @@
 //   memcpyAsync      cudaMemcpyPeerAsync between two GPUs without peer access, as PyTorch's own
 //                    allocator does for memory that is not cudaMalloc'd (cudaMemcpyAsync needs the
 //                    pages mapped for both devices)
+//   graph pools      stash_graph_pool_begin/end/release (beginAllocateToPool, endAllocateToPool,
+//                    releasePool: torch.cuda.graph, torch.compile's CUDA graphs, torch.cuda.MemPool)
 // The last two are virtual members, not hooks: the allocator is a subclass of CUDAPluggableAllocator.
 // Built on first use by torch.utils.cpp_extension (stash/torch.py), against the torch it runs with.
 #include <dlfcn.h>
 #include <sys/types.h>
 
 #include <memory>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include <c10/util/Exception.h>
 #include <torch/csrc/cuda/CUDAPluggableAllocator.h>
@@ -38,6 +46,9 @@ struct stash_api {
   int (*empty_cache)(int) = nullptr;
   int (*set_memory_fraction)(double, int) = nullptr;
   int (*grant_peer_access)(int, int) = nullptr;
+  int (*graph_pool_begin)(int, uint64_t, uint64_t, int (*)(void*, cudaStream_t), void*) = nullptr;
+  int (*graph_pool_end)(int, uint64_t, uint64_t) = nullptr;
+  int (*graph_pool_release)(int, uint64_t, uint64_t) = nullptr;
   const char* (*last_error)() = nullptr;
 };
 
@@ -82,6 +93,43 @@ void set_memory_fraction(double fraction, int device) {
   TORCH_CHECK(api.set_memory_fraction(fraction, device) == 0, api.last_error());
 }
 
+// Graph pools. PyTorch's filter (which streams belong to the capture) is a std::function; stash takes a
+// C function and a context, so each routing's filter lives here until its endAllocateToPool.
+using stream_filter = std::function<bool(cudaStream_t)>;
+using pool_key = std::pair<int, c10::cuda::MempoolId_t>;
+std::mutex filters_lock;
+std::map<pool_key, std::vector<std::unique_ptr<stream_filter>>> filters;  // per pool, latest last
+
+int call_filter(void* context, cudaStream_t stream) {
+  try {
+    return (*static_cast<stream_filter*>(context))(stream) ? 1 : 0;
+  } catch (...) {
+    return 0;  // the request is then served as any other; nothing may unwind through stash's C frames
+  }
+}
+
+void begin_allocate_to_pool(int device, c10::cuda::MempoolId_t id, stream_filter filter) {
+  auto owned = std::make_unique<stream_filter>(std::move(filter));
+  std::lock_guard guard(filters_lock);
+  auto& list = filters[{device, id}];
+  list.reserve(list.size() + 1);
+  TORCH_CHECK(api.graph_pool_begin(device, id.first, id.second, call_filter, owned.get()) == 0, api.last_error());
+  list.push_back(std::move(owned));
+}
+
+void end_allocate_to_pool(int device, c10::cuda::MempoolId_t id) {
+  std::lock_guard guard(filters_lock);
+  TORCH_CHECK(api.graph_pool_end(device, id.first, id.second) == 0, api.last_error());
+  auto found = filters.find({device, id});
+  if (found == filters.end()) return;
+  found->second.pop_back();  // stash no longer calls it
+  if (found->second.empty()) filters.erase(found);
+}
+
+void release_pool(int device, c10::cuda::MempoolId_t id) {
+  TORCH_CHECK(api.graph_pool_release(device, id.first, id.second) == 0, api.last_error());
+}
+
 /// The device index type of enablePeerAccess (int in older PyTorch, c10::DeviceIndex in newer).
 template <class>
 struct first_parameter;
@@ -120,6 +168,9 @@ void install(const std::string& path) {
   bind(handle, path, "stash_empty_cache", api.empty_cache);
   bind(handle, path, "stash_set_memory_fraction", api.set_memory_fraction);
   bind(handle, path, "stash_grant_peer_access", api.grant_peer_access);
+  bind(handle, path, "stash_graph_pool_begin", api.graph_pool_begin);
+  bind(handle, path, "stash_graph_pool_end", api.graph_pool_end);
+  bind(handle, path, "stash_graph_pool_release", api.graph_pool_release);
   bind(handle, path, "stash_last_error", api.last_error);
 
   // What createCustomAllocator does for a plain CUDAPluggableAllocator: made, then initialized.
@@ -129,6 +180,9 @@ void install(const std::string& path) {
   hooks->set_record_stream_fn(record_stream);
   hooks->set_reset_fn(empty_cache);
   hooks->set_memory_fraction_fn(set_memory_fraction);
+  hooks->set_begin_allocate_to_pool(begin_allocate_to_pool);
+  hooks->set_end_allocate_to_pool_fn(end_allocate_to_pool);
+  hooks->set_release_pool(release_pool);
   pluggable::changeCurrentAllocator(allocator);
 }
 

@@ -1,0 +1,249 @@
+#pragma once
+// stash::graph_pools: private memory pools for the CUDA graphs a framework captures, as PyTorch keeps
+// them for torch.cuda.graph, torch.compile's CUDA graphs and torch.cuda.MemPool (its allocator hooks
+// beginAllocateToPool, endAllocateToPool and releasePool).
+//
+// A graph's kernels keep the addresses they were captured with. A tensor made during the capture and
+// freed during it (an intermediate), or freed after it, still names memory the graph writes on every
+// replay, so that memory must go to nobody else while the graph may be replayed. A graph pool keeps it:
+//   - begin(device, id, accepts) routes the requests on device's streams that `accepts` names (the
+//     capturing streams) to pool `id` until end(device, id); the pool is made on first use and counts
+//     one user per begin;
+//   - a block allocated there and freed, during the capture or after it, stays with the pool: a later
+//     request routed to the pool on the same stream may take it (in the graph's own order), nobody else;
+//   - release(device, id) drops one user; at none, the pool is released: its live blocks go back to
+//     their device pool when freed, and its freed blocks once return_released() is called, which the
+//     caller does after the device has finished its work (a graph's last replay may still be running
+//     when the framework releases its pool; PyTorch's allocator also frees released pools' blocks only
+//     after a device synchronize, in empty_cache and its out-of-memory retry).
+// Blocks are taken from and given back to the stash::pool of their device, whole (no splitting): a
+// freed block serves the smallest later request of at most its size routed to the same pool and
+// stream. Until a pool is released, its blocks count as allocated in the device pool's stats.
+//
+// One mutex guards the pools; requests and frees that no pool concerns pay two relaxed atomic loads.
+#include <atomic>
+#include <compare>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "stash/error.hpp"
+#include "stash/memory_manager.hpp"
+#include "stash/stream.hpp"
+
+namespace stash {
+
+/// A graph pool's name (PyTorch's MempoolId_t: a pair of integers).
+struct graph_pool_id {
+  std::uint64_t first = 0;
+  std::uint64_t second = 0;
+  friend auto operator<=>(const graph_pool_id&, const graph_pool_id&) = default;
+};
+
+class graph_pools {
+ public:
+  /// Whether a request on the stream goes to the pool (called under the pools' lock).
+  using filter = std::function<bool(stream)>;
+
+  /// Requests on `device`'s streams that `accepts` names go to pool `id` from now on, until
+  /// end(device, id). Makes the pool on first use; counts one user of it.
+  void begin(int device, graph_pool_id id, filter accepts) {
+    std::lock_guard guard(lock_);
+    routes_.reserve(routes_.size() + 1);  // what may throw comes first: then nothing has changed
+    pool_state& p = pools_[{device, id}];
+    routes_.push_back({device, id, std::move(accepts)});
+    if (p.released) {  // a released pool used again keeps its freed blocks again
+      p.released = false;
+      releasable_ -= p.freed.size();
+    }
+    ++p.users;
+    routing_.store(true, std::memory_order_relaxed);
+  }
+
+  /// Ends the latest routing begun with begin(device, id). Throws stash::error when there is none.
+  void end(int device, graph_pool_id id) {
+    std::lock_guard guard(lock_);
+    for (auto r = routes_.rbegin(); r != routes_.rend(); ++r) {
+      if (r->device == device && r->id == id) {
+        routes_.erase(std::next(r).base());
+        routing_.store(!routes_.empty(), std::memory_order_relaxed);
+        return;
+      }
+    }
+    throw error("stash: graph pool (" + name(id) + ") on device " + std::to_string(device) +
+                " has no allocation routed to it to end");
+  }
+
+  /// One user of pool `id` is gone (PyTorch: a graph using it was destroyed). When none is left the
+  /// pool is released (see the top of this file). Throws stash::error for a pool with no user left.
+  void release(int device, graph_pool_id id) {
+    std::lock_guard guard(lock_);
+    const auto found = pools_.find({device, id});
+    if (found == pools_.end() || found->second.users == 0)
+      throw error("stash: graph pool (" + name(id) + ") on device " + std::to_string(device) + " has no user to release");
+    pool_state& p = found->second;
+    if (--p.users == 0) {
+      p.released = true;
+      releasable_ += p.freed.size();
+      drop_if_empty(found);
+    }
+  }
+
+  /// A request of `bytes` on stream s of `device`: when a routing takes it, a block of the routed pool
+  /// (a freed one of at least `bytes` freed on s, else a new one from `from`, the device's pool, which
+  /// may throw as its allocate does); nullopt when no routing takes it (the caller allocates as
+  /// usual).
+  std::optional<void*> allocate(pool& from, int device, std::size_t bytes, stream s) {
+    if (!routing_.load(std::memory_order_relaxed)) return std::nullopt;
+    std::lock_guard guard(lock_);
+    const route* r = route_for(device, s);
+    if (!r) return std::nullopt;
+    pool_state& p = pools_.at({device, r->id});
+    for (auto f = p.freed.lower_bound(bytes); f != p.freed.end(); ++f) {
+      if (f->second.on == s) {
+        void* reused = f->second.ptr;
+        p.freed.erase(f);
+        return reused;
+      }
+    }
+    owners_.reserve(owners_.size() + 1);  // nothing to undo if the map cannot grow
+    void* made = from.allocate(bytes, s);
+    owners_.emplace(made, owner{device, r->id, bytes, &from});
+    ++p.blocks;
+    counted_.store(true, std::memory_order_relaxed);
+    return made;
+  }
+
+  /// A free of p (the bytes it was allocated with) on stream s: true when a graph pool keeps it; false
+  /// when no pool has it, or its pool was released (the caller frees it to its device pool as usual,
+  /// and the pool forgets it).
+  bool deallocate(void* p, std::size_t bytes, stream s) {
+    if (!counted_.load(std::memory_order_relaxed)) return false;
+    std::lock_guard guard(lock_);
+    const auto found = owners_.find(p);
+    if (found == owners_.end()) return false;
+    const auto pool = pools_.find({found->second.device, found->second.id});
+    if (pool->second.released) {
+      owners_.erase(found);
+      --pool->second.blocks;
+      counted_.store(!owners_.empty(), std::memory_order_relaxed);
+      drop_if_empty(pool);
+      return false;
+    }
+    (void)bytes;  // the size a block serves is what it was made with
+    pool->second.freed.emplace(found->second.bytes, freed_block{p, s});
+    return true;
+  }
+
+  /// Frees the freed blocks of released pools to their device pools (on the stream each was freed on)
+  /// and forgets them; returns how many. Call it when the device has finished the work queued before
+  /// the pools were released (after a device synchronize).
+  std::size_t return_released() {
+    std::lock_guard guard(lock_);
+    std::size_t n = 0;
+    for (auto it = pools_.begin(); it != pools_.end();) {
+      auto next = std::next(it);
+      if (it->second.released) {
+        for (auto& [bytes, f] : it->second.freed) {
+          const auto o = owners_.find(f.ptr);
+          o->second.from->deallocate(f.ptr, f.on);
+          owners_.erase(o);
+          --it->second.blocks;
+          ++n;
+        }
+        it->second.freed.clear();
+        drop_if_empty(it);
+      }
+      it = next;
+    }
+    releasable_ = 0;
+    counted_.store(!owners_.empty(), std::memory_order_relaxed);
+    return n;
+  }
+
+  /// Whether some routing is in force (a capture is underway): cheap, without the lock.
+  bool routing() const noexcept { return routing_.load(std::memory_order_relaxed); }
+
+  /// Freed blocks of released pools that return_released() would give back.
+  std::size_t releasable() const {
+    std::lock_guard guard(lock_);
+    return releasable_;
+  }
+
+  /// Figures of one pool (zeros for a pool that does not exist).
+  struct pool_figures {
+    std::size_t users = 0;        // begins not yet released
+    std::size_t blocks = 0;       // blocks the pool has, live and freed
+    std::size_t freed_blocks = 0; // of which freed, kept for the pool
+    std::size_t bytes = 0;        // bytes of all its blocks, as requested when made
+    bool released = false;
+  };
+  pool_figures figures(int device, graph_pool_id id) const {
+    std::lock_guard guard(lock_);
+    pool_figures f;
+    const auto found = pools_.find({device, id});
+    if (found == pools_.end()) return f;
+    f.users = found->second.users;
+    f.released = found->second.released;
+    f.blocks = found->second.blocks;
+    f.freed_blocks = found->second.freed.size();
+    for (const auto& [ptr, o] : owners_)
+      if (o.device == device && o.id == id) f.bytes += o.bytes;
+    return f;
+  }
+
+ private:
+  struct route {
+    int device;
+    graph_pool_id id;
+    filter accepts;
+  };
+  struct freed_block {
+    void* ptr;
+    stream on;  // the stream it was freed on: only requests there take it
+  };
+  struct pool_state {
+    std::size_t users = 0;
+    std::size_t blocks = 0;  // live and freed
+    bool released = false;
+    std::multimap<std::size_t, freed_block> freed;  // by the bytes each was made with
+  };
+  struct owner {
+    int device;
+    graph_pool_id id;
+    std::size_t bytes;  // as made
+    pool* from;         // the device pool it came from and goes back to
+  };
+  using key = std::pair<int, graph_pool_id>;
+
+  /// The latest routing on `device` whose filter takes s (PyTorch asks the latest capture first).
+  const route* route_for(int device, stream s) const {
+    for (auto r = routes_.rbegin(); r != routes_.rend(); ++r)
+      if (r->device == device && r->accepts(s)) return &*r;
+    return nullptr;
+  }
+
+  /// A released pool with no block left is forgotten.
+  void drop_if_empty(std::map<key, pool_state>::iterator it) {
+    if (it->second.released && it->second.blocks == 0) pools_.erase(it);
+  }
+
+  static std::string name(graph_pool_id id) { return std::to_string(id.first) + ", " + std::to_string(id.second); }
+
+  mutable std::mutex lock_;
+  std::map<key, pool_state> pools_;
+  std::vector<route> routes_;
+  std::unordered_map<void*, owner> owners_;  // every block of every pool, live or freed
+  std::size_t releasable_ = 0;
+  std::atomic<bool> routing_{false};  // routes_ is not empty
+  std::atomic<bool> counted_{false};  // owners_ is not empty
+};
+
+}  // namespace stash

@@ -1,0 +1,164 @@
+// stash::graph_pools over a host-backed memory manager: which requests a pool takes, that its freed
+// blocks go to nobody else until it is released, and that release gives them back.
+#include <catch2/catch.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <set>
+#include <vector>
+
+#include "stash/graph_pools.hpp"
+#include "stash/memory_manager.hpp"
+
+namespace {
+
+constexpr std::size_t MiB = std::size_t{1} << 20;
+
+stash::stream fake_stream(std::uintptr_t n) { return stash::stream(reinterpret_cast<stash::stream::native_handle_type>(n)); }
+
+struct fixture {
+  stash::memory_manager mm{stash::memory_manager::backing::host, 2};
+  stash::graph_pools pools;
+  const stash::stream capturing = fake_stream(0x100), other = fake_stream(0x200);
+  const stash::graph_pool_id id{1, 0};
+
+  stash::pool& device(int d) { return mm.device_pool(d); }
+  /// As the C interface does: the routed pool first, else the device pool.
+  void* allocate(std::size_t bytes, stash::stream s, int d = 0) {
+    if (auto p = pools.allocate(device(d), d, bytes, s)) return *p;
+    return device(d).allocate(bytes, s);
+  }
+  void deallocate(void* p, std::size_t bytes, stash::stream s, int d = 0) {
+    if (!pools.deallocate(p, bytes, s)) device(d).deallocate(p, s);
+  }
+  stash::graph_pools::filter only(stash::stream s) const {
+    return [s](stash::stream t) { return t == s; };
+  }
+};
+
+}  // namespace
+
+TEST_CASE("graph pools: only the routed stream and device go to the pool", "[graph_pools]") {
+  fixture f;
+  void* before = f.allocate(MiB, f.capturing);  // nothing routed yet
+  CHECK(f.pools.figures(0, f.id).blocks == 0);
+  f.pools.begin(0, f.id, f.only(f.capturing));
+  void* in_pool = f.allocate(2 * MiB, f.capturing);
+  void* elsewhere = f.allocate(2 * MiB, f.other);
+  void* other_device = f.allocate(2 * MiB, f.capturing, 1);
+  const auto fig = f.pools.figures(0, f.id);
+  CHECK(fig.users == 1);
+  CHECK(fig.blocks == 1);
+  CHECK(fig.bytes == 2 * MiB);
+  CHECK(f.pools.figures(1, f.id).blocks == 0);
+  f.pools.end(0, f.id);
+  void* after = f.allocate(MiB, f.capturing);  // routing ended
+  CHECK(f.pools.figures(0, f.id).blocks == 1);
+  for (void* p : {before, after}) f.deallocate(p, MiB, f.capturing);
+  f.deallocate(elsewhere, 2 * MiB, f.other);
+  f.deallocate(other_device, 2 * MiB, f.capturing, 1);
+  f.deallocate(in_pool, 2 * MiB, f.capturing);
+  CHECK(f.pools.figures(0, f.id).freed_blocks == 1);
+}
+
+TEST_CASE("graph pools: a freed block goes to nobody else until the pool is released and returned",
+          "[graph_pools]") {
+  fixture f;
+  f.pools.begin(0, f.id, f.only(f.capturing));
+  void* a = f.allocate(4 * MiB, f.capturing);
+  f.deallocate(a, 4 * MiB, f.capturing);  // freed during the capture: the pool keeps it
+  CHECK(f.device(0).stats().allocated_bytes >= 4 * MiB);  // still allocated in the device pool
+
+  void* reused = f.allocate(3 * MiB, f.capturing);  // the pool's own request on the same stream
+  CHECK(reused == a);
+  f.deallocate(reused, 3 * MiB, f.capturing);
+  void* elsewhere = f.allocate(2 * MiB, f.other);  // another stream gets other memory
+  CHECK(elsewhere != a);
+  f.pools.end(0, f.id);
+
+  // After the capture, the graph still owns the block: a request of any stream gets other memory.
+  std::vector<void*> held;
+  for (int i = 0; i < 8; ++i) {
+    void* p = f.allocate(4 * MiB, f.capturing);
+    CHECK(p != a);
+    held.push_back(p);
+  }
+  for (void* p : held) f.deallocate(p, 4 * MiB, f.capturing);
+
+  f.pools.release(0, f.id);  // the graph is gone; its block comes back only once returned
+  CHECK(f.pools.releasable() == 1);
+  CHECK(f.pools.figures(0, f.id).released);
+  const std::size_t allocated = f.device(0).stats().allocated_bytes;
+  CHECK(f.pools.return_released() == 1);
+  CHECK(f.device(0).stats().allocated_bytes == allocated - 4 * MiB);
+  CHECK(f.pools.releasable() == 0);
+  CHECK(f.pools.figures(0, f.id).blocks == 0);
+  CHECK(f.pools.figures(0, f.id).users == 0);  // forgotten
+  f.deallocate(elsewhere, 2 * MiB, f.other);
+  CHECK(f.device(0).stats().allocated_bytes == 0);
+}
+
+TEST_CASE("graph pools: a live block of a released pool goes back to its device pool when freed",
+          "[graph_pools]") {
+  fixture f;
+  f.pools.begin(0, f.id, f.only(f.capturing));
+  void* out = f.allocate(MiB, f.capturing);  // a graph output the program keeps
+  f.pools.end(0, f.id);
+  f.pools.release(0, f.id);
+  CHECK(f.pools.releasable() == 0);
+  CHECK(f.pools.figures(0, f.id).blocks == 1);
+  f.deallocate(out, MiB, f.capturing);  // not kept: the pool is released
+  CHECK(f.device(0).stats().allocated_bytes == 0);
+  CHECK(f.pools.figures(0, f.id).blocks == 0);
+}
+
+TEST_CASE("graph pools: several users, nested routings, and reuse by the same pool's next capture",
+          "[graph_pools]") {
+  fixture f;
+  const stash::graph_pool_id other_id{2, 0};
+  f.pools.begin(0, f.id, f.only(f.capturing));
+  void* first = f.allocate(2 * MiB, f.capturing);
+  f.deallocate(first, 2 * MiB, f.capturing);
+  f.pools.end(0, f.id);
+  // A second graph shares the pool (PyTorch's pool= argument): it may take the freed block.
+  f.pools.begin(0, f.id, f.only(f.capturing));
+  f.pools.begin(0, other_id, f.only(f.other));  // and another capture runs on another stream
+  void* second = f.allocate(2 * MiB, f.capturing);
+  CHECK(second == first);
+  void* third = f.allocate(2 * MiB, f.other);
+  CHECK(f.pools.figures(0, other_id).blocks == 1);
+  f.pools.end(0, other_id);
+  f.pools.end(0, f.id);
+  CHECK(f.pools.figures(0, f.id).users == 2);
+  f.pools.release(0, f.id);
+  CHECK_FALSE(f.pools.figures(0, f.id).released);  // one user left
+  f.deallocate(second, 2 * MiB, f.capturing);
+  f.pools.release(0, f.id);
+  CHECK(f.pools.return_released() == 1);
+  f.deallocate(third, 2 * MiB, f.other);  // still kept: other_id is not released
+  CHECK(f.pools.figures(0, other_id).freed_blocks == 1);
+  f.pools.release(0, other_id);
+  CHECK(f.pools.return_released() == 1);
+  CHECK(f.device(0).stats().allocated_bytes == 0);
+}
+
+TEST_CASE("graph pools: bad calls throw and change nothing", "[graph_pools][errors]") {
+  fixture f;
+  CHECK_THROWS_AS(f.pools.end(0, f.id), stash::error);
+  CHECK_THROWS_AS(f.pools.release(0, f.id), stash::error);
+  f.pools.begin(0, f.id, f.only(f.capturing));
+  CHECK_THROWS_AS(f.pools.end(1, f.id), stash::error);  // another device's routing
+  f.pools.end(0, f.id);
+  f.pools.release(0, f.id);
+  CHECK_THROWS_AS(f.pools.release(0, f.id), stash::error);  // no user left
+  // A failing allocation in a routed pool leaves the pool as it was.
+  f.pools.begin(0, f.id, f.only(f.capturing));
+  CHECK_THROWS_AS(f.pools.allocate(f.device(0), 0, f.device(0).max_size() + 1, f.capturing), stash::invalid_size);
+  CHECK(f.pools.figures(0, f.id).blocks == 0);
+  f.pools.end(0, f.id);
+  f.pools.release(0, f.id);
+  // Frees of pointers no pool has are the caller's: deallocate says false.
+  void* p = f.allocate(MiB, f.capturing);
+  CHECK_FALSE(f.pools.deallocate(p, MiB, f.capturing));
+  f.device(0).deallocate(p, f.capturing);
+}
