@@ -14,6 +14,7 @@
 #include "stash/device_allocator.hpp"
 #include "stash/device_manager.hpp"
 #include "stash/error.hpp"
+#include "stash/graph_pools.hpp"
 #include "stash/ipc.hpp"
 #include "stash/cuda/ipc_mapping.hpp"
 #include "stash/lock/null_lock.hpp"

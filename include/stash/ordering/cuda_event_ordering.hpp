@@ -18,6 +18,7 @@
 #include <utility>
 #include <vector>
 
+#include "stash/cuda/capture_mode.hpp"
 #include "stash/cuda/cuda_check.hpp"
 #include "stash/cuda/device_guard.hpp"
 #include "stash/error.hpp"
@@ -66,7 +67,11 @@ class cuda_event_ordering {
   /// stream's device for synchronize_device().
   void check(stream s) {
     int device = -1;
-    const cudaError_t status = cudaStreamGetDevice(s.native_handle(), &device);
+    cudaError_t status = cudaSuccess;
+    {
+      cuda::relaxed_capture_mode relaxed;  // a stream first met during a capture: never refused then
+      status = cudaStreamGetDevice(s.native_handle(), &device);
+    }
     if (status != cudaSuccess) {
       (void)cudaGetLastError();
       throw invalid_stream(s.native_handle(), std::string("the CUDA runtime rejects it: ") + cudaGetErrorName(status));

@@ -7,11 +7,13 @@
 
 enable() builds a small C++ extension against the running torch on first use (cached; see
 `extension_dir()`), which wires the hooks PyTorch exposes only in C++: record_stream, empty_cache,
-set_per_process_memory_fraction (a limit on what stash holds), and out-of-memory as
-torch.cuda.OutOfMemoryError. When it cannot be
+set_per_process_memory_fraction (a limit on what stash holds), CUDA graph pools (torch.cuda.graph,
+torch.compile's CUDA graphs, torch.cuda.MemPool: a graph's memory stays its own until the graph is
+gone), peer access, and out-of-memory as torch.cuda.OutOfMemoryError. When it cannot be
 built (no compiler, no CUDA headers), enable() falls back to torch.cuda.memory.CUDAPluggableAllocator
 with alloc and free alone and warns: then Tensor.record_stream and torch.cuda.empty_cache() do not
-reach stash, and an allocation that fails surfaces as a null pointer.
+reach stash, CUDA graphs must not be captured, and an allocation that fails surfaces as a null
+pointer.
 """
 
 from __future__ import annotations
@@ -92,7 +94,8 @@ def enabled() -> bool:
 
 
 def hooks_wired() -> bool:
-    """Whether record_stream, empty_cache, memory fraction and OOM reach stash (the extension is in use)."""
+    """Whether record_stream, empty_cache, memory fraction, graph pools and OOM reach stash (the extension
+    is in use)."""
     return bool(_state["hooks"])
 
 
@@ -134,8 +137,8 @@ def enable(conf: Optional[str] = None, **options) -> str:
             warnings.warn(
                 "stash: could not build the PyTorch hooks extension (" + f"{type(error).__name__}: {error}"[:500]
                 + "); falling back to CUDAPluggableAllocator with alloc and free only: Tensor.record_stream "
-                "and torch.cuda.empty_cache() do not reach stash, and out of memory is not reported as "
-                "torch.cuda.OutOfMemoryError",
+                "and torch.cuda.empty_cache() do not reach stash, CUDA graphs must not be captured (nothing "
+                "keeps a graph's memory for it), and out of memory is not reported as torch.cuda.OutOfMemoryError",
                 RuntimeWarning,
                 stacklevel=2,
             )
