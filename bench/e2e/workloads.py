@@ -221,6 +221,42 @@ def multistream(device, seed: int, micro_batches: int = 4, batch: int = 512, wid
                     dict(micro_batches=micro_batches, batch=batch, width=width), [copy_stream])
 
 
+def cuda_graph(device, seed: int, batch: int = 64, width: int = 2048, layers: int = 8, replays: int = 8) -> Workload:
+    """Inference through a CUDA graph captured once (torch.cuda.graph: its memory in a graph pool),
+    replayed between eager passes of the same model on batches of random sizes. A replay that wrote
+    into memory made after the capture would change the eager results, which are compared with
+    PyTorch's own allocator."""
+    _seed(seed)
+    model = torch.nn.Sequential(*[torch.nn.Sequential(torch.nn.Linear(width, width), torch.nn.GELU())
+                                  for _ in range(layers)]).to(device).eval()
+    gen = torch.Generator(device=device).manual_seed(seed)
+    sizes = random.Random(seed)
+    static_in = torch.zeros(batch, width, device=device)
+    side = torch.cuda.Stream(device=device)
+    side.wait_stream(torch.cuda.current_stream(device))
+    with torch.no_grad(), torch.cuda.stream(side):
+        for _ in range(3):  # warm-up on a side stream, as torch.cuda.graph asks
+            model(static_in)
+    torch.cuda.current_stream(device).wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.no_grad(), torch.cuda.graph(graph):
+        static_out = model(static_in)
+
+    @torch.no_grad()
+    def step(i: int) -> float:
+        total = torch.zeros((), dtype=torch.float64, device=device)
+        for _ in range(replays):
+            static_in.copy_(torch.randn(batch, width, device=device, generator=gen))
+            graph.replay()
+            eager = model(torch.randn(8 * sizes.randint(1, 64), width, device=device, generator=gen))
+            total = total + static_out.double().sum() + eager.double().sum()
+        return total.item()
+
+    return Workload(step, f"CUDA graph of an MLP ({layers} x {width}, batch {batch}) replayed {replays} times a "
+                          f"step between eager passes on random batch sizes",
+                    dict(batch=batch, width=width, layers=layers, replays=replays))
+
+
 def ddp_train(device, seed: int, batch: int = 32, layers: int = 6) -> Workload:
     """DDP over NCCL (one process per GPU, started by torch.distributed.run): GPT-2 with 6 layers on a
     fixed length, so every rank does the same work; the result is the loss averaged over ranks."""
@@ -257,6 +293,7 @@ WORKLOADS = {
     "alloc_churn": alloc_churn,
     "decode_b1": decode_batch1,
     "multistream": multistream,
+    "cuda_graph": cuda_graph,
     "ddp": ddp_train,
 }
 
