@@ -1,6 +1,7 @@
 """GPU smoke test of stash.torch (needs torch with CUDA and a GPU; run by hand on the GPU machine).
 
     python3 python/tests/gpu/smoke_torch.py        # prints one line per check, then 'N passed, M failed'
+    python3 python/tests/gpu/smoke_torch.py NAME   # only the named checks
 
 Each check that needs a fresh process (enable must come before CUDA starts) runs in a child.
 """
@@ -281,12 +282,18 @@ def torch_compile_reduce_overhead_matches_eager():
     """
 
 
-def main():
+def main(names):
+    unknown = [n for n in names if n not in CHECKS]
+    if unknown:
+        print("unknown checks:", ", ".join(unknown), "(known:", ", ".join(CHECKS), ")")
+        return 2
     passed = failed = 0
     env = dict(os.environ)
     env["PYTHONUNBUFFERED"] = "1"
     env["PYTHONFAULTHANDLER"] = "1"  # a crash prints where it happened
     for name, code in CHECKS.items():
+        if names and name not in names:
+            continue
         proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
         ok = proc.returncode == 0
         passed += ok
@@ -301,4 +308,4 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))
