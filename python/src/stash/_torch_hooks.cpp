@@ -14,7 +14,7 @@
 //                    allocator does for memory that is not cudaMalloc'd (cudaMemcpyAsync needs the
 //                    pages mapped for both devices)
 //   graph pools      stash_graph_pool_begin/end/release (beginAllocateToPool, endAllocateToPool,
-//                    releasePool: torch.cuda.graph, torch.compile's CUDA graphs, torch.cuda.MemPool)
+//                    releasePool: torch.cuda.graph; PyTorch's MemPool uses them too)
 // The last two are virtual members, not hooks: the allocator is a subclass of CUDAPluggableAllocator.
 // Built on first use by torch.utils.cpp_extension (stash/torch.py), against the torch it runs with.
 #include <dlfcn.h>

@@ -7,9 +7,8 @@
 
 enable() builds a small C++ extension against the running torch on first use (cached; see
 `extension_dir()`), which wires the hooks PyTorch exposes only in C++: record_stream, empty_cache,
-set_per_process_memory_fraction (a limit on what stash holds), CUDA graph pools (torch.cuda.graph,
-torch.compile's CUDA graphs, torch.cuda.MemPool: a graph's memory stays its own until the graph is
-gone), peer access, and out-of-memory as torch.cuda.OutOfMemoryError. When it cannot be
+set_per_process_memory_fraction (a limit on what stash holds), CUDA graph pools (torch.cuda.graph:
+a graph's memory stays its own until the graph is gone), peer access, and out-of-memory as torch.cuda.OutOfMemoryError. When it cannot be
 built (no compiler, no CUDA headers), enable() falls back to torch.cuda.memory.CUDAPluggableAllocator
 with alloc and free alone and warns: then Tensor.record_stream and torch.cuda.empty_cache() do not
 reach stash, CUDA graphs must not be captured, and an allocation that fails surfaces as a null
