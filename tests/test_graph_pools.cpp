@@ -4,7 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <set>
+#include <algorithm>
 #include <vector>
 
 #include "stash/graph_pools.hpp"
@@ -161,4 +161,45 @@ TEST_CASE("graph pools: bad calls throw and change nothing", "[graph_pools][erro
   void* p = f.allocate(MiB, f.capturing);
   CHECK_FALSE(f.pools.deallocate(p, MiB, f.capturing));
   f.device(0).deallocate(p, f.capturing);
+}
+
+TEST_CASE("graph pools: a checkpoint's live blocks, and set_live making exactly them live again",
+          "[graph_pools][checkpoint]") {
+  fixture f;
+  f.pools.begin(0, f.id, f.only(f.capturing));
+  void* a = f.allocate(1 * MiB, f.capturing);
+  void* b = f.allocate(2 * MiB, f.capturing);
+  void* c = f.allocate(3 * MiB, f.capturing);
+  f.deallocate(c, 3 * MiB, f.capturing);
+  auto sorted = [](std::vector<stash::graph_pools::block_info> v) {
+    std::sort(v.begin(), v.end(), [](const auto& x, const auto& y) { return x.ptr < y.ptr; });
+    return v;
+  };
+  const auto checkpoint = sorted(f.pools.live_blocks(0, f.id));
+  REQUIRE(checkpoint.size() == 2);
+  CHECK(checkpoint == sorted({{a, 1 * MiB, f.capturing}, {b, 2 * MiB, f.capturing}}));
+
+  // After the checkpoint: b freed, c taken back, d new.
+  f.deallocate(b, 2 * MiB, f.capturing);
+  void* c_again = f.allocate(3 * MiB, f.capturing);
+  CHECK(c_again == c);
+  void* d = f.allocate(4 * MiB, f.capturing);
+  const std::size_t allocated = f.device(0).stats().allocated_bytes;
+
+  f.pools.set_live(0, f.id, {a, b});  // back to the checkpoint
+  CHECK(sorted(f.pools.live_blocks(0, f.id)) == checkpoint);
+  CHECK(f.device(0).stats().allocated_bytes == allocated);  // no memory moved or given back
+  CHECK(f.pools.figures(0, f.id).freed_blocks == 2);         // c and d
+  void* reused = f.allocate(4 * MiB, f.capturing);           // d's block serves the pool again
+  CHECK(reused == d);
+  CHECK_THROWS_AS(f.deallocate(c, 3 * MiB, f.capturing), stash::double_free);  // c is freed
+
+  // Bad input changes nothing.
+  void* outside = f.device(0).allocate(MiB, f.other);
+  const auto before = sorted(f.pools.live_blocks(0, f.id));
+  CHECK_THROWS_AS(f.pools.set_live(0, f.id, {a, outside}), stash::error);
+  CHECK_THROWS_AS(f.pools.set_live(0, stash::graph_pool_id{9, 9}, {a}), stash::error);
+  CHECK(sorted(f.pools.live_blocks(0, f.id)) == before);
+  f.device(0).deallocate(outside, f.other);
+  f.pools.end(0, f.id);
 }

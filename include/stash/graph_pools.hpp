@@ -19,12 +19,16 @@
 // Blocks are taken from and given back to the stash::pool of their device, whole (no splitting): a
 // freed block serves the smallest later request of at most its size routed to the same pool and
 // stream. Until a pool is released, its blocks count as allocated in the device pool's stats.
+// Checkpoints (PyTorch's CUDA graph trees: getCheckpointState, setCheckpointPoolState,
+// checkPoolLiveAllocations): live_blocks() says which blocks of a pool are live, and set_live() makes
+// exactly a given set of them live again, the others freed to the pool; no memory moves.
 //
 // One mutex guards the pools; requests and frees that no pool concerns pay two relaxed atomic loads.
 #include <atomic>
 #include <compare>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <functional>
 #include <iterator>
 #include <map>
@@ -111,12 +115,13 @@ class graph_pools {
       if (f->second.on == s) {
         void* reused = f->second.ptr;
         p.freed.erase(f);
+        owners_.at(reused).live = true;
         return reused;
       }
     }
     owners_.reserve(owners_.size() + 1);  // nothing to undo if the map cannot grow
     void* made = from.allocate(bytes, s);
-    owners_.emplace(made, owner{device, r->id, bytes, &from});
+    owners_.emplace(made, owner{device, r->id, bytes, &from, s, true});
     ++p.blocks;
     counted_.store(true, std::memory_order_relaxed);
     return made;
@@ -139,7 +144,9 @@ class graph_pools {
       return false;
     }
     (void)bytes;  // the size a block serves is what it was made with
+    if (!found->second.live) throw double_free(p);
     pool->second.freed.emplace(found->second.bytes, freed_block{p, s});
+    found->second.live = false;
     return true;
   }
 
@@ -176,6 +183,62 @@ class graph_pools {
   std::size_t releasable() const {
     std::lock_guard guard(lock_);
     return releasable_;
+  }
+
+  /// A block of a graph pool as a checkpoint records it.
+  struct block_info {
+    void* ptr = nullptr;
+    std::size_t bytes = 0;  // as made
+    stream on;              // the stream it was allocated on
+    friend bool operator==(const block_info&, const block_info&) = default;
+  };
+
+  /// The live blocks of pool `id` (none for a pool that does not exist), in no particular order.
+  std::vector<block_info> live_blocks(int device, graph_pool_id id) const {
+    std::lock_guard guard(lock_);
+    std::vector<block_info> out;
+    for (const auto& [ptr, o] : owners_)
+      if (o.device == device && o.id == id && o.live) out.push_back({ptr, o.bytes, o.on});
+    return out;
+  }
+
+  /// Makes `live` (blocks of pool `id`, live or freed) exactly the pool's live blocks: every other block
+  /// of the pool is freed to the pool (on the stream it was allocated on), as if the program had freed
+  /// it; no memory is given back or moved. Throws stash::error, changing nothing, when a pointer is not
+  /// a block of that pool or the pool is released.
+  void set_live(int device, graph_pool_id id, const std::vector<void*>& live) {
+    std::lock_guard guard(lock_);
+    const auto pool = pools_.find({device, id});
+    if (pool == pools_.end() || pool->second.released)
+      throw error("stash: graph pool (" + name(id) + ") on device " + std::to_string(device) + " is not in use");
+    for (void* p : live) {
+      const auto o = owners_.find(p);
+      if (o == owners_.end() || o->second.device != device || o->second.id != id)
+        throw error("stash: graph pool (" + name(id) + ") has no block at " + pointer_name(p));
+    }
+    std::unordered_map<void*, bool> wanted;  // may throw: nothing has changed yet
+    wanted.reserve(live.size());
+    for (void* p : live) wanted.emplace(p, true);
+    // Freeing first, then taking back, so that the free lists never hold a live block.
+    std::vector<std::pair<void*, owner*>> to_free;
+    for (auto& [ptr, o] : owners_)
+      if (o.device == device && o.id == id && o.live && !wanted.count(ptr)) to_free.push_back({ptr, &o});
+    for (auto& [ptr, o] : to_free) {
+      pool->second.freed.emplace(o->bytes, freed_block{ptr, o->on});
+      o->live = false;
+    }
+    for (void* p : live) {
+      owner& o = owners_.at(p);
+      if (o.live) continue;
+      auto& freed = pool->second.freed;
+      const auto [first, last] = freed.equal_range(o.bytes);
+      for (auto f = first; f != last; ++f)
+        if (f->second.ptr == p) {
+          freed.erase(f);
+          break;
+        }
+      o.live = true;
+    }
   }
 
   /// Figures of one pool (zeros for a pool that does not exist).
@@ -221,6 +284,8 @@ class graph_pools {
     graph_pool_id id;
     std::size_t bytes;  // as made
     pool* from;         // the device pool it came from and goes back to
+    stream on;          // the stream it was allocated on
+    bool live = true;   // false while it waits among the pool's freed blocks
   };
   using key = std::pair<int, graph_pool_id>;
 
@@ -237,6 +302,11 @@ class graph_pools {
   }
 
   static std::string name(graph_pool_id id) { return std::to_string(id.first) + ", " + std::to_string(id.second); }
+  static std::string pointer_name(const void* p) {
+    char text[32];
+    std::snprintf(text, sizeof text, "%p", p);
+    return text;
+  }
 
   mutable std::mutex lock_;
   std::map<key, pool_state> pools_;

@@ -29,6 +29,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "stash/device_manager.hpp"
 #include "stash/error.hpp"
@@ -617,6 +618,33 @@ int stash_graph_pool_end(int device, uint64_t id_first, uint64_t id_second) {
     try {
       lib.graph_pools().end(id, {id_first, id_second});
     } catch (const stash::error& e) {  // nothing to end: the caller's mistake, and nothing changed
+      throw option_error{STASH_ERROR_INVALID_ARGUMENT, e.what()};
+    }
+  });
+}
+
+int stash_graph_pool_live_blocks(int device, uint64_t id_first, uint64_t id_second, stash_pool_block* out,
+                                 size_t capacity, size_t* count) {
+  return guarded("stash_graph_pool_live_blocks", [&] {
+    if (!count || (!out && capacity > 0))
+      throw option_error{STASH_ERROR_INVALID_ARGUMENT, "stash_graph_pool_live_blocks: count or out is null"};
+    library& lib = library::get();
+    const auto live = lib.graph_pools().live_blocks(lib.resolve(device), {id_first, id_second});
+    for (std::size_t i = 0; i < live.size() && i < capacity; ++i)
+      out[i] = stash_pool_block{live[i].ptr, live[i].bytes, live[i].on.native_handle()};
+    *count = live.size();
+  });
+}
+
+int stash_graph_pool_set_live(int device, uint64_t id_first, uint64_t id_second, void* const* live, size_t n) {
+  return guarded("stash_graph_pool_set_live", [&] {
+    if (!live && n > 0) throw option_error{STASH_ERROR_INVALID_ARGUMENT, "stash_graph_pool_set_live: live is null"};
+    library& lib = library::get();
+    const int id = lib.resolve(device);
+    const std::vector<void*> blocks(live, live + n);
+    try {
+      lib.graph_pools().set_live(id, {id_first, id_second}, blocks);
+    } catch (const stash::error& e) {  // not the pool's block, or the pool is not in use: nothing changed
       throw option_error{STASH_ERROR_INVALID_ARGUMENT, e.what()};
     }
   });

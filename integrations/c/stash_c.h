@@ -131,6 +131,23 @@ STASH_C_API int stash_graph_pool_begin(int device, uint64_t id_first, uint64_t i
 STASH_C_API int stash_graph_pool_end(int device, uint64_t id_first, uint64_t id_second);
 STASH_C_API int stash_graph_pool_release(int device, uint64_t id_first, uint64_t id_second);
 
+/* Checkpoints of a graph pool (PyTorch's CUDA graph trees, torch.compile(mode="reduce-overhead")).
+ * stash_graph_pool_live_blocks writes the pool's live blocks (a pool that does not exist has none) to
+ * out[0..capacity) and their number to *count; call again with room for *count when it is larger.
+ * stash_graph_pool_set_live makes exactly the n blocks in `live` (blocks of the pool, live or freed)
+ * its live blocks, the pool's other blocks freed to it; no memory is given back or moved.
+ * STASH_ERROR_INVALID_ARGUMENT, changing nothing, for a pointer that is not a block of the pool, a
+ * pool not in use, or a null array with n > 0. */
+typedef struct stash_pool_block {
+  void* ptr;
+  uint64_t bytes;        /* as allocated */
+  stash_stream_t stream; /* the stream it was allocated on */
+} stash_pool_block;
+STASH_C_API int stash_graph_pool_live_blocks(int device, uint64_t id_first, uint64_t id_second, stash_pool_block* out,
+                                             size_t capacity, size_t* count);
+STASH_C_API int stash_graph_pool_set_live(int device, uint64_t id_first, uint64_t id_second, void* const* live,
+                                          size_t n);
+
 /* Options as "key:value,key:value" (the form of PYTORCH_ALLOC_CONF); see stash_option_help(). Must come
  * before the first allocation (STASH_ERROR_TOO_LATE otherwise). A bad option changes nothing, and the
  * error names it. When it is never called, the first allocation reads STASH_CONF. */

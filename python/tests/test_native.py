@@ -125,6 +125,43 @@ class Library(unittest.TestCase):
             """
         )
 
+    def test_graph_pool_checkpoints_restore_the_live_blocks(self):
+        run(
+            """
+            if stash.backing() != "host":
+                sys.exit(0)
+            S, MiB = 0x1000, 1 << 20
+            @n.stream_filter
+            def only_s(context, stream):
+                return 1 if stream == S else 0
+            def live():
+                count = ctypes.c_size_t(0)
+                assert L.stash_graph_pool_live_blocks(0, 3, 0, None, 0, ctypes.byref(count)) == 0, n.last_error()
+                blocks = (n.PoolBlock * max(count.value, 1))()
+                assert L.stash_graph_pool_live_blocks(0, 3, 0, blocks, count.value, ctypes.byref(count)) == 0
+                return sorted((b.ptr, b.bytes, b.stream) for b in blocks[:count.value])
+            assert L.stash_graph_pool_begin(0, 3, 0, only_s, None) == 0
+            a = L.stash_alloc(MiB, 0, S)
+            b = L.stash_alloc(2 * MiB, 0, S)
+            checkpoint = live()
+            assert checkpoint == sorted([(a, MiB, S), (b, 2 * MiB, S)]), checkpoint
+            L.stash_free(b, 2 * MiB, 0, S)
+            c = L.stash_alloc(3 * MiB, 0, S)
+            assert live() == sorted([(a, MiB, S), (c, 3 * MiB, S)])
+            ptrs = (ctypes.c_void_p * 2)(a, b)
+            assert L.stash_graph_pool_set_live(0, 3, 0, ptrs, 2) == 0, n.last_error()
+            assert live() == checkpoint
+            assert L.stash_alloc(3 * MiB, 0, S) == c  # c was freed to the pool by the restore
+            # Bad input: a status, a message, nothing changed.
+            other = L.stash_alloc(MiB, 0, 0x2000)
+            bad = (ctypes.c_void_p * 1)(other)
+            assert L.stash_graph_pool_set_live(0, 3, 0, bad, 1) == 1 and "no block" in n.last_error(), n.last_error()
+            assert L.stash_graph_pool_set_live(0, 3, 0, None, 1) == 1
+            assert L.stash_graph_pool_live_blocks(0, 3, 0, None, 0, None) == 1
+            assert len(live()) == 3
+            """
+        )
+
     def test_zero_bytes_is_null_and_no_error(self):
         run(
             """

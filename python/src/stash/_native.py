@@ -85,6 +85,12 @@ _lib_lock = threading.Lock()
 stream_filter = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)
 
 
+class PoolBlock(ctypes.Structure):
+    """stash_pool_block: a block of a graph pool as a checkpoint records it."""
+
+    _fields_ = [("ptr", ctypes.c_void_p), ("bytes", ctypes.c_uint64), ("stream", ctypes.c_void_p)]
+
+
 def lib() -> ctypes.CDLL:
     """The loaded library, with every prototype declared."""
     global _lib
@@ -117,6 +123,9 @@ def lib() -> ctypes.CDLL:
             "stash_graph_pool_begin": (c.c_int, [c.c_int, c.c_uint64, c.c_uint64, stream_filter, c.c_void_p]),
             "stash_graph_pool_end": (c.c_int, [c.c_int, c.c_uint64, c.c_uint64]),
             "stash_graph_pool_release": (c.c_int, [c.c_int, c.c_uint64, c.c_uint64]),
+            "stash_graph_pool_live_blocks": (c.c_int, [c.c_int, c.c_uint64, c.c_uint64, c.POINTER(PoolBlock),
+                                                       c.c_size_t, c.POINTER(c.c_size_t)]),
+            "stash_graph_pool_set_live": (c.c_int, [c.c_int, c.c_uint64, c.c_uint64, c.POINTER(c.c_void_p), c.c_size_t]),
             "stash_configure": (c.c_int, [c.c_char_p]),
             "stash_options": (c.c_char_p, []),
             "stash_option_help": (c.c_char_p, []),

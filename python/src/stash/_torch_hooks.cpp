@@ -15,16 +15,20 @@
 //                    pages mapped for both devices)
 //   graph pools      stash_graph_pool_begin/end/release (beginAllocateToPool, endAllocateToPool,
 //                    releasePool: torch.cuda.graph; PyTorch's MemPool uses them too)
-// The last two are virtual members, not hooks: the allocator is a subclass of CUDAPluggableAllocator.
+//   checkpoints      stash_graph_pool_live_blocks/set_live (getCheckpointState, setCheckpointPoolState,
+//                    checkPoolLiveAllocations: CUDA graph trees, torch.compile(mode="reduce-overhead"))
+// The last three are virtual members, not hooks: the allocator is a subclass of CUDAPluggableAllocator.
 // Built on first use by torch.utils.cpp_extension (stash/torch.py), against the torch it runs with.
 #include <dlfcn.h>
 #include <sys/types.h>
 
 #include <memory>
+#include <algorithm>
 #include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <unordered_set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -39,6 +43,13 @@ namespace pluggable = torch::cuda::CUDAPluggableAllocator;
 
 constexpr int status_unsupported = 5;  // STASH_ERROR_UNSUPPORTED (stash_c.h)
 
+/// stash_pool_block (stash_c.h).
+struct pool_block {
+  void* ptr;
+  uint64_t bytes;
+  cudaStream_t stream;
+};
+
 struct stash_api {
   void* (*alloc)(ssize_t, int, cudaStream_t) = nullptr;
   void (*free)(void*, ssize_t, int, cudaStream_t) = nullptr;
@@ -49,6 +60,8 @@ struct stash_api {
   int (*graph_pool_begin)(int, uint64_t, uint64_t, int (*)(void*, cudaStream_t), void*) = nullptr;
   int (*graph_pool_end)(int, uint64_t, uint64_t) = nullptr;
   int (*graph_pool_release)(int, uint64_t, uint64_t) = nullptr;
+  int (*graph_pool_live_blocks)(int, uint64_t, uint64_t, struct pool_block*, size_t, size_t*) = nullptr;
+  int (*graph_pool_set_live)(int, uint64_t, uint64_t, void* const*, size_t) = nullptr;
   const char* (*last_error)() = nullptr;
 };
 
@@ -155,6 +168,71 @@ struct stash_allocator final : pluggable::CUDAPluggableAllocator {
       return cudaMemcpyAsync(dst, src, count, cudaMemcpyDeviceToDevice, stream);
     return cudaMemcpyPeerAsync(dst, dst_device, src, src_device, count, stream);
   }
+
+  // ---- checkpoints of graph pools (CUDA graph trees) ----------------------------------------------
+  // A tree records a graph, checkpoints the pool, and to record a new branch later sets the pool back
+  // to that checkpoint: exactly the blocks live at the checkpoint are live again, every other one
+  // freed. stash keeps a graph pool's freed blocks in the pool, so a checkpoint is its live blocks and
+  // restoring it moves no memory. PyTorch's own bookkeeping of this allocator (allocation_metadata_,
+  // what raw_delete looks up) follows: freed blocks leave it, restored ones come back with their size
+  // and stream.
+
+  struct pool_checkpoint final : c10::cuda::CUDACachingAllocator::AllocatorState {
+    c10::cuda::MempoolId_t id;
+    std::vector<pool_block> live;
+  };
+
+  static std::vector<pool_block> live_blocks(int device, c10::cuda::MempoolId_t id) {
+    size_t count = 0;
+    TORCH_CHECK(api.graph_pool_live_blocks(device, id.first, id.second, nullptr, 0, &count) == 0, api.last_error());
+    std::vector<pool_block> blocks(count);
+    TORCH_CHECK(api.graph_pool_live_blocks(device, id.first, id.second, blocks.data(), blocks.size(), &count) == 0,
+                api.last_error());
+    blocks.resize(std::min(count, blocks.size()));
+    return blocks;
+  }
+
+  std::shared_ptr<c10::cuda::CUDACachingAllocator::AllocatorState> getCheckpointState(
+      c10::DeviceIndex device, c10::cuda::MempoolId_t id) override {
+    auto checkpoint = std::make_shared<pool_checkpoint>();
+    checkpoint->id = id;
+    checkpoint->live = live_blocks(device, id);
+    return checkpoint;
+  }
+
+  c10::cuda::CUDACachingAllocator::CheckpointDelta setCheckpointPoolState(
+      c10::DeviceIndex device, std::shared_ptr<c10::cuda::CUDACachingAllocator::AllocatorState> state) override {
+    auto checkpoint = std::dynamic_pointer_cast<pool_checkpoint>(state);
+    TORCH_CHECK(checkpoint, "stash: setCheckpointPoolState with a state stash did not make");
+    const std::vector<pool_block> before = live_blocks(device, checkpoint->id);
+    std::vector<void*> live;
+    live.reserve(checkpoint->live.size());
+    for (const pool_block& b : checkpoint->live) live.push_back(b.ptr);
+    TORCH_CHECK(api.graph_pool_set_live(device, checkpoint->id.first, checkpoint->id.second, live.data(), live.size()) == 0,
+                api.last_error());
+    // As PyTorch's own allocator answers: every block live before is freed, every block of the
+    // checkpoint allocated again (a pointer may be in both).
+    c10::cuda::CUDACachingAllocator::CheckpointDelta delta;
+    std::lock_guard guard(allocator_mutex_);
+    for (const pool_block& b : before) {
+      allocation_metadata_.erase(b.ptr);
+      delta.ptrs_freed.push_back(b.ptr);
+    }
+    for (const pool_block& b : checkpoint->live) {
+      allocation_metadata_[b.ptr] = pluggable::_AllocationMetadata(static_cast<size_t>(b.bytes), device, b.stream);
+      delta.dataptrs_allocd.emplace_back(b.ptr, b.ptr, raw_deleter(), c10::Device(c10::DeviceType::CUDA, device));
+    }
+    return delta;
+  }
+
+  bool checkPoolLiveAllocations(c10::DeviceIndex device, c10::cuda::MempoolId_t id,
+                                const std::unordered_set<void*>& expected_live_allocations) override {
+    const std::vector<pool_block> live = live_blocks(device, id);
+    if (live.size() != expected_live_allocations.size()) return false;
+    for (const pool_block& b : live)
+      if (!expected_live_allocations.count(b.ptr)) return false;
+    return true;
+  }
 };
 
 /// Switches PyTorch to stash. Throws (RuntimeError in Python) when PyTorch's allocator is in use
@@ -171,6 +249,8 @@ void install(const std::string& path) {
   bind(handle, path, "stash_graph_pool_begin", api.graph_pool_begin);
   bind(handle, path, "stash_graph_pool_end", api.graph_pool_end);
   bind(handle, path, "stash_graph_pool_release", api.graph_pool_release);
+  bind(handle, path, "stash_graph_pool_live_blocks", api.graph_pool_live_blocks);
+  bind(handle, path, "stash_graph_pool_set_live", api.graph_pool_set_live);
   bind(handle, path, "stash_last_error", api.last_error);
 
   // What createCustomAllocator does for a plain CUDAPluggableAllocator: made, then initialized.

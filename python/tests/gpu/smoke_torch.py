@@ -272,9 +272,28 @@ def torch_compile_matches_eager():
         for i in range(4):
             x = torch.randn(8 * (i + 1), 512, device="cuda")
             assert torch.allclose(compiled(x), model(x), rtol=1e-3, atol=1e-3), i
-    # mode="reduce-overhead" (CUDA graph trees) needs the allocator's getCheckpointState, which
-    # PyTorch 2.11's pluggable allocator does not have: PyTorch says so clearly (python/README.md).
     print("compiled; allocated", stash.torch.memory_stats(0)["allocated_bytes.all.current"])
+    """
+
+
+@check
+def torch_compile_reduce_overhead_matches_eager():
+    """
+    import torch, stash, stash.torch
+    stash.torch.enable()
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(512, 1024), torch.nn.GELU(), torch.nn.Linear(1024, 64)).cuda().eval()
+    compiled = torch.compile(model, mode="reduce-overhead")   # CUDA graph trees: graph pools and checkpoints
+    keep = []
+    with torch.no_grad():
+        for i in range(8):
+            x = torch.randn(32 * (1 + i % 2), 512, device="cuda")  # two shapes: two graphs in the tree
+            out = compiled(x).clone()                                # a replay's output is overwritten by the next
+            keep.append(torch.full((256, 1024), float(i), device="cuda"))
+            assert torch.allclose(out, model(x), rtol=1e-3, atol=1e-3), i
+    for i, t in enumerate(keep):
+        assert bool((t == float(i)).all()), "a replay wrote into memory made after its capture"
+    print("compiled with CUDA graphs and replayed; allocated", stash.torch.memory_stats(0)["allocated_bytes.all.current"])
     """
 
 
