@@ -30,6 +30,7 @@
 #include <mutex>
 #include <unordered_set>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -182,6 +183,20 @@ struct stash_allocator final : pluggable::CUDAPluggableAllocator {
     std::vector<pool_block> live;
   };
 
+  /// An entry of allocation_metadata_. libtorch does not export _AllocationMetadata's constructors, so
+  /// the entry is made from its fields (the struct is trivially copyable: size, device, stream).
+  static pluggable::_AllocationMetadata metadata(size_t size, c10::DeviceIndex device, cudaStream_t stream) {
+    struct fields {
+      size_t size;
+      c10::DeviceIndex device_idx;
+      cudaStream_t stream;
+    };
+    static_assert(sizeof(fields) == sizeof(pluggable::_AllocationMetadata) &&
+                      std::is_trivially_copyable_v<pluggable::_AllocationMetadata>,
+                  "PyTorch's _AllocationMetadata is no longer {size, device_idx, stream}");
+    return __builtin_bit_cast(pluggable::_AllocationMetadata, (fields{size, device, stream}));
+  }
+
   static std::vector<pool_block> live_blocks(int device, c10::cuda::MempoolId_t id) {
     size_t count = 0;
     TORCH_CHECK(api.graph_pool_live_blocks(device, id.first, id.second, nullptr, 0, &count) == 0, api.last_error());
@@ -219,7 +234,7 @@ struct stash_allocator final : pluggable::CUDAPluggableAllocator {
       delta.ptrs_freed.push_back(b.ptr);
     }
     for (const pool_block& b : checkpoint->live) {
-      allocation_metadata_[b.ptr] = pluggable::_AllocationMetadata(static_cast<size_t>(b.bytes), device, b.stream);
+      allocation_metadata_.insert_or_assign(b.ptr, metadata(static_cast<size_t>(b.bytes), device, b.stream));
       delta.dataptrs_allocd.emplace_back(b.ptr, b.ptr, raw_deleter(), c10::Device(c10::DeviceType::CUDA, device));
     }
     return delta;
