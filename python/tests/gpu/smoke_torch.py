@@ -293,7 +293,10 @@ def torch_compile_reduce_overhead_matches_eager():
             assert torch.allclose(out, model(x), rtol=1e-3, atol=1e-3), i
     for i, t in enumerate(keep):
         assert bool((t == float(i)).all()), "a replay wrote into memory made after its capture"
-    print("compiled with CUDA graphs and replayed; allocated", stash.torch.memory_stats(0)["allocated_bytes.all.current"])
+    from torch._inductor import cudagraph_trees
+    manager = cudagraph_trees.get_manager(0, create_if_none_exists=False)
+    print("compiled with CUDA graphs and replayed; allocated", stash.torch.memory_stats(0)["allocated_bytes.all.current"],
+          "checkpoints restored", manager.debug_checkpointing_counter if manager is not None else "unknown")
     """
 
 
