@@ -332,6 +332,36 @@ def torch_compile_reduce_overhead_training_matches_eager():
     """
 
 
+@check
+def torch_compile_reduce_overhead_restores_checkpoints():
+    """
+    import torch, stash, stash.torch
+    stash.torch.enable()
+    from torch._inductor import cudagraph_trees
+    torch.manual_seed(0)
+    first = torch.nn.Sequential(torch.nn.Linear(256, 256), torch.nn.GELU()).cuda().eval()
+    second = torch.nn.Sequential(torch.nn.Linear(256, 64), torch.nn.GELU()).cuda().eval()
+    f = torch.compile(lambda x: first(x), mode="reduce-overhead")
+    g = torch.compile(lambda h: second(h), mode="reduce-overhead", dynamic=False)
+    keep = []
+    with torch.no_grad():
+        for i in range(10):
+            torch.compiler.cudagraph_mark_step_begin()
+            x = torch.randn(64, 256, device="cuda")
+            h = f(x)                               # replayed from the third step on
+            rows = 64 if i < 5 else 32 + 8 * (i - 5)
+            out = g(h[:rows]).clone()              # a new shape while f's graph executes: a new
+            keep.append(torch.full((128, 256), float(i), device="cuda"))  # recording from a checkpoint
+            assert torch.allclose(out, second(first(x)[:rows]), rtol=1e-3, atol=1e-3), i
+    for i, t in enumerate(keep):
+        assert bool((t == float(i)).all()), "a replay wrote into memory made after its capture"
+    manager = cudagraph_trees.get_manager(0, create_if_none_exists=False)
+    restored = manager.debug_checkpointing_counter if manager is not None else None
+    print("matches eager; checkpoints restored", restored)
+    assert restored, "no checkpoint was restored: the check did not exercise setCheckpointPoolState"
+    """
+
+
 def main(names):
     unknown = [n for n in names if n not in CHECKS]
     if unknown:
