@@ -98,7 +98,7 @@ TEST_CASE("graph pools: a freed block goes to nobody else until the pool is rele
   CHECK(f.device(0).stats().allocated_bytes == 0);
 }
 
-TEST_CASE("graph pools: a live block of a released pool goes back to its device pool when freed",
+TEST_CASE("graph pools: a live block of a released pool, once freed, goes back with the others",
           "[graph_pools]") {
   fixture f;
   f.pools.begin(0, f.id, f.only(f.capturing));
@@ -107,7 +107,11 @@ TEST_CASE("graph pools: a live block of a released pool goes back to its device 
   f.pools.release(0, f.id);
   CHECK(f.pools.releasable() == 0);
   CHECK(f.pools.figures(0, f.id).blocks == 1);
-  f.deallocate(out, MiB, f.capturing);  // not kept: the pool is released
+  f.deallocate(out, MiB, f.capturing);  // kept: a replay may still run on another stream
+  CHECK(f.device(0).stats().allocated_bytes == MiB);
+  CHECK(f.pools.releasable() == 1);
+  CHECK_THROWS_AS(f.deallocate(out, MiB, f.capturing), stash::double_free);
+  CHECK(f.pools.return_released() == 1);  // after the device has finished
   CHECK(f.device(0).stats().allocated_bytes == 0);
   CHECK(f.pools.figures(0, f.id).blocks == 0);
 }

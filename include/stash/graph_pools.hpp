@@ -11,11 +11,12 @@
 //     one user per begin;
 //   - a block allocated there and freed, during the capture or after it, stays with the pool: a later
 //     request routed to the pool on the same stream may take it (in the graph's own order), nobody else;
-//   - release(device, id) drops one user; at none, the pool is released: its live blocks go back to
-//     their device pool when freed, and its freed blocks once return_released() is called, which the
-//     caller does after the device has finished its work (a graph's last replay may still be running
-//     when the framework releases its pool; PyTorch's allocator also frees released pools' blocks only
-//     after a device synchronize, in empty_cache and its out-of-memory retry).
+//   - release(device, id) drops one user; at none, the pool is released: its freed blocks, and its
+//     live ones once they are freed, go back to their device pool when return_released() is called,
+//     which the caller does after the device has finished its work (a graph's last replay may still
+//     be running when the framework releases its pool, on any stream; PyTorch's allocator also frees
+//     released pools' blocks only after a device synchronize, in empty_cache and its out-of-memory
+//     retry).
 // Blocks are taken from and given back to the stash::pool of their device, whole (no splitting): a
 // freed block serves the smallest later request of at most its size routed to the same pool and
 // stream. Until a pool is released, its blocks count as allocated in the device pool's stats.
@@ -127,26 +128,20 @@ class graph_pools {
     return made;
   }
 
-  /// A free of p (the bytes it was allocated with) on stream s: true when a graph pool keeps it; false
-  /// when no pool has it, or its pool was released (the caller frees it to its device pool as usual,
-  /// and the pool forgets it).
+  /// A free of p (the bytes it was allocated with) on stream s: true when a graph pool keeps it (a
+  /// released pool too: until return_released()); false when no pool has it (the caller frees it as
+  /// usual). Throws double_free for a block of a pool that is freed already.
   bool deallocate(void* p, std::size_t bytes, stream s) {
     if (!counted_.load(std::memory_order_relaxed)) return false;
     std::lock_guard guard(lock_);
     const auto found = owners_.find(p);
     if (found == owners_.end()) return false;
     const auto pool = pools_.find({found->second.device, found->second.id});
-    if (pool->second.released) {
-      owners_.erase(found);
-      --pool->second.blocks;
-      counted_.store(!owners_.empty(), std::memory_order_relaxed);
-      drop_if_empty(pool);
-      return false;
-    }
     (void)bytes;  // the size a block serves is what it was made with
     if (!found->second.live) throw double_free(p);
     pool->second.freed.emplace(found->second.bytes, freed_block{p, s});
     found->second.live = false;
+    if (pool->second.released) ++releasable_;
     return true;
   }
 

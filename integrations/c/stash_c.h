@@ -118,9 +118,9 @@ STASH_C_API int stash_grant_peer_access(int device, int peer);
  *   - a block of a pool that is freed stays with the pool: a later request routed to it on the stream
  *     it was freed on may take it (whole; the smallest that fits), nobody else;
  *   - stash_graph_pool_end: ends the latest routing begun for that device and pool (capture ended);
- *   - stash_graph_pool_release: one user gone (a graph destroyed). With none left, the pool's live
- *     blocks go back to the device's pool when freed, and its freed ones at the next stash_empty_cache
- *     or out-of-memory retry, after the device has finished its work (a replay may still run).
+ *   - stash_graph_pool_release: one user gone (a graph destroyed). With none left, the pool's blocks,
+ *     once freed, go back to the device's pool at the next stash_empty_cache or out-of-memory retry,
+ *     after the device has finished its work (a replay may still run, on any stream).
  * Until then a pool's blocks count as allocated in stash_get_stats. During a capture stash maps pages
  * and makes segments (in relaxed capture mode, as PyTorch does) and waits for nothing.
  * STASH_ERROR_INVALID_ARGUMENT for a bad device, a null filter, an end or release with nothing to end
