@@ -182,6 +182,16 @@ struct stash_allocator final : pluggable::CUDAPluggableAllocator {
     TORCH_CHECK(api.graph_pool_retain(device, id.first, id.second) == 0, api.last_error());
   }
 
+  /// use_on_oom: PyTorch's allocator may take a MemPool's free blocks for requests outside it when out
+  /// of memory. stash keeps a pool's blocks to the pool, so only false is accepted (MemPool's
+  /// destructor sets it false; it must not throw there).
+  void setUseOnOOM(c10::DeviceIndex /*device*/, c10::cuda::MempoolId_t /*id*/, bool use_on_oom) override {
+    TORCH_CHECK(!use_on_oom, "stash: MemPool(use_on_oom=True) is not supported: a pool's blocks stay the pool's");
+  }
+
+  /// no_split: a graph pool's blocks are never split; nothing to do.
+  void setNoSplit(c10::DeviceIndex /*device*/, c10::cuda::MempoolId_t /*id*/) override {}
+
   int getPoolUseCount(c10::DeviceIndex device, c10::cuda::MempoolId_t id) override {
     size_t users = 0;
     TORCH_CHECK(api.graph_pool_users(device, id.first, id.second, &users) == 0, api.last_error());
