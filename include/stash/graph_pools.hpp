@@ -1,6 +1,6 @@
 #pragma once
 // stash::graph_pools: private memory pools for the CUDA graphs a framework captures, as PyTorch keeps
-// them for torch.cuda.graph and torch.cuda.MemPool (its allocator hooks
+// them for torch.cuda.graph and CUDA graph trees (its allocator hooks
 // beginAllocateToPool, endAllocateToPool and releasePool).
 //
 // A graph's kernels keep the addresses they were captured with. A tensor made during the capture and

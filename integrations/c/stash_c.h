@@ -108,7 +108,7 @@ STASH_C_API int stash_set_memory_limit(int device, uint64_t bytes);
 STASH_C_API int stash_grant_peer_access(int device, int peer);
 
 /* CUDA graph pools (PyTorch's beginAllocateToPool, endAllocateToPool and releasePool hooks, which
- * torch.cuda.graph and torch.cuda.MemPool use). A graph's kernels keep
+ * torch.cuda.graph and CUDA graph trees use). A graph's kernels keep
  * the addresses they were captured with, so memory made for a graph goes to nobody else while the
  * graph may run, even once freed:
  *   - stash_graph_pool_begin: from now on, requests on `device` (-1: the current one) whose stream

@@ -14,7 +14,7 @@
 //                    allocator does for memory that is not cudaMalloc'd (cudaMemcpyAsync needs the
 //                    pages mapped for both devices)
 //   graph pools      stash_graph_pool_begin/end/release (beginAllocateToPool, endAllocateToPool,
-//                    releasePool: torch.cuda.graph; PyTorch's MemPool uses them too)
+//                    releasePool: torch.cuda.graph, CUDA graph trees)
 //   checkpoints      stash_graph_pool_live_blocks/set_live (getCheckpointState, setCheckpointPoolState,
 //                    checkPoolLiveAllocations: CUDA graph trees, torch.compile(mode="reduce-overhead"))
 // The last three are virtual members, not hooks: the allocator is a subclass of CUDAPluggableAllocator.
