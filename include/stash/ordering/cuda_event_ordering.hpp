@@ -69,7 +69,7 @@ class cuda_event_ordering {
     int device = -1;
     cudaError_t status = cudaSuccess;
     {
-      cuda::relaxed_capture_mode relaxed;  // a stream first met during a capture: never refused then
+      const cuda::relaxed_capture_mode relaxed;  // a stream first met during a capture: never refused then
       status = cudaStreamGetDevice(s.native_handle(), &device);
     }
     if (status != cudaSuccess) {
@@ -112,7 +112,7 @@ class cuda_event_ordering {
 
   bool query(event_type e) {
     ++counters_.queries;
-    const relaxed_capture_mode relaxed;
+    const cuda::relaxed_capture_mode relaxed;
     const cudaError_t status = cudaEventQuery(e.handle);
     if (status == cudaSuccess) return true;
     if (status == cudaErrorNotReady) {
@@ -130,7 +130,7 @@ class cuda_event_ordering {
 
   void synchronize(event_type e) {
     ++counters_.host_waits;
-    const relaxed_capture_mode relaxed;
+    const cuda::relaxed_capture_mode relaxed;
     STASH_CUDA_CHECK(cudaEventSynchronize(e.handle));
   }
 
@@ -138,7 +138,7 @@ class cuda_event_ordering {
   /// mode relaxed. false when the runtime refuses because a graph capture is underway (the wait is
   /// then incomplete, and nothing may be assumed of it); cuda_error on other failures.
   bool synchronize_device() {
-    const relaxed_capture_mode relaxed;
+    const cuda::relaxed_capture_mode relaxed;
     for (const int device : devices_) {
       const cuda::device_guard guard(device);
       const cudaError_t status = cudaDeviceSynchronize();
@@ -173,19 +173,6 @@ class cuda_event_ordering {
   }
 
  private:
-  /// Sets this thread's capture mode to relaxed for a scope: a query or host wait made while another
-  /// thread captures in global mode is then allowed and leaves that capture valid.
-  class relaxed_capture_mode {
-   public:
-    relaxed_capture_mode() noexcept { (void)cudaThreadExchangeStreamCaptureMode(&previous_); }
-    ~relaxed_capture_mode() { (void)cudaThreadExchangeStreamCaptureMode(&previous_); }
-    relaxed_capture_mode(const relaxed_capture_mode&) = delete;
-    relaxed_capture_mode& operator=(const relaxed_capture_mode&) = delete;
-
-   private:
-    cudaStreamCaptureMode previous_ = cudaStreamCaptureModeRelaxed;
-  };
-
   cudaEvent_t take(int device) {
     if (static_cast<std::size_t>(device) < pools_.size() && !pools_[static_cast<std::size_t>(device)].empty()) {
       cudaEvent_t e = pools_[static_cast<std::size_t>(device)].back();
