@@ -28,8 +28,8 @@ struct fixture {
     if (auto p = pools.allocate(device(d), d, bytes, s)) return *p;
     return device(d).allocate(bytes, s);
   }
-  void deallocate(void* p, std::size_t bytes, stash::stream s, int d = 0) {
-    if (!pools.deallocate(p, bytes, s)) device(d).deallocate(p, s);
+  void deallocate(void* p, stash::stream s, int d = 0) {
+    if (!pools.deallocate(p, s)) device(d).deallocate(p, s);
   }
   stash::graph_pools::filter only(stash::stream s) const {
     return [s](stash::stream t) { return t == s; };
@@ -54,10 +54,10 @@ TEST_CASE("graph pools: only the routed stream and device go to the pool", "[gra
   f.pools.end(0, f.id);
   void* after = f.allocate(MiB, f.capturing);  // routing ended
   CHECK(f.pools.figures(0, f.id).blocks == 1);
-  for (void* p : {before, after}) f.deallocate(p, MiB, f.capturing);
-  f.deallocate(elsewhere, 2 * MiB, f.other);
-  f.deallocate(other_device, 2 * MiB, f.capturing, 1);
-  f.deallocate(in_pool, 2 * MiB, f.capturing);
+  for (void* p : {before, after}) f.deallocate(p, f.capturing);
+  f.deallocate(elsewhere, f.other);
+  f.deallocate(other_device, f.capturing, 1);
+  f.deallocate(in_pool, f.capturing);
   CHECK(f.pools.figures(0, f.id).freed_blocks == 1);
 }
 
@@ -66,12 +66,12 @@ TEST_CASE("graph pools: a freed block goes to nobody else until the pool is rele
   fixture f;
   f.pools.begin(0, f.id, f.only(f.capturing));
   void* a = f.allocate(4 * MiB, f.capturing);
-  f.deallocate(a, 4 * MiB, f.capturing);  // freed during the capture: the pool keeps it
+  f.deallocate(a, f.capturing);  // freed during the capture: the pool keeps it
   CHECK(f.device(0).stats().allocated_bytes >= 4 * MiB);  // still allocated in the device pool
 
   void* reused = f.allocate(3 * MiB, f.capturing);  // the pool's own request on the same stream
   CHECK(reused == a);
-  f.deallocate(reused, 3 * MiB, f.capturing);
+  f.deallocate(reused, f.capturing);
   void* elsewhere = f.allocate(2 * MiB, f.other);  // another stream gets other memory
   CHECK(elsewhere != a);
   f.pools.end(0, f.id);
@@ -83,7 +83,7 @@ TEST_CASE("graph pools: a freed block goes to nobody else until the pool is rele
     CHECK(p != a);
     held.push_back(p);
   }
-  for (void* p : held) f.deallocate(p, 4 * MiB, f.capturing);
+  for (void* p : held) f.deallocate(p, f.capturing);
 
   f.pools.release(0, f.id);  // the graph is gone; its block comes back only once returned
   CHECK(f.pools.releasable() == 1);
@@ -94,7 +94,7 @@ TEST_CASE("graph pools: a freed block goes to nobody else until the pool is rele
   CHECK(f.pools.releasable() == 0);
   CHECK(f.pools.figures(0, f.id).blocks == 0);
   CHECK(f.pools.figures(0, f.id).users == 0);  // forgotten
-  f.deallocate(elsewhere, 2 * MiB, f.other);
+  f.deallocate(elsewhere, f.other);
   CHECK(f.device(0).stats().allocated_bytes == 0);
 }
 
@@ -107,10 +107,10 @@ TEST_CASE("graph pools: a live block of a released pool, once freed, goes back w
   f.pools.release(0, f.id);
   CHECK(f.pools.releasable() == 0);
   CHECK(f.pools.figures(0, f.id).blocks == 1);
-  f.deallocate(out, MiB, f.capturing);  // kept: a replay may still run on another stream
+  f.deallocate(out, f.capturing);  // kept: a replay may still run on another stream
   CHECK(f.device(0).stats().allocated_bytes == MiB);
   CHECK(f.pools.releasable() == 1);
-  CHECK_THROWS_AS(f.deallocate(out, MiB, f.capturing), stash::double_free);
+  CHECK_THROWS_AS(f.deallocate(out, f.capturing), stash::double_free);
   CHECK(f.pools.return_released() == 1);  // after the device has finished
   CHECK(f.device(0).stats().allocated_bytes == 0);
   CHECK(f.pools.figures(0, f.id).blocks == 0);
@@ -122,7 +122,7 @@ TEST_CASE("graph pools: several users, nested routings, and reuse by the same po
   const stash::graph_pool_id other_id{2, 0};
   f.pools.begin(0, f.id, f.only(f.capturing));
   void* first = f.allocate(2 * MiB, f.capturing);
-  f.deallocate(first, 2 * MiB, f.capturing);
+  f.deallocate(first, f.capturing);
   f.pools.end(0, f.id);
   // A second graph shares the pool (PyTorch's pool= argument): it may take the freed block.
   f.pools.begin(0, f.id, f.only(f.capturing));
@@ -136,10 +136,10 @@ TEST_CASE("graph pools: several users, nested routings, and reuse by the same po
   CHECK(f.pools.figures(0, f.id).users == 2);
   f.pools.release(0, f.id);
   CHECK_FALSE(f.pools.figures(0, f.id).released);  // one user left
-  f.deallocate(second, 2 * MiB, f.capturing);
+  f.deallocate(second, f.capturing);
   f.pools.release(0, f.id);
   CHECK(f.pools.return_released() == 1);
-  f.deallocate(third, 2 * MiB, f.other);  // still kept: other_id is not released
+  f.deallocate(third, f.other);  // still kept: other_id is not released
   CHECK(f.pools.figures(0, other_id).freed_blocks == 1);
   f.pools.release(0, other_id);
   CHECK(f.pools.return_released() == 1);
@@ -163,7 +163,7 @@ TEST_CASE("graph pools: bad calls throw and change nothing", "[graph_pools][erro
   f.pools.release(0, f.id);
   // Frees of pointers no pool has are the caller's: deallocate says false.
   void* p = f.allocate(MiB, f.capturing);
-  CHECK_FALSE(f.pools.deallocate(p, MiB, f.capturing));
+  CHECK_FALSE(f.pools.deallocate(p, f.capturing));
   f.device(0).deallocate(p, f.capturing);
 }
 
@@ -174,7 +174,7 @@ TEST_CASE("graph pools: a checkpoint's live blocks, and set_live making exactly 
   void* a = f.allocate(1 * MiB, f.capturing);
   void* b = f.allocate(2 * MiB, f.capturing);
   void* c = f.allocate(3 * MiB, f.capturing);
-  f.deallocate(c, 3 * MiB, f.capturing);
+  f.deallocate(c, f.capturing);
   auto sorted = [](std::vector<stash::graph_pools::block_info> v) {
     std::sort(v.begin(), v.end(), [](const auto& x, const auto& y) { return x.ptr < y.ptr; });
     return v;
@@ -184,7 +184,7 @@ TEST_CASE("graph pools: a checkpoint's live blocks, and set_live making exactly 
   CHECK(checkpoint == sorted({{a, 1 * MiB, f.capturing}, {b, 2 * MiB, f.capturing}}));
 
   // After the checkpoint: b freed, c taken back, d new.
-  f.deallocate(b, 2 * MiB, f.capturing);
+  f.deallocate(b, f.capturing);
   void* c_again = f.allocate(3 * MiB, f.capturing);
   CHECK(c_again == c);
   void* d = f.allocate(4 * MiB, f.capturing);
@@ -196,7 +196,7 @@ TEST_CASE("graph pools: a checkpoint's live blocks, and set_live making exactly 
   CHECK(f.pools.figures(0, f.id).freed_blocks == 2);         // c and d
   void* reused = f.allocate(4 * MiB, f.capturing);           // d's block serves the pool again
   CHECK(reused == d);
-  CHECK_THROWS_AS(f.deallocate(c, 3 * MiB, f.capturing), stash::double_free);  // c is freed
+  CHECK_THROWS_AS(f.deallocate(c, f.capturing), stash::double_free);  // c is freed
 
   // Bad input changes nothing.
   void* outside = f.device(0).allocate(MiB, f.other);

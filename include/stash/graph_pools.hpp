@@ -37,6 +37,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -128,16 +129,15 @@ class graph_pools {
     return made;
   }
 
-  /// A free of p (the bytes it was allocated with) on stream s: true when a graph pool keeps it (a
-  /// released pool too: until return_released()); false when no pool has it (the caller frees it as
-  /// usual). Throws double_free for a block of a pool that is freed already.
-  bool deallocate(void* p, std::size_t bytes, stream s) {
+  /// A free of p on stream s: true when a graph pool keeps it (a released pool too: until
+  /// return_released()); false when no pool has it (the caller frees it as usual). Throws double_free
+  /// for a block of a pool that is freed already. The size a block serves is what it was made with.
+  bool deallocate(void* p, stream s) {
     if (!counted_.load(std::memory_order_relaxed)) return false;
     std::lock_guard guard(lock_);
     const auto found = owners_.find(p);
     if (found == owners_.end()) return false;
     const auto pool = pools_.find({found->second.device, found->second.id});
-    (void)bytes;  // the size a block serves is what it was made with
     if (!found->second.live) throw double_free(p);
     pool->second.freed.emplace(found->second.bytes, freed_block{p, s});
     found->second.live = false;
@@ -211,9 +211,7 @@ class graph_pools {
       if (o == owners_.end() || o->second.device != device || o->second.id != id)
         throw error("stash: graph pool (" + name(id) + ") has no block at " + pointer_name(p));
     }
-    std::unordered_map<void*, bool> wanted;  // may throw: nothing has changed yet
-    wanted.reserve(live.size());
-    for (void* p : live) wanted.emplace(p, true);
+    const std::unordered_set<void*> wanted(live.begin(), live.end());  // may throw: nothing has changed yet
     // Freeing first, then taking back, so that the free lists never hold a live block.
     std::vector<std::pair<void*, owner*>> to_free;
     for (auto& [ptr, o] : owners_)

@@ -101,6 +101,18 @@ int guarded(const char* what, F&& f) noexcept {
   }
 }
 
+// Runs f, a call on the graph pools; a stash::error it throws is a call the pools' state does not
+// allow (nothing to end or release, a pointer not in the pool), which changed nothing: the caller's
+// mistake, reported as STASH_ERROR_INVALID_ARGUMENT.
+template <class F>
+void graph_pool_call(F&& f) {
+  try {
+    f();
+  } catch (const stash::error& e) {
+    throw option_error{STASH_ERROR_INVALID_ARGUMENT, e.what()};
+  }
+}
+
 // A framework that frees memory has nowhere to put an error: say it on stderr too.
 void report(const char* what, const void* ptr) noexcept {
   std::fprintf(stderr, "%s [%s(%p)]\n", last_error.c_str(), what, ptr);
@@ -544,14 +556,14 @@ void* stash_alloc(ssize_t size, int device, stash_stream_t stream) {
   return p;
 }
 
-void stash_free(void* ptr, ssize_t size, int device, stash_stream_t stream) {
+void stash_free(void* ptr, ssize_t /*size*/, int device, stash_stream_t stream) {
   if (!ptr) return;
   const int status = guarded("stash_free", [&] {
     library& lib = library::get();
     const int id = lib.resolve(device);
     stash::memory_manager* mm = lib.existing_manager();
     if (!mm) throw stash::invalid_pointer(ptr, "not allocated by stash (nothing was allocated)");
-    if (lib.graph_pools().deallocate(ptr, static_cast<std::size_t>(size), to_stream(stream))) return;  // a graph's
+    if (lib.graph_pools().deallocate(ptr, to_stream(stream))) return;  // a graph's
     if (stash::pool* pool = mm->existing_device_pool(id); pool && pool->try_deallocate(ptr, to_stream(stream))) return;
     // Freed with the wrong device id: the pool that holds it frees it; else the error of the one it lies in.
     mm->deallocate(ptr, to_stream(stream));
@@ -615,11 +627,7 @@ int stash_graph_pool_end(int device, uint64_t id_first, uint64_t id_second) {
   return guarded("stash_graph_pool_end", [&] {
     library& lib = library::get();
     const int id = lib.resolve(device);
-    try {
-      lib.graph_pools().end(id, {id_first, id_second});
-    } catch (const stash::error& e) {  // nothing to end: the caller's mistake, and nothing changed
-      throw option_error{STASH_ERROR_INVALID_ARGUMENT, e.what()};
-    }
+    graph_pool_call([&] { lib.graph_pools().end(id, {id_first, id_second}); });
   });
 }
 
@@ -642,11 +650,7 @@ int stash_graph_pool_set_live(int device, uint64_t id_first, uint64_t id_second,
     library& lib = library::get();
     const int id = lib.resolve(device);
     const std::vector<void*> blocks(live, live + n);
-    try {
-      lib.graph_pools().set_live(id, {id_first, id_second}, blocks);
-    } catch (const stash::error& e) {  // not the pool's block, or the pool is not in use: nothing changed
-      throw option_error{STASH_ERROR_INVALID_ARGUMENT, e.what()};
-    }
+    graph_pool_call([&] { lib.graph_pools().set_live(id, {id_first, id_second}, blocks); });
   });
 }
 
@@ -654,11 +658,7 @@ int stash_graph_pool_release(int device, uint64_t id_first, uint64_t id_second) 
   return guarded("stash_graph_pool_release", [&] {
     library& lib = library::get();
     const int id = lib.resolve(device);
-    try {
-      lib.graph_pools().release(id, {id_first, id_second});
-    } catch (const stash::error& e) {  // nothing to release: the caller's mistake, and nothing changed
-      throw option_error{STASH_ERROR_INVALID_ARGUMENT, e.what()};
-    }
+    graph_pool_call([&] { lib.graph_pools().release(id, {id_first, id_second}); });
   });
 }
 

@@ -22,15 +22,14 @@
 #include <dlfcn.h>
 #include <sys/types.h>
 
-#include <memory>
 #include <algorithm>
 #include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
-#include <unordered_set>
 #include <string>
 #include <type_traits>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
