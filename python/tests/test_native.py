@@ -39,6 +39,17 @@ def run(code, conf=None, expect_ok=True):
     return result
 
 
+def first_allocation_error(conf):
+    """What the first allocation reports (it fails) under STASH_CONF=conf."""
+    return run(
+        """
+        assert L.stash_alloc(100, 0, None) is None
+        print(n.last_error())
+        """,
+        conf=conf,
+    ).stdout
+
+
 class Library(unittest.TestCase):
     def test_library_path_names_the_loaded_library_with_the_pluggable_symbols(self):
         import stash
@@ -428,15 +439,9 @@ class Options(unittest.TestCase):
             """,
             conf="peer_access:none",
         )
-        result = run(
-            """
-            assert L.stash_alloc(100, 0, None) is None
-            print(n.last_error())
-            """,
-            conf="peer_access:some",
-        )
-        self.assertIn("STASH_CONF", result.stdout)
-        self.assertIn("option 'peer_access': 'some' is not one of all, none", result.stdout)
+        message = first_allocation_error("peer_access:some")
+        self.assertIn("STASH_CONF", message)
+        self.assertIn("option 'peer_access': 'some' is not one of all, none", message)
 
     def test_grant_peer_access_checks_the_ids_and_has_nothing_to_grant_on_host_memory(self):
         run(
@@ -482,15 +487,9 @@ class Options(unittest.TestCase):
             """,
             conf="backing:host,host_devices:2",
         )
-        result = run(
-            """
-            assert L.stash_alloc(100, 0, None) is None
-            print(n.last_error())
-            """,
-            conf="reserve:lots",
-        )
-        self.assertIn("STASH_CONF", result.stdout)
-        self.assertIn("option 'reserve'", result.stdout)
+        message = first_allocation_error("reserve:lots")
+        self.assertIn("STASH_CONF", message)
+        self.assertIn("option 'reserve'", message)
 
     def test_options_after_the_first_allocation_are_too_late(self):
         run(
