@@ -9,6 +9,10 @@
 #   XTOP   requests of at least this size, taken from a free block whose pages are mapped for more than
 #          the request and then stop, end where the mapped pages end (the mapped prefix's high end)
 #   XTOPREADY=1 with XTOP: only from a free block of no stream (stream order)
+#   XTOPNB=1 with XTOP: a request of at least XTOP from a fully mapped free block whose upper neighbour is
+#          free (a block that could not merge with it: another stream's, or one of no stream) takes the
+#          free block's high end (the same place in stream order as XTOP's in host order, where the two
+#          would have merged)
 #   XSPILL=1 with XHUGE: a huge request takes a block of the large region first
 set -e
 HERE=bench/experiments/2026-11-29-keep-large
@@ -33,10 +37,12 @@ v huge1024best XHUGE=1024 XBEST=1024
 for t in 1 16 64 256 1024; do v best$t XBEST=$t; done
 for t in 1 16 64 256 512 1024; do v top$t XTOP=$t; done
 for t in 256 1024; do v topready$t XTOP=$t XTOPREADY=1; done
+for t in 256 512 1024; do v topnb$t XTOP=$t XTOPNB=1; done
 python3 $HERE/summarize.py $HERE/before.txt $HERE/sweep/*.txt > $HERE/summary.txt
 for t in ddp_gpt2_rank0 gpt2_varlen_e2e; do
   /tmp/keep_large/log_before bench/traces/$t.csv 256 > $HERE/log_${t}_main.txt
   XTOP=1024 /tmp/keep_large/log_x bench/traces/$t.csv 256 > $HERE/log_${t}_top1024.txt
   XTOP=1024 LAG=0 /tmp/keep_large/log_x bench/traces/$t.csv 256 > $HERE/log_${t}_top1024_lag0.txt
+  XTOP=1024 XTOPNB=1 LAG=0 /tmp/keep_large/log_x bench/traces/$t.csv 256 > $HERE/log_${t}_topnb1024_lag0.txt
 done
 rm -rf /tmp/keep_large
