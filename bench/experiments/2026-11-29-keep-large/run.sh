@@ -13,6 +13,8 @@
 #          free (a block that could not merge with it: another stream's, or one of no stream) takes the
 #          free block's high end (the same place in stream order as XTOP's in host order, where the two
 #          would have merged)
+#   XTOPCO=1 with XTOP: in stream order a request of at least XTOP first retires the frees whose events
+#          have completed and merges ready neighbours (as the slow paths do), then looks again and places
 #   XSPILL=1 with XHUGE: a huge request takes a block of the large region first
 set -e
 HERE=bench/experiments/2026-11-29-keep-large
@@ -34,10 +36,11 @@ for t in 64 256 512 1024 2048; do v huge$t XHUGE=$t; done
 v huge256spill XHUGE=256 XSPILL=1
 v huge1024high XHUGE=1024 XHIGH=1024
 v huge1024best XHUGE=1024 XBEST=1024
-for t in 1 16 64 256 1024; do v best$t XBEST=$t; done
+for t in 1 16 32 64 128 256 1024; do v best$t XBEST=$t; done
 for t in 1 16 64 256 512 1024; do v top$t XTOP=$t; done
 for t in 256 1024; do v topready$t XTOP=$t XTOPREADY=1; done
 for t in 256 512 1024; do v topnb$t XTOP=$t XTOPNB=1; done
+for t in 256 512 1024; do v topco$t XTOP=$t XTOPCO=1; v topconb$t XTOP=$t XTOPCO=1 XTOPNB=1; done
 python3 $HERE/summarize.py $HERE/before.txt $HERE/sweep/*.txt > $HERE/summary.txt
 for t in ddp_gpt2_rank0 gpt2_varlen_e2e; do
   /tmp/keep_large/log_before bench/traces/$t.csv 256 > $HERE/log_${t}_main.txt
