@@ -207,3 +207,24 @@ TEST_CASE("graph pools: a checkpoint's live blocks, and set_live making exactly 
   f.device(0).deallocate(outside, f.other);
   f.pools.end(0, f.id);
 }
+
+TEST_CASE("graph pools: retain counts a user without routing (a MemPool), and release drops it",
+          "[graph_pools]") {
+  fixture f;
+  f.pools.retain(0, f.id);  // the pool is made
+  CHECK(f.pools.figures(0, f.id).users == 1);
+  void* outside = f.allocate(MiB, f.capturing);  // no routing: the device pool
+  CHECK(f.pools.figures(0, f.id).blocks == 0);
+  f.pools.begin(0, f.id, f.only(f.capturing));  // use_mem_pool: begin ... end, release
+  void* in_pool = f.allocate(MiB, f.capturing);
+  f.pools.end(0, f.id);
+  f.pools.release(0, f.id);
+  CHECK(f.pools.figures(0, f.id).users == 1);
+  f.deallocate(in_pool, f.capturing);  // kept: the MemPool still lives
+  CHECK(f.pools.figures(0, f.id).freed_blocks == 1);
+  f.pools.release(0, f.id);  // the MemPool is gone
+  CHECK(f.pools.return_released() == 1);
+  CHECK(f.pools.figures(0, f.id).users == 0);
+  f.deallocate(outside, f.capturing);
+  CHECK(f.device(0).stats().allocated_bytes == 0);
+}

@@ -74,6 +74,18 @@ class graph_pools {
     routing_.store(true, std::memory_order_relaxed);
   }
 
+  /// One more user of pool `id` without a routing (PyTorch's createOrIncrefPool: a MemPool made);
+  /// makes the pool on first use. release() drops it.
+  void retain(int device, graph_pool_id id) {
+    std::lock_guard guard(lock_);
+    pool_state& p = pools_[{device, id}];
+    if (p.released) {
+      p.released = false;
+      releasable_ -= p.freed.size();
+    }
+    ++p.users;
+  }
+
   /// Ends the latest routing begun with begin(device, id). Throws stash::error when there is none.
   void end(int device, graph_pool_id id) {
     std::lock_guard guard(lock_);

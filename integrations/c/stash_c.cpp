@@ -631,6 +631,21 @@ int stash_graph_pool_end(int device, uint64_t id_first, uint64_t id_second) {
   });
 }
 
+int stash_graph_pool_retain(int device, uint64_t id_first, uint64_t id_second) {
+  return guarded("stash_graph_pool_retain", [&] {
+    library& lib = library::get();
+    lib.graph_pools().retain(lib.resolve(device), {id_first, id_second});
+  });
+}
+
+int stash_graph_pool_users(int device, uint64_t id_first, uint64_t id_second, size_t* users) {
+  return guarded("stash_graph_pool_users", [&] {
+    if (!users) throw option_error{STASH_ERROR_INVALID_ARGUMENT, "stash_graph_pool_users: users is null"};
+    library& lib = library::get();
+    *users = lib.graph_pools().figures(lib.resolve(device), {id_first, id_second}).users;
+  });
+}
+
 int stash_graph_pool_live_blocks(int device, uint64_t id_first, uint64_t id_second, stash_pool_block* out,
                                  size_t capacity, size_t* count) {
   return guarded("stash_graph_pool_live_blocks", [&] {

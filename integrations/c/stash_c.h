@@ -130,6 +130,10 @@ STASH_C_API int stash_graph_pool_begin(int device, uint64_t id_first, uint64_t i
                                        void* context);
 STASH_C_API int stash_graph_pool_end(int device, uint64_t id_first, uint64_t id_second);
 STASH_C_API int stash_graph_pool_release(int device, uint64_t id_first, uint64_t id_second);
+/* One more user of a pool without routing (PyTorch's createOrIncrefPool, a MemPool made; the pool is
+ * made on first use), and how many users it has now (0 for a pool that does not exist). */
+STASH_C_API int stash_graph_pool_retain(int device, uint64_t id_first, uint64_t id_second);
+STASH_C_API int stash_graph_pool_users(int device, uint64_t id_first, uint64_t id_second, size_t* users);
 
 /* Checkpoints of a graph pool (PyTorch's CUDA graph trees, torch.compile(mode="reduce-overhead")).
  * stash_graph_pool_live_blocks writes the pool's live blocks (a pool that does not exist has none) to

@@ -170,6 +170,14 @@ class Library(unittest.TestCase):
             assert L.stash_graph_pool_set_live(0, 3, 0, None, 1) == 1
             assert L.stash_graph_pool_live_blocks(0, 3, 0, None, 0, None) == 1
             assert len(live()) == 3
+            # retain and users: a MemPool's count, without routing
+            users = ctypes.c_size_t(7)
+            assert L.stash_graph_pool_users(0, 4, 0, ctypes.byref(users)) == 0 and users.value == 0
+            assert L.stash_graph_pool_retain(0, 4, 0) == 0
+            assert L.stash_graph_pool_users(0, 4, 0, ctypes.byref(users)) == 0 and users.value == 1
+            assert L.stash_graph_pool_release(0, 4, 0) == 0
+            assert L.stash_graph_pool_users(0, 4, 0, ctypes.byref(users)) == 0 and users.value == 0
+            assert L.stash_graph_pool_users(0, 4, 0, None) == 1
             """
         )
 

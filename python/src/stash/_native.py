@@ -123,6 +123,8 @@ def lib() -> ctypes.CDLL:
             "stash_graph_pool_begin": (c.c_int, [c.c_int, c.c_uint64, c.c_uint64, stream_filter, c.c_void_p]),
             "stash_graph_pool_end": (c.c_int, [c.c_int, c.c_uint64, c.c_uint64]),
             "stash_graph_pool_release": (c.c_int, [c.c_int, c.c_uint64, c.c_uint64]),
+            "stash_graph_pool_retain": (c.c_int, [c.c_int, c.c_uint64, c.c_uint64]),
+            "stash_graph_pool_users": (c.c_int, [c.c_int, c.c_uint64, c.c_uint64, c.POINTER(c.c_size_t)]),
             "stash_graph_pool_live_blocks": (c.c_int, [c.c_int, c.c_uint64, c.c_uint64, c.POINTER(PoolBlock),
                                                        c.c_size_t, c.POINTER(c.c_size_t)]),
             "stash_graph_pool_set_live": (c.c_int, [c.c_int, c.c_uint64, c.c_uint64, c.POINTER(c.c_void_p), c.c_size_t]),

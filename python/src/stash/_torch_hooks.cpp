@@ -17,7 +17,8 @@
 //                    releasePool: torch.cuda.graph, CUDA graph trees)
 //   checkpoints      stash_graph_pool_live_blocks/set_live (getCheckpointState, setCheckpointPoolState,
 //                    checkPoolLiveAllocations: CUDA graph trees, torch.compile(mode="reduce-overhead"))
-// The last three are virtual members, not hooks: the allocator is a subclass of CUDAPluggableAllocator.
+//   MemPool          stash_graph_pool_retain/users (createOrIncrefPool, getPoolUseCount)
+// The last four are virtual members, not hooks: the allocator is a subclass of CUDAPluggableAllocator.
 // Built on first use by torch.utils.cpp_extension (stash/torch.py), against the torch it runs with.
 #include <dlfcn.h>
 #include <sys/types.h>
@@ -60,6 +61,8 @@ struct stash_api {
   int (*graph_pool_begin)(int, uint64_t, uint64_t, int (*)(void*, cudaStream_t), void*) = nullptr;
   int (*graph_pool_end)(int, uint64_t, uint64_t) = nullptr;
   int (*graph_pool_release)(int, uint64_t, uint64_t) = nullptr;
+  int (*graph_pool_retain)(int, uint64_t, uint64_t) = nullptr;
+  int (*graph_pool_users)(int, uint64_t, uint64_t, size_t*) = nullptr;
   int (*graph_pool_live_blocks)(int, uint64_t, uint64_t, struct pool_block*, size_t, size_t*) = nullptr;
   int (*graph_pool_set_live)(int, uint64_t, uint64_t, void* const*, size_t) = nullptr;
   const char* (*last_error)() = nullptr;
@@ -169,6 +172,31 @@ struct stash_allocator final : pluggable::CUDAPluggableAllocator {
     return cudaMemcpyPeerAsync(dst, dst_device, src, src_device, count, stream);
   }
 
+  // ---- MemPool: a graph pool with users but no routing until use_mem_pool --------------------------
+
+  void createOrIncrefPool(c10::DeviceIndex device, c10::cuda::MempoolId_t id,
+                          std::shared_ptr<c10::cuda::CUDACachingAllocator::CUDAAllocator> allocator) override {
+    TORCH_CHECK(!allocator || allocator.get() == this,
+                "stash: a MemPool with an allocator of its own is not supported while stash is PyTorch's allocator");
+    TORCH_CHECK(api.graph_pool_retain(device, id.first, id.second) == 0, api.last_error());
+  }
+
+  /// use_on_oom: PyTorch's allocator may take a MemPool's free blocks for requests outside it when out
+  /// of memory. stash keeps a pool's blocks to the pool, so only false is accepted (MemPool's
+  /// destructor sets it false; it must not throw there).
+  void setUseOnOOM(c10::DeviceIndex /*device*/, c10::cuda::MempoolId_t /*id*/, bool use_on_oom) override {
+    TORCH_CHECK(!use_on_oom, "stash: MemPool(use_on_oom=True) is not supported: a pool's blocks stay the pool's");
+  }
+
+  /// no_split: a graph pool's blocks are never split; nothing to do.
+  void setNoSplit(c10::DeviceIndex /*device*/, c10::cuda::MempoolId_t /*id*/) override {}
+
+  int getPoolUseCount(c10::DeviceIndex device, c10::cuda::MempoolId_t id) override {
+    size_t users = 0;
+    TORCH_CHECK(api.graph_pool_users(device, id.first, id.second, &users) == 0, api.last_error());
+    return static_cast<int>(users);
+  }
+
   // ---- checkpoints of graph pools (CUDA graph trees) ----------------------------------------------
   // A tree records a graph, checkpoints the pool, and to record a new branch later sets the pool back
   // to that checkpoint: exactly the blocks live at the checkpoint are live again, every other one
@@ -263,6 +291,8 @@ void install(const std::string& path) {
   bind(handle, path, "stash_graph_pool_begin", api.graph_pool_begin);
   bind(handle, path, "stash_graph_pool_end", api.graph_pool_end);
   bind(handle, path, "stash_graph_pool_release", api.graph_pool_release);
+  bind(handle, path, "stash_graph_pool_retain", api.graph_pool_retain);
+  bind(handle, path, "stash_graph_pool_users", api.graph_pool_users);
   bind(handle, path, "stash_graph_pool_live_blocks", api.graph_pool_live_blocks);
   bind(handle, path, "stash_graph_pool_set_live", api.graph_pool_set_live);
   bind(handle, path, "stash_last_error", api.last_error);

@@ -362,6 +362,34 @@ def torch_compile_reduce_overhead_restores_checkpoints():
     """
 
 
+@check
+def mem_pool_keeps_its_blocks():
+    """
+    import gc, torch, stash, stash.torch
+    stash.torch.enable()
+    pool = torch.cuda.MemPool()
+    assert pool.use_count() == 1, pool.use_count()
+    with torch.cuda.use_mem_pool(pool):
+        a = torch.full((1 << 20,), 3.0, device="cuda")
+    ptr = a.data_ptr()
+    del a                                                  # freed into the pool: nobody else's
+    outside = [torch.empty(1 << 20, device="cuda") for _ in range(8)]
+    assert all(t.data_ptr() != ptr for t in outside)
+    with torch.cuda.use_mem_pool(pool):
+        b = torch.empty(1 << 20, device="cuda")          # the pool's own request takes it again
+    assert b.data_ptr() == ptr, (b.data_ptr(), ptr)
+    assert pool.use_count() == 1, pool.use_count()
+    del b
+    allocated = stash.torch.memory_stats(0)["allocated_bytes.all.current"]
+    del pool
+    gc.collect()
+    torch.cuda.empty_cache()
+    released = allocated - stash.torch.memory_stats(0)["allocated_bytes.all.current"]
+    assert released >= 4 << 20, released
+    print("MemPool kept its block and gave back", released, "bytes")
+    """
+
+
 def main(names):
     unknown = [n for n in names if n not in CHECKS]
     if unknown:
