@@ -2,7 +2,8 @@
 // block are mapped as few physical allocations, its edge pages alone; a chunk goes back and moves away
 // only whole. On the simulated backend, which counts the driver calls cuda_vmm_backend would make
 // (two per physical allocation, cuMemCreate and cuMemMap, and one cuMemSetAccess for all the pages a
-// block maps; three per page move, two per release).
+// block maps or moves in; two per move of a chunk or a page alone, cuMemUnmap and cuMemMap; two per
+// release).
 #include <catch2/catch.hpp>
 
 #include <cstdint>
@@ -122,7 +123,50 @@ TEST_CASE("chunks: a chunk goes back only when none of its pages is touched", "[
   a.deallocate(after);
 }
 
-TEST_CASE("chunks: where an idle page would move, an idle chunk is given back whole instead", "[paged][chunks]") {
+TEST_CASE("chunks: where an idle chunk does not fit inside the block, it is given back whole instead",
+          "[paged][chunks]") {
+  stash::caching_options o;
+  o.page_slack = 0;
+  o.pages_between_moves = 0;  // every page backed may move one
+  paged a(stash::simulated_paged_backend{}, o);
+  void* big = a.allocate(10 * page);  // pages 0-9: chunk 1-8
+  void* guard = a.allocate(page);     // page 10
+  std::vector<void*> singles;
+  for (int i = 0; i < 4; ++i) singles.push_back(a.allocate(page));  // pages 11-14, each alone
+  void* top = a.allocate(page);       // page 15
+  a.deallocate(big);
+  for (void* s : singles) a.deallocate(s);  // idle: 0, chunk 1-8, 9, 11-14; 16 held, 16 at the tide
+  const auto before = a.stats();
+  // Pages 16-27, every page past the tide: the idle pages come highest first, 14 to 9 moving alone
+  // onto pages 16-20; for page 21 it is the chunk 1-8, which does not fit in the 6 inside pages left
+  // (21-26), so it is given back whole and page 21 mapped anew; 22-26 (one chunk) and 27 are new pages,
+  // below the tide now.
+  void* p = a.allocate(12 * page);
+  const std::uintptr_t at = addr(p);
+  REQUIRE(at == addr(top) + page);
+  const auto& b = a.backend();
+  CHECK(b.chunk_pages(addr(big) + page) == 0);
+  CHECK(a.page_moves() == 5);
+  CHECK(b.moved_pages() == 5);
+  CHECK(a.stats().backend_frees - before.backend_frees == 1);
+  CHECK(a.stats().backend_allocations - before.backend_allocations == 3);
+  CHECK(b.chunk_pages(at + 5 * page) == 1);   // page 21, new
+  CHECK(b.chunk_pages(at + 6 * page) == 5);   // pages 22-26, new
+  CHECK(b.chunk_pages(at + 11 * page) == 1);  // page 27, new
+  CHECK(a.stats().reserved_bytes == 15 * page);  // page 0 (idle), the guards, the block
+  CHECK(b.mapped_bytes() == 15 * page);
+  for (std::size_t i = 0; i < 12; ++i) CHECK(b.accessible(at + i * page));
+  CHECK(b.misuses() == 0);
+  a.deallocate(p);
+  a.deallocate(guard);
+  a.deallocate(top);
+  a.empty_cache();
+  CHECK(b.mapped_bytes() == 0);
+  CHECK(b.misuses() == 0);
+}
+
+TEST_CASE("chunks: where a move is due, an idle chunk that fits moves whole into the block, in two calls",
+          "[paged][chunks]") {
   stash::caching_options o;
   o.page_slack = 0;
   o.pages_between_moves = 0;  // every page backed may move one
@@ -131,21 +175,66 @@ TEST_CASE("chunks: where an idle page would move, an idle chunk is given back wh
   void* big = a.allocate(10 * page);  // pages 0-9: chunk 1-8
   void* guard = a.allocate(page);     // page 10
   a.deallocate(big);                  // 10 idle pages, 11 held, 1 touched
-  // 12 pages do not fit below the guard: pages 11-22, 12 more with 11 held and room for 13.
+  const std::size_t calls = a.backend().driver_calls();
+  const auto stats = a.stats();
+  // Pages 11-22: 13 touched at the tide, so pages 11 and 12 are new; then each page takes the highest
+  // idle page: page 9 moves to page 13, the chunk 1-8 whole to pages 14-21 (8 unmapped pages inside
+  // the block), page 0 to the edge page 22.
   void* p = a.allocate(12 * page);
-  REQUIRE(addr(p) == addr(guard) + page);
-  CHECK(a.backend().misuses() == 0);
-  CHECK(a.stats().reserved_bytes == a.backend().mapped_bytes());
-  CHECK(a.stats().reserved_bytes <= 13 * page);
-  // The idle pages went: the lone ones moved, the chunk was given back whole and its pages mapped anew.
-  CHECK(a.backend().chunk_pages(addr(big) + page) == 0);
-  CHECK(a.page_moves() == a.backend().move_calls());
-  CHECK(a.page_moves() >= 1);
-  CHECK(a.stats().backend_frees >= 1);
+  const std::uintptr_t at = addr(p);
+  REQUIRE(at == addr(guard) + page);
+  const auto& b = a.backend();
+  CHECK(b.chunk_pages(at + 3 * page) == 8);
+  CHECK(b.chunk_pages(addr(big) + page) == 0);
+  CHECK(b.chunk_moves() == 3);
+  CHECK(b.moved_pages() == 10);
+  CHECK(a.page_moves() == 10);
+  CHECK(b.move_calls() == 0);
+  CHECK(b.unmap_calls() == 0);  // nothing given back
+  CHECK(b.mapped_bytes() == 13 * page);
+  CHECK(a.stats().reserved_bytes == 13 * page);
+  CHECK(a.stats().backend_allocations - stats.backend_allocations == 2);
+  CHECK(a.stats().backend_frees == stats.backend_frees);
+  // Two new pages (cuMemCreate and cuMemMap each), three moves (cuMemUnmap and cuMemMap each), one
+  // cuMemSetAccess over the twelve pages.
+  CHECK(b.driver_calls() - calls == 2 * 2 + 3 * 2 + 1);
+  for (std::size_t i = 0; i < 12; ++i) CHECK(b.accessible(at + i * page));
+  CHECK(b.misuses() == 0);
   a.deallocate(p);
+  a.empty_cache();  // the moved chunk goes back whole
+  CHECK(b.mapped_bytes() == page);
+  CHECK(b.misuses() == 0);
   a.deallocate(guard);
-  a.empty_cache();
-  CHECK(a.backend().mapped_bytes() == 0);
+}
+
+TEST_CASE("chunks: the simulated device moves a chunk only whole, onto unmapped pages, without access",
+          "[paged][chunks]") {
+  stash::simulated_paged_backend b;
+  const std::uintptr_t base = b.reserve(32 * page);
+  REQUIRE(b.map_pages(base + page, 4));  // pages 1-4, granted
+  REQUIRE(b.map_pages(base + 10 * page, 1));
+  const std::size_t calls = b.driver_calls();
+  CHECK_FALSE(b.move_pages(base + 2 * page, base + 20 * page, 3));  // not the chunk's first page
+  CHECK_FALSE(b.move_pages(base + page, base + 20 * page, 3));      // not the whole chunk
+  CHECK_FALSE(b.move_pages(base + page, base + 8 * page, 4));       // page 10 is mapped
+  CHECK_FALSE(b.move_pages(base + page, base + 30 * page, 4));      // past the range
+  CHECK(b.misuses() == 4);
+  CHECK(b.chunk_pages(base + page) == 4);
+  REQUIRE(b.move_pages(base + page, base + 20 * page, 4));
+  CHECK(b.driver_calls() - calls == 5 * 2);  // cuMemUnmap and cuMemMap per call
+  CHECK(b.chunk_pages(base + page) == 0);
+  CHECK(b.chunk_pages(base + 20 * page) == 4);
+  CHECK(b.mapped_bytes() == 5 * page);
+  CHECK(b.moved_pages() == 4);
+  for (std::size_t i = 0; i < 4; ++i) {
+    CHECK_FALSE(b.accessible(base + (1 + i) * page));
+    CHECK_FALSE(b.accessible(base + (20 + i) * page));  // mapped, not granted yet
+  }
+  REQUIRE(b.set_access(base + 20 * page, 4));
+  for (std::size_t i = 0; i < 4; ++i) CHECK(b.accessible(base + (20 + i) * page));
+  b.unmap_pages(base + 20 * page, 4);
+  CHECK(b.mapped_bytes() == page);
+  CHECK(b.misuses() == 4);
 }
 
 TEST_CASE("chunks: limited_backend counts a chunk's bytes against the limit", "[paged][chunks][limit]") {
@@ -259,8 +348,10 @@ TEST_CASE("chunks: pages mapped for a block are granted with the pages moved int
   REQUIRE(addr(p) == addr(guard) + page);
   CHECK(a.page_moves() == 1);
   CHECK(a.backend().chunk_pages(addr(p)) == 1);  // the page moved in, alone
-  // One move (3 calls), the new pages 3-7 (chunk 3-6 and edge 7: 2 allocations, 4 calls), one grant.
-  CHECK(a.backend().driver_calls() - before == 3 + 4 + 1);
+  // One move (2 calls), the new pages 3-7 (chunk 3-6 and edge 7: 2 allocations, 4 calls), one grant
+  // for all six pages.
+  CHECK(a.backend().driver_calls() - before == 2 + 4 + 1);
+  CHECK(a.backend().chunk_moves() == 1);
   for (std::size_t i = 0; i < 6; ++i) CHECK(a.backend().accessible(addr(p) + i * page));
   CHECK(a.backend().misuses() == 0);
   a.deallocate(p);
@@ -304,6 +395,44 @@ TEST_CASE("chunks: a refused access grant is out of memory, and every page mappe
   for (std::size_t i = 0; i < 600; ++i) REQUIRE(a.backend().accessible(addr(again) + i * page));
   a.deallocate(again);
   a.deallocate(first);
+  a.empty_cache();
+  CHECK(a.backend().mapped_bytes() == 0);
+  CHECK(a.backend().misuses() == 0);
+}
+
+TEST_CASE("chunks: a refused access grant gives back the chunks moved in for the block, which have no access",
+          "[paged][chunks][errors]") {
+  using refusing = stash::caching_allocator<refusing_access_backend, stash::segregated_fit_buckets, stash::null_lock>;
+  stash::caching_options o;
+  o.page_slack = 0;
+  o.pages_between_moves = 0;
+  refusing a(refusing_access_backend{}, o);
+  void* big = a.allocate(10 * page);  // pages 0-9: chunk 1-8
+  void* guard = a.allocate(page);     // page 10
+  a.deallocate(big);
+  const auto before = a.stats();
+  a.backend().refuse = true;
+  // Pages 11-22 as in "an idle chunk that fits moves whole": pages 11-12 new, page 9, the chunk 1-8
+  // and page 0 moved in; then the grant is refused.
+  CHECK_THROWS_AS(a.allocate(12 * page), stash::out_of_memory);
+  // The new pages are unmapped, and the ten moved in are given back: no page is left mapped without
+  // access, and the memory held is the guard's page.
+  CHECK(a.backend().mapped_bytes() == page);
+  CHECK(a.backend().moved_pages() == 10);
+  CHECK(a.stats().reserved_bytes == page);
+  CHECK(a.stats().backend_frees - before.backend_frees == 3);  // the moved chunks: 9, 1-8, 0
+  CHECK(a.stats().allocated_bytes == before.allocated_bytes);
+  CHECK(a.stats().allocations == before.allocations);
+  CHECK(a.stats().backend_allocations == before.backend_allocations);
+  CHECK(a.backend().accessible(addr(guard)));
+  CHECK(a.backend().misuses() == 0);
+  a.backend().refuse = false;
+  void* again = a.allocate(12 * page);  // placed as the refused one was, on new pages
+  CHECK(addr(again) == addr(guard) + page);
+  for (std::size_t i = 0; i < 12; ++i) CHECK(a.backend().accessible(addr(again) + i * page));
+  CHECK(a.stats().reserved_bytes == 13 * page);
+  a.deallocate(again);
+  a.deallocate(guard);
   a.empty_cache();
   CHECK(a.backend().mapped_bytes() == 0);
   CHECK(a.backend().misuses() == 0);

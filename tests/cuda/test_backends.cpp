@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "cuda/cuda_support.hpp"
+#include "cuda/kernels.hpp"
 #include "stash/backend/cuda_device_backend.hpp"
 #include "stash/backend/cuda_pinned_backend.hpp"
 #include "stash/backend/cuda_vmm_backend.hpp"
@@ -258,6 +259,51 @@ TEST_CASE("cuda_vmm_backend maps a chunk of pages as one allocation and gives it
   REQUIRE(backend.move_page(base, base + 9 * page));
   CHECK(holds_pattern(reinterpret_cast<void*>(base + 9 * page), page, 22));
   REQUIRE(backend.map_pages(base + 10 * page, 3));  // left for the destructor, with page 9
+  CHECK(current_device() == device);
+}
+
+TEST_CASE("cuda_vmm_backend moves a chunk whole to unmapped pages; granted there, a kernel uses all of it",
+          "[cuda][backend][vmm][chunks]") {
+  const int device = current_device();
+  stash::cuda_vmm_backend backend(-1, 64 * MiB);
+  const std::size_t page = backend.page_size();
+  const std::uintptr_t base = backend.reserve(0);
+
+  REQUIRE(backend.map_chunks(base + page, 4, 4));  // pages 1-4, one allocation
+  REQUIRE(backend.set_access(base + page, 4));
+  REQUIRE(backend.map_pages(base + 12 * page, 1));
+  const std::size_t free_mapped = free_memory(device);
+
+  CHECK_THROWS_AS(backend.move_pages(base + 2 * page, base + 20 * page, 3), stash::invalid_pointer);  // inside
+  CHECK_THROWS_AS(backend.move_pages(base + page, base + 20 * page, 3), stash::invalid_pointer);  // not whole
+  CHECK_THROWS_AS(backend.move_pages(base + page, base + 10 * page, 4), stash::invalid_pointer);  // 12 mapped
+  CHECK_THROWS_AS(backend.move_pages(base + page, base + 30 * page, 4), stash::invalid_pointer);  // past the range
+  CHECK(backend.is_mapped(base + page));
+
+  REQUIRE(backend.move_pages(base + page, base + 16 * page, 4));  // pages 16-19
+  CHECK(backend.mapped_pages() == 5);
+  for (std::size_t i = 1; i <= 4; ++i) CHECK_FALSE(backend.is_mapped(base + i * page));
+  for (std::size_t i = 16; i <= 19; ++i) CHECK(backend.is_mapped(base + i * page));
+  CHECK(abs_diff(free_memory(device), free_mapped) <= 2 * page);  // no new memory; page tables may take a page
+  REQUIRE(backend.set_access(base + 16 * page, 4));
+
+  auto* data = reinterpret_cast<float*>(base + 16 * page);
+  require_device_memory(data, device);
+  const std::size_t n = 4 * page / sizeof(float);
+  CUDA_REQUIRE(launch_affine_fill(data, n, 1.0f, 0.0f));
+  CUDA_REQUIRE(launch_affine_update(data, n, 2.0f, 1.0f, nullptr));
+  CUDA_REQUIRE(cudaDeviceSynchronize());
+  std::vector<float> back(n);
+  CUDA_REQUIRE(cudaMemcpy(back.data(), data, n * sizeof(float), cudaMemcpyDeviceToHost));
+  std::size_t wrong = 0;
+  for (std::size_t i = 0; i < n; ++i) wrong += back[i] == static_cast<float>(i) * 2.0f + 1.0f ? 0 : 1;
+  CHECK(wrong == 0);
+
+  // A chunk of one page moves too; the chunk moved is unmapped whole from its new place.
+  REQUIRE(backend.move_pages(base + 12 * page, base + 13 * page, 1));
+  CHECK(backend.is_mapped(base + 13 * page));
+  backend.unmap_pages(base + 16 * page, 4);
+  CHECK(backend.mapped_pages() == 1);  // page 13 is left for the destructor
   CHECK(current_device() == device);
 }
 

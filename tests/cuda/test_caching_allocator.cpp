@@ -305,6 +305,53 @@ TEST_CASE("max_held_over_live: idle pages moved under a new block keep their new
   CHECK(alloc.reserved_bytes() == 0);
 }
 
+TEST_CASE("an idle chunk moved whole under a new block: a kernel writes and reads every byte of the block",
+          "[cuda][allocator][chunks]") {
+  // Host order: the freed block's pages are idle at once. No slack and a move due at every page, so
+  // that the new block is backed past the high tide by idle pages, the chunk among them moved whole
+  // (cuMemUnmap, cuMemMap of its handle at the new address, access with the block's other pages).
+  using host_ordered_vmm = stash::caching_allocator<stash::cuda_vmm_backend, stash::segregated_fit_buckets,
+                                                    stash::spin_lock, stash::basic_stats, stash::host_ordering>;
+  stash::caching_options options;
+  options.page_slack = 0;
+  options.pages_between_moves = 0;
+  host_ordered_vmm alloc{stash::cuda_vmm_backend(current_device()), options};
+  const std::size_t page = alloc.backend().page_size();
+
+  void* hole = alloc.allocate(10 * page);  // pages 0-9 of the large region: 1-8 one chunk
+  void* guard = alloc.allocate(page);      // page 10
+  write_pattern(hole, 10 * page, 5);       // what the moved pages held: not part of the contract
+  write_pattern(guard, page, 7);
+  alloc.deallocate(hole);
+  const auto moves = alloc.page_moves();
+  const auto allocations = alloc.stats().backend_allocations;
+  // Pages 11-22: 11 and 12 new, page 9 to 13, the chunk 1-8 whole to 14-21, page 0 to 22.
+  auto* data = static_cast<float*>(alloc.allocate(12 * page));
+  REQUIRE(reinterpret_cast<std::uintptr_t>(data) == reinterpret_cast<std::uintptr_t>(guard) + page);
+  CHECK(alloc.page_moves() - moves == 10);
+  CHECK(alloc.stats().backend_allocations - allocations == 2);
+  CHECK(alloc.stats().reserved_bytes == 13 * page);
+  CHECK(alloc.backend().mapped_pages() == 13);
+  CHECK_FALSE(alloc.holds(hole));
+  require_device_memory(data, current_device());
+
+  const std::size_t n = 12 * page / sizeof(float);
+  CUDA_REQUIRE(launch_affine_fill(data, n, 1.0f, 0.0f));             // data[i] = i: every page written
+  CUDA_REQUIRE(launch_affine_update(data, n, 2.0f, 1.0f, nullptr));  // read and written again
+  CUDA_REQUIRE(cudaDeviceSynchronize());
+  std::vector<float> back(n);
+  CUDA_REQUIRE(cudaMemcpy(back.data(), data, n * sizeof(float), cudaMemcpyDeviceToHost));
+  std::size_t wrong = 0;
+  for (std::size_t i = 0; i < n; ++i) wrong += back[i] == static_cast<float>(i) * 2.0f + 1.0f ? 0 : 1;
+  CHECK(wrong == 0);
+  CHECK(holds_pattern(guard, page, 7));
+  alloc.deallocate(data);
+  alloc.deallocate(guard);
+  alloc.empty_cache();
+  CHECK(alloc.reserved_bytes() == 0);
+  CHECK(alloc.backend().mapped_pages() == 0);
+}
+
 TEST_CASE("a 3141 MiB block is mapped in chunks under one access grant; a kernel reads and writes all of it",
           "[cuda][allocator][chunks]") {
   // The size of ddp_gpt2_rank0's logits (bench/traces): 1571 pages of 2 MiB, its inside in chunks of

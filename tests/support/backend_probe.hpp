@@ -33,7 +33,7 @@ inline std::vector<std::size_t> counters(const stash::simulated_backend& b) {
           b.mismatched_frees()};
 }
 inline std::vector<std::size_t> counters(const stash::simulated_paged_backend& b) {
-  return {b.mapped_bytes(), b.peak_mapped_bytes(), b.map_calls(), b.move_calls(), b.unmap_calls(), b.misuses()};
+  return {b.mapped_bytes(), b.peak_mapped_bytes(), b.map_calls(), b.move_calls(), b.chunk_moves(), b.unmap_calls(), b.misuses()};
 }
 template <class B>
 std::vector<std::size_t> counters(const stash::failing_backend<B>& b) {

@@ -54,8 +54,8 @@ concept paged_backend = requires(B& b, const B& cb, std::uintptr_t a, std::size_
 /// A paged backend that can also back a run of pages with one physical allocation: one driver
 /// allocation, one mapping and one access grant for the run, where page by page costs that per page
 /// (the driver's cost grows with the number of physical allocations, not with their size). Such a
-/// chunk is unmapped whole; its pages never move alone. Mapping and granting access are also offered
-/// apart, so that one grant covers every chunk mapped for a block.
+/// chunk is unmapped and moved whole; its pages never move alone. Mapping and granting access are also
+/// offered apart, so that one grant covers every chunk mapped or moved for a block.
 template <class B>
 concept chunked_paged_backend = paged_backend<B> && requires(B& b, std::uintptr_t a, std::size_t n) {
   /// Backs the n pages from `a` on (none mapped) with one physical allocation, read-write. false = out
@@ -71,6 +71,12 @@ concept chunked_paged_backend = paged_backend<B> && requires(B& b, std::uintptr_
   { b.set_access(a, n) } -> std::same_as<bool>;
   /// Unmaps the n pages map_pages(a, n) backed and gives their memory back. Never throws.
   { b.unmap_pages(a, n) } noexcept;
+  /// Moves the chunk of n pages mapped at `a` (one physical allocation, n = 1 for a page mapped
+  /// alone) to the n pages from the second address on (none mapped), and grants no access there:
+  /// nothing may use them before set_access covers them. Two driver calls however many pages (no
+  /// physical memory is created); what the pages held is no part of the contract. false = out of memory, and then the
+  /// chunk stays where it was, usable as before.
+  { b.move_pages(a, a, n) } -> std::same_as<bool>;
 };
 
 /// A paged backend whose physical allocations can be handed to another process (stash/ipc.hpp).

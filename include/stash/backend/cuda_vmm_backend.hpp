@@ -3,8 +3,8 @@
 // reserved up front, and physical memory is created and mapped into it in chunks of one or more pages
 // (2 MiB on current GPUs), each chunk one physical allocation: created and mapped with two driver
 // calls whatever its size, and unmapped and released whole; a run of chunks mapped together is
-// granted access with one more call. A page mapped alone can also
-// move inside the range. Because a free range can give its physical pages back whatever its
+// granted access with one more call. A chunk can also move inside the range, whole (the
+// same handle mapped at another address). Because a free range can give its physical pages back whatever its
 // neighbours hold, the memory held tracks the memory in use far more closely than with whole
 // cudaMalloc segments. This is the mechanism behind PyTorch's expandable segments.
 //
@@ -339,6 +339,45 @@ class basic_cuda_vmm_backend {
     }
     target = source;
     source = page{};
+    return true;
+  }
+
+  /// Makes the chunk of n pages mapped at `from` (one physical allocation) back the n pages from `to`
+  /// on instead, with one cuMemUnmap and one cuMemMap of its handle at offset 0, and no access there
+  /// until set_access covers them: no physical memory is created, however many pages. false when the
+  /// driver is out of memory for the new mapping (the chunk then stays at `from`, granted as before);
+  /// stash::cuda_error on any other failure; invalid_pointer when `from` is not a whole chunk of n
+  /// pages or a page from `to` on is mapped or outside the range.
+  bool move_pages(std::uintptr_t from, std::uintptr_t to, std::size_t n) {
+    const std::size_t source = index_of(from, "move_pages"), target = index_of(to, "move_pages");
+    if (!pages_[source].mapped || pages_[source].chunk_pages != n)
+      throw invalid_pointer(reinterpret_cast<void*>(from), "move_pages: not a chunk of that many pages");
+    if (n > pages_.size() - target) throw invalid_pointer(reinterpret_cast<void*>(to), "move_pages: past the reserved range");
+    for (std::size_t i = target; i < target + n; ++i)
+      if (pages_[i].mapped) throw invalid_pointer(reinterpret_cast<void*>(base_ + i * page_size_), "page is already mapped");
+    cuda::device_guard guard(device_);
+    cuda::relaxed_capture_mode relaxed;  // legal during a graph capture (cuda/capture_mode.hpp)
+    const cuda::driver_api& cu = api();
+    const std::size_t bytes = n * page_size_;
+    const CUmemGenericAllocationHandle handle = pages_[source].handle;
+
+    // No work queued on the device uses the chunk at its old address (see move_page).
+    STASH_CU_CHECK(cu.cuMemUnmap(from, bytes));
+    const CUresult status = cu.cuMemMap(to, bytes, 0, handle, 0);
+    if (status != CUDA_SUCCESS) {
+      // Put the chunk back where the caller still believes it is.
+      const CUresult restored = cu.cuMemMap(from, bytes, 0, handle, 0);
+      const CUresult regranted = restored == CUDA_SUCCESS ? grant_access(from, bytes) : restored;
+      if (regranted != CUDA_SUCCESS) {
+        if (restored == CUDA_SUCCESS) (void)cu.cuMemUnmap(from, bytes);
+        (void)cu.cuMemRelease(handle);
+        forget_chunk(source);
+        STASH_CU_CHECK(regranted);  // the chunk is lost; report the failure that lost it
+      }
+      if (status == CUDA_ERROR_OUT_OF_MEMORY) return false;
+      STASH_CU_CHECK(status);
+    }
+    for (std::size_t i = 0; i < n; ++i) pages_[target + i] = std::exchange(pages_[source + i], page{});
     return true;
   }
 

@@ -105,12 +105,38 @@ class simulated_paged_backend {
     ++move_calls_;
     driver_calls_ += 3;
     if (!whole_chunk(from, 1)) return false;
+    ++moved_pages_;
     mark(from, 0);
     mark(to, 1);
     chunk_pages_[index(from)] = 0;
     access_[index(from)] = 0;
     peer_access_[index(from)] = 0;
     if (in_range(to)) chunk_pages_[index(to)] = 1, access_[index(to)] = 1, peer_access_[index(to)] = granted_mask_;
+    return true;
+  }
+  /// cuMemUnmap, cuMemMap: the chunk of n pages at `from` backs the n pages from `to` on, without
+  /// access until set_access. A misuse (and false, nothing moved) when `from` is not a whole chunk of
+  /// n pages or a page from `to` on is mapped or outside the range.
+  bool move_pages(std::uintptr_t from, std::uintptr_t to, std::size_t n) noexcept {
+    ++chunk_moves_;
+    driver_calls_ += 2;
+    if (!whole_chunk(from, n)) return false;
+    for (std::size_t i = 0; i < n; ++i) {
+      const std::uintptr_t at = to + i * page_;
+      if (!in_range(at) || mapped_[index(at)]) {
+        ++misuses_;
+        return false;
+      }
+    }
+    for (std::size_t i = 0; i < n; ++i) {
+      mark(from + i * page_, 0);
+      mark(to + i * page_, 1);
+      access_[index(from) + i] = 0, peer_access_[index(from) + i] = 0;
+      access_[index(to) + i] = 0, peer_access_[index(to) + i] = 0;
+    }
+    chunk_pages_[index(from)] = 0;
+    chunk_pages_[index(to)] = static_cast<std::uint32_t>(n);
+    moved_pages_ += n;
     return true;
   }
   /// cuMemUnmap, cuMemRelease.
@@ -180,7 +206,12 @@ class simulated_paged_backend {
   std::size_t peak_mapped_bytes() const noexcept { return peak_mapped_bytes_; }
   /// Physical allocations asked for (cuMemCreate), refused ones included.
   std::size_t map_calls() const noexcept { return map_calls_; }
+  /// move_page calls (three driver calls each).
   std::size_t move_calls() const noexcept { return move_calls_; }
+  /// move_pages calls (two driver calls each, whatever the chunk's pages).
+  std::size_t chunk_moves() const noexcept { return chunk_moves_; }
+  /// Pages moved by either.
+  std::size_t moved_pages() const noexcept { return moved_pages_; }
   std::size_t unmap_calls() const noexcept { return unmap_calls_; }
   /// The driver calls cuda_vmm_backend would have made for the same map, move and unmap calls.
   std::size_t driver_calls() const noexcept { return driver_calls_; }
@@ -235,7 +266,7 @@ class simulated_paged_backend {
   std::vector<int> granted_;  // grant_peer's devices, in order
   std::vector<std::uint32_t> chunk_pages_;  // at a chunk's first page: its pages
   std::size_t mapped_bytes_ = 0, peak_mapped_bytes_ = 0;
-  std::size_t map_calls_ = 0, move_calls_ = 0, unmap_calls_ = 0, misuses_ = 0, driver_calls_ = 0;
+  std::size_t map_calls_ = 0, move_calls_ = 0, chunk_moves_ = 0, moved_pages_ = 0, unmap_calls_ = 0, misuses_ = 0, driver_calls_ = 0;
   mutable std::size_t export_calls_ = 0;
 };
 

@@ -4,7 +4,9 @@
 //   - mapped: physical memory backs the page;
 //   - interior: the page lies strictly inside one live block (no other block can touch it);
 //   - edge_refs: how many live blocks start or end on the page (small blocks share pages);
-//   - fresh: mapped by the allocation in progress, so that a failed one unmaps exactly those.
+//   - fresh: mapped by the allocation in progress, so that a failed one unmaps exactly those;
+//   - moved: moved in by the allocation in progress without access yet (chunked backends grant it
+//     with the block's new pages), so that a failed one gives exactly those back.
 //   - held (Holds, stream-ordered allocators only): a freed block whose work may still run on the GPU
 //     lies on the page, so it may not be moved or unmapped. Holds are an overlay the allocator lays
 //     down only while it picks pages to move or give back, and lifts before it places or frees a
@@ -34,7 +36,7 @@ class basic_page_table {
   /// Throws std::bad_alloc, and then leaves the table as it was.
   void resize(std::size_t pages) {
     const std::size_t words = (pages + 63) / 64;
-    std::vector<std::uint64_t> mapped(words, 0), interior(words, 0), fresh(words, 0);
+    std::vector<std::uint64_t> mapped(words, 0), interior(words, 0), fresh(words, 0), moved(words, 0);
     std::vector<std::uint64_t> chunk_first(words, 0), chunk_last(words, 0);
     std::vector<std::uint32_t> edge_refs(pages, 0);
     std::vector<std::uint64_t> held(Holds ? words : 0, 0);
@@ -43,6 +45,7 @@ class basic_page_table {
     mapped_ = std::move(mapped);
     interior_ = std::move(interior);
     fresh_ = std::move(fresh);
+    moved_ = std::move(moved);
     chunk_first_ = std::move(chunk_first);
     chunk_last_ = std::move(chunk_last);
     edge_refs_ = std::move(edge_refs);
@@ -176,9 +179,21 @@ class basic_page_table {
   /// Calls f(p) for each fresh page in [first, last], highest first, and clears them all.
   template <class F>
   void take_fresh(std::size_t first, std::size_t last, F&& f) noexcept {
+    take(fresh_, first, last, f);
+  }
+  void set_moved(std::size_t p) noexcept { moved_[p / 64] |= bit(p); }
+  /// Calls f(p) for each page in [first, last] marked moved, highest first, and clears them all.
+  template <class F>
+  void take_moved(std::size_t first, std::size_t last, F&& f) noexcept {
+    take(moved_, first, last, f);
+  }
+
+ private:
+  template <class F>
+  static void take(std::vector<std::uint64_t>& marks, std::size_t first, std::size_t last, F& f) noexcept {
     for (std::size_t w = last / 64 + 1; w-- > first / 64;) {
-      std::uint64_t pages = fresh_[w] & word_mask(w, first, last);
-      fresh_[w] &= ~pages;
+      std::uint64_t pages = marks[w] & word_mask(w, first, last);
+      marks[w] &= ~pages;
       while (pages) {
         const unsigned high = 63 - static_cast<unsigned>(__builtin_clzll(pages));
         f(w * 64 + high);
@@ -187,7 +202,6 @@ class basic_page_table {
     }
   }
 
- private:
   static constexpr std::uint64_t bit(std::size_t p) noexcept { return std::uint64_t{1} << (p % 64); }
   bool is_held(std::size_t p) const noexcept {
     if constexpr (Holds) return (held_[p / 64] >> (p % 64)) & 1;
@@ -235,7 +249,7 @@ class basic_page_table {
     return mask;
   }
 
-  std::vector<std::uint64_t> mapped_, interior_, fresh_;
+  std::vector<std::uint64_t> mapped_, interior_, fresh_, moved_;
   std::vector<std::uint64_t> chunk_first_, chunk_last_;  // first and last page of each chunk
   std::vector<std::uint32_t> edge_refs_;
   std::vector<std::uint64_t> held_;  // Holds only

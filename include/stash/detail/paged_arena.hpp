@@ -127,8 +127,9 @@ class paged_arena {
   /// p on (the block's first unmapped page, or none; unknown: found here). Returns whether all were
   /// backed already. On failure (out_of_memory, or the backend's error) the
   /// block is uncounted and every page mapped for it is unmapped again, so the memory held is what it
-  /// was. Idle pages moved here for it stay where they are, idle: moving them back would be more
-  /// driver calls that can fail too, and where they sit changes no figure.
+  /// was. Idle pages moved here for it by move_page stay where they are, idle: moving them back would
+  /// be more driver calls that can fail too, and where they sit changes no figure. Chunks moved here
+  /// by move_pages have no access yet, so they are given back (counted as released).
   bool back_pages(std::uintptr_t addr, std::size_t size, std::size_t requested, std::size_t p) {
     const std::size_t first = first_page(addr), last = last_page(addr, size);
     const std::size_t peak_before = peak_touched_;
@@ -261,7 +262,7 @@ class paged_arena {
     try {
       while (backed && p != page_table::none) {
         const std::size_t run_end = chunks ? map_run(p, first, last, chunks) : page_table::none;
-        if (run_end == page_table::none) backed = back_page(p);
+        if (run_end == page_table::none) backed = back_page(p, first, last);
         const std::size_t done = run_end == page_table::none ? p : run_end;
         p = done < last ? pages_.first_unmapped(done + 1, last) : page_table::none;
       }
@@ -286,6 +287,7 @@ class paged_arena {
     pages_.take_fresh(first, last, [&](std::size_t p) {
       if (pages_.starts_chunk(p)) stats_.on_reserve((pages_.chunk_last(p) - p + 1) << page_shift_);
     });
+    pages_.take_moved(first, last, [](std::size_t) {});
   }
 
   void undo_back_pages(std::uintptr_t addr, std::size_t size, std::size_t peak_before) noexcept {
@@ -295,22 +297,28 @@ class paged_arena {
     pages_.take_fresh(first_page(addr), last_page(addr, size), [&](std::size_t p) {
       if (pages_.starts_chunk(p)) reserved_ -= unmap_chunk(p) * page;  // a chunk's pages are all fresh
     });
+    pages_.take_moved(first_page(addr), last_page(addr, size), [&](std::size_t p) {
+      if (!pages_.starts_chunk(p)) return;  // a chunk's pages are all moved
+      const std::size_t bytes = unmap_chunk(p) * page;
+      reserved_ -= bytes;
+      stats_.on_release(bytes);
+    });
   }
 
   /// Backs page p. A new physical page while the pages held stay within the slack over the high tide
   /// of touched pages; past it, the highest idle page moves here instead, but at most once per
   /// pages_between_moves pages backed (a move costs tens of microseconds). Out of memory: an idle page
   /// moves here if there is one, else the map is retried once (counted as an OOM retry).
-  bool back_page(std::size_t p) {
+  bool back_page(std::size_t p, std::size_t first, std::size_t last) {
     const bool move_first = over_budget() && move_is_due();
     ++backed_since_move_;
-    if (move_first && move_idle_page_to(p)) return true;
+    if (move_first && move_idle_page_to(p, first, last)) return true;
     if (map_new_page(p)) return true;
     stats_.on_oom_retry();  // the cache is released by moving an idle page here, else retried once
     if constexpr (streamed) {
       if (!capturing_ && !streams_.settled()) streams_.synchronize();  // pages held by pending frees become idle
     }
-    return move_idle_page_to(p) || map_new_page(p);
+    return move_idle_page_to(p, first, last) || map_new_page(p);
   }
 
   /// Maps the run of unmapped pages from p on in chunks, where the backend can: pages strictly inside
@@ -412,8 +420,9 @@ class paged_arena {
     return n;
   }
 
-  /// Where a move is due and the highest idle page (`from`) lies in an idle chunk of several pages,
-  /// which cannot move: gives that chunk back whole instead (the memory held drops by the chunk) and
+  /// Where a move is due and the highest idle page (`from`) lies in an idle chunk of several pages
+  /// that cannot move here (the backend moves pages alone only, or the chunk does not fit: chunk_fits):
+  /// gives that chunk back whole instead (the memory held drops by the chunk) and
   /// returns true, so that new pages are mapped where they are needed. false when it is alone (it can
   /// move).
   bool release_idle_chunk(std::size_t from) noexcept {
@@ -426,13 +435,18 @@ class paged_arena {
     return true;
   }
 
-  /// Backs page p with the highest idle page: one mapped alone moves here; an idle chunk of several
+  /// Backs page p of the block [first, last] with the highest idle page: its chunk moves here whole
+  /// where it fits (move_chunk_to), else a page mapped alone moves here, and an idle chunk of several
   /// pages is given back whole and p mapped anew (release_idle_chunk).
-  bool move_idle_page_to(std::size_t p) {
+  bool move_idle_page_to(std::size_t p, std::size_t first, std::size_t last) {
     const bool holding = hold_pending_pages();
     const std::size_t from = pages_.highest_idle();
     if (holding) release_pending_pages();
     if (from == page_table::none) return false;
+    if constexpr (chunked_paged_backend<Backend>) {
+      const std::size_t chunk = pages_.chunk_first(from), n = pages_.chunk_last(chunk) - chunk + 1;
+      if (chunk_fits(p, n, first, last)) return move_chunk_to(chunk, n, p);
+    }
     if (release_idle_chunk(from)) return map_new_page(p);
     if (!backend_.move_page(page_address(from), page_address(p))) return false;
     pages_.set_mapped(from, false);
@@ -441,6 +455,36 @@ class paged_arena {
     pages_.set_chunk(p, p);
     ++page_moves_;
     backed_since_move_ = 0;
+    return true;
+  }
+
+  /// Whether an idle chunk of n pages may move onto page p and the n - 1 after it, in the block
+  /// [first, last]: a page mapped alone anywhere, as move_page would; a chunk of several pages onto
+  /// unmapped pages strictly inside the block (edge pages are mapped alone, as map_run leaves them,
+  /// since a chunk would stay held while either neighbouring block lives).
+  bool chunk_fits(std::size_t p, std::size_t n, std::size_t first, std::size_t last) const noexcept {
+    if (n == 1) return true;
+    return p > first && n <= last - p && pages_.unmapped_run_end(p, p + n - 1) == p + n - 1;
+  }
+
+  /// Moves the idle chunk of n pages at `from` onto pages [to, to + n - 1]: one unmap and one map
+  /// however many pages, where giving the chunk back and mapping new pages costs two calls per chunk
+  /// of each (bench/RESULTS.md, "Idle chunks move whole"). Access comes with the block's new pages
+  /// (back_unmapped_pages). The ration counts the move as the n pages it backs (the first one, as
+  /// every move's, excepted): a move costs the same two calls whatever its pages.
+  bool move_chunk_to(std::size_t from, std::size_t n, std::size_t to) {
+    if (!backend_.move_pages(page_address(from), page_address(to), n)) return false;
+    for (std::size_t q = 0; q < n; ++q) pages_.set_mapped(from + q, false);
+    pages_.clear_chunk(from, from + n - 1);
+    for (std::size_t q = to; q < to + n; ++q) {
+      pages_.set_mapped(q, true);
+      pages_.set_moved(q);
+    }
+    pages_.set_chunk(to, to + n - 1);
+    ungranted_first_ = std::min(ungranted_first_, to);
+    ungranted_last_ = std::max(ungranted_last_, to + n - 1);
+    page_moves_ += n;
+    backed_since_move_ = n - 1;
     return true;
   }
 

@@ -96,6 +96,9 @@ class failing_backend {
   bool move_page(std::uintptr_t from, std::uintptr_t to) requires paged_backend<Backend> {
     return upstream_.move_page(from, to);
   }
+  bool move_pages(std::uintptr_t from, std::uintptr_t to, std::size_t n) requires chunked_paged_backend<Backend> {
+    return upstream_.move_pages(from, to, n);
+  }
   void unmap_page(std::uintptr_t a) noexcept requires paged_backend<Backend> {
     held_ -= upstream_.page_size();
     upstream_.unmap_page(a);
