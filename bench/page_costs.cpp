@@ -49,6 +49,35 @@ int main(int argc, char** argv) {
                 pages, t[t.size() / 2], t[t.size() / 2] / static_cast<double>(pages), unmap[unmap.size() / 2]);
     t.clear();
   }
+  // An idle chunk backing new pages (paged arena, move_chunk_to): moved whole (move_pages: cuMemUnmap +
+  // cuMemMap of its handle, then set_access as the block's grant does), against giving it back and
+  // mapping as many pages anew (unmap_pages, then map_chunks + set_access). Median per chunk of 16.
+  for (const std::size_t pages : {std::size_t{1}, std::size_t{8}, std::size_t{96}}) {
+    const int chunks = 16;
+    const std::uintptr_t to = base + static_cast<std::size_t>(chunks) * pages * page;
+    std::vector<double> fresh;
+    for (int i = 0; i < chunks; ++i)
+      if (!be.map_pages(base + static_cast<std::size_t>(i) * pages * page, pages)) return 1;
+    for (int i = 0; i < chunks; ++i) {
+      const std::size_t at = static_cast<std::size_t>(i) * pages * page;
+      auto a = clk::now();
+      if (!be.move_pages(base + at, to + at, pages) || !be.set_access(to + at, pages)) return 1;
+      t.push_back(us(a, clk::now()));
+    }
+    for (int i = 0; i < chunks; ++i) {
+      const std::size_t at = static_cast<std::size_t>(i) * pages * page;
+      auto a = clk::now();
+      be.unmap_pages(to + at, pages);
+      if (!be.map_chunks(base + at, pages, pages) || !be.set_access(base + at, pages)) return 1;
+      fresh.push_back(us(a, clk::now()));
+    }
+    for (int i = 0; i < chunks; ++i) be.unmap_pages(base + static_cast<std::size_t>(i) * pages * page, pages);
+    std::sort(t.begin(), t.end());
+    std::sort(fresh.begin(), fresh.end());
+    std::printf("chunk of %2zu pages: move_pages+access median %8.2f us; unmap_pages+map_chunks+access median %8.2f us\n",
+                pages, t[t.size() / 2], fresh[fresh.size() / 2]);
+    t.clear();
+  }
   // A block of 3 GiB as the paged arena maps it (1534 pages inside, bench/RESULTS.md "a cold start that
   // does not grow with the block"): chunks of 32 pages each granted access (map_pages), the same chunks
   // under one grant (map_chunks + set_access), chunks of an eighth of the block under one grant
