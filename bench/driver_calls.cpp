@@ -1,8 +1,8 @@
 // driver_calls: how many driver calls the paged allocator's growth costs on each trace, counted on the
 // simulated paged device (no GPU needed), which counts what cuda_vmm_backend would call for the same
 // work: two per physical allocation (cuMemCreate, cuMemMap) and one cuMemSetAccess for all the pages a
-// block maps, three per page move (cuMemUnmap, cuMemMap, cuMemSetAccess), two per release (cuMemUnmap,
-// cuMemRelease). One cold replay (empty cache) and three warm ones per trace, page by page
+// block maps or moves in, two per move of an idle chunk or page (cuMemUnmap, cuMemMap), two per release
+// (cuMemUnmap, cuMemRelease). One cold replay (empty cache) and three warm ones per trace, page by page
 // (max_chunk_pages 1) and in chunks (the default).
 // bench/RESULTS.md records its output; the time the calls take is measured on a GPU (page_costs,
 // stash-replay --backend cuda).

@@ -17,5 +17,6 @@ for v in before after; do
   XPBM=4 /tmp/chunk-moves-sweep-$v bench/traces/*.csv > $HERE/pbm4_$v.txt
   XPBM=16 /tmp/chunk-moves-sweep-$v bench/traces/*.csv > $HERE/pbm16_$v.txt
   XMCP=8 /tmp/chunk-moves-sweep-$v bench/traces/*.csv > $HERE/mcp8_$v.txt
+  XPBM=0 /tmp/chunk-moves-sweep-$v bench/traces/*.csv > $HERE/pbm0_$v.txt
 done
 rm -rf /tmp/chunk-moves-before
