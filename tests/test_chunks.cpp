@@ -437,3 +437,47 @@ TEST_CASE("chunks: a refused access grant gives back the chunks moved in for the
   CHECK(a.backend().mapped_bytes() == 0);
   CHECK(a.backend().misuses() == 0);
 }
+
+namespace {
+/// The simulated device, whose moves can be refused as the driver refuses a mapping out of memory.
+struct refusing_move_backend : stash::simulated_paged_backend {
+  refusing_move_backend() : simulated_paged_backend(unlimited) {}
+  bool refuse = false;
+  std::size_t refused = 0;
+  bool move_pages(std::uintptr_t from, std::uintptr_t to, std::size_t n) noexcept {
+    if (refuse) return ++refused, false;
+    return simulated_paged_backend::move_pages(from, to, n);
+  }
+};
+static_assert(stash::chunked_paged_backend<refusing_move_backend>);
+}  // namespace
+
+TEST_CASE("chunks: a refused move leaves the idle chunk where it is, and the page is mapped anew",
+          "[paged][chunks][errors]") {
+  using refusing = stash::caching_allocator<refusing_move_backend, stash::segregated_fit_buckets, stash::null_lock>;
+  stash::caching_options o;
+  o.page_slack = 0;
+  o.pages_between_moves = 0;
+  refusing a(refusing_move_backend{}, o);
+  void* big = a.allocate(10 * page);  // pages 0-9: chunk 1-8
+  void* guard = a.allocate(page);     // page 10
+  a.deallocate(big);
+  a.backend().refuse = true;
+  // Pages 11-22: 11 and 12 new below the tide, then every page past it tries the highest idle page
+  // (page 9, alone), is refused, and maps a page anew: 10 refusals.
+  void* p = a.allocate(12 * page);
+  REQUIRE(addr(p) == addr(guard) + page);
+  CHECK(a.backend().refused == 10);
+  CHECK(a.page_moves() == 0);
+  CHECK(a.backend().chunk_pages(addr(big) + page) == 8);  // the idle chunk, where it was
+  CHECK(a.backend().chunk_pages(addr(big)) == 1);
+  CHECK(a.backend().mapped_bytes() == 23 * page);
+  CHECK(a.stats().reserved_bytes == 23 * page);
+  for (std::size_t i = 0; i < 12; ++i) CHECK(a.backend().accessible(addr(p) + i * page));
+  CHECK(a.backend().misuses() == 0);
+  a.deallocate(p);
+  a.deallocate(guard);
+  a.empty_cache();
+  CHECK(a.backend().mapped_bytes() == 0);
+  CHECK(a.backend().misuses() == 0);
+}
