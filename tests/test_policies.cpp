@@ -147,6 +147,23 @@ TEST_CASE("buckets: segregated_fit_buckets exact values and 1/16 bucket width", 
   // Lists are numbered 1, 2, 3, ... without gaps (0 would be blocks of 0 bytes).
   REQUIRE(smallest_in_bucket.begin()->first == 1);
   REQUIRE(smallest_in_bucket.rbegin()->first == smallest_in_bucket.size());
+
+  // The one-formula bucket_index files every size where the two-case definition does: one list per
+  // granule count below 16, else (top - 3) * 16 + the four bits below the top one. Every count below
+  // 2^20, and every power of two up to max_size with its neighbours.
+  auto two_case = [](std::size_t rounded) -> std::size_t {
+    const std::size_t units = rounded / 256;
+    if (units < 16) return units;
+    const unsigned top = 63 - static_cast<unsigned>(__builtin_clzll(units));
+    return (top - 3) * 16 + ((units >> (top - 4)) & 15);
+  };
+  std::size_t mismatches = 0;
+  for (std::size_t units = 1; units < (std::size_t{1} << 20); ++units)
+    mismatches += b::bucket_index(units * 256) != two_case(units * 256) ? 1 : 0;
+  for (unsigned k = 8; k <= 62; ++k)
+    for (std::size_t r : {(std::size_t{1} << k) - 256, std::size_t{1} << k, (std::size_t{1} << k) + 256})
+      if (r >= 256 && r <= b::max_size) mismatches += b::bucket_index(r) != two_case(r) ? 1 : 0;
+  REQUIRE(mismatches == 0);
 }
 
 // ---- stats policies ------------------------------------------------------------------------------

@@ -16,13 +16,14 @@ struct segregated_fit_buckets {
 
   /// n >= 1 (the concept's contract), so rounding up alone gives at least one granule.
   static constexpr std::size_t round_up(std::size_t n) noexcept { return detail::round_up_to(n, granule); }
-  /// Granule counts below 16 get one list each; above, 16 lists per power of two.
+  /// Granule counts below 16 get one list each; above, 16 lists per power of two: the list of a count
+  /// with top bit `top` is (top - 4) * 16 plus its five leading bits (16-31). Counts below 16 take
+  /// top = 4, shift by nothing and land on themselves, so the two cases are one formula with no branch
+  /// (sizes mixed small and large on one path are a branch the CPU mispredicts).
   static constexpr std::size_t bucket_index(std::size_t rounded) noexcept {
     const std::size_t units = rounded / granule;
-    if (units < sub_count) return units;
-    const unsigned top = detail::log2_floor(units);
-    const std::size_t sub = (units >> (top - sub_bits)) & (sub_count - 1);
-    return (top - sub_bits + 1) * sub_count + sub;
+    const unsigned shift = detail::log2_floor(units | sub_count) - sub_bits;
+    return shift * sub_count + (units >> shift);
   }
   static constexpr std::size_t bucket_count = 817;  // bucket_index(max_size) + 1, checked below
 
