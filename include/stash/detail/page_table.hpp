@@ -109,12 +109,16 @@ class basic_page_table {
     }
   }
 
-  /// First page in [first, last] that is not mapped, or none.
-  std::size_t first_unmapped(std::size_t first, std::size_t last) const noexcept {
-    if (first / 64 == last / 64) {  // the allocate path: most blocks span one word of pages
+  /// First page in [first, last] that is not mapped, or none. The one-word case (most blocks) inline
+  /// in the allocate path, the loop over several words a call.
+  [[gnu::always_inline]] std::size_t first_unmapped(std::size_t first, std::size_t last) const noexcept {
+    if (first / 64 == last / 64) [[likely]] {
       const std::uint64_t holes = ~mapped_[first / 64] & span_mask(first, last);
       return holes ? (first & ~std::size_t{63}) + static_cast<std::size_t>(__builtin_ctzll(holes)) : none;
     }
+    return first_unmapped_in_words(first, last);
+  }
+  [[gnu::noinline]] std::size_t first_unmapped_in_words(std::size_t first, std::size_t last) const noexcept {
     for (std::size_t w = first / 64; w <= last / 64; ++w)
       if (const std::uint64_t holes = ~mapped_[w] & word_mask(w, first, last))
         return w * 64 + static_cast<std::size_t>(__builtin_ctzll(holes));
