@@ -25,6 +25,22 @@ struct ipc_piece {
   bool operator==(const ipc_piece&) const = default;
 };
 
+/// Whether `pieces` can be what an allocator exported for a block of `size` bytes starting `offset`
+/// bytes into the first: each inside its chunk, every one but the first starting its chunk and every
+/// one but the last ending it, and the block inside them.
+inline bool ipc_pieces_consistent(const std::vector<ipc_piece>& pieces, std::size_t offset, std::size_t size) noexcept {
+  std::size_t covered = 0;
+  for (std::size_t i = 0; i < pieces.size(); ++i) {
+    const ipc_piece& p = pieces[i];
+    if (p.bytes == 0 || p.chunk_bytes < p.bytes || p.chunk_bytes - p.bytes < p.handle_offset) return false;
+    if (i > 0 && p.handle_offset != 0) return false;
+    if (i + 1 < pieces.size() && p.handle_offset + p.bytes != p.chunk_bytes) return false;
+    if (covered + p.bytes < covered) return false;  // sizes from a handle another process wrote
+    covered += p.bytes;
+  }
+  return !pieces.empty() && offset < covered && size <= covered - offset;
+}
+
 /// A live block as another process can map it. Owns its file descriptors (one per piece) and closes
 /// them when destroyed; move-only.
 class ipc_handle {
@@ -85,17 +101,7 @@ class ipc_handle {
   }
   /// Whether the pieces can be what an allocator exported: each inside its chunk, every one but the
   /// first starting its chunk and every one but the last ending it, and the block inside them.
-  bool consistent() const noexcept {
-    std::size_t covered = 0;
-    for (std::size_t i = 0; i < pieces_.size(); ++i) {
-      const ipc_piece& p = pieces_[i];
-      if (p.bytes == 0 || p.chunk_bytes < p.bytes || p.chunk_bytes - p.bytes < p.handle_offset) return false;
-      if (i > 0 && p.handle_offset != 0) return false;
-      if (i + 1 < pieces_.size() && p.handle_offset + p.bytes != p.chunk_bytes) return false;
-      covered += p.bytes;
-    }
-    return !pieces_.empty() && offset_ < covered && size_ <= covered - offset_;
-  }
+  bool consistent() const noexcept { return ipc_pieces_consistent(pieces_, offset_, size_); }
   /// Where the block starts in the importer's mapping of the chunks.
   std::size_t mapping_offset() const noexcept { return pieces_.empty() ? 0 : pieces_.front().handle_offset + offset_; }
 

@@ -16,6 +16,7 @@
 #include "stash/error.hpp"
 #include "stash/graph_pools.hpp"
 #include "stash/ipc.hpp"
+#include "stash/ipc_pidfd.hpp"
 #include "stash/cuda/ipc_mapping.hpp"
 #include "stash/lock/null_lock.hpp"
 #include "stash/logging_adaptor.hpp"

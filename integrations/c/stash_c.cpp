@@ -28,12 +28,15 @@
 #include <new>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
 #include "stash/device_manager.hpp"
 #include "stash/error.hpp"
+#include "stash/cuda/ipc_mapping.hpp"
 #include "stash/graph_pools.hpp"
+#include "stash/ipc_pidfd.hpp"
 #include "stash/memory_manager.hpp"
 
 // Streams: stash::stream is a cudaStream_t without CUDA's headers (stash/stream.hpp).
@@ -88,6 +91,10 @@ int guarded(const char* what, F&& f) noexcept {
     return fail(STASH_ERROR_INVALID_ARGUMENT, e.what());
   } catch (const stash::invalid_limit& e) {
     return fail(STASH_ERROR_INVALID_ARGUMENT, e.what());
+  } catch (const stash::invalid_ipc_handle& e) {
+    return fail(STASH_ERROR_INVALID_ARGUMENT, e.what());
+  } catch (const stash::ipc_refused& e) {
+    return fail(STASH_ERROR_IPC, e.what());
   } catch (const stash::cuda_error& e) {
     return fail(STASH_ERROR_CUDA, e.what());
   } catch (const stash::error& e) {
@@ -154,6 +161,8 @@ constexpr const char* option_help_text =
     "max_held_over_live:FLOAT    0     (vmm) pages held at most this x the peak of live bytes, idle pages moved past it; 0: off\n"
     "peer_access:all|none        all   (vmm) device pages mapped for every GPU that can reach them, or for their own only\n"
     "                                  (stash_grant_peer_access adds one later)\n"
+    "shareable:on|off            off   (vmm) device pages another process can map (stash_ipc_export; PyTorch's\n"
+    "                                  torch.multiprocessing); a device that cannot export them fails allocations\n"
     "free_records_used_streams:on|off  off  a free records an event on the streams record_stream named\n"
     "                                  (they must be alive then: PyTorch's contract; stash.torch: on)\n"
     "backing:auto|host           auto  host: ordinary host memory even when a GPU is visible (tests)\n"
@@ -279,6 +288,8 @@ options parse_options(std::string_view conf, options base) {
       const double d = parse_double(key, value, "a number >= 0");
       if (d < 0) bad_value(key, value, "a number >= 0");
       caching.max_held_over_live = d;
+    } else if (key == "shareable") {
+      o.manager.shareable = parse_choice(key, value, switch_choices);
     } else if (key == "peer_access") {
       o.manager.peers = parse_choice(key, value, peer_access_choices);
     } else if (key == "backing") {
@@ -297,7 +308,7 @@ options parse_options(std::string_view conf, options base) {
       throw option_error{STASH_ERROR_INVALID_ARGUMENT,
                          "stash: unknown option '" + std::string(key) +
                              "' (known: backend, page_slack, reserve, pages_between_moves, max_chunk_pages, chunks_per_block, "
-                             "moves_per_block, small_region, peer_access, "
+                             "moves_per_block, small_region, peer_access, shareable, "
                              "max_held_over_live, free_records_used_streams, backing, "
                              "host_devices, limit, memory_fraction)"};
     }
@@ -334,6 +345,7 @@ std::string format_options(const options& o) {
     s += ",moves_per_block:" + std::to_string(caching.moves_per_block);
   if (o.manager.peers != stash::peer_access::all)
     s += ",peer_access:" + std::string(name_of(o.manager.peers, peer_access_choices));
+  if (o.manager.shareable) s += ",shareable:on";
   return s;
 }
 
@@ -341,6 +353,75 @@ std::string format_options(const options& o) {
 std::size_t fraction_of(double fraction, int id) {
   return static_cast<std::size_t>(fraction * static_cast<double>(stash::device_manager::memory(id).total_bytes));
 }
+
+// ---------------------------------------------------------------------------------------------------
+// Sharing blocks with other processes (stash_ipc_*): the blocks this process exported, whose
+// descriptors stay open while the block is live (an importer takes its copies with pidfd_getfd, at any
+// time until then), and the blocks of other processes mapped here.
+class ipc_table {
+ public:
+  /// The text of the live block ptr of mm, made (with its descriptors) on the first export. Throws
+  /// invalid_pointer for a pointer that is not a live block's start, option_error (unsupported) for
+  /// memory that cannot be shared.
+  std::string export_block(const stash::memory_manager& mm, const void* ptr) {
+    std::lock_guard guard(mutex_);
+    if (const auto found = exports_.find(ptr); found != exports_.end()) return found->second.text;
+    stash::ipc_handle h;
+    try {
+      h = mm.ipc_export(ptr);
+    } catch (const stash::invalid_pointer&) {
+      throw;
+    } catch (const stash::cuda_error&) {
+      throw;
+    } catch (const stash::error& e) {
+      throw option_error{STASH_ERROR_UNSUPPORTED,
+                         std::string(e.what()) + " (stash_ipc_export needs the option shareable:on and backend:vmm)"};
+    }
+    std::string text = stash::ipc_encode(h);
+    exports_.emplace(ptr, exported{std::move(h), text});
+    exported_.store(exports_.size(), std::memory_order_relaxed);
+    return text;
+  }
+
+  /// Whether any block is exported now: a free need not look otherwise.
+  bool any_exported() const noexcept { return exported_.load(std::memory_order_relaxed) != 0; }
+
+  /// ptr is being freed: its export's descriptors close.
+  void forget(const void* ptr) noexcept {
+    std::lock_guard guard(mutex_);
+    if (exports_.erase(ptr) != 0) exported_.store(exports_.size(), std::memory_order_relaxed);
+  }
+
+  /// Keeps m, a block of another process mapped here, until close(m->get()).
+  void add_import(std::unique_ptr<stash::ipc_mapping> m) {
+    std::lock_guard guard(mutex_);
+    void* const p = m->get();
+    imports_.emplace(p, std::move(m));
+  }
+
+  /// Unmaps the block mapped at p. Throws invalid_pointer for any other pointer.
+  void close(void* p) {
+    std::unique_ptr<stash::ipc_mapping> m;
+    {
+      std::lock_guard guard(mutex_);
+      const auto found = imports_.find(p);
+      if (found == imports_.end()) throw stash::invalid_pointer(p, "stash_ipc_close: not a block stash_ipc_open mapped");
+      m = std::move(found->second);
+      imports_.erase(found);
+    }
+    // m unmaps here, outside the lock
+  }
+
+ private:
+  struct exported {
+    stash::ipc_handle handle;  // owns the descriptors the text names
+    std::string text;
+  };
+  std::mutex mutex_;
+  std::unordered_map<const void*, exported> exports_;
+  std::atomic<std::size_t> exported_{0};
+  std::unordered_map<void*, std::unique_ptr<stash::ipc_mapping>> imports_;
+};
 
 // ---------------------------------------------------------------------------------------------------
 // The manager. Options and limits may change until it is made, at the first allocation ("frozen");
@@ -395,6 +476,8 @@ class library {
 
   /// The CUDA graph pools (stash_graph_pool_begin); their blocks come from the manager's device pools.
   stash::graph_pools& graph_pools() noexcept { return graph_pools_; }
+  /// The blocks shared with other processes (stash_ipc_*).
+  ipc_table& ipc() noexcept { return ipc_; }
 
   /// Gives the freed blocks of released graph pools back to their device pools, once the device has
   /// finished its work: empty_cache synchronizes first. Not while a capture routes requests to a pool
@@ -503,6 +586,7 @@ class library {
   std::map<int, std::size_t> limits_;  // set before the manager is made, by device (under mutex_)
   std::atomic<stash::memory_manager*> manager_{nullptr};
   stash::graph_pools graph_pools_;
+  ipc_table ipc_;
 };
 
 void fill(stash_stats* out, const stash::memory_stats& m) {
@@ -563,6 +647,7 @@ void stash_free(void* ptr, ssize_t /*size*/, int device, stash_stream_t stream) 
     const int id = lib.resolve(device);
     stash::memory_manager* mm = lib.existing_manager();
     if (!mm) throw stash::invalid_pointer(ptr, "not allocated by stash (nothing was allocated)");
+    if (lib.ipc().any_exported()) [[unlikely]] lib.ipc().forget(ptr);  // its descriptors close
     if (lib.graph_pools().deallocate(ptr, to_stream(stream))) return;  // a graph's
     if (stash::pool* pool = mm->existing_device_pool(id); pool && pool->try_deallocate(ptr, to_stream(stream))) return;
     // Freed with the wrong device id: the pool that holds it frees it; else the error of the one it lies in.
@@ -733,6 +818,46 @@ int stash_grant_peer_access(int device, int peer) {
     const int id = lib.resolve(device);
     (void)lib.manager().grant_peer_access(id, peer);
   });
+}
+
+int stash_ipc_export(const void* ptr, char* handle, size_t capacity, size_t* length) {
+  return guarded("stash_ipc_export", [&] {
+    if (!length) throw option_error{STASH_ERROR_INVALID_ARGUMENT, "stash_ipc_export: length is null"};
+    if (!handle && capacity > 0) throw option_error{STASH_ERROR_INVALID_ARGUMENT, "stash_ipc_export: handle is null"};
+    library& lib = library::get();
+    const stash::memory_manager* mm = lib.existing_manager();
+    if (!ptr || !mm) throw stash::invalid_pointer(ptr, "stash_ipc_export: not a live allocation of stash");
+    const std::string text = lib.ipc().export_block(*mm, ptr);
+    *length = text.size() + 1;
+    if (capacity < text.size() + 1) {
+      throw option_error{STASH_ERROR_INVALID_ARGUMENT, "stash_ipc_export: the handle needs " +
+                                                           std::to_string(text.size() + 1) + " bytes, " +
+                                                           std::to_string(capacity) + " given"};
+    }
+    std::memcpy(handle, text.c_str(), text.size() + 1);
+  });
+}
+
+int stash_ipc_open(const char* handle, void** ptr, uint64_t* size) {
+  return guarded("stash_ipc_open", [&] {
+    if (!handle || !ptr) throw option_error{STASH_ERROR_INVALID_ARGUMENT, "stash_ipc_open: handle or ptr is null"};
+    *ptr = nullptr;
+    const stash::ipc_handle h = stash::ipc_open_text(handle);
+    library& lib = library::get();
+    if (lib.host_backed())
+      throw option_error{STASH_ERROR_UNSUPPORTED, "stash_ipc_open: mapping another process's block needs a GPU"};
+    if (h.device() >= lib.device_count()) throw stash::invalid_device(h.device(), lib.device_count());
+    auto mapping = std::make_unique<stash::ipc_mapping>(h);  // h's descriptors close when it goes
+    void* const p = mapping->get();
+    const std::size_t bytes = mapping->size();
+    lib.ipc().add_import(std::move(mapping));
+    *ptr = p;
+    if (size) *size = bytes;
+  });
+}
+
+int stash_ipc_close(void* ptr) {
+  return guarded("stash_ipc_close", [&] { library::get().ipc().close(ptr); });
 }
 
 int stash_configure(const char* conf) {

@@ -41,7 +41,8 @@ typedef enum stash_status {
   STASH_ERROR_CUDA = 4,             /* a CUDA runtime or driver call failed */
   STASH_ERROR_UNSUPPORTED = 5,      /* a feature this build or the core does not have */
   STASH_ERROR_TOO_LATE = 6,         /* options after the first allocation */
-  STASH_ERROR_INTERNAL = 7
+  STASH_ERROR_INTERNAL = 7,
+  STASH_ERROR_IPC = 8               /* another process's block could not be opened (stash_ipc_open) */
 } stash_status;
 
 /* Figures of one pool, as the core's stats_snapshot counts them, plus this layer's count of requests
@@ -151,6 +152,36 @@ STASH_C_API int stash_graph_pool_live_blocks(int device, uint64_t id_first, uint
                                              size_t capacity, size_t* count);
 STASH_C_API int stash_graph_pool_set_live(int device, uint64_t id_first, uint64_t id_second, void* const* live,
                                           size_t n);
+
+/* Sharing a device block with another process, as cudaIpcGetMemHandle shares cudaMalloc'd memory,
+ * with nothing but text between the processes (PyTorch's torch.multiprocessing sends bytes only).
+ * Needs the option shareable:on (device pages of CUDA virtual memory created exportable as POSIX file
+ * descriptors); README, "Behaviour we chose": sharing a block with another process.
+ *   - stash_ipc_export: the live block that starts at ptr (what stash_alloc returned; a pointer inside
+ *     a block is refused, as PyTorch's allocator refuses it) as NUL-terminated text in
+ *     handle[0..capacity); *length is the bytes it needs, NUL included, also when capacity is too
+ *     small (STASH_ERROR_INVALID_ARGUMENT then). STASH_IPC_HANDLE_MAX bytes always suffice. The text
+ *     names this process and its descriptors of the block's memory, which stay open until the block
+ *     is freed: the block must stay allocated until every importer has opened it (and, as with
+ *     cudaIpc, while they use it). Exporting one block again gives the same text.
+ *     STASH_ERROR_INVALID_POINTER for a pointer that is not a live block's start;
+ *     STASH_ERROR_UNSUPPORTED for memory that cannot be shared (shareable:off, backend:segments, host
+ *     memory). Nothing changes then.
+ *   - stash_ipc_open, in another process of the same machine: maps the block; *ptr is its start there,
+ *     *size (may be null) its size as asked for. The importer takes the exporter's descriptors with
+ *     pidfd_open and pidfd_getfd (Linux 5.6+), which needs ptrace permission over the exporter: the
+ *     same user, and under Yama ptrace_scope 1 (Ubuntu's default) being its ancestor or named by its
+ *     prctl(PR_SET_PTRACER) (PR_SET_PTRACER_ANY allows every process), or CAP_SYS_PTRACE. Statuses:
+ *     STASH_ERROR_INVALID_ARGUMENT for text that is not a handle; STASH_ERROR_IPC when the kernel
+ *     refuses, the exporter has exited or freed the block (the message says which);
+ *     STASH_ERROR_UNSUPPORTED without a GPU; STASH_ERROR_CUDA when the driver refuses the memory.
+ *     The importer needs no option, and its own allocations are unaffected.
+ *   - stash_ipc_close: unmaps a block stash_ipc_open mapped (ptr as it returned). Work queued on it
+ *     must be done (synchronize first). STASH_ERROR_INVALID_POINTER for any other pointer. */
+#define STASH_IPC_HANDLE_MAX 32768
+STASH_C_API int stash_ipc_export(const void* ptr, char* handle, size_t capacity, size_t* length);
+STASH_C_API int stash_ipc_open(const char* handle, void** ptr, uint64_t* size);
+STASH_C_API int stash_ipc_close(void* ptr);
 
 /* Options as "key:value,key:value" (the form of PYTORCH_ALLOC_CONF); see stash_option_help(). Must come
  * before the first allocation (STASH_ERROR_TOO_LATE otherwise). A bad option changes nothing, and the
