@@ -18,6 +18,8 @@ PRELUDE = textwrap.dedent(
     L = n.lib()
     def stats(device=0):
         return stash.get_stats(device)
+    def handle_text(pid, fd, st, size=2 << 20):
+        return f"stash-ipc1 {pid} 0 0 {size} 1 {fd} {st.st_dev} {st.st_ino} 0 {size} {size}"
     """
 )
 
@@ -538,10 +540,139 @@ class Options(unittest.TestCase):
 
         text = stash.option_help()
         for name in ("backend", "page_slack", "reserve", "pages_between_moves", "max_chunk_pages", "chunks_per_block",
-                     "moves_per_block", "small_region", "peer_access",
+                     "moves_per_block", "small_region", "peer_access", "shareable",
                      "free_records_used_streams",
                      "max_held_over_live", "backing", "host_devices", "limit"):
             self.assertIn(name + ":", text)
+
+
+def handle_text(pid, fd, st, size=2 << 20):
+    """A handle's text (stash/ipc_pidfd.hpp) of one piece: descriptor fd of process pid, of file st."""
+    return f"stash-ipc1 {pid} 0 0 {size} 1 {fd} {st.st_dev} {st.st_ino} 0 {size} {size}"
+
+
+class Ipc(unittest.TestCase):
+    """stash_ipc_export/open/close on host memory: every refusal has its status and message (the
+    mapping itself needs a GPU: python/tests/gpu/smoke_torch.py and tests/cuda/test_ipc.cpp)."""
+
+    def test_export_refuses_what_cannot_be_shared_and_changes_nothing(self):
+        run(
+            """
+            p = L.stash_alloc(4096, 0, None)
+            before = stats()
+            try:
+                stash.ipc_export(p)
+            except stash.OptionError as e:
+                assert e.status == n.ERROR_UNSUPPORTED and "shareable:on" in str(e), str(e)
+            else:
+                raise AssertionError("host memory was exported")
+            for bad in (0, 12345678):
+                try:
+                    stash.ipc_export(bad)
+                except stash.StashError as e:
+                    assert e.status == n.ERROR_INVALID_POINTER, (bad, str(e))
+                else:
+                    raise AssertionError(f"{bad} was exported")
+            length = ctypes.c_size_t(7)
+            assert L.stash_ipc_export(p, None, 0, None) == n.ERROR_INVALID_ARGUMENT
+            assert "length is null" in n.last_error(), n.last_error()
+            assert L.stash_ipc_export(p, None, 10, ctypes.byref(length)) == n.ERROR_INVALID_ARGUMENT
+            assert length.value == 7
+            assert stats() == before
+            L.stash_free(p, 4096, 0, None)
+            """
+        )
+
+    def test_open_refuses_text_that_is_not_a_handle(self):
+        run(
+            """
+            for text in (b"", b"e\x01\x02", b"stash-ipc1 1 0 0 100", b"stash-ipc1 1 0 0 100 1 5 1 2 0 4096 2048",
+                         b"stash-ipc2 1 0 0 100 1 5 1 2 0 4096 4096"):
+                ptr = ctypes.c_void_p(1)
+                assert L.stash_ipc_open(text, ctypes.byref(ptr), None) == n.ERROR_INVALID_ARGUMENT, text
+                assert "not a stash ipc handle" in n.last_error(), n.last_error()
+                assert ptr.value is None, text  # null on failure
+            assert L.stash_ipc_open(None, ctypes.byref(ctypes.c_void_p()), None) == n.ERROR_INVALID_ARGUMENT
+            try:
+                stash.ipc_open("nonsense")
+            except stash.OptionError as e:
+                assert e.status == n.ERROR_INVALID_ARGUMENT
+            else:
+                raise AssertionError("accepted")
+            """
+        )
+
+    def test_open_says_why_the_exporters_descriptors_cannot_be_taken(self):
+        run(
+            """
+            import subprocess
+            fd = os.memfd_create("stash-test")
+            os.ftruncate(fd, 2 << 20)
+            st = os.fstat(fd)
+            def refusal(text):
+                try:
+                    stash.ipc_open(text)
+                except stash.IpcError as e:
+                    assert e.status == n.ERROR_IPC
+                    return str(e)
+                raise AssertionError("opened")
+            # An exporter that has exited.
+            child = subprocess.Popen([sys.executable, "-c", "pass"]); child.wait()
+            assert "has exited" in refusal(handle_text(child.pid, fd, st))
+            # A descriptor it closed: the block was freed.
+            assert "freed" in refusal(handle_text(os.getpid(), 1000, st))
+            # A descriptor number now naming another file.
+            other = os.memfd_create("other")
+            assert "no longer names" in refusal(handle_text(os.getpid(), other, st))
+            # Descriptors this process may take (its own), but no GPU to map them on.
+            try:
+                stash.ipc_open(handle_text(os.getpid(), fd, st))
+            except stash.OptionError as e:
+                assert e.status == n.ERROR_UNSUPPORTED and "needs a GPU" in str(e), str(e)
+            else:
+                raise AssertionError("mapped without a GPU")
+            assert L.stash_ipc_close(ctypes.c_void_p(4096)) == n.ERROR_INVALID_POINTER
+            """
+        )
+
+    def test_open_without_ptrace_permission_over_the_exporter_says_so(self):
+        # Another user may never take this process's descriptors (without CAP_SYS_PTRACE): as root
+        # the importer runs as nobody; otherwise it asks for pid 1's, another user's.
+        fd = os.memfd_create("stash-test")
+        try:
+            st = os.fstat(fd)
+            root = os.geteuid() == 0
+            text = handle_text(os.getpid(), fd, st) if root else handle_text(1, 0, st)
+            result = run(
+                f"""
+                if {root}:  # the library is loaded: drop to nobody
+                    os.setgid(65534)
+                    os.setuid(65534)
+                try:
+                    stash.ipc_open({text!r})
+                except stash.IpcError as e:
+                    print(e)
+                """
+            )
+            self.assertIn("not permitted", result.stdout)
+            self.assertIn("ptrace", result.stdout)
+        finally:
+            os.close(fd)
+
+    def test_shareable_is_an_option(self):
+        run(
+            """
+            assert "shareable" not in stash.configure()
+            assert stash.configure(shareable="on").endswith(",shareable:on")
+            assert "shareable" not in stash.configure("shareable:off")
+            try:
+                stash.configure(shareable="yes")
+            except stash.OptionError as e:
+                assert "option 'shareable': 'yes' is not one of off, on" in str(e), str(e)
+            else:
+                raise AssertionError("accepted")
+            """
+        )
 
 
 class Frameworks(unittest.TestCase):

@@ -11,6 +11,7 @@ CUDAPluggableAllocator or any other loader. Options: `stash.configure(...)` or S
 """
 
 from ._native import (
+    IpcError,
     OptionError,
     OutOfMemoryError,
     StashError,
@@ -24,6 +25,9 @@ from ._native import (
     get_pinned_stats,
     get_stats,
     grant_peer_access,
+    ipc_close,
+    ipc_export,
+    ipc_open,
     last_error,
     library_path,
     option_help,
@@ -36,6 +40,7 @@ from ._native import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "IpcError",
     "OptionError",
     "OutOfMemoryError",
     "StashError",
@@ -49,6 +54,9 @@ __all__ = [
     "get_pinned_stats",
     "get_stats",
     "grant_peer_access",
+    "ipc_close",
+    "ipc_export",
+    "ipc_open",
     "last_error",
     "library_path",
     "option_help",

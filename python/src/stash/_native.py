@@ -18,6 +18,9 @@ ERROR_CUDA = 4
 ERROR_UNSUPPORTED = 5
 ERROR_TOO_LATE = 6
 ERROR_INTERNAL = 7
+ERROR_IPC = 8
+
+IPC_HANDLE_MAX = 32768  # STASH_IPC_HANDLE_MAX: bytes a handle's text needs at most, NUL included
 
 
 class StashError(RuntimeError):
@@ -38,6 +41,12 @@ class TooLateError(StashError):
 
 class OutOfMemoryError(StashError, MemoryError):
     """A request the memory could not satisfy, after stash released its cache and retried."""
+
+
+class IpcError(StashError):
+    """Another process's block could not be opened: the kernel refused to let this process take the
+    exporter's descriptors (no ptrace permission over it), the exporter has exited, or it freed the
+    block. The message says which."""
 
 
 class Stats(ctypes.Structure):
@@ -128,6 +137,9 @@ def lib() -> ctypes.CDLL:
             "stash_graph_pool_live_blocks": (c.c_int, [c.c_int, c.c_uint64, c.c_uint64, c.POINTER(PoolBlock),
                                                        c.c_size_t, c.POINTER(c.c_size_t)]),
             "stash_graph_pool_set_live": (c.c_int, [c.c_int, c.c_uint64, c.c_uint64, c.POINTER(c.c_void_p), c.c_size_t]),
+            "stash_ipc_export": (c.c_int, [c.c_void_p, c.c_char_p, c.c_size_t, c.POINTER(c.c_size_t)]),
+            "stash_ipc_open": (c.c_int, [c.c_char_p, c.POINTER(c.c_void_p), c.POINTER(c.c_uint64)]),
+            "stash_ipc_close": (c.c_int, [c.c_void_p]),
             "stash_configure": (c.c_int, [c.c_char_p]),
             "stash_options": (c.c_char_p, []),
             "stash_option_help": (c.c_char_p, []),
@@ -162,6 +174,8 @@ def check(status: int, context: str = "") -> None:
         raise TooLateError(message, status)
     if status == ERROR_OUT_OF_MEMORY:
         raise OutOfMemoryError(message, status)
+    if status == ERROR_IPC:
+        raise IpcError(message, status)
     raise StashError(message, status)
 
 
@@ -277,3 +291,31 @@ def grant_peer_access(device: int, peer: int) -> None:
     where there is nothing to grant (backend "segments", host memory). Raises OptionError for a bad
     device or peer id, or a peer that cannot reach the device."""
     check(lib().stash_grant_peer_access(int(device), int(peer)))
+
+
+def ipc_export(ptr: int) -> str:
+    """The live device block that starts at ptr as text another process opens with ipc_open (needs
+    the option shareable="on"). This process keeps the block's descriptors open until the block is
+    freed: keep it allocated until every importer has opened it and stopped using it. Raises
+    StashError (status ERROR_INVALID_POINTER) for a pointer that is not a live block's start,
+    OptionError for memory that cannot be shared."""
+    buffer = ctypes.create_string_buffer(IPC_HANDLE_MAX)
+    length = ctypes.c_size_t(0)
+    check(lib().stash_ipc_export(ctypes.c_void_p(ptr), buffer, IPC_HANDLE_MAX, ctypes.byref(length)))
+    return buffer.value.decode("ascii")
+
+
+def ipc_open(handle) -> "tuple[int, int]":
+    """Maps the block another process exported as `handle` (str or bytes); returns (pointer, size in
+    bytes). Raises IpcError when its descriptors cannot be taken, OptionError for text that is not a
+    handle or without a GPU."""
+    text = handle.encode("ascii") if isinstance(handle, str) else bytes(handle)
+    ptr = ctypes.c_void_p(0)
+    size = ctypes.c_uint64(0)
+    check(lib().stash_ipc_open(text, ctypes.byref(ptr), ctypes.byref(size)))
+    return int(ptr.value or 0), int(size.value)
+
+
+def ipc_close(ptr: int) -> None:
+    """Unmaps a block ipc_open mapped (synchronize its work first)."""
+    check(lib().stash_ipc_close(ctypes.c_void_p(ptr)))
