@@ -18,12 +18,16 @@
 //   checkpoints      stash_graph_pool_live_blocks/set_live (getCheckpointState, setCheckpointPoolState,
 //                    checkPoolLiveAllocations: CUDA graph trees, torch.compile(mode="reduce-overhead"))
 //   MemPool          stash_graph_pool_retain/users (createOrIncrefPool, getPoolUseCount)
-// The last four are virtual members, not hooks: the allocator is a subclass of CUDAPluggableAllocator.
+//   IPC              stash_ipc_export/open/close (shareIpcHandle, getIpcDevPtr: torch.multiprocessing
+//                    sends CUDA tensors to other processes), and getBaseAllocation from PyTorch's own
+//                    record of the allocation
+// The last five are virtual members, not hooks: the allocator is a subclass of CUDAPluggableAllocator.
 // Built on first use by torch.utils.cpp_extension (stash/torch.py), against the torch it runs with.
 #include <dlfcn.h>
 #include <sys/types.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <functional>
 #include <map>
 #include <memory>
@@ -43,6 +47,7 @@ namespace {
 namespace pluggable = torch::cuda::CUDAPluggableAllocator;
 
 constexpr int status_unsupported = 5;  // STASH_ERROR_UNSUPPORTED (stash_c.h)
+constexpr size_t ipc_handle_max = 32768;  // STASH_IPC_HANDLE_MAX (stash_c.h)
 
 /// stash_pool_block (stash_c.h).
 struct pool_block {
@@ -65,6 +70,9 @@ struct stash_api {
   int (*graph_pool_users)(int, uint64_t, uint64_t, size_t*) = nullptr;
   int (*graph_pool_live_blocks)(int, uint64_t, uint64_t, struct pool_block*, size_t, size_t*) = nullptr;
   int (*graph_pool_set_live)(int, uint64_t, uint64_t, void* const*, size_t) = nullptr;
+  int (*ipc_export)(const void*, char*, size_t, size_t*) = nullptr;
+  int (*ipc_open)(const char*, void**, uint64_t*) = nullptr;
+  int (*ipc_close)(void*) = nullptr;
   const char* (*last_error)() = nullptr;
 };
 
@@ -197,6 +205,54 @@ struct stash_allocator final : pluggable::CUDAPluggableAllocator {
     return static_cast<int>(users);
   }
 
+  // ---- sharing with other processes (torch.multiprocessing) ---------------------------------------
+  // PyTorch sends a CUDA storage as shareIpcHandle's text and an offset; the receiver's getIpcDevPtr
+  // maps the text and adds the offset. stash's text names the block itself (its start is where
+  // getIpcDevPtr's pointer points), so the offset is 0. The receiver must run stash too: PyTorch's own
+  // allocator does not know the text and refuses it. PyTorch keeps the sender's storage allocated
+  // while a receiver holds it (its IPC reference counts), which is what stash's export needs.
+
+  c10::cuda::CUDACachingAllocator::ShareableHandle shareIpcHandle(void* ptr) override {
+    std::string text(ipc_handle_max, '\0');
+    size_t length = 0;
+    TORCH_CHECK(api.ipc_export(ptr, text.data(), text.size(), &length) == 0, api.last_error());
+    text.resize(length - 1);  // without the NUL
+    return {0, std::move(text)};
+  }
+
+  std::shared_ptr<void> getIpcDevPtr(std::string handle) override {
+    void* p = nullptr;
+    uint64_t size = 0;
+    TORCH_CHECK(api.ipc_open(handle.c_str(), &p, &size) == 0, api.last_error());
+    int device = 0;
+    (void)cudaGetDevice(&device);  // PyTorch opens it with the sender's device current
+    // PyTorch drops the pointer before it synchronizes its stream; the unmap must wait for the work
+    // queued on the block, so the deleter synchronizes the device first.
+    return std::shared_ptr<void>(p, [device](void* q) {
+      int current = 0;
+      (void)cudaGetDevice(&current);
+      (void)cudaSetDevice(device);
+      (void)cudaDeviceSynchronize();
+      const int status = api.ipc_close(q);
+      (void)cudaSetDevice(current);
+      if (status != 0) std::fprintf(stderr, "%s [stash getIpcDevPtr's deleter]\n", api.last_error());
+    });
+  }
+
+  /// The allocation that starts at ptr and its size, as PyTorch recorded it at allocation (PyTorch's
+  /// own allocator answers for a block's start only, too).
+  void* getBaseAllocation(void* ptr, size_t* size) override {
+    std::lock_guard guard(allocator_mutex_);
+    const auto found = allocation_metadata_.find(ptr);
+    if (found == allocation_metadata_.end()) {
+      char where[32];
+      std::snprintf(where, sizeof where, "%p", ptr);
+      TORCH_CHECK(false, std::string("stash: getBaseAllocation: ") + where + " is not the start of a live allocation");
+    }
+    if (size) *size = found->second.size;
+    return ptr;
+  }
+
   // ---- checkpoints of graph pools (CUDA graph trees) ----------------------------------------------
   // A tree records a graph, checkpoints the pool, and to record a new branch later sets the pool back
   // to that checkpoint: exactly the blocks live at the checkpoint are live again, every other one
@@ -295,6 +351,9 @@ void install(const std::string& path) {
   bind(handle, path, "stash_graph_pool_users", api.graph_pool_users);
   bind(handle, path, "stash_graph_pool_live_blocks", api.graph_pool_live_blocks);
   bind(handle, path, "stash_graph_pool_set_live", api.graph_pool_set_live);
+  bind(handle, path, "stash_ipc_export", api.ipc_export);
+  bind(handle, path, "stash_ipc_open", api.ipc_open);
+  bind(handle, path, "stash_ipc_close", api.ipc_close);
   bind(handle, path, "stash_last_error", api.last_error);
 
   // What createCustomAllocator does for a plain CUDAPluggableAllocator: made, then initialized.
