@@ -15,6 +15,8 @@
 
 namespace stash_test {
 int run_ipc_peer(int socket);  // test_ipc.cpp: the process a block is shared with
+int run_ipc_c_exporter();      // test_ipc.cpp: the two processes of the C interface's sharing by text
+int run_ipc_c_importer();
 }
 
 namespace {
@@ -46,6 +48,8 @@ void print_devices(int count) {
 int main(int argc, char* argv[]) {
   // test_ipc.cpp starts this binary again as the peer it shares a block with.
   if (argc == 3 && std::strcmp(argv[1], "--ipc-peer") == 0) return stash_test::run_ipc_peer(std::atoi(argv[2]));
+  if (argc == 2 && std::strcmp(argv[1], "--ipc-c-exporter") == 0) return stash_test::run_ipc_c_exporter();
+  if (argc == 2 && std::strcmp(argv[1], "--ipc-c-importer") == 0) return stash_test::run_ipc_c_importer();
 
   Catch::Session session;
   if (const int rc = session.applyCommandLine(argc, argv); rc != 0) return rc;

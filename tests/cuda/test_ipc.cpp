@@ -5,11 +5,14 @@
 // address within one process, so data written through the other mapping reads as uninitialized there.
 #include <catch2/catch.hpp>
 #include <spawn.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -19,6 +22,7 @@
 #include "stash/cuda/ipc_mapping.hpp"
 #include "stash/ipc.hpp"
 #include "stash/memory_manager.hpp"
+#include "stash_c.h"
 
 extern char** environ;
 
@@ -47,6 +51,108 @@ int run_ipc_peer(int socket) {
     std::fprintf(stderr, "ipc peer: %s\n", e.what());
     return 2;
   }
+}
+
+namespace {
+
+/// Starts this binary again with `mode`, environment `env`, and stdin from `stdin_fd` (-1: inherited).
+pid_t spawn_self(const char* mode, char** env, int stdin_fd = -1) {
+  char arg0[] = "stash_cuda_tests";
+  std::vector<char> arg1(mode, mode + std::strlen(mode) + 1);
+  char* argv[] = {arg0, arg1.data(), nullptr};
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  if (stdin_fd >= 0) posix_spawn_file_actions_adddup2(&actions, stdin_fd, 0);
+  pid_t pid = -1;
+  const int spawned = ::posix_spawn(&pid, "/proc/self/exe", &actions, nullptr, argv, env);
+  posix_spawn_file_actions_destroy(&actions);
+  return spawned == 0 ? pid : -1;
+}
+
+/// The exit code of process pid (-1 when it did not exit normally).
+int exit_code_of(pid_t pid) {
+  int status = 0;
+  if (::waitpid(pid, &status, 0) != pid) return -1;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+constexpr std::size_t c_shared_floats = (9 * MiB + 12 * KiB) / sizeof(float);
+
+}  // namespace
+
+/// The exporter of "the C interface shares a block by text" (main.cpp calls it for --ipc-c-exporter,
+/// started with STASH_CONF=shareable:on): allocates with stash_alloc, writes data[i] = i, exports the
+/// block as text, starts the importer (--ipc-c-importer) and hands it the text on its stdin, then
+/// checks that the importer's kernel wrote 2i + 1 through its own mapping. Once the block is freed its
+/// descriptors are closed, and the text no longer opens. Returns the process's exit code (0: pass).
+int run_ipc_c_exporter() {
+  const std::size_t bytes = c_shared_floats * sizeof(float);
+  auto* data = static_cast<float*>(stash_alloc(static_cast<ssize_t>(bytes), 0, nullptr));
+  if (!data) return std::fprintf(stderr, "exporter: stash_alloc: %s\n", stash_last_error()), 20;
+  if (launch_affine_fill(data, c_shared_floats, 1.0f, 0.0f) != cudaSuccess || cudaDeviceSynchronize() != cudaSuccess)
+    return 21;
+  std::vector<char> text(STASH_IPC_HANDLE_MAX);
+  std::size_t length = 0;
+  if (stash_ipc_export(data, text.data(), text.size(), &length) != STASH_OK)
+    return std::fprintf(stderr, "exporter: stash_ipc_export: %s\n", stash_last_error()), 22;
+  if (length != std::strlen(text.data()) + 1) return 23;
+  std::vector<char> again(STASH_IPC_HANDLE_MAX);
+  std::size_t again_length = 0;
+  if (stash_ipc_export(data, again.data(), again.size(), &again_length) != STASH_OK ||
+      std::strcmp(again.data(), text.data()) != 0)
+    return 24;  // one block, one text: the same descriptors
+  if (stash_ipc_export(data, again.data(), length - 1, &again_length) != STASH_ERROR_INVALID_ARGUMENT ||
+      again_length != length)
+    return 25;  // too small a buffer says how much it needs
+
+  int pipe_ends[2];
+  if (::pipe(pipe_ends) != 0) return 26;
+  const pid_t importer = spawn_self("--ipc-c-importer", environ, pipe_ends[0]);
+  ::close(pipe_ends[0]);
+  if (importer < 0) return 27;
+  // Under Yama ptrace_scope 1 a process may take another's descriptors only from its descendants or
+  // from a process that named it; without Yama this fails (EINVAL) and nothing is needed.
+  (void)::prctl(PR_SET_PTRACER, static_cast<unsigned long>(importer), 0, 0, 0);
+  const std::string line = std::string(text.data()) + "\n";
+  const bool sent = ::write(pipe_ends[1], line.data(), line.size()) == static_cast<ssize_t>(line.size());
+  ::close(pipe_ends[1]);
+  const int importer_code = exit_code_of(importer);
+  if (!sent) return 28;
+  if (importer_code != 0) return std::fprintf(stderr, "exporter: the importer exited with %d\n", importer_code), 29;
+
+  std::vector<float> host(c_shared_floats);
+  if (cudaMemcpy(host.data(), data, bytes, cudaMemcpyDeviceToHost) != cudaSuccess) return 30;
+  for (std::size_t i = 0; i < c_shared_floats; ++i)
+    if (host[i] != 2.0f * static_cast<float>(i) + 1.0f) return std::fprintf(stderr, "exporter: data[%zu] = %g\n", i, host[i]), 31;
+
+  stash_free(data, static_cast<ssize_t>(bytes), 0, nullptr);
+  void* p = nullptr;
+  if (stash_ipc_open(text.data(), &p, nullptr) != STASH_ERROR_IPC || p != nullptr ||
+      std::strstr(stash_last_error(), "freed") == nullptr)
+    return std::fprintf(stderr, "exporter: the freed block's text: %s\n", stash_last_error()), 32;
+  return 0;
+}
+
+/// The importer (--ipc-c-importer): reads the exporter's text from stdin, opens it with
+/// stash_ipc_open (pidfd_getfd of the exporter's descriptors), checks data[i] == i, writes 2i + 1
+/// with a kernel and closes the mapping. Returns the process's exit code (0: pass).
+int run_ipc_c_importer() {
+  std::string text;
+  for (int c; (c = std::getchar()) != EOF && c != '\n';) text.push_back(static_cast<char>(c));
+  void* p = nullptr;
+  std::uint64_t size = 0;
+  if (stash_ipc_open(text.c_str(), &p, &size) != STASH_OK)
+    return std::fprintf(stderr, "importer: stash_ipc_open: %s\n", stash_last_error()), 40;
+  if (size != c_shared_floats * sizeof(float)) return 41;
+  std::vector<float> host(c_shared_floats);
+  if (cudaMemcpy(host.data(), p, size, cudaMemcpyDeviceToHost) != cudaSuccess) return 42;
+  for (std::size_t i = 0; i < c_shared_floats; ++i)
+    if (host[i] != static_cast<float>(i)) return 43;
+  if (launch_affine_update(static_cast<float*>(p), c_shared_floats, 2.0f, 1.0f, nullptr) != cudaSuccess) return 44;
+  if (cudaDeviceSynchronize() != cudaSuccess) return 45;
+  if (stash_ipc_close(p) != STASH_OK) return 46;
+  if (stash_ipc_close(p) != STASH_ERROR_INVALID_POINTER) return 47;  // closed already
+  return 0;
 }
 
 }  // namespace stash_test
@@ -183,4 +289,48 @@ TEST_CASE("a memory manager made shareable exports its device blocks", "[cuda][i
   void* q = plain.allocate(MiB, stash::memory_type::device, 0);
   CHECK_THROWS_AS(plain.ipc_export(q), stash::error);  // not made shareable
   plain.deallocate(q);
+}
+
+TEST_CASE("the C interface shares a block by text: another process takes its descriptors with pidfd_getfd",
+          "[cuda][ipc][c_interface][no-initcheck]") {
+  // Both sides run in processes of their own: the exporter's library must be made with shareable:on,
+  // and this process's library is made with the options of the other C interface tests.
+  std::vector<std::string> env_text;
+  for (char** e = environ; *e; ++e)
+    if (std::strncmp(*e, "STASH_CONF=", 11) != 0) env_text.emplace_back(*e);
+  env_text.emplace_back("STASH_CONF=shareable:on");
+  std::vector<char*> env;
+  for (std::string& e : env_text) env.push_back(e.data());
+  env.push_back(nullptr);
+  const pid_t exporter = spawn_self("--ipc-c-exporter", env.data());
+  REQUIRE(exporter > 0);
+  CHECK(exit_code_of(exporter) == 0);  // its stderr says what went wrong
+}
+
+TEST_CASE("the C interface refuses to export memory that is not shareable, and bad pointers",
+          "[cuda][ipc][c_interface]") {
+  // This process's library was made without shareable:on (STASH_CONF of the suite, none by default).
+  const char* conf = std::getenv("STASH_CONF");
+  if (conf && std::strstr(conf, "shareable:on")) {
+    WARN("not run: the suite runs with shareable:on");
+    return;
+  }
+  void* p = stash_alloc(static_cast<ssize_t>(4 * MiB), 0, nullptr);
+  REQUIRE(p);
+  stash_stats before{};
+  REQUIRE(stash_get_stats(0, &before) == STASH_OK);
+  std::vector<char> text(STASH_IPC_HANDLE_MAX);
+  std::size_t length = 0;
+  CHECK(stash_ipc_export(p, text.data(), text.size(), &length) == STASH_ERROR_UNSUPPORTED);
+  CHECK(std::strstr(stash_last_error(), "shareable:on") != nullptr);
+  CHECK(stash_ipc_export(static_cast<char*>(p) + 256, text.data(), text.size(), &length) != STASH_OK);
+  stash_stats after{};
+  REQUIRE(stash_get_stats(0, &after) == STASH_OK);
+  CHECK(after.allocations == before.allocations);
+  CHECK(after.allocated_bytes == before.allocated_bytes);
+  stash_free(p, static_cast<ssize_t>(4 * MiB), 0, nullptr);
+  void* q = nullptr;
+  CUDA_REQUIRE(cudaMalloc(&q, 4096));
+  CHECK(stash_ipc_export(q, text.data(), text.size(), &length) == STASH_ERROR_INVALID_POINTER);  // not stash's
+  CUDA_REQUIRE(cudaFree(q));
 }
