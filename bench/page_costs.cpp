@@ -1,7 +1,8 @@
 // page_costs: what one physical page operation of cuda_vmm_backend costs on this GPU (docs/design.md).
 // Build: part of bench/ (target page_costs). Run on a GPU machine: build/.../bench/page_costs
 // [--no-peers]: device pages mapped for device 0 alone (peer_access::none) rather than for every
-// device that can reach it, and what granting a peer afterwards costs.
+// device that can reach it, and what granting a peer afterwards costs. Also: chunks created shareable
+// (POSIX file descriptor handle type, option shareable:on) against not, and one export.
 #include "stash/backend/cuda_vmm_backend.hpp"
 #include <chrono>
 #include <cstdlib>
@@ -9,6 +10,7 @@
 #include <vector>
 #include <algorithm>
 #include <string_view>
+#include <unistd.h>
 using clk = std::chrono::steady_clock;
 static double us(clk::time_point a, clk::time_point b) { return std::chrono::duration<double, std::micro>(b - a).count(); }
 int main(int argc, char** argv) {
@@ -133,6 +135,48 @@ int main(int argc, char** argv) {
 
   // Pinned host pages through the same API (CU_MEM_LOCATION_TYPE_HOST): do they work, are they what
   // cudaPointerGetAttributes calls host memory, and what do they cost?
+  // Shareable memory (option shareable:on; stash_ipc_export): chunks created with the POSIX file
+  // descriptor handle type against none, in alternating rounds on two backends of this run, and what
+  // exporting a chunk's descriptor costs (cuMemExportToShareableHandle, then close).
+  {
+    stash::cuda_vmm_backend plain(0, 0, false), shareable(0, 0, true);
+    const auto plain_base = plain.reserve(size_t{8} << 30), shareable_base = shareable.reserve(size_t{8} << 30);
+    for (const std::size_t pages : {std::size_t{1}, std::size_t{32}}) {
+      std::vector<double> with_none, with_fd, unmap_none, unmap_fd;
+      const int chunks = 16;
+      for (int round = 0; round < 4; ++round) {
+        for (int side = 0; side < 2; ++side) {
+          stash::cuda_vmm_backend& b = side == (round % 2) ? plain : shareable;
+          const auto at = &b == &plain ? plain_base : shareable_base;
+          auto& made = &b == &plain ? with_none : with_fd;
+          auto& gone = &b == &plain ? unmap_none : unmap_fd;
+          for (int i = 0; i < chunks; ++i) {
+            auto a = clk::now();
+            if (!b.map_pages(at + static_cast<std::size_t>(i) * pages * page, pages)) return 1;
+            made.push_back(us(a, clk::now()));
+          }
+          for (int i = 0; i < chunks; ++i) {
+            auto a = clk::now();
+            b.unmap_pages(at + static_cast<std::size_t>(i) * pages * page, pages);
+            gone.push_back(us(a, clk::now()));
+          }
+        }
+      }
+      for (auto* v : {&with_none, &with_fd, &unmap_none, &unmap_fd}) std::sort(v->begin(), v->end());
+      std::printf("map_pages of %2zu pages: handle type none median %8.2f us, POSIX fd %8.2f us; unmap_pages %8.2f / %8.2f us\n",
+                  pages, with_none[with_none.size() / 2], with_fd[with_fd.size() / 2], unmap_none[unmap_none.size() / 2],
+                  unmap_fd[unmap_fd.size() / 2]);
+    }
+    if (!shareable.map_pages(shareable_base, 32)) return 1;
+    for (int i = 0; i < 64; ++i) {
+      auto a = clk::now();
+      const int fd = shareable.export_chunk(shareable_base);
+      ::close(fd);
+      t.push_back(us(a, clk::now()));
+    }
+    report("export_chunk of 32 pages + close");
+    shareable.unmap_pages(shareable_base, 32);
+  }
   try {
     stash::cuda_pinned_vmm_backend host(0);
     const size_t hpage = host.page_size();
