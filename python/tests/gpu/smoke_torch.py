@@ -412,12 +412,13 @@ def multiprocessing_shares_a_cuda_tensor_in_place():
     p.start()
     # Under Yama ptrace_scope 1 a child may take its parent's descriptors only when the parent names
     # it (README: sharing a block with another process); without Yama the call fails and is not needed.
-    ctypes.CDLL(None, use_errno=True).prctl(0x59616D61, p.pid, 0, 0, 0)  # PR_SET_PTRACER
+    ulong = ctypes.c_ulong
+    ctypes.CDLL(None).prctl(0x59616D61, ulong(p.pid), ulong(0), ulong(0), ulong(0))  # PR_SET_PTRACER
     torch.cuda.synchronize()
     inbox.put(x)
-    got = outbox.get(timeout=300)
+    got = outbox.get(timeout=180)
     assert got == ("read", True, 0, n), got
-    assert outbox.get(timeout=300) == ("written",)
+    assert outbox.get(timeout=180) == ("written",)
     expected = torch.arange(n, device="cuda", dtype=torch.float32) * 2 + 1
     assert torch.equal(x, expected), "the parent does not see the child's writes"
     inbox.put("done")
@@ -432,7 +433,7 @@ def multiprocessing_shares_a_cuda_tensor_in_place():
 CHILD_MODULE = """
 import torch, stash.torch
 def child(inbox, outbox):
-    stash.torch.enable(shareable="on")   # before the tensor arrives: unpickling it starts CUDA
+    stash.torch.enable()                 # before the tensor arrives (unpickling it starts CUDA); the importer needs no option
     t = inbox.get()                      # the parent's block, mapped here
     expected = torch.arange(t.numel(), device=t.device, dtype=t.dtype)
     outbox.put(("read", bool(torch.equal(t, expected)), t.device.index, t.numel()))
