@@ -11,12 +11,14 @@
 
 #include <cerrno>
 #include <string>
+#include <utility>
 
 #include "stash/backend/simulated_paged_backend.hpp"
 #include "stash/buckets/segregated_fit_buckets.hpp"
 #include "stash/caching_allocator.hpp"
 #include "stash/ipc_pidfd.hpp"
 #include "stash/lock/null_lock.hpp"
+#include "stash/memory_manager.hpp"
 #include "stash/stats/basic_stats.hpp"
 
 namespace {
@@ -238,4 +240,22 @@ TEST_CASE("a handle of a freed block is refused once its descriptors are closed"
   const int code = refusal([&] { stash::ipc_open_text(text); });
   if (pidfd_available()) CHECK((code == EBADF || code == ESTALE));
   else CHECK(code == ENOSYS);
+}
+
+TEST_CASE("the memory manager finds the live block a pointer lies in", "[ipc][manager]") {
+  stash::memory_manager mm(stash::memory_manager::backing::host, 1);
+  auto* a = static_cast<char*>(mm.allocate(3 * MiB + 100, stash::memory_type::device));
+  auto* b = static_cast<char*>(mm.allocate(5000, stash::memory_type::device));
+  void* freed = mm.allocate(7 * MiB, stash::memory_type::device);
+  mm.deallocate(freed);
+  const auto stats = mm.get_stats(0);
+  CHECK(mm.live_block_containing(a) == std::pair<void*, std::size_t>{a, 3 * MiB + 100});
+  CHECK(mm.live_block_containing(a + 3 * MiB + 99) == std::pair<void*, std::size_t>{a, 3 * MiB + 100});
+  CHECK(mm.live_block_containing(b + 4999) == std::pair<void*, std::size_t>{b, 5000});
+  CHECK(mm.live_block_containing(freed).first == nullptr);  // a free block is no live one
+  int x = 0;
+  CHECK(mm.live_block_containing(&x).first == nullptr);      // not the manager's
+  CHECK(mm.get_stats(0).detail == stats.detail);             // finding changes nothing
+  mm.deallocate(a);
+  mm.deallocate(b);
 }

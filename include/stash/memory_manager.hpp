@@ -20,6 +20,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "stash/allocators.hpp"
@@ -135,6 +136,10 @@ class pool : public memory_resource {
   virtual std::uint64_t page_moves() const noexcept = 0;
   /// As the allocator's ipc_export; stash::error for a pool whose memory cannot be shared.
   virtual ipc_handle ipc_export(const void* p) const = 0;
+  /// The live block that p lies in: its start and its size as asked for; {nullptr, 0} when p is in
+  /// none. Walks every block of the pool under its lock (visit_memory): for rare calls (ipc_export of
+  /// a pointer inside a block), never for the fast path.
+  virtual std::pair<void*, std::size_t> live_block_containing(const void* p) const = 0;
   /// As the allocator's grant_peer, and true, for a pool of pages granted per device (CUDA virtual
   /// memory); false, changing nothing, for any other pool (cudaMalloc segments, which peers reach once
   /// the program calls cudaDeviceEnablePeerAccess; host memory).
@@ -175,6 +180,19 @@ class pool_of final : public pool {
     if constexpr (requires { allocator_.ipc_export(p); }) return allocator_.ipc_export(p);
     else throw error("stash: this pool's memory cannot be shared with another process (memory_manager "
                      "with manager_options::shareable, CUDA virtual memory)");
+  }
+  std::pair<void*, std::size_t> live_block_containing(const void* p) const override {
+    std::pair<void*, std::size_t> found{nullptr, 0};
+    if constexpr (requires { allocator_.visit_memory([](std::uintptr_t, std::size_t) {},
+                                                      [](std::uintptr_t, std::size_t, std::size_t) {}); }) {
+      const auto a = reinterpret_cast<std::uintptr_t>(p);
+      allocator_.visit_memory([](std::uintptr_t, std::size_t) {},
+                              [&](std::uintptr_t begin, std::size_t bytes, std::size_t requested) {
+                                if (requested != 0 && a >= begin && a - begin < bytes)
+                                  found = {reinterpret_cast<void*>(begin), requested};
+                              });
+    }
+    return found;
   }
   bool grant_peer(int peer) override {
     if constexpr (requires { allocator_.grant_peer(peer); }) {
@@ -308,6 +326,14 @@ class memory_manager {
   /// The live block ptr (of any device pool) as another process can map it (stash/ipc.hpp). Needs
   /// manager_options::shareable; otherwise throws stash::error. Throws invalid_pointer (or
   /// double_free) if ptr is not the start of a live block of a device pool; nothing changes then.
+  /// The live block of a device pool that ptr lies in (its start, and its size as asked for), or
+  /// {nullptr, 0}. Walks the blocks of the pool that holds ptr: for rare calls only.
+  std::pair<void*, std::size_t> live_block_containing(const void* ptr) const {
+    for (const auto& slot : device_pools_)
+      if (const pool* p = slot.load(std::memory_order_acquire); p && p->holds(ptr)) return p->live_block_containing(ptr);
+    return {nullptr, 0};
+  }
+
   ipc_handle ipc_export(const void* ptr) const {
     for (const auto& slot : device_pools_)
       if (const pool* p = slot.load(std::memory_order_acquire); p && p->holds(ptr)) return p->ipc_export(ptr);

@@ -360,27 +360,22 @@ std::size_t fraction_of(double fraction, int id) {
 // time until then), and the blocks of other processes mapped here.
 class ipc_table {
  public:
-  /// The text of the live block ptr of mm, made (with its descriptors) on the first export. Throws
-  /// invalid_pointer for a pointer that is not a live block's start, option_error (unsupported) for
-  /// memory that cannot be shared.
-  std::string export_block(const stash::memory_manager& mm, const void* ptr) {
+  /// The text of mm's live block that ptr lies in, made (with its descriptors) on the block's first
+  /// export, and where ptr lies in the block. Throws invalid_pointer for a pointer in no live block,
+  /// option_error (unsupported) for memory that cannot be shared.
+  std::pair<std::string, std::size_t> export_block(const stash::memory_manager& mm, const void* ptr) {
     std::lock_guard guard(mutex_);
-    if (const auto found = exports_.find(ptr); found != exports_.end()) return found->second.text;
-    stash::ipc_handle h;
+    if (const auto found = exports_.find(ptr); found != exports_.end()) return {found->second.text, 0};
     try {
-      h = mm.ipc_export(ptr);
+      return {export_start(mm, ptr), 0};
     } catch (const stash::invalid_pointer&) {
-      throw;
-    } catch (const stash::cuda_error&) {
-      throw;
-    } catch (const stash::error& e) {
-      throw option_error{STASH_ERROR_UNSUPPORTED,
-                         std::string(e.what()) + " (stash_ipc_export needs the option shareable:on and backend:vmm)"};
+      // Inside a block rather than at its start? Rare: the walk over the pool's blocks is paid here only.
+      const auto [start, size] = mm.live_block_containing(ptr);
+      if (!start) throw;
+      const std::size_t offset = static_cast<std::size_t>(static_cast<const char*>(ptr) - static_cast<char*>(start));
+      if (const auto found = exports_.find(start); found != exports_.end()) return {found->second.text, offset};
+      return {export_start(mm, start), offset};
     }
-    std::string text = stash::ipc_encode(h);
-    exports_.emplace(ptr, exported{std::move(h), text});
-    exported_.store(exports_.size(), std::memory_order_relaxed);
-    return text;
   }
 
   /// Whether any block is exported now: a free need not look otherwise.
@@ -413,6 +408,25 @@ class ipc_table {
   }
 
  private:
+  /// Exports the live block that starts at start and keeps its descriptors. Called with mutex_ held.
+  std::string export_start(const stash::memory_manager& mm, const void* start) {
+    stash::ipc_handle h;
+    try {
+      h = mm.ipc_export(start);
+    } catch (const stash::invalid_pointer&) {
+      throw;
+    } catch (const stash::cuda_error&) {
+      throw;
+    } catch (const stash::error& e) {
+      throw option_error{STASH_ERROR_UNSUPPORTED,
+                         std::string(e.what()) + " (stash_ipc_export needs the option shareable:on and backend:vmm)"};
+    }
+    std::string text = stash::ipc_encode(h);
+    exports_.emplace(start, exported{std::move(h), text});
+    exported_.store(exports_.size(), std::memory_order_relaxed);
+    return text;
+  }
+
   struct exported {
     stash::ipc_handle handle;  // owns the descriptors the text names
     std::string text;
@@ -820,15 +834,16 @@ int stash_grant_peer_access(int device, int peer) {
   });
 }
 
-int stash_ipc_export(const void* ptr, char* handle, size_t capacity, size_t* length) {
+int stash_ipc_export(const void* ptr, char* handle, size_t capacity, size_t* length, uint64_t* offset) {
   return guarded("stash_ipc_export", [&] {
     if (!length) throw option_error{STASH_ERROR_INVALID_ARGUMENT, "stash_ipc_export: length is null"};
     if (!handle && capacity > 0) throw option_error{STASH_ERROR_INVALID_ARGUMENT, "stash_ipc_export: handle is null"};
     library& lib = library::get();
     const stash::memory_manager* mm = lib.existing_manager();
     if (!ptr || !mm) throw stash::invalid_pointer(ptr, "stash_ipc_export: not a live allocation of stash");
-    const std::string text = lib.ipc().export_block(*mm, ptr);
+    const auto [text, at] = lib.ipc().export_block(*mm, ptr);
     *length = text.size() + 1;
+    if (offset) *offset = at;
     if (capacity < text.size() + 1) {
       throw option_error{STASH_ERROR_INVALID_ARGUMENT, "stash_ipc_export: the handle needs " +
                                                            std::to_string(text.size() + 1) + " bytes, " +

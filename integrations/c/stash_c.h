@@ -157,14 +157,16 @@ STASH_C_API int stash_graph_pool_set_live(int device, uint64_t id_first, uint64_
  * with nothing but text between the processes (PyTorch's torch.multiprocessing sends bytes only).
  * Needs the option shareable:on (device pages of CUDA virtual memory created exportable as POSIX file
  * descriptors); README, "Behaviour we chose": sharing a block with another process.
- *   - stash_ipc_export: the live block that starts at ptr (what stash_alloc returned; a pointer inside
- *     a block is refused, as PyTorch's allocator refuses it) as NUL-terminated text in
- *     handle[0..capacity); *length is the bytes it needs, NUL included, also when capacity is too
- *     small (STASH_ERROR_INVALID_ARGUMENT then). STASH_IPC_HANDLE_MAX bytes always suffice. The text
+ *   - stash_ipc_export: the live block that ptr lies in, whole, as NUL-terminated text in
+ *     handle[0..capacity), and *offset (may be null) where ptr lies in it: the importer's pointer plus
+ *     *offset is ptr there. *length is the bytes the text needs, NUL included, also when capacity is
+ *     too small (STASH_ERROR_INVALID_ARGUMENT then). STASH_IPC_HANDLE_MAX bytes always suffice. A
+ *     block's start (what stash_alloc returned) is found at once; a pointer inside a block takes a
+ *     walk over its pool's blocks. The text
  *     names this process and its descriptors of the block's memory, which stay open until the block
  *     is freed: the block must stay allocated until every importer has opened it (and, as with
  *     cudaIpc, while they use it). Exporting one block again gives the same text.
- *     STASH_ERROR_INVALID_POINTER for a pointer that is not a live block's start;
+ *     STASH_ERROR_INVALID_POINTER for a pointer in no live block;
  *     STASH_ERROR_UNSUPPORTED for memory that cannot be shared (shareable:off, backend:segments, host
  *     memory). Nothing changes then.
  *   - stash_ipc_open, in another process of the same machine: maps the block; *ptr is its start there,
@@ -179,7 +181,7 @@ STASH_C_API int stash_graph_pool_set_live(int device, uint64_t id_first, uint64_
  *   - stash_ipc_close: unmaps a block stash_ipc_open mapped (ptr as it returned). Work queued on it
  *     must be done (synchronize first). STASH_ERROR_INVALID_POINTER for any other pointer. */
 #define STASH_IPC_HANDLE_MAX 32768
-STASH_C_API int stash_ipc_export(const void* ptr, char* handle, size_t capacity, size_t* length);
+STASH_C_API int stash_ipc_export(const void* ptr, char* handle, size_t capacity, size_t* length, uint64_t* offset);
 STASH_C_API int stash_ipc_open(const char* handle, void** ptr, uint64_t* size);
 STASH_C_API int stash_ipc_close(void* ptr);
 

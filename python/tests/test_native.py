@@ -573,10 +573,16 @@ class Ipc(unittest.TestCase):
                     assert e.status == n.ERROR_INVALID_POINTER, (bad, str(e))
                 else:
                     raise AssertionError(f"{bad} was exported")
+            try:
+                stash.ipc_export(p + 256)  # inside the block: the block it lies in, not shareable
+            except stash.OptionError as e:
+                assert e.status == n.ERROR_UNSUPPORTED, str(e)
+            else:
+                raise AssertionError("host memory was exported")
             length = ctypes.c_size_t(7)
-            assert L.stash_ipc_export(p, None, 0, None) == n.ERROR_INVALID_ARGUMENT
+            assert L.stash_ipc_export(p, None, 0, None, None) == n.ERROR_INVALID_ARGUMENT
             assert "length is null" in n.last_error(), n.last_error()
-            assert L.stash_ipc_export(p, None, 10, ctypes.byref(length)) == n.ERROR_INVALID_ARGUMENT
+            assert L.stash_ipc_export(p, None, 10, ctypes.byref(length), None) == n.ERROR_INVALID_ARGUMENT
             assert length.value == 7
             assert stats() == before
             L.stash_free(p, 4096, 0, None)

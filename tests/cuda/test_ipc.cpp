@@ -93,15 +93,19 @@ int run_ipc_c_exporter() {
     return 21;
   std::vector<char> text(STASH_IPC_HANDLE_MAX);
   std::size_t length = 0;
-  if (stash_ipc_export(data, text.data(), text.size(), &length) != STASH_OK)
+  std::uint64_t offset = 1;
+  if (stash_ipc_export(data, text.data(), text.size(), &length, &offset) != STASH_OK || offset != 0)
     return std::fprintf(stderr, "exporter: stash_ipc_export: %s\n", stash_last_error()), 22;
   if (length != std::strlen(text.data()) + 1) return 23;
   std::vector<char> again(STASH_IPC_HANDLE_MAX);
   std::size_t again_length = 0;
-  if (stash_ipc_export(data, again.data(), again.size(), &again_length) != STASH_OK ||
+  if (stash_ipc_export(data, again.data(), again.size(), &again_length, nullptr) != STASH_OK ||
       std::strcmp(again.data(), text.data()) != 0)
     return 24;  // one block, one text: the same descriptors
-  if (stash_ipc_export(data, again.data(), length - 1, &again_length) != STASH_ERROR_INVALID_ARGUMENT ||
+  if (stash_ipc_export(data + 1000, again.data(), again.size(), &again_length, &offset) != STASH_OK ||
+      std::strcmp(again.data(), text.data()) != 0 || offset != 1000 * sizeof(float))
+    return 33;  // a pointer inside the block: the block's text, and where the pointer lies in it
+  if (stash_ipc_export(data, again.data(), length - 1, &again_length, nullptr) != STASH_ERROR_INVALID_ARGUMENT ||
       again_length != length)
     return 25;  // too small a buffer says how much it needs
 
@@ -321,9 +325,10 @@ TEST_CASE("the C interface refuses to export memory that is not shareable, and b
   REQUIRE(stash_get_stats(0, &before) == STASH_OK);
   std::vector<char> text(STASH_IPC_HANDLE_MAX);
   std::size_t length = 0;
-  CHECK(stash_ipc_export(p, text.data(), text.size(), &length) == STASH_ERROR_UNSUPPORTED);
+  CHECK(stash_ipc_export(p, text.data(), text.size(), &length, nullptr) == STASH_ERROR_UNSUPPORTED);
   CHECK(std::strstr(stash_last_error(), "shareable:on") != nullptr);
-  CHECK(stash_ipc_export(static_cast<char*>(p) + 256, text.data(), text.size(), &length) != STASH_OK);
+  CHECK(stash_ipc_export(static_cast<char*>(p) + 256, text.data(), text.size(), &length, nullptr) ==
+        STASH_ERROR_UNSUPPORTED);  // the block it lies in, not shareable
   stash_stats after{};
   REQUIRE(stash_get_stats(0, &after) == STASH_OK);
   CHECK(after.allocations == before.allocations);
@@ -331,6 +336,6 @@ TEST_CASE("the C interface refuses to export memory that is not shareable, and b
   stash_free(p, static_cast<ssize_t>(4 * MiB), 0, nullptr);
   void* q = nullptr;
   CUDA_REQUIRE(cudaMalloc(&q, 4096));
-  CHECK(stash_ipc_export(q, text.data(), text.size(), &length) == STASH_ERROR_INVALID_POINTER);  // not stash's
+  CHECK(stash_ipc_export(q, text.data(), text.size(), &length, nullptr) == STASH_ERROR_INVALID_POINTER);  // not stash's
   CUDA_REQUIRE(cudaFree(q));
 }

@@ -137,7 +137,8 @@ def lib() -> ctypes.CDLL:
             "stash_graph_pool_live_blocks": (c.c_int, [c.c_int, c.c_uint64, c.c_uint64, c.POINTER(PoolBlock),
                                                        c.c_size_t, c.POINTER(c.c_size_t)]),
             "stash_graph_pool_set_live": (c.c_int, [c.c_int, c.c_uint64, c.c_uint64, c.POINTER(c.c_void_p), c.c_size_t]),
-            "stash_ipc_export": (c.c_int, [c.c_void_p, c.c_char_p, c.c_size_t, c.POINTER(c.c_size_t)]),
+            "stash_ipc_export": (c.c_int, [c.c_void_p, c.c_char_p, c.c_size_t, c.POINTER(c.c_size_t),
+                                           c.POINTER(c.c_uint64)]),
             "stash_ipc_open": (c.c_int, [c.c_char_p, c.POINTER(c.c_void_p), c.POINTER(c.c_uint64)]),
             "stash_ipc_close": (c.c_int, [c.c_void_p]),
             "stash_configure": (c.c_int, [c.c_char_p]),
@@ -293,16 +294,18 @@ def grant_peer_access(device: int, peer: int) -> None:
     check(lib().stash_grant_peer_access(int(device), int(peer)))
 
 
-def ipc_export(ptr: int) -> str:
-    """The live device block that starts at ptr as text another process opens with ipc_open (needs
-    the option shareable="on"). This process keeps the block's descriptors open until the block is
-    freed: keep it allocated until every importer has opened it and stopped using it. Raises
-    StashError (status ERROR_INVALID_POINTER) for a pointer that is not a live block's start,
-    OptionError for memory that cannot be shared."""
+def ipc_export(ptr: int) -> "tuple[str, int]":
+    """The live device block that ptr lies in, whole, as text another process opens with ipc_open
+    (needs the option shareable="on"), and where ptr lies in it: (text, offset). This process keeps
+    the block's descriptors open until the block is freed: keep it allocated until every importer has
+    opened it and stopped using it. Raises StashError (status ERROR_INVALID_POINTER) for a pointer in
+    no live block, OptionError for memory that cannot be shared."""
     buffer = ctypes.create_string_buffer(IPC_HANDLE_MAX)
     length = ctypes.c_size_t(0)
-    check(lib().stash_ipc_export(ctypes.c_void_p(ptr), buffer, IPC_HANDLE_MAX, ctypes.byref(length)))
-    return buffer.value.decode("ascii")
+    offset = ctypes.c_uint64(0)
+    check(lib().stash_ipc_export(ctypes.c_void_p(ptr), buffer, IPC_HANDLE_MAX, ctypes.byref(length),
+                                 ctypes.byref(offset)))
+    return buffer.value.decode("ascii"), int(offset.value)
 
 
 def ipc_open(handle) -> "tuple[int, int]":

@@ -70,7 +70,7 @@ struct stash_api {
   int (*graph_pool_users)(int, uint64_t, uint64_t, size_t*) = nullptr;
   int (*graph_pool_live_blocks)(int, uint64_t, uint64_t, struct pool_block*, size_t, size_t*) = nullptr;
   int (*graph_pool_set_live)(int, uint64_t, uint64_t, void* const*, size_t) = nullptr;
-  int (*ipc_export)(const void*, char*, size_t, size_t*) = nullptr;
+  int (*ipc_export)(const void*, char*, size_t, size_t*, uint64_t*) = nullptr;
   int (*ipc_open)(const char*, void**, uint64_t*) = nullptr;
   int (*ipc_close)(void*) = nullptr;
   const char* (*last_error)() = nullptr;
@@ -207,17 +207,19 @@ struct stash_allocator final : pluggable::CUDAPluggableAllocator {
 
   // ---- sharing with other processes (torch.multiprocessing) ---------------------------------------
   // PyTorch sends a CUDA storage as shareIpcHandle's text and an offset; the receiver's getIpcDevPtr
-  // maps the text and adds the offset. stash's text names the block itself (its start is where
-  // getIpcDevPtr's pointer points), so the offset is 0. The receiver must run stash too: PyTorch's own
+  // maps the text and adds the offset. stash's text names the block that ptr lies in (its start is
+  // where getIpcDevPtr's pointer points), and the offset is where ptr lies in it (0 for a storage's
+  // data, which is a block's start). The receiver must run stash too: PyTorch's own
   // allocator does not know the text and refuses it. PyTorch keeps the sender's storage allocated
   // while a receiver holds it (its IPC reference counts), which is what stash's export needs.
 
   c10::cuda::CUDACachingAllocator::ShareableHandle shareIpcHandle(void* ptr) override {
     std::string text(ipc_handle_max, '\0');
     size_t length = 0;
-    TORCH_CHECK(api.ipc_export(ptr, text.data(), text.size(), &length) == 0, api.last_error());
+    uint64_t offset = 0;
+    TORCH_CHECK(api.ipc_export(ptr, text.data(), text.size(), &length, &offset) == 0, api.last_error());
     text.resize(length - 1);  // without the NUL
-    return {0, std::move(text)};
+    return {static_cast<ptrdiff_t>(offset), std::move(text)};
   }
 
   std::shared_ptr<void> getIpcDevPtr(std::string handle) override {
