@@ -31,6 +31,14 @@
 #include "stash/error.hpp"
 #include "stash/ipc_handle.hpp"
 
+// Older C libraries name neither call; their numbers are the same on every architecture since Linux 5.1.
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+#ifndef SYS_pidfd_getfd
+#define SYS_pidfd_getfd 438
+#endif
+
 namespace stash {
 
 /// Text that is not a handle ipc_encode wrote (or that names pieces no block can have).

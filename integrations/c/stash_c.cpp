@@ -387,6 +387,18 @@ class ipc_table {
     if (exports_.erase(ptr) != 0) exported_.store(exports_.size(), std::memory_order_relaxed);
   }
 
+  /// Forgets the exports of blocks that are no longer live (freed by a path other than stash_free: a
+  /// released graph pool's blocks given back). Walks the pools' blocks once per export: for that rare
+  /// path only.
+  void forget_dead(const stash::memory_manager& mm) {
+    std::lock_guard guard(mutex_);
+    for (auto it = exports_.begin(); it != exports_.end();) {
+      if (mm.live_block_containing(it->first).first == it->first) ++it;
+      else it = exports_.erase(it);
+    }
+    exported_.store(exports_.size(), std::memory_order_relaxed);
+  }
+
   /// Keeps m, a block of another process mapped here, until close(m->get()).
   void add_import(std::unique_ptr<stash::ipc_mapping> m) {
     std::lock_guard guard(mutex_);
@@ -499,7 +511,10 @@ class library {
   std::size_t return_released_graph_blocks(stash::memory_manager& mm) {
     if (graph_pools_.releasable() == 0 || graph_pools_.routing()) return 0;
     for (int d = 0; d < mm.device_count(); ++d) mm.empty_cache(d);
-    return graph_pools_.return_released();
+    const std::size_t returned = graph_pools_.return_released();
+    // Those blocks were freed without stash_free: exports among them must not outlive them.
+    if (returned != 0 && ipc_.any_exported()) ipc_.forget_dead(mm);
+    return returned;
   }
 
   /// Sets device id's limit (no_limit: none); before the manager is made, it is made with it. Throws

@@ -134,6 +134,19 @@ int run_ipc_c_exporter() {
   if (stash_ipc_open(text.data(), &p, nullptr) != STASH_ERROR_IPC || p != nullptr ||
       std::strstr(stash_last_error(), "freed") == nullptr)
     return std::fprintf(stderr, "exporter: the freed block's text: %s\n", stash_last_error()), 32;
+
+  // A graph pool's block freed without stash_free (a checkpoint restored without it, then the pool
+  // released and its blocks given back at empty_cache): its export goes with it.
+  const auto every_stream = [](void*, stash_stream_t) { return 1; };
+  if (stash_graph_pool_begin(0, 7, 7, every_stream, nullptr) != STASH_OK) return 34;
+  void* g = stash_alloc(static_cast<ssize_t>(4 * MiB), 0, nullptr);
+  if (!g || stash_graph_pool_end(0, 7, 7) != STASH_OK) return 35;
+  if (stash_ipc_export(g, text.data(), text.size(), &length, nullptr) != STASH_OK) return 36;
+  if (stash_graph_pool_set_live(0, 7, 7, nullptr, 0) != STASH_OK || stash_graph_pool_release(0, 7, 7) != STASH_OK)
+    return 37;
+  if (stash_empty_cache(0) != STASH_OK) return 38;
+  if (stash_ipc_open(text.data(), &p, nullptr) != STASH_ERROR_IPC)
+    return std::fprintf(stderr, "exporter: the given-back graph block's text: %s\n", stash_last_error()), 39;
   return 0;
 }
 
