@@ -467,6 +467,7 @@ class caching_allocator {
     stats_.on_deallocate(b->requested, b->size);
     if constexpr (paged) arena_.unback_pages(b->addr, b->size);
     heap_.push_free(b);
+    heap_.note_unmerged();  // b merges with nothing until it is ready
     if (options_.free_records_used_streams)  // they are alive now, by the caller's promise
       for (std::size_t i = 1; i < named_end; ++i)
         if (uses[i] != freed_on) streams_.close_used_stream(uses[i]);

@@ -183,27 +183,57 @@ class block_heap {
   }
 
   /// Files b, just freed, merged with its mergeable free neighbours (the merged block then belongs to
-  /// b's stream and epoch).
+  /// b's stream and epoch). A free neighbour it may not merge with is noted (note_unmerged).
   void merge_and_push(block* b) noexcept {
-    if (block* next = b->next_adjacent; next && next->is_free && mergeable(next, b->owner)) {
-      free_.remove(next);
-      absorb_next(b);
-    }
-    if (block* prev = b->prev_adjacent; prev && prev->is_free && mergeable(prev, b->owner)) {
-      free_.remove(prev);
-      if constexpr (Streamed) {
-        prev->owner = b->owner;
-        prev->seq = b->seq;
+    if (block* next = b->next_adjacent; next && next->is_free) {
+      if (mergeable(next, b->owner)) {
+        free_.remove(next);
+        absorb_next(b);
+      } else {
+        note_unmerged();
       }
-      absorb_next(prev);
-      b = prev;
+    }
+    if (block* prev = b->prev_adjacent; prev && prev->is_free) {
+      if (mergeable(prev, b->owner)) {
+        free_.remove(prev);
+        if constexpr (Streamed) {
+          prev->owner = b->owner;
+          prev->seq = b->seq;
+        }
+        absorb_next(prev);
+        b = prev;
+      } else {
+        note_unmerged();
+      }
     }
     push_free(b);
   }
 
+  /// Stream order: two neighbouring free blocks may lie unmerged now (freed on different streams, or
+  /// not both ready). Whoever files a free block next to a free neighbour without merging them says
+  /// so; while nobody has, no two free blocks are neighbours and merge_all_ready has nothing to do.
+  void note_unmerged() noexcept {
+    if constexpr (Streamed) unmerged_ = true;
+  }
+  /// Stream order: merge_ready over every run of neighbouring blocks (for_each_first(f) calls f with
+  /// the first block of each: a region, a segment). Walking every block costs a cache miss or two per
+  /// block, so the walk is skipped when no free neighbours can lie unmerged; after it they can only
+  /// if some that are not ready were left.
+  template <class ForEachFirst>
+  void merge_all_ready(ForEachFirst&& for_each_first) noexcept {
+    if constexpr (Streamed) {
+      if (!unmerged_) return;
+      bool left = false;
+      for_each_first([&](block* first) noexcept { left = merge_ready(first) || left; });
+      unmerged_ = left;
+    }
+  }
+
   /// Stream order: merges the neighbouring free blocks of the run from b on that are both ready
-  /// (blocks freed on different streams could not merge while either was pending).
-  void merge_ready(block* b) noexcept {
+  /// (blocks freed on different streams could not merge while either was pending). Returns whether
+  /// free neighbours are left unmerged (one of them is not ready).
+  bool merge_ready(block* b) noexcept {
+    bool left = false;
     for (; b; b = b->next_adjacent) {
       while (b->is_free && ready(b) && b->next_adjacent && b->next_adjacent->is_free && ready(b->next_adjacent)) {
         free_.remove(b);
@@ -213,7 +243,9 @@ class block_heap {
         b->seq = 0;
         push_free(b);
       }
+      if (b->is_free && b->next_adjacent && b->next_adjacent->is_free) left = true;
     }
+    return left;
   }
 
   /// Places a request of `size` bytes at the start of free block b's free lower neighbour instead of at
@@ -236,19 +268,21 @@ class block_heap {
     }
     absorb_next(lower);
     push_free(lower);  // filed, so that it stays a free block if mapping its pages fails
+    note_unmerged();   // next to b's rest, also free
     return lower;
   }
 
   /// Folds b's upper neighbour (free, and out of the free lists) into b and drops its record; who owns
-  /// the merged block is the caller's rule.
-  void absorb_next(block* b) noexcept {
+  /// the merged block is the caller's rule. Always inlined, as unlink: both merges of a free are on
+  /// its fast path.
+  [[gnu::always_inline]] void absorb_next(block* b) noexcept {
     block* const next = b->next_adjacent;
     b->size += next->size;
     unlink(next);
   }
 
   /// Drops a block that was merged into its lower neighbour.
-  void unlink(block* b) noexcept {
+  [[gnu::always_inline]] void unlink(block* b) noexcept {
     if (b->indexed) index_.erase(b->addr);
     if (b->prev_adjacent) b->prev_adjacent->next_adjacent = b->next_adjacent;
     if (b->next_adjacent) b->next_adjacent->prev_adjacent = b->prev_adjacent;
@@ -261,6 +295,7 @@ class block_heap {
                               // address (free ones too: a reuse needs no insert)
   block_pool records_;
   std::size_t allocated_ = 0;  // bytes of live blocks
+  bool unmerged_ = false;      // stream order: free neighbours may lie unmerged (note_unmerged)
 };
 
 }  // namespace stash::detail

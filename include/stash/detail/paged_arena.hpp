@@ -103,8 +103,10 @@ class paged_arena {
   /// Stream order: merges neighbouring free blocks that are both ready, region by region.
   void coalesce() noexcept {
     if constexpr (streamed) {
-      heap_.merge_ready(large_first_);
-      heap_.merge_ready(small_first_);
+      heap_.merge_all_ready([&](auto&& merge) {
+        merge(large_first_);
+        merge(small_first_);
+      });
     }
   }
 

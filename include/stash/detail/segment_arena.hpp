@@ -84,7 +84,9 @@ class segment_arena {
   /// Stream order: merges neighbouring free blocks that are both ready, segment by segment.
   void coalesce() noexcept {
     if constexpr (streamed)
-      for (auto& [addr, seg] : segments_) heap_.merge_ready(seg.first);
+      heap_.merge_all_ready([&](auto&& merge) {
+        for (auto& [addr, seg] : segments_) merge(seg.first);
+      });
   }
 
   bool holds(std::uintptr_t a) const noexcept { return segment_holding(a) != nullptr; }
