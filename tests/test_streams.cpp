@@ -263,6 +263,32 @@ TEST_CASE("streams: neighbours merge only when the merged block is safe for its 
   a.deallocate(keep, s);
 }
 
+TEST_CASE("streams: neighbours freed each on its own stream merge once both have completed", "[streams]") {
+  // y is freed next to x, already free on another stream: they may not merge then, and the later walk
+  // that merges ready neighbours must not be skipped (the heap notes the pair when y is filed).
+  segments a;
+  auto& o = a.ordering();
+  const stash::stream s = o.make_stream(), t = o.make_stream();
+  void* x = a.allocate(512 * KiB, s);
+  void* y = a.allocate(512 * KiB, t);
+  void* keep = a.allocate(1 * MiB, s);
+  REQUIRE(addr(y) == addr(x) + 512 * KiB);
+  a.deallocate(x, s);
+  a.deallocate(y, t);
+  void* on_s = a.allocate(1 * MiB, s);    // x alone is too small, y is t's: a new segment
+  void* filler = a.allocate(1 * MiB, s);  // the new segment's rest
+  CHECK_FALSE(overlap(on_s, 1 * MiB, x, 1 * MiB));
+  CHECK_FALSE(overlap(filler, 1 * MiB, x, 1 * MiB));
+  void* on_t = a.allocate(whole, t);  // t's next call records its epoch (the miss on s asked for it)
+  o.complete_all();
+  const stash::stream u = o.make_stream();
+  void* on_u = a.allocate(1 * MiB, u);  // a miss: both retire and merge
+  CHECK(on_u == x);
+  for (void* p : {on_s, filler, keep}) a.deallocate(p, s);
+  a.deallocate(on_u, u);
+  a.deallocate(on_t, t);
+}
+
 TEST_CASE("streams: pages under a pending free are not moved or unmapped until its event completes",
           "[streams][paged]") {
   auto ledger = std::make_shared<backend_ledger>();
