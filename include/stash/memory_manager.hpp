@@ -63,6 +63,11 @@ struct manager_options {
   /// stash/ipc.hpp). A device that cannot export it (or has no virtual memory management) then makes
   /// allocate throw stash::cuda_error instead of falling back to cudaMalloc segments.
   bool shareable = false;
+  /// CUDA-backed, when `shareable` is false: device pools map shareable memory where the device can
+  /// export it, and plain memory (then cudaMalloc segments) where it cannot, instead of failing.
+  /// Creating memory exportable cost no more than plain memory on an H200 (bench/page_costs: cuMemCreate
+  /// + cuMemMap of 1 and of 32 pages, 31.6 and 32.4 µs against 31.2 and 32.3; bench/RESULTS.md).
+  bool shareable_where_supported = false;
   /// CUDA-backed, pages of CUDA virtual memory: which other GPUs each device pool maps its pages for
   /// (peer_access::all: every one that can reach the device; none: its own only, until
   /// memory_manager::grant_peer_access adds one). README, "Behaviour we chose": peers.
@@ -483,6 +488,13 @@ class memory_manager {
     if (backing_ == backing::host) return make_limited_pool(host_backend(id), limit);
     if (options_.backend == device_backend_kind::vmm) {
       if (options_.shareable) return make_limited_pool(cuda_vmm_backend(id, 0, true, options_.peers), limit);
+      if (options_.shareable_where_supported) {
+        try {
+          return make_limited_pool(cuda_vmm_backend(id, 0, true, options_.peers), limit);
+        } catch (const cuda_error&) {
+          // The device cannot export memory (or has no virtual memory management): as if not asked.
+        }
+      }
       try {
         return make_limited_pool(cuda_vmm_backend(id, 0, false, options_.peers), limit);
       } catch (const cuda_error&) {

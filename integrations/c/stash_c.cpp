@@ -147,6 +147,9 @@ constexpr std::array<choice<bool>, 2> backing_choices{{{"auto", false}, {"host",
 constexpr std::array<choice<stash::peer_access>, 2> peer_access_choices{
     {{"all", stash::peer_access::all}, {"none", stash::peer_access::none}}};
 constexpr std::array<choice<bool>, 2> switch_choices{{{"off", false}, {"on", true}}};
+enum class shareable_mode { off, on, where_supported };
+constexpr std::array<choice<shareable_mode>, 3> shareable_choices{
+    {{"off", shareable_mode::off}, {"on", shareable_mode::on}, {"auto", shareable_mode::where_supported}}};
 
 constexpr const char* option_help_text =
     "backend:vmm|segments        vmm   device pages of CUDA virtual memory, or whole cudaMalloc segments\n"
@@ -161,8 +164,9 @@ constexpr const char* option_help_text =
     "max_held_over_live:FLOAT    0     (vmm) pages held at most this x the peak of live bytes, idle pages moved past it; 0: off\n"
     "peer_access:all|none        all   (vmm) device pages mapped for every GPU that can reach them, or for their own only\n"
     "                                  (stash_grant_peer_access adds one later)\n"
-    "shareable:on|off            off   (vmm) device pages another process can map (stash_ipc_export; PyTorch's\n"
-    "                                  torch.multiprocessing); a device that cannot export them fails allocations\n"
+    "shareable:on|off|auto       off   (vmm) device pages another process can map (stash_ipc_export; PyTorch's\n"
+    "                                  torch.multiprocessing); on: a device that cannot export them fails\n"
+    "                                  allocations; auto: shareable where the device can export (stash.torch: auto)\n"
     "free_records_used_streams:on|off  off  a free records an event on the streams record_stream named\n"
     "                                  (they must be alive then: PyTorch's contract; stash.torch: on)\n"
     "backing:auto|host           auto  host: ordinary host memory even when a GPU is visible (tests)\n"
@@ -289,7 +293,9 @@ options parse_options(std::string_view conf, options base) {
       if (d < 0) bad_value(key, value, "a number >= 0");
       caching.max_held_over_live = d;
     } else if (key == "shareable") {
-      o.manager.shareable = parse_choice(key, value, switch_choices);
+      const shareable_mode mode = parse_choice(key, value, shareable_choices);
+      o.manager.shareable = mode == shareable_mode::on;
+      o.manager.shareable_where_supported = mode == shareable_mode::where_supported;
     } else if (key == "peer_access") {
       o.manager.peers = parse_choice(key, value, peer_access_choices);
     } else if (key == "backing") {
@@ -346,6 +352,7 @@ std::string format_options(const options& o) {
   if (o.manager.peers != stash::peer_access::all)
     s += ",peer_access:" + std::string(name_of(o.manager.peers, peer_access_choices));
   if (o.manager.shareable) s += ",shareable:on";
+  if (o.manager.shareable_where_supported) s += ",shareable:auto";
   return s;
 }
 
@@ -431,7 +438,8 @@ class ipc_table {
       throw;
     } catch (const stash::error& e) {
       throw option_error{STASH_ERROR_UNSUPPORTED,
-                         std::string(e.what()) + " (stash_ipc_export needs the option shareable:on and backend:vmm)"};
+                         std::string(e.what()) +  " (stash_ipc_export needs backend:vmm and the option shareable:on, or shareable:auto on a device that "
+                         "can export memory as POSIX file descriptors)"};
     }
     std::string text = stash::ipc_encode(h);
     exports_.emplace(start, exported{std::move(h), text});

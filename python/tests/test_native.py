@@ -673,10 +673,11 @@ class Ipc(unittest.TestCase):
             assert "shareable" not in stash.configure()
             assert stash.configure(shareable="on").endswith(",shareable:on")
             assert "shareable" not in stash.configure("shareable:off")
+            assert stash.configure(shareable="auto").endswith(",shareable:auto")
             try:
                 stash.configure(shareable="yes")
             except stash.OptionError as e:
-                assert "option 'shareable': 'yes' is not one of off, on" in str(e), str(e)
+                assert "option 'shareable': 'yes' is not one of off, on, auto" in str(e), str(e)
             else:
                 raise AssertionError("accepted")
             """

@@ -19,6 +19,7 @@
 #include "cuda/allocators.hpp"
 #include "cuda/cuda_support.hpp"
 #include "cuda/kernels.hpp"
+#include "stash/cuda/driver_api.hpp"
 #include "stash/cuda/ipc_mapping.hpp"
 #include "stash/ipc.hpp"
 #include "stash/memory_manager.hpp"
@@ -306,6 +307,33 @@ TEST_CASE("a memory manager made shareable exports its device blocks", "[cuda][i
   void* q = plain.allocate(MiB, stash::memory_type::device, 0);
   CHECK_THROWS_AS(plain.ipc_export(q), stash::error);  // not made shareable
   plain.deallocate(q);
+}
+
+TEST_CASE("a memory manager made shareable where supported exports on a device that can export",
+          "[cuda][ipc][manager][no-initcheck]") {
+  const stash::cuda::driver_api& api = stash::cuda::driver_api::get();
+  CUdevice device0 = 0;
+  REQUIRE(api.cuDeviceGet(&device0, 0) == CUDA_SUCCESS);
+  int can_export = 0;
+  REQUIRE(api.cuDeviceGetAttribute(&can_export, CU_DEVICE_ATTRIBUTE_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR_SUPPORTED,
+                                   device0) == CUDA_SUCCESS);
+  stash::manager_options options;
+  options.shareable_where_supported = true;
+  stash::memory_manager mm(stash::memory_manager::backing::cuda, 1, options);
+  const std::size_t n = 6 * MiB / sizeof(float);
+  auto* data = static_cast<float*>(mm.allocate(n * sizeof(float), stash::memory_type::device, 0));
+  CUDA_REQUIRE(launch_affine_fill(data, n, 1.0f, 0.0f));
+  if (!can_export) {  // plain memory instead of a failed allocation
+    CHECK_THROWS_AS(mm.ipc_export(data), stash::error);
+    mm.deallocate(data);
+    WARN("device 0 cannot export POSIX file descriptors: only the fallback was checked");
+    return;
+  }
+  stash::ipc_handle h = mm.ipc_export(data);
+  CHECK(h.size() == n * sizeof(float));
+  rewrite_through_a_second_mapping(h, data, n);
+  CHECK(not_rewritten(data, n) == 0);
+  mm.deallocate(data);
 }
 
 TEST_CASE("the C interface shares a block by text: another process takes its descriptors with pidfd_getfd",

@@ -296,9 +296,9 @@ def grant_peer_access(device: int, peer: int) -> None:
 
 def ipc_export(ptr: int) -> "tuple[str, int]":
     """The live device block that ptr lies in, whole, as text another process opens with ipc_open
-    (needs the option shareable="on"), and where ptr lies in it: (text, offset). This process keeps
-    the block's descriptors open until the block is freed: keep it allocated until every importer has
-    opened it and stopped using it. Raises StashError (status ERROR_INVALID_POINTER) for a pointer in
+    (needs shareable memory: the option shareable="on", or "auto" where the device can export), and
+    where ptr lies in it: (text, offset). This process keeps the block's descriptors open until the
+    block is freed: keep it allocated until every importer has opened it and stopped using it. Raises StashError (status ERROR_INVALID_POINTER) for a pointer in
     no live block, OptionError for memory that cannot be shared."""
     buffer = ctypes.create_string_buffer(IPC_HANDLE_MAX)
     length = ctypes.c_size_t(0)

@@ -102,7 +102,10 @@ def hooks_wired() -> bool:
 # Tensor.record_stream names stays alive until the tensor's memory is freed (PyTorch's own allocator
 # records an event on it then), so the free records that stream's event itself and the memory comes
 # back once its work is done, even when the stream never allocates (a communication or copy stream).
-TORCH_DEFAULTS = "free_records_used_streams:on"
+# PyTorch's own allocator shares any CUDA tensor with another process (torch.multiprocessing), so stash
+# makes device memory shareable wherever the device can export it; creating it so cost nothing measurable
+# on an H200 (bench/RESULTS.md).
+TORCH_DEFAULTS = "free_records_used_streams:on,shareable:auto"
 
 
 def enable(conf: Optional[str] = None, **options) -> str:

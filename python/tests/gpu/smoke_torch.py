@@ -397,7 +397,7 @@ def multiprocessing_shares_a_cuda_tensor_in_place():
     # reads it and changes it in place, and the parent sees the change in its own tensor.
     import ctypes, os, sys, tempfile
     import torch, torch.multiprocessing as mp, stash, stash.torch
-    stash.torch.enable(shareable="on")
+    stash.torch.enable()  # shareable:auto, stash.torch's default
     folder = tempfile.mkdtemp()
     with open(os.path.join(folder, "stash_ipc_child.py"), "w") as f:
         f.write(CHILD)
@@ -452,7 +452,7 @@ def sharing_without_the_shareable_option_says_what_to_set():
     """
     import torch, stash.torch
     from torch.multiprocessing.reductions import reduce_tensor
-    stash.torch.enable()
+    stash.torch.enable(shareable="off")
     x = torch.ones(1 << 20, device="cuda")
     try:
         reduce_tensor(x)
