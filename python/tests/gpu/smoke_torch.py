@@ -198,7 +198,7 @@ def peer_access_none_copies_between_two_gpus():
         print("skipped: needs 2 GPUs")
         raise SystemExit(0)
     opts = stash.torch.enable(peer_access="none")            # pages mapped for their own GPU only
-    assert opts.endswith(",peer_access:none"), opts
+    assert ",peer_access:none" in opts, opts  # stash.torch adds its defaults too
     assert stash.torch.hooks_wired(), "hooks extension not in use"
     print("peers", torch.cuda.can_device_access_peer(0, 1), torch.cuda.can_device_access_peer(1, 0))
     n = 9 << 20                                              # 36 MiB of floats: many pages

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # GPU run T, the sixth session's last, at .devbuild/rev: every GPU suite and sanitizer, NCCL where two
 # GPUs are visible, every smoke check (MemPool, torch.multiprocessing with stash.torch's default
-# shareable:auto, torch.compile, CUDA graphs), CuPy, and the replay against PyTorch twice in alternating
+# shareable:auto, torch.compile, CUDA graphs), CuPy, and the replay against PyTorch (stash, stash-block-shares:
+# large blocks backed in eighths with moves, stash-lean: at most 1.05x the live peak) twice in alternating
 # order. Carry: build/gpu (less its CMakeFiles) .devbuild/rev .whl .devbuild/new6/bench/stash-replay
 # (buildT.sh)
 L=/tmp/gt; rm -rf $L; mkdir -p $L
@@ -19,8 +20,8 @@ PYTHONPATH=/tmp/site timeout 50 python3 python/tests/gpu/smoke_cupy.py > $L/smok
 pack
 TORCH=$(python3 -c 'import torch,os;print(os.path.dirname(torch.__file__))')
 for r in 1 2; do
-  [ $r = 1 ] && A=torch,stash || A=stash,torch
-  LD_LIBRARY_PATH=$TORCH/lib timeout 100 .devbuild/new6/bench/stash-replay bench/traces --backend cuda \
+  [ $r = 1 ] && A=torch,stash,stash-block-shares,stash-lean || A=stash-lean,stash-block-shares,stash,torch
+  LD_LIBRARY_PATH=$TORCH/lib timeout 150 .devbuild/new6/bench/stash-replay bench/traces --backend cuda \
     --allocators $A --json-file $L/replay$r.jsonl > $L/replay$r.txt 2>&1; echo "replay $r rc=$?" >> $L/replay$r.txt
   pack
 done
