@@ -196,6 +196,15 @@ void rewrite_through_a_second_mapping(const stash::ipc_handle& h, const float* d
   CUDA_REQUIRE(cudaDeviceSynchronize());
 }
 
+/// Exports the block at data (n floats, data[i] == i) from mm and rewrites it through a second mapping
+/// of the export: the handle covers the block, and mm's own pointer sees every write.
+void check_rewritten_through_its_export(stash::memory_manager& mm, float* data, std::size_t n) {
+  stash::ipc_handle h = mm.ipc_export(data);
+  CHECK(h.size() == n * sizeof(float));
+  rewrite_through_a_second_mapping(h, data, n);
+  CHECK(not_rewritten(data, n) == 0);
+}
+
 /// The peer process, started on one end of a socket pair.
 struct peer {
   pid_t pid = -1;
@@ -297,10 +306,7 @@ TEST_CASE("a memory manager made shareable exports its device blocks", "[cuda][i
   const std::size_t n = 6 * MiB / sizeof(float);
   auto* data = static_cast<float*>(mm.allocate(n * sizeof(float), stash::memory_type::device, 0));
   CUDA_REQUIRE(launch_affine_fill(data, n, 1.0f, 0.0f));
-  stash::ipc_handle h = mm.ipc_export(data);
-  CHECK(h.size() == n * sizeof(float));
-  rewrite_through_a_second_mapping(h, data, n);
-  CHECK(not_rewritten(data, n) == 0);
+  check_rewritten_through_its_export(mm, data, n);
   mm.deallocate(data);
   CHECK_THROWS_AS(mm.ipc_export(data), stash::invalid_pointer);
   stash::memory_manager plain(stash::memory_manager::backing::cuda);
@@ -329,10 +335,7 @@ TEST_CASE("a memory manager made shareable where supported exports on a device t
     WARN("device 0 cannot export POSIX file descriptors: only the fallback was checked");
     return;
   }
-  stash::ipc_handle h = mm.ipc_export(data);
-  CHECK(h.size() == n * sizeof(float));
-  rewrite_through_a_second_mapping(h, data, n);
-  CHECK(not_rewritten(data, n) == 0);
+  check_rewritten_through_its_export(mm, data, n);
   mm.deallocate(data);
 }
 
