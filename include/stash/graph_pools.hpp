@@ -66,11 +66,7 @@ class graph_pools {
     routes_.reserve(routes_.size() + 1);  // what may throw comes first: then nothing has changed
     pool_state& p = pools_[{device, id}];
     routes_.push_back({device, id, std::move(accepts)});
-    if (p.released) {  // a released pool used again keeps its freed blocks again
-      p.released = false;
-      releasable_ -= p.freed.size();
-    }
-    ++p.users;
+    add_user(p);
     routing_.store(true, std::memory_order_relaxed);
   }
 
@@ -78,12 +74,7 @@ class graph_pools {
   /// makes the pool on first use. release() drops it.
   void retain(int device, graph_pool_id id) {
     std::lock_guard guard(lock_);
-    pool_state& p = pools_[{device, id}];
-    if (p.released) {
-      p.released = false;
-      releasable_ -= p.freed.size();
-    }
-    ++p.users;
+    add_user(pools_[{device, id}]);
   }
 
   /// Ends the latest routing begun with begin(device, id). Throws stash::error when there is none.
@@ -293,6 +284,15 @@ class graph_pools {
     bool live = true;   // false while it waits among the pool's freed blocks
   };
   using key = std::pair<int, graph_pool_id>;
+
+  /// One more user of p (begin, retain). A released pool used again keeps its freed blocks again.
+  void add_user(pool_state& p) noexcept {
+    if (p.released) {
+      p.released = false;
+      releasable_ -= p.freed.size();
+    }
+    ++p.users;
+  }
 
   /// The latest routing on `device` whose filter takes s (PyTorch asks the latest capture first).
   const route* route_for(int device, stream s) const {
