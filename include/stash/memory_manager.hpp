@@ -328,9 +328,6 @@ class memory_manager {
     throw invalid_pointer(ptr, "not allocated by the memory manager");
   }
 
-  /// The live block ptr (of any device pool) as another process can map it (stash/ipc.hpp). Needs
-  /// manager_options::shareable; otherwise throws stash::error. Throws invalid_pointer (or
-  /// double_free) if ptr is not the start of a live block of a device pool; nothing changes then.
   /// The live block of a device pool that ptr lies in (its start, and its size as asked for), or
   /// {nullptr, 0}. Walks the blocks of the pool that holds ptr: for rare calls only.
   std::pair<void*, std::size_t> live_block_containing(const void* ptr) const {
@@ -339,6 +336,10 @@ class memory_manager {
     return {nullptr, 0};
   }
 
+  /// The live block ptr (of any device pool) as another process can map it (stash/ipc.hpp). Needs
+  /// memory made shareable (manager_options::shareable, or shareable_where_supported on a device that
+  /// can export); otherwise throws stash::error. Throws invalid_pointer (or double_free) if ptr is not
+  /// the start of a live block of a device pool; nothing changes then.
   ipc_handle ipc_export(const void* ptr) const {
     for (const auto& slot : device_pools_)
       if (const pool* p = slot.load(std::memory_order_acquire); p && p->holds(ptr)) return p->ipc_export(ptr);
