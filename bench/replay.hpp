@@ -28,6 +28,10 @@ struct replay_result {
   // Empty where the figure is undefined: no ops in the trace, no bytes live, no warm replay asked
   // for. Never inf or nan, so the JSON output stays JSON (null).
   std::optional<double> reserved_over_live;
+  // The same over the cold replay and every warm one: what a job that repeats its steps holds. A
+  // rule that settles sooner can hold more after the first replay and the same after the second.
+  std::size_t settled_peak_reserved_bytes = 0;
+  std::optional<double> settled_reserved_over_live;
   std::optional<double> ns_per_op_cold;
   std::optional<double> ns_per_op_warm;
   std::optional<std::uint64_t> backend_allocs;
@@ -69,6 +73,10 @@ inline replay_result measure_replay(replay_allocator& allocator, const trace& t,
     std::sort(warm_ns.begin(), warm_ns.end());
     const std::size_t mid = warm_ns.size() / 2;
     r.ns_per_op_warm = per_op(warm_ns.size() % 2 ? warm_ns[mid] : (warm_ns[mid - 1] + warm_ns[mid]) / 2);
+    r.settled_peak_reserved_bytes = allocator.peak_reserved_bytes();
+    if (t.peak_live_bytes > 0)
+      r.settled_reserved_over_live =
+          static_cast<double>(r.settled_peak_reserved_bytes) / static_cast<double>(t.peak_live_bytes);
   }
   return r;
 }

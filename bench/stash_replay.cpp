@@ -231,8 +231,8 @@ std::string table_number(const std::optional<double>& x, int decimals) {
 double mib(std::size_t bytes) { return static_cast<double>(bytes) / (1 << 20); }
 
 void print_replay_header() {
-  fmt::print("{:<22} {:<16} {:>9} {:>12} {:>14} {:>9} {:>11} {:>11} {:>10}\n", "trace", "allocator", "ops",
-             "live MiB", "reserved MiB", "res/live", "cold ns/op", "warm ns/op", "backend");
+  fmt::print("{:<22} {:<16} {:>9} {:>12} {:>14} {:>9} {:>9} {:>11} {:>11} {:>10}\n", "trace", "allocator", "ops",
+             "live MiB", "reserved MiB", "res/live", "settled", "cold ns/op", "warm ns/op", "backend");
 }
 
 /// Where results go: the table on stdout unless --json; JSON lines to stdout (--json) or a file.
@@ -245,16 +245,19 @@ void print_replay(const replay_result& r, backend_kind backend, const output& ou
   if (out.json) {
     fmt::print(out.json,
         "{{\"trace\":{},\"allocator\":{},\"backend\":\"{}\",\"ops\":{},\"peak_live_bytes\":{},"
-        "\"peak_reserved_bytes\":{},\"reserved_over_live\":{},\"ns_per_op_cold\":{},"
+        "\"peak_reserved_bytes\":{},\"reserved_over_live\":{},\"settled_reserved_over_live\":{},"
+        "\"ns_per_op_cold\":{},"
         "\"ns_per_op_warm\":{},\"backend_allocs\":{},\"streams\":{}}}\n",
         json_string(r.trace), json_string(r.allocator), to_string(backend), r.ops, r.peak_live_bytes,
-        r.peak_reserved_bytes, json_number(r.reserved_over_live, 4), json_number(r.ns_per_op_cold, 1),
+        r.peak_reserved_bytes, json_number(r.reserved_over_live, 4), json_number(r.settled_reserved_over_live, 4),
+        json_number(r.ns_per_op_cold, 1),
         json_number(r.ns_per_op_warm, 1), json_count(r.backend_allocs), r.streams);
     std::fflush(out.json);
   }
   if (out.table) {
-    fmt::print("{:<22} {:<16} {:>9} {:>12.1f} {:>14.1f} {:>9} {:>11} {:>11} {:>10}\n", r.trace, r.allocator,
+    fmt::print("{:<22} {:<16} {:>9} {:>12.1f} {:>14.1f} {:>9} {:>9} {:>11} {:>11} {:>10}\n", r.trace, r.allocator,
                r.ops, mib(r.peak_live_bytes), mib(r.peak_reserved_bytes), table_number(r.reserved_over_live, 3),
+               table_number(r.settled_reserved_over_live, 3),
                table_number(r.ns_per_op_cold, 1), table_number(r.ns_per_op_warm, 1),
                r.backend_allocs ? std::to_string(*r.backend_allocs) : "-");
   }

@@ -87,6 +87,7 @@ class StashReplayCli(unittest.TestCase):
             self.assertIsNone(row["ns_per_op_cold"])
             self.assertIsNone(row["ns_per_op_warm"])
             self.assertIsNone(row["reserved_over_live"])
+            self.assertIsNone(row["settled_reserved_over_live"])
 
     def test_table_shows_a_dash_where_json_has_null(self):
         empty = self.trace("no_ops.csv", "")
@@ -97,7 +98,7 @@ class StashReplayCli(unittest.TestCase):
         rows = [line for line in result.stdout.splitlines() if line.startswith("no_ops")]
         self.assertEqual(len(rows), 2)
         for line in rows:
-            self.assertEqual(line.split()[5:8], ["-", "-", "-"])  # res/live, cold, warm
+            self.assertEqual(line.split()[5:9], ["-", "-", "-", "-"])  # res/live, settled, cold, warm
 
     def test_warm_zero_gives_a_null_warm_figure_and_real_others(self):
         result = run("--backend", "simulated", "--json", "--warm", "0", "--allocators", "stash", self.small_trace())
@@ -106,8 +107,16 @@ class StashReplayCli(unittest.TestCase):
         self.assertEqual(row["ops"], 3)
         self.assertEqual(row["peak_live_bytes"], 6000)
         self.assertIsNone(row["ns_per_op_warm"])
+        self.assertIsNone(row["settled_reserved_over_live"])
         self.assertGreater(row["ns_per_op_cold"], 0)
         self.assertGreater(row["reserved_over_live"], 1)
+
+    def test_the_settled_figure_covers_the_warm_replays(self):
+        result = run("--backend", "simulated", "--json", "--warm", "2", "--allocators", "stash", self.small_trace())
+        self.assertEqual(result.returncode, 0, result.stderr)
+        [row] = strict_json_lines(result.stdout)
+        self.assertGreaterEqual(row["settled_reserved_over_live"], row["reserved_over_live"])
+        self.assertGreater(row["ns_per_op_warm"], 0)
 
     def test_threads_json_is_strict(self):
         result = run("--backend", "simulated", "--json", "--threads", "2", "--pairs", "1", "--allocators", "stash")

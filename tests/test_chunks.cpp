@@ -252,30 +252,30 @@ TEST_CASE("chunks: limited_backend counts a chunk's bytes against the limit", "[
   CHECK(a.backend().upstream().misuses() == 0);
 }
 
-TEST_CASE("chunks: a 3 GiB block is 18 physical allocations and one access grant", "[paged][chunks]") {
+TEST_CASE("chunks: a 3 GiB block is 10 physical allocations and one access grant", "[paged][chunks]") {
   paged a;
   const std::size_t pages = (std::size_t{3} << 30) / page;  // 1536: edges 0 and 1535, inside 1534 pages
-  REQUIRE(stash::caching_options{}.chunks_per_block == 16);
+  REQUIRE(stash::caching_options{}.chunks_per_block == 8);
   void* p = a.allocate(pages * page);
   const std::uintptr_t base = addr(p);
   const auto& b = a.backend();
-  // Inside, chunks of a sixteenth of the block (96 pages): 15 of them and one of 94; the edges alone.
+  // Inside, chunks of an eighth of the block (192 pages): 7 of them and one of 190; the edges alone.
   CHECK(b.chunk_pages(base) == 1);
-  for (std::size_t c = 0; c < 15; ++c) CHECK(b.chunk_pages(base + (1 + 96 * c) * page) == 96);
-  CHECK(b.chunk_pages(base + (1 + 96 * 15) * page) == 94);
+  for (std::size_t c = 0; c < 7; ++c) CHECK(b.chunk_pages(base + (1 + 192 * c) * page) == 192);
+  CHECK(b.chunk_pages(base + (1 + 192 * 7) * page) == 190);
   CHECK(b.chunk_pages(base + (pages - 1) * page) == 1);
-  CHECK(a.stats().backend_allocations == 18);
-  CHECK(b.map_calls() == 18);
-  CHECK(b.driver_calls() == 18 * 2 + 1);  // each allocation created and mapped; access granted once
+  CHECK(a.stats().backend_allocations == 10);
+  CHECK(b.map_calls() == 10);
+  CHECK(b.driver_calls() == 10 * 2 + 1);  // each allocation created and mapped; access granted once
   CHECK(b.mapped_bytes() == pages * page);
   for (std::size_t i = 0; i < pages; ++i) REQUIRE(b.accessible(base + i * page));
   a.deallocate(p);
   a.empty_cache();  // every chunk goes back, whole
   CHECK(b.mapped_bytes() == 0);
   CHECK(a.stats().reserved_bytes == 0);
-  CHECK(a.stats().backend_frees == 18);
-  CHECK(b.unmap_calls() == 18);
-  CHECK(b.driver_calls() == 18 * 2 + 1 + 18 * 2);
+  CHECK(a.stats().backend_frees == 10);
+  CHECK(b.unmap_calls() == 10);
+  CHECK(b.driver_calls() == 10 * 2 + 1 + 10 * 2);
   CHECK(b.misuses() == 0);
 }
 

@@ -42,7 +42,7 @@ inline std::string join(const std::vector<std::string>& names) {
 inline std::string_view to_string(backend_kind b) { return b == backend_kind::cuda ? "cuda" : "simulated"; }
 
 inline std::vector<std::string> available_allocators(backend_kind b) {
-  std::vector<std::string> names = {"stash", "stash-per-page", "stash-fixed-chunks", "stash-lean", "stash-block-shares",
+  std::vector<std::string> names = {"stash", "stash-per-page", "stash-fixed-chunks", "stash-lean", "stash-page-moves",
                                     "stash-sharded", "stash-pow2", "stash+log"};
   if (b == backend_kind::simulated) {
     names.insert(names.end(), {"stash-ordered", "stash-lagged"});
@@ -82,12 +82,12 @@ inline std::unique_ptr<replay_allocator> make_allocator(std::string_view name, b
     if (cuda) return std::make_unique<stash_adapter<stash::device_caching_allocator>>("stash-lean", options);
     return std::make_unique<stash_adapter<stash::simulated_caching_allocator>>("stash-lean", options);
   }
-  if (name == "stash-block-shares") {  // large blocks backed in shares of their size, moves included
+  if (name == "stash-page-moves") {  // large blocks in chunks of a sixteenth, moves rationed per page only
     stash::caching_options options;
-    options.chunks_per_block = 8;
-    options.moves_per_block = 8;
-    if (cuda) return std::make_unique<stash_adapter<stash::device_caching_allocator>>("stash-block-shares", options);
-    return std::make_unique<stash_adapter<stash::simulated_caching_allocator>>("stash-block-shares", options);
+    options.chunks_per_block = 16;
+    options.moves_per_block = 0;
+    if (cuda) return std::make_unique<stash_adapter<stash::device_caching_allocator>>("stash-page-moves", options);
+    return std::make_unique<stash_adapter<stash::simulated_caching_allocator>>("stash-page-moves", options);
   }
   if (name == "stash+log") return make_logged_stash_allocator(cuda);  // every call logged to /dev/null
   if (!cuda && name == "stash-ordered") return make_ordered_stash_allocator();

@@ -36,20 +36,22 @@ struct caching_options {
   std::size_t max_chunk_pages = 32;
   /// Chunked paged backends, off when 0 or when max_chunk_pages is 1: a block of more than
   /// max_chunk_pages x this many pages is mapped in chunks of this share of it (rounded down) instead
-  /// of max_chunk_pages: a 3 GiB block in 16 allocations of 192 MiB instead of 48 of 64 MiB. A chunk
+  /// of max_chunk_pages: a 3 GiB block in 8 allocations of 384 MiB instead of 48 of 64 MiB. A chunk
   /// still goes back only whole, so a block placed later on part of a freed large block keeps at most
-  /// that share of it mapped beyond itself. 16 holds no more than fixed chunks on any benchmark trace,
-  /// host or stream ordered; 8 held more in stream order on gpt2_varlen_e2e (1.091 against 1.074 of
-  /// its live peak; bench/RESULTS.md, fourth session).
-  std::size_t chunks_per_block = 16;
-  /// Chunked paged backends, off when 0 or when max_chunk_pages is 1: while a block of more than
-  /// pages_between_moves x this many pages is backed past the slack, a move comes once per this share
-  /// of the block's pages instead of once per pages_between_moves, so that its pages are mostly
-  /// mapped in chunks: a 3 GiB block makes about this many page moves at most, instead of one per 9
-  /// pages. Off by default: at 8 it halves ddp_gpt2_rank0's cold physical allocations (800 to 374), but
-  /// the pages it does not move are new pages, and gpt2_varlen_e2e then holds 1.112 of its live peak
-  /// instead of 1.062 (bench/RESULTS.md, fourth session).
-  std::size_t moves_per_block = 0;
+  /// that share of it mapped beyond itself. With moves_per_block 8, no benchmark trace holds more over
+  /// a cold and three warm replays than with 16 and no share of moves, in host order or with events
+  /// two records late (bench/RESULTS.md, seventh session).
+  std::size_t chunks_per_block = 8;
+  /// Chunked paged backends, off when 0, when max_chunk_pages is 1 or when pages_between_moves is 0
+  /// (every page backed may move one): while a block of more than pages_between_moves x this many
+  /// pages is backed past the slack, a move comes once per this share of the block's pages instead of
+  /// once per pages_between_moves, so that its pages are mostly mapped in chunks: a 3 GiB block makes
+  /// about this many page moves at most, instead of one per 9 pages. ddp_gpt2_rank0's cold replay then
+  /// makes 896 driver calls instead of 1,944, and gpt2_varlen_e2e's three warm replays 21 instead of
+  /// 343 (simulated device). The pages it does not move are new pages, so the first replay of a
+  /// workload whose large blocks shift can hold more (gpt2_varlen_e2e 1.112 of its live peak instead
+  /// of 1.062); over a cold and three warm replays both hold 1.113.
+  std::size_t moves_per_block = 8;
   /// Paged backends only: requests of at most half a page (1 MiB with 2 MiB pages, PyTorch's small
   /// requests) are carved from a region of their own, an eighth more address space reserved above
   /// reserve_bytes, and larger ones from the range below it. A small block then never sits inside a

@@ -413,7 +413,7 @@ class Options(unittest.TestCase):
             assert ",small_region:on," in got, got
             got = stash.configure(chunks_per_block=0, moves_per_block="4")
             assert got.endswith(",backing:auto,chunks_per_block:0,moves_per_block:4"), got
-            got = stash.configure(chunks_per_block=16, moves_per_block=0)
+            got = stash.configure(chunks_per_block=8, moves_per_block=8)  # the defaults: not named
             assert "_per_block" not in got, got
             got = stash.configure(peer_access="none")
             assert got.endswith(",backing:auto,peer_access:none"), got

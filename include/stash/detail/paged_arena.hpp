@@ -365,7 +365,8 @@ class paged_arena {
     if constexpr (chunked_paged_backend<Backend>) {
       if (options_.max_chunk_pages < 2) return;  // page by page: a move costs what a new page costs
       if (options_.chunks_per_block != 0) chunk_pages_ = std::max(chunk_pages_, pages / options_.chunks_per_block);
-      if (options_.moves_per_block != 0)
+      // pages_between_moves 0 asks for every page backed to move one: no ration to share out.
+      if (options_.moves_per_block != 0 && options_.pages_between_moves != 0)
         pages_between_moves_ = std::max<std::uint64_t>(pages_between_moves_, pages / options_.moves_per_block);
     }
   }
