@@ -73,6 +73,18 @@ struct caching_options {
   /// closed at its next call, or by empty_cache() or the out-of-memory retry, and the free never uses
   /// its handle (a stream may then be destroyed right after its last call).
   bool free_records_used_streams = false;
+  /// Stream-ordered compositions with a backend that can map a chunk at two addresses
+  /// (remapping_paged_backend: cuda_vmm_backend, the simulated paged backend): where a page would move
+  /// and no idle page is free of pending frees, a chunk under a free block pending on the requesting
+  /// stream itself is mapped at the new address too (stream order makes its use there safe); its old
+  /// address stays out of every free list until that free's epoch has completed, and is unmapped then,
+  /// at a later slow path (never a host wait). Off by default: bench/RESULTS.md, "Remapping pages
+  /// under pending frees", says what it holds.
+  bool remap_pending_pages = false;
+  /// With remap_pending_pages: only chunks of free blocks at least this many epochs older than the
+  /// requesting stream's open epoch (0: blocks freed since its last event was recorded too), so that
+  /// blocks the stream is likely to reuse in place soon keep their pages.
+  std::uint64_t remap_min_age = 1;
 };
 
 }  // namespace stash

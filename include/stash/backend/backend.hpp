@@ -79,6 +79,23 @@ concept chunked_paged_backend = paged_backend<B> && requires(B& b, std::uintptr_
   { b.move_pages(a, a, n) } -> std::same_as<bool>;
 };
 
+/// A chunked paged backend that can map a chunk at a second address while it stays mapped at the first
+/// (cuMemMap of one handle at two addresses), for a chunk that work queued earlier may still use at its
+/// old address while later work on the same stream uses it at the new one: the old mapping goes once
+/// that work has completed (caching_options::remap_pending_pages).
+template <class B>
+concept remapping_paged_backend = chunked_paged_backend<B> && requires(B& b, std::uintptr_t a, std::size_t n) {
+  /// Maps the chunk of n pages mapped at `a` also at the n pages from the second address on (none
+  /// mapped), with no access there until set_access covers them; the chunk's memory then belongs to
+  /// the new address (unmap_pages, move_pages, export_chunk there), and the old one is an alias that
+  /// still reads and writes it. No physical memory is created. false = out of memory, and then nothing
+  /// changed.
+  { b.remap_pages(a, a, n) } -> std::same_as<bool>;
+  /// Unmaps the alias of n pages remap_pages left at `a`, without giving the memory back (it stays
+  /// mapped at its new address, or was given back there). Never throws.
+  { b.unmap_alias(a, n) } noexcept;
+};
+
 /// A paged backend whose physical allocations can be handed to another process (stash/ipc.hpp).
 template <class B>
 concept shareable_paged_backend = paged_backend<B> && requires(const B& cb, std::uintptr_t a) {

@@ -234,7 +234,7 @@ class basic_cuda_vmm_backend {
     const std::size_t first = index_of(a, "map_chunks");
     if (n == 0 || n > pages_.size() - first) throw invalid_pointer(reinterpret_cast<void*>(a), "map_chunks: past the reserved range");
     for (std::size_t i = first; i < first + n; ++i)
-      if (pages_[i].mapped) throw invalid_pointer(reinterpret_cast<void*>(base_ + i * page_size_), "page is already mapped");
+      if (pages_[i].mapped || pages_[i].alias) throw invalid_pointer(reinterpret_cast<void*>(base_ + i * page_size_), "page is already mapped");
     if (chunk == 0 || chunk > n) chunk = n;
     cuda::device_guard guard(device_);
     cuda::relaxed_capture_mode relaxed;  // legal during a graph capture (cuda/capture_mode.hpp)
@@ -310,7 +310,7 @@ class basic_cuda_vmm_backend {
     if (source.chunk_pages != 1)
       throw invalid_pointer(reinterpret_cast<void*>(from), "move_page: the page is part of a chunk of several pages");
     if (from == to) return true;
-    if (target.mapped) throw invalid_pointer(reinterpret_cast<void*>(to), "page is already mapped");
+    if (target.mapped || target.alias) throw invalid_pointer(reinterpret_cast<void*>(to), "page is already mapped");
     cuda::device_guard guard(device_);
     cuda::relaxed_capture_mode relaxed;  // legal during a graph capture (cuda/capture_mode.hpp)
     const cuda::driver_api& cu = api();
@@ -354,7 +354,7 @@ class basic_cuda_vmm_backend {
       throw invalid_pointer(reinterpret_cast<void*>(from), "move_pages: not a chunk of that many pages");
     if (n > pages_.size() - target) throw invalid_pointer(reinterpret_cast<void*>(to), "move_pages: past the reserved range");
     for (std::size_t i = target; i < target + n; ++i)
-      if (pages_[i].mapped) throw invalid_pointer(reinterpret_cast<void*>(base_ + i * page_size_), "page is already mapped");
+      if (pages_[i].mapped || pages_[i].alias) throw invalid_pointer(reinterpret_cast<void*>(base_ + i * page_size_), "page is already mapped");
     cuda::device_guard guard(device_);
     cuda::relaxed_capture_mode relaxed;  // legal during a graph capture (cuda/capture_mode.hpp)
     const cuda::driver_api& cu = api();
@@ -379,6 +379,50 @@ class basic_cuda_vmm_backend {
     }
     for (std::size_t i = 0; i < n; ++i) pages_[target + i] = std::exchange(pages_[source + i], page{});
     return true;
+  }
+
+  /// Maps the chunk of n pages mapped at `from` also at the n pages from `to` on (cuMemMap of its handle
+  /// a second time: one driver call), with no access there until set_access covers them. The chunk
+  /// belongs to `to` from then on; `from` stays mapped, an alias through which work queued earlier may
+  /// still read and write it, until unmap_alias. false when the driver is out of memory for the new
+  /// mapping (nothing changed); stash::cuda_error on any other failure; invalid_pointer when `from` is
+  /// not a whole chunk of n pages or a page from `to` on is mapped (or an alias) or outside the range.
+  bool remap_pages(std::uintptr_t from, std::uintptr_t to, std::size_t n) {
+    const std::size_t source = index_of(from, "remap_pages"), target = index_of(to, "remap_pages");
+    if (!pages_[source].mapped || pages_[source].chunk_pages != n)
+      throw invalid_pointer(reinterpret_cast<void*>(from), "remap_pages: not a chunk of that many pages");
+    if (n > pages_.size() - target) throw invalid_pointer(reinterpret_cast<void*>(to), "remap_pages: past the reserved range");
+    for (std::size_t i = target; i < target + n; ++i)
+      if (pages_[i].mapped || pages_[i].alias)
+        throw invalid_pointer(reinterpret_cast<void*>(base_ + i * page_size_), "page is already mapped");
+    cuda::device_guard guard(device_);
+    cuda::relaxed_capture_mode relaxed;  // legal during a graph capture (cuda/capture_mode.hpp)
+    const CUmemGenericAllocationHandle handle = pages_[source].handle;
+    const CUresult status = api().cuMemMap(to, n * page_size_, 0, handle, 0);
+    if (status == CUDA_ERROR_OUT_OF_MEMORY) return false;
+    STASH_CU_CHECK(status);
+    for (std::size_t i = 0; i < n; ++i) pages_[target + i] = std::exchange(pages_[source + i], page{handle, false, 0, true});
+    pages_[source].chunk_pages = n;  // the alias's pages, for unmap_alias
+    aliased_pages_ += n;
+    return true;
+  }
+
+  /// Unmaps the alias of n pages remap_pages left at `a` (cuMemUnmap alone: the memory stays mapped at
+  /// its new address, or went back there and goes now). Never throws; anything else than such an
+  /// alias is ignored.
+  void unmap_alias(std::uintptr_t a, std::size_t n) noexcept {
+    if (base_ == 0 || a < base_ || a - base_ >= size_ || (a - base_) % page_size_ != 0) return;
+    const std::size_t first = (a - base_) / page_size_;
+    if (!pages_[first].alias || pages_[first].chunk_pages != n) return;
+    try {
+      cuda::device_guard guard(device_);
+      cuda::relaxed_capture_mode relaxed;
+      (void)api().cuMemUnmap(a, n * page_size_);
+    } catch (...) {
+      // No usable device context (a driver shutting down); the driver frees everything at exit.
+    }
+    for (std::size_t i = first; i < first + n; ++i) pages_[i] = page{};
+    aliased_pages_ -= n;
   }
 
   /// Unmaps the page at `a` and releases its physical memory. Never throws; an address that is not a
@@ -425,6 +469,8 @@ class basic_cuda_vmm_backend {
   std::size_t reserved_bytes() const noexcept { return size_; }
   std::size_t mapped_pages() const noexcept { return mapped_pages_; }
   std::size_t mapped_bytes() const noexcept { return mapped_pages_ * page_size_; }
+  /// Pages mapped as aliases of chunks that belong to other addresses (remap_pages), not counted above.
+  std::size_t aliased_pages() const noexcept { return aliased_pages_; }
   bool is_mapped(std::uintptr_t a) const noexcept {
     return base_ != 0 && a >= base_ && a - base_ < size_ && pages_[(a - base_) / page_size_].mapped;
   }
@@ -433,7 +479,8 @@ class basic_cuda_vmm_backend {
   struct page {
     CUmemGenericAllocationHandle handle = 0;  // the chunk's, on each of its pages
     bool mapped = false;
-    std::size_t chunk_pages = 0;  // on a chunk's first page: how many pages it has
+    std::size_t chunk_pages = 0;  // on a chunk's (or an alias's) first page: how many pages it has
+    bool alias = false;  // mapped here by a chunk that belongs to another address (remap_pages)
   };
 
   static const cuda::driver_api& api() { return cuda::driver_api::get(); }
@@ -534,7 +581,9 @@ class basic_cuda_vmm_backend {
     if (base_ == 0) return;
     try {
       cuda::device_guard guard(device_);
-      if (mapped_pages_ != 0 && cudaDeviceSynchronize() != cudaSuccess) (void)cudaGetLastError();
+      if (mapped_pages_ + aliased_pages_ != 0 && cudaDeviceSynchronize() != cudaSuccess) (void)cudaGetLastError();
+      for (std::size_t i = 0; i < pages_.size() && aliased_pages_ != 0; ++i)
+        if (pages_[i].alias && pages_[i].chunk_pages != 0) unmap_alias(base_ + i * page_size_, pages_[i].chunk_pages);
       for (std::size_t i = 0; i < pages_.size() && mapped_pages_ != 0; ++i) {
         if (pages_[i].mapped && pages_[i].chunk_pages != 0) unmap_and_release(i);
       }
@@ -547,6 +596,7 @@ class basic_cuda_vmm_backend {
     size_ = 0;
     pages_.clear();
     mapped_pages_ = 0;
+    aliased_pages_ = 0;
   }
 
   void take(basic_cuda_vmm_backend& other) noexcept {
@@ -560,6 +610,7 @@ class basic_cuda_vmm_backend {
     pages_ = std::move(other.pages_);
     other.pages_.clear();
     mapped_pages_ = std::exchange(other.mapped_pages_, 0);
+    aliased_pages_ = std::exchange(other.aliased_pages_, 0);
     access_ = other.access_;
   }
 
@@ -572,6 +623,7 @@ class basic_cuda_vmm_backend {
   std::size_t size_ = 0;
   std::vector<page> pages_;  // indexed by (address - base_) / page_size_
   std::size_t mapped_pages_ = 0;
+  std::size_t aliased_pages_ = 0;  // pages mapped as aliases (remap_pages), not counted in mapped_pages_
   std::vector<CUmemAccessDesc> access_;  // what every mapping is granted (access_descriptors())
 };
 
@@ -585,6 +637,7 @@ static_assert(chunked_paged_backend<cuda_vmm_backend>);
 static_assert(chunked_paged_backend<cuda_pinned_vmm_backend>);
 static_assert(shareable_paged_backend<cuda_vmm_backend>);
 static_assert(peer_paged_backend<cuda_vmm_backend>);
+static_assert(remapping_paged_backend<cuda_vmm_backend>);
 static_assert(!peer_paged_backend<cuda_pinned_vmm_backend>, "pinned pages are mapped for every device already");
 
 }  // namespace stash

@@ -52,7 +52,9 @@ class simulated_paged_backend {
     std::vector<std::uint32_t> chunks(bytes / page_, 0);
     std::vector<std::uint8_t> access(bytes / page_, 0);
     std::vector<std::uint64_t> peer_access(bytes / page_, 0);
+    std::vector<std::uint32_t> alias_pages(bytes / page_, 0);
     mapped_ = std::move(pages);
+    alias_pages_ = std::move(alias_pages);
     access_ = std::move(access);
     peer_access_ = std::move(peer_access);
     chunk_pages_ = std::move(chunks);
@@ -139,6 +141,55 @@ class simulated_paged_backend {
     moved_pages_ += n;
     return true;
   }
+  /// cuMemMap of the chunk's handle at `to` (the allocation keeps its handle): the chunk of n pages
+  /// at `from` backs the n pages from `to` on too, without access there until set_access, and its
+  /// memory is counted once. The pages at `from` become an alias, still accessible, until
+  /// unmap_alias. A misuse (and false, nothing changed) when `from` is not a whole chunk of n pages or
+  /// a page from `to` on is mapped or outside the range.
+  bool remap_pages(std::uintptr_t from, std::uintptr_t to, std::size_t n) noexcept {
+    ++remap_calls_;
+    ++driver_calls_;
+    if (!whole_chunk(from, n)) return false;
+    for (std::size_t i = 0; i < n; ++i) {
+      const std::uintptr_t at = to + i * page_;
+      if (!in_range(at) || mapped_[index(at)]) {
+        ++misuses_;
+        return false;
+      }
+    }
+    for (std::size_t i = 0; i < n; ++i) {
+      mapped_[index(from) + i] = alias;
+      mapped_[index(to) + i] = 1;
+      access_[index(to) + i] = 0, peer_access_[index(to) + i] = 0;
+    }
+    chunk_pages_[index(to)] = static_cast<std::uint32_t>(n);
+    alias_pages_[index(from)] = static_cast<std::uint32_t>(n);
+    chunk_pages_[index(from)] = 0;
+    aliased_pages_ += n;
+    return true;
+  }
+  /// cuMemUnmap of the alias remap_pages left at `a` (its memory stays, counted at the new address).
+  /// A misuse when `a` is not such an alias of n pages.
+  void unmap_alias(std::uintptr_t a, std::size_t n) noexcept {
+    ++driver_calls_;
+    if (!in_range(a) || alias_pages_[index(a)] != n) {
+      ++misuses_;
+      return;
+    }
+    alias_pages_[index(a)] = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+      mapped_[index(a) + i] = 0;
+      access_[index(a) + i] = 0, peer_access_[index(a) + i] = 0;
+    }
+    aliased_pages_ -= n;
+  }
+  /// Whether the page at a is an alias remap_pages left (mapped at a, its memory counted elsewhere).
+  bool aliased(std::uintptr_t a) const noexcept { return in_range(a) && mapped_[index(a)] == alias; }
+  /// Pages mapped as aliases now.
+  std::size_t aliased_pages() const noexcept { return aliased_pages_; }
+  /// remap_pages calls (one driver call each).
+  std::size_t remap_calls() const noexcept { return remap_calls_; }
+
   /// cuMemUnmap, cuMemRelease.
   void unmap_page(std::uintptr_t a) noexcept { unmap_pages(a, 1); }
   void unmap_pages(std::uintptr_t a, std::size_t n) noexcept {
@@ -235,6 +286,8 @@ class simulated_paged_backend {
   void set_capacity(std::size_t bytes) noexcept { capacity_ = bytes; }
 
  private:
+  static constexpr std::uint8_t alias = 2;  // mapped_: an alias remap_pages left
+
   bool in_range(std::uintptr_t a) const noexcept { return a >= base_ && (a - base_) / page_ < mapped_.size(); }
   std::size_t index(std::uintptr_t a) const noexcept { return (a - base_) / page_; }
   /// Whether [a, a + n pages) is one chunk as mapped; a misuse when not.
@@ -244,10 +297,11 @@ class simulated_paged_backend {
     return false;
   }
 
-  /// Sets the page's state; false (and a misuse) when it already was in that state or is outside.
+  /// Sets the page's state; false (and a misuse) when it already was in that state, is an alias or is
+  /// outside.
   bool mark(std::uintptr_t a, std::uint8_t state) noexcept {
     const std::size_t i = (a - base_) / page_;
-    if (a < base_ || i >= mapped_.size() || mapped_[i] == state) {
+    if (a < base_ || i >= mapped_.size() || mapped_[i] != 1 - state) {  // an alias is neither
       ++misuses_;
       return false;
     }
@@ -265,6 +319,8 @@ class simulated_paged_backend {
   std::uint64_t granted_mask_ = 0, reachable_mask_ = ~std::uint64_t{0};
   std::vector<int> granted_;  // grant_peer's devices, in order
   std::vector<std::uint32_t> chunk_pages_;  // at a chunk's first page: its pages
+  std::vector<std::uint32_t> alias_pages_;  // at an alias's first page (remap_pages): its pages
+  std::size_t aliased_pages_ = 0, remap_calls_ = 0;
   std::size_t mapped_bytes_ = 0, peak_mapped_bytes_ = 0;
   std::size_t map_calls_ = 0, move_calls_ = 0, chunk_moves_ = 0, moved_pages_ = 0, unmap_calls_ = 0, misuses_ = 0, driver_calls_ = 0;
   mutable std::size_t export_calls_ = 0;
@@ -273,5 +329,6 @@ class simulated_paged_backend {
 static_assert(chunked_paged_backend<simulated_paged_backend>);
 static_assert(shareable_paged_backend<simulated_paged_backend>);
 static_assert(peer_paged_backend<simulated_paged_backend>);
+static_assert(remapping_paged_backend<simulated_paged_backend>);
 
 }  // namespace stash

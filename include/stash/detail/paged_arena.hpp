@@ -9,11 +9,15 @@
 // that small blocks never split the holes large ones leave.
 // Stream order: the pages under free blocks whose GPU work may still be running are never moved or
 // given back (hold_pending_pages); where pages are short, the pending frees are waited for, except
-// for a stream that captures a graph (note_capture), where nothing may wait.
+// for a stream that captures a graph (note_capture), where nothing may wait. With
+// caching_options::remap_pending_pages, a chunk under a free block pending on the requesting stream
+// may be mapped at a second address for it (remap_pending_chunk_to); its old range waits, out of
+// every free list, for that free's epoch (retire_remapped).
 #include <algorithm>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 #include "stash/backend/backend.hpp"
 #include "stash/backend/simulated_paged_backend.hpp"
@@ -37,6 +41,7 @@ class paged_arena {
   static_assert(!Buckets::exact_fit, "a paged backend carves one address range: it needs a bucket policy that splits");
   static_assert(Heap::small_pool, "the small region has a pool of its own");
   using tag = stream_tag;
+  static constexpr bool remapping = streamed && remapping_paged_backend<Backend>;
 
  public:
   using backend_type = Backend;
@@ -48,6 +53,8 @@ class paged_arena {
   paged_arena& operator=(const paged_arena&) = delete;
   /// Gives every page back to the backend, including those of blocks the caller never freed.
   ~paged_arena() {
+    if constexpr (remapping)
+      for (const remapped_chunk& r : remapped_) backend_.unmap_alias(page_address(r.first), r.pages);
     for (std::size_t p = 0; p < pages_.size(); ++p)
       if (pages_.mapped(p) && pages_.starts_chunk(p)) (void)unmap_chunk(p);
   }
@@ -55,8 +62,12 @@ class paged_arena {
   Backend& backend() noexcept { return backend_; }
   const Backend& backend() const noexcept { return backend_; }
   std::size_t reserved() const noexcept { return reserved_; }
-  /// Pages moved from one address to another instead of newly mapped.
+  /// Pages moved from one address to another instead of newly mapped (remapped pages included).
   std::uint64_t page_moves() const noexcept { return page_moves_; }
+  /// Pages mapped at a second address while a pending free held them (remap_pending_pages).
+  std::uint64_t pages_remapped() const noexcept { return pages_remapped_; }
+  /// Chunks whose old address still waits for its free's epoch.
+  std::size_t remaps_pending() const noexcept { return remapped_.size(); }
 
   std::uint8_t pool_for(std::size_t size) const noexcept { return size <= small_below_ ? 1 : 0; }
 
@@ -99,10 +110,15 @@ class paged_arena {
 
   /// Stream order: the request being served is for a capturing stream (or not); see block_arena.
   void note_capture(bool capturing) noexcept { capturing_ = capturing; }
+  /// Stream order: the stream of the request whose pages are about to be backed (remap_pending_chunk_to
+  /// takes pages only from its own pending frees).
+  void note_requesting(const tag* on) noexcept { requesting_ = on; }
 
-  /// Stream order: merges neighbouring free blocks that are both ready, region by region.
+  /// Stream order: unmaps the old ranges of remapped chunks whose frees' epochs have completed and
+  /// files them as free blocks, then merges neighbouring free blocks that are both ready, region by region.
   void coalesce() noexcept {
     if constexpr (streamed) {
+      retire_remapped();
       heap_.merge_all_ready([&](auto&& merge) {
         merge(large_first_);
         merge(small_first_);
@@ -445,7 +461,7 @@ class paged_arena {
     const bool holding = hold_pending_pages();
     const std::size_t from = pages_.highest_idle();
     if (holding) release_pending_pages();
-    if (from == page_table::none) return false;
+    if (from == page_table::none) return holding && remap_pending_chunk_to(p, first, last);
     if constexpr (chunked_paged_backend<Backend>) {
       const std::size_t chunk = pages_.chunk_first(from), n = pages_.chunk_last(chunk) - chunk + 1;
       if (chunk_fits(p, n, first, last)) return move_chunk_to(chunk, n, p);
@@ -491,6 +507,103 @@ class paged_arena {
     return true;
   }
 
+  /// Stream order, remap_pending_pages: no page is idle, so a chunk that a free block pending on the
+  /// requesting stream lies on (wholly, strictly above the block's first page) backs page p of the
+  /// block [first, last] instead, mapped there as well as where it is (remap_pages). Work the stream
+  /// queued before that free may still use the chunk at its old address; work it queues from now on
+  /// comes after, so the new block may use it at once. The old range is carved out of the free block as
+  /// a block that is neither free nor live (a ghost, in no free list and not indexed), so that no
+  /// request is placed on the alias, until the free's epoch has completed: retire_remapped then unmaps
+  /// the alias and frees the ghost. The chunk chosen is the highest that fits (chunk_fits), of a free
+  /// block at least remap_min_age epochs old and not on the block's own pages. A walk over the arena's
+  /// blocks and the mapped pages of those pending on the stream, on the page-move slow path only.
+  bool remap_pending_chunk_to(std::size_t p, std::size_t first, std::size_t last) {
+    if constexpr (remapping) {
+      const tag* const on = requesting_;
+      if (!options_.remap_pending_pages || capturing_ || on == nullptr) return false;
+      const std::uintptr_t lo = page_address(first), hi = page_address(last + 1);
+      block* from_block = nullptr;
+      std::size_t chunk = 0, n = 0;
+      for (block* region : {large_first_, small_first_})
+        for (block* b = region; b; b = b->next_adjacent) {
+          if (!b->is_free || b->owner != on || ready(b) || on->open_seq - b->seq < options_.remap_min_age) continue;
+          if (b->addr < hi && b->addr + b->size > lo) continue;  // the block being placed, or on its pages
+          const std::size_t low = first_page(b->addr) + 1;  // the ghost never starts at the block's record
+          const std::size_t end = (b->addr + b->size - arena_base_) >> page_shift_;  // past the whole pages
+          for (std::size_t q = end; q-- > low;) {
+            if (!pages_.mapped(q)) continue;
+            const std::size_t c = pages_.chunk_first(q), l = pages_.chunk_last(q);
+            if (c < low) break;
+            if (l < end && (!from_block || c > chunk) && chunk_fits(p, l - c + 1, first, last)) {
+              from_block = b, chunk = c, n = l - c + 1;
+              break;  // the block's highest that fits
+            }
+            q = c;
+          }
+        }
+      if (!from_block) return false;
+      remapped_.reserve(remapped_.size() + 1);  // host memory first: nothing has changed yet
+      heap_.reserve_records();                  // the two records carve_ghost takes
+      if (!backend_.remap_pages(page_address(chunk), page_address(p), n)) return false;
+      remapped_.push_back({carve_ghost(from_block, page_address(chunk), n << page_shift_), chunk, n});
+      for (std::size_t q = chunk; q < chunk + n; ++q) pages_.set_mapped(q, false);
+      pages_.clear_chunk(chunk, chunk + n - 1);
+      for (std::size_t q = p; q < p + n; ++q) {
+        pages_.set_mapped(q, true);
+        pages_.set_moved(q);
+      }
+      pages_.set_chunk(p, p + n - 1);
+      ungranted_first_ = std::min(ungranted_first_, p);
+      ungranted_last_ = std::max(ungranted_last_, p + n - 1);
+      page_moves_ += n;
+      pages_remapped_ += n;
+      backed_since_move_ = n - 1;
+      // The records allocate() reserved for its own split, taken again: a bad_alloc here is undone as
+      // any failure to back the block (the chunk is given back at its new address; the ghost waits).
+      heap_.reserve_records();
+      return true;
+    } else {
+      (void)p, (void)first, (void)last;
+      return false;
+    }
+  }
+
+  /// Cuts [at, at + bytes) out of free block f (at > f->addr) as a ghost: a block that is not free,
+  /// in no free list and not indexed, pending where f was (owner and epoch); what lies below and
+  /// above it stays free as f was. Takes two records (reserved by the caller).
+  block* carve_ghost(block* f, std::uintptr_t at, std::size_t bytes) noexcept {
+    heap_.remove(f);
+    heap_.split(f, at - f->addr);  // f keeps what lies below; the rest is filed free
+    block* const ghost = f->next_adjacent;
+    heap_.push_free(f);
+    heap_.remove(ghost);
+    heap_.split(ghost, bytes);
+    ghost->is_free = false;
+    ghost->requested = 0;
+    return ghost;
+  }
+
+  /// Unmaps the old range of each remapped chunk whose free's epoch has completed and files its ghost
+  /// as a free block of no stream (its pages unmapped), merged where it may be.
+  void retire_remapped() noexcept {
+    if constexpr (remapping) {
+      for (std::size_t i = 0; i < remapped_.size();) {
+        const remapped_chunk r = remapped_[i];
+        if (!ready(r.ghost)) {
+          ++i;
+          continue;
+        }
+        backend_.unmap_alias(page_address(r.first), r.pages);
+        r.ghost->owner = nullptr;
+        r.ghost->seq = 0;
+        heap_.merge_and_push(r.ghost);
+        heap_.note_unmerged();  // its neighbours that are ready merge in the walk that follows
+        remapped_[i] = remapped_.back();
+        remapped_.pop_back();
+      }
+    }
+  }
+
   /// Paged: while idle pages are picked to be moved or given back, the pages under free blocks that
   /// are not ready (GPU work on some stream may still use them) count as touched. A walk over the
   /// arena's blocks, on those slow paths only and only while frees are pending; no block may be
@@ -531,6 +644,14 @@ class paged_arena {
   std::size_t peak_touched_ = 0;  // high tide of touched_
   std::size_t peak_live_ = 0;     // high tide of live bytes (block in progress included) seen where pages are backed
   std::uint64_t page_moves_ = 0;
+  std::uint64_t pages_remapped_ = 0;
+  // Chunks mapped at a second address whose old range (a ghost block) waits for its free's epoch.
+  struct remapped_chunk {
+    block* ghost;
+    std::size_t first, pages;  // the old range
+  };
+  std::vector<remapped_chunk> remapped_;
+  const tag* requesting_ = nullptr;  // the stream whose request is being backed (note_requesting)
   bool capturing_ = false;  // the request being served is for a capturing stream: no host waits
   std::uint64_t backed_since_move_ = 0;  // pages backed (mapped or moved) since the last move
   // Chunked backends: the first and last page mapped without access while a block is backed.

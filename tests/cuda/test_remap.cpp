@@ -1,0 +1,71 @@
+// caching_options::remap_pending_pages on the GPU: pages under a free still pending on stream s (held
+// there by a host function) are mapped at a new block of s too; the old work reads them at the old
+// address, the new work writes them at the new one, in stream order, and the old address is unmapped
+// once the free's event has completed.
+#include <catch2/catch.hpp>
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "cuda/allocators.hpp"
+#include "cuda/cuda_support.hpp"
+#include "cuda/stream_blocker.hpp"
+#include "cuda/stream_kernels.hpp"
+
+using namespace stash_test;
+
+TEST_CASE("remap (GPU): a kernel writes pages remapped from a pending free at their new address",
+          "[cuda][streams][remap]") {
+  stash::caching_options o;  // every page move allowed, pages mapped alone, one region (as tests/test_remap.cpp)
+  o.remap_pending_pages = true;
+  o.remap_min_age = 1;
+  o.page_slack = 0;
+  o.pages_between_moves = 0;
+  o.max_chunk_pages = 1;
+  o.small_region = false;
+  device_vmm alloc{stash::cuda_vmm_backend(current_device()), o};
+  const std::size_t page = alloc.backend().page_size();
+  const std::size_t words_per_page = page / sizeof(unsigned);
+  scoped_stream s;
+  unsigned long long* bad = nullptr;
+  CUDA_REQUIRE(cudaMalloc(reinterpret_cast<void**>(&bad), 3 * sizeof(unsigned long long)));
+  CUDA_REQUIRE(cudaMemsetAsync(bad, 0, 3 * sizeof(unsigned long long), s.s));
+
+  auto* x = static_cast<unsigned*>(alloc.allocate(4 * page, s.s));
+  CUDA_REQUIRE(launch_fill(x, 4 * words_per_page, 0xAAAA'AAAAu, s.s));
+  void* guard = alloc.allocate(page, s.s);
+  CHECK(reinterpret_cast<std::uintptr_t>(guard) == reinterpret_cast<std::uintptr_t>(x) + 4 * page);
+  unsigned* y = nullptr;
+  {
+    stream_blocker hold(s.s);  // nothing queued on s from here runs before release(): x's free stays pending
+    CUDA_REQUIRE(launch_count_mismatches(x, 4 * words_per_page, 0xAAAA'AAAAu, bad, s.s));  // the old work
+    alloc.deallocate(x, s.s);
+    y = static_cast<unsigned*>(alloc.allocate(5 * page, s.s));  // above the guard: x's pages 1-3 remapped
+    REQUIRE(alloc.page_moves() == 3);
+    REQUIRE(alloc.backend().aliased_pages() == 3);
+    CHECK(alloc.reserved_bytes() == alloc.backend().mapped_bytes());
+    CUDA_REQUIRE(launch_fill(y, 5 * words_per_page, 0xBBBB'BBBBu, s.s));  // the new work, at the new address
+    CUDA_REQUIRE(launch_count_mismatches(y, 5 * words_per_page, 0xBBBB'BBBBu, bad + 1, s.s));
+    // The old address maps the same memory until the allocator unmaps it (it makes no call here).
+    CUDA_REQUIRE(launch_count_mismatches(x + words_per_page, 3 * words_per_page, 0xBBBB'BBBBu, bad + 2, s.s));
+    CHECK(hold.timed_out() == false);
+    hold.release();
+  }
+  CUDA_REQUIRE(cudaStreamSynchronize(s.s));
+  std::vector<unsigned long long> mismatches(3);
+  CUDA_REQUIRE(cudaMemcpy(mismatches.data(), bad, 3 * sizeof(unsigned long long), cudaMemcpyDeviceToHost));
+  CHECK(mismatches[0] == 0);  // the old work read x's data: the new writes came after it
+  CHECK(mismatches[1] == 0);
+  CHECK(mismatches[2] == 0);  // one physical page at two addresses
+
+  alloc.trim_cache(SIZE_MAX);  // the free's event has completed: the old address is unmapped
+  CHECK(alloc.backend().aliased_pages() == 0);
+  CHECK(alloc.reserved_bytes() == alloc.backend().mapped_bytes());
+  alloc.deallocate(y, s.s);
+  alloc.deallocate(guard, s.s);
+  alloc.empty_cache();
+  CHECK(alloc.backend().mapped_bytes() == 0);
+  CUDA_REQUIRE(cudaFree(bad));
+}
