@@ -185,6 +185,24 @@ TEST_CASE("remap: only the requesting stream's pending frees, only when enabled,
     sc.a.deallocate(sc.y, sc.s);
     sc.a.deallocate(sc.guard, sc.s);
   }
+  SECTION("a request that does not raise the high tide of touched pages remaps nothing") {
+    paged a(stash::simulated_paged_backend{}, remapping());
+    auto& o = a.ordering();
+    const stash::stream s = o.make_stream();
+    void* w = a.allocate(12 * MiB, s);  // the high tide: 6 pages
+    a.deallocate(w, s);
+    void* x = a.allocate(8 * MiB, s);  // w's first 4 pages, in place
+    void* guard = a.allocate(page, s);
+    CHECK(x == w);
+    CHECK(addr(guard) == addr(w) + 8 * MiB);
+    a.deallocate(x, s);
+    void* y = a.allocate(10 * MiB, s);  // above w's range: 6 pages touched, no more than w's
+    CHECK(addr(y) == addr(w) + 12 * MiB);
+    CHECK(a.backend().remap_calls() == 0);
+    CHECK(a.backend().mapped_bytes() == 11 * page);
+    a.deallocate(y, s);
+    a.deallocate(guard, s);
+  }
   SECTION("a chunk of several pages moves whole, onto pages inside the block") {
     paged a(stash::simulated_paged_backend{}, remapping(32));
     auto& o = a.ordering();

@@ -277,6 +277,7 @@ class paged_arena {
     ungranted_first_ = page_table::none;
     ungranted_last_ = 0;
     size_for_block(last - first + 1);
+    raises_tide_ = peak_touched_ > peak_before;
     try {
       while (backed && p != page_table::none) {
         const std::size_t run_end = chunks ? map_run(p, first, last, chunks) : page_table::none;
@@ -514,13 +515,16 @@ class paged_arena {
   /// comes after, so the new block may use it at once. The old range is carved out of the free block as
   /// a block that is neither free nor live (a ghost, in no free list and not indexed), so that no
   /// request is placed on the alias, until the free's epoch has completed: retire_remapped then unmaps
-  /// the alias and frees the ghost. The chunk chosen is the highest that fits (chunk_fits), of a free
-  /// block at least remap_min_age epochs old and not on the block's own pages. A walk over the arena's
-  /// blocks and the mapped pages of those pending on the stream, on the page-move slow path only.
+  /// the alias and frees the ghost. Only for a block that raises the high tide of touched pages: a
+  /// workload that repeats its layout then remaps nothing once it has settled, where remapping in every
+  /// replay took pages the stream reused in place a few requests later, back and forth (bench/RESULTS.md,
+  /// "Remapping pages under pending frees"). The chunk chosen is the highest that fits (chunk_fits), of
+  /// a free block at least remap_min_age epochs old and not on the block's own pages. A walk over the
+  /// arena's blocks and the mapped pages of those pending on the stream, on the page-move slow path only.
   bool remap_pending_chunk_to(std::size_t p, std::size_t first, std::size_t last) {
     if constexpr (remapping) {
       const tag* const on = requesting_;
-      if (!options_.remap_pending_pages || capturing_ || on == nullptr) return false;
+      if (!options_.remap_pending_pages || capturing_ || on == nullptr || !raises_tide_) return false;
       const std::uintptr_t lo = page_address(first), hi = page_address(last + 1);
       block* from_block = nullptr;
       std::size_t chunk = 0, n = 0;
@@ -652,6 +656,7 @@ class paged_arena {
   };
   std::vector<remapped_chunk> remapped_;
   const tag* requesting_ = nullptr;  // the stream whose request is being backed (note_requesting)
+  bool raises_tide_ = false;  // the block being backed raises the high tide of touched pages
   bool capturing_ = false;  // the request being served is for a capturing stream: no host waits
   std::uint64_t backed_since_move_ = 0;  // pages backed (mapped or moved) since the last move
   // Chunked backends: the first and last page mapped without access while a block is backed.
