@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <random>
 #include <set>
@@ -55,8 +56,7 @@ TEMPLATE_TEST_CASE_SIG("free_lists: first_at_or_above across word boundaries", "
   std::vector<block> blocks(wanted.size());
 
   for (std::size_t k = 0; k < wanted.size(); ++k) {
-    blocks[k].bucket = static_cast<std::uint32_t>(wanted[k]);
-    lists->push(&blocks[k]);
+    lists->push(&blocks[k], wanted[k]);
     buckets.insert(wanted[k]);
     if (wanted.size() <= 64 || k % 8 == 0) require_all_queries(*lists, buckets);
     REQUIRE(lists->first_at_or_above(wanted[k]) == wanted[k]);
@@ -75,10 +75,7 @@ TEMPLATE_TEST_CASE_SIG("free_lists: first_at_or_above across word boundaries", "
 TEST_CASE("free_lists: lists are LIFO and removal from the middle keeps the links", "[detail][free_lists]") {
   stash::detail::free_lists<817> lists;
   block b[4];
-  for (block& x : b) {
-    x.bucket = 130;
-    lists.push(&x);
-  }
+  for (block& x : b) lists.push(&x, 130);
   REQUIRE(lists.head(130) == &b[3]);
   lists.remove(&b[2]);  // middle
   REQUIRE(lists.head(130) == &b[3]);
@@ -86,7 +83,8 @@ TEST_CASE("free_lists: lists are LIFO and removal from the middle keeps the link
   REQUIRE(b[1].prev_free == &b[3]);
   lists.remove(&b[3]);  // head
   REQUIRE(lists.head(130) == &b[1]);
-  REQUIRE(b[1].prev_free == nullptr);
+  REQUIRE(lists.is_head(&b[1]));  // its prev_free marks list 130 now
+  REQUIRE_FALSE(lists.is_head(&b[0]));
   REQUIRE(lists.first_at_or_above(0) == 130);
   lists.remove(&b[0]);  // tail
   REQUIRE(b[1].next_free == nullptr);
@@ -100,18 +98,21 @@ TEST_CASE("free_lists: random pushes and removals agree with a multiset", "[deta
   auto lists = std::make_unique<stash::detail::free_lists<n>>();
   std::multiset<std::size_t> buckets;
   std::vector<std::unique_ptr<block>> in;
+  std::map<const block*, std::size_t> list_of;  // the records do not say which list they are in
   std::mt19937_64 rng(99);
   for (int op = 0; op < 20000; ++op) {
     if (in.empty() || rng() % 100 < (in.size() < 60 ? 55 : 45)) {
       auto b = std::make_unique<block>();
-      b->bucket = static_cast<std::uint32_t>(rng() % 4 == 0 ? rng() % n : 60 + rng() % 140);
-      lists->push(b.get());
-      buckets.insert(b->bucket);
+      const std::size_t i = rng() % 4 == 0 ? rng() % n : 60 + rng() % 140;
+      lists->push(b.get(), i);
+      buckets.insert(i);
+      list_of[b.get()] = i;
       in.push_back(std::move(b));
     } else {
       const std::size_t k = rng() % in.size();
       lists->remove(in[k].get());
-      buckets.erase(buckets.find(in[k]->bucket));
+      buckets.erase(buckets.find(list_of.at(in[k].get())));
+      list_of.erase(in[k].get());
       in[k] = std::move(in.back());
       in.pop_back();
     }
@@ -123,7 +124,8 @@ TEST_CASE("free_lists: random pushes and removals agree with a multiset", "[deta
   std::size_t counted = 0;
   for (std::size_t i = 0; i < n; ++i)
     for (block* b = lists->head(i); b; b = b->next_free) {
-      REQUIRE(b->bucket == i);
+      REQUIRE(list_of.at(b) == i);
+      REQUIRE(lists->is_head(b) == (b == lists->head(i)));
       ++counted;
     }
   REQUIRE(counted == in.size());

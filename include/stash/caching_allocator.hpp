@@ -145,7 +145,7 @@ class caching_allocator {
     }
     heap_.remove(b);
     heap_.split(b, size);
-    b->is_free = false;
+    b->set_free(false);
     b->requested = n;
     if constexpr (streamed) b->owner = on;
     heap_.index(b);  // a block reused at the same address is indexed already
@@ -163,9 +163,9 @@ class caching_allocator {
     if (!p) return;
     std::lock_guard guard(lock_);
     block* b = heap_.find(address(p));
-    if (!b || b->is_free) throw_bad_pointer(p);
+    if (!b || b->is_free()) throw_bad_pointer(p);
     if constexpr (streamed) {
-      if (b->owner->key != streams_.key_of(s) || b->used_elsewhere) [[unlikely]] return release_cross(b, s);
+      if (b->owner->key != streams_.key_of(s) || b->used_elsewhere()) [[unlikely]] return release_cross(b, s);
     }
     release_block(b);
   }
@@ -175,12 +175,12 @@ class caching_allocator {
     if (!p) return;
     std::lock_guard guard(lock_);
     block* b = heap_.find(address(p));
-    if (!b || b->is_free) throw_bad_pointer(p);
+    if (!b || b->is_free()) throw_bad_pointer(p);
     if (b->requested != n)
       throw invalid_size(n, "sized deallocate does not match the " + std::to_string(b->requested) +
                                 " bytes allocated at this pointer");
     if constexpr (streamed) {
-      if (b->owner->key != streams_.key_of(s) || b->used_elsewhere) [[unlikely]] return release_cross(b, s);
+      if (b->owner->key != streams_.key_of(s) || b->used_elsewhere()) [[unlikely]] return release_cross(b, s);
     }
     release_block(b);
   }
@@ -191,13 +191,13 @@ class caching_allocator {
   void record_stream(void* p, stream s) {
     std::lock_guard guard(lock_);
     block* b = p ? heap_.find(address(p)) : nullptr;
-    if (!b || b->is_free) throw_bad_pointer(p);
+    if (!b || b->is_free()) throw_bad_pointer(p);
     if constexpr (streamed) {
       tag* const t = streams_.tag(s);
       if (t == b->owner) return;
       auto& uses = extra_uses_[b->addr];
       if (std::find(uses.begin(), uses.end(), t) == uses.end()) uses.push_back(t);
-      b->used_elsewhere = true;
+      b->set_used_elsewhere(true);
     }
   }
 
@@ -211,7 +211,7 @@ class caching_allocator {
   {
     std::lock_guard guard(lock_);
     const block* b = p ? heap_.find(address(p)) : nullptr;
-    if (!b || b->is_free) throw_bad_pointer(p);
+    if (!b || b->is_free()) throw_bad_pointer(p);
     return arena_.export_block(b->addr, b->size, b->requested);
   }
 
@@ -237,7 +237,7 @@ class caching_allocator {
   std::size_t allocation_size(const void* p) const {
     std::lock_guard guard(lock_);
     const block* b = heap_.find(address(p));
-    if (!b || b->is_free) throw invalid_pointer(p, "not a live allocation of this allocator");
+    if (!b || b->is_free()) throw invalid_pointer(p, "not a live allocation of this allocator");
     return b->requested;
   }
 
@@ -249,10 +249,10 @@ class caching_allocator {
     if (!p) return false;
     std::lock_guard guard(lock_);
     block* b = heap_.find(address(p));
-    if (!b || b->is_free) return false;
+    if (!b || b->is_free()) return false;
     if constexpr (streamed) {
       try {
-        if (b->owner->key != streams_.key_of(s) || b->used_elsewhere) [[unlikely]] {
+        if (b->owner->key != streams_.key_of(s) || b->used_elsewhere()) [[unlikely]] {
           release_cross(b, s);
           return true;
         }
@@ -285,7 +285,7 @@ class caching_allocator {
     std::lock_guard guard(lock_);
     if (!p) return false;
     const block* b = heap_.find(address(p));
-    return b && !b->is_free;
+    return b && !b->is_free();
   }
 
   /// Gives back to the backend everything no live block uses. Stream order: when frees are pending,
@@ -355,7 +355,7 @@ class caching_allocator {
     auto blocks_in = [&](const detail::block* b, std::uintptr_t begin, std::uintptr_t end) {
       for (; b && b->addr < end; b = b->next_adjacent) {
         const std::uintptr_t from = std::max(b->addr, begin), to = std::min(b->addr + b->size, end);
-        if (from < to) block(from, to - from, b->is_free ? std::size_t{0} : b->requested);
+        if (from < to) block(from, to - from, b->is_free() ? std::size_t{0} : b->requested);
       }
     };
     arena_.visit(region, blocks_in);
@@ -393,7 +393,7 @@ class caching_allocator {
   void release_block(block* b) noexcept {
     [[maybe_unused]] tag* const owner = b->owner;
     heap_.count_freed(b->size);
-    stats_.on_deallocate(b->requested, b->size);
+    stats_.on_deallocate(b->requested, b->size);  // before seq, which shares requested's word, is set
     if constexpr (streamed) b->seq = streams_.note_free(b->owner);
     if constexpr (paged) arena_.unback_pages(b->addr, b->size);
     heap_.merge_and_push(b);
@@ -439,7 +439,7 @@ class caching_allocator {
   {
     streams_.forget_unused([&](auto mark) {  // called only once every free block is ready
       heap_.for_each_block([&](block* b) {
-        if (b->is_free && detail::ready(b)) {
+        if (b->is_free() && detail::ready(b)) {
           b->owner = nullptr;
           b->seq = 0;
         }
@@ -460,11 +460,12 @@ class caching_allocator {
     if (auto it = extra_uses_.find(b->addr); it != extra_uses_.end()) uses.insert(uses.end(), it->second.begin(), it->second.end());
     const std::size_t named_end = uses.size();  // uses[1, named_end): the streams record_stream named
     if (std::find(uses.begin(), uses.end(), freed_on) == uses.end()) uses.push_back(freed_on);
+    const std::size_t requested = b->requested;  // add_cross sets seq, which shares its word
     streams_.add_cross(b, uses);  // the last step that can throw
     extra_uses_.erase(b->addr);
-    b->used_elsewhere = false;
+    b->set_used_elsewhere(false);
     heap_.count_freed(b->size);
-    stats_.on_deallocate(b->requested, b->size);
+    stats_.on_deallocate(requested, b->size);
     if constexpr (paged) arena_.unback_pages(b->addr, b->size);
     heap_.push_free(b);
     heap_.note_unmerged();  // b merges with nothing until it is ready
@@ -498,7 +499,7 @@ class caching_allocator {
     arena_.note_capture(capturing);
     arena_.note_requesting(on);
     if (!capturing && !streams_.settled() && reclaim(on) > 0) {
-      const std::uint8_t region = b->pool;  // a request is carved from the other region when its own is full
+      const std::uint8_t region = b->pool();  // a request is carved from the other region when its own is full
       arena_.coalesce();                    // b may have merged into a ready neighbour: look again
       b = heap_.find_free_block(size, on, region);  // b's memory is still free and usable there: never null
       unmapped = arena_.first_unmapped(b->addr, size);
@@ -508,7 +509,7 @@ class caching_allocator {
     // runs behind the host, so such a block is often pending on this very stream, and its pages may
     // not move: reusing them in place is the only way they serve (docs/design.md, "When the GPU runs
     // behind the host").
-    if (block* lower = b->prev_adjacent; unmapped != detail::page_table::none && lower && lower->is_free &&
+    if (block* lower = b->prev_adjacent(); unmapped != detail::page_table::none && lower && lower->is_free() &&
                                          lower->size < size && heap_type::usable(lower, on) &&
                                          arena_.first_unmapped(lower->addr, lower->size) == detail::page_table::none) {
       b = heap_.place_lower(b, size);
@@ -526,7 +527,7 @@ class caching_allocator {
     const std::uintptr_t a = address(p);
     for (const block* b = arena_.first_block_holding(a); b; b = b->next_adjacent) {
       if (a < b->addr || a >= b->addr + b->size) continue;
-      if (b->is_free) throw double_free(p);
+      if (b->is_free()) throw double_free(p);
       throw invalid_pointer(p, "points inside a live block of " + std::to_string(b->size) +
                                    " bytes, not at its start");
     }

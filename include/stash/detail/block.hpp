@@ -11,24 +11,58 @@ namespace stash::detail {
 
 struct stream_tag;
 
-struct block {
+/// One cache line, aligned to one: a warm step of a large model touches thousands of records, more
+/// than the L1 holds, and a record that spans two lines costs two misses where one would do (80 bytes
+/// took 1.92 D1 misses per warm op on resnet50_train, bench/RESULTS.md). Three encodings fit it:
+/// `requested` (live) and `seq` (free) share a word; the free list a block is filed in is not stored
+/// (the list's head keeps it, free_lists.hpp); and the four flags sit in the low bits of the lower
+/// neighbour's address, which the records' 64-byte alignment leaves zero.
+struct alignas(64) block {
   std::uintptr_t addr = 0;
-  std::size_t size = 0;          // bytes spanned, a multiple of 256
-  std::size_t requested = 0;     // bytes the caller asked for, while live
-  block* prev_adjacent = nullptr; // neighbours in the same segment (or the paged arena)
-  block* next_adjacent = nullptr;
-  block* prev_free = nullptr;     // free-list links, while free
+  std::size_t size = 0;            // bytes spanned, a multiple of 256
+  block* next_adjacent = nullptr;  // the upper neighbour in the same segment (or the paged arena)
+  block* prev_free = nullptr;      // free-list links, while free (a list's head: free_lists.hpp)
   block* next_free = nullptr;
-  std::uint32_t bucket = 0;
-  bool is_free = true;
-  bool indexed = false;  // its address is in the allocator's block index (it has been live there)
-  std::uint8_t pool = 0;  // which of the allocator's free-list sets it is filed in while free
-  bool used_elsewhere = false;  // live: record_stream named another stream (stream-ordered allocators)
   // Stream order (detail/stream_layer.hpp), unused by host-ordered allocators: while live, the stream
-  // it was allocated on; while free, the stream it was freed on and that stream's epoch at the free.
+  // it was allocated on; while free, the stream it was freed on and (seq) that stream's epoch at the free.
   stream_tag* owner = nullptr;
-  std::uint64_t seq = 0;
+  union {
+    std::size_t requested = 0;  // live: bytes the caller asked for
+    std::uint64_t seq;          // free, stream order: the owner's epoch at the free
+  };
+
+  /// The lower neighbour in the same segment (or the paged arena), or null.
+  block* prev_adjacent() const noexcept { return reinterpret_cast<block*>(prev_and_flags_ & ~flag_mask); }
+  void set_prev_adjacent(block* p) noexcept {
+    prev_and_flags_ = reinterpret_cast<std::uintptr_t>(p) | (prev_and_flags_ & flag_mask);
+  }
+  /// A record for the block just above `lower`, split from it: no flag set but `lower`'s pool.
+  void start_above(block* lower) noexcept {
+    prev_and_flags_ = reinterpret_cast<std::uintptr_t>(lower) | (lower->prev_and_flags_ & pool_bit);
+  }
+
+  bool is_free() const noexcept { return (prev_and_flags_ & free_bit) != 0; }
+  void set_free(bool on) noexcept { set(free_bit, on); }
+  /// Its address is in the allocator's block index (it has been live there).
+  bool indexed() const noexcept { return (prev_and_flags_ & indexed_bit) != 0; }
+  void set_indexed(bool on) noexcept { set(indexed_bit, on); }
+  /// Which of the allocator's two sets of free lists it is filed in while free (0 or 1).
+  std::uint8_t pool() const noexcept { return (prev_and_flags_ & pool_bit) != 0 ? 1 : 0; }
+  void set_pool(std::uint8_t p) noexcept { set(pool_bit, p != 0); }
+  /// Live, stream order: record_stream named another stream.
+  bool used_elsewhere() const noexcept { return (prev_and_flags_ & used_elsewhere_bit) != 0; }
+  void set_used_elsewhere(bool on) noexcept { set(used_elsewhere_bit, on); }
+
+ private:
+  static constexpr std::uintptr_t free_bit = 1, indexed_bit = 2, pool_bit = 4, used_elsewhere_bit = 8;
+  static constexpr std::uintptr_t flag_mask = 63;  // below the records' alignment
+  void set(std::uintptr_t bit, bool on) noexcept {
+    if (on) prev_and_flags_ |= bit;
+    else prev_and_flags_ &= ~bit;
+  }
+  std::uintptr_t prev_and_flags_ = free_bit;  // the lower neighbour's address | the flags
 };
+static_assert(sizeof(block) == 64 && alignof(block) == 64, "a block record is one cache line");
 
 /// Hands out block records from chunks so that splitting a block never calls malloc.
 class block_pool {

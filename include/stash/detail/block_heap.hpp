@@ -51,14 +51,14 @@ class block_heap {
   /// Indexes b (live now) unless it is already: a block reused at the same address is. After
   /// reserve(): cannot throw.
   void index(block* b) noexcept {
-    if (!b->indexed) {
+    if (!b->indexed()) {
       index_.insert_reserved(b->addr, b);
-      b->indexed = true;
+      b->set_indexed(true);
     }
   }
   /// Drops the record of a block that no longer exists (a released segment's only block).
   void drop(block* b) noexcept {
-    if (b->indexed) index_.erase(b->addr);
+    if (b->indexed()) index_.erase(b->addr);
     records_.recycle(b);
   }
 
@@ -75,7 +75,7 @@ class block_heap {
     return Buckets::bucket_index(n) + pool * Buckets::bucket_count;
   }
   static std::uint8_t pool_of(const block* b) noexcept {
-    if constexpr (SmallPool) return b->pool;
+    if constexpr (SmallPool) return b->pool();
     else return 0;
   }
 
@@ -129,10 +129,8 @@ class block_heap {
   }
 
   [[gnu::always_inline]] void push_free(block* b) noexcept {
-    b->is_free = true;
-    b->requested = 0;
-    b->bucket = static_cast<std::uint32_t>(bucket_of(b->size, pool_of(b)));
-    free_.push(b);
+    b->set_free(true);
+    free_.push(b, bucket_of(b->size, pool_of(b)));
   }
   /// Takes b out of its free list (it is about to be handed out, merged or given back).
   void remove(block* b) noexcept { free_.remove(b); }
@@ -155,17 +153,15 @@ class block_heap {
     if constexpr (!Buckets::exact_fit) {
       if (b->size > size) {
         block* rest = records_.make();
-        rest->indexed = false;
-        if constexpr (SmallPool) rest->pool = b->pool;  // the same segment or region
+        rest->start_above(b);  // not indexed; in b's pool (the same segment or region)
         if constexpr (Streamed) {  // the rest is as safe, for the same streams, as the block it came from
           rest->owner = b->owner;
           rest->seq = b->seq;
         }
         rest->addr = b->addr + size;
         rest->size = b->size - size;
-        rest->prev_adjacent = b;
         rest->next_adjacent = b->next_adjacent;
-        if (rest->next_adjacent) rest->next_adjacent->prev_adjacent = rest;
+        if (rest->next_adjacent) rest->next_adjacent->set_prev_adjacent(rest);
         b->next_adjacent = rest;
         b->size = size;
         push_free(rest);
@@ -185,7 +181,7 @@ class block_heap {
   /// Files b, just freed, merged with its mergeable free neighbours (the merged block then belongs to
   /// b's stream and epoch). A free neighbour it may not merge with is noted (note_unmerged).
   void merge_and_push(block* b) noexcept {
-    if (block* next = b->next_adjacent; next && next->is_free) {
+    if (block* next = b->next_adjacent; next && next->is_free()) {
       if (mergeable(next, b->owner)) {
         free_.remove(next);
         absorb_next(b);
@@ -193,7 +189,7 @@ class block_heap {
         note_unmerged();
       }
     }
-    if (block* prev = b->prev_adjacent; prev && prev->is_free) {
+    if (block* prev = b->prev_adjacent(); prev && prev->is_free()) {
       if (mergeable(prev, b->owner)) {
         free_.remove(prev);
         if constexpr (Streamed) {
@@ -235,7 +231,7 @@ class block_heap {
   bool merge_ready(block* b) noexcept {
     bool left = false;
     for (; b; b = b->next_adjacent) {
-      while (b->is_free && ready(b) && b->next_adjacent && b->next_adjacent->is_free && ready(b->next_adjacent)) {
+      while (b->is_free() && ready(b) && b->next_adjacent && b->next_adjacent->is_free() && ready(b->next_adjacent)) {
         free_.remove(b);
         free_.remove(b->next_adjacent);
         absorb_next(b);
@@ -243,7 +239,7 @@ class block_heap {
         b->seq = 0;
         push_free(b);
       }
-      if (b->is_free && b->next_adjacent && b->next_adjacent->is_free) left = true;
+      if (b->is_free() && b->next_adjacent && b->next_adjacent->is_free()) left = true;
     }
     return left;
   }
@@ -256,7 +252,7 @@ class block_heap {
   /// part was (on that stream, at the later epoch): as safe as both halves. Cannot throw: allocate()
   /// reserved the record split needs.
   block* place_lower(block* b, std::size_t size) noexcept {
-    block* const lower = b->prev_adjacent;
+    block* const lower = b->prev_adjacent();
     free_.remove(b);
     split(b, size - lower->size);  // b keeps the part the request needs; its rest is filed as it was
     free_.remove(lower);
@@ -283,9 +279,10 @@ class block_heap {
 
   /// Drops a block that was merged into its lower neighbour.
   [[gnu::always_inline]] void unlink(block* b) noexcept {
-    if (b->indexed) index_.erase(b->addr);
-    if (b->prev_adjacent) b->prev_adjacent->next_adjacent = b->next_adjacent;
-    if (b->next_adjacent) b->next_adjacent->prev_adjacent = b->prev_adjacent;
+    if (b->indexed()) index_.erase(b->addr);
+    block* const prev = b->prev_adjacent();
+    if (prev) prev->next_adjacent = b->next_adjacent;
+    if (b->next_adjacent) b->next_adjacent->set_prev_adjacent(prev);
     records_.recycle(b);
   }
 

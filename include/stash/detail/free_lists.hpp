@@ -1,6 +1,9 @@
 #pragma once
 // One doubly linked list of free blocks per bucket, plus a two-level bitmap of the non-empty buckets,
 // so "the first non-empty bucket at or above i" costs two bit scans whatever the number of buckets.
+// A record does not store its list: the head's prev_free is a mark, 2i + 1 (no record's address is
+// odd), so removing any block finds its list without another field in the record, and removing one
+// from the middle of a list never needs it.
 #include <array>
 #include <cstddef>
 #include <cstdint>
@@ -17,10 +20,10 @@ class free_lists {
  public:
   static constexpr std::size_t none = BucketCount;
 
-  [[gnu::always_inline]] void push(block* b) noexcept {
-    const std::size_t i = b->bucket;
+  /// Files b in list i.
+  [[gnu::always_inline]] void push(block* b, std::size_t i) noexcept {
     block* const head = heads_[i];
-    b->prev_free = nullptr;
+    b->prev_free = head_mark(i);
     b->next_free = head;
     heads_[i] = b;
     if (head) {
@@ -31,16 +34,25 @@ class free_lists {
     }
   }
 
+  /// Takes b out of the list it is filed in (its head's mark says which, when b is the head).
   [[gnu::always_inline]] void remove(block* b) noexcept {
-    const std::size_t i = b->bucket;
-    if (b->prev_free) b->prev_free->next_free = b->next_free;
-    else heads_[i] = b->next_free;
-    if (b->next_free) b->next_free->prev_free = b->prev_free;
-    if (!heads_[i]) {
+    block* const prev = b->prev_free;
+    block* const next = b->next_free;
+    if (next) next->prev_free = prev;
+    if (!is_head_mark(prev)) {
+      prev->next_free = next;
+      return;
+    }
+    const std::size_t i = list_of_mark(prev);
+    heads_[i] = next;
+    if (!next) {
       words_[i / 64] &= ~bit(i % 64);
       if (!words_[i / 64]) summary_ &= ~bit(i / 64);
     }
   }
+
+  /// Whether b, filed here, is the head of its list.
+  static bool is_head(const block* b) noexcept { return is_head_mark(b->prev_free); }
 
   block* head(std::size_t i) const noexcept { return heads_[i]; }
 
@@ -59,6 +71,9 @@ class free_lists {
 
  private:
   static constexpr std::uint64_t bit(std::size_t i) noexcept { return std::uint64_t{1} << i; }
+  static block* head_mark(std::size_t i) noexcept { return reinterpret_cast<block*>(i * 2 + 1); }
+  static bool is_head_mark(const block* p) noexcept { return (reinterpret_cast<std::uintptr_t>(p) & 1) != 0; }
+  static std::size_t list_of_mark(const block* p) noexcept { return reinterpret_cast<std::uintptr_t>(p) / 2; }
   std::array<block*, BucketCount> heads_{};
   std::array<std::uint64_t, word_count> words_{};
   std::uint64_t summary_ = 0;

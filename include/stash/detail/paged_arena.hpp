@@ -246,7 +246,7 @@ class paged_arena {
       *small = block{};  // not linked to the large region's blocks: the two never merge
       small->addr = arena_base_ + bytes;
       small->size = small_bytes;
-      small->pool = 1;
+      small->set_pool(1);
       heap_.push_free(small);
       small_first_ = small;
       small_below_ = page / 2;
@@ -618,7 +618,7 @@ class paged_arena {
       if (streams_.settled() || large_first_ == nullptr) return false;
       for (const block* first : {large_first_, small_first_})
         for (const block* b = first; b; b = b->next_adjacent)
-          if (b->is_free && !ready(b)) pages_.hold(first_page(b->addr), last_page(b->addr, b->size));
+          if (b->is_free() && !ready(b)) pages_.hold(first_page(b->addr), last_page(b->addr, b->size));
       return true;
     }
   }
@@ -626,7 +626,7 @@ class paged_arena {
     if constexpr (streamed)
       for (const block* first : {large_first_, small_first_})
         for (const block* b = first; b; b = b->next_adjacent)
-          if (b->is_free && !ready(b)) pages_.unhold(first_page(b->addr), last_page(b->addr, b->size));
+          if (b->is_free() && !ready(b)) pages_.unhold(first_page(b->addr), last_page(b->addr, b->size));
   }
 
   Backend backend_;

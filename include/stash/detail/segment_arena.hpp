@@ -144,7 +144,7 @@ class segment_arena {
     // Exact fit: the block is its class size, whatever the backend's rounding added to the segment,
     // so that it is filed in (and found again from) its own class.
     b->size = Buckets::exact_fit ? size : bytes;
-    b->pool = pool_for(size);
+    b->set_pool(pool_for(size));
     spare_segment_.key() = b->addr;
     spare_segment_.mapped() = segment{b, bytes};
     segments_.insert(std::move(spare_segment_));  // a node that exists: no allocation
@@ -177,7 +177,7 @@ class segment_arena {
     if constexpr (streamed) {
       if (!ready(seg.first)) return false;  // work on some stream may still use it
     }
-    return seg.first->is_free && (Buckets::exact_fit || seg.first->size == seg.bytes);
+    return seg.first->is_free() && (Buckets::exact_fit || seg.first->size == seg.bytes);
   }
 
   static std::size_t round_up_checked(std::size_t n, std::size_t multiple, std::size_t requested) {
