@@ -143,9 +143,8 @@ class caching_allocator {
       }
       from_cache = arena_.back_pages(b->addr, size, n, unmapped) && from_cache;
     }
-    heap_.remove(b);
+    heap_.take(b);
     heap_.split(b, size);
-    b->set_free(false);
     b->requested = n;
     if constexpr (streamed) b->owner = on;
     heap_.index(b);  // a block reused at the same address is indexed already

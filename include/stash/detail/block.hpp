@@ -13,15 +13,17 @@ struct stream_tag;
 
 /// One cache line, aligned to one: a warm step of a large model touches thousands of records, more
 /// than the L1 holds, and a record that spans two lines costs two misses where one would do (80 bytes
-/// took 1.92 D1 misses per warm op on resnet50_train, bench/RESULTS.md). Three encodings fit it:
+/// took 1.92 D1 misses per warm op on resnet50_train, bench/RESULTS.md). Four encodings fit it:
 /// `requested` (live) and `seq` (free) share a word; the free list a block is filed in is not stored
-/// (the list's head keeps it, free_lists.hpp); and the four flags sit in the low bits of the lower
-/// neighbour's address, which the records' 64-byte alignment leaves zero.
+/// (the list's head keeps it, free_lists.hpp); a block is free when it is filed in a free list (its
+/// prev_free is set); and the other three flags sit in the low bits of the lower neighbour's
+/// address, which the records' 64-byte alignment leaves zero.
 struct alignas(64) block {
   std::uintptr_t addr = 0;
   std::size_t size = 0;            // bytes spanned, a multiple of 256
   block* next_adjacent = nullptr;  // the upper neighbour in the same segment (or the paged arena)
-  block* prev_free = nullptr;      // free-list links, while free (a list's head: free_lists.hpp)
+  block* prev_free = nullptr;      // free-list links, while free (a list's head: free_lists.hpp);
+                                   // null while live
   block* next_free = nullptr;
   // Stream order (detail/stream_layer.hpp), unused by host-ordered allocators: while live, the stream
   // it was allocated on; while free, the stream it was freed on and (seq) that stream's epoch at the free.
@@ -41,8 +43,9 @@ struct alignas(64) block {
     prev_and_flags_ = reinterpret_cast<std::uintptr_t>(lower) | (lower->prev_and_flags_ & pool_bit);
   }
 
-  bool is_free() const noexcept { return (prev_and_flags_ & free_bit) != 0; }
-  void set_free(bool on) noexcept { set(free_bit, on); }
+  /// Filed in a free list. Between the allocator's calls every block is live or filed; inside one, a
+  /// block taken out of its list to be merged or re-filed is neither, and nothing asks.
+  bool is_free() const noexcept { return prev_free != nullptr; }
   /// Its address is in the allocator's block index (it has been live there).
   bool indexed() const noexcept { return (prev_and_flags_ & indexed_bit) != 0; }
   void set_indexed(bool on) noexcept { set(indexed_bit, on); }
@@ -54,13 +57,13 @@ struct alignas(64) block {
   void set_used_elsewhere(bool on) noexcept { set(used_elsewhere_bit, on); }
 
  private:
-  static constexpr std::uintptr_t free_bit = 1, indexed_bit = 2, pool_bit = 4, used_elsewhere_bit = 8;
+  static constexpr std::uintptr_t indexed_bit = 1, pool_bit = 2, used_elsewhere_bit = 4;
   static constexpr std::uintptr_t flag_mask = 63;  // below the records' alignment
   void set(std::uintptr_t bit, bool on) noexcept {
     if (on) prev_and_flags_ |= bit;
     else prev_and_flags_ &= ~bit;
   }
-  std::uintptr_t prev_and_flags_ = free_bit;  // the lower neighbour's address | the flags
+  std::uintptr_t prev_and_flags_ = 0;  // the lower neighbour's address | the flags
 };
 static_assert(sizeof(block) == 64 && alignof(block) == 64, "a block record is one cache line");
 

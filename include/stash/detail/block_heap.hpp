@@ -129,11 +129,15 @@ class block_heap {
   }
 
   [[gnu::always_inline]] void push_free(block* b) noexcept {
-    b->set_free(true);
-    free_.push(b, bucket_of(b->size, pool_of(b)));
+    free_.push(b, bucket_of(b->size, pool_of(b)));  // sets prev_free: b is free
   }
-  /// Takes b out of its free list (it is about to be handed out, merged or given back).
+  /// Takes b out of its free list (it is about to be merged or given back).
   void remove(block* b) noexcept { free_.remove(b); }
+  /// Takes b out of its free list to hand it out: it is live from now.
+  [[gnu::always_inline]] void take(block* b) noexcept {
+    free_.remove(b);
+    b->prev_free = nullptr;
+  }
 
   /// f(b) for every free block and every block in the index (the live ones, and free ones reused at
   /// the same address), a free block possibly twice. For empty_cache's walk, not a fast path.
@@ -269,21 +273,14 @@ class block_heap {
   }
 
   /// Folds b's upper neighbour (free, and out of the free lists) into b and drops its record; who owns
-  /// the merged block is the caller's rule. Always inlined, as unlink: both merges of a free are on
-  /// its fast path.
+  /// the merged block is the caller's rule. Always inlined: both merges of a free are on its fast path.
   [[gnu::always_inline]] void absorb_next(block* b) noexcept {
     block* const next = b->next_adjacent;
     b->size += next->size;
-    unlink(next);
-  }
-
-  /// Drops a block that was merged into its lower neighbour.
-  [[gnu::always_inline]] void unlink(block* b) noexcept {
-    if (b->indexed()) index_.erase(b->addr);
-    block* const prev = b->prev_adjacent();
-    if (prev) prev->next_adjacent = b->next_adjacent;
-    if (b->next_adjacent) b->next_adjacent->set_prev_adjacent(prev);
-    records_.recycle(b);
+    if (next->indexed()) index_.erase(next->addr);
+    b->next_adjacent = next->next_adjacent;
+    if (b->next_adjacent) b->next_adjacent->set_prev_adjacent(b);
+    records_.recycle(next);
   }
 
  private:
