@@ -347,14 +347,15 @@ class caching_allocator {
   /// Walks the memory held from the backend, in address order, for reports (stash/torch_snapshot.hpp):
   /// region(begin, bytes) for each stretch of it (a segment; a run of mapped pages), then
   /// block(addr, bytes, requested) for each block in that stretch, clipped to it, requested 0 for a
-  /// free block. Holds the lock throughout: the callbacks must not call the allocator.
+  /// block that is not live (free, or the paged arena's ghost of a remapped chunk). Holds the lock
+  /// throughout: the callbacks must not call the allocator.
   template <class Region, class Block>
   void visit_memory(Region&& region, Block&& block) const {
     std::lock_guard guard(lock_);
     auto blocks_in = [&](const detail::block* b, std::uintptr_t begin, std::uintptr_t end) {
       for (; b && b->addr < end; b = b->next_adjacent) {
         const std::uintptr_t from = std::max(b->addr, begin), to = std::min(b->addr + b->size, end);
-        if (from < to) block(from, to - from, b->is_free() ? std::size_t{0} : b->requested);
+        if (from < to) block(from, to - from, b->is_live() ? b->requested : std::size_t{0});
       }
     };
     arena_.visit(region, blocks_in);

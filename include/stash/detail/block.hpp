@@ -43,9 +43,12 @@ struct alignas(64) block {
     prev_and_flags_ = reinterpret_cast<std::uintptr_t>(lower) | (lower->prev_and_flags_ & pool_bit);
   }
 
-  /// Filed in a free list. Between the allocator's calls every block is live or filed; inside one, a
-  /// block taken out of its list to be merged or re-filed is neither, and nothing asks.
+  /// Filed in a free list. Between the allocator's calls every block is live, filed, or a ghost of the
+  /// paged arena (detail/paged_arena.hpp, carve_ghost); inside one, a block taken out of its list to be
+  /// merged or re-filed is none of these, and nothing asks.
   bool is_free() const noexcept { return prev_free != nullptr; }
+  /// Handed out: not filed, and in the index (every block allocate() hands out is; a ghost is not).
+  bool is_live() const noexcept { return prev_free == nullptr && indexed(); }
   /// Its address is in the allocator's block index (it has been live there).
   bool indexed() const noexcept { return (prev_and_flags_ & indexed_bit) != 0; }
   void set_indexed(bool on) noexcept { set(indexed_bit, on); }

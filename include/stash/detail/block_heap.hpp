@@ -133,7 +133,8 @@ class block_heap {
   }
   /// Takes b out of its free list (it is about to be merged or given back).
   void remove(block* b) noexcept { free_.remove(b); }
-  /// Takes b out of its free list to hand it out: it is live from now.
+  /// Takes b out of its free list to hand it out (or to make it the paged arena's ghost): it is not
+  /// free from now.
   [[gnu::always_inline]] void take(block* b) noexcept {
     free_.remove(b);
     b->prev_free = nullptr;

@@ -530,7 +530,7 @@ class paged_arena {
       std::size_t chunk = 0, n = 0;
       for (block* region : {large_first_, small_first_})
         for (block* b = region; b; b = b->next_adjacent) {
-          if (!b->is_free || b->owner != on || ready(b) || on->open_seq - b->seq < options_.remap_min_age) continue;
+          if (!b->is_free() || b->owner != on || ready(b) || on->open_seq - b->seq < options_.remap_min_age) continue;
           if (b->addr < hi && b->addr + b->size > lo) continue;  // the block being placed, or on its pages
           const std::size_t low = first_page(b->addr) + 1;  // the ghost never starts at the block's record
           const std::size_t end = (b->addr + b->size - arena_base_) >> page_shift_;  // past the whole pages
@@ -580,10 +580,8 @@ class paged_arena {
     heap_.split(f, at - f->addr);  // f keeps what lies below; the rest is filed free
     block* const ghost = f->next_adjacent;
     heap_.push_free(f);
-    heap_.remove(ghost);
+    heap_.take(ghost);  // out of its list and not free; its epoch (seq) stays
     heap_.split(ghost, bytes);
-    ghost->is_free = false;
-    ghost->requested = 0;
     return ghost;
   }
 
