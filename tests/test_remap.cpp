@@ -32,6 +32,7 @@ stash::caching_options remapping(std::size_t chunk_pages = 1) {
   stash::caching_options o;
   o.remap_pending_pages = true;
   o.remap_min_age = 1;
+  o.remap_min_pages = 1;
   o.page_slack = 0;
   o.pages_between_moves = 0;
   o.max_chunk_pages = chunk_pages;
@@ -185,23 +186,22 @@ TEST_CASE("remap: only the requesting stream's pending frees, only when enabled,
     sc.a.deallocate(sc.y, sc.s);
     sc.a.deallocate(sc.guard, sc.s);
   }
-  SECTION("a request that does not raise the high tide of touched pages remaps nothing") {
-    paged a(stash::simulated_paged_backend{}, remapping());
-    auto& o = a.ordering();
-    const stash::stream s = o.make_stream();
-    void* w = a.allocate(12 * MiB, s);  // the high tide: 6 pages
-    a.deallocate(w, s);
-    void* x = a.allocate(8 * MiB, s);  // w's first 4 pages, in place
-    void* guard = a.allocate(page, s);
-    CHECK(x == w);
-    CHECK(addr(guard) == addr(w) + 8 * MiB);
-    a.deallocate(x, s);
-    void* y = a.allocate(10 * MiB, s);  // from w's last page up (place_lower): 6 pages touched, as w did
-    CHECK(addr(y) == addr(w) + 10 * MiB);
-    CHECK(a.backend().remap_calls() == 0);
-    CHECK(a.backend().mapped_bytes() == 10 * page);  // x's 4 pages stay under its free: 4 new ones
-    a.deallocate(y, s);
-    a.deallocate(guard, s);
+  SECTION("a block of fewer than remap_min_pages pages remaps nothing") {
+    stash::caching_options o = remapping();
+    o.remap_min_pages = 6;  // y has 5 pages
+    scene sc(o);
+    CHECK(sc.a.backend().remap_calls() == 0);
+    CHECK(sc.a.backend().mapped_bytes() == 10 * page);
+    sc.a.deallocate(sc.y, sc.s);
+    sc.a.deallocate(sc.guard, sc.s);
+  }
+  SECTION("a block of remap_min_pages pages remaps") {
+    stash::caching_options o = remapping();
+    o.remap_min_pages = 5;
+    scene sc(o);
+    CHECK(sc.a.backend().remap_calls() == 3);
+    sc.a.deallocate(sc.y, sc.s);
+    sc.a.deallocate(sc.guard, sc.s);
   }
   SECTION("a chunk of several pages moves whole, onto pages inside the block") {
     paged a(stash::simulated_paged_backend{}, remapping(32));

@@ -74,14 +74,17 @@ struct caching_options {
   /// its handle (a stream may then be destroyed right after its last call).
   bool free_records_used_streams = false;
   /// Stream-ordered compositions with a backend that can map a chunk at two addresses
-  /// (remapping_paged_backend: cuda_vmm_backend, the simulated paged backend): where a request that
-  /// raises the high tide of touched pages would move a page and no idle page is free of pending frees,
-  /// a chunk under a free block pending on the requesting stream itself is mapped at the new address too
+  /// (remapping_paged_backend: cuda_vmm_backend, the simulated paged backend): where a block of at
+  /// least remap_min_pages pages would move a page and no idle page is free of pending frees, a chunk
+  /// under a free block pending on the requesting stream itself is mapped at the new address too
   /// (stream order makes its use there safe); its old address stays out of every free list until that
   /// free's epoch has completed, and is unmapped then, at a later slow path (never a host wait). Off by
-  /// default: it raised three traces and lowered none for good (bench/RESULTS.md, "Remapping pages
-  /// under pending frees").
+  /// default: with events late it lowers ddp_gpt2_rank0 a little and raises gpt2_varlen_e2e's settled
+  /// peak by 4% (bench/RESULTS.md, "Remapping pages under pending frees").
   bool remap_pending_pages = false;
+  /// With remap_pending_pages: only blocks of at least this many pages remap (512 MiB with 2 MiB
+  /// pages); for smaller ones the pages taken were wanted back in place a few requests later.
+  std::size_t remap_min_pages = 256;
   /// With remap_pending_pages: only chunks of free blocks at least this many epochs older than the
   /// requesting stream's open epoch. The stream's open epoch is closed before its pages are backed, so
   /// 1 takes every pending free of the stream and 2 spares those of the latest epoch.

@@ -21,6 +21,7 @@ TEST_CASE("remap (GPU): a kernel writes pages remapped from a pending free at th
   stash::caching_options o;  // every page move allowed, pages mapped alone, one region (as tests/test_remap.cpp)
   o.remap_pending_pages = true;
   o.remap_min_age = 1;
+  o.remap_min_pages = 1;
   o.page_slack = 0;
   o.pages_between_moves = 0;
   o.max_chunk_pages = 1;

@@ -1,6 +1,6 @@
 // Remapping pages under pending frees (bench/RESULTS.md, "Remapping pages under pending frees"): the
 // sweep of ../2026-11-28-chunk-moves/options_sweep.cpp with two more options from the environment:
-// XREMAP remap_pending_pages (1: on), XRMA remap_min_age; and XCPB chunks_per_block, XMPB
+// XREMAP remap_pending_pages (1: on), XRMA remap_min_age, XRMP remap_min_pages; and XCPB chunks_per_block, XMPB
 // moves_per_block, XPBM pages_between_moves, XMHOL max_held_over_live, XMCP max_chunk_pages as there. Per trace: reserved/live after the cold replay and the peak over it and three
 // warm ones, in host order and in stream order (events at once, lag 0; two records late, lag 2), and in
 // host order the cold replay's driver calls (cuMemCreate, move_page calls, move_pages calls, unmaps, all) and those of
@@ -50,6 +50,7 @@ stash::caching_options opts() {
   if (const char* e = std::getenv("XMCP")) o.max_chunk_pages = std::strtoul(e, nullptr, 10);
   if (const char* e = std::getenv("XREMAP")) o.remap_pending_pages = std::strtoul(e, nullptr, 10) != 0;
   if (const char* e = std::getenv("XRMA")) o.remap_min_age = std::strtoul(e, nullptr, 10);
+  if (const char* e = std::getenv("XRMP")) o.remap_min_pages = std::strtoul(e, nullptr, 10);
   return o;
 }
 int main(int argc, char** argv) {

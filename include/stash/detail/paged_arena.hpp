@@ -64,10 +64,6 @@ class paged_arena {
   std::size_t reserved() const noexcept { return reserved_; }
   /// Pages moved from one address to another instead of newly mapped (remapped pages included).
   std::uint64_t page_moves() const noexcept { return page_moves_; }
-  /// Pages mapped at a second address while a pending free held them (remap_pending_pages).
-  std::uint64_t pages_remapped() const noexcept { return pages_remapped_; }
-  /// Chunks whose old address still waits for its free's epoch.
-  std::size_t remaps_pending() const noexcept { return remapped_.size(); }
 
   std::uint8_t pool_for(std::size_t size) const noexcept { return size <= small_below_ ? 1 : 0; }
 
@@ -277,7 +273,6 @@ class paged_arena {
     ungranted_first_ = page_table::none;
     ungranted_last_ = 0;
     size_for_block(last - first + 1);
-    raises_tide_ = peak_touched_ > peak_before;
     try {
       while (backed && p != page_table::none) {
         const std::size_t run_end = chunks ? map_run(p, first, last, chunks) : page_table::none;
@@ -515,16 +510,17 @@ class paged_arena {
   /// comes after, so the new block may use it at once. The old range is carved out of the free block as
   /// a block that is neither free nor live (a ghost, in no free list and not indexed), so that no
   /// request is placed on the alias, until the free's epoch has completed: retire_remapped then unmaps
-  /// the alias and frees the ghost. Only for a block that raises the high tide of touched pages: a
-  /// workload that repeats its layout then remaps nothing once it has settled, where remapping in every
-  /// replay took pages the stream reused in place a few requests later, back and forth (bench/RESULTS.md,
-  /// "Remapping pages under pending frees"). The chunk chosen is the highest that fits (chunk_fits), of
-  /// a free block at least remap_min_age epochs old and not on the block's own pages. A walk over the
-  /// arena's blocks and the mapped pages of those pending on the stream, on the page-move slow path only.
+  /// the alias and frees the ghost. Only for a block of at least remap_min_pages pages: remapping for
+  /// smaller ones took pages the stream reused in place a few requests later, back and forth
+  /// (bench/RESULTS.md, "Remapping pages under pending frees"). The chunk chosen is the highest that
+  /// fits (chunk_fits), of a free block at least remap_min_age epochs old and not on the block's own
+  /// pages. A walk over the arena's blocks and the mapped pages of those pending on the stream, on the
+  /// page-move slow path only.
   bool remap_pending_chunk_to(std::size_t p, std::size_t first, std::size_t last) {
     if constexpr (remapping) {
       const tag* const on = requesting_;
-      if (!options_.remap_pending_pages || capturing_ || on == nullptr || !raises_tide_) return false;
+      if (!options_.remap_pending_pages || capturing_ || on == nullptr || last - first + 1 < options_.remap_min_pages)
+        return false;
       const std::uintptr_t lo = page_address(first), hi = page_address(last + 1);
       block* from_block = nullptr;
       std::size_t chunk = 0, n = 0;
@@ -560,7 +556,6 @@ class paged_arena {
       ungranted_first_ = std::min(ungranted_first_, p);
       ungranted_last_ = std::max(ungranted_last_, p + n - 1);
       page_moves_ += n;
-      pages_remapped_ += n;
       backed_since_move_ = n - 1;
       // The records allocate() reserved for its own split, taken again: a bad_alloc here is undone as
       // any failure to back the block (the chunk is given back at its new address; the ghost waits).
@@ -646,7 +641,6 @@ class paged_arena {
   std::size_t peak_touched_ = 0;  // high tide of touched_
   std::size_t peak_live_ = 0;     // high tide of live bytes (block in progress included) seen where pages are backed
   std::uint64_t page_moves_ = 0;
-  std::uint64_t pages_remapped_ = 0;
   // Chunks mapped at a second address whose old range (a ghost block) waits for its free's epoch.
   struct remapped_chunk {
     block* ghost;
@@ -654,7 +648,6 @@ class paged_arena {
   };
   std::vector<remapped_chunk> remapped_;
   const tag* requesting_ = nullptr;  // the stream whose request is being backed (note_requesting)
-  bool raises_tide_ = false;  // the block being backed raises the high tide of touched pages
   bool capturing_ = false;  // the request being served is for a capturing stream: no host waits
   std::uint64_t backed_since_move_ = 0;  // pages backed (mapped or moved) since the last move
   // Chunked backends: the first and last page mapped without access while a block is backed.
