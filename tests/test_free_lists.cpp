@@ -130,3 +130,45 @@ TEST_CASE("free_lists: random pushes and removals agree with a multiset", "[deta
     }
   REQUIRE(counted == in.size());
 }
+
+TEST_CASE("block: one cache line; the flags in prev_adjacent's low bits survive relinking", "[detail][free_lists]") {
+  STATIC_REQUIRE(sizeof(block) == 64);
+  STATIC_REQUIRE(alignof(block) == 64);
+  auto r = std::make_unique<block[]>(4);
+  block& b = r[1];
+  REQUIRE(b.prev_adjacent() == nullptr);
+  REQUIRE_FALSE(b.is_free());
+  REQUIRE_FALSE(b.is_live());  // not filed, and not indexed: neither free nor handed out
+
+  b.start_above(&r[0]);
+  REQUIRE(b.prev_adjacent() == &r[0]);
+  REQUIRE(b.pool() == 0);
+  b.set_indexed(true);
+  b.set_pool(1);
+  b.set_used_elsewhere(true);
+  REQUIRE(b.is_live());
+  b.replace_prev_adjacent(&r[0], &r[3]);  // the flags stay as they were
+  REQUIRE(b.prev_adjacent() == &r[3]);
+  REQUIRE(b.indexed());
+  REQUIRE(b.pool() == 1);
+  REQUIRE(b.used_elsewhere());
+  b.set_used_elsewhere(false);
+  REQUIRE(b.pool() == 1);
+  REQUIRE_FALSE(b.used_elsewhere());
+
+  r[2].start_above(&b);  // a split's rest: b's pool, no other flag
+  REQUIRE(r[2].prev_adjacent() == &b);
+  REQUIRE(r[2].pool() == 1);
+  REQUIRE_FALSE(r[2].indexed());
+  REQUIRE_FALSE(r[2].used_elsewhere());
+
+  stash::detail::free_lists<817> lists;  // filed is free; taken out and cleared is not
+  lists.push(&b, 5);
+  REQUIRE(b.is_free());
+  REQUIRE_FALSE(b.is_live());
+  lists.remove(&b);
+  b.prev_free = nullptr;
+  REQUIRE_FALSE(b.is_free());
+  REQUIRE(b.is_live());
+  REQUIRE(b.prev_adjacent() == &r[3]);
+}

@@ -35,8 +35,10 @@ struct alignas(64) block {
 
   /// The lower neighbour in the same segment (or the paged arena), or null.
   block* prev_adjacent() const noexcept { return reinterpret_cast<block*>(prev_and_flags_ & ~flag_mask); }
-  void set_prev_adjacent(block* p) noexcept {
-    prev_and_flags_ = reinterpret_cast<std::uintptr_t>(p) | (prev_and_flags_ & flag_mask);
+  /// The lower neighbour, `from` until now, is `to`. One add, which keeps the flags: both addresses
+  /// are multiples of 64, so the difference never reaches the flag bits.
+  void replace_prev_adjacent(const block* from, const block* to) noexcept {
+    prev_and_flags_ += reinterpret_cast<std::uintptr_t>(to) - reinterpret_cast<std::uintptr_t>(from);
   }
   /// A record for the block just above `lower`, split from it: no flag set but `lower`'s pool.
   void start_above(block* lower) noexcept {

@@ -166,7 +166,7 @@ class block_heap {
         rest->addr = b->addr + size;
         rest->size = b->size - size;
         rest->next_adjacent = b->next_adjacent;
-        if (rest->next_adjacent) rest->next_adjacent->set_prev_adjacent(rest);
+        if (rest->next_adjacent) rest->next_adjacent->replace_prev_adjacent(b, rest);
         b->next_adjacent = rest;
         b->size = size;
         push_free(rest);
@@ -280,7 +280,7 @@ class block_heap {
     b->size += next->size;
     if (next->indexed()) index_.erase(next->addr);
     b->next_adjacent = next->next_adjacent;
-    if (b->next_adjacent) b->next_adjacent->set_prev_adjacent(b);
+    if (b->next_adjacent) b->next_adjacent->replace_prev_adjacent(next, b);
     records_.recycle(next);
   }
 
