@@ -20,18 +20,18 @@ struct stream_tag;
 /// address, which the records' 64-byte alignment leaves zero.
 struct alignas(64) block {
   std::uintptr_t addr = 0;
-  std::size_t size = 0;            // bytes spanned, a multiple of 256
+  std::size_t size = 0;  // bytes spanned, a multiple of 256
+  union {
+    std::size_t requested = 0;  // live: bytes the caller asked for
+    std::uint64_t seq;          // free, stream order: the owner's epoch at the free (see owner)
+  };
   block* next_adjacent = nullptr;  // the upper neighbour in the same segment (or the paged arena)
   block* prev_free = nullptr;      // free-list links, while free (a list's head: free_lists.hpp);
                                    // null while live
   block* next_free = nullptr;
   // Stream order (detail/stream_layer.hpp), unused by host-ordered allocators: while live, the stream
-  // it was allocated on; while free, the stream it was freed on and (seq) that stream's epoch at the free.
+  // it was allocated on; while free, the stream it was freed on (and seq, that stream's epoch then).
   stream_tag* owner = nullptr;
-  union {
-    std::size_t requested = 0;  // live: bytes the caller asked for
-    std::uint64_t seq;          // free, stream order: the owner's epoch at the free
-  };
 
   /// The lower neighbour in the same segment (or the paged arena), or null.
   block* prev_adjacent() const noexcept { return reinterpret_cast<block*>(prev_and_flags_ & ~flag_mask); }
