@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <regex>
@@ -37,11 +38,14 @@ std::string hex(const void* p) {
   return buf;
 }
 
-std::filesystem::path bench_dir() {
+/// The benchmark traces: $STASH_TRACES_DIR when set (a copy of the repository on another machine, as
+/// scripts/gpu-test sets it), else bench/traces of the source tree the suite was built from.
+std::filesystem::path traces_dir() {
+  if (const char* dir = std::getenv("STASH_TRACES_DIR"); dir != nullptr && *dir != '\0') return dir;
 #ifdef STASH_BENCH_DIR
-  return STASH_BENCH_DIR;
+  return std::filesystem::path(STASH_BENCH_DIR) / "traces";
 #else
-  return std::filesystem::path(__FILE__).parent_path().parent_path() / "bench";
+  return std::filesystem::path(__FILE__).parent_path().parent_path() / "bench" / "traces";
 #endif
 }
 
@@ -201,7 +205,7 @@ TEST_CASE("logging_adaptor: threads never interleave an address's allocate and f
 TEST_CASE("logging_adaptor: a recorded trace replays with the same operations and peak", "[logging][trace]") {
   // Play a real trace through a logged allocator, read the log back as stash-replay does, and replay
   // it: the log must carry every operation, in order, with its size.
-  const auto original = stash::bench::read_trace(bench_dir() / "traces" / "bert_infer_varlen.csv");
+  const auto original = stash::bench::read_trace(traces_dir() / "bert_infer_varlen.csv");
   std::ostringstream out;
   {
     logged_pool pool;
