@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # GPU run U3 (one H200), at the rev in .devbuild/u3/rev (the session's final library): every GPU suite
 # and sanitizer, the NCCL suite, the smoke checks run U2's time limit cut (torch.multiprocessing, and
-# sharing without the shareable option) and MemPool, and the replay against PyTorch once more.
-# Carry: build/gpu (less its CMakeFiles), .devbuild/u3 (stash-replay, whl/, rev); buildU3.sh.
+# sharing without the shareable option) and MemPool, and the replay against PyTorch with the final
+# library and with run U1's (75d0de2: 80-byte block records), alternating, twice each.
+# Carry: build/gpu (less its CMakeFiles), .devbuild/u3 (stash-replay, whl/, rev; buildU3.sh), .devbuild/u1.
 L=/tmp/gu3; rm -rf $L; mkdir -p $L
 pack() { (cd $L && tar czf $OUT/logs.tgz .); }
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > $L/gpu.txt 2>&1
@@ -17,8 +18,13 @@ PYTHONPATH=/tmp/site timeout 150 python3 python/tests/gpu/smoke_torch.py multipr
 echo "smoke_torch rc=$?" >> $L/smoke_torch.log
 pack
 TORCH=$(python3 -c 'import torch,os;print(os.path.dirname(torch.__file__))')
-LD_LIBRARY_PATH=$TORCH/lib timeout 80 .devbuild/u3/stash-replay bench/traces --backend cuda --warm 5 \
-  --allocators stash,torch --json-file $L/replay3.jsonl > $L/replay3.txt 2>&1; echo "replay 3 rc=$?" >> $L/replay3.txt
-pack
+for r in 1 2; do
+  for v in u1 u3; do
+    [ $r = 1 ] && A=torch,stash || A=stash,torch
+    LD_LIBRARY_PATH=$TORCH/lib timeout 45 .devbuild/$v/stash-replay bench/traces --backend cuda --warm 5 \
+      --allocators $A --json-file $L/replay-$v-$r.jsonl > $L/replay-$v-$r.txt 2>&1; echo "replay $v $r rc=$?" >> $L/replay-$v-$r.txt
+  done
+  pack
+done
 cat $L/gpu.txt; tail -n 13 $L/summary.txt; tail -n 2 $L/nccl.log; grep -v "^    " $L/smoke_torch.log | tail -n 8
 grep -h "rc=" $L/*.txt $L/*.log $L/*.out
