@@ -21,7 +21,7 @@ TORCH=$(python3 -c 'import torch,os;print(os.path.dirname(torch.__file__))')
 for r in 1 2; do
   for v in u1 u3; do
     [ $r = 1 ] && A=torch,stash || A=stash,torch
-    LD_LIBRARY_PATH=$TORCH/lib timeout 45 .devbuild/$v/stash-replay bench/traces --backend cuda --warm 5 \
+    LD_LIBRARY_PATH=$TORCH/lib timeout 60 .devbuild/$v/stash-replay bench/traces --backend cuda --warm 5 \
       --allocators $A --json-file $L/replay-$v-$r.jsonl > $L/replay-$v-$r.txt 2>&1; echo "replay $v $r rc=$?" >> $L/replay-$v-$r.txt
   done
   pack
