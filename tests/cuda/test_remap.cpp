@@ -36,24 +36,28 @@ TEST_CASE("remap (GPU): a kernel writes pages remapped from a pending free at th
 
   auto* x = static_cast<unsigned*>(alloc.allocate(4 * page, s.s));
   CUDA_REQUIRE(launch_fill(x, 4 * words_per_page, 0xAAAA'AAAAu, s.s));
+  CUDA_REQUIRE(launch_count_mismatches(x, 4 * words_per_page, 0xAAAA'AAAAu, bad, s.s));  // the old work
   void* guard = alloc.allocate(page, s.s);
   CHECK(reinterpret_cast<std::uintptr_t>(guard) == reinterpret_cast<std::uintptr_t>(x) + 4 * page);
   unsigned* y = nullptr;
   {
-    stream_blocker hold(s.s);  // nothing queued on s from here runs before release(): x's free stays pending
-    CUDA_REQUIRE(launch_count_mismatches(x, 4 * words_per_page, 0xAAAA'AAAAu, bad, s.s));  // the old work
+    // Nothing queued on s from here runs before release(), so the event of x's free stays incomplete
+    // while y is placed. No kernel is launched while s is held: under compute-sanitizer a launch waits
+    // for its kernel, which would wait for the release.
+    stream_blocker hold(s.s);
     alloc.deallocate(x, s.s);
     y = static_cast<unsigned*>(alloc.allocate(5 * page, s.s));  // above the guard: x's pages 1-3 remapped
     REQUIRE(alloc.page_moves() == 3);
     REQUIRE(alloc.backend().aliased_pages() == 3);
     CHECK(alloc.reserved_bytes() == alloc.backend().mapped_bytes());
-    CUDA_REQUIRE(launch_fill(y, 5 * words_per_page, 0xBBBB'BBBBu, s.s));  // the new work, at the new address
-    CUDA_REQUIRE(launch_count_mismatches(y, 5 * words_per_page, 0xBBBB'BBBBu, bad + 1, s.s));
-    // The old address maps the same memory until the allocator unmaps it (it makes no call here).
-    CUDA_REQUIRE(launch_count_mismatches(x + words_per_page, 3 * words_per_page, 0xBBBB'BBBBu, bad + 2, s.s));
     CHECK(hold.timed_out() == false);
     hold.release();
   }
+  // The new work, at the new address: stream order puts it after the old work's read of x.
+  CUDA_REQUIRE(launch_fill(y, 5 * words_per_page, 0xBBBB'BBBBu, s.s));
+  CUDA_REQUIRE(launch_count_mismatches(y, 5 * words_per_page, 0xBBBB'BBBBu, bad + 1, s.s));
+  // The old address maps the same memory until the allocator unmaps it (it makes no call here).
+  CUDA_REQUIRE(launch_count_mismatches(x + words_per_page, 3 * words_per_page, 0xBBBB'BBBBu, bad + 2, s.s));
   CUDA_REQUIRE(cudaStreamSynchronize(s.s));
   std::vector<unsigned long long> mismatches(3);
   CUDA_REQUIRE(cudaMemcpy(mismatches.data(), bad, 3 * sizeof(unsigned long long), cudaMemcpyDeviceToHost));
