@@ -184,8 +184,11 @@ class block_heap {
   }
 
   /// Files b, just freed, merged with its mergeable free neighbours (the merged block then belongs to
-  /// b's stream and epoch). A free neighbour it may not merge with is noted (note_unmerged).
-  void merge_and_push(block* b) noexcept {
+  /// b's stream and epoch). A free neighbour it may not merge with is noted (note_unmerged). Always
+  /// inlined: it is the free fast path's last step, and with a second caller (the paged arena's
+  /// retire_remapped) the compiler otherwise calls it out of line, 8 instructions more per warm
+  /// operation (cachegrind, resnet50_train).
+  [[gnu::always_inline]] void merge_and_push(block* b) noexcept {
     if (block* next = b->next_adjacent; next && next->is_free()) {
       if (mergeable(next, b->owner)) {
         free_.remove(next);
