@@ -14,6 +14,7 @@
 
 #include "allocators/ordered_allocator.hpp"
 #include "allocators/stash_allocators.hpp"
+#include "replay.hpp"
 #include "trace_reader.hpp"
 
 int main(int argc, char** argv) {
@@ -32,7 +33,7 @@ int main(int argc, char** argv) {
   for (const auto& file : files) {
     const stash::bench::trace t = stash::bench::read_trace(file);
     stash::bench::stash_adapter<stash::bench::simulated_ordered_allocator> a("stash-ordered");
-    a.use_streams(std::vector<void*>(t.streams.size(), nullptr));
+    a.use_streams(stash::bench::simulated_stream_handles(t));
     std::vector<void*> slots(t.slot_count, nullptr);
     auto replay = [&] {
       a.run(t.ops, slots.data());

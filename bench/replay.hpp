@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
@@ -38,12 +39,23 @@ struct replay_result {
   std::size_t streams = 1;  // distinct streams in the trace
 };
 
+/// Stream handles for a replay without CUDA streams: the Stream value 0 is the legacy default stream
+/// (nullptr), every other value a handle of its own that no CUDA call ever sees (the simulated device's
+/// ordering policies only compare them). Distinct handles make a stream-ordered allocator keep each
+/// stream's frees apart as it does on the GPU, where a block freed on one stream waits for that
+/// stream's event before another stream gets it.
+inline std::vector<void*> simulated_stream_handles(const trace& t) {
+  std::vector<void*> handles;
+  for (std::size_t i = 0; i < t.streams.size(); ++i)
+    handles.push_back(t.streams[i] == 0 ? nullptr : reinterpret_cast<void*>(std::uintptr_t{0x5000} + 0x10 * i));
+  return handles;
+}
+
 /// `before_clock` runs before each timed loop (the CUDA backend synchronises the device there).
 inline replay_result measure_replay(replay_allocator& allocator, const trace& t, int warm,
                                     void (*before_clock)() = nullptr) {
   std::vector<void*> slots(t.slot_count, nullptr);
-  // Without handles of its own, every stream of the trace is replayed on the default stream.
-  if (allocator.stream_count() < t.streams.size()) allocator.use_streams(std::vector<void*>(t.streams.size(), nullptr));
+  if (allocator.stream_count() < t.streams.size()) allocator.use_streams(simulated_stream_handles(t));
   auto timed_run = [&] {
     if (before_clock) before_clock();
     const auto start = std::chrono::steady_clock::now();

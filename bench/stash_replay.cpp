@@ -180,17 +180,23 @@ std::string device_description() {
 void synchronize_device() { cudaDeviceSynchronize(); }
 
 /// The trace's streams as CUDA streams (non-blocking), for the cuda backend: the Stream value 0 is the
-/// legacy default stream, every other value a stream of its own. Elsewhere every handle is nullptr.
+/// legacy default stream, every other value a stream of its own. On the simulated backend they are
+/// distinct handles that no CUDA call sees (simulated_stream_handles).
 class trace_streams {
  public:
-  trace_streams(const trace& t, bool cuda) {
+  trace_streams(const trace& t, bool cuda) : cuda_(cuda) {
+    if (!cuda) {
+      handles_ = simulated_stream_handles(t);
+      return;
+    }
     for (const std::uint64_t value : t.streams) {
       cudaStream_t s = nullptr;
-      if (cuda && value != 0) STASH_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+      if (value != 0) STASH_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
       handles_.push_back(s);
     }
   }
   ~trace_streams() {
+    if (!cuda_) return;
     cudaDeviceSynchronize();
     for (void* s : handles_)
       if (s) cudaStreamDestroy(static_cast<cudaStream_t>(s));
@@ -200,6 +206,7 @@ class trace_streams {
   const std::vector<void*>& handles() const noexcept { return handles_; }
 
  private:
+  bool cuda_;
   std::vector<void*> handles_;
 };
 

@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "../bench/allocators/ordered_allocator.hpp"
 #include "../bench/allocators/stash_allocators.hpp"
 #include "../bench/replay.hpp"
 #include "../bench/trace_reader.hpp"
@@ -97,8 +98,15 @@ TEST_CASE("memory guard: reserved/live over a cold and three warm replays stays 
     const auto t = stash::bench::read_trace(file);
     stash::bench::stash_adapter<stash::simulated_caching_allocator> stash_default("stash");
     stash::bench::stash_adapter<stash::simulated_pow2_allocator> stash_pow2("stash-pow2");
-    for (stash::bench::replay_allocator* allocator :
-         std::initializer_list<stash::bench::replay_allocator*>{&stash_default, &stash_pow2}) {
+    // A trace of several streams is also replayed stream-ordered, each stream on a handle of its own,
+    // with events completing at once and two records late: where its streams' frees wait for each
+    // other, it holds more than in host order, as on the GPU.
+    using ordered = stash::bench::stash_adapter<stash::bench::simulated_ordered_allocator>;
+    ordered stash_ordered("stash-ordered");
+    ordered stash_lagged("stash-lagged", stash::caching_options{}, stash::bench::counting_ordering{2});
+    std::vector<stash::bench::replay_allocator*> allocators{&stash_default, &stash_pow2};
+    if (t.streams.size() > 1) allocators.insert(allocators.end(), {&stash_ordered, &stash_lagged});
+    for (stash::bench::replay_allocator* allocator : allocators) {
       const auto r = stash::bench::measure_replay(*allocator, t, /*warm=*/3);
       REQUIRE(r.settled_reserved_over_live.has_value());  // every benchmark trace has bytes live
       REQUIRE(r.reserved_over_live.has_value());
