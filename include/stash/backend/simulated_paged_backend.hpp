@@ -122,14 +122,7 @@ class simulated_paged_backend {
   bool move_pages(std::uintptr_t from, std::uintptr_t to, std::size_t n) noexcept {
     ++chunk_moves_;
     driver_calls_ += 2;
-    if (!whole_chunk(from, n)) return false;
-    for (std::size_t i = 0; i < n; ++i) {
-      const std::uintptr_t at = to + i * page_;
-      if (!in_range(at) || mapped_[index(at)]) {
-        ++misuses_;
-        return false;
-      }
-    }
+    if (!chunk_may_map_at(from, to, n)) return false;
     for (std::size_t i = 0; i < n; ++i) {
       mark(from + i * page_, 0);
       mark(to + i * page_, 1);
@@ -149,14 +142,7 @@ class simulated_paged_backend {
   bool remap_pages(std::uintptr_t from, std::uintptr_t to, std::size_t n) noexcept {
     ++remap_calls_;
     ++driver_calls_;
-    if (!whole_chunk(from, n)) return false;
-    for (std::size_t i = 0; i < n; ++i) {
-      const std::uintptr_t at = to + i * page_;
-      if (!in_range(at) || mapped_[index(at)]) {
-        ++misuses_;
-        return false;
-      }
-    }
+    if (!chunk_may_map_at(from, to, n)) return false;
     for (std::size_t i = 0; i < n; ++i) {
       mapped_[index(from) + i] = alias;
       mapped_[index(to) + i] = 1;
@@ -295,6 +281,21 @@ class simulated_paged_backend {
     if (in_range(a) && chunk_pages_[index(a)] == n) return true;
     ++misuses_;
     return false;
+  }
+
+  /// Whether the chunk of n pages at `from` may be mapped at the n pages from `to` on (move_pages,
+  /// remap_pages): `from` is one whole chunk of n pages and each page from `to` on is inside the range
+  /// and unmapped; a misuse when not.
+  bool chunk_may_map_at(std::uintptr_t from, std::uintptr_t to, std::size_t n) noexcept {
+    if (!whole_chunk(from, n)) return false;
+    for (std::size_t i = 0; i < n; ++i) {
+      const std::uintptr_t at = to + i * page_;
+      if (!in_range(at) || mapped_[index(at)]) {
+        ++misuses_;
+        return false;
+      }
+    }
+    return true;
   }
 
   /// Sets the page's state; false (and a misuse) when it already was in that state, is an alias or is
