@@ -489,6 +489,15 @@ class paged_arena {
   /// every move's, excepted): a move costs the same two calls whatever its pages.
   bool move_chunk_to(std::size_t from, std::size_t n, std::size_t to) {
     if (!backend_.move_pages(page_address(from), page_address(to), n)) return false;
+    chunk_moved(from, n, to);
+    return true;
+  }
+
+  /// Records that the chunk of n pages at `from` now backs pages [to, to + n - 1] (move_chunk_to,
+  /// remap_pending_chunk_to): `from`'s pages unmapped; the new ones mapped, moved in, and granted
+  /// access with the block's new pages (back_unmapped_pages); the move counted as its n pages, in
+  /// page_moves and in the ration.
+  void chunk_moved(std::size_t from, std::size_t n, std::size_t to) noexcept {
     for (std::size_t q = 0; q < n; ++q) pages_.set_mapped(from + q, false);
     pages_.clear_chunk(from, from + n - 1);
     for (std::size_t q = to; q < to + n; ++q) {
@@ -500,7 +509,6 @@ class paged_arena {
     ungranted_last_ = std::max(ungranted_last_, to + n - 1);
     page_moves_ += n;
     backed_since_move_ = n - 1;
-    return true;
   }
 
   /// Stream order, remap_pending_pages: no page is idle, so a chunk that a free block pending on the
@@ -546,17 +554,7 @@ class paged_arena {
       heap_.reserve_records();                  // the two records carve_ghost takes
       if (!backend_.remap_pages(page_address(chunk), page_address(p), n)) return false;
       remapped_.push_back({carve_ghost(from_block, page_address(chunk), n << page_shift_), chunk, n});
-      for (std::size_t q = chunk; q < chunk + n; ++q) pages_.set_mapped(q, false);
-      pages_.clear_chunk(chunk, chunk + n - 1);
-      for (std::size_t q = p; q < p + n; ++q) {
-        pages_.set_mapped(q, true);
-        pages_.set_moved(q);
-      }
-      pages_.set_chunk(p, p + n - 1);
-      ungranted_first_ = std::min(ungranted_first_, p);
-      ungranted_last_ = std::max(ungranted_last_, p + n - 1);
-      page_moves_ += n;
-      backed_since_move_ = n - 1;
+      chunk_moved(chunk, n, p);
       // The records allocate() reserved for its own split, taken again: a bad_alloc here is undone as
       // any failure to back the block (the chunk is given back at its new address; the ghost waits).
       heap_.reserve_records();
