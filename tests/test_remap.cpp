@@ -56,6 +56,16 @@ struct scene {
   void* y = nullptr;
 };
 
+/// The scene with options o remaps nothing: y gets 5 new pages, 10 mapped in all with x's 4 and the
+/// guard's.
+void check_new_pages(const stash::caching_options& o) {
+  scene sc(o);
+  CHECK(sc.a.backend().remap_calls() == 0);
+  CHECK(sc.a.backend().mapped_bytes() == 10 * page);
+  sc.a.deallocate(sc.y, sc.s);
+  sc.a.deallocate(sc.guard, sc.s);
+}
+
 }  // namespace
 
 TEST_CASE("remap: pages under a free pending on the requesting stream are mapped at the new block too",
@@ -158,11 +168,7 @@ TEST_CASE("remap: only the requesting stream's pending frees, only when enabled,
   SECTION("off by default: new pages") {
     stash::caching_options o = remapping();
     o.remap_pending_pages = false;
-    scene sc(o);
-    CHECK(sc.a.backend().remap_calls() == 0);
-    CHECK(sc.a.backend().mapped_bytes() == 10 * page);
-    sc.a.deallocate(sc.y, sc.s);
-    sc.a.deallocate(sc.guard, sc.s);
+    check_new_pages(o);
   }
   SECTION("a free pending on another stream is not taken") {
     paged a(stash::simulated_paged_backend{}, remapping());
@@ -189,11 +195,7 @@ TEST_CASE("remap: only the requesting stream's pending frees, only when enabled,
   SECTION("a block of fewer than remap_min_pages pages remaps nothing") {
     stash::caching_options o = remapping();
     o.remap_min_pages = 6;  // y has 5 pages
-    scene sc(o);
-    CHECK(sc.a.backend().remap_calls() == 0);
-    CHECK(sc.a.backend().mapped_bytes() == 10 * page);
-    sc.a.deallocate(sc.y, sc.s);
-    sc.a.deallocate(sc.guard, sc.s);
+    check_new_pages(o);
   }
   SECTION("a block of remap_min_pages pages remaps") {
     stash::caching_options o = remapping();
