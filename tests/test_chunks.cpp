@@ -31,6 +31,32 @@ stash::caching_options chunks_of(std::size_t pages) {
   return o;
 }
 
+/// No slack and no ration: every page backed past the budget may move an idle page.
+stash::caching_options moving_every_page() {
+  stash::caching_options o;
+  o.page_slack = 0;
+  o.pages_between_moves = 0;
+  return o;
+}
+
+/// The simulated device, whose access grants and moves can each be refused as the driver refuses a
+/// mapping out of memory.
+struct refusing_backend : stash::simulated_paged_backend {
+  refusing_backend() : simulated_paged_backend(unlimited) {}
+  bool refuse_access = false, refuse_moves = false;
+  std::size_t refused_moves = 0;
+  bool set_access(std::uintptr_t a, std::size_t n) noexcept {
+    if (refuse_access) return false;
+    return simulated_paged_backend::set_access(a, n);
+  }
+  bool move_pages(std::uintptr_t from, std::uintptr_t to, std::size_t n) noexcept {
+    if (refuse_moves) return ++refused_moves, false;
+    return simulated_paged_backend::move_pages(from, to, n);
+  }
+};
+static_assert(stash::chunked_paged_backend<refusing_backend>);
+using refusing = stash::caching_allocator<refusing_backend, stash::segregated_fit_buckets, stash::null_lock>;
+
 }  // namespace
 
 TEST_CASE("chunks: a block's inside pages are one physical allocation, its edge pages their own",
@@ -125,9 +151,7 @@ TEST_CASE("chunks: a chunk goes back only when none of its pages is touched", "[
 
 TEST_CASE("chunks: where an idle chunk does not fit inside the block, it is given back whole instead",
           "[paged][chunks]") {
-  stash::caching_options o;
-  o.page_slack = 0;
-  o.pages_between_moves = 0;  // every page backed may move one
+  const stash::caching_options o = moving_every_page();
   paged a(stash::simulated_paged_backend{}, o);
   void* big = a.allocate(10 * page);  // pages 0-9: chunk 1-8
   void* guard = a.allocate(page);     // page 10
@@ -167,9 +191,7 @@ TEST_CASE("chunks: where an idle chunk does not fit inside the block, it is give
 
 TEST_CASE("chunks: where a move is due, an idle chunk that fits moves whole into the block, in two calls",
           "[paged][chunks]") {
-  stash::caching_options o;
-  o.page_slack = 0;
-  o.pages_between_moves = 0;  // every page backed may move one
+  stash::caching_options o = moving_every_page();
   o.reserve_bytes = 64 * page;  // room above the device's 13 pages of memory
   paged a(stash::simulated_paged_backend(13 * page), o);
   void* big = a.allocate(10 * page);  // pages 0-9: chunk 1-8
@@ -336,9 +358,7 @@ TEST_CASE("chunks: past the slack, a large block makes at most moves_per_block p
 
 TEST_CASE("chunks: pages mapped for a block are granted with the pages moved into it, in one call",
           "[paged][chunks]") {
-  stash::caching_options o;
-  o.page_slack = 0;
-  o.pages_between_moves = 0;  // every page backed past the budget moves an idle page
+  const stash::caching_options o = moving_every_page();
   paged a(stash::simulated_paged_backend{}, o);
   void* low = a.allocate(page);       // page 0
   void* guard = a.allocate(page);     // page 1
@@ -361,27 +381,13 @@ TEST_CASE("chunks: pages mapped for a block are granted with the pages moved int
   CHECK(a.backend().misuses() == 0);
 }
 
-namespace {
-/// The simulated device, whose access grant can be refused as the driver refuses one out of memory.
-struct refusing_access_backend : stash::simulated_paged_backend {
-  refusing_access_backend() : simulated_paged_backend(unlimited) {}
-  bool refuse = false;
-  bool set_access(std::uintptr_t a, std::size_t n) noexcept {
-    if (refuse) return false;
-    return simulated_paged_backend::set_access(a, n);
-  }
-};
-static_assert(stash::chunked_paged_backend<refusing_access_backend>);
-}  // namespace
-
 TEST_CASE("chunks: a refused access grant is out of memory, and every page mapped for the block goes back",
           "[paged][chunks][errors]") {
-  using refusing = stash::caching_allocator<refusing_access_backend, stash::segregated_fit_buckets, stash::null_lock>;
   refusing a;
   void* first = a.allocate(3 * page);  // pages 0-2
   const auto before = a.stats();
   const std::size_t mapped = a.backend().mapped_bytes();
-  a.backend().refuse = true;
+  a.backend().refuse_access = true;
   CHECK_THROWS_AS(a.allocate(600 * page), stash::out_of_memory);
   CHECK(a.backend().mapped_bytes() == mapped);
   CHECK(a.stats().reserved_bytes == before.reserved_bytes);
@@ -389,7 +395,7 @@ TEST_CASE("chunks: a refused access grant is out of memory, and every page mappe
   CHECK(a.stats().allocations == before.allocations);
   CHECK(a.stats().backend_allocations == before.backend_allocations);
   CHECK(a.backend().misuses() == 0);
-  a.backend().refuse = false;
+  a.backend().refuse_access = false;
   void* again = a.allocate(600 * page);  // placed as if the refused one never happened
   CHECK(addr(again) == addr(first) + 3 * page);
   for (std::size_t i = 0; i < 600; ++i) REQUIRE(a.backend().accessible(addr(again) + i * page));
@@ -402,16 +408,12 @@ TEST_CASE("chunks: a refused access grant is out of memory, and every page mappe
 
 TEST_CASE("chunks: a refused access grant gives back the chunks moved in for the block, which have no access",
           "[paged][chunks][errors]") {
-  using refusing = stash::caching_allocator<refusing_access_backend, stash::segregated_fit_buckets, stash::null_lock>;
-  stash::caching_options o;
-  o.page_slack = 0;
-  o.pages_between_moves = 0;
-  refusing a(refusing_access_backend{}, o);
+  refusing a(refusing_backend{}, moving_every_page());
   void* big = a.allocate(10 * page);  // pages 0-9: chunk 1-8
   void* guard = a.allocate(page);     // page 10
   a.deallocate(big);
   const auto before = a.stats();
-  a.backend().refuse = true;
+  a.backend().refuse_access = true;
   // Pages 11-22 as in "an idle chunk that fits moves whole": pages 11-12 new, page 9, the chunk 1-8
   // and page 0 moved in; then the grant is refused.
   CHECK_THROWS_AS(a.allocate(12 * page), stash::out_of_memory);
@@ -426,7 +428,7 @@ TEST_CASE("chunks: a refused access grant gives back the chunks moved in for the
   CHECK(a.stats().backend_allocations == before.backend_allocations);
   CHECK(a.backend().accessible(addr(guard)));
   CHECK(a.backend().misuses() == 0);
-  a.backend().refuse = false;
+  a.backend().refuse_access = false;
   void* again = a.allocate(12 * page);  // placed as the refused one was, on new pages
   CHECK(addr(again) == addr(guard) + page);
   for (std::size_t i = 0; i < 12; ++i) CHECK(a.backend().accessible(addr(again) + i * page));
@@ -438,36 +440,18 @@ TEST_CASE("chunks: a refused access grant gives back the chunks moved in for the
   CHECK(a.backend().misuses() == 0);
 }
 
-namespace {
-/// The simulated device, whose moves can be refused as the driver refuses a mapping out of memory.
-struct refusing_move_backend : stash::simulated_paged_backend {
-  refusing_move_backend() : simulated_paged_backend(unlimited) {}
-  bool refuse = false;
-  std::size_t refused = 0;
-  bool move_pages(std::uintptr_t from, std::uintptr_t to, std::size_t n) noexcept {
-    if (refuse) return ++refused, false;
-    return simulated_paged_backend::move_pages(from, to, n);
-  }
-};
-static_assert(stash::chunked_paged_backend<refusing_move_backend>);
-}  // namespace
-
 TEST_CASE("chunks: a refused move leaves the idle chunk where it is, and the page is mapped anew",
           "[paged][chunks][errors]") {
-  using refusing = stash::caching_allocator<refusing_move_backend, stash::segregated_fit_buckets, stash::null_lock>;
-  stash::caching_options o;
-  o.page_slack = 0;
-  o.pages_between_moves = 0;
-  refusing a(refusing_move_backend{}, o);
+  refusing a(refusing_backend{}, moving_every_page());
   void* big = a.allocate(10 * page);  // pages 0-9: chunk 1-8
   void* guard = a.allocate(page);     // page 10
   a.deallocate(big);
-  a.backend().refuse = true;
+  a.backend().refuse_moves = true;
   // Pages 11-22: 11 and 12 new below the tide, then every page past it tries the highest idle page
   // (page 9, alone), is refused, and maps a page anew: 10 refusals.
   void* p = a.allocate(12 * page);
   REQUIRE(addr(p) == addr(guard) + page);
-  CHECK(a.backend().refused == 10);
+  CHECK(a.backend().refused_moves == 10);
   CHECK(a.page_moves() == 0);
   CHECK(a.backend().chunk_pages(addr(big) + page) == 8);  // the idle chunk, where it was
   CHECK(a.backend().chunk_pages(addr(big)) == 1);
