@@ -226,6 +226,31 @@ TEST_CASE("streams: a free on another stream than the allocation's waits for bot
   a.deallocate(later, t);
 }
 
+namespace {
+/// x and y, neighbours of 512 KiB (a live block above them keeps their segment), freed on s and on t:
+/// not merged while either is pending, so a 1 MiB request on s takes a new segment; merged once both
+/// have completed, so that a miss on a third stream gets x's address with the pair's size. Frees
+/// what it allocates.
+void check_merged_once_both_completed(segments& a, stash::stream s, stash::stream t, void* x, void* y) {
+  auto& o = a.ordering();
+  a.deallocate(x, s);
+  a.deallocate(y, t);
+  void* on_s = a.allocate(1 * MiB, s);    // x alone is too small, y is t's: a new segment
+  void* filler = a.allocate(1 * MiB, s);  // the new segment's rest
+  CHECK_FALSE(overlap(on_s, 1 * MiB, x, 1 * MiB));
+  CHECK_FALSE(overlap(filler, 1 * MiB, x, 1 * MiB));
+  void* on_t = a.allocate(whole, t);  // t's next call records its epoch (the miss on s asked for it)
+  o.complete_all();
+  const stash::stream u = o.make_stream();
+  void* on_u = a.allocate(1 * MiB, u);  // a miss: both retire and merge
+  CHECK(on_u == x);
+  a.deallocate(on_s, s);
+  a.deallocate(filler, s);
+  a.deallocate(on_u, u);
+  a.deallocate(on_t, t);
+}
+}  // namespace
+
 TEST_CASE("streams: neighbours merge only when the merged block is safe for its stream", "[streams]") {
   segments a;
   auto& o = a.ordering();
@@ -244,21 +269,7 @@ TEST_CASE("streams: neighbours merge only when the merged block is safe for its 
     a.deallocate(both, s);
   }
   SECTION("two streams: not merged while either is pending; merged once both have completed") {
-    a.deallocate(x, s);
-    a.deallocate(y, t);
-    void* on_s = a.allocate(1 * MiB, s);    // x alone is too small, y is t's: a new segment
-    void* filler = a.allocate(1 * MiB, s);  // the new segment's rest
-    CHECK_FALSE(overlap(on_s, 1 * MiB, x, 1 * MiB));
-    CHECK_FALSE(overlap(filler, 1 * MiB, x, 1 * MiB));
-    void* on_t = a.allocate(whole, t);  // t's next call records its epoch (the miss on s asked for it)
-    o.complete_all();
-    const stash::stream u = o.make_stream();
-    void* on_u = a.allocate(1 * MiB, u);  // a miss: both retire and merge
-    CHECK(on_u == x);
-    a.deallocate(on_s, s);
-    a.deallocate(filler, s);
-    a.deallocate(on_u, u);
-    a.deallocate(on_t, t);
+    check_merged_once_both_completed(a, s, t, x, y);
   }
   a.deallocate(keep, s);
 }
@@ -273,20 +284,8 @@ TEST_CASE("streams: neighbours freed each on its own stream merge once both have
   void* y = a.allocate(512 * KiB, t);
   void* keep = a.allocate(1 * MiB, s);
   REQUIRE(addr(y) == addr(x) + 512 * KiB);
-  a.deallocate(x, s);
-  a.deallocate(y, t);
-  void* on_s = a.allocate(1 * MiB, s);    // x alone is too small, y is t's: a new segment
-  void* filler = a.allocate(1 * MiB, s);  // the new segment's rest
-  CHECK_FALSE(overlap(on_s, 1 * MiB, x, 1 * MiB));
-  CHECK_FALSE(overlap(filler, 1 * MiB, x, 1 * MiB));
-  void* on_t = a.allocate(whole, t);  // t's next call records its epoch (the miss on s asked for it)
-  o.complete_all();
-  const stash::stream u = o.make_stream();
-  void* on_u = a.allocate(1 * MiB, u);  // a miss: both retire and merge
-  CHECK(on_u == x);
-  for (void* p : {on_s, filler, keep}) a.deallocate(p, s);
-  a.deallocate(on_u, u);
-  a.deallocate(on_t, t);
+  check_merged_once_both_completed(a, s, t, x, y);
+  a.deallocate(keep, s);
 }
 
 TEST_CASE("streams: pages under a pending free are not moved or unmapped until its event completes",
