@@ -50,6 +50,26 @@ CUresult get_access(unsigned long long* flags, const CUmemLocation* location, CU
   return fn(flags, location, ptr);
 }
 
+/// cudaMemcpyPeerAsync of `bytes` from a (device 0) to b (device 1), then back, on a stream of its
+/// own: each copy carries a pattern of its own (seeds `there` and `back`) that the other side then
+/// holds.
+void check_peer_copies(void* a, void* b, std::size_t bytes, std::uint32_t there, std::uint32_t back) {
+  cudaStream_t stream = nullptr;
+  CUDA_REQUIRE(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+
+  write_pattern(a, bytes, there);
+  CUDA_REQUIRE(cudaMemcpyPeerAsync(b, 1, a, 0, bytes, stream));
+  CUDA_REQUIRE(cudaStreamSynchronize(stream));
+  CHECK(holds_pattern(b, bytes, there));
+
+  write_pattern(b, bytes, back);
+  CUDA_REQUIRE(cudaMemcpyPeerAsync(a, 0, b, 1, bytes, stream));
+  CUDA_REQUIRE(cudaStreamSynchronize(stream));
+  CHECK(holds_pattern(a, bytes, back));
+
+  CUDA_REQUIRE(cudaStreamDestroy(stream));
+}
+
 /// The access device `d` has to the mapped byte at p, as the driver records it.
 unsigned long long access_of(const void* p, int d) {
   CUmemLocation where{};
@@ -152,20 +172,7 @@ TEST_CASE("cudaMemcpyPeerAsync copies between stash buffers of devices 0 and 1, 
   void* b = on1.allocate(bytes);
   require_device_memory(a, 0);
   require_device_memory(b, 1);
-  cudaStream_t stream = nullptr;
-  CUDA_REQUIRE(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
-
-  write_pattern(a, bytes, 11);
-  CUDA_REQUIRE(cudaMemcpyPeerAsync(b, 1, a, 0, bytes, stream));
-  CUDA_REQUIRE(cudaStreamSynchronize(stream));
-  CHECK(holds_pattern(b, bytes, 11));
-
-  write_pattern(b, bytes, 12);
-  CUDA_REQUIRE(cudaMemcpyPeerAsync(a, 0, b, 1, bytes, stream));
-  CUDA_REQUIRE(cudaStreamSynchronize(stream));
-  CHECK(holds_pattern(a, bytes, 12));
-
-  CUDA_REQUIRE(cudaStreamDestroy(stream));
+  check_peer_copies(a, b, bytes, 11, 12);
   on0.deallocate(a);
   on1.deallocate(b);
 }
@@ -252,20 +259,7 @@ TEST_CASE("after grant_peer, cudaMemcpyPeerAsync copies between peer_access none
   on1.grant_peer(0);
   CHECK(read_write_for(a, bytes, 1, on0.backend().page_size()));
   CHECK(read_write_for(b, bytes, 0, on1.backend().page_size()));
-  cudaStream_t stream = nullptr;
-  CUDA_REQUIRE(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
-
-  write_pattern(a, bytes, 21);
-  CUDA_REQUIRE(cudaMemcpyPeerAsync(b, 1, a, 0, bytes, stream));
-  CUDA_REQUIRE(cudaStreamSynchronize(stream));
-  CHECK(holds_pattern(b, bytes, 21));
-
-  write_pattern(b, bytes, 22);
-  CUDA_REQUIRE(cudaMemcpyPeerAsync(a, 0, b, 1, bytes, stream));
-  CUDA_REQUIRE(cudaStreamSynchronize(stream));
-  CHECK(holds_pattern(a, bytes, 22));
-
-  CUDA_REQUIRE(cudaStreamDestroy(stream));
+  check_peer_copies(a, b, bytes, 21, 22);
   on0.deallocate(a);
   on1.deallocate(b);
 }
