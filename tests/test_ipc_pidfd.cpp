@@ -255,7 +255,15 @@ TEST_CASE("the memory manager finds the live block a pointer lies in", "[ipc][ma
   CHECK(mm.live_block_containing(freed).first == nullptr);  // a free block is no live one
   int x = 0;
   CHECK(mm.live_block_containing(&x).first == nullptr);      // not the manager's
+  // owns: the start of a live block only (what the C interface's export table checks its entries by)
+  CHECK(mm.owns(a));
+  CHECK(mm.owns(b));
+  CHECK_FALSE(mm.owns(a + 256));
+  CHECK_FALSE(mm.owns(freed));
+  CHECK_FALSE(mm.owns(&x));
+  CHECK_FALSE(mm.owns(nullptr));
   CHECK(mm.get_stats(0).detail == stats.detail);             // finding changes nothing
   mm.deallocate(a);
+  CHECK_FALSE(mm.owns(a));
   mm.deallocate(b);
 }

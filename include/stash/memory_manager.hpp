@@ -145,6 +145,8 @@ class pool : public memory_resource {
   /// none. Walks every block of the pool under its lock (visit_memory): for rare calls (ipc_export of
   /// a pointer inside a block), never for the fast path.
   virtual std::pair<void*, std::size_t> live_block_containing(const void* p) const = 0;
+  /// Whether p is the start of a live block of this pool: one lookup in its block index.
+  virtual bool owns(const void* p) const noexcept = 0;
   /// As the allocator's grant_peer, and true, for a pool of pages granted per device (CUDA virtual
   /// memory); false, changing nothing, for any other pool (cudaMalloc segments, which peers reach once
   /// the program calls cudaDeviceEnablePeerAccess; host memory).
@@ -177,6 +179,7 @@ class pool_of final : public pool {
   bool try_deallocate(void* p, stream s) noexcept override { return allocator_.try_deallocate(p, s); }
   void record_stream(void* p, stream s) override { allocator_.record_stream(p, s); }
   bool holds(const void* p) const noexcept override { return allocator_.holds(p); }
+  bool owns(const void* p) const noexcept override { return allocator_.owns(p); }
   void empty_cache() override { allocator_.empty_cache(); }
   void trim_cache(std::size_t target) override { allocator_.trim_cache(target); }
   stats_snapshot stats() const override { return allocator_.stats(); }
@@ -326,6 +329,14 @@ class memory_manager {
       if (pool* p = slot.load(std::memory_order_acquire); p && p->holds(ptr)) return p->record_stream(ptr, s);
     if (pool* p = pinned_pool_.load(std::memory_order_acquire); p && p->holds(ptr)) return p->record_stream(ptr, s);
     throw invalid_pointer(ptr, "not allocated by the memory manager");
+  }
+
+  /// Whether ptr is the start of a live block of a device pool: a lookup in the index of the pool that
+  /// holds it, for checks that come often (a live block_containing walk is for rare ones).
+  bool owns(const void* ptr) const noexcept {
+    for (const auto& slot : device_pools_)
+      if (const pool* p = slot.load(std::memory_order_acquire); p && p->holds(ptr)) return p->owns(ptr);
+    return false;
   }
 
   /// The live block of a device pool that ptr lies in (its start, and its size as asked for), or

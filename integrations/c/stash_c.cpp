@@ -395,12 +395,11 @@ class ipc_table {
   }
 
   /// Forgets the exports of blocks that are no longer live (freed by a path other than stash_free: a
-  /// released graph pool's blocks given back). Walks the pools' blocks once per export: for that rare
-  /// path only.
+  /// released graph pool's blocks given back): one index lookup per export.
   void forget_dead(const stash::memory_manager& mm) {
     std::lock_guard guard(mutex_);
     for (auto it = exports_.begin(); it != exports_.end();) {
-      if (mm.live_block_containing(it->first).first == it->first) ++it;
+      if (mm.owns(it->first)) ++it;
       else it = exports_.erase(it);
     }
     exported_.store(exports_.size(), std::memory_order_relaxed);
