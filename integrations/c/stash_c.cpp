@@ -167,6 +167,12 @@ constexpr const char* option_help_text =
     "shareable:on|off|auto       off   (vmm) device pages another process can map (stash_ipc_export; PyTorch's\n"
     "                                  torch.multiprocessing); on: a device that cannot export them fails\n"
     "                                  allocations; auto: shareable where the device can export (stash.torch: auto)\n"
+    "remap_pending_pages:on|off  off   (vmm) a large block that needs pages while none is idle also maps, at its new\n"
+    "                                  address, pages under this stream's own pending frees (measured: it does not pay)\n"
+    "remap_min_pages:INT         256   (vmm, remap_pending_pages) only blocks of at least this many pages remap\n"
+    "remap_min_age:INT           1     (vmm, remap_pending_pages) only frees this many epochs older than the open one\n"
+    "cross_stream_wait:on|off    off   (segments) a stream with no usable block takes one freed on another stream\n"
+    "                                  and waits on the GPU for that stream's event (RMM's way)\n"
     "free_records_used_streams:on|off  off  a free records an event on the streams record_stream named\n"
     "                                  (they must be alive then: PyTorch's contract; stash.torch: on)\n"
     "backing:auto|host           auto  host: ordinary host memory even when a GPU is visible (tests)\n"
@@ -288,6 +294,14 @@ options parse_options(std::string_view conf, options base) {
       caching.small_region = parse_choice(key, value, switch_choices);
     } else if (key == "free_records_used_streams") {
       caching.free_records_used_streams = parse_choice(key, value, switch_choices);
+    } else if (key == "remap_pending_pages") {
+      caching.remap_pending_pages = parse_choice(key, value, switch_choices);
+    } else if (key == "remap_min_pages") {
+      caching.remap_min_pages = static_cast<std::size_t>(parse_unsigned(key, value, "an integer >= 0"));
+    } else if (key == "remap_min_age") {
+      caching.remap_min_age = parse_unsigned(key, value, "an integer >= 0");
+    } else if (key == "cross_stream_wait") {
+      caching.cross_stream_wait = parse_choice(key, value, switch_choices);
     } else if (key == "max_held_over_live") {
       const double d = parse_double(key, value, "a number >= 0");
       if (d < 0) bad_value(key, value, "a number >= 0");
@@ -315,7 +329,8 @@ options parse_options(std::string_view conf, options base) {
                          "stash: unknown option '" + std::string(key) +
                              "' (known: backend, page_slack, reserve, pages_between_moves, max_chunk_pages, chunks_per_block, "
                              "moves_per_block, small_region, peer_access, shareable, "
-                             "max_held_over_live, free_records_used_streams, backing, "
+                             "max_held_over_live, free_records_used_streams, remap_pending_pages, remap_min_pages, "
+                             "remap_min_age, cross_stream_wait, backing, "
                              "host_devices, limit, memory_fraction)"};
     }
   }
@@ -349,6 +364,14 @@ std::string format_options(const options& o) {
     s += ",chunks_per_block:" + std::to_string(caching.chunks_per_block);
   if (caching.moves_per_block != defaults.moves_per_block)
     s += ",moves_per_block:" + std::to_string(caching.moves_per_block);
+  if (caching.remap_pending_pages != defaults.remap_pending_pages)
+    s += ",remap_pending_pages:" + std::string(name_of(caching.remap_pending_pages, switch_choices));
+  if (caching.remap_min_pages != defaults.remap_min_pages)
+    s += ",remap_min_pages:" + std::to_string(caching.remap_min_pages);
+  if (caching.remap_min_age != defaults.remap_min_age)
+    s += ",remap_min_age:" + std::to_string(caching.remap_min_age);
+  if (caching.cross_stream_wait != defaults.cross_stream_wait)
+    s += ",cross_stream_wait:" + std::string(name_of(caching.cross_stream_wait, switch_choices));
   if (o.manager.peers != stash::peer_access::all)
     s += ",peer_access:" + std::string(name_of(o.manager.peers, peer_access_choices));
   if (o.manager.shareable) s += ",shareable:on";

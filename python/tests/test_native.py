@@ -380,6 +380,10 @@ class Options(unittest.TestCase):
                 (dict(free_records_used_streams=2), "option 'free_records_used_streams': '2' is not one of off, on"),
                 (dict(peer_access="some"), "option 'peer_access': 'some' is not one of all, none"),
                 (dict(peer_access=True), "option 'peer_access': 'on' is not one of all, none"),
+                (dict(remap_pending_pages="often"), "option 'remap_pending_pages': 'often' is not one of off, on"),
+                (dict(remap_min_pages=-1), "option 'remap_min_pages': '-1' is not an integer >= 0"),
+                (dict(remap_min_age="old"), "option 'remap_min_age': 'old' is not an integer >= 0"),
+                (dict(cross_stream_wait=3), "option 'cross_stream_wait': '3' is not one of off, on"),
             ]
             for kwargs, expected in cases:
                 try:
@@ -419,6 +423,12 @@ class Options(unittest.TestCase):
             assert got.endswith(",backing:auto,peer_access:none"), got
             got = stash.configure("peer_access:all")  # the default: not named
             assert "peer_access" not in got, got
+            got = stash.configure(remap_pending_pages=True, remap_min_pages=64, remap_min_age="2")
+            assert got.endswith(",backing:auto,remap_pending_pages:on,remap_min_pages:64,remap_min_age:2"), got
+            got = stash.configure("cross_stream_wait:on", backend="segments")
+            assert got.startswith("backend:segments,") and got.endswith(",backing:auto,cross_stream_wait:on"), got
+            got = stash.configure(remap_min_pages=256, remap_min_age=1, cross_stream_wait=False)  # defaults: not named
+            assert "remap" not in got and "cross_stream_wait" not in got, got
             got = stash.configure(max_held_over_live=1.05)
             assert got.endswith(",small_region:on,free_records_used_streams:off,backing:auto,max_held_over_live:1.05"), got
             got = stash.configure(defaults="free_records_used_streams:on")  # an integration's defaults
@@ -541,7 +551,8 @@ class Options(unittest.TestCase):
         text = stash.option_help()
         for name in ("backend", "page_slack", "reserve", "pages_between_moves", "max_chunk_pages", "chunks_per_block",
                      "moves_per_block", "small_region", "peer_access", "shareable",
-                     "free_records_used_streams",
+                     "free_records_used_streams", "remap_pending_pages", "remap_min_pages", "remap_min_age",
+                     "cross_stream_wait",
                      "max_held_over_live", "backing", "host_devices", "limit"):
             self.assertIn(name + ":", text)
 
