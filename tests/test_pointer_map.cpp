@@ -58,9 +58,9 @@ TEST_CASE("pointer_map: insert, find and erase", "[detail][pointer_map]") {
 TEST_CASE("pointer_map: colliding keys survive erasure in any order, across the wrap-around",
           "[detail][pointer_map]") {
   // Keys in one 256-byte granule share a home slot, whatever the hash. Put the home in the last slot
-  // of the initial 64-slot table so that the probe run wraps to slot 0.
-  const std::uintptr_t base = key_with_home(63, 64);
-  const std::uintptr_t other_home = key_with_home(0, 64);  // lives where the wrapped run lands
+  // of the initial 256-slot table so that the probe run wraps to slot 0.
+  const std::uintptr_t base = key_with_home(255, 256);
+  const std::uintptr_t other_home = key_with_home(0, 256);  // lives where the wrapped run lands
   std::vector<int> values(40);
   const auto order = GENERATE(0, 1, 2);
   map_type m;
@@ -72,7 +72,8 @@ TEST_CASE("pointer_map: colliding keys survive erasure in any order, across the 
   for (std::uintptr_t i = 0; i < 12; ++i) put(base + i * 8, &values[i]);
   for (std::uintptr_t i = 0; i < 6; ++i) put(other_home + i, &values[20 + i]);
   for (std::uintptr_t i = 12; i < 20; ++i) put(base + i * 8, &values[i]);
-  REQUIRE(m.size() == 26);  // still the 64-slot table: no rehash has moved anything
+  REQUIRE(m.size() == 26);
+  REQUIRE(m.capacity() == 256);  // still the initial table: no rehash has moved anything
 
   std::vector<std::uintptr_t> keys;
   for (const auto& [k, v] : reference) keys.push_back(k);
@@ -93,8 +94,12 @@ TEST_CASE("pointer_map: colliding keys survive erasure in any order, across the 
 TEST_CASE("pointer_map: grows and keeps every entry", "[detail][pointer_map]") {
   map_type m;
   std::vector<int> values(5000);
-  for (std::size_t i = 0; i < values.size(); ++i) m.insert((i + 1) * 256, &values[i]);
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    m.insert((i + 1) * 256, &values[i]);
+    REQUIRE(m.capacity() >= 8 * m.size());  // at most an eighth of the slots used
+  }
   REQUIRE(m.size() == values.size());
+  REQUIRE(m.capacity() == 65536);  // 5000 entries: 32768 slots hold at most 4096
   for (std::size_t i = 0; i < values.size(); ++i) REQUIRE(m.find((i + 1) * 256) == &values[i]);
   REQUIRE(contents(m).size() == values.size());
   for (std::size_t i = 0; i < values.size(); i += 2) m.erase((i + 1) * 256);

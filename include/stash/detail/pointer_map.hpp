@@ -3,6 +3,12 @@
 // backward-shift deletion. No allocation per entry and one or two cache lines per lookup, which is
 // what keeps deallocate on the order of ten nanoseconds (std::unordered_map allocates a node per
 // insert). Keys are block addresses, never 0.
+//
+// At most an eighth of the slots are used (16 bytes per slot: 128 bytes of table per block). A lookup
+// then nearly always ends at its first or second slot, and an erase shifts back almost nothing, so the
+// probe loops' exits are predictable. At half full, as this table was, the loops' mispredicted exits
+// cost more than the extra cache misses of a sparser table: on one H200's host, warm replays ran 12-20%
+// faster per operation on the large-heap traces (bench/RESULTS.md, eighth session, run V5).
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -13,7 +19,7 @@ namespace stash::detail {
 template <class Value>
 class pointer_map {
  public:
-  pointer_map() { rehash(64); }
+  pointer_map() { rehash(256); }
 
   Value* find(std::uintptr_t key) const noexcept {
     for (std::size_t i = slot_of(key);; i = (i + 1) & mask_) {
@@ -56,6 +62,7 @@ class pointer_map {
   }
 
   std::size_t size() const noexcept { return size_; }
+  std::size_t capacity() const noexcept { return capacity_; }
 
   template <class F>
   void for_each(F&& f) const {
@@ -85,7 +92,7 @@ class pointer_map {
     auto old = std::exchange(slots_, std::move(fresh));
     const std::size_t old_capacity = capacity_;
     capacity_ = capacity;
-    grow_at_ = capacity / 2;
+    grow_at_ = capacity / max_load_inverse;
     mask_ = capacity - 1;
     shift_ = 64 - static_cast<unsigned>(__builtin_ctzll(capacity));
     for (std::size_t i = 0; i < old_capacity; ++i)
@@ -94,7 +101,8 @@ class pointer_map {
 
   std::unique_ptr<slot[]> slots_;
   std::size_t capacity_ = 0;
-  std::size_t grow_at_ = 0;  // at most half the slots are used: one more insert at this size grows
+  static constexpr std::size_t max_load_inverse = 8;  // at most 1 / this of the slots are used
+  std::size_t grow_at_ = 0;  // one more insert at this size grows the table
   std::size_t mask_ = 0;
   unsigned shift_ = 64;
   std::size_t size_ = 0;
