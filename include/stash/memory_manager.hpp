@@ -332,7 +332,7 @@ class memory_manager {
   }
 
   /// Whether ptr is the start of a live block of a device pool: a lookup in the index of the pool that
-  /// holds it, for checks that come often (a live block_containing walk is for rare ones).
+  /// holds it, for checks that come often (live_block_containing walks the pool's blocks: for rare ones).
   bool owns(const void* ptr) const noexcept {
     for (const auto& slot : device_pools_)
       if (const pool* p = slot.load(std::memory_order_acquire); p && p->holds(ptr)) return p->owns(ptr);

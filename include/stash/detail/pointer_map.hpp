@@ -6,9 +6,9 @@
 //
 // At most an eighth of the slots are used (16 bytes per slot: 128 bytes of table per block). A lookup
 // then nearly always ends at its first or second slot, and an erase shifts back almost nothing, so the
-// probe loops' exits are predictable. At half full, as this table was, the loops' mispredicted exits
-// cost more than the extra cache misses of a sparser table: on one H200's host, warm replays ran 12-20%
-// faster per operation on the large-heap traces (bench/RESULTS.md, eighth session, run V5).
+// probe loops' exits are predictable. At half full the loops' mispredicted exits cost more than a
+// sparser table's extra cache misses: at an eighth, warm replays ran 12-20% faster per operation on the
+// large-heap traces on one H200's host (bench/RESULTS.md, eighth session, run V5).
 #include <cstddef>
 #include <cstdint>
 #include <memory>
