@@ -334,17 +334,15 @@ class memory_manager {
   /// Whether ptr is the start of a live block of a device pool: a lookup in the index of the pool that
   /// holds it, for checks that come often (live_block_containing walks the pool's blocks: for rare ones).
   bool owns(const void* ptr) const noexcept {
-    for (const auto& slot : device_pools_)
-      if (const pool* p = slot.load(std::memory_order_acquire); p && p->holds(ptr)) return p->owns(ptr);
-    return false;
+    const pool* p = device_pool_holding(ptr);
+    return p && p->owns(ptr);
   }
 
   /// The live block of a device pool that ptr lies in (its start, and its size as asked for), or
   /// {nullptr, 0}. Walks the blocks of the pool that holds ptr: for rare calls only.
   std::pair<void*, std::size_t> live_block_containing(const void* ptr) const {
-    for (const auto& slot : device_pools_)
-      if (const pool* p = slot.load(std::memory_order_acquire); p && p->holds(ptr)) return p->live_block_containing(ptr);
-    return {nullptr, 0};
+    const pool* p = device_pool_holding(ptr);
+    return p ? p->live_block_containing(ptr) : std::pair<void*, std::size_t>{nullptr, 0};
   }
 
   /// The live block ptr (of any device pool) as another process can map it (stash/ipc.hpp). Needs
@@ -352,8 +350,7 @@ class memory_manager {
   /// can export); otherwise throws stash::error. Throws invalid_pointer (or double_free) if ptr is not
   /// the start of a live block of a device pool; nothing changes then.
   ipc_handle ipc_export(const void* ptr) const {
-    for (const auto& slot : device_pools_)
-      if (const pool* p = slot.load(std::memory_order_acquire); p && p->holds(ptr)) return p->ipc_export(ptr);
+    if (const pool* p = device_pool_holding(ptr)) return p->ipc_export(ptr);
     throw invalid_pointer(ptr, "not a device allocation of the memory manager");
   }
 
@@ -464,6 +461,13 @@ class memory_manager {
   pool* existing_pinned_pool() const noexcept { return pinned_pool_.load(std::memory_order_acquire); }
 
  private:
+  /// The device pool whose memory ptr lies in, or null.
+  const pool* device_pool_holding(const void* ptr) const noexcept {
+    for (const auto& slot : device_pools_)
+      if (const pool* p = slot.load(std::memory_order_acquire); p && p->holds(ptr)) return p;
+    return nullptr;
+  }
+
   int resolve(int device_id) const {
     if (device_id == -1) return current_device();
     if (device_id < 0 || device_id >= device_count_) throw invalid_device(device_id, device_count_);
