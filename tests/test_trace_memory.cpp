@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <regex>
 #include <sstream>
 #include <string>
@@ -102,10 +103,14 @@ TEST_CASE("memory guard: reserved/live over a cold and three warm replays stays 
     // with events completing at once and two records late: where its streams' frees wait for each
     // other, it holds more than in host order, as on the GPU.
     using ordered = stash::bench::stash_adapter<stash::bench::simulated_ordered_allocator>;
-    ordered stash_ordered("stash-ordered");
-    ordered stash_lagged("stash-lagged", stash::caching_options{}, stash::bench::counting_ordering{2});
+    std::optional<ordered> stash_ordered, stash_lagged;
     std::vector<stash::bench::replay_allocator*> allocators{&stash_default, &stash_pow2};
-    if (t.streams.size() > 1) allocators.insert(allocators.end(), {&stash_ordered, &stash_lagged});
+    if (t.streams.size() > 1) {
+      stash_ordered.emplace("stash-ordered");
+      stash_lagged.emplace("stash-lagged", stash::caching_options{},
+                           stash::bench::counting_ordering{stash::bench::lagged_records});
+      allocators.insert(allocators.end(), {&*stash_ordered, &*stash_lagged});
+    }
     for (stash::bench::replay_allocator* allocator : allocators) {
       const auto r = stash::bench::measure_replay(*allocator, t, /*warm=*/3);
       REQUIRE(r.settled_reserved_over_live.has_value());  // every benchmark trace has bytes live

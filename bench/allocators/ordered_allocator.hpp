@@ -5,6 +5,7 @@
 // composition runs on the host, less the CUDA runtime's own, so callgrind on it measures what stream
 // order costs the fast path. Built in a translation unit of its own (as stash+log), so the `stash`
 // composition in stash-replay's is compiled as before.
+#include <cstdint>
 #include <memory>
 
 #include "counting_ordering.hpp"
@@ -21,8 +22,10 @@ using simulated_ordered_allocator = stash::caching_allocator<stash::simulated_pa
                                                              stash::spin_lock, stash::basic_stats, counting_ordering>;
 
 std::unique_ptr<replay_allocator> make_ordered_stash_allocator();
-/// `stash-lagged`: the same, with events completing two records late (counting_ordering's lag), as
-/// when the GPU runs behind the host.
+/// How many records late `stash-lagged`'s events complete.
+inline constexpr std::uint64_t lagged_records = 2;
+/// `stash-lagged`: the same, with events completing lagged_records records late (counting_ordering's
+/// lag), as when the GPU runs behind the host.
 std::unique_ptr<replay_allocator> make_lagged_stash_allocator();
 
 }  // namespace stash::bench
