@@ -119,6 +119,8 @@ class pool : public memory_resource {
  public:
   /// As the allocator's: frees p used on stream s if it is live here, else false.
   virtual bool try_deallocate(void* p, stream s) noexcept = 0;
+  /// As the allocator's: whether p lies in memory the pool holds from its backend, live or cached (the
+  /// pool that can say why freeing p is wrong). owns(p) is narrower: p starts a live block.
   virtual bool holds(const void* p) const noexcept = 0;
   virtual void deallocate(void* p, stream s = stream{}) = 0;
   /// As the allocator's record_stream: throws invalid_pointer (or double_free) if p is not live here.

@@ -73,7 +73,7 @@ struct alignas(64) block {
 static_assert(sizeof(block) == 64 && alignof(block) == 64, "a block record is one cache line");
 
 /// Hands out block records from chunks so that splitting a block never calls malloc.
-class block_pool {
+class block_records {
  public:
   /// Makes sure the next two make() calls cannot throw: the allocator asks the host heap for records
   /// before it changes anything, so a std::bad_alloc leaves it as it was.

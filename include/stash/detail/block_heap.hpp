@@ -74,7 +74,7 @@ class block_heap {
   static std::size_t bucket_of(std::size_t n, std::uint8_t pool) noexcept {
     return Buckets::bucket_index(n) + pool * Buckets::bucket_count;
   }
-  static std::uint8_t pool_of(const block* b) noexcept {
+  static std::uint8_t filed_pool(const block* b) noexcept {
     if constexpr (SmallPool) return b->pool();
     else return 0;
   }
@@ -129,7 +129,7 @@ class block_heap {
   }
 
   [[gnu::always_inline]] void push_free(block* b) noexcept {
-    free_.push(b, bucket_of(b->size, pool_of(b)));  // sets prev_free: b is free
+    free_.push(b, bucket_of(b->size, filed_pool(b)));  // sets prev_free: b is free
   }
   /// Takes b out of its free list (it is about to be merged or given back).
   void remove(block* b) noexcept { free_.remove(b); }
@@ -291,7 +291,7 @@ class block_heap {
   free_lists<Buckets::bucket_count * pool_count> free_;  // a range of lists per pool (bucket_of)
   pointer_map<block> index_;  // block start -> record, for every block that has been live at its
                               // address (free ones too: a reuse needs no insert)
-  block_pool records_;
+  block_records records_;
   std::size_t allocated_ = 0;  // bytes of live blocks
   bool unmerged_ = false;      // stream order: free neighbours may lie unmerged (note_unmerged)
 };
