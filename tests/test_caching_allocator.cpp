@@ -766,6 +766,72 @@ TEST_CASE("paged: a small request is carved from the large region once its own i
   REQUIRE(a.backend().misuses() == 0);
 }
 
+TEST_CASE("paged: with small_fill_mapped, a small request fills mapped memory of the large region before it "
+          "maps a page of its own",
+          "[allocator][paged]") {
+  stash::caching_options options;
+  options.reserve_bytes = 64 * MiB;  // the small region: [64, 72) MiB, pages 32..35
+  options.small_fill_mapped = true;
+  caching_allocator<simulated_paged_backend, segregated_fit_buckets, null_lock, basic_stats> a(
+      simulated_paged_backend{}, options);
+  void* s1 = a.allocate(MiB);        // page 32, the small region's first: nothing else is mapped yet
+  void* s2 = a.allocate(MiB);        // page 32 is full
+  void* big1 = a.allocate(4 * MiB);  // pages 0..1
+  void* big2 = a.allocate(3 * MiB);  // pages 2..3, the upper half of page 3 free
+  REQUIRE(addr(s1) == addr(big1) + 64 * MiB);
+  REQUIRE(a.stats().reserved_bytes == 5 * 2 * MiB);
+
+  // The small region would need page 33: the free end of page 3 holds the request instead.
+  void* s3 = a.allocate(MiB);
+  REQUIRE(addr(s3) == addr(big2) + 3 * MiB);
+  REQUIRE(a.stats().reserved_bytes == 5 * 2 * MiB);
+  REQUIRE(a.backend().mapped_bytes() == 5 * 2 * MiB);
+
+  // Idle pages a large block left serve the same way, at the hole's start.
+  a.deallocate(big1);
+  void* s4 = a.allocate(512 * 1024);
+  REQUIRE(s4 == big1);
+  REQUIRE(a.stats().reserved_bytes == 5 * 2 * MiB);
+
+  // Room in the small region's own mapped pages comes first.
+  a.deallocate(s1);
+  void* s5 = a.allocate(MiB);
+  REQUIRE(s5 == s1);
+
+  // With every mapped byte in use, the small region maps its next page.
+  void* big3 = a.allocate(3 * MiB + 512 * 1024);  // the rest of pages 0..1, after s4
+  REQUIRE(addr(big3) == addr(s4) + 512 * 1024);
+  void* s6 = a.allocate(4096);
+  REQUIRE(addr(s6) == addr(s1) + 2 * MiB);  // page 33
+  REQUIRE(a.stats().reserved_bytes == 6 * 2 * MiB);
+  for (void* p : {big2, s2, s3, s4, s5, big3, s6}) a.deallocate(p);
+  a.empty_cache();
+  REQUIRE(a.stats().reserved_bytes == 0);
+  REQUIRE(a.backend().misuses() == 0);
+}
+
+TEST_CASE("paged: without small_fill_mapped (the default), or with max_held_over_live, a small request maps its "
+          "region's next page",
+          "[allocator][paged]") {
+  stash::caching_options by_default, bounded;
+  bounded.small_fill_mapped = true;
+  bounded.max_held_over_live = 1.05;
+  REQUIRE_FALSE(by_default.small_fill_mapped);
+  for (stash::caching_options options : {by_default, bounded}) {
+    options.reserve_bytes = 64 * MiB;
+    caching_allocator<simulated_paged_backend, segregated_fit_buckets, null_lock, basic_stats> a(
+        simulated_paged_backend{}, options);
+    void* s1 = a.allocate(MiB);
+    void* s2 = a.allocate(MiB);        // page 32 is full
+    void* big = a.allocate(3 * MiB);   // pages 0..1, the upper half of page 1 free
+    void* s3 = a.allocate(MiB);        // page 33, not the free end of page 1
+    REQUIRE(addr(s3) == addr(s1) + 2 * MiB);
+    REQUIRE(a.stats().reserved_bytes == 4 * 2 * MiB);
+    for (void* p : {s1, s2, big, s3}) a.deallocate(p);
+    REQUIRE(a.backend().misuses() == 0);
+  }
+}
+
 TEST_CASE("paged: with small_region off, one region serves every size", "[allocator][paged]") {
   stash::caching_options options;
   options.reserve_bytes = 64 * MiB;

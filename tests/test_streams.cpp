@@ -372,6 +372,36 @@ TEST_CASE("streams: another stream's pending block below is left alone", "[strea
   CHECK(ledger->misuses == 0);
 }
 
+TEST_CASE("streams: with small_fill_mapped, a small request fills a large hole's mapped pages only where its "
+          "stream may use them",
+          "[streams][paged]") {
+  auto ledger = std::make_shared<backend_ledger>();
+  stash::caching_options fill;
+  fill.small_fill_mapped = true;
+  checked_paged a{checked_backend<stash::simulated_paged_backend>(ledger), fill};
+  auto& o = a.ordering();
+  const stash::stream s = o.make_stream(), t = o.make_stream();
+  void* big = a.allocate(4 * MiB, s);  // 2 pages of the large region
+  void* s1 = a.allocate(MiB, s);       // the small region's first page
+  void* s2 = a.allocate(MiB, s);       // ... is full
+  a.deallocate(big, s);                // pending on s: mapped, idle, not usable on t
+  void* on_t = a.allocate(MiB, t);     // the small region maps its next page
+  CHECK(addr(on_t) == addr(s1) + 2 * MiB);
+  CHECK(ledger->pages.size() == 4);
+  void* on_s = a.allocate(MiB, s);  // the next small page would be needed (t's block fills half):
+  CHECK(addr(on_s) == addr(on_t) + MiB);  // its own region first, while it has mapped room
+  void* on_s2 = a.allocate(MiB, s);  // no mapped room left up there: s's own pending hole
+  CHECK(on_s2 == big);
+  CHECK(ledger->pages.size() == 4);
+  CHECK(o.host_waits() == 0);
+  for (void* p : {s1, s2, on_s, on_s2}) a.deallocate(p, s);
+  a.deallocate(on_t, t);
+  o.complete_all();
+  a.empty_cache();
+  CHECK(ledger->pages.empty());
+  CHECK(ledger->misuses == 0);
+}
+
 TEST_CASE("streams: pages trim_cache could not give back go back once their events complete",
           "[streams][paged]") {
   stash::caching_options one_region;  // the small blocks below reuse the large block's first page

@@ -99,12 +99,15 @@ TEST_CASE("memory guard: reserved/live over a cold and three warm replays stays 
     const auto t = stash::bench::read_trace(file);
     stash::bench::stash_adapter<stash::simulated_caching_allocator> stash_default("stash");
     stash::bench::stash_adapter<stash::simulated_pow2_allocator> stash_pow2("stash-pow2");
+    stash::caching_options fill;  // what stash.torch runs
+    fill.small_fill_mapped = true;
+    stash::bench::stash_adapter<stash::simulated_caching_allocator> stash_small_fill("stash-small-fill", fill);
     // A trace of several streams is also replayed stream-ordered, each stream on a handle of its own,
     // with events completing at once and two records late: where its streams' frees wait for each
     // other, it holds more than in host order, as on the GPU.
     using ordered = stash::bench::stash_adapter<stash::bench::simulated_ordered_allocator>;
     std::optional<ordered> stash_ordered, stash_lagged;
-    std::vector<stash::bench::replay_allocator*> allocators{&stash_default, &stash_pow2};
+    std::vector<stash::bench::replay_allocator*> allocators{&stash_default, &stash_pow2, &stash_small_fill};
     if (t.streams.size() > 1) {
       stash_ordered.emplace("stash-ordered");
       stash_lagged.emplace("stash-lagged", stash::caching_options{},

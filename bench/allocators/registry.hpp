@@ -42,8 +42,8 @@ inline std::string join(const std::vector<std::string>& names) {
 inline std::string_view to_string(backend_kind b) { return b == backend_kind::cuda ? "cuda" : "simulated"; }
 
 inline std::vector<std::string> available_allocators(backend_kind b) {
-  std::vector<std::string> names = {"stash", "stash-per-page", "stash-fixed-chunks", "stash-lean", "stash-page-moves",
-                                    "stash-sharded", "stash-pow2", "stash+log"};
+  std::vector<std::string> names = {"stash", "stash-small-fill", "stash-per-page", "stash-fixed-chunks", "stash-lean",
+                                    "stash-page-moves", "stash-sharded", "stash-pow2", "stash+log"};
   if (b == backend_kind::simulated) {
     names.insert(names.end(), {"stash-ordered", "stash-lagged"});
     return names;
@@ -62,6 +62,12 @@ inline std::unique_ptr<replay_allocator> make_allocator(std::string_view name, b
   if (name == "stash") {
     if (cuda) return std::make_unique<stash_adapter<stash::device_caching_allocator>>("stash");
     return std::make_unique<stash_adapter<stash::simulated_caching_allocator>>("stash");
+  }
+  if (name == "stash-small-fill") {  // small requests fill mapped pages of the large region (stash.torch's choice)
+    stash::caching_options options;
+    options.small_fill_mapped = true;
+    if (cuda) return std::make_unique<stash_adapter<stash::device_caching_allocator>>("stash-small-fill", options);
+    return std::make_unique<stash_adapter<stash::simulated_caching_allocator>>("stash-small-fill", options);
   }
   if (name == "stash-per-page") {  // the default composition growing one physical page at a time
     stash::caching_options options;

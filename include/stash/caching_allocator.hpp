@@ -136,12 +136,14 @@ class caching_allocator {
     bool from_cache = b != nullptr;
     if (!b) b = grow(n, size, on);
     if constexpr (paged) {
-      std::size_t unmapped = arena_type::unknown;  // the block's first unmapped page: back_pages finds it
-      if constexpr (streamed) {  // but in stream order a capture or pending frees may matter first
-        unmapped = arena_.first_unmapped(b->addr, size);
-        if (unmapped != detail::page_table::none) [[unlikely]] b = before_mapping(b, size, on, unmapped);
+      auto pages = arena_.pages_of(b->addr, size);
+      std::size_t unmapped = arena_.first_unmapped(pages);  // the block's first unmapped page
+      if (unmapped != detail::page_table::none) [[unlikely]] {
+        b = before_mapping(b, size, on);
+        pages = arena_.pages_of(b->addr, size);
+        unmapped = arena_.first_unmapped(pages);
       }
-      from_cache = arena_.back_pages(b->addr, size, n, unmapped) && from_cache;
+      from_cache = arena_.back_pages(b->addr, size, n, pages, unmapped) && from_cache;
     }
     heap_.take(b);
     heap_.split(b, size);
@@ -488,13 +490,27 @@ class caching_allocator {
     return retired;
   }
 
-  /// Paged, b needs pages mapped (from `unmapped` on): frees whose events have completed are made
-  /// ready, so that a block whose pages are still mapped may serve instead (then `unmapped` is that
-  /// block's). A capturing stream skips that (no event is asked about in its name) and its pages are
-  /// mapped without any wait (the arena is told so).
-  [[gnu::cold, gnu::noinline]] block* before_mapping(block* b, std::size_t size, tag* on, std::size_t& unmapped)
+  /// Paged, b needs pages mapped: the block to serve the request instead, if one with fewer pages to
+  /// map is found (the caller looks its first unmapped page up again). With small_fill_mapped, a small
+  /// request takes mapped memory of the large region first (paged_arena::mapped_fit, before the
+  /// stream-order work, which costs more); then, in stream order, before_mapping_in_order.
+  [[gnu::cold, gnu::noinline]] block* before_mapping(block* b, std::size_t size, tag* on)
+    requires paged
+  {
+    if (arena_.pool_for(size) == 1) {
+      if (block* mapped = arena_.mapped_fit(size, on)) return mapped;
+    }
+    if constexpr (streamed) b = before_mapping_in_order(b, size, on);
+    return b;
+  }
+
+  /// Stream order, b needs pages mapped: frees whose events have completed are made ready, so that a
+  /// block whose pages are still mapped may serve instead. A capturing stream skips that (no event is
+  /// asked about in its name) and its pages are mapped without any wait (the arena is told so).
+  block* before_mapping_in_order(block* b, std::size_t size, tag* on)
     requires streamed && paged
   {
+    std::size_t unmapped = arena_.first_unmapped(b->addr, size);
     const bool capturing = streams_.capturing(on);
     arena_.note_capture(capturing);
     arena_.note_requesting(on);
@@ -511,10 +527,8 @@ class caching_allocator {
     // behind the host").
     if (block* lower = b->prev_adjacent(); unmapped != detail::page_table::none && lower && lower->is_free() &&
                                          lower->size < size && heap_type::usable(lower, on) &&
-                                         arena_.first_unmapped(lower->addr, lower->size) == detail::page_table::none) {
+                                         arena_.first_unmapped(lower->addr, lower->size) == detail::page_table::none)
       b = heap_.place_lower(b, size);
-      unmapped = arena_.first_unmapped(b->addr, size);
-    }
     return b;
   }
 

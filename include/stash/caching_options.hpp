@@ -60,6 +60,18 @@ struct caching_options {
   /// same reason). When the small region is full, small requests are carved from the large one. Off:
   /// one region for every size.
   bool small_region = true;
+  /// Paged backends, with small_region: a small request whose own region has no mapped room takes a
+  /// free block of the large region whose pages are mapped already (the spare end of a large block's
+  /// last page, or idle pages a freed large block left) before a page is mapped for it, so small
+  /// blocks fill pages large blocks hold instead of pages of their own. Measured (bench/RESULTS.md,
+  /// ninth session): 1-4% less memory held on five of ten traces (bert_infer_varlen 1.185 -> 1.164 of
+  /// its live peak on the H200, gpt2_generate_varlen 1.063 -> 1.050, cnn_train 1.066 -> 1.022), up to
+  /// 0.001 more on two, for 1-19% more host time per warm operation: in a loop, the small requests
+  /// that overflow their region take the slow path every step. Off by default, where host time is the
+  /// point; stash.torch turns it on (PyTorch's own allocator takes ten times stash's host time, so
+  /// there the memory is worth more). Not with max_held_over_live: there idle pages are what blocks
+  /// needing pages are backed with, and taking them for small blocks held ddp_gpt2_rank0 past its bound.
+  bool small_fill_mapped = false;
   /// Stream-ordered compositions with a segment backend: when no block usable on the requesting
   /// stream T is cached and no other stream's free has completed, take a block freed on another
   /// stream S by making T wait for S's event on the GPU (cudaStreamWaitEvent, RMM's way) before new

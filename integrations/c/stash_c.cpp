@@ -161,6 +161,8 @@ constexpr const char* option_help_text =
     "chunks_per_block:INT        8     (vmm) a block of more than max_chunk_pages x this many pages: chunks of this share of it; 0: off\n"
     "moves_per_block:INT         8     (vmm) past the slack, a large block moves at most about this many idle pages in; 0: off\n"
     "small_region:on|off         on    (vmm) requests of at most half a page in an address region of their own\n"
+    "small_fill_mapped:on|off    off   (vmm) a small request whose region has no mapped room fills mapped pages of\n"
+    "                                  the large region first: less memory, more host time (stash.torch: on)\n"
     "max_held_over_live:FLOAT    0     (vmm) pages held at most this x the peak of live bytes, idle pages moved past it; 0: off\n"
     "peer_access:all|none        all   (vmm) device pages mapped for every GPU that can reach them, or for their own only\n"
     "                                  (stash_grant_peer_access adds one later)\n"
@@ -292,6 +294,8 @@ options parse_options(std::string_view conf, options base) {
       caching.moves_per_block = static_cast<std::size_t>(parse_unsigned(key, value, "an integer >= 0"));
     } else if (key == "small_region") {
       caching.small_region = parse_choice(key, value, switch_choices);
+    } else if (key == "small_fill_mapped") {
+      caching.small_fill_mapped = parse_choice(key, value, switch_choices);
     } else if (key == "free_records_used_streams") {
       caching.free_records_used_streams = parse_choice(key, value, switch_choices);
     } else if (key == "remap_pending_pages") {
@@ -328,7 +332,7 @@ options parse_options(std::string_view conf, options base) {
       throw option_error{STASH_ERROR_INVALID_ARGUMENT,
                          "stash: unknown option '" + std::string(key) +
                              "' (known: backend, page_slack, reserve, pages_between_moves, max_chunk_pages, chunks_per_block, "
-                             "moves_per_block, small_region, peer_access, shareable, "
+                             "moves_per_block, small_region, small_fill_mapped, peer_access, shareable, "
                              "max_held_over_live, free_records_used_streams, remap_pending_pages, remap_min_pages, "
                              "remap_min_age, cross_stream_wait, backing, "
                              "host_devices, limit, memory_fraction)"};
@@ -370,6 +374,8 @@ std::string format_options(const options& o) {
     s += ",remap_min_pages:" + std::to_string(caching.remap_min_pages);
   if (caching.remap_min_age != defaults.remap_min_age)
     s += ",remap_min_age:" + std::to_string(caching.remap_min_age);
+  if (caching.small_fill_mapped != defaults.small_fill_mapped)
+    s += ",small_fill_mapped:" + std::string(name_of(caching.small_fill_mapped, switch_choices));
   if (caching.cross_stream_wait != defaults.cross_stream_wait)
     s += ",cross_stream_wait:" + std::string(name_of(caching.cross_stream_wait, switch_choices));
   if (o.manager.peers != stash::peer_access::all)

@@ -377,6 +377,7 @@ class Options(unittest.TestCase):
                 (dict(page_slack=True), "option 'page_slack'"),
                 (dict(reserve="1,2"), "option 'reserve'"),
                 (dict(small_region="maybe"), "option 'small_region': 'maybe' is not one of off, on"),
+                (dict(small_fill_mapped="some"), "option 'small_fill_mapped': 'some' is not one of off, on"),
                 (dict(free_records_used_streams=2), "option 'free_records_used_streams': '2' is not one of off, on"),
                 (dict(peer_access="some"), "option 'peer_access': 'some' is not one of all, none"),
                 (dict(peer_access=True), "option 'peer_access': 'on' is not one of all, none"),
@@ -429,6 +430,10 @@ class Options(unittest.TestCase):
             assert got.startswith("backend:segments,") and got.endswith(",backing:auto,cross_stream_wait:on"), got
             got = stash.configure(remap_min_pages=256, remap_min_age=1, cross_stream_wait=False)  # defaults: not named
             assert "remap" not in got and "cross_stream_wait" not in got, got
+            got = stash.configure(small_fill_mapped=True)
+            assert got.endswith(",backing:auto,small_fill_mapped:on"), got
+            got = stash.configure("small_fill_mapped:off")  # the default: not named
+            assert "small_fill_mapped" not in got, got
             got = stash.configure(max_held_over_live=1.05)
             assert got.endswith(",small_region:on,free_records_used_streams:off,backing:auto,max_held_over_live:1.05"), got
             got = stash.configure(defaults="free_records_used_streams:on")  # an integration's defaults
@@ -550,7 +555,7 @@ class Options(unittest.TestCase):
 
         text = stash.option_help()
         for name in ("backend", "page_slack", "reserve", "pages_between_moves", "max_chunk_pages", "chunks_per_block",
-                     "moves_per_block", "small_region", "peer_access", "shareable",
+                     "moves_per_block", "small_region", "small_fill_mapped", "peer_access", "shareable",
                      "free_records_used_streams", "remap_pending_pages", "remap_min_pages", "remap_min_age",
                      "cross_stream_wait",
                      "max_held_over_live", "backing", "host_devices", "limit"):

@@ -88,6 +88,7 @@ class TorchModule(unittest.TestCase):
             import torch, stash, stash.torch
             opts = stash.torch.enable(page_slack=0.5)
             assert "page_slack:0.5" in opts and "free_records_used_streams:on" in opts, opts
+            assert ",small_fill_mapped:on" in opts, opts  # stash.torch's choice (TORCH_DEFAULTS)
             assert stash.torch.enabled() and not stash.torch.hooks_wired()
             assert torch.calls == [("pluggable", "libstash_c.so", "stash_alloc", "stash_free"),
                                    ("change_current_allocator",)], torch.calls

@@ -117,6 +117,21 @@ class block_heap {
     }
   }
 
+  /// The first free block of at least `size` bytes in pool `pool`, usable on `on`, that `keep` accepts,
+  /// bucket by bucket from the request's own (so nearly the smallest such block); gives up after
+  /// looking at `budget` blocks. For slow paths: its cost is bounded, not its success.
+  template <class Keep>
+  block* find_free_block_if(std::size_t size, const tag* on, std::uint8_t pool, Keep keep, int budget) const noexcept {
+    const std::size_t end = (pool + std::size_t{1}) * Buckets::bucket_count;
+    const auto& free = free_;
+    for (std::size_t j = free.first_at_or_above(bucket_of(size, pool)); j < end; j = free.first_at_or_above(j + 1))
+      for (block* b = free.head(j); b; b = b->next_free) {
+        if (budget-- <= 0) return nullptr;
+        if (b->size >= size && usable(b, on) && keep(b)) return b;
+      }
+    return nullptr;
+  }
+
   /// Wait mode: a free block of at least `size` bytes in pool `pool`, pending on some stream (not a
   /// cross block: those belong to `nobody`).
   block* pending_block_that_fits(std::size_t size, std::uint8_t pool, const tag* nobody) noexcept {

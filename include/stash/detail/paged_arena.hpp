@@ -45,7 +45,6 @@ class paged_arena {
 
  public:
   using backend_type = Backend;
-  static constexpr std::size_t unknown = SIZE_MAX - 1;  // a page index not yet looked up
 
   paged_arena(Backend backend, const caching_options& options, Heap& heap, Stats& stats, Streams& streams)
       : backend_(std::move(backend)), options_(options), heap_(heap), stats_(stats), streams_(streams) {}
@@ -88,6 +87,18 @@ class paged_arena {
     if (!b) throw_out_of_memory(requested);  // the reservation itself is exhausted
     return b;
   }
+
+  /// With caching_options::small_fill_mapped, a small request (pool_for(size) == 1) whose block would
+  /// need a page mapped: a free block of the large region, usable on `on`, whose first `size` bytes lie
+  /// on mapped pages already, or null. At most mapped_fit_budget free blocks are looked at, smallest
+  /// lists first: this runs only where a page is about to be mapped.
+  block* mapped_fit(std::size_t size, const tag* on) const noexcept {
+    if (!options_.small_fill_mapped || options_.max_held_over_live > 0) return nullptr;
+    auto on_mapped_pages = [&](const block* b) { return first_unmapped(b->addr, size) == page_table::none; };
+    return heap_.find_free_block_if(size, on, 0, on_mapped_pages, mapped_fit_budget);
+  }
+
+  static constexpr int mapped_fit_budget = 8;  // finds as much as 64 or 1,024 did on every trace
 
   /// Gives back idle pages, highest address first; each costs O(log pages) (the page table keeps the
   /// idle ones in a hierarchical bitmap).
@@ -132,24 +143,33 @@ class paged_arena {
     return small_first_ && a >= small_first_->addr ? small_first_ : large_first_;
   }
 
-  /// The first page in the block [addr, addr + size) that is not mapped, or page_table::none.
+  /// The first and last page the block [addr, addr + size) touches.
+  struct page_span {
+    std::size_t first, last;
+  };
+  [[gnu::always_inline]] page_span pages_of(std::uintptr_t addr, std::size_t size) const noexcept {
+    return {first_page(addr), last_page(addr, size)};
+  }
+  /// The first page of the span (or of the block [addr, addr + size)) that is not mapped, or
+  /// page_table::none.
+  [[gnu::always_inline]] std::size_t first_unmapped(page_span pages) const noexcept {
+    return pages_.first_unmapped(pages.first, pages.last);
+  }
   std::size_t first_unmapped(std::uintptr_t addr, std::size_t size) const noexcept {
-    return pages_.first_unmapped(first_page(addr), last_page(addr, size));
+    return first_unmapped(pages_of(addr, size));
   }
 
-  /// Counts a new live block on the pages it touches and backs those no physical page backs yet, from
-  /// p on (the block's first unmapped page, or none; unknown: found here). Returns whether all were
-  /// backed already. On failure (out_of_memory, or the backend's error) the
-  /// block is uncounted and every page mapped for it is unmapped again, so the memory held is what it
-  /// was. Idle pages moved here for it by move_page stay where they are, idle: moving them back would
-  /// be more driver calls that can fail too, and where they sit changes no figure. Chunks moved here
-  /// by move_pages have no access yet, so they are given back (counted as released).
-  bool back_pages(std::uintptr_t addr, std::size_t size, std::size_t requested, std::size_t p) {
-    const std::size_t first = first_page(addr), last = last_page(addr, size);
+  /// Counts a new live block on the pages it touches (`pages`: pages_of(addr, size)) and backs those no
+  /// physical page backs yet, from p on (the block's first unmapped page, or none). Returns whether all were backed
+  /// already. On failure (out_of_memory, or the backend's error) the block is uncounted and every page
+  /// mapped for it is unmapped again, so the memory held is what it was. Idle pages moved here for it
+  /// by move_page stay where they are, idle: moving them back would be more driver calls that can fail
+  /// too, and where they sit changes no figure. Chunks moved here by move_pages have no access yet, so
+  /// they are given back (counted as released).
+  bool back_pages(std::uintptr_t addr, std::size_t size, std::size_t requested, page_span pages, std::size_t p) {
     const std::size_t peak_before = peak_touched_;
-    touched_ += pages_.touch(first, last);
+    touched_ += pages_.touch(pages.first, pages.last);
     peak_touched_ = std::max(peak_touched_, touched_);
-    if (p == unknown) p = pages_.first_unmapped(first, last);
     if (p == page_table::none) return true;
     back_unmapped_pages(addr, size, p, requested, peak_before);
     return false;

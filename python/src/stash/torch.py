@@ -104,8 +104,11 @@ def hooks_wired() -> bool:
 # back once its work is done, even when the stream never allocates (a communication or copy stream).
 # PyTorch's own allocator shares any CUDA tensor with another process (torch.multiprocessing), so stash
 # makes device memory shareable wherever the device can export it; creating it so cost nothing measurable
-# on an H200 (bench/RESULTS.md).
-TORCH_DEFAULTS = "free_records_used_streams:on,shareable:auto"
+# on an H200 (bench/RESULTS.md). Small tensors fill the spare mapped pages of large ones before a page is
+# mapped for them (small_fill_mapped): 1-4% less device memory on five of ten traces, for a few ns more
+# host time per allocation where stash's takes about 30 ns and PyTorch's own about 300 (bench/RESULTS.md,
+# ninth session).
+TORCH_DEFAULTS = "free_records_used_streams:on,shareable:auto,small_fill_mapped:on"
 
 
 def enable(conf: Optional[str] = None, **options) -> str:
