@@ -121,7 +121,8 @@ class block_heap {
   /// bucket by bucket from the request's own (so nearly the smallest such block); gives up after
   /// looking at `budget` blocks. For slow paths: its cost is bounded, not its success.
   template <class Keep>
-  block* find_free_block_if(std::size_t size, const tag* on, std::uint8_t pool, Keep keep, int budget) const noexcept {
+  block* find_free_block_if(std::size_t size, const tag* on, std::uint8_t pool, Keep keep,
+                            int budget) const noexcept {
     const std::size_t end = (pool + std::size_t{1}) * Buckets::bucket_count;
     const auto& free = free_;
     for (std::size_t j = free.first_at_or_above(bucket_of(size, pool)); j < end; j = free.first_at_or_above(j + 1))

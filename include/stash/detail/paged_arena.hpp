@@ -160,12 +160,12 @@ class paged_arena {
   }
 
   /// Counts a new live block on the pages it touches (`pages`: pages_of(addr, size)) and backs those no
-  /// physical page backs yet, from p on (the block's first unmapped page, or none). Returns whether all were backed
-  /// already. On failure (out_of_memory, or the backend's error) the block is uncounted and every page
-  /// mapped for it is unmapped again, so the memory held is what it was. Idle pages moved here for it
-  /// by move_page stay where they are, idle: moving them back would be more driver calls that can fail
-  /// too, and where they sit changes no figure. Chunks moved here by move_pages have no access yet, so
-  /// they are given back (counted as released).
+  /// physical page backs yet, from p on (the block's first unmapped page, or none). Returns whether all
+  /// were backed already. On failure (out_of_memory, or the backend's error) the block is uncounted and
+  /// every page mapped for it is unmapped again, so the memory held is what it was. Idle pages moved
+  /// here for it by move_page stay where they are, idle: moving them back would be more driver calls
+  /// that can fail too, and where they sit changes no figure. Chunks moved here by move_pages have no
+  /// access yet, so they are given back (counted as released).
   bool back_pages(std::uintptr_t addr, std::size_t size, std::size_t requested, page_span pages, std::size_t p) {
     const std::size_t peak_before = peak_touched_;
     touched_ += pages_.touch(pages.first, pages.last);
