@@ -11,6 +11,7 @@
 // merge only when the merged block is as safe as both halves.
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 
 #include "stash/buckets/buckets.hpp"
 #include "stash/detail/block.hpp"
@@ -117,31 +118,26 @@ class block_heap {
     }
   }
 
-  /// The first free block of at least `size` bytes in pool `pool`, usable on `on`, that `keep` accepts,
-  /// bucket by bucket from the request's own (so nearly the smallest such block); gives up after
-  /// looking at `budget` blocks. For slow paths: its cost is bounded, not its success.
+  /// The first free block of at least `size` bytes in pool `pool` that `keep` accepts, bucket by
+  /// bucket from the request's own (so nearly the smallest such block); gives up after looking at
+  /// `budget` blocks. For slow paths: its cost is bounded by the budget, not its success.
   template <class Keep>
-  block* find_free_block_if(std::size_t size, const tag* on, std::uint8_t pool, Keep keep,
-                            int budget) const noexcept {
+  block* find_free_block_if(std::size_t size, std::uint8_t pool, Keep keep,
+                            int budget = std::numeric_limits<int>::max()) const noexcept {
     const std::size_t end = (pool + std::size_t{1}) * Buckets::bucket_count;
     const auto& free = free_;
     for (std::size_t j = free.first_at_or_above(bucket_of(size, pool)); j < end; j = free.first_at_or_above(j + 1))
       for (block* b = free.head(j); b; b = b->next_free) {
         if (budget-- <= 0) return nullptr;
-        if (b->size >= size && usable(b, on) && keep(b)) return b;
+        if (b->size >= size && keep(b)) return b;
       }
     return nullptr;
   }
 
   /// Wait mode: a free block of at least `size` bytes in pool `pool`, pending on some stream (not a
   /// cross block: those belong to `nobody`).
-  block* pending_block_that_fits(std::size_t size, std::uint8_t pool, const tag* nobody) noexcept {
-    const std::size_t end = (pool + std::size_t{1}) * Buckets::bucket_count;
-    const auto& free = free_;
-    for (std::size_t j = free.first_at_or_above(bucket_of(size, pool)); j < end; j = free.first_at_or_above(j + 1))
-      for (block* b = free.head(j); b; b = b->next_free)
-        if (b->size >= size && b->owner && b->owner != nobody && !ready(b)) return b;
-    return nullptr;
+  block* pending_block_that_fits(std::size_t size, std::uint8_t pool, const tag* nobody) const noexcept {
+    return find_free_block_if(size, pool, [&](const block* b) { return b->owner && b->owner != nobody && !ready(b); });
   }
 
   [[gnu::always_inline]] void push_free(block* b) noexcept {

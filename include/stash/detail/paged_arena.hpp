@@ -94,8 +94,10 @@ class paged_arena {
   /// lists first: this runs only where a page is about to be mapped.
   block* mapped_fit(std::size_t size, const tag* on) const noexcept {
     if (!options_.small_fill_mapped || options_.max_held_over_live > 0) return nullptr;
-    auto on_mapped_pages = [&](const block* b) { return first_unmapped(b->addr, size) == page_table::none; };
-    return heap_.find_free_block_if(size, on, 0, on_mapped_pages, mapped_fit_budget);
+    auto usable_on_mapped_pages = [&](const block* b) {
+      return Heap::usable(b, on) && first_unmapped(b->addr, size) == page_table::none;
+    };
+    return heap_.find_free_block_if(size, 0, usable_on_mapped_pages, mapped_fit_budget);
   }
 
   static constexpr int mapped_fit_budget = 8;  // finds as much as 64 or 1,024 did on every trace
