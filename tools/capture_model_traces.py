@@ -15,6 +15,14 @@ inference with a growing cache, a second stream):
                            16-512 tokens drawn per request, 12 new tokens (a server's changing shapes)
   mlp_two_streams          a copy stream prefetches each batch (record_stream) while the default stream
                            trains a 4096-wide MLP: blocks freed on one stream and allocated on the other
+  llama_train_ckpt_varlen  transformers Llama (12 layers, 1024 wide, grouped-query attention) training,
+                           bf16 autocast, AdamW, activation checkpointing (recomputed in the backward
+                           pass), batch 4-16 and 128-1024 tokens drawn per step
+  t5_train_varlen          transformers T5 (6+6 layers, 512 wide) training, encoder 64-512 and decoder
+                           16-128 tokens drawn per step, batch 32 (an encoder-decoder: two sequence
+                           lengths at once)
+  seg_train_multiscale     torchvision DeepLabV3-ResNet50 segmentation training, batch 8, square inputs
+                           of 256-512 pixels drawn per step (dilated convolutions: large activations)
 
 Example: capture_model_traces.py --out bench/traces vit_train_amp gpt2_generate_varlen
 """
@@ -101,11 +109,68 @@ def mlp_two_streams(torch, steps):
         del x, y
 
 
+def llama_train_ckpt_varlen(torch, steps):
+    from transformers import LlamaConfig, LlamaForCausalLM
+    config = LlamaConfig(vocab_size=32000, hidden_size=1024, intermediate_size=2816, num_hidden_layers=12,
+                         num_attention_heads=16, num_key_value_heads=4, max_position_embeddings=1024)
+    model = LlamaForCausalLM(config).cuda()
+    model.gradient_checkpointing_enable()
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    gen = torch.Generator().manual_seed(4)
+    for _ in range(steps):
+        batch = 4 * int(torch.randint(1, 5, (1,), generator=gen))  # 4..16
+        tokens = 128 * int(torch.randint(1, 9, (1,), generator=gen))  # 128..1024
+        ids = torch.randint(0, 32000, (batch, tokens), generator=gen).cuda()
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss = model(input_ids=ids, labels=ids).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+
+def t5_train_varlen(torch, steps):
+    from transformers import T5Config, T5ForConditionalGeneration
+    config = T5Config(vocab_size=32128, d_model=512, d_kv=64, d_ff=2048, num_layers=6, num_decoder_layers=6,
+                      num_heads=8, decoder_start_token_id=0, pad_token_id=0)
+    model = T5ForConditionalGeneration(config).cuda().train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    gen = torch.Generator().manual_seed(5)
+    for _ in range(steps):
+        source = int(torch.randint(64, 513, (1,), generator=gen))
+        target = int(torch.randint(16, 129, (1,), generator=gen))
+        ids = torch.randint(1, 32128, (32, source), generator=gen).cuda()
+        labels = torch.randint(1, 32128, (32, target), generator=gen).cuda()
+        loss = model(input_ids=ids, attention_mask=torch.ones_like(ids), labels=labels).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+
+def seg_train_multiscale(torch, steps):
+    import torchvision
+    model = torchvision.models.segmentation.deeplabv3_resnet50(weights=None, weights_backbone=None,
+                                                               num_classes=21, aux_loss=False).cuda().train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    gen = torch.Generator().manual_seed(6)
+    for _ in range(steps):
+        side = 32 * int(torch.randint(8, 17, (1,), generator=gen))  # 256..512
+        x = torch.randn(8, 3, side, side, generator=gen).cuda()
+        y = torch.randint(0, 21, (8, side, side), generator=gen).cuda()
+        loss = torch.nn.functional.cross_entropy(model(x)["out"], y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+
 WORKLOADS: dict[str, tuple[Callable, int]] = {
     "vit_train_amp": (vit_train_amp, 6),
     "effnet_train_multiscale": (effnet_train_multiscale, 10),
     "gpt2_generate_varlen": (gpt2_generate_varlen, 8),
     "mlp_two_streams": (mlp_two_streams, 6),
+    "llama_train_ckpt_varlen": (llama_train_ckpt_varlen, 8),
+    "t5_train_varlen": (t5_train_varlen, 10),
+    "seg_train_multiscale": (seg_train_multiscale, 8),
 }
 
 

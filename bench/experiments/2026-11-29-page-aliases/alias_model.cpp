@@ -19,7 +19,7 @@
 // pred and tight make a new page, while the pages made stay within (1 + slack) x the most touched at
 // once, rather than take one expected to conflict.
 // Build and run from the root of a checkout (results.txt):
-//   g++ -std=c++20 -O2 -Iinclude -Ibench bench/experiments/2026-11-30-page-aliases/alias_model.cpp -o /tmp/alias_model
+//   g++ -std=c++20 -O2 -Iinclude -Ibench bench/experiments/2026-11-29-page-aliases/alias_model.cpp -o /tmp/alias_model
 //   WARM=6 /tmp/alias_model bench/traces/*.csv
 #include <algorithm>
 #include <cstdlib>
