@@ -102,17 +102,19 @@ TEST_CASE("memory guard: reserved/live over a cold and three warm replays stays 
     stash::caching_options fill;  // what stash.torch runs
     fill.small_fill_mapped = true;
     stash::bench::stash_adapter<stash::simulated_caching_allocator> stash_small_fill("stash-small-fill", fill);
-    // A trace of several streams is also replayed stream-ordered, each stream on a handle of its own,
-    // with events completing at once and two records late: where its streams' frees wait for each
-    // other, it holds more than in host order, as on the GPU.
+    // Every trace is also replayed stream-ordered with events completing at once (the GPU composition,
+    // as a replay on the GPU holds), each stream on a handle of its own; a trace of several streams
+    // also with events two records late: where its streams' frees wait for each other, it holds more
+    // than in host order, as on the GPU.
     using ordered = stash::bench::stash_adapter<stash::bench::simulated_ordered_allocator>;
-    std::optional<ordered> stash_ordered, stash_lagged;
-    std::vector<stash::bench::replay_allocator*> allocators{&stash_default, &stash_pow2, &stash_small_fill};
+    ordered stash_ordered("stash-ordered");
+    std::optional<ordered> stash_lagged;
+    std::vector<stash::bench::replay_allocator*> allocators{&stash_default, &stash_pow2, &stash_small_fill,
+                                                            &stash_ordered};
     if (t.streams.size() > 1) {
-      stash_ordered.emplace("stash-ordered");
       stash_lagged.emplace("stash-lagged", stash::caching_options{},
                            stash::bench::counting_ordering{stash::bench::lagged_records});
-      allocators.insert(allocators.end(), {&*stash_ordered, &*stash_lagged});
+      allocators.push_back(&*stash_lagged);
     }
     for (stash::bench::replay_allocator* allocator : allocators) {
       const auto r = stash::bench::measure_replay(*allocator, t, /*warm=*/3);

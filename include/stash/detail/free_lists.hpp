@@ -51,6 +51,13 @@ class free_lists {
     }
   }
 
+  /// Whether b is filed in list i (walks list i: for short lists).
+  bool holds(std::size_t i, const block* b) const noexcept {
+    for (const block* p = heads_[i]; p; p = p->next_free)
+      if (p == b) return true;
+    return false;
+  }
+
   /// Whether b, filed here, is the head of its list.
   static bool is_head(const block* b) noexcept { return is_head_mark(b->prev_free); }
 
