@@ -113,9 +113,9 @@ class program {
     options.small_fill_mapped = small_fill_mapped;  // paged compositions only change with it
     // The first byte of a stream-ordered program turns free_records_used_streams on (the program then
     // keeps PyTorch's contract: a stream a live block was record_stream'ed on is not destroyed before
-    // the block is freed). Wait mode stays off: the stream model knows direct waits only, and wait
-    // mode rightly hands a block over through a chain of them (T waited for S's event, then U waits
-    // for an event on T), which the model would flag; test_streams.cpp covers wait mode.
+    // the block is freed). Wait mode stays off, so that the corpus keeps its meaning; the random test
+    // of test_streams.cpp covers it (it hands a block over through chains of waits, T waited for S's
+    // event and U waits for an event on T, which the stream model follows).
     if constexpr (streamed) options.free_records_used_streams = records_used_ = in_.ConsumeBool();
     a_ = std::make_unique<Allocator>(backend_traits<backend>::make(), options);
     streams_.push_back(stash::stream{});

@@ -70,12 +70,25 @@ class stream_model {
   }
 
  private:
+  /// Whether the work of f's free on u is done before new work on `to`: a device-wide synchronize
+  /// since, an event of u recorded since that has completed, or `to` ordered after such an event by
+  /// waits, directly or through other streams (CUDA's order is transitive: an event recorded on v after
+  /// v waited for u's event completes after it).
   bool covered(const pending_free& f, stash::stream u, stash::stream to) const {
     if (o_.device_syncs() > f.device_syncs_before) return true;
     for (std::size_t e = f.events_before + 1; e <= o_.records(); ++e)
-      if (o_.stream_of(e) == u && o_.is_complete(e)) return true;
-    for (const auto& w : o_.waits())
-      if (w.waiter == to && w.event > f.events_before && o_.stream_of(w.event) == u) return true;
+      if (o_.is_complete(e) && (o_.stream_of(e) == u || after_u(o_.stream_of(e), e, u, f.events_before, 0))) return true;
+    return after_u(to, SIZE_MAX, u, f.events_before, 0);
+  }
+  /// Whether the work queued on v before event `before` (SIZE_MAX: v's next work) comes after an event
+  /// of u recorded after `since`, through the waits queued on v before then.
+  bool after_u(stash::stream v, std::size_t before, stash::stream u, std::size_t since, int depth) const {
+    for (const auto& w : o_.waits()) {
+      if (w.waiter != v || w.after >= before || w.event <= since) continue;
+      const stash::stream from = o_.stream_of(w.event);
+      if (from == u) return true;
+      if (depth < 4 && from != v && after_u(from, w.event, u, since, depth + 1)) return true;
+    }
     return false;
   }
   const stash::simulated_ordering& o_;

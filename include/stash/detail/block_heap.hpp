@@ -136,6 +136,12 @@ class block_heap {
         if (budget-- <= 0) return nullptr;
         if (b->size >= size && keep(b)) return b;
       }
+    if constexpr (Streamed) {  // and the blocks filed apart below a free top (below_free_top)
+      for (block* b = free.head(below_top_list); b; b = b->next_free) {
+        if (budget-- <= 0) return nullptr;
+        if (filed_pool(b) == pool && b->size >= size && keep(b)) return b;
+      }
+    }
     return nullptr;
   }
 
@@ -146,28 +152,35 @@ class block_heap {
   }
 
   [[gnu::always_inline]] void push_free(block* b) noexcept {
+    free_.push(b, bucket_of(b->size, filed_pool(b)));  // sets prev_free: b is free
+  }
+  /// As push_free, and in stream order a block just below a free top it cannot merge with is filed
+  /// apart (below_free_top).
+  [[gnu::always_inline]] void file_free(block* b) noexcept {
     if constexpr (Streamed) {
       if (below_free_top(b)) [[unlikely]]
         return free_.push(b, below_top_list);
     }
-    free_.push(b, bucket_of(b->size, filed_pool(b)));  // sets prev_free: b is free
+    push_free(b);
   }
 
-  /// Stream order: b, free, lies just below the free last block of its region (the untouched rest of
-  /// the range, or what was freed at its top) and cannot merge with it (b is pending on a stream, or
-  /// the top block is). In host order the two would be one block, the last choice of every search;
-  /// filed in its bucket, b would be a choice like any other, and the layout of a repeated workload
-  /// would drift from host order's (Llama training settled at 1.36x its live bytes instead of 1.18x).
-  /// So b is filed apart, where no search looks: a request that reaches the top block starts at b
-  /// instead (below_top_first), as it would at the merged block's start.
+  /// Stream order: b, free on a stream, lies just below the free last block of its region or segment
+  /// (the top), which belongs to no stream (the untouched rest of the range, or a segment's), so the
+  /// two cannot merge: the top must stay free for every stream. In host order they would be one
+  /// block, the last choice of every search; filed in its bucket, b would be a choice like any other,
+  /// and the layout of a repeated workload drifted from host order's (Llama training settled at 1.36x
+  /// its live bytes instead of 1.18x). So b is filed apart, where no search looks, and a search that
+  /// chooses the top starts at b instead when it may (below_top_first), as it would start at the
+  /// merged block.
   static bool below_free_top(const block* b) noexcept {
     const block* const next = b->next_adjacent;
     return next && !next->next_adjacent && next->is_free() && next->owner == nullptr && b->owner != nullptr;
   }
-  /// Stream order, `top` (the last block of its region, free) was chosen for a request of `size`
-  /// bytes on `on`: the block to serve it from. If the block below top was filed apart (push_free) and
-  /// `on` may use it, the request starts there: in it if it fits, else in it and the start of top
-  /// (place_lower). If `on` may not use it, it is filed in its bucket, since top is about to be carved.
+  /// Stream order, `top` (the last block of its region or segment, free, usable on `on`) was chosen
+  /// for a request of `size` bytes on `on`: the block to serve it from. If the block below top was
+  /// filed apart (file_free) and `on` may use it, the request starts there: in it if it fits, else in
+  /// it and the start of top (place_lower). Else top: taking it files the block below back in its
+  /// bucket (top_leaves).
   block* below_top_first(block* top, std::size_t size, const tag* on) noexcept {
     block* const lower = top->prev_adjacent();
     if (!lower || !lower->is_free() || !usable(lower, on) || !free_.holds(below_top_list, lower)) return top;
@@ -188,7 +201,9 @@ class block_heap {
   /// Takes b out of its free list (it is about to be merged or given back).
   void remove(block* b) noexcept {
     free_.remove(b);
-    if (!b->next_adjacent) [[unlikely]] top_leaves(b);
+    if constexpr (Streamed) {
+      if (!b->next_adjacent) [[unlikely]] top_leaves(b);
+    }
   }
   /// Takes b out of its free list to hand it out (or to make it the paged arena's ghost): it is not
   /// free from now.
@@ -229,7 +244,7 @@ class block_heap {
         if (rest->next_adjacent) rest->next_adjacent->replace_prev_adjacent(b, rest);
         b->next_adjacent = rest;
         b->size = size;
-        push_free(rest);
+        file_free(rest);  // its upper neighbour's record was just written: the check costs no load
       }
     }
   }
@@ -270,7 +285,7 @@ class block_heap {
         note_unmerged();
       }
     }
-    push_free(b);
+    file_free(b);
   }
 
   /// Stream order: two neighbouring free blocks may lie unmerged now (freed on different streams, or
@@ -305,7 +320,7 @@ class block_heap {
         absorb_next(b);
         b->owner = nullptr;
         b->seq = 0;
-        push_free(b);
+        file_free(b);
       }
       if (b->is_free() && b->next_adjacent && b->next_adjacent->is_free()) left = true;
     }
@@ -331,7 +346,7 @@ class block_heap {
       }
     }
     absorb_next(lower);
-    push_free(lower);  // filed, so that it stays a free block if mapping its pages fails
+    file_free(lower);  // filed, so that it stays a free block if mapping its pages fails
     note_unmerged();   // next to b's rest, also free
     return lower;
   }

@@ -82,6 +82,8 @@ class simulated_ordering {
   struct wait_record {
     stream waiter;
     event_type event;
+    event_type after;  // the last event recorded (on any stream) before the wait: the waiter's events
+                       // recorded from then on come after it
   };
   /// Every wait() in order: which stream was made to wait for which event.
   const std::vector<wait_record>& waits() const noexcept { return waits_; }
@@ -136,7 +138,7 @@ class simulated_ordering {
   void wait(stream s, event_type e) {
     refuse_destroyed(s, "wait");
     if (capturing_.count(s.key())) ++capture_violations_;
-    waits_.push_back({s, e});
+    waits_.push_back({s, e, static_cast<event_type>(events_.size())});
   }
   void synchronize(event_type e) {
     ++host_waits_;
