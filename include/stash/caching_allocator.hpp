@@ -428,8 +428,11 @@ class caching_allocator {
 
   // ---- streams (stream-ordered compositions) -------------------------------------------------------
 
+  /// The tag of the stream a call names. While one stream has been named, the heap files a block freed
+  /// just below a free top apart (as host order would merge them); once several have, it stops
+  /// (block_heap::file_below_tops).
   tag* tag_of(stream s) {
-    if constexpr (streamed) return streams_.tag(s);
+    if constexpr (streamed) return streams_.tag(s, [&](std::size_t streams) { heap_.file_below_tops(streams == 1); });
     else return (void)s, nullptr;
   }
 

@@ -122,6 +122,16 @@ class stream_layer {
       return last_;
     return find_or_add(s);
   }
+  /// As tag(s), and where s is not the stream the last call named, on_switch(stream_count()) after
+  /// the lookup (for what depends on how many streams the allocator serves).
+  template <class OnSwitch>
+  stream_tag* tag(stream s, OnSwitch&& on_switch) {
+    if (key_of(s) == last_key_) [[likely]]
+      return last_;
+    stream_tag* const t = find_or_add(s);
+    on_switch(stream_count());
+    return t;
+  }
   /// How the layer keys a stream: its handle, except cudaStreamPerThread, one handle that names a
   /// different stream in every thread: it is keyed per thread (an odd number no handle has).
   static std::uintptr_t key_of(stream s) noexcept {
