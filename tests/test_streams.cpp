@@ -159,6 +159,21 @@ TEST_CASE("streams: a block freed at the top of the paged range serves a request
   CHECK(a.stats().reserved_bytes == 0);
 }
 
+// Segments keep every freed block where their searches find it: a segment's free top is its rest,
+// which may be smaller than the block below it (the GPU suite's "a freed block is served again" caught a
+// first version that filed such blocks apart there too).
+TEST_CASE("streams: a block freed below a segment's free rest is served again from the cache", "[streams]") {
+  segments a;
+  void* p = a.allocate(3 * MiB);  // a 4 MiB segment: the block and a free rest of 1 MiB above it
+  const auto first = a.stats();
+  a.deallocate(p);
+  void* q = a.allocate(3 * MiB);
+  CHECK(q == p);
+  CHECK(a.stats().cache_hits == first.cache_hits + 1);
+  CHECK(a.stats().backend_allocations == first.backend_allocations);
+  a.deallocate(q);
+}
+
 TEST_CASE("streams: one event per stream covers every free since the last one", "[streams]") {
   segments a;
   auto& o = a.ordering();

@@ -428,12 +428,16 @@ class caching_allocator {
 
   // ---- streams (stream-ordered compositions) -------------------------------------------------------
 
-  /// The tag of the stream a call names. While one stream has been named, the heap files a block freed
-  /// just below a free top apart (as host order would merge them); once several have, it stops
-  /// (block_heap::file_below_tops).
+  /// The tag of the stream a call names. Paged, while one stream has been named, the heap files a block
+  /// freed just below the free top of a region apart (as host order would merge them); once several
+  /// have, it stops (block_heap::file_below_tops). Not for segments: a segment's free top is its rest,
+  /// which may be too small to reach, and the block below it would never be found.
   tag* tag_of(stream s) {
-    if constexpr (streamed) return streams_.tag(s, [&](std::size_t streams) { heap_.file_below_tops(streams == 1); });
-    else return (void)s, nullptr;
+    if constexpr (streamed) {
+      return streams_.tag(s, [&](std::size_t streams) { heap_.file_below_tops(paged && streams == 1); });
+    } else {
+      return (void)s, nullptr;
+    }
   }
 
   /// After empty_cache: a free block that is ready belongs to no stream any more, and the stream layer

@@ -164,8 +164,9 @@ class block_heap {
     }
     push_free(b);
   }
-  /// Stream order: whether blocks are filed apart below a free top from now on. The composition turns
-  /// it off once several streams allocate: another stream may not use such a block and carves the top
+  /// Stream order: whether blocks are filed apart below a free top from now on (off until the
+  /// composition says; it does for paged arenas, whose tops are the untouched rest of their range, and
+  /// turns it off once several streams allocate: another stream may not use such a block and carves the top
   /// above it instead, so keeping it apart from its own stream's searches only spreads the layout (two
   /// streams: mlp_two_streams held 1.109 of its live peak cold instead of 1.040). Blocks already filed
   /// apart stay reachable (below_top_first, find_free_block_if) until their top is taken.
@@ -384,7 +385,7 @@ class block_heap {
   block_records records_;
   std::size_t allocated_ = 0;  // bytes of live blocks
   bool unmerged_ = false;      // stream order: free neighbours may lie unmerged (note_unmerged)
-  bool below_tops_ = true;     // stream order: file_free files blocks below a free top apart
+  bool below_tops_ = false;    // stream order: file_free files blocks below a free top apart
 };
 
 }  // namespace stash::detail
