@@ -1,7 +1,8 @@
 // libFuzzer harness: random operation programs against the reference model, for each composition of
 // tests/support/compositions.hpp and three stream-ordered ones (simulated_ordering over segments,
-// checked pages and failing pages; wait mode off). The first input byte picks the composition (and,
-// from 242 up, caching_options::small_fill_mapped on); every following group of bytes is one operation:
+// checked pages and failing pages). The first input byte picks the composition (and, from 242 up,
+// caching_options::small_fill_mapped on; from 220 to 241, cross_stream_wait on); every following group
+// of bytes is one operation:
 //   allocate (sizes from 0 to beyond max_size) on a chosen stream, unsized / sized / wrong-sized free
 //   on the block's stream or another, a free of a pointer inside a block or outside the allocator, a
 //   second free, trim_cache, empty_cache, reset_peak, a backend fault at a chosen call index (out of
@@ -108,14 +109,15 @@ class program {
   static constexpr std::size_t live_limit = host_memory ? 64 * MiB : SIZE_MAX;
 
  public:
-  program(FuzzedDataProvider& in, bool small_fill_mapped) : in_(in) {
+  program(FuzzedDataProvider& in, bool small_fill_mapped, bool wait_mode) : in_(in) {
     stash::caching_options options;
     options.small_fill_mapped = small_fill_mapped;  // paged compositions only change with it
+    options.cross_stream_wait = wait_mode;          // stream-ordered compositions only change with it
     // The first byte of a stream-ordered program turns free_records_used_streams on (the program then
     // keeps PyTorch's contract: a stream a live block was record_stream'ed on is not destroyed before
-    // the block is freed). Wait mode stays off, so that the corpus keeps its meaning; the random test
-    // of test_streams.cpp covers it (it hands a block over through chains of waits, T waited for S's
-    // event and U waits for an event on T, which the stream model follows).
+    // the block is freed). Wait mode is chosen by the first byte (LLVMFuzzerTestOneInput): it hands
+    // blocks over through chains of waits (T waited for S's event, U waits for an event on T), which
+    // the stream model follows.
     if constexpr (streamed) options.free_records_used_streams = records_used_ = in_.ConsumeBool();
     a_ = std::make_unique<Allocator>(backend_traits<backend>::make(), options);
     streams_.push_back(stash::stream{});
@@ -520,8 +522,8 @@ class program {
 };
 
 template <class Allocator>
-void run(FuzzedDataProvider& in, bool small_fill_mapped) {
-  program<Allocator>(in, small_fill_mapped).run();
+void run(FuzzedDataProvider& in, bool small_fill_mapped, bool wait_mode) {
+  program<Allocator>(in, small_fill_mapped, wait_mode).run();
 }
 
 }  // namespace
@@ -530,20 +532,22 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (size == 0) return 0;
   FuzzedDataProvider in(data + 1, size - 1);
   // The first byte picks the composition (its value mod 11) and, from 242 up (5 of the committed
-  // corpus's inputs, which came before the option), turns caching_options::small_fill_mapped on.
+  // corpus's inputs, which came before the option), turns caching_options::small_fill_mapped on; from
+  // 220 to 241 (38 inputs of the corpus as it was, 25 of them stream-ordered), cross_stream_wait.
   const bool fill = data[0] >= 242;
+  const bool wait = data[0] >= 220 && data[0] < 242;
   switch (data[0] % 11) {
-    case 0: run<host_segregated>(in, fill); break;
-    case 1: run<host_pow2>(in, fill); break;
-    case 2: run<simulated_segregated>(in, fill); break;
-    case 3: run<simulated_pow2>(in, fill); break;
-    case 4: run<paged_segregated>(in, fill); break;
-    case 5: run<failing_host_segregated>(in, fill); break;
-    case 6: run<failing_simulated_pow2>(in, fill); break;
-    case 7: run<failing_paged_segregated>(in, fill); break;
-    case 8: run<stream_segments>(in, fill); break;
-    case 9: run<stream_pages>(in, fill); break;
-    default: run<stream_failing_pages>(in, fill); break;
+    case 0: run<host_segregated>(in, fill, wait); break;
+    case 1: run<host_pow2>(in, fill, wait); break;
+    case 2: run<simulated_segregated>(in, fill, wait); break;
+    case 3: run<simulated_pow2>(in, fill, wait); break;
+    case 4: run<paged_segregated>(in, fill, wait); break;
+    case 5: run<failing_host_segregated>(in, fill, wait); break;
+    case 6: run<failing_simulated_pow2>(in, fill, wait); break;
+    case 7: run<failing_paged_segregated>(in, fill, wait); break;
+    case 8: run<stream_segments>(in, fill, wait); break;
+    case 9: run<stream_pages>(in, fill, wait); break;
+    default: run<stream_failing_pages>(in, fill, wait); break;
   }
   return 0;
 }
