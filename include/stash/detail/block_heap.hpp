@@ -136,9 +136,7 @@ class block_heap {
         if (budget-- <= 0) return nullptr;
         if constexpr (Streamed) {  // a top stands for itself and the block filed apart below it
           if (!b->next_adjacent) {
-            block* const lower = b->prev_adjacent();
-            if (lower && lower->is_free() && lower->size >= size && free_.holds(below_top_list, lower) && keep(lower))
-              return lower;
+            if (block* const lower = filed_below(b); lower && lower->size >= size && keep(lower)) return lower;
           }
         }
         if (b->size >= size && keep(b)) return b;
@@ -159,6 +157,8 @@ class block_heap {
   /// apart (below_free_top).
   [[gnu::always_inline]] void file_free(block* b) noexcept {
     if constexpr (Streamed) {
+      // The flag second: most blocks fail the first test at their neighbour's record, which the
+      // caller has just read; testing the flag first costs about 3 instructions per warm op.
       if (below_free_top(b) && below_tops_) [[unlikely]]
         return free_.push(b, below_top_list);
     }
@@ -193,24 +193,26 @@ class block_heap {
   /// it and the start of top (place_lower). Else top: taking it files the block below back in its
   /// bucket (top_leaves).
   block* below_top_first(block* top, std::size_t size, const tag* on) noexcept {
-    block* const lower = top->prev_adjacent();
-    if (!lower || !lower->is_free() || !usable(lower, on) || !free_.holds(below_top_list, lower)) return top;
+    block* const lower = filed_below(top);
+    if (!lower || !usable(lower, on)) return top;
     return lower->size >= size ? lower : place_lower(top, size);
+  }
+  /// The block filed apart just below `top` (file_free), or null.
+  block* filed_below(const block* top) const noexcept {
+    block* const lower = top->prev_adjacent();
+    return lower && lower->is_free() && free_.holds(below_top_list, lower) ? lower : nullptr;
   }
   /// Stream order: `top`, the last block of its region, leaves its free list (to be handed out, cut
   /// or merged): a block filed apart below it goes back to its bucket, since top is no longer the free
   /// block above it.
   void top_leaves(const block* top) noexcept {
-    if constexpr (Streamed) {
-      block* const lower = top->prev_adjacent();
-      if (lower && lower->is_free() && free_.holds(below_top_list, lower)) {
-        free_.remove(lower);
-        free_.push(lower, bucket_of(lower->size, filed_pool(lower)));
-      }
+    if (block* const lower = filed_below(top)) {
+      free_.remove(lower);
+      push_free(lower);
     }
   }
-  /// Takes b out of its free list (it is about to be merged or given back).
-  void remove(block* b) noexcept {
+  /// Takes b out of its free list (it is about to be merged, given back or handed out).
+  [[gnu::always_inline]] void remove(block* b) noexcept {
     free_.remove(b);
     if constexpr (Streamed) {
       if (!b->next_adjacent) [[unlikely]] top_leaves(b);
@@ -219,11 +221,8 @@ class block_heap {
   /// Takes b out of its free list to hand it out (or to make it the paged arena's ghost): it is not
   /// free from now.
   [[gnu::always_inline]] void take(block* b) noexcept {
-    free_.remove(b);
+    remove(b);
     b->prev_free = nullptr;
-    if constexpr (Streamed) {
-      if (!b->next_adjacent) [[unlikely]] top_leaves(b);
-    }
   }
 
   /// f(b) for every free block and every block in the index (the live ones, and free ones reused at

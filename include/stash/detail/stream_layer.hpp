@@ -118,9 +118,7 @@ class stream_layer {
   /// The tag of stream s, named by the caller: made on first use after the ordering policy has checked
   /// the handle (stash::invalid_stream; nothing changes then). A close requested for s happens here.
   stream_tag* tag(stream s) {
-    if (key_of(s) == last_key_) [[likely]]
-      return last_;
-    return find_or_add(s);
+    return tag(s, [](std::size_t) noexcept {});
   }
   /// As tag(s), and where s is not the stream the last call named, on_switch(stream_count()) after
   /// the lookup (for what depends on how many streams the allocator serves).
