@@ -103,7 +103,12 @@ class caching_allocator {
                              Ordering ordering = Ordering{})
       : arena_(std::move(backend), options, heap_, stats_, streams_),
         options_(options),
-        streams_(std::move(ordering)) {}
+        streams_(std::move(ordering)) {
+    // Paged, stream order: a block freed just below the free top of a region is filed apart, as host
+    // order would merge them (block_heap::below_free_top). Not for segments: a segment's free top is
+    // its rest, which may be too small to reach, and the block below it would never be found.
+    if constexpr (streamed) heap_.file_below_tops(paged);
+  }
   caching_allocator(const caching_allocator&) = delete;
   caching_allocator& operator=(const caching_allocator&) = delete;
   /// Gives every segment or page back to the backend, including blocks the caller never freed (the
@@ -410,6 +415,7 @@ class caching_allocator {
   /// anything (its backend calls are legal during a capture: cuda/capture_mode.hpp).
   [[gnu::cold, gnu::noinline]] block* grow(std::size_t requested, std::size_t size, tag* on) {
     if constexpr (streamed) {
+      const top_over_pending_scope scope(heap_);  // the searches here may take a top above a pending block
       const bool capturing = streams_.capturing(on);
       arena_.note_capture(capturing);
       if (capturing) return arena_.grow(requested, size, on);
@@ -422,19 +428,28 @@ class caching_allocator {
             b && streams_.order_after(on, b))
           return b;
       }
+      return arena_.grow(requested, size, on);  // with the scope: the top above a pending block, not a wait
+    } else {
+      return arena_.grow(requested, size, on);
     }
-    return arena_.grow(requested, size, on);
   }
 
   // ---- streams (stream-ordered compositions) -------------------------------------------------------
 
-  /// The tag of the stream a call names. Paged, while one stream has been named, the heap files a block
-  /// freed just below the free top of a region apart (as host order would merge them); once several
-  /// have, it stops (block_heap::file_below_tops). Not for segments: a segment's free top is its rest,
-  /// which may be too small to reach, and the block below it would never be found.
+  /// While it lives, the heap's searches may hand out a top above a block filed apart below it that the
+  /// requesting stream may not use (block_heap::below_top_first); the fast path's search misses there.
+  struct top_over_pending_scope {
+    explicit top_over_pending_scope(heap_type& h) noexcept : heap(h) { heap.allow_top_over_pending(true); }
+    ~top_over_pending_scope() { heap.allow_top_over_pending(false); }
+    top_over_pending_scope(const top_over_pending_scope&) = delete;
+    top_over_pending_scope& operator=(const top_over_pending_scope&) = delete;
+    heap_type& heap;
+  };
+
+  /// The tag of the stream a call names.
   tag* tag_of(stream s) {
     if constexpr (streamed) {
-      return streams_.tag(s, [&](std::size_t streams) { heap_.file_below_tops(paged && streams == 1); });
+      return streams_.tag(s);
     } else {
       return (void)s, nullptr;
     }
@@ -524,6 +539,7 @@ class caching_allocator {
     if (!capturing && !streams_.settled() && reclaim(on) > 0) {
       const std::uint8_t region = b->pool();  // a request is carved from the other region when its own is full
       arena_.coalesce();                    // b may have merged into a ready neighbour: look again
+      const top_over_pending_scope scope(heap_);
       b = heap_.find_free_block(size, on, region);  // b's memory is still free and usable there: never null
       unmapped = arena_.first_unmapped(b->addr, size);
     }

@@ -164,14 +164,17 @@ class block_heap {
     }
     push_free(b);
   }
-  /// Stream order: whether blocks are filed apart below a free top from now on (off until the
-  /// composition says; it does for paged arenas, whose tops are the untouched rest of their range, and
-  /// turns it off once several streams allocate: another stream may not use such a block and carves the top
-  /// above it instead, so keeping it apart from its own stream's searches only spreads the layout (two
-  /// streams: mlp_two_streams held 1.109 of its live peak cold instead of 1.040). Blocks already filed
-  /// apart stay reachable (below_top_first, find_free_block_if) until their top is taken.
+  /// Stream order: whether blocks are filed apart below a free top (off until the composition says; it
+  /// does for paged arenas, whose tops are the untouched rest of their range).
   void file_below_tops(bool on) noexcept {
     if constexpr (Streamed) below_tops_ = on;
+    else (void)on;
+  }
+  /// Stream order: whether a search may hand out a top above a block filed apart that the requesting
+  /// stream may not use yet (below_top_first). Off on the fast path, where such a search misses; the
+  /// allocator's slow paths turn it on while they search (top_over_pending_scope).
+  void allow_top_over_pending(bool on) noexcept {
+    if constexpr (Streamed) top_over_pending_ = on;
     else (void)on;
   }
 
@@ -190,11 +193,19 @@ class block_heap {
   /// Stream order, `top` (the last block of its region or segment, free, usable on `on`) was chosen
   /// for a request of `size` bytes on `on`: the block to serve it from. If the block below top was
   /// filed apart (file_free) and `on` may use it, the request starts there: in it if it fits, else in
-  /// it and the start of top (place_lower). Else top: taking it files the block below back in its
-  /// bucket (top_leaves).
+  /// it and the start of top (place_lower). If `on` may not use it yet (another stream's pending
+  /// free), host order would still have started the request there, so carving the top above it is
+  /// growth: on the fast path the search misses (null), and the allocator's grow() first retires the
+  /// frees that have completed, as before any growth, and searches again with
+  /// allow_top_over_pending on; only then is top taken above it. Without that, a stream that found
+  /// only the top (mlp_two_streams' copy stream, while the default stream's frees below it were
+  /// pending) carved above the block and the layout spread (1.109 of the live peak cold instead of
+  /// 1.040, bench/RESULTS.md). Otherwise top: taking it files the block below back in its bucket
+  /// (top_leaves).
   block* below_top_first(block* top, std::size_t size, const tag* on) noexcept {
     block* const lower = filed_below(top);
-    if (!lower || !usable(lower, on)) return top;
+    if (!lower) return top;
+    if (!usable(lower, on)) return top_over_pending_ ? top : nullptr;
     return lower->size >= size ? lower : place_lower(top, size);
   }
   /// The block filed apart just below `top` (file_free), or null.
@@ -385,6 +396,7 @@ class block_heap {
   std::size_t allocated_ = 0;  // bytes of live blocks
   bool unmerged_ = false;      // stream order: free neighbours may lie unmerged (note_unmerged)
   bool below_tops_ = false;    // stream order: file_free files blocks below a free top apart
+  bool top_over_pending_ = false;  // stream order: below_top_first may take a top above a block it may not use
 };
 
 }  // namespace stash::detail
