@@ -159,6 +159,37 @@ TEST_CASE("streams: a block freed at the top of the paged range serves a request
   CHECK(a.stats().reserved_bytes == 0);
 }
 
+// With two streams too: where a search on T reaches the top and the block filed apart below it is S's
+// pending free, the fast path misses, and grow() retires what has completed before it carves the top
+// above that block (block_heap::allow_top_over_pending). Without it the copy stream of mlp_two_streams
+// carved above the default stream's completed frees, and the layout drifted (settled 1.143 of the live
+// peak; 1.076 with it, on the H200).
+TEST_CASE("streams: another stream starts at a block freed below the top once its event has completed",
+          "[streams][paged]") {
+  paged a;
+  auto& o = a.ordering();
+  const stash::stream s = o.make_stream(), t = o.make_stream();
+  void* low = a.allocate(64 * MiB, s);
+  void* mid = a.allocate(32 * MiB, s);
+  void* above = a.allocate(48 * MiB, s);
+  a.deallocate(above, s);
+  void* small_t = a.allocate(1 * MiB, t);  // a miss on t: s is asked to close its epoch
+  void* small_s = a.allocate(1 * MiB, s);  // s records the event covering the free of `above`
+  o.complete_all();
+  a.trim_cache(SIZE_MAX);  // retires it: `above` joins the free rest of the range, its pages mapped
+  a.deallocate(mid, s);    // pending on s, filed apart below the rest
+  void* small_s2 = a.allocate(1 * MiB, s);  // a miss on s (its small page is full): s records the event
+  REQUIRE(o.records() == 2);
+  o.complete_all();  // completed, not yet retired: to the fast path's search, mid is still pending
+  const std::size_t reserved = a.stats().reserved_bytes;
+  void* other = a.allocate(40 * MiB, t);  // fits the mapped pages above mid, where it used to go
+  CHECK(other == mid);                    // host order's place: grow() retired mid and merged it upward
+  CHECK(a.stats().reserved_bytes == reserved);  // no page mapped for it
+  for (void* p : {other, small_t}) a.deallocate(p, t);
+  for (void* p : {small_s, small_s2, low}) a.deallocate(p, s);
+  CHECK(o.host_waits() == 0);
+}
+
 // Segments keep every freed block where their searches find it: a segment's free top is its rest,
 // which may be smaller than the block below it (the GPU suite's "a freed block is served again" caught a
 // first version that filed such blocks apart there too).

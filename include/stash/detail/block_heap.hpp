@@ -367,8 +367,14 @@ class block_heap {
       }
     }
     absorb_next(lower);
-    file_free(lower);  // filed, so that it stays a free block if mapping its pages fails
-    note_unmerged();   // next to b's rest, also free
+    // Filed, so that it stays a free block if mapping its pages fails. Not apart below b's rest if that
+    // rest, now the top, is smaller: a search reaches a block filed apart only through its top, and
+    // looks only at lists of blocks at least as large as the request, so the second search of
+    // caching_allocator::before_mapping_in_order would not find it (the libFuzzer harness found this,
+    // near the end of a region).
+    if (const block* const rest = lower->next_adjacent; !rest || rest->size >= lower->size) file_free(lower);
+    else push_free(lower);
+    note_unmerged();  // next to b's rest, also free
     return lower;
   }
 
