@@ -159,16 +159,23 @@ class block_heap {
     if constexpr (Streamed) {
       // The flag second: most blocks fail the first test at their neighbour's record, which the
       // caller has just read; testing the flag first costs about 3 instructions per warm op.
-      if (below_free_top(b) && below_tops_) [[unlikely]]
-        return free_.push(b, below_top_list);
+      if (below_free_top(b) && below_tops_[0]) [[unlikely]]
+        return file_below_top(b);
     }
     push_free(b);
   }
-  /// Stream order: whether blocks are filed apart below a free top (off until the composition says; it
-  /// does for paged arenas, whose tops are the untouched rest of their range).
-  void file_below_tops(bool on) noexcept {
-    if constexpr (Streamed) below_tops_ = on;
-    else (void)on;
+  /// file_free's rare case, out of line (looking the pool up in file_free itself cost 3 instructions
+  /// per warm op): b lies below a free top; apart, unless its pool does not file apart now.
+  [[gnu::cold, gnu::noinline]] void file_below_top(block* b) noexcept {
+    if (below_tops_[filed_pool(b)]) free_.push(b, below_top_list);
+    else push_free(b);
+  }
+  /// Stream order: whether blocks of pool `pool` are filed apart below a free top (off until the
+  /// composition says: caching_allocator turns it on for paged arenas, whose tops are the untouched rest
+  /// of their range, for the small pool only while one stream allocates).
+  void file_below_tops(std::uint8_t pool, bool on) noexcept {
+    if constexpr (Streamed) below_tops_[pool] = on;
+    else (void)pool, (void)on;
   }
   /// Stream order: whether a search may hand out a top above a block filed apart that the requesting
   /// stream may not use yet (below_top_first). Off on the fast path, where such a search misses; the
@@ -401,7 +408,7 @@ class block_heap {
   block_records records_;
   std::size_t allocated_ = 0;  // bytes of live blocks
   bool unmerged_ = false;      // stream order: free neighbours may lie unmerged (note_unmerged)
-  bool below_tops_ = false;    // stream order: file_free files blocks below a free top apart
+  bool below_tops_[pool_count] = {};  // stream order, per pool: file_free files blocks below a free top apart
   bool top_over_pending_ = false;  // stream order: below_top_first may take a top above a block it may not use
 };
 
