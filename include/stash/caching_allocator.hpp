@@ -417,8 +417,10 @@ class caching_allocator {
   /// event may be asked about or waited for in its name) and the arena grows without waiting for
   /// anything (its backend calls are legal during a capture: cuda/capture_mode.hpp).
   [[gnu::cold, gnu::noinline]] block* grow(std::size_t requested, std::size_t size, tag* on) {
+    // The searches here, the arena's included, may take a top above a pending block: that is growth.
+    // (Host order: the scope does nothing.)
+    const top_over_pending_scope scope(heap_);
     if constexpr (streamed) {
-      const top_over_pending_scope scope(heap_);  // the searches here may take a top above a pending block
       const bool capturing = streams_.capturing(on);
       arena_.note_capture(capturing);
       if (capturing) return arena_.grow(requested, size, on);
@@ -431,10 +433,8 @@ class caching_allocator {
             b && streams_.order_after(on, b))
           return b;
       }
-      return arena_.grow(requested, size, on);  // with the scope: the top above a pending block, not a wait
-    } else {
-      return arena_.grow(requested, size, on);
     }
+    return arena_.grow(requested, size, on);
   }
 
   // ---- streams (stream-ordered compositions) -------------------------------------------------------

@@ -158,7 +158,8 @@ class block_heap {
   [[gnu::always_inline]] void file_free(block* b) noexcept {
     if constexpr (Streamed) {
       // The flag second: most blocks fail the first test at their neighbour's record, which the
-      // caller has just read; testing the flag first costs about 3 instructions per warm op.
+      // caller has just read; testing the flag first costs about 3 instructions per warm op. Pool 0's
+      // flag (the large region's) is on whenever any pool's is; file_below_top asks b's own pool.
       if (below_free_top(b) && below_tops_[0]) [[unlikely]]
         return file_below_top(b);
     }
