@@ -55,6 +55,10 @@ options:
                              1 MiB allocated and freed on stream S, then allocated on stream T; host
                              ns of that allocate and how often it returned S's address, with and
                              without a host wait for S first (allocators that take streams only)
+  --peer-access              (cuda backend) every other device that can reach device 0 enables peer
+                             access to it first (cudaDeviceEnablePeerAccess), as a program sharing
+                             buffers between GPUs does: cudaMalloc'd memory is then mapped for those
+                             devices too, as stash's pages are by default (README, "Peers")
   --list                     print the allocators available on each backend and exit
   -h, --help
 
@@ -78,6 +82,7 @@ struct options {
   std::size_t pinned_pairs = 200;
   std::size_t cross_stream = 0;
   bool list = false;
+  bool peer_access = false;
   std::vector<std::filesystem::path> inputs;
 };
 
@@ -150,6 +155,8 @@ options parse_options(int argc, char** argv) {
       o.cross_stream = parse_count<std::size_t>(arg, value(), 1);
     } else if (arg == "--list") {
       o.list = true;
+    } else if (arg == "--peer-access") {
+      o.peer_access = true;
     } else if (arg.starts_with("-")) {
       die(fmt::format("unknown option '{}' (--help lists them)", arg));
     } else {
@@ -178,6 +185,27 @@ std::string device_description() {
 }
 
 void synchronize_device() { cudaDeviceSynchronize(); }
+
+/// --peer-access: every other device that can reach device 0 enables peer access to it, as a program
+/// whose kernels on several GPUs share buffers does. The driver then maps device 0's cudaMalloc'd
+/// memory for those devices too, as stash maps its pages by default (peer_access: all), so the
+/// cold figures of cudaMalloc-based allocators (PyTorch's, CUB's) include that mapping as stash's do.
+/// Returns the devices enabled; device 0 is current again afterwards.
+std::vector<int> enable_peer_access_to_device0(int devices) {
+  std::vector<int> enabled;
+  for (int d = 1; d < devices; ++d) {
+    int can = 0;
+    STASH_CUDA_CHECK(cudaDeviceCanAccessPeer(&can, d, 0));
+    if (!can) continue;
+    STASH_CUDA_CHECK(cudaSetDevice(d));
+    const cudaError_t status = cudaDeviceEnablePeerAccess(0, 0);
+    if (status == cudaErrorPeerAccessAlreadyEnabled) (void)cudaGetLastError();
+    else STASH_CUDA_CHECK(status);
+    enabled.push_back(d);
+  }
+  STASH_CUDA_CHECK(cudaSetDevice(0));
+  return enabled;
+}
 
 /// The trace's streams as CUDA streams (non-blocking), for the cuda backend: the Stream value 0 is the
 /// legacy default stream, every other value a stream of its own. On the simulated backend they are
@@ -348,6 +376,7 @@ int main(int argc, char** argv) {
   if (opt.inputs.empty() && opt.threads == 0 && !opt.pinned && opt.cross_stream == 0)
     die("nothing to do: give trace files or directories, --threads N, --pinned or --cross-stream N (--help)");
   if (opt.pinned && backend != backend_kind::cuda) die("--pinned needs the cuda backend");
+  if (opt.peer_access && backend != backend_kind::cuda) die("--peer-access needs the cuda backend");
 
   std::vector<std::string> allocators = opt.allocators.empty() ? available_allocators(backend) : opt.allocators;
   for (const auto& name : allocators) {
@@ -362,6 +391,10 @@ int main(int argc, char** argv) {
     STASH_CUDA_CHECK(cudaFree(nullptr));
     // With --json, stdout holds only the result objects; the card goes to stderr.
     fmt::print(opt.json ? stderr : stdout, "# {}\n", device_description());
+    if (opt.peer_access) {
+      const std::vector<int> peers = enable_peer_access_to_device0(devices);
+      fmt::print(opt.json ? stderr : stdout, "# peer access to device 0 enabled on {} device(s)\n", peers.size());
+    }
   }
   output out;
   out.table = !opt.json;

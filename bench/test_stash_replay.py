@@ -65,6 +65,10 @@ class StashReplayCli(unittest.TestCase):
         if "CUDA devices here: 0" in run("--list").stdout:  # the default backend is then simulated
             self.assert_usage_error(run("--cross-stream", "10"), "--cross-stream", "cuda backend")
 
+    def test_peer_access_needs_the_cuda_backend(self):
+        self.assert_usage_error(run("--backend", "simulated", "--peer-access", self.small_trace()),
+                                "--peer-access", "cuda backend")
+
     def test_a_folder_without_traces_is_an_error(self):
         empty = os.path.join(self.dir.name, "empty")
         os.mkdir(empty)
