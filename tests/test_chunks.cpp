@@ -1,6 +1,7 @@
-// Growing in chunks (chunked_paged_backend, caching_options::max_chunk_pages): the pages inside a new
-// block are mapped as few physical allocations, its edge pages alone; a chunk goes back and moves away
-// only whole. On the simulated backend, which counts the driver calls cuda_vmm_backend would make
+// Growing in chunks (chunked_paged_backend, caching_options::max_chunk_pages): a new block's pages are
+// mapped as few physical allocations, except an edge page that a neighbouring block may share (the
+// block starts, or ends, off a page boundary): that one is mapped alone. A chunk goes back and moves
+// away only whole. On the simulated backend, which counts the driver calls cuda_vmm_backend would make
 // (two per physical allocation, cuMemCreate and cuMemMap, and one cuMemSetAccess for all the pages a
 // block maps or moves in; two per move of a chunk or a page alone, cuMemUnmap and cuMemMap; two per
 // release).
@@ -59,39 +60,85 @@ using refusing = stash::caching_allocator<refusing_backend, stash::segregated_fi
 
 }  // namespace
 
-TEST_CASE("chunks: a block's inside pages are one physical allocation, its edge pages their own",
+TEST_CASE("chunks: a block's inside pages are one physical allocation, the edge pages it may share their own",
           "[paged][chunks]") {
   paged a;
-  void* p = a.allocate(10 * page);  // the arena's first block: pages 0-9
-  const std::uintptr_t base = addr(p);
+  void* head = a.allocate(3 * MiB / 2);  // the arena's first block: page 0, alone (it ends off a boundary)
+  // From 1.5 MiB to 19.5 MiB, starting and ending off a page boundary: pages 0-9, page 0 shared with
+  // head (mapped already), page 9 with the block that would come next; inside, pages 1-8.
+  void* p = a.allocate(18 * MiB);
+  const std::uintptr_t base = addr(head);
+  REQUIRE(addr(p) == base + 3 * MiB / 2);
   const auto& b = a.backend();
   CHECK(b.chunk_pages(base) == 1);
   CHECK(b.chunk_pages(base + page) == 8);
   CHECK(b.chunk_pages(base + 9 * page) == 1);
   CHECK(b.mapped_bytes() == 10 * page);
-  CHECK(b.driver_calls() == 3 * 2 + 1);  // three allocations mapped, one access grant for the block
+  // Page 0 mapped and granted for head; for the block, two allocations mapped and one access grant.
+  CHECK(b.driver_calls() == (2 + 1) + (2 * 2 + 1));
   for (std::size_t i = 0; i < 10; ++i) CHECK(b.accessible(base + i * page));
   CHECK(a.stats().backend_allocations == 3);  // physical allocations, not pages
   CHECK(a.stats().reserved_bytes == 10 * page);
   a.deallocate(p);
+  a.empty_cache();  // the chunk 1-8 and page 9 go; page 0, alone, stays under head
+  CHECK(b.mapped_bytes() == page);
+  CHECK(b.driver_calls() == 3 + 5 + 2 * 2);
+  CHECK(a.stats().backend_frees == 2);
+  a.deallocate(head);
   a.empty_cache();
   CHECK(b.mapped_bytes() == 0);
-  CHECK(b.driver_calls() == 3 * 2 + 1 + 3 * 2);
+  CHECK(b.driver_calls() == 3 + 5 + 3 * 2);
   CHECK(a.stats().backend_frees == 3);
   CHECK(a.stats().reserved_bytes == 0);
   CHECK(b.misuses() == 0);
 }
 
-TEST_CASE("chunks: max_chunk_pages bounds a chunk; 1 maps page by page", "[paged][chunks]") {
+TEST_CASE("chunks: a block on page boundaries is one chunk with its edge pages, an edge page off one stays alone",
+          "[paged][chunks]") {
+  paged a;
+  void* whole = a.allocate(10 * page);  // the arena's first block: pages 0-9, on page boundaries
+  const std::uintptr_t base = addr(whole);
+  const auto& b = a.backend();
+  CHECK(b.chunk_pages(base) == 10);  // no neighbour can share its edge pages: they join the chunk
+  CHECK(a.stats().backend_allocations == 1);
+  CHECK(b.driver_calls() == 2 + 1);  // one allocation created and mapped, one access grant
+  for (std::size_t i = 0; i < 10; ++i) CHECK(b.accessible(base + i * page));
+  // 19 MiB from page 10 on: pages 10-19, ending off a page boundary. Its first page is its own and
+  // starts the chunk 10-18; its last page, which the next block shares, is mapped alone.
+  void* part = a.allocate(19 * MiB);
+  REQUIRE(addr(part) == base + 10 * page);
+  CHECK(b.chunk_pages(base + 10 * page) == 9);
+  CHECK(b.chunk_pages(base + 19 * page) == 1);
+  CHECK(a.stats().backend_allocations == 1 + 2);
+  CHECK(b.driver_calls() == 3 + (2 * 2 + 1));
+  void* next = a.allocate(3 * MiB);  // from 39 MiB: pages 19 (shared with part) and 20 (new, alone)
+  REQUIRE(addr(next) == addr(part) + 19 * MiB);
+  CHECK(b.chunk_pages(base + 20 * page) == 1);
+  CHECK(a.stats().backend_allocations == 1 + 2 + 1);
+  a.deallocate(whole);
+  a.deallocate(part);
+  a.empty_cache();  // the chunks 0-9 and 10-18 go whole; page 19 stays under next, with page 20
+  CHECK(b.mapped_bytes() == 2 * page);
+  CHECK(a.stats().backend_frees == 2);
+  a.deallocate(next);
+  a.empty_cache();  // every page goes back
+  CHECK(b.mapped_bytes() == 0);
+  CHECK(a.stats().reserved_bytes == 0);
+  CHECK(a.stats().backend_frees == 4);
+  CHECK(b.misuses() == 0);
+}
+
+// (No semicolon in the name: catch_discover_tests would split it into two names that match no test.)
+TEST_CASE("chunks: max_chunk_pages bounds a chunk and 1 maps page by page", "[paged][chunks]") {
   SECTION("16 pages at most") {
     paged a(stash::simulated_paged_backend{}, chunks_of(16));
-    void* p = a.allocate(40 * page);  // edges 0 and 39, inside 1-38: 16 + 16 + 6
+    void* p = a.allocate(40 * page);  // pages 0-39, on page boundaries (edge pages its own): 16 + 16 + 8
     const std::uintptr_t base = addr(p);
-    CHECK(a.backend().chunk_pages(base + page) == 16);
-    CHECK(a.backend().chunk_pages(base + 17 * page) == 16);
-    CHECK(a.backend().chunk_pages(base + 33 * page) == 6);
-    CHECK(a.stats().backend_allocations == 5);
-    CHECK(a.backend().driver_calls() == 5 * 2 + 1);
+    CHECK(a.backend().chunk_pages(base) == 16);
+    CHECK(a.backend().chunk_pages(base + 16 * page) == 16);
+    CHECK(a.backend().chunk_pages(base + 32 * page) == 8);
+    CHECK(a.stats().backend_allocations == 3);
+    CHECK(a.backend().driver_calls() == 3 * 2 + 1);
     a.deallocate(p);
   }
   SECTION("page by page") {
@@ -108,18 +155,19 @@ TEST_CASE("chunks: max_chunk_pages bounds a chunk; 1 maps page by page", "[paged
 TEST_CASE("chunks: only the unmapped run is mapped, in chunks between the pages mapped already",
           "[paged][chunks]") {
   paged a;
-  void* small = a.allocate(page);  // page 0
-  void* big = a.allocate(9 * page);  // pages 1-9: edges 1 and 9, inside 2-8
+  void* small = a.allocate(page);  // page 0, alone (a run of one page)
+  void* big = a.allocate(9 * page);  // pages 1-9, on page boundaries: one chunk, its edge pages its own
   const std::uintptr_t base = addr(small);
   REQUIRE(addr(big) == base + page);
-  CHECK(a.backend().chunk_pages(base + 2 * page) == 7);
+  CHECK(a.backend().chunk_pages(base + page) == 9);
   a.deallocate(big);
-  // 19 pages from page 1: pages 1-9 are mapped (idle), 10-19 are not: edge 19 alone, 10-18 one chunk.
+  // 19 pages from page 1: pages 1-9 are mapped (idle), 10-19 are not: 10-19 one chunk (page 19, the
+  // block's last, is its own), and the chunk 1-9 stays as it was.
   void* bigger = a.allocate(19 * page);
   REQUIRE(addr(bigger) == base + page);
-  CHECK(a.backend().chunk_pages(base + 10 * page) == 9);
-  CHECK(a.backend().chunk_pages(base + 19 * page) == 1);
-  CHECK(a.stats().backend_allocations == 1 + 3 + 2);
+  CHECK(a.backend().chunk_pages(base + page) == 9);
+  CHECK(a.backend().chunk_pages(base + 10 * page) == 10);
+  CHECK(a.stats().backend_allocations == 1 + 1 + 1);
   CHECK(a.backend().misuses() == 0);
   a.deallocate(bigger);
   a.deallocate(small);
@@ -127,24 +175,25 @@ TEST_CASE("chunks: only the unmapped run is mapped, in chunks between the pages 
 
 TEST_CASE("chunks: a chunk goes back only when none of its pages is touched", "[paged][chunks]") {
   paged a;
-  void* big = a.allocate(10 * page);  // pages 0-9: chunk 1-8
+  void* big = a.allocate(10 * page);  // pages 0-9, on page boundaries: one chunk 0-9
   void* after = a.allocate(page);     // page 10
   const std::uintptr_t base = addr(big);
   a.deallocate(big);
-  void* head = a.allocate(5 * MiB);  // at the base again: pages 0-2, so chunk 1-8 is touched
+  void* head = a.allocate(5 * MiB);  // at the base again: pages 0-2, so chunk 0-9 is touched
   REQUIRE(addr(head) == base);
 
-  a.empty_cache();  // page 9 (alone, idle) goes; chunk 1-8 stays whole
-  CHECK(a.backend().mapped_bytes() == 10 * page);
-  CHECK(a.stats().reserved_bytes == 10 * page);
-  CHECK(a.backend().chunk_pages(base + page) == 8);
-  CHECK(a.stats().backend_frees == 1);
+  a.empty_cache();  // pages 3-9 are touched by no block, but chunk 0-9 stays whole
+  CHECK(a.backend().mapped_bytes() == 11 * page);
+  CHECK(a.stats().reserved_bytes == 11 * page);
+  CHECK(a.backend().chunk_pages(base) == 10);
+  CHECK(a.stats().backend_frees == 0);
 
   a.deallocate(head);
-  a.trim_cache(0);  // now idle: chunk 1-8 and page 0 go, page 10 stays under `after`
+  a.trim_cache(0);  // now idle: chunk 0-9 goes, page 10 stays under `after`
   CHECK(a.backend().mapped_bytes() == page);
   CHECK(a.stats().reserved_bytes == page);
-  CHECK(a.stats().backend_frees == 3);
+  CHECK(a.backend().chunk_pages(base) == 0);
+  CHECK(a.stats().backend_frees == 1);
   CHECK(a.backend().misuses() == 0);
   a.deallocate(after);
 }
@@ -153,32 +202,32 @@ TEST_CASE("chunks: where an idle chunk does not fit inside the block, it is give
           "[paged][chunks]") {
   const stash::caching_options o = moving_every_page();
   paged a(stash::simulated_paged_backend{}, o);
-  void* big = a.allocate(10 * page);  // pages 0-9: chunk 1-8
+  void* big = a.allocate(10 * page);  // pages 0-9, on page boundaries: one chunk 0-9
   void* guard = a.allocate(page);     // page 10
   std::vector<void*> singles;
   for (int i = 0; i < 4; ++i) singles.push_back(a.allocate(page));  // pages 11-14, each alone
   void* top = a.allocate(page);       // page 15
   a.deallocate(big);
-  for (void* s : singles) a.deallocate(s);  // idle: 0, chunk 1-8, 9, 11-14; 16 held, 16 at the tide
+  for (void* s : singles) a.deallocate(s);  // idle: chunk 0-9, 11-14; 16 held, 16 at the tide
   const auto before = a.stats();
-  // Pages 16-27, every page past the tide: the idle pages come highest first, 14 to 9 moving alone
-  // onto pages 16-20; for page 21 it is the chunk 1-8, which does not fit in the 6 inside pages left
-  // (21-26), so it is given back whole and page 21 mapped anew; 22-26 (one chunk) and 27 are new pages,
-  // below the tide now.
+  // Pages 16-27, every page past the tide: the idle pages come highest first, 14 to 11 moving alone
+  // onto pages 16-19; for page 20 it is the chunk 0-9, which does not fit in the 7 inside pages left
+  // (20-26), so it is given back whole and page 20 mapped anew; 21-27 are new pages, below the tide
+  // now: one chunk (page 27, the block's last, is its own).
   void* p = a.allocate(12 * page);
   const std::uintptr_t at = addr(p);
   REQUIRE(at == addr(top) + page);
   const auto& b = a.backend();
-  CHECK(b.chunk_pages(addr(big) + page) == 0);
-  CHECK(a.page_moves() == 5);
-  CHECK(b.moved_pages() == 5);
+  CHECK(b.chunk_pages(addr(big)) == 0);
+  CHECK(a.page_moves() == 4);
+  CHECK(b.moved_pages() == 4);
   CHECK(a.stats().backend_frees - before.backend_frees == 1);
-  CHECK(a.stats().backend_allocations - before.backend_allocations == 3);
-  CHECK(b.chunk_pages(at + 5 * page) == 1);   // page 21, new
-  CHECK(b.chunk_pages(at + 6 * page) == 5);   // pages 22-26, new
-  CHECK(b.chunk_pages(at + 11 * page) == 1);  // page 27, new
-  CHECK(a.stats().reserved_bytes == 15 * page);  // page 0 (idle), the guards, the block
-  CHECK(b.mapped_bytes() == 15 * page);
+  CHECK(a.stats().backend_allocations - before.backend_allocations == 2);
+  CHECK(b.chunk_pages(at + 3 * page) == 1);   // page 19, moved in from page 11
+  CHECK(b.chunk_pages(at + 4 * page) == 1);   // page 20, new
+  CHECK(b.chunk_pages(at + 5 * page) == 7);   // pages 21-27, new
+  CHECK(a.stats().reserved_bytes == 14 * page);  // the guards, the block
+  CHECK(b.mapped_bytes() == 14 * page);
   for (std::size_t i = 0; i < 12; ++i) CHECK(b.accessible(at + i * page));
   CHECK(b.misuses() == 0);
   a.deallocate(p);
@@ -194,20 +243,26 @@ TEST_CASE("chunks: where a move is due, an idle chunk that fits moves whole into
   stash::caching_options o = moving_every_page();
   o.reserve_bytes = 64 * page;  // room above the device's 13 pages of memory
   paged a(stash::simulated_paged_backend(13 * page), o);
-  void* big = a.allocate(10 * page);  // pages 0-9: chunk 1-8
-  void* guard = a.allocate(page);     // page 10
-  a.deallocate(big);                  // 10 idle pages, 11 held, 1 touched
+  // Pages 0-9 as three blocks on page boundaries: page 0 and page 9 alone (one page each), 1-8 one chunk.
+  void* low = a.allocate(page);
+  void* big = a.allocate(8 * page);
+  void* high = a.allocate(page);
+  void* guard = a.allocate(page);  // page 10
+  REQUIRE(addr(big) == addr(low) + page);
+  CHECK(a.backend().chunk_pages(addr(big)) == 8);
+  for (void* q : {low, big, high}) a.deallocate(q);  // 10 idle pages, 11 held, 1 touched
   const std::size_t calls = a.backend().driver_calls();
   const auto stats = a.stats();
-  // Pages 11-22: 13 touched at the tide, so pages 11 and 12 are new; then each page takes the highest
-  // idle page: page 9 moves to page 13, the chunk 1-8 whole to pages 14-21 (8 unmapped pages inside
-  // the block), page 0 to the edge page 22.
+  // Pages 11-22: 13 touched at the tide, so pages 11 and 12 are new (one chunk); then each page takes
+  // the highest idle page: page 9 moves to page 13, the chunk 1-8 whole to pages 14-21 (8 unmapped
+  // pages inside the block), page 0 to the edge page 22.
   void* p = a.allocate(12 * page);
   const std::uintptr_t at = addr(p);
   REQUIRE(at == addr(guard) + page);
   const auto& b = a.backend();
+  CHECK(b.chunk_pages(at) == 2);
   CHECK(b.chunk_pages(at + 3 * page) == 8);
-  CHECK(b.chunk_pages(addr(big) + page) == 0);
+  CHECK(b.chunk_pages(addr(big)) == 0);
   CHECK(b.chunk_moves() == 3);
   CHECK(b.moved_pages() == 10);
   CHECK(a.page_moves() == 10);
@@ -215,11 +270,11 @@ TEST_CASE("chunks: where a move is due, an idle chunk that fits moves whole into
   CHECK(b.unmap_calls() == 0);  // nothing given back
   CHECK(b.mapped_bytes() == 13 * page);
   CHECK(a.stats().reserved_bytes == 13 * page);
-  CHECK(a.stats().backend_allocations - stats.backend_allocations == 2);
+  CHECK(a.stats().backend_allocations - stats.backend_allocations == 1);
   CHECK(a.stats().backend_frees == stats.backend_frees);
-  // Two new pages (cuMemCreate and cuMemMap each), three moves (cuMemUnmap and cuMemMap each), one
-  // cuMemSetAccess over the twelve pages.
-  CHECK(b.driver_calls() - calls == 2 * 2 + 3 * 2 + 1);
+  // One new chunk of two pages (cuMemCreate and cuMemMap), three moves (cuMemUnmap and cuMemMap
+  // each), one cuMemSetAccess over the twelve pages.
+  CHECK(b.driver_calls() - calls == 2 + 3 * 2 + 1);
   for (std::size_t i = 0; i < 12; ++i) CHECK(b.accessible(at + i * page));
   CHECK(b.misuses() == 0);
   a.deallocate(p);
@@ -262,42 +317,45 @@ TEST_CASE("chunks: the simulated device moves a chunk only whole, onto unmapped 
 TEST_CASE("chunks: limited_backend counts a chunk's bytes against the limit", "[paged][chunks][limit]") {
   limited a;
   a.backend().set_limit(8 * page);
-  void* p = a.allocate(6 * page);  // 1 + 4 + 1
+  void* p = a.allocate(6 * page);  // pages 0-5, on page boundaries: one chunk
   CHECK(a.backend().held_bytes() == 6 * page);
-  CHECK(a.backend().upstream().chunk_pages(addr(p) + page) == 4);
-  CHECK_THROWS_AS(a.allocate(6 * page), stash::out_of_memory);  // its chunk of 4 would pass the limit
+  CHECK(a.backend().upstream().chunk_pages(addr(p)) == 6);
+  // Pages 6-11: its chunk of 6 would pass the limit, and so would its pages mapped one by one.
+  CHECK_THROWS_AS(a.allocate(6 * page), stash::out_of_memory);
   CHECK(a.backend().held_bytes() == 6 * page);
   CHECK(a.stats().reserved_bytes == 6 * page);
+  void* q = a.allocate(2 * page);  // pages 6-7: a chunk of 2 reaches the limit, and is within it
+  CHECK(a.backend().upstream().chunk_pages(addr(q)) == 2);
+  CHECK(a.backend().held_bytes() == 8 * page);
+  a.deallocate(q);
   a.deallocate(p);
   a.empty_cache();
   CHECK(a.backend().held_bytes() == 0);
   CHECK(a.backend().upstream().misuses() == 0);
 }
 
-TEST_CASE("chunks: a 3 GiB block is 10 physical allocations and one access grant", "[paged][chunks]") {
+TEST_CASE("chunks: a 3 GiB block is 8 physical allocations and one access grant", "[paged][chunks]") {
   paged a;
-  const std::size_t pages = (std::size_t{3} << 30) / page;  // 1536: edges 0 and 1535, inside 1534 pages
+  // 1536 pages from the arena's base, on page boundaries: the edge pages 0 and 1535 are its own.
+  const std::size_t pages = (std::size_t{3} << 30) / page;
   REQUIRE(stash::caching_options{}.chunks_per_block == 8);
   void* p = a.allocate(pages * page);
   const std::uintptr_t base = addr(p);
   const auto& b = a.backend();
-  // Inside, chunks of an eighth of the block (192 pages): 7 of them and one of 190; the edges alone.
-  CHECK(b.chunk_pages(base) == 1);
-  for (std::size_t c = 0; c < 7; ++c) CHECK(b.chunk_pages(base + (1 + 192 * c) * page) == 192);
-  CHECK(b.chunk_pages(base + (1 + 192 * 7) * page) == 190);
-  CHECK(b.chunk_pages(base + (pages - 1) * page) == 1);
-  CHECK(a.stats().backend_allocations == 10);
-  CHECK(b.map_calls() == 10);
-  CHECK(b.driver_calls() == 10 * 2 + 1);  // each allocation created and mapped; access granted once
+  // Chunks of an eighth of the block (192 pages), the edge pages with them: 8 of them.
+  for (std::size_t c = 0; c < 8; ++c) CHECK(b.chunk_pages(base + 192 * c * page) == 192);
+  CHECK(a.stats().backend_allocations == 8);
+  CHECK(b.map_calls() == 8);
+  CHECK(b.driver_calls() == 8 * 2 + 1);  // each allocation created and mapped; access granted once
   CHECK(b.mapped_bytes() == pages * page);
   for (std::size_t i = 0; i < pages; ++i) REQUIRE(b.accessible(base + i * page));
   a.deallocate(p);
   a.empty_cache();  // every chunk goes back, whole
   CHECK(b.mapped_bytes() == 0);
   CHECK(a.stats().reserved_bytes == 0);
-  CHECK(a.stats().backend_frees == 10);
-  CHECK(b.unmap_calls() == 10);
-  CHECK(b.driver_calls() == 10 * 2 + 1 + 10 * 2);
+  CHECK(a.stats().backend_frees == 8);
+  CHECK(b.unmap_calls() == 8);
+  CHECK(b.driver_calls() == 8 * 2 + 1 + 8 * 2);
   CHECK(b.misuses() == 0);
 }
 
@@ -308,11 +366,10 @@ TEST_CASE("chunks: chunks_per_block 0 maps a large block in chunks of max_chunk_
   const std::size_t pages = (std::size_t{3} << 30) / page;
   void* p = a.allocate(pages * page);
   const std::uintptr_t base = addr(p);
-  // 47 chunks of 32 pages and one of 30 inside, the two edge pages alone.
-  for (std::size_t c = 0; c < 47; ++c) CHECK(a.backend().chunk_pages(base + (1 + 32 * c) * page) == 32);
-  CHECK(a.backend().chunk_pages(base + (1 + 32 * 47) * page) == 30);
-  CHECK(a.stats().backend_allocations == 50);
-  CHECK(a.backend().driver_calls() == 50 * 2 + 1);
+  // 1536 pages on page boundaries, the edge pages its own: 48 chunks of 32 pages.
+  for (std::size_t c = 0; c < 48; ++c) CHECK(a.backend().chunk_pages(base + 32 * c * page) == 32);
+  CHECK(a.stats().backend_allocations == 48);
+  CHECK(a.backend().driver_calls() == 48 * 2 + 1);
   a.deallocate(p);
   a.empty_cache();
   CHECK(a.backend().mapped_bytes() == 0);
@@ -322,8 +379,9 @@ TEST_CASE("chunks: chunks_per_block 0 maps a large block in chunks of max_chunk_
 TEST_CASE("chunks: a small block keeps chunks of max_chunk_pages", "[paged][chunks]") {
   paged a;
   void* p = a.allocate(200 * page);  // 200 < 32 x 8 pages: chunks_per_block does not apply
-  CHECK(a.backend().chunk_pages(addr(p) + page) == 32);
-  CHECK(a.stats().backend_allocations == 2 + 7);  // 6 x 32 + 6 inside, the edges
+  CHECK(a.backend().chunk_pages(addr(p)) == 32);
+  CHECK(a.backend().chunk_pages(addr(p) + 192 * page) == 8);
+  CHECK(a.stats().backend_allocations == 7);  // 6 x 32 + 8, the edge pages (its own) included
   a.deallocate(p);
 }
 
@@ -364,13 +422,15 @@ TEST_CASE("chunks: pages mapped for a block are granted with the pages moved int
   void* guard = a.allocate(page);     // page 1
   a.deallocate(low);                  // page 0 idle, mapped alone: it can move
   const std::size_t before = a.backend().driver_calls();
-  void* p = a.allocate(6 * page);     // pages 2-7: the idle page moves to page 2, the rest is new
+  // Pages 2-7, on page boundaries: 2-6 are new up to the tide (one chunk, the edge page 2 its own),
+  // then the idle page moves to page 7.
+  void* p = a.allocate(6 * page);
   REQUIRE(addr(p) == addr(guard) + page);
   CHECK(a.page_moves() == 1);
-  CHECK(a.backend().chunk_pages(addr(p)) == 1);  // the page moved in, alone
-  // One move (2 calls), the new pages 3-7 (chunk 3-6 and edge 7: 2 allocations, 4 calls), one grant
-  // for all six pages.
-  CHECK(a.backend().driver_calls() - before == 2 + 4 + 1);
+  CHECK(a.backend().chunk_pages(addr(p)) == 5);
+  CHECK(a.backend().chunk_pages(addr(p) + 5 * page) == 1);  // the page moved in, alone
+  // The new chunk (1 allocation, 2 calls), one move (2 calls), one grant for all six pages.
+  CHECK(a.backend().driver_calls() - before == 2 + 2 + 1);
   CHECK(a.backend().chunk_moves() == 1);
   for (std::size_t i = 0; i < 6; ++i) CHECK(a.backend().accessible(addr(p) + i * page));
   CHECK(a.backend().misuses() == 0);
@@ -409,13 +469,17 @@ TEST_CASE("chunks: a refused access grant is out of memory, and every page mappe
 TEST_CASE("chunks: a refused access grant gives back the chunks moved in for the block, which have no access",
           "[paged][chunks][errors]") {
   refusing a(refusing_backend{}, moving_every_page());
-  void* big = a.allocate(10 * page);  // pages 0-9: chunk 1-8
-  void* guard = a.allocate(page);     // page 10
-  a.deallocate(big);
+  // Pages 0-9 as in "an idle chunk that fits moves whole": page 0 and page 9 alone, 1-8 one chunk.
+  void* low = a.allocate(page);
+  void* big = a.allocate(8 * page);
+  void* high = a.allocate(page);
+  void* guard = a.allocate(page);  // page 10
+  REQUIRE(a.backend().chunk_pages(addr(big)) == 8);
+  for (void* q : {low, big, high}) a.deallocate(q);
   const auto before = a.stats();
   a.backend().refuse_access = true;
-  // Pages 11-22 as in "an idle chunk that fits moves whole": pages 11-12 new, page 9, the chunk 1-8
-  // and page 0 moved in; then the grant is refused.
+  // Pages 11-22 as there: pages 11-12 new (one chunk), page 9, the chunk 1-8 and page 0 moved in;
+  // then the grant is refused.
   CHECK_THROWS_AS(a.allocate(12 * page), stash::out_of_memory);
   // The new pages are unmapped, and the ten moved in are given back: no page is left mapped without
   // access, and the memory held is the guard's page.
@@ -443,18 +507,22 @@ TEST_CASE("chunks: a refused access grant gives back the chunks moved in for the
 TEST_CASE("chunks: a refused move leaves the idle chunk where it is, and the page is mapped anew",
           "[paged][chunks][errors]") {
   refusing a(refusing_backend{}, moving_every_page());
-  void* big = a.allocate(10 * page);  // pages 0-9: chunk 1-8
-  void* guard = a.allocate(page);     // page 10
-  a.deallocate(big);
+  // Pages 0-9 as in "an idle chunk that fits moves whole": page 0 and page 9 alone, 1-8 one chunk.
+  void* low = a.allocate(page);
+  void* big = a.allocate(8 * page);
+  void* high = a.allocate(page);
+  void* guard = a.allocate(page);  // page 10
+  for (void* q : {low, big, high}) a.deallocate(q);
   a.backend().refuse_moves = true;
-  // Pages 11-22: 11 and 12 new below the tide, then every page past it tries the highest idle page
-  // (page 9, alone), is refused, and maps a page anew: 10 refusals.
+  // Pages 11-22: 11 and 12 new below the tide (one chunk), then every page past it tries the highest
+  // idle page (page 9, alone), is refused, and maps a page anew: 10 refusals.
   void* p = a.allocate(12 * page);
   REQUIRE(addr(p) == addr(guard) + page);
   CHECK(a.backend().refused_moves == 10);
   CHECK(a.page_moves() == 0);
-  CHECK(a.backend().chunk_pages(addr(big) + page) == 8);  // the idle chunk, where it was
-  CHECK(a.backend().chunk_pages(addr(big)) == 1);
+  CHECK(a.backend().chunk_pages(addr(big)) == 8);  // the idle chunk, where it was
+  CHECK(a.backend().chunk_pages(addr(low)) == 1);
+  CHECK(a.backend().chunk_pages(addr(high)) == 1);
   CHECK(a.backend().mapped_bytes() == 23 * page);
   CHECK(a.stats().reserved_bytes == 23 * page);
   for (std::size_t i = 0; i < 12; ++i) CHECK(a.backend().accessible(addr(p) + i * page));

@@ -38,11 +38,14 @@ TEST_CASE("limited_backend: a paged allocator stays within the limit and reuses 
   a.trim_cache(0);
   CHECK(a.backend().held_bytes() == 0);
 
-  // Pages 0-1 live then idle, page 2 live: a 6 MiB request lands above (pages 3-5). Page 3 is the
-  // fourth page held; pages 4 and 5 would pass the limit, so the two idle pages move there.
-  void* p01 = a.allocate(4 * MiB);
+  // Pages 0 and 1 live then idle (two blocks of a page, each mapped alone, so each can move), page 2
+  // live: a 6 MiB request lands above (pages 3-5). Page 3 is the fourth page held; pages 4 and 5 would
+  // pass the limit, so the two idle pages move there.
+  void* p0 = a.allocate(2 * MiB);
+  void* p1 = a.allocate(2 * MiB);
   void* p2 = a.allocate(2 * MiB);
-  a.deallocate(p01);
+  a.deallocate(p0);
+  a.deallocate(p1);
   const auto moves = a.page_moves();
   void* p345 = a.allocate(6 * MiB);
   CHECK(a.page_moves() == moves + 2);

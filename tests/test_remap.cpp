@@ -209,15 +209,26 @@ TEST_CASE("remap: only the requesting stream's pending frees, only when enabled,
     paged a(stash::simulated_paged_backend{}, remapping(32));
     auto& o = a.ordering();
     const stash::stream s = o.make_stream();
-    void* x = a.allocate(10 * MiB, s);  // pages 0 and 4 alone, 1-3 one chunk
-    void* guard = a.allocate(page, s);
-    CHECK(a.backend().chunk_pages(addr(x) + page) == 3);
+    // x starts off a page boundary (its first page, 0, is head's, mapped alone) and ends on one: pages
+    // 1-4 are one chunk, above the first page of x's free block, where a chunk may be taken.
+    void* head = a.allocate(MiB, s);
+    void* x = a.allocate(9 * MiB, s);
+    void* guard = a.allocate(page, s);  // page 5
+    const std::uintptr_t base = addr(head);
+    REQUIRE(addr(x) == base + MiB);
+    CHECK(a.backend().chunk_pages(base) == 1);
+    CHECK(a.backend().chunk_pages(base + page) == 4);
+    a.deallocate(head, s);  // with x: pages 0-4 lie under frees pending on s, the guard's page is touched
     a.deallocate(x, s);
-    void* y = a.allocate(12 * MiB, s);  // pages 6-11
-    CHECK(addr(y) == addr(x) + 12 * MiB);
+    // Pages 6-11: page 6 new (up to the tide), then the chunk 1-4 whole onto pages 7-10, inside the
+    // block; page 11 is mapped anew (page 0, head's first page, is not taken).
+    void* y = a.allocate(12 * MiB, s);
+    CHECK(addr(y) == base + 12 * MiB);
     const auto& b = a.backend();
-    CHECK(b.aliased_pages() >= 3);
-    CHECK(b.aliased(addr(x) + page));
+    CHECK(b.remap_calls() == 1);
+    CHECK(b.aliased_pages() == 4);
+    CHECK(b.aliased(base + page));
+    CHECK(b.chunk_pages(addr(y) + page) == 4);
     CHECK(b.mapped_bytes() == a.reserved_bytes());
     for (std::size_t i = 0; i < 6; ++i) CHECK(b.accessible(addr(y) + i * page));
     o.complete_all();

@@ -171,14 +171,18 @@ TEST_CASE("streams: another stream starts at a block freed below the top once it
   const stash::stream s = o.make_stream(), t = o.make_stream();
   void* low = a.allocate(64 * MiB, s);
   void* mid = a.allocate(32 * MiB, s);
-  void* above = a.allocate(48 * MiB, s);
+  // Pages 48-71, ending off a page boundary: 48-70 one chunk, page 71 alone (the next block may share it).
+  void* above = a.allocate(47 * MiB, s);
   a.deallocate(above, s);
   void* small_t = a.allocate(1 * MiB, t);  // a miss on t: s is asked to close its epoch
   void* small_s = a.allocate(1 * MiB, s);  // s records the event covering the free of `above`
   o.complete_all();
   a.trim_cache(SIZE_MAX);  // retires it: `above` joins the free rest of the range, its pages mapped
   a.deallocate(mid, s);    // pending on s, filed apart below the rest
-  void* small_s2 = a.allocate(1 * MiB, s);  // a miss on s (its small page is full): s records the event
+  // A miss on s (its small page is full): s records the event. The pages held are past the slack, so
+  // the new small page is `above`'s page 71 moved there (idle, alone); its chunk 48-70 stays mapped.
+  void* small_s2 = a.allocate(1 * MiB, s);
+  CHECK(a.page_moves() == 1);
   REQUIRE(o.records() == 2);
   o.complete_all();  // completed, not yet retired: to the fast path's search, mid is still pending
   const std::size_t reserved = a.stats().reserved_bytes;
@@ -495,6 +499,7 @@ TEST_CASE("streams: pages trim_cache could not give back go back once their even
           "[streams][paged]") {
   stash::caching_options one_region;  // the small blocks below reuse the large block's first page
   one_region.small_region = false;
+  one_region.max_chunk_pages = 1;  // pages mapped alone, so those no live block touches go while page 0 stays
   paged a(stash::simulated_paged_backend{}, one_region);
   auto& o = a.ordering();
   const stash::stream s = o.make_stream();

@@ -295,9 +295,13 @@ class paged_arena {
     ungranted_first_ = page_table::none;
     ungranted_last_ = 0;
     size_for_block(last - first + 1);
+    // An edge page is the block's own when the block starts (ends) on a page boundary: no neighbour
+    // can share it, so it may join a chunk (map_run).
+    const std::size_t page_mask = (std::size_t{1} << page_shift_) - 1;
+    const edges own{((addr - arena_base_) & page_mask) == 0, ((addr + size - arena_base_) & page_mask) == 0};
     try {
       while (backed && p != page_table::none) {
-        const std::size_t run_end = chunks ? map_run(p, first, last, chunks) : page_table::none;
+        const std::size_t run_end = chunks ? map_run(p, first, last, own, chunks) : page_table::none;
         if (run_end == page_table::none) backed = back_page(p, first, last);
         const std::size_t done = run_end == page_table::none ? p : run_end;
         p = done < last ? pages_.first_unmapped(done + 1, last) : page_table::none;
@@ -357,18 +361,26 @@ class paged_arena {
     return move_idle_page_to(p, first, last) || map_new_page(p);
   }
 
-  /// Maps the run of unmapped pages from p on in chunks, where the backend can: pages strictly inside
-  /// the block [first, last], in chunks of chunk_pages_ (one call to the backend, access granted later
-  /// with the block's other new pages). The run ends where back_page would next move an idle
+  /// Whether the block's first and last pages are its own (it starts, or ends, on a page boundary).
+  struct edges {
+    bool first, last;
+  };
+
+  /// Maps the run of unmapped pages from p on in chunks, where the backend can: pages of the block
+  /// [first, last] but its edge pages that a neighbour may share (those are mapped alone, since a chunk
+  /// goes back only whole and would stay held while that neighbour lives), in chunks of chunk_pages_
+  /// (one call to the backend, access granted later with the block's other new pages). The run ends where back_page would next move an idle
   /// page instead of mapping a new one (the pages held reach the slack over the high tide and a move
   /// is due), so pages are mapped, moved and counted as page by page, and the chunks are those that
   /// mapping one chunk at a time would make. Returns the last page mapped, or none: then p is backed
   /// alone (back_page), which also moves idle pages, waits for pending frees and retries when the
   /// device is out of memory. A refused run clears `chunks`.
-  std::size_t map_run(std::size_t p, std::size_t first, std::size_t last, bool& chunks) {
+  std::size_t map_run(std::size_t p, std::size_t first, std::size_t last, edges own, bool& chunks) {
     if constexpr (chunked_paged_backend<Backend>) {
-      if (options_.max_chunk_pages < 2 || p == first || p == last) return page_table::none;
-      std::size_t n = pages_.unmapped_run_end(p, last - 1) - p + 1;
+      if (options_.max_chunk_pages < 2 || (p == first && !own.first) || (p == last && !own.last))
+        return page_table::none;
+      // p < last when the last page is shared (p == last returned above), so last - 1 >= p.
+      std::size_t n = pages_.unmapped_run_end(p, own.last ? last : last - 1) - p + 1;
       const std::size_t budget = budget_pages(), mapped = pages_.mapped_count();
       if (mapped < budget) n = std::min(n, budget - mapped);
       else if (move_is_due()) return page_table::none;
@@ -383,7 +395,7 @@ class paged_arena {
       backed_since_move_ += n;
       return p + n - 1;
     } else {
-      (void)p, (void)first, (void)last, (void)chunks;
+      (void)p, (void)first, (void)last, (void)own, (void)chunks;
       return page_table::none;
     }
   }
@@ -497,8 +509,9 @@ class paged_arena {
 
   /// Whether an idle chunk of n pages may move onto page p and the n - 1 after it, in the block
   /// [first, last]: a page mapped alone anywhere, as move_page would; a chunk of several pages onto
-  /// unmapped pages strictly inside the block (edge pages are mapped alone, as map_run leaves them,
-  /// since a chunk would stay held while either neighbouring block lives).
+  /// unmapped pages strictly inside the block (an edge page may be shared with a neighbouring block,
+  /// and a chunk there would stay held while it lives; map_run also maps an edge page in a chunk where
+  /// the block owns it whole, which a move does not look at).
   bool chunk_fits(std::size_t p, std::size_t n, std::size_t first, std::size_t last) const noexcept {
     if (n == 1) return true;
     return p > first && n <= last - p && pages_.unmapped_run_end(p, p + n - 1) == p + n - 1;
