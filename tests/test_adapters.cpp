@@ -128,7 +128,7 @@ TEST_CASE("adapters: allocate and deallocate go to the given resource, sized", "
   REQUIRE(pool.stats().allocated_bytes == 0);
 }
 
-TEST_CASE("adapters: a bad deallocate never throws into the container; it ends the program with the error",
+TEST_CASE("adapters: a bad deallocate never throws into the container, it ends the program with the error",
           "[adapters]") {
   host_pool pool;
   stash::resource_adaptor<host_pool> resource(pool);

@@ -131,7 +131,7 @@ TEST_CASE("free_lists: random pushes and removals agree with a multiset", "[deta
   REQUIRE(counted == in.size());
 }
 
-TEST_CASE("block: one cache line; the flags in prev_adjacent's low bits survive relinking", "[detail][free_lists]") {
+TEST_CASE("block: one cache line, and the flags in prev_adjacent's low bits survive relinking", "[detail][free_lists]") {
   STATIC_REQUIRE(sizeof(block) == 64);
   STATIC_REQUIRE(alignof(block) == 64);
   auto r = std::make_unique<block[]>(4);

@@ -41,7 +41,7 @@ TEST_CASE("manager: without a GPU the instance runs on host memory as one device
   mm.deallocate(p);
 }
 
-TEST_CASE("manager: each device has its own pool and figures; the owner is found from the pointer",
+TEST_CASE("manager: each device has its own pool and figures, and the owner is found from the pointer",
           "[manager]") {
   memory_manager mm(memory_manager::backing::host, 2);
   REQUIRE(mm.device_count() == 2);

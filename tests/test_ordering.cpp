@@ -22,7 +22,7 @@ void takes_stream(stash::stream) {}
 
 }  // namespace
 
-TEST_CASE("stream: a value naming a cudaStream_t; default is the legacy default stream", "[stream]") {
+TEST_CASE("stream: a value naming a cudaStream_t, default is the legacy default stream", "[stream]") {
   STATIC_REQUIRE(std::is_convertible_v<fake_cuda_stream_t, stash::stream>);
   STATIC_REQUIRE(std::is_trivially_copyable_v<stash::stream>);
   STATIC_REQUIRE(sizeof(stash::stream) == sizeof(void*));

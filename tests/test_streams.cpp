@@ -687,7 +687,7 @@ TEST_CASE("streams: bad input throws and changes nothing", "[streams][errors]") 
 
 // A destroyed stream's handle is never used again: simulated_ordering throws std::logic_error and counts
 // every call that passes one, so destroyed_stream_uses() == 0 says the allocator kept the rule.
-TEMPLATE_TEST_CASE("streams: after a stream with frees is destroyed, no call uses its handle; its memory "
+TEMPLATE_TEST_CASE("streams: after a stream with frees is destroyed, no call uses its handle, its memory "
                    "comes back after a device-wide synchronize",
                    "[streams][destroyed]", segments, paged) {
   stash::caching_options options;

@@ -77,7 +77,7 @@ TEST_CASE("timeline: many samples are drawn as their maxima, so the peak survive
   CHECK(near_top);
 }
 
-TEST_CASE("timeline: sample() reads an allocator's figures; paged pools get pages", "[timeline]") {
+TEST_CASE("timeline: sample() reads an allocator's figures, and paged pools get pages", "[timeline]") {
   stash::simulated_caching_allocator pool;
   stash_test::host_segregated segments;
   stash::timeline tl;

@@ -369,8 +369,8 @@ class paged_arena {
   /// Maps the run of unmapped pages from p on in chunks, where the backend can: pages of the block
   /// [first, last] but its edge pages that a neighbour may share (those are mapped alone, since a chunk
   /// goes back only whole and would stay held while that neighbour lives), in chunks of chunk_pages_
-  /// (one call to the backend, access granted later with the block's other new pages). The run ends where back_page would next move an idle
-  /// page instead of mapping a new one (the pages held reach the slack over the high tide and a move
+  /// (one call to the backend, access granted later with the block's other new pages). The run ends
+  /// where back_page would next move an idle page instead of mapping a new one (the pages held reach the slack over the high tide and a move
   /// is due), so pages are mapped, moved and counted as page by page, and the chunks are those that
   /// mapping one chunk at a time would make. Returns the last page mapped, or none: then p is backed
   /// alone (back_page), which also moves idle pages, waits for pending frees and retries when the
