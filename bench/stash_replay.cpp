@@ -190,9 +190,9 @@ void synchronize_device() { cudaDeviceSynchronize(); }
 /// whose kernels on several GPUs share buffers does. The driver then maps device 0's cudaMalloc'd
 /// memory for those devices too, as stash maps its pages by default (peer_access: all), so the
 /// cold figures of cudaMalloc-based allocators (PyTorch's, CUB's) include that mapping as stash's do.
-/// Returns the devices enabled; device 0 is current again afterwards.
-std::vector<int> enable_peer_access_to_device0(int devices) {
-  std::vector<int> enabled;
+/// Returns how many devices have peer access to device 0 now; device 0 is current again afterwards.
+int enable_peer_access_to_device0(int devices) {
+  int enabled = 0;
   for (int d = 1; d < devices; ++d) {
     int can = 0;
     STASH_CUDA_CHECK(cudaDeviceCanAccessPeer(&can, d, 0));
@@ -201,7 +201,7 @@ std::vector<int> enable_peer_access_to_device0(int devices) {
     const cudaError_t status = cudaDeviceEnablePeerAccess(0, 0);
     if (status == cudaErrorPeerAccessAlreadyEnabled) (void)cudaGetLastError();
     else STASH_CUDA_CHECK(status);
-    enabled.push_back(d);
+    ++enabled;
   }
   STASH_CUDA_CHECK(cudaSetDevice(0));
   return enabled;
@@ -392,8 +392,8 @@ int main(int argc, char** argv) {
     // With --json, stdout holds only the result objects; the card goes to stderr.
     fmt::print(opt.json ? stderr : stdout, "# {}\n", device_description());
     if (opt.peer_access) {
-      const std::vector<int> peers = enable_peer_access_to_device0(devices);
-      fmt::print(opt.json ? stderr : stdout, "# peer access to device 0 enabled on {} device(s)\n", peers.size());
+      fmt::print(opt.json ? stderr : stdout, "# peer access to device 0 enabled on {} device(s)\n",
+                 enable_peer_access_to_device0(devices));
     }
   }
   output out;

@@ -28,11 +28,11 @@ struct caching_options {
   double max_held_over_live = 0;
   /// Paged backends that map runs of pages as one physical allocation (chunked_paged_backend): the
   /// unmapped pages of a new block (not a first or last page that a neighbour may share: the block
-  /// starts or ends off a page boundary) are mapped in chunks of up to this many pages, two driver calls per chunk instead of two per page
-  /// (and one access grant for the block). A chunk is given back or moved away only whole, once none
-  /// of its pages is touched, so a block placed later on part of a freed chunk's range keeps the rest
-  /// of it mapped: the size bounds that (64 MiB with 2 MiB pages). 1: every page is its own physical
-  /// allocation.
+  /// starts or ends off a page boundary) are mapped in chunks of up to this many pages, two driver
+  /// calls per chunk instead of two per page (and one access grant for the block). A chunk is given
+  /// back or moved away only whole, once none of its pages is touched, so a block placed later on part
+  /// of a freed chunk's range keeps the rest of it mapped: the size bounds that (64 MiB with 2 MiB
+  /// pages). 1: every page is its own physical allocation.
   std::size_t max_chunk_pages = 32;
   /// Chunked paged backends, off when 0 or when max_chunk_pages is 1: a block of more than
   /// max_chunk_pages x this many pages is mapped in chunks of this share of it (rounded down) instead

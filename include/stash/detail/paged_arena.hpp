@@ -298,7 +298,8 @@ class paged_arena {
     // An edge page is the block's own when the block starts (ends) on a page boundary: no neighbour
     // can share it, so it may join a chunk (map_run).
     const std::size_t page_mask = (std::size_t{1} << page_shift_) - 1;
-    const edges own{((addr - arena_base_) & page_mask) == 0, ((addr + size - arena_base_) & page_mask) == 0};
+    const edges own{((addr - arena_base_) & page_mask) == 0,
+                    ((addr + size - arena_base_) & page_mask) == 0};
     try {
       while (backed && p != page_table::none) {
         const std::size_t run_end = chunks ? map_run(p, first, last, own, chunks) : page_table::none;
@@ -370,11 +371,11 @@ class paged_arena {
   /// [first, last] but its edge pages that a neighbour may share (those are mapped alone, since a chunk
   /// goes back only whole and would stay held while that neighbour lives), in chunks of chunk_pages_
   /// (one call to the backend, access granted later with the block's other new pages). The run ends
-  /// where back_page would next move an idle page instead of mapping a new one (the pages held reach the slack over the high tide and a move
-  /// is due), so pages are mapped, moved and counted as page by page, and the chunks are those that
-  /// mapping one chunk at a time would make. Returns the last page mapped, or none: then p is backed
-  /// alone (back_page), which also moves idle pages, waits for pending frees and retries when the
-  /// device is out of memory. A refused run clears `chunks`.
+  /// where back_page would next move an idle page instead of mapping a new one (the pages held reach
+  /// the slack over the high tide and a move is due), so pages are mapped, moved and counted as page
+  /// by page, and the chunks are those that mapping one chunk at a time would make. Returns the last
+  /// page mapped, or none: then p is backed alone (back_page), which also moves idle pages, waits for
+  /// pending frees and retries when the device is out of memory. A refused run clears `chunks`.
   std::size_t map_run(std::size_t p, std::size_t first, std::size_t last, edges own, bool& chunks) {
     if constexpr (chunked_paged_backend<Backend>) {
       if (options_.max_chunk_pages < 2 || (p == first && !own.first) || (p == last && !own.last))
