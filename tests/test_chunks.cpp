@@ -284,6 +284,44 @@ TEST_CASE("chunks: where a move is due, an idle chunk that fits moves whole into
   a.deallocate(guard);
 }
 
+TEST_CASE("chunks: where a move is due and no page is idle, the new pages are mapped in chunks, not alone",
+          "[paged][chunks]") {
+  stash::caching_options o;
+  o.page_slack = 0;  // the budget is the high tide of touched pages
+  paged a(stash::simulated_paged_backend{}, o);
+  void* x = a.allocate(4 * page);  // pages 0-3, one chunk
+  void* guard = a.allocate(page);  // page 4
+  const std::uintptr_t base = addr(x);
+  a.deallocate(x);
+  void* head = a.allocate(page);  // page 0 again: chunk 0-3 is touched, so none of its pages is idle
+  REQUIRE(addr(head) == base);
+  const std::size_t calls = a.backend().driver_calls();
+  // The block raises the tide to 12 touched pages, 5 held: 7 new pages reach it (one chunk). Past it a
+  // move is due (12 pages backed since none), but no page is idle, so the last 3 are new pages too, in
+  // one chunk (page by page, they were 3 allocations: 4 more calls).
+  void* big = a.allocate(10 * page);  // pages 5-14
+  REQUIRE(addr(big) == base + 5 * page);
+  const auto& b = a.backend();
+  CHECK(b.chunk_pages(base + 5 * page) == 7);
+  CHECK(b.chunk_pages(base + 12 * page) == 3);
+  CHECK(a.page_moves() == 0);
+  CHECK(b.driver_calls() - calls == 2 + 2 + 1);  // two chunks (cuMemCreate, cuMemMap), one grant
+  CHECK(a.stats().reserved_bytes == 15 * page);
+  for (std::size_t i = 0; i < 10; ++i) CHECK(b.accessible(addr(big) + i * page));
+  // Where a page is idle, a due move still comes first: the guard's page 4 moves to page 19.
+  a.deallocate(guard);
+  void* next = a.allocate(8 * page);  // pages 15-22: 15-18 new (the tide), 19 moved, 20-22 new
+  REQUIRE(addr(next) == base + 15 * page);
+  CHECK(a.page_moves() == 1);
+  CHECK(b.chunk_pages(base + 4 * page) == 0);
+  CHECK(b.chunk_pages(base + 15 * page) == 4);
+  CHECK(b.chunk_pages(base + 19 * page) == 1);
+  CHECK(b.chunk_pages(base + 20 * page) == 3);
+  CHECK(b.mapped_bytes() == 22 * page);
+  CHECK(b.misuses() == 0);
+  for (void* q : {head, big, next}) a.deallocate(q);
+}
+
 TEST_CASE("chunks: the simulated device moves a chunk only whole, onto unmapped pages, without access",
           "[paged][chunks]") {
   stash::simulated_paged_backend b;
