@@ -47,7 +47,13 @@ FAKE_TORCH = textwrap.dedent(
 
 FAKE_CPP_EXTENSION = textwrap.dedent(
     """
+    import os, torch
+    class _Hooks:  # the extension as built: install() wires the allocator
+        def install(self, path):
+            torch.calls.append(("hooks.install", os.path.basename(path)))
     def load(**kwargs):
+        if os.environ.get("FAKE_HOOKS_BUILD") == "1":
+            return _Hooks()
         raise OSError("no compiler here (stand-in)")
     """
 )
@@ -89,6 +95,7 @@ class TorchModule(unittest.TestCase):
             opts = stash.torch.enable(page_slack=0.5)
             assert "page_slack:0.5" in opts and "free_records_used_streams:on" in opts, opts
             assert ",small_fill_mapped:on" in opts, opts  # stash.torch's choice (TORCH_DEFAULTS)
+            assert "peer_access:none" not in opts, opts  # nothing would ask for a grant without the hooks
             assert stash.torch.enabled() and not stash.torch.hooks_wired()
             assert torch.calls == [("pluggable", "libstash_c.so", "stash_alloc", "stash_free"),
                                    ("change_current_allocator",)], torch.calls
@@ -104,6 +111,37 @@ class TorchModule(unittest.TestCase):
         )
         self.assertIn("could not build the PyTorch hooks extension", result.stderr)
         self.assertIn("no compiler here", result.stderr)
+
+    def test_with_the_hooks_peers_are_granted_when_pytorch_asks(self):
+        self.run_child(
+            """
+            import torch, stash, stash.torch
+            opts = stash.torch.enable()
+            assert stash.torch.hooks_wired(), torch.calls
+            assert torch.calls == [("hooks.install", "libstash_c.so")], torch.calls
+            assert ",peer_access:none" in opts and ",small_fill_mapped:on" in opts, opts
+            assert stash.current_options() == opts
+            """,
+            FAKE_HOOKS_BUILD="1",
+        )
+        # The user's choice (keyword or STASH_CONF) still wins over stash.torch's default.
+        self.run_child(
+            """
+            import stash, stash.torch
+            opts = stash.torch.enable(peer_access="all")
+            assert stash.torch.hooks_wired() and "peer_access:none" not in opts, opts
+            """,
+            FAKE_HOOKS_BUILD="1",
+        )
+        self.run_child(
+            """
+            import stash, stash.torch
+            opts = stash.torch.enable()
+            assert stash.torch.hooks_wired() and "peer_access:none" not in opts, opts
+            """,
+            FAKE_HOOKS_BUILD="1",
+            STASH_CONF="peer_access:all",
+        )
 
     def test_enable_after_cuda_started_is_too_late_and_changes_nothing(self):
         self.run_child(

@@ -109,6 +109,14 @@ def hooks_wired() -> bool:
 # host time per allocation where stash's takes about 30 ns and PyTorch's own about 300 (bench/RESULTS.md,
 # ninth session).
 TORCH_DEFAULTS = "free_records_used_streams:on,shareable:auto,small_fill_mapped:on"
+# With the hooks extension in use, PyTorch asks the allocator to enable peer access before a copy between
+# two GPUs (enablePeerAccess), and stash grants the peer then, as PyTorch's expandable segments do; so pages
+# are mapped for their own GPU alone until then (peer_access:none). Granting every page to every peer up
+# front (peer_access:all, stash's default for raw CUDA programs, which stash cannot see enable peer access)
+# made a cold start with two GPUs visible cost 1.5-2.5x what it cost with the pages mapped for their own
+# GPU only, on H200s (bench/RESULTS.md, thirteenth session, run B1), and torchrun shows every process all the
+# host's GPUs. Without the extension nothing would ask, so the default stays all.
+TORCH_DEFAULTS_WITH_HOOKS = TORCH_DEFAULTS + ",peer_access:none"
 
 
 def enable(conf: Optional[str] = None, **options) -> str:
@@ -147,6 +155,8 @@ def enable(conf: Optional[str] = None, **options) -> str:
                 RuntimeWarning,
                 stacklevel=2,
             )
+    if hooks is not None:  # options checked above already; the user's own still override these defaults
+        in_force = _native.configure(conf, defaults=TORCH_DEFAULTS_WITH_HOOKS, **options)
     try:
         if hooks is not None:
             hooks.install(path)

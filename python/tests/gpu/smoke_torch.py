@@ -218,6 +218,38 @@ def peer_access_none_copies_between_two_gpus():
 
 
 @check
+def default_grants_a_peer_when_pytorch_asks():
+    """
+    import torch, stash, stash.torch
+    if torch.cuda.device_count() < 2:
+        print("skipped: needs 2 GPUs")
+        raise SystemExit(0)
+    opts = stash.torch.enable()                              # stash.torch's defaults, hooks wired
+    assert stash.torch.hooks_wired(), "hooks extension not in use"
+    assert ",peer_access:none" in opts, opts
+    x = torch.randn(4 << 20, device="cuda:0")
+    y = x.to("cuda:1") * 3                                   # the copy's enablePeerAccess grants the peer
+    assert torch.allclose(y.cpu(), x.cpu() * 3)
+    # nn.DataParallel: broadcast of the weights, scatter, gather and the backward's reduce, two GPUs.
+    net = torch.nn.Sequential(torch.nn.Linear(512, 1024), torch.nn.ReLU(), torch.nn.Linear(1024, 10)).cuda(0)
+    ref = [p.detach().cpu().clone() for p in net.parameters()]
+    inp = torch.randn(64, 512, device="cuda:0")
+    out = torch.nn.DataParallel(net, device_ids=[0, 1])(inp)
+    out.square().mean().backward()
+    net_cpu = torch.nn.Sequential(torch.nn.Linear(512, 1024), torch.nn.ReLU(), torch.nn.Linear(1024, 10))
+    for p, r in zip(net_cpu.parameters(), ref):
+        p.data.copy_(r)
+    out_cpu = net_cpu(inp.cpu())
+    out_cpu.square().mean().backward()
+    assert torch.allclose(out.detach().cpu(), out_cpu.detach(), rtol=1e-3, atol=1e-4)
+    for p, q in zip(net.parameters(), net_cpu.parameters()):
+        assert torch.allclose(p.grad.cpu(), q.grad, rtol=1e-3, atol=1e-5), (p.grad.flatten()[:4], q.grad.flatten()[:4])
+    torch.cuda.synchronize(0)
+    torch.cuda.synchronize(1)
+    """
+
+
+@check
 def cuda_graph_replays_and_keeps_its_memory():
     """
     import gc, torch, stash, stash.torch
