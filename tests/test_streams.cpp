@@ -422,6 +422,40 @@ TEST_CASE("streams: pages under a pending free are not moved or unmapped until i
   CHECK(o.host_waits() == 0);
 }
 
+// Pages under pending frees cannot move, so where a move is due they are nothing to move: a block past
+// the slack then maps its remaining new pages in chunks, as when no page is idle at all (test_chunks.cpp),
+// instead of one physical allocation per page.
+TEST_CASE("streams: where a move is due and every spare page is pending, new pages are still mapped in chunks",
+          "[streams][paged]") {
+  stash::caching_options options;
+  options.page_slack = 0;  // the budget is the high tide of touched pages
+  paged a(stash::simulated_paged_backend{}, options);
+  auto& o = a.ordering();
+  const stash::stream s = o.make_stream(), t = o.make_stream();
+  void* x = a.allocate(8 * MiB, s);      // pages 0-3, one chunk
+  void* guard = a.allocate(2 * MiB, s);  // page 4
+  const std::uintptr_t base = addr(x);
+  a.deallocate(x, s);  // pending: its pages are held until s's event completes
+  const auto& b = a.backend();
+  const std::size_t calls = b.driver_calls();
+  // On t, x's pending block is left alone: pages 5-14. The tide rises to 11 touched pages with 5 held: 6
+  // new pages reach it (one chunk); then a move is due (11 pages backed since none), but x's idle pages are
+  // pending, so the last 4 are new pages too, one chunk.
+  void* big = a.allocate(20 * MiB, t);
+  REQUIRE(addr(big) == base + 10 * MiB);
+  CHECK(b.chunk_pages(base + 10 * MiB) == 6);
+  CHECK(b.chunk_pages(base + 22 * MiB) == 4);
+  CHECK(a.page_moves() == 0);
+  CHECK(b.driver_calls() - calls == 2 + 2 + 1);
+  CHECK(b.chunk_pages(base) == 4);  // x's chunk stayed where it was
+  for (std::size_t i = 0; i < 10; ++i) CHECK(b.accessible(addr(big) + i * 2 * MiB));
+  CHECK(b.misuses() == 0);
+  CHECK(o.host_waits() == 0);
+  o.complete_all();
+  a.deallocate(big, t);
+  a.deallocate(guard, s);
+}
+
 // A training step: the host frees and allocates far ahead of the GPU, so the blocks freed in the step
 // are pending when the next large request comes, and their pages may not move. The request then starts
 // in the pending block just below the range it was given, on its own stream (stream order makes that
