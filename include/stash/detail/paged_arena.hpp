@@ -375,9 +375,10 @@ class paged_arena {
   /// the slack over the high tide, a move is due and some page is idle), so pages are mapped, moved and
   /// counted as page by page, and the chunks are those that mapping one chunk at a time would make.
   /// With a move due and no idle page, the run goes on: page by page would map each page anew, one
-  /// physical allocation each (cnn_train's cold replay made 185 driver calls, now 95). Returns the last
-  /// page mapped, or none: then p is backed alone (back_page), which also moves idle pages, waits for
-  /// pending frees and retries when the device is out of memory. A refused run clears `chunks`.
+  /// physical allocation each (cnn_train's cold replay: 95 driver calls, where that made 185). Returns
+  /// the last page mapped, or none: then p is backed alone (back_page), which also moves idle pages,
+  /// waits for pending frees and retries when the device is out of memory. A refused run clears
+  /// `chunks`.
   std::size_t map_run(std::size_t p, std::size_t first, std::size_t last, edges own, bool& chunks) {
     if constexpr (chunked_paged_backend<Backend>) {
       if (options_.max_chunk_pages < 2 || (p == first && !own.first) || (p == last && !own.last))
