@@ -410,10 +410,17 @@ class paged_arena {
   /// remap_pending_pages, a pending chunk could be remapped instead: false, and back_page decides.
   bool nothing_to_move() noexcept {
     if (options_.remap_pending_pages) return false;
-    const bool holding = hold_pending_pages();
-    const bool none = pages_.highest_idle() == page_table::none;
-    if (holding) release_pending_pages();
-    return none;
+    bool pending = false;
+    return highest_idle_page(pending) == page_table::none;
+  }
+
+  /// The highest idle page whose whole chunk is idle (page_table::highest_idle), the pages of free blocks
+  /// pending on the GPU counted as touched, or none; `pending` says whether any such free was held.
+  std::size_t highest_idle_page(bool& pending) noexcept {
+    pending = hold_pending_pages();
+    const std::size_t p = pages_.highest_idle();
+    if (pending) release_pending_pages();
+    return p;
   }
 
   /// The chunks and the ration of moves while a block of `pages` pages is backed: max_chunk_pages
@@ -504,9 +511,8 @@ class paged_arena {
   /// where it fits (move_chunk_to), else a page mapped alone moves here, and an idle chunk of several
   /// pages is given back whole and p mapped anew (release_idle_chunk).
   bool move_idle_page_to(std::size_t p, std::size_t first, std::size_t last) {
-    const bool holding = hold_pending_pages();
-    const std::size_t from = pages_.highest_idle();
-    if (holding) release_pending_pages();
+    bool holding = false;
+    const std::size_t from = highest_idle_page(holding);
     if (from == page_table::none) return holding && remap_pending_chunk_to(p, first, last);
     if constexpr (chunked_paged_backend<Backend>) {
       const std::size_t chunk = pages_.chunk_first(from), n = pages_.chunk_last(chunk) - chunk + 1;
