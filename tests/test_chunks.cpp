@@ -58,11 +58,61 @@ struct refusing_backend : stash::simulated_paged_backend {
 static_assert(stash::chunked_paged_backend<refusing_backend>);
 using refusing = stash::caching_allocator<refusing_backend, stash::segregated_fit_buckets, stash::null_lock>;
 
+// edge_pages_in_chunks off: the edge pages a neighbour may share are mapped one page each.
+stash::caching_options edges_alone() {
+  stash::caching_options options;
+  options.edge_pages_in_chunks = false;
+  return options;
+}
+
 }  // namespace
 
-TEST_CASE("chunks: a block's inside pages are one physical allocation, the edge pages it may share their own",
+TEST_CASE("chunks: a block's edge pages join its chunk, and a neighbour on one keeps the chunk until it is freed",
           "[paged][chunks]") {
-  paged a;
+  paged a;  // edge_pages_in_chunks: the default
+  void* head = a.allocate(3 * MiB / 2);  // the arena's first block: page 0, a run of one page
+  // From 1.5 MiB to 19.5 MiB: pages 0-9, page 0 mapped already under head. The new pages 1-9 are one
+  // chunk, page 9 with them although the next block may share it.
+  void* p = a.allocate(18 * MiB);
+  const std::uintptr_t base = addr(head);
+  REQUIRE(addr(p) == base + 3 * MiB / 2);
+  const auto& b = a.backend();
+  CHECK(b.chunk_pages(base) == 1);
+  CHECK(b.chunk_pages(base + page) == 9);
+  CHECK(b.mapped_bytes() == 10 * page);
+  CHECK(b.driver_calls() == (2 + 1) + (2 + 1));  // per block: one allocation created and mapped, one grant
+  for (std::size_t i = 0; i < 10; ++i) CHECK(b.accessible(base + i * page));
+  CHECK(a.stats().backend_allocations == 2);
+  // The next block starts on page 9 and needs page 10 too: a run of one page, mapped alone.
+  void* next = a.allocate(2 * MiB);
+  REQUIRE(addr(next) == addr(p) + 18 * MiB);
+  CHECK(b.chunk_pages(base + 10 * page) == 1);
+  CHECK(a.stats().backend_allocations == 3);
+  a.deallocate(p);
+  a.empty_cache();  // page 9 is next's: the chunk 1-9 stays mapped whole, nothing goes back
+  CHECK(b.mapped_bytes() == 11 * page);
+  CHECK(a.stats().backend_frees == 0);
+  CHECK(a.stats().reserved_bytes == 11 * page);
+  void* again = a.allocate(16 * MiB);  // the chunk's pages are the cache: served with no driver call
+  CHECK(addr(again) == addr(p));
+  CHECK(a.stats().backend_allocations == 3);
+  a.deallocate(again);
+  a.deallocate(next);
+  a.empty_cache();  // the chunk 1-9 and page 10 go; page 0 stays under head
+  CHECK(b.mapped_bytes() == page);
+  CHECK(a.stats().backend_frees == 2);
+  a.deallocate(head);
+  a.empty_cache();
+  CHECK(b.mapped_bytes() == 0);
+  CHECK(a.stats().reserved_bytes == 0);
+  CHECK(a.stats().backend_frees == 3);
+  CHECK(b.misuses() == 0);
+}
+
+TEST_CASE("chunks: with edge pages alone, a block's inside pages are one physical allocation, the edge pages "
+          "it may share their own",
+          "[paged][chunks]") {
+  paged a(stash::simulated_paged_backend{}, edges_alone());
   void* head = a.allocate(3 * MiB / 2);  // the arena's first block: page 0, alone (it ends off a boundary)
   // From 1.5 MiB to 19.5 MiB, starting and ending off a page boundary: pages 0-9, page 0 shared with
   // head (mapped already), page 9 with the block that would come next; inside, pages 1-8.
@@ -93,9 +143,10 @@ TEST_CASE("chunks: a block's inside pages are one physical allocation, the edge 
   CHECK(b.misuses() == 0);
 }
 
-TEST_CASE("chunks: a block on page boundaries is one chunk with its edge pages, an edge page off one stays alone",
+TEST_CASE("chunks: with edge pages alone, a block on page boundaries is one chunk with its edge pages, an "
+          "edge page off one stays alone",
           "[paged][chunks]") {
-  paged a;
+  paged a(stash::simulated_paged_backend{}, edges_alone());
   void* whole = a.allocate(10 * page);  // the arena's first block: pages 0-9, on page boundaries
   const std::uintptr_t base = addr(whole);
   const auto& b = a.backend();

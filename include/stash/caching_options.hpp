@@ -27,13 +27,26 @@ struct caching_options {
   /// below, every idle page is moved before a new one is mapped.
   double max_held_over_live = 0;
   /// Paged backends that map runs of pages as one physical allocation (chunked_paged_backend): the
-  /// unmapped pages of a new block (not a first or last page that a neighbour may share: the block
-  /// starts or ends off a page boundary) are mapped in chunks of up to this many pages, two driver
-  /// calls per chunk instead of two per page (and one access grant for the block). A chunk is given
+  /// unmapped pages of a new block (with edge_pages_in_chunks off, not a first or last page that a
+  /// neighbour may share: the block starts or ends off a page boundary) are mapped in chunks of up to
+  /// this many pages, two driver calls per chunk instead of two per page (and one access grant for
+  /// the block). A chunk is given
   /// back or moved away only whole, once none of its pages is touched, so a block placed later on part
   /// of a freed chunk's range keeps the rest of it mapped: the size bounds that (64 MiB with 2 MiB
   /// pages). 1: every page is its own physical allocation.
   std::size_t max_chunk_pages = 32;
+  /// Chunked paged backends, with max_chunk_pages above 1: a new block's first and last pages join its
+  /// chunks even where the block starts or ends off a page boundary, so that a neighbour placed later
+  /// may share the page. A block carved from the untouched rest of the range then costs one physical
+  /// allocation instead of two or three (mlp_two_streams' cold replay: 52 instead of 82; every trace's
+  /// driver calls 6-36% fewer, no settled figure of the ten simulated compositions higher but
+  /// ddp_gpt2_rank0's under small_fill_mapped by 0.0004: bench/RESULTS.md, fourteenth session). The
+  /// price is that of any chunk: it goes back and moves only whole, so a neighbour on a freed block's
+  /// edge page keeps that block's chunk mapped (at most max_chunk_pages pages) until the neighbour is
+  /// freed too, as PyTorch's own segments stay while any block in them lives. Off: such edge pages
+  /// are mapped one page each, and empty_cache() leaves mapped only chunks whose pages live blocks
+  /// touch, no chunk held for a neighbour's sake.
+  bool edge_pages_in_chunks = true;
   /// Chunked paged backends, off when 0 or when max_chunk_pages is 1: a block of more than
   /// max_chunk_pages x this many pages is mapped in chunks of this share of it (rounded down) instead
   /// of max_chunk_pages: a 3 GiB block in 8 allocations of 384 MiB instead of 48 of 64 MiB. A chunk

@@ -158,6 +158,8 @@ constexpr const char* option_help_text =
     "                                  (suffixes KB MB GB TB: powers of 1000; KiB MiB GiB TiB: of 1024)\n"
     "pages_between_moves:INT     8     (vmm) at most one page move per this many pages mapped\n"
     "max_chunk_pages:INT         32    (vmm) pages inside a new block mapped as one allocation, at most; 1: page by page\n"
+    "edge_pages_in_chunks:on|off on    (vmm) a new block's first and last pages join its chunk, though a neighbour may\n"
+    "                                  share them (and then hold the chunk); off: those pages mapped one each\n"
     "chunks_per_block:INT        8     (vmm) a block of more than max_chunk_pages x this many pages: chunks of this share of it; 0: off\n"
     "moves_per_block:INT         8     (vmm) past the slack, a large block moves at most about this many idle pages in; 0: off\n"
     "small_region:on|off         on    (vmm) requests of at most half a page in an address region of their own\n"
@@ -288,6 +290,8 @@ options parse_options(std::string_view conf, options base) {
       const std::uint64_t n = parse_unsigned(key, value, "an integer >= 1");
       if (n < 1) bad_value(key, value, "an integer >= 1");
       caching.max_chunk_pages = static_cast<std::size_t>(n);
+    } else if (key == "edge_pages_in_chunks") {
+      caching.edge_pages_in_chunks = parse_choice(key, value, switch_choices);
     } else if (key == "chunks_per_block") {
       caching.chunks_per_block = static_cast<std::size_t>(parse_unsigned(key, value, "an integer >= 0"));
     } else if (key == "moves_per_block") {
@@ -331,8 +335,8 @@ options parse_options(std::string_view conf, options base) {
     } else {
       throw option_error{STASH_ERROR_INVALID_ARGUMENT,
                          "stash: unknown option '" + std::string(key) +
-                             "' (known: backend, page_slack, reserve, pages_between_moves, max_chunk_pages, chunks_per_block, "
-                             "moves_per_block, small_region, small_fill_mapped, peer_access, shareable, "
+                             "' (known: backend, page_slack, reserve, pages_between_moves, max_chunk_pages, edge_pages_in_chunks, "
+                             "chunks_per_block, moves_per_block, small_region, small_fill_mapped, peer_access, shareable, "
                              "max_held_over_live, free_records_used_streams, remap_pending_pages, remap_min_pages, "
                              "remap_min_age, cross_stream_wait, backing, "
                              "host_devices, limit, memory_fraction)"};
@@ -364,6 +368,8 @@ std::string format_options(const options& o) {
   }
   // Named only when changed, like the options above: the defaults suit every trace measured.
   const stash::caching_options defaults;
+  if (caching.edge_pages_in_chunks != defaults.edge_pages_in_chunks)
+    s += ",edge_pages_in_chunks:" + std::string(name_of(caching.edge_pages_in_chunks, switch_choices));
   if (caching.chunks_per_block != defaults.chunks_per_block)
     s += ",chunks_per_block:" + std::to_string(caching.chunks_per_block);
   if (caching.moves_per_block != defaults.moves_per_block)

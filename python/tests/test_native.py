@@ -430,6 +430,10 @@ class Options(unittest.TestCase):
             assert got.startswith("backend:segments,") and got.endswith(",backing:auto,cross_stream_wait:on"), got
             got = stash.configure(remap_min_pages=256, remap_min_age=1, cross_stream_wait=False)  # defaults: not named
             assert "remap" not in got and "cross_stream_wait" not in got, got
+            got = stash.configure(edge_pages_in_chunks=False)
+            assert got.endswith(",backing:auto,edge_pages_in_chunks:off"), got
+            got = stash.configure("edge_pages_in_chunks:on")  # the default: not named
+            assert "edge_pages_in_chunks" not in got, got
             got = stash.configure(small_fill_mapped=True)
             assert got.endswith(",backing:auto,small_fill_mapped:on"), got
             got = stash.configure("small_fill_mapped:off")  # the default: not named
@@ -554,8 +558,8 @@ class Options(unittest.TestCase):
         import stash
 
         text = stash.option_help()
-        for name in ("backend", "page_slack", "reserve", "pages_between_moves", "max_chunk_pages", "chunks_per_block",
-                     "moves_per_block", "small_region", "small_fill_mapped", "peer_access", "shareable",
+        for name in ("backend", "page_slack", "reserve", "pages_between_moves", "max_chunk_pages", "edge_pages_in_chunks",
+                     "chunks_per_block", "moves_per_block", "small_region", "small_fill_mapped", "peer_access", "shareable",
                      "free_records_used_streams", "remap_pending_pages", "remap_min_pages", "remap_min_age",
                      "cross_stream_wait",
                      "max_held_over_live", "backing", "host_devices", "limit"):

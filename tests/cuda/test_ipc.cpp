@@ -278,9 +278,8 @@ TEST_CASE("a block shared with another process: the peer reads it and its kernel
 
 TEST_CASE("ipc_mapping maps a block exported in this process at a second address", "[cuda][ipc][no-initcheck]") {
   device_vmm a(stash::cuda_vmm_backend(0, 0, true));
-  // 41 MiB at the arena's base: pages 0-19 one chunk (the block owns its first page), page 20 alone (the
-  // block ends off a page boundary, so a neighbour may share it): two pieces.
-  const std::size_t n = 41 * MiB / sizeof(float);
+  // 65 MiB at the arena's base: pages 0-32, a run of 33 pages mapped in chunks of at most 32: two pieces.
+  const std::size_t n = 65 * MiB / sizeof(float);
   auto* data = static_cast<float*>(a.allocate(n * sizeof(float)));
   CUDA_REQUIRE(launch_affine_fill(data, n, 1.0f, 0.0f));
   stash::ipc_handle h = a.ipc_export(data);

@@ -295,11 +295,12 @@ class paged_arena {
     ungranted_first_ = page_table::none;
     ungranted_last_ = 0;
     size_for_block(last - first + 1);
-    // An edge page is the block's own when the block starts (ends) on a page boundary: no neighbour
-    // can share it, so it may join a chunk (map_run).
+    // An edge page joins a chunk (map_run) when the block starts (ends) on a page boundary, so that no
+    // neighbour can share it, or when edge_pages_in_chunks lets a neighbour hold the chunk.
     const std::size_t page_mask = (std::size_t{1} << page_shift_) - 1;
-    const edges own{((addr - arena_base_) & page_mask) == 0,
-                    ((addr + size - arena_base_) & page_mask) == 0};
+    const bool any_edge = options_.edge_pages_in_chunks;
+    const edges own{any_edge || ((addr - arena_base_) & page_mask) == 0,
+                    any_edge || ((addr + size - arena_base_) & page_mask) == 0};
     try {
       while (backed && p != page_table::none) {
         const std::size_t run_end = chunks ? map_run(p, first, last, own, chunks) : page_table::none;
@@ -362,14 +363,15 @@ class paged_arena {
     return move_idle_page_to(p, first, last) || map_new_page(p);
   }
 
-  /// Whether the block's first and last pages are its own (it starts, or ends, on a page boundary).
+  /// Whether the block's first and last pages may join its chunks (it starts, or ends, on a page
+  /// boundary, or caching_options::edge_pages_in_chunks).
   struct edges {
     bool first, last;
   };
 
   /// Maps the run of unmapped pages from p on in chunks, where the backend can: pages of the block
-  /// [first, last] but its edge pages that a neighbour may share (those are mapped alone, since a chunk
-  /// goes back only whole and would stay held while that neighbour lives), in chunks of chunk_pages_
+  /// [first, last] but edge pages that may not join a chunk (`own`; those are mapped alone, since a
+  /// chunk goes back only whole and would stay held while a neighbour on them lives), in chunks of chunk_pages_
   /// (one call to the backend, access granted later with the block's other new pages). The run ends
   /// where back_page would next move an idle page instead of mapping a new one (the pages held reach
   /// the slack over the high tide, a move is due and some page is idle), so pages are mapped, moved and
