@@ -1,7 +1,8 @@
 // page_costs: what one physical page operation of cuda_vmm_backend costs on this GPU (docs/design.md).
 // Build: part of bench/ (target page_costs). Run on a GPU machine: build/.../bench/page_costs
 // [--no-peers]: device pages mapped for device 0 alone (peer_access::none) rather than for every
-// device that can reach it, and what granting a peer afterwards costs. Also: chunks created shareable
+// device that can reach it, and what granting a peer afterwards costs. [--enable-peer-access]: the
+// devices enable peer access to each other first, so that grants to a peer are made with it enabled. Also: chunks created shareable
 // (POSIX file descriptor handle type, option shareable:on) against not, and one export.
 #include "stash/backend/cuda_vmm_backend.hpp"
 #include <chrono>
@@ -14,14 +15,37 @@
 using clk = std::chrono::steady_clock;
 static double us(clk::time_point a, clk::time_point b) { return std::chrono::duration<double, std::micro>(b - a).count(); }
 int main(int argc, char** argv) {
-  const bool no_peers = argc > 1 && std::string_view(argv[1]) == "--no-peers";
+  bool no_peers = false, enable_peer_access = false;
+  for (int i = 1; i < argc; ++i) {
+    no_peers = no_peers || std::string_view(argv[i]) == "--no-peers";
+    enable_peer_access = enable_peer_access || std::string_view(argv[i]) == "--enable-peer-access";
+  }
+  // --enable-peer-access: device 0 and every peer enable access to each other first, as a program that
+  // shares buffers between GPUs does (stash-replay --peer-access), so that grants to the peer are made
+  // with it enabled.
+  int devices = 0;
+  if (cudaGetDeviceCount(&devices) != cudaSuccess) return 1;
+  if (enable_peer_access)
+    for (int d = 1; d < devices; ++d) {
+      int can = 0;
+      if (cudaDeviceCanAccessPeer(&can, 0, d) != cudaSuccess || !can) continue;
+      if (cudaSetDevice(d) != cudaSuccess || cudaDeviceEnablePeerAccess(0, 0) != cudaSuccess) return 1;
+      if (cudaSetDevice(0) != cudaSuccess || cudaDeviceEnablePeerAccess(d, 0) != cudaSuccess) return 1;
+    }
+  if (cudaSetDevice(0) != cudaSuccess) return 1;
   stash::cuda_vmm_backend be(0, 0, false, no_peers ? stash::peer_access::none : stash::peer_access::all);
   const size_t page = be.page_size();
-  std::printf("page size %zu; pages granted to %zu peer(s) of %zu that can reach device 0\n", page, be.peers().size(),
-              be.reachable_peers().size());
+  std::printf("page size %zu; pages granted to %zu peer(s) of %zu that can reach device 0; peer access %s\n", page,
+              be.peers().size(), be.reachable_peers().size(), enable_peer_access ? "enabled first" : "not enabled");
   auto base = be.reserve(size_t{64} << 30);
   const int n = 256;
   std::vector<double> t;
+  {  // The first mapping of the process, apart: whatever the driver sets up once is in it.
+    auto a = clk::now();
+    if (!be.map_pages(base + size_t{1000} * be.page_size(), 1)) return 1;
+    std::printf("first map_pages of 1 page    %8.2f us\n", us(a, clk::now()));
+    be.unmap_pages(base + size_t{1000} * be.page_size(), 1);
+  }
   auto report = [&](const char* what) { std::sort(t.begin(), t.end()); std::printf("%-28s median %8.2f us  p10 %8.2f  p90 %8.2f\n", what, t[t.size()/2], t[t.size()/10], t[t.size()*9/10]); t.clear(); };
   for (int i = 0; i < n; ++i) { auto a = clk::now(); if (!be.map_page(base + i * page)) return 1; t.push_back(us(a, clk::now())); }
   report("map_page (create+map+access)");
