@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # GPU run C5 (two H200s, fourteenth session): why granting the peer costs stash's cold start more when the
 # program has not enabled peer access (run C2: mlp_two_streams 7,893 ns/op against 5,370 with it enabled).
-# page_costs (bench/page_costs.cpp, built here at the commit after a048aac with scripts/gpu-test's build
+# page_costs (bench/page_costs.cpp, built here from 9a6a68e's source with scripts/gpu-test's build
 # dir, .devbuild/c5/page_costs): pages granted to the peer with peer access not enabled, then enabled first
 # (--enable-peer-access), then own device only (--no-peers); two rounds, the order reversed in the second.
 # Carry: .devbuild/c5.
