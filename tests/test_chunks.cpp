@@ -335,6 +335,44 @@ TEST_CASE("chunks: where a move is due, an idle chunk that fits moves whole into
   a.deallocate(guard);
 }
 
+TEST_CASE("chunks: an idle chunk moves onto a block's edge page, which edge pages in chunks allow",
+          "[paged][chunks]") {
+  for (const bool edges_in_chunks : {true, false}) {
+    stash::caching_options o = moving_every_page();
+    o.edge_pages_in_chunks = edges_in_chunks;
+    paged a(stash::simulated_paged_backend{}, o);
+    void* low = a.allocate(2 * page);  // pages 0-1, on page boundaries: one chunk
+    void* guard = a.allocate(page);    // page 2
+    a.deallocate(low);                 // the chunk 0-1 idle; 3 pages held, 3 at the tide
+    const auto before = a.stats();
+    // Pages 3-5, too large for the hole at 0-1, ending off a page boundary (page 5 may be shared with
+    // the next block). The tide rises to 4 pages with it, so page 3 is new; then a move is due, and the
+    // highest idle page is in the chunk 0-1, which fits on pages 4-5 only if the edge page may hold it.
+    void* p = a.allocate(2 * page + page / 2);
+    REQUIRE(addr(p) == addr(guard) + page);
+    const auto& b = a.backend();
+    CHECK(b.chunk_pages(addr(low)) == 0);
+    CHECK(b.chunk_pages(addr(p)) == 1);  // page 3, new
+    if (edges_in_chunks) {  // the chunk moves whole onto pages 4-5, nothing is given back
+      CHECK(b.chunk_pages(addr(p) + page) == 2);
+      CHECK(b.chunk_moves() == 1);
+      CHECK(a.stats().backend_frees == before.backend_frees);
+      CHECK(a.stats().backend_allocations - before.backend_allocations == 1);
+    } else {  // a chunk goes strictly inside the block only: given back whole, and new pages mapped
+      CHECK(b.chunk_moves() == 0);
+      CHECK(a.stats().backend_frees - before.backend_frees == 1);
+    }
+    CHECK(a.stats().reserved_bytes == 4 * page);
+    CHECK(b.mapped_bytes() == 4 * page);
+    for (std::size_t i = 0; i < 3; ++i) CHECK(b.accessible(addr(p) + i * page));
+    a.deallocate(p);
+    a.deallocate(guard);
+    a.empty_cache();
+    CHECK(b.mapped_bytes() == 0);
+    CHECK(b.misuses() == 0);
+  }
+}
+
 TEST_CASE("chunks: where a move is due and no page is idle, the new pages are mapped in chunks, not alone",
           "[paged][chunks]") {
   stash::caching_options o;

@@ -30,10 +30,9 @@ struct caching_options {
   /// unmapped pages of a new block (with edge_pages_in_chunks off, not a first or last page that a
   /// neighbour may share: the block starts or ends off a page boundary) are mapped in chunks of up to
   /// this many pages, two driver calls per chunk instead of two per page (and one access grant for
-  /// the block). A chunk is given
-  /// back or moved away only whole, once none of its pages is touched, so a block placed later on part
-  /// of a freed chunk's range keeps the rest of it mapped: the size bounds that (64 MiB with 2 MiB
-  /// pages). 1: every page is its own physical allocation.
+  /// the block). A chunk is given back or moved away only whole, once none of its pages is touched,
+  /// so a block placed later on part of a freed chunk's range keeps the rest of it mapped: the size
+  /// bounds that (64 MiB with 2 MiB pages). 1: every page is its own physical allocation.
   std::size_t max_chunk_pages = 32;
   /// Chunked paged backends, with max_chunk_pages above 1: a new block's first and last pages join its
   /// chunks even where the block starts or ends off a page boundary, so that a neighbour placed later

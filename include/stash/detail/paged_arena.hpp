@@ -299,11 +299,11 @@ class paged_arena {
     // neighbour can share it, or when edge_pages_in_chunks lets a neighbour hold the chunk.
     const std::size_t page_mask = (std::size_t{1} << page_shift_) - 1;
     const bool any_edge = options_.edge_pages_in_chunks;
-    const edges own{any_edge || ((addr - arena_base_) & page_mask) == 0,
-                    any_edge || ((addr + size - arena_base_) & page_mask) == 0};
+    const edges join{any_edge || ((addr - arena_base_) & page_mask) == 0,
+                     any_edge || ((addr + size - arena_base_) & page_mask) == 0};
     try {
       while (backed && p != page_table::none) {
-        const std::size_t run_end = chunks ? map_run(p, first, last, own, chunks) : page_table::none;
+        const std::size_t run_end = chunks ? map_run(p, first, last, join, chunks) : page_table::none;
         if (run_end == page_table::none) backed = back_page(p, first, last);
         const std::size_t done = run_end == page_table::none ? p : run_end;
         p = done < last ? pages_.first_unmapped(done + 1, last) : page_table::none;
@@ -370,8 +370,9 @@ class paged_arena {
   };
 
   /// Maps the run of unmapped pages from p on in chunks, where the backend can: pages of the block
-  /// [first, last] but edge pages that may not join a chunk (`own`; those are mapped alone, since a
-  /// chunk goes back only whole and would stay held while a neighbour on them lives), in chunks of chunk_pages_
+  /// [first, last] but edge pages that may not join a chunk (`join`; those are mapped alone, since a
+  /// chunk goes back only whole and would stay held while a neighbour on them lives), in chunks of
+  /// chunk_pages_
   /// (one call to the backend, access granted later with the block's other new pages). The run ends
   /// where back_page would next move an idle page instead of mapping a new one (the pages held reach
   /// the slack over the high tide, a move is due and some page is idle), so pages are mapped, moved and
@@ -381,12 +382,12 @@ class paged_arena {
   /// the last page mapped, or none: then p is backed alone (back_page), which also moves idle pages,
   /// waits for pending frees and retries when the device is out of memory. A refused run clears
   /// `chunks`.
-  std::size_t map_run(std::size_t p, std::size_t first, std::size_t last, edges own, bool& chunks) {
+  std::size_t map_run(std::size_t p, std::size_t first, std::size_t last, edges join, bool& chunks) {
     if constexpr (chunked_paged_backend<Backend>) {
-      if (options_.max_chunk_pages < 2 || (p == first && !own.first) || (p == last && !own.last))
+      if (options_.max_chunk_pages < 2 || (p == first && !join.first) || (p == last && !join.last))
         return page_table::none;
       // p < last when the last page is shared (p == last returned above), so last - 1 >= p.
-      std::size_t n = pages_.unmapped_run_end(p, own.last ? last : last - 1) - p + 1;
+      std::size_t n = pages_.unmapped_run_end(p, join.last ? last : last - 1) - p + 1;
       const std::size_t budget = budget_pages(), mapped = pages_.mapped_count();
       if (mapped < budget) n = std::min(n, budget - mapped);
       else if (!move_is_due()) n = std::min<std::size_t>(n, pages_between_moves_ - backed_since_move_);
@@ -402,7 +403,7 @@ class paged_arena {
       backed_since_move_ += n;
       return p + n - 1;
     } else {
-      (void)p, (void)first, (void)last, (void)own, (void)chunks;
+      (void)p, (void)first, (void)last, (void)join, (void)chunks;
       return page_table::none;
     }
   }
@@ -532,13 +533,13 @@ class paged_arena {
   }
 
   /// Whether an idle chunk of n pages may move onto page p and the n - 1 after it, in the block
-  /// [first, last]: a page mapped alone anywhere, as move_page would; a chunk of several pages onto
-  /// unmapped pages strictly inside the block (an edge page may be shared with a neighbouring block,
-  /// and a chunk there would stay held while it lives; map_run also maps an edge page in a chunk where
-  /// the block owns it whole, which a move does not look at).
+  /// [first, last], all unmapped: a page mapped alone anywhere, as move_page would; a chunk of several
+  /// pages onto the block's pages, its edge pages too where edge_pages_in_chunks lets a neighbour on
+  /// them hold a chunk (as map_run maps them), else strictly inside the block.
   bool chunk_fits(std::size_t p, std::size_t n, std::size_t first, std::size_t last) const noexcept {
     if (n == 1) return true;
-    return p > first && n <= last - p && pages_.unmapped_run_end(p, p + n - 1) == p + n - 1;
+    const bool inside = options_.edge_pages_in_chunks ? n <= last - p + 1 : p > first && n <= last - p;
+    return inside && pages_.unmapped_run_end(p, p + n - 1) == p + n - 1;
   }
 
   /// Moves the idle chunk of n pages at `from` onto pages [to, to + n - 1]: one unmap and one map
