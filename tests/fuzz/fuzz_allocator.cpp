@@ -1,7 +1,8 @@
 // libFuzzer harness: random operation programs against the reference model, for each composition of
 // tests/support/compositions.hpp and three stream-ordered ones (simulated_ordering over segments,
 // checked pages and failing pages). The first input byte picks the composition (and, from 242 up,
-// caching_options::small_fill_mapped on; from 220 to 241, cross_stream_wait on); every following group
+// caching_options::small_fill_mapped on; from 220 to 241, cross_stream_wait on; from 198 to 219,
+// edge_pages_in_chunks off); every following group
 // of bytes is one operation:
 //   allocate (sizes from 0 to beyond max_size) on a chosen stream, unsized / sized / wrong-sized free
 //   on the block's stream or another, a free of a pointer inside a block or outside the allocator, a
@@ -109,10 +110,11 @@ class program {
   static constexpr std::size_t live_limit = host_memory ? 64 * MiB : SIZE_MAX;
 
  public:
-  program(FuzzedDataProvider& in, bool small_fill_mapped, bool wait_mode) : in_(in) {
+  program(FuzzedDataProvider& in, bool small_fill_mapped, bool wait_mode, bool edges_alone) : in_(in) {
     stash::caching_options options;
     options.small_fill_mapped = small_fill_mapped;  // paged compositions only change with it
     options.cross_stream_wait = wait_mode;          // stream-ordered compositions only change with it
+    options.edge_pages_in_chunks = !edges_alone;    // paged compositions only change with it
     // The first byte of a stream-ordered program turns free_records_used_streams on (the program then
     // keeps PyTorch's contract: a stream a live block was record_stream'ed on is not destroyed before
     // the block is freed). Wait mode is chosen by the first byte (LLVMFuzzerTestOneInput): it hands
@@ -522,8 +524,8 @@ class program {
 };
 
 template <class Allocator>
-void run(FuzzedDataProvider& in, bool small_fill_mapped, bool wait_mode) {
-  program<Allocator>(in, small_fill_mapped, wait_mode).run();
+void run(FuzzedDataProvider& in, bool small_fill_mapped, bool wait_mode, bool edges_alone) {
+  program<Allocator>(in, small_fill_mapped, wait_mode, edges_alone).run();
 }
 
 }  // namespace
@@ -533,21 +535,24 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   FuzzedDataProvider in(data + 1, size - 1);
   // The first byte picks the composition (its value mod 11) and, from 242 up (5 of the committed
   // corpus's inputs, which came before the option), turns caching_options::small_fill_mapped on; from
-  // 220 to 241 (38 inputs of the corpus as it was, 25 of them stream-ordered), cross_stream_wait.
+  // 220 to 241 (38 inputs of the corpus as it was, 25 of them stream-ordered), cross_stream_wait; from
+  // 198 to 219 (42 inputs of the corpus), edge_pages_in_chunks off (the default before the fourteenth
+  // session: edge pages alone).
   const bool fill = data[0] >= 242;
   const bool wait = data[0] >= 220 && data[0] < 242;
+  const bool edges_alone = data[0] >= 198 && data[0] < 220;
   switch (data[0] % 11) {
-    case 0: run<host_segregated>(in, fill, wait); break;
-    case 1: run<host_pow2>(in, fill, wait); break;
-    case 2: run<simulated_segregated>(in, fill, wait); break;
-    case 3: run<simulated_pow2>(in, fill, wait); break;
-    case 4: run<paged_segregated>(in, fill, wait); break;
-    case 5: run<failing_host_segregated>(in, fill, wait); break;
-    case 6: run<failing_simulated_pow2>(in, fill, wait); break;
-    case 7: run<failing_paged_segregated>(in, fill, wait); break;
-    case 8: run<stream_segments>(in, fill, wait); break;
-    case 9: run<stream_pages>(in, fill, wait); break;
-    default: run<stream_failing_pages>(in, fill, wait); break;
+    case 0: run<host_segregated>(in, fill, wait, edges_alone); break;
+    case 1: run<host_pow2>(in, fill, wait, edges_alone); break;
+    case 2: run<simulated_segregated>(in, fill, wait, edges_alone); break;
+    case 3: run<simulated_pow2>(in, fill, wait, edges_alone); break;
+    case 4: run<paged_segregated>(in, fill, wait, edges_alone); break;
+    case 5: run<failing_host_segregated>(in, fill, wait, edges_alone); break;
+    case 6: run<failing_simulated_pow2>(in, fill, wait, edges_alone); break;
+    case 7: run<failing_paged_segregated>(in, fill, wait, edges_alone); break;
+    case 8: run<stream_segments>(in, fill, wait, edges_alone); break;
+    case 9: run<stream_pages>(in, fill, wait, edges_alone); break;
+    default: run<stream_failing_pages>(in, fill, wait, edges_alone); break;
   }
   return 0;
 }
