@@ -2,8 +2,10 @@
 // Build: part of bench/ (target page_costs). Run on a GPU machine: build/.../bench/page_costs
 // [--no-peers]: device pages mapped for device 0 alone (peer_access::none) rather than for every
 // device that can reach it, and what granting a peer afterwards costs. [--enable-peer-access]: the
-// devices enable peer access to each other first, so that grants to a peer are made with it enabled. Also: chunks created shareable
-// (POSIX file descriptor handle type, option shareable:on) against not, and one export.
+// devices enable peer access to each other first, so that grants to a peer are made with it enabled.
+// Also: chunks created shareable (POSIX file descriptor handle type, option shareable:on) against not,
+// and one export.
+#include "peer_access.hpp"
 #include "stash/backend/cuda_vmm_backend.hpp"
 #include <chrono>
 #include <cstdlib>
@@ -21,17 +23,10 @@ int main(int argc, char** argv) {
     enable_peer_access = enable_peer_access || std::string_view(argv[i]) == "--enable-peer-access";
   }
   // --enable-peer-access: device 0 and every peer enable access to each other first, as a program that
-  // shares buffers between GPUs does (stash-replay --peer-access), so that grants to the peer are made
-  // with it enabled.
+  // shares buffers between GPUs does, so that grants to the peer are made with it enabled.
   int devices = 0;
   if (cudaGetDeviceCount(&devices) != cudaSuccess) return 1;
-  if (enable_peer_access)
-    for (int d = 1; d < devices; ++d) {
-      int can = 0;
-      if (cudaDeviceCanAccessPeer(&can, 0, d) != cudaSuccess || !can) continue;
-      if (cudaSetDevice(d) != cudaSuccess || cudaDeviceEnablePeerAccess(0, 0) != cudaSuccess) return 1;
-      if (cudaSetDevice(0) != cudaSuccess || cudaDeviceEnablePeerAccess(d, 0) != cudaSuccess) return 1;
-    }
+  if (enable_peer_access) (void)stash::bench::enable_peer_access_with_device0(devices, true);
   if (cudaSetDevice(0) != cudaSuccess) return 1;
   stash::cuda_vmm_backend be(0, 0, false, no_peers ? stash::peer_access::none : stash::peer_access::all);
   const size_t page = be.page_size();
@@ -42,9 +37,9 @@ int main(int argc, char** argv) {
   std::vector<double> t;
   {  // The first mapping of the process, apart: whatever the driver sets up once is in it.
     auto a = clk::now();
-    if (!be.map_pages(base + size_t{1000} * be.page_size(), 1)) return 1;
+    if (!be.map_pages(base + size_t{1000} * page, 1)) return 1;
     std::printf("first map_pages of 1 page    %8.2f us\n", us(a, clk::now()));
-    be.unmap_pages(base + size_t{1000} * be.page_size(), 1);
+    be.unmap_pages(base + size_t{1000} * page, 1);
   }
   auto report = [&](const char* what) { std::sort(t.begin(), t.end()); std::printf("%-28s median %8.2f us  p10 %8.2f  p90 %8.2f\n", what, t[t.size()/2], t[t.size()/10], t[t.size()*9/10]); t.clear(); };
   for (int i = 0; i < n; ++i) { auto a = clk::now(); if (!be.map_page(base + i * page)) return 1; t.push_back(us(a, clk::now())); }

@@ -20,6 +20,7 @@
 
 #include "allocators/registry.hpp"
 #include "micro.hpp"
+#include "peer_access.hpp"
 #include "replay.hpp"
 #include "timeline_replay.hpp"
 #include "torch_snapshot_replay.hpp"
@@ -185,27 +186,6 @@ std::string device_description() {
 }
 
 void synchronize_device() { cudaDeviceSynchronize(); }
-
-/// --peer-access: every other device that can reach device 0 enables peer access to it, as a program
-/// whose kernels on several GPUs share buffers does. The driver then maps device 0's cudaMalloc'd
-/// memory for those devices too, as stash maps its pages by default (peer_access: all), so the
-/// cold figures of cudaMalloc-based allocators (PyTorch's, CUB's) include that mapping as stash's do.
-/// Returns how many devices have peer access to device 0 now; device 0 is current again afterwards.
-int enable_peer_access_to_device0(int devices) {
-  int enabled = 0;
-  for (int d = 1; d < devices; ++d) {
-    int can = 0;
-    STASH_CUDA_CHECK(cudaDeviceCanAccessPeer(&can, d, 0));
-    if (!can) continue;
-    STASH_CUDA_CHECK(cudaSetDevice(d));
-    const cudaError_t status = cudaDeviceEnablePeerAccess(0, 0);
-    if (status == cudaErrorPeerAccessAlreadyEnabled) (void)cudaGetLastError();
-    else STASH_CUDA_CHECK(status);
-    ++enabled;
-  }
-  STASH_CUDA_CHECK(cudaSetDevice(0));
-  return enabled;
-}
 
 /// The trace's streams as CUDA streams (non-blocking), for the cuda backend: the Stream value 0 is the
 /// legacy default stream, every other value a stream of its own. On the simulated backend they are
@@ -393,7 +373,7 @@ int main(int argc, char** argv) {
     fmt::print(opt.json ? stderr : stdout, "# {}\n", device_description());
     if (opt.peer_access) {
       fmt::print(opt.json ? stderr : stdout, "# peer access to device 0 enabled on {} device(s)\n",
-                 enable_peer_access_to_device0(devices));
+                 enable_peer_access_with_device0(devices, false));
     }
   }
   output out;

@@ -372,11 +372,11 @@ class paged_arena {
   /// Maps the run of unmapped pages from p on in chunks, where the backend can: pages of the block
   /// [first, last] but edge pages that may not join a chunk (`join`; those are mapped alone, since a
   /// chunk goes back only whole and would stay held while a neighbour on them lives), in chunks of
-  /// chunk_pages_
-  /// (one call to the backend, access granted later with the block's other new pages). The run ends
-  /// where back_page would next move an idle page instead of mapping a new one (the pages held reach
-  /// the slack over the high tide, a move is due and some page is idle), so pages are mapped, moved and
-  /// counted as page by page, and the chunks are those that mapping one chunk at a time would make.
+  /// chunk_pages_ (one call to the backend, access granted later with the block's other new pages). The
+  /// run ends where back_page would next move an idle page instead of mapping a new one (the pages held
+  /// reach the slack over the high tide, a move is due and some page is idle), so pages are mapped,
+  /// moved and counted as page by page, and the chunks are those that mapping one chunk at a time would
+  /// make.
   /// With a move due and no idle page, the run goes on: page by page would map each page anew, one
   /// physical allocation each (cnn_train's cold replay: 95 driver calls, where that made 185). Returns
   /// the last page mapped, or none: then p is backed alone (back_page), which also moves idle pages,
