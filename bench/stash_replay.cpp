@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "allocators/registry.hpp"
+#include "least_memory.hpp"
 #include "micro.hpp"
 #include "peer_access.hpp"
 #include "replay.hpp"
@@ -60,6 +61,14 @@ options:
                              access to it first (cudaDeviceEnablePeerAccess), as a program sharing
                              buffers between GPUs does: cudaMalloc'd memory is then mapped for those
                              devices too, as stash's pages are by default (README, "Peers")
+  --least-memory             instead of the timed replays: the least memory each trace runs in with
+                             each allocator that takes a limit (the stash compositions, torch): the
+                             least limit, in steps of 2 MiB, at which a fresh allocator completes the
+                             cold replay and the --warm replays, found by bisection between the peak
+                             of live bytes and what it holds with no limit (over the simulated device
+                             the limit is the device's capacity; over CUDA stash is made as the
+                             memory manager's pools are, over limited_backend, and torch is limited by
+                             its memory fraction)
   --list                     print the allocators available on each backend and exit
   -h, --help
 
@@ -84,6 +93,7 @@ struct options {
   std::size_t cross_stream = 0;
   bool list = false;
   bool peer_access = false;
+  bool least_memory = false;
   std::vector<std::filesystem::path> inputs;
 };
 
@@ -158,6 +168,8 @@ options parse_options(int argc, char** argv) {
       o.list = true;
     } else if (arg == "--peer-access") {
       o.peer_access = true;
+    } else if (arg == "--least-memory") {
+      o.least_memory = true;
     } else if (arg.starts_with("-")) {
       die(fmt::format("unknown option '{}' (--help lists them)", arg));
     } else {
@@ -275,6 +287,29 @@ void print_replay(const replay_result& r, backend_kind backend, const output& ou
                table_number(r.settled_reserved_over_live, 3),
                table_number(r.ns_per_op_cold, 1), table_number(r.ns_per_op_warm, 1),
                r.backend_allocs ? std::to_string(*r.backend_allocs) : "-");
+  }
+  std::fflush(stdout);
+}
+
+void print_least_memory(const least_memory_result& r, backend_kind backend, const output& out) {
+  const auto over_live = [&](std::size_t bytes) {
+    return r.peak_live_bytes ? std::optional<double>(static_cast<double>(bytes) / static_cast<double>(r.peak_live_bytes))
+                             : std::nullopt;
+  };
+  if (out.json) {
+    fmt::print(out.json,
+               "{{\"benchmark\":\"least_memory\",\"trace\":{},\"allocator\":{},\"backend\":\"{}\","
+               "\"peak_live_bytes\":{},\"unlimited_bytes\":{},\"least_bytes\":{},\"least_over_live\":{},"
+               "\"unlimited_over_live\":{},\"probes\":{}}}\n",
+               json_string(r.trace), json_string(r.allocator), to_string(backend), r.peak_live_bytes,
+               r.unlimited_bytes, r.least_bytes, json_number(over_live(r.least_bytes), 4),
+               json_number(over_live(r.unlimited_bytes), 4), r.probes);
+    std::fflush(out.json);
+  }
+  if (out.table) {
+    fmt::print("{:<24} {:<18} {:>10.1f} {:>14.1f} {:>11.1f} {:>10} {:>10} {:>7}\n", r.trace, r.allocator,
+               mib(r.peak_live_bytes), mib(r.unlimited_bytes), mib(r.least_bytes),
+               table_number(over_live(r.least_bytes), 4), table_number(over_live(r.unlimited_bytes), 4), r.probes);
   }
   std::fflush(stdout);
 }
@@ -407,7 +442,38 @@ int main(int argc, char** argv) {
                  static_cast<int>(allocator.size()), allocator.data(), e.what());
   };
 
-  if (!traces.empty()) {
+  if (!traces.empty() && opt.least_memory) {
+    constexpr std::size_t step = std::size_t{2} << 20;
+    if (out.table) {
+      fmt::print("backend {}: the least memory each trace runs in (cold and {} warm replays, limits in steps of "
+                 "2 MiB)\n{:<24} {:<18} {:>10} {:>14} {:>11} {:>10} {:>10} {:>7}\n",
+                 to_string(backend), opt.warm, "trace", "allocator", "live MiB", "unlimited MiB", "least MiB",
+                 "least/live", "unlim/live", "probes");
+    }
+    for (const auto& t : traces) {
+      for (const auto& name : allocators) {
+        if (is_pinned(name)) continue;
+        try {
+          const trace_streams streams(t, backend == backend_kind::cuda);  // outlives the allocators
+          auto make = [&]() -> std::unique_ptr<replay_allocator> {
+            auto a = make_limited_allocator(name, backend);
+            if (a) a->use_streams(streams.handles());
+            return a;
+          };
+          if (!make()) {
+            std::fprintf(stderr, "stash-replay: --least-memory leaves out %s (it takes no limit)\n", name.c_str());
+            continue;
+          }
+          if (before_clock) before_clock();
+          const auto r = least_memory(make, t, opt.warm, step);
+          if (r) print_least_memory(*r, backend, out);
+          else std::fprintf(stderr, "stash-replay: --least-memory leaves out %s (it takes no limit)\n", name.c_str());
+        } catch (const std::exception& e) {
+          report_failure("least memory " + t.name, name, e);
+        }
+      }
+    }
+  } else if (!traces.empty()) {
     if (out.table) {
       fmt::print("backend {}, {} warm replays (median), host time, each allocate or free one op\n",
                  to_string(backend), opt.warm);

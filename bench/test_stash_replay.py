@@ -122,6 +122,35 @@ class StashReplayCli(unittest.TestCase):
         self.assertGreaterEqual(row["settled_reserved_over_live"], row["reserved_over_live"])
         self.assertGreater(row["ns_per_op_warm"], 0)
 
+    def moved_pages_trace(self):
+        # A and B take 4 MiB each (pages 0-3 of 2 MiB); A is freed; C (6 MiB) does not fit A's hole and
+        # goes above B (pages 4-6). With no limit the cache keeps A's pages (14 MiB held for 10 live);
+        # under a limit of 10 MiB they move to C.
+        mib = 1 << 20
+        return self.trace("moved.csv", f"0,1,allocate,0xa,{4 * mib},0x0\n0,2,allocate,0xb,{4 * mib},0x0\n"
+                                       f"0,3,free,0xa,{4 * mib},0x0\n0,4,allocate,0xc,{6 * mib},0x0\n")
+
+    def test_least_memory_moves_idle_pages_under_a_limit(self):
+        result = run("--backend", "simulated", "--json", "--least-memory", "--warm", "2", "--allocators",
+                     "stash,stash-per-page,stash-ordered", self.moved_pages_trace())
+        self.assertEqual(result.returncode, 0, result.stderr)
+        rows = strict_json_lines(result.stdout)
+        self.assertEqual([r["allocator"] for r in rows], ["stash", "stash-per-page", "stash-ordered"])
+        for row in rows:
+            self.assertEqual(row["benchmark"], "least_memory")
+            self.assertEqual(row["peak_live_bytes"], 10 << 20)
+            self.assertEqual(row["unlimited_bytes"], 14 << 20)
+            self.assertEqual(row["least_bytes"], 10 << 20)
+            self.assertEqual(row["least_over_live"], 1.0)
+            self.assertGreaterEqual(row["probes"], 2)
+
+    def test_least_memory_leaves_out_an_allocator_that_takes_no_limit(self):
+        result = run("--backend", "simulated", "--json", "--least-memory", "--allocators", "stash-sharded",
+                     self.moved_pages_trace())
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual(result.stdout, "")
+        self.assertIn("--least-memory leaves out stash-sharded (it takes no limit)", result.stderr)
+
     def test_threads_json_is_strict(self):
         result = run("--backend", "simulated", "--json", "--threads", "2", "--pairs", "1", "--allocators", "stash")
         self.assertEqual(result.returncode, 0, result.stderr)

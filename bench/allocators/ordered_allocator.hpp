@@ -27,5 +27,8 @@ inline constexpr std::uint64_t lagged_records = 2;
 /// `stash-lagged`: the same, with events completing lagged_records records late (counting_ordering's
 /// lag), as when the GPU runs behind the host.
 std::unique_ptr<replay_allocator> make_lagged_stash_allocator();
+/// `stash-ordered` (or `stash-lagged`) over limited_backend<simulated_paged_backend>, for
+/// stash-replay --least-memory.
+std::unique_ptr<replay_allocator> make_limited_ordered_stash_allocator(bool lagged);
 
 }  // namespace stash::bench

@@ -5,6 +5,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "cuda_malloc.hpp"
@@ -54,46 +55,34 @@ inline std::vector<std::string> available_allocators(backend_kind b) {
   return names;
 }
 
+/// The stash compositions that are the default design with options of their own, by name.
+inline std::vector<std::pair<std::string_view, stash::caching_options>> stash_variants() {
+  std::vector<std::pair<std::string_view, stash::caching_options>> v;
+  v.emplace_back("stash", stash::caching_options{});
+  v.emplace_back("stash-small-fill", stash::caching_options{});  // small requests fill mapped pages of
+  v.back().second.small_fill_mapped = true;                       // the large region (stash.torch's choice)
+  v.emplace_back("stash-per-page", stash::caching_options{});  // growing one physical page at a time
+  v.back().second.max_chunk_pages = 1;
+  v.emplace_back("stash-fixed-chunks", stash::caching_options{});  // large blocks too in chunks of
+  v.back().second.chunks_per_block = 0;                           // max_chunk_pages, moves rationed per page
+  v.back().second.moves_per_block = 0;
+  v.emplace_back("stash-lean", stash::caching_options{});  // holding at most 1.05x the peak of live bytes
+  v.back().second.max_held_over_live = 1.05;
+  v.emplace_back("stash-page-moves", stash::caching_options{});  // large blocks in chunks of a sixteenth,
+  v.back().second.chunks_per_block = 16;                        // moves rationed per page only
+  v.back().second.moves_per_block = 0;
+  return v;
+}
+
 /// `shared_by_threads`: the allocator will be called from several threads at once, so adapters
 /// that keep figures of their own outside the allocator's lock stop keeping them.
 inline std::unique_ptr<replay_allocator> make_allocator(std::string_view name, backend_kind b,
                                                         bool shared_by_threads = false) {
   const bool cuda = b == backend_kind::cuda;
-  if (name == "stash") {
-    if (cuda) return std::make_unique<stash_adapter<stash::device_caching_allocator>>("stash");
-    return std::make_unique<stash_adapter<stash::simulated_caching_allocator>>("stash");
-  }
-  if (name == "stash-small-fill") {  // small requests fill mapped pages of the large region (stash.torch's choice)
-    stash::caching_options options;
-    options.small_fill_mapped = true;
-    if (cuda) return std::make_unique<stash_adapter<stash::device_caching_allocator>>("stash-small-fill", options);
-    return std::make_unique<stash_adapter<stash::simulated_caching_allocator>>("stash-small-fill", options);
-  }
-  if (name == "stash-per-page") {  // the default composition growing one physical page at a time
-    stash::caching_options options;
-    options.max_chunk_pages = 1;
-    if (cuda) return std::make_unique<stash_adapter<stash::device_caching_allocator>>("stash-per-page", options);
-    return std::make_unique<stash_adapter<stash::simulated_caching_allocator>>("stash-per-page", options);
-  }
-  if (name == "stash-fixed-chunks") {  // large blocks too in chunks of max_chunk_pages, moves rationed per page
-    stash::caching_options options;
-    options.chunks_per_block = 0;
-    options.moves_per_block = 0;
-    if (cuda) return std::make_unique<stash_adapter<stash::device_caching_allocator>>("stash-fixed-chunks", options);
-    return std::make_unique<stash_adapter<stash::simulated_caching_allocator>>("stash-fixed-chunks", options);
-  }
-  if (name == "stash-lean") {  // the default composition holding at most 1.05x the peak of live bytes
-    stash::caching_options options;
-    options.max_held_over_live = 1.05;
-    if (cuda) return std::make_unique<stash_adapter<stash::device_caching_allocator>>("stash-lean", options);
-    return std::make_unique<stash_adapter<stash::simulated_caching_allocator>>("stash-lean", options);
-  }
-  if (name == "stash-page-moves") {  // large blocks in chunks of a sixteenth, moves rationed per page only
-    stash::caching_options options;
-    options.chunks_per_block = 16;
-    options.moves_per_block = 0;
-    if (cuda) return std::make_unique<stash_adapter<stash::device_caching_allocator>>("stash-page-moves", options);
-    return std::make_unique<stash_adapter<stash::simulated_caching_allocator>>("stash-page-moves", options);
+  for (const auto& [variant, options] : stash_variants()) {
+    if (name != variant) continue;
+    if (cuda) return std::make_unique<stash_adapter<stash::device_caching_allocator>>(std::string(name), options);
+    return std::make_unique<stash_adapter<stash::simulated_caching_allocator>>(std::string(name), options);
   }
   if (name == "stash+log") return make_logged_stash_allocator(cuda);  // every call logged to /dev/null
   if (!cuda && name == "stash-ordered") return make_ordered_stash_allocator();
@@ -124,6 +113,31 @@ inline std::unique_ptr<replay_allocator> make_allocator(std::string_view name, b
   throw std::invalid_argument("unknown allocator '" + std::string(name) + "' for the " +
                               std::string(to_string(b)) + " backend (available: " +
                               join(available_allocators(b)) + ")");
+}
+
+/// The stash composition `name` (one of make_allocator's stash names, stash-ordered, stash-lagged), or
+/// torch, made so that set_memory_limit holds, for stash-replay --least-memory: the same options over
+/// limited_backend<Backend> (the simulated device, or cuda_vmm_backend as the memory manager's device
+/// pools are made), so the limit changes nothing but what the backend may hold (the address range
+/// reserved stays the same). Null for the others (cudaMalloc, cudaMallocAsync, cub, stash-sharded,
+/// stash-pow2, stash-no-peers, stash+log).
+inline std::unique_ptr<replay_allocator> make_limited_allocator(std::string_view name, backend_kind b) {
+  const bool cuda = b == backend_kind::cuda;
+  if (!cuda && name == "stash-ordered") return make_limited_ordered_stash_allocator(false);
+  if (!cuda && name == "stash-lagged") return make_limited_ordered_stash_allocator(true);
+#if STASH_BENCH_WITH_TORCH
+  if (cuda && name == "torch") return make_torch_allocator();
+#endif
+  for (const auto& [variant, options] : stash_variants()) {
+    if (name != variant) continue;
+    if (cuda) {
+      return std::make_unique<stash_adapter<stash::limited_caching_allocator<stash::cuda_vmm_backend>>>(
+          std::string(name), options);
+    }
+    return std::make_unique<stash_adapter<stash::limited_caching_allocator<stash::simulated_paged_backend>>>(
+        std::string(name), options);
+  }
+  return nullptr;
 }
 
 /// Pinned host memory (CUDA backend only): the stash compositions (pinned pages in CUDA virtual memory,

@@ -7,6 +7,8 @@
 // replayable<Derived> implements run() with qualified, non-virtual calls into the concrete class.
 #include <cstddef>
 #include <cstdint>
+#include <exception>
+#include <new>
 #include <optional>
 #include <span>
 #include <string>
@@ -40,10 +42,21 @@ class replay_allocator {
   /// Plays `ops` against the allocator: slot i holds the pointer of the trace's i-th live block.
   virtual void run(std::span<const trace_op> ops, void** slots) = 0;
 
+  /// Limits the bytes the allocator may hold from the driver from now on (stash-replay
+  /// --least-memory); false where the adapter cannot (its allocator takes no limit).
+  virtual bool set_memory_limit(std::size_t /*bytes*/) { return false; }
+  /// Whether `e`, thrown by allocate, says the allocator is out of memory (stash::out_of_memory is a
+  /// std::bad_alloc); adapters whose allocator throws something else say so here.
+  virtual bool is_out_of_memory(const std::exception& e) const noexcept {
+    return dynamic_cast<const std::bad_alloc*>(&e) != nullptr;
+  }
+
   /// The stream handles (cudaStream_t) that trace_op::stream indexes. Adapters of stream-ordered
   /// allocators (those with allocate_on/deallocate_on) pass them on; the others ignore them.
   void use_streams(std::vector<void*> handles) { streams_ = std::move(handles); }
   std::size_t stream_count() const noexcept { return streams_.size(); }
+  /// The handle of trace stream i (use_streams), null where none was given.
+  void* stream_handle(std::size_t i) const noexcept { return i < streams_.size() ? streams_[i] : nullptr; }
 
   /// Whether the adapter has allocate_on/deallocate_on (for stash-replay --cross-stream, which calls
   /// the two below outside a trace).

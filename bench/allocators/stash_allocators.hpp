@@ -44,6 +44,15 @@ class stash_adapter final : public replayable<stash_adapter<CachingAllocator>> {
   }
   std::optional<std::size_t> reserved_bytes() const override { return allocator_.stats().reserved_bytes; }
   std::size_t page_bytes() const override { return stash::timeline::page_bytes_of(allocator_); }
+  /// The limit of a limited backend (limited_backend, as the memory manager's device pools have).
+  bool set_memory_limit(std::size_t bytes) override {
+    if constexpr (requires { allocator_.backend().set_limit(bytes); }) {
+      allocator_.backend().set_limit(bytes);
+      return true;
+    } else {
+      return false;
+    }
+  }
   CachingAllocator& allocator() noexcept { return allocator_; }
 
  private:

@@ -8,6 +8,7 @@
 
 #include <c10/cuda/CUDACachingAllocator.h>
 
+#include <algorithm>
 #include <mutex>
 
 namespace stash::bench {
@@ -27,7 +28,10 @@ class torch_allocator final : public replayable<torch_allocator> {
     torch_alloc::resetPeakStats(device);
     torch_alloc::resetAccumulatedStats(device);
   }
-  ~torch_allocator() override { torch_alloc::emptyCache(); }
+  ~torch_allocator() override {
+    torch_alloc::emptyCache();
+    if (limited_) torch_alloc::setMemoryFraction(1.0, device);
+  }
   torch_allocator(const torch_allocator&) = delete;
   torch_allocator& operator=(const torch_allocator&) = delete;
 
@@ -46,6 +50,22 @@ class torch_allocator final : public replayable<torch_allocator> {
   std::optional<std::uint64_t> backend_allocs() const override {
     return static_cast<std::uint64_t>(torch_alloc::getDeviceStats(device).num_device_alloc);
   }
+  /// torch.cuda.set_per_process_memory_fraction: the fraction of the device's total memory that
+  /// `bytes` is. PyTorch then frees its cached blocks and retries before it throws
+  /// c10::OutOfMemoryError; the fraction goes back to 1 when the adapter goes.
+  bool set_memory_limit(std::size_t bytes) override {
+    std::size_t free = 0, total = 0;
+    if (cudaMemGetInfo(&free, &total) != cudaSuccess || total == 0) return false;
+    torch_alloc::setMemoryFraction(std::min(1.0, static_cast<double>(bytes) / static_cast<double>(total)), device);
+    limited_ = true;
+    return true;
+  }
+  bool is_out_of_memory(const std::exception& e) const noexcept override {
+    return dynamic_cast<const c10::OutOfMemoryError*>(&e) != nullptr;
+  }
+
+ private:
+  bool limited_ = false;
 };
 
 }  // namespace
