@@ -293,6 +293,7 @@ TEST_CASE("chunks: where a move is due, an idle chunk that fits moves whole into
           "[paged][chunks]") {
   stash::caching_options o = moving_every_page();
   o.reserve_bytes = 64 * page;  // room above the device's 13 pages of memory
+  o.chunk_room_share = 0;       // chunks of any share of the small device's room
   paged a(stash::simulated_paged_backend(13 * page), o);
   // Pages 0-9 as three blocks on page boundaries: page 0 and page 9 alone (one page each), 1-8 one chunk.
   void* low = a.allocate(page);
@@ -442,7 +443,9 @@ TEST_CASE("chunks: the simulated device moves a chunk only whole, onto unmapped 
 }
 
 TEST_CASE("chunks: limited_backend counts a chunk's bytes against the limit", "[paged][chunks][limit]") {
-  limited a;
+  stash::caching_options o;
+  o.chunk_room_share = 0;  // chunks of any share of what the limit leaves
+  limited a(stash::limited_backend<stash::simulated_paged_backend>{}, o);
   a.backend().set_limit(8 * page);
   void* p = a.allocate(6 * page);  // pages 0-5, on page boundaries: one chunk
   CHECK(a.backend().held_bytes() == 6 * page);
@@ -459,6 +462,92 @@ TEST_CASE("chunks: limited_backend counts a chunk's bytes against the limit", "[
   a.empty_cache();
   CHECK(a.backend().held_bytes() == 0);
   CHECK(a.backend().upstream().misuses() == 0);
+}
+
+TEST_CASE("chunks: a new chunk takes at most chunk_room_share of the room the backend has left",
+          "[paged][chunks][room]") {
+  stash::caching_options o;
+  o.chunk_room_share = 8;
+  SECTION("the fuller the device, the smaller the chunks") {
+    paged a(stash::simulated_paged_backend{64 * page}, o);
+    void* p = a.allocate(32 * page);  // room 64 pages: chunks of 8
+    for (std::size_t i = 0; i < 4; ++i) CHECK(a.backend().chunk_pages(addr(p) + i * 8 * page) == 8);
+    CHECK(a.stats().backend_allocations == 4);
+    void* q = a.allocate(16 * page);  // room 32: chunks of 4
+    for (std::size_t i = 0; i < 4; ++i) CHECK(a.backend().chunk_pages(addr(q) + i * 4 * page) == 4);
+    void* r = a.allocate(8 * page);  // room 16: chunks of 2
+    for (std::size_t i = 0; i < 4; ++i) CHECK(a.backend().chunk_pages(addr(r) + i * 2 * page) == 2);
+    void* t = a.allocate(4 * page);  // room 8: a page each
+    for (std::size_t i = 0; i < 4; ++i) CHECK(a.backend().chunk_pages(addr(t) + i * page) == 1);
+    CHECK(a.stats().backend_allocations == 16);
+    CHECK(a.backend().room_calls() == 4);  // one query per run of pages mapped
+    for (void* x : {p, q, r, t}) a.deallocate(x);
+  }
+  SECTION("no bound: chunks of max_chunk_pages") {
+    paged a(stash::simulated_paged_backend{}, o);
+    void* p = a.allocate(32 * page);
+    CHECK(a.backend().chunk_pages(addr(p)) == 32);
+    CHECK(a.stats().backend_allocations == 1);
+    a.deallocate(p);
+  }
+  SECTION("0: off") {
+    o.chunk_room_share = 0;
+    paged a(stash::simulated_paged_backend{64 * page}, o);
+    void* p = a.allocate(32 * page);
+    CHECK(a.backend().chunk_pages(addr(p)) == 32);
+    CHECK(a.backend().room_calls() == 0);
+    a.deallocate(p);
+  }
+  SECTION("a limit's rest") {
+    limited a(stash::limited_backend<stash::simulated_paged_backend>{}, o);
+    a.backend().set_limit(40 * page);
+    void* p = a.allocate(16 * page);  // room 40 pages: chunks of 5
+    CHECK(a.backend().upstream().chunk_pages(addr(p)) == 5);
+    CHECK(a.backend().upstream().chunk_pages(addr(p) + 15 * page) == 1);
+    CHECK(a.stats().backend_allocations == 4);
+    a.deallocate(p);
+  }
+}
+
+TEST_CASE("chunks: near a limit, smaller chunks let the idle pages of a freed block move where they are needed",
+          "[paged][chunks][room][limit]") {
+  // X (16 pages) then W (a page) above it; X is freed and Y (4 pages) takes the start of its hole, so
+  // the 12 pages left there are idle; Z (14 pages) does not fit the hole and goes above W. Under a limit
+  // of 24 pages, Z needs 14 pages where the limit leaves 7: X's idle pages must move. As one chunk they
+  // cannot (Y touches it), so Z is out of memory; in chunks of a share of the room, those that Y does
+  // not touch move, and Z fits.
+  auto run = [](std::size_t share) {
+    stash::caching_options o;
+    o.chunk_room_share = share;
+    limited a(stash::limited_backend<stash::simulated_paged_backend>{}, o);
+    a.backend().set_limit(24 * page);
+    void* x = a.allocate(16 * page);
+    void* w = a.allocate(page);
+    a.deallocate(x);
+    void* y = a.allocate(4 * page);
+    CHECK(y == x);
+    void* z = nullptr;
+    try {
+      z = a.allocate(14 * page);
+    } catch (const stash::out_of_memory&) {
+      CHECK(a.stats().reserved_bytes == 17 * page);  // nothing changed
+    }
+    const bool fitted = z != nullptr;
+    if (fitted) {
+      CHECK(addr(z) == addr(w) + page);
+      CHECK(a.stats().reserved_bytes <= 24 * page);
+      CHECK(a.backend().held_bytes() == a.stats().reserved_bytes);
+      a.deallocate(z);
+    }
+    a.deallocate(y);
+    a.deallocate(w);
+    a.empty_cache();
+    CHECK(a.backend().held_bytes() == 0);
+    CHECK(a.backend().upstream().misuses() == 0);
+    return fitted;
+  };
+  CHECK_FALSE(run(0));
+  CHECK(run(4));
 }
 
 TEST_CASE("chunks: a 3 GiB block is 8 physical allocations and one access grant", "[paged][chunks]") {

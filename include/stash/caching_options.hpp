@@ -64,6 +64,17 @@ struct caching_options {
   /// workload whose large blocks shift can hold more (gpt2_varlen_e2e 1.112 of its live peak instead
   /// of 1.062); over a cold and three warm replays both hold 1.113.
   std::size_t moves_per_block = 8;
+  /// Chunked paged backends that tell their room (room_telling_backend: the device's free memory, or
+  /// what a limit leaves), off when 0: a new chunk takes at most this share of that room (rounded
+  /// down, at least a page), so that the fuller the device, the smaller the chunks. A chunk goes back
+  /// and moves only whole: one that a later block touches in part keeps its other pages mapped, and
+  /// when the device runs out those pages cannot move to where they are needed, where pages mapped one
+  /// by one can. With 256, on a device with more than 128 GiB free (an idle H200) no benchmark's chunk
+  /// is smaller; under a limit near each trace's live peak, the least memory the traces run in
+  /// falls from up to 1.076x their live peak to at most 1.040x (bench/RESULTS.md, fifteenth
+  /// session). The price is more driver calls where memory is short, and one query of the room
+  /// (cudaMemGetInfo) per run of pages mapped.
+  std::size_t chunk_room_share = 256;
   /// Paged backends only: requests of at most half a page (1 MiB with 2 MiB pages, PyTorch's small
   /// requests) are carved from a region of their own, an eighth more address space reserved above
   /// reserve_bytes, and larger ones from the range below it. A small block then never sits inside a

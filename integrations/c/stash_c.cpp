@@ -162,6 +162,8 @@ constexpr const char* option_help_text =
     "                                  share them (and then hold the chunk); off: those pages mapped one each\n"
     "chunks_per_block:INT        8     (vmm) a block of more than max_chunk_pages x this many pages: chunks of this share of it; 0: off\n"
     "moves_per_block:INT         8     (vmm) past the slack, a large block moves at most about this many idle pages in; 0: off\n"
+    "chunk_room_share:INT        256   (vmm) a new chunk takes at most this share of the device's free memory (or of\n"
+    "                                  what the limit leaves): the fuller the device, the finer the grain; 0: off\n"
     "small_region:on|off         on    (vmm) requests of at most half a page in an address region of their own\n"
     "small_fill_mapped:on|off    off   (vmm) a small request whose region has no mapped room fills mapped pages of\n"
     "                                  the large region first: less memory, more host time (stash.torch: on)\n"
@@ -296,6 +298,8 @@ options parse_options(std::string_view conf, options base) {
       caching.chunks_per_block = static_cast<std::size_t>(parse_unsigned(key, value, "an integer >= 0"));
     } else if (key == "moves_per_block") {
       caching.moves_per_block = static_cast<std::size_t>(parse_unsigned(key, value, "an integer >= 0"));
+    } else if (key == "chunk_room_share") {
+      caching.chunk_room_share = static_cast<std::size_t>(parse_unsigned(key, value, "an integer >= 0"));
     } else if (key == "small_region") {
       caching.small_region = parse_choice(key, value, switch_choices);
     } else if (key == "small_fill_mapped") {
@@ -336,7 +340,7 @@ options parse_options(std::string_view conf, options base) {
       throw option_error{STASH_ERROR_INVALID_ARGUMENT,
                          "stash: unknown option '" + std::string(key) +
                              "' (known: backend, page_slack, reserve, pages_between_moves, max_chunk_pages, edge_pages_in_chunks, "
-                             "chunks_per_block, moves_per_block, small_region, small_fill_mapped, peer_access, shareable, "
+                             "chunks_per_block, moves_per_block, chunk_room_share, small_region, small_fill_mapped, peer_access, shareable, "
                              "max_held_over_live, free_records_used_streams, remap_pending_pages, remap_min_pages, "
                              "remap_min_age, cross_stream_wait, backing, "
                              "host_devices, limit, memory_fraction)"};
@@ -374,6 +378,8 @@ std::string format_options(const options& o) {
     s += ",chunks_per_block:" + std::to_string(caching.chunks_per_block);
   if (caching.moves_per_block != defaults.moves_per_block)
     s += ",moves_per_block:" + std::to_string(caching.moves_per_block);
+  if (caching.chunk_room_share != defaults.chunk_room_share)
+    s += ",chunk_room_share:" + std::to_string(caching.chunk_room_share);
   if (caching.remap_pending_pages != defaults.remap_pending_pages)
     s += ",remap_pending_pages:" + std::string(name_of(caching.remap_pending_pages, switch_choices));
   if (caching.remap_min_pages != defaults.remap_min_pages)

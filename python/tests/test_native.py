@@ -420,6 +420,10 @@ class Options(unittest.TestCase):
             assert got.endswith(",backing:auto,chunks_per_block:0,moves_per_block:4"), got
             got = stash.configure(chunks_per_block=8, moves_per_block=8)  # the defaults: not named
             assert "_per_block" not in got, got
+            got = stash.configure(chunk_room_share=0)
+            assert got.endswith(",backing:auto,chunk_room_share:0"), got
+            got = stash.configure(chunk_room_share=256)  # the default: not named
+            assert "chunk_room_share" not in got, got
             got = stash.configure(peer_access="none")
             assert got.endswith(",backing:auto,peer_access:none"), got
             got = stash.configure("peer_access:all")  # the default: not named
@@ -559,7 +563,7 @@ class Options(unittest.TestCase):
 
         text = stash.option_help()
         for name in ("backend", "page_slack", "reserve", "pages_between_moves", "max_chunk_pages", "edge_pages_in_chunks",
-                     "chunks_per_block", "moves_per_block", "small_region", "small_fill_mapped", "peer_access", "shareable",
+                     "chunks_per_block", "moves_per_block", "chunk_room_share", "small_region", "small_fill_mapped", "peer_access", "shareable",
                      "free_records_used_streams", "remap_pending_pages", "remap_min_pages", "remap_min_age",
                      "cross_stream_wait",
                      "max_held_over_live", "backing", "host_devices", "limit"):

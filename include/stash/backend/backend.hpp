@@ -114,6 +114,16 @@ concept peer_paged_backend = paged_backend<B> && requires(B& b, const B& cb, int
   { cb.peers() } -> std::same_as<std::vector<int>>;
 };
 
+/// A paged backend that can tell how much more memory it could map now: a device's free memory, or
+/// what a limit leaves. The paged arena maps smaller chunks as that room shrinks
+/// (caching_options::chunk_room_share), so that memory taken when the device is nearly full is held
+/// in grains that can move one by one when it runs out.
+template <class B>
+concept room_telling_backend = paged_backend<B> && requires(const B& cb) {
+  /// Bytes that could still be mapped now; SIZE_MAX where the backend knows no bound. Never throws.
+  { cb.room_bytes() } noexcept -> std::same_as<std::size_t>;
+};
+
 template <class B>
 concept backend_policy = segment_backend<B> || paged_backend<B>;
 

@@ -110,6 +110,22 @@ class basic_cuda_vmm_backend {
 
   /// One physical page: the minimum VMM granularity of the device (2 MiB on an H100).
   std::size_t page_size() const noexcept { return page_size_; }
+  /// Device pages: the device's free memory as the driver counts it now (cudaMemGetInfo; other
+  /// processes' memory lowers it too). Pinned host pages, or a driver that does not answer: SIZE_MAX.
+  std::size_t room_bytes() const noexcept {
+    if constexpr (Kind != memory_kind::device) {
+      return SIZE_MAX;
+    } else {
+      try {
+        cuda::device_guard guard(device_);
+        cuda::relaxed_capture_mode relaxed;  // legal during a graph capture (cuda/capture_mode.hpp)
+        std::size_t free_bytes = 0, total_bytes = 0;
+        return cudaMemGetInfo(&free_bytes, &total_bytes) == cudaSuccess ? free_bytes : SIZE_MAX;
+      } catch (...) {
+        return SIZE_MAX;
+      }
+    }
+  }
   /// The device for device pages; -1 for pinned host pages (mapped for device_accessor() too).
   int device() const noexcept { return Kind == memory_kind::device ? device_ : -1; }
   int device_accessor() const noexcept { return device_; }
@@ -638,6 +654,7 @@ static_assert(chunked_paged_backend<cuda_pinned_vmm_backend>);
 static_assert(shareable_paged_backend<cuda_vmm_backend>);
 static_assert(peer_paged_backend<cuda_vmm_backend>);
 static_assert(remapping_paged_backend<cuda_vmm_backend>);
+static_assert(room_telling_backend<cuda_vmm_backend>);
 static_assert(!peer_paged_backend<cuda_pinned_vmm_backend>, "pinned pages are mapped for every device already");
 
 }  // namespace stash

@@ -13,6 +13,7 @@
 // The limit may change at any time, from any thread; it holds for memory asked for after the change
 // (lowering it below what is held gives nothing back: trim_cache does). Only the slow path pays: one
 // comparison per segment or page asked of the driver.
+#include <algorithm>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -160,6 +161,15 @@ class limited_backend : public detail::ordering_type_of<Backend> {
   {
     return upstream_.peers();
   }
+  /// What the limit leaves, or less where the upstream has less room (a device's free memory).
+  std::size_t room_bytes() const noexcept
+    requires paged_backend<Backend>
+  {
+    const std::size_t limit = this->limit(), held = held_bytes();
+    std::size_t room = limit == unlimited ? SIZE_MAX : (held < limit ? limit - held : 0);
+    if constexpr (room_telling_backend<Backend>) room = std::min(room, upstream_.room_bytes());
+    return room;
+  }
   /// Exporting holds nothing more: never refused by the limit.
   int export_chunk(std::uintptr_t a) const
     requires shareable_paged_backend<Backend>
@@ -190,4 +200,5 @@ static_assert(segment_backend<limited_backend<simulated_backend>>);
 static_assert(chunked_paged_backend<limited_backend<simulated_paged_backend>>);
 static_assert(shareable_paged_backend<limited_backend<simulated_paged_backend>>);
 static_assert(peer_paged_backend<limited_backend<simulated_paged_backend>>);
+static_assert(room_telling_backend<limited_backend<simulated_paged_backend>>);
 }  // namespace stash

@@ -241,6 +241,15 @@ class simulated_paged_backend {
 
   std::size_t mapped_bytes() const noexcept { return mapped_bytes_; }
   std::size_t peak_mapped_bytes() const noexcept { return peak_mapped_bytes_; }
+  /// The capacity less the bytes mapped (SIZE_MAX with no capacity), as cuda_vmm_backend answers with
+  /// the device's free memory. Counted in room_calls(), not in driver_calls().
+  std::size_t room_bytes() const noexcept {
+    ++room_calls_;
+    if (capacity_ == unlimited) return SIZE_MAX;
+    return mapped_bytes_ > capacity_ ? 0 : capacity_ - mapped_bytes_;
+  }
+  /// room_bytes calls (cuMemGetInfo on the GPU).
+  std::size_t room_calls() const noexcept { return room_calls_; }
   /// Physical allocations asked for (cuMemCreate), refused ones included.
   std::size_t map_calls() const noexcept { return map_calls_; }
   /// move_page calls (three driver calls each).
@@ -311,6 +320,7 @@ class simulated_paged_backend {
   }
 
   std::size_t capacity_;
+  mutable std::size_t room_calls_ = 0;
   std::size_t page_;
   int device_ = 0;
   std::uintptr_t base_ = 0;
@@ -331,5 +341,6 @@ static_assert(chunked_paged_backend<simulated_paged_backend>);
 static_assert(shareable_paged_backend<simulated_paged_backend>);
 static_assert(peer_paged_backend<simulated_paged_backend>);
 static_assert(remapping_paged_backend<simulated_paged_backend>);
+static_assert(room_telling_backend<simulated_paged_backend>);
 
 }  // namespace stash

@@ -394,7 +394,7 @@ class paged_arena {
       else if (!nothing_to_move()) return page_table::none;  // back_page moves an idle page to p
       // else nothing idle can move here: back_page would map the pages one at a time, as new pages all.
       if (n < 2) return page_table::none;
-      const std::size_t chunk = chunk_pages_;
+      const std::size_t chunk = chunk_for_room();
       if (!backend_.map_chunks(page_address(p), n, chunk)) {
         chunks = false;
         return page_table::none;
@@ -406,6 +406,20 @@ class paged_arena {
       (void)p, (void)first, (void)last, (void)join, (void)chunks;
       return page_table::none;
     }
+  }
+
+  /// The pages of a new chunk: chunk_pages_, or where the backend tells its room and
+  /// chunk_room_share is set, at most that share of the room (at least one page).
+  std::size_t chunk_for_room() const noexcept {
+    std::size_t chunk = chunk_pages_;
+    if constexpr (room_telling_backend<Backend>) {
+      if (options_.chunk_room_share != 0 && chunk > 1) {
+        const std::size_t room = backend_.room_bytes();
+        if (room != SIZE_MAX)
+          chunk = std::clamp<std::size_t>((room >> page_shift_) / options_.chunk_room_share, 1, chunk);
+      }
+    }
+    return chunk;
   }
 
   /// Whether no idle page could move to a page being backed now (none is idle, pages of free blocks
