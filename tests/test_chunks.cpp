@@ -483,6 +483,14 @@ TEST_CASE("chunks: a new chunk takes at most chunk_room_share of the room the ba
     CHECK(a.backend().room_calls() == 4);  // one query per run of pages mapped
     for (void* x : {p, q, r, t}) a.deallocate(x);
   }
+  SECTION("the room is asked again only where it could bound the chunk, or after 64 runs") {
+    paged a(stash::simulated_paged_backend{std::size_t{1} << 40}, o);  // 1 TiB: room for chunks of 32 pages
+    std::vector<void*> blocks;
+    for (int i = 0; i < 130; ++i) blocks.push_back(a.allocate(2 * page));  // a run of 2 pages each
+    CHECK(a.backend().room_calls() == 3);  // runs 1, 65 and 129
+    CHECK(a.stats().backend_allocations == 130);
+    for (void* x : blocks) a.deallocate(x);
+  }
   SECTION("no bound: chunks of max_chunk_pages") {
     paged a(stash::simulated_paged_backend{}, o);
     void* p = a.allocate(32 * page);

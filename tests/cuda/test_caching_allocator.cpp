@@ -12,6 +12,7 @@
 #include "cuda/allocators.hpp"
 #include "cuda/cuda_support.hpp"
 #include "cuda/kernels.hpp"
+#include "stash/backend/limited_backend.hpp"
 #include "stash/ordering/host_ordering.hpp"
 
 using namespace stash_test;
@@ -303,6 +304,56 @@ TEST_CASE("max_held_over_live: idle pages moved under a new block keep their new
   alloc.deallocate(guard);
   alloc.empty_cache();
   CHECK(alloc.reserved_bytes() == 0);
+}
+
+TEST_CASE("near a limit, chunks of a share of the room let a freed block's pages move: a kernel fills the new block",
+          "[cuda][allocator][chunks][limit]") {
+  // X (16 pages) then W (a page) above it; X is freed and Y (4 pages) takes the start of its hole; Z (14
+  // pages) does not fit the 12 idle pages left there and goes above W. The limit (24 pages) leaves 7, so
+  // X's idle pages must move. With X one chunk they cannot (Y touches it): out of memory. With chunks
+  // of a quarter of the room (chunk_room_share 4), those Y does not touch move, and Z fits. Host order:
+  // a freed block's pages are idle at once.
+  using limited_vmm = stash::caching_allocator<stash::limited_backend<stash::cuda_vmm_backend>, stash::segregated_fit_buckets,
+                                               stash::spin_lock, stash::basic_stats, stash::host_ordering>;
+  for (const std::size_t share : {std::size_t{0}, std::size_t{4}}) {
+    stash::caching_options options;
+    options.chunk_room_share = share;
+    limited_vmm alloc{stash::limited_backend<stash::cuda_vmm_backend>(stash::cuda_vmm_backend(current_device())), options};
+    const std::size_t page = alloc.backend().page_size();
+    alloc.backend().set_limit(24 * page);
+    void* x = alloc.allocate(16 * page);
+    void* w = alloc.allocate(page);
+    write_pattern(w, page, 3);
+    alloc.deallocate(x);
+    void* y = alloc.allocate(4 * page);
+    REQUIRE(y == x);
+    write_pattern(y, 4 * page, 4);
+    if (share == 0) {
+      CHECK_THROWS_AS(alloc.allocate(14 * page), stash::out_of_memory);
+      CHECK(alloc.stats().reserved_bytes == 17 * page);
+    } else {
+      auto* z = static_cast<float*>(alloc.allocate(14 * page));
+      REQUIRE(reinterpret_cast<std::uintptr_t>(z) == reinterpret_cast<std::uintptr_t>(w) + page);
+      CHECK(alloc.stats().reserved_bytes <= 24 * page);
+      CHECK(alloc.backend().held_bytes() == alloc.stats().reserved_bytes);
+      require_device_memory(z, current_device());
+      const std::size_t n = 14 * page / sizeof(float);
+      CUDA_REQUIRE(launch_affine_fill(z, n, 1.0f, 0.0f));  // z[i] = i: every page written
+      CUDA_REQUIRE(cudaDeviceSynchronize());
+      std::vector<float> back(n);
+      CUDA_REQUIRE(cudaMemcpy(back.data(), z, n * sizeof(float), cudaMemcpyDeviceToHost));
+      std::size_t wrong = 0;
+      for (std::size_t i = 0; i < n; ++i) wrong += back[i] != static_cast<float>(i);
+      CHECK(wrong == 0);
+      alloc.deallocate(z);
+    }
+    CHECK(holds_pattern(y, 4 * page, 4));
+    CHECK(holds_pattern(w, page, 3));
+    alloc.deallocate(y);
+    alloc.deallocate(w);
+    alloc.empty_cache();
+    CHECK(alloc.backend().held_bytes() == 0);
+  }
 }
 
 TEST_CASE("an idle chunk moved whole under a new block: a kernel writes and reads every byte of the block",
