@@ -36,6 +36,9 @@ def parse_args(argv=None):
     p.add_argument("--sample-ms", type=float, default=5.0, help="cudaMemGetInfo sampling period")
     p.add_argument("--out", required=True, help="JSON file to write (distributed: one per rank, .rankN)")
     p.add_argument("--fake", action="store_true", help="no torch: a synthetic record (plumbing tests)")
+    p.add_argument("--memory-limit-mib", type=float, default=None,
+                   help="torch.cuda.set_per_process_memory_fraction of this many MiB of the device, set once "
+                        "CUDA is up (stash takes it through its hook); scripts/e2e --least-memory")
     p.add_argument("--memory-history", metavar="FILE",
                    help="native/expandable: record PyTorch's memory history and write its snapshot (a pickle, "
                         "tools/torch_snapshot_to_csv.py makes it a trace) to FILE (distributed: FILE.rankN)")
@@ -46,11 +49,16 @@ def parse_args(argv=None):
 
 
 def fake_record(args):
+    rng = random.Random(f"{args.workload}/{args.allocator}")
+    # A fake workload needs what its fake allocator holds (100-200 MiB) and runs out of memory below it.
+    needs = int(rng.uniform(100, 200) * MiB)
+    if args.memory_limit_mib is not None and args.memory_limit_mib * MiB < needs:
+        raise MemoryError(f"fake: {needs} bytes needed, limit {args.memory_limit_mib} MiB")
     rng = random.Random(f"{args.workload}/{args.allocator}/{args.rep}")
     base = 10.0 + len(args.workload)
     times = [base * (1 + 0.05 * rng.random()) for _ in range(args.steps)]
     results = [1.0 / (i + 1) for i in range(args.steps)]
-    record = dict(ms_per_step=times, results=results, peak_reserved_allocator=int(rng.uniform(100, 200) * MiB),
+    record = dict(ms_per_step=times, results=results, peak_reserved_allocator=needs,
                   peak_allocated_allocator=int(rng.uniform(80, 100) * MiB),
                   peak_driver=int(rng.uniform(150, 250) * MiB), after_empty_cache=None, live_after=None,
                   device="fake", torch=None, description=f"fake {args.workload}", config={})
@@ -172,6 +180,9 @@ def run(args):
     torch.use_deterministic_algorithms(True, warn_only=True)
     torch.cuda.init()
     torch.zeros(1, device=device)  # context and allocator up before the baseline
+    if args.memory_limit_mib is not None:
+        total = torch.cuda.mem_get_info(device)[1]
+        torch.cuda.set_per_process_memory_fraction(min(1.0, args.memory_limit_mib * MiB / total), device)
 
     history = args.memory_history and args.allocator in ("native", "expandable")
     if history:
@@ -246,7 +257,7 @@ def main(argv=None):
     started = time.time()
     record = dict(workload=args.workload, allocator=args.allocator, rep=args.rep, steps=args.steps,
                   warmup=args.warmup, seed=args.seed, rank=int(rank) if rank is not None else None,
-                  host=platform.node(), ok=False, error=None)
+                  host=platform.node(), ok=False, error=None, memory_limit_mib=args.memory_limit_mib)
     try:
         record.update(fake_record(args) if args.fake else run(args))
         record["ok"] = True
@@ -254,6 +265,7 @@ def main(argv=None):
             record["median_ms"] = statistics.median(record["ms_per_step"])
     except BaseException as error:  # the record says what failed; the driver goes on with the others
         record["error"] = f"{type(error).__name__}: {error}"
+        record["out_of_memory"] = isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError"
         record["traceback"] = traceback.format_exc()
         print(record["traceback"], file=sys.stderr)
     record["wall_s"] = time.time() - started

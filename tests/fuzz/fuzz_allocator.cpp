@@ -2,7 +2,7 @@
 // tests/support/compositions.hpp and three stream-ordered ones (simulated_ordering over segments,
 // checked pages and failing pages). The first input byte picks the composition (and, from 242 up,
 // caching_options::small_fill_mapped on; from 220 to 241, cross_stream_wait on; from 198 to 219,
-// edge_pages_in_chunks off); every following group
+// edge_pages_in_chunks off; from 176 to 197, chunk_room_share 4); every following group
 // of bytes is one operation:
 //   allocate (sizes from 0 to beyond max_size) on a chosen stream, unsized / sized / wrong-sized free
 //   on the block's stream or another, a free of a pointer inside a block or outside the allocator, a
@@ -110,8 +110,12 @@ class program {
   static constexpr std::size_t live_limit = host_memory ? 64 * MiB : SIZE_MAX;
 
  public:
-  program(FuzzedDataProvider& in, bool small_fill_mapped, bool wait_mode, bool edges_alone) : in_(in) {
+  program(FuzzedDataProvider& in, bool small_fill_mapped, bool wait_mode, bool edges_alone, bool coarse_room)
+      : in_(in) {
     stash::caching_options options;
+    // The capacity changes below are small (at most 256 MiB), where the default share of the room maps
+    // most pages one by one; a share of 4 keeps chunks of several pages under them.
+    if (coarse_room) options.chunk_room_share = 4;
     options.small_fill_mapped = small_fill_mapped;  // paged compositions only change with it
     options.cross_stream_wait = wait_mode;          // stream-ordered compositions only change with it
     options.edge_pages_in_chunks = !edges_alone;    // paged compositions only change with it
@@ -524,8 +528,8 @@ class program {
 };
 
 template <class Allocator>
-void run(FuzzedDataProvider& in, bool small_fill_mapped, bool wait_mode, bool edges_alone) {
-  program<Allocator>(in, small_fill_mapped, wait_mode, edges_alone).run();
+void run(FuzzedDataProvider& in, bool small_fill_mapped, bool wait_mode, bool edges_alone, bool coarse_room) {
+  program<Allocator>(in, small_fill_mapped, wait_mode, edges_alone, coarse_room).run();
 }
 
 }  // namespace
@@ -537,22 +541,23 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   // corpus's inputs, which came before the option), turns caching_options::small_fill_mapped on; from
   // 220 to 241 (38 inputs of the corpus as it was, 25 of them stream-ordered), cross_stream_wait; from
   // 198 to 219 (42 inputs of the corpus), edge_pages_in_chunks off (the default before the fourteenth
-  // session: edge pages alone).
+  // session: edge pages alone); from 176 to 197 (27 inputs), chunk_room_share 4 (fifteenth session).
   const bool fill = data[0] >= 242;
   const bool wait = data[0] >= 220 && data[0] < 242;
   const bool edges_alone = data[0] >= 198 && data[0] < 220;
+  const bool coarse_room = data[0] >= 176 && data[0] < 198;
   switch (data[0] % 11) {
-    case 0: run<host_segregated>(in, fill, wait, edges_alone); break;
-    case 1: run<host_pow2>(in, fill, wait, edges_alone); break;
-    case 2: run<simulated_segregated>(in, fill, wait, edges_alone); break;
-    case 3: run<simulated_pow2>(in, fill, wait, edges_alone); break;
-    case 4: run<paged_segregated>(in, fill, wait, edges_alone); break;
-    case 5: run<failing_host_segregated>(in, fill, wait, edges_alone); break;
-    case 6: run<failing_simulated_pow2>(in, fill, wait, edges_alone); break;
-    case 7: run<failing_paged_segregated>(in, fill, wait, edges_alone); break;
-    case 8: run<stream_segments>(in, fill, wait, edges_alone); break;
-    case 9: run<stream_pages>(in, fill, wait, edges_alone); break;
-    default: run<stream_failing_pages>(in, fill, wait, edges_alone); break;
+    case 0: run<host_segregated>(in, fill, wait, edges_alone, coarse_room); break;
+    case 1: run<host_pow2>(in, fill, wait, edges_alone, coarse_room); break;
+    case 2: run<simulated_segregated>(in, fill, wait, edges_alone, coarse_room); break;
+    case 3: run<simulated_pow2>(in, fill, wait, edges_alone, coarse_room); break;
+    case 4: run<paged_segregated>(in, fill, wait, edges_alone, coarse_room); break;
+    case 5: run<failing_host_segregated>(in, fill, wait, edges_alone, coarse_room); break;
+    case 6: run<failing_simulated_pow2>(in, fill, wait, edges_alone, coarse_room); break;
+    case 7: run<failing_paged_segregated>(in, fill, wait, edges_alone, coarse_room); break;
+    case 8: run<stream_segments>(in, fill, wait, edges_alone, coarse_room); break;
+    case 9: run<stream_pages>(in, fill, wait, edges_alone, coarse_room); break;
+    default: run<stream_failing_pages>(in, fill, wait, edges_alone, coarse_room); break;
   }
   return 0;
 }
