@@ -72,8 +72,9 @@ struct caching_options {
   /// by one can. With 256, on a device with more than 128 GiB free (an idle H200) no benchmark's chunk
   /// is smaller; under a limit near each trace's live peak, the least memory the traces run in
   /// falls from up to 1.076x their live peak to at most 1.040x (bench/RESULTS.md, fifteenth
-  /// session). The price is more driver calls where memory is short, and one query of the room
-  /// (cudaMemGetInfo) per run of pages mapped.
+  /// session). The price is more driver calls where memory is short, and a query of the room
+  /// (cudaMemGetInfo, 7-8 µs) where the room told last could bound the chunk, else once per 64 runs of
+  /// pages mapped.
   std::size_t chunk_room_share = 256;
   /// Paged backends only: requests of at most half a page (1 MiB with 2 MiB pages, PyTorch's small
   /// requests) are carved from a region of their own, an eighth more address space reserved above

@@ -419,8 +419,10 @@ class paged_arena {
       const std::size_t share = options_.chunk_room_share;
       if (share == 0 || chunk < 2) return chunk;
       std::size_t room = room_told_;
-      if (room != SIZE_MAX) room = reserved_ > held_when_told_ ? room - std::min(room, reserved_ - held_when_told_)
-                                                               : room + (held_when_told_ - reserved_);
+      if (room != SIZE_MAX) {  // less what was mapped since, more what was given back (short of SIZE_MAX)
+        room = reserved_ > held_when_told_ ? room - std::min(room, reserved_ - held_when_told_)
+                                           : room + std::min(SIZE_MAX - 1 - room, held_when_told_ - reserved_);
+      }
       const std::size_t room_pages = room >> page_shift_;
       if (runs_since_told_ >= room_recheck_runs || room_pages / share < chunk) {
         room = backend_.room_bytes();
