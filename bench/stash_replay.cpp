@@ -65,10 +65,9 @@ options:
                              each allocator that takes a limit (the stash compositions, torch): the
                              least limit, in steps of 2 MiB, at which a fresh allocator completes the
                              cold replay and the --warm replays, found by bisection between the peak
-                             of live bytes and what it holds with no limit (over the simulated device
-                             the limit is the device's capacity; over CUDA stash is made as the
-                             memory manager's pools are, over limited_backend, and torch is limited by
-                             its memory fraction)
+                             of live bytes and what it holds with no limit (stash is made as the
+                             memory manager's pools are, over limited_backend; torch is limited by its
+                             memory fraction)
   --list                     print the allocators available on each backend and exit
   -h, --help
 
