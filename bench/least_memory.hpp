@@ -64,8 +64,8 @@ inline bool replay_within(replay_allocator& a, const trace& t, int warm) {
   }
 }
 
-/// `make` returns a fresh allocator (an empty cache) each time it is called; null when
-/// set_memory_limit does not hold for it.
+/// `make` returns a fresh allocator (an empty cache) each time it is called, or null for one that
+/// takes no limit. nullopt when it takes none (null, or set_memory_limit returned false).
 inline std::optional<least_memory_result> least_memory(const std::function<std::unique_ptr<replay_allocator>()>& make,
                                                        const trace& t, int warm, std::size_t step) {
   least_memory_result r;
@@ -73,6 +73,7 @@ inline std::optional<least_memory_result> least_memory(const std::function<std::
   r.peak_live_bytes = t.peak_live_bytes;
   {
     auto a = make();
+    if (!a) return std::nullopt;
     r.allocator = std::string(a->name());
     if (!replay_within(*a, t, warm)) throw std::runtime_error("out of memory with no limit");
     r.unlimited_bytes = a->peak_reserved_bytes();

@@ -459,10 +459,6 @@ int main(int argc, char** argv) {
             if (a) a->use_streams(streams.handles());
             return a;
           };
-          if (!make()) {
-            std::fprintf(stderr, "stash-replay: --least-memory leaves out %s (it takes no limit)\n", name.c_str());
-            continue;
-          }
           if (before_clock) before_clock();
           const auto r = least_memory(make, t, opt.warm, step);
           if (r) print_least_memory(*r, backend, out);
