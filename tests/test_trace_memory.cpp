@@ -82,6 +82,15 @@ baseline read_baseline(const std::filesystem::path& file) {
   return b;
 }
 
+/// Every *.csv of traces_dir(), which must hold some.
+std::vector<std::filesystem::path> benchmark_traces() {
+  const auto dir = traces_dir();
+  if (!std::filesystem::is_directory(dir)) FAIL("no trace folder at " << dir.string());
+  auto traces = stash::bench::list_traces(dir);
+  REQUIRE_FALSE(traces.empty());
+  return traces;
+}
+
 }  // namespace
 
 TEST_CASE("memory guard: reserved/live over a cold and three warm replays stays within the committed baseline",
@@ -141,10 +150,7 @@ TEST_CASE("memory guard: reserved/live over a cold and three warm replays stays 
 // its cold replay and on a warm one (where the idle pages keep moving instead of new ones being mapped).
 TEST_CASE("memory guard: with max_held_over_live = 1.05, no trace holds more than 1.05x its peak of live bytes",
           "[trace][memory]") {
-  const auto dir = traces_dir();
-  if (!std::filesystem::is_directory(dir)) FAIL("no trace folder at " << dir.string());
-  const auto traces = stash::bench::list_traces(dir);
-  REQUIRE_FALSE(traces.empty());
+  const auto traces = benchmark_traces();
   for (const auto& file : traces) {
     const auto t = stash::bench::read_trace(file);
     stash::caching_options options;
@@ -170,10 +176,7 @@ TEST_CASE("memory guard: with max_held_over_live = 1.05, no trace holds more tha
 // stash-replay --least-memory), 1.0759 before chunk_room_share (bench/RESULTS.md, fifteenth session).
 TEST_CASE("memory guard: under a limit of 1.045x its live peak, every trace completes a cold and two warm replays",
           "[trace][memory][limit]") {
-  const auto dir = traces_dir();
-  if (!std::filesystem::is_directory(dir)) FAIL("no trace folder at " << dir.string());
-  const auto traces = stash::bench::list_traces(dir);
-  REQUIRE_FALSE(traces.empty());
+  const auto traces = benchmark_traces();
   using limited_device = stash::limited_backend<stash::simulated_paged_backend>;
   using host_ordered = stash::bench::stash_adapter<stash::limited_caching_allocator<stash::simulated_paged_backend>>;
   using stream_ordered = stash::bench::stash_adapter<
