@@ -131,6 +131,60 @@ TEST_CASE("free_lists: random pushes and removals agree with a multiset", "[deta
   REQUIRE(counted == in.size());
 }
 
+TEST_CASE("free_lists: with most lists holding one block or none, every link and bit stays right",
+          "[detail][free_lists]") {
+  // push and remove select their cases with masks (a list emptied or not, a block at its head, at
+  // its end or both): lists of one block, the common case of a large heap, take every combination.
+  constexpr std::size_t n = 817;
+  auto lists = std::make_unique<stash::detail::free_lists<n>>();
+  std::vector<std::vector<block*>> model(n);  // each list from its head
+  std::vector<std::unique_ptr<block>> in;
+  std::map<const block*, std::size_t> list_of;
+  std::mt19937_64 rng(2026);
+  auto require_list = [&](std::size_t i) {
+    const std::vector<block*>& want = model[i];
+    block* b = lists->head(i);
+    for (std::size_t k = 0; k < want.size(); ++k, b = b->next_free) {
+      REQUIRE(b == want[k]);
+      REQUIRE(lists->is_head(b) == (k == 0));
+      if (k > 0) REQUIRE(b->prev_free == want[k - 1]);
+    }
+    REQUIRE(b == nullptr);
+  };
+  for (int op = 0; op < 30000; ++op) {
+    std::size_t touched = 0;
+    if (in.empty() || rng() % 2 == 0) {
+      auto b = std::make_unique<block>();
+      touched = rng() % n;
+      lists->push(b.get(), touched);
+      model[touched].insert(model[touched].begin(), b.get());
+      list_of[b.get()] = touched;
+      in.push_back(std::move(b));
+    } else {
+      const std::size_t k = rng() % in.size();
+      block* const b = in[k].get();
+      touched = list_of.at(b);
+      lists->remove(b);
+      auto& m = model[touched];
+      m.erase(std::find(m.begin(), m.end(), b));
+      list_of.erase(b);
+      in[k] = std::move(in.back());
+      in.pop_back();
+    }
+    require_list(touched);
+    std::size_t first = lists->none;
+    for (std::size_t i = touched; i < n; ++i)
+      if (!model[i].empty()) {
+        first = i;
+        break;
+      }
+    REQUIRE(lists->first_at_or_above(touched) == first);
+    if (op % 3000 == 0)
+      for (std::size_t i = 0; i < n; ++i) require_list(i);
+  }
+  for (std::size_t i = 0; i < n; ++i) require_list(i);
+}
+
 TEST_CASE("block: one cache line, and the flags in prev_adjacent's low bits survive relinking", "[detail][free_lists]") {
   STATIC_REQUIRE(sizeof(block) == 64);
   STATIC_REQUIRE(alignof(block) == 64);
