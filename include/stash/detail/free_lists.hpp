@@ -9,8 +9,9 @@
 // it is the last one depend on the workload's sizes: with a large heap most lists hold one block or
 // none, and branches on these were the costliest mispredictions of a warm operation. So both always
 // write the same words: a link that does not exist is written to a spare record (sink_), and the
-// bitmap is updated with masks (on an H200's host, warm ns/op 0.87-0.89x on the large-heap traces for
-// ~20 more instructions per op; bench/RESULTS.md, sixteenth session).
+// bitmap is updated with masks. On an H200's host that took warm ns/op to 0.87-0.94x on the large-heap
+// traces, for ~20 more instructions per op, and about 1.03x where the branches were predicted (small
+// heaps); bench/RESULTS.md, sixteenth session.
 #include <array>
 #include <cstddef>
 #include <cstdint>

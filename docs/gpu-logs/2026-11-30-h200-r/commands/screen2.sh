@@ -3,7 +3,7 @@
 # host path), each variant binary in turn, order rotated per round. Usage: screen.sh ROUNDS OUTFILE
 R=${1:-10}; OUT=${2:-/dev/stdout}
 cd "$(dirname "$0")"
-T="vit_train_amp resnet50_train bert_infer_varlen gpt_train_varlen gpt2_varlen_e2e ddp_gpt2_rank0 effnet_train_multiscale"
+T=${TRACES:-"vit_train_amp resnet50_train bert_infer_varlen gpt_train_varlen gpt2_varlen_e2e ddp_gpt2_rank0 effnet_train_multiscale"}
 V=(${VARIANTS:-main b1 b2 b3})
 n=${#V[@]}
 args=""; for t in $T; do args="$args ../../bench/traces/$t.csv"; done
