@@ -46,7 +46,7 @@ class free_lists {
     const std::uintptr_t next = address(b->next_free);
     const std::uintptr_t heads = 0 - (prev & 1);                              // all ones: b heads its list
     const std::uintptr_t last = 0 - static_cast<std::uintptr_t>(next == 0);  // all ones: b is its last block
-    const std::size_t i = (prev >> 1) & heads;  // b's list where it heads it, else 0 (its bits stay as they are)
+    const std::size_t i = list_of_mark(prev) & heads;  // b's list where it heads it, else 0 (its bits stay)
     // The block after b links back to b's predecessor (or the sink takes the write) ...
     link(select(address(&sink_), next, last))->prev_free = b->prev_free;
     // ... and the list's head, or the predecessor's forward link, skips b.
@@ -96,7 +96,7 @@ class free_lists {
   std::uintptr_t next_free_offset() const noexcept { return address(&sink_.next_free) - address(&sink_); }
   static block* head_mark(std::size_t i) noexcept { return reinterpret_cast<block*>(i * 2 + 1); }
   static bool is_head_mark(const block* p) noexcept { return (reinterpret_cast<std::uintptr_t>(p) & 1) != 0; }
-  static std::size_t list_of_mark(const block* p) noexcept { return reinterpret_cast<std::uintptr_t>(p) / 2; }
+  static std::size_t list_of_mark(std::uintptr_t mark) noexcept { return mark / 2; }
   std::array<block*, BucketCount> heads_{};
   std::array<std::uint64_t, word_count> words_{};
   std::uint64_t summary_ = 0;
