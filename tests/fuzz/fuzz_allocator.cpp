@@ -110,18 +110,11 @@ class program {
   static constexpr std::size_t live_limit = host_memory ? 64 * MiB : SIZE_MAX;
 
  public:
-  program(FuzzedDataProvider& in, bool small_fill_mapped, bool wait_mode, bool edges_alone, bool coarse_room)
-      : in_(in) {
-    stash::caching_options options;
-    // The capacity changes below are small (at most 256 MiB), where the default share of the room maps
-    // most pages one by one; a share of 4 keeps chunks of several pages under them.
-    if (coarse_room) options.chunk_room_share = 4;
-    options.small_fill_mapped = small_fill_mapped;  // paged compositions only change with it
-    options.cross_stream_wait = wait_mode;          // stream-ordered compositions only change with it
-    options.edge_pages_in_chunks = !edges_alone;    // paged compositions only change with it
+  /// `options`: what the input's first byte chose (options_of_first_byte).
+  program(FuzzedDataProvider& in, stash::caching_options options) : in_(in) {
     // The first byte of a stream-ordered program turns free_records_used_streams on (the program then
     // keeps PyTorch's contract: a stream a live block was record_stream'ed on is not destroyed before
-    // the block is freed). Wait mode is chosen by the first byte (LLVMFuzzerTestOneInput): it hands
+    // the block is freed). Wait mode is chosen by the input's first byte (options_of_first_byte): it hands
     // blocks over through chains of waits (T waited for S's event, U waits for an event on T), which
     // the stream model follows.
     if constexpr (streamed) options.free_records_used_streams = records_used_ = in_.ConsumeBool();
@@ -528,8 +521,25 @@ class program {
 };
 
 template <class Allocator>
-void run(FuzzedDataProvider& in, bool small_fill_mapped, bool wait_mode, bool edges_alone, bool coarse_room) {
-  program<Allocator>(in, small_fill_mapped, wait_mode, edges_alone, coarse_room).run();
+void run(FuzzedDataProvider& in, const stash::caching_options& options) {
+  program<Allocator>(in, options).run();
+}
+
+/// The options the first input byte turns on: from 242 up (5 of the committed corpus's inputs, which came
+/// before the option) caching_options::small_fill_mapped; from 220 to 241 (38 inputs of the corpus as it
+/// was, 25 of them stream-ordered) cross_stream_wait; from 198 to 219 (42 inputs of the corpus)
+/// edge_pages_in_chunks off (the default before the fourteenth session: edge pages alone); from 176 to 197
+/// (27 inputs) chunk_room_share 4 (fifteenth session). Paged compositions only change with the first, third
+/// and fourth, stream-ordered ones with the second.
+stash::caching_options options_of_first_byte(std::uint8_t first) {
+  stash::caching_options options;
+  options.small_fill_mapped = first >= 242;
+  options.cross_stream_wait = first >= 220 && first < 242;
+  options.edge_pages_in_chunks = !(first >= 198 && first < 220);
+  // The capacity changes of a program are small (at most 256 MiB), where the default share of the room
+  // maps most pages one by one; a share of 4 keeps chunks of several pages under them.
+  if (first >= 176 && first < 198) options.chunk_room_share = 4;
+  return options;
 }
 
 }  // namespace
@@ -537,27 +547,20 @@ void run(FuzzedDataProvider& in, bool small_fill_mapped, bool wait_mode, bool ed
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   if (size == 0) return 0;
   FuzzedDataProvider in(data + 1, size - 1);
-  // The first byte picks the composition (its value mod 11) and, from 242 up (5 of the committed
-  // corpus's inputs, which came before the option), turns caching_options::small_fill_mapped on; from
-  // 220 to 241 (38 inputs of the corpus as it was, 25 of them stream-ordered), cross_stream_wait; from
-  // 198 to 219 (42 inputs of the corpus), edge_pages_in_chunks off (the default before the fourteenth
-  // session: edge pages alone); from 176 to 197 (27 inputs), chunk_room_share 4 (fifteenth session).
-  const bool fill = data[0] >= 242;
-  const bool wait = data[0] >= 220 && data[0] < 242;
-  const bool edges_alone = data[0] >= 198 && data[0] < 220;
-  const bool coarse_room = data[0] >= 176 && data[0] < 198;
+  // The first byte picks the composition (its value mod 11) and options (options_of_first_byte).
+  const stash::caching_options options = options_of_first_byte(data[0]);
   switch (data[0] % 11) {
-    case 0: run<host_segregated>(in, fill, wait, edges_alone, coarse_room); break;
-    case 1: run<host_pow2>(in, fill, wait, edges_alone, coarse_room); break;
-    case 2: run<simulated_segregated>(in, fill, wait, edges_alone, coarse_room); break;
-    case 3: run<simulated_pow2>(in, fill, wait, edges_alone, coarse_room); break;
-    case 4: run<paged_segregated>(in, fill, wait, edges_alone, coarse_room); break;
-    case 5: run<failing_host_segregated>(in, fill, wait, edges_alone, coarse_room); break;
-    case 6: run<failing_simulated_pow2>(in, fill, wait, edges_alone, coarse_room); break;
-    case 7: run<failing_paged_segregated>(in, fill, wait, edges_alone, coarse_room); break;
-    case 8: run<stream_segments>(in, fill, wait, edges_alone, coarse_room); break;
-    case 9: run<stream_pages>(in, fill, wait, edges_alone, coarse_room); break;
-    default: run<stream_failing_pages>(in, fill, wait, edges_alone, coarse_room); break;
+    case 0: run<host_segregated>(in, options); break;
+    case 1: run<host_pow2>(in, options); break;
+    case 2: run<simulated_segregated>(in, options); break;
+    case 3: run<simulated_pow2>(in, options); break;
+    case 4: run<paged_segregated>(in, options); break;
+    case 5: run<failing_host_segregated>(in, options); break;
+    case 6: run<failing_simulated_pow2>(in, options); break;
+    case 7: run<failing_paged_segregated>(in, options); break;
+    case 8: run<stream_segments>(in, options); break;
+    case 9: run<stream_pages>(in, options); break;
+    default: run<stream_failing_pages>(in, options); break;
   }
   return 0;
 }
