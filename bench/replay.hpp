@@ -37,6 +37,10 @@ struct replay_result {
   std::optional<double> ns_per_op_warm;
   std::optional<std::uint64_t> backend_allocs;
   std::size_t streams = 1;  // distinct streams in the trace
+  // Host waits over the cold and every warm replay (allocate and free calls alone: nothing else is
+  // called on the allocator during them); empty where the allocator does not tell.
+  std::optional<std::uint64_t> device_syncs;
+  std::optional<std::uint64_t> host_waits;
 };
 
 /// Stream handles for a replay without CUDA streams: the Stream value 0 is the legacy default stream
@@ -73,6 +77,7 @@ inline replay_result measure_replay(replay_allocator& allocator, const trace& t,
   r.ops = t.ops.size();
   r.streams = t.streams.size();
   r.peak_live_bytes = t.peak_live_bytes;
+  const auto waits_before = allocator.host_waits();
   r.ns_per_op_cold = per_op(timed_run());
   r.peak_reserved_bytes = allocator.peak_reserved_bytes();
   r.backend_allocs = allocator.backend_allocs();
@@ -89,6 +94,10 @@ inline replay_result measure_replay(replay_allocator& allocator, const trace& t,
     if (t.peak_live_bytes > 0)
       r.settled_reserved_over_live =
           static_cast<double>(r.settled_peak_reserved_bytes) / static_cast<double>(t.peak_live_bytes);
+  }
+  if (const auto waits_after = allocator.host_waits(); waits_before && waits_after) {
+    r.device_syncs = waits_after->device_syncs - waits_before->device_syncs;
+    r.host_waits = waits_after->host_waits - waits_before->host_waits;
   }
   return r;
 }

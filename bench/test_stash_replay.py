@@ -122,6 +122,20 @@ class StashReplayCli(unittest.TestCase):
         self.assertGreaterEqual(row["settled_reserved_over_live"], row["reserved_over_live"])
         self.assertGreater(row["ns_per_op_warm"], 0)
 
+    def test_host_waits_are_counted_per_replay(self):
+        # Two streams, a block freed on one and asked for on the other: the stream-ordered compositions
+        # record and query events, and still wait for nothing on the host.
+        trace = self.trace("two.csv", "0,1,allocate,0x1000,4096,0x0\n0,2,free,0x1000,4096,0x0\n"
+                                      "0,3,allocate,0x2000,4096,0x7\n0,4,free,0x2000,4096,0x7\n")
+        result = run("--backend", "simulated", "--json", "--warm", "2", "--allocators",
+                     "stash,stash-ordered,stash-lagged", trace)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        rows = strict_json_lines(result.stdout)
+        self.assertEqual([row["allocator"] for row in rows], ["stash", "stash-ordered", "stash-lagged"])
+        for row in rows:
+            self.assertEqual(row["device_syncs"], 0, row)
+            self.assertEqual(row["host_waits"], 0, row)
+
     def moved_pages_trace(self):
         # A and B take 4 MiB each (pages 0-3 of 2 MiB); A is freed; C (6 MiB) does not fit A's hole and
         # goes above B (pages 4-6). With no limit the cache keeps A's pages (14 MiB held for 10 live);

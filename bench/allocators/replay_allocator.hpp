@@ -20,6 +20,12 @@
 
 namespace stash::bench {
 
+/// Host waits an allocator made (replay_allocator::host_waits).
+struct host_wait_counts {
+  std::uint64_t device_syncs = 0;  // device-wide synchronizations
+  std::uint64_t host_waits = 0;    // every host wait, device-wide ones included
+};
+
 class replay_allocator {
  public:
   virtual ~replay_allocator() = default;
@@ -37,6 +43,11 @@ class replay_allocator {
   /// Bytes held from the driver now, for the timeline (stash-replay --timeline); nullopt when the
   /// adapter cannot tell, and the allocator is then left out of the timeline.
   virtual std::optional<std::size_t> reserved_bytes() const { return std::nullopt; }
+  /// Host waits the allocator has made since construction: a stream-ordered stash reads them from its
+  /// ordering policy, the only place its library code blocks the host (cuda_event_ordering:
+  /// cudaEventSynchronize, cudaDeviceSynchronize); a host-ordered one makes none. nullopt when the
+  /// adapter cannot tell.
+  virtual std::optional<host_wait_counts> host_waits() const { return std::nullopt; }
   /// The page size of a paged allocator (the timeline shows its mapped pages), else 0.
   virtual std::size_t page_bytes() const { return 0; }
   /// Plays `ops` against the allocator: slot i holds the pointer of the trace's i-th live block.

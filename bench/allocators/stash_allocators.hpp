@@ -43,6 +43,16 @@ class stash_adapter final : public replayable<stash_adapter<CachingAllocator>> {
     return allocator_.stats().backend_allocations;
   }
   std::optional<std::size_t> reserved_bytes() const override { return allocator_.stats().reserved_bytes; }
+  std::optional<host_wait_counts> host_waits() const override {
+    if constexpr (!stream_ordered) {
+      return host_wait_counts{};
+    } else if constexpr (requires { allocator_.ordering().stats().device_syncs; }) {
+      const auto& counted = allocator_.ordering().stats();
+      return host_wait_counts{counted.device_syncs, counted.host_waits};
+    } else {
+      return std::nullopt;
+    }
+  }
   std::size_t page_bytes() const override { return stash::timeline::page_bytes_of(allocator_); }
   /// The limit of a limited backend (limited_backend, as the memory manager's device pools have).
   bool set_memory_limit(std::size_t bytes) override {
