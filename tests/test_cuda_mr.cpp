@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <csignal>
+#include <cstdio>
 #include <cstdint>
 #include <set>
 #include <string>
@@ -135,11 +136,17 @@ TEST_CASE("cuda::mr: bad alignments and sizes are typed errors that change nothi
   }
 }
 
-TEST_CASE("cuda::mr: freeing what the pool does not hold ends the program with a message", "[cuda_mr][errors]") {
-  // deallocate is noexcept (resource_ref calls it so): the only way to report is to stop. Run it in a
-  // child process and read what it said.
-  host_as_device mr;
-  void* p = mr.allocate(512, 1024);
+namespace {
+
+/// How a child process running `f` ended, and what it wrote to stderr. deallocate is noexcept
+/// (resource_ref calls it so): the only way it can report is to stop the program.
+struct child_end {
+  int status = 0;
+  std::string said;
+};
+
+template <class F>
+child_end run_in_child(F f) {
   int pipe_fds[2];
   REQUIRE(pipe(pipe_fds) == 0);
   const pid_t child = fork();
@@ -147,21 +154,50 @@ TEST_CASE("cuda::mr: freeing what the pool does not hold ends the program with a
   if (child == 0) {
     std::signal(SIGABRT, SIG_DFL);  // not Catch's handler: die as the program would
     dup2(pipe_fds[1], 2);
-    mr.deallocate(p, 512, 1024);
-    mr.deallocate(p, 512, 1024);  // the second free terminates
+    f();
     _exit(0);
   }
   close(pipe_fds[1]);
-  std::string said;
+  child_end end;
   char buf[256];
-  for (ssize_t n; (n = read(pipe_fds[0], buf, sizeof buf)) > 0;) said.append(buf, static_cast<std::size_t>(n));
+  for (ssize_t n; (n = read(pipe_fds[0], buf, sizeof buf)) > 0;) end.said.append(buf, static_cast<std::size_t>(n));
   close(pipe_fds[0]);
-  int status = 0;
-  REQUIRE(waitpid(child, &status, 0) == child);
-  CHECK(WIFSIGNALED(status));
-  CHECK(WTERMSIG(status) == SIGABRT);
-  CHECK(said.find("not a live allocation of this pool") != std::string::npos);
+  REQUIRE(waitpid(child, &end.status, 0) == child);
+  return end;
+}
+
+}  // namespace
+
+TEST_CASE("cuda::mr: freeing what the pool does not hold ends the program with a message", "[cuda_mr][errors]") {
+  host_as_device mr;
+  void* p = mr.allocate(512, 1024);
+  const child_end end = run_in_child([&] {
+    mr.deallocate(p, 512, 1024);
+    mr.deallocate(p, 512, 1024);  // the second free terminates
+  });
+  CHECK(WIFSIGNALED(end.status));
+  CHECK(WTERMSIG(end.status) == SIGABRT);
+  CHECK(end.said.find("not a live allocation of this pool") != std::string::npos);
   mr.deallocate(p, 512, 1024);  // in this process p is still live: freed once, cleanly
+  CHECK(mr.pool().stats().allocated_bytes == 0);
+}
+
+// A free with an alignment above the pool's looks for the block below the pointer; a pointer inside a
+// live block (never returned) must not find that block and free it.
+TEST_CASE("cuda::mr: a pointer inside a live block, freed with a large alignment, ends the program",
+          "[cuda_mr][errors]") {
+  host_as_device mr;
+  void* p = mr.allocate(100000);  // the pool's own alignment: p starts its block
+  void* inside = static_cast<char*>(p) + 1024;
+  const child_end end = run_in_child([&] {
+    mr.deallocate(inside, 100000, 4096);
+    std::fprintf(stderr, "returned; the block is live: %d\n", mr.pool().owns(p) ? 1 : 0);
+  });
+  INFO(end.said);
+  CHECK(WIFSIGNALED(end.status));
+  CHECK(end.said.find("not a live allocation of this pool") != std::string::npos);
+  CHECK(mr.pool().owns(p));
+  mr.deallocate(p, 100000);
   CHECK(mr.pool().stats().allocated_bytes == 0);
 }
 

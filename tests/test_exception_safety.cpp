@@ -4,8 +4,7 @@
 // every live block). The backend sits in checked_backend, whose ledger outlives the allocator: after
 // the allocator is gone, nothing may be held and no backend call may have been a misuse.
 //
-// This file replaces the global operator new of the test binary (see support/failing_heap.hpp); it
-// fails nothing unless armed.
+// The test binary's global operator new is support/failing_heap.cpp's; it fails nothing unless armed.
 #include <catch2/catch.hpp>
 
 #include <cstddef>
@@ -28,35 +27,6 @@
 #include "support/compositions.hpp"
 #include "support/failing_heap.hpp"
 
-namespace {
-thread_local std::size_t heap_countdown = 0;  // 0: not armed
-thread_local bool heap_failed = false;
-}  // namespace
-
-void stash_test::failing_heap::arm(std::size_t k) noexcept {
-  heap_countdown = k;
-  heap_failed = false;
-}
-bool stash_test::failing_heap::disarm() noexcept {
-  heap_countdown = 0;
-  return heap_failed;
-}
-
-// The replacements pair malloc with free; GCC's -Wmismatched-new-delete (on at -O2) cannot see that
-// operator new itself is the malloc here.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-void* operator new(std::size_t n) {
-  if (heap_countdown != 0 && --heap_countdown == 0) {
-    heap_failed = true;
-    throw std::bad_alloc();
-  }
-  if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
-  throw std::bad_alloc();
-}
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-#pragma GCC diagnostic pop
 
 using namespace stash_test;
 
@@ -187,22 +157,10 @@ void random_program_under_a_failing_heap(std::uint64_t seed) {
 
 }  // namespace
 
-namespace {
-/// Whether this file's operator new is the one in use: a tool such as valgrind replaces it with its
-/// own, and then no failure can be injected.
-bool heap_failures_can_be_injected() {
-  failing_heap::arm(1);
-  try {
-    ::operator delete(::operator new(16));  // called by name: a new-expression could be elided
-  } catch (const std::bad_alloc&) {
-  }
-  return failing_heap::disarm();
-}
-}  // namespace
 
 TEMPLATE_TEST_CASE("exception safety: a failing host heap at every call index changes nothing",
                    "[errors][heap]", STASH_TEST_COMPOSITIONS) {
-  if (!heap_failures_can_be_injected()) {
+  if (!failing_heap::can_fail()) {
     WARN("operator new is not this test's own (valgrind replaces it): no heap failure can be injected");
     return;
   }
@@ -211,7 +169,7 @@ TEMPLATE_TEST_CASE("exception safety: a failing host heap at every call index ch
 
 TEST_CASE("exception safety: the memory manager and a sharded allocator under a failing host heap",
           "[errors][heap]") {
-  if (!heap_failures_can_be_injected()) {
+  if (!failing_heap::can_fail()) {
     WARN("operator new is not this test's own (valgrind replaces it): no heap failure can be injected");
     return;
   }

@@ -122,6 +122,21 @@ TEST_CASE("logging_adaptor: rejected frees are not logged and change nothing", "
   CHECK(lines[0].find(",free," + hex(p) + ",4096,") != std::string::npos);
 }
 
+TEST_CASE("logging_adaptor: a zero-byte allocation on a stream is not logged either", "[logging]") {
+  stream_allocator upstream;
+  std::ostringstream out;
+  logging_adaptor logged(upstream, out);
+  const std::string header = out.str();
+  int stream_tag = 0;
+  CHECK(logged.allocate(0, static_cast<void*>(&stream_tag)) == nullptr);
+  CHECK(out.str() == header);  // a log the trace reader would reject ("allocation of 0 bytes") otherwise
+  void* p = logged.allocate(512, static_cast<void*>(&stream_tag));
+  logged.deallocate(p, static_cast<void*>(&stream_tag));
+  const auto t = stash::bench::parse_trace_string(out.str());
+  CHECK(t.allocations == 1);
+  CHECK(t.frees == 1);
+}
+
 TEST_CASE("logging_adaptor: a failed allocation is logged as `allocate failure` and rethrown", "[logging][errors]") {
   logged_pool pool;
   std::ostringstream out;

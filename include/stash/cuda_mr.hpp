@@ -68,7 +68,7 @@ class invalid_alignment : public error {
 namespace mr {
 
 /// What a pool under a resource must offer: allocate(n) (256-byte aligned), try_deallocate(p) and
-/// owns(p). Every caching_allocator and sharded_allocator does.
+/// owns(p). Every caching_allocator does; sharded_allocator does not (it has no try_deallocate).
 template <class P>
 concept resource_pool = requires(P& pool, const P& cpool, void* p, std::size_t n) {
   { pool.allocate(n) } -> std::same_as<void*>;
@@ -158,9 +158,14 @@ class pool_resource : public detail::property<pool_resource<Pool, Properties...>
     if (alignment <= pool_alignment) return p;
     const auto a = reinterpret_cast<std::uintptr_t>(p);
     // The block starts at most alignment - 256 bytes below p, on a multiple of 256; no other live block
-    // can start between its start and p, so the first live start found going down is it.
-    for (std::uintptr_t back = 0; back < alignment && back <= a; back += pool_alignment)
-      if (pool_->owns(reinterpret_cast<void*>(a - back))) return reinterpret_cast<void*>(a - back);
+    // can start between its start and p, so the first live start found going down is it, if p is that
+    // start rounded up to the alignment (else p lies inside a live block that allocate_aligned did not
+    // return it for).
+    for (std::uintptr_t back = 0; back < alignment && back <= a; back += pool_alignment) {
+      const std::uintptr_t start = a - back;
+      if (!pool_->owns(reinterpret_cast<void*>(start))) continue;
+      return ((start + alignment - 1) & ~(alignment - 1)) == a ? reinterpret_cast<void*>(start) : p;
+    }
     return p;  // not found: try_deallocate reports it
   }
 

@@ -134,6 +134,7 @@ class logging_adaptor {
   template <class Stream>
     requires requires(Allocator& a, std::size_t n, Stream s) { { a.allocate(n, s) } -> std::same_as<void*>; }
   [[nodiscard]] void* allocate(std::size_t n, Stream stream) {
+    if (n == 0) return upstream_->allocate(0, stream);  // allocates nothing, so nothing is logged
     void* p;
     try {
       p = upstream_->allocate(n, stream);

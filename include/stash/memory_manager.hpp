@@ -138,6 +138,13 @@ class pool : public memory_resource {
   void report_out_of_memory_to(const detail::oom_observers* observers) noexcept { observers_ = observers; }
   /// Requests that ended in out_of_memory since the pool was made.
   std::uint64_t out_of_memory_count() const noexcept { return ooms_.load(std::memory_order_relaxed); }
+  /// As allocate(bytes, s), but running out of memory is not yet the pool's failure: out_of_memory is
+  /// thrown as the allocator threw it, neither counted nor told to the observers. For a caller with a
+  /// fallback of its own (the C interface gives released graph pools' blocks back and tries again),
+  /// which calls fail_out_of_memory when the fallback does not help.
+  virtual void* allocate_before_fallback(std::size_t bytes, stream s) = 0;
+  /// The pool's out_of_memory: `failure` with a memory report, counted, told to the observers, thrown.
+  [[noreturn]] virtual void fail_out_of_memory(const out_of_memory& failure) = 0;
   /// Paged pools: idle pages moved (unmapped and mapped again elsewhere) since the pool was made; 0
   /// for a pool of segments.
   virtual std::uint64_t page_moves() const noexcept = 0;
@@ -173,6 +180,8 @@ class pool_of final : public pool {
       throw_detailed(e);
     }
   }
+  void* allocate_before_fallback(std::size_t bytes, stream s) override { return allocator_.allocate(bytes, s); }
+  [[noreturn]] void fail_out_of_memory(const out_of_memory& failure) override { throw_detailed(failure); }
   void deallocate(void* p, std::size_t bytes) override { allocator_.deallocate(p, bytes); }
   void deallocate(void* p, stream s = stream{}) override { allocator_.deallocate(p, s); }
   using pool::deallocate;
@@ -317,10 +326,11 @@ class memory_manager {
     for (auto& slot : device_pools_)
       if (pool* p = slot.load(std::memory_order_acquire); p && p->try_deallocate(ptr, s)) return;
     if (pool* p = pinned_pool_.load(std::memory_order_acquire); p && p->try_deallocate(ptr, s)) return;
-    // Not freed anywhere: let the pool whose memory it lies in say why, else it is foreign.
+    // Not freed anywhere: the pool whose memory it lies in frees it or says why (try_deallocate also
+    // fails where the host heap failed once, and the free may succeed now), else it is foreign.
     for (auto& slot : device_pools_)
-      if (pool* p = slot.load(std::memory_order_acquire); p && p->holds(ptr)) p->deallocate(ptr, s);
-    if (pool* p = pinned_pool_.load(std::memory_order_acquire); p && p->holds(ptr)) p->deallocate(ptr, s);
+      if (pool* p = slot.load(std::memory_order_acquire); p && p->holds(ptr)) return p->deallocate(ptr, s);
+    if (pool* p = pinned_pool_.load(std::memory_order_acquire); p && p->holds(ptr)) return p->deallocate(ptr, s);
     throw invalid_pointer(ptr, "not allocated by the memory manager");
   }
 

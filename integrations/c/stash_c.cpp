@@ -706,12 +706,18 @@ void* stash_alloc(ssize_t size, int device, stash_stream_t stream) {
         return;
       }
     }
+    // Released graph pools may still hold freed blocks: out of memory gives them back and tries once
+    // more, and only a request that fails then is the pool's out of memory (counted in num_ooms, told
+    // to the observers).
     try {
-      p = pool.allocate(bytes, s);
-    } catch (const stash::out_of_memory&) {
-      // Released graph pools may still hold freed blocks: give them back and try once more.
-      if (lib.return_released_graph_blocks(mm) == 0) throw;
-      p = pool.allocate(bytes, s);
+      p = pool.allocate_before_fallback(bytes, s);
+    } catch (const stash::out_of_memory& first) {
+      if (lib.return_released_graph_blocks(mm) == 0) pool.fail_out_of_memory(first);
+      try {
+        p = pool.allocate_before_fallback(bytes, s);
+      } catch (const stash::out_of_memory& again) {
+        pool.fail_out_of_memory(again);
+      }
     }
   });
   return p;

@@ -138,6 +138,34 @@ class Library(unittest.TestCase):
             """
         )
 
+    def test_num_ooms_counts_only_requests_that_fail(self):
+        # Out of memory first gives released graph pools' blocks back and tries again: a request served
+        # then did not fail, and one that fails after it failed once.
+        run(
+            """
+            if stash.backing() != "host":
+                sys.exit(0)  # a limit of 8 MiB on host memory
+            MiB = 1 << 20
+            @n.stream_filter
+            def every_stream(context, stream):
+                return 1
+            assert L.stash_graph_pool_begin(0, 1, 1, every_stream, None) == 0, n.last_error()
+            g = L.stash_alloc(4 * MiB, 0, None)  # the graph's
+            assert L.stash_graph_pool_end(0, 1, 1) == 0, n.last_error()
+            L.stash_free(g, 4 * MiB, 0, None)  # kept for the graph
+            assert L.stash_graph_pool_release(0, 1, 1) == 0, n.last_error()
+            p = L.stash_alloc(6 * MiB, 0, None)  # fits once the released graph's 4 MiB are given back
+            assert p, n.last_error()
+            assert stats()["num_ooms"] == 0, stats()
+            assert L.stash_alloc(9 * MiB, 0, None) is None  # above the limit: fails, once
+            assert "out of memory" in n.last_error(), n.last_error()
+            assert stats()["num_ooms"] == 1, stats()
+            L.stash_free(p, 6 * MiB, 0, None)
+            assert stats()["allocated_bytes"] == 0, stats()
+            """,
+            conf="limit:8MiB",
+        )
+
     def test_graph_pool_checkpoints_restore_the_live_blocks(self):
         run(
             """
@@ -339,6 +367,27 @@ class Library(unittest.TestCase):
             c = L.stash_alloc(8 << 20, 0, None)
             assert c
             L.stash_free(c, 8 << 20, 0, None)
+            """
+        )
+
+    def test_ids_and_limits_out_of_c_range_are_refused_not_wrapped(self):
+        # ctypes wraps an int silently (2**32 + 1 passed as a C int is 1): refused before the call.
+        run(
+            """
+            stash.set_memory_limit(64 << 20)
+            before = stats()
+            for call in (lambda: stash.get_stats(1 << 32), lambda: stash.get_stats((1 << 32) + 1),
+                         lambda: stash.empty_cache(-(1 << 40)), lambda: stash.reset_peak(1 << 31),
+                         lambda: stash.set_memory_limit(10, 1 << 32), lambda: stash.set_memory_limit(-1),
+                         lambda: stash.set_memory_limit((1 << 64) + 5), lambda: stash.grant_peer_access(0, 1 << 32)):
+                try:
+                    call()
+                except stash.OptionError as e:
+                    assert "out of range" in str(e) or "not a number of bytes" in str(e), e
+                else:
+                    raise AssertionError("accepted")
+            assert stats() == before, (stats(), before)
+            assert stats()["limit_bytes"] == 64 << 20
             """
         )
 
@@ -709,6 +758,21 @@ class Ipc(unittest.TestCase):
 
 
 class Frameworks(unittest.TestCase):
+    def test_cupy_pinned_allocator_tells_a_bad_size_from_out_of_memory(self):
+        run(
+            """
+            import types
+            sys.modules["cupy"] = types.ModuleType("cupy")  # a stand-in: the failure path calls nothing of it
+            import stash.cupy
+            try:
+                stash.cupy.malloc_pinned(1 << 63)
+            except stash.OptionError as e:
+                assert "invalid size" in str(e) and e.status == n.ERROR_INVALID_ARGUMENT, (e, e.status)
+            else:
+                raise AssertionError("accepted")
+            """
+        )
+
     def test_framework_modules_need_their_framework(self):
         # stash.torch and stash.cupy import torch and cupy; without them the import error says so.
         for module, framework in (("stash.torch", "torch"), ("stash.cupy", "cupy")):

@@ -9,9 +9,11 @@
 #include <vector>
 
 #include "cuda/cuda_support.hpp"
+#include "cuda/stream_blocker.hpp"
 #include "stash/device_allocator.hpp"
 #include "stash/memory_manager.hpp"
 #include "stash/pinned_allocator.hpp"
+#include "support/failing_heap.hpp"
 
 using namespace stash_test;
 
@@ -62,6 +64,46 @@ TEST_CASE("manager device memory lands on the current device and the stats follo
   CHECK(after.total_cached >= 3 * MiB);
   CHECK_THROWS_AS(manager().deallocate(p), stash::invalid_pointer);  // double free
   CHECK(current_device() == device);
+}
+
+// A free on a stream other than the block's own needs host memory (the stream's state, the block's
+// other streams). The manager first tries each pool without letting errors out (try_deallocate); when the
+// host heap failed there, the pool the pointer lies in must free it or fail with nothing changed, never
+// free it and then call the pointer foreign.
+TEST_CASE("manager: a free on another stream completes, or fails with nothing changed, whatever host allocation fails",
+          "[cuda][manager][streams]") {
+  if (!stash_test::failing_heap::can_fail()) {
+    WARN("operator new is replaced (a sanitizer or valgrind): no host allocation failure can be injected");
+    return;
+  }
+  const int device = current_device();
+  const scoped_stream s, t;
+  bool reached = true;
+  for (std::size_t k = 1; reached && k < 64; ++k) {
+    INFO("the free's host allocation " << k << " fails");
+    void* p = manager().allocate(1000, stash::memory_type::device, device, s.s);
+    const auto before = manager().get_stats(device).detail;
+    bool threw_bad_alloc = false;
+    stash_test::failing_heap::arm(k);
+    try {
+      manager().deallocate(p, t.s);
+    } catch (const std::bad_alloc&) {
+      threw_bad_alloc = true;
+    }
+    reached = stash_test::failing_heap::disarm();
+    if (threw_bad_alloc) {
+      CHECK(manager().get_stats(device).detail == before);
+      CHECK(manager().owns(p));
+      manager().deallocate(p, t.s);
+    } else {
+      CHECK_FALSE(manager().owns(p));
+      CHECK(manager().get_stats(device).detail.deallocations == before.deallocations + 1);
+    }
+    CHECK_THROWS_AS(manager().deallocate(p, t.s), stash::double_free);
+  }
+  CHECK_FALSE(reached);  // a k the free no longer reaches was found: every failure was tried
+  CUDA_REQUIRE(cudaStreamSynchronize(s.s));
+  CUDA_REQUIRE(cudaStreamSynchronize(t.s));
 }
 
 TEST_CASE("manager calls with a bad device id throw invalid_device and change nothing", "[cuda][manager]") {

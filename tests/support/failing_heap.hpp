@@ -1,6 +1,6 @@
 #pragma once
 // A host heap that fails on demand: the replaceable global operator new of the test binary (defined in
-// tests/test_exception_safety.cpp) counts down while armed and throws std::bad_alloc when the count
+// tests/support/failing_heap.cpp) counts down while armed and throws std::bad_alloc when the count
 // reaches zero. Arm it around one operation with countdown k to fail that operation's k-th heap
 // allocation; run k = 1, 2, ... until the operation no longer reaches k allocations, and every place
 // where it asks the heap for memory has failed once. Only this thread's allocations count.
@@ -12,6 +12,10 @@ namespace stash_test::failing_heap {
 void arm(std::size_t k) noexcept;
 /// Stops counting; returns whether the armed failure happened.
 bool disarm() noexcept;
+
+/// Whether the failing operator new is the one in use: a tool such as valgrind replaces it with its
+/// own, and then no failure can be injected.
+bool can_fail() noexcept;
 
 /// Arms on construction, disarms on destruction.
 class armed {

@@ -245,10 +245,22 @@ def stream_ordered() -> bool:
     return bool(lib().stash_stream_ordered())
 
 
+def _c_int(value, what: str) -> int:
+    """value as a C int, or OptionError: ctypes would wrap a larger one silently (2**32 + 1 is 1)."""
+    number = int(value)
+    if not -(1 << 31) <= number < (1 << 31):
+        raise OptionError(f"stash: {what} {number} is out of range", ERROR_INVALID_ARGUMENT)
+    return number
+
+
+def _device(device) -> int:
+    return _c_int(device, "device id")
+
+
 def get_stats(device: int = -1) -> Dict[str, int]:
     """Figures of one device's pool (-1: the current device), stash's names (stash_c.h)."""
     out = Stats()
-    check(lib().stash_get_stats(int(device), ctypes.byref(out)))
+    check(lib().stash_get_stats(_device(device), ctypes.byref(out)))
     return out.as_dict()
 
 
@@ -260,7 +272,7 @@ def get_pinned_stats() -> Dict[str, int]:
 
 def empty_cache(device: int = -1) -> None:
     """Gives cached memory back to the driver: one device, or (-1) every device with a pool."""
-    check(lib().stash_empty_cache(int(device)))
+    check(lib().stash_empty_cache(_device(device)))
 
 
 def empty_pinned_cache() -> None:
@@ -268,7 +280,7 @@ def empty_pinned_cache() -> None:
 
 
 def reset_peak(device: int = -1) -> None:
-    check(lib().stash_reset_peak(int(device)))
+    check(lib().stash_reset_peak(_device(device)))
 
 
 NO_LIMIT = (1 << 64) - 1
@@ -277,12 +289,15 @@ NO_LIMIT = (1 << 64) - 1
 def set_memory_limit(limit_bytes: Optional[int], device: int = -1) -> None:
     """The most a device's pool may hold from the driver from now on (None: no limit). A request past it
     is met as on a full device: the cache is released and the request retried, then out of memory."""
-    check(lib().stash_set_memory_limit(int(device), NO_LIMIT if limit_bytes is None else int(limit_bytes)))
+    limit = NO_LIMIT if limit_bytes is None else int(limit_bytes)
+    if not 0 <= limit <= NO_LIMIT:
+        raise OptionError(f"stash: memory limit {limit} is not a number of bytes", ERROR_INVALID_ARGUMENT)
+    check(lib().stash_set_memory_limit(_device(device), limit))
 
 
 def set_memory_fraction(fraction: float, device: int = -1) -> None:
     """set_memory_limit as a fraction in [0, 1] of the device's total memory (needs a GPU)."""
-    check(lib().stash_set_memory_fraction(float(fraction), int(device)))
+    check(lib().stash_set_memory_fraction(float(fraction), _device(device)))
 
 
 def grant_peer_access(device: int, peer: int) -> None:
@@ -291,7 +306,7 @@ def grant_peer_access(device: int, peer: int) -> None:
     peer_access="none" (by default every GPU that can reach a device is granted already); does nothing
     where there is nothing to grant (backend "segments", host memory). Raises OptionError for a bad
     device or peer id, or a peer that cannot reach the device."""
-    check(lib().stash_grant_peer_access(int(device), int(peer)))
+    check(lib().stash_grant_peer_access(_device(device), _c_int(peer, "peer device id")))
 
 
 def ipc_export(ptr: int) -> "tuple[str, int]":

@@ -60,6 +60,14 @@ class _PinnedBlock:
             self.ptr = 0
 
 
+def _not_allocated(message: str, size: int) -> StashError:
+    """The error of an allocation that failed other than for lack of memory: the C interface says why
+    in its last error (an invalid size, say) and returns no status, so the message tells the kind."""
+    if "invalid size" in message:
+        return OptionError(message, _native.ERROR_INVALID_ARGUMENT)
+    return StashError(message or f"stash: could not allocate {size} bytes", _native.ERROR_INTERNAL)
+
+
 def malloc(size: int) -> "cupy.cuda.MemoryPointer":
     """CuPy allocator: `size` bytes of device memory on the current device, ordered on the current stream."""
     device = cupy.cuda.runtime.getDevice()
@@ -72,7 +80,7 @@ def malloc(size: int) -> "cupy.cuda.MemoryPointer":
             if "out of memory" in message:
                 free, total = cupy.cuda.runtime.memGetInfo()
                 raise cupy.cuda.memory.OutOfMemoryError(size, total)
-            raise StashError(message or f"stash: could not allocate {size} bytes", _native.ERROR_INTERNAL)
+            raise _not_allocated(message, size)
     owner = _DeviceBlock(ptr, size, device, stream)
     memory = cupy.cuda.UnownedMemory(ptr, size, owner, device)
     return cupy.cuda.MemoryPointer(memory, 0)
@@ -84,8 +92,10 @@ def malloc_pinned(size: int) -> "cupy.cuda.PinnedMemoryPointer":
     if size > 0:
         ptr = _native.lib().stash_alloc_pinned(size) or 0
         if not ptr:
-            raise _native.OutOfMemoryError(_native.last_error() or f"stash: no pinned memory for {size} bytes",
-                                           _native.ERROR_OUT_OF_MEMORY)
+            message = _native.last_error()
+            if "out of memory" in message:
+                raise _native.OutOfMemoryError(message, _native.ERROR_OUT_OF_MEMORY)
+            raise _not_allocated(message, size)
     return cupy.cuda.PinnedMemoryPointer(_PinnedBlock(ptr, size), 0)
 
 
