@@ -167,6 +167,42 @@ TEST_CASE("graph pools: bad calls throw and change nothing", "[graph_pools][erro
   f.device(0).deallocate(p, f.capturing);
 }
 
+TEST_CASE("graph pools: a pool released while a routing still names it serves that routing until it ends",
+          "[graph_pools][errors]") {
+  fixture f;
+  f.pools.begin(0, f.id, f.only(f.capturing));
+  f.pools.release(0, f.id);  // its last user gone before end(): the routing still sends requests there
+  void* p = f.allocate(MiB, f.capturing);
+  CHECK(f.pools.figures(0, f.id).blocks == 1);
+  f.deallocate(p, f.capturing);
+  CHECK(f.pools.releasable() == 1);  // released: the block goes back at the next return
+  f.pools.end(0, f.id);
+  CHECK(f.pools.return_released() == 1);
+  CHECK(f.pools.figures(0, f.id).blocks == 0);
+  CHECK(f.device(0).stats().allocated_bytes == 0);
+  CHECK_THROWS_AS(f.pools.release(0, f.id), stash::error);  // forgotten: no user to release
+}
+
+TEST_CASE("graph pools: a block freed behind the pools' back fails its return, and the rest still go back",
+          "[graph_pools][errors]") {
+  fixture f;
+  f.pools.begin(0, f.id, f.only(f.capturing));
+  void* small = f.allocate(MiB, f.capturing);  // returned first: freed blocks are ordered by size
+  void* large = f.allocate(4 * MiB, f.capturing);
+  void* last = f.allocate(8 * MiB, f.capturing);
+  f.pools.end(0, f.id);
+  f.device(0).deallocate(large, f.capturing);  // misuse: a graph's block freed through the device pool
+  for (void* p : {small, large, last}) f.deallocate(p, f.capturing);
+  f.pools.release(0, f.id);
+  CHECK(f.pools.releasable() == 3);
+  CHECK_THROWS_AS(f.pools.return_released(), stash::double_free);  // at large: small went back
+  CHECK(f.pools.releasable() == 1);
+  CHECK(f.pools.return_released() == 1);  // last
+  CHECK(f.pools.releasable() == 0);
+  CHECK(f.pools.figures(0, f.id).blocks == 0);
+  CHECK(f.device(0).stats().allocated_bytes == 0);
+}
+
 TEST_CASE("graph pools: a checkpoint's live blocks, and set_live making exactly them live again",
           "[graph_pools][checkpoint]") {
   fixture f;

@@ -148,6 +148,7 @@ TEST_CASE("ipc_decode refuses text that is not a handle", "[ipc][pidfd][errors]"
       "stash-ipc1 1 0 0 1x0 1 5 1 2 0 2097152 2097152",       // not a number
       "stash-ipc1 1 0 0 99999999999999999999999 1 5 1 2 0 2097152 2097152",  // out of range
       "stash-ipc1  1 0 0 100 1 5 1 2 0 2097152 2097152",      // two spaces
+      "stash-ipc1 1 0 0 2 2 3 0 0 0 1 1 4 0 0 0 1 18446744073709551615",  // chunks past SIZE_MAX in all
   };
   for (const char* text : bad) {
     INFO(text);

@@ -137,6 +137,37 @@ TEST_CASE("logging_adaptor: a zero-byte allocation on a stream is not logged eit
   CHECK(t.frees == 1);
 }
 
+namespace {
+/// A stream buffer that takes nothing: every write fails (a full disk).
+struct refusing_buffer : std::streambuf {
+  int_type overflow(int_type) override { return traits_type::eof(); }
+  std::streamsize xsputn(const char*, std::streamsize) override { return 0; }
+};
+}  // namespace
+
+TEST_CASE("logging_adaptor: a failing stream loses lines, never an allocation or a free", "[logging][errors]") {
+  for (const bool throwing : {false, true}) {
+    INFO((throwing ? "the stream throws" : "the stream fails quietly"));
+    logged_pool pool;
+    refusing_buffer buffer;
+    std::ostream out(&buffer);
+    if (throwing) out.exceptions(std::ios::badbit);
+    {
+      logging_adaptor logged(pool, out);  // the header is lost too
+      void* p = logged.allocate(1024);    // made, and not lost behind an exception
+      REQUIRE(p != nullptr);
+      CHECK(pool.owns(p));
+      logged.deallocate(p);  // freed once, with no exception after the free
+      CHECK_FALSE(pool.owns(p));
+      CHECK(logged.lines_lost() == 2);
+      CHECK_FALSE(logged.flush());
+    }  // the destructor's flush does not throw
+    CHECK(pool.stats().allocations == 1);
+    CHECK(pool.stats().deallocations == 1);
+    CHECK(pool.stats().allocated_bytes == 0);
+  }
+}
+
 TEST_CASE("logging_adaptor: a failed allocation is logged as `allocate failure` and rethrown", "[logging][errors]") {
   logged_pool pool;
   std::ostringstream out;

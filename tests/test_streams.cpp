@@ -980,6 +980,33 @@ TEST_CASE("streams: cudaStreamPerThread is a different stream in every thread", 
   a.deallocate(r, ptds);
 }
 
+// A thread started after another has finished often gets the finished one's thread-local storage
+// back (glibc reuses thread stacks), so a key taken from a thread_local's address was the finished
+// thread's again: its block, pending on that thread's stream, was handed out at once.
+TEST_CASE("streams: a thread started after another has finished has a per-thread stream of its own",
+          "[streams]") {
+  segments a;
+  auto& o = a.ordering();
+  const stash::stream ptds = stash::stream::per_thread();
+  void* p = nullptr;
+  void* q = nullptr;
+  std::thread first([&] {
+    p = a.allocate(whole, ptds);
+    a.deallocate(p, ptds);  // its event is recorded at once and left incomplete
+  });
+  first.join();
+  REQUIRE(o.records() == 1);
+  for (int i = 0; i < 4; ++i) {  // several threads, one after the other, each with a new stream
+    std::thread next([&] { q = a.allocate(whole, ptds); });
+    next.join();
+    CHECK(q != p);
+    a.deallocate(q, ptds);  // a block of that finished thread's stream, freed here: cross-stream
+  }
+  o.complete_all();
+  a.empty_cache();  // the finished threads' streams are forgotten with their blocks
+  CHECK(a.reserved_bytes() == 0);
+}
+
 TEST_CASE("streams: host-ordered compositions take streams as names only", "[streams]") {
   stash::simulated_caching_allocator a;
   const stash::stream s = reinterpret_cast<CUstream_st*>(std::uintptr_t{0x1234});

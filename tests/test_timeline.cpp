@@ -3,6 +3,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <regex>
 #include <sstream>
 #include <string>
@@ -49,6 +50,23 @@ TEST_CASE("timeline: a page with one panel per series, peaks marked, nothing fet
   CHECK(page.find("http") == std::string::npos);
   CHECK(page.find("src=") == std::string::npos);
   CHECK(page.find("url(") == std::string::npos);
+}
+
+TEST_CASE("timeline: x so large that a step does not move it still gives a page; x not finite is refused",
+          "[timeline][errors]") {
+  stash::timeline tl("ns");
+  const auto a = tl.add_series("a");
+  tl.record(a, 1e16, 1 << 20, 2 << 20);  // x_min + 1 == x_min: the ticks once never ended
+  tl.record(a, 1e16, 2 << 20, 2 << 20);
+  const std::string page = tl.html("large x");
+  CHECK(count(page, "<svg") == 1);
+  CHECK(page.find("peak live 2.00 MiB") != std::string::npos);
+  for (const double bad : {std::numeric_limits<double>::infinity(), -std::numeric_limits<double>::infinity(),
+                           std::numeric_limits<double>::quiet_NaN()}) {
+    CHECK_THROWS_AS(tl.record(a, bad, 0, 0), stash::error);
+    CHECK_THROWS_AS(tl.record(a, bad, 0, 0, 0), stash::error);
+  }
+  CHECK(tl.html("large x") == page);  // nothing was recorded
 }
 
 TEST_CASE("timeline: many samples are drawn as their maxima, so the peak survives", "[timeline]") {

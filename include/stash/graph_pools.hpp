@@ -84,6 +84,7 @@ class graph_pools {
       if (r->device == device && r->id == id) {
         routes_.erase(std::next(r).base());
         routing_.store(!routes_.empty(), std::memory_order_relaxed);
+        if (const auto found = pools_.find({device, id}); found != pools_.end()) drop_if_empty(found);
         return;
       }
     }
@@ -157,14 +158,20 @@ class graph_pools {
     for (auto it = pools_.begin(); it != pools_.end();) {
       auto next = std::next(it);
       if (it->second.released) {
-        for (auto& [bytes, f] : it->second.freed) {
-          const auto o = owners_.find(f.ptr);
-          o->second.from->deallocate(f.ptr, f.on);
-          owners_.erase(o);
+        // Each block is forgotten before it is freed: a block freed behind the graph pools' back (a
+        // misuse) throws double_free there, and the blocks after it stay for the next call.
+        auto& freed = it->second.freed;
+        while (!freed.empty()) {
+          const freed_block f = freed.begin()->second;
+          freed.erase(freed.begin());
+          --releasable_;
           --it->second.blocks;
+          const auto o = owners_.find(f.ptr);
+          pool* const from = o->second.from;
+          owners_.erase(o);
           ++n;
+          from->deallocate(f.ptr, f.on);
         }
-        it->second.freed.clear();
         drop_if_empty(it);
       }
       it = next;
@@ -302,8 +309,13 @@ class graph_pools {
   }
 
   /// A released pool with no block left is forgotten.
+  /// Forgets a released pool with no block left, unless a routing still names it (its requests go
+  /// there until end()).
   void drop_if_empty(std::map<key, pool_state>::iterator it) {
-    if (it->second.released && it->second.blocks == 0) pools_.erase(it);
+    if (!it->second.released || it->second.blocks != 0) return;
+    for (const route& r : routes_)
+      if (r.device == it->first.first && r.id == it->first.second) return;
+    pools_.erase(it);
   }
 
   static std::string name(graph_pool_id id) { return std::to_string(id.first) + ", " + std::to_string(id.second); }

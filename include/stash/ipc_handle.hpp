@@ -29,14 +29,16 @@ struct ipc_piece {
 /// bytes into the first: each inside its chunk, every one but the first starting its chunk and every
 /// one but the last ending it, and the block inside them.
 inline bool ipc_pieces_consistent(const std::vector<ipc_piece>& pieces, std::size_t offset, std::size_t size) noexcept {
-  std::size_t covered = 0;
+  std::size_t covered = 0, mapped = 0;
   for (std::size_t i = 0; i < pieces.size(); ++i) {
     const ipc_piece& p = pieces[i];
     if (p.bytes == 0 || p.chunk_bytes < p.bytes || p.chunk_bytes - p.bytes < p.handle_offset) return false;
     if (i > 0 && p.handle_offset != 0) return false;
     if (i + 1 < pieces.size() && p.handle_offset + p.bytes != p.chunk_bytes) return false;
-    if (covered + p.bytes < covered) return false;  // sizes from a handle another process wrote
+    // Sizes from a handle another process wrote: neither sum may wrap (mapped_bytes() is the second).
+    if (covered + p.bytes < covered || mapped + p.chunk_bytes < mapped) return false;
     covered += p.bytes;
+    mapped += p.chunk_bytes;
   }
   return !pieces.empty() && offset < covered && size <= covered - offset;
 }

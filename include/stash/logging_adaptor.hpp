@@ -22,6 +22,8 @@
 // An allocation is written after it is made; a free is written once the allocator accepted it, with
 // the log held from before the memory is given back, so with several threads the log never shows an
 // address allocated twice without a free between, and a free the allocator rejects leaves no line.
+// A stream that fails (a full disk, a stream set to throw) never fails the allocation or the free it
+// logs: the line is counted as lost (lines_lost()), and the log is then incomplete.
 #include <atomic>
 #include <charconv>
 #include <chrono>
@@ -87,7 +89,7 @@ class logging_adaptor {
   }
   logging_adaptor(const logging_adaptor&) = delete;
   logging_adaptor& operator=(const logging_adaptor&) = delete;
-  ~logging_adaptor() { flush(); }
+  ~logging_adaptor() { flush(); }  // never throws: flush() does not
 
   /// The upstream's largest request (what resource_adaptor and the std adapters report).
   static constexpr std::size_t max_size() noexcept
@@ -155,9 +157,21 @@ class logging_adaptor {
   }
 
   /// Writes what is buffered to the stream or file.
-  void flush() {
+  /// Flushes the stream; false when a line was lost or the stream has failed (the log is incomplete).
+  bool flush() noexcept {
     std::lock_guard guard(lock_);
-    out_->flush();
+    try {
+      out_->flush();
+    } catch (...) {  // a stream set to throw: its state says it failed
+    }
+    return lines_lost_ == 0 && out_->good();
+  }
+
+  /// Lines the stream did not take (it had failed, or threw): each is an allocate or free that
+  /// happened and is missing from the log.
+  std::uint64_t lines_lost() const noexcept {
+    std::lock_guard guard(lock_);
+    return lines_lost_;
   }
 
   Allocator& get_upstream_resource() const noexcept { return *upstream_; }
@@ -199,8 +213,11 @@ class logging_adaptor {
   }
 
   void write_header() {
-    out_->write(header.data(), static_cast<std::streamsize>(header.size()));
-    out_->put('\n');
+    try {
+      out_->write(header.data(), static_cast<std::streamsize>(header.size()));
+      out_->put('\n');
+    } catch (...) {  // the stream's state says it failed; flush() reports it
+    }
   }
 
   struct line {
@@ -256,7 +273,13 @@ class logging_adaptor {
     std::lock_guard guard(lock_);
     write_locked(text);
   }
-  void write_locked(const line& text) { out_->write(text.text, static_cast<std::streamsize>(text.size)); }
+  void write_locked(const line& text) noexcept {
+    try {
+      if (out_->write(text.text, static_cast<std::streamsize>(text.size))) return;
+    } catch (...) {  // a stream set to throw: the allocation or free it logs has happened all the same
+    }
+    ++lines_lost_;
+  }
 
   static std::uint64_t thread_number() noexcept {
     static std::atomic<std::uint64_t> next{0};
@@ -267,7 +290,8 @@ class logging_adaptor {
   Allocator* upstream_;
   std::unique_ptr<std::ofstream> owned_;  // when the adaptor opened the file itself
   std::ostream* out_;
-  std::mutex lock_;  // one line at a time
+  mutable std::mutex lock_;  // one line at a time
+  std::uint64_t lines_lost_ = 0;
   std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
 };
 

@@ -65,14 +65,17 @@ class timeline {
     return add_series(std::move(name), page_bytes_of(allocator));
   }
 
-  /// Records one sample. Thread-safe.
+  /// Records one sample. Thread-safe. Throws stash::error for an x that is not finite (nothing is
+  /// recorded).
   void record(series_id series, double x, std::size_t live_bytes, std::size_t reserved_bytes) {
+    check_x(x);
     std::lock_guard guard(lock_);
     series_.at(series).samples.push_back({x, live_bytes, reserved_bytes});
   }
   /// The same with the largest free block held, drawn as a line of its own.
   void record(series_id series, double x, std::size_t live_bytes, std::size_t reserved_bytes,
               std::size_t largest_free) {
+    check_x(x);
     std::lock_guard guard(lock_);
     auto& target = series_.at(series);
     target.samples.push_back({x, live_bytes, reserved_bytes, largest_free});
@@ -129,6 +132,11 @@ class timeline {
   }
 
  private:
+  static constexpr int max_x_ticks = 64;  // nice_step asks for about 8
+  static void check_x(double x) {
+    if (!std::isfinite(x)) throw error("timeline: a sample's x must be finite, got " + std::to_string(x));
+  }
+
   struct series {
     std::string name;
     std::size_t page_bytes;
@@ -322,9 +330,15 @@ inline std::string timeline::html(std::string_view title, std::size_t max_points
         out += "<text x=\"" + fixed(left + plot_w + 6) + "\" y=\"" + fixed(py(y) + 4) + "\">" +
                fixed(y / static_cast<double>(s.page_bytes), 0) + " pages</text>\n";
     }
-    for (double x = std::ceil(x_min / x_step) * x_step; x <= x_max + x_step / 1000; x += x_step)
+    // Ticks by index: where x is so large that adding x_step leaves it unchanged, x += x_step would
+    // never end; at most max_x_ticks of them.
+    const double first_tick = std::ceil(x_min / x_step) * x_step;
+    for (int i = 0; i < max_x_ticks; ++i) {
+      const double x = first_tick + i * x_step;
+      if (x > x_max + x_step / 1000) break;
       out += "<text x=\"" + fixed(px(x)) + "\" y=\"" + fixed(top + plot_h + 16) + "\" text-anchor=\"middle\">" +
              fixed(x, x_step < 1 ? 2 : 0) + "</text>\n";
+    }
     out += "<text x=\"" + fixed(left + plot_w / 2) + "\" y=\"" + fixed(height - 6) + "\" text-anchor=\"middle\">" +
            detail::html_escape(x_label_) + "</text>\n";
     if (s.samples.empty()) {

@@ -47,6 +47,7 @@
 // on one of its epochs, so a block freed during a capture is not handed to another stream until the
 // capture has ended and an event recorded after it has completed. A device-wide synchronize that the
 // runtime refuses because a capture is underway waits only for the epochs already recorded.
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
@@ -314,9 +315,13 @@ class stream_layer {
   static constexpr std::uintptr_t per_thread_handle = 2;  // cudaStreamPerThread
   static constexpr std::uintptr_t no_key = UINTPTR_MAX;    // what no stream is keyed as
   static state* as_state(stream_tag* t) noexcept { return static_cast<state*>(t); }
+  /// The calling thread's key for cudaStreamPerThread: odd (no stream handle is), and never another
+  /// thread's, a finished one's included (a thread_local's address could be a finished thread's again,
+  /// and its per-thread stream's pending frees would then look like this thread's own).
   [[gnu::noinline]] static std::uintptr_t per_thread_key() noexcept {
-    static thread_local const char marker = 0;
-    return reinterpret_cast<std::uintptr_t>(&marker) | 1;
+    static std::atomic<std::uintptr_t> threads_seen{0};
+    static thread_local const std::uintptr_t key = ((threads_seen.fetch_add(1, std::memory_order_relaxed) + 1) << 1) | 1;
+    return key;
   }
   state* cache(state& s) noexcept {
     last_key_ = s.key;
