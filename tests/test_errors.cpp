@@ -6,12 +6,14 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <new>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "stash/allocators.hpp"
 #include "stash/caching_allocator.hpp"
 #include "stash/error.hpp"
 #include "support/backend_probe.hpp"
@@ -669,4 +671,55 @@ TEST_CASE("errors: simulated segments never share addresses across backends", "[
   std::sort(spans.begin(), spans.end());
   for (std::size_t i = 1; i < spans.size(); ++i) REQUIRE(spans[i - 1].first + spans[i - 1].second <= spans[i].first);
   REQUIRE(one.mismatched_frees() == 0);
+}
+
+// caching_options no allocator can use are refused when the allocator is made, naming the option;
+// finite values of any size are used as given.
+TEST_CASE("errors: options no allocator can use are invalid_option at construction", "[errors][options]") {
+  const double nan = std::numeric_limits<double>::quiet_NaN(), inf = std::numeric_limits<double>::infinity();
+  for (const double bad : {-0.5, nan, inf, -inf}) {
+    INFO("value " << bad);
+    stash::caching_options slack;
+    slack.page_slack = bad;
+    try {
+      stash::simulated_caching_allocator a(stash::simulated_paged_backend{}, slack);
+      FAIL("page_slack accepted");
+    } catch (const stash::invalid_option& e) {
+      CHECK(e.option() == "page_slack");
+    }
+    stash::caching_options bound;
+    bound.max_held_over_live = bad;
+    CHECK_THROWS_AS(stash::simulated_caching_allocator(stash::simulated_paged_backend{}, bound), stash::invalid_option);
+  }
+  stash::caching_options reserve;
+  reserve.reserve_bytes = SIZE_MAX;  // rounded up to whole pages it would wrap to 0
+  try {
+    stash::simulated_caching_allocator a(stash::simulated_paged_backend{}, reserve);
+    FAIL("reserve_bytes accepted");
+  } catch (const stash::invalid_option& e) {
+    CHECK(e.option() == "reserve_bytes");
+  }
+}
+
+TEST_CASE("errors: a page_slack too large to reach never moves a page, however large", "[errors][options]") {
+  // Blocks of 4 pages, each freed before the next of 6 pages: past a slack, idle pages would move.
+  auto moves_with = [](double slack) {
+    stash::caching_options o;
+    o.page_slack = slack;
+    o.pages_between_moves = 0;
+    stash::simulated_caching_allocator a(stash::simulated_paged_backend{}, o);
+    std::vector<void*> kept;
+    for (int i = 0; i < 16; ++i) {
+      void* p = a.allocate((4 + (i % 3)) * (std::size_t{2} << 20));
+      kept.push_back(a.allocate(std::size_t{2} << 20));
+      a.deallocate(p);
+    }
+    for (void* p : kept) a.deallocate(p);
+    return a.page_moves();
+  };
+  CHECK(moves_with(0) > 0);
+  for (const double large : {1e3, 1e18, 1e30, 1e300}) {
+    INFO("page_slack " << large);
+    CHECK(moves_with(large) == 0);  // 1e18 and up once wrapped in the conversion to a page count and moved
+  }
 }

@@ -99,9 +99,10 @@ class caching_allocator {
   using ordering_type = Ordering;
   static constexpr memory_kind kind = Backend::kind;
 
+  /// Throws invalid_option for options no allocator can use (check_options), before anything is made.
   explicit caching_allocator(Backend backend = Backend{}, caching_options options = {},
                              Ordering ordering = Ordering{})
-      : arena_(std::move(backend), options, heap_, stats_, streams_),
+      : arena_(std::move(backend), checked(options), heap_, stats_, streams_),
         options_(options),
         streams_(std::move(ordering)) {
     // Paged, stream order: a block freed just below the free top of a region is filed apart, as host
@@ -567,6 +568,11 @@ class caching_allocator {
   }
 
   std::size_t cached() const noexcept { return arena_.reserved() - heap_.allocated(); }
+
+  static const caching_options& checked(const caching_options& options) {
+    check_options(options);
+    return options;
+  }
 
   // ---- errors (slow path) -------------------------------------------------------------------------
 

@@ -1,7 +1,11 @@
 #pragma once
 // stash::caching_options: the numbers a user may tune per caching_allocator (stash/caching_allocator.hpp).
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <string>
+
+#include "stash/error.hpp"
 
 namespace stash {
 
@@ -126,5 +130,18 @@ struct caching_options {
   /// 1 takes every pending free of the stream and 2 spares those of the latest epoch.
   std::uint64_t remap_min_age = 1;
 };
+
+/// Throws invalid_option for a value no allocator can use: page_slack or max_held_over_live negative,
+/// infinite or not a number (a finite value of any size is used as given: a slack too large to reach
+/// never moves a page). caching_allocator's constructor calls it; the C interface checks its options
+/// with it too. Sizes of every kind are used as given (0 for the counts means what each says).
+inline void check_options(const caching_options& o) {
+  auto check_ratio = [](const char* name, double value) {
+    if (!std::isfinite(value) || value < 0)
+      throw invalid_option(name, std::to_string(value) + " is not a finite number >= 0");
+  };
+  check_ratio("page_slack", o.page_slack);
+  check_ratio("max_held_over_live", o.max_held_over_live);
+}
 
 }  // namespace stash

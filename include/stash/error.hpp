@@ -7,6 +7,7 @@
 #include <new>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 #include "stash/memory_report.hpp"
 
@@ -78,6 +79,17 @@ class invalid_device : public error {
 class invalid_limit : public error {
  public:
   explicit invalid_limit(const std::string& why) : error("stash: invalid memory limit: " + why) {}
+};
+
+/// A caching_options value the allocator cannot use (check_options), named with why.
+class invalid_option : public error {
+ public:
+  invalid_option(std::string option, const std::string& why)
+      : error("stash: invalid option " + option + ": " + why), option_(std::move(option)) {}
+  const std::string& option() const noexcept { return option_; }
+
+ private:
+  std::string option_;
 };
 
 /// A CUDA runtime or driver call failed for a reason other than lack of memory.

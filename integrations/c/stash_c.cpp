@@ -219,7 +219,9 @@ std::uint64_t parse_bytes(std::string_view key, std::string_view value) {
   constexpr const char* expected = "a byte count (an integer, optionally with KB, MB, GB, TB, KiB, MiB, GiB or TiB)";
   std::size_t digits = 0;
   while (digits < value.size() && value[digits] >= '0' && value[digits] <= '9') ++digits;
-  const std::uint64_t n = parse_unsigned(key, value.substr(0, digits), expected);
+  std::uint64_t n = 0;
+  const auto [end, ec] = std::from_chars(value.data(), value.data() + digits, n);
+  if (digits == 0 || ec != std::errc{}) bad_value(key, value, expected);  // quotes the whole value
   const std::string_view unit = trim(value.substr(digits));
   struct suffix {
     std::string_view name;
@@ -285,7 +287,9 @@ options parse_options(std::string_view conf, options base) {
       if (d < 0) bad_value(key, value, "a number >= 0");
       caching.page_slack = d;
     } else if (key == "reserve") {
-      caching.reserve_bytes = static_cast<std::size_t>(parse_bytes(key, value));
+      const std::uint64_t n = parse_bytes(key, value);
+      if (n > (UINT64_MAX >> 1)) bad_value(key, value, "a byte count of at most 2^63 (more than any machine addresses)");
+      caching.reserve_bytes = static_cast<std::size_t>(n);
     } else if (key == "pages_between_moves") {
       caching.pages_between_moves = parse_unsigned(key, value, "an integer >= 0");
     } else if (key == "max_chunk_pages") {
@@ -345,6 +349,11 @@ options parse_options(std::string_view conf, options base) {
                              "remap_min_age, cross_stream_wait, backing, "
                              "host_devices, limit, memory_fraction)"};
     }
+  }
+  try {  // what the allocator would refuse, refused here with the option's name
+    stash::check_options(o.manager.caching);
+  } catch (const stash::invalid_option& e) {
+    throw option_error{STASH_ERROR_INVALID_ARGUMENT, e.what()};
   }
   return o;
 }
@@ -946,6 +955,10 @@ int stash_ipc_close(void* ptr) {
 
 int stash_configure(const char* conf) {
   return guarded("stash_configure", [&] { library::get().configure(conf); });
+}
+
+int stash_check_options(const char* conf) {
+  return guarded("stash_check_options", [&] { (void)parse_options(conf ? conf : "", options{}); });
 }
 
 const char* stash_options(void) {

@@ -189,6 +189,9 @@ STASH_C_API int stash_ipc_close(void* ptr);
  * before the first allocation (STASH_ERROR_TOO_LATE otherwise). A bad option changes nothing, and the
  * error names it. When it is never called, the first allocation reads STASH_CONF. */
 STASH_C_API int stash_configure(const char* conf);
+/* Checks options as stash_configure would take them, and changes nothing: STASH_OK, or the status
+ * and message (stash_last_error) stash_configure would give. */
+STASH_C_API int stash_check_options(const char* conf);
 /* The options in force, in the same form (a static string, valid until the next stash_configure). */
 STASH_C_API const char* stash_options(void);
 /* One line per option: name, value form, default, meaning. */

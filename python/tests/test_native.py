@@ -411,6 +411,27 @@ class Library(unittest.TestCase):
 
 
 class Options(unittest.TestCase):
+    def test_a_bad_option_changes_nothing_when_stash_conf_is_set(self):
+        run(
+            """
+            stash.configure(reserve="64GiB")
+            before = n.current_options()
+            assert "page_slack:0.5" in before and "reserve:68719476736" in before, before
+            try:
+                stash.configure(page_slack=-1)
+            except stash.OptionError as e:
+                assert "page_slack" in str(e), e
+            else:
+                raise AssertionError("accepted")
+            assert n.current_options() == before, (n.current_options(), before)
+            assert L.stash_check_options(b"page_slack:-1") == n.ERROR_INVALID_ARGUMENT
+            assert "page_slack" in n.last_error(), n.last_error()
+            assert L.stash_check_options(b"page_slack:0.3") == 0
+            assert n.current_options() == before, (n.current_options(), before)
+            """,
+            conf="page_slack:0.5",
+        )
+
     def test_each_bad_option_names_itself(self):
         run(
             """
@@ -434,6 +455,9 @@ class Options(unittest.TestCase):
                 (dict(remap_min_pages=-1), "option 'remap_min_pages': '-1' is not an integer >= 0"),
                 (dict(remap_min_age="old"), "option 'remap_min_age': 'old' is not an integer >= 0"),
                 (dict(cross_stream_wait=3), "option 'cross_stream_wait': '3' is not one of off, on"),
+                (dict(reserve=-1), "option 'reserve': '-1' is not a byte count"),  # the whole value quoted
+                (dict(reserve=(1 << 64) - 1), "option 'reserve': '18446744073709551615' is not a byte count of at most 2^63"),
+                (dict(max_held_over_live="nan"), "option 'max_held_over_live': 'nan'"),
             ]
             for kwargs, expected in cases:
                 try:

@@ -46,8 +46,13 @@ class paged_arena {
  public:
   using backend_type = Backend;
 
+  /// Throws invalid_option for a reserve_bytes that cannot be rounded up to whole pages.
   paged_arena(Backend backend, const caching_options& options, Heap& heap, Stats& stats, Streams& streams)
-      : backend_(std::move(backend)), options_(options), heap_(heap), stats_(stats), streams_(streams) {}
+      : backend_(std::move(backend)), options_(options), heap_(heap), stats_(stats), streams_(streams) {
+    const std::size_t page = backend_.page_size();
+    if (options_.reserve_bytes > SIZE_MAX - (page - 1))
+      throw invalid_option("reserve_bytes", std::to_string(options_.reserve_bytes) + " cannot be rounded up to whole pages");
+  }
   paged_arena(const paged_arena&) = delete;
   paged_arena& operator=(const paged_arena&) = delete;
   /// Gives every page back to the backend, including those of blocks the caller never freed.
@@ -237,7 +242,7 @@ class paged_arena {
       if constexpr (requires { backend_.default_reserve_bytes(); }) bytes = backend_.default_reserve_bytes();
       else bytes = std::size_t{1} << 40;
     }
-    bytes = round_up_to(bytes, page);
+    bytes = round_up_to(bytes, page);  // the constructor checked that it cannot wrap
     std::size_t small_bytes = 0;  // none when the range is a few pages, or an eighth more would wrap
     if (options_.small_region && bytes >= 8 * page && bytes / 8 <= SIZE_MAX - page - bytes)
       small_bytes = round_up_to(bytes / 8, page);
@@ -476,8 +481,14 @@ class paged_arena {
   /// with max_held_over_live, that multiple of the high tide of live bytes.
   std::size_t budget_pages() const noexcept {
     if (options_.max_held_over_live > 0)
-      return static_cast<std::size_t>(static_cast<double>(peak_live_) * options_.max_held_over_live) >> page_shift_;
-    return static_cast<std::size_t>(static_cast<double>(peak_touched_) * (1.0 + options_.page_slack));
+      return saturated(static_cast<double>(peak_live_) * options_.max_held_over_live) >> page_shift_;
+    return saturated(static_cast<double>(peak_touched_) * (1.0 + options_.page_slack));
+  }
+  /// x (finite, >= 0: check_options) as a size, SIZE_MAX where it is past it (a slack or bound too
+  /// large to reach).
+  static std::size_t saturated(double x) noexcept {
+    constexpr double past = static_cast<double>(SIZE_MAX);  // rounds up: 2^64, the first double past it
+    return x >= past ? SIZE_MAX : static_cast<std::size_t>(x);
   }
   bool over_budget() const noexcept { return pages_.mapped_count() >= budget_pages(); }
   bool move_is_due() const noexcept {

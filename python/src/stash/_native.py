@@ -142,6 +142,7 @@ def lib() -> ctypes.CDLL:
             "stash_ipc_open": (c.c_int, [c.c_char_p, c.POINTER(c.c_void_p), c.POINTER(c.c_uint64)]),
             "stash_ipc_close": (c.c_int, [c.c_void_p]),
             "stash_configure": (c.c_int, [c.c_char_p]),
+            "stash_check_options": (c.c_int, [c.c_char_p]),
             "stash_options": (c.c_char_p, []),
             "stash_option_help": (c.c_char_p, []),
             "stash_device_count": (c.c_int, []),
@@ -202,14 +203,14 @@ def configure(conf: Optional[str] = None, *, use_env: bool = True, defaults: str
     parts = [defaults] if defaults else []
     env = os.environ.get("STASH_CONF", "") if use_env else ""
     if env:
-        # Checked alone first, so that an error in the environment says where it came from.
-        check(lib().stash_configure(env.encode()), "STASH_CONF")
         parts.append(env)
     if conf:
         parts.append(conf)
     if options:
         parts.append(options_string(options))
-    check(lib().stash_configure(",".join(parts).encode()))
+    if env:  # checked alone first (nothing changes), so that an error in the environment says so
+        check(lib().stash_check_options(env.encode()), "STASH_CONF")
+    check(lib().stash_configure(",".join(parts).encode()))  # a failure changes nothing
     global _configured
     _configured = True
     return current_options()
