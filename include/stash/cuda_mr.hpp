@@ -30,7 +30,10 @@
 //     one stream may be used on another. A pool without them reuses a freed block at once, so for it
 //     deallocate_async first waits for the stream (cudaStreamSynchronize) and then frees.
 //   - deallocate never throws (CCCL's resource_ref calls it noexcept): a pointer that is not a live
-//     allocation of the pool is a program error, reported on stderr, then std::terminate.
+//     allocation of the pool is a program error, reported on stderr, then std::terminate. That is
+//     checked for a free with the alignment the block was allocated with; a free with another
+//     alignment is undefined (as CCCL says), and where the larger alignment's rounding of the block's
+//     start is the pointer, the block is freed.
 #ifndef LIBCUDACXX_ENABLE_EXPERIMENTAL_MEMORY_RESOURCE
 #define LIBCUDACXX_ENABLE_EXPERIMENTAL_MEMORY_RESOURCE
 #endif

@@ -56,10 +56,13 @@ class thrust_allocator : public thrust::device_malloc_allocator<T>, public detai
   memory_resource& resource() const noexcept { return typed_.resource(); }
   stash::stream stream() const noexcept { return typed_.get_stream(); }
 
-  friend bool operator==(const thrust_allocator& a, const thrust_allocator& b) noexcept {
+  /// Equal when they allocate from the same resource on the same stream, whatever their value types
+  /// (a rebound copy compares equal); != is rewritten from it. A template, so that it is a better match
+  /// than thrust's device_malloc_allocator<T>::operator==, which the class inherits.
+  template <class U>
+  friend bool operator==(const thrust_allocator& a, const thrust_allocator<U>& b) noexcept {
     return &a.resource() == &b.resource() && a.stream() == b.stream();
   }
-  friend bool operator!=(const thrust_allocator& a, const thrust_allocator& b) noexcept { return !(a == b); }
 
  private:
   typed typed_;

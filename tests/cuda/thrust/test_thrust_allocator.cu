@@ -72,6 +72,9 @@ void exercise(const stash::thrust_allocator<float>& alloc, std::size_t n) {
 
   stash_vector<float> copy = v;  // copy construction: same allocator, equal
   EXPECT(copy.get_allocator() == v.get_allocator());
+  // A rebound copy compares equal (the Allocator requirements; once ambiguous with thrust's own ==).
+  const stash::thrust_allocator<int> rebound(v.get_allocator());
+  EXPECT(rebound == v.get_allocator() && !(rebound != v.get_allocator()));
   EXPECT(thrust::equal(copy.begin(), copy.end(), v.begin()));
   EXPECT(cudaDeviceSynchronize() == cudaSuccess);
 }
