@@ -5,6 +5,7 @@ reserved/live per allocator, side by side. Plain SVG, no plotting library needed
     python3 bench/plot_results.py bench/results/h200.jsonl -o bench/results.svg --title "NVIDIA H200"
 """
 import argparse
+import html
 import json
 import math
 import sys
@@ -43,7 +44,7 @@ def bar_panel(out, x0, y0, width, height, traces, allocators, value, log, label,
     else:
         hi = top * 1.1
         scale = lambda v: v / hi
-    out.append(f'<text x="{x0}" y="{y0 - 8}" font-size="14" font-weight="bold">{label}</text>')
+    out.append(f'<text x="{x0}" y="{y0 - 8}" font-size="14" font-weight="bold">{html.escape(label)}</text>')
     out.append(f'<line x1="{x0}" y1="{y0 + height}" x2="{x0 + width}" y2="{y0 + height}" stroke="#000"/>')
     group_w = width / max(len(traces), 1)
     widest = max(len(rows) for rows in traces.values())
@@ -51,7 +52,7 @@ def bar_panel(out, x0, y0, width, height, traces, allocators, value, log, label,
     for gi, (trace, rows) in enumerate(traces.items()):
         gx = x0 + gi * group_w + group_w * 0.1
         out.append(f'<text x="{gx + group_w * 0.4}" y="{y0 + height + 16}" font-size="12" '
-                   f'text-anchor="middle">{trace}</text>')
+                   f'text-anchor="middle">{html.escape(trace)}</text>')
         present = [name for name in allocators if name in rows]
         for ai, name in enumerate(present):
             r = rows.get(name)
@@ -84,11 +85,11 @@ def main():
     width, panel_h = 900, 260
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{2 * panel_h + 170}" '
            f'font-family="sans-serif"><rect width="100%" height="100%" fill="#fff"/>',
-           f'<text x="20" y="24" font-size="16" font-weight="bold">stash-replay {args.title}</text>']
+           f'<text x="20" y="24" font-size="16" font-weight="bold">stash-replay {html.escape(args.title)}</text>']
     for i, name in enumerate(allocators):
         x, y = 20 + (i % 6) * 145, 36 + (i // 6) * 18
         out.append(f'<rect x="{x}" y="{y}" width="12" height="12" fill="{COLORS.get(name, "#999")}"/>'
-                   f'<text x="{x + 16}" y="{y + 11}" font-size="12">{name}</text>')
+                   f'<text x="{x + 16}" y="{y + 11}" font-size="12">{html.escape(name)}</text>')
     bar_panel(out, 60, 110, width - 100, panel_h - 60, traces, allocators, lambda r: r["ns_per_op_warm"], True,
               "warm host time per operation, ns (log scale, lower is better)", lambda v: f"{v:.0f}")
     bar_panel(out, 60, 110 + panel_h, width - 100, panel_h - 60, traces, allocators,

@@ -229,15 +229,36 @@ class trace_streams {
   std::vector<void*> handles_;
 };
 
+/// The length of the well-formed UTF-8 sequence at the start of s, 0 when it is not one (a file name
+/// is bytes, JSON is UTF-8).
+std::size_t utf8_sequence(std::string_view s) {
+  const auto byte = [&](std::size_t i) { return static_cast<unsigned char>(s[i]); };
+  const unsigned char b = byte(0);
+  const std::size_t n = b < 0x80 ? 1 : (b >> 5) == 0x6 ? 2 : (b >> 4) == 0xE ? 3 : (b >> 3) == 0x1E ? 4 : 0;
+  if (n == 0 || n > s.size()) return 0;
+  for (std::size_t i = 1; i < n; ++i)
+    if ((byte(i) >> 6) != 0x2) return 0;
+  std::uint32_t cp = n == 1 ? b : b & (0x7F >> n);
+  for (std::size_t i = 1; i < n; ++i) cp = (cp << 6) | (byte(i) & 0x3F);
+  const std::uint32_t least[] = {0, 0, 0x80, 0x800, 0x10000};
+  if (cp < least[n] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;  // overlong, beyond, surrogate
+  return n;
+}
+
 std::string json_string(std::string_view s) {
   std::string out = "\"";
-  for (const char c : s) {
-    if (c == '"' || c == '\\') out += '\\';
-    if (static_cast<unsigned char>(c) < 0x20) {
-      out += fmt::format("\\u{:04x}", static_cast<unsigned>(c));
+  while (!s.empty()) {
+    const std::size_t n = utf8_sequence(s);
+    if (n == 0) {  // not UTF-8: the replacement character, so the output stays JSON
+      out += "\\ufffd";
+      s.remove_prefix(1);
       continue;
     }
-    out += c;
+    const char c = s[0];
+    if (c == '"' || c == '\\') out += '\\';
+    if (n == 1 && static_cast<unsigned char>(c) < 0x20) out += fmt::format("\\u{:04x}", static_cast<unsigned>(c));
+    else out.append(s.substr(0, n));
+    s.remove_prefix(n);
   }
   return out + "\"";
 }
@@ -261,15 +282,25 @@ void print_replay_header() {
              "live MiB", "reserved MiB", "res/live", "settled", "cold ns/op", "warm ns/op", "backend");
 }
 
-/// Where results go: the table on stdout unless --json; JSON lines to stdout (--json) or a file.
+/// Where results go: the table on stdout unless --json; JSON lines to stdout (--json), to a file
+/// (--json-file), or both.
 struct output {
   bool table = true;
-  std::FILE* json = nullptr;
+  std::FILE* json = nullptr;       // stdout with --json
+  std::FILE* json_file = nullptr;  // --json-file
+  bool wants_json() const noexcept { return json || json_file; }
+  void write_json(const std::string& line) const {
+    for (std::FILE* f : {json, json_file}) {
+      if (!f) continue;
+      std::fputs(line.c_str(), f);
+      std::fflush(f);
+    }
+  }
 };
 
 void print_replay(const replay_result& r, backend_kind backend, const output& out) {
-  if (out.json) {
-    fmt::print(out.json,
+  if (out.wants_json()) {
+    out.write_json(fmt::format(
         "{{\"trace\":{},\"allocator\":{},\"backend\":\"{}\",\"ops\":{},\"peak_live_bytes\":{},"
         "\"peak_reserved_bytes\":{},\"reserved_over_live\":{},\"settled_reserved_over_live\":{},"
         "\"ns_per_op_cold\":{},"
@@ -278,8 +309,7 @@ void print_replay(const replay_result& r, backend_kind backend, const output& ou
         r.peak_reserved_bytes, json_number(r.reserved_over_live, 4), json_number(r.settled_reserved_over_live, 4),
         json_number(r.ns_per_op_cold, 1),
         json_number(r.ns_per_op_warm, 1), json_count(r.backend_allocs), r.streams, json_count(r.device_syncs),
-        json_count(r.host_waits));
-    std::fflush(out.json);
+        json_count(r.host_waits)));
   }
   if (out.table) {
     fmt::print("{:<22} {:<16} {:>9} {:>12.1f} {:>14.1f} {:>9} {:>9} {:>11} {:>11} {:>10}\n", r.trace, r.allocator,
@@ -296,15 +326,14 @@ void print_least_memory(const least_memory_result& r, backend_kind backend, cons
     return r.peak_live_bytes ? std::optional<double>(static_cast<double>(bytes) / static_cast<double>(r.peak_live_bytes))
                              : std::nullopt;
   };
-  if (out.json) {
-    fmt::print(out.json,
+  if (out.wants_json()) {
+    out.write_json(fmt::format(
                "{{\"benchmark\":\"least_memory\",\"trace\":{},\"allocator\":{},\"backend\":\"{}\","
                "\"peak_live_bytes\":{},\"unlimited_bytes\":{},\"least_bytes\":{},\"least_over_live\":{},"
                "\"unlimited_over_live\":{},\"probes\":{}}}\n",
                json_string(r.trace), json_string(r.allocator), to_string(backend), r.peak_live_bytes,
                r.unlimited_bytes, r.least_bytes, json_number(over_live(r.least_bytes), 4),
-               json_number(over_live(r.unlimited_bytes), 4), r.probes);
-    std::fflush(out.json);
+               json_number(over_live(r.unlimited_bytes), 4), r.probes));
   }
   if (out.table) {
     fmt::print("{:<24} {:<18} {:>10.1f} {:>14.1f} {:>11.1f} {:>10} {:>10} {:>7}\n", r.trace, r.allocator,
@@ -315,11 +344,10 @@ void print_least_memory(const least_memory_result& r, backend_kind backend, cons
 }
 
 void print_threads(const threads_result& r, backend_kind backend, const output& out) {
-  if (out.json) {
-    fmt::print(out.json, "{{\"bench\":\"threads\",\"allocator\":{},\"backend\":\"{}\",\"threads\":{},\"pairs\":{},"
+  if (out.wants_json()) {
+    out.write_json(fmt::format( "{{\"bench\":\"threads\",\"allocator\":{},\"backend\":\"{}\",\"threads\":{},\"pairs\":{},"
                "\"ns_per_pair\":{}}}\n",
-               json_string(r.allocator), to_string(backend), r.threads, r.pairs, json_number(r.ns_per_pair, 1));
-    std::fflush(out.json);
+               json_string(r.allocator), to_string(backend), r.threads, r.pairs, json_number(r.ns_per_pair, 1)));
   }
   if (out.table) {
     fmt::print("{:<16} {:>8} {:>10} {:>14}\n", r.allocator, r.threads, r.pairs, table_number(r.ns_per_pair, 1));
@@ -328,13 +356,12 @@ void print_threads(const threads_result& r, backend_kind backend, const output& 
 }
 
 void print_cross_stream(const cross_stream_result& r, const output& out) {
-  if (out.json) {
-    fmt::print(out.json,
+  if (out.wants_json()) {
+    out.write_json(fmt::format(
                "{{\"benchmark\":\"cross_stream\",\"allocator\":{},\"backend\":\"cuda\",\"synchronized\":{},"
                "\"pairs\":{},\"bytes\":{},\"ns_per_allocate\":{},\"reused\":{}}}\n",
                json_string(r.allocator), r.synchronized, r.pairs, r.bytes, json_number(r.ns_per_allocate, 1),
-               r.reused);
-    std::fflush(out.json);
+               r.reused));
   }
   if (out.table) {
     fmt::print("{:<20} {:>8} {:>10} {:>16} {:>10}\n", r.allocator, r.synchronized ? "yes" : "no", r.pairs,
@@ -396,6 +423,8 @@ int main(int argc, char** argv) {
   std::vector<std::string> allocators = opt.allocators.empty() ? available_allocators(backend) : opt.allocators;
   for (const auto& name : allocators) {
     const auto known = available_allocators(backend);
+    if (is_pinned(name) && !(opt.pinned && backend == backend_kind::cuda))
+      die(fmt::format("allocator '{}' serves pinned host memory: it runs with --pinned on the cuda backend", name));
     if (std::find(known.begin(), known.end(), name) == known.end() && !is_pinned(name))
       die(fmt::format("allocator '{}' is not available on the {} backend (available: {})", name,
                       to_string(backend), join(known)));
@@ -414,10 +443,6 @@ int main(int argc, char** argv) {
   output out;
   out.table = !opt.json;
   if (opt.json) out.json = stdout;
-  if (!opt.json_file.empty()) {
-    out.json = std::fopen(opt.json_file.c_str(), "w");
-    if (out.json == nullptr) die(fmt::format("--json-file: cannot write '{}'", opt.json_file));
-  }
   void (*before_clock)() = backend == backend_kind::cuda ? synchronize_device : nullptr;
 
   std::vector<trace> traces;
@@ -434,6 +459,16 @@ int main(int argc, char** argv) {
   } catch (const std::exception& e) {
     die(e.what());
   }
+  // Opened once every trace has been read: a bad trace leaves a results file as it was.
+  if (!opt.json_file.empty()) {
+    out.json_file = std::fopen(opt.json_file.c_str(), "w");
+    if (out.json_file == nullptr) die(fmt::format("--json-file: cannot write '{}'", opt.json_file));
+  }
+  // What each trace skipped, on stdout with the table, else on stderr (stdout holds only JSON then).
+  for (const auto& t : traces)
+    if (t.skipped_frees || t.skipped_failures)
+      fmt::print(out.table ? stdout : stderr, "note: {} skipped {} frees of addresses not live and {} failed allocations\n",
+                 t.name, t.skipped_frees, t.skipped_failures);
 
   int failures = 0;
   auto report_failure = [&](std::string_view what, std::string_view allocator, const std::exception& e) {
@@ -473,10 +508,6 @@ int main(int argc, char** argv) {
     if (out.table) {
       fmt::print("backend {}, {} warm replays (median), host time, each allocate or free one op\n",
                  to_string(backend), opt.warm);
-      for (const auto& t : traces)
-        if (t.skipped_frees || t.skipped_failures)
-          fmt::print("note: {} skipped {} frees of addresses not live and {} failed allocations\n", t.name,
-                     t.skipped_frees, t.skipped_failures);
       print_replay_header();
     }
     for (const auto& t : traces) {
@@ -605,6 +636,6 @@ int main(int argc, char** argv) {
       }
     }
   }
-  if (out.json && out.json != stdout) std::fclose(out.json);
+  if (out.json_file) std::fclose(out.json_file);
   return failures == 0 ? 0 : 1;
 }

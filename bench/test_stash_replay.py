@@ -136,6 +136,70 @@ class StashReplayCli(unittest.TestCase):
             self.assertEqual(row["device_syncs"], 0, row)
             self.assertEqual(row["host_waits"], 0, row)
 
+    def test_json_file_is_left_as_it_was_when_a_trace_is_bad(self):
+        results = os.path.join(self.dir.name, "results.jsonl")
+        with open(results, "w") as f:
+            f.write('{"kept": true}\n')
+        bad = self.trace("bad.csv", "0,1,allocate,0x10,-5,0x0\n")
+        result = run("--backend", "simulated", "--json-file", results, bad)
+        self.assertEqual(result.returncode, 2, result.stderr)
+        self.assertIn("bad.csv:2", result.stderr)
+        with open(results) as f:
+            self.assertEqual(f.read(), '{"kept": true}\n')
+
+    def test_json_and_json_file_write_both(self):
+        results = os.path.join(self.dir.name, "both.jsonl")
+        result = run("--backend", "simulated", "--json", "--json-file", results, "--warm", "1", "--allocators", "stash",
+                     self.small_trace())
+        self.assertEqual(result.returncode, 0, result.stderr)
+        with open(results) as f:
+            self.assertEqual(strict_json_lines(result.stdout), strict_json_lines(f.read()))
+        self.assertEqual(len(strict_json_lines(result.stdout)), 1)
+
+    def test_skipped_frees_name_no_stream_and_are_reported_with_json(self):
+        # 300 frees of addresses never allocated, each on a stream of its own (a log that starts late).
+        body = "".join(f"0,{i},free,0x{0x1000 + i:x},64,0x{0x100 + i:x}\n" for i in range(300))
+        trace = self.trace("late.csv", body + "0,400,allocate,0x10,4096,0x0\n0,401,free,0x10,4096,0x0\n")
+        result = run("--backend", "simulated", "--json", "--warm", "0", "--allocators", "stash", trace)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        [row] = strict_json_lines(result.stdout)
+        self.assertEqual(row["streams"], 1)
+        self.assertIn("skipped 300 frees", result.stderr)
+
+    def test_a_free_with_a_size_that_is_not_a_number_is_an_error(self):
+        trace = self.trace("free.csv", "0,1,allocate,0x10,4096,0x0\n0,2,free,0x10,garbage,0x0\n")
+        result = run("--backend", "simulated", trace)
+        self.assert_usage_error(result, "free.csv:3", "bad size 'garbage'")
+
+    def test_a_pinned_allocator_without_pinned_is_a_usage_error(self):
+        result = run("--backend", "simulated", "--allocators", "stash-pinned", self.small_trace())
+        self.assert_usage_error(result, "stash-pinned", "--pinned")
+
+    def test_json_stays_utf8_for_a_file_name_that_is_not(self):
+        path = os.path.join(self.dir.name.encode(), b"caf\xe9.csv")
+        with open(path, "wb") as f:
+            f.write((HEADER + "0,1,allocate,0x10,4096,0x0\n").encode())
+        result = subprocess.run([BINARY, "--backend", "simulated", "--json", "--warm", "0", "--allocators", "stash",
+                                 path], capture_output=True, timeout=120)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        [row] = [json.loads(line) for line in result.stdout.decode("utf-8").splitlines() if line.strip()]
+        self.assertEqual(row["trace"], "caf\ufffd")
+
+    def test_plot_results_escapes_names_into_well_formed_svg(self):
+        import xml.etree.ElementTree as ElementTree
+        results = os.path.join(self.dir.name, "r.jsonl")
+        trace = self.trace("fwd&bwd<1>.csv", "0,1,allocate,0x10,4096,0x0\n0,2,free,0x10,4096,0x0\n")
+        result = run("--backend", "simulated", "--json-file", results, "--warm", "1", "--allocators", "stash", trace)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        svg = os.path.join(self.dir.name, "r.svg")
+        plot = os.path.join(os.path.dirname(os.path.abspath(__file__)), "plot_results.py")
+        done = subprocess.run([sys.executable, plot, results, "-o", svg, "--title", "a & <b>"], capture_output=True,
+                              text=True, timeout=60)
+        self.assertEqual(done.returncode, 0, done.stderr)
+        text = "".join(ElementTree.parse(svg).getroot().itertext())
+        self.assertIn("fwd&bwd<1>", text)
+        self.assertIn("a & <b>", text)
+
     def moved_pages_trace(self):
         # A and B take 4 MiB each (pages 0-3 of 2 MiB); A is freed; C (6 MiB) does not fit A's hole and
         # goes above B (pages 4-6). With no limit the cache keeps A's pages (14 MiB held for 10 live);

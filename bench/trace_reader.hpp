@@ -159,19 +159,23 @@ inline trace parse_trace(std::istream& in, std::string name, const std::string& 
       throw fail("unknown action '" + std::string(action) + "' (expected allocate or free)");
     if (!detail::parse_pointer(fields[pointer_col], address))
       throw fail("bad pointer '" + std::string(fields[pointer_col]) + "' (expected hexadecimal)");
-    std::uint8_t stream = 0;
-    if (stream_col != SIZE_MAX) {
-      std::uint64_t handle = 0;
-      if (!detail::parse_pointer(fields[stream_col], handle))
-        throw fail("bad stream '" + std::string(fields[stream_col]) + "' (expected a hexadecimal handle)");
+    std::uint64_t handle = 0;
+    if (stream_col != SIZE_MAX && !detail::parse_pointer(fields[stream_col], handle))
+      throw fail("bad stream '" + std::string(fields[stream_col]) + "' (expected a hexadecimal handle)");
+    std::uint64_t size = 0;  // a free repeats its allocation's size: checked as a number, not used
+    if (!detail::parse_number(fields[size_col], 10, size))
+      throw fail("bad size '" + std::string(fields[size_col]) + "' (expected a decimal byte count)");
+    // The stream's index, taken only for an operation that is replayed (a skipped free names no stream).
+    auto stream_index = [&]() -> std::uint8_t {
+      if (stream_col == SIZE_MAX) return 0;
       auto known = std::find(t.streams.begin(), t.streams.end(), handle);
       if (known == t.streams.end()) {
         if (t.streams.size() == 256) throw fail("more than 256 distinct streams");
         t.streams.push_back(handle);
         known = t.streams.end() - 1;
       }
-      stream = static_cast<std::uint8_t>(known - t.streams.begin());
-    }
+      return static_cast<std::uint8_t>(known - t.streams.begin());
+    };
 
     if (action == "free") {
       const auto it = live.find(address);
@@ -179,6 +183,7 @@ inline trace parse_trace(std::istream& in, std::string name, const std::string& 
         ++t.skipped_frees;
         continue;
       }
+      const std::uint8_t stream = stream_index();
       t.ops.push_back({it->second.size, it->second.slot, true, stream});
       free_slots.push_back(it->second.slot);
       live_bytes -= it->second.size;
@@ -187,9 +192,6 @@ inline trace parse_trace(std::istream& in, std::string name, const std::string& 
       continue;
     }
 
-    std::uint64_t size = 0;
-    if (!detail::parse_number(fields[size_col], 10, size))
-      throw fail("bad size '" + std::string(fields[size_col]) + "' (expected a decimal byte count)");
     if (size == 0) throw fail("allocation of 0 bytes");
     if (size > max_allocation_size)
       throw fail("allocation of " + std::to_string(size) + " bytes, above the allocators' limit of " +
@@ -198,6 +200,7 @@ inline trace parse_trace(std::istream& in, std::string name, const std::string& 
     if (live.contains(address))
       throw fail("allocation of address " + std::string(fields[pointer_col]) +
                  " which is already live (no free between two allocations)");
+    const std::uint8_t stream = stream_index();
     std::uint32_t slot;
     if (free_slots.empty()) {
       slot = static_cast<std::uint32_t>(t.slot_count++);

@@ -99,6 +99,8 @@ class ConverterTest(unittest.TestCase):
             self.assertIn("free_completed 2", err.getvalue())
             with contextlib.redirect_stderr(io.StringIO()):
                 self.assertEqual(conv.main([pickle_path, "-o", csv_path, "--device", "5"]), 2)
+            with open(csv_path) as f:  # a refused snapshot leaves the file as it was
+                self.assertEqual(f.read(), EXPECTED_DEVICE_0)
 
 
 if __name__ == "__main__":

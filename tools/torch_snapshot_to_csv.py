@@ -33,6 +33,7 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import io
 import pickle
 import sys
 from typing import IO, Any, Iterable, Iterator, Mapping, Sequence
@@ -205,8 +206,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.output == "-":
             counts = write_trace(snapshot, sys.stdout, args.device)
         else:
+            # Written whole into memory first: a snapshot refused (no such device) leaves the file as it was.
+            text = io.StringIO()
+            counts = write_trace(snapshot, text, args.device)
             with open(args.output, "w", newline="") as out:
-                counts = write_trace(snapshot, out, args.device)
+                out.write(text.getvalue())
     except ValueError as e:
         print(f"torch_snapshot_to_csv: {e}", file=sys.stderr)
         return 2

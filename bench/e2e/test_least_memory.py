@@ -42,11 +42,11 @@ class LeastMemory(unittest.TestCase):
                 self.assertIn("| resnet50 | stash |", f.read())
 
     def test_a_step_below_a_mib_is_a_usage_error(self):
-        for bad in ("0", "-8", "nan", "0.5"):
+        for bad in ("0", "-8", "nan", "0.5", "inf"):
             run = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "e2e"), "--dry-run", "--least-memory",
                                   "--least-step-mib", bad], capture_output=True, text=True, timeout=60)
             self.assertEqual(run.returncode, 2, bad)
-            self.assertIn("--least-step-mib must be >= 1", run.stderr)
+            self.assertIn("--least-step-mib must be a finite number >= 1", run.stderr)
 
 
 if __name__ == "__main__":
