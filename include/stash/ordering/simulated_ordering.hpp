@@ -14,6 +14,10 @@
 // Stream order holds as on a GPU: completing an event completes every event recorded before it on the
 // same stream, a host wait (synchronize) completes the event it waits for, and a device-wide
 // synchronize completes every event; it is refused (returns false) while a stream captures.
+//
+// Not thread-safe, and every thread's cudaStreamPerThread is one stream to it: the allocator calls it
+// under its own lock, but a test that completes events (allocator.ordering().complete...) while other
+// threads call the allocator must serialize those calls with them.
 #include <cstddef>
 #include <cstdint>
 #include <stdexcept>
