@@ -345,7 +345,7 @@ void print_least_memory(const least_memory_result& r, backend_kind backend, cons
 
 void print_threads(const threads_result& r, backend_kind backend, const output& out) {
   if (out.wants_json()) {
-    out.write_json(fmt::format( "{{\"bench\":\"threads\",\"allocator\":{},\"backend\":\"{}\",\"threads\":{},\"pairs\":{},"
+    out.write_json(fmt::format("{{\"bench\":\"threads\",\"allocator\":{},\"backend\":\"{}\",\"threads\":{},\"pairs\":{},"
                "\"ns_per_pair\":{}}}\n",
                json_string(r.allocator), to_string(backend), r.threads, r.pairs, json_number(r.ns_per_pair, 1)));
   }

@@ -19,6 +19,7 @@
 #include "stash/allocators.hpp"
 #include "stash/logging_adaptor.hpp"
 #include "support/compositions.hpp"
+#include "support/traces.hpp"
 
 namespace {
 
@@ -38,16 +39,7 @@ std::string hex(const void* p) {
   return buf;
 }
 
-/// The benchmark traces: $STASH_TRACES_DIR when set (a copy of the repository on another machine, as
-/// scripts/gpu-test sets it), else bench/traces of the source tree the suite was built from.
-std::filesystem::path traces_dir() {
-  if (const char* dir = std::getenv("STASH_TRACES_DIR"); dir != nullptr && *dir != '\0') return dir;
-#ifdef STASH_BENCH_DIR
-  return std::filesystem::path(STASH_BENCH_DIR) / "traces";
-#else
-  return std::filesystem::path(__FILE__).parent_path().parent_path() / "bench" / "traces";
-#endif
-}
+using stash_test::traces_dir;
 
 /// An allocator with stream-ordered calls, to see the stream logged.
 struct stream_allocator {

@@ -14,13 +14,11 @@
 #include "../bench/replay.hpp"
 #include "../bench/trace_reader.hpp"
 #include "stash/backend/limited_backend.hpp"
+#include "support/traces.hpp"
 
 namespace {
 
-std::filesystem::path traces_dir() {
-  if (const char* dir = std::getenv("STASH_TRACES_DIR"); dir != nullptr && *dir != '\0') return dir;
-  return STASH_DEFAULT_TRACES_DIR;
-}
+using stash_test::traces_dir;
 
 using ordered = stash::bench::stash_adapter<stash::bench::simulated_ordered_allocator>;
 using limited_ordered = stash::bench::stash_adapter<

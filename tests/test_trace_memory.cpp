@@ -25,17 +25,11 @@
 #include "../bench/least_memory.hpp"
 #include "../bench/replay.hpp"
 #include "../bench/trace_reader.hpp"
+#include "support/traces.hpp"
 
 namespace {
 
-std::filesystem::path traces_dir() {
-  if (const char* dir = std::getenv("STASH_TRACES_DIR"); dir != nullptr && *dir != '\0') return dir;
-#ifdef STASH_DEFAULT_TRACES_DIR
-  return STASH_DEFAULT_TRACES_DIR;
-#else
-  return std::filesystem::path(__FILE__).parent_path().parent_path() / "bench" / "traces";
-#endif
-}
+using stash_test::traces_dir;
 
 struct baseline_entry {
   std::string trace;

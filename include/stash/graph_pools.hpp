@@ -308,7 +308,6 @@ class graph_pools {
     return nullptr;
   }
 
-  /// A released pool with no block left is forgotten.
   /// Forgets a released pool with no block left, unless a routing still names it (its requests go
   /// there until end()).
   void drop_if_empty(std::map<key, pool_state>::iterator it) {
