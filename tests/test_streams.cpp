@@ -865,6 +865,57 @@ TEMPLATE_TEST_CASE("streams: empty_cache forgets the streams no block refers to"
   CHECK(o.unreleased_events() == 0);
 }
 
+// A program that runs a thread per request, each freeing on its own cudaStreamPerThread (whose epoch is
+// recorded at every free), and never calls empty_cache(): once the streams known pass twice what the
+// last pass kept, those whose epochs have completed and that no block refers to are forgotten while
+// the program runs. What blocks still need (a live block's stream, a stream record_stream named, a
+// stream with a free still pending) stays, and no forgotten stream's handle is used again.
+TEMPLATE_TEST_CASE("streams: streams nothing refers to are forgotten while the program runs", "[streams][destroyed]",
+                   segments, paged) {
+  TestType a;
+  auto& o = a.ordering();
+  const stash::stream keep = o.make_stream(), side = o.make_stream(), slow = o.make_stream();
+  const stash::stream other = o.make_stream();
+  void* live = a.allocate(whole, keep);  // keeps `keep` known
+  void* used = a.allocate(whole, keep);
+  a.record_stream(used, side);  // and `side`, which used's free will wait for
+  void* pending = a.allocate(whole, slow);
+  void* blocker = a.allocate(whole, slow);
+  a.deallocate(pending, slow);  // its epoch stays open: no call on slow records it until the end
+
+  // Joined one after another: the simulated policy is not thread-safe.
+  constexpr int threads = 400;
+  for (int i = 0; i < threads; ++i) {
+    std::thread([&] {
+      void* p = a.allocate(whole, stash::stream::per_thread());
+      a.deallocate(p, stash::stream::per_thread());
+    }).join();
+    o.complete_all();  // every recorded event; slow's epoch has none
+  }
+  CHECK(a.stream_stats().streams_forgotten >= threads - 2 * 64);  // at most 128 streams known at a time
+  CHECK(o.destroyed_stream_uses() == 0);
+
+  // What was kept works as before: pending's memory goes to no other stream while slow's epoch is
+  // open; keep's block is freed on keep and reused there at once; used's free waits for side.
+  void* q = a.allocate(whole, other);
+  CHECK(!overlap(q, whole, pending, whole));
+  a.deallocate(live, keep);
+  void* again = a.allocate(whole, keep);
+  CHECK(again == live);  // stream order: reusable on its own stream at once
+  a.deallocate(used, keep);
+  void* after_used = a.allocate(whole, keep);
+  CHECK(after_used != used);  // side's epoch open at the free has not completed
+  a.deallocate(after_used, keep);
+  a.deallocate(blocker, slow);
+  a.deallocate(q, other);
+  a.deallocate(again, keep);
+  o.complete_all();
+  a.empty_cache();
+  CHECK(a.reserved_bytes() == 0);
+  CHECK(o.destroyed_stream_uses() == 0);
+  CHECK(o.unreleased_events() == 0);
+}
+
 TEST_CASE("streams: blocks used on a stream destroyed since are freed on another without its handle",
           "[streams][destroyed]") {
   segments a;

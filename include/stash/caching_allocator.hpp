@@ -309,7 +309,10 @@ class caching_allocator {
       arena_.coalesce();
     }
     arena_.release_cache(0);
-    if constexpr (streamed) forget_unused_streams();
+    if constexpr (streamed) {
+      forget_unused_streams();
+      forget_streams_above_ = std::max(forget_streams_floor, 2 * streams_.stream_count());
+    }
   }
 
   /// Gives cached memory back to the backend until at most target_cached_bytes stay cached, or nothing
@@ -459,7 +462,8 @@ class caching_allocator {
   /// region keeps the filing with any number of streams (mlp_two_streams 1.143 -> 1.076 settled).
   tag* tag_of(stream s) {
     if constexpr (streamed) {
-      return streams_.tag(s, [&](std::size_t streams) {
+      return streams_.tag(s, [&](std::size_t streams, tag* t) {
+        if (streams > forget_streams_above_) [[unlikely]] streams = forget_streams_while_running(t);
         if constexpr (heap_type::small_pool) heap_.file_below_tops(1, paged && streams == 1);
       });
     } else {
@@ -467,24 +471,46 @@ class caching_allocator {
     }
   }
 
-  /// After empty_cache: a free block that is ready belongs to no stream any more, and the stream layer
-  /// drops the streams no block refers to (live blocks' owners, the streams record_stream named for
-  /// them, the owners of free blocks still pending).
-  void forget_unused_streams() noexcept
+  /// After empty_cache, and while running once the streams known have doubled: a free block that is
+  /// ready belongs to no stream any more, and the stream layer drops the streams no block refers to
+  /// (live blocks' owners, the streams record_stream named for them, the owners of free blocks still
+  /// pending), but `keep`, the stream of the call under way.
+  void forget_unused_streams(const tag* keep = nullptr) noexcept
     requires streamed
   {
-    streams_.forget_unused([&](auto mark) {  // called only once every free block is ready
-      heap_.for_each_block([&](block* b) {
-        if (b->is_free() && detail::ready(b)) {
-          b->owner = nullptr;
-          b->seq = 0;
-        }
-        mark(b->owner);
-      });
-      for (const auto& [addr, uses] : extra_uses_)
-        for (tag* t : uses) mark(t);
-    });
+    streams_.forget_unused(
+        [&](auto mark) {
+          heap_.for_each_block([&](block* b) {
+            if (b->is_free() && detail::ready(b)) {
+              b->owner = nullptr;
+              b->seq = 0;
+            }
+            mark(b->owner);
+          });
+          for (const auto& [addr, uses] : extra_uses_)
+            for (tag* t : uses) mark(t);
+        },
+        keep);
   }
+
+  /// A program that makes threads without end (a thread per request), each freeing on its own
+  /// cudaStreamPerThread, or streams without end and never calls empty_cache(), would otherwise leave
+  /// the allocator a stream for each, and every slow path walks them all. So once the streams known
+  /// pass twice what the last pass kept (and at least forget_streams_floor), the completed epochs
+  /// are retired (event queries, no wait), the ghosts of remapped chunks whose frees have completed go
+  /// (paged: coalesce), and the streams nothing refers to any more are dropped, as empty_cache() does.
+  /// One walk over the blocks per doubling. Returns the streams known after it.
+  [[gnu::cold, gnu::noinline]] std::size_t forget_streams_while_running(const tag* keep) noexcept
+    requires streamed
+  {
+    streams_.retire_completed_everywhere();
+    arena_.coalesce();
+    forget_unused_streams(keep);
+    const std::size_t left = streams_.stream_count();
+    forget_streams_above_ = std::max(forget_streams_floor, 2 * left);
+    return left;
+  }
+  static constexpr std::size_t forget_streams_floor = 64;
 
   /// A free on another stream than b's own, or of a block record_stream named other streams for: b
   /// waits for the epoch open now on every stream it was used on, and merges with nothing meanwhile.
@@ -599,6 +625,7 @@ class caching_allocator {
   [[no_unique_address]] std::conditional_t<streamed, std::unordered_map<std::uintptr_t, std::vector<tag*>>, none>
       extra_uses_;
   std::size_t deferred_trim_ = SIZE_MAX;  // stream order: a trim_cache target pending frees kept from reaching
+  std::size_t forget_streams_above_ = forget_streams_floor;  // stream order: forget_streams_while_running past this many streams
   heap_type heap_;
 };
 

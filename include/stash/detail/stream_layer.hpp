@@ -98,7 +98,7 @@ class stream_layer {
     std::uint64_t host_waits = 0;       // epochs waited for on the host when the device could not be
     std::uint64_t capture_skips = 0;    // epochs left open because their stream was capturing, and
                                         // device-wide waits refused because a capture was underway
-    std::uint64_t streams_forgotten = 0;  // streams forget_unused dropped (empty_cache)
+    std::uint64_t streams_forgotten = 0;  // streams forget_unused dropped (empty_cache, and while running)
   };
 
   explicit stream_layer(Ordering ordering = Ordering{}) noexcept : ordering_(std::move(ordering)) {}
@@ -119,16 +119,16 @@ class stream_layer {
   /// The tag of stream s, named by the caller: made on first use after the ordering policy has checked
   /// the handle (stash::invalid_stream; nothing changes then). A close requested for s happens here.
   stream_tag* tag(stream s) {
-    return tag(s, [](std::size_t) noexcept {});
+    return tag(s, [](std::size_t, stream_tag*) noexcept {});
   }
-  /// As tag(s), and where s is not the stream the last call named, on_switch(stream_count()) after
+  /// As tag(s), and where s is not the stream the last call named, on_switch(stream_count(), tag) after
   /// the lookup (for what depends on how many streams the allocator serves).
   template <class OnSwitch>
   stream_tag* tag(stream s, OnSwitch&& on_switch) {
     if (key_of(s) == last_key_) [[likely]]
       return last_;
     stream_tag* const t = find_or_add(s);
-    on_switch(stream_count());
+    on_switch(stream_count(), t);
     return t;
   }
   /// How the layer keys a stream: its handle, except cudaStreamPerThread, one handle that names a
@@ -224,17 +224,20 @@ class stream_layer {
     return retired + settle_cross();
   }
 
-  /// Once settled (every free block ready, as after empty_cache's synchronize), drops the streams that
-  /// nothing refers to: no epoch open or recorded, not the legacy default stream, and not passed to
-  /// mark by for_each_reference(mark), which the caller calls for the owner of every block and every
-  /// stream record_stream named for a live block (called only once settled, so the caller may clear
-  /// the owners of free blocks there). A program that makes streams without end (one per
-  /// request) then keeps what it knows of them bounded by what it still uses; a stream seen again is
-  /// checked and added anew. Returns how many were dropped.
+  /// Drops the streams that nothing refers to: no epoch open or recorded, not the legacy default
+  /// stream, not `keep` (the stream of the call under way), no cross block waiting for it, and not
+  /// passed to mark by for_each_reference(mark), which the caller calls for the owner of every block
+  /// that is live or not ready (a free block that is ready may be handed out on any stream: the caller
+  /// clears its owner instead) and every stream record_stream named for a live block. A stream whose
+  /// epochs have all retired has no block that is not ready, so what is dropped is only what no block
+  /// needs. A program that makes streams without end (one per request, or a thread per request, each
+  /// with its own cudaStreamPerThread) then keeps what it knows of them bounded by what it still uses;
+  /// a stream seen again is checked and added anew. Returns how many were dropped.
   template <class ForEachReference>
-  std::size_t forget_unused(ForEachReference&& for_each_reference) noexcept {
-    if (!settled()) return 0;
-    for (auto& [key, s] : streams_) s->referenced = false;
+  std::size_t forget_unused(ForEachReference&& for_each_reference, const stream_tag* keep = nullptr) noexcept {
+    for (auto& [key, s] : streams_) s->referenced = s.get() == keep;
+    for (const cross_entry& c : cross_)
+      for (const ticket& t : c.tickets) t.stream->referenced = true;
     for_each_reference([](stream_tag* t) noexcept {
       if (t) t->referenced = true;
     });
@@ -254,6 +257,19 @@ class stream_layer {
     }
     counters_.streams_forgotten += dropped;
     return dropped;
+  }
+
+  /// Retires the epochs of every stream whose events have completed, and makes ready the cross blocks
+  /// whose epochs all have: queries only, no close requested, no host wait, no stream handle used.
+  /// Never throws: a query that fails leaves its epoch recorded.
+  void retire_completed_everywhere() noexcept {
+    for (auto& [key, s] : streams_) {
+      try {
+        retire_completed(*s);
+      } catch (...) {
+      }
+    }
+    settle_cross();
   }
 
   /// Records t's epoch now, in a free that does not name t: a stream record_stream named for the block
