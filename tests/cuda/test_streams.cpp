@@ -162,6 +162,51 @@ TEMPLATE_TEST_CASE("streams (GPU): 8 threads on 8 streams write and verify tags 
   alloc.empty_cache();  // while the streams still exist
 }
 
+// A thread per request, each on its own cudaStreamPerThread, one after another: each thread leaves a
+// kernel writing its block after it has freed it and finished; the next thread's block must not be
+// that one while the kernel runs. Finished threads' streams are forgotten while the program runs
+// (once their last free's event has completed), not kept until empty_cache.
+TEMPLATE_TEST_CASE("streams (GPU): a thread per request on cudaStreamPerThread: late kernels keep their blocks, "
+                   "finished threads' streams are forgotten",
+                   "[cuda][streams][threads]", device_segregated, device_vmm) {
+  TestType alloc{typename TestType::backend_type(current_device())};
+  constexpr int threads = 200;
+  constexpr std::size_t words = std::size_t{1} << 18;  // 1 MiB
+  counters bad(threads);
+  unsigned* scratch = nullptr;  // what the pause kernels write: nothing reads it
+  CUDA_REQUIRE(cudaMalloc(reinterpret_cast<void**>(&scratch), threads * sizeof(unsigned)));
+  std::atomic<int> errors{0};
+  for (int i = 0; i < threads; ++i) {
+    std::thread([&, i] {
+      try {
+        const stash::stream own = stash::stream::per_thread();
+        const unsigned tag = 0x2000'0000u + static_cast<unsigned>(i);
+        auto* p = static_cast<unsigned*>(alloc.allocate(words * sizeof(unsigned), own));
+        // Fill, pause 3 ms on the GPU (the last thread's kernel, 2 ms long, ends meanwhile), count what
+        // is not this thread's tag, then keep writing the tag for 2 ms after the free and the thread's end.
+        if (launch_fill(p, words, tag, cudaStreamPerThread) != cudaSuccess ||
+            launch_sleep_then_fill(scratch + i, 1, tag, 3 * ms, cudaStreamPerThread) != cudaSuccess ||
+            launch_count_mismatches(p, words, tag, bad.at(static_cast<std::size_t>(i)), cudaStreamPerThread) !=
+                cudaSuccess ||
+            launch_keep_writing(p, words, tag, 2 * ms, cudaStreamPerThread) != cudaSuccess)
+          throw std::runtime_error("launch");
+        alloc.deallocate(p, own);
+      } catch (...) {
+        ++errors;
+      }
+    }).join();
+  }
+  REQUIRE(errors == 0);
+  CUDA_REQUIRE(cudaDeviceSynchronize());
+  for (unsigned long long b : bad.read()) CHECK(b == 0);
+  CHECK(alloc.stream_stats().streams_forgotten >= threads - 2 * 64);  // at most 128 known at a time
+  CHECK(alloc.ordering().stats().host_waits == 0);
+  CHECK(alloc.stream_stats().device_syncs == 0);
+  alloc.empty_cache();
+  CHECK(alloc.reserved_bytes() == 0);
+  CUDA_REQUIRE(cudaFree(scratch));
+}
+
 TEST_CASE("streams (GPU): a graph captured with allocations from the cache and from new pages replays",
           "[cuda][streams][graph]") {
   device_vmm alloc{stash::cuda_vmm_backend(current_device())};
