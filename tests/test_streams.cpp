@@ -21,6 +21,7 @@
 #include "stash/backend/limited_backend.hpp"
 #include "stash/backend/simulated_backend.hpp"
 #include "stash/backend/simulated_paged_backend.hpp"
+#include "stash/buckets/power_of_two_buckets.hpp"
 #include "stash/buckets/segregated_fit_buckets.hpp"
 #include "stash/caching_allocator.hpp"
 #include "stash/lock/null_lock.hpp"
@@ -914,6 +915,58 @@ TEMPLATE_TEST_CASE("streams: streams nothing refers to are forgotten while the p
   CHECK(a.reserved_bytes() == 0);
   CHECK(o.destroyed_stream_uses() == 0);
   CHECK(o.unreleased_events() == 0);
+}
+
+// The pass that forgets streams retires completed epochs itself; a trim_cache target that pending
+// frees kept from reaching is applied there too (helper audit, eighteenth session: it stayed unmet,
+// 65 MiB cached against a target of 0, since the layer was settled and no later slow path reclaimed).
+TEST_CASE("streams: a deferred trim_cache target is met by the pass that forgets streams", "[streams]") {
+  segments a;
+  auto& o = a.ordering();
+  std::vector<stash::stream> streams;
+  for (int i = 0; i < 64; ++i) streams.push_back(o.make_stream());
+  for (const stash::stream s : streams) a.deallocate(a.allocate(1000, s), s);  // 64 streams known
+  o.complete_all();
+  const stash::stream s = streams[0], t = streams[1];
+  void* big = a.allocate(64 * MiB, s);
+  void* x = a.allocate(1000, t);
+  a.deallocate(big, s);  // pending on s
+  a.trim_cache(0);       // nothing can go yet: the target waits
+  CHECK(a.cached_bytes() >= 64 * MiB);
+  a.deallocate(a.allocate(1000, s), s);  // a call on s records its epoch
+  o.complete_all();
+  const stash::stream fresh = o.make_stream();  // the 65th stream: the pass runs in this call
+  void* y = a.allocate(128 * MiB, fresh);  // (the 64 streams' open epochs keep them known)
+  CHECK(a.cached_bytes() < 64 * MiB);     // big's segment went back
+  a.deallocate(y, fresh);
+  a.deallocate(x, t);
+}
+
+// cross_stream_wait with an exact-fit policy (power_of_two_buckets, which never splits): a miss takes
+// another stream's pending block only of the request's own size (helper audit, eighteenth session: a
+// 31-byte request got a pending 64 KiB block whole).
+TEST_CASE("streams: cross_stream_wait with an exact-fit policy takes only a block of the request's size",
+          "[streams]") {
+  using pow2 = stash::caching_allocator<stash::simulated_backend, stash::power_of_two_buckets, stash::null_lock,
+                                        stash::basic_stats, stash::simulated_ordering>;
+  stash::caching_options options;
+  options.cross_stream_wait = true;
+  pow2 a(stash::simulated_backend{}, options);
+  auto& o = a.ordering();
+  const stash::stream s = stash::stream::per_thread(), t = o.make_stream();  // s records at each free
+  void* big = a.allocate(44092, s);  // 64 KiB
+  a.deallocate(big, s);
+  void* small = a.allocate(31, t);
+  CHECK(small != big);
+  CHECK(a.stats().allocated_bytes == pow2::good_size(31));
+  void* same = a.allocate(44092, t);  // the same size: t waits for s's event and takes it
+  CHECK(same == big);
+  CHECK(o.waits().size() == 1);
+  a.deallocate(small, t);
+  a.deallocate(same, t);
+  o.complete_all();
+  a.empty_cache();
+  CHECK(a.reserved_bytes() == 0);
 }
 
 TEST_CASE("streams: blocks used on a stream destroyed since are freed on another without its handle",

@@ -498,13 +498,15 @@ class caching_allocator {
   /// the allocator a stream for each, and every slow path walks them all. So once the streams known
   /// pass twice what the last pass kept (and at least forget_streams_floor), the completed epochs
   /// are retired (event queries, no wait), the ghosts of remapped chunks whose frees have completed go
-  /// (paged: coalesce), and the streams nothing refers to any more are dropped, as empty_cache() does.
+  /// (paged: coalesce), a trim_cache target those frees kept from reaching is applied, and the streams
+  /// nothing refers to any more are dropped, as empty_cache() does.
   /// One walk over the blocks per doubling. Returns the streams known after it.
   [[gnu::cold, gnu::noinline]] std::size_t forget_streams_while_running(const tag* keep) noexcept
     requires streamed
   {
     streams_.retire_completed_everywhere();
     arena_.coalesce();
+    apply_deferred_trim();  // the epochs just retired may be what a trim_cache was waiting for
     forget_unused_streams(keep);
     const std::size_t left = streams_.stream_count();
     forget_streams_above_ = std::max(forget_streams_floor, 2 * left);
@@ -542,12 +544,15 @@ class caching_allocator {
   /// back what a trim_cache could not, now that it can. Never waits.
   std::size_t reclaim(tag* on) {
     const std::size_t retired = streams_.reclaim(on);
-    if (retired > 0 && deferred_trim_ != SIZE_MAX) {
-      arena_.coalesce();
-      arena_.release_cache(deferred_trim_);
-      if (cached() <= deferred_trim_ || streams_.settled()) deferred_trim_ = SIZE_MAX;
-    }
+    if (retired > 0) apply_deferred_trim();
     return retired;
+  }
+  /// Gives back what a trim_cache could not while frees were pending, after epochs have retired.
+  void apply_deferred_trim() noexcept {
+    if (deferred_trim_ == SIZE_MAX) return;
+    arena_.coalesce();
+    arena_.release_cache(deferred_trim_);
+    if (cached() <= deferred_trim_ || streams_.settled()) deferred_trim_ = SIZE_MAX;
   }
 
   /// Paged, b needs pages mapped: the block to serve the request instead, if one with fewer pages to

@@ -145,9 +145,17 @@ class block_heap {
   }
 
   /// Wait mode: a free block of at least `size` bytes in pool `pool`, pending on some stream (not a
-  /// cross block: those belong to `nobody`).
+  /// cross block: those belong to `nobody`). An exact-fit policy never splits, so it looks in the
+  /// request's own list only: a larger block would be handed out whole.
   block* pending_block_that_fits(std::size_t size, std::uint8_t pool, const tag* nobody) const noexcept {
-    return find_free_block_if(size, pool, [&](const block* b) { return b->owner && b->owner != nobody && !ready(b); });
+    auto pending = [&](const block* b) { return b->owner && b->owner != nobody && !ready(b); };
+    if constexpr (Buckets::exact_fit) {
+      for (block* b = free_.head(bucket_of(size, pool)); b; b = b->next_free)
+        if (pending(b)) return b;
+      return nullptr;
+    } else {
+      return find_free_block_if(size, pool, pending);
+    }
   }
 
   [[gnu::always_inline]] void push_free(block* b) noexcept {
