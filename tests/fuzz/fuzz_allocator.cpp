@@ -9,7 +9,8 @@
 //   second free, trim_cache, empty_cache, reset_peak, a backend fault at a chosen call index (out of
 //   memory or a thrown cuda_error, failing compositions), a backend capacity change (simulated
 //   backends); stream order: record_stream, events completing (one, a stream's, all), graph capture
-//   on and off, a made stream destroyed or its handle given to a new stream, and an unknown stream;
+//   on and off, a made stream destroyed or its handle given to a new stream, a burst of new streams
+//   (past the 64 at which the allocator forgets unused streams while running), and an unknown stream;
 //   free_records_used_streams on or off.
 // After every operation the allocator must agree with the model (live blocks, every counter), the
 // backend must hold exactly what the allocator says it reserved and have seen no misuse; after every
@@ -108,6 +109,7 @@ class program {
   static constexpr bool host_memory = touches_memory<Allocator>;
   // Real host memory: keep what is live small so that a run stays fast under ASan.
   static constexpr std::size_t live_limit = host_memory ? 64 * MiB : SIZE_MAX;
+  struct snapshot;  // what state() returns (below)
 
  public:
   /// `options`: what the input's first byte chose (options_of_first_byte).
@@ -192,30 +194,38 @@ class program {
   void allocate(std::size_t n) {
     if (n != 0 && n <= Allocator::max_size() && n > live_limit - std::min(live_limit, live_bytes_)) n = 1;
     const auto before = state();
-    const stash::stream s = pick_stream();
+    allocate_on(n, pick_stream(), before);
+  }
+  /// Returns whether a block was allocated (then the last of live_).
+  bool allocate_on(std::size_t n, stash::stream s, const snapshot& before) {
     void* p = nullptr;
     try {
       p = a_->allocate(n, s);
     } catch (const stash::capture_error& e) {
       FUZZ_CHECK(streamed && a_->ordering().is_capturing(s));
       FUZZ_CHECK(e.requested_bytes() == n);
-      return check_after_failure(before);
+      check_after_failure(before);
+      return false;
     } catch (const stash::invalid_size& e) {
       FUZZ_CHECK(n > Allocator::max_size());
       FUZZ_CHECK(e.size() == n);
-      return check_unchanged(before);
+      check_unchanged(before);
+      return false;
     } catch (const stash::out_of_memory& e) {
       FUZZ_CHECK(e.requested_bytes() == n);
       FUZZ_CHECK(e.reserved_bytes() == a_->reserved_bytes());
       FUZZ_CHECK(e.cached_bytes() == a_->cached_bytes());
-      return check_after_failure(before);
+      check_after_failure(before);
+      return false;
     } catch (const stash::cuda_error&) {
       FUZZ_CHECK(failing);  // only an injected fault throws
-      return check_after_failure(before);
+      check_after_failure(before);
+      return false;
     }
     if (n == 0) {
       FUZZ_CHECK(p == nullptr);
-      return check_unchanged(before);
+      check_unchanged(before);
+      return false;
     }
     FUZZ_CHECK(n <= Allocator::max_size());
     FUZZ_CHECK(p != nullptr);
@@ -230,18 +240,22 @@ class program {
     live_.push_back({p, n, fill, s, {}});
     live_bytes_ += n;
     check();
+    return true;
   }
 
   void free(bool sized) {
     if (live_.empty()) return;
     const std::size_t i = pick_live();
+    // Mostly on the block's own stream; sometimes on another (a record_stream and a free on its own).
+    const stash::stream f = in_.ConsumeIntegralInRange<int>(0, 7) == 0 ? pick_stream() : alive(live_[i].s);
+    free_block(i, sized, f);
+  }
+  void free_block(std::size_t i, bool sized, stash::stream f) {
     const live_block b = live_[i];
     if constexpr (host_memory) {
       const auto* bytes = static_cast<const unsigned char*>(b.p);
       FUZZ_CHECK(bytes[0] == b.fill && bytes[b.n / 2] == b.fill && bytes[b.n - 1] == b.fill);
     }
-    // Mostly on the block's own stream; sometimes on another (a record_stream and a free on its own).
-    const stash::stream f = in_.ConsumeIntegralInRange<int>(0, 7) == 0 ? pick_stream() : alive(b.s);
     [[maybe_unused]] stream_model::mark before{};
     if constexpr (streamed) before = smodel_->now();
     if (sized) a_->deallocate(b.p, b.n, f);
@@ -363,7 +377,9 @@ class program {
 
   /// A made stream starts or ends capturing a graph (the default streams never capture here), is
   /// destroyed, or its handle is given to a new stream (as the runtime may once the old one's work is
-  /// done).
+  /// done); or, where that stream is alive, a burst of new streams is made (up to 80 at once, 320 in
+  /// all), so that calls name more than the 64 streams past which the allocator forgets, while the
+  /// program runs, the streams nothing refers to (caching_allocator::forget_streams_while_running).
   void capture() {
     if constexpr (streamed) {
       auto& o = a_->ordering();
@@ -384,10 +400,24 @@ class program {
           if (dead != destroyed_.end()) {
             o.reuse_handle(s);
             destroyed_.erase(dead);
+          } else {
+            new_streams(in_.ConsumeIntegralInRange<int>(1, 80));
           }
           break;
       }
       check();
+    }
+  }
+
+  /// Makes up to `count` streams (320 in all) and allocates and frees a small block on each, one
+  /// request per stream, as a server making a stream per request does.
+  void new_streams(int count) {
+    if constexpr (streamed) {
+      for (int i = 0; i < count && streams_.size() < 320; ++i) {
+        const stash::stream s = a_->ordering().make_stream();
+        streams_.push_back(s);
+        if (allocate_on(1000, s, state())) free_block(live_.size() - 1, false, s);
+      }
     }
   }
 
