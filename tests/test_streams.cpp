@@ -29,6 +29,7 @@
 #include "stash/sharded_allocator.hpp"
 #include "stash/ordering/simulated_ordering.hpp"
 #include "stash/stats/basic_stats.hpp"
+#include "stash/testing/failing_backend.hpp"
 #include "support/checked_backend.hpp"
 #include "support/reference_model.hpp"
 #include "support/stream_model.hpp"
@@ -939,6 +940,38 @@ TEST_CASE("streams: a deferred trim_cache target is met by the pass that forgets
   void* y = a.allocate(128 * MiB, fresh);  // (the 64 streams' open epochs keep them known)
   CHECK(a.cached_bytes() < 64 * MiB);     // big's segment went back
   a.deallocate(y, fresh);
+  a.deallocate(x, t);
+}
+
+// The deferred target is met only when the call that found it due succeeds: an allocate that fails
+// (here the backend throws) leaves every counter and the memory held as they were (helper audit,
+// eighteenth session: the failed call had given 64 MiB back).
+TEST_CASE("streams: an allocate that fails meets no deferred trim_cache target", "[streams]") {
+  using failing = stash::caching_allocator<stash::failing_backend<stash::simulated_backend>,
+                                           stash::segregated_fit_buckets, stash::null_lock, stash::basic_stats,
+                                           stash::simulated_ordering>;
+  failing a;
+  auto& o = a.ordering();
+  std::vector<stash::stream> streams;
+  for (int i = 0; i < 64; ++i) streams.push_back(o.make_stream());
+  for (const stash::stream s : streams) a.deallocate(a.allocate(1000, s), s);
+  o.complete_all();
+  const stash::stream s = streams[0], t = streams[1];
+  void* big = a.allocate(64 * MiB, s);
+  void* x = a.allocate(1000, t);
+  a.deallocate(big, s);
+  a.trim_cache(0);
+  a.deallocate(a.allocate(1000, s), s);
+  o.complete_all();
+  const auto before = a.stats();
+  const stash::stream fresh = o.make_stream();  // the pass runs in this call, and t's would reclaim
+  a.backend().throw_on_call(1);
+  CHECK_THROWS_AS(a.allocate(128 * MiB, fresh), stash::cuda_error);
+  CHECK(a.stats() == before);  // nothing given back, no counter moved
+  CHECK(a.cached_bytes() >= 64 * MiB);
+  void* y = a.allocate(1000, t);  // succeeds: the target is met now
+  CHECK(a.cached_bytes() < 64 * MiB);
+  a.deallocate(y, t);
   a.deallocate(x, t);
 }
 

@@ -161,6 +161,9 @@ class caching_allocator {
     heap_.index(b);  // a block reused at the same address is indexed already
     heap_.count_live(b->size);
     stats_.on_allocate(n, b->size, from_cache);
+    if constexpr (streamed) {
+      if (trim_due_) [[unlikely]] apply_deferred_trim();  // only now: a call that fails changes nothing
+    }
     return reinterpret_cast<void*>(b->addr);
   }
 
@@ -320,7 +323,8 @@ class caching_allocator {
   /// backends: idle pages, highest address first. Memory inside a partly used segment or page stays.
   /// Asks the host heap for nothing, so it works (and the out-of-memory retry works) when it is full.
   /// Stream order: never waits and names no stream, so records no event; memory under frees not known
-  /// complete stays, and goes back (down to the target) at a later slow path once it is.
+  /// complete stays, and goes back (down to the target) once it is known complete, at the end of a later
+  /// allocate that succeeds (one that fails gives nothing back). A later target replaces this one.
   void trim_cache(std::size_t target_cached_bytes) {
     std::lock_guard guard(lock_);
     if constexpr (streamed) {
@@ -328,8 +332,9 @@ class caching_allocator {
       arena_.coalesce();
     }
     arena_.release_cache(target_cached_bytes);
-    if constexpr (streamed) {
-      if (cached() > target_cached_bytes && !streams_.settled()) deferred_trim_ = target_cached_bytes;
+    if constexpr (streamed) {  // this target replaces any earlier one
+      deferred_trim_ = cached() > target_cached_bytes && !streams_.settled() ? target_cached_bytes : SIZE_MAX;
+      trim_due_ = false;
     }
   }
 
@@ -498,15 +503,15 @@ class caching_allocator {
   /// the allocator a stream for each, and every slow path walks them all. So once the streams known
   /// pass twice what the last pass kept (and at least forget_streams_floor), the completed epochs
   /// are retired (event queries, no wait), the ghosts of remapped chunks whose frees have completed go
-  /// (paged: coalesce), a trim_cache target those frees kept from reaching is applied, and the streams
-  /// nothing refers to any more are dropped, as empty_cache() does.
+  /// (paged: coalesce), a trim_cache target those frees kept from reaching is due (met when the call
+  /// has succeeded), and the streams nothing refers to any more are dropped, as empty_cache() does.
   /// One walk over the blocks per doubling. Returns the streams known after it.
   [[gnu::cold, gnu::noinline]] std::size_t forget_streams_while_running(const tag* keep) noexcept
     requires streamed
   {
     streams_.retire_completed_everywhere();
     arena_.coalesce();
-    apply_deferred_trim();  // the epochs just retired may be what a trim_cache was waiting for
+    if (deferred_trim_ != SIZE_MAX) trim_due_ = true;  // the epochs just retired may be what it waited for
     forget_unused_streams(keep);
     const std::size_t left = streams_.stream_count();
     forget_streams_above_ = std::max(forget_streams_floor, 2 * left);
@@ -544,11 +549,13 @@ class caching_allocator {
   /// back what a trim_cache could not, now that it can. Never waits.
   std::size_t reclaim(tag* on) {
     const std::size_t retired = streams_.reclaim(on);
-    if (retired > 0) apply_deferred_trim();
+    if (retired > 0 && deferred_trim_ != SIZE_MAX) trim_due_ = true;
     return retired;
   }
-  /// Gives back what a trim_cache could not while frees were pending, after epochs have retired.
-  void apply_deferred_trim() noexcept {
+  /// Gives back what a trim_cache could not while frees were pending, once epochs have retired: at the
+  /// end of an allocate that succeeded (trim_due_), so that a call that fails gives nothing back.
+  [[gnu::cold, gnu::noinline]] void apply_deferred_trim() noexcept {
+    trim_due_ = false;
     if (deferred_trim_ == SIZE_MAX) return;
     arena_.coalesce();
     arena_.release_cache(deferred_trim_);
@@ -630,6 +637,7 @@ class caching_allocator {
   [[no_unique_address]] std::conditional_t<streamed, std::unordered_map<std::uintptr_t, std::vector<tag*>>, none>
       extra_uses_;
   std::size_t deferred_trim_ = SIZE_MAX;  // stream order: a trim_cache target pending frees kept from reaching
+  bool trim_due_ = false;  // stream order: epochs have retired since: meet deferred_trim_ when allocate succeeds
   std::size_t forget_streams_above_ = forget_streams_floor;  // stream order: forget_streams_while_running past this many streams
   heap_type heap_;
 };
