@@ -129,10 +129,12 @@ class simulated_ordering {
   event_type record(stream s) {
     refuse_destroyed(s, "record");
     if (!known_.count(s.key())) throw invalid_stream(s.native_handle(), "cannot record an event on it");
-    if (capturing_.count(s.key())) ++capture_violations_;
+    auto& on_stream = by_stream_[s.key()];  // the host memory first: a bad_alloc records nothing
+    on_stream.reserve(on_stream.size() + 1);
     events_.push_back({s.key(), false, false});
+    if (capturing_.count(s.key())) ++capture_violations_;
     const event_type e = events_.size();
-    by_stream_[s.key()].push_back(e);
+    on_stream.push_back(e);  // reserved: cannot throw
     return e;
   }
   bool query(event_type e) {
