@@ -312,10 +312,7 @@ class caching_allocator {
       arena_.coalesce();
     }
     arena_.release_cache(0);
-    if constexpr (streamed) {
-      forget_unused_streams();
-      forget_streams_above_ = std::max(forget_streams_floor, 2 * streams_.stream_count());
-    }
+    if constexpr (streamed) (void)forget_streams_and_rearm(nullptr);
   }
 
   /// Gives cached memory back to the backend until at most target_cached_bytes stay cached, or nothing
@@ -512,6 +509,13 @@ class caching_allocator {
     streams_.retire_completed_everywhere();
     arena_.coalesce();
     if (deferred_trim_ != SIZE_MAX) trim_due_ = true;  // the epochs just retired may be what it waited for
+    return forget_streams_and_rearm(keep);
+  }
+  /// forget_unused_streams(keep), then the next pass while running comes once the streams known pass
+  /// twice what is left (at least forget_streams_floor). Returns the streams known now.
+  std::size_t forget_streams_and_rearm(const tag* keep) noexcept
+    requires streamed
+  {
     forget_unused_streams(keep);
     const std::size_t left = streams_.stream_count();
     forget_streams_above_ = std::max(forget_streams_floor, 2 * left);

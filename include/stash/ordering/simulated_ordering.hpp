@@ -18,6 +18,7 @@
 // Not thread-safe, and every thread's cudaStreamPerThread is one stream to it: the allocator calls it
 // under its own lock, but a test that completes events (allocator.ordering().complete...) while other
 // threads call the allocator must serialize those calls with them.
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <stdexcept>
@@ -130,7 +131,7 @@ class simulated_ordering {
     refuse_destroyed(s, "record");
     if (!known_.count(s.key())) throw invalid_stream(s.native_handle(), "cannot record an event on it");
     auto& on_stream = by_stream_[s.key()];  // the host memory first: a bad_alloc records nothing
-    on_stream.reserve(on_stream.size() + 1);
+    if (on_stream.size() == on_stream.capacity()) on_stream.reserve(std::max<std::size_t>(8, 2 * on_stream.size()));
     events_.push_back({s.key(), false, false});
     if (capturing_.count(s.key())) ++capture_violations_;
     const event_type e = events_.size();
