@@ -7,8 +7,10 @@
 #include <algorithm>
 #include <vector>
 
+#include "stash/allocators.hpp"
 #include "stash/graph_pools.hpp"
 #include "stash/memory_manager.hpp"
+#include "stash/ordering/simulated_ordering.hpp"
 
 namespace {
 
@@ -263,4 +265,42 @@ TEST_CASE("graph pools: retain counts a user without routing (a MemPool), and re
   CHECK(f.pools.figures(0, f.id).users == 0);
   f.deallocate(outside, f.capturing);
   CHECK(f.device(0).stats().allocated_bytes == 0);
+}
+
+TEST_CASE("graph pools: returned blocks are free for every stream at once, naming no stream, destroyed ones "
+          "included",
+          "[graph_pools][streams]") {
+  // A stream-ordered device pool over the simulated event model, which counts any use of a destroyed
+  // stream's handle. A graph is captured on one stream, replayed on another, and both are destroyed
+  // with it; the caller synchronizes the device before return_released (the C interface does), and
+  // stash's stream layer is not told: the blocks must come back completed, not freed on their streams.
+  stash::pool_of<stash::simulated_stream_allocator> device;
+  auto& o = device.allocator().ordering();
+  const stash::stream capture = o.make_stream(), replay = o.make_stream(), next = o.make_stream();
+  stash::graph_pools pools;
+  const stash::graph_pool_id id{7, 1};
+  pools.begin(0, id, [capture](stash::stream s) { return s == capture; });
+  void* scratch = *pools.allocate(device, 0, 4 * MiB, capture);
+  void* output = *pools.allocate(device, 0, 4 * MiB, capture);
+  CHECK(pools.deallocate(scratch, capture));  // an intermediate, freed during the capture
+  pools.end(0, id);
+  CHECK(pools.deallocate(output, replay));  // the program drops the output on the replay stream
+  void* missed = device.allocate(64 * MiB, next);  // another stream missed: streams are asked to record
+  const std::size_t reserved = device.allocator().reserved_bytes();
+  const std::size_t records = o.records();
+  o.destroy(capture);
+  o.destroy(replay);
+  pools.release(0, id);
+
+  CHECK(pools.return_released() == 2);
+  CHECK(o.destroyed_stream_uses() == 0);
+  CHECK(o.records() == records);
+  CHECK(device.stats().allocated_bytes == device.allocator().good_size(64 * MiB));
+
+  void* again = device.allocate(8 * MiB, next);  // both blocks, merged, on a stream that never used them
+  CHECK(again == std::min(scratch, output));
+  CHECK(device.allocator().reserved_bytes() == reserved);
+  device.deallocate(again, next);
+  device.deallocate(missed, next);
+  CHECK(o.destroyed_stream_uses() == 0);
 }

@@ -1024,6 +1024,43 @@ TEST_CASE("streams: blocks used on a stream destroyed since are freed on another
   CHECK(o.destroyed_stream_uses() == 0);
 }
 
+TEMPLATE_TEST_CASE("streams: deallocate_completed frees for every stream at once and names no stream",
+                   "[streams][destroyed]", segments, paged) {
+  TestType a;
+  auto& o = a.ordering();
+  const stash::stream s = o.make_stream(), side = o.make_stream(), t = o.make_stream(), u = o.make_stream();
+  const std::size_t half = 256 * KiB;  // small blocks: x and y share a segment or a page
+  void* x = a.allocate(half, s);
+  void* y = a.allocate(half, s);  // x's upper neighbour
+  a.record_stream(y, side);
+  void* missed = a.allocate(8 * whole, t);  // t misses: s is asked to close its epoch at its next call
+  const std::size_t reserved = a.reserved_bytes();
+  const std::size_t records = o.records();
+  o.destroy(s);  // as after a device-wide synchronize: both streams' work is done, and they are gone
+  o.destroy(side);
+
+  a.deallocate_completed(x);
+  a.deallocate_completed(y);
+  CHECK(o.destroyed_stream_uses() == 0);
+  CHECK(o.records() == records);  // no event: nothing is pending
+  CHECK(a.stats().allocated_bytes == a.good_size(8 * whole));
+  CHECK(a.stream_stats().cross_blocks == 0);
+
+  void* both = a.allocate(2 * half, u);  // any stream, at once, and x and y merged
+  CHECK(both == x);
+  CHECK(a.reserved_bytes() == reserved);
+
+  int local = 0;
+  CHECK_THROWS_AS(a.deallocate_completed(&local), stash::invalid_pointer);
+  a.deallocate(both, u);
+  CHECK_THROWS_AS(a.deallocate_completed(both), stash::double_free);
+  a.deallocate(missed, t);
+  a.empty_cache();
+  CHECK(a.reserved_bytes() == 0);
+  CHECK(o.destroyed_stream_uses() == 0);
+  CHECK(o.unreleased_events() == 0);
+}
+
 TEST_CASE("streams: a destroyed stream's frees are reusable on a new stream that gets its handle",
           "[streams][destroyed]") {
   segments a;

@@ -198,6 +198,31 @@ class caching_allocator {
     release_block(b);
   }
 
+  /// Frees p, every use of which on the device has completed: the caller has waited for it (a
+  /// device-wide synchronize, as before graph_pools::return_released). Stream order: p is free for
+  /// every stream at once, and no stream handle is used (the streams p was used on may be destroyed
+  /// since), so no event is recorded. Throws as deallocate does for a bad pointer, changing nothing.
+  void deallocate_completed(void* p) {
+    if (!p) return;
+    std::lock_guard guard(lock_);
+    block* b = heap_.find(address(p));
+    if (!b || b->is_free()) throw_bad_pointer(p);
+    if constexpr (streamed) {
+      if (b->used_elsewhere()) {
+        extra_uses_.erase(b->addr);
+        b->set_used_elsewhere(false);
+      }
+      heap_.count_freed(b->size);
+      stats_.on_deallocate(b->requested, b->size);  // before seq, which shares requested's word, is set
+      b->owner = nullptr;  // ready: a block of no stream (as after empty_cache)
+      b->seq = 0;
+      if constexpr (paged) arena_.unback_pages(b->addr, b->size);
+      heap_.merge_and_push(b);  // merges with free neighbours of no stream; others merge once ready
+    } else {
+      release_block(b);
+    }
+  }
+
   /// p, a live allocation, is also used on stream s (PyTorch's Tensor.record_stream): once freed, it
   /// is reused on no stream before the work queued on s up to the free has completed. Throws as
   /// deallocate does for a bad pointer or stream, changing nothing. Host order: checks p only.

@@ -13,10 +13,12 @@
 //     request routed to the pool on the same stream may take it (in the graph's own order), nobody else;
 //   - release(device, id) drops one user; at none, the pool is released: its freed blocks, and its
 //     live ones once they are freed, go back to their device pool when return_released() is called,
-//     which the caller does after the device has finished its work (a graph's last replay may still
-//     be running when the framework releases its pool, on any stream; PyTorch's allocator also frees
+//     which the caller does after a device-wide synchronize (a graph's last replay may still be
+//     running when the framework releases its pool, on any stream; PyTorch's allocator also frees
 //     released pools' blocks only after a device synchronize, in empty_cache and its out-of-memory
-//     retry).
+//     retry). They go back as completed (pool::deallocate_completed): free for every stream at once,
+//     and naming no stream, since the streams they were captured, replayed and freed on may have been
+//     destroyed with the graph.
 // Blocks are taken from and given back to the stash::pool of their device, whole (no splitting): a
 // freed block serves the smallest later request of at most its size routed to the same pool and
 // stream. Until a pool is released, its blocks count as allocated in the device pool's stats.
@@ -149,9 +151,10 @@ class graph_pools {
     return true;
   }
 
-  /// Frees the freed blocks of released pools to their device pools (on the stream each was freed on)
-  /// and forgets them; returns how many. Call it when the device has finished the work queued before
-  /// the pools were released (after a device synchronize).
+  /// Frees the freed blocks of released pools to their device pools and forgets them; returns how
+  /// many. Call it only once the device has finished every use of them (after a device-wide
+  /// synchronize): each goes back with deallocate_completed, usable on every stream at once, and no
+  /// stream handle is named (the stream a block was freed on may have been destroyed since).
   std::size_t return_released() {
     std::lock_guard guard(lock_);
     std::size_t n = 0;
@@ -170,7 +173,7 @@ class graph_pools {
           pool* const from = o->second.from;
           owners_.erase(o);
           ++n;
-          from->deallocate(f.ptr, f.on);
+          from->deallocate_completed(f.ptr);
         }
         drop_if_empty(it);
       }

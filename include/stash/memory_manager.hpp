@@ -123,6 +123,9 @@ class pool : public memory_resource {
   /// pool that can say why freeing p is wrong). owns(p) is narrower: p starts a live block.
   virtual bool holds(const void* p) const noexcept = 0;
   virtual void deallocate(void* p, stream s = stream{}) = 0;
+  /// As the allocator's deallocate_completed: frees p, whose every use on the device the caller has
+  /// waited for, free for every stream at once and naming none.
+  virtual void deallocate_completed(void* p) = 0;
   /// As the allocator's record_stream: throws invalid_pointer (or double_free) if p is not live here.
   virtual void record_stream(void* p, stream s) = 0;
   virtual void empty_cache() = 0;
@@ -184,6 +187,7 @@ class pool_of final : public pool {
   [[noreturn]] void fail_out_of_memory(const out_of_memory& failure) override { throw_detailed(failure); }
   void deallocate(void* p, std::size_t bytes) override { allocator_.deallocate(p, bytes); }
   void deallocate(void* p, stream s = stream{}) override { allocator_.deallocate(p, s); }
+  void deallocate_completed(void* p) override { allocator_.deallocate_completed(p); }
   using pool::deallocate;
   using memory_resource::allocate;
   std::size_t max_size() const noexcept override { return Allocator::max_size(); }

@@ -34,6 +34,7 @@
 
 #include "stash/device_manager.hpp"
 #include "stash/error.hpp"
+#include "stash/cuda/device_synchronize.hpp"
 #include "stash/cuda/ipc_mapping.hpp"
 #include "stash/graph_pools.hpp"
 #include "stash/ipc_pidfd.hpp"
@@ -562,12 +563,18 @@ class library {
   /// The blocks shared with other processes (stash_ipc_*).
   ipc_table& ipc() noexcept { return ipc_; }
 
-  /// Gives the freed blocks of released graph pools back to their device pools, once the device has
-  /// finished its work: empty_cache synchronizes first. Not while a capture routes requests to a pool
-  /// (a device-wide synchronize would break it). Returns how many blocks went back.
+  /// Gives the freed blocks of released graph pools back to their device pools, once every device
+  /// with a pool has finished its work: a released graph's last replay may still run, on any stream.
+  /// empty_cache waits only for frees pending in stash, so a device-wide synchronize follows it. Not
+  /// while a capture routes requests to a pool, nor when a capture elsewhere makes the runtime refuse
+  /// the synchronize (the blocks wait for a later call). Returns how many blocks went back.
   std::size_t return_released_graph_blocks(stash::memory_manager& mm) {
     if (graph_pools_.releasable() == 0 || graph_pools_.routing()) return 0;
     for (int d = 0; d < mm.device_count(); ++d) mm.empty_cache(d);
+    if (!host_backed()) {
+      for (int d = 0; d < mm.device_count(); ++d)
+        if (mm.existing_device_pool(d) && !stash::cuda::synchronize_device(d)) return 0;
+    }
     const std::size_t returned = graph_pools_.return_released();
     // Those blocks were freed without stash_free: exports among them must not outlive them.
     if (returned != 0 && ipc_.any_exported()) ipc_.forget_dead(mm);

@@ -121,7 +121,10 @@ STASH_C_API int stash_grant_peer_access(int device, int peer);
  *   - stash_graph_pool_end: ends the latest routing begun for that device and pool (capture ended);
  *   - stash_graph_pool_release: one user gone (a graph destroyed). With none left, the pool's blocks,
  *     once freed, go back to the device's pool at the next stash_empty_cache or out-of-memory retry,
- *     after the device has finished its work (a replay may still run, on any stream).
+ *     after a device-wide synchronize of every device with a pool (a replay may still run, on any
+ *     stream), free for every stream at once; the streams of the capture and of the replays may be
+ *     destroyed by then (stash names none of them). Not while a routing is in force, nor while a
+ *     capture elsewhere makes the runtime refuse the synchronize: the blocks wait for a later call.
  * Until then a pool's blocks count as allocated in stash_get_stats. During a capture stash maps pages
  * and makes segments (in relaxed capture mode, as PyTorch does) and waits for nothing.
  * STASH_ERROR_INVALID_ARGUMENT for a bad device, a null filter, an end or release with nothing to end

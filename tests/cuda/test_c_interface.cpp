@@ -5,10 +5,14 @@
 #include <catch2/catch.hpp>
 #include <cuda_runtime_api.h>
 
+#include <algorithm>
+#include <cstddef>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "cuda/cuda_support.hpp"
+#include "cuda/stream_kernels.hpp"
 #include "stash_c.h"
 
 namespace {
@@ -78,6 +82,58 @@ TEST_CASE("C interface: a stream destroyed after frees on it: empty_cache, out o
   REQUIRE(stash_empty_cache(-1) == STASH_OK);
   CUDA_REQUIRE(cudaStreamSynchronize(other));
   CUDA_REQUIRE(cudaStreamDestroy(other));
+}
+
+// A released graph's last replay may still run, on a stream the graph pool never saw, when the
+// framework releases the pool and empties the cache (PyTorch: del graph; torch.cuda.empty_cache()).
+// Its blocks may go back only once the device has finished, and without the handles of the capture and
+// replay streams, destroyed with the graph. stash's own pool had no free pending here, so its
+// empty_cache alone would not have waited.
+TEST_CASE("C interface: a released graph pool's blocks go back only after the device has finished",
+          "[cuda][c_interface][graph][destroyed]") {
+  cudaStream_t capture = nullptr, replay = nullptr, next = nullptr;
+  for (cudaStream_t* s : {&capture, &replay, &next}) CUDA_REQUIRE(cudaStreamCreateWithFlags(s, cudaStreamNonBlocking));
+  const auto only_capture = [](void* context, stash_stream_t s) {
+    return static_cast<int>(s == *static_cast<cudaStream_t*>(context));
+  };
+  constexpr std::size_t bytes = 6 * MiB;
+  constexpr std::size_t words = bytes / sizeof(unsigned);
+  REQUIRE(stash_empty_cache(-1) == STASH_OK);
+  const stash_stats before = stats_of(0);
+  REQUIRE(stash_graph_pool_begin(0, 91, 3, only_capture, &capture) == STASH_OK);
+  void* block = stash_alloc(static_cast<ssize_t>(bytes), 0, capture);
+  require_device_memory(block, 0);
+  stash_free(block, static_cast<ssize_t>(bytes), 0, capture);  // an intermediate: the pool keeps it
+  REQUIRE(stash_graph_pool_end(0, 91, 3) == STASH_OK);
+  CHECK(stats_of(0).allocated_bytes >= before.allocated_bytes + bytes);
+
+  // The "replay": 100 ms on the GPU, then a write over the block. Both streams then go, as with the graph.
+  cudaEvent_t replay_done = nullptr;
+  CUDA_REQUIRE(cudaEventCreateWithFlags(&replay_done, cudaEventDisableTiming));
+  CUDA_REQUIRE(launch_sleep_then_fill(static_cast<unsigned*>(block), words, 0xdeadu, 100'000'000ull, replay));
+  CUDA_REQUIRE(cudaEventRecord(replay_done, replay));
+  CUDA_REQUIRE(cudaStreamDestroy(capture));
+  CUDA_REQUIRE(cudaStreamDestroy(replay));
+  REQUIRE(stash_graph_pool_release(0, 91, 3) == STASH_OK);
+  REQUIRE(cudaEventQuery(replay_done) == cudaErrorNotReady);  // still running
+
+  REQUIRE(stash_empty_cache(0) == STASH_OK);
+  CHECK(cudaEventQuery(replay_done) == cudaSuccess);  // waited for before the block went back
+  const stash_stats after = stats_of(0);
+  CHECK(after.allocated_bytes == before.allocated_bytes);
+  CHECK(after.reserved_bytes <= before.reserved_bytes);
+
+  void* reused = stash_alloc(static_cast<ssize_t>(bytes), 0, next);
+  require_device_memory(reused, 0);
+  CUDA_REQUIRE(launch_fill(static_cast<unsigned*>(reused), words, 0x5eedu, next));
+  CUDA_REQUIRE(cudaStreamSynchronize(next));
+  std::vector<unsigned> seen(words);
+  CUDA_REQUIRE(cudaMemcpy(seen.data(), reused, bytes, cudaMemcpyDeviceToHost));
+  CHECK(std::count(seen.begin(), seen.end(), 0x5eedu) == static_cast<std::ptrdiff_t>(words));
+  stash_free(reused, static_cast<ssize_t>(bytes), 0, next);
+  CUDA_REQUIRE(cudaEventDestroy(replay_done));
+  CUDA_REQUIRE(cudaStreamSynchronize(next));
+  CUDA_REQUIRE(cudaStreamDestroy(next));
 }
 
 TEST_CASE("C interface: zero bytes is null and no error", "[cuda][c_interface]") {

@@ -21,6 +21,7 @@
 #include "stash/cuda/capture_mode.hpp"
 #include "stash/cuda/cuda_check.hpp"
 #include "stash/cuda/device_guard.hpp"
+#include "stash/cuda/device_synchronize.hpp"
 #include "stash/error.hpp"
 #include "stash/ordering/ordering.hpp"
 
@@ -138,17 +139,8 @@ class cuda_event_ordering {
   /// mode relaxed. false when the runtime refuses because a graph capture is underway (the wait is
   /// then incomplete, and nothing may be assumed of it); cuda_error on other failures.
   bool synchronize_device() {
-    const cuda::relaxed_capture_mode relaxed;
-    for (const int device : devices_) {
-      const cuda::device_guard guard(device);
-      const cudaError_t status = cudaDeviceSynchronize();
-      if (status == cudaSuccess) continue;
-      (void)cudaGetLastError();
-      if (status == cudaErrorStreamCaptureUnsupported || status == cudaErrorStreamCaptureImplicit ||
-          status == cudaErrorStreamCaptureInvalidated || status == cudaErrorStreamCaptureIsolation)
-        return false;
-      STASH_CUDA_CHECK(status);
-    }
+    for (const int device : devices_)
+      if (!cuda::synchronize_device(device)) return false;
     ++counters_.host_waits;
     ++counters_.device_syncs;
     return true;
