@@ -84,56 +84,58 @@ TEST_CASE("C interface: a stream destroyed after frees on it: empty_cache, out o
   CUDA_REQUIRE(cudaStreamDestroy(other));
 }
 
-// A released graph's last replay may still run, on a stream the graph pool never saw, when the
-// framework releases the pool and empties the cache (PyTorch: del graph; torch.cuda.empty_cache()).
-// Its blocks may go back only once the device has finished, and without the handles of the capture and
-// replay streams, destroyed with the graph. stash's own pool had no free pending here, so its
-// empty_cache alone would not have waited.
+// A released graph's last replay may still run, on a stream the graph pool never saw, when a request
+// runs out of memory and the pool's blocks are given back for the retry (or at empty_cache). They may
+// be handed out only once the device has finished, even on the stream they were captured on (stream
+// order would allow that at once), and the replay stream, destroyed with the graph, must not be named.
 TEST_CASE("C interface: a released graph pool's blocks go back only after the device has finished",
           "[cuda][c_interface][graph][destroyed]") {
-  cudaStream_t capture = nullptr, replay = nullptr, next = nullptr;
-  for (cudaStream_t* s : {&capture, &replay, &next}) CUDA_REQUIRE(cudaStreamCreateWithFlags(s, cudaStreamNonBlocking));
+  cudaStream_t capture = nullptr, replay = nullptr;
+  for (cudaStream_t* s : {&capture, &replay}) CUDA_REQUIRE(cudaStreamCreateWithFlags(s, cudaStreamNonBlocking));
   const auto only_capture = [](void* context, stash_stream_t s) {
     return static_cast<int>(s == *static_cast<cudaStream_t*>(context));
   };
-  constexpr std::size_t bytes = 6 * MiB;
+  constexpr std::size_t bytes = 12 * MiB, out_bytes = 4 * MiB;
   constexpr std::size_t words = bytes / sizeof(unsigned);
   REQUIRE(stash_empty_cache(-1) == STASH_OK);
   const stash_stats before = stats_of(0);
+  // Room for the graph's two blocks, not for one more of `bytes`: only the graph's memory can serve it.
+  REQUIRE(stash_set_memory_limit(0, before.reserved_bytes + 24 * MiB) == STASH_OK);
   REQUIRE(stash_graph_pool_begin(0, 91, 3, only_capture, &capture) == STASH_OK);
-  void* block = stash_alloc(static_cast<ssize_t>(bytes), 0, capture);
-  require_device_memory(block, 0);
-  stash_free(block, static_cast<ssize_t>(bytes), 0, capture);  // an intermediate: the pool keeps it
+  void* scratch = stash_alloc(static_cast<ssize_t>(bytes), 0, capture);
+  void* output = stash_alloc(static_cast<ssize_t>(out_bytes), 0, capture);
+  require_device_memory(scratch, 0);
+  require_device_memory(output, 0);
+  stash_free(scratch, static_cast<ssize_t>(bytes), 0, capture);  // an intermediate: the pool keeps it
   REQUIRE(stash_graph_pool_end(0, 91, 3) == STASH_OK);
-  CHECK(stats_of(0).allocated_bytes >= before.allocated_bytes + bytes);
 
-  // The "replay": 100 ms on the GPU, then a write over the block. Both streams then go, as with the graph.
+  // The last "replay", on its own stream: 100 ms on the GPU, then a write over the scratch block. The
+  // program drops the output on that stream and destroys it, and the graph with it.
   cudaEvent_t replay_done = nullptr;
   CUDA_REQUIRE(cudaEventCreateWithFlags(&replay_done, cudaEventDisableTiming));
-  CUDA_REQUIRE(launch_sleep_then_fill(static_cast<unsigned*>(block), words, 0xdeadu, 100'000'000ull, replay));
+  CUDA_REQUIRE(launch_sleep_then_fill(static_cast<unsigned*>(scratch), words, 0xdeadu, 100'000'000ull, replay));
   CUDA_REQUIRE(cudaEventRecord(replay_done, replay));
-  CUDA_REQUIRE(cudaStreamDestroy(capture));
+  stash_free(output, static_cast<ssize_t>(out_bytes), 0, replay);
   CUDA_REQUIRE(cudaStreamDestroy(replay));
   REQUIRE(stash_graph_pool_release(0, 91, 3) == STASH_OK);
   REQUIRE(cudaEventQuery(replay_done) == cudaErrorNotReady);  // still running
 
-  REQUIRE(stash_empty_cache(0) == STASH_OK);
-  CHECK(cudaEventQuery(replay_done) == cudaSuccess);  // waited for before the block went back
-  const stash_stats after = stats_of(0);
-  CHECK(after.allocated_bytes == before.allocated_bytes);
-  CHECK(after.reserved_bytes <= before.reserved_bytes);
-
-  void* reused = stash_alloc(static_cast<ssize_t>(bytes), 0, next);
+  void* reused = stash_alloc(static_cast<ssize_t>(bytes), 0, capture);  // out of memory, then the fallback
+  INFO(stash_last_error());
   require_device_memory(reused, 0);
-  CUDA_REQUIRE(launch_fill(static_cast<unsigned*>(reused), words, 0x5eedu, next));
-  CUDA_REQUIRE(cudaStreamSynchronize(next));
+  CHECK(cudaEventQuery(replay_done) == cudaSuccess);  // waited for before the blocks went back
+  CHECK(stats_of(0).allocated_bytes == before.allocated_bytes + bytes);
+  CUDA_REQUIRE(launch_fill(static_cast<unsigned*>(reused), words, 0x5eedu, capture));
+  CUDA_REQUIRE(cudaDeviceSynchronize());  // a late write of the replay, had there been one, has landed
   std::vector<unsigned> seen(words);
   CUDA_REQUIRE(cudaMemcpy(seen.data(), reused, bytes, cudaMemcpyDeviceToHost));
   CHECK(std::count(seen.begin(), seen.end(), 0x5eedu) == static_cast<std::ptrdiff_t>(words));
-  stash_free(reused, static_cast<ssize_t>(bytes), 0, next);
+  stash_free(reused, static_cast<ssize_t>(bytes), 0, capture);
+  REQUIRE(stash_set_memory_limit(0, UINT64_MAX) == STASH_OK);
+  CHECK(stats_of(0).allocated_bytes == before.allocated_bytes);
   CUDA_REQUIRE(cudaEventDestroy(replay_done));
-  CUDA_REQUIRE(cudaStreamSynchronize(next));
-  CUDA_REQUIRE(cudaStreamDestroy(next));
+  CUDA_REQUIRE(cudaStreamSynchronize(capture));
+  CUDA_REQUIRE(cudaStreamDestroy(capture));
 }
 
 TEST_CASE("C interface: zero bytes is null and no error", "[cuda][c_interface]") {
