@@ -162,7 +162,7 @@ class program {
   }
 
   void step() {
-    switch (in_.ConsumeIntegralInRange<int>(0, 17)) {
+    switch (in_.ConsumeIntegralInRange<int>(0, 18)) {
       case 0:
       case 1:
       case 2: return allocate(pick_size());
@@ -187,6 +187,7 @@ class program {
       case 14: return record_stream();
       case 15: return complete_events();
       case 16: return capture();
+      case 17: return free_completed();
       default: return unknown_stream();
     }
   }
@@ -267,12 +268,31 @@ class program {
       if (f != b.s) uses.push_back(f);
       smodel_->freed(b.p, Allocator::good_size(b.n), uses, uses.size() == 1, b.s, before);
     }
+    forget_live(i);
+  }
+  /// live_[i] was freed: it leaves the live blocks, and joins the recent frees second_free picks from.
+  void forget_live(std::size_t i) {
+    const live_block b = live_[i];
     live_[i] = live_.back();
     live_.pop_back();
     live_bytes_ -= b.n;
     freed_.push_back(b.p);
     if (freed_.size() > 64) freed_.erase(freed_.begin());
     check();
+  }
+
+  /// A free once the device has finished every use of the block (graph_pools::return_released after a
+  /// device-wide synchronize): the test synchronizes the simulated device, which the allocator is not
+  /// told of, then frees with deallocate_completed. Refused while a stream captures: then no free.
+  void free_completed() {
+    if (live_.empty()) return;
+    if constexpr (streamed) {
+      if (!a_->ordering().synchronize_device()) return;
+    }
+    const std::size_t i = pick_live();
+    a_->deallocate_completed(live_[i].p);
+    model_.deallocate(live_[i].p);  // nothing pending: the device-wide synchronize covers every use
+    forget_live(i);
   }
 
   void wrong_size_free() {
