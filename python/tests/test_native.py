@@ -797,6 +797,47 @@ class Frameworks(unittest.TestCase):
             """
         )
 
+    def test_cupy_blocks_keep_their_stream_alive_until_freed(self):
+        # A stand-in for the parts of CuPy that stash.cupy.malloc uses; host-backed stash serves it.
+        run(
+            """
+            import gc, types, weakref
+            cupy = types.ModuleType("cupy")
+            cupy.cuda = types.SimpleNamespace()
+            class Stream:
+                destroyed = []
+                def __init__(self, ptr):
+                    self.ptr = ptr
+                def __del__(self):
+                    Stream.destroyed.append(self.ptr)   # CuPy destroys the CUDA stream here
+            current = [Stream(0x100)]
+            class UnownedMemory:
+                def __init__(self, ptr, size, owner, device):
+                    self.ptr, self.size, self._owner, self.device = ptr, size, owner, device
+            class MemoryPointer:
+                def __init__(self, mem, offset):
+                    self.mem, self.ptr = mem, mem.ptr + offset
+            cupy.cuda.runtime = types.SimpleNamespace(getDevice=lambda: 0)
+            cupy.cuda.get_current_stream = lambda: current[0]
+            cupy.cuda.UnownedMemory, cupy.cuda.MemoryPointer = UnownedMemory, MemoryPointer
+            sys.modules["cupy"] = cupy
+            import stash.cupy
+            before = stash.get_stats(0)
+            block = stash.cupy.malloc(1 << 20)
+            stream = weakref.ref(current[0])
+            current[0] = Stream(0x200)          # the program drops the stream the block was made on
+            gc.collect()
+            assert stream() is not None and Stream.destroyed == [], Stream.destroyed
+            assert block.mem._owner.stream is stream()
+            del block
+            gc.collect()
+            assert Stream.destroyed == [0x100], Stream.destroyed   # freed on it, then it goes
+            after = stash.get_stats(0)
+            assert after["deallocations"] == before["deallocations"] + 1, (before, after)
+            assert after["allocated_bytes"] == before["allocated_bytes"], (before, after)
+            """
+        )
+
     def test_framework_modules_need_their_framework(self):
         # stash.torch and stash.cupy import torch and cupy; without them the import error says so.
         for module, framework in (("stash.torch", "torch"), ("stash.cupy", "cupy")):

@@ -5,6 +5,13 @@
 
 Device memory is allocated on CuPy's current device and stream, and freed on the stream it was
 allocated on, when the last CuPy array using it goes away. Pinned memory comes from stash's pinned pool.
+
+A block keeps the CuPy Stream object it was allocated on alive until it is freed: CuPy destroys a
+stream when its last reference goes (often at the end of a `with cupy.cuda.Stream():` block, while
+arrays made there live on), and stash may record an event on the stream a free names, which must then
+exist (a destroyed stream's handle is undefined behaviour in CUDA). The stream is destroyed once the
+last block made on it has been freed. A cupy.cuda.ExternalStream does not own its stream: whoever made
+that stream must keep it alive until the arrays made on it are freed, as with any stream-ordered pool.
 """
 
 from __future__ import annotations
@@ -20,11 +27,12 @@ __all__ = ["enable", "disable", "malloc", "malloc_pinned", "OptionError", "Stash
 
 
 class _DeviceBlock:
-    """Owns one stash device allocation; CuPy keeps it alive as UnownedMemory's owner."""
+    """Owns one stash device allocation; CuPy keeps it alive as UnownedMemory's owner. It holds the
+    CuPy Stream it was allocated on, so that the stream exists when the block is freed on it."""
 
     __slots__ = ("ptr", "size", "device", "stream", "__weakref__")
 
-    def __init__(self, ptr: int, size: int, device: int, stream: int):
+    def __init__(self, ptr: int, size: int, device: int, stream: "cupy.cuda.Stream"):
         self.ptr = ptr
         self.size = size
         self.device = device
@@ -33,7 +41,7 @@ class _DeviceBlock:
     def __del__(self):
         if self.ptr:
             try:
-                _native.lib().stash_free(self.ptr, self.size, self.device, self.stream)
+                _native.lib().stash_free(self.ptr, self.size, self.device, self.stream.ptr)
             except Exception:  # interpreter shutdown: the module may be gone; the driver reclaims it
                 pass
             self.ptr = 0
@@ -71,10 +79,10 @@ def _not_allocated(message: str, size: int) -> StashError:
 def malloc(size: int) -> "cupy.cuda.MemoryPointer":
     """CuPy allocator: `size` bytes of device memory on the current device, ordered on the current stream."""
     device = cupy.cuda.runtime.getDevice()
-    stream = cupy.cuda.get_current_stream().ptr
+    stream = cupy.cuda.get_current_stream()
     ptr = 0
     if size > 0:
-        ptr = _native.lib().stash_alloc(size, device, stream) or 0
+        ptr = _native.lib().stash_alloc(size, device, stream.ptr) or 0
         if not ptr:
             message = _native.last_error()
             if "out of memory" in message:

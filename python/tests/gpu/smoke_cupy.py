@@ -40,7 +40,34 @@ def allocations_follow_cupys_current_stream():
         y = x + 1
     stream.synchronize()
     assert float(y.sum()) == 2.0 * (1 << 18)
-    assert y.data.mem._owner.stream == stream.ptr  # UnownedMemory keeps its owner as _owner
+    assert y.data.mem._owner.stream is stream  # UnownedMemory keeps its owner as _owner
+
+
+@check
+def blocks_outlive_the_stream_they_were_made_on():
+    import gc, weakref
+    def made_on_a_stream_of_its_own(i):
+        stream = cupy.cuda.Stream(non_blocking=True)
+        with stream:
+            a = cupy.full(1 << 16, i, dtype=cupy.int32)
+        stream.synchronize()
+        return a, weakref.ref(stream)
+    made = [made_on_a_stream_of_its_own(i) for i in range(300)]
+    gc.collect()
+    assert all(ref() is not None for _, ref in made)  # each stream lives while its block does
+    arrays = [a for a, _ in made]
+    refs = [ref for _, ref in made]
+    del made
+    for i in range(0, 300, 2):
+        arrays[i] = None                    # freed on their own streams, which then go
+    gc.collect()
+    assert all(refs[i]() is None for i in range(0, 300, 2))
+    churn = [cupy.ones(1 << 16, dtype=cupy.int32) for _ in range(2000)]  # reuse across streams
+    del churn
+    assert all(int(arrays[i][0]) == i for i in range(1, 300, 2))
+    del arrays
+    gc.collect()
+    assert all(ref() is None for ref in refs)
 
 
 @check
