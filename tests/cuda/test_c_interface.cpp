@@ -100,7 +100,11 @@ TEST_CASE("C interface: a released graph pool's blocks go back only after the de
   REQUIRE(stash_empty_cache(-1) == STASH_OK);
   const stash_stats before = stats_of(0);
   // Room for the graph's two blocks, not for one more of `bytes`: only the graph's memory can serve it.
+  // The limit goes whatever happens here: the suite's later cases share the pool.
   REQUIRE(stash_set_memory_limit(0, before.reserved_bytes + 24 * MiB) == STASH_OK);
+  struct no_limit_after {
+    ~no_limit_after() { (void)stash_set_memory_limit(0, UINT64_MAX); }
+  } const lift;
   REQUIRE(stash_graph_pool_begin(0, 91, 3, only_capture, &capture) == STASH_OK);
   void* scratch = stash_alloc(static_cast<ssize_t>(bytes), 0, capture);
   void* output = stash_alloc(static_cast<ssize_t>(out_bytes), 0, capture);
@@ -118,7 +122,9 @@ TEST_CASE("C interface: a released graph pool's blocks go back only after the de
   stash_free(output, static_cast<ssize_t>(out_bytes), 0, replay);
   CUDA_REQUIRE(cudaStreamDestroy(replay));
   REQUIRE(stash_graph_pool_release(0, 91, 3) == STASH_OK);
-  REQUIRE(cudaEventQuery(replay_done) == cudaErrorNotReady);  // still running
+  // Normally still running; under compute-sanitizer, which serializes the work, it may have finished:
+  // then the wait is not told apart, and the rest still checks the data and the destroyed stream.
+  if (cudaEventQuery(replay_done) == cudaSuccess) WARN("the replay had finished already (a sanitizer serializes work)");
 
   void* reused = stash_alloc(static_cast<ssize_t>(bytes), 0, capture);  // out of memory, then the fallback
   INFO(stash_last_error());
@@ -131,7 +137,6 @@ TEST_CASE("C interface: a released graph pool's blocks go back only after the de
   CUDA_REQUIRE(cudaMemcpy(seen.data(), reused, bytes, cudaMemcpyDeviceToHost));
   CHECK(std::count(seen.begin(), seen.end(), 0x5eedu) == static_cast<std::ptrdiff_t>(words));
   stash_free(reused, static_cast<ssize_t>(bytes), 0, capture);
-  REQUIRE(stash_set_memory_limit(0, UINT64_MAX) == STASH_OK);
   CHECK(stats_of(0).allocated_bytes == before.allocated_bytes);
   CUDA_REQUIRE(cudaEventDestroy(replay_done));
   CUDA_REQUIRE(cudaStreamSynchronize(capture));
