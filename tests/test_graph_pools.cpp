@@ -5,12 +5,15 @@
 #include <cstddef>
 #include <cstdint>
 #include <algorithm>
+#include <new>
+#include <optional>
 #include <vector>
 
 #include "stash/allocators.hpp"
 #include "stash/graph_pools.hpp"
 #include "stash/memory_manager.hpp"
 #include "stash/ordering/simulated_ordering.hpp"
+#include "support/failing_heap.hpp"
 
 namespace {
 
@@ -303,4 +306,112 @@ TEST_CASE("graph pools: returned blocks are free for every stream at once, namin
   device.deallocate(again, next);
   device.deallocate(missed, next);
   CHECK(o.destroyed_stream_uses() == 0);
+}
+
+// ---- host heap failures, releasable(), odd sizes -------------------------------------------------
+
+TEST_CASE("graph pools: a host heap that fails while a new block is recorded leaves no block behind",
+          "[graph_pools][exception_safety]") {
+  if (!stash_test::failing_heap::can_fail()) {
+    WARN("operator new is not this test's own (valgrind replaces it): no heap failure can be injected");
+    return;
+  }
+  fixture f;
+  f.pools.begin(0, f.id, f.only(f.capturing));
+  void* first = f.allocate(MiB, f.capturing);  // the maps have their buckets now
+  const auto before = f.device(0).stats();
+  // Fail each heap allocation of the call in turn: every failure must change nothing.
+  for (std::size_t k = 1;; ++k) {
+    std::optional<void*> p;
+    stash_test::failing_heap::arm(k);
+    try {
+      p = f.pools.allocate(f.device(0), 0, 2 * MiB, f.capturing);
+    } catch (const std::bad_alloc&) {
+    }
+    const bool failed = stash_test::failing_heap::disarm();
+    if (!failed) {
+      REQUIRE(p.has_value());
+      f.deallocate(*p, f.capturing);
+      break;
+    }
+    INFO("heap allocation " << k << " failed");
+    CHECK(f.device(0).stats().allocated_bytes == before.allocated_bytes);
+    CHECK(f.device(0).stats().allocations == before.allocations);
+    CHECK(f.pools.figures(0, f.id).blocks == 1);
+  }
+  f.deallocate(first, f.capturing);
+  f.pools.end(0, f.id);
+  f.pools.release(0, f.id);
+  CHECK(f.pools.return_released() == 2);
+  CHECK(f.device(0).stats().allocated_bytes == 0);
+}
+
+TEST_CASE("graph pools: set_live that fails on the host heap changes nothing", "[graph_pools][exception_safety]") {
+  if (!stash_test::failing_heap::can_fail()) {
+    WARN("operator new is not this test's own (valgrind replaces it): no heap failure can be injected");
+    return;
+  }
+  fixture f;
+  f.pools.begin(0, f.id, f.only(f.capturing));
+  std::vector<void*> blocks;
+  for (int i = 0; i < 4; ++i) blocks.push_back(f.allocate(MiB, f.capturing));
+  f.pools.end(0, f.id);
+  for (std::size_t k = 1;; ++k) {
+    stash_test::failing_heap::arm(k);
+    bool threw = false;
+    try {
+      f.pools.set_live(0, f.id, {blocks[0]});  // frees the other three
+    } catch (const std::bad_alloc&) {
+      threw = true;
+    }
+    const bool failed = stash_test::failing_heap::disarm();
+    if (!failed) break;
+    INFO("heap allocation " << k << " failed");
+    CHECK(threw);
+    CHECK(f.pools.live_blocks(0, f.id).size() == 4);  // all or nothing
+    CHECK(f.pools.figures(0, f.id).freed_blocks == 0);
+  }
+  CHECK(f.pools.live_blocks(0, f.id).size() == 1);
+  CHECK(f.pools.figures(0, f.id).freed_blocks == 3);
+  f.pools.release(0, f.id);
+  f.deallocate(blocks[0], f.capturing);
+  CHECK(f.pools.return_released() == 4);
+  CHECK(f.device(0).stats().allocated_bytes == 0);
+}
+
+TEST_CASE("graph pools: a freed block of a released pool that a routing reuses is no longer releasable",
+          "[graph_pools]") {
+  fixture f;
+  f.pools.begin(0, f.id, f.only(f.capturing));
+  void* a = f.allocate(2 * MiB, f.capturing);
+  f.deallocate(a, f.capturing);
+  f.pools.release(0, f.id);  // the last user gone while the capture still routes to the pool
+  CHECK(f.pools.releasable() == 1);
+  void* again = f.allocate(MiB, f.capturing);  // the routing takes the freed block back
+  CHECK(again == a);
+  CHECK(f.pools.figures(0, f.id).freed_blocks == 0);
+  CHECK(f.pools.releasable() == 0);  // was 1: nothing to give back
+  f.pools.end(0, f.id);
+  f.deallocate(again, f.capturing);
+  CHECK(f.pools.releasable() == 1);
+  CHECK(f.pools.return_released() == 1);
+  CHECK(f.pools.releasable() == 0);
+  CHECK(f.device(0).stats().allocated_bytes == 0);
+}
+
+TEST_CASE("graph pools: a request of 0 bytes takes nothing from a pool", "[graph_pools]") {
+  fixture f;
+  f.pools.begin(0, f.id, f.only(f.capturing));
+  void* a = f.allocate(2 * MiB, f.capturing);
+  f.deallocate(a, f.capturing);                  // freed to the pool
+  CHECK(f.allocate(0, f.capturing) == nullptr);  // not the freed 2 MiB block
+  CHECK(f.allocate(0, f.capturing) == nullptr);
+  const auto fig = f.pools.figures(0, f.id);
+  CHECK(fig.blocks == 1);
+  CHECK(fig.freed_blocks == 1);
+  f.pools.end(0, f.id);
+  f.pools.release(0, f.id);
+  CHECK(f.pools.return_released() == 1);
+  CHECK(f.pools.figures(0, f.id).blocks == 0);  // the pool is gone
+  CHECK(f.device(0).stats().allocated_bytes == 0);
 }

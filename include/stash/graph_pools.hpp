@@ -111,10 +111,10 @@ class graph_pools {
 
   /// A request of `bytes` on stream s of `device`: when a routing takes it, a block of the routed pool
   /// (a freed one of at least `bytes` freed on s, else a new one from `from`, the device's pool, which
-  /// may throw as its allocate does); nullopt when no routing takes it (the caller allocates as
-  /// usual).
+  /// may throw as its allocate does); nullopt when no routing takes it, or for 0 bytes (the caller
+  /// allocates as usual). A host heap that fails (bad_alloc) changes nothing.
   std::optional<void*> allocate(pool& from, int device, std::size_t bytes, stream s) {
-    if (!routing_.load(std::memory_order_relaxed)) return std::nullopt;
+    if (bytes == 0 || !routing_.load(std::memory_order_relaxed)) return std::nullopt;  // 0: takes nothing
     std::lock_guard guard(lock_);
     const route* r = route_for(device, s);
     if (!r) return std::nullopt;
@@ -123,13 +123,19 @@ class graph_pools {
       if (f->second.on == s) {
         void* reused = f->second.ptr;
         p.freed.erase(f);
+        if (p.released) --releasable_;  // a released pool that a routing still names: no longer to give back
         owners_.at(reused).live = true;
         return reused;
       }
     }
-    owners_.reserve(owners_.size() + 1);  // nothing to undo if the map cannot grow
+    // The new block's record is made before the device pool is asked (reserve() makes room for the
+    // index, not for the node): a host heap that fails leaves nothing to undo, no block behind.
+    owners_.reserve(owners_.size() + 1);
+    auto record = owners_.extract(owners_.emplace(nullptr, owner{}).first);
     void* made = from.allocate(bytes, s);
-    owners_.emplace(made, owner{device, r->id, bytes, &from, s, true});
+    record.key() = made;
+    record.mapped() = owner{device, r->id, bytes, &from, s, true};
+    owners_.insert(std::move(record));  // reserved, and the node is made: cannot throw
     ++p.blocks;
     counted_.store(true, std::memory_order_relaxed);
     return made;
@@ -224,15 +230,15 @@ class graph_pools {
       if (o == owners_.end() || o->second.device != device || o->second.id != id)
         throw error("stash: graph pool (" + name(id) + ") has no block at " + pointer_name(p));
     }
-    const std::unordered_set<void*> wanted(live.begin(), live.end());  // may throw: nothing has changed yet
+    // What may throw comes first, nothing changed yet: the set of wanted blocks, and the free-list
+    // entries of the blocks to free, made apart and spliced in (merge moves nodes, allocates nothing).
+    const std::unordered_set<void*> wanted(live.begin(), live.end());
+    std::multimap<std::size_t, freed_block> to_free;
+    for (const auto& [ptr, o] : owners_)
+      if (o.device == device && o.id == id && o.live && !wanted.count(ptr)) to_free.emplace(o.bytes, freed_block{ptr, o.on});
     // Freeing first, then taking back, so that the free lists never hold a live block.
-    std::vector<std::pair<void*, owner*>> to_free;
-    for (auto& [ptr, o] : owners_)
-      if (o.device == device && o.id == id && o.live && !wanted.count(ptr)) to_free.push_back({ptr, &o});
-    for (auto& [ptr, o] : to_free) {
-      pool->second.freed.emplace(o->bytes, freed_block{ptr, o->on});
-      o->live = false;
-    }
+    for (const auto& [bytes, f] : to_free) owners_.find(f.ptr)->second.live = false;
+    pool->second.freed.merge(to_free);
     for (void* p : live) {
       owner& o = owners_.at(p);
       if (o.live) continue;
