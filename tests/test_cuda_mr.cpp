@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "support/compositions.hpp"
+#include "support/failing_heap.hpp"
 
 namespace {
 
@@ -198,6 +199,28 @@ TEST_CASE("cuda::mr: a pointer inside a live block, freed with a large alignment
   CHECK(end.said.find("not a live allocation of this pool") != std::string::npos);
   CHECK(mr.pool().owns(p));
   mr.deallocate(p, 100000);
+  CHECK(mr.pool().stats().allocated_bytes == 0);
+}
+
+// A stream-ordered pool needs host memory to free a block on another stream than its own. deallocate is
+// noexcept, so when that fails the program ends; the message must not call a live block a bad pointer.
+TEST_CASE("cuda::mr: a live block the pool cannot free ends the program with the real reason",
+          "[cuda_mr][errors]") {
+  if (!stash_test::failing_heap::can_fail()) return;  // under valgrind the heap cannot be made to fail
+  pool_resource<stash::simulated_stream_allocator, cmr::device_accessible> mr;
+  const stash::stream s1 = mr.pool().ordering().make_stream();
+  const stash::stream s2 = mr.pool().ordering().make_stream();
+  void* p = mr.allocate_async(1000, 256, ::cuda::stream_ref(s1.native_handle()));
+  const child_end end = run_in_child([&] {
+    stash_test::failing_heap::armed heap(1);  // the cross-stream free's first host allocation fails
+    mr.deallocate_async(p, 1000, 256, ::cuda::stream_ref(s2.native_handle()));
+  });
+  INFO(end.said);
+  CHECK(WIFSIGNALED(end.status));
+  CHECK(end.said.find("not a live allocation") == std::string::npos);
+  CHECK(end.said.find("bad_alloc") != std::string::npos);
+  CHECK(mr.pool().owns(p));  // in this process: live, and freed cleanly
+  mr.deallocate_async(p, 1000, 256, ::cuda::stream_ref(s1.native_handle()));
   CHECK(mr.pool().stats().allocated_bytes == 0);
 }
 

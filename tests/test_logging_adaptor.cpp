@@ -18,6 +18,8 @@
 #include "../bench/trace_reader.hpp"
 #include "stash/allocators.hpp"
 #include "stash/logging_adaptor.hpp"
+#include "stash/memory_resource.hpp"
+#include "stash/stream_allocator.hpp"
 #include "support/compositions.hpp"
 #include "support/traces.hpp"
 
@@ -188,6 +190,34 @@ TEST_CASE("logging_adaptor: stream-ordered calls log their stream", "[logging]")
   CHECK(lines[1].ends_with(",allocate," + hex(p) + ",100,0xabc0"));
   CHECK(lines[2].ends_with(",free," + hex(p) + ",100,0xabc0"));
   CHECK(upstream.pool.stats().allocated_bytes == 0);
+}
+
+// resource_adaptor hands a stream-ordered free to its upstream as deallocate(p, bytes, stream): through
+// a logging_adaptor the free must keep its stream, in the log and on the way to the pool.
+TEST_CASE("logging_adaptor: a container on a stream, through resource_adaptor, frees on its stream",
+          "[logging][streams]") {
+  using pool_type = stash::simulated_stream_allocator;
+  pool_type pool;
+  const stash::stream s = pool.ordering().make_stream();
+  std::ostringstream out;
+  logging_adaptor<pool_type> logged(pool, out);
+  stash::resource_adaptor<logging_adaptor<pool_type>> resource(logged);
+  const float* data = nullptr;
+  {
+    std::vector<float, stash::stream_allocator<float>> v(stash::stream_allocator<float>(resource, s));
+    v.reserve(1000);  // simulated device memory: allocated, never written
+    data = v.data();
+  }
+  const auto lines = lines_of(out.str());
+  REQUIRE(lines.size() == 3);
+  CHECK(lines[1].ends_with(",allocate," + hex(data) + ",4000," + hex(s.native_handle())));
+  CHECK(lines[2].ends_with(",free," + hex(data) + ",4000," + hex(s.native_handle())));
+  CHECK(pool.stats().allocated_bytes == 0);
+  CHECK(pool.stats().deallocations == 1);
+  // The pool saw the free on the block's own stream (not the legacy default stream): s reuses it at once.
+  void* again = pool.allocate(4000, s);
+  CHECK(again == data);
+  pool.deallocate(again, s);
 }
 
 TEST_CASE("logging_adaptor: writes a file and refuses one it cannot open", "[logging]") {

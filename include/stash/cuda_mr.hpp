@@ -175,18 +175,23 @@ class pool_resource : public detail::property<pool_resource<Pool, Properties...>
   void free_aligned(void* p, std::size_t bytes, std::size_t alignment) noexcept {
     if (!p) return;
     void* block = block_of(p, alignment);
-    if (!pool_->try_deallocate(block)) fail_free(p, bytes, alignment);
+    if (!pool_->try_deallocate(block))
+      fail_free(p, bytes, alignment,
+                pool_->owns(block) ? "a live allocation the pool could not free (out of host memory, or a stream it rejects)"
+                                   : "not a live allocation of this pool");
   }
 
   void free_async(void* p, std::size_t bytes, std::size_t alignment, ::cuda::stream_ref stream) noexcept {
     if (!p) return;
     if constexpr (requires(Pool& pool) { pool.deallocate(p, stash::stream{}); }) {
       void* block = block_of(p, alignment);
-      if (!pool_->owns(block)) fail_free(p, bytes, alignment);
+      if (!pool_->owns(block)) fail_free(p, bytes, alignment, "not a live allocation of this pool");
       try {
         pool_->deallocate(block, stash::stream(stream.get()));
+      } catch (const std::exception& e) {  // a live block the pool could not free: say why
+        fail_free(p, bytes, alignment, e.what());
       } catch (...) {
-        fail_free(p, bytes, alignment);
+        fail_free(p, bytes, alignment, "a live allocation the pool could not free");
       }
     } else {
       // A host-ordered pool may hand the block out again at once: the stream's work on it must be done.
@@ -203,9 +208,8 @@ class pool_resource : public detail::property<pool_resource<Pool, Properties...>
       return pool_->allocate(n);
   }
 
-  [[noreturn]] static void fail_free(void* p, std::size_t bytes, std::size_t alignment) noexcept {
-    std::fprintf(stderr, "stash::mr::pool_resource: deallocate(%p, %zu, %zu): not a live allocation of this pool\n",
-                 p, bytes, alignment);
+  [[noreturn]] static void fail_free(void* p, std::size_t bytes, std::size_t alignment, const char* why) noexcept {
+    std::fprintf(stderr, "stash::mr::pool_resource: deallocate(%p, %zu, %zu): %s\n", p, bytes, alignment, why);
     std::terminate();
   }
 

@@ -155,6 +155,20 @@ class logging_adaptor {
     if (!n) return upstream_->deallocate(p, stream);  // throws the upstream's error
     logged_free(p, *n, detail::stream_handle(stream), [&] { upstream_->deallocate(p, stream); });
   }
+  /// Sized and stream-ordered (what resource_adaptor calls for a stream-ordered free): as the
+  /// upstream deallocate(p, n, stream), or deallocate(p, stream) when it has no sized form. The stream
+  /// is logged, and the upstream gets the free on it.
+  template <class Stream>
+    requires(requires(Allocator& a, void* p, std::size_t n, Stream s) { a.deallocate(p, n, s); } ||
+             requires(Allocator& a, void* p, Stream s) { a.deallocate(p, s); }) &&
+            (!std::is_integral_v<Stream>)
+  void deallocate(void* p, std::size_t n, Stream stream) {
+    if (!p) return;
+    logged_free(p, n, detail::stream_handle(stream), [&] {
+      if constexpr (requires { upstream_->deallocate(p, n, stream); }) upstream_->deallocate(p, n, stream);
+      else upstream_->deallocate(p, stream);
+    });
+  }
 
   /// Writes what is buffered to the stream or file.
   /// Flushes the stream; false when a line was lost or the stream has failed (the log is incomplete).
