@@ -15,7 +15,6 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
-#include <cerrno>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
@@ -205,15 +204,26 @@ std::uint64_t parse_unsigned(std::string_view key, std::string_view value, const
   return n;
 }
 
+// std::from_chars, not strtod: the same in every locale (strtod reads "0.5" as 0 under a locale whose
+// decimal separator is a comma, such as one a GUI toolkit sets with setlocale(LC_ALL, "")).
 double parse_double(std::string_view key, std::string_view value, const char* expected) {
-  const std::string text(value);
-  char* end = nullptr;
-  errno = 0;
-  const double d = std::strtod(text.c_str(), &end);
-  if (text.empty() || end != text.c_str() + text.size() || errno != 0 || !std::isfinite(d)) {
+  std::string_view digits = value;
+  if (digits.size() > 1 && digits.front() == '+' && digits[1] != '-' && digits[1] != '+') digits.remove_prefix(1);
+  double d = 0;
+  const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), d);
+  if (digits.empty() || ec != std::errc{} || end != digits.data() + digits.size() || !std::isfinite(d)) {
     bad_value(key, value, expected);
   }
   return d;
+}
+
+// The shortest text that parse_double reads back as exactly d, in every locale ("%g" kept 6 digits, so
+// stash_options() named another value than the one in force, and a different value set again after the
+// first allocation was taken for the same one; and it wrote "0,02" under a comma locale).
+std::string double_text(double d) {
+  char text[64];
+  const auto [end, ec] = std::to_chars(text, text + sizeof text, d);
+  return ec == std::errc{} ? std::string(text, end) : std::string("?");
 }
 
 std::uint64_t parse_bytes(std::string_view key, std::string_view value) {
@@ -361,25 +371,18 @@ options parse_options(std::string_view conf, options base) {
 
 std::string format_options(const options& o) {
   const stash::caching_options& caching = o.manager.caching;
-  char number[32];
-  std::snprintf(number, sizeof number, "%g", caching.page_slack);
-  std::string s = "backend:" + std::string(name_of(o.manager.backend, backend_choices)) + ",page_slack:" + number +
+  std::string s = "backend:" + std::string(name_of(o.manager.backend, backend_choices)) +
+                  ",page_slack:" + double_text(caching.page_slack) +
                   ",reserve:" + std::to_string(caching.reserve_bytes) +
                   ",pages_between_moves:" + std::to_string(caching.pages_between_moves) +
                   ",max_chunk_pages:" + std::to_string(caching.max_chunk_pages) +
                   ",small_region:" + std::string(name_of(caching.small_region, switch_choices)) +
                   ",free_records_used_streams:" + std::string(name_of(caching.free_records_used_streams, switch_choices)) +
                   ",backing:" + std::string(name_of(o.host, backing_choices));
-  if (caching.max_held_over_live > 0) {
-    std::snprintf(number, sizeof number, "%g", caching.max_held_over_live);
-    s += std::string(",max_held_over_live:") + number;
-  }
+  if (caching.max_held_over_live > 0) s += ",max_held_over_live:" + double_text(caching.max_held_over_live);
   if (o.host) s += ",host_devices:" + std::to_string(o.host_devices);
   if (o.manager.limit_bytes != no_limit) s += ",limit:" + std::to_string(o.manager.limit_bytes);
-  if (o.manager.memory_fraction > 0) {
-    std::snprintf(number, sizeof number, "%g", o.manager.memory_fraction);
-    s += std::string(",memory_fraction:") + number;
-  }
+  if (o.manager.memory_fraction > 0) s += ",memory_fraction:" + double_text(o.manager.memory_fraction);
   // Named only when changed, like the options above: the defaults suit every trace measured.
   const stash::caching_options defaults;
   if (caching.edge_pages_in_chunks != defaults.edge_pages_in_chunks)
@@ -528,13 +531,13 @@ class library {
     }
     options_ = parsed;
     configured_ = true;
-    options_text_ = format_options(options_);
+    set_options_text(format_options(options_));
   }
 
   /// The options in force (or that the manager would take), as text. Throws for a bad STASH_CONF.
   const char* options_text() {
     std::lock_guard guard(mutex_);
-    options_text_ = format_options(existing_manager() ? options_ : effective_options());
+    set_options_text(format_options(existing_manager() ? options_ : effective_options()));
     return options_text_.c_str();
   }
 
@@ -667,9 +670,16 @@ class library {
     }
     options_ = o;
     configured_ = true;
-    options_text_ = format_options(options_);
+    set_options_text(format_options(options_));
     manager_.store(made.get(), std::memory_order_release);
     return *made.release();
+  }
+
+  /// What stash_options() returns. Its buffer is replaced only when the text changes (a stash_configure
+  /// with other options): a pointer stash_options() returned stays valid across later stash_options()
+  /// calls and the first allocation, as stash_c.h promises. Called with mutex_ held.
+  void set_options_text(std::string text) {
+    if (text != options_text_) options_text_ = std::move(text);
   }
 
   std::mutex mutex_;  // taken to configure and to make the manager, never on the fast path

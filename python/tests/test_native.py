@@ -597,6 +597,27 @@ class Options(unittest.TestCase):
         self.assertIn("STASH_CONF", message)
         self.assertIn("option 'reserve'", message)
 
+    def test_the_options_text_stays_valid_until_the_options_change(self):
+        # stash_c.h: stash_options() is "valid until the next stash_configure"; read through the raw
+        # pointer, which ctypes' c_char_p would copy at once.
+        run(
+            """
+            raw = L["stash_options"]
+            raw.restype = ctypes.c_void_p
+            first = raw()
+            text = ctypes.string_at(first)
+            assert text.startswith(b"backend:"), text
+            raw()  # asked again
+            assert ctypes.string_at(first) == text, ctypes.string_at(first)
+            p = L.stash_alloc(64, 0, None)  # the first allocation fixes the options
+            assert p and ctypes.string_at(first) == text, ctypes.string_at(first)
+            raw()
+            assert ctypes.string_at(first) == text, ctypes.string_at(first)
+            L.stash_free(p, 64, 0, None)
+            """,
+            conf="page_slack:0.25",
+        )
+
     def test_options_after_the_first_allocation_are_too_late(self):
         run(
             """
@@ -611,6 +632,67 @@ class Options(unittest.TestCase):
                 raise AssertionError("accepted")
             assert "page_slack:0.1" in stash.current_options()
             L.stash_free(p, 64, 0, None)
+            """
+        )
+
+    def test_the_options_in_force_name_each_number_exactly(self):
+        run(
+            """
+            got = stash.configure(page_slack=0.1234567, max_held_over_live=1.0000001, backing="host")
+            assert "page_slack:0.1234567," in got and ",max_held_over_live:1.0000001" in got, got
+            assert stash.configure(got) == got  # the text in force sets the same options again
+            p = L.stash_alloc(64, 0, None)
+            try:  # another value after the first allocation, though it agrees in 6 digits
+                stash.configure(page_slack=0.1234568, max_held_over_live=1.0000001, backing="host")
+            except stash.TooLateError:
+                pass
+            else:
+                raise AssertionError("a different page_slack was taken for the one in force")
+            L.stash_free(p, 64, 0, None)
+            """
+        )
+
+    def test_numbers_read_and_print_the_same_in_a_comma_locale(self):
+        # Where no locale with a decimal comma is installed, one is built into a scratch folder when the
+        # machine has localedef and the locale sources (LOCPATH points the child at it).
+        import shutil, tempfile
+        scratch = tempfile.mkdtemp()
+        saved = os.environ.get("LOCPATH")
+        if shutil.which("localedef") and os.path.isdir("/usr/share/i18n/locales"):
+            made = subprocess.run(["localedef", "-i", "de_DE", "-f", "UTF-8", os.path.join(scratch, "de_DE.UTF-8")],
+                                  capture_output=True)
+            if made.returncode in (0, 1) and os.path.isdir(os.path.join(scratch, "de_DE.UTF-8")):
+                os.environ["LOCPATH"] = scratch  # 1: made, with warnings
+        try:
+            result = self._in_a_comma_locale()
+        finally:
+            if saved is None:
+                os.environ.pop("LOCPATH", None)
+            else:
+                os.environ["LOCPATH"] = saved
+            shutil.rmtree(scratch, ignore_errors=True)
+        if "no comma locale" in result.stdout:
+            self.skipTest("no locale with a decimal comma is installed or could be built")
+
+    def _in_a_comma_locale(self):
+        return run(
+            """
+            import locale
+            for name in ("de_DE.UTF-8", "de_DE.utf8", "fr_FR.UTF-8", "fr_FR.utf8", "de_DE", "fr_FR"):
+                try:
+                    locale.setlocale(locale.LC_ALL, name)
+                    break
+                except locale.Error:
+                    pass
+            else:
+                print("no comma locale")
+                sys.exit(0)
+            assert locale.localeconv()["decimal_point"] == ",", locale.localeconv()
+            got = stash.configure(page_slack=0.5, max_held_over_live=1.5)
+            assert ",page_slack:0.5," in got and ",max_held_over_live:1.5" in got, got
+            assert stash.configure(got) == got
+            got = stash.configure(page_slack=0.25)
+            assert ",page_slack:0.25," in got, got
             """
         )
 
@@ -702,6 +784,30 @@ class Ipc(unittest.TestCase):
                 assert e.status == n.ERROR_INVALID_ARGUMENT
             else:
                 raise AssertionError("accepted")
+            """
+        )
+
+    def test_text_a_c_string_cannot_carry_is_refused_not_cut(self):
+        run(
+            """
+            before = stash.current_options()
+            for kwargs in (dict(conf="page_slack:0.5\\0,bogus:1"), dict(reserve="1\\0GiB")):
+                try:
+                    stash.configure(**kwargs)
+                except stash.OptionError as e:
+                    assert e.status == n.ERROR_INVALID_ARGUMENT and ("NUL" in str(e) or "not a valid value" in str(e)), str(e)
+                else:
+                    raise AssertionError(f"{kwargs} was accepted: {stash.current_options()}")
+            assert stash.current_options() == before, (stash.current_options(), before)
+            st = os.fstat(0)
+            good = handle_text(os.getpid(), 0, st)
+            for text in (good + "\\0 trailing", (good + "\\0").encode(), "stash-ipc1 \\u00e9", bytes(3)):
+                try:
+                    stash.ipc_open(text)
+                except stash.OptionError as e:
+                    assert e.status == n.ERROR_INVALID_ARGUMENT, (text, e)
+                else:
+                    raise AssertionError(f"{text!r} was accepted")
             """
         )
 

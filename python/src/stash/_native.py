@@ -183,8 +183,16 @@ def check(status: int, context: str = "") -> None:
 
 def _format_value(key: str, value) -> str:
     text = ("on" if value else "off") if isinstance(value, bool) else str(value)  # small_region=False
-    if any(ch in text for ch in ",:") or not text:
+    if any(ch in text for ch in ",:\0") or not text:
         raise OptionError(f"stash: option '{key}': {text!r} is not a valid value", ERROR_INVALID_ARGUMENT)
+    return text
+
+
+def _c_string(text: bytes, what: str) -> bytes:
+    """text for a C entry point, which reads up to the first NUL: one inside would drop the rest unseen
+    (reserve="1\0GiB" read as 1 byte), so it is refused instead."""
+    if b"\0" in text:
+        raise OptionError(f"stash: {what} {text!r} contains a NUL character", ERROR_INVALID_ARGUMENT)
     return text
 
 
@@ -210,7 +218,8 @@ def configure(conf: Optional[str] = None, *, use_env: bool = True, defaults: str
         parts.append(options_string(options))
     if env:  # checked alone first (nothing changes), so that an error in the environment says so
         check(lib().stash_check_options(env.encode()), "STASH_CONF")
-    check(lib().stash_configure(",".join(parts).encode()))  # a failure changes nothing
+    text = _c_string(",".join(parts).encode(), "options")
+    check(lib().stash_configure(text))  # a failure changes nothing
     global _configured
     _configured = True
     return current_options()
@@ -328,7 +337,11 @@ def ipc_open(handle) -> "tuple[int, int]":
     """Maps the block another process exported as `handle` (str or bytes); returns (pointer, size in
     bytes). Raises IpcError when its descriptors cannot be taken, OptionError for text that is not a
     handle or without a GPU."""
-    text = handle.encode("ascii") if isinstance(handle, str) else bytes(handle)
+    try:
+        text = handle.encode("ascii") if isinstance(handle, str) else bytes(handle)
+    except UnicodeEncodeError:
+        raise OptionError(f"stash: not a stash ipc handle: {handle!r} is not ASCII", ERROR_INVALID_ARGUMENT) from None
+    text = _c_string(text, "not a stash ipc handle: the text")
     ptr = ctypes.c_void_p(0)
     size = ctypes.c_uint64(0)
     check(lib().stash_ipc_open(text, ctypes.byref(ptr), ctypes.byref(size)))
