@@ -18,6 +18,7 @@
 #include "../bench/trace_reader.hpp"
 #include "stash/allocators.hpp"
 #include "stash/logging_adaptor.hpp"
+#include "stash/memory_manager.hpp"
 #include "stash/memory_resource.hpp"
 #include "stash/stream_allocator.hpp"
 #include "support/compositions.hpp"
@@ -218,6 +219,20 @@ TEST_CASE("logging_adaptor: a container on a stream, through resource_adaptor, f
   void* again = pool.allocate(4000, s);
   CHECK(again == data);
   pool.deallocate(again, s);
+}
+
+TEST_CASE("logging_adaptor: over a memory manager's pool", "[logging][manager]") {
+  stash::memory_manager mm{stash::memory_manager::backing::host, 1};
+  std::ostringstream out;
+  logging_adaptor<stash::pool> logged(mm.device_pool(0), out);
+  void* p = logged.allocate(1000);
+  CHECK(mm.device_pool(0).owns(p));
+  logged.deallocate(p);
+  const auto lines = lines_of(out.str());
+  REQUIRE(lines.size() == 3);
+  CHECK(lines[1].ends_with(",allocate," + hex(p) + ",1000,0x0"));
+  CHECK(lines[2].find(",free," + hex(p) + ",") != std::string::npos);
+  CHECK(mm.device_pool(0).stats().allocated_bytes == 0);
 }
 
 TEST_CASE("logging_adaptor: writes a file and refuses one it cannot open", "[logging]") {

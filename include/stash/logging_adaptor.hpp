@@ -71,8 +71,23 @@ std::uintptr_t stream_handle(const Stream& s) noexcept {
 
 }  // namespace detail
 
+namespace detail {
+
+/// Allocator::kind where the upstream has it as a static member (every caching allocator): a
+/// logging_adaptor then has it too, for the std adapters over it. The manager's stash::pool tells its
+/// kind only at run time (kind()), and a logging_adaptor over it has none.
+template <class A>
+struct static_kind {};
+template <class A>
+  requires requires { A::kind; }
+struct static_kind<A> {
+  static constexpr auto kind = A::kind;
+};
+
+}  // namespace detail
+
 template <loggable_allocator Allocator>
-class logging_adaptor {
+class logging_adaptor : public detail::static_kind<Allocator> {
  public:
   using upstream_type = Allocator;
   static constexpr std::string_view header = "Thread,Time,Action,Pointer,Size,Stream";
@@ -194,7 +209,6 @@ class logging_adaptor {
   {
     return upstream_->device();
   }
-  static constexpr auto kind = Allocator::kind;
 
  private:
   static constexpr std::string_view allocated = "allocate";
