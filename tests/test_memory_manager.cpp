@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "stash/memory_manager.hpp"
+#include "support/failing_heap.hpp"
 
 namespace {
 
@@ -366,4 +367,53 @@ TEST_CASE("manager: asking for figures or emptying a cache makes no pool", "[man
   REQUIRE(mm.existing_pinned_pool() == nullptr);
   stash::pool* made = &mm.device_pool(1);
   REQUIRE(mm.existing_device_pool(1) == made);
+}
+
+TEST_CASE("manager: a memory_type that is neither device nor pinned is a typed error and changes nothing",
+          "[manager][errors]") {
+  memory_manager mm(memory_manager::backing::host, 2);
+  for (int bad : {2, 3, -1, 255}) {
+    INFO("memory_type " << bad);
+    REQUIRE_THROWS_AS((void)mm.allocate(1000, static_cast<memory_type>(bad), 1), stash::error);
+    REQUIRE(mm.existing_device_pool(0) == nullptr);
+    REQUIRE(mm.existing_device_pool(1) == nullptr);
+    REQUIRE(mm.existing_pinned_pool() == nullptr);
+    REQUIRE(mm.get_stats(1).total_allocated == 0);
+  }
+}
+
+TEST_CASE("manager: out of memory with the host heap failing is still out_of_memory, counted and told",
+          "[manager][errors][heap]") {
+  namespace failing_heap = stash_test::failing_heap;
+  if (!failing_heap::can_fail()) {
+    WARN("operator new is not this test's own (valgrind replaces it): no heap failure can be injected");
+    return;
+  }
+  memory_manager mm(memory_manager::backing::host, 1);
+  int told = 0;
+  mm.attach_out_of_memory_observer([&](const stash::out_of_memory&) { ++told; });
+  mm.set_memory_limit(4 * MiB, 0);
+  void* live = mm.allocate(1000, memory_type::device, 0);
+  // Each heap allocation of the failing request fails in turn: once the pool has counted the request
+  // as out of memory, the caller gets stash::out_of_memory and the observers heard of it.
+  for (std::size_t k = 1;; ++k) {
+    INFO("heap allocation " << k << " failed");
+    const auto ooms_before = mm.get_stats(0).num_ooms;
+    const int told_before = told;
+    bool oom = false;
+    failing_heap::arm(k);
+    try {
+      (void)mm.allocate(64 * MiB, memory_type::device, 0);
+    } catch (const stash::out_of_memory&) {
+      oom = true;
+    } catch (const std::bad_alloc&) {
+    }
+    const bool failed = failing_heap::disarm();
+    const bool counted = mm.get_stats(0).num_ooms == ooms_before + 1;
+    REQUIRE(counted == oom);
+    REQUIRE(told == told_before + (oom ? 1 : 0));
+    if (!failed) break;
+  }
+  REQUIRE(mm.get_stats(0).total_allocated == good(1000));
+  mm.deallocate(live);
 }

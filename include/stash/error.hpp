@@ -134,23 +134,24 @@ class capture_error : public error {
 };
 
 /// The backend could not provide memory even after the cache was released and the request retried.
-/// Carries the figures at the time of failure.
+/// Carries the figures at the time of failure. Copying one never throws.
 class out_of_memory : public std::bad_alloc {
  public:
   out_of_memory(std::size_t requested, int device, std::size_t reserved, std::size_t cached)
       : requested_(requested), device_(device), reserved_(reserved), cached_(cached) {
-    message_ = "stash: out of memory: requested " + std::to_string(requested) + " bytes on device " +
-               std::to_string(device) + " with " + std::to_string(reserved) + " bytes reserved and " +
-               std::to_string(cached) + " bytes cached after releasing the cache and retrying once";
+    message_ = std::make_shared<const std::string>(
+        "stash: out of memory: requested " + std::to_string(requested) + " bytes on device " +
+        std::to_string(device) + " with " + std::to_string(reserved) + " bytes reserved and " +
+        std::to_string(cached) + " bytes cached after releasing the cache and retrying once");
   }
   /// The same failure with a memory_report: what the memory held is made of, and what the driver
   /// has left (the memory manager's pools throw this one).
   out_of_memory(const out_of_memory& failure, const memory_report& details)
       : out_of_memory(failure) {
     details_ = std::make_shared<const memory_report>(details);
-    message_ += "; " + to_string(details);
+    message_ = std::make_shared<const std::string>(*message_ + "; " + to_string(details));
   }
-  const char* what() const noexcept override { return message_.c_str(); }
+  const char* what() const noexcept override { return message_->c_str(); }
   /// nullptr when the thrower attached no report.
   const memory_report* details() const noexcept { return details_.get(); }
   std::size_t requested_bytes() const noexcept { return requested_; }
@@ -163,8 +164,10 @@ class out_of_memory : public std::bad_alloc {
   int device_;
   std::size_t reserved_;
   std::size_t cached_;
-  std::string message_;
-  std::shared_ptr<const memory_report> details_;  // shared: exceptions are copied
+  // Shared: exceptions are copied (throwing one copies it), and a copy must not need the host heap,
+  // which may be what ran out.
+  std::shared_ptr<const std::string> message_;
+  std::shared_ptr<const memory_report> details_;
 };
 
 }  // namespace stash

@@ -20,6 +20,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -88,18 +89,21 @@ class oom_observers {
  public:
   void attach(out_of_memory_observer observer) {
     std::lock_guard guard(lock_);
-    observers_.push_back(std::move(observer));
+    auto next = observers_ ? std::make_shared<std::vector<out_of_memory_observer>>(*observers_)
+                           : std::make_shared<std::vector<out_of_memory_observer>>();
+    next->push_back(std::move(observer));
+    observers_ = std::move(next);
   }
-  /// An observer that throws is skipped: the out_of_memory is what the caller gets.
+  /// An observer that throws is skipped: the out_of_memory is what the caller gets. Asks the host heap
+  /// for nothing (the list is shared, not copied), so observers hear of it when the heap is full too.
   void notify(const out_of_memory& e) const noexcept {
-    std::vector<out_of_memory_observer> now;
-    try {
+    std::shared_ptr<const std::vector<out_of_memory_observer>> now;
+    {
       std::lock_guard guard(lock_);
       now = observers_;
-    } catch (...) {
-      return;
     }
-    for (const auto& observer : now) {
+    if (!now) return;
+    for (const auto& observer : *now) {
       try {
         observer(e);
       } catch (...) {
@@ -109,10 +113,12 @@ class oom_observers {
 
  private:
   mutable std::mutex lock_;
-  std::vector<out_of_memory_observer> observers_;
+  std::shared_ptr<const std::vector<out_of_memory_observer>> observers_;  // replaced, never changed, by attach
 };
 
 }  // namespace detail
+
+static_assert(std::is_nothrow_copy_constructible_v<out_of_memory>, "pool_of::throw_detailed throws a copy");
 
 /// A pool as the manager holds it: an allocator behind virtual calls.
 class pool : public memory_resource {
@@ -240,21 +246,27 @@ class pool_of final : public pool {
  private:
   /// The failure again with a memory_report (and the driver's free and total memory of a device),
   /// counted, told to the observers, then thrown.
+  /// Without host memory for the report, `failure` as the allocator threw it, counted and told all the same.
   [[noreturn, gnu::cold, gnu::noinline]] void throw_detailed(const out_of_memory& failure) {
     ooms_.fetch_add(1, std::memory_order_relaxed);
-    memory_report report;
-    if constexpr (requires { describe_memory(allocator_); }) report = describe_memory(allocator_);
-    if (Allocator::kind == memory_kind::device && failure.device() >= 0) {
-      try {
-        const auto info = device_manager::memory(failure.device());
-        report.device_free_bytes = info.free_bytes;
-        report.device_total_bytes = info.total_bytes;
-      } catch (const error&) {  // no answer from the driver: the report says nothing of it
+    std::optional<out_of_memory> detailed;
+    try {
+      memory_report report;
+      if constexpr (requires { describe_memory(allocator_); }) report = describe_memory(allocator_);
+      if (Allocator::kind == memory_kind::device && failure.device() >= 0) {
+        try {
+          const auto info = device_manager::memory(failure.device());
+          report.device_free_bytes = info.free_bytes;
+          report.device_total_bytes = info.total_bytes;
+        } catch (const error&) {  // no answer from the driver: the report says nothing of it
+        }
       }
+      detailed.emplace(failure, report);
+    } catch (const std::bad_alloc&) {  // the host heap is full: no report, but still out_of_memory
     }
-    const out_of_memory detailed(failure, report);
-    if (observers_) observers_->notify(detailed);
-    throw detailed;
+    const out_of_memory& thrown = detailed ? *detailed : failure;
+    if (observers_) observers_->notify(thrown);
+    throw thrown;
   }
 
   void* do_allocate(std::size_t bytes, stream s) override {
@@ -315,9 +327,13 @@ class memory_manager {
 
   /// `device_id` -1 means the current device; ignored for pinned memory. The memory is used on
   /// `stream` (default: the legacy default stream; see caching_allocator for stream order). Throws
-  /// invalid_size, invalid_device, out_of_memory, invalid_stream, capture_error.
+  /// invalid_size, invalid_device, out_of_memory, invalid_stream, capture_error; stash::error for a
+  /// `type` that is neither memory_type (nothing is allocated then).
   [[nodiscard]] void* allocate(std::size_t size, memory_type type, int device_id = -1, stream s = stream{}) {
     if (type == memory_type::pinned) return pinned_pool().allocate(size, s);
+    if (type != memory_type::device) [[unlikely]]
+      throw error("stash: invalid memory_type " + std::to_string(static_cast<int>(type)) +
+                  " (memory_type::device or memory_type::pinned)");
     return device_pool(device_id).allocate(size, s);
   }
   [[nodiscard]] void* allocate_pinned(std::size_t size, stream s = stream{}) { return pinned_pool().allocate(size, s); }
