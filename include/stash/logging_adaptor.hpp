@@ -69,9 +69,6 @@ std::uintptr_t stream_handle(const Stream& s) noexcept {
   }
 }
 
-}  // namespace detail
-
-namespace detail {
 
 /// Allocator::kind where the upstream has it as a static member (every caching allocator): a
 /// logging_adaptor then has it too, for the std adapters over it. The manager's stash::pool tells its
