@@ -756,6 +756,74 @@ TEMPLATE_TEST_CASE("streams: after a stream with frees is destroyed, no call use
   CHECK(o.unreleased_events() == 0);
 }
 
+// CuPy's per-batch streams: a stream made, used, freed on and destroyed. flush_stream, after the last
+// free and before the destroy, records the event its frees wait for, so their memory goes to another
+// stream once the GPU is done, with no empty_cache; the layer forgets the stream once nothing refers to
+// it. A stream the allocator never saw is a no-op that records nothing and checks nothing.
+TEMPLATE_TEST_CASE("streams: a stream flushed before it is destroyed gives its frees to other streams once its work completes",
+                   "[streams][destroyed]", segments, paged) {
+  TestType a(typename TestType::backend_type{});
+  auto& o = a.ordering();
+  const stash::stream s = o.make_stream(), t = o.make_stream(), never = o.make_stream();
+  void* p = a.allocate(whole, s);
+  a.deallocate(p, s);
+  a.flush_stream(s);
+  CHECK(o.recorded_on(s) == 1);
+  a.flush_stream(s);  // nothing new freed on s: no second event
+  CHECK(o.recorded_on(s) == 1);
+  o.destroy(s);
+
+  void* q = a.allocate(whole, t);  // s's work is still running: p's memory is not t's yet
+  CHECK_FALSE(overlap(p, whole, q, whole));
+  a.deallocate(q, t);
+  const std::size_t reserved = a.reserved_bytes();
+  o.complete_stream(s);
+  void* r = a.allocate(whole, t);
+  void* r2 = a.allocate(whole, t);  // with q's, p's memory serves both: nothing new is held
+  CHECK(a.reserved_bytes() == reserved);
+  CHECK((overlap(p, whole, r, whole) || overlap(p, whole, r2, whole)));
+  CHECK(o.device_syncs() == 0);
+  CHECK(o.host_waits() == 0);
+
+  const std::size_t records = o.records();
+  const std::size_t rejected = o.rejected_streams();
+  a.flush_stream(never);
+  a.flush_stream(stash::stream(reinterpret_cast<stash::stream::native_handle_type>(std::uintptr_t{0xdead0})));
+  CHECK(o.records() == records);
+  CHECK(o.rejected_streams() == rejected);
+  CHECK(o.destroyed_stream_uses() == 0);
+  a.deallocate(r, t);
+  a.deallocate(r2, t);
+}
+
+TEST_CASE("streams: flush_stream that cannot record leaves the frees pending and the allocator whole", "[streams][destroyed]") {
+  paged a;
+  auto& o = a.ordering();
+  const stash::stream s = o.make_stream(), t = o.make_stream();
+  void* p = a.allocate(whole, s);
+  a.deallocate(p, s);
+  const auto before = a.stats();
+  o.set_capturing(s, true);  // capture forbids the record: the epoch stays open, a close requested
+  a.flush_stream(s);
+  CHECK(o.recorded_on(s) == 0);
+  o.set_capturing(s, false);
+  void* q = a.allocate(whole, t);
+  CHECK_FALSE(overlap(p, whole, q, whole));
+  CHECK(a.stats().deallocations == before.deallocations);
+  a.flush_stream(s);  // capture over: recorded now
+  CHECK(o.recorded_on(s) == 1);
+  a.deallocate(q, t);
+}
+
+// Host order keeps no streams: flush_stream is there, and does nothing.
+TEST_CASE("streams: flush_stream under host order is a no-op", "[streams]") {
+  stash::simulated_caching_allocator a;
+  void* p = a.allocate(whole);
+  a.deallocate(p);
+  a.flush_stream(stash::stream{});
+  CHECK(a.allocate(whole) == p);
+}
+
 TEMPLATE_TEST_CASE("streams: the out-of-memory retry settles a destroyed stream's frees without its handle",
                    "[streams][destroyed][oom]", segments, paged) {
   TestType a(typename TestType::backend_type(8 * MiB));
@@ -1313,6 +1381,8 @@ TEST_CASE("streams: the memory manager and the sharded allocator carry streams t
     void* h = mm.allocate_pinned(100, s);
     mm.deallocate(h, s);
     CHECK(mm.get_pinned_stats().total_allocated == 0);
+    mm.flush_stream(s);  // host-backed pools keep host order: nothing to record, nothing changes
+    CHECK(mm.get_stats(1).total_allocated == 0);
   }
   SECTION("sharded, stream-ordered shards") {
     stash::sharded_allocator<stash::simulated_stream_allocator, 2> sharded;
@@ -1320,5 +1390,12 @@ TEST_CASE("streams: the memory manager and the sharded allocator carry streams t
     sharded.record_stream(p, stash::stream{});
     sharded.deallocate(p, 4096, stash::stream::per_thread());
     CHECK(sharded.stats().allocated_bytes == 0);
+    void* q = sharded.allocate(4096);  // the legacy default stream: its epoch stays open after a free
+    sharded.deallocate(q);
+    std::size_t records_before = 0, records_after = 0;
+    for (std::size_t i = 0; i < 2; ++i) records_before += sharded.shard(i).ordering().recorded_on(stash::stream{});
+    sharded.flush_stream(stash::stream{});
+    for (std::size_t i = 0; i < 2; ++i) records_after += sharded.shard(i).ordering().recorded_on(stash::stream{});
+    CHECK(records_after == records_before + 1);  // the shard that freed q records; the other saw no free
   }
 }

@@ -235,6 +235,19 @@ class caching_allocator {
     }
   }
 
+  /// Stream order: the caller is done with stream s and may destroy it after this call. The frees made
+  /// on s since its last event get one now (no host wait), so that other streams may reuse their
+  /// memory once the work queued on s before them completes. Without it they stay pending until a
+  /// device-wide synchronize (empty_cache, the out-of-memory retry): a destroyed stream's handle is
+  /// never used. A stream the allocator never saw is a no-op; a record that fails throws the ordering
+  /// policy's error and leaves the frees pending. Host order: a no-op.
+  void flush_stream(stream s) {
+    if constexpr (streamed) {
+      std::lock_guard guard(lock_);
+      streams_.flush(s);
+    }
+  }
+
   /// The live block p as another process can map it (stash/ipc.hpp, stash/cuda/ipc_mapping.hpp): a
   /// descriptor for each physical allocation under it, with no lock held while the descriptors are
   /// sent. Only where the backend's memory is shareable (cuda_vmm_backend made with `shareable`).

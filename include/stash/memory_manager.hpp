@@ -134,6 +134,8 @@ class pool : public memory_resource {
   virtual void deallocate_completed(void* p) = 0;
   /// As the allocator's record_stream: throws invalid_pointer (or double_free) if p is not live here.
   virtual void record_stream(void* p, stream s) = 0;
+  /// As the allocator's flush_stream: s's pending frees get their event now, before s is destroyed.
+  virtual void flush_stream(stream s) = 0;
   virtual void empty_cache() = 0;
   virtual void trim_cache(std::size_t target_cached_bytes) = 0;
   virtual stats_snapshot stats() const = 0;
@@ -199,6 +201,7 @@ class pool_of final : public pool {
   std::size_t max_size() const noexcept override { return Allocator::max_size(); }
   bool try_deallocate(void* p, stream s) noexcept override { return allocator_.try_deallocate(p, s); }
   void record_stream(void* p, stream s) override { allocator_.record_stream(p, s); }
+  void flush_stream(stream s) override { allocator_.flush_stream(s); }
   bool holds(const void* p) const noexcept override { return allocator_.holds(p); }
   bool owns(const void* p) const noexcept override { return allocator_.owns(p); }
   void empty_cache() override { allocator_.empty_cache(); }
@@ -361,6 +364,19 @@ class memory_manager {
       if (pool* p = slot.load(std::memory_order_acquire); p && p->holds(ptr)) return p->record_stream(ptr, s);
     if (pool* p = pinned_pool_.load(std::memory_order_acquire); p && p->holds(ptr)) return p->record_stream(ptr, s);
     throw invalid_pointer(ptr, "not allocated by the memory manager");
+  }
+
+  /// The program is done with `stream` and may destroy it after this call: every pool that was told
+  /// of frees on it records their event now (no host wait), so that their memory goes to other
+  /// streams once the work queued before them completes, with no empty_cache. Call it after the last
+  /// free on a stream the program made and before cudaStreamDestroy; without it those frees stay
+  /// pending until empty_cache or an out-of-memory retry synchronizes the device. Pools that never
+  /// saw the stream do nothing. Throws stash::cuda_error when an event cannot be recorded (those
+  /// frees stay pending, and the pools after it are not flushed).
+  void flush_stream(stream s) {
+    for (auto& slot : device_pools_)
+      if (pool* p = slot.load(std::memory_order_acquire)) p->flush_stream(s);
+    if (pool* p = pinned_pool_.load(std::memory_order_acquire)) p->flush_stream(s);
   }
 
   /// Whether ptr is the start of a live block of a device pool: a lookup in the index of the pool that

@@ -58,6 +58,11 @@ class sharded_allocator {
     owner_of(p).deallocate(p, n, s);
   }
   void record_stream(void* p, stream s) { owner_of(p).record_stream(p, s); }
+  /// Every shard flushes s (caching_allocator::flush_stream): a shard that never saw s does nothing.
+  /// Stops at the first shard whose record fails, which throws.
+  void flush_stream(stream s) {
+    for (auto& shard : shards_) shard->flush_stream(s);
+  }
   bool owns(const void* p) const noexcept {
     for (const auto& s : shards_)
       if (s->owns(p)) return true;

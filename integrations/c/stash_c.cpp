@@ -773,6 +773,12 @@ int stash_record_stream(void* ptr, stash_stream_t stream) {
   });
 }
 
+int stash_flush_stream(stash_stream_t stream) {
+  return guarded("stash_flush_stream", [&] {
+    if (stash::memory_manager* mm = library::get().existing_manager()) mm->flush_stream(to_stream(stream));
+  });
+}
+
 int stash_stream_ordered(void) { return 1; }
 
 void* stash_alloc_pinned(size_t size) {

@@ -76,6 +76,12 @@ STASH_C_API void stash_free(void* ptr, ssize_t size, int device, stash_stream_t 
 /* ptr is also used on stream: its memory is not reused elsewhere before the work queued there is done
  * (PyTorch's Tensor.record_stream). STASH_ERROR_INVALID_POINTER when ptr is not a live allocation. */
 STASH_C_API int stash_record_stream(void* ptr, stash_stream_t stream);
+/* The caller is done with stream and may destroy it after this call: the frees made on it get their
+ * event now (no wait), so that other streams reuse their memory once the work queued before them is
+ * done. Without it, frees on a destroyed stream stay cached until stash_empty_cache or an out-of-memory
+ * retry synchronizes the device. A stream stash never saw is a no-op. STASH_ERROR_CUDA when the event
+ * cannot be recorded (those frees stay pending). */
+STASH_C_API int stash_flush_stream(stash_stream_t stream);
 /* 1: allocations follow stream order (freed memory is reused on another stream only after the work
  * queued before the free is done). Kept for callers that check; this library always passes streams. */
 STASH_C_API int stash_stream_ordered(void);

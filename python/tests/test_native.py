@@ -944,6 +944,70 @@ class Frameworks(unittest.TestCase):
             """
         )
 
+    def test_cupy_flushes_a_stream_when_its_last_block_is_freed(self):
+        # The block holding a CuPy stream's last reference flushes it before the stream goes: the
+        # frees made on it get their event while the handle still names a live stream. Earlier frees
+        # on a stream that lives on do not flush.
+        run(
+            """
+            import gc, types
+            cupy = types.ModuleType("cupy")
+            cupy.cuda = types.SimpleNamespace()
+            events = []
+            class Stream:
+                def __init__(self, ptr):
+                    self.ptr = ptr
+                def __del__(self):
+                    events.append(("destroy", self.ptr))
+            current = [Stream(0x100)]
+            class UnownedMemory:
+                def __init__(self, ptr, size, owner, device):
+                    self.ptr, self.size, self._owner, self.device = ptr, size, owner, device
+            class MemoryPointer:
+                def __init__(self, mem, offset):
+                    self.mem, self.ptr = mem, mem.ptr + offset
+            cupy.cuda.runtime = types.SimpleNamespace(getDevice=lambda: 0)
+            cupy.cuda.get_current_stream = lambda: current[0]
+            cupy.cuda.UnownedMemory, cupy.cuda.MemoryPointer = UnownedMemory, MemoryPointer
+            sys.modules["cupy"] = cupy
+            import stash.cupy
+            real = L.stash_flush_stream
+            def flush(handle):
+                events.append(("flush", handle))
+                return real(handle)
+            L.stash_flush_stream = flush
+            first, second = stash.cupy.malloc(1 << 20), stash.cupy.malloc(1 << 10)
+            del first
+            gc.collect()
+            assert events == [], events                    # the stream is current and has a block left
+            current[0] = Stream(0x200)
+            del second
+            gc.collect()
+            assert events == [("flush", 0x100), ("destroy", 0x100)], events
+            assert stash.get_stats(0)["allocated_bytes"] == 0
+            """
+        )
+
+    def test_flush_stream_takes_handles_and_stream_objects(self):
+        run(
+            """
+            import types
+            assert stash.flush_stream(0) is None                  # never seen: nothing to do
+            assert stash.flush_stream(types.SimpleNamespace(ptr=0x300)) is None
+            assert stash.flush_stream(types.SimpleNamespace(cuda_stream=0x400)) is None
+            p = L.stash_alloc(256, 0, 0x500)
+            L.stash_free(p, 256, 0, 0x500)
+            stash.flush_stream(0x500)
+            for bad in (-1, 1 << 64, "0x500", 1.5, True):
+                try:
+                    stash.flush_stream(bad)
+                except stash.OptionError as e:
+                    assert "not a CUDA stream handle" in str(e), e
+                else:
+                    raise AssertionError(bad)
+            """
+        )
+
     def test_framework_modules_need_their_framework(self):
         # stash.torch and stash.cupy import torch and cupy; without them the import error says so.
         for module, framework in (("stash.torch", "torch"), ("stash.cupy", "cupy")):

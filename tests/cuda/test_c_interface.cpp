@@ -84,6 +84,37 @@ TEST_CASE("C interface: a stream destroyed after frees on it: empty_cache, out o
   CUDA_REQUIRE(cudaStreamDestroy(other));
 }
 
+// CuPy's per-batch streams: frees on a stream, the stream flushed and destroyed. Once its work is done,
+// another stream gets that memory back at once, with no empty_cache and no new page.
+TEST_CASE("C interface: a stream flushed before it is destroyed gives its frees to other streams",
+          "[cuda][c_interface][destroyed]") {
+  REQUIRE(stash_empty_cache(-1) == STASH_OK);
+  cudaStream_t doomed = nullptr, other = nullptr;
+  CUDA_REQUIRE(cudaStreamCreateWithFlags(&doomed, cudaStreamNonBlocking));
+  CUDA_REQUIRE(cudaStreamCreateWithFlags(&other, cudaStreamNonBlocking));
+  const std::size_t bytes = 37 * MiB;
+  void* p = stash_alloc(static_cast<ssize_t>(bytes), 0, doomed);
+  require_device_memory(p, 0);
+  CUDA_REQUIRE(cudaMemsetAsync(p, 7, bytes, doomed));
+  stash_free(p, static_cast<ssize_t>(bytes), 0, doomed);
+  REQUIRE(stash_flush_stream(doomed) == STASH_OK);
+  CUDA_REQUIRE(cudaStreamDestroy(doomed));
+  CUDA_REQUIRE(cudaDeviceSynchronize());  // the destroyed stream's work is done (the test waits, not stash)
+
+  stash_stats before{}, after{};
+  REQUIRE(stash_get_stats(0, &before) == STASH_OK);
+  void* q = stash_alloc(static_cast<ssize_t>(bytes), 0, other);
+  REQUIRE(stash_get_stats(0, &after) == STASH_OK);
+  CHECK(q == p);
+  CHECK(after.backend_allocations == before.backend_allocations);
+  CHECK(stash_flush_stream(other) == STASH_OK);  // nothing freed on it: no event, no error
+  stash_free(q, static_cast<ssize_t>(bytes), 0, other);
+  CHECK(stash_flush_stream(other) == STASH_OK);
+  CUDA_REQUIRE(cudaStreamSynchronize(other));
+  CUDA_REQUIRE(cudaStreamDestroy(other));
+  REQUIRE(stash_empty_cache(-1) == STASH_OK);
+}
+
 // A released graph's last replay may still run, on a stream the graph pool never saw, when a request
 // runs out of memory and the pool's blocks are given back for the retry (or at empty_cache). They may
 // be handed out only once the device has finished, even on the stream they were captured on (stream

@@ -396,7 +396,7 @@ class program {
   }
 
   /// A made stream starts or ends capturing a graph (the default streams never capture here), is
-  /// destroyed, or its handle is given to a new stream (as the runtime may once the old one's work is
+  /// destroyed (flushed first or not), or its handle is given to a new stream (as the runtime may once the old one's work is
   /// done); or, where that stream is alive, a burst of new streams is made (up to 80 at once, 320 in
   /// all), so that calls name more than the 64 streams past which the allocator forgets, while the
   /// program runs, the streams nothing refers to (caching_allocator::forget_streams_while_running).
@@ -412,6 +412,7 @@ class program {
           break;
         case 2:
           if (dead == destroyed_.end() && !named_by_live_block(s)) {
+            if (in_.ConsumeBool()) a_->flush_stream(s);  // the program done with s (CuPy's per-batch streams)
             o.destroy(s);
             destroyed_.push_back(s);
           }

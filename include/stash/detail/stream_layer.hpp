@@ -285,6 +285,21 @@ class stream_layer {
     request_close(s);
   }
 
+  /// In a call that names s, which its caller is done with (about to destroy it): records the event
+  /// of s's open epoch now, so that its frees become ready once the work queued before them completes
+  /// (found by event query, no host wait), and retires what has completed. Without it a destroyed
+  /// stream's open epoch waits for a device-wide synchronize. A stream the layer does not know has
+  /// nothing pending: nothing is checked or added. Capturing (or another thread's per-thread stream):
+  /// stays open, a close requested. Throws the ordering policy's error if the record fails; s's epoch
+  /// stays open then.
+  void flush(stream s) {
+    const auto it = streams_.find(key_of(s));
+    if (it == streams_.end()) return;
+    state& found = *it->second;
+    if (close(found)) retire_completed(found);
+    else request_close(found);
+  }
+
   /// Makes stream `to` (the stream the call names) wait on the GPU for the epoch of free block b,
   /// once that epoch is recorded. false when that cannot be done: b is a cross block, its epoch is
   /// still open (its owner is asked to close it), or `to` is capturing.

@@ -118,6 +118,7 @@ def lib() -> ctypes.CDLL:
             "stash_alloc": (c.c_void_p, [c.c_ssize_t, c.c_int, stream]),
             "stash_free": (None, [c.c_void_p, c.c_ssize_t, c.c_int, stream]),
             "stash_record_stream": (c.c_int, [c.c_void_p, stream]),
+            "stash_flush_stream": (c.c_int, [stream]),
             "stash_stream_ordered": (c.c_int, []),
             "stash_alloc_pinned": (c.c_void_p, [c.c_size_t]),
             "stash_free_pinned": (c.c_int, [c.c_void_p]),
@@ -308,6 +309,25 @@ def set_memory_limit(limit_bytes: Optional[int], device: int = -1) -> None:
 def set_memory_fraction(fraction: float, device: int = -1) -> None:
     """set_memory_limit as a fraction in [0, 1] of the device's total memory (needs a GPU)."""
     check(lib().stash_set_memory_fraction(float(fraction), _device(device)))
+
+
+def flush_stream(stream) -> None:
+    """The program is done with `stream` (a CUDA stream handle as an int, a cupy.cuda.Stream or a
+    torch.cuda.Stream) and may destroy it next: the frees made on it get their event now, so that other
+    streams reuse that memory once the work queued before them is done. Without it, frees on a
+    destroyed stream stay cached until empty_cache() or an out-of-memory retry. stash.cupy calls it
+    itself when a block holding a stream's last reference is freed. A stream stash never saw: nothing."""
+    for attribute in ("ptr", "cuda_stream"):  # CuPy, PyTorch
+        if hasattr(stream, attribute):
+            stream = getattr(stream, attribute)
+            break
+    check(lib().stash_flush_stream(_c_stream(stream)))
+
+
+def _c_stream(handle) -> int:
+    if isinstance(handle, bool) or not isinstance(handle, int) or not 0 <= handle < (1 << 64):
+        raise OptionError(f"stash: {handle!r} is not a CUDA stream handle", ERROR_INVALID_ARGUMENT)
+    return handle
 
 
 def grant_peer_access(device: int, peer: int) -> None:

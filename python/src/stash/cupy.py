@@ -10,12 +10,15 @@ A block keeps the CuPy Stream object it was allocated on alive until it is freed
 stream when its last reference goes (often at the end of a `with cupy.cuda.Stream():` block, while
 arrays made there live on), and stash may record an event on the stream a free names, which must then
 exist (a destroyed stream's handle is undefined behaviour in CUDA). The stream is destroyed once the
-last block made on it has been freed. A cupy.cuda.ExternalStream does not own its stream: whoever made
+last block made on it has been freed; that free also records the event the stream's frees wait for
+(stash.flush_stream), so that other streams get that memory back once the GPU is done with it, with no
+empty_cache. A cupy.cuda.ExternalStream does not own its stream: whoever made
 that stream must keep it alive until the arrays made on it are freed, as with any stream-ordered pool.
 """
 
 from __future__ import annotations
 
+import sys
 from typing import Optional
 
 import cupy
@@ -41,7 +44,10 @@ class _DeviceBlock:
     def __del__(self):
         if self.ptr:
             try:
-                _native.lib().stash_free(self.ptr, self.size, self.device, self.stream.ptr)
+                lib = _native.lib()
+                lib.stash_free(self.ptr, self.size, self.device, self.stream.ptr)
+                if sys.getrefcount(self.stream) <= 2:  # this slot and the call's argument: the stream
+                    lib.stash_flush_stream(self.stream.ptr)  # goes with this block; its frees get an event
             except Exception:  # interpreter shutdown: the module may be gone; the driver reclaims it
                 pass
             self.ptr = 0
