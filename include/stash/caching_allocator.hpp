@@ -208,15 +208,8 @@ class caching_allocator {
         extra_uses_.erase(b->addr);
         b->set_used_elsewhere(false);
       }
-      heap_.count_freed(b->size);
-      stats_.on_deallocate(b->requested, b->size);  // before seq, which shares requested's word, is set
-      b->owner = nullptr;  // ready: a block of no stream (as after empty_cache)
-      b->seq = 0;
-      if constexpr (paged) arena_.unback_pages(b->addr, b->size);
-      heap_.merge_and_push(b);  // merges with free neighbours of no stream; others merge once ready
-    } else {
-      release_block(b);
     }
+    release_block<completed_free>(b);
   }
 
   /// p, a live allocation, is also used on stream s (PyTorch's Tensor.record_stream): once freed, it
@@ -440,14 +433,26 @@ class caching_allocator {
   /// b is freed on its own stream. Stream order: it joins that stream's open epoch (its pages are
   /// not moved or unmapped before the epoch completes: the paged arena's hold_pending_pages) and
   /// merges as the heap's mergeable() says (the merged block then belongs to that stream's open epoch).
+  /// completed_free (deallocate_completed): every use of b on the device has completed, so it is ready,
+  /// a block of no stream (as after empty_cache), and merges with free neighbours of no stream (others
+  /// merge once ready); no stream's epoch is touched.
+  static constexpr bool completed_free = true;
+  template <bool Completed = false>
   void release_block(block* b) noexcept {
     [[maybe_unused]] tag* const owner = b->owner;
     heap_.count_freed(b->size);
     stats_.on_deallocate(b->requested, b->size);  // before seq, which shares requested's word, is set
-    if constexpr (streamed) b->seq = streams_.note_free(b->owner);
+    if constexpr (streamed) {
+      if constexpr (Completed) {
+        b->owner = nullptr;
+        b->seq = 0;
+      } else {
+        b->seq = streams_.note_free(b->owner);
+      }
+    }
     if constexpr (paged) arena_.unback_pages(b->addr, b->size);
     heap_.merge_and_push(b);
-    if constexpr (streamed) streams_.after_free(owner);
+    if constexpr (streamed && !Completed) streams_.after_free(owner);
   }
 
   /// No free block fits: get memory from the arena and return it as a free block (in its list).

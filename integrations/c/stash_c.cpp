@@ -567,13 +567,13 @@ class library {
   ipc_table& ipc() noexcept { return ipc_; }
 
   /// Gives the freed blocks of released graph pools back to their device pools, once every device
-  /// with a pool has finished its work: a released graph's last replay may still run, on any stream.
-  /// empty_cache waits only for frees pending in stash, so a device-wide synchronize follows it. Not
+  /// with a pool has finished its work: a released graph's last replay may still run, on any stream,
+  /// so every such device is synchronized (the pools' empty_cache would wait only for frees pending in
+  /// stash, and a graph's blocks are not among them). Not
   /// while a capture routes requests to a pool, nor when a capture elsewhere makes the runtime refuse
   /// the synchronize (the blocks wait for a later call). Returns how many blocks went back.
   std::size_t return_released_graph_blocks(stash::memory_manager& mm) {
     if (graph_pools_.releasable() == 0 || graph_pools_.routing()) return 0;
-    for (int d = 0; d < mm.device_count(); ++d) mm.empty_cache(d);
     if (!host_backed()) {
       for (int d = 0; d < mm.device_count(); ++d)
         if (mm.existing_device_pool(d) && !stash::cuda::synchronize_device(d)) return 0;
@@ -806,7 +806,7 @@ int stash_empty_cache(int device) {
     if (device != -1) lib.resolve(device);
     stash::memory_manager* mm = lib.existing_manager();
     if (!mm) return;
-    lib.return_released_graph_blocks(*mm);  // empties every device's cache first, then they are freed
+    lib.return_released_graph_blocks(*mm);  // after a device-wide synchronize; then the caches empty
     if (device != -1) return mm->empty_cache(device);
     for (int d = 0; d < mm->device_count(); ++d) mm->empty_cache(d);
   });

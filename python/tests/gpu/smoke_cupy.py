@@ -71,6 +71,34 @@ def blocks_outlive_the_stream_they_were_made_on():
 
 
 @check
+def memory_freed_on_a_destroyed_stream_goes_to_another_stream():
+    # A stream per batch: the array made on it is its last holder, so the stream goes with the array's
+    # free. That free flushes the stream (records the event its frees wait for), so once the GPU is
+    # done another live stream gets the same memory, with no empty_cache and no new page. Without the
+    # flush it stayed pending until empty_cache or out of memory, and the other stream mapped new pages.
+    import gc
+    stash.empty_cache()
+    other = cupy.cuda.Stream(non_blocking=True)
+    words = (37 << 20) // 4  # a size nothing else here uses
+    side = cupy.cuda.Stream(non_blocking=True)
+    with side:
+        a = cupy.full(words, 3, dtype=cupy.int32)
+    ptr = a.data.ptr
+    del side  # the block holds the stream's last reference now
+    del a     # freed on it, flushed, then the stream is destroyed
+    gc.collect()
+    cupy.cuda.Device().synchronize()  # the batch's work is done (the program waits here, not stash)
+    before = stash.get_stats(0)
+    with other:
+        b = cupy.full(words, 5, dtype=cupy.int32)
+    after = stash.get_stats(0)
+    assert b.data.ptr == ptr, (hex(b.data.ptr), hex(ptr))
+    assert after["reserved_bytes"] == before["reserved_bytes"], (before, after)
+    other.synchronize()
+    assert int(b[-1]) == 5
+
+
+@check
 def zero_bytes():
     e = cupy.empty(0, dtype=cupy.float32)
     assert e.size == 0
