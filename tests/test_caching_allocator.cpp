@@ -815,24 +815,38 @@ TEST_CASE("paged: with small_fill_mapped, a small request fills mapped memory of
   REQUIRE(a.backend().misuses() == 0);
 }
 
-TEST_CASE("paged: without small_fill_mapped (the default), or with max_held_over_live, a small request maps its "
-          "region's next page",
+TEST_CASE("paged: by default only a small request of more than fill_mapped_above bytes fills mapped memory of "
+          "the large region; with max_held_over_live, or fill_mapped_above at SIZE_MAX, none does",
           "[allocator][paged]") {
-  stash::caching_options by_default, bounded;
+  stash::caching_options by_default, bounded, never;
   bounded.small_fill_mapped = true;
   bounded.max_held_over_live = 1.05;
+  never.fill_mapped_above = SIZE_MAX;
   REQUIRE_FALSE(by_default.small_fill_mapped);
-  for (stash::caching_options options : {by_default, bounded}) {
+  REQUIRE(by_default.fill_mapped_above == 8 * 1024);
+  const stash::caching_options all[] = {by_default, bounded, never};
+  for (int i = 0; i < 3; ++i) {
+    stash::caching_options options = all[i];
     options.reserve_bytes = 64 * MiB;
     caching_allocator<simulated_paged_backend, segregated_fit_buckets, null_lock, basic_stats> a(
         simulated_paged_backend{}, options);
     void* s1 = a.allocate(MiB);
-    void* s2 = a.allocate(MiB);        // page 32 is full
-    void* big = a.allocate(3 * MiB);   // pages 0..1, the upper half of page 1 free
-    void* s3 = a.allocate(MiB);        // page 33, not the free end of page 1
-    REQUIRE(addr(s3) == addr(s1) + 2 * MiB);
+    void* s2 = a.allocate(MiB);       // page 32 is full
+    void* big = a.allocate(3 * MiB);  // pages 0..1, the upper half of page 1 free
+    void* s3 = a.allocate(MiB);
+    if (i == 0) {  // the free end of page 1
+      REQUIRE(addr(s3) == addr(big) + 3 * MiB);
+      REQUIRE(a.stats().reserved_bytes == 3 * 2 * MiB);
+    } else {  // page 33
+      REQUIRE(addr(s3) == addr(s1) + 2 * MiB);
+      REQUIRE(a.stats().reserved_bytes == 4 * 2 * MiB);
+    }
+    // A request of at most fill_mapped_above bytes stays in its region: page 33 (mapped for it by default).
+    void* tiny = a.allocate(8 * 1024);
+    REQUIRE(addr(tiny) >= addr(s1) + 2 * MiB);
+    REQUIRE(addr(tiny) < addr(s1) + 4 * MiB);
     REQUIRE(a.stats().reserved_bytes == 4 * 2 * MiB);
-    for (void* p : {s1, s2, big, s3}) a.deallocate(p);
+    for (void* p : {s1, s2, big, s3, tiny}) a.deallocate(p);
     REQUIRE(a.backend().misuses() == 0);
   }
 }

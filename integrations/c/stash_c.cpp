@@ -167,6 +167,8 @@ constexpr const char* option_help_text =
     "small_region:on|off         on    (vmm) requests of at most half a page in an address region of their own\n"
     "small_fill_mapped:on|off    off   (vmm) a small request whose region has no mapped room fills mapped pages of\n"
     "                                  the large region first: less memory, more host time (stash.torch: on)\n"
+    "fill_mapped_above:BYTES|off 8KiB  (vmm, small_fill_mapped off) only small requests of more than this fill mapped\n"
+    "                                  pages of the large region before their region maps a page; off: none do\n"
     "max_held_over_live:FLOAT    0     (vmm) pages held at most this x the peak of live bytes, idle pages moved past it; 0: off\n"
     "peer_access:all|none        all   (vmm) device pages mapped for every GPU that can reach them, or for their own only\n"
     "                                  (stash_grant_peer_access adds one later)\n"
@@ -319,6 +321,8 @@ options parse_options(std::string_view conf, options base) {
       caching.small_region = parse_choice(key, value, switch_choices);
     } else if (key == "small_fill_mapped") {
       caching.small_fill_mapped = parse_choice(key, value, switch_choices);
+    } else if (key == "fill_mapped_above") {
+      caching.fill_mapped_above = value == "off" ? SIZE_MAX : static_cast<std::size_t>(parse_bytes(key, value));
     } else if (key == "free_records_used_streams") {
       caching.free_records_used_streams = parse_choice(key, value, switch_choices);
     } else if (key == "remap_pending_pages") {
@@ -355,7 +359,7 @@ options parse_options(std::string_view conf, options base) {
       throw option_error{STASH_ERROR_INVALID_ARGUMENT,
                          "stash: unknown option '" + std::string(key) +
                              "' (known: backend, page_slack, reserve, pages_between_moves, max_chunk_pages, edge_pages_in_chunks, "
-                             "chunks_per_block, moves_per_block, chunk_room_share, small_region, small_fill_mapped, peer_access, shareable, "
+                             "chunks_per_block, moves_per_block, chunk_room_share, small_region, small_fill_mapped, fill_mapped_above, peer_access, shareable, "
                              "max_held_over_live, free_records_used_streams, remap_pending_pages, remap_min_pages, "
                              "remap_min_age, cross_stream_wait, backing, "
                              "host_devices, limit, memory_fraction)"};
@@ -401,6 +405,8 @@ std::string format_options(const options& o) {
     s += ",remap_min_age:" + std::to_string(caching.remap_min_age);
   if (caching.small_fill_mapped != defaults.small_fill_mapped)
     s += ",small_fill_mapped:" + std::string(name_of(caching.small_fill_mapped, switch_choices));
+  if (caching.fill_mapped_above != defaults.fill_mapped_above)
+    s += ",fill_mapped_above:" + (caching.fill_mapped_above == SIZE_MAX ? std::string("off") : std::to_string(caching.fill_mapped_above));
   if (caching.cross_stream_wait != defaults.cross_stream_wait)
     s += ",cross_stream_wait:" + std::string(name_of(caching.cross_stream_wait, switch_choices));
   if (o.manager.peers != stash::peer_access::all)

@@ -448,6 +448,7 @@ class Options(unittest.TestCase):
                 (dict(reserve="1,2"), "option 'reserve'"),
                 (dict(small_region="maybe"), "option 'small_region': 'maybe' is not one of off, on"),
                 (dict(small_fill_mapped="some"), "option 'small_fill_mapped': 'some' is not one of off, on"),
+                (dict(fill_mapped_above="lots"), "option 'fill_mapped_above': 'lots' is not a byte count"),
                 (dict(free_records_used_streams=2), "option 'free_records_used_streams': '2' is not one of off, on"),
                 (dict(peer_access="some"), "option 'peer_access': 'some' is not one of all, none"),
                 (dict(peer_access=True), "option 'peer_access': 'on' is not one of all, none"),
@@ -515,6 +516,12 @@ class Options(unittest.TestCase):
             assert got.endswith(",backing:auto,small_fill_mapped:on"), got
             got = stash.configure("small_fill_mapped:off")  # the default: not named
             assert "small_fill_mapped" not in got, got
+            got = stash.configure(fill_mapped_above="64 KiB")
+            assert got.endswith(",backing:auto,fill_mapped_above:65536"), got
+            got = stash.configure(fill_mapped_above="off")
+            assert got.endswith(",backing:auto,fill_mapped_above:off"), got
+            got = stash.configure(fill_mapped_above=8192)  # the default: not named
+            assert "fill_mapped_above" not in got, got
             got = stash.configure(max_held_over_live=1.05)
             assert got.endswith(",small_region:on,free_records_used_streams:off,backing:auto,max_held_over_live:1.05"), got
             got = stash.configure(defaults="free_records_used_streams:on")  # an integration's defaults
@@ -718,7 +725,7 @@ class Options(unittest.TestCase):
 
         text = stash.option_help()
         for name in ("backend", "page_slack", "reserve", "pages_between_moves", "max_chunk_pages", "edge_pages_in_chunks",
-                     "chunks_per_block", "moves_per_block", "chunk_room_share", "small_region", "small_fill_mapped", "peer_access", "shareable",
+                     "chunks_per_block", "moves_per_block", "chunk_room_share", "small_region", "small_fill_mapped", "fill_mapped_above", "peer_access", "shareable",
                      "free_records_used_streams", "remap_pending_pages", "remap_min_pages", "remap_min_age",
                      "cross_stream_wait",
                      "max_held_over_live", "backing", "host_devices", "limit"):

@@ -94,12 +94,13 @@ class paged_arena {
   }
 
   /// With caching_options::small_fill_mapped, a small request (pool_for(size) == 1) whose block would
-  /// need a page mapped: a free block of the large region, usable on `on`, whose first `size` bytes lie
-  /// on mapped pages already, or null (always null for other requests, or without the option). At most
+  /// need a page mapped (without it, one of more than fill_mapped_above bytes): a free block of the
+  /// large region, usable on `on`, whose first `size` bytes lie on mapped pages already, or null
+  /// (always null for other requests, or with max_held_over_live). At most
   /// mapped_fit_budget free blocks are looked at, smallest lists first: this runs only where a page is
   /// about to be mapped.
   block* mapped_fit(std::size_t size, const tag* on) const noexcept {
-    if (size > fill_mapped_below_) return nullptr;
+    if (size > fill_mapped_below_ || size <= fill_mapped_above_) return nullptr;
     auto usable_on_mapped_pages = [&](const block* b) {
       return Heap::usable(b, on) && first_unmapped(b->addr, size) == page_table::none;
     };
@@ -274,7 +275,8 @@ class paged_arena {
       heap_.push_free(small);
       small_first_ = small;
       small_below_ = page / 2;
-      if (options_.small_fill_mapped && !(options_.max_held_over_live > 0)) fill_mapped_below_ = small_below_;
+      fill_mapped_above_ = options_.small_fill_mapped ? 0 : options_.fill_mapped_above;
+      if (fill_mapped_above_ < small_below_ && !(options_.max_held_over_live > 0)) fill_mapped_below_ = small_below_;
     } else {
       heap_.recycle(small);
     }
@@ -737,6 +739,7 @@ class paged_arena {
   block* small_first_ = nullptr;  // null: no small region
   std::size_t small_below_ = 0;   // requests of at most this many bytes go to the small region (0: none)
   std::size_t fill_mapped_below_ = 0;  // small_below_ where mapped_fit may serve them, else 0
+  std::size_t fill_mapped_above_ = 0;  // and only those of more bytes than this (fill_mapped_above)
   basic_page_table<streamed> pages_;
   std::size_t touched_ = 0;       // pages at least one live block touches
   std::size_t peak_touched_ = 0;  // high tide of touched_
