@@ -815,16 +815,16 @@ TEST_CASE("paged: with small_fill_mapped, a small request fills mapped memory of
   REQUIRE(a.backend().misuses() == 0);
 }
 
-TEST_CASE("paged: by default only a small request of more than fill_mapped_above bytes fills mapped memory of "
-          "the large region; with max_held_over_live, or fill_mapped_above at SIZE_MAX, none does",
+TEST_CASE("paged: with fill_mapped_above, only a small request of more bytes fills mapped memory of the large "
+          "region; by default, or with max_held_over_live, none does",
           "[allocator][paged]") {
-  stash::caching_options by_default, bounded, never;
-  bounded.small_fill_mapped = true;
+  stash::caching_options above_8k, bounded, by_default;
+  above_8k.fill_mapped_above = 8 * 1024;
+  bounded.fill_mapped_above = 8 * 1024;
   bounded.max_held_over_live = 1.05;
-  never.fill_mapped_above = SIZE_MAX;
   REQUIRE_FALSE(by_default.small_fill_mapped);
-  REQUIRE(by_default.fill_mapped_above == 8 * 1024);
-  const stash::caching_options all[] = {by_default, bounded, never};
+  REQUIRE(by_default.fill_mapped_above == SIZE_MAX);
+  const stash::caching_options all[] = {above_8k, bounded, by_default};
   for (int i = 0; i < 3; ++i) {
     stash::caching_options options = all[i];
     options.reserve_bytes = 64 * MiB;
@@ -841,7 +841,7 @@ TEST_CASE("paged: by default only a small request of more than fill_mapped_above
       REQUIRE(addr(s3) == addr(s1) + 2 * MiB);
       REQUIRE(a.stats().reserved_bytes == 4 * 2 * MiB);
     }
-    // A request of at most fill_mapped_above bytes stays in its region: page 33 (mapped for it by default).
+    // A request of at most fill_mapped_above bytes stays in its region: page 33 (mapped for it in case 0).
     void* tiny = a.allocate(8 * 1024);
     REQUIRE(addr(tiny) >= addr(s1) + 2 * MiB);
     REQUIRE(addr(tiny) < addr(s1) + 4 * MiB);

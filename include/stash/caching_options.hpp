@@ -102,14 +102,16 @@ struct caching_options {
   bool small_fill_mapped = false;
   /// Paged backends, with small_region, when small_fill_mapped is off: a small request of more than
   /// this many bytes fills mapped memory of the large region as small_fill_mapped says, before a page
-  /// is mapped for it in its own region. A tiny request takes a sliver of a new small-region page,
-  /// which hundreds more like it then share, while in a large hole it keeps the hole's page touched and
-  /// splits it; a request of 8 KiB up to half a page takes a real share of a new page. Measured
-  /// (simulated device, a cold and three warm replays): every trace's cold reserved/live at or under
-  /// 039b03f's (bert_infer_varlen 1.1852 -> 1.1722, gpt2_varlen_e2e 1.1116 -> 1.0862), no settled
-  /// figure more than 0.0011 higher. Any bound from 4 to 32 KiB keeps the cold figures there; 2 KiB or
-  /// less leaves bert at 1.1766, 64 KiB or more three traces above. SIZE_MAX: small requests never fill.
-  std::size_t fill_mapped_above = 8 * 1024;
+  /// is mapped for it in its own region (SIZE_MAX, the default: none does). A tiny request takes a
+  /// sliver of a new small-region page, which hundreds more like it then share, while in a large hole
+  /// it keeps the hole's page touched and splits it; a request of 8 KiB up to half a page takes a real
+  /// share of a new page. At 8 KiB (simulated device, a cold and three warm replays) every trace's cold
+  /// reserved/live is at or under the code before streams' (bert_infer_varlen 1.1852 -> 1.1722,
+  /// gpt2_varlen_e2e 1.1116 -> 1.0862), no settled figure more than 0.0011 higher. Off by default for
+  /// host time: the layout then takes a few replays to settle, mapping pages as it does, and on an H200
+  /// warm replays of resnet50 took 1.31x and seg 1.16x the time (7.6x PyTorch's speed instead of 9.8x
+  /// and 8.9x; bench/RESULTS.md, twentieth session).
+  std::size_t fill_mapped_above = SIZE_MAX;
   /// Stream-ordered compositions with a segment backend: when no block usable on the requesting
   /// stream T is cached and no other stream's free has completed, take a block freed on another
   /// stream S by making T wait for S's event on the GPU (cudaStreamWaitEvent, RMM's way) before new
