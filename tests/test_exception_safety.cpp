@@ -21,6 +21,7 @@
 
 #include "stash/error.hpp"
 #include "stash/memory_manager.hpp"
+#include "stash/ordering/simulated_ordering.hpp"
 #include "stash/sharded_allocator.hpp"
 #include "support/backend_probe.hpp"
 #include "support/checked_backend.hpp"
@@ -234,4 +235,68 @@ TEST_CASE("exception safety: the memory manager and a sharded allocator under a 
   for (void* p : blocks) every_heap_call([&] { return sharded.stats(); }, [&] { sharded.deallocate(p); });
   sharded.empty_cache();
   REQUIRE(sharded.stats().reserved_bytes == 0);
+}
+
+TEST_CASE("exception safety: in stream order empty_cache and trim_cache work when the host heap fails",
+          "[errors][heap][streams]") {
+  if (!failing_heap::can_fail()) {
+    WARN("operator new is not this test's own (valgrind replaces it): no heap failure can be injected");
+    return;
+  }
+  // Frees in the open epoch of the legacy default stream: empty_cache and trim_cache close it by
+  // recording an event, which takes host memory (the epoch's record, the policy's own). A std::bad_alloc
+  // from there escaped from calls the README says work when the heap is full; now the epoch stays open
+  // and empty_cache waits for it with the device-wide synchronize.
+  using segments = caching_allocator<simulated_backend, segregated_fit_buckets, std::mutex, basic_stats,
+                                     stash::simulated_ordering>;
+  using pages = caching_allocator<simulated_paged_backend, segregated_fit_buckets, spin_lock, basic_stats,
+                                  stash::simulated_ordering>;
+  auto no_heap = [](auto&& op) {
+    for (std::size_t k = 1; k <= 4; ++k) {  // the k-th heap allocation of this thread throws
+      failing_heap::arm(k);
+      bool threw = false;
+      try {
+        op();
+      } catch (const std::bad_alloc&) {
+        threw = true;
+      }
+      failing_heap::disarm();
+      CHECK_FALSE(threw);
+    }
+  };
+  auto free_on_two_streams = [](auto& a) {
+    const stash::stream s = a.ordering().make_stream();
+    void* p = a.allocate(1000, s);
+    void* q = a.allocate(3 << 20);  // the legacy default stream
+    void* r = a.allocate(5000);
+    a.record_stream(r, s);
+    a.deallocate(p, s);
+    a.deallocate(q);
+    a.deallocate(r);  // used on two streams: waits for both
+  };
+  SECTION("segments") {
+    segments a;
+    free_on_two_streams(a);
+    no_heap([&] { a.trim_cache(0); });
+    free_on_two_streams(a);
+    no_heap([&] { a.empty_cache(); });
+    CHECK(a.reserved_bytes() == 0);
+    CHECK(a.stats().allocated_bytes == 0);
+  }
+  SECTION("pages") {
+    pages a;
+    free_on_two_streams(a);
+    no_heap([&] { a.trim_cache(0); });
+    free_on_two_streams(a);
+    no_heap([&] { a.empty_cache(); });
+    CHECK(a.reserved_bytes() == 0);
+  }
+  SECTION("sharded") {
+    stash::sharded_allocator<pages, 2> a;
+    free_on_two_streams(a.shard(0));
+    free_on_two_streams(a.shard(1));
+    no_heap([&] { a.trim_cache(0); });
+    no_heap([&] { a.empty_cache(); });
+    CHECK(a.stats().reserved_bytes == 0);
+  }
 }

@@ -69,6 +69,54 @@ TEST_CASE("timeline: x so large that a step does not move it still gives a page;
   CHECK(tl.html("large x") == page);  // nothing was recorded
 }
 
+TEST_CASE("timeline: finite x however far apart gives a finite page", "[timeline][errors]") {
+  // x_max - x_min of two finite x overflowed to infinity, and the x axis' step search never ended.
+  stash::timeline tl("ns");
+  const auto a = tl.add_series("a");
+  const auto b = tl.add_series("b", 0, "other");
+  tl.record(a, -std::numeric_limits<double>::max(), 1 << 20, 2 << 20);
+  tl.record(a, -1e308, 2 << 20, 2 << 20);
+  tl.record(a, 1e308, 3 << 20, 4 << 20);
+  tl.record(a, std::numeric_limits<double>::max(), 1 << 20, 4 << 20);
+  tl.record(b, 1e300, 1 << 20, 2 << 20);  // one x, so large that x + 1 == x
+  tl.record(b, 1e300, 2 << 20, 2 << 20);
+  const std::string page = tl.html("far apart");
+  CHECK(count(page, "<svg") == 2);
+  CHECK(page.find("nan") == std::string::npos);
+  CHECK(page.find("inf") == std::string::npos);
+  CHECK(page.find("peak live 3.00 MiB") != std::string::npos);
+  CHECK(page.find(">-1e+308</text>") != std::string::npos);  // ticks every 5e307
+  CHECK(page.find(">5e+307</text>") != std::string::npos);
+}
+
+TEST_CASE("timeline: x labels of large x read as the number", "[timeline]") {
+  // fixed()'s 32-byte buffer cut "%.0f" of 2e40 to its first 31 digits, which read as 2e30.
+  stash::timeline tl("ns");
+  const auto a = tl.add_series("a");
+  tl.record(a, 1e40, 1 << 20, 2 << 20);
+  tl.record(a, 2e40, 2 << 20, 2 << 20);
+  const std::string page = tl.html("large x");
+  CHECK(page.find(">2e+40</text>") != std::string::npos);
+  CHECK(page.find(">1.4e+40</text>") != std::string::npos);
+  CHECK(page.find("1999999999999999") == std::string::npos);
+}
+
+TEST_CASE("timeline: a series it did not make and a page of no points are refused with stash::error",
+          "[timeline][errors]") {
+  stash::timeline tl;
+  const auto a = tl.add_series("a");
+  tl.record(a, 1, 2, 3);
+  stash::host_caching_allocator pool;
+  CHECK_THROWS_AS(tl.record(a + 1, 1, 2, 3), stash::error);
+  CHECK_THROWS_AS(tl.record(7, 1, 2, 3, 4), stash::error);
+  CHECK_THROWS_AS(tl.sample(a + 1, pool), stash::error);
+  CHECK_THROWS_AS(tl.samples(a + 1), stash::error);
+  CHECK_THROWS_WITH(tl.record(9, 1, 2, 3), Catch::Contains("no series 9"));
+  CHECK(tl.samples(a).size() == 1);  // nothing was recorded
+  CHECK_THROWS_AS(tl.html("zero", 0), stash::error);
+  CHECK_NOTHROW(tl.html("one", 1));
+}
+
 TEST_CASE("timeline: many samples are drawn as their maxima, so the peak survives", "[timeline]") {
   stash::timeline tl("operations");
   const auto s = tl.add_series("spiky");

@@ -65,19 +65,19 @@ class timeline {
     return add_series(std::move(name), page_bytes_of(allocator));
   }
 
-  /// Records one sample. Thread-safe. Throws stash::error for an x that is not finite (nothing is
-  /// recorded).
+  /// Records one sample. Thread-safe. Throws stash::error for an x that is not finite or a series
+  /// this timeline did not make (nothing is recorded).
   void record(series_id series, double x, std::size_t live_bytes, std::size_t reserved_bytes) {
     check_x(x);
     std::lock_guard guard(lock_);
-    series_.at(series).samples.push_back({x, live_bytes, reserved_bytes});
+    at(series).samples.push_back({x, live_bytes, reserved_bytes});
   }
   /// The same with the largest free block held, drawn as a line of its own.
   void record(series_id series, double x, std::size_t live_bytes, std::size_t reserved_bytes,
               std::size_t largest_free) {
     check_x(x);
     std::lock_guard guard(lock_);
-    auto& target = series_.at(series);
+    auto& target = at(series);
     target.samples.push_back({x, live_bytes, reserved_bytes, largest_free});
     target.has_largest_free = true;
   }
@@ -95,7 +95,7 @@ class timeline {
     const auto s = allocator.stats();
     const std::chrono::duration<double> elapsed = std::chrono::steady_clock::now() - start_;
     std::lock_guard guard(lock_);
-    auto& target = series_.at(series);
+    auto& target = at(series);
     target.samples.push_back({elapsed.count(), s.requested_bytes, s.reserved_bytes, largest});
     target.has_largest_free = target.has_largest_free || largest_free;
     target.reported_peak_live = s.peak_requested_bytes;
@@ -108,10 +108,10 @@ class timeline {
   }
   std::vector<timeline_sample> samples(series_id series) const {
     std::lock_guard guard(lock_);
-    return series_.at(series).samples;
+    return at(series).samples;
   }
 
-  /// The page, as text. `max_points` bounds the points drawn per line.
+  /// The page, as text. `max_points` (at least 1, else stash::error) bounds the points drawn per line.
   std::string html(std::string_view title, std::size_t max_points = 1200) const;
 
   /// Writes html(title) to `file`; throws stash::error when it cannot.
@@ -145,6 +145,14 @@ class timeline {
     std::size_t reported_peak_live = 0, reported_peak_reserved = 0;  // from the allocator, by sample()
     bool has_largest_free = false;
   };
+
+  /// The series `id` names; stash::error for an id add_series did not return. Under lock_.
+  series& at(series_id id) {
+    if (id >= series_.size())
+      throw error("timeline: no series " + std::to_string(id) + " (this timeline has " + std::to_string(series_.size()) + ")");
+    return series_[id];
+  }
+  const series& at(series_id id) const { return const_cast<timeline*>(this)->at(id); }
 
   std::string x_label_;
   std::vector<series> series_;
@@ -221,6 +229,17 @@ inline std::string fixed(double v, int decimals = 1) {
   return buf;
 }
 
+/// An x axis label: fixed decimals while the number fits fixed()'s buffer (below 1e21), else in
+/// exponent form with the digits that tell one tick from the next ("%.0f" of 2e40 was cut to 31
+/// digits, which read as 2e30).
+inline std::string tick_label(double x, double step) {
+  if (std::abs(x) < 1e21) return fixed(x, step < 1 ? 2 : 0);
+  const int digits = std::clamp(static_cast<int>(std::ceil(std::log10(std::abs(x) / step))) + 1, 1, 17);
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "%.*g", digits, x);
+  return buf;
+}
+
 /// 1, 2 or 5 times a power of ten, so that about `count` steps cover `range`.
 inline double nice_step(double range, int count) {
   if (range <= 0) return 1;
@@ -253,13 +272,14 @@ std::vector<std::pair<double, double>> max_envelope(const std::vector<timeline_s
 }  // namespace detail
 
 inline std::string timeline::html(std::string_view title, std::size_t max_points) const {
+  if (max_points == 0) throw error("timeline: max_points must be at least 1");
   std::lock_guard guard(lock_);
   using detail::fixed;
   using detail::human_bytes;
 
   bool any = false;
   for (const auto& s : series_) any = any || !s.samples.empty();
-  double x_min = 0, x_max = 1, y_step = 1, y_top = 1, x_step = 1;
+  double x_min = 0, x_max = 1, y_step = 1, y_top = 1, x_step = 1, x_half_span = 0.5;
   // One y scale (bytes) and one x range for every panel of `group`.
   auto set_scales = [&](const std::string& group) {
     double y_max = 0;
@@ -273,18 +293,24 @@ inline std::string timeline::html(std::string_view title, std::size_t max_points
         y_max = std::max(y_max, static_cast<double>(std::max(p.live_bytes, p.reserved_bytes)));
       }
     }
-    if (x_max <= x_min) x_max = x_min + 1;
+    if (x_max <= x_min) {  // one x: a range around it that stays finite and wider than its rounding
+      const double d = std::max(1.0, std::abs(x_min) * 1e-6);
+      x_max = x_min + d;
+      if (!std::isfinite(x_max)) x_max = x_min, x_min -= d;
+    }
     // Grid steps of 1, 2 or 5 times a power of ten in the unit the largest value is shown in.
     double unit = 1;
     while (y_max / unit >= 1024 && unit < 1024.0 * 1024 * 1024 * 1024) unit *= 1024;
     y_step = detail::nice_step(y_max > 0 ? y_max / unit : 1, 5) * unit;
     y_top = std::max(1.0, std::ceil(y_max / y_step)) * y_step;
-    x_step = detail::nice_step(x_max - x_min, 8);
+    // Half the range: x_max - x_min of finite values may overflow to infinity (nice_step never ended).
+    x_half_span = x_max / 2 - x_min / 2;
+    x_step = detail::nice_step(x_half_span, 4);
   };
 
   constexpr double width = 960, height = 300, left = 90, right = 80, top = 20, bottom = 44;
   constexpr double plot_w = width - left - right, plot_h = height - top - bottom;
-  auto px = [&](double x) { return left + (x - x_min) / (x_max - x_min) * plot_w; };
+  auto px = [&](double x) { return left + (x / 2 - x_min / 2) / x_half_span * plot_w; };
   auto py = [&](double y) { return top + plot_h - y / y_top * plot_h; };
 
   std::string out;
@@ -334,10 +360,10 @@ inline std::string timeline::html(std::string_view title, std::size_t max_points
     // never end; at most max_x_ticks of them.
     const double first_tick = std::ceil(x_min / x_step) * x_step;
     for (int i = 0; i < max_x_ticks; ++i) {
-      const double x = first_tick + i * x_step;
-      if (x > x_max + x_step / 1000) break;
+      const double x = 2 * (first_tick / 2 + i * (x_step / 2));  // halves: i * x_step may overflow
+      if (!std::isfinite(x) || x - x_step / 1000 > x_max) break;  // x_max + x_step may overflow
       out += "<text x=\"" + fixed(px(x)) + "\" y=\"" + fixed(top + plot_h + 16) + "\" text-anchor=\"middle\">" +
-             fixed(x, x_step < 1 ? 2 : 0) + "</text>\n";
+             detail::tick_label(x, x_step) + "</text>\n";
     }
     out += "<text x=\"" + fixed(left + plot_w / 2) + "\" y=\"" + fixed(height - 6) + "\" text-anchor=\"middle\">" +
            detail::html_escape(x_label_) + "</text>\n";

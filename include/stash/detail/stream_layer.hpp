@@ -179,7 +179,8 @@ class stream_layer {
   std::size_t reclaim(stream_tag* on) {
     std::size_t retired = 0;
     for (auto& [key, s] : streams_) {
-      if (s.get() == on || always_alive(*s)) close(*s);
+      if (s.get() == on) close(*s);
+      else if (always_alive(*s)) close_or_request(*s);  // no call names it: trim_cache asks the heap for nothing
       else if (has_open_frees(*s)) request_close(*s);
       retired += retire_completed(*s);
     }
@@ -196,8 +197,8 @@ class stream_layer {
     std::size_t retired = 0;
     bool unrecorded = false;  // frees no recorded event covers, on a stream whose handle may be gone
     for (auto& [key, s] : streams_) {
-      if (always_alive(*s)) close(*s);
-      unrecorded = unrecorded || has_open_frees(*s);
+      if (always_alive(*s)) close_or_request(*s);  // one that cannot be recorded (no host memory) is waited
+      unrecorded = unrecorded || has_open_frees(*s);  // for by the device-wide synchronize below
     }
     if (!unrecorded) {  // recorded events say it all: no device-wide wait
       for (auto& [key, s] : streams_) {
@@ -276,14 +277,7 @@ class stream_layer {
   /// being freed, under caching_options::free_records_used_streams (the caller promises t is alive).
   /// Never throws; if t cannot be closed now (capturing, another thread's per-thread stream, a runtime
   /// error) a close is requested instead, as without the option.
-  void close_used_stream(stream_tag* t) noexcept {
-    state& s = *as_state(t);
-    try {
-      if (close(s)) return;
-    } catch (...) {
-    }
-    request_close(s);
-  }
+  void close_used_stream(stream_tag* t) noexcept { close_or_request(*as_state(t)); }
 
   /// In a call that names s, which its caller is done with (about to destroy it): records the event
   /// of s's open epoch now, so that its frees become ready once the work queued before them completes
@@ -407,6 +401,17 @@ class stream_layer {
       if (close(s)) retire_completed(s);
     } catch (...) {
     }
+  }
+
+  /// close(s), where a failure (no host memory for the event's record, a runtime error) must not
+  /// escape: s's epoch stays open and due, as if it were capturing. empty_cache, trim_cache and the
+  /// out-of-memory retry close the legacy default stream's epoch so, and ask the heap for nothing.
+  void close_or_request(state& s) noexcept {
+    try {
+      if (close(s)) return;
+    } catch (...) {
+    }
+    request_close(s);
   }
 
   /// Records the event of s's open epoch if it has frees; false if s is capturing (it stays open).
