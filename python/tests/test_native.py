@@ -24,6 +24,39 @@ PRELUDE = textwrap.dedent(
 )
 
 
+
+# The parts of CuPy that stash.cupy.malloc uses, for tests without CuPy (host-backed stash serves them):
+# a Stream that logs its destruction (CuPy destroys the CUDA stream there) in `events` and
+# Stream.destroyed, and current[0] as the current stream.
+STAND_IN_CUPY = textwrap.dedent(
+    """
+    import gc, types, weakref
+    cupy = types.ModuleType("cupy")
+    cupy.cuda = types.SimpleNamespace()
+    events = []
+    class Stream:
+        destroyed = []
+        def __init__(self, ptr):
+            self.ptr = ptr
+        def __del__(self):
+            Stream.destroyed.append(self.ptr)
+            events.append(("destroy", self.ptr))
+    current = [Stream(0x100)]
+    class UnownedMemory:
+        def __init__(self, ptr, size, owner, device):
+            self.ptr, self.size, self._owner, self.device = ptr, size, owner, device
+    class MemoryPointer:
+        def __init__(self, mem, offset):
+            self.mem, self.ptr = mem, mem.ptr + offset
+    cupy.cuda.runtime = types.SimpleNamespace(getDevice=lambda: 0)
+    cupy.cuda.get_current_stream = lambda: current[0]
+    cupy.cuda.UnownedMemory, cupy.cuda.MemoryPointer = UnownedMemory, MemoryPointer
+    sys.modules["cupy"] = cupy
+    import stash.cupy
+    """
+)
+
+
 def run(code, conf=None, expect_ok=True):
     env = dict(os.environ)
     env.pop("STASH_CONF", None)
@@ -909,30 +942,10 @@ class Frameworks(unittest.TestCase):
         )
 
     def test_cupy_blocks_keep_their_stream_alive_until_freed(self):
-        # A stand-in for the parts of CuPy that stash.cupy.malloc uses; host-backed stash serves it.
         run(
-            """
-            import gc, types, weakref
-            cupy = types.ModuleType("cupy")
-            cupy.cuda = types.SimpleNamespace()
-            class Stream:
-                destroyed = []
-                def __init__(self, ptr):
-                    self.ptr = ptr
-                def __del__(self):
-                    Stream.destroyed.append(self.ptr)   # CuPy destroys the CUDA stream here
-            current = [Stream(0x100)]
-            class UnownedMemory:
-                def __init__(self, ptr, size, owner, device):
-                    self.ptr, self.size, self._owner, self.device = ptr, size, owner, device
-            class MemoryPointer:
-                def __init__(self, mem, offset):
-                    self.mem, self.ptr = mem, mem.ptr + offset
-            cupy.cuda.runtime = types.SimpleNamespace(getDevice=lambda: 0)
-            cupy.cuda.get_current_stream = lambda: current[0]
-            cupy.cuda.UnownedMemory, cupy.cuda.MemoryPointer = UnownedMemory, MemoryPointer
-            sys.modules["cupy"] = cupy
-            import stash.cupy
+            STAND_IN_CUPY
+            + textwrap.dedent(
+                """
             before = stash.get_stats(0)
             block = stash.cupy.malloc(1 << 20)
             stream = weakref.ref(current[0])
@@ -947,6 +960,7 @@ class Frameworks(unittest.TestCase):
             assert after["deallocations"] == before["deallocations"] + 1, (before, after)
             assert after["allocated_bytes"] == before["allocated_bytes"], (before, after)
             """
+            )
         )
 
     def test_cupy_flushes_a_stream_when_its_last_block_is_freed(self):
@@ -954,28 +968,9 @@ class Frameworks(unittest.TestCase):
         # frees made on it get their event while the handle still names a live stream. Earlier frees
         # on a stream that lives on do not flush.
         run(
-            """
-            import gc, types
-            cupy = types.ModuleType("cupy")
-            cupy.cuda = types.SimpleNamespace()
-            events = []
-            class Stream:
-                def __init__(self, ptr):
-                    self.ptr = ptr
-                def __del__(self):
-                    events.append(("destroy", self.ptr))
-            current = [Stream(0x100)]
-            class UnownedMemory:
-                def __init__(self, ptr, size, owner, device):
-                    self.ptr, self.size, self._owner, self.device = ptr, size, owner, device
-            class MemoryPointer:
-                def __init__(self, mem, offset):
-                    self.mem, self.ptr = mem, mem.ptr + offset
-            cupy.cuda.runtime = types.SimpleNamespace(getDevice=lambda: 0)
-            cupy.cuda.get_current_stream = lambda: current[0]
-            cupy.cuda.UnownedMemory, cupy.cuda.MemoryPointer = UnownedMemory, MemoryPointer
-            sys.modules["cupy"] = cupy
-            import stash.cupy
+            STAND_IN_CUPY
+            + textwrap.dedent(
+                """
             real = L.stash_flush_stream
             def flush(handle):
                 events.append(("flush", handle))
@@ -991,6 +986,7 @@ class Frameworks(unittest.TestCase):
             assert events == [("flush", 0x100), ("destroy", 0x100)], events
             assert stash.get_stats(0)["allocated_bytes"] == 0
             """
+            )
         )
 
     def test_flush_stream_takes_handles_and_stream_objects(self):
