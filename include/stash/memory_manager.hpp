@@ -346,25 +346,15 @@ class memory_manager {
   /// when freed already); a stream the pool rejects throws invalid_stream.
   void deallocate(void* ptr, stream s = stream{}) {
     if (!ptr) return;
-    for (auto& slot : device_pools_)
-      if (pool* p = slot.load(std::memory_order_acquire); p && p->try_deallocate(ptr, s)) return;
-    if (pool* p = pinned_pool_.load(std::memory_order_acquire); p && p->try_deallocate(ptr, s)) return;
+    if (first_pool_where([&](pool& candidate) { return candidate.try_deallocate(ptr, s); })) return;
     // Not freed anywhere: the pool whose memory it lies in frees it or says why (try_deallocate also
     // fails where the host heap failed once, and the free may succeed now), else it is foreign.
-    for (auto& slot : device_pools_)
-      if (pool* p = slot.load(std::memory_order_acquire); p && p->holds(ptr)) return p->deallocate(ptr, s);
-    if (pool* p = pinned_pool_.load(std::memory_order_acquire); p && p->holds(ptr)) return p->deallocate(ptr, s);
-    throw invalid_pointer(ptr, "not allocated by the memory manager");
+    pool_holding(ptr).deallocate(ptr, s);
   }
 
   /// ptr, a live allocation of the manager, is also used on `stream` (PyTorch's Tensor.record_stream):
   /// once freed it is reused nowhere before the work queued there has completed. Throws as deallocate.
-  void record_stream(void* ptr, stream s) {
-    for (auto& slot : device_pools_)
-      if (pool* p = slot.load(std::memory_order_acquire); p && p->holds(ptr)) return p->record_stream(ptr, s);
-    if (pool* p = pinned_pool_.load(std::memory_order_acquire); p && p->holds(ptr)) return p->record_stream(ptr, s);
-    throw invalid_pointer(ptr, "not allocated by the memory manager");
-  }
+  void record_stream(void* ptr, stream s) { pool_holding(ptr).record_stream(ptr, s); }
 
   /// The program is done with `stream` and may destroy it after this call: every pool that was told
   /// of frees on it records their event now (no host wait), so that their memory goes to other
@@ -374,9 +364,10 @@ class memory_manager {
   /// saw the stream do nothing. Throws stash::cuda_error when an event cannot be recorded (those
   /// frees stay pending, and the pools after it are not flushed).
   void flush_stream(stream s) {
-    for (auto& slot : device_pools_)
-      if (pool* p = slot.load(std::memory_order_acquire)) p->flush_stream(s);
-    if (pool* p = pinned_pool_.load(std::memory_order_acquire)) p->flush_stream(s);
+    first_pool_where([&](pool& each) {
+      each.flush_stream(s);
+      return false;  // every pool
+    });
   }
 
   /// Whether ptr is the start of a live block of a device pool: a lookup in the index of the pool that
@@ -509,6 +500,22 @@ class memory_manager {
   pool* existing_pinned_pool() const noexcept { return pinned_pool_.load(std::memory_order_acquire); }
 
  private:
+  /// The first pool made so far, the device pools in device order and then the pinned one, for which
+  /// `found(pool&)` returns true, or null: each call that looks for a pointer's pool, or visits every
+  /// pool, goes in this one order.
+  template <class Found>
+  pool* first_pool_where(Found found) {
+    for (auto& slot : device_pools_)
+      if (pool* p = slot.load(std::memory_order_acquire); p && found(*p)) return p;
+    if (pool* p = pinned_pool_.load(std::memory_order_acquire); p && found(*p)) return p;
+    return nullptr;
+  }
+  /// The pool whose memory ptr lies in; throws invalid_pointer when no pool holds it.
+  pool& pool_holding(const void* ptr) {
+    if (pool* p = first_pool_where([&](const pool& candidate) { return candidate.holds(ptr); })) return *p;
+    throw invalid_pointer(ptr, "not allocated by the memory manager");
+  }
+
   /// The device pool whose memory ptr lies in, or null.
   const pool* device_pool_holding(const void* ptr) const noexcept {
     for (const auto& slot : device_pools_)
