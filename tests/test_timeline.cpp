@@ -1,9 +1,13 @@
 // stash::timeline: what it records and the page it writes (the browser test renders the page).
 #include <catch2/catch.hpp>
 
+#include <atomic>
+#include <chrono>
+#include <exception>
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <optional>
 #include <regex>
 #include <sstream>
 #include <string>
@@ -14,6 +18,17 @@
 #include "support/compositions.hpp"
 
 namespace {
+
+/// Polls `done` every millisecond for at most half a second; whether it came true.
+template <class Predicate>
+bool within_half_a_second(Predicate done) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(500);
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return true;
+}
 
 std::size_t count(const std::string& text, const std::string& what) {
   std::size_t n = 0;
@@ -183,11 +198,52 @@ TEST_CASE("timeline: the sampler samples on its own thread and once more when it
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
     p = pool.allocate(3 << 20);
+    CHECK(sampler.failure() == nullptr);  // the callback never threw
+    CHECK_NOTHROW(sampler.rethrow_if_failed());
   }
   const auto samples = tl.samples(id);
   CHECK(samples.size() >= 2);
   CHECK(samples.back().live_bytes == 3 << 20);  // the last sample is taken when the sampler stops
   pool.deallocate(p);
+}
+
+TEST_CASE("timeline: a sampler whose callback throws stops sampling, keeps the exception, and is destroyed "
+          "without a throw or another call", "[timeline][threads][errors]") {
+  constexpr int throws_at = 3;
+  std::atomic<int> calls{0};
+  std::optional<stash::timeline_sampler> sampler;
+  sampler.emplace(std::chrono::milliseconds(1), [&] {
+    if (++calls == throws_at) throw stash::error("sampling failed at call 3");
+  });
+  REQUIRE(within_half_a_second([&] { return sampler->failure() != nullptr; }));
+  CHECK(calls == throws_at);
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));  // twenty intervals: no call in them
+  CHECK(calls == throws_at);
+  try {
+    sampler->rethrow_if_failed();
+    FAIL("rethrow_if_failed did not throw");
+  } catch (const stash::error& e) {
+    CHECK(std::string(e.what()) == "sampling failed at call 3");
+  }
+  CHECK_THROWS_AS(std::rethrow_exception(sampler->failure()), stash::error);
+  CHECK_NOTHROW(sampler.reset());  // no final sample once sampling has failed
+  CHECK(calls == throws_at);
+}
+
+TEST_CASE("timeline: a final sample that throws in the sampler's destructor is dropped",
+          "[timeline][threads][errors]") {
+  const auto destroying_thread = std::this_thread::get_id();
+  std::atomic<int> on_thread{0}, final_calls{0};
+  std::optional<stash::timeline_sampler> sampler;
+  sampler.emplace(std::chrono::milliseconds(1), [&] {
+    if (std::this_thread::get_id() != destroying_thread) return void(++on_thread);
+    ++final_calls;
+    throw stash::error("the final sample failed");  // the final sample runs on the destroying thread
+  });
+  REQUIRE(within_half_a_second([&] { return on_thread > 0; }));
+  CHECK(sampler->failure() == nullptr);
+  CHECK_NOTHROW(sampler.reset());
+  CHECK(final_calls == 1);
 }
 
 TEST_CASE("timeline: write_html writes the page and reports a file it cannot write", "[timeline][errors]") {

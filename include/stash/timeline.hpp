@@ -21,6 +21,7 @@
 #include <condition_variable>
 #include <cstddef>
 #include <cstdio>
+#include <exception>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -162,6 +163,11 @@ class timeline {
 
 /// Calls `sample` every `interval` on a thread of its own until destroyed (and once more then, so the
 /// last state is on the page).
+///
+/// A callback that throws on the sampler's thread ends the sampling there: the thread calls it no more,
+/// and keeps the exception, which failure() returns and rethrow_if_failed() throws (both thread-safe,
+/// at any time). The destructor never throws: it skips the final sample once sampling has failed, and
+/// an exception from the final sample itself is dropped (a destructor has no way to report it).
 class timeline_sampler {
  public:
   timeline_sampler(std::chrono::nanoseconds interval, std::function<void()> sample)
@@ -175,7 +181,22 @@ class timeline_sampler {
     }
     wake_.notify_one();
     thread_.join();
-    sample_();
+    if (failure_) return;  // joined: the thread no longer writes it
+    try {
+      sample_();
+    } catch (...) {  // nobody to tell: a throwing destructor would end the program
+    }
+  }
+
+  /// The exception the callback threw on the sampler's thread, which stopped the sampling; null while
+  /// it has thrown none.
+  std::exception_ptr failure() const {
+    std::lock_guard guard(lock_);
+    return failure_;
+  }
+  /// Throws failure() again, when there is one.
+  void rethrow_if_failed() const {
+    if (const std::exception_ptr e = failure()) std::rethrow_exception(e);
   }
 
  private:
@@ -183,16 +204,23 @@ class timeline_sampler {
     std::unique_lock guard(lock_);
     while (!stop_) {
       guard.unlock();
-      sample_();
+      try {
+        sample_();
+      } catch (...) {  // an exception leaving the thread's function would call std::terminate
+        guard.lock();
+        failure_ = std::current_exception();
+        return;
+      }
       guard.lock();
       wake_.wait_for(guard, interval, [this] { return stop_; });
     }
   }
 
   std::function<void()> sample_;
-  std::mutex lock_;
+  mutable std::mutex lock_;
   std::condition_variable wake_;
   bool stop_ = false;
+  std::exception_ptr failure_;  // under lock_; set once, by the thread, which then ends
   std::thread thread_;  // last: starts once everything it uses is made
 };
 
