@@ -172,6 +172,35 @@ TEST_CASE("graph pools: bad calls throw and change nothing", "[graph_pools][erro
   f.device(0).deallocate(p, f.capturing);
 }
 
+TEST_CASE("graph pools: a block freed on another stream than its own is taken by no request until returned",
+          "[graph_pools][streams]") {
+  fixture f;
+  // One capture on two streams (a side stream joined to it): both route to the pool.
+  f.pools.begin(0, f.id, [&f](stash::stream s) { return s == f.capturing || s == f.other; });
+  void* a = f.allocate(2 * MiB, f.capturing);
+  CHECK(f.pools.deallocate(a, f.other));  // kept: work on both streams may still use it
+  CHECK(f.pools.figures(0, f.id).freed_blocks == 1);
+  // Neither stream's order has the other's work on a before it: a reuse on either would race with it.
+  void* on_other = f.allocate(2 * MiB, f.other);
+  void* on_own = f.allocate(2 * MiB, f.capturing);
+  CHECK(on_other != a);
+  CHECK(on_own != a);
+  CHECK(f.pools.figures(0, f.id).blocks == 3);
+  CHECK(f.pools.figures(0, f.id).freed_blocks == 1);
+  CHECK_THROWS_AS(f.pools.deallocate(a, f.other), stash::double_free);
+  // A block freed on its own stream is still reused there.
+  f.deallocate(on_own, f.capturing);
+  CHECK(f.allocate(2 * MiB, f.capturing) == on_own);
+  f.deallocate(on_own, f.capturing);
+  f.deallocate(on_other, f.other);
+  f.pools.end(0, f.id);
+  f.pools.release(0, f.id);
+  CHECK(f.pools.releasable() == 3);
+  CHECK(f.pools.return_released() == 3);  // after the device-wide synchronize: a goes back with the rest
+  CHECK(f.pools.figures(0, f.id).blocks == 0);
+  CHECK(f.device(0).stats().allocated_bytes == 0);
+}
+
 TEST_CASE("graph pools: a pool released while a routing still names it serves that routing until it ends",
           "[graph_pools][errors]") {
   fixture f;

@@ -10,7 +10,11 @@
 //     capturing streams) to pool `id` until end(device, id); the pool is made on first use and counts
 //     one user per begin;
 //   - a block allocated there and freed, during the capture or after it, stays with the pool: a later
-//     request routed to the pool on the same stream may take it (in the graph's own order), nobody else;
+//     request routed to the pool on the stream it was allocated and freed on may take it (in the
+//     graph's own order), nobody else. A block freed on another stream is taken by no request: work on
+//     both streams may still use it (a free on another stream means record_stream and a free on the
+//     block's own stream, as in the caching allocator), and no stream's order covers both, nor can an
+//     event say when they are done during a capture; it waits for return_released() below;
 //   - release(device, id) drops one user; at none, the pool is released: its freed blocks, and its
 //     live ones once they are freed, go back to their device pool when return_released() is called,
 //     which the caller does after a device-wide synchronize (a graph's last replay may still be
@@ -21,7 +25,7 @@
 //     destroyed with the graph.
 // Blocks are taken from and given back to the stash::pool of their device, whole (no splitting): a
 // freed block serves the smallest later request of at most its size routed to the same pool and
-// stream. Until a pool is released, its blocks count as allocated in the device pool's stats.
+// stream (its own). Until a pool is released, its blocks count as allocated in the device pool's stats.
 // Checkpoints (PyTorch's CUDA graph trees: getCheckpointState, setCheckpointPoolState,
 // checkPoolLiveAllocations): live_blocks() says which blocks of a pool are live, and set_live() makes
 // exactly a given set of them live again, the others freed to the pool; no memory moves.
@@ -120,7 +124,7 @@ class graph_pools {
     if (!r) return std::nullopt;
     pool_state& p = pools_.at({device, r->id});
     for (auto f = p.freed.lower_bound(bytes); f != p.freed.end(); ++f) {
-      if (f->second.on == s) {
+      if (f->second.reusable && f->second.on == s) {
         void* reused = f->second.ptr;
         p.freed.erase(f);
         if (p.released) --releasable_;  // a released pool that a routing still names: no longer to give back
@@ -144,6 +148,11 @@ class graph_pools {
   /// A free of p on stream s: true when a graph pool keeps it (a released pool too: until
   /// return_released()); false when no pool has it (the caller frees it as usual). Throws double_free
   /// for a block of a pool that is freed already. The size a block serves is what it was made with.
+  /// Stream order: s is normally the stream p was allocated on; then later requests routed to the pool
+  /// on s may take p. Another stream is accepted (a graph's output dropped on the stream that used it
+  /// last) and means that work on s and on p's own stream may still use p: no request takes p then
+  /// (reusing it on either stream would not wait for the other's work, and no event can be recorded
+  /// during a capture); it is kept until return_released(), or made live again by set_live().
   bool deallocate(void* p, stream s) {
     if (!counted_.load(std::memory_order_relaxed)) return false;
     std::lock_guard guard(lock_);
@@ -151,7 +160,7 @@ class graph_pools {
     if (found == owners_.end()) return false;
     const auto pool = pools_.find({found->second.device, found->second.id});
     if (!found->second.live) throw double_free(p);
-    pool->second.freed.emplace(found->second.bytes, freed_block{p, s});
+    pool->second.freed.emplace(found->second.bytes, freed_block{p, found->second.on, s == found->second.on});
     found->second.live = false;
     if (pool->second.released) ++releasable_;
     return true;
@@ -235,7 +244,7 @@ class graph_pools {
     const std::unordered_set<void*> wanted(live.begin(), live.end());
     std::multimap<std::size_t, freed_block> to_free;
     for (const auto& [ptr, o] : owners_)
-      if (o.device == device && o.id == id && o.live && !wanted.count(ptr)) to_free.emplace(o.bytes, freed_block{ptr, o.on});
+      if (o.device == device && o.id == id && o.live && !wanted.count(ptr)) to_free.emplace(o.bytes, freed_block{ptr, o.on, true});
     // Freeing first, then taking back, so that the free lists never hold a live block.
     for (const auto& [bytes, f] : to_free) owners_.find(f.ptr)->second.live = false;
     pool->second.freed.merge(to_free);
@@ -283,7 +292,8 @@ class graph_pools {
   };
   struct freed_block {
     void* ptr;
-    stream on;  // the stream it was freed on: only requests there take it
+    stream on;      // the stream it was allocated on: only requests there take it
+    bool reusable;  // freed on that stream; false: freed on another, and taken by no request
   };
   struct pool_state {
     std::size_t users = 0;
