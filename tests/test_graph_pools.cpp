@@ -201,6 +201,36 @@ TEST_CASE("graph pools: a block freed on another stream than its own is taken by
   CHECK(f.device(0).stats().allocated_bytes == 0);
 }
 
+TEST_CASE("graph pools: a block record_stream named another stream for is taken by no request once freed",
+          "[graph_pools][streams]") {
+  fixture f;
+  f.pools.begin(0, f.id, [&f](stash::stream s) { return s == f.capturing || s == f.other; });
+  void* shared = f.allocate(2 * MiB, f.capturing);
+  void* own = f.allocate(2 * MiB, f.capturing);
+  CHECK(f.pools.record_stream(shared, f.other));     // a graph's block: the pools keep the use
+  CHECK(f.pools.record_stream(own, f.capturing));    // its own stream: no other use
+  f.deallocate(shared, f.capturing);  // freed on its own stream, but work on f.other may still use it
+  f.deallocate(own, f.capturing);
+  CHECK(f.pools.figures(0, f.id).freed_blocks == 2);
+  // The request on the own stream takes `own`, not `shared`: nothing orders it after f.other's work.
+  void* next = f.allocate(2 * MiB, f.capturing);
+  CHECK(next == own);
+  void* after = f.allocate(2 * MiB, f.capturing);
+  CHECK(after != shared);
+  CHECK(f.pools.figures(0, f.id).freed_blocks == 1);
+  // Bad calls: a freed block of a pool is a double free; a block no pool has is the caller's.
+  CHECK_THROWS_AS(f.pools.record_stream(shared, f.other), stash::double_free);
+  f.deallocate(next, f.capturing);
+  f.deallocate(after, f.capturing);
+  f.pools.end(0, f.id);
+  void* elsewhere = f.allocate(MiB, f.capturing);
+  CHECK_FALSE(f.pools.record_stream(elsewhere, f.other));
+  f.device(0).deallocate(elsewhere, f.capturing);
+  f.pools.release(0, f.id);
+  CHECK(f.pools.return_released() == 3);  // after the device-wide synchronize: shared goes back too
+  CHECK(f.device(0).stats().allocated_bytes == 0);
+}
+
 TEST_CASE("graph pools: a pool released while a routing still names it serves that routing until it ends",
           "[graph_pools][errors]") {
   fixture f;

@@ -14,7 +14,8 @@
 //     graph's own order), nobody else. A block freed on another stream is taken by no request: work on
 //     both streams may still use it (a free on another stream means record_stream and a free on the
 //     block's own stream, as in the caching allocator), and no stream's order covers both, nor can an
-//     event say when they are done during a capture; it waits for return_released() below;
+//     event say when they are done during a capture; it waits for return_released() below. So does a
+//     block that record_stream() named another stream for;
 //   - release(device, id) drops one user; at none, the pool is released: its freed blocks, and its
 //     live ones once they are freed, go back to their device pool when return_released() is called,
 //     which the caller does after a device-wide synchronize (a graph's last replay may still be
@@ -160,9 +161,26 @@ class graph_pools {
     if (found == owners_.end()) return false;
     const auto pool = pools_.find({found->second.device, found->second.id});
     if (!found->second.live) throw double_free(p);
-    pool->second.freed.emplace(found->second.bytes, freed_block{p, found->second.on, s == found->second.on});
+    const bool own_stream_only = s == found->second.on && !found->second.used_elsewhere;
+    pool->second.freed.emplace(found->second.bytes, freed_block{p, found->second.on, own_stream_only});
     found->second.live = false;
     if (pool->second.released) ++releasable_;
+    return true;
+  }
+
+  /// p, a live block of a graph pool, is also used on stream s (Tensor.record_stream): true when a
+  /// graph pool holds p (the caller still tells p's device pool, whose stats and checks stay its own),
+  /// false when none does. A stream other than p's own marks p as used elsewhere: once freed, no
+  /// request takes it (as for a free on another stream, above), and it waits for return_released().
+  /// Throws double_free for a block of a pool that is freed already (the device pool would say
+  /// invalid_pointer for nothing: it still counts the block as allocated).
+  bool record_stream(void* p, stream s) {
+    if (!counted_.load(std::memory_order_relaxed)) return false;
+    std::lock_guard guard(lock_);
+    const auto found = owners_.find(p);
+    if (found == owners_.end()) return false;
+    if (!found->second.live) throw double_free(p);
+    if (s != found->second.on) found->second.used_elsewhere = true;
     return true;
   }
 
@@ -244,7 +262,7 @@ class graph_pools {
     const std::unordered_set<void*> wanted(live.begin(), live.end());
     std::multimap<std::size_t, freed_block> to_free;
     for (const auto& [ptr, o] : owners_)
-      if (o.device == device && o.id == id && o.live && !wanted.count(ptr)) to_free.emplace(o.bytes, freed_block{ptr, o.on, true});
+      if (o.device == device && o.id == id && o.live && !wanted.count(ptr)) to_free.emplace(o.bytes, freed_block{ptr, o.on, !o.used_elsewhere});
     // Freeing first, then taking back, so that the free lists never hold a live block.
     for (const auto& [bytes, f] : to_free) owners_.find(f.ptr)->second.live = false;
     pool->second.freed.merge(to_free);
@@ -308,6 +326,7 @@ class graph_pools {
     pool* from;         // the device pool it came from and goes back to
     stream on;          // the stream it was allocated on
     bool live = true;   // false while it waits among the pool's freed blocks
+    bool used_elsewhere = false;  // record_stream named another stream: once freed, taken by no request
   };
   using key = std::pair<int, graph_pool_id>;
 

@@ -774,8 +774,12 @@ void stash_free(void* ptr, ssize_t /*size*/, int device, stash_stream_t stream) 
 
 int stash_record_stream(void* ptr, stash_stream_t stream) {
   return guarded("stash_record_stream", [&] {
-    stash::memory_manager* mm = library::get().existing_manager();
+    library& lib = library::get();
+    stash::memory_manager* mm = lib.existing_manager();
     if (!mm) throw stash::invalid_pointer(ptr, "record_stream: not a live allocation of stash");
+    // A graph pool's block first: it checks that the block is live there (its device pool counts it
+    // allocated either way), and once freed, no request of the pool takes it.
+    (void)lib.graph_pools().record_stream(ptr, to_stream(stream));
     mm->record_stream(ptr, to_stream(stream));
   });
 }
