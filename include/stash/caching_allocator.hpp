@@ -590,8 +590,20 @@ class caching_allocator {
   /// Retires every epoch whose event has completed, closing the open epoch of `on` (the stream the
   /// call names; none for trim_cache) and asking the other streams with frees to close theirs; gives
   /// back what a trim_cache could not, now that it can. Never waits.
+  /// The layer's reclaim is not all-or-nothing: it may retire the completed epochs of the streams it
+  /// walks first and then throw closing `on` (std::bad_alloc recording the event). Those epochs stay
+  /// retired (harmless: what is known complete stays so), and the deferred trim they allow stays due,
+  /// as if the call had gone through: otherwise no later reclaim would retire them again, and a
+  /// trim_cache target would be left unmet until some other epoch retired.
   std::size_t reclaim(tag* on) {
-    const std::size_t retired = streams_.reclaim(on);
+    const std::uint64_t retired_before = streams_.stats().epochs_retired;
+    std::size_t retired = 0;
+    try {
+      retired = streams_.reclaim(on);
+    } catch (...) {
+      if (streams_.stats().epochs_retired != retired_before && deferred_trim_ != SIZE_MAX) trim_due_ = true;
+      throw;
+    }
     if (retired > 0 && deferred_trim_ != SIZE_MAX) trim_due_ = true;
     return retired;
   }
