@@ -22,7 +22,16 @@
 //     cache released): pages mapped for the failed request are unmapped again.
 // Every operation is strongly exception-safe: the host memory the bookkeeping needs (block records,
 // index slots, segment map nodes) is taken before anything changes, so a std::bad_alloc, like any
-// error, leaves every pool and counter as it was.
+// error, leaves every pool and counter as it was. Exactly: the stats, reserved and cached bytes, the
+// live blocks and the memory that is free. What a failed call may leave changed, none of it a figure
+// the caller reads: an out-of-memory retry already under way when the call fails (it throws
+// out_of_memory, or a std::bad_alloc building that error's message) leaves the cache released,
+// oom_retries counted and the pending frees waited for; and in stream order the stream layer may
+// have learnt or done what any later call would (docs/design.md, "A call that fails"): an event
+// recorded for a close that was due, closes requested, completed epochs retired (their free blocks
+// ready, ready neighbours merged), the stream the call named added, another stream made to wait
+// (cross_stream_wait). Each only makes memory reusable sooner. A trim_cache target that the retired
+// epochs allow is then met at the end of the next allocate that succeeds (reclaim below).
 // Stream order (ordering policies that are not host-ordered: the device and pinned compositions): a
 // block freed on stream S is reused on S at once and on another stream only once an event recorded on
 // S after the free has completed; detail/stream_layer.hpp keeps the epochs and events, and the free
@@ -474,6 +483,8 @@ class caching_allocator {
         if (block* b = find_free_block(size, on)) return b;
       }
       if (options_.cross_stream_wait) {
+        // A wait issued here stays if the call then fails (paged: backing the block's pages): `on` is
+        // ordered after work it need not wait for, which changes no figure and frees nothing.
         if (block* b = heap_.pending_block_that_fits(size, arena_.pool_for(size), streams_.nobody());
             b && streams_.order_after(on, b))
           return b;
@@ -501,6 +512,10 @@ class caching_allocator {
   /// needed new pages (PyTorch's multistream workload, a copy stream with record_stream: 378 -> 386 MiB
   /// on the H200, run Z4; its trace with record_stream 1.0229 -> 1.0505 of the live peak). The large
   /// region keeps the filing with any number of streams (mlp_two_streams 1.143 -> 1.076 settled).
+  /// Called before anything else in allocate, so a call that fails later leaves what it did: a stream
+  /// named for the first time stays known (and the small region's filing follows the stream count), a
+  /// close that was due is carried out (stream_layer::find_or_add), and the pass that forgets streams
+  /// may have run. None of it is a figure the caller reads; each is what a later call on s does anyway.
   tag* tag_of(stream s) {
     if constexpr (streamed) {
       return streams_.tag(s, [&](std::size_t streams, tag* t) {
@@ -567,7 +582,8 @@ class caching_allocator {
   [[gnu::cold, gnu::noinline]] void release_cross(block* b, stream s)
     requires streamed
   {
-    tag* const freed_on = streams_.tag(s);
+    tag* const freed_on = streams_.tag(s);  // may carry out a close due on s, and stays done if this free
+                                            // then fails (std::bad_alloc below): an event recorded early
     std::vector<tag*> uses{b->owner};
     if (auto it = extra_uses_.find(b->addr); it != extra_uses_.end()) uses.insert(uses.end(), it->second.begin(), it->second.end());
     const std::size_t named_end = uses.size();  // uses[1, named_end): the streams record_stream named

@@ -134,7 +134,10 @@ class capture_error : public error {
 };
 
 /// The backend could not provide memory even after the cache was released and the request retried.
-/// Carries the figures at the time of failure. Copying one never throws.
+/// Carries the figures at the time of failure. Copying one never throws. Its message is built on the
+/// host heap: when that fails, the call throws that std::bad_alloc instead, with what an out_of_memory
+/// leaves (the cache released for the retry, oom_retries counted, pending frees waited for): the
+/// failure is the same, only its figures are lost.
 class out_of_memory : public std::bad_alloc {
  public:
   out_of_memory(std::size_t requested, int device, std::size_t reserved, std::size_t cached)

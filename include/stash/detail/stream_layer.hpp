@@ -176,6 +176,10 @@ class stream_layer {
   /// every other stream with frees in its open epoch, retires the epochs that have completed, oldest
   /// first on each stream, and makes ready the cross blocks whose epochs have all completed. Never
   /// blocks the host. Returns how many epochs and cross blocks were retired.
+  /// Not all-or-nothing: closing `on` may throw (the policy's error, or std::bad_alloc for the event's
+  /// record) after the streams walked before it have had their closes requested and their completed
+  /// epochs retired. Those stay: each is true of the GPU, and only makes memory reusable sooner (the
+  /// caller keeps a deferred trim due for them: caching_allocator::reclaim).
   std::size_t reclaim(stream_tag* on) {
     std::size_t retired = 0;
     for (auto& [key, s] : streams_) {
@@ -359,6 +363,10 @@ class stream_layer {
   /// used in any call.
   static bool always_alive(const state& s) noexcept { return s.key == 0 || s.key == 1; }
 
+  /// A close due on s is carried out here, in whatever call names s, before that call can fail: a
+  /// failed allocate, free or record_stream leaves the event recorded (its frees ready sooner), as the
+  /// next call on s would have. A new stream is added only after the policy has checked it, and an
+  /// insertion that fails (std::bad_alloc) adds nothing.
   stream_tag* find_or_add(stream s) {
     if (auto it = streams_.find(key_of(s)); it != streams_.end()) {
       state& found = *it->second;
@@ -431,7 +439,7 @@ class stream_layer {
     try {
       s.recorded.push_back({s.open_seq, e});
     } catch (...) {
-      ordering_.release(e);
+      ordering_.release(e);  // recorded and let go: nothing waits on it, the epoch stays open
       throw;
     }
     ++s.open_seq;
