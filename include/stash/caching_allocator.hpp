@@ -25,8 +25,9 @@
 // error, leaves every pool and counter as it was. Exactly: the stats, reserved and cached bytes, the
 // live blocks and the memory that is free. What a failed call may leave changed, none of it a figure
 // the caller reads: an out-of-memory retry already under way when the call fails (it throws
-// out_of_memory, or a std::bad_alloc building that error's message) leaves the cache released,
-// oom_retries counted and the pending frees waited for; and in stream order the stream layer may
+// out_of_memory, a std::bad_alloc building that error's message, or the backend's error on the
+// retried call: simulated_backend's own std::bad_alloc) leaves the cache released, oom_retries
+// counted and the pending frees waited for; and in stream order the stream layer may
 // have learnt or done what any later call would (docs/design.md, "A call that fails"): an event
 // recorded for a close that was due, closes requested, completed epochs retired (their free blocks
 // ready, ready neighbours merged), the stream the call named added, another stream made to wait

@@ -117,6 +117,7 @@ int main(int argc, char** argv) {
   opt.free_records_used_streams = rng() % 2 == 0;
   constexpr std::size_t MiB = 1 << 20;
   const std::size_t cap = (rng() % 2 ? 64 : 256) * MiB;
+  if (std::getenv("TRACE")) std::printf("options: cross_stream_wait %d remap %d free_records_used_streams %d cap %zu\n", opt.cross_stream_wait, opt.remap_pending_pages, opt.free_records_used_streams, cap);
   auto run = [&](auto& a, auto& b) -> int {
     std::vector<stream> streams{stream{}, a.ordering().make_stream(), a.ordering().make_stream(),
                                 a.ordering().make_stream()};
@@ -226,6 +227,7 @@ int main(int argc, char** argv) {
         a.empty_cache();
         b.empty_cache();
       }
+      if (std::getenv("TRACE")) std::printf("  step %d: %s -> %s/%s hits %llu/%llu rec %llu/%llu streams? \n", step, op.c_str(), kname(ka), kname(kb), (unsigned long long)a.stats().cache_hits, (unsigned long long)b.stats().cache_hits, (unsigned long long)a.stream_stats().epochs_recorded, (unsigned long long)b.stream_stats().epochs_recorded);
       if (ka != kind::none) {
         const figs after = figures(a);
         const std::string d = before.diff(after);
