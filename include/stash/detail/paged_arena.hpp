@@ -303,6 +303,7 @@ class paged_arena {
     bool chunks = true;  // until the device refuses one: then page by page, which can move and wait
     ungranted_first_ = page_table::none;
     ungranted_last_ = 0;
+    retried_ = false;
     size_for_block(last - first + 1);
     // An edge page joins a chunk (map_run) when the block starts (ends) on a page boundary, so that no
     // neighbour can share it, or when edge_pages_in_chunks lets a neighbour hold the chunk.
@@ -359,13 +360,15 @@ class paged_arena {
   /// Backs page p. A new physical page while the pages held stay within the slack over the high tide
   /// of touched pages; past it, the highest idle page moves here instead, but at most once per
   /// pages_between_moves pages backed (a move costs tens of microseconds). Out of memory: an idle page
-  /// moves here if there is one, else the map is retried once (counted as an OOM retry).
+  /// moves here if there is one, else the map is retried once (counted as one OOM retry per request,
+  /// however many of its pages take this path: oom_retries counts requests retried).
   bool back_page(std::size_t p, std::size_t first, std::size_t last) {
     const bool move_first = over_budget() && move_is_due();
     ++backed_since_move_;
     if (move_first && move_idle_page_to(p, first, last)) return true;
     if (map_new_page(p)) return true;
-    stats_.on_oom_retry();  // the cache is released by moving an idle page here, else retried once
+    if (!retried_) stats_.on_oom_retry();  // the cache is released by moving an idle page here, else retried once
+    retried_ = true;
     if constexpr (streamed) {
       if (!capturing_ && !streams_.settled()) streams_.synchronize();  // pages held by pending frees become idle
     }
@@ -743,6 +746,7 @@ class paged_arena {
   basic_page_table<streamed> pages_;
   std::size_t touched_ = 0;       // pages at least one live block touches
   std::size_t peak_touched_ = 0;  // high tide of touched_
+  bool retried_ = false;          // back_unmapped_pages: this request's OOM retry is counted already
   std::size_t peak_live_ = 0;     // high tide of live bytes (block in progress included) seen where pages are backed
   std::uint64_t page_moves_ = 0;
   // Chunks mapped at a second address whose old range (a ghost block) waits for its free's epoch.
