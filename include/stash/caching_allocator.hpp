@@ -232,8 +232,16 @@ class caching_allocator {
     if constexpr (streamed) {
       tag* const t = streams_.tag(s);
       if (t == b->owner) return;
-      auto& uses = extra_uses_[b->addr];
-      if (std::find(uses.begin(), uses.end(), t) == uses.end()) uses.push_back(t);
+      const auto [it, added] = extra_uses_.try_emplace(b->addr);
+      std::vector<tag*>& uses = it->second;
+      if (std::find(uses.begin(), uses.end(), t) == uses.end()) {
+        try {
+          uses.push_back(t);
+        } catch (...) {  // std::bad_alloc: no entry is left behind for a call that changed nothing
+          if (added) extra_uses_.erase(it);
+          throw;
+        }
+      }
       b->set_used_elsewhere(true);
     }
   }
