@@ -174,6 +174,40 @@ TEST_CASE("C interface: a released graph pool's blocks go back only after the de
   CUDA_REQUIRE(cudaStreamDestroy(capture));
 }
 
+// PyTorch's record_stream on a tensor of a graph's private pool: once freed on its own stream, the pool
+// must not hand the block to its next request there, which nothing orders after the other stream's work.
+TEST_CASE("C interface: a graph pool's block that record_stream named another stream for is not reused",
+          "[cuda][c_interface][graph][streams]") {
+  cudaStream_t capture = nullptr, side = nullptr;
+  for (cudaStream_t* s : {&capture, &side}) CUDA_REQUIRE(cudaStreamCreateWithFlags(s, cudaStreamNonBlocking));
+  const auto only_capture = [](void* context, stash_stream_t s) {
+    return static_cast<int>(s == *static_cast<cudaStream_t*>(context));
+  };
+  constexpr std::size_t bytes = 4 * MiB, words = bytes / sizeof(unsigned);
+  REQUIRE(stash_empty_cache(-1) == STASH_OK);
+  const stash_stats before = stats_of(0);
+  REQUIRE(stash_graph_pool_begin(0, 92, 1, only_capture, &capture) == STASH_OK);
+  void* shared = stash_alloc(static_cast<ssize_t>(bytes), 0, capture);
+  require_device_memory(shared, 0);
+  REQUIRE(stash_record_stream(shared, side) == STASH_OK);
+  CUDA_REQUIRE(launch_sleep_then_fill(static_cast<unsigned*>(shared), words, 0xdeadu, 100'000'000ull, side));
+  stash_free(shared, static_cast<ssize_t>(bytes), 0, capture);
+  void* next = stash_alloc(static_cast<ssize_t>(bytes), 0, capture);  // routed to the pool, on its own stream
+  require_device_memory(next, 0);
+  CHECK(next != shared);
+  CUDA_REQUIRE(launch_fill(static_cast<unsigned*>(next), words, 0x5eedu, capture));
+  CUDA_REQUIRE(cudaDeviceSynchronize());  // the side stream's late write has landed wherever it went
+  std::vector<unsigned> seen(words);
+  CUDA_REQUIRE(cudaMemcpy(seen.data(), next, bytes, cudaMemcpyDeviceToHost));
+  CHECK(std::count(seen.begin(), seen.end(), 0x5eedu) == static_cast<std::ptrdiff_t>(words));
+  stash_free(next, static_cast<ssize_t>(bytes), 0, capture);
+  REQUIRE(stash_graph_pool_end(0, 92, 1) == STASH_OK);
+  REQUIRE(stash_graph_pool_release(0, 92, 1) == STASH_OK);
+  REQUIRE(stash_empty_cache(-1) == STASH_OK);  // synchronizes, then the released pool's blocks go back
+  CHECK(stats_of(0).allocated_bytes == before.allocated_bytes);
+  for (cudaStream_t s : {capture, side}) CUDA_REQUIRE(cudaStreamDestroy(s));
+}
+
 TEST_CASE("C interface: zero bytes is null and no error", "[cuda][c_interface]") {
   stash_clear_error();
   const stash_stats before = stats_of(0);
