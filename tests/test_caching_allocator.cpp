@@ -815,16 +815,16 @@ TEST_CASE("paged: with small_fill_mapped, a small request fills mapped memory of
   REQUIRE(a.backend().misuses() == 0);
 }
 
-TEST_CASE("paged: with fill_mapped_above, only a small request of more bytes fills mapped memory of the large "
-          "region; by default, or with max_held_over_live, none does",
+TEST_CASE("paged: with fill_mapped_above, small requests fill mapped memory of the large region, those of at "
+          "most its bytes never its top; by default, or with max_held_over_live, none does",
           "[allocator][paged]") {
-  stash::caching_options above_8k, bounded, by_default;
-  above_8k.fill_mapped_above = 8 * 1024;
+  stash::caching_options fill_8k, bounded, by_default;
+  fill_8k.fill_mapped_above = 8 * 1024;
   bounded.fill_mapped_above = 8 * 1024;
   bounded.max_held_over_live = 1.05;
   REQUIRE_FALSE(by_default.small_fill_mapped);
   REQUIRE(by_default.fill_mapped_above == SIZE_MAX);
-  const stash::caching_options all[] = {above_8k, bounded, by_default};
+  const stash::caching_options all[] = {fill_8k, bounded, by_default};
   for (int i = 0; i < 3; ++i) {
     stash::caching_options options = all[i];
     options.reserve_bytes = 64 * MiB;
@@ -832,23 +832,50 @@ TEST_CASE("paged: with fill_mapped_above, only a small request of more bytes fil
         simulated_paged_backend{}, options);
     void* s1 = a.allocate(MiB);
     void* s2 = a.allocate(MiB);       // page 32 is full
-    void* big = a.allocate(3 * MiB);  // pages 0..1, the upper half of page 1 free
+    void* big = a.allocate(3 * MiB);  // pages 0..1: the upper half of page 1 is the top's mapped head
     void* s3 = a.allocate(MiB);
-    if (i == 0) {  // the free end of page 1
+    if (i == 0) {  // more than 8 KiB: the top's mapped head
       REQUIRE(addr(s3) == addr(big) + 3 * MiB);
       REQUIRE(a.stats().reserved_bytes == 3 * 2 * MiB);
     } else {  // page 33
       REQUIRE(addr(s3) == addr(s1) + 2 * MiB);
       REQUIRE(a.stats().reserved_bytes == 4 * 2 * MiB);
     }
-    // A request of at most fill_mapped_above bytes stays in its region: page 33 (mapped for it in case 0).
+    void* big2 = a.allocate(4 * MiB);  // above s3: big's pages become a hole below the top once it is freed
+    a.deallocate(big);
+    const std::size_t reserved = a.stats().reserved_bytes;
     void* tiny = a.allocate(8 * 1024);
-    REQUIRE(addr(tiny) >= addr(s1) + 2 * MiB);
-    REQUIRE(addr(tiny) < addr(s1) + 4 * MiB);
-    REQUIRE(a.stats().reserved_bytes == 4 * 2 * MiB);
-    for (void* p : {s1, s2, big, s3, tiny}) a.deallocate(p);
+    if (i == 0) {  // at most 8 KiB: the mapped hole big left, not a page of its own region
+      REQUIRE(addr(tiny) == addr(big));
+    } else {  // page 33, mapped for s3
+      REQUIRE(addr(tiny) >= addr(s1) + 2 * MiB);
+      REQUIRE(addr(tiny) < addr(s1) + 4 * MiB);
+    }
+    REQUIRE(a.stats().reserved_bytes == reserved);
+    for (void* p : {s1, s2, s3, big2, tiny}) a.deallocate(p);
     REQUIRE(a.backend().misuses() == 0);
   }
+}
+
+TEST_CASE("paged: with fill_mapped_above, a request of at most its bytes never takes the large region's top",
+          "[allocator][paged]") {
+  stash::caching_options options;
+  options.fill_mapped_above = 8 * 1024;
+  options.reserve_bytes = 64 * MiB;
+  caching_allocator<simulated_paged_backend, segregated_fit_buckets, null_lock, basic_stats> a(
+      simulated_paged_backend{}, options);
+  void* s1 = a.allocate(MiB);
+  void* s2 = a.allocate(MiB);       // page 32 is full
+  void* big = a.allocate(3 * MiB);  // pages 0..1: the top's first MiB lies on mapped page 1
+  // The top is the untouched rest of the range: a tiny block there would keep page 1 touched under
+  // the next large block's start. A page of the small region is mapped for it instead.
+  void* tiny = a.allocate(8 * 1024);
+  REQUIRE(addr(tiny) == addr(s1) + 2 * MiB);  // page 33
+  REQUIRE(a.stats().reserved_bytes == 4 * 2 * MiB);
+  void* next = a.allocate(3 * MiB);  // the top still starts where big ends
+  REQUIRE(addr(next) == addr(big) + 3 * MiB);
+  for (void* p : {s1, s2, big, tiny, next}) a.deallocate(p);
+  REQUIRE(a.backend().misuses() == 0);
 }
 
 TEST_CASE("paged: with small_region off, one region serves every size", "[allocator][paged]") {

@@ -93,16 +93,19 @@ class paged_arena {
     return b;
   }
 
-  /// With caching_options::small_fill_mapped, a small request (pool_for(size) == 1) whose block would
-  /// need a page mapped (without it, one of more than fill_mapped_above bytes): a free block of the
-  /// large region, usable on `on`, whose first `size` bytes lie on mapped pages already, or null
-  /// (always null for other requests, or with max_held_over_live). At most
+  /// With caching_options::small_fill_mapped or fill_mapped_above, a small request (pool_for(size) ==
+  /// 1) whose block would need a page mapped: a free block of the large region, usable on `on`, whose
+  /// first `size` bytes lie on mapped pages already, or null (always null for other requests, or with
+  /// max_held_over_live). A request of at most fill_mapped_above bytes never takes the large region's
+  /// top (its untouched rest: a tiny block there keeps the top's first page touched under the next
+  /// large block, where hundreds like it would share one page of the small region). At most
   /// mapped_fit_budget free blocks are looked at, smallest lists first: this runs only where a page is
   /// about to be mapped.
   block* mapped_fit(std::size_t size, const tag* on) const noexcept {
-    if (size > fill_mapped_below_ || size <= fill_mapped_above_) return nullptr;
+    if (size > fill_mapped_below_) return nullptr;
+    const bool tiny = size <= fill_mapped_above_;
     auto usable_on_mapped_pages = [&](const block* b) {
-      return Heap::usable(b, on) && first_unmapped(b->addr, size) == page_table::none;
+      return Heap::usable(b, on) && (!tiny || b->next_adjacent) && first_unmapped(b->addr, size) == page_table::none;
     };
     return heap_.find_free_block_if(size, 0, usable_on_mapped_pages, mapped_fit_budget);
   }
@@ -276,7 +279,7 @@ class paged_arena {
       small_first_ = small;
       small_below_ = page / 2;
       fill_mapped_above_ = options_.small_fill_mapped ? 0 : options_.fill_mapped_above;
-      if (fill_mapped_above_ < small_below_ && !(options_.max_held_over_live > 0)) fill_mapped_below_ = small_below_;
+      if ((options_.small_fill_mapped || options_.fill_mapped_above != SIZE_MAX) && !(options_.max_held_over_live > 0)) fill_mapped_below_ = small_below_;
     } else {
       heap_.recycle(small);
     }
@@ -742,7 +745,7 @@ class paged_arena {
   block* small_first_ = nullptr;  // null: no small region
   std::size_t small_below_ = 0;   // requests of at most this many bytes go to the small region (0: none)
   std::size_t fill_mapped_below_ = 0;  // small_below_ where mapped_fit may serve them, else 0
-  std::size_t fill_mapped_above_ = 0;  // and only those of more bytes than this (fill_mapped_above)
+  std::size_t fill_mapped_above_ = 0;  // those of at most this many bytes never into the top (fill_mapped_above)
   basic_page_table<streamed> pages_;
   std::size_t touched_ = 0;       // pages at least one live block touches
   std::size_t peak_touched_ = 0;  // high tide of touched_
