@@ -157,14 +157,13 @@ class graph_pools {
   bool deallocate(void* p, stream s) {
     if (!counted_.load(std::memory_order_relaxed)) return false;
     std::lock_guard guard(lock_);
-    const auto found = owners_.find(p);
-    if (found == owners_.end()) return false;
-    const auto pool = pools_.find({found->second.device, found->second.id});
-    if (!found->second.live) throw double_free(p);
-    const bool own_stream_only = s == found->second.on && !found->second.used_elsewhere;
-    pool->second.freed.emplace(found->second.bytes, freed_block{p, found->second.on, own_stream_only});
-    found->second.live = false;
-    if (pool->second.released) ++releasable_;
+    owner* const o = live_owner_of(p);
+    if (!o) return false;
+    pool_state& pool = pools_.at({o->device, o->id});
+    const bool own_stream_only = s == o->on && !o->used_elsewhere;
+    pool.freed.emplace(o->bytes, freed_block{p, o->on, own_stream_only});
+    o->live = false;
+    if (pool.released) ++releasable_;
     return true;
   }
 
@@ -177,10 +176,9 @@ class graph_pools {
   bool record_stream(void* p, stream s) {
     if (!counted_.load(std::memory_order_relaxed)) return false;
     std::lock_guard guard(lock_);
-    const auto found = owners_.find(p);
-    if (found == owners_.end()) return false;
-    if (!found->second.live) throw double_free(p);
-    if (s != found->second.on) found->second.used_elsewhere = true;
+    owner* const o = live_owner_of(p);
+    if (!o) return false;
+    if (s != o->on) o->used_elsewhere = true;
     return true;
   }
 
@@ -329,6 +327,15 @@ class graph_pools {
     bool used_elsewhere = false;  // record_stream named another stream: once freed, taken by no request
   };
   using key = std::pair<int, graph_pool_id>;
+
+  /// The record of p, a block of some graph pool, live; null when no pool has p. Throws double_free
+  /// when p is a pool's block that is freed already. lock_ is held.
+  owner* live_owner_of(void* p) {
+    const auto found = owners_.find(p);
+    if (found == owners_.end()) return nullptr;
+    if (!found->second.live) throw double_free(p);
+    return &found->second;
+  }
 
   /// One more user of p (begin, retain). A released pool used again keeps its freed blocks again.
   void add_user(pool_state& p) noexcept {

@@ -279,7 +279,7 @@ class paged_arena {
       small_first_ = small;
       small_below_ = page / 2;
       fill_mapped_above_ = options_.small_fill_mapped ? 0 : options_.fill_mapped_above;
-      if ((options_.small_fill_mapped || options_.fill_mapped_above != SIZE_MAX) && !(options_.max_held_over_live > 0)) fill_mapped_below_ = small_below_;
+      if (fill_mapped_above_ != SIZE_MAX && !(options_.max_held_over_live > 0)) fill_mapped_below_ = small_below_;
     } else {
       heap_.recycle(small);
     }
