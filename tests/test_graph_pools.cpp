@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <new>
 #include <optional>
+#include <thread>
 #include <vector>
 
 #include "stash/allocators.hpp"
@@ -473,4 +474,38 @@ TEST_CASE("graph pools: a request of 0 bytes takes nothing from a pool", "[graph
   CHECK(f.pools.return_released() == 1);
   CHECK(f.pools.figures(0, f.id).blocks == 0);  // the pool is gone
   CHECK(f.device(0).stats().allocated_bytes == 0);
+}
+
+TEST_CASE("graph pools: cudaStreamPerThread is each thread's own stream", "[graph_pools][streams][threads]") {
+  fixture f;
+  const stash::stream per_thread = stash::stream::per_thread();
+  f.pools.begin(0, f.id, f.only(per_thread));  // every thread's per-thread stream routes to the pool
+  // A block another thread allocated and freed on its own per-thread stream: that thread's work may still
+  // use it, and nothing orders this thread's stream after it.
+  void* theirs = nullptr;
+  std::thread([&] {
+    theirs = f.allocate(2 * MiB, per_thread);
+    f.deallocate(theirs, per_thread);
+  }).join();
+  CHECK(f.pools.figures(0, f.id).freed_blocks == 1);
+  void* mine = f.allocate(2 * MiB, per_thread);
+  CHECK(mine != theirs);
+  CHECK(f.pools.figures(0, f.id).blocks == 2);
+  // This thread's own free on its per-thread stream is reused by this thread.
+  f.deallocate(mine, per_thread);
+  void* again = f.allocate(2 * MiB, per_thread);
+  CHECK(again == mine);
+  // A block this thread allocated and another thread freed on its per-thread stream: freed on another
+  // stream than its own, so taken by no request (not by this thread either).
+  std::thread([&] { f.deallocate(again, per_thread); }).join();
+  void* after = f.allocate(2 * MiB, per_thread);
+  CHECK(after != again);
+  CHECK(after != theirs);
+  CHECK(f.pools.figures(0, f.id).blocks == 3);
+  // record_stream from another thread names another stream too.
+  std::thread([&] { CHECK(f.pools.record_stream(after, per_thread)); }).join();
+  f.deallocate(after, per_thread);
+  CHECK(f.allocate(2 * MiB, per_thread) != after);
+  CHECK(f.pools.figures(0, f.id).blocks == 4);
+  f.pools.end(0, f.id);
 }

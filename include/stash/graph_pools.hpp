@@ -27,6 +27,8 @@
 // Blocks are taken from and given back to the stash::pool of their device, whole (no splitting): a
 // freed block serves the smallest later request of at most its size routed to the same pool and
 // stream (its own). Until a pool is released, its blocks count as allocated in the device pool's stats.
+// Streams are told apart as the caching allocator tells them (stream::ordering_key): cudaStreamPerThread
+// names the calling thread's own stream, so a block one thread freed on it goes to no other thread's.
 // Checkpoints (PyTorch's CUDA graph trees: getCheckpointState, setCheckpointPoolState,
 // checkPoolLiveAllocations): live_blocks() says which blocks of a pool are live, and set_live() makes
 // exactly a given set of them live again, the others freed to the pool; no memory moves.
@@ -124,8 +126,9 @@ class graph_pools {
     const route* r = route_for(device, s);
     if (!r) return std::nullopt;
     pool_state& p = pools_.at({device, r->id});
+    const std::uintptr_t on = s.ordering_key();
     for (auto f = p.freed.lower_bound(bytes); f != p.freed.end(); ++f) {
-      if (f->second.reusable && f->second.on == s) {
+      if (f->second.reusable && f->second.on == on) {
         void* reused = f->second.ptr;
         p.freed.erase(f);
         if (p.released) --releasable_;  // a released pool that a routing still names: no longer to give back
@@ -139,7 +142,7 @@ class graph_pools {
     auto record = owners_.extract(owners_.emplace(nullptr, owner{}).first);
     void* made = from.allocate(bytes, s);
     record.key() = made;
-    record.mapped() = owner{device, r->id, bytes, &from, s, true};
+    record.mapped() = owner{device, r->id, bytes, &from, s, on, true};
     owners_.insert(std::move(record));  // reserved, and the node is made: cannot throw
     ++p.blocks;
     counted_.store(true, std::memory_order_relaxed);
@@ -160,8 +163,8 @@ class graph_pools {
     owner* const o = live_owner_of(p);
     if (!o) return false;
     pool_state& pool = pools_.at({o->device, o->id});
-    const bool own_stream_only = s == o->on && !o->used_elsewhere;
-    pool.freed.emplace(o->bytes, freed_block{p, o->on, own_stream_only});
+    const bool own_stream_only = s.ordering_key() == o->on_key && !o->used_elsewhere;
+    pool.freed.emplace(o->bytes, freed_block{p, o->on_key, own_stream_only});
     o->live = false;
     if (pool.released) ++releasable_;
     return true;
@@ -178,7 +181,7 @@ class graph_pools {
     std::lock_guard guard(lock_);
     owner* const o = live_owner_of(p);
     if (!o) return false;
-    if (s != o->on) o->used_elsewhere = true;
+    if (s.ordering_key() != o->on_key) o->used_elsewhere = true;
     return true;
   }
 
@@ -260,7 +263,7 @@ class graph_pools {
     const std::unordered_set<void*> wanted(live.begin(), live.end());
     std::multimap<std::size_t, freed_block> to_free;
     for (const auto& [ptr, o] : owners_)
-      if (o.device == device && o.id == id && o.live && !wanted.count(ptr)) to_free.emplace(o.bytes, freed_block{ptr, o.on, !o.used_elsewhere});
+      if (o.device == device && o.id == id && o.live && !wanted.count(ptr)) to_free.emplace(o.bytes, freed_block{ptr, o.on_key, !o.used_elsewhere});
     // Freeing first, then taking back, so that the free lists never hold a live block.
     for (const auto& [bytes, f] : to_free) owners_.find(f.ptr)->second.live = false;
     pool->second.freed.merge(to_free);
@@ -308,7 +311,7 @@ class graph_pools {
   };
   struct freed_block {
     void* ptr;
-    stream on;      // the stream it was allocated on: only requests there take it
+    std::uintptr_t on;  // the ordering key of the stream it was allocated on: only requests there take it
     bool reusable;  // freed on that stream; false: freed on another, and taken by no request
   };
   struct pool_state {
@@ -323,6 +326,7 @@ class graph_pools {
     std::size_t bytes;  // as made
     pool* from;         // the device pool it came from and goes back to
     stream on;          // the stream it was allocated on
+    std::uintptr_t on_key;  // on's ordering_key() in the allocating thread (cudaStreamPerThread: that thread's)
     bool live = true;   // false while it waits among the pool's freed blocks
     bool used_elsewhere = false;  // record_stream named another stream: once freed, taken by no request
   };

@@ -47,7 +47,6 @@
 // on one of its epochs, so a block freed during a capture is not handed to another stream until the
 // capture has ended and an event recorded after it has completed. A device-wide synchronize that the
 // runtime refuses because a capture is underway waits only for the epochs already recorded.
-#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
@@ -131,13 +130,8 @@ class stream_layer {
     on_switch(stream_count(), t);
     return t;
   }
-  /// How the layer keys a stream: its handle, except cudaStreamPerThread, one handle that names a
-  /// different stream in every thread: it is keyed per thread (an odd number no handle has).
-  static std::uintptr_t key_of(stream s) noexcept {
-    if (s.key() != per_thread_handle) [[likely]]
-      return s.key();
-    return per_thread_key();
-  }
+  /// How the layer keys a stream: stream::ordering_key (cudaStreamPerThread per calling thread).
+  static std::uintptr_t key_of(stream s) noexcept { return s.ordering_key(); }
   /// After a free on t, in the call that named t: t's epoch is closed once it is frees_per_epoch
   /// long, if that was requested, and always for a per-thread default stream (no other thread can
   /// record on it). Never throws: an epoch that cannot be closed stays open, and stays due.
@@ -341,17 +335,8 @@ class stream_layer {
     std::vector<ticket> tickets;
   };
 
-  static constexpr std::uintptr_t per_thread_handle = 2;  // cudaStreamPerThread
   static constexpr std::uintptr_t no_key = UINTPTR_MAX;    // what no stream is keyed as
   static state* as_state(stream_tag* t) noexcept { return static_cast<state*>(t); }
-  /// The calling thread's key for cudaStreamPerThread: odd (no stream handle is), and never another
-  /// thread's, a finished one's included (a thread_local's address could be a finished thread's again,
-  /// and its per-thread stream's pending frees would then look like this thread's own).
-  [[gnu::noinline]] static std::uintptr_t per_thread_key() noexcept {
-    static std::atomic<std::uintptr_t> threads_seen{0};
-    static thread_local const std::uintptr_t key = ((threads_seen.fetch_add(1, std::memory_order_relaxed) + 1) << 1) | 1;
-    return key;
-  }
   state* cache(state& s) noexcept {
     last_key_ = s.key;
     return last_ = &s;
@@ -380,7 +365,7 @@ class stream_layer {
     auto made = std::make_unique<state>();
     made->key = key_of(s);
     made->handle = s;
-    made->per_thread = s.key() == per_thread_handle;
+    made->per_thread = s.key() == stream::per_thread_handle;
     made->close_at = normal_close_at(*made);
     state* raw = made.get();
     streams_.emplace(made->key, std::move(made));
