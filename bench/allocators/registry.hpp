@@ -60,9 +60,9 @@ inline std::vector<std::pair<std::string_view, stash::caching_options>> stash_va
   std::vector<std::pair<std::string_view, stash::caching_options>> v;
   v.emplace_back("stash", stash::caching_options{});
   v.emplace_back("stash-small-fill", stash::caching_options{});  // small requests fill mapped pages of
-  v.back().second.small_fill_mapped = true;                       // the large region (stash.torch's choice)
-  v.emplace_back("stash-fill-8k", stash::caching_options{});  // small requests of more than 8 KiB fill
-  v.back().second.fill_mapped_above = 8 * 1024;                // mapped pages of the large region
+  v.back().second.small_fill_mapped = true;                       // the large region
+  v.emplace_back("stash-fill-8k", stash::caching_options{});  // the same, those of at most 8 KiB never the
+  v.back().second.fill_mapped_above = 8 * 1024;                // large region's top (stash.torch's choice)
   v.emplace_back("stash-per-page", stash::caching_options{});  // growing one physical page at a time
   v.back().second.max_chunk_pages = 1;
   v.emplace_back("stash-fixed-chunks", stash::caching_options{});  // large blocks too in chunks of
