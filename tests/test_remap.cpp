@@ -8,11 +8,15 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <new>
+#include <utility>
+#include <vector>
 
 #include "stash/allocators.hpp"
 #include "stash/backend/simulated_paged_backend.hpp"
 #include "stash/caching_allocator.hpp"
 #include "stash/ordering/simulated_ordering.hpp"
+#include "support/failing_heap.hpp"
 
 namespace {
 
@@ -238,4 +242,126 @@ TEST_CASE("remap: only the requesting stream's pending frees, only when enabled,
     a.deallocate(y, s);
     a.deallocate(guard, s);
   }
+}
+
+TEST_CASE("remap: a host heap failing while a block's chunks are remapped changes no figure",
+          "[remap][paged][streams][errors][heap]") {
+  namespace heap = stash_test::failing_heap;
+  if (!heap::can_fail()) {
+    WARN("operator new is not this test's own (valgrind replaces it): no heap failure can be injected");
+    return;
+  }
+  // The scene before y's request: x's 4 pages under its free pending on s, the guard live above them.
+  // The request (10 MiB on s, 5 pages) remaps x's pages 1, 2 and 3, three chunks of one page (three
+  // remap_pending_chunk_to calls, each reserving host memory), and maps 2 pages anew. Its k-th heap
+  // allocation fails, for every k it reaches.
+  struct world {
+    paged a{stash::simulated_paged_backend{}, remapping()};
+    stash::stream s = a.ordering().make_stream();
+    void* x = nullptr;
+    void* guard = nullptr;
+    world() {
+      x = a.allocate(8 * MiB, s);
+      guard = a.allocate(page, s);
+      a.deallocate(x, s);
+    }
+  };
+  struct figures {
+    explicit figures(const paged& a)
+        : stats(a.stats()), reserved(a.reserved_bytes()), cached(a.cached_bytes()), page_moves(a.page_moves()),
+          mapped(a.backend().mapped_bytes()), aliased(a.backend().aliased_pages()) {
+      a.backend().for_each_chunk([&](std::uintptr_t at, std::size_t n) { chunks.emplace_back(at, n); });
+    }
+    stash::stats_snapshot stats;
+    std::size_t reserved, cached;
+    std::uint64_t page_moves;
+    std::size_t mapped, aliased;
+    std::vector<std::pair<std::uintptr_t, std::size_t>> chunks;  // what the backend maps, and where
+  };
+  // Every figure a world holds is the memory the backend holds, counted once; and it all goes back.
+  auto consistent = [](const paged& a) {
+    CHECK(a.reserved_bytes() == a.backend().mapped_bytes());
+    CHECK(a.stats().reserved_bytes == a.reserved_bytes());
+    CHECK(a.backend().misuses() == 0);
+  };
+  auto tear_down = [&](world& w, void* y) {
+    if (y) w.a.deallocate(y, w.s);
+    w.a.deallocate(w.guard, w.s);
+    w.a.ordering().complete_all();
+    w.a.empty_cache();
+    CHECK(w.a.backend().aliased_pages() == 0);
+    CHECK(w.a.backend().mapped_bytes() == 0);
+    CHECK(w.a.reserved_bytes() == 0);
+    CHECK(w.a.stats().reserved_bytes == 0);
+    CHECK(w.a.backend().misuses() == 0);
+  };
+
+  world twin;  // never sees a failure
+  void* twin_y = twin.a.allocate(10 * MiB, twin.s);
+  REQUIRE(twin.a.backend().remap_calls() == 3);  // the path under test: three chunks remapped
+  const figures twin_after(twin.a);
+
+  std::size_t failures = 0, in_remaps = 0;
+  for (std::size_t k = 1;; ++k) {
+    INFO("heap allocation " << k << " of the request fails");
+    world w;
+    const figures before(w.a);
+    const std::size_t remaps_before = w.a.backend().remap_calls();
+    void* y = nullptr;
+    bool threw = false;
+    heap::arm(k);
+    try {
+      y = w.a.allocate(10 * MiB, w.s);
+    } catch (const std::bad_alloc&) {  // stash::out_of_memory is one too; none is expected here
+      threw = true;
+    }
+    const bool failed = heap::disarm();
+    if (!failed) {  // the request makes fewer than k heap allocations: every one has failed once
+      REQUIRE_FALSE(threw);
+      tear_down(w, y);
+      break;
+    }
+    ++failures;
+    const std::size_t remapped = w.a.backend().remap_calls() - remaps_before;  // in this call
+    INFO("threw: " << threw << ", chunks remapped in the call: " << remapped);
+    // The failure hit a remap's host memory: the call threw after remapping a chunk (as it did before
+    // the fix), or it went on (only a remap's host memory is given up in this request).
+    if (!threw || remapped > 0) ++in_remaps;
+    if (threw) {
+      // A call that fails leaves every pool and counter as it was (docs/design.md, "A call that
+      // fails": nothing here is an out-of-memory retry), and the backend maps what it mapped.
+      const figures after(w.a);
+      CHECK(after.stats.reserved_bytes == before.stats.reserved_bytes);
+      CHECK(after.stats.backend_frees == before.stats.backend_frees);
+      CHECK(after.stats == before.stats);
+      CHECK(after.reserved == before.reserved);
+      CHECK(after.cached == before.cached);
+      CHECK(after.page_moves == before.page_moves);
+      CHECK(after.mapped == before.mapped);
+      CHECK(after.aliased == before.aliased);
+      CHECK(after.chunks == before.chunks);
+      consistent(w.a);
+      // The allocator still works, and holds no more than the twin that never failed.
+      y = w.a.allocate(10 * MiB, w.s);
+      CHECK(w.a.reserved_bytes() <= twin_after.reserved);
+    } else {
+      // The failure was absorbed (the page whose remap had no host memory is mapped anew): the
+      // request is served, and here x's chunks still back the block's later pages, so it holds what
+      // the twin holds, each physical page counted once.
+      REQUIRE(y != nullptr);
+      CHECK(w.a.stats().allocated_bytes == twin_after.stats.allocated_bytes);
+      CHECK(w.a.reserved_bytes() == twin_after.reserved);
+      CHECK(w.a.page_moves() == twin_after.page_moves);
+    }
+    consistent(w.a);
+    for (std::size_t i = 0; i < 5; ++i) CHECK(w.a.backend().accessible(addr(y) + i * page));
+    tear_down(w, y);
+  }
+  CHECK(failures > 0);
+  // Each of the three remaps asks the heap for room in remapped_ before it remaps: failures there
+  // (k = 5, 6, 7 here), the later two after a chunk had been remapped for the request. Before the
+  // fix the call threw at k = 6 and 7 and gave those chunks back at their new addresses: reserved
+  // bytes 8 and 6 MiB where they had been 10, backend_frees 1 and 2 higher.
+  CHECK(in_remaps >= 2);
+  tear_down(twin, twin_y);
 }

@@ -82,6 +82,10 @@ class block_records {
   void reserve_two() {
     if (spare_count_ < 2) [[unlikely]] grow();
   }
+  /// Makes sure the next n make() calls cannot throw (n <= 256: one grow() adds that many).
+  void reserve(std::size_t n) {
+    if (spare_count_ < n) [[unlikely]] grow();
+  }
   /// A record with its fields unset: the caller sets every one (split does so on the fast path).
   block* make() {
     if (spare_count_ == 0) grow();

@@ -44,6 +44,8 @@ class block_heap {
   }
   /// Makes sure the next two make() calls cannot throw.
   void reserve_records() { records_.reserve_two(); }
+  /// Makes sure the next n make() calls cannot throw (n <= 256).
+  void reserve_records(std::size_t n) { records_.reserve(n); }
   block* make() { return records_.make(); }
   void recycle(block* b) noexcept { records_.recycle(b); }
 

@@ -17,6 +17,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <new>
 #include <vector>
 
 #include "stash/backend/backend.hpp"
@@ -660,14 +661,24 @@ class paged_arena {
           }
         }
       if (!from_block) return false;
-      remapped_.reserve(remapped_.size() + 1);  // host memory first: nothing has changed yet
-      heap_.reserve_records();                  // the two records carve_ghost takes
+      // All the host memory first, before the chunk is remapped: the entry in remapped_, the two records
+      // carve_ghost takes and the two allocate() reserved for its own split (carve_ghost may take those).
+      // Nothing may throw once a chunk is remapped: undo_back_pages gives a chunk moved here back at its
+      // new address (its memory still mapped at the alias until retire_remapped), counted as released,
+      // so a call failing with the host heap's std::bad_alloc lowered reserved_bytes (and the stats'),
+      // for this chunk, or for the chunks remapped for the block's earlier pages when this one's memory
+      // failed (test: "remap: a host heap failing while a block's chunks are remapped changes no
+      // figure"). Without the host memory the chunk is not remapped: back_page maps p anew, as with
+      // remap_pending_pages off, and the call goes on.
+      try {
+        remapped_.reserve(remapped_.size() + 1);
+        heap_.reserve_records(4);
+      } catch (const std::bad_alloc&) {
+        return false;
+      }
       if (!backend_.remap_pages(page_address(chunk), page_address(p), n)) return false;
       remapped_.push_back({carve_ghost(from_block, page_address(chunk), n << page_shift_), chunk, n});
       chunk_moved(chunk, n, p);
-      // The records allocate() reserved for its own split, taken again: a bad_alloc here is undone as
-      // any failure to back the block (the chunk is given back at its new address; the ghost waits).
-      heap_.reserve_records();
       return true;
     } else {
       (void)p, (void)first, (void)last;
