@@ -178,7 +178,16 @@ class simulated_ordering {
     bool released;
   };
   std::uintptr_t next_handle_ = 0x5000;
-  std::unordered_set<std::uintptr_t> known_{0, 1, 2};  // nullptr, cudaStreamLegacy, cudaStreamPerThread
+  std::unordered_set<std::uintptr_t> known_ = default_streams();
+  /// nullptr, cudaStreamLegacy and cudaStreamPerThread. Inserted one by one: GCC 12 at -O3 took a brace
+  /// list here, inlined into a test's constructor, for a dangling pointer (-Wdangling-pointer).
+  static std::unordered_set<std::uintptr_t> default_streams() {
+    std::unordered_set<std::uintptr_t> known;
+    known.insert(0);
+    known.insert(1);
+    known.insert(2);
+    return known;
+  }
   std::unordered_set<std::uintptr_t> destroyed_;
   std::unordered_set<std::uintptr_t> capturing_;
   std::vector<event_state> events_;
