@@ -815,16 +815,15 @@ TEST_CASE("paged: with small_fill_mapped, a small request fills mapped memory of
   REQUIRE(a.backend().misuses() == 0);
 }
 
-TEST_CASE("paged: with fill_mapped_above, small requests fill mapped memory of the large region, those of at "
-          "most its bytes never its top; by default, or with max_held_over_live, none does",
+TEST_CASE("paged: by default (fill_mapped_above at 8 KiB), small requests fill mapped memory of the large "
+          "region, those of at most 8 KiB never its top; with it off, or with max_held_over_live, none does",
           "[allocator][paged]") {
-  stash::caching_options fill_8k, bounded, by_default;
-  fill_8k.fill_mapped_above = 8 * 1024;
-  bounded.fill_mapped_above = 8 * 1024;
+  stash::caching_options fill_8k, bounded, off;
+  REQUIRE_FALSE(fill_8k.small_fill_mapped);
+  REQUIRE(fill_8k.fill_mapped_above == 8 * 1024);  // the default
   bounded.max_held_over_live = 1.05;
-  REQUIRE_FALSE(by_default.small_fill_mapped);
-  REQUIRE(by_default.fill_mapped_above == SIZE_MAX);
-  const stash::caching_options all[] = {fill_8k, bounded, by_default};
+  off.fill_mapped_above = SIZE_MAX;
+  const stash::caching_options all[] = {fill_8k, bounded, off};
   for (int i = 0; i < 3; ++i) {
     stash::caching_options options = all[i];
     options.reserve_bytes = 64 * MiB;

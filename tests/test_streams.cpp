@@ -170,6 +170,7 @@ TEST_CASE("streams: another stream starts at a block freed below the top once it
           "[streams][paged]") {
   stash::caching_options options;
   options.edge_pages_in_chunks = false;  // so that `above`'s last page is a chunk of its own, free to move
+  options.fill_mapped_above = SIZE_MAX;  // the small requests below map pages of their own region
   paged a(stash::simulated_paged_backend{}, options);
   auto& o = a.ordering();
   const stash::stream s = o.make_stream(), t = o.make_stream();

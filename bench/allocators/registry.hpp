@@ -1,6 +1,7 @@
 #pragma once
 // Which allocators a run can compare, by name, and how each one is made. Every make_allocator call
 // returns a fresh allocator with an empty cache (a cold start).
+#include <cstdint>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -43,7 +44,7 @@ inline std::string join(const std::vector<std::string>& names) {
 inline std::string_view to_string(backend_kind b) { return b == backend_kind::cuda ? "cuda" : "simulated"; }
 
 inline std::vector<std::string> available_allocators(backend_kind b) {
-  std::vector<std::string> names = {"stash", "stash-small-fill", "stash-fill-8k", "stash-per-page", "stash-fixed-chunks", "stash-lean",
+  std::vector<std::string> names = {"stash", "stash-no-fill", "stash-small-fill", "stash-per-page", "stash-fixed-chunks", "stash-lean",
                                     "stash-page-moves", "stash-sharded", "stash-pow2", "stash+log"};
   if (b == backend_kind::simulated) {
     names.insert(names.end(), {"stash-ordered", "stash-lagged"});
@@ -59,10 +60,10 @@ inline std::vector<std::string> available_allocators(backend_kind b) {
 inline std::vector<std::pair<std::string_view, stash::caching_options>> stash_variants() {
   std::vector<std::pair<std::string_view, stash::caching_options>> v;
   v.emplace_back("stash", stash::caching_options{});
-  v.emplace_back("stash-small-fill", stash::caching_options{});  // small requests fill mapped pages of
-  v.back().second.small_fill_mapped = true;                       // the large region
-  v.emplace_back("stash-fill-8k", stash::caching_options{});  // the same, those of at most 8 KiB never the
-  v.back().second.fill_mapped_above = 8 * 1024;                // large region's top (stash.torch's choice)
+  v.emplace_back("stash-no-fill", stash::caching_options{});  // small requests never fill mapped pages of
+  v.back().second.fill_mapped_above = SIZE_MAX;               // the large region (the default until 2026-11-30)
+  v.emplace_back("stash-small-fill", stash::caching_options{});  // every small request fills them, with no
+  v.back().second.small_fill_mapped = true;                       // rule for the large region's top
   v.emplace_back("stash-per-page", stash::caching_options{});  // growing one physical page at a time
   v.back().second.max_chunk_pages = 1;
   v.emplace_back("stash-fixed-chunks", stash::caching_options{});  // large blocks too in chunks of

@@ -100,22 +100,24 @@ struct caching_options {
   /// there the memory is worth more). Not with max_held_over_live: there idle pages are what blocks
   /// needing pages are backed with, and taking them for small blocks held ddp_gpt2_rank0 past its bound.
   bool small_fill_mapped = false;
-  /// Paged backends, with small_region, when small_fill_mapped is off (SIZE_MAX, the default: off): a
-  /// small request fills mapped memory of the large region as small_fill_mapped says, before a page is
-  /// mapped for it in its own region, but one of at most this many bytes never into the large
-  /// region's top block (the untouched rest of the range). A tiny block at the top's start keeps the
-  /// top's first page touched under the next large block, where hundreds like it would share a page of
-  /// the small region; a request of 8 KiB up to half a page is a real share of a new page wherever it
-  /// goes. At 8 KiB (simulated device) every trace's cold reserved/live is at or under the code before
-  /// streams' (bert_infer_varlen 1.1852 -> 1.1722, gpt2_varlen_e2e 1.1116 -> 1.0852), the warm replays
-  /// map pages in the first only, and settled figures are lower on 8 traces (at most +0.0012, vit).
-  /// Off by default for host time: requests that overflow the small region take the mapped fit and a
-  /// split and merge in the large region every step (effnet +13%, vit +8% instructions per warm op),
-  /// and on an H200 warm replays of effnet and vit took 1.06-1.11x the default's time, vit 7.9-8.2x
-  /// PyTorch's speed against 8.4-9.1x (bench/RESULTS.md, twenty-first session). Until the twenty-first
-  /// session requests of at most the bound never filled; the small region then crept for them while
-  /// the layout settled (resnet50 7.6x PyTorch's warm speed on an H200, twentieth session).
-  std::size_t fill_mapped_above = SIZE_MAX;
+  /// Paged backends, with small_region, when small_fill_mapped is off (SIZE_MAX: off; 8 KiB by
+  /// default): a small request fills mapped memory of the large region as small_fill_mapped says,
+  /// before a page is mapped for it in its own region, but one of at most this many bytes never into
+  /// the large region's top block (the untouched rest of the range). A tiny block at the top's start
+  /// keeps the top's first page touched under the next large block, where hundreds like it would share
+  /// a page of the small region; a request of 8 KiB up to half a page is a real share of a new page
+  /// wherever it goes. At 8 KiB (simulated device) every trace's cold reserved/live is at or under the
+  /// code before streams' (issue 7's target; off: bert_infer_varlen 1.1852 against 1.1722,
+  /// gpt2_varlen_e2e 1.1116 against 1.1063), the warm replays map pages in the first only, and the
+  /// settled figures are lower on 8 traces. The cost is host time: requests that overflow the small
+  /// region take the mapped fit and a split and merge in the large region every step (effnet +13%, vit
+  /// +8% instructions per warm op over off). On an H200, 16 rounds beside the code before streams and
+  /// PyTorch in one run, warm replays took 0.81-1.06x the time of the code before streams on every
+  /// trace (off: 0.79-1.06x) and 7.9-9.8x less than PyTorch's (off: 7.6-10.1x; bench/RESULTS.md,
+  /// twenty-second session), so it is on by default since that session. Until the twenty-first session
+  /// requests of at most the bound never filled; the small region then crept for them while the
+  /// layout settled (resnet50 7.6x PyTorch's warm speed on an H200, twentieth session).
+  std::size_t fill_mapped_above = 8 * 1024;
   /// Stream-ordered compositions with a segment backend: when no block usable on the requesting
   /// stream T is cached and no other stream's free has completed, take a block freed on another
   /// stream S by making T wait for S's event on the GPU (cudaStreamWaitEvent, RMM's way) before new

@@ -549,9 +549,11 @@ class Options(unittest.TestCase):
             assert got.endswith(",backing:auto,small_fill_mapped:on"), got
             got = stash.configure("small_fill_mapped:off")  # the default: not named
             assert "small_fill_mapped" not in got, got
-            got = stash.configure(fill_mapped_above="8 KiB")
-            assert got.endswith(",backing:auto,fill_mapped_above:8192"), got
-            got = stash.configure(fill_mapped_above="off")  # the default: not named
+            got = stash.configure(fill_mapped_above="off")
+            assert got.endswith(",backing:auto,fill_mapped_above:off"), got
+            got = stash.configure(fill_mapped_above="4 KiB")
+            assert got.endswith(",backing:auto,fill_mapped_above:4096"), got
+            got = stash.configure(fill_mapped_above="8 KiB")  # the default: not named
             assert "fill_mapped_above" not in got, got
             got = stash.configure(max_held_over_live=1.05)
             assert got.endswith(",small_region:on,free_records_used_streams:off,backing:auto,max_held_over_live:1.05"), got

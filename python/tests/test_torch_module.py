@@ -94,7 +94,7 @@ class TorchModule(unittest.TestCase):
             import torch, stash, stash.torch
             opts = stash.torch.enable(page_slack=0.5)
             assert "page_slack:0.5" in opts and "free_records_used_streams:on" in opts, opts
-            assert ",fill_mapped_above:8192" in opts and "small_fill_mapped" not in opts, opts  # TORCH_DEFAULTS
+            assert "fill_mapped_above" not in opts and "small_fill_mapped" not in opts, opts  # the defaults' fill
             assert "peer_access:none" not in opts, opts  # nothing would ask for a grant without the hooks
             assert stash.torch.enabled() and not stash.torch.hooks_wired()
             assert torch.calls == [("pluggable", "libstash_c.so", "stash_alloc", "stash_free"),
@@ -119,7 +119,7 @@ class TorchModule(unittest.TestCase):
             opts = stash.torch.enable()
             assert stash.torch.hooks_wired(), torch.calls
             assert torch.calls == [("hooks.install", "libstash_c.so")], torch.calls
-            assert ",peer_access:none" in opts and ",fill_mapped_above:8192" in opts, opts
+            assert ",peer_access:none" in opts and "fill_mapped" not in opts, opts
             assert stash.current_options() == opts
             """,
             FAKE_HOOKS_BUILD="1",

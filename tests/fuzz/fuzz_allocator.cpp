@@ -3,7 +3,7 @@
 // checked pages and failing pages). The first input byte picks the composition (and, from 242 up,
 // caching_options::small_fill_mapped on; from 220 to 241, cross_stream_wait on; from 198 to 219,
 // edge_pages_in_chunks off; from 176 to 197, chunk_room_share 4; from 154 to 175, fill_mapped_above
-// 4 KiB); every following group
+// 4 KiB; from 132 to 153, fill_mapped_above off); every following group
 // of bytes is one operation:
 //   allocate (sizes from 0 to beyond max_size) on a chosen stream, unsized / sized / wrong-sized free
 //   on the block's stream or another, a free of a pointer inside a block or outside the allocator, a
@@ -583,8 +583,9 @@ void run(FuzzedDataProvider& in, const stash::caching_options& options) {
 /// edge_pages_in_chunks off (the default before the fourteenth session: edge pages alone); from 176 to 197
 /// (27 inputs) chunk_room_share 4 (fifteenth session); from 154 to 175 (149 inputs of the corpus as it was in
 /// the twenty-first session) fill_mapped_above 4 KiB, so that small requests of either side of the bound
-/// fill mapped memory of the large region. Paged compositions only change with the first, third, fourth
-/// and fifth, stream-ordered ones with the second.
+/// fill mapped memory of the large region; from 132 to 153 fill_mapped_above off (the default until the
+/// twenty-second session, 8 KiB since). Paged compositions only change with the first, third, fourth,
+/// fifth and sixth, stream-ordered ones with the second.
 stash::caching_options options_of_first_byte(std::uint8_t first) {
   stash::caching_options options;
   options.small_fill_mapped = first >= 242;
@@ -594,6 +595,7 @@ stash::caching_options options_of_first_byte(std::uint8_t first) {
   // maps most pages one by one; a share of 4 keeps chunks of several pages under them.
   if (first >= 176 && first < 198) options.chunk_room_share = 4;
   if (first >= 154 && first < 176) options.fill_mapped_above = 4096;
+  if (first >= 132 && first < 154) options.fill_mapped_above = SIZE_MAX;
   return options;
 }
 

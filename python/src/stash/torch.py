@@ -105,12 +105,10 @@ def hooks_wired() -> bool:
 # PyTorch's own allocator shares any CUDA tensor with another process (torch.multiprocessing), so stash
 # makes device memory shareable wherever the device can export it; creating it so cost nothing measurable
 # on an H200 (bench/RESULTS.md). Small tensors fill the spare mapped pages of large ones before a page is
-# mapped for them, and those of at most 8 KiB never take the untouched rest of the large region
-# (fill_mapped_above:8192): every trace in bench/traces holds at most what the code before streams held
-# cold, for a few ns more host time per allocation where stash's takes about 30 ns and PyTorch's own
-# about 300. It replaced small_fill_mapped (the same fill without that rule), which held as much or more on
-# every trace and cost as much or more host time (bench/RESULTS.md, twenty-second session).
-TORCH_DEFAULTS = "free_records_used_streams:on,shareable:auto,fill_mapped_above:8192"
+# mapped for them (fill_mapped_above:8192) by stash's own default since the twenty-second session; until
+# then stash.torch turned on small_fill_mapped, the same fill without the rule for the large region's
+# top block, which held as much or more on every trace for as much or more host time.
+TORCH_DEFAULTS = "free_records_used_streams:on,shareable:auto"
 # With the hooks extension in use, PyTorch asks the allocator to enable peer access before a copy between
 # two GPUs (enablePeerAccess), and stash grants the peer then, as PyTorch's expandable segments do; so pages
 # are mapped for their own GPU alone until then (peer_access:none). Granting every page to every peer up
