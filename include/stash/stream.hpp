@@ -4,13 +4,13 @@
 // file, so a cudaStream_t (or a CUstream) converts to stash::stream implicitly and code that never
 // touches CUDA (host and simulated compositions, the tests) compiles without the toolkit's headers.
 //
-// The handle is only a name here: stash compares and hashes it (ordering_key()), and hands it to its ordering policy
-// (stash/ordering/) when an event must be recorded on it or a stream must wait for one. Two handles
-// are the same stream when they are equal. The default-constructed stream is the legacy default
-// stream (nullptr, what the streamless overloads use); cudaStreamPerThread (the handle 0x2) is the
-// per-thread default stream, a different stream. cudaStreamLegacy (0x1) names the legacy stream too
-// but is a different handle: stash treats it as a stream of its own, which is safe (a block freed on
-// it waits for an event before nullptr reuses it), only less eager to reuse.
+// The handle is only a name here: stash compares and hashes it (ordering_key()), and hands it to its
+// ordering policy (stash/ordering/) when an event must be recorded on it or a stream must wait for
+// one. Two handles are the same stream when they are equal. The default-constructed stream is the
+// legacy default stream (nullptr, what the streamless overloads use); cudaStreamPerThread (the handle
+// 0x2) is the per-thread default stream, a different stream. cudaStreamLegacy (0x1) names the legacy
+// stream too but is a different handle: stash treats it as a stream of its own, which is safe (a block
+// freed on it waits for an event before nullptr reuses it), only less eager to reuse.
 #include <atomic>
 #include <cstddef>
 #include <cstdint>

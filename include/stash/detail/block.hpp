@@ -75,14 +75,10 @@ static_assert(sizeof(block) == 64 && alignof(block) == 64, "a block record is on
 /// Hands out block records from chunks so that splitting a block never calls malloc.
 class block_records {
  public:
-  /// Makes sure the next two make() calls cannot throw: the allocator asks the host heap for records
-  /// before it changes anything, so a std::bad_alloc leaves it as it was.
-  /// Counts the spare records rather than following their links: the second spare is often cold in
-  /// the cache, and the allocation may take no record at all.
-  void reserve_two() {
-    if (spare_count_ < 2) [[unlikely]] grow();
-  }
-  /// Makes sure the next n make() calls cannot throw (n <= 256: one grow() adds that many).
+  /// Makes sure the next n make() calls cannot throw (n <= 256: one grow() adds that many): the
+  /// allocator asks the host heap for records before it changes anything, so a std::bad_alloc leaves
+  /// it as it was. Counts the spare records rather than following their links: the second spare is
+  /// often cold in the cache, and the allocation may take no record at all.
   void reserve(std::size_t n) {
     if (spare_count_ < n) [[unlikely]] grow();
   }

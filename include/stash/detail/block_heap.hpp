@@ -39,13 +39,11 @@ class block_heap {
   /// The host memory one allocate() may need (two records, one index slot), asked for before anything
   /// changes, so that a std::bad_alloc leaves every pool and counter as it was.
   void reserve() {
-    records_.reserve_two();  // split and new_segment take one each
+    records_.reserve(2);  // split and new_segment take one each
     index_.reserve_one();
   }
-  /// Makes sure the next two make() calls cannot throw.
-  void reserve_records() { records_.reserve_two(); }
   /// Makes sure the next n make() calls cannot throw (n <= 256).
-  void reserve_records(std::size_t n) { records_.reserve(n); }
+  void reserve_records(std::size_t n = 2) { records_.reserve(n); }
   block* make() { return records_.make(); }
   void recycle(block* b) noexcept { records_.recycle(b); }
 

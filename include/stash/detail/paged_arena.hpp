@@ -663,11 +663,9 @@ class paged_arena {
       if (!from_block) return false;
       // All the host memory first, before the chunk is remapped: the entry in remapped_, the two records
       // carve_ghost takes and the two allocate() reserved for its own split (carve_ghost may take those).
-      // Nothing may throw once a chunk is remapped: undo_back_pages gives a chunk moved here back at its
-      // new address (its memory still mapped at the alias until retire_remapped), counted as released,
-      // so a call failing with the host heap's std::bad_alloc lowered reserved_bytes (and the stats'),
-      // for this chunk, or for the chunks remapped for the block's earlier pages when this one's memory
-      // failed (test: "remap: a host heap failing while a block's chunks are remapped changes no
+      // Nothing may throw once a chunk is remapped: undo_back_pages would give the chunks remapped for
+      // this block back at their new addresses, counted as released, and a failed call would lower
+      // reserved_bytes (test: "remap: a host heap failing while a block's chunks are remapped changes no
       // figure"). Without the host memory the chunk is not remapped: back_page maps p anew, as with
       // remap_pending_pages off, and the call goes on.
       try {
