@@ -37,6 +37,24 @@ int main(int argc, char** argv) {
     std::vector<std::vector<std::uintptr_t>> homes; // physical -> virtual pages it is mapped at
     std::unordered_map<std::uintptr_t, std::vector<std::uintptr_t>> clash; // virtual -> virtual pages once touched with it
     const bool learn = std::getenv("LEARN") != nullptr;
+    const bool pred = std::getenv("PRED") != nullptr;
+    std::size_t now = 0;  // op index within the pass
+    std::unordered_map<std::uintptr_t, std::vector<std::pair<std::size_t, std::size_t>>> prev_iv, cur_iv;  // [start, end)
+    std::unordered_map<std::uintptr_t, std::size_t> since;
+    // the first time, in the previous pass, that w is touched during [a, b); SIZE_MAX if never
+    auto first_overlap = [&](std::uintptr_t w, std::size_t a, std::size_t b) -> std::size_t {
+      auto it = prev_iv.find(w);
+      if (it == prev_iv.end()) return SIZE_MAX;
+      for (auto& [s0, e0] : it->second) if (s0 < b && e0 > a) return std::max(s0, a);
+      return SIZE_MAX;
+    };
+    auto predicted_end = [&](std::uintptr_t v, std::size_t t) -> std::size_t {
+      auto it = prev_iv.find(v);
+      if (it == prev_iv.end()) return t + 1;
+      std::size_t best = t + 1, dist = SIZE_MAX;
+      for (auto& [s0, e0] : it->second) { std::size_t d = s0 > t ? s0 - t : t - s0; if (d < dist) { dist = d; best = std::max(e0, t + 1); } }
+      return best;
+    };
     std::size_t touched = 0, peak_touched = 0;
     std::size_t calls = 0;
     std::vector<std::size_t> calls_per_pass;
@@ -69,7 +87,16 @@ int main(int argc, char** argv) {
       const bool may_make = double(active.size()) < double(peak_touched) * (1 + slack);
       if (!may_make && !free_phys.empty()) {
         auto pick = free_phys.begin();
-        if (learn) { for (auto q = free_phys.begin(); q != free_phys.end(); ++q) if (compatible(*q, v)) { pick = q; break; } }
+        if (pred) {
+          const std::size_t end = predicted_end(v, now);
+          std::size_t best = 0;
+          for (auto q = free_phys.begin(); q != free_phys.end(); ++q) {
+            std::size_t first = SIZE_MAX;
+            for (auto w : homes[*q]) if (w != v) first = std::min(first, first_overlap(w, now, end));
+            if (first == SIZE_MAX) { pick = q; break; }
+            if (first > best) { best = first; pick = q; }
+          }
+        } else if (learn) { for (auto q = free_phys.begin(); q != free_phys.end(); ++q) if (compatible(*q, v)) { pick = q; break; } }
         else if (!std::getenv("FIFO")) pick = free_phys.end() - 1;
         p = *pick; free_phys.erase(pick); calls += 2;  // map + set access
       }
@@ -81,21 +108,24 @@ int main(int argc, char** argv) {
     std::size_t phys_peak_cold = 0;
     for (int pass = 0; pass < passes; ++pass) {
       std::size_t c0 = calls;
+      now = 0;
       for (auto& op : t.ops) {
+        ++now;
         if (op.is_free) {
           void* p = slots[op.slot];
-          pages(reinterpret_cast<std::uintptr_t>(p), sizes[op.slot], [&](std::uintptr_t v) { if (--ref[v] == 0) { --touched; release(v); } });
+          pages(reinterpret_cast<std::uintptr_t>(p), sizes[op.slot], [&](std::uintptr_t v) { if (--ref[v] == 0) { --touched; cur_iv[v].push_back({since[v], now + 1}); release(v); } });
           a.deallocate(p);
         } else {
           void* p = a.allocate(op.size); slots[op.slot] = p; sizes[op.slot] = stash::segregated_fit_buckets::round_up(op.size);
-          pages(reinterpret_cast<std::uintptr_t>(p), sizes[op.slot], [&](std::uintptr_t v) { if (ref[v]++ == 0) { ++touched; peak_touched = std::max(peak_touched, touched); grab(v); } });
+          pages(reinterpret_cast<std::uintptr_t>(p), sizes[op.slot], [&](std::uintptr_t v) { if (ref[v]++ == 0) { ++touched; peak_touched = std::max(peak_touched, touched); since[v] = now; grab(v); } });
         }
       }
       for (auto& op : t.live_at_end) {
         void* p = slots[op.slot];
-        pages(reinterpret_cast<std::uintptr_t>(p), sizes[op.slot], [&](std::uintptr_t v) { if (--ref[v] == 0) { --touched; release(v); } });
+        pages(reinterpret_cast<std::uintptr_t>(p), sizes[op.slot], [&](std::uintptr_t v) { if (--ref[v] == 0) { --touched; cur_iv[v].push_back({since[v], now + 1}); release(v); } });
         a.deallocate(p);
       }
+      prev_iv.swap(cur_iv); cur_iv.clear();
       if (pass == 0) phys_peak_cold = active.size();
       calls_per_pass.push_back(calls - c0);
     }
