@@ -6,6 +6,8 @@
 // mapped page or unmapping an unmapped one is counted as a misuse, and so is unmapping or moving a
 // page of a chunk (map_pages) other than whole. It counts the driver calls cuda_vmm_backend makes
 // for the same work (driver_calls()), so that the cost of growing can be compared without a GPU.
+// mapped_bytes() is the physical memory a driver would hold: a chunk's memory is held while any
+// mapping of it remains (its own, or an alias remap_pages left), and counted once.
 // Peers are modelled as cuda_vmm_backend grants them: a set of other devices (ids below 64) that
 // every grant covers, and grant_peer to add one to the pages mapped already and to come.
 #include <sys/mman.h>
@@ -53,7 +55,15 @@ class simulated_paged_backend {
     std::vector<std::uint8_t> access(bytes / page_, 0);
     std::vector<std::uint64_t> peer_access(bytes / page_, 0);
     std::vector<std::uint32_t> alias_pages(bytes / page_, 0);
+    std::vector<std::uint32_t> allocation(bytes / page_, 0);
+    std::vector<allocation_record> allocations;
+    allocations.reserve(bytes / page_);  // each holds a page at least: mapping never asks the heap
+    std::vector<std::uint32_t> unused_allocations;
+    unused_allocations.reserve(bytes / page_);
     mapped_ = std::move(pages);
+    allocations_ = std::move(allocations);
+    unused_allocations_ = std::move(unused_allocations);
+    allocation_ = std::move(allocation);
     alias_pages_ = std::move(alias_pages);
     access_ = std::move(access);
     peer_access_ = std::move(peer_access);
@@ -81,10 +91,18 @@ class simulated_paged_backend {
       }
       ++driver_calls_;  // cuMemMap
     }
-    for (std::size_t i = 0; i < n; ++i)
-      if (mark(a + i * page_, 1)) mapped_bytes_ += page_;
-    for (std::size_t done = 0; done < n; done += chunk)
-      if (in_range(a + done * page_)) chunk_pages_[index(a + done * page_)] = static_cast<std::uint32_t>(std::min(chunk, n - done));
+    for (std::size_t done = 0; done < n; done += chunk) {
+      const std::size_t pages = std::min(chunk, n - done);
+      std::size_t bytes = 0;
+      for (std::size_t i = done; i < done + pages; ++i)
+        if (mark(a + i * page_, 1)) bytes += page_;
+      mapped_bytes_ += bytes;
+      const std::uintptr_t at = a + done * page_;
+      if (in_range(at)) {
+        chunk_pages_[index(at)] = static_cast<std::uint32_t>(pages);
+        allocation_[index(at)] = new_allocation(bytes);
+      }
+    }
     peak_mapped_bytes_ = mapped_bytes_ > peak_mapped_bytes_ ? mapped_bytes_ : peak_mapped_bytes_;
     return true;
   }
@@ -113,7 +131,11 @@ class simulated_paged_backend {
     chunk_pages_[index(from)] = 0;
     access_[index(from)] = 0;
     peer_access_[index(from)] = 0;
-    if (in_range(to)) chunk_pages_[index(to)] = 1, access_[index(to)] = 1, peer_access_[index(to)] = granted_mask_;
+    const std::uint32_t moved = std::exchange(allocation_[index(from)], 0);
+    if (in_range(to)) {
+      chunk_pages_[index(to)] = 1, access_[index(to)] = 1, peer_access_[index(to)] = granted_mask_;
+      allocation_[index(to)] = moved;
+    }
     return true;
   }
   /// cuMemUnmap, cuMemMap: the chunk of n pages at `from` backs the n pages from `to` on, without
@@ -131,14 +153,15 @@ class simulated_paged_backend {
     }
     chunk_pages_[index(from)] = 0;
     chunk_pages_[index(to)] = static_cast<std::uint32_t>(n);
+    allocation_[index(to)] = std::exchange(allocation_[index(from)], 0);
     moved_pages_ += n;
     return true;
   }
   /// cuMemMap of the chunk's handle at `to` (the allocation keeps its handle): the chunk of n pages
   /// at `from` backs the n pages from `to` on too, without access there until set_access, and its
-  /// memory is counted once. The pages at `from` become an alias, still accessible, until
-  /// unmap_alias. A misuse (and false, nothing changed) when `from` is not a whole chunk of n pages or
-  /// a page from `to` on is mapped or outside the range.
+  /// memory is counted once, held until both mappings are unmapped. The pages at `from` become an
+  /// alias, still accessible, until unmap_alias. A misuse (and false, nothing changed) when `from` is
+  /// not a whole chunk of n pages or a page from `to` on is mapped or outside the range.
   bool remap_pages(std::uintptr_t from, std::uintptr_t to, std::size_t n) noexcept {
     ++remap_calls_;
     ++driver_calls_;
@@ -151,11 +174,14 @@ class simulated_paged_backend {
     chunk_pages_[index(to)] = static_cast<std::uint32_t>(n);
     alias_pages_[index(from)] = static_cast<std::uint32_t>(n);
     chunk_pages_[index(from)] = 0;
+    allocation_[index(to)] = allocation_[index(from)];  // the alias keeps it too
+    if (allocation_[index(to)] != 0) ++allocations_[allocation_[index(to)] - 1].mappings;
     aliased_pages_ += n;
     return true;
   }
-  /// cuMemUnmap of the alias remap_pages left at `a` (its memory stays, counted at the new address).
-  /// A misuse when `a` is not such an alias of n pages.
+  /// cuMemUnmap of the alias remap_pages left at `a`: its memory goes back if no other mapping of it
+  /// remains (the chunk was unmapped at its new address already). A misuse when `a` is not such an
+  /// alias of n pages.
   void unmap_alias(std::uintptr_t a, std::size_t n) noexcept {
     ++driver_calls_;
     if (!in_range(a) || alias_pages_[index(a)] != n) {
@@ -167,16 +193,19 @@ class simulated_paged_backend {
       mapped_[index(a) + i] = 0;
       access_[index(a) + i] = 0, peer_access_[index(a) + i] = 0;
     }
+    drop_mapping(std::exchange(allocation_[index(a)], 0));
     aliased_pages_ -= n;
   }
-  /// Whether the page at a is an alias remap_pages left (mapped at a, its memory counted elsewhere).
+  /// Whether the page at a is an alias remap_pages left (mapped at a, its memory counted once with
+  /// the chunk's other mapping).
   bool aliased(std::uintptr_t a) const noexcept { return in_range(a) && mapped_[index(a)] == alias; }
   /// Pages mapped as aliases now.
   std::size_t aliased_pages() const noexcept { return aliased_pages_; }
   /// remap_pages calls (one driver call each).
   std::size_t remap_calls() const noexcept { return remap_calls_; }
 
-  /// cuMemUnmap, cuMemRelease.
+  /// cuMemUnmap, cuMemRelease: the memory goes back, or when an alias of it remains (remap_pages),
+  /// once that is unmapped too.
   void unmap_page(std::uintptr_t a) noexcept { unmap_pages(a, 1); }
   void unmap_pages(std::uintptr_t a, std::size_t n) noexcept {
     ++unmap_calls_;
@@ -184,10 +213,11 @@ class simulated_paged_backend {
     if (!whole_chunk(a, n)) return;
     chunk_pages_[index(a)] = 0;
     for (std::size_t i = 0; i < n; ++i) {
-      if (mark(a + i * page_, 0)) mapped_bytes_ -= page_;
+      mark(a + i * page_, 0);
       access_[index(a) + i] = 0;
       peer_access_[index(a) + i] = 0;
     }
+    drop_mapping(std::exchange(allocation_[index(a)], 0));
   }
 
   /// As cuda_vmm_backend::grant_peer: one cuMemSetAccess per run of mapped pages, and every page
@@ -307,6 +337,24 @@ class simulated_paged_backend {
     return true;
   }
 
+  /// A physical allocation (cuMemCreate) of `bytes` counted in mapped_bytes_, mapped once: its id.
+  std::uint32_t new_allocation(std::size_t bytes) noexcept {
+    if (unused_allocations_.empty()) {
+      allocations_.push_back({bytes, 1});
+      return static_cast<std::uint32_t>(allocations_.size());
+    }
+    const std::uint32_t id = unused_allocations_.back();
+    unused_allocations_.pop_back();
+    allocations_[id - 1] = {bytes, 1};
+    return id;
+  }
+  /// One mapping of allocation `id` (0: none) is gone; the last one takes its memory with it.
+  void drop_mapping(std::uint32_t id) noexcept {
+    if (id == 0 || --allocations_[id - 1].mappings != 0) return;
+    mapped_bytes_ -= allocations_[id - 1].bytes;
+    unused_allocations_.push_back(id);  // never asks the heap: reserve() made room for every page
+  }
+
   /// Sets the page's state; false (and a misuse) when it already was in that state, is an alias or is
   /// outside.
   bool mark(std::uintptr_t a, std::uint8_t state) noexcept {
@@ -331,6 +379,15 @@ class simulated_paged_backend {
   std::vector<int> granted_;  // grant_peer's devices, in order
   std::vector<std::uint32_t> chunk_pages_;  // at a chunk's first page: its pages
   std::vector<std::uint32_t> alias_pages_;  // at an alias's first page (remap_pages): its pages
+  // The physical allocations mapped: at a chunk's or an alias's first page, its id (1 + its index in
+  // allocations_; 0: none), with the bytes it counts in mapped_bytes_ and its mappings.
+  struct allocation_record {
+    std::size_t bytes;
+    std::uint32_t mappings;
+  };
+  std::vector<std::uint32_t> allocation_;
+  std::vector<allocation_record> allocations_;
+  std::vector<std::uint32_t> unused_allocations_;  // ids free for reuse
   std::size_t aliased_pages_ = 0, remap_calls_ = 0;
   std::size_t mapped_bytes_ = 0, peak_mapped_bytes_ = 0;
   std::size_t map_calls_ = 0, move_calls_ = 0, chunk_moves_ = 0, moved_pages_ = 0, unmap_calls_ = 0, misuses_ = 0, driver_calls_ = 0;
