@@ -365,3 +365,209 @@ TEST_CASE("remap: a host heap failing while a block's chunks are remapped change
   CHECK(in_remaps >= 2);
   tear_down(twin, twin_y);
 }
+
+TEST_CASE("remap: a request failing after remapping chunks counts their memory until the aliases go",
+          "[remap][paged][streams][errors]") {
+  // The scene's first steps, then the device is full (5 pages: x's 4 under its free pending on s,
+  // the guard's). The request (10 MiB on s, 5 pages, over the lean bound from its first page on)
+  // remaps x's pages 1-3, cannot map a fourth page, waits for x's free (the out-of-memory retry),
+  // moves x's page 0 in, cannot map a fifth and fails. The chunks moved in are given back at their
+  // new addresses: x's page 0 goes, the memory of pages 1-3 stays held through the aliases at x
+  // until those are unmapped.
+  stash::caching_options opts = remapping();
+  opts.max_held_over_live = 0.5;  // over the bound from y's first page on: its pages are remapped first
+  paged a(stash::simulated_paged_backend{}, opts);
+  auto& o = a.ordering();
+  const auto& b = a.backend();
+  const stash::stream s = o.make_stream();
+  void* x = a.allocate(8 * MiB, s);
+  void* guard = a.allocate(page, s);
+  a.deallocate(x, s);
+  a.backend().set_capacity(5 * page);
+  REQUIRE(b.mapped_bytes() == 5 * page);
+  const stash::stats_snapshot before = a.stats();
+  const std::uint64_t moves_before = a.page_moves();
+
+  CHECK_THROWS_AS(a.allocate(10 * MiB, s), stash::out_of_memory);
+  REQUIRE(b.remap_calls() == 3);  // the path under test: x's pages 1-3 remapped...
+  REQUIRE(b.chunk_moves() + b.move_calls() == 1);  // ...and x's page 0 moved, after the wait
+  REQUIRE(o.host_waits() + o.device_syncs() > 0);
+  CHECK(a.page_moves() == moves_before + 4);  // moves made, driver calls and all
+  CHECK(b.aliased_pages() == 3);
+  // Held now: the guard's page, and x's pages 1-3 through their aliases; x's page 0 went back.
+  CHECK(b.mapped_bytes() == 4 * page);
+  CHECK(a.reserved_bytes() == b.mapped_bytes());
+  CHECK(a.stats().reserved_bytes == a.reserved_bytes());
+  stash::stats_snapshot expected = before;
+  expected.reserved_bytes -= page;
+  expected.cached_bytes -= page;
+  expected.backend_frees += 1;
+  expected.oom_retries += 1;
+  CHECK(a.stats().backend_frees == expected.backend_frees);
+  CHECK(a.stats().oom_retries == expected.oom_retries);
+  CHECK(a.stats() == expected);
+  CHECK(b.misuses() == 0);
+
+  // x's free has completed: the first slow path unmaps the aliases, and their memory goes.
+  o.complete_all();
+  a.trim_cache(SIZE_MAX);
+  CHECK(b.aliased_pages() == 0);
+  CHECK(b.mapped_bytes() == page);
+  CHECK(a.reserved_bytes() == b.mapped_bytes());
+  CHECK(a.stats().reserved_bytes == a.reserved_bytes());
+  CHECK(a.stats().backend_frees == expected.backend_frees + 3);
+  a.deallocate(guard, s);
+  a.empty_cache();
+  CHECK(b.mapped_bytes() == 0);
+  CHECK(a.reserved_bytes() == 0);
+  CHECK(a.stats().reserved_bytes == 0);
+  CHECK(b.misuses() == 0);
+}
+
+TEST_CASE("remap: a remapped chunk given back while its alias waits counts its memory until the alias goes",
+          "[remap][paged][streams]") {
+  // y, on x's remapped pages 1-3, is freed as completed (deallocate_completed) while x's free is still
+  // pending: y's pages are idle, and trim_cache gives them back at y's address; x's aliases keep the
+  // memory of pages 1-3 until x's free completes.
+  scene sc(remapping());
+  auto& a = sc.a;
+  auto& o = a.ordering();
+  const auto& b = a.backend();
+  REQUIRE(b.remap_calls() == 3);
+  a.deallocate_completed(sc.y);
+  a.trim_cache(0);
+  REQUIRE(b.aliased_pages() == 3);  // x's free is pending: the aliases wait
+  CHECK(b.chunk_pages(addr(sc.y) + page) == 0);  // y's pages went back
+  CHECK(b.mapped_bytes() == 5 * page);  // x's 4 (pages 1-3 through the aliases) and the guard's
+  CHECK(a.reserved_bytes() == b.mapped_bytes());
+  CHECK(a.stats().reserved_bytes == a.reserved_bytes());
+  o.complete_all();
+  a.trim_cache(0);
+  CHECK(b.aliased_pages() == 0);
+  CHECK(b.mapped_bytes() == page);  // the guard's
+  CHECK(a.reserved_bytes() == b.mapped_bytes());
+  CHECK(a.stats().reserved_bytes == a.reserved_bytes());
+  a.deallocate(sc.guard, sc.s);
+  a.empty_cache();
+  CHECK(b.mapped_bytes() == 0);
+  CHECK(a.reserved_bytes() == 0);
+  CHECK(a.stats().reserved_bytes == 0);
+  CHECK(b.misuses() == 0);
+}
+
+TEST_CASE("remap: a remapped chunk moved or remapped again while its alias waits is counted once",
+          "[remap][paged][streams]") {
+  // The scene, then y's pages (x's pages 1-3 remapped, 2 new) serve another block while x's aliases
+  // wait; whatever happens to them, the arena's figures are what the backend holds.
+  scene sc(remapping());
+  auto& a = sc.a;
+  auto& o = a.ordering();
+  const auto& b = a.backend();
+  auto consistent = [&] {
+    CHECK(a.reserved_bytes() == b.mapped_bytes());
+    CHECK(a.stats().reserved_bytes == a.reserved_bytes());
+    CHECK(b.misuses() == 0);
+  };
+  REQUIRE(b.remap_calls() == 3);
+  void* low = a.allocate(page, sc.s);     // x's first page, the part of its free block left free
+  void* guard2 = a.allocate(page, sc.s);  // above y: a larger block cannot take y's place
+  REQUIRE(low == sc.x);
+  REQUIRE(addr(guard2) == addr(sc.y) + 10 * MiB);
+  SECTION("moved to another block, then given back") {
+    a.deallocate_completed(sc.y);  // y's pages are idle; x's free is still pending
+    const std::size_t moves = b.chunk_moves();
+    void* z = a.allocate(12 * MiB, sc.s);
+    REQUIRE(b.chunk_moves() > moves);  // y's idle chunks moved under z, x's aliases among them
+    REQUIRE(b.aliased_pages() == 3);
+    consistent();
+    a.deallocate_completed(z);
+    a.trim_cache(0);  // z's pages go back at z; those of x's pages 1-3 stay held through the aliases
+    REQUIRE(b.aliased_pages() == 3);
+    CHECK(b.mapped_bytes() >= 4 * page);
+    consistent();
+    o.complete_all();
+    a.trim_cache(0);
+    CHECK(b.aliased_pages() == 0);
+    consistent();
+  }
+  SECTION("remapped again from y's free, then given back") {
+    a.deallocate(sc.y, sc.s);  // pending on s, as x's free still is
+    void* w = a.allocate(12 * MiB, sc.s);  // above y: no idle page, y's chunks are remapped under w
+    REQUIRE(addr(w) == addr(guard2) + page);
+    REQUIRE(b.remap_calls() == 3 + 4);  // y's pages 6-9, never its first
+    REQUIRE(b.aliased_pages() == 3 + 4);  // x's pages 1-3 have aliases at x and at y now
+    consistent();
+    a.deallocate_completed(w);
+    a.trim_cache(0);
+    consistent();
+    o.complete_all();
+    a.trim_cache(0);
+    CHECK(b.aliased_pages() == 0);
+    consistent();
+  }
+  a.deallocate(guard2, sc.s);
+  a.deallocate(low, sc.s);
+  a.deallocate(sc.guard, sc.s);
+  a.empty_cache();
+  CHECK(b.mapped_bytes() == 0);
+  consistent();
+}
+
+TEST_CASE("remap: a random walk keeps every figure what the backend holds", "[remap][paged][streams]") {
+  // Requests on three streams on a small device, freed pending, freed completed, trimmed, with events
+  // completing stream by stream: remapped chunks get moved, remapped again and given back while their
+  // aliases wait, and requests fail. After every call the arena's figures are the backend's.
+  for (const std::size_t chunk_pages : {std::size_t{1}, std::size_t{4}}) {
+    INFO("max_chunk_pages " << chunk_pages);
+    stash::caching_options opts = remapping(chunk_pages);
+    if (chunk_pages > 1) opts.pages_between_moves = 4;  // runs of new pages between moves, mapped in chunks
+    opts.reserve_bytes = 256 * page;
+    paged a(stash::simulated_paged_backend(24 * page), opts);
+    auto& o = a.ordering();
+    const auto& b = a.backend();
+    const stash::stream streams[] = {o.make_stream(), o.make_stream(), o.make_stream()};
+    std::vector<std::pair<void*, stash::stream>> live;
+    std::uint64_t state = 12345;
+    auto next = [&](std::uint64_t n) {
+      state = state * 6364136223846793005u + 1442695040888963407u;
+      return (state >> 33) % n;
+    };
+    std::size_t failures = 0;
+    for (int step = 0; step < 4000; ++step) {
+      INFO("step " << step);
+      const std::uint64_t op = next(100);
+      if (op < 45 || live.empty()) {
+        const stash::stream s = streams[next(3)];
+        try {
+          live.emplace_back(a.allocate(1 + next(7 * page), s), s);
+        } catch (const stash::out_of_memory&) {
+          ++failures;
+        }
+      } else if (op < 80) {
+        const std::size_t i = next(live.size());
+        a.deallocate(live[i].first, live[i].second);
+        live.erase(live.begin() + static_cast<std::ptrdiff_t>(i));
+      } else if (op < 88) {
+        const std::size_t i = next(live.size());
+        a.deallocate_completed(live[i].first);
+        live.erase(live.begin() + static_cast<std::ptrdiff_t>(i));
+      } else if (op < 96) {
+        o.complete_stream(streams[next(3)]);
+      } else {
+        a.trim_cache(next(2) == 0 ? 0 : 8 * page);
+      }
+      REQUIRE(a.reserved_bytes() == b.mapped_bytes());
+      REQUIRE(a.stats().reserved_bytes == a.reserved_bytes());
+      REQUIRE(b.misuses() == 0);
+    }
+    CHECK(b.remap_calls() > 0);
+    CHECK(failures > 0);
+    for (const auto& [p, s] : live) a.deallocate(p, s);
+    a.empty_cache();
+    CHECK(b.aliased_pages() == 0);
+    CHECK(b.mapped_bytes() == 0);
+    CHECK(a.reserved_bytes() == 0);
+    CHECK(a.stats().reserved_bytes == 0);
+    CHECK(b.misuses() == 0);
+  }
+}

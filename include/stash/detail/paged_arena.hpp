@@ -67,7 +67,9 @@ class paged_arena {
   Backend& backend() noexcept { return backend_; }
   const Backend& backend() const noexcept { return backend_; }
   std::size_t reserved() const noexcept { return reserved_; }
-  /// Pages moved from one address to another instead of newly mapped (remapped pages included).
+  /// Pages moved from one address to another instead of newly mapped (remapped pages included). Every
+  /// move made counts, those of a request that failed and gave the pages back included: the driver
+  /// calls were made.
   std::uint64_t page_moves() const noexcept { return page_moves_; }
 
   std::uint8_t pool_for(std::size_t size) const noexcept { return size <= small_below_ ? 1 : 0; }
@@ -116,14 +118,11 @@ class paged_arena {
   /// Gives back idle pages, highest address first; each costs O(log pages) (the page table keeps the
   /// idle ones in a hierarchical bitmap).
   void release_cache(std::size_t target) noexcept {
-    const std::size_t page = std::size_t{1} << page_shift_;
     const bool holding = hold_pending_pages();
     while (reserved_ - heap_.allocated() > target) {
       const std::size_t p = pages_.highest_idle();
       if (p == page_table::none) break;
-      const std::size_t bytes = unmap_chunk(pages_.chunk_first(p)) * page;
-      reserved_ -= bytes;
-      stats_.on_release(bytes);
+      release_chunk(pages_.chunk_first(p));
     }
     if (holding) release_pending_pages();
   }
@@ -178,7 +177,8 @@ class paged_arena {
   /// every page mapped for it is unmapped again, so the memory held is what it was. Idle pages moved
   /// here for it by move_page stay where they are, idle: moving them back would be more driver calls
   /// that can fail too, and where they sit changes no figure. Chunks moved here by move_pages have no
-  /// access yet, so they are given back (counted as released).
+  /// access yet, so they are given back (counted as released; a remapped chunk's memory once its
+  /// alias is unmapped: release_chunk).
   bool back_pages(std::uintptr_t addr, std::size_t size, std::size_t requested, page_span pages, std::size_t p) {
     const std::size_t peak_before = peak_touched_;
     touched_ += pages_.touch(pages.first, pages.last);
@@ -354,10 +354,7 @@ class paged_arena {
       if (pages_.starts_chunk(p)) reserved_ -= unmap_chunk(p) * page;  // a chunk's pages are all fresh
     });
     pages_.take_moved(first_page(addr), last_page(addr, size), [&](std::size_t p) {
-      if (!pages_.starts_chunk(p)) return;  // a chunk's pages are all moved
-      const std::size_t bytes = unmap_chunk(p) * page;
-      reserved_ -= bytes;
-      stats_.on_release(bytes);
+      if (pages_.starts_chunk(p)) release_chunk(p);  // a chunk's pages are all moved
     });
   }
 
@@ -532,6 +529,18 @@ class paged_arena {
     reserved_ += (last - first + 1) << page_shift_;
   }
 
+  /// Unmaps the chunk that starts at page `first` and counts its memory as released, unless an alias
+  /// of it still maps that memory (a remapped chunk whose old range waits: remapped_); then
+  /// retire_remapped counts it when the alias is unmapped.
+  void release_chunk(std::size_t first) noexcept {
+    const std::size_t bytes = unmap_chunk(first) << page_shift_;
+    if (!follow_remapped(first, page_table::none)) count_release(bytes);
+  }
+  void count_release(std::size_t bytes) noexcept {
+    reserved_ -= bytes;
+    stats_.on_release(bytes);
+  }
+
   /// Unmaps the chunk that starts at page `first`; returns its pages. The caller counts the bytes.
   std::size_t unmap_chunk(std::size_t first) noexcept {
     const std::size_t last = pages_.chunk_last(first), n = last - first + 1;
@@ -554,9 +563,7 @@ class paged_arena {
   bool release_idle_chunk(std::size_t from) noexcept {
     const std::size_t chunk = pages_.chunk_first(from);
     if (pages_.chunk_last(chunk) == chunk) return false;
-    const std::size_t bytes = unmap_chunk(chunk) << page_shift_;
-    reserved_ -= bytes;
-    stats_.on_release(bytes);
+    release_chunk(chunk);
     backed_since_move_ = 0;
     return true;
   }
@@ -574,6 +581,7 @@ class paged_arena {
     }
     if (release_idle_chunk(from)) return map_new_page(p);
     if (!backend_.move_page(page_address(from), page_address(p))) return false;
+    follow_remapped(from, p);
     pages_.set_mapped(from, false);
     pages_.clear_chunk(from, from);
     pages_.set_mapped(p, true);
@@ -609,6 +617,7 @@ class paged_arena {
   /// access with the block's new pages (back_unmapped_pages); the move counted as its n pages, in
   /// page_moves and in the ration.
   void chunk_moved(std::size_t from, std::size_t n, std::size_t to) noexcept {
+    follow_remapped(from, to);
     for (std::size_t q = 0; q < n; ++q) pages_.set_mapped(from + q, false);
     pages_.clear_chunk(from, from + n - 1);
     for (std::size_t q = to; q < to + n; ++q) {
@@ -664,10 +673,10 @@ class paged_arena {
       // All the host memory first, before the chunk is remapped: the entry in remapped_, the two records
       // carve_ghost takes and the two allocate() reserved for its own split (carve_ghost may take those).
       // Nothing may throw once a chunk is remapped: undo_back_pages would give the chunks remapped for
-      // this block back at their new addresses, counted as released, and a failed call would lower
-      // reserved_bytes (test: "remap: a host heap failing while a block's chunks are remapped changes no
-      // figure"). Without the host memory the chunk is not remapped: back_page maps p anew, as with
-      // remap_pending_pages off, and the call goes on.
+      // this block back at their new addresses (their memory going with their aliases), and a call that
+      // failed for the host heap would change what the backend maps (test: "remap: a host heap failing
+      // while a block's chunks are remapped changes no figure"). Without the host memory the chunk is
+      // not remapped: back_page maps p anew, as with remap_pending_pages off, and the call goes on.
       try {
         remapped_.reserve(remapped_.size() + 1);
         heap_.reserve_records(4);
@@ -675,8 +684,9 @@ class paged_arena {
         return false;
       }
       if (!backend_.remap_pages(page_address(chunk), page_address(p), n)) return false;
-      remapped_.push_back({carve_ghost(from_block, page_address(chunk), n << page_shift_), chunk, n});
+      const std::uint64_t group = remap_group(chunk);
       chunk_moved(chunk, n, p);
+      remapped_.push_back({carve_ghost(from_block, page_address(chunk), n << page_shift_), chunk, n, p, group});
       return true;
     } else {
       (void)p, (void)first, (void)last;
@@ -697,8 +707,30 @@ class paged_arena {
     return ghost;
   }
 
+  /// The group of a chunk about to be remapped from page `chunk`: that of the aliases it has already
+  /// (it was remapped there, and its old ranges still wait), else a new one.
+  std::uint64_t remap_group(std::size_t chunk) noexcept {
+    for (const remapped_chunk& r : remapped_)
+      if (r.at == chunk) return r.group;
+    return ++remap_groups_;
+  }
+
+  /// The chunk mapped at page `from` now is mapped at `to` instead (none: unmapped there): its
+  /// remapped_ entries follow it. Returns whether it has any (an alias of it waits).
+  bool follow_remapped(std::size_t from, std::size_t to) noexcept {
+    bool aliased = false;
+    if constexpr (remapping) {
+      for (remapped_chunk& r : remapped_)
+        if (r.at == from) r.at = to, aliased = true;
+    } else {
+      (void)from, (void)to;
+    }
+    return aliased;
+  }
+
   /// Unmaps the old range of each remapped chunk whose free's epoch has completed and files its ghost
-  /// as a free block of no stream (its pages unmapped), merged where it may be.
+  /// as a free block of no stream (its pages unmapped), merged where it may be. A chunk given back at
+  /// its new address already (release_chunk) is counted as released with its last alias.
   void retire_remapped() noexcept {
     if constexpr (remapping) {
       for (std::size_t i = 0; i < remapped_.size();) {
@@ -714,6 +746,9 @@ class paged_arena {
         heap_.note_unmerged();  // its neighbours that are ready merge in the walk that follows
         remapped_[i] = remapped_.back();
         remapped_.pop_back();
+        if (r.at == page_table::none && !std::any_of(remapped_.begin(), remapped_.end(),
+                                                     [&](const remapped_chunk& o) { return o.group == r.group; }))
+          count_release(r.pages << page_shift_);
       }
     }
   }
@@ -764,9 +799,12 @@ class paged_arena {
   // Chunks mapped at a second address whose old range (a ghost block) waits for its free's epoch.
   struct remapped_chunk {
     block* ghost;
-    std::size_t first, pages;  // the old range
+    std::size_t first, pages;  // the old range, the alias
+    std::size_t at;            // the chunk's first page now (follow_remapped); none: unmapped there
+    std::uint64_t group;       // the chunk's: one physical allocation, however many aliases it has
   };
   std::vector<remapped_chunk> remapped_;
+  std::uint64_t remap_groups_ = 0;
   const tag* requesting_ = nullptr;  // the stream whose request is being backed (note_requesting)
   bool capturing_ = false;  // the request being served is for a capturing stream: no host waits
   std::uint64_t backed_since_move_ = 0;  // pages backed (mapped or moved) since the last move
