@@ -3,7 +3,8 @@
 // checked pages and failing pages). The first input byte picks the composition (and, from 242 up,
 // caching_options::small_fill_mapped on; from 220 to 241, cross_stream_wait on; from 198 to 219,
 // edge_pages_in_chunks off; from 176 to 197, chunk_room_share 4; from 154 to 175, fill_mapped_above
-// 4 KiB; from 132 to 153, fill_mapped_above off); every following group
+// 4 KiB; from 132 to 153, fill_mapped_above off; from 110 to 131, remap_pending_pages on, for blocks
+// of any size and frees one epoch old); every following group
 // of bytes is one operation:
 //   allocate (sizes from 0 to beyond max_size) on a chosen stream, unsized / sized / wrong-sized free
 //   on the block's stream or another, a free of a pointer inside a block or outside the allocator, a
@@ -584,8 +585,11 @@ void run(FuzzedDataProvider& in, const stash::caching_options& options) {
 /// (27 inputs) chunk_room_share 4 (fifteenth session); from 154 to 175 (149 inputs of the corpus as it was in
 /// the twenty-first session) fill_mapped_above 4 KiB, so that small requests of either side of the bound
 /// fill mapped memory of the large region; from 132 to 153 fill_mapped_above off (the default until the
-/// twenty-second session, 8 KiB since). Paged compositions only change with the first, third, fourth,
-/// fifth and sixth, stream-ordered ones with the second.
+/// twenty-second session, 8 KiB since); from 110 to 131 (370 inputs of the corpus as it was in the
+/// twenty-third session, 100 of them stream-ordered and paged) remap_pending_pages, with remap_min_pages 1
+/// and remap_min_age 1 so that a program's small blocks remap too. Paged compositions only change with the
+/// first, third, fourth, fifth and sixth, stream-ordered ones with the second, stream-ordered paged ones
+/// with the seventh.
 stash::caching_options options_of_first_byte(std::uint8_t first) {
   stash::caching_options options;
   options.small_fill_mapped = first >= 242;
@@ -596,6 +600,11 @@ stash::caching_options options_of_first_byte(std::uint8_t first) {
   if (first >= 176 && first < 198) options.chunk_room_share = 4;
   if (first >= 154 && first < 176) options.fill_mapped_above = 4096;
   if (first >= 132 && first < 154) options.fill_mapped_above = SIZE_MAX;
+  if (first >= 110 && first < 132) {
+    options.remap_pending_pages = true;
+    options.remap_min_pages = 1;
+    options.remap_min_age = 1;
+  }
   return options;
 }
 
