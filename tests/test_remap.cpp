@@ -70,6 +70,22 @@ void check_new_pages(const stash::caching_options& o) {
   sc.a.deallocate(sc.guard, sc.s);
 }
 
+/// The arena's figures are the memory the backend holds, aliases included, and it saw no misuse.
+void check_counted(const paged& a) {
+  CHECK(a.reserved_bytes() == a.backend().mapped_bytes());
+  CHECK(a.stats().reserved_bytes == a.reserved_bytes());
+  CHECK(a.backend().misuses() == 0);
+}
+
+/// With nothing live, empty_cache gives everything back: no alias, nothing mapped, nothing counted.
+void check_emptied(paged& a) {
+  a.empty_cache();
+  CHECK(a.backend().aliased_pages() == 0);
+  CHECK(a.backend().mapped_bytes() == 0);
+  CHECK(a.reserved_bytes() == 0);
+  check_counted(a);
+}
+
 }  // namespace
 
 TEST_CASE("remap: pages under a free pending on the requesting stream are mapped at the new block too",
@@ -278,22 +294,13 @@ TEST_CASE("remap: a host heap failing while a block's chunks are remapped change
     std::size_t mapped, aliased;
     std::vector<std::pair<std::uintptr_t, std::size_t>> chunks;  // what the backend maps, and where
   };
-  // Every figure a world holds is the memory the backend holds, counted once; and it all goes back.
-  auto consistent = [](const paged& a) {
-    CHECK(a.reserved_bytes() == a.backend().mapped_bytes());
-    CHECK(a.stats().reserved_bytes == a.reserved_bytes());
-    CHECK(a.backend().misuses() == 0);
-  };
+  // Every figure a world holds is the memory the backend holds, counted once (check_counted); and it
+  // all goes back.
   auto tear_down = [&](world& w, void* y) {
     if (y) w.a.deallocate(y, w.s);
     w.a.deallocate(w.guard, w.s);
     w.a.ordering().complete_all();
-    w.a.empty_cache();
-    CHECK(w.a.backend().aliased_pages() == 0);
-    CHECK(w.a.backend().mapped_bytes() == 0);
-    CHECK(w.a.reserved_bytes() == 0);
-    CHECK(w.a.stats().reserved_bytes == 0);
-    CHECK(w.a.backend().misuses() == 0);
+    check_emptied(w.a);
   };
 
   world twin;  // never sees a failure
@@ -340,7 +347,7 @@ TEST_CASE("remap: a host heap failing while a block's chunks are remapped change
       CHECK(after.mapped == before.mapped);
       CHECK(after.aliased == before.aliased);
       CHECK(after.chunks == before.chunks);
-      consistent(w.a);
+      check_counted(w.a);
       // The allocator still works, and holds no more than the twin that never failed.
       y = w.a.allocate(10 * MiB, w.s);
       CHECK(w.a.reserved_bytes() <= twin_after.reserved);
@@ -353,7 +360,7 @@ TEST_CASE("remap: a host heap failing while a block's chunks are remapped change
       CHECK(w.a.reserved_bytes() == twin_after.reserved);
       CHECK(w.a.page_moves() == twin_after.page_moves);
     }
-    consistent(w.a);
+    check_counted(w.a);
     for (std::size_t i = 0; i < 5; ++i) CHECK(w.a.backend().accessible(addr(y) + i * page));
     tear_down(w, y);
   }
@@ -396,8 +403,7 @@ TEST_CASE("remap: a request failing after remapping chunks counts their memory u
   CHECK(b.aliased_pages() == 3);
   // Held now: the guard's page, and x's pages 1-3 through their aliases; x's page 0 went back.
   CHECK(b.mapped_bytes() == 4 * page);
-  CHECK(a.reserved_bytes() == b.mapped_bytes());
-  CHECK(a.stats().reserved_bytes == a.reserved_bytes());
+  check_counted(a);
   stash::stats_snapshot expected = before;
   expected.reserved_bytes -= page;
   expected.cached_bytes -= page;
@@ -406,22 +412,16 @@ TEST_CASE("remap: a request failing after remapping chunks counts their memory u
   CHECK(a.stats().backend_frees == expected.backend_frees);
   CHECK(a.stats().oom_retries == expected.oom_retries);
   CHECK(a.stats() == expected);
-  CHECK(b.misuses() == 0);
 
   // x's free has completed: the first slow path unmaps the aliases, and their memory goes.
   o.complete_all();
   a.trim_cache(SIZE_MAX);
   CHECK(b.aliased_pages() == 0);
   CHECK(b.mapped_bytes() == page);
-  CHECK(a.reserved_bytes() == b.mapped_bytes());
-  CHECK(a.stats().reserved_bytes == a.reserved_bytes());
+  check_counted(a);
   CHECK(a.stats().backend_frees == expected.backend_frees + 3);
   a.deallocate(guard, s);
-  a.empty_cache();
-  CHECK(b.mapped_bytes() == 0);
-  CHECK(a.reserved_bytes() == 0);
-  CHECK(a.stats().reserved_bytes == 0);
-  CHECK(b.misuses() == 0);
+  check_emptied(a);
 }
 
 TEST_CASE("remap: a remapped chunk given back while its alias waits counts its memory until the alias goes",
@@ -439,20 +439,14 @@ TEST_CASE("remap: a remapped chunk given back while its alias waits counts its m
   REQUIRE(b.aliased_pages() == 3);  // x's free is pending: the aliases wait
   CHECK(b.chunk_pages(addr(sc.y) + page) == 0);  // y's pages went back
   CHECK(b.mapped_bytes() == 5 * page);  // x's 4 (pages 1-3 through the aliases) and the guard's
-  CHECK(a.reserved_bytes() == b.mapped_bytes());
-  CHECK(a.stats().reserved_bytes == a.reserved_bytes());
+  check_counted(a);
   o.complete_all();
   a.trim_cache(0);
   CHECK(b.aliased_pages() == 0);
   CHECK(b.mapped_bytes() == page);  // the guard's
-  CHECK(a.reserved_bytes() == b.mapped_bytes());
-  CHECK(a.stats().reserved_bytes == a.reserved_bytes());
+  check_counted(a);
   a.deallocate(sc.guard, sc.s);
-  a.empty_cache();
-  CHECK(b.mapped_bytes() == 0);
-  CHECK(a.reserved_bytes() == 0);
-  CHECK(a.stats().reserved_bytes == 0);
-  CHECK(b.misuses() == 0);
+  check_emptied(a);
 }
 
 TEST_CASE("remap: a remapped chunk moved or remapped again while its alias waits is counted once",
@@ -463,11 +457,6 @@ TEST_CASE("remap: a remapped chunk moved or remapped again while its alias waits
   auto& a = sc.a;
   auto& o = a.ordering();
   const auto& b = a.backend();
-  auto consistent = [&] {
-    CHECK(a.reserved_bytes() == b.mapped_bytes());
-    CHECK(a.stats().reserved_bytes == a.reserved_bytes());
-    CHECK(b.misuses() == 0);
-  };
   REQUIRE(b.remap_calls() == 3);
   void* low = a.allocate(page, sc.s);     // x's first page, the part of its free block left free
   void* guard2 = a.allocate(page, sc.s);  // above y: a larger block cannot take y's place
@@ -479,16 +468,16 @@ TEST_CASE("remap: a remapped chunk moved or remapped again while its alias waits
     void* z = a.allocate(12 * MiB, sc.s);
     REQUIRE(b.chunk_moves() > moves);  // y's idle chunks moved under z, x's aliases among them
     REQUIRE(b.aliased_pages() == 3);
-    consistent();
+    check_counted(a);
     a.deallocate_completed(z);
     a.trim_cache(0);  // z's pages go back at z; those of x's pages 1-3 stay held through the aliases
     REQUIRE(b.aliased_pages() == 3);
     CHECK(b.mapped_bytes() >= 4 * page);
-    consistent();
+    check_counted(a);
     o.complete_all();
     a.trim_cache(0);
     CHECK(b.aliased_pages() == 0);
-    consistent();
+    check_counted(a);
   }
   SECTION("remapped again from y's free, then given back") {
     a.deallocate(sc.y, sc.s);  // pending on s, as x's free still is
@@ -496,21 +485,19 @@ TEST_CASE("remap: a remapped chunk moved or remapped again while its alias waits
     REQUIRE(addr(w) == addr(guard2) + page);
     REQUIRE(b.remap_calls() == 3 + 4);  // y's pages 6-9, never its first
     REQUIRE(b.aliased_pages() == 3 + 4);  // x's pages 1-3 have aliases at x and at y now
-    consistent();
+    check_counted(a);
     a.deallocate_completed(w);
     a.trim_cache(0);
-    consistent();
+    check_counted(a);
     o.complete_all();
     a.trim_cache(0);
     CHECK(b.aliased_pages() == 0);
-    consistent();
+    check_counted(a);
   }
   a.deallocate(guard2, sc.s);
   a.deallocate(low, sc.s);
   a.deallocate(sc.guard, sc.s);
-  a.empty_cache();
-  CHECK(b.mapped_bytes() == 0);
-  consistent();
+  check_emptied(a);
 }
 
 TEST_CASE("remap: a random walk keeps every figure what the backend holds", "[remap][paged][streams]") {
@@ -563,11 +550,6 @@ TEST_CASE("remap: a random walk keeps every figure what the backend holds", "[re
     CHECK(b.remap_calls() > 0);
     CHECK(failures > 0);
     for (const auto& [p, s] : live) a.deallocate(p, s);
-    a.empty_cache();
-    CHECK(b.aliased_pages() == 0);
-    CHECK(b.mapped_bytes() == 0);
-    CHECK(a.reserved_bytes() == 0);
-    CHECK(a.stats().reserved_bytes == 0);
-    CHECK(b.misuses() == 0);
+    check_emptied(a);
   }
 }
