@@ -1,8 +1,11 @@
 // A lower-bound style question: given one warm pass of the default layout (every pass repeats it), can
 // each 2 MiB virtual page be given ONE physical page for good (aliases never change: no driver call in
 // any later pass) so that pages sharing a physical page are never touched at once? First-fit coloring of
-// the virtual pages' touched intervals; reports colors (physical pages) / live peak.
+// the virtual pages' touched intervals; reports colors (physical pages) / live peak. CHUNK=k (default 1)
+// colors aligned groups of k virtual pages instead (one physical allocation of k pages each, aliased
+// whole: the driver maps no part of a handle), a group touched while any of its pages is.
 #include <algorithm>
+#include <cstdlib>
 #include <cstdio>
 #include <map>
 #include <unordered_map>
@@ -22,7 +25,8 @@ int main(int argc, char** argv) {
     std::unordered_map<std::uintptr_t, std::size_t> since;
     std::map<std::uintptr_t, std::vector<iv>> ivs;
     std::size_t now = 0, touched = 0, peak = 0;
-    auto pages = [](std::uintptr_t x, std::size_t n, auto f) { for (std::uintptr_t v = x >> 21; v <= (x + n - 1) >> 21; ++v) f(v); };
+    static const std::size_t chunk = std::getenv("CHUNK") ? std::strtoul(std::getenv("CHUNK"), nullptr, 10) : 1;
+    auto pages = [](std::uintptr_t x, std::size_t n, auto f) { for (std::uintptr_t v = (x >> 21) / chunk; v <= ((x + n - 1) >> 21) / chunk; ++v) f(v); };
     for (int pass = 0; pass < 3; ++pass) {
       now = 0;
       const bool rec = pass == 2;
@@ -59,8 +63,9 @@ int main(int argc, char** argv) {
       c.insert(c.end(), l->begin(), l->end());
       std::sort(c.begin(), c.end());
     }
-    std::printf("%-26s virtual pages %zu  touched peak %.4f  static physical pages %.4f of live\n", t.name.c_str(), ivs.size(),
-                double(peak << 21) / t.peak_live_bytes, double(colors.size() << 21) / t.peak_live_bytes);
+    std::printf("%-26s virtual %s %zu  touched peak %.4f  static physical %.4f of live\n", t.name.c_str(),
+                chunk == 1 ? "pages" : "chunks", ivs.size(), double((peak * chunk) << 21) / t.peak_live_bytes,
+                double((colors.size() * chunk) << 21) / t.peak_live_bytes);
     std::fflush(stdout);
   }
 }
