@@ -404,6 +404,18 @@ class caching_allocator {
     if constexpr (paged) return arena_.page_moves();
     else return 0;
   }
+  /// Paged backends, caching_options::keep_page_aliases: chunks taken back at an address they were
+  /// mapped at already (no driver call), and such aliases unmapped because the chunk was in use elsewhere.
+  std::uint64_t alias_activations() const noexcept {
+    std::lock_guard guard(lock_);
+    if constexpr (paged) return arena_.alias_activations();
+    else return 0;
+  }
+  std::uint64_t alias_unmaps() const noexcept {
+    std::lock_guard guard(lock_);
+    if constexpr (paged) return arena_.alias_unmaps();
+    else return 0;
+  }
 
   /// Walks the memory held from the backend, in address order, for reports (stash/torch_snapshot.hpp):
   /// region(begin, bytes) for each stretch of it (a segment; a run of mapped pages), then

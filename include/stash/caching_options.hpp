@@ -147,6 +147,16 @@ struct caching_options {
   /// requesting stream's open epoch. The stream's open epoch is closed before its pages are backed, so
   /// 1 takes every pending free of the stream and 2 spares those of the latest epoch.
   std::uint64_t remap_min_age = 1;
+  /// Paged backends that keep a chunk mapped at several addresses (aliasing_paged_backend:
+  /// cuda_vmm_backend, the simulated paged backend): an idle chunk moved to where a block needs pages
+  /// stays mapped at its old address too, as an inactive alias that no block may use (its pages read as
+  /// unmapped). A block placed there later takes the chunk back without a driver call when nothing
+  /// uses it at its other address (no live block, no free pending on the GPU); otherwise the alias is
+  /// unmapped and the pages backed as today. So a workload whose layout repeats moves its pages by
+  /// switching addresses, not by calling the driver: with max_held_over_live (which moves pages in every
+  /// replay) the memory held stays at that bound and the moves stop costing. No physical memory is
+  /// added; each alias costs a mapping. Not with remap_pending_pages (invalid_option). Off by default.
+  bool keep_page_aliases = false;
 };
 
 /// Throws invalid_option for a value no allocator can use: page_slack or max_held_over_live negative,
@@ -160,6 +170,8 @@ inline void check_options(const caching_options& o) {
   };
   check_ratio("page_slack", o.page_slack);
   check_ratio("max_held_over_live", o.max_held_over_live);
+  if (o.keep_page_aliases && o.remap_pending_pages)
+    throw invalid_option("keep_page_aliases", "cannot be combined with remap_pending_pages");
 }
 
 }  // namespace stash

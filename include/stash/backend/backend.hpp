@@ -96,6 +96,19 @@ concept remapping_paged_backend = chunked_paged_backend<B> && requires(B& b, std
   { b.unmap_alias(a, n) } noexcept;
 };
 
+/// A remapping paged backend that keeps a chunk mapped at several addresses for as long as the caller
+/// likes (caching_options::keep_page_aliases): the paged arena lets blocks use one of them at a time and
+/// switches between them without a driver call.
+template <class B>
+concept aliasing_paged_backend = remapping_paged_backend<B> && requires(B& b, std::uintptr_t a, std::size_t n) {
+  /// Maps the physical allocation mapped at `a` (a whole chunk of n pages as mapped, or a whole alias
+  /// of one) also at the n pages from the second address on (none mapped), as an alias, with no access
+  /// there until set_access covers them. No physical memory is created: it is held until its last
+  /// mapping is unmapped (unmap_pages at the chunk's own address, unmap_alias at an alias, in any
+  /// order). false = out of memory, and then nothing changed.
+  { b.alias_pages(a, a, n) } -> std::same_as<bool>;
+};
+
 /// A paged backend whose physical allocations can be handed to another process (stash/ipc.hpp).
 template <class B>
 concept shareable_paged_backend = paged_backend<B> && requires(const B& cb, std::uintptr_t a) {

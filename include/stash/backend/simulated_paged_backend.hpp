@@ -179,6 +179,37 @@ class simulated_paged_backend {
     aliased_pages_ += n;
     return true;
   }
+  /// cuMemMap of the allocation mapped at `from` (a whole chunk of n pages, or a whole alias of one)
+  /// at the n pages from `to` on too, as an alias, without access there until set_access; its memory is
+  /// counted once, held until its last mapping is unmapped. A misuse (and false, nothing changed) when
+  /// `from` is neither or a page from `to` on is mapped or outside the range.
+  bool alias_pages(std::uintptr_t from, std::uintptr_t to, std::size_t n) noexcept {
+    ++alias_calls_;
+    ++driver_calls_;
+    const bool whole_alias = in_range(from) && alias_pages_[index(from)] == n;
+    if (!(whole_alias ? unmapped_run(to, n) : chunk_may_map_at(from, to, n))) return false;
+    for (std::size_t i = 0; i < n; ++i) {
+      mapped_[index(to) + i] = alias;
+      access_[index(to) + i] = 0, peer_access_[index(to) + i] = 0;
+    }
+    alias_pages_[index(to)] = static_cast<std::uint32_t>(n);
+    allocation_[index(to)] = allocation_[index(from)];
+    if (allocation_[index(to)] != 0) ++allocations_[allocation_[index(to)] - 1].mappings;
+    aliased_pages_ += n;
+    return true;
+  }
+  /// alias_pages calls (one driver call each).
+  std::size_t alias_calls() const noexcept { return alias_calls_; }
+  /// The physical page mapped at the page of address `a`, whichever mapping of its allocation that is:
+  /// the allocation's id and the page's index in it ({0, 0}: nothing mapped there). Two addresses with
+  /// the same answer share memory.
+  std::pair<std::uint32_t, std::size_t> physical_page(std::uintptr_t a) const noexcept {
+    if (!in_range(a) || !mapped_[index(a)]) return {0, 0};
+    std::size_t first = index(a);
+    while (chunk_pages_[first] == 0 && alias_pages_[first] == 0 && first > 0) --first;
+    return {allocation_[first], index(a) - first};
+  }
+
   /// cuMemUnmap of the alias remap_pages left at `a`: its memory goes back if no other mapping of it
   /// remains (the chunk was unmapped at its new address already). A misuse when `a` is not such an
   /// alias of n pages.
@@ -252,8 +283,8 @@ class simulated_paged_backend {
   int export_chunk(std::uintptr_t a) const {
     if (!in_range(a) || !mapped_[index(a)]) throw invalid_pointer(reinterpret_cast<void*>(a), "export_chunk: page is not mapped");
     std::size_t first = index(a);
-    while (chunk_pages_[first] == 0 && first > 0 && mapped_[first - 1]) --first;
-    const std::size_t bytes = std::size_t{chunk_pages_[first]} * page_;
+    while (chunk_pages_[first] == 0 && alias_pages_[first] == 0 && first > 0 && mapped_[first - 1]) --first;
+    const std::size_t bytes = std::size_t{chunk_pages_[first] + alias_pages_[first]} * page_;
     const int fd = ::memfd_create("stash-simulated-chunk", MFD_CLOEXEC);
     if (fd < 0) throw error(std::string("stash: simulated export_chunk: memfd_create: ") + std::strerror(errno));
     if (::ftruncate(fd, static_cast<off_t>(bytes)) != 0) {
@@ -326,7 +357,11 @@ class simulated_paged_backend {
   /// remap_pages): `from` is one whole chunk of n pages and each page from `to` on is inside the range
   /// and unmapped; a misuse when not.
   bool chunk_may_map_at(std::uintptr_t from, std::uintptr_t to, std::size_t n) noexcept {
-    if (!whole_chunk(from, n)) return false;
+    return whole_chunk(from, n) && unmapped_run(to, n);
+  }
+
+  /// Whether the n pages from `to` on are inside the range and unmapped; a misuse when not.
+  bool unmapped_run(std::uintptr_t to, std::size_t n) noexcept {
     for (std::size_t i = 0; i < n; ++i) {
       const std::uintptr_t at = to + i * page_;
       if (!in_range(at) || mapped_[index(at)]) {
@@ -388,7 +423,7 @@ class simulated_paged_backend {
   std::vector<std::uint32_t> allocation_;
   std::vector<allocation_record> allocations_;
   std::vector<std::uint32_t> unused_allocations_;  // ids free for reuse
-  std::size_t aliased_pages_ = 0, remap_calls_ = 0;
+  std::size_t aliased_pages_ = 0, remap_calls_ = 0, alias_calls_ = 0;
   std::size_t mapped_bytes_ = 0, peak_mapped_bytes_ = 0;
   std::size_t map_calls_ = 0, move_calls_ = 0, chunk_moves_ = 0, moved_pages_ = 0, unmap_calls_ = 0, misuses_ = 0, driver_calls_ = 0;
   mutable std::size_t export_calls_ = 0;

@@ -43,6 +43,7 @@ class paged_arena {
   static_assert(Heap::small_pool, "the small region has a pool of its own");
   using tag = stream_tag;
   static constexpr bool remapping = streamed && remapping_paged_backend<Backend>;
+  static constexpr bool aliasing = aliasing_paged_backend<Backend>;
 
  public:
   using backend_type = Backend;
@@ -71,6 +72,10 @@ class paged_arena {
   /// move made counts, those of a request that failed and gave the pages back included: the driver
   /// calls were made.
   std::uint64_t page_moves() const noexcept { return page_moves_; }
+  /// caching_options::keep_page_aliases: chunks taken back at an address where they were mapped
+  /// already (no driver call), and inactive aliases unmapped because their chunk was in use elsewhere.
+  std::uint64_t alias_activations() const noexcept { return alias_activations_; }
+  std::uint64_t alias_unmaps() const noexcept { return alias_unmaps_; }
 
   std::uint8_t pool_for(std::size_t size) const noexcept { return size <= small_below_ ? 1 : 0; }
 
@@ -255,6 +260,7 @@ class paged_arena {
     const std::size_t total = bytes + small_bytes;
     const auto shift = static_cast<unsigned>(__builtin_ctzll(page));
     pages_.resize(total >> shift);
+    if (keep_aliases()) alias_id_.assign(total >> shift, 0);
     block* const large = heap_.make();  // the two allocate() reserved; split's is reserved again below
     block* const small = heap_.make();
     try {
@@ -309,6 +315,7 @@ class paged_arena {
     ungranted_last_ = 0;
     retried_ = false;
     size_for_block(last - first + 1);
+    if (keep_aliases()) p = take_aliases(first, last, p);
     // An edge page joins a chunk (map_run) when the block starts (ends) on a page boundary, so that no
     // neighbour can share it, or when edge_pages_in_chunks lets a neighbour hold the chunk.
     const std::size_t page_mask = (std::size_t{1} << page_shift_) - 1;
@@ -544,7 +551,9 @@ class paged_arena {
   /// Unmaps the chunk that starts at page `first`; returns its pages. The caller counts the bytes.
   std::size_t unmap_chunk(std::size_t first) noexcept {
     const std::size_t last = pages_.chunk_last(first), n = last - first + 1;
-    if constexpr (chunked_paged_backend<Backend>) {
+    if (keep_aliases() && alias_id_[first] != 0) {
+      unmap_aliased_chunk(alias_id_[first]);
+    } else if constexpr (chunked_paged_backend<Backend>) {
       if (n > 1) backend_.unmap_pages(page_address(first), n);
       else backend_.unmap_page(page_address(first));
     } else {
@@ -577,9 +586,10 @@ class paged_arena {
     if (from == page_table::none) return holding && remap_pending_chunk_to(p, first, last);
     if constexpr (chunked_paged_backend<Backend>) {
       const std::size_t chunk = pages_.chunk_first(from), n = pages_.chunk_last(chunk) - chunk + 1;
-      if (chunk_fits(p, n, first, last)) return move_chunk_to(chunk, n, p);
+      if (chunk_fits(p, n, first, last)) return keep_aliases() ? alias_chunk_to(chunk, n, p) : move_chunk_to(chunk, n, p);
     }
     if (release_idle_chunk(from)) return map_new_page(p);
+    if (keep_aliases()) return alias_chunk_to(from, 1, p);
     if (!backend_.move_page(page_address(from), page_address(p))) return false;
     follow_remapped(from, p);
     pages_.set_mapped(from, false);
@@ -753,6 +763,139 @@ class paged_arena {
     }
   }
 
+  // ---- kept aliases (caching_options::keep_page_aliases) -----------------------------------------
+  // A chunk moved to a new address stays mapped at the old one too. The page table marks only one
+  // mapping of each chunk mapped, its active one; blocks lie only on active mappings, since a page
+  // turns touched only in allocate, where first_unmapped sends every page that is not marked mapped to
+  // back_unmapped_pages. There take_aliases makes an inactive mapping under the block active when its
+  // chunk is idle at its active address, with no driver call, or unmaps it. The fast path is the same.
+
+  // A chunk mapped at more than one address.
+  struct aliased_chunk {
+    std::size_t pages = 0;
+    std::size_t active = 0;                // first page of the mapping the page table marks mapped
+    std::size_t owner = page_table::none;  // first page of the backend's own mapping; none once unmapped
+    std::vector<std::size_t> inactive;     // first pages of its other mappings
+  };
+
+  bool keep_aliases() const noexcept {
+    if constexpr (aliasing) return options_.keep_page_aliases;
+    else return false;
+  }
+
+  /// The inactive mappings on the block's pages [first, last] from p (its first unmapped page) on:
+  /// each is made its chunk's active one where the chunk is idle at its active address (no live block,
+  /// no free pending on the GPU, none of its pages in the block), else unmapped. Returns the block's
+  /// first unmapped page after that, or none.
+  std::size_t take_aliases(std::size_t first, std::size_t last, std::size_t p) noexcept {
+    bool looked = false, holding = false;
+    for (std::size_t q = p; q <= last; ++q) {
+      if (pages_.mapped(q) || alias_id_[q] == 0) continue;
+      if (!looked) holding = hold_pending_pages(), looked = true;
+      aliased_chunk& c = aliased_[alias_id_[q] - 1];
+      const auto at = std::find_if(c.inactive.begin(), c.inactive.end(),
+                                   [&](std::size_t a) { return a <= q && q < a + c.pages; });
+      const std::size_t a = *at;
+      if (chunk_idle(c.active, c.pages)) {
+        for (std::size_t i = 0; i < c.pages; ++i) pages_.set_mapped(c.active + i, false);
+        pages_.clear_chunk(c.active, c.active + c.pages - 1);
+        for (std::size_t i = 0; i < c.pages; ++i) pages_.set_mapped(a + i, true);
+        pages_.set_chunk(a, a + c.pages - 1);
+        *at = std::exchange(c.active, a);
+        ++alias_activations_;
+      } else {
+        unmap_mapping(c, a);
+        c.inactive.erase(at);
+        ++alias_unmaps_;
+        if (c.inactive.empty() && c.owner == c.active) forget_aliases(alias_id_[c.active]);
+      }
+      q = a + c.pages - 1;
+    }
+    if (holding) release_pending_pages();
+    return pages_.first_unmapped(first, last);
+  }
+
+  /// Whether no page of the chunk [first, first + n) is touched (live blocks, the block being backed,
+  /// frees held as pending).
+  bool chunk_idle(std::size_t first, std::size_t n) const noexcept {
+    for (std::size_t q = first; q < first + n; ++q)
+      if (pages_.touched(q)) return false;
+    return true;
+  }
+
+  /// Maps the idle chunk of n pages at `from` at pages [to, to + n - 1] too (one driver call, access
+  /// with the block's other new pages), keeps `from` as an inactive alias, and counts it as a move
+  /// (chunk_moved). Throws std::bad_alloc before any driver call when the host heap fails.
+  bool alias_chunk_to(std::size_t from, std::size_t n, std::size_t to) {
+    if constexpr (aliasing) return alias_chunk_to_in(from, n, to);
+    else return (void)from, (void)n, (void)to, false;
+  }
+  bool alias_chunk_to_in(std::size_t from, std::size_t n, std::size_t to)
+    requires aliasing
+  {
+    std::uint32_t id = alias_id_[from];
+    if (id == 0) {  // the host memory first: a new record, and room for the alias in it
+      if (free_alias_ids_.empty()) {
+        aliased_.emplace_back();
+        free_alias_ids_.reserve(aliased_.size());
+        free_alias_ids_.push_back(static_cast<std::uint32_t>(aliased_.size()));
+      }
+      aliased_[free_alias_ids_.back() - 1].inactive.reserve(1);
+    } else {
+      aliased_chunk& c = aliased_[id - 1];
+      c.inactive.reserve(c.inactive.size() + 1);
+    }
+    if (!backend_.alias_pages(page_address(from), page_address(to), n)) return false;
+    if (id == 0) {
+      id = free_alias_ids_.back();
+      free_alias_ids_.pop_back();
+      aliased_chunk& c = aliased_[id - 1];
+      c.pages = n;
+      c.owner = from;
+      c.inactive.clear();
+      std::fill_n(alias_id_.begin() + static_cast<std::ptrdiff_t>(from), n, id);
+    }
+    aliased_chunk& c = aliased_[id - 1];
+    c.inactive.push_back(from);  // reserved above
+    c.active = to;
+    std::fill_n(alias_id_.begin() + static_cast<std::ptrdiff_t>(to), n, id);
+    chunk_moved(from, n, to);
+    return true;
+  }
+
+  /// Unmaps one mapping of chunk c, at page a, in the backend: its own (unmap_pages; the memory stays
+  /// while an alias maps it) or an alias.
+  void unmap_mapping(aliased_chunk& c, std::size_t a) noexcept {
+    if constexpr (aliasing) {
+      if (a == c.owner) {
+        backend_.unmap_pages(page_address(a), c.pages);
+        c.owner = page_table::none;
+      } else {
+        backend_.unmap_alias(page_address(a), c.pages);
+      }
+      std::fill_n(alias_id_.begin() + static_cast<std::ptrdiff_t>(a), c.pages, 0);
+    } else {
+      (void)c, (void)a;
+    }
+  }
+
+  /// Unmaps every mapping of aliased chunk `id` in the backend (its memory goes back with the last)
+  /// and forgets it; the caller updates the page table.
+  void unmap_aliased_chunk(std::uint32_t id) noexcept {
+    aliased_chunk& c = aliased_[id - 1];
+    for (const std::size_t a : c.inactive) unmap_mapping(c, a);
+    c.inactive.clear();
+    unmap_mapping(c, c.active);
+    free_alias_ids_.push_back(id);  // room for every id was reserved when it was made
+  }
+
+  /// Chunk `id` has one mapping left, its own: a plain chunk again.
+  void forget_aliases(std::uint32_t id) noexcept {
+    aliased_chunk& c = aliased_[id - 1];
+    std::fill_n(alias_id_.begin() + static_cast<std::ptrdiff_t>(c.active), c.pages, 0);
+    free_alias_ids_.push_back(id);
+  }
+
   /// Paged: while idle pages are picked to be moved or given back, the pages under free blocks that
   /// are not ready (GPU work on some stream may still use them) count as touched. A walk over the
   /// arena's blocks, on those slow paths only and only while frees are pending; no block may be
@@ -805,6 +948,12 @@ class paged_arena {
   };
   std::vector<remapped_chunk> remapped_;
   std::uint64_t remap_groups_ = 0;
+  // keep_page_aliases: the chunks mapped at more than one address, by id - 1 (ids of records not in
+  // use wait in free_alias_ids_), and per page the id of the chunk one of whose mappings covers it.
+  std::vector<aliased_chunk> aliased_;
+  std::vector<std::uint32_t> free_alias_ids_;
+  std::vector<std::uint32_t> alias_id_;
+  std::uint64_t alias_activations_ = 0, alias_unmaps_ = 0;
   const tag* requesting_ = nullptr;  // the stream whose request is being backed (note_requesting)
   bool capturing_ = false;  // the request being served is for a capturing stream: no host waits
   std::uint64_t backed_since_move_ = 0;  // pages backed (mapped or moved) since the last move
