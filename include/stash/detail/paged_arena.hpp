@@ -680,15 +680,17 @@ class paged_arena {
           }
         }
       if (!from_block) return false;
-      // All the host memory first, before the chunk is remapped: the entry in remapped_, the two records
-      // carve_ghost takes and the two allocate() reserved for its own split (carve_ghost may take those).
+      // All the host memory first, before the chunk is remapped: room for the entry in remapped_ (its
+      // capacity doubled when full, as push_back would), the two records carve_ghost takes and the two
+      // allocate() reserved for its own split (carve_ghost may take those).
       // Nothing may throw once a chunk is remapped: undo_back_pages would give the chunks remapped for
       // this block back at their new addresses (their memory going with their aliases), and a call that
       // failed for the host heap would change what the backend maps (test: "remap: a host heap failing
       // while a block's chunks are remapped changes no figure"). Without the host memory the chunk is
       // not remapped: back_page maps p anew, as with remap_pending_pages off, and the call goes on.
       try {
-        remapped_.reserve(remapped_.size() + 1);
+        if (remapped_.size() == remapped_.capacity())
+          remapped_.reserve(std::max<std::size_t>(1, 2 * remapped_.size()));
         heap_.reserve_records(4);
       } catch (const std::bad_alloc&) {
         return false;
