@@ -89,7 +89,7 @@ concept remapping_paged_backend = chunked_paged_backend<B> && requires(B& b, std
   /// mapped), with no access there until set_access covers them; the chunk's memory then belongs to
   /// the new address (unmap_pages, move_pages, export_chunk there), and the old one is an alias that
   /// still reads and writes it. No physical memory is created. false = out of memory, and then nothing
-  /// changed.
+  /// changed; any other failure throws (stash::error), and then nothing changed either.
   { b.remap_pages(a, a, n) } -> std::same_as<bool>;
   /// Unmaps the alias of n pages remap_pages left at `a`, without giving the memory back (it stays
   /// mapped at its new address, or was given back there). Never throws.

@@ -161,10 +161,14 @@ class simulated_paged_backend {
   /// at `from` backs the n pages from `to` on too, without access there until set_access, and its
   /// memory is counted once, held until both mappings are unmapped. The pages at `from` become an
   /// alias, still accessible, until unmap_alias. A misuse (and false, nothing changed) when `from` is
-  /// not a whole chunk of n pages or a page from `to` on is mapped or outside the range.
-  bool remap_pages(std::uintptr_t from, std::uintptr_t to, std::size_t n) noexcept {
+  /// not a whole chunk of n pages or a page from `to` on is mapped or outside the range. Throws
+  /// stash::cuda_error, nothing changed, on the call throw_on_remap chose.
+  bool remap_pages(std::uintptr_t from, std::uintptr_t to, std::size_t n) {
     ++remap_calls_;
     ++driver_calls_;
+    if (remap_calls_ == throwing_remap_)
+      throw cuda_error(2, "simulated_paged_backend: injected failure on remap_pages call " +
+                              std::to_string(remap_calls_));
     if (!chunk_may_map_at(from, to, n)) return false;
     for (std::size_t i = 0; i < n; ++i) {
       mapped_[index(from) + i] = alias;
@@ -232,8 +236,11 @@ class simulated_paged_backend {
   bool aliased(std::uintptr_t a) const noexcept { return in_range(a) && mapped_[index(a)] == alias; }
   /// Pages mapped as aliases now.
   std::size_t aliased_pages() const noexcept { return aliased_pages_; }
-  /// remap_pages calls (one driver call each).
+  /// remap_pages calls (one driver call each), the one that threw included.
   std::size_t remap_calls() const noexcept { return remap_calls_; }
+  /// The n-th remap_pages call from now on (1: the next) throws stash::cuda_error, as
+  /// cuda_vmm_backend's does when the driver fails for a reason other than memory; 0: none does.
+  void throw_on_remap(std::size_t n) noexcept { throwing_remap_ = n == 0 ? 0 : remap_calls_ + n; }
 
   /// cuMemUnmap, cuMemRelease: the memory goes back, or when an alias of it remains (remap_pages),
   /// once that is unmapped too.
@@ -424,6 +431,7 @@ class simulated_paged_backend {
   std::vector<allocation_record> allocations_;
   std::vector<std::uint32_t> unused_allocations_;  // ids free for reuse
   std::size_t aliased_pages_ = 0, remap_calls_ = 0, alias_calls_ = 0;
+  std::size_t throwing_remap_ = 0;  // the remap_pages call that throws (throw_on_remap); 0: none
   std::size_t mapped_bytes_ = 0, peak_mapped_bytes_ = 0;
   std::size_t map_calls_ = 0, move_calls_ = 0, chunk_moves_ = 0, moved_pages_ = 0, unmap_calls_ = 0, misuses_ = 0, driver_calls_ = 0;
   mutable std::size_t export_calls_ = 0;
