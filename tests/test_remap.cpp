@@ -424,6 +424,109 @@ TEST_CASE("remap: a request failing after remapping chunks counts their memory u
   check_emptied(a);
 }
 
+TEST_CASE("remap: a remap that throws leaves the chunks remapped before it counted until their aliases go",
+          "[remap][paged][streams][errors]") {
+  // The scene's first steps, then y's request (10 MiB on s, 5 pages) remaps x's pages 3, 2 and 1, three
+  // chunks of one page (one remap_pages call each, the highest first), onto y's first three pages; the
+  // k-th of those calls throws, as cuda_vmm_backend's does when the driver fails for a reason other than
+  // memory. The error reaches the caller as it was thrown. The chunks remapped before it are given back at
+  // y's addresses (no access was granted there yet), and their memory stays held, and counted, through
+  // their aliases at x until x's free completes; nothing else is held.
+  const std::size_t k = GENERATE(as<std::size_t>{}, 1, 2, 3);
+  INFO("remap_pages call " << k << " of the request throws");
+  paged a(stash::simulated_paged_backend{}, remapping());
+  auto& o = a.ordering();
+  const auto& b = a.backend();
+  const stash::stream s = o.make_stream();
+  void* x = a.allocate(8 * MiB, s);
+  void* guard = a.allocate(page, s);
+  a.deallocate(x, s);
+  REQUIRE(b.mapped_bytes() == 5 * page);
+  const stash::stats_snapshot before = a.stats();
+
+  a.backend().throw_on_remap(k);
+  bool threw = false;
+  try {
+    (void)a.allocate(10 * MiB, s);
+  } catch (const stash::cuda_error& e) {
+    threw = true;
+    CHECK(e.code() == 2);
+  }
+  CHECK(threw);
+  REQUIRE(b.remap_calls() == k);  // the path under test: k - 1 chunks remapped, then the throw
+  CHECK(b.aliased_pages() == k - 1);
+  for (std::size_t i = 1; i < k; ++i) CHECK(b.aliased(addr(x) + (4 - i) * page));
+  CHECK(b.mapped_bytes() == 5 * page);  // x's 4 pages (those remapped through their aliases), the guard's
+  check_counted(a);
+  CHECK(a.stats() == before);  // nothing released: the aliases hold the remapped chunks' memory
+  CHECK(o.host_waits() + o.device_syncs() == 0);
+
+  SECTION("the aliases go when x's free completes, and their memory with them") {
+    o.complete_all();
+    a.trim_cache(SIZE_MAX);
+    CHECK(b.aliased_pages() == 0);
+    CHECK(b.mapped_bytes() == (5 - (k - 1)) * page);
+    check_counted(a);
+    CHECK(a.stats().backend_frees == before.backend_frees + (k - 1));
+  }
+  // The same request again, with no failure: it is served, each physical page counted once.
+  void* y = a.allocate(10 * MiB, s);
+  CHECK(addr(y) == addr(x) + 10 * MiB);  // above the guard, as the failed one was to be
+  for (std::size_t i = 0; i < 5; ++i) CHECK(b.accessible(addr(y) + i * page));
+  check_counted(a);
+  a.deallocate(y, s);
+  a.deallocate(guard, s);
+  check_emptied(a);
+}
+
+TEST_CASE("remap: a remap that throws for a block of chunks of several pages keeps the figures",
+          "[remap][paged][streams][errors]") {
+  // x's 16 MiB (8 pages) are mapped as two chunks of 4 (max_chunk_pages 4) above head's page; x is freed
+  // pending on s, and a 24 MiB request on s above the guard remaps x's two chunks whole (they fit inside
+  // the block), the first then the second. The second remap throws: the first chunk goes back at the new
+  // block's address and its memory stays counted through its alias at x until x's free completes.
+  paged a(stash::simulated_paged_backend{}, remapping(4));
+  auto& o = a.ordering();
+  const auto& b = a.backend();
+  const stash::stream s = o.make_stream();
+  void* head = a.allocate(page, s);
+  void* x = a.allocate(16 * MiB, s);
+  void* guard = a.allocate(page, s);
+  REQUIRE(addr(x) == addr(head) + page);
+  REQUIRE(b.chunk_pages(addr(x)) == 4);
+  REQUIRE(b.chunk_pages(addr(x) + 4 * page) == 4);
+  a.deallocate(head, s);
+  a.deallocate(x, s);
+  const std::size_t mapped = b.mapped_bytes();
+  const stash::stats_snapshot before = a.stats();
+
+  a.backend().throw_on_remap(2);
+  bool threw = false;
+  try {
+    (void)a.allocate(24 * MiB, s);
+  } catch (const stash::cuda_error& e) {
+    threw = true;
+    CHECK(e.code() == 2);
+  }
+  CHECK(threw);
+  REQUIRE(b.remap_calls() == 2);  // the path under test: one chunk remapped, the second remap threw
+  CHECK(b.aliased_pages() == 4);
+  CHECK(b.mapped_bytes() == mapped);
+  check_counted(a);
+  CHECK(a.stats() == before);
+
+  void* y = a.allocate(24 * MiB, s);
+  for (std::size_t i = 0; i < 12; ++i) CHECK(b.accessible(addr(y) + i * page));
+  check_counted(a);
+  o.complete_all();
+  a.trim_cache(SIZE_MAX);
+  CHECK(b.aliased_pages() == 0);
+  check_counted(a);
+  a.deallocate(y, s);
+  a.deallocate(guard, s);
+  check_emptied(a);
+}
+
 TEST_CASE("remap: a remapped chunk given back while its alias waits counts its memory until the alias goes",
           "[remap][paged][streams]") {
   // y, on x's remapped pages 1-3, is freed as completed (deallocate_completed) while x's free is still
