@@ -606,9 +606,11 @@ TEST_CASE("remap: a remapped chunk moved or remapped again while its alias waits
 TEST_CASE("remap: a random walk keeps every figure what the backend holds", "[remap][paged][streams]") {
   // Requests on three streams on a small device, freed pending, freed completed, trimmed, with events
   // completing stream by stream: remapped chunks get moved, remapped again and given back while their
-  // aliases wait, and requests fail. After every call the arena's figures are the backend's.
-  for (const std::size_t chunk_pages : {std::size_t{1}, std::size_t{4}}) {
-    INFO("max_chunk_pages " << chunk_pages);
+  // aliases wait, and requests fail, out of memory or (`throwing`) with a remap_pages that throws in
+  // one request of four. After every call the arena's figures are the backend's.
+  for (const auto& [chunk_pages, throwing] : {std::pair{std::size_t{1}, false}, std::pair{std::size_t{4}, false},
+                                             std::pair{std::size_t{1}, true}, std::pair{std::size_t{4}, true}}) {
+    INFO("max_chunk_pages " << chunk_pages << ", remaps throwing " << throwing);
     stash::caching_options opts = remapping(chunk_pages);
     if (chunk_pages > 1) opts.pages_between_moves = 4;  // runs of new pages between moves, mapped in chunks
     opts.reserve_bytes = 256 * page;
@@ -622,17 +624,23 @@ TEST_CASE("remap: a random walk keeps every figure what the backend holds", "[re
       state = state * 6364136223846793005u + 1442695040888963407u;
       return (state >> 33) % n;
     };
-    std::size_t failures = 0;
+    std::uint64_t throw_state = 777;  // apart from `state`: the walk's calls are the same either way
+    std::size_t failures = 0, throws = 0;
     for (int step = 0; step < 4000; ++step) {
       INFO("step " << step);
       const std::uint64_t op = next(100);
       if (op < 45 || live.empty()) {
         const stash::stream s = streams[next(3)];
+        throw_state = throw_state * 6364136223846793005u + 1442695040888963407u;
+        if (throwing && (throw_state >> 33) % 4 == 0) a.backend().throw_on_remap(1 + (throw_state >> 40) % 3);
         try {
           live.emplace_back(a.allocate(1 + next(7 * page), s), s);
         } catch (const stash::out_of_memory&) {
           ++failures;
+        } catch (const stash::cuda_error&) {
+          ++throws;
         }
+        a.backend().throw_on_remap(0);  // none left over for a later request
       } else if (op < 80) {
         const std::size_t i = next(live.size());
         a.deallocate(live[i].first, live[i].second);
@@ -652,6 +660,7 @@ TEST_CASE("remap: a random walk keeps every figure what the backend holds", "[re
     }
     CHECK(b.remap_calls() > 0);
     CHECK(failures > 0);
+    CHECK((throws > 0) == throwing);
     for (const auto& [p, s] : live) a.deallocate(p, s);
     check_emptied(a);
   }
