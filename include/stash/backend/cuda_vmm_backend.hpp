@@ -7,6 +7,9 @@
 // same handle mapped at another address). Because a free range can give its physical pages back whatever its
 // neighbours hold, the memory held tracks the memory in use far more closely than with whole
 // cudaMalloc segments. This is the mechanism behind PyTorch's expandable segments.
+// mapped_bytes() is the physical memory held, as simulated_paged_backend counts it: a chunk mapped
+// at a second address (remap_pages) is counted once, and until its last mapping goes (cuMemRelease
+// frees an allocation only once nothing maps it), whether that is the alias or its own.
 //
 // The driver calls come from entry points fetched through the runtime (stash/cuda/driver_api.hpp),
 // so nothing links libcuda.
@@ -411,21 +414,30 @@ class basic_cuda_vmm_backend {
     for (std::size_t i = target; i < target + n; ++i)
       if (pages_[i].mapped || pages_[i].alias)
         throw invalid_pointer(reinterpret_cast<void*>(base_ + i * page_size_), "page is already mapped");
+    // The chunk's entry in shared_ (its mappings), made or found before the driver call: the host
+    // memory comes first, so that nothing throws once the chunk is mapped twice.
+    std::uint32_t id = pages_[source].shared;
+    if (id == 0) id = unused_shared_entry();
     cuda::device_guard guard(device_);
     cuda::relaxed_capture_mode relaxed;  // legal during a graph capture (cuda/capture_mode.hpp)
     const CUmemGenericAllocationHandle handle = pages_[source].handle;
     const CUresult status = api().cuMemMap(to, n * page_size_, 0, handle, 0);
-    if (status == CUDA_ERROR_OUT_OF_MEMORY) return false;
+    if (status == CUDA_ERROR_OUT_OF_MEMORY) return false;  // a new entry stays unused (no mapping)
     STASH_CU_CHECK(status);
     for (std::size_t i = 0; i < n; ++i) pages_[target + i] = std::exchange(pages_[source + i], page{handle, false, 0, true});
     pages_[source].chunk_pages = n;  // the alias's pages, for unmap_alias
+    shared_mapping& entry = shared_[id - 1];
+    if (entry.mappings == 0) entry = {n, 1};  // its own mapping
+    ++entry.mappings;                          // and the alias
+    pages_[target].shared = id;
+    pages_[source].shared = id;
     aliased_pages_ += n;
     return true;
   }
 
   /// Unmaps the alias of n pages remap_pages left at `a` (cuMemUnmap alone: the memory stays mapped at
-  /// its new address, or went back there and goes now). Never throws; anything else than such an
-  /// alias is ignored.
+  /// its new address, or was released there and goes now, with its last mapping: mapped_bytes() drops
+  /// then). Never throws; anything else than such an alias is ignored.
   void unmap_alias(std::uintptr_t a, std::size_t n) noexcept {
     if (base_ == 0 || a < base_ || a - base_ >= size_ || (a - base_) % page_size_ != 0) return;
     const std::size_t first = (a - base_) / page_size_;
@@ -437,8 +449,10 @@ class basic_cuda_vmm_backend {
     } catch (...) {
       // No usable device context (a driver shutting down); the driver frees everything at exit.
     }
+    const std::uint32_t id = pages_[first].shared;
     for (std::size_t i = first; i < first + n; ++i) pages_[i] = page{};
     aliased_pages_ -= n;
+    drop_shared_mapping(id, true);
   }
 
   /// Unmaps the page at `a` and releases its physical memory. Never throws; an address that is not a
@@ -480,12 +494,19 @@ class basic_cuda_vmm_backend {
     return fd;
   }
 
-  /// The reserved range (0 and 0 before reserve()), and how many of its pages are mapped.
+  /// The reserved range (0 and 0 before reserve()), and how many of its pages are mapped, each by the
+  /// chunk that belongs there (aliases not included).
   std::uintptr_t base() const noexcept { return base_; }
   std::size_t reserved_bytes() const noexcept { return size_; }
   std::size_t mapped_pages() const noexcept { return mapped_pages_; }
-  std::size_t mapped_bytes() const noexcept { return mapped_pages_ * page_size_; }
-  /// Pages mapped as aliases of chunks that belong to other addresses (remap_pages), not counted above.
+  /// The physical memory held: every chunk mapped where it belongs, and every chunk unmapped there
+  /// (unmap_pages) whose aliases still map it, each counted once (an alias of a chunk that is mapped
+  /// where it belongs adds nothing). As simulated_paged_backend::mapped_bytes(), which the allocator's
+  /// reserved bytes match.
+  std::size_t mapped_bytes() const noexcept { return (mapped_pages_ + alias_held_pages_) * page_size_; }
+  /// Pages mapped as aliases of chunks that belong to other addresses (remap_pages), not counted in
+  /// mapped_pages(); in mapped_bytes() only while their chunk is unmapped where it belongs (once per
+  /// chunk, however many aliases it has).
   std::size_t aliased_pages() const noexcept { return aliased_pages_; }
   bool is_mapped(std::uintptr_t a) const noexcept {
     return base_ != 0 && a >= base_ && a - base_ < size_ && pages_[(a - base_) / page_size_].mapped;
@@ -497,6 +518,15 @@ class basic_cuda_vmm_backend {
     bool mapped = false;
     std::size_t chunk_pages = 0;  // on a chunk's (or an alias's) first page: how many pages it has
     bool alias = false;  // mapped here by a chunk that belongs to another address (remap_pages)
+    // On the first page of a chunk remapped once at least, and of each of its aliases: 1 + the index
+    // of its entry in shared_ (0: none). Fits the padding after `alias`.
+    std::uint32_t shared = 0;
+  };
+  // The mappings of a chunk that was remapped (its own and its aliases'), so that its memory is counted
+  // until the last goes. An entry with no mapping is unused (unused_shared_entry).
+  struct shared_mapping {
+    std::size_t pages = 0;
+    std::size_t mappings = 0;
   };
 
   static const cuda::driver_api& api() { return cuda::driver_api::get(); }
@@ -587,10 +617,32 @@ class basic_cuda_vmm_backend {
     (void)cu.cuMemRelease(pages_[first].handle);
     forget_chunk(first);
   }
+  /// The chunk whose first page is pages_[first] is no longer mapped there; its memory stays counted
+  /// (alias_held_pages_) while an alias of it remains.
   void forget_chunk(std::size_t first) noexcept {
     const std::size_t n = pages_[first].chunk_pages;
+    const std::uint32_t id = pages_[first].shared;
     for (std::size_t i = first; i < first + n; ++i) pages_[i] = page{};
     mapped_pages_ -= n;
+    drop_shared_mapping(id, false);
+  }
+
+  /// The index + 1 of an entry of shared_ with no mapping, made if there is none (the vector grows
+  /// geometrically). Throws std::bad_alloc, nothing changed.
+  std::uint32_t unused_shared_entry() {
+    for (std::size_t i = 0; i < shared_.size(); ++i)
+      if (shared_[i].mappings == 0) return static_cast<std::uint32_t>(i + 1);
+    shared_.emplace_back();
+    return static_cast<std::uint32_t>(shared_.size());
+  }
+  /// One mapping of the chunk with entry `id` (0: none) is gone. Its own (forget_chunk): while an alias
+  /// remains, the aliases hold its memory. The last alias, after its own: the driver frees the memory.
+  void drop_shared_mapping(std::uint32_t id, bool alias) noexcept {
+    if (id == 0) return;
+    shared_mapping& entry = shared_[id - 1];
+    --entry.mappings;
+    if (!alias && entry.mappings != 0) alias_held_pages_ += entry.pages;
+    if (alias && entry.mappings == 0) alias_held_pages_ -= entry.pages;
   }
 
   void release_everything() noexcept {
@@ -613,6 +665,8 @@ class basic_cuda_vmm_backend {
     pages_.clear();
     mapped_pages_ = 0;
     aliased_pages_ = 0;
+    shared_.clear();
+    alias_held_pages_ = 0;
   }
 
   void take(basic_cuda_vmm_backend& other) noexcept {
@@ -627,6 +681,9 @@ class basic_cuda_vmm_backend {
     other.pages_.clear();
     mapped_pages_ = std::exchange(other.mapped_pages_, 0);
     aliased_pages_ = std::exchange(other.aliased_pages_, 0);
+    shared_ = std::move(other.shared_);
+    other.shared_.clear();
+    alias_held_pages_ = std::exchange(other.alias_held_pages_, 0);
     access_ = other.access_;
   }
 
@@ -640,6 +697,8 @@ class basic_cuda_vmm_backend {
   std::vector<page> pages_;  // indexed by (address - base_) / page_size_
   std::size_t mapped_pages_ = 0;
   std::size_t aliased_pages_ = 0;  // pages mapped as aliases (remap_pages), not counted in mapped_pages_
+  std::vector<shared_mapping> shared_;  // the chunks remapped (page::shared)
+  std::size_t alias_held_pages_ = 0;  // pages of chunks unmapped where they belong whose aliases remain
   std::vector<CUmemAccessDesc> access_;  // what every mapping is granted (access_descriptors())
 };
 
