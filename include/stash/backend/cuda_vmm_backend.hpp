@@ -405,7 +405,9 @@ class basic_cuda_vmm_backend {
   /// belongs to `to` from then on; `from` stays mapped, an alias through which work queued earlier may
   /// still read and write it, until unmap_alias. false when the driver is out of memory for the new
   /// mapping (nothing changed); stash::cuda_error on any other failure; invalid_pointer when `from` is
-  /// not a whole chunk of n pages or a page from `to` on is mapped (or an alias) or outside the range.
+  /// not a whole chunk of n pages or a page from `to` on is mapped (or an alias) or outside the range;
+  /// std::bad_alloc when the host heap has no room for the chunk's count of mappings. Nothing changed
+  /// when it throws.
   bool remap_pages(std::uintptr_t from, std::uintptr_t to, std::size_t n) {
     const std::size_t source = index_of(from, "remap_pages"), target = index_of(to, "remap_pages");
     if (!pages_[source].mapped || pages_[source].chunk_pages != n)
