@@ -45,6 +45,7 @@ inline std::string_view to_string(backend_kind b) { return b == backend_kind::cu
 
 inline std::vector<std::string> available_allocators(backend_kind b) {
   std::vector<std::string> names = {"stash", "stash-no-fill", "stash-small-fill", "stash-per-page", "stash-fixed-chunks", "stash-lean",
+                                    "stash-aliases", "stash-lean-aliases",
                                     "stash-page-moves", "stash-sharded", "stash-pow2", "stash+log"};
   if (b == backend_kind::simulated) {
     names.insert(names.end(), {"stash-ordered", "stash-lagged"});
@@ -71,6 +72,11 @@ inline std::vector<std::pair<std::string_view, stash::caching_options>> stash_va
   v.back().second.moves_per_block = 0;
   v.emplace_back("stash-lean", stash::caching_options{});  // holding at most 1.05x the peak of live bytes
   v.back().second.max_held_over_live = 1.05;
+  v.emplace_back("stash-aliases", stash::caching_options{});  // moved chunks stay mapped at their old
+  v.back().second.keep_page_aliases = true;                    // addresses, taken back with no driver call
+  v.emplace_back("stash-lean-aliases", stash::caching_options{});  // both
+  v.back().second.max_held_over_live = 1.05;
+  v.back().second.keep_page_aliases = true;
   v.emplace_back("stash-page-moves", stash::caching_options{});  // large blocks in chunks of a sixteenth,
   v.back().second.chunks_per_block = 16;                        // moves rationed per page only
   v.back().second.moves_per_block = 0;

@@ -180,6 +180,8 @@ constexpr const char* option_help_text =
     "                                  address, pages under this stream's own pending frees (measured: it does not pay)\n"
     "remap_min_pages:INT         256   (vmm, remap_pending_pages) only blocks of at least this many pages remap\n"
     "remap_min_age:INT           1     (vmm, remap_pending_pages) only frees this many epochs older than the open one\n"
+    "keep_page_aliases:on|off    off   (vmm) an idle chunk moved to a block stays mapped where it was, taken back there\n"
+    "                                  with no driver call when nothing uses it elsewhere (not with remap_pending_pages)\n"
     "cross_stream_wait:on|off    off   (segments) a stream with no usable block takes one freed on another stream\n"
     "                                  and waits on the GPU for that stream's event (RMM's way)\n"
     "free_records_used_streams:on|off  off  a free records an event on the streams record_stream named\n"
@@ -332,6 +334,8 @@ options parse_options(std::string_view conf, options base) {
       caching.remap_min_pages = static_cast<std::size_t>(parse_unsigned(key, value, "an integer >= 0"));
     } else if (key == "remap_min_age") {
       caching.remap_min_age = parse_unsigned(key, value, "an integer >= 0");
+    } else if (key == "keep_page_aliases") {
+      caching.keep_page_aliases = parse_choice(key, value, switch_choices);
     } else if (key == "cross_stream_wait") {
       caching.cross_stream_wait = parse_choice(key, value, switch_choices);
     } else if (key == "max_held_over_live") {
@@ -362,7 +366,7 @@ options parse_options(std::string_view conf, options base) {
                              "' (known: backend, page_slack, reserve, pages_between_moves, max_chunk_pages, edge_pages_in_chunks, "
                              "chunks_per_block, moves_per_block, chunk_room_share, small_region, small_fill_mapped, fill_mapped_above, peer_access, shareable, "
                              "max_held_over_live, free_records_used_streams, remap_pending_pages, remap_min_pages, "
-                             "remap_min_age, cross_stream_wait, backing, "
+                             "remap_min_age, keep_page_aliases, cross_stream_wait, backing, "
                              "host_devices, limit, memory_fraction)"};
     }
   }
@@ -404,6 +408,8 @@ std::string format_options(const options& o) {
     s += ",remap_min_pages:" + std::to_string(caching.remap_min_pages);
   if (caching.remap_min_age != defaults.remap_min_age)
     s += ",remap_min_age:" + std::to_string(caching.remap_min_age);
+  if (caching.keep_page_aliases != defaults.keep_page_aliases)
+    s += ",keep_page_aliases:" + std::string(name_of(caching.keep_page_aliases, switch_choices));
   if (caching.small_fill_mapped != defaults.small_fill_mapped)
     s += ",small_fill_mapped:" + std::string(name_of(caching.small_fill_mapped, switch_choices));
   if (caching.fill_mapped_above != defaults.fill_mapped_above)

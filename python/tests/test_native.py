@@ -489,6 +489,9 @@ class Options(unittest.TestCase):
                 (dict(remap_min_pages=-1), "option 'remap_min_pages': '-1' is not an integer >= 0"),
                 (dict(remap_min_age="old"), "option 'remap_min_age': 'old' is not an integer >= 0"),
                 (dict(cross_stream_wait=3), "option 'cross_stream_wait': '3' is not one of off, on"),
+                (dict(keep_page_aliases="always"), "option 'keep_page_aliases': 'always' is not one of off, on"),
+                (dict(keep_page_aliases=True, remap_pending_pages=True),
+                 "keep_page_aliases: cannot be combined with remap_pending_pages"),
                 (dict(reserve=-1), "option 'reserve': '-1' is not a byte count"),  # the whole value quoted
                 (dict(reserve=(1 << 64) - 1), "option 'reserve': '18446744073709551615' is not a byte count of at most 2^63"),
                 (dict(max_held_over_live="nan"), "option 'max_held_over_live': 'nan'"),
@@ -537,6 +540,8 @@ class Options(unittest.TestCase):
             assert "peer_access" not in got, got
             got = stash.configure(remap_pending_pages=True, remap_min_pages=64, remap_min_age="2")
             assert got.endswith(",backing:auto,remap_pending_pages:on,remap_min_pages:64,remap_min_age:2"), got
+            got = stash.configure(keep_page_aliases=True)
+            assert got.endswith(",backing:auto,keep_page_aliases:on"), got
             got = stash.configure("cross_stream_wait:on", backend="segments")
             assert got.startswith("backend:segments,") and got.endswith(",backing:auto,cross_stream_wait:on"), got
             got = stash.configure(remap_min_pages=256, remap_min_age=1, cross_stream_wait=False)  # defaults: not named

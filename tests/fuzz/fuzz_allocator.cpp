@@ -4,7 +4,8 @@
 // caching_options::small_fill_mapped on; from 220 to 241, cross_stream_wait on; from 198 to 219,
 // edge_pages_in_chunks off; from 176 to 197, chunk_room_share 4; from 154 to 175, fill_mapped_above
 // 4 KiB; from 132 to 153, fill_mapped_above off; from 110 to 131, remap_pending_pages on, for blocks
-// of any size and frees one epoch old); every following group
+// of any size and frees one epoch old; from 88 to 109, keep_page_aliases on with every idle page moved
+// first); every following group
 // of bytes is one operation:
 //   allocate (sizes from 0 to beyond max_size) on a chosen stream, unsized / sized / wrong-sized free
 //   on the block's stream or another, a free of a pointer inside a block or outside the allocator, a
@@ -33,8 +34,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <memory>
 #include <optional>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "stash/error.hpp"
@@ -508,6 +512,22 @@ class program {
     check();
   }
 
+  /// No physical page lies under two addresses that live blocks use (page aliases, remapped chunks).
+  void check_no_shared_pages()
+    requires std::is_same_v<backend, stash::simulated_paged_backend>
+  {
+    const std::size_t page = a_->backend().page_size();
+    std::map<std::pair<std::uint32_t, std::size_t>, std::uintptr_t> used;
+    for (const live_block& b : live_) {
+      if (b.p == nullptr) continue;
+      const auto at = reinterpret_cast<std::uintptr_t>(b.p);
+      for (std::uintptr_t q = at & ~(page - 1); q < at + std::max<std::size_t>(b.n, 1); q += page) {
+        const auto [it, fresh] = used.emplace(a_->backend().physical_page(q), q);
+        FUZZ_CHECK(it->second == q);
+      }
+    }
+  }
+
   void check() {
     const auto s = a_->stats();
     FUZZ_CHECK(s.allocated_bytes == model_.allocated_bytes());
@@ -522,6 +542,9 @@ class program {
     FUZZ_CHECK(s.peak_reserved_bytes >= s.reserved_bytes);
     if (const auto held = held_bytes(a_->backend())) FUZZ_CHECK(*held == s.reserved_bytes);
     FUZZ_CHECK(misuses(a_->backend()) == 0);
+    if constexpr (std::is_same_v<backend, stash::simulated_paged_backend>) {
+      if (steps_ % 4 == 0) check_no_shared_pages();
+    }
     if (!live_.empty()) {  // one live block, fully
       const live_block& b = live_[steps_ % live_.size()];
       FUZZ_CHECK(a_->owns(b.p));
@@ -587,9 +610,11 @@ void run(FuzzedDataProvider& in, const stash::caching_options& options) {
 /// fill mapped memory of the large region; from 132 to 153 fill_mapped_above off (the default until the
 /// twenty-second session, 8 KiB since); from 110 to 131 (370 inputs of the corpus as it was in the
 /// twenty-third session, 100 of them stream-ordered and paged) remap_pending_pages, with remap_min_pages 1
-/// and remap_min_age 1 so that a program's small blocks remap too. Paged compositions only change with the
-/// first, third, fourth, fifth and sixth, stream-ordered ones with the second, stream-ordered paged ones
-/// with the seventh.
+/// and remap_min_age 1 so that a program's small blocks remap too; from 88 to 109 (twenty-fourth
+/// session) keep_page_aliases with max_held_over_live 1, so that every page backed moves an idle one and
+/// keeps its old address as an alias. Paged compositions only change with the first, third, fourth,
+/// fifth, sixth and eighth, stream-ordered ones with the second, stream-ordered paged ones with the
+/// seventh (the eighth needs a backend that keeps aliases: the plain simulated paged one).
 stash::caching_options options_of_first_byte(std::uint8_t first) {
   stash::caching_options options;
   options.small_fill_mapped = first >= 242;
@@ -604,6 +629,10 @@ stash::caching_options options_of_first_byte(std::uint8_t first) {
     options.remap_pending_pages = true;
     options.remap_min_pages = 1;
     options.remap_min_age = 1;
+  }
+  if (first >= 88 && first < 110) {  // every idle page moved before a new one is mapped, and kept as an alias
+    options.keep_page_aliases = true;
+    options.max_held_over_live = 1.0;
   }
   return options;
 }

@@ -310,7 +310,8 @@ class basic_cuda_vmm_backend {
     const std::size_t first = index_of(a, "set_access");
     if (n == 0 || n > pages_.size() - first) throw invalid_pointer(reinterpret_cast<void*>(a), "set_access: past the reserved range");
     for (std::size_t i = first; i < first + n; ++i)
-      if (!pages_[i].mapped) throw invalid_pointer(reinterpret_cast<void*>(base_ + i * page_size_), "set_access: page is not mapped");
+      if (!pages_[i].mapped && !pages_[i].alias)
+        throw invalid_pointer(reinterpret_cast<void*>(base_ + i * page_size_), "set_access: page is not mapped");
     cuda::device_guard guard(device_);
     cuda::relaxed_capture_mode relaxed;  // legal during a graph capture (cuda/capture_mode.hpp)
     const CUresult granted = grant_access(a, n * page_size_);
@@ -437,6 +438,44 @@ class basic_cuda_vmm_backend {
     return true;
   }
 
+  /// cuMemMap of the physical allocation mapped at `from` (a whole chunk of n pages where it belongs,
+  /// or a whole alias of one) at the n pages from `to` on too, as an alias (unmap_alias), with no
+  /// access there until set_access (caching_options::keep_page_aliases). No memory is created; it is
+  /// held until its last mapping goes, and mapped_bytes() counts it once. The handle is taken from the
+  /// address (cuMemRetainAllocationHandle: the chunk's own handle is released once its own mapping is
+  /// unmapped) and released once mapped: the mappings hold the memory. false when the driver is out of
+  /// memory (nothing changed); stash::cuda_error on any other failure; invalid_pointer when `from` is
+  /// neither or a page from `to` on is mapped (or an alias) or outside the range; std::bad_alloc when
+  /// the host heap has no room for the chunk's count of mappings. Nothing changed when it throws.
+  bool alias_pages(std::uintptr_t from, std::uintptr_t to, std::size_t n) {
+    const std::size_t source = index_of(from, "alias_pages"), target = index_of(to, "alias_pages");
+    if (!(pages_[source].mapped || pages_[source].alias) || pages_[source].chunk_pages != n)
+      throw invalid_pointer(reinterpret_cast<void*>(from), "alias_pages: not a chunk or alias of that many pages");
+    if (n > pages_.size() - target) throw invalid_pointer(reinterpret_cast<void*>(to), "alias_pages: past the reserved range");
+    for (std::size_t i = target; i < target + n; ++i)
+      if (pages_[i].mapped || pages_[i].alias)
+        throw invalid_pointer(reinterpret_cast<void*>(base_ + i * page_size_), "page is already mapped");
+    std::uint32_t id = pages_[source].shared;  // the host memory first (see remap_pages)
+    if (id == 0) id = unused_shared_entry();
+    cuda::device_guard guard(device_);
+    cuda::relaxed_capture_mode relaxed;  // legal during a graph capture (cuda/capture_mode.hpp)
+    CUmemGenericAllocationHandle handle = 0;
+    STASH_CU_CHECK(api().cuMemRetainAllocationHandle(&handle, reinterpret_cast<void*>(from)));
+    const CUresult status = api().cuMemMap(to, n * page_size_, 0, handle, 0);
+    (void)api().cuMemRelease(handle);  // the retained reference; the mappings hold the memory
+    if (status == CUDA_ERROR_OUT_OF_MEMORY) return false;  // a new entry stays unused (no mapping)
+    STASH_CU_CHECK(status);
+    for (std::size_t i = 0; i < n; ++i) pages_[target + i] = page{0, false, 0, true};
+    pages_[target].chunk_pages = n;
+    shared_mapping& entry = shared_[id - 1];
+    if (entry.mappings == 0) entry = {n, 1};  // the mapping at `from`
+    ++entry.mappings;                          // and the new alias
+    pages_[target].shared = id;
+    pages_[source].shared = id;
+    aliased_pages_ += n;
+    return true;
+  }
+
   /// Unmaps the alias of n pages remap_pages left at `a` (cuMemUnmap alone: the memory stays mapped at
   /// its new address, or was released there and goes now, with its last mapping: mapped_bytes() drops
   /// then). Never throws; anything else than such an alias is ignored.
@@ -489,10 +528,19 @@ class basic_cuda_vmm_backend {
   int export_chunk(std::uintptr_t a) const {
     if (!shareable_) throw error("stash: export_chunk: the backend was not made shareable");
     const page& p = pages_[index_of(a, "export_chunk")];
-    if (!p.mapped) throw invalid_pointer(reinterpret_cast<void*>(a), "export_chunk: page is not mapped");
+    if (!p.mapped && !p.alias) throw invalid_pointer(reinterpret_cast<void*>(a), "export_chunk: page is not mapped");
     cuda::device_guard guard(device_);
     int fd = -1;
-    STASH_CU_CHECK(api().cuMemExportToShareableHandle(&fd, p.handle, CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR, 0));
+    if (p.mapped) {
+      STASH_CU_CHECK(api().cuMemExportToShareableHandle(&fd, p.handle, CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR, 0));
+      return fd;
+    }
+    // An alias (alias_pages, remap_pages): its chunk's own handle may be released already.
+    CUmemGenericAllocationHandle handle = 0;
+    STASH_CU_CHECK(api().cuMemRetainAllocationHandle(&handle, reinterpret_cast<void*>(a)));
+    const CUresult status = api().cuMemExportToShareableHandle(&fd, handle, CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR, 0);
+    (void)api().cuMemRelease(handle);
+    STASH_CU_CHECK(status);
     return fd;
   }
 
@@ -580,16 +628,18 @@ class basic_cuda_vmm_backend {
     return access;
   }
 
-  /// f(first page index, pages) for each maximal run of mapped pages, in address order.
+  /// f(first page index, pages) for each maximal run of mapped pages (chunks and aliases), in address
+  /// order.
   template <class F>
   void for_each_mapped_run(F&& f) const {
+    auto mapped = [&](std::size_t i) { return pages_[i].mapped || pages_[i].alias; };
     for (std::size_t i = 0; i < pages_.size();) {
-      if (!pages_[i].mapped) {
+      if (!mapped(i)) {
         ++i;
         continue;
       }
       std::size_t end = i + 1;
-      while (end < pages_.size() && pages_[end].mapped) ++end;
+      while (end < pages_.size() && mapped(end)) ++end;
       f(i, end - i);
       i = end;
     }
@@ -715,6 +765,7 @@ static_assert(chunked_paged_backend<cuda_pinned_vmm_backend>);
 static_assert(shareable_paged_backend<cuda_vmm_backend>);
 static_assert(peer_paged_backend<cuda_vmm_backend>);
 static_assert(remapping_paged_backend<cuda_vmm_backend>);
+static_assert(aliasing_paged_backend<cuda_vmm_backend>);
 static_assert(room_telling_backend<cuda_vmm_backend>);
 static_assert(!peer_paged_backend<cuda_pinned_vmm_backend>, "pinned pages are mapped for every device already");
 

@@ -441,6 +441,7 @@ static_assert(chunked_paged_backend<simulated_paged_backend>);
 static_assert(shareable_paged_backend<simulated_paged_backend>);
 static_assert(peer_paged_backend<simulated_paged_backend>);
 static_assert(remapping_paged_backend<simulated_paged_backend>);
+static_assert(aliasing_paged_backend<simulated_paged_backend>);
 static_assert(room_telling_backend<simulated_paged_backend>);
 
 }  // namespace stash

@@ -33,6 +33,7 @@ struct driver_api {
   PFN_cuMemSetAccess_v10020 cuMemSetAccess = nullptr;
   PFN_cuMemExportToShareableHandle_v10020 cuMemExportToShareableHandle = nullptr;
   PFN_cuMemImportFromShareableHandle_v10020 cuMemImportFromShareableHandle = nullptr;
+  PFN_cuMemRetainAllocationHandle_v11000 cuMemRetainAllocationHandle = nullptr;
 
   /// The entry points, looked up on first use. Throws stash::cuda_error when there is no driver or
   /// it lacks one of them; a later call tries again.
@@ -75,6 +76,7 @@ struct driver_api {
     fetch(api.cuMemSetAccess, "cuMemSetAccess");
     fetch(api.cuMemExportToShareableHandle, "cuMemExportToShareableHandle");
     fetch(api.cuMemImportFromShareableHandle, "cuMemImportFromShareableHandle");
+    fetch(api.cuMemRetainAllocationHandle, "cuMemRetainAllocationHandle");
     return api;
   }
 };
