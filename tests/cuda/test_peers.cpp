@@ -240,6 +240,46 @@ TEST_CASE("peer_access none maps pages for device 0 alone; grant_peer(1) grants 
   alloc.deallocate(data);
 }
 
+TEST_CASE("kept page aliases are mapped for the peers too: by default, and by a grant_peer made while inactive",
+          "[cuda][peers][aliases]") {
+  STASH_REQUIRE_TWO_DEVICES();
+  if (!can_access_peer(1, 0)) {
+    WARN("device 1 cannot access device 0 (cudaDeviceCanAccessPeer): skipped");
+    return;
+  }
+  scoped_device current(0);
+  for (const stash::peer_access peers : {stash::peer_access::all, stash::peer_access::none}) {
+    INFO("peer_access " << (peers == stash::peer_access::all ? "all" : "none"));
+    stash::caching_options o;  // every idle page moved first, pages mapped alone (tests/cuda/test_aliases.cpp)
+    o.keep_page_aliases = true;
+    o.max_held_over_live = 1.0;
+    o.max_chunk_pages = 1;
+    o.small_region = false;
+    device_vmm alloc{stash::cuda_vmm_backend(0, 0, false, peers), o};
+    const std::size_t page = alloc.backend().page_size();
+    void* x = alloc.allocate(2 * page);
+    void* guard = alloc.allocate(page);
+    const auto x_at = reinterpret_cast<std::uintptr_t>(x);
+    alloc.deallocate(x);
+    void* y = alloc.allocate(3 * page);  // x's two pages move here; x's old pages stay mapped, inactive
+    REQUIRE(alloc.backend().aliased_pages() == 2);
+    if (peers == stash::peer_access::none) alloc.grant_peer(1);  // the inactive aliases are granted too
+    CHECK(read_write_for(y, 3 * page, 1, page));
+    alloc.deallocate(y);
+    auto* x2 = static_cast<float*>(alloc.allocate(2 * page));  // the aliases, taken back
+    REQUIRE(reinterpret_cast<std::uintptr_t>(x2) == x_at);
+    REQUIRE(alloc.alias_activations() == 2);
+    CHECK(read_write_for(x2, 2 * page, 1, page));
+    CHECK(read_write_for(x2, 2 * page, 0, page));
+    const std::size_t n = 2 * page / sizeof(float);
+    const std::vector<float> before = iota_floats(n);
+    CUDA_REQUIRE(cudaMemcpy(x2, before.data(), n * sizeof(float), cudaMemcpyHostToDevice));
+    update_from(1, x2, before);  // a kernel on device 1 reads and writes it
+    alloc.deallocate(x2);
+    alloc.deallocate(guard);
+  }
+}
+
 TEST_CASE("after grant_peer, cudaMemcpyPeerAsync copies between peer_access none buffers both ways",
           "[cuda][peers]") {
   STASH_REQUIRE_TWO_DEVICES();
