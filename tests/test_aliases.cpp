@@ -278,8 +278,11 @@ TEST_CASE("aliases: a random walk never puts two live blocks on one physical pag
   }
 }
 
-TEST_CASE("aliases: streams, pending frees and completions keep every figure the backend's",
+TEST_CASE("aliases: streams, pending frees and completions keep every figure the backend's, and pending pages in place",
           "[aliases][paged][streams]") {
+  // Besides the figures: a block freed on a stream whose event the test has not completed may still be
+  // used by that stream's GPU work, so its pages must stay mapped to the same physical pages, under no
+  // other address in use, until the test completes the stream (or the allocator waits on the host).
   stash::caching_options opts = aliasing(4);
   opts.pages_between_moves = 4;
   opts.reserve_bytes = 256 * page;
@@ -289,6 +292,16 @@ TEST_CASE("aliases: streams, pending frees and completions keep every figure the
   const stash::stream streams[] = {o.make_stream(), o.make_stream(), o.make_stream()};
   std::vector<std::pair<void*, stash::stream>> live;
   std::vector<std::pair<void*, std::size_t>> live_bytes;
+  struct pending_free {
+    stash::stream s;
+    void* p;
+    std::size_t bytes;
+    std::vector<std::pair<std::uint32_t, std::size_t>> under;  // its physical pages when freed
+    int step;                                                  // when it was freed
+  };
+  std::vector<int> made_at;  // the step each live block was allocated at
+  std::vector<pending_free> pending;
+  std::size_t waits = 0, pending_checked = 0;
   std::uint64_t state = 777;
   auto next = [&](std::uint64_t n) {
     state = state * 6364136223846793005u + 1442695040888963407u;
@@ -303,25 +316,46 @@ TEST_CASE("aliases: streams, pending frees and completions keep every figure the
       try {
         live.emplace_back(a.allocate(bytes, s), s);
         live_bytes.emplace_back(live.back().first, bytes);
+        made_at.push_back(step);
       } catch (const stash::out_of_memory&) {
       }
     } else if (op < 88) {
       const std::size_t i = next(live.size());
-      if (op < 80) a.deallocate(live[i].first, live[i].second);
-      else a.deallocate_completed(live[i].first);
+      if (op < 80) {
+        pending.push_back({live[i].second, live[i].first, live_bytes[i].second, physical(b, live[i].first, live_bytes[i].second), step});
+        a.deallocate(live[i].first, live[i].second);
+      } else {
+        // Every use of the block has completed, so has the work its stream queued before it was made:
+        // the frees on that stream before then.
+        a.deallocate_completed(live[i].first);
+        std::erase_if(pending, [&](const pending_free& f) { return f.s == live[i].second && f.step < made_at[i]; });
+      }
+      made_at.erase(made_at.begin() + static_cast<std::ptrdiff_t>(i));
       live.erase(live.begin() + static_cast<std::ptrdiff_t>(i));
       live_bytes.erase(live_bytes.begin() + static_cast<std::ptrdiff_t>(i));
     } else if (op < 96) {
-      o.complete_stream(streams[next(3)]);
+      const stash::stream s = streams[next(3)];
+      o.complete_stream(s);
+      std::erase_if(pending, [&](const pending_free& f) { return f.s == s; });
     } else {
       a.trim_cache(next(2) == 0 ? 0 : 8 * page);
     }
     REQUIRE(a.reserved_bytes() == b.mapped_bytes());
     REQUIRE(a.stats().reserved_bytes == a.reserved_bytes());
     REQUIRE(b.misuses() == 0);
-    check_no_sharing(b, live_bytes);
+    if (o.host_waits() != waits) pending.clear(), waits = o.host_waits();  // every event waited for is done
+    std::vector<std::pair<void*, std::size_t>> in_use = live_bytes;
+    pending_checked += pending.size();
+    for (const pending_free& f : pending) {
+      REQUIRE(physical(b, f.p, f.bytes) == f.under);
+      // A block reused in place on its stream is live and pending at once: the same address, no sharing.
+      if (std::none_of(live_bytes.begin(), live_bytes.end(), [&](const auto& l) { return l.first == f.p; }))
+        in_use.emplace_back(f.p, f.bytes);
+    }
+    check_no_sharing(b, in_use);
   }
   CHECK(a.alias_activations() > 0);
+  CHECK(pending_checked > 1000);
   for (const auto& [p, s] : live) a.deallocate(p, s);
   o.complete_all();
   a.empty_cache();
