@@ -38,20 +38,45 @@ std::vector<unsigned> first_words(const void* p, std::size_t pages, std::size_t 
   return out;
 }
 
+/// x (2 pages) freed under a live guard page, then y (3 pages) above the guard: x's two idle pages move
+/// to y and stay mapped at x's address, inactive.
+struct scene {
+  explicit scene(stash::caching_options o = aliasing())
+      : alloc(stash::cuda_vmm_backend(current_device()), o), page(alloc.backend().page_size()) {
+    void* x = alloc.allocate(2 * page);
+    guard = alloc.allocate(page);
+    x_at = reinterpret_cast<std::uintptr_t>(x);
+    alloc.deallocate(x);
+    y = static_cast<unsigned*>(alloc.allocate(3 * page));
+    REQUIRE(alloc.page_moves() == 2);
+    REQUIRE(alloc.backend().aliased_pages() == 2);
+  }
+  device_vmm alloc;
+  std::size_t page;
+  std::size_t words_per_page = page / sizeof(unsigned);
+  void* guard = nullptr;
+  unsigned* y = nullptr;
+  std::uintptr_t x_at = 0;
+};
+
+/// Words of [p, p + n) that are not `tag`, counted by a kernel on the default stream.
+unsigned long long mismatches(const unsigned* p, std::size_t n, unsigned tag) {
+  unsigned long long* bad = nullptr;
+  CUDA_REQUIRE(cudaMalloc(reinterpret_cast<void**>(&bad), sizeof(unsigned long long)));
+  CUDA_REQUIRE(cudaMemset(bad, 0, sizeof(unsigned long long)));
+  CUDA_REQUIRE(launch_count_mismatches(p, n, tag, bad, nullptr));
+  unsigned long long count = 0;
+  CUDA_REQUIRE(cudaMemcpy(&count, bad, sizeof count, cudaMemcpyDeviceToHost));
+  CUDA_REQUIRE(cudaFree(bad));
+  return count;
+}
+
 }  // namespace
 
 TEST_CASE("aliases (GPU): a chunk moved to a block and taken back at its old address maps the same memory",
           "[cuda][aliases]") {
-  device_vmm alloc{stash::cuda_vmm_backend(current_device()), aliasing()};
-  const std::size_t page = alloc.backend().page_size();
-  const std::size_t words_per_page = page / sizeof(unsigned);
-  void* x = alloc.allocate(2 * page);
-  void* guard = alloc.allocate(page);
-  const auto x_at = reinterpret_cast<std::uintptr_t>(x);
-  alloc.deallocate(x);
-  auto* y = static_cast<unsigned*>(alloc.allocate(3 * page));  // x's two idle pages move here
-  REQUIRE(alloc.page_moves() == 2);
-  REQUIRE(alloc.backend().aliased_pages() == 2);
+  scene sc;
+  auto& [alloc, page, words_per_page, guard, y, x_at] = sc;
   CHECK(alloc.reserved_bytes() == alloc.backend().mapped_bytes());
   CHECK(alloc.reserved_bytes() == 4 * page);
   for (unsigned i = 0; i < 3; ++i) CUDA_REQUIRE(launch_fill(y + i * words_per_page, words_per_page, 0x1000u + i, nullptr));
@@ -68,15 +93,8 @@ TEST_CASE("aliases (GPU): a chunk moved to a block and taken back at its old add
   CHECK(seen[0] != seen[1]);
   for (unsigned w : seen) CHECK((w == 0x1000u || w == 0x1001u || w == 0x1002u));
   // And written through x2's, by a kernel: the whole block.
-  unsigned long long* bad = nullptr;
-  CUDA_REQUIRE(cudaMalloc(reinterpret_cast<void**>(&bad), sizeof(unsigned long long)));
-  CUDA_REQUIRE(cudaMemset(bad, 0, sizeof(unsigned long long)));
   CUDA_REQUIRE(launch_fill(x2, 2 * words_per_page, 0xC0FFEEu, nullptr));
-  CUDA_REQUIRE(launch_count_mismatches(x2, 2 * words_per_page, 0xC0FFEEu, bad, nullptr));
-  unsigned long long mismatches = 1;
-  CUDA_REQUIRE(cudaMemcpy(&mismatches, bad, sizeof mismatches, cudaMemcpyDeviceToHost));
-  CHECK(mismatches == 0);
-  CUDA_REQUIRE(cudaFree(bad));
+  CHECK(mismatches(x2, 2 * words_per_page, 0xC0FFEEu) == 0);
   alloc.deallocate(x2);
   alloc.deallocate(guard);
   alloc.empty_cache();
@@ -86,14 +104,8 @@ TEST_CASE("aliases (GPU): a chunk moved to a block and taken back at its old add
 
 TEST_CASE("aliases (GPU): a chunk in use at its other address is not taken; the two blocks keep their data",
           "[cuda][aliases]") {
-  device_vmm alloc{stash::cuda_vmm_backend(current_device()), aliasing()};
-  const std::size_t page = alloc.backend().page_size();
-  const std::size_t words_per_page = page / sizeof(unsigned);
-  void* x = alloc.allocate(2 * page);
-  void* guard = alloc.allocate(page);
-  alloc.deallocate(x);
-  auto* y = static_cast<unsigned*>(alloc.allocate(3 * page));
-  REQUIRE(alloc.backend().aliased_pages() == 2);
+  scene sc;
+  auto& [alloc, page, words_per_page, guard, y, x_at] = sc;
   CUDA_REQUIRE(launch_fill(y, 3 * words_per_page, 0xAAAAu, nullptr));
   auto* x2 = static_cast<unsigned*>(alloc.allocate(2 * page));  // y is live: the aliases are unmapped
   CHECK(alloc.alias_activations() == 0);
@@ -101,16 +113,8 @@ TEST_CASE("aliases (GPU): a chunk in use at its other address is not taken; the 
   CHECK(alloc.reserved_bytes() == alloc.backend().mapped_bytes());
   CHECK(alloc.reserved_bytes() == 6 * page);
   CUDA_REQUIRE(launch_fill(x2, 2 * words_per_page, 0xBBBBu, nullptr));
-  unsigned long long* bad = nullptr;
-  CUDA_REQUIRE(cudaMalloc(reinterpret_cast<void**>(&bad), 2 * sizeof(unsigned long long)));
-  CUDA_REQUIRE(cudaMemset(bad, 0, 2 * sizeof(unsigned long long)));
-  CUDA_REQUIRE(launch_count_mismatches(y, 3 * words_per_page, 0xAAAAu, bad, nullptr));
-  CUDA_REQUIRE(launch_count_mismatches(x2, 2 * words_per_page, 0xBBBBu, bad + 1, nullptr));
-  unsigned long long mismatches[2] = {1, 1};
-  CUDA_REQUIRE(cudaMemcpy(mismatches, bad, sizeof mismatches, cudaMemcpyDeviceToHost));
-  CHECK(mismatches[0] == 0);
-  CHECK(mismatches[1] == 0);
-  CUDA_REQUIRE(cudaFree(bad));
+  CHECK(mismatches(y, 3 * words_per_page, 0xAAAAu) == 0);
+  CHECK(mismatches(x2, 2 * words_per_page, 0xBBBBu) == 0);
   for (void* p : {static_cast<void*>(x2), static_cast<void*>(y), guard}) alloc.deallocate(p);
   alloc.empty_cache();
   CHECK(alloc.backend().mapped_bytes() == 0);
