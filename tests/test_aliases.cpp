@@ -228,6 +228,56 @@ TEST_CASE("aliases: a free pending on the GPU keeps its chunk from being taken a
   check_counted(a);
 }
 
+TEST_CASE("aliases: an alias the backend refuses or fails on changes no figure", "[aliases][paged][errors]") {
+  // x (2 pages) freed under a guard, then y (3 pages) above it: each of x's pages would move there as
+  // an alias (the first and the second alias_pages call of the request).
+  for (const std::size_t failing : {std::size_t{1}, std::size_t{2}}) {
+    DYNAMIC_SECTION("out of memory on alias_pages call " << failing << ": the page is mapped anew instead") {
+      host_paged a(stash::simulated_paged_backend{}, aliasing());
+      auto& b = a.backend();
+      void* x = a.allocate(2 * page);
+      void* guard = a.allocate(page);
+      a.deallocate(x);
+      b.fail_alias_call(failing, false);
+      void* y = a.allocate(3 * page);
+      CHECK(b.aliased_pages() == 1);  // one of x's pages moved as an alias, the other did not
+      CHECK(a.page_moves() == 1);
+      check_counted(a);
+      check_no_sharing(b, {{y, 3 * page}, {guard, page}});
+      for (void* p : {y, guard}) a.deallocate(p);
+      a.empty_cache();
+      CHECK(b.mapped_bytes() == 0);
+      CHECK(b.aliased_pages() == 0);
+      check_counted(a);
+    }
+    DYNAMIC_SECTION("a driver error on alias_pages call " << failing << ": the request throws it, nothing live changed") {
+      host_paged a(stash::simulated_paged_backend{}, aliasing());
+      auto& b = a.backend();
+      void* x = a.allocate(2 * page);
+      void* guard = a.allocate(page);
+      a.deallocate(x);
+      const auto stats_before = a.stats();
+      const std::size_t reserved_before = a.reserved_bytes();
+      b.fail_alias_call(failing, true);
+      CHECK_THROWS_AS(a.allocate(3 * page), stash::cuda_error);
+      CHECK(a.stats().allocated_bytes == stats_before.allocated_bytes);
+      CHECK(a.stats().allocations == stats_before.allocations);
+      // A chunk aliased before the failure was given back (a moved chunk has no access yet); the rest
+      // of the memory is what it was.
+      CHECK(a.reserved_bytes() <= reserved_before);
+      check_counted(a);
+      void* y = a.allocate(3 * page);  // the same request, now served
+      check_no_sharing(b, {{y, 3 * page}, {guard, page}});
+      check_counted(a);
+      for (void* p : {y, guard}) a.deallocate(p);
+      a.empty_cache();
+      CHECK(b.mapped_bytes() == 0);
+      CHECK(b.aliased_pages() == 0);
+      check_counted(a);
+    }
+  }
+}
+
 TEST_CASE("aliases: a random walk never puts two live blocks on one physical page", "[aliases][paged]") {
   // Requests of up to 7 pages on a small device with every idle page moved first, freed, trimmed:
   // chunks are aliased, taken back, unmapped where in use, given back, and requests fail. After every

@@ -186,10 +186,16 @@ class simulated_paged_backend {
   /// cuMemMap of the allocation mapped at `from` (a whole chunk of n pages, or a whole alias of one)
   /// at the n pages from `to` on too, as an alias, without access there until set_access; its memory is
   /// counted once, held until its last mapping is unmapped. A misuse (and false, nothing changed) when
-  /// `from` is neither or a page from `to` on is mapped or outside the range.
-  bool alias_pages(std::uintptr_t from, std::uintptr_t to, std::size_t n) noexcept {
+  /// `from` is neither or a page from `to` on is mapped or outside the range. On the call
+  /// fail_alias_call chose, false (out of memory) or stash::cuda_error, nothing changed.
+  bool alias_pages(std::uintptr_t from, std::uintptr_t to, std::size_t n) {
     ++alias_calls_;
     ++driver_calls_;
+    if (alias_calls_ == failing_alias_) {
+      if (alias_failure_throws_)
+        throw cuda_error(2, "simulated_paged_backend: injected failure on alias_pages call " + std::to_string(alias_calls_));
+      return false;
+    }
     const bool whole_alias = in_range(from) && alias_pages_[index(from)] == n;
     if (!(whole_alias ? unmapped_run(to, n) : chunk_may_map_at(from, to, n))) return false;
     for (std::size_t i = 0; i < n; ++i) {
@@ -202,8 +208,14 @@ class simulated_paged_backend {
     aliased_pages_ += n;
     return true;
   }
-  /// alias_pages calls (one driver call each).
+  /// alias_pages calls (one driver call each), failed ones included.
   std::size_t alias_calls() const noexcept { return alias_calls_; }
+  /// The n-th alias_pages call from now on (1: the next) fails: out of memory (false), or with `throws`
+  /// a stash::cuda_error, as cuda_vmm_backend's does when the driver fails otherwise; 0: none does.
+  void fail_alias_call(std::size_t n, bool throws) noexcept {
+    failing_alias_ = n == 0 ? 0 : alias_calls_ + n;
+    alias_failure_throws_ = throws;
+  }
   /// The physical page mapped at the page of address `a`, whichever mapping of its allocation that is:
   /// the allocation's id and the page's index in it ({0, 0}: nothing mapped there). Two addresses with
   /// the same answer share memory.
@@ -432,6 +444,8 @@ class simulated_paged_backend {
   std::vector<std::uint32_t> unused_allocations_;  // ids free for reuse
   std::size_t aliased_pages_ = 0, remap_calls_ = 0, alias_calls_ = 0;
   std::size_t throwing_remap_ = 0;  // the remap_pages call that throws (throw_on_remap); 0: none
+  std::size_t failing_alias_ = 0;   // the alias_pages call that fails (fail_alias_call); 0: none
+  bool alias_failure_throws_ = false;
   std::size_t mapped_bytes_ = 0, peak_mapped_bytes_ = 0;
   std::size_t map_calls_ = 0, move_calls_ = 0, chunk_moves_ = 0, moved_pages_ = 0, unmap_calls_ = 0, misuses_ = 0, driver_calls_ = 0;
   mutable std::size_t export_calls_ = 0;
