@@ -77,6 +77,19 @@ void check_counted(const paged& a) {
   CHECK(a.backend().misuses() == 0);
 }
 
+/// f() throws the simulated backend's injected cuda_error (throw_on_remap).
+template <class F>
+void check_injected_failure(F&& f) {
+  bool threw = false;
+  try {
+    f();
+  } catch (const stash::cuda_error& e) {
+    threw = true;
+    CHECK(e.code() == 2);
+  }
+  CHECK(threw);
+}
+
 /// With nothing live, empty_cache gives everything back: no alias, nothing mapped, nothing counted.
 void check_emptied(paged& a) {
   a.empty_cache();
@@ -445,14 +458,7 @@ TEST_CASE("remap: a remap that throws leaves the chunks remapped before it count
   const stash::stats_snapshot before = a.stats();
 
   a.backend().throw_on_remap(k);
-  bool threw = false;
-  try {
-    (void)a.allocate(10 * MiB, s);
-  } catch (const stash::cuda_error& e) {
-    threw = true;
-    CHECK(e.code() == 2);
-  }
-  CHECK(threw);
+  check_injected_failure([&] { (void)a.allocate(10 * MiB, s); });
   REQUIRE(b.remap_calls() == k);  // the path under test: k - 1 chunks remapped, then the throw
   CHECK(b.aliased_pages() == k - 1);
   for (std::size_t i = 1; i < k; ++i) CHECK(b.aliased(addr(x) + (4 - i) * page));
@@ -501,14 +507,7 @@ TEST_CASE("remap: a remap that throws for a block of chunks of several pages kee
   const stash::stats_snapshot before = a.stats();
 
   a.backend().throw_on_remap(2);
-  bool threw = false;
-  try {
-    (void)a.allocate(24 * MiB, s);
-  } catch (const stash::cuda_error& e) {
-    threw = true;
-    CHECK(e.code() == 2);
-  }
-  CHECK(threw);
+  check_injected_failure([&] { (void)a.allocate(24 * MiB, s); });
   REQUIRE(b.remap_calls() == 2);  // the path under test: one chunk remapped, the second remap threw
   CHECK(b.aliased_pages() == 4);
   CHECK(b.mapped_bytes() == mapped);

@@ -17,9 +17,11 @@
 
 using namespace stash_test;
 
-TEST_CASE("remap (GPU): a kernel writes pages remapped from a pending free at their new address",
-          "[cuda][streams][remap]") {
-  stash::caching_options o;  // every page move allowed, pages mapped alone, one region (as tests/test_remap.cpp)
+namespace {
+
+/// Every page move allowed, pages mapped alone, one region (as tests/test_remap.cpp).
+stash::caching_options remapping() {
+  stash::caching_options o;
   o.remap_pending_pages = true;
   o.remap_min_age = 1;
   o.remap_min_pages = 1;
@@ -27,6 +29,14 @@ TEST_CASE("remap (GPU): a kernel writes pages remapped from a pending free at th
   o.pages_between_moves = 0;
   o.max_chunk_pages = 1;
   o.small_region = false;
+  return o;
+}
+
+}  // namespace
+
+TEST_CASE("remap (GPU): a kernel writes pages remapped from a pending free at their new address",
+          "[cuda][streams][remap]") {
+  const stash::caching_options o = remapping();
   device_vmm alloc{stash::cuda_vmm_backend(current_device()), o};
   const std::size_t page = alloc.backend().page_size();
   const std::size_t words_per_page = page / sizeof(unsigned);
@@ -132,14 +142,7 @@ TEST_CASE("remap (GPU): a remapped chunk given back while its alias waits stays 
   // (s held by a host function; nothing was queued on y), and trim_cache gives y's pages back at y's
   // address (cuMemUnmap, cuMemRelease). The memory of pages 1-3 stays held through x's aliases until x's
   // free completes: the allocator counts it, and so does the backend.
-  stash::caching_options o;  // as the first test case
-  o.remap_pending_pages = true;
-  o.remap_min_age = 1;
-  o.remap_min_pages = 1;
-  o.page_slack = 0;
-  o.pages_between_moves = 0;
-  o.max_chunk_pages = 1;
-  o.small_region = false;
+  const stash::caching_options o = remapping();
   device_vmm alloc{stash::cuda_vmm_backend(current_device()), o};
   const auto& b = alloc.backend();
   const std::size_t page = b.page_size();
