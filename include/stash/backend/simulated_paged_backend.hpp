@@ -221,8 +221,7 @@ class simulated_paged_backend {
   /// the same answer share memory.
   std::pair<std::uint32_t, std::size_t> physical_page(std::uintptr_t a) const noexcept {
     if (!in_range(a) || !mapped_[index(a)]) return {0, 0};
-    std::size_t first = index(a);
-    while (chunk_pages_[first] == 0 && alias_pages_[first] == 0 && first > 0) --first;
+    const std::size_t first = mapping_first(index(a));
     return {allocation_[first], index(a) - first};
   }
 
@@ -301,8 +300,7 @@ class simulated_paged_backend {
   /// that a test can tell which chunk was exported. invalid_pointer when no page is mapped at `a`.
   int export_chunk(std::uintptr_t a) const {
     if (!in_range(a) || !mapped_[index(a)]) throw invalid_pointer(reinterpret_cast<void*>(a), "export_chunk: page is not mapped");
-    std::size_t first = index(a);
-    while (chunk_pages_[first] == 0 && alias_pages_[first] == 0 && first > 0 && mapped_[first - 1]) --first;
+    const std::size_t first = mapping_first(index(a));
     const std::size_t bytes = std::size_t{chunk_pages_[first] + alias_pages_[first]} * page_;
     const int fd = ::memfd_create("stash-simulated-chunk", MFD_CLOEXEC);
     if (fd < 0) throw error(std::string("stash: simulated export_chunk: memfd_create: ") + std::strerror(errno));
@@ -365,6 +363,11 @@ class simulated_paged_backend {
 
   bool in_range(std::uintptr_t a) const noexcept { return a >= base_ && (a - base_) / page_ < mapped_.size(); }
   std::size_t index(std::uintptr_t a) const noexcept { return (a - base_) / page_; }
+  /// The first page of the mapping (a chunk's own, or an alias) that mapped page i belongs to.
+  std::size_t mapping_first(std::size_t i) const noexcept {
+    while (chunk_pages_[i] == 0 && alias_pages_[i] == 0 && i > 0 && mapped_[i - 1]) --i;
+    return i;
+  }
   /// Whether [a, a + n pages) is one chunk as mapped; a misuse when not.
   bool whole_chunk(std::uintptr_t a, std::size_t n) noexcept {
     if (in_range(a) && chunk_pages_[index(a)] == n) return true;

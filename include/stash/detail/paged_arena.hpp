@@ -628,17 +628,21 @@ class paged_arena {
   /// page_moves and in the ration.
   void chunk_moved(std::size_t from, std::size_t n, std::size_t to) noexcept {
     follow_remapped(from, to);
-    for (std::size_t q = 0; q < n; ++q) pages_.set_mapped(from + q, false);
-    pages_.clear_chunk(from, from + n - 1);
-    for (std::size_t q = to; q < to + n; ++q) {
-      pages_.set_mapped(q, true);
-      pages_.set_moved(q);
-    }
-    pages_.set_chunk(to, to + n - 1);
+    move_chunk_marks(from, n, to);
+    for (std::size_t q = to; q < to + n; ++q) pages_.set_moved(q);
     ungranted_first_ = std::min(ungranted_first_, to);
     ungranted_last_ = std::max(ungranted_last_, to + n - 1);
     page_moves_ += n;
     backed_since_move_ = n - 1;
+  }
+
+  /// The page table's marks of the chunk of n pages mapped at `from` (mapped, chunk bounds) move to
+  /// pages [to, to + n - 1].
+  void move_chunk_marks(std::size_t from, std::size_t n, std::size_t to) noexcept {
+    for (std::size_t q = from; q < from + n; ++q) pages_.set_mapped(q, false);
+    pages_.clear_chunk(from, from + n - 1);
+    for (std::size_t q = to; q < to + n; ++q) pages_.set_mapped(q, true);
+    pages_.set_chunk(to, to + n - 1);
   }
 
   /// Stream order, remap_pending_pages: no page is idle, so a chunk that a free block pending on the
@@ -799,10 +803,7 @@ class paged_arena {
                                    [&](std::size_t a) { return a <= q && q < a + c.pages; });
       const std::size_t a = *at;
       if (chunk_idle(c.active, c.pages)) {
-        for (std::size_t i = 0; i < c.pages; ++i) pages_.set_mapped(c.active + i, false);
-        pages_.clear_chunk(c.active, c.active + c.pages - 1);
-        for (std::size_t i = 0; i < c.pages; ++i) pages_.set_mapped(a + i, true);
-        pages_.set_chunk(a, a + c.pages - 1);
+        move_chunk_marks(c.active, c.pages, a);
         *at = std::exchange(c.active, a);
         ++alias_activations_;
       } else {
@@ -829,40 +830,38 @@ class paged_arena {
   /// with the block's other new pages), keeps `from` as an inactive alias, and counts it as a move
   /// (chunk_moved). Throws std::bad_alloc before any driver call when the host heap fails.
   bool alias_chunk_to(std::size_t from, std::size_t n, std::size_t to) {
-    if constexpr (aliasing) return alias_chunk_to_in(from, n, to);
-    else return (void)from, (void)n, (void)to, false;
-  }
-  bool alias_chunk_to_in(std::size_t from, std::size_t n, std::size_t to)
-    requires aliasing
-  {
-    std::uint32_t id = alias_id_[from];
-    if (id == 0) {  // the host memory first: a new record, and room for the alias in it
-      if (free_alias_ids_.empty()) {
-        aliased_.emplace_back();
-        free_alias_ids_.reserve(aliased_.size());
-        free_alias_ids_.push_back(static_cast<std::uint32_t>(aliased_.size()));
-      }
-      aliased_[free_alias_ids_.back() - 1].inactive.reserve(1);
+    if constexpr (!aliasing) {
+      return (void)from, (void)n, (void)to, false;
     } else {
+      std::uint32_t id = alias_id_[from];
+      if (id == 0) {  // the host memory first: a new record, and room for the alias in it
+        if (free_alias_ids_.empty()) {
+          aliased_.emplace_back();
+          free_alias_ids_.reserve(aliased_.size());
+          free_alias_ids_.push_back(static_cast<std::uint32_t>(aliased_.size()));
+        }
+        aliased_[free_alias_ids_.back() - 1].inactive.reserve(1);
+      } else {
+        aliased_chunk& c = aliased_[id - 1];
+        c.inactive.reserve(c.inactive.size() + 1);
+      }
+      if (!backend_.alias_pages(page_address(from), page_address(to), n)) return false;
+      if (id == 0) {
+        id = free_alias_ids_.back();
+        free_alias_ids_.pop_back();
+        aliased_chunk& c = aliased_[id - 1];
+        c.pages = n;
+        c.owner = from;
+        c.inactive.clear();
+        std::fill_n(alias_id_.begin() + static_cast<std::ptrdiff_t>(from), n, id);
+      }
       aliased_chunk& c = aliased_[id - 1];
-      c.inactive.reserve(c.inactive.size() + 1);
+      c.inactive.push_back(from);  // reserved above
+      c.active = to;
+      std::fill_n(alias_id_.begin() + static_cast<std::ptrdiff_t>(to), n, id);
+      chunk_moved(from, n, to);
+      return true;
     }
-    if (!backend_.alias_pages(page_address(from), page_address(to), n)) return false;
-    if (id == 0) {
-      id = free_alias_ids_.back();
-      free_alias_ids_.pop_back();
-      aliased_chunk& c = aliased_[id - 1];
-      c.pages = n;
-      c.owner = from;
-      c.inactive.clear();
-      std::fill_n(alias_id_.begin() + static_cast<std::ptrdiff_t>(from), n, id);
-    }
-    aliased_chunk& c = aliased_[id - 1];
-    c.inactive.push_back(from);  // reserved above
-    c.active = to;
-    std::fill_n(alias_id_.begin() + static_cast<std::ptrdiff_t>(to), n, id);
-    chunk_moved(from, n, to);
-    return true;
   }
 
   /// Unmaps one mapping of chunk c, at page a, in the backend: its own (unmap_pages; the memory stays
