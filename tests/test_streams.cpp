@@ -237,18 +237,21 @@ TEST_CASE("streams: one event per stream covers every free since the last one", 
   CHECK(o.unreleased_events() == 0);  // the retired epoch's event went back
 }
 
-TEST_CASE("streams: a stream that never misses closes an epoch every 1024 frees and keeps few events",
+TEST_CASE("streams: a stream that never misses closes an epoch every frees_per_epoch frees and keeps few events",
           "[streams]") {
   segments a;
   auto& o = a.ordering();
   const stash::stream s = o.make_stream();
+  constexpr int per_epoch = static_cast<int>(stash::detail::stream_layer<stash::simulated_ordering>::frees_per_epoch);
   a.deallocate(a.allocate(64 * KiB, s), s);
-  for (int i = 0; i < 5000; ++i) {  // all from the cache: no miss ever closes the epoch
+  for (int i = 0; i < 4 * per_epoch + 100; ++i) {  // all from the cache: no miss ever closes the epoch
     a.deallocate(a.allocate(64 * KiB, s), s);
+    if (i == per_epoch - 3) CHECK(o.records() == 0);  // one free short of the first close
+    if (i == per_epoch - 2) CHECK(o.records() == 1);
     o.complete_all();  // the GPU keeps up
   }
-  CHECK(a.stats().cache_hits == 5000);
-  CHECK(o.records() == 4);  // at the 1024th, 2048th, 3072nd and 4096th free
+  CHECK(a.stats().cache_hits == 4 * per_epoch + 100);
+  CHECK(o.records() == 4);  // at frees 1, 2, 3 and 4 times per_epoch
   CHECK(a.stream_stats().epochs_retired == 3);  // each close retires the epochs before it that completed
   CHECK(o.unreleased_events() == 1);
   CHECK(o.capture_violations() == 0);

@@ -18,7 +18,7 @@
 //
 // Closing an epoch (recording its event) happens in a call on its own stream (or in any call for the
 // legacy default stream, which is never destroyed): when that call misses the cache, at the free that
-// makes its open epoch 1024 frees long, after every free on a per-thread default stream, and at the
+// makes its open epoch 8192 frees long, after every free on a per-thread default stream, and at the
 // next call on the stream after a close was requested. A close is requested for every stream with
 // frees in its open epoch when a call on another stream misses the cache or the cache is trimmed. All
 // of these are one number per stream, close_at: the free path compares the open epoch's length with
@@ -84,8 +84,11 @@ class stream_layer {
  public:
   /// An open epoch is closed (its event recorded) at the free that makes it this long, so that frees
   /// keep becoming ready (their pages movable, their segments releasable) while a single stream
-  /// works from its own cache: three runtime calls per 1024 frees.
-  static constexpr std::size_t frees_per_epoch = 1024;
+  /// works from its own cache. A close and its retire make four runtime calls, 1.1-1.4 us of host
+  /// time on an H200; at 1024 the warm replays ran 1.2-5.5% slower per op than at 8192 (llama 4.2%),
+  /// more than the calls alone, and held the same memory on the simulated device, lagged or not, as
+  /// at 8192 or never (a miss closes its stream's epoch anyway; bench/RESULTS.md, twenty-fifth session).
+  static constexpr std::size_t frees_per_epoch = 8192;
 
   struct counters {
     std::uint64_t epochs_recorded = 0;
