@@ -410,17 +410,13 @@ class basic_cuda_vmm_backend {
   /// std::bad_alloc when the host heap has no room for the chunk's count of mappings. Nothing changed
   /// when it throws.
   bool remap_pages(std::uintptr_t from, std::uintptr_t to, std::size_t n) {
-    const std::size_t source = index_of(from, "remap_pages"), target = index_of(to, "remap_pages");
+    const std::size_t source = index_of(from, "remap_pages");
     if (!pages_[source].mapped || pages_[source].chunk_pages != n)
       throw invalid_pointer(reinterpret_cast<void*>(from), "remap_pages: not a chunk of that many pages");
-    if (n > pages_.size() - target) throw invalid_pointer(reinterpret_cast<void*>(to), "remap_pages: past the reserved range");
-    for (std::size_t i = target; i < target + n; ++i)
-      if (pages_[i].mapped || pages_[i].alias)
-        throw invalid_pointer(reinterpret_cast<void*>(base_ + i * page_size_), "page is already mapped");
+    const std::size_t target = unmapped_target(to, n, "remap_pages");
     // The chunk's entry in shared_ (its mappings), made or found before the driver call: the host
     // memory comes first, so that nothing throws once the chunk is mapped twice.
-    std::uint32_t id = pages_[source].shared;
-    if (id == 0) id = unused_shared_entry();
+    const std::uint32_t id = shared_entry_of(source);
     cuda::device_guard guard(device_);
     cuda::relaxed_capture_mode relaxed;  // legal during a graph capture (cuda/capture_mode.hpp)
     const CUmemGenericAllocationHandle handle = pages_[source].handle;
@@ -429,12 +425,7 @@ class basic_cuda_vmm_backend {
     STASH_CU_CHECK(status);
     for (std::size_t i = 0; i < n; ++i) pages_[target + i] = std::exchange(pages_[source + i], page{handle, false, 0, true});
     pages_[source].chunk_pages = n;  // the alias's pages, for unmap_alias
-    shared_mapping& entry = shared_[id - 1];
-    if (entry.mappings == 0) entry = {n, 1};  // its own mapping
-    ++entry.mappings;                          // and the alias
-    pages_[target].shared = id;
-    pages_[source].shared = id;
-    aliased_pages_ += n;
+    count_new_mapping(id, source, target, n);
     return true;
   }
 
@@ -448,15 +439,11 @@ class basic_cuda_vmm_backend {
   /// neither or a page from `to` on is mapped (or an alias) or outside the range; std::bad_alloc when
   /// the host heap has no room for the chunk's count of mappings. Nothing changed when it throws.
   bool alias_pages(std::uintptr_t from, std::uintptr_t to, std::size_t n) {
-    const std::size_t source = index_of(from, "alias_pages"), target = index_of(to, "alias_pages");
+    const std::size_t source = index_of(from, "alias_pages");
     if (!(pages_[source].mapped || pages_[source].alias) || pages_[source].chunk_pages != n)
       throw invalid_pointer(reinterpret_cast<void*>(from), "alias_pages: not a chunk or alias of that many pages");
-    if (n > pages_.size() - target) throw invalid_pointer(reinterpret_cast<void*>(to), "alias_pages: past the reserved range");
-    for (std::size_t i = target; i < target + n; ++i)
-      if (pages_[i].mapped || pages_[i].alias)
-        throw invalid_pointer(reinterpret_cast<void*>(base_ + i * page_size_), "page is already mapped");
-    std::uint32_t id = pages_[source].shared;  // the host memory first (see remap_pages)
-    if (id == 0) id = unused_shared_entry();
+    const std::size_t target = unmapped_target(to, n, "alias_pages");
+    const std::uint32_t id = shared_entry_of(source);  // the host memory first (see remap_pages)
     cuda::device_guard guard(device_);
     cuda::relaxed_capture_mode relaxed;  // legal during a graph capture (cuda/capture_mode.hpp)
     CUmemGenericAllocationHandle handle = 0;
@@ -467,12 +454,7 @@ class basic_cuda_vmm_backend {
     STASH_CU_CHECK(status);
     for (std::size_t i = 0; i < n; ++i) pages_[target + i] = page{0, false, 0, true};
     pages_[target].chunk_pages = n;
-    shared_mapping& entry = shared_[id - 1];
-    if (entry.mappings == 0) entry = {n, 1};  // the mapping at `from`
-    ++entry.mappings;                          // and the new alias
-    pages_[target].shared = id;
-    pages_[source].shared = id;
-    aliased_pages_ += n;
+    count_new_mapping(id, source, target, n);
     return true;
   }
 
@@ -679,6 +661,32 @@ class basic_cuda_vmm_backend {
     drop_shared_mapping(id, false);
   }
 
+  /// The first of the n pages from `to` on, where a new mapping goes: invalid_pointer when one of them
+  /// is past the reserved range, mapped or an alias.
+  std::size_t unmapped_target(std::uintptr_t to, std::size_t n, const char* what) const {
+    const std::size_t target = index_of(to, what);
+    if (n > pages_.size() - target) throw invalid_pointer(reinterpret_cast<void*>(to), std::string(what) + ": past the reserved range");
+    for (std::size_t i = target; i < target + n; ++i)
+      if (pages_[i].mapped || pages_[i].alias)
+        throw invalid_pointer(reinterpret_cast<void*>(base_ + i * page_size_), "page is already mapped");
+    return target;
+  }
+  /// The index + 1 of the entry of shared_ counting the mappings of the physical allocation at page
+  /// `source`, made (with no mapping yet) if it has none. May throw std::bad_alloc.
+  std::uint32_t shared_entry_of(std::size_t source) {
+    const std::uint32_t id = pages_[source].shared;
+    return id != 0 ? id : unused_shared_entry();
+  }
+  /// After the allocation at page `source` was mapped at the n pages from `target` on too: counts that
+  /// mapping (and the one at `source`, if it was the first) in entry `id`.
+  void count_new_mapping(std::uint32_t id, std::size_t source, std::size_t target, std::size_t n) noexcept {
+    shared_mapping& entry = shared_[id - 1];
+    if (entry.mappings == 0) entry = {n, 1};  // the mapping at `source`
+    ++entry.mappings;                          // and the new one
+    pages_[target].shared = id;
+    pages_[source].shared = id;
+    aliased_pages_ += n;
+  }
   /// The index + 1 of an entry of shared_ with no mapping, made if there is none (the vector grows
   /// geometrically). Throws std::bad_alloc, nothing changed.
   std::uint32_t unused_shared_entry() {
