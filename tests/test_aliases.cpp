@@ -16,8 +16,12 @@
 #include "stash/backend/simulated_paged_backend.hpp"
 #include "stash/caching_allocator.hpp"
 #include "stash/ordering/simulated_ordering.hpp"
+#include "support/paged_checks.hpp"
 
 namespace {
+
+using stash::test::check_counted;
+using stash::test::check_emptied;
 
 constexpr std::size_t MiB = std::size_t{1} << 20;
 constexpr std::size_t page = 2 * MiB;
@@ -36,14 +40,6 @@ stash::caching_options aliasing(std::size_t chunk_pages = 1) {
   o.max_chunk_pages = chunk_pages;
   o.small_region = false;
   return o;
-}
-
-/// The arena's figures are the memory the backend holds, and it saw no misuse.
-template <class A>
-void check_counted(const A& a) {
-  CHECK(a.reserved_bytes() == a.backend().mapped_bytes());
-  CHECK(a.stats().reserved_bytes == a.reserved_bytes());
-  CHECK(a.backend().misuses() == 0);
 }
 
 /// The physical pages under [p, p + bytes).
@@ -85,6 +81,27 @@ struct scene {
 
 }  // namespace
 
+TEST_CASE("aliases: a move that keeps its alias counts the driver calls cuda_vmm_backend makes for it",
+          "[aliases][paged]") {
+  for (const bool keep : {false, true}) {
+    stash::caching_options o = aliasing();
+    o.keep_page_aliases = keep;
+    host_paged a(stash::simulated_paged_backend{}, o);
+    void* x = a.allocate(2 * page);
+    void* guard = a.allocate(page);
+    a.deallocate(x);
+    const std::size_t before = a.backend().driver_calls();
+    void* y = a.allocate(3 * page);  // x's two idle pages move under y, one page is made
+    CHECK(a.page_moves() == 2);
+    // A move without its alias: cuMemUnmap and cuMemMap. With it: cuMemRetainAllocationHandle, cuMemMap,
+    // cuMemRelease. Then the new page (cuMemCreate, cuMemMap) and one access grant over y's three pages.
+    CHECK(a.backend().driver_calls() - before == (keep ? 3 : 2) * 2 + 2 + 1);
+    CHECK(a.backend().alias_calls() == (keep ? 2 : 0));
+    a.deallocate(y);
+    a.deallocate(guard);
+  }
+}
+
 TEST_CASE("aliases: a moved chunk stays mapped at its old address and is taken back there without a driver call",
           "[aliases][paged]") {
   scene sc(aliasing());
@@ -111,10 +128,7 @@ TEST_CASE("aliases: a moved chunk stays mapped at its old address and is taken b
   check_counted(a);
   a.deallocate(x2);
   a.deallocate(sc.guard);
-  a.empty_cache();
-  CHECK(b.aliased_pages() == 0);
-  CHECK(b.mapped_bytes() == 0);
-  check_counted(a);
+  check_emptied(a);
 }
 
 TEST_CASE("aliases: a chunk in use at its other address is not taken: the alias is unmapped, the pages backed anew",
@@ -132,9 +146,7 @@ TEST_CASE("aliases: a chunk in use at its other address is not taken: the alias 
   check_no_sharing(b, {{sc.y, 3 * page}, {x2, 2 * page}, {sc.guard, page}});
   check_counted(a);
   for (void* p : {x2, sc.y, sc.guard}) a.deallocate(p);
-  a.empty_cache();
-  CHECK(b.mapped_bytes() == 0);
-  check_counted(a);
+  check_emptied(a);
 }
 
 TEST_CASE("aliases: off, a move unmaps the old address; with remap_pending_pages, invalid_option",
@@ -168,9 +180,7 @@ TEST_CASE("aliases: trim_cache and empty_cache give back every mapping of a chun
   check_counted(a);
   a.deallocate(x2);
   a.deallocate(sc.guard);
-  a.empty_cache();
-  CHECK(b.mapped_bytes() == 0);
-  check_counted(a);
+  check_emptied(a);
 }
 
 TEST_CASE("aliases: a chunk of several pages moves and comes back whole", "[aliases][paged]") {
@@ -195,10 +205,7 @@ TEST_CASE("aliases: a chunk of several pages moves and comes back whole", "[alia
   check_counted(a);
   a.deallocate(x2);
   a.deallocate(guard);
-  a.empty_cache();
-  CHECK(b.mapped_bytes() == 0);
-  CHECK(b.aliased_pages() == 0);
-  check_counted(a);
+  check_emptied(a);
 }
 
 TEST_CASE("aliases: a free pending on the GPU keeps its chunk from being taken at another address",
@@ -223,9 +230,7 @@ TEST_CASE("aliases: a free pending on the GPU keeps its chunk from being taken a
   a.deallocate(x2, t);
   a.deallocate(guard, s);
   o.complete_all();
-  a.empty_cache();
-  CHECK(b.mapped_bytes() == 0);
-  check_counted(a);
+  check_emptied(a);
 }
 
 TEST_CASE("aliases: an alias the backend refuses or fails on changes no figure", "[aliases][paged][errors]") {
@@ -245,10 +250,7 @@ TEST_CASE("aliases: an alias the backend refuses or fails on changes no figure",
       check_counted(a);
       check_no_sharing(b, {{y, 3 * page}, {guard, page}});
       for (void* p : {y, guard}) a.deallocate(p);
-      a.empty_cache();
-      CHECK(b.mapped_bytes() == 0);
-      CHECK(b.aliased_pages() == 0);
-      check_counted(a);
+      check_emptied(a);
     }
     DYNAMIC_SECTION("a driver error on alias_pages call " << failing << ": the request throws it, nothing live changed") {
       host_paged a(stash::simulated_paged_backend{}, aliasing());
@@ -270,10 +272,7 @@ TEST_CASE("aliases: an alias the backend refuses or fails on changes no figure",
       check_no_sharing(b, {{y, 3 * page}, {guard, page}});
       check_counted(a);
       for (void* p : {y, guard}) a.deallocate(p);
-      a.empty_cache();
-      CHECK(b.mapped_bytes() == 0);
-      CHECK(b.aliased_pages() == 0);
-      check_counted(a);
+      check_emptied(a);
     }
   }
 }
@@ -321,10 +320,7 @@ TEST_CASE("aliases: a random walk never puts two live blocks on one physical pag
     CHECK(a.alias_unmaps() > 0);
     CHECK(failures > 0);
     for (const auto& [p, bytes] : live) a.deallocate(p);
-    a.empty_cache();
-    CHECK(b.mapped_bytes() == 0);
-    CHECK(b.aliased_pages() == 0);
-    check_counted(a);
+    check_emptied(a);
   }
 }
 
@@ -408,8 +404,5 @@ TEST_CASE("aliases: streams, pending frees and completions keep every figure the
   CHECK(pending_checked > 1000);
   for (const auto& [p, s] : live) a.deallocate(p, s);
   o.complete_all();
-  a.empty_cache();
-  CHECK(b.mapped_bytes() == 0);
-  CHECK(b.aliased_pages() == 0);
-  check_counted(a);
+  check_emptied(a);
 }

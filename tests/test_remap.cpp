@@ -17,8 +17,12 @@
 #include "stash/caching_allocator.hpp"
 #include "stash/ordering/simulated_ordering.hpp"
 #include "support/failing_heap.hpp"
+#include "support/paged_checks.hpp"
 
 namespace {
+
+using stash::test::check_counted;
+using stash::test::check_emptied;
 
 constexpr std::size_t MiB = std::size_t{1} << 20;
 constexpr std::size_t page = 2 * MiB;
@@ -70,13 +74,6 @@ void check_new_pages(const stash::caching_options& o) {
   sc.a.deallocate(sc.guard, sc.s);
 }
 
-/// The arena's figures are the memory the backend holds, aliases included, and it saw no misuse.
-void check_counted(const paged& a) {
-  CHECK(a.reserved_bytes() == a.backend().mapped_bytes());
-  CHECK(a.stats().reserved_bytes == a.reserved_bytes());
-  CHECK(a.backend().misuses() == 0);
-}
-
 /// f() throws the simulated backend's injected cuda_error (throw_on_remap).
 template <class F>
 void check_injected_failure(F&& f) {
@@ -88,15 +85,6 @@ void check_injected_failure(F&& f) {
     CHECK(e.code() == 2);
   }
   CHECK(threw);
-}
-
-/// With nothing live, empty_cache gives everything back: no alias, nothing mapped, nothing counted.
-void check_emptied(paged& a) {
-  a.empty_cache();
-  CHECK(a.backend().aliased_pages() == 0);
-  CHECK(a.backend().mapped_bytes() == 0);
-  CHECK(a.reserved_bytes() == 0);
-  check_counted(a);
 }
 
 }  // namespace

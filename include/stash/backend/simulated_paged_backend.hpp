@@ -190,7 +190,7 @@ class simulated_paged_backend {
   /// fail_alias_call chose, false (out of memory) or stash::cuda_error, nothing changed.
   bool alias_pages(std::uintptr_t from, std::uintptr_t to, std::size_t n) {
     ++alias_calls_;
-    ++driver_calls_;
+    driver_calls_ += 3;  // cuMemRetainAllocationHandle, cuMemMap and cuMemRelease, as cuda_vmm_backend makes
     if (alias_calls_ == failing_alias_) {
       if (alias_failure_throws_)
         throw cuda_error(2, "simulated_paged_backend: injected failure on alias_pages call " + std::to_string(alias_calls_));
@@ -208,7 +208,7 @@ class simulated_paged_backend {
     aliased_pages_ += n;
     return true;
   }
-  /// alias_pages calls (one driver call each), failed ones included.
+  /// alias_pages calls (three driver calls each), failed ones included.
   std::size_t alias_calls() const noexcept { return alias_calls_; }
   /// The n-th alias_pages call from now on (1: the next) fails: out of memory (false), or with `throws`
   /// a stash::cuda_error, as cuda_vmm_backend's does when the driver fails otherwise; 0: none does.
