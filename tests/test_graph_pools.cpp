@@ -232,6 +232,64 @@ TEST_CASE("graph pools: a block record_stream named another stream for is taken 
   CHECK(f.device(0).stats().allocated_bytes == 0);
 }
 
+TEST_CASE("graph pools: after a device-wide synchronize, blocks that waited for two streams serve their own again",
+          "[graph_pools][streams]") {
+  fixture f;
+  f.pools.begin(0, f.id, [&f](stash::stream s) { return s == f.capturing || s == f.other; });
+  void* dropped = f.allocate(2 * MiB, f.capturing);
+  void* shared = f.allocate(2 * MiB, f.capturing);
+  CHECK(f.pools.deallocate(dropped, f.other));  // freed on another stream than its own
+  CHECK(f.pools.record_stream(shared, f.other));
+  f.deallocate(shared, f.capturing);
+  CHECK(f.pools.waiting() == 2);
+  void* before = f.allocate(2 * MiB, f.capturing);  // neither: the other stream's work is not ordered
+  CHECK(before != dropped);
+  CHECK(before != shared);
+  f.deallocate(before, f.capturing);
+  CHECK(f.pools.waiting() == 2);
+
+  CHECK(f.pools.settle_completed() == 2);  // the caller has synchronized the device
+  CHECK(f.pools.waiting() == 0);
+  CHECK(f.pools.settle_completed() == 0);
+  // Still the pool's, for their own stream alone, smallest first as any freed block.
+  void* on_other = f.allocate(2 * MiB, f.other);
+  CHECK(on_other != dropped);
+  CHECK(on_other != shared);
+  std::vector<void*> taken;
+  for (int i = 0; i < 3; ++i) taken.push_back(f.allocate(2 * MiB, f.capturing));
+  CHECK(std::count(taken.begin(), taken.end(), dropped) == 1);
+  CHECK(std::count(taken.begin(), taken.end(), shared) == 1);
+  CHECK(std::count(taken.begin(), taken.end(), before) == 1);
+  CHECK(f.pools.figures(0, f.id).blocks == 4);
+  CHECK(f.device(0).stats().allocations == 4);  // nothing new was asked of the device pool
+  // A new life: record_stream's use of the last one is over, so its next free is an own-stream free.
+  f.deallocate(shared, f.capturing);
+  CHECK(f.pools.waiting() == 0);
+  CHECK(f.allocate(2 * MiB, f.capturing) == shared);
+
+  for (void* p : taken) f.deallocate(p, f.capturing);
+  f.deallocate(on_other, f.other);
+  f.pools.end(0, f.id);
+  f.pools.release(0, f.id);
+  CHECK(f.pools.waiting() == 0);  // a released pool's blocks are return_released()'s
+  CHECK(f.pools.return_released() == 4);
+  CHECK(f.device(0).stats().allocated_bytes == 0);
+}
+
+TEST_CASE("graph pools: settling leaves released pools' blocks to return_released", "[graph_pools][streams]") {
+  fixture f;
+  f.pools.begin(0, f.id, [&f](stash::stream s) { return s == f.capturing || s == f.other; });
+  void* a = f.allocate(2 * MiB, f.capturing);
+  CHECK(f.pools.deallocate(a, f.other));
+  f.pools.end(0, f.id);
+  f.pools.release(0, f.id);
+  CHECK(f.pools.waiting() == 0);
+  CHECK(f.pools.releasable() == 1);
+  CHECK(f.pools.settle_completed() == 0);
+  CHECK(f.pools.return_released() == 1);
+  CHECK(f.device(0).stats().allocated_bytes == 0);
+}
+
 TEST_CASE("graph pools: a pool released while a routing still names it serves that routing until it ends",
           "[graph_pools][errors]") {
   fixture f;

@@ -14,8 +14,11 @@
 //     graph's own order), nobody else. A block freed on another stream is taken by no request: work on
 //     both streams may still use it (a free on another stream means record_stream and a free on the
 //     block's own stream, as in the caching allocator), and no stream's order covers both, nor can an
-//     event say when they are done during a capture; it waits for return_released() below. So does a
-//     block that record_stream() named another stream for;
+//     event say when they are done during a capture; it waits until the device has been synchronized:
+//     settle_completed() then lets requests routed to the pool on its own stream take it again (as
+//     PyTorch's allocator returns such a block to its private pool once its events complete), and a
+//     released pool's return_released() gives it back. So does a block that record_stream() named
+//     another stream for;
 //   - release(device, id) drops one user; at none, the pool is released: its freed blocks, and its
 //     live ones once they are freed, go back to their device pool when return_released() is called,
 //     which the caller does after a device-wide synchronize (a graph's last replay may still be
@@ -132,7 +135,9 @@ class graph_pools {
         void* reused = f->second.ptr;
         p.freed.erase(f);
         if (p.released) --releasable_;  // a released pool that a routing still names: no longer to give back
-        owners_.at(reused).live = true;
+        owner& o = owners_.at(reused);
+        o.live = true;
+        o.used_elsewhere = false;  // a settled block's other streams are done with it
         return reused;
       }
     }
@@ -156,7 +161,8 @@ class graph_pools {
   /// on s may take p. Another stream is accepted (a graph's output dropped on the stream that used it
   /// last) and means that work on s and on p's own stream may still use p: no request takes p then
   /// (reusing it on either stream would not wait for the other's work, and no event can be recorded
-  /// during a capture); it is kept until return_released(), or made live again by set_live().
+  /// during a capture); it is kept until settle_completed() or return_released(), or made live again by
+  /// set_live().
   bool deallocate(void* p, stream s) {
     if (!counted_.load(std::memory_order_relaxed)) return false;
     std::lock_guard guard(lock_);
@@ -215,6 +221,35 @@ class graph_pools {
     }
     releasable_ = 0;
     counted_.store(!owners_.empty(), std::memory_order_relaxed);
+    return n;
+  }
+
+  /// Freed blocks of pools still in use that no request may take (freed on another stream than their
+  /// own, or named for one by record_stream): what settle_completed() would make takeable again.
+  std::size_t waiting() const {
+    std::lock_guard guard(lock_);
+    std::size_t n = 0;
+    for (const auto& [key, p] : pools_)
+      if (!p.released)
+        for (const auto& [bytes, f] : p.freed) n += f.reusable ? 0 : 1;
+    return n;
+  }
+
+  /// Lets requests routed to its pool on its own stream take each freed block that waited for the work
+  /// of several streams (waiting()); returns how many. Call it only once the device has finished every
+  /// use of them (after a device-wide synchronize, as return_released()): nothing else tells when the
+  /// streams other than a block's own are done with it. The block stays its pool's, for its own stream
+  /// alone, as a block freed there is: the graph that captured it may still be replayed there.
+  std::size_t settle_completed() {
+    std::lock_guard guard(lock_);
+    std::size_t n = 0;
+    for (auto& [key, p] : pools_)
+      if (!p.released)
+        for (auto& [bytes, f] : p.freed)
+          if (!f.reusable) {
+            f.reusable = true;
+            ++n;
+          }
     return n;
   }
 
@@ -312,7 +347,8 @@ class graph_pools {
   struct freed_block {
     void* ptr;
     std::uintptr_t on;  // the ordering key of the stream it was allocated on: only requests there take it
-    bool reusable;  // freed on that stream; false: freed on another, and taken by no request
+    bool reusable;  // freed on that stream; false: freed on another, and taken by no request until
+                    // settle_completed()
   };
   struct pool_state {
     std::size_t users = 0;

@@ -584,14 +584,20 @@ class library {
   /// so every such device is synchronized (the pools' empty_cache would wait only for frees pending in
   /// stash, and a graph's blocks are not among them). Not
   /// while a capture routes requests to a pool, nor when a capture elsewhere makes the runtime refuse
-  /// the synchronize (the blocks wait for a later call). Returns how many blocks went back.
-  std::size_t return_released_graph_blocks(stash::memory_manager& mm) {
-    if (graph_pools_.releasable() == 0 || graph_pools_.routing()) return 0;
+  /// the synchronize (the blocks wait for a later call). Returns how many blocks went back. With
+  /// `settle` (empty_cache), also where pools in use only have blocks that waited for the work of
+  /// several streams: after the synchronize their own streams' requests may take them again
+  /// (graph_pools::settle_completed). The out-of-memory retry does not settle: that gives the device
+  /// pool no memory.
+  std::size_t return_released_graph_blocks(stash::memory_manager& mm, bool settle = false) {
+    const bool to_do = graph_pools_.releasable() != 0 || (settle && graph_pools_.waiting() != 0);
+    if (!to_do || graph_pools_.routing()) return 0;
     if (!host_backed()) {
       for (int d = 0; d < mm.device_count(); ++d)
         if (mm.existing_device_pool(d) && !stash::cuda::synchronize_device(d)) return 0;
     }
     const std::size_t returned = graph_pools_.return_released();
+    if (settle) graph_pools_.settle_completed();
     // Those blocks were freed without stash_free: exports among them must not outlive them.
     if (returned != 0 && ipc_.any_exported()) ipc_.forget_dead(mm);
     return returned;
@@ -823,7 +829,7 @@ int stash_empty_cache(int device) {
     if (device != -1) lib.resolve(device);
     stash::memory_manager* mm = lib.existing_manager();
     if (!mm) return;
-    lib.return_released_graph_blocks(*mm);  // after a device-wide synchronize; then the caches empty
+    lib.return_released_graph_blocks(*mm, true);  // after a device-wide synchronize; then the caches empty
     if (device != -1) return mm->empty_cache(device);
     for (int d = 0; d < mm->device_count(); ++d) mm->empty_cache(d);
   });

@@ -171,6 +171,40 @@ class Library(unittest.TestCase):
             """
         )
 
+    def test_empty_cache_lets_a_graph_pool_reuse_a_block_freed_on_another_stream(self):
+        run(
+            """
+            if stash.backing() != "host":
+                sys.exit(0)  # fake stream handles: host pools do not order by streams
+            S, T = 0x1000, 0x2000
+            MiB = 1 << 20
+            @n.stream_filter
+            def s_and_t(context, stream):
+                return 1 if stream in (S, T) else 0
+            assert L.stash_graph_pool_begin(0, 5, 0, s_and_t, None) == 0, n.last_error()
+            a = L.stash_alloc(MiB, 0, S)
+            L.stash_free(a, MiB, 0, T)  # work on S and on T may still use it: no request takes it
+            b = L.stash_alloc(MiB, 0, S)
+            assert b != a, (a, b)
+            L.stash_free(b, MiB, 0, S)
+            assert L.stash_empty_cache(-1) == 0, n.last_error()  # not during the capture: a still waits
+            assert L.stash_graph_pool_end(0, 5, 0) == 0, n.last_error()
+            assert L.stash_empty_cache(-1) == 0, n.last_error()  # the device synchronized: a is S's again
+            # The next capture into the same pool (as CUDA graph trees make them) takes both on S.
+            assert L.stash_graph_pool_begin(0, 5, 0, s_and_t, None) == 0, n.last_error()
+            taken = [L.stash_alloc(MiB, 0, S) for _ in range(2)]
+            assert sorted(taken) == sorted([a, b]), (a, b, taken)
+            for p in taken:
+                L.stash_free(p, MiB, 0, S)
+            assert L.stash_graph_pool_end(0, 5, 0) == 0, n.last_error()
+            assert L.stash_graph_pool_release(0, 5, 0) == 0, n.last_error()
+            assert L.stash_graph_pool_release(0, 5, 0) == 0, n.last_error()
+            assert L.stash_empty_cache(-1) == 0, n.last_error()
+            assert stats()["allocated_bytes"] == 0, stats()
+            assert n.last_error() == ""
+            """
+        )
+
     def test_num_ooms_counts_only_requests_that_fail(self):
         # Out of memory first gives released graph pools' blocks back and tries again: a request served
         # then did not fail, and one that fails after it failed once.
