@@ -20,8 +20,8 @@
 
 namespace {
 
-using stash::test::check_counted;
-using stash::test::check_emptied;
+using stash_test::check_counted;
+using stash_test::check_emptied;
 
 constexpr std::size_t MiB = std::size_t{1} << 20;
 constexpr std::size_t page = 2 * MiB;

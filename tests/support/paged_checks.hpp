@@ -4,7 +4,7 @@
 // number of its mappings), and empty_cache gives every mapping back.
 #include <catch2/catch.hpp>
 
-namespace stash::test {
+namespace stash_test {
 
 /// The arena's figures are the memory the backend holds, and the backend saw no misuse.
 template <class A>
@@ -25,4 +25,4 @@ void check_emptied(A& a) {
   check_counted(a);
 }
 
-}  // namespace stash::test
+}  // namespace stash_test
