@@ -76,18 +76,20 @@ struct backend_traits<stash::failing_backend<Upstream>> {
   static constexpr bool checked = false;
   static stash::failing_backend<Upstream> make() { return stash::failing_backend<Upstream>(Upstream{}); }
 };
-template <class Upstream>
-struct backend_traits<checked_backend<Upstream>> {
+template <class Upstream, checked_calls Calls>
+struct backend_traits<checked_backend<Upstream, Calls>> {
   static constexpr bool failing = false;
   static constexpr bool checked = true;
-  static checked_backend<Upstream> make() { return checked_backend<Upstream>(); }
+  static checked_backend<Upstream, Calls> make() { return checked_backend<Upstream, Calls>(); }
 };
 
 using stream_segments = stash::caching_allocator<stash::simulated_backend, stash::segregated_fit_buckets,
                                                  stash::null_lock, stash::basic_stats, stash::simulated_ordering>;
-using stream_pages = stash::caching_allocator<checked_backend<stash::simulated_paged_backend>,
-                                              stash::segregated_fit_buckets, stash::null_lock, stash::basic_stats,
-                                              stash::simulated_ordering>;
+// Page by page, as before the checked backend passed chunks on: the corpus's stream_pages programs.
+using stream_pages =
+    stash::caching_allocator<checked_backend<stash::simulated_paged_backend, checked_calls::pages_only>,
+                             stash::segregated_fit_buckets, stash::null_lock, stash::basic_stats,
+                             stash::simulated_ordering>;
 using stream_failing_pages =
     stash::caching_allocator<stash::failing_backend<stash::simulated_paged_backend>, stash::segregated_fit_buckets,
                              stash::spin_lock, stash::basic_stats, stash::simulated_ordering>;
@@ -596,9 +598,23 @@ class program {
   std::size_t steps_ = 0;
 };
 
+/// The first byte's page sharing as it acted before the checked and failing backends passed
+/// remap_pages and alias_pages on, so that the corpus keeps its meaning: on the plain simulated paged
+/// backend only. Over the wrappers its aliases are off and its remaps remap nothing (remap_min_pages
+/// past any block), while remap_pending_pages still keeps a run of chunks from going on where nothing
+/// idle can move (paged_arena::nothing_to_move reads it whatever the backend), as it did.
+template <class Allocator>
+stash::caching_options first_byte_sharing_as_before(stash::caching_options o) {
+  if constexpr (!std::is_same_v<typename Allocator::backend_type, stash::simulated_paged_backend>) {
+    o.keep_page_aliases = false;
+    if (o.remap_pending_pages) o.remap_min_pages = SIZE_MAX;
+  }
+  return o;
+}
+
 template <class Allocator>
 void run(FuzzedDataProvider& in, const stash::caching_options& options) {
-  program<Allocator>(in, options).run();
+  program<Allocator>(in, first_byte_sharing_as_before<Allocator>(options)).run();
 }
 
 /// The options the first input byte turns on: from 242 up (5 of the committed corpus's inputs, which came
