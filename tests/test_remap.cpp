@@ -17,6 +17,7 @@
 #include "stash/caching_allocator.hpp"
 #include "stash/ordering/simulated_ordering.hpp"
 #include "support/failing_heap.hpp"
+#include "support/page_sharing_options.hpp"
 
 namespace {
 
@@ -30,19 +31,7 @@ bool overlap(const void* a, std::size_t an, std::uintptr_t b, std::size_t bn) {
   return addr(a) < b + bn && b < addr(a) + an;
 }
 
-/// Every page move allowed (no slack, no ration), pages mapped alone, one region: the pages of a block
-/// are those its bytes cover.
-stash::caching_options remapping(std::size_t chunk_pages = 1) {
-  stash::caching_options o;
-  o.remap_pending_pages = true;
-  o.remap_min_age = 1;
-  o.remap_min_pages = 1;
-  o.page_slack = 0;
-  o.pages_between_moves = 0;
-  o.max_chunk_pages = chunk_pages;
-  o.small_region = false;
-  return o;
-}
+using stash_test::remapping;
 
 /// x (4 pages) freed on s with a live guard page above it, then a 10 MiB request on s placed above
 /// the guard: x's pages are all under its pending free, so none is idle.

@@ -16,6 +16,7 @@
 #include "stash/stats/basic_stats.hpp"
 #include "stash/testing/failing_backend.hpp"
 #include "support/checked_backend.hpp"
+#include "support/page_sharing_options.hpp"
 
 namespace {
 
@@ -37,15 +38,7 @@ static_assert(!stash::chunked_paged_backend<stash::failing_backend<
 
 std::uintptr_t addr(const void* p) { return reinterpret_cast<std::uintptr_t>(p); }
 
-/// Every idle page moves before a new one is mapped, as an alias; pages mapped alone; one region.
-stash::caching_options aliasing() {
-  stash::caching_options o;
-  o.keep_page_aliases = true;
-  o.max_held_over_live = 1.0;
-  o.max_chunk_pages = 1;
-  o.small_region = false;
-  return o;
-}
+using stash_test::aliasing;
 
 /// What the allocator, the failing wrapper and the device hold agree, aliases counted once.
 void check_held(const failing_paged& a) {
@@ -222,17 +215,9 @@ TEST_CASE("wrapped aliases: checked_backend checks remaps, aliases and their unm
 
 TEST_CASE("wrapped aliases: a stream-ordered allocator over checked_backend remaps a pending chunk, checked",
           "[remap][paged][streams][wrappers]") {
-  stash::caching_options o;
-  o.remap_pending_pages = true;
-  o.remap_min_pages = 1;
-  o.remap_min_age = 1;
-  o.page_slack = 0;
-  o.pages_between_moves = 0;
-  o.max_chunk_pages = 1;
-  o.small_region = false;
   auto ledger = std::make_shared<stash_test::backend_ledger>();
   {
-    checked_stream_paged a(checked_pages(ledger), o);
+    checked_stream_paged a(checked_pages(ledger), stash_test::remapping());
     const stash::stream s = a.ordering().make_stream();
     void* x = a.allocate(8 * MiB, s);  // 4 pages
     void* guard = a.allocate(page, s);
