@@ -642,7 +642,10 @@ class program {
 /// keeps its old address as an alias. Paged compositions only change with the first, third, fourth,
 /// fifth, sixth and eighth, stream-ordered ones with the second, stream-ordered paged ones with the
 /// seventh. The seventh and eighth share pages only on the plain simulated paged backend
-/// (first_byte_sharing_as_before); a sharing trailer turns them on for the others.
+/// (first_byte_sharing_as_before), and a remap needs stream order too: the seventh never remapped a
+/// chunk (the stream-ordered paged compositions wrap the backend, whose wrappers hid remap_pages when
+/// the corpus was written; the option only changed where runs of chunks end, nothing_to_move). A
+/// sharing trailer (sharing_trailer) turns both on where they act.
 stash::caching_options options_of_first_byte(std::uint8_t first) {
   stash::caching_options options;
   options.small_fill_mapped = first >= 242;
