@@ -17,6 +17,7 @@
 #include "stash/caching_allocator.hpp"
 #include "stash/ordering/simulated_ordering.hpp"
 #include "support/paged_checks.hpp"
+#include "support/page_sharing_options.hpp"
 
 namespace {
 
@@ -31,16 +32,7 @@ using stream_paged = stash::simulated_stream_allocator;
 
 std::uintptr_t addr(const void* p) { return reinterpret_cast<std::uintptr_t>(p); }
 
-/// Every idle page moves before a new one is mapped (max_held_over_live 1), pages mapped alone unless
-/// asked, one region: a block's pages are those its bytes cover.
-stash::caching_options aliasing(std::size_t chunk_pages = 1) {
-  stash::caching_options o;
-  o.keep_page_aliases = true;
-  o.max_held_over_live = 1.0;
-  o.max_chunk_pages = chunk_pages;
-  o.small_region = false;
-  return o;
-}
+using stash_test::aliasing;
 
 /// The physical pages under [p, p + bytes).
 std::vector<std::pair<std::uint32_t, std::size_t>> physical(const stash::simulated_paged_backend& b, const void* p,

@@ -14,21 +14,11 @@
 #include "cuda/allocators.hpp"
 #include "cuda/cuda_support.hpp"
 #include "cuda/stream_kernels.hpp"
+#include "support/page_sharing_options.hpp"
 
 using namespace stash_test;
 
 namespace {
-
-/// Every idle page moves before a new one is mapped, pages mapped alone, one region (as
-/// tests/test_aliases.cpp).
-stash::caching_options aliasing() {
-  stash::caching_options o;
-  o.keep_page_aliases = true;
-  o.max_held_over_live = 1.0;
-  o.max_chunk_pages = 1;
-  o.small_region = false;
-  return o;
-}
 
 /// The first word of each page of [p, p + pages pages).
 std::vector<unsigned> first_words(const void* p, std::size_t pages, std::size_t page) {

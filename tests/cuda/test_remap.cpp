@@ -14,25 +14,9 @@
 #include "cuda/cuda_support.hpp"
 #include "cuda/stream_blocker.hpp"
 #include "cuda/stream_kernels.hpp"
+#include "support/page_sharing_options.hpp"
 
 using namespace stash_test;
-
-namespace {
-
-/// Every page move allowed, pages mapped alone, one region (as tests/test_remap.cpp).
-stash::caching_options remapping() {
-  stash::caching_options o;
-  o.remap_pending_pages = true;
-  o.remap_min_age = 1;
-  o.remap_min_pages = 1;
-  o.page_slack = 0;
-  o.pages_between_moves = 0;
-  o.max_chunk_pages = 1;
-  o.small_region = false;
-  return o;
-}
-
-}  // namespace
 
 TEST_CASE("remap (GPU): a kernel writes pages remapped from a pending free at their new address",
           "[cuda][streams][remap]") {

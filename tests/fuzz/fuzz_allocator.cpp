@@ -5,8 +5,10 @@
 // edge_pages_in_chunks off; from 176 to 197, chunk_room_share 4; from 154 to 175, fill_mapped_above
 // 4 KiB; from 132 to 153, fill_mapped_above off; from 110 to 131, remap_pending_pages on, for blocks
 // of any size and frees one epoch old; from 88 to 109, keep_page_aliases on with every idle page moved
-// first); every following group
-// of bytes is one operation:
+// first; those two on the plain simulated paged composition only). An input may end with a trailer
+// (sharing_trailer: a mode byte, then 0x5A 0xA5) that turns keep_page_aliases or remap_pending_pages on
+// (or both: invalid_option) for every composition, the stream-ordered paged ones over a checked or
+// failing chunked backend. Every following group of bytes is one operation:
 //   allocate (sizes from 0 to beyond max_size) on a chosen stream, unsized / sized / wrong-sized free
 //   on the block's stream or another, a free of a pointer inside a block or outside the allocator, a
 //   second free, trim_cache, empty_cache, reset_peak, a backend fault at a chosen call index (out of
@@ -19,7 +21,9 @@
 // backend must hold exactly what the allocator says it reserved and have seen no misuse; after every
 // error, the live blocks and their figures must be as before and the memory held no larger. Stream
 // order: no block is handed to a stream before the stream model (support/stream_model.hpp) allows
-// it, pages under frees some stream may still use stay mapped, and no destroyed stream's handle is
+// it, pages under frees some stream may still use stay mapped, no physical page lies under two
+// addresses in use (live blocks, and pages of frees pending for another stream than the live block's:
+// paged compositions over the simulated device), and no destroyed stream's handle is
 // ever passed to the ordering policy (the program uses a destroyed stream in no call of its own:
 // the legacy stream stands in). The program ends by freeing everything: then nothing may stay
 // reserved, and every event has been released.
@@ -76,18 +80,33 @@ struct backend_traits<stash::failing_backend<Upstream>> {
   static constexpr bool checked = false;
   static stash::failing_backend<Upstream> make() { return stash::failing_backend<Upstream>(Upstream{}); }
 };
-template <class Upstream>
-struct backend_traits<checked_backend<Upstream>> {
+template <class Upstream, checked_calls Calls>
+struct backend_traits<checked_backend<Upstream, Calls>> {
   static constexpr bool failing = false;
   static constexpr bool checked = true;
-  static checked_backend<Upstream> make() { return checked_backend<Upstream>(); }
+  static checked_backend<Upstream, Calls> make() { return checked_backend<Upstream, Calls>(); }
 };
+
+/// The simulated paged backend under a composition's wrappers (checked, failing), or null: the one
+/// that can tell which physical page lies under an address.
+template <class Backend>
+const stash::simulated_paged_backend* simulated_pages_of(const Backend& b) {
+  if constexpr (std::is_same_v<Backend, stash::simulated_paged_backend>) return &b;
+  else if constexpr (requires { b.upstream(); }) return simulated_pages_of(b.upstream());
+  else return nullptr;
+}
 
 using stream_segments = stash::caching_allocator<stash::simulated_backend, stash::segregated_fit_buckets,
                                                  stash::null_lock, stash::basic_stats, stash::simulated_ordering>;
-using stream_pages = stash::caching_allocator<checked_backend<stash::simulated_paged_backend>,
-                                              stash::segregated_fit_buckets, stash::null_lock, stash::basic_stats,
-                                              stash::simulated_ordering>;
+// Page by page, as before the checked backend passed chunks on: the corpus's stream_pages programs.
+using stream_pages =
+    stash::caching_allocator<checked_backend<stash::simulated_paged_backend, checked_calls::pages_only>,
+                             stash::segregated_fit_buckets, stash::null_lock, stash::basic_stats,
+                             stash::simulated_ordering>;
+// Chunks, remaps and aliases, checked: stream_pages' programs with a sharing trailer.
+using stream_checked_chunks = stash::caching_allocator<checked_backend<stash::simulated_paged_backend>,
+                                                       stash::segregated_fit_buckets, stash::null_lock,
+                                                       stash::basic_stats, stash::simulated_ordering>;
 using stream_failing_pages =
     stash::caching_allocator<stash::failing_backend<stash::simulated_paged_backend>, stash::segregated_fit_buckets,
                              stash::spin_lock, stash::basic_stats, stash::simulated_ordering>;
@@ -513,19 +532,33 @@ class program {
   }
 
   /// No physical page lies under two addresses that live blocks use (page aliases, remapped chunks).
-  void check_no_shared_pages()
-    requires std::is_same_v<backend, stash::simulated_paged_backend>
-  {
-    const std::size_t page = a_->backend().page_size();
-    std::map<std::pair<std::uint32_t, std::size_t>, std::uintptr_t> used;
+  /// Stream order: nor under a live block and a page of a free some stream's work may still touch (that
+  /// page stays mapped), unless the free's memory is the live block's stream's already: the block's
+  /// work is queued after the free's (remap_pending_pages maps a chunk of a free pending on the
+  /// requesting stream at the new block).
+  void check_no_shared_pages(const stash::simulated_paged_backend& device) {
+    using physical = std::pair<std::uint32_t, std::size_t>;
+    struct user {
+      std::uintptr_t at;
+      stash::stream s;
+    };
+    const std::size_t page = device.page_size();
+    std::map<physical, user> used;
     for (const live_block& b : live_) {
-      if (b.p == nullptr) continue;
       const auto at = reinterpret_cast<std::uintptr_t>(b.p);
       for (std::uintptr_t q = at & ~(page - 1); q < at + std::max<std::size_t>(b.n, 1); q += page) {
-        const auto [it, fresh] = used.emplace(a_->backend().physical_page(q), q);
-        FUZZ_CHECK(it->second == q);
+        const auto [it, fresh] = used.emplace(device.physical_page(q), user{q, b.s});
+        FUZZ_CHECK(it->second.at == q);
       }
     }
+    if constexpr (streamed)
+      smodel_->for_each_pending_page(page, [&](std::uintptr_t q) {
+        const physical under = device.physical_page(q);
+        FUZZ_CHECK(under != physical{});  // pages under pending frees stay mapped
+        const auto it = used.find(under);
+        if (it == used.end() || it->second.at == q) return;
+        FUZZ_CHECK(!smodel_->violates(reinterpret_cast<const void*>(q), page, it->second.s));
+      });
   }
 
   void check() {
@@ -542,9 +575,7 @@ class program {
     FUZZ_CHECK(s.peak_reserved_bytes >= s.reserved_bytes);
     if (const auto held = held_bytes(a_->backend())) FUZZ_CHECK(*held == s.reserved_bytes);
     FUZZ_CHECK(misuses(a_->backend()) == 0);
-    if constexpr (std::is_same_v<backend, stash::simulated_paged_backend>) {
-      if (steps_ % 4 == 0) check_no_shared_pages();
-    }
+    if (const auto* device = simulated_pages_of(a_->backend()); device && steps_ % 4 == 0) check_no_shared_pages(*device);
     if (!live_.empty()) {  // one live block, fully
       const live_block& b = live_[steps_ % live_.size()];
       FUZZ_CHECK(a_->owns(b.p));
@@ -596,10 +627,6 @@ class program {
   std::size_t steps_ = 0;
 };
 
-template <class Allocator>
-void run(FuzzedDataProvider& in, const stash::caching_options& options) {
-  program<Allocator>(in, options).run();
-}
 
 /// The options the first input byte turns on: from 242 up (5 of the committed corpus's inputs, which came
 /// before the option) caching_options::small_fill_mapped; from 220 to 241 (38 inputs of the corpus as it
@@ -614,7 +641,11 @@ void run(FuzzedDataProvider& in, const stash::caching_options& options) {
 /// session) keep_page_aliases with max_held_over_live 1, so that every page backed moves an idle one and
 /// keeps its old address as an alias. Paged compositions only change with the first, third, fourth,
 /// fifth, sixth and eighth, stream-ordered ones with the second, stream-ordered paged ones with the
-/// seventh (the eighth needs a backend that keeps aliases: the plain simulated paged one).
+/// seventh. The seventh and eighth share pages only on the plain simulated paged backend
+/// (first_byte_sharing_as_before), and a remap needs stream order too: the seventh never remapped a
+/// chunk (the stream-ordered paged compositions wrap the backend, whose wrappers hid remap_pages when
+/// the corpus was written; the option only changed where runs of chunks end, nothing_to_move). A
+/// sharing trailer (sharing_trailer) turns both on where they act.
 stash::caching_options options_of_first_byte(std::uint8_t first) {
   stash::caching_options options;
   options.small_fill_mapped = first >= 242;
@@ -637,25 +668,88 @@ stash::caching_options options_of_first_byte(std::uint8_t first) {
   return options;
 }
 
+/// The first byte's page sharing as it acted before the checked and failing backends passed
+/// remap_pages and alias_pages on, so that the corpus keeps its meaning: on the plain simulated paged
+/// backend only. Over the wrappers its aliases are off and its remaps remap nothing (remap_min_pages
+/// past any block), while remap_pending_pages still keeps a run of chunks from going on where nothing
+/// idle can move (paged_arena::nothing_to_move reads it whatever the backend), as it did.
+template <class Allocator>
+stash::caching_options first_byte_sharing_as_before(stash::caching_options o) {
+  if constexpr (!std::is_same_v<typename Allocator::backend_type, stash::simulated_paged_backend>) {
+    o.keep_page_aliases = false;
+    if (o.remap_pending_pages) o.remap_min_pages = SIZE_MAX;
+  }
+  return o;
+}
+
+/// What a sharing trailer turns on: kept aliases, remaps of pending chunks, or both (invalid_option).
+enum class page_sharing { aliases, remaps, both };
+
+/// An input ending with the two bytes 0x5A 0xA5 has a sharing trailer: the byte before them picks the
+/// page sharing (its value mod 3), which replaces the first byte's, for every composition; the three
+/// bytes are no part of the program. No input of tests/fuzz/corpus ended so when the trailer came in
+/// (5,661 inputs), so each kept its meaning.
+constexpr std::uint8_t trailer_mark[2] = {0x5A, 0xA5};
+constexpr std::size_t trailer_bytes = 3;
+std::optional<page_sharing> sharing_trailer(const std::uint8_t* data, std::size_t size) {
+  if (size < 1 + trailer_bytes || data[size - 2] != trailer_mark[0] || data[size - 1] != trailer_mark[1])
+    return std::nullopt;
+  return static_cast<page_sharing>(data[size - trailer_bytes] % 3);
+}
+
+/// The trailer's sharing, as the first byte turns each on: aliases with every idle page moved first,
+/// remaps for blocks of any size and frees one epoch old.
+void turn_on(page_sharing sharing, stash::caching_options& o) {
+  o.keep_page_aliases = sharing != page_sharing::remaps;
+  o.remap_pending_pages = sharing != page_sharing::aliases;
+  if (o.keep_page_aliases) o.max_held_over_live = 1.0;
+  if (o.remap_pending_pages) o.remap_min_pages = 1, o.remap_min_age = 1;
+}
+
+/// Options no allocator can use: the constructor throws invalid_option, and nothing runs.
+template <class Allocator>
+void expect_invalid_option(const stash::caching_options& options) {
+  using backend = typename Allocator::backend_type;
+  bool threw = false;
+  try {
+    Allocator a(backend_traits<backend>::make(), options);
+  } catch (const stash::invalid_option& e) {
+    threw = e.option() == "keep_page_aliases";
+  }
+  FUZZ_CHECK(threw);
+}
+
+template <class Allocator>
+void run(FuzzedDataProvider& in, const stash::caching_options& first_byte, std::optional<page_sharing> trailer) {
+  stash::caching_options options = first_byte_sharing_as_before<Allocator>(first_byte);
+  if (trailer) turn_on(*trailer, options);
+  if (options.keep_page_aliases && options.remap_pending_pages) return expect_invalid_option<Allocator>(options);
+  program<Allocator>(in, options).run();
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   if (size == 0) return 0;
-  FuzzedDataProvider in(data + 1, size - 1);
+  const std::optional<page_sharing> trailer = sharing_trailer(data, size);
+  FuzzedDataProvider in(data + 1, size - 1 - (trailer ? trailer_bytes : 0));
   // The first byte picks the composition (its value mod 11) and options (options_of_first_byte).
   const stash::caching_options options = options_of_first_byte(data[0]);
   switch (data[0] % 11) {
-    case 0: run<host_segregated>(in, options); break;
-    case 1: run<host_pow2>(in, options); break;
-    case 2: run<simulated_segregated>(in, options); break;
-    case 3: run<simulated_pow2>(in, options); break;
-    case 4: run<paged_segregated>(in, options); break;
-    case 5: run<failing_host_segregated>(in, options); break;
-    case 6: run<failing_simulated_pow2>(in, options); break;
-    case 7: run<failing_paged_segregated>(in, options); break;
-    case 8: run<stream_segments>(in, options); break;
-    case 9: run<stream_pages>(in, options); break;
-    default: run<stream_failing_pages>(in, options); break;
+    case 0: run<host_segregated>(in, options, trailer); break;
+    case 1: run<host_pow2>(in, options, trailer); break;
+    case 2: run<simulated_segregated>(in, options, trailer); break;
+    case 3: run<simulated_pow2>(in, options, trailer); break;
+    case 4: run<paged_segregated>(in, options, trailer); break;
+    case 5: run<failing_host_segregated>(in, options, trailer); break;
+    case 6: run<failing_simulated_pow2>(in, options, trailer); break;
+    case 7: run<failing_paged_segregated>(in, options, trailer); break;
+    case 8: run<stream_segments>(in, options, trailer); break;
+    case 9:  // page by page as it always was; with a trailer, over chunks (page sharing needs them)
+      if (trailer) run<stream_checked_chunks>(in, options, trailer);
+      else run<stream_pages>(in, options, trailer);
+      break;
+    default: run<stream_failing_pages>(in, options, trailer); break;
   }
   return 0;
 }

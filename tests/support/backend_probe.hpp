@@ -21,8 +21,8 @@ template <class B>
 std::optional<std::size_t> held_bytes(const stash::failing_backend<B>& b) {
   return b.held_bytes();
 }
-template <class B>
-std::optional<std::size_t> held_bytes(const checked_backend<B>& b) {
+template <class B, checked_calls C>
+std::optional<std::size_t> held_bytes(const checked_backend<B, C>& b) {
   return b.ledger().held_bytes;
 }
 
@@ -50,8 +50,8 @@ template <class B>
 std::size_t misuses(const stash::failing_backend<B>& b) {
   return misuses(b.upstream());
 }
-template <class B>
-std::size_t misuses(const checked_backend<B>& b) {
+template <class B, checked_calls C>
+std::size_t misuses(const checked_backend<B, C>& b) {
   return b.ledger().misuses + misuses(b.upstream());
 }
 

@@ -319,9 +319,12 @@ class paged_arena {
     // An edge page joins a chunk (map_run) when the block starts (ends) on a page boundary, so that no
     // neighbour can share it, or when edge_pages_in_chunks lets a neighbour hold the chunk.
     const std::size_t page_mask = (std::size_t{1} << page_shift_) - 1;
+    const bool starts_on_page = ((addr - arena_base_) & page_mask) == 0;
+    const bool ends_on_page = ((addr + size - arena_base_) & page_mask) == 0;
     const bool any_edge = options_.edge_pages_in_chunks;
-    const edges join{any_edge || ((addr - arena_base_) & page_mask) == 0,
-                     any_edge || ((addr + size - arena_base_) & page_mask) == 0};
+    const edges join{any_edge || starts_on_page, any_edge || ends_on_page};
+    alone_first_ = starts_on_page ? first : first + 1;
+    alone_end_ = ends_on_page ? last + 1 : last;
     try {
       while (backed && p != page_table::none) {
         const std::size_t run_end = chunks ? map_run(p, first, last, join, chunks) : page_table::none;
@@ -676,7 +679,8 @@ class paged_arena {
             if (!pages_.mapped(q)) continue;
             const std::size_t c = pages_.chunk_first(q), l = pages_.chunk_last(q);
             if (c < low) break;
-            if (l < end && (!from_block || c > chunk) && chunk_fits(p, l - c + 1, first, last)) {
+            if (l < end && (!from_block || c > chunk) && chunk_fits(p, l - c + 1, first, last) &&
+                alone_on(p, l - c + 1)) {
               from_block = b, chunk = c, n = l - c + 1;
               break;  // the block's highest that fits
             }
@@ -709,6 +713,13 @@ class paged_arena {
       return false;
     }
   }
+
+  /// Whether pages [p, p + n) are pages no block but the one being backed may lie on: not an edge page
+  /// it shares with a neighbour (it starts or ends off a page boundary). A remapped chunk's memory may
+  /// still be used at its old address by work its stream queued before the free; only work queued
+  /// after it, the new block's, may use it, and a neighbour on a shared edge page could be another
+  /// stream's at once (a block placed there needs no page backed).
+  bool alone_on(std::size_t p, std::size_t n) const noexcept { return p >= alone_first_ && p + n <= alone_end_; }
 
   /// Cuts [at, at + bytes) out of free block f (at > f->addr) as a ghost: a block that is not free,
   /// in no free list and not indexed, pending where f was (owner and epoch); what lies below and
@@ -960,6 +971,9 @@ class paged_arena {
   std::uint64_t backed_since_move_ = 0;  // pages backed (mapped or moved) since the last move
   // Chunked backends: the first and last page mapped without access while a block is backed.
   std::size_t ungranted_first_ = page_table::none, ungranted_last_ = 0;
+  // The block being backed: its pages from alone_first_ to before alone_end_ are its alone, without an
+  // edge page a neighbour may share (alone_on).
+  std::size_t alone_first_ = 0, alone_end_ = 0;
   // Chunks and the ration of moves for the block being backed (size_for_block).
   std::size_t chunk_pages_ = 1;
   std::uint64_t pages_between_moves_ = 0;

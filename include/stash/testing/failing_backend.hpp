@@ -1,11 +1,17 @@
 #pragma once
 // Wraps any backend and makes chosen calls fail: the tool that drives every error path in the tests.
 // A "call" is an allocate (segment backends) or a map_page, map_pages or map_chunks (paged
-// backends). Failures are either "out of memory" (nullptr / false, as a full device answers) or a thrown stash::cuda_error (as a
-// broken driver answers).
+// backends), or a remap_pages or alias_pages (backends that keep a chunk mapped at several addresses;
+// they create no memory, so the byte limit never refuses them). Failures are either "out of memory"
+// (nullptr / false, as a full device answers) or a thrown stash::cuda_error (as a broken driver answers).
+// The bytes held are the physical memory: a chunk mapped at several addresses (remap_pages,
+// alias_pages) is held until its last mapping is unmapped.
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <set>
+#include <string>
 #include <utility>
 
 #include "stash/backend/backend.hpp"
@@ -13,6 +19,52 @@
 #include "stash/error.hpp"
 
 namespace stash {
+
+namespace detail {
+/// Which mappings of a paged backend share one physical allocation (remap_pages, alias_pages), so that
+/// a wrapper counting the memory held knows which unmap gives it back: the last mapping's
+/// (backend.hpp, aliasing_paged_backend). A mapping is named by its first page; a chunk never mapped
+/// at a second address is in no group and goes back with its only mapping.
+class shared_mappings {
+ public:
+  /// The allocation mapped at `from` is mapped at `to` too. Call it before the backend maps: it may
+  /// throw std::bad_alloc, and then nothing is recorded. Returns false when a mapping at `to` was
+  /// recorded already (the backend refuses that call): then remove(to) must not follow.
+  bool add(std::uintptr_t from, std::uintptr_t to) {
+    const auto [at, fresh] = group_of_.try_emplace(from, next_group_);
+    bool added = false;
+    try {
+      added = group_of_.emplace(to, at->second).second;
+    } catch (...) {
+      if (fresh) group_of_.erase(at);
+      throw;
+    }
+    if (fresh) ++next_group_;
+    return added;
+  }
+  /// The mapping at `from` now lies at `to` (move_pages). Allocates nothing, so it cannot fail after
+  /// the backend moved.
+  void move(std::uintptr_t from, std::uintptr_t to) noexcept {
+    auto node = group_of_.extract(from);
+    if (node.empty()) return;
+    node.key() = to;
+    group_of_.insert(std::move(node));
+  }
+  /// The mapping at `a` is gone (unmapped, or never made: the backend refused it). Returns whether it
+  /// was its allocation's last, whose memory goes back with it.
+  bool remove(std::uintptr_t a) noexcept {
+    const auto at = group_of_.find(a);
+    if (at == group_of_.end()) return true;
+    const std::uint64_t group = at->second;
+    group_of_.erase(at);
+    return std::none_of(group_of_.begin(), group_of_.end(), [&](const auto& m) { return m.second == group; });
+  }
+
+ private:
+  std::map<std::uintptr_t, std::uint64_t> group_of_;  // a mapping's first page -> its allocation's group
+  std::uint64_t next_group_ = 1;
+};
+}  // namespace detail
 
 template <backend_policy Backend>
 class failing_backend {
@@ -90,21 +142,56 @@ class failing_backend {
     return upstream_.set_access(a, n);
   }
   void unmap_pages(std::uintptr_t a, std::size_t n) noexcept requires chunked_paged_backend<Backend> {
-    held_ -= n * upstream_.page_size();
+    if (shared_.remove(a)) held_ -= n * upstream_.page_size();
     upstream_.unmap_pages(a, n);
   }
   bool move_page(std::uintptr_t from, std::uintptr_t to) requires paged_backend<Backend> {
-    return upstream_.move_page(from, to);
+    const bool ok = upstream_.move_page(from, to);
+    if (ok) shared_.move(from, to);
+    return ok;
   }
   bool move_pages(std::uintptr_t from, std::uintptr_t to, std::size_t n) requires chunked_paged_backend<Backend> {
-    return upstream_.move_pages(from, to, n);
+    const bool ok = upstream_.move_pages(from, to, n);
+    if (ok) shared_.move(from, to);  // a remapped chunk's aliases stay where they are
+    return ok;
   }
   void unmap_page(std::uintptr_t a) noexcept requires paged_backend<Backend> {
-    held_ -= upstream_.page_size();
+    if (shared_.remove(a)) held_ -= upstream_.page_size();
     upstream_.unmap_page(a);
   }
 
+  // Backends that map a chunk at several addresses: a call each, which may fail as a map may (the
+  // arena then maps the pages anew, or the error reaches the caller), but never for the byte limit.
+  bool remap_pages(std::uintptr_t from, std::uintptr_t to, std::size_t n) requires remapping_paged_backend<Backend> {
+    return second_mapping(from, to, [&] { return upstream_.remap_pages(from, to, n); });
+  }
+  /// Unmaps an alias: the chunk's memory goes back only if this was its last mapping.
+  void unmap_alias(std::uintptr_t a, std::size_t n) noexcept requires remapping_paged_backend<Backend> {
+    if (shared_.remove(a)) held_ -= n * upstream_.page_size();
+    upstream_.unmap_alias(a, n);
+  }
+  bool alias_pages(std::uintptr_t from, std::uintptr_t to, std::size_t n) requires aliasing_paged_backend<Backend> {
+    return second_mapping(from, to, [&] { return upstream_.alias_pages(from, to, n); });
+  }
+
  private:
+  /// remap_pages or alias_pages (`map`): the allocation at `from` mapped at `to` too, recorded before
+  /// the upstream maps it and forgotten when that fails (false or a throw).
+  template <class Map>
+  bool second_mapping(std::uintptr_t from, std::uintptr_t to, Map&& map) {
+    if (should_fail(0)) return false;
+    const bool added = shared_.add(from, to);
+    bool ok = false;
+    try {
+      ok = map();
+    } catch (...) {
+      if (added) shared_.remove(to);
+      throw;
+    }
+    if (!ok && added) shared_.remove(to);
+    return ok;
+  }
+
   bool should_fail(std::size_t bytes) {
     ++calls_;
     if (throwing_calls_.erase(calls_)) throw cuda_error(2, "injected failure on backend call " + std::to_string(calls_));
@@ -118,6 +205,7 @@ class failing_backend {
   std::size_t byte_limit_ = no_limit;
   bool fail_all_ = false;
   std::set<std::size_t> out_of_memory_calls_, throwing_calls_;
+  detail::shared_mappings shared_;  // chunks mapped at several addresses: held until the last goes
 };
 
 }  // namespace stash
@@ -128,4 +216,6 @@ class failing_backend {
 namespace stash {
 static_assert(segment_backend<failing_backend<host_backend>>);
 static_assert(paged_backend<failing_backend<simulated_paged_backend>>);
+// Every shape of the upstream comes through, aliases (keep_page_aliases) included.
+static_assert(aliasing_paged_backend<failing_backend<simulated_paged_backend>>);
 }  // namespace stash
