@@ -6,12 +6,21 @@
 #include "stash/backend/cuda_vmm_backend.hpp"
 #include "stash/backend/limited_backend.hpp"
 #include "stash/caching_allocator.hpp"
+#include "stash/lock/null_lock.hpp"
 #include "stash/ordering/default_ordering.hpp"
+#include "stash/ordering/simulated_ordering.hpp"
+#include "support/page_sharing_options.hpp"
 
 namespace {
 constexpr std::size_t MiB = std::size_t{1} << 20;
 using paged = stash::caching_allocator<stash::limited_backend<stash::simulated_paged_backend>>;
 using segments = stash::caching_allocator<stash::limited_backend<stash::host_backend>>;
+// The memory manager's device pools in stream order (a limited vmm backend), over the simulated device.
+using ordered_paged = stash::caching_allocator<stash::limited_backend<stash::simulated_paged_backend>,
+                                               stash::segregated_fit_buckets, stash::null_lock, stash::basic_stats,
+                                               stash::simulated_ordering>;
+// Aliases and remaps reach the device through the limit, as the memory manager's pools need.
+static_assert(stash::aliasing_paged_backend<stash::limited_backend<stash::cuda_vmm_backend>>);
 // The limit keeps the upstream's stream ordering: a limited device pool is stream-ordered as the
 // plain one is.
 static_assert(std::is_same_v<stash::default_ordering_t<stash::limited_backend<stash::cuda_vmm_backend>>,
@@ -87,4 +96,59 @@ TEST_CASE("limited_backend: a limit below what is held refuses more and gives no
   void* y = a.allocate(4 * MiB);
   CHECK(a.backend().held_bytes() == 4 * MiB);
   a.deallocate(y);
+}
+
+TEST_CASE("limited_backend: kept page aliases pass through, and what is held counts each chunk once",
+          "[limit][aliases][paged]") {
+  paged a(paged::backend_type(stash::simulated_paged_backend{}), stash_test::aliasing());
+  auto& limited = a.backend();
+  const auto& device = limited.upstream();
+  limited.set_limit(8 * MiB);  // four pages
+  void* x = a.allocate(4 * MiB);
+  void* guard = a.allocate(2 * MiB);
+  const auto x_at = reinterpret_cast<std::uintptr_t>(x);
+  a.deallocate(x);
+  void* y = a.allocate(6 * MiB);  // x's two idle pages move under y and stay mapped at x: aliases
+  CHECK(device.alias_calls() == 2);
+  CHECK(device.aliased_pages() == 2);
+  CHECK(limited.held_bytes() == device.mapped_bytes());
+  CHECK(limited.held_bytes() == 8 * MiB);  // x's 2 (now y's too), the guard's, y's new one
+  a.deallocate(y);
+  void* x2 = a.allocate(4 * MiB);  // taken back at x with no driver call
+  CHECK(reinterpret_cast<std::uintptr_t>(x2) == x_at);
+  CHECK(a.alias_activations() == 2);
+  CHECK(limited.held_bytes() == device.mapped_bytes());
+  a.deallocate(x2);
+  a.deallocate(guard);
+  a.trim_cache(0);  // every mapping goes, aliases and the chunks' own
+  CHECK(device.aliased_pages() == 0);
+  CHECK(device.mapped_bytes() == 0);
+  CHECK(limited.held_bytes() == 0);
+  CHECK(device.misuses() == 0);
+}
+
+TEST_CASE("limited_backend: pending pages remapped in stream order pass through and count once",
+          "[limit][remap][paged][streams]") {
+  ordered_paged a(ordered_paged::backend_type(stash::simulated_paged_backend{}), stash_test::remapping());
+  auto& limited = a.backend();
+  const auto& device = limited.upstream();
+  auto& o = a.ordering();
+  const stash::stream s = o.make_stream();
+  void* x = a.allocate(8 * MiB, s);
+  void* guard = a.allocate(2 * MiB, s);
+  a.deallocate(x, s);                    // pending on s
+  void* y = a.allocate(10 * MiB, s);     // x's pages are remapped to y: s's order covers them
+  CHECK(device.remap_calls() == 3);
+  CHECK(device.aliased_pages() == 3);
+  CHECK(limited.held_bytes() == device.mapped_bytes());
+  CHECK(limited.held_bytes() == 7 * 2 * MiB);  // x's 4, the guard, y's 2 new pages: each once
+  o.complete_all();
+  a.deallocate(y, s);
+  a.deallocate(guard, s);
+  o.complete_all();
+  a.empty_cache();
+  CHECK(device.aliased_pages() == 0);
+  CHECK(device.mapped_bytes() == 0);
+  CHECK(limited.held_bytes() == 0);
+  CHECK(device.misuses() == 0);
 }

@@ -14,6 +14,7 @@
 // (lowering it below what is held gives nothing back: trim_cache does). Only the slow path pays: one
 // comparison per segment or page asked of the driver.
 #include <algorithm>
+#include <concepts>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -33,6 +34,13 @@ template <class Backend>
   requires requires { typename Backend::ordering_type; }
 struct ordering_type_of<Backend> {
   using ordering_type = typename Backend::ordering_type;
+};
+
+/// A backend that maps a chunk at several addresses and tells the bytes it holds, each chunk counted
+/// once until its last mapping goes (cuda_vmm_backend, simulated_paged_backend): the limit follows it.
+template <class Backend>
+concept aliases_counted = remapping_paged_backend<Backend> && requires(const Backend& b) {
+  { b.mapped_bytes() } -> std::convertible_to<std::size_t>;
 };
 }  // namespace detail
 
@@ -131,7 +139,8 @@ class limited_backend : public detail::ordering_type_of<Backend> {
     requires chunked_paged_backend<Backend>
   {
     upstream_.unmap_pages(a, n);
-    held_.fetch_sub(n * upstream_.page_size(), std::memory_order_relaxed);
+    if constexpr (detail::aliases_counted<Backend>) follow_mapped_bytes();  // aliases may keep it held
+    else held_.fetch_sub(n * upstream_.page_size(), std::memory_order_relaxed);
   }
   /// A move keeps the memory held the same: never refused by the limit.
   bool move_page(std::uintptr_t from, std::uintptr_t to)
@@ -148,7 +157,29 @@ class limited_backend : public detail::ordering_type_of<Backend> {
     requires paged_backend<Backend>
   {
     upstream_.unmap_page(a);
-    held_.fetch_sub(upstream_.page_size(), std::memory_order_relaxed);
+    if constexpr (detail::aliases_counted<Backend>) follow_mapped_bytes();
+    else held_.fetch_sub(upstream_.page_size(), std::memory_order_relaxed);
+  }
+
+  // Backends that map a chunk at several addresses (caching_options::remap_pending_pages,
+  // keep_page_aliases). A second mapping creates no memory: the limit never refuses one. A chunk's
+  // memory stays held until its last mapping goes, which the upstream alone knows: after an unmap,
+  // held_bytes() is the upstream's mapped_bytes(), which counts each chunk once.
+  bool remap_pages(std::uintptr_t from, std::uintptr_t to, std::size_t n)
+    requires detail::aliases_counted<Backend>
+  {
+    return upstream_.remap_pages(from, to, n);
+  }
+  void unmap_alias(std::uintptr_t a, std::size_t n) noexcept
+    requires detail::aliases_counted<Backend>
+  {
+    upstream_.unmap_alias(a, n);
+    follow_mapped_bytes();
+  }
+  bool alias_pages(std::uintptr_t from, std::uintptr_t to, std::size_t n)
+    requires detail::aliases_counted<Backend> && aliasing_paged_backend<Backend>
+  {
+    return upstream_.alias_pages(from, to, n);
   }
   /// A grant holds no new memory: never refused by the limit.
   void grant_peer(int device)
@@ -178,6 +209,11 @@ class limited_backend : public detail::ordering_type_of<Backend> {
   }
 
  private:
+  void follow_mapped_bytes() noexcept
+    requires detail::aliases_counted<Backend>
+  {
+    held_.store(upstream_.mapped_bytes(), std::memory_order_relaxed);
+  }
   bool fits(std::size_t bytes) const noexcept {
     const std::size_t limit = this->limit(), held = held_bytes();
     return held <= limit && bytes <= limit - held;
@@ -198,6 +234,8 @@ namespace stash {
 static_assert(segment_backend<limited_backend<host_backend>>);
 static_assert(segment_backend<limited_backend<simulated_backend>>);
 static_assert(chunked_paged_backend<limited_backend<simulated_paged_backend>>);
+// The memory manager's device pools are limited: page aliases and remaps must come through.
+static_assert(aliasing_paged_backend<limited_backend<simulated_paged_backend>>);
 static_assert(shareable_paged_backend<limited_backend<simulated_paged_backend>>);
 static_assert(peer_paged_backend<limited_backend<simulated_paged_backend>>);
 static_assert(room_telling_backend<limited_backend<simulated_paged_backend>>);
