@@ -2,6 +2,7 @@
 // every test in the process, so figures are checked as differences.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <numeric>
@@ -14,6 +15,7 @@
 #include "stash/memory_manager.hpp"
 #include "stash/pinned_allocator.hpp"
 #include "support/failing_heap.hpp"
+#include "support/page_sharing_options.hpp"
 
 using namespace stash_test;
 
@@ -302,6 +304,46 @@ TEST_CASE("manager stats count the pages a paged pool moved", "[cuda][manager][p
   CHECK(s.total_reserved == 3 * 2 * MiB);
   mm.deallocate(big);
   mm.deallocate(kept);
+  mm.empty_cache(0);
+  CHECK(mm.get_stats(0).total_reserved == 0);
+}
+
+TEST_CASE("manager: a paged pool keeps page aliases through its memory limit (keep_page_aliases)",
+          "[cuda][manager][paged][aliases]") {
+  stash::manager_options options;
+  options.caching = stash_test::aliasing();  // every idle page moves before a new one is mapped
+  stash::memory_manager mm(stash::memory_manager::backing::cuda, 1, options);
+  if (dynamic_cast<stash::pool_of<stash::limited_caching_allocator<stash::cuda_vmm_backend>>*>(&mm.device_pool(0)) ==
+      nullptr) {
+    WARN("device 0 has no virtual memory management: its pool holds segments and moves no page");
+    return;
+  }
+  constexpr std::size_t page = 2 * MiB;
+  // The contents of the 2 MiB pages from p on.
+  auto pages_at = [](const void* p, std::size_t n) {
+    std::vector<std::vector<unsigned char>> out(n, std::vector<unsigned char>(page));
+    for (std::size_t i = 0; i < n; ++i)
+      CUDA_REQUIRE(cudaMemcpy(out[i].data(), static_cast<const char*>(p) + i * page, page, cudaMemcpyDefault));
+    return out;
+  };
+  void* x = mm.allocate(2 * page, stash::memory_type::device, 0);  // pages 0-1
+  void* guard = mm.allocate(page, stash::memory_type::device, 0);  // page 2
+  mm.deallocate(x);
+  void* y = mm.allocate(3 * page, stash::memory_type::device, 0);  // pages 3-5: x's two chunks move there
+  CHECK(mm.get_stats(0).page_moves == 2);
+  CHECK(mm.get_stats(0).total_reserved == 4 * page);  // x's chunks counted once, the guard, y's new page
+  write_pattern(y, 3 * page, 8);
+  const auto under_y = pages_at(y, 3);
+  mm.deallocate(y);
+  // Taken back at x's address with no move: the chunks were kept mapped there, and read what was
+  // written through y.
+  void* x2 = mm.allocate(2 * page, stash::memory_type::device, 0);
+  CHECK(x2 == x);
+  CHECK(mm.get_stats(0).page_moves == 2);  // without aliases: two more moves
+  CHECK(mm.get_stats(0).total_reserved == 4 * page);
+  for (const auto& contents : pages_at(x2, 2)) CHECK(std::count(under_y.begin(), under_y.end(), contents) == 1);
+  mm.deallocate(x2);
+  mm.deallocate(guard);
   mm.empty_cache(0);
   CHECK(mm.get_stats(0).total_reserved == 0);
 }
