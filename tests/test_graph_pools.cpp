@@ -276,6 +276,41 @@ TEST_CASE("graph pools: after a device-wide synchronize, blocks that waited for 
   CHECK(f.device(0).stats().allocated_bytes == 0);
 }
 
+TEST_CASE("graph pools: a block freed while the device synchronizes is neither settled nor returned",
+          "[graph_pools][streams][threads]") {
+  fixture f;
+  f.pools.begin(0, f.id, [&f](stash::stream s) { return s == f.capturing || s == f.other; });
+  void* before = f.allocate(2 * MiB, f.capturing);
+  void* during = f.allocate(2 * MiB, f.capturing);
+  void* kept = f.allocate(MiB, f.capturing);
+  void* kept_late = f.allocate(MiB, f.capturing);
+  CHECK(f.pools.deallocate(before, f.other));
+  f.deallocate(kept, f.capturing);
+  f.pools.end(0, f.id);
+  const std::uint64_t freed_by = f.pools.frees_so_far();  // taken before the synchronize
+  CHECK(freed_by == 2);
+  // Another thread frees while the device synchronizes: work queued after the synchronize began may
+  // still use these blocks.
+  CHECK(f.pools.deallocate(during, f.other));
+  f.deallocate(kept_late, f.capturing);
+  CHECK(f.pools.settle_completed(freed_by) == 1);  // `before` only
+  CHECK(f.pools.waiting() == 1);                   // `during` waits for the next synchronize
+  f.pools.begin(0, f.id, [&f](stash::stream s) { return s == f.capturing; });
+  void* again = f.allocate(2 * MiB, f.capturing);
+  CHECK(again == before);
+  CHECK(f.allocate(2 * MiB, f.capturing) != during);
+  f.pools.end(0, f.id);
+  f.pools.release(0, f.id);
+  f.pools.release(0, f.id);
+  const std::size_t freed_blocks = f.pools.figures(0, f.id).freed_blocks;
+  CHECK(f.pools.return_released(freed_by) == 1);  // `kept`: the only freed block among the first two frees
+  CHECK(f.pools.figures(0, f.id).freed_blocks == freed_blocks - 1);
+  CHECK(f.pools.releasable() == freed_blocks - 1);
+  CHECK(f.pools.return_released() == freed_blocks - 1);
+  CHECK(f.pools.releasable() == 0);
+  CHECK(f.pools.figures(0, f.id).blocks == 2);  // again and the one after it, still live
+}
+
 TEST_CASE("graph pools: settling leaves released pools' blocks to return_released", "[graph_pools][streams]") {
   fixture f;
   f.pools.begin(0, f.id, [&f](stash::stream s) { return s == f.capturing || s == f.other; });

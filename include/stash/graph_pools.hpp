@@ -170,7 +170,7 @@ class graph_pools {
     if (!o) return false;
     pool_state& pool = pools_.at({o->device, o->id});
     const bool own_stream_only = s.ordering_key() == o->on_key && !o->used_elsewhere;
-    pool.freed.emplace(o->bytes, freed_block{p, o->on_key, own_stream_only});
+    pool.freed.emplace(o->bytes, freed_block{p, o->on_key, own_stream_only, ++frees_});
     o->live = false;
     if (pool.released) ++releasable_;
     return true;
@@ -191,11 +191,21 @@ class graph_pools {
     return true;
   }
 
+  /// How many blocks have been freed to the pools so far: taken before a device-wide synchronize, it
+  /// names the frees that synchronize covers (return_released and settle_completed take it). A block
+  /// another thread frees while the device synchronizes may still be in use by work queued after the
+  /// synchronize began.
+  std::uint64_t frees_so_far() const {
+    std::lock_guard guard(lock_);
+    return frees_;
+  }
+
   /// Frees the freed blocks of released pools to their device pools and forgets them; returns how
   /// many. Call it only once the device has finished every use of them (after a device-wide
   /// synchronize): each goes back with deallocate_completed, usable on every stream at once, and no
-  /// stream handle is named (the stream a block was freed on may have been destroyed since).
-  std::size_t return_released() {
+  /// stream handle is named (the stream a block was freed on may have been destroyed since). Only the
+  /// blocks among the first `freed_by` frees (frees_so_far() before the synchronize) go back.
+  std::size_t return_released(std::uint64_t freed_by = UINT64_MAX) {
     std::lock_guard guard(lock_);
     std::size_t n = 0;
     for (auto it = pools_.begin(); it != pools_.end();) {
@@ -204,22 +214,25 @@ class graph_pools {
         // Each block is forgotten before it is freed: a block freed behind the graph pools' back (a
         // misuse) throws double_free there, and the blocks after it stay for the next call.
         auto& freed = it->second.freed;
-        while (!freed.empty()) {
-          const freed_block f = freed.begin()->second;
-          freed.erase(freed.begin());
+        for (auto f = freed.begin(); f != freed.end();) {
+          if (f->second.seq > freed_by) {
+            ++f;
+            continue;
+          }
+          const freed_block block = f->second;
+          f = freed.erase(f);
           --releasable_;
           --it->second.blocks;
-          const auto o = owners_.find(f.ptr);
+          const auto o = owners_.find(block.ptr);
           pool* const from = o->second.from;
           owners_.erase(o);
           ++n;
-          from->deallocate_completed(f.ptr);
+          from->deallocate_completed(block.ptr);
         }
         drop_if_empty(it);
       }
       it = next;
     }
-    releasable_ = 0;
     counted_.store(!owners_.empty(), std::memory_order_relaxed);
     return n;
   }
@@ -236,17 +249,18 @@ class graph_pools {
   }
 
   /// Lets requests routed to its pool on its own stream take each freed block that waited for the work
-  /// of several streams (waiting()); returns how many. Call it only once the device has finished every
-  /// use of them (after a device-wide synchronize, as return_released()): nothing else tells when the
-  /// streams other than a block's own are done with it. The block stays its pool's, for its own stream
+  /// of several streams (waiting()) among the first `freed_by` frees; returns how many. Call it only
+  /// once the device has finished every use of them (after a device-wide synchronize, as
+  /// return_released(), with frees_so_far() from before it): nothing else tells when the streams other
+  /// than a block's own are done with it. The block stays its pool's, for its own stream
   /// alone, as a block freed there is: the graph that captured it may still be replayed there.
-  std::size_t settle_completed() {
+  std::size_t settle_completed(std::uint64_t freed_by = UINT64_MAX) {
     std::lock_guard guard(lock_);
     std::size_t n = 0;
     for (auto& [key, p] : pools_)
       if (!p.released)
         for (auto& [bytes, f] : p.freed)
-          if (!f.reusable) {
+          if (!f.reusable && f.seq <= freed_by) {
             f.reusable = true;
             ++n;
           }
@@ -298,7 +312,7 @@ class graph_pools {
     const std::unordered_set<void*> wanted(live.begin(), live.end());
     std::multimap<std::size_t, freed_block> to_free;
     for (const auto& [ptr, o] : owners_)
-      if (o.device == device && o.id == id && o.live && !wanted.count(ptr)) to_free.emplace(o.bytes, freed_block{ptr, o.on_key, !o.used_elsewhere});
+      if (o.device == device && o.id == id && o.live && !wanted.count(ptr)) to_free.emplace(o.bytes, freed_block{ptr, o.on_key, !o.used_elsewhere, ++frees_});
     // Freeing first, then taking back, so that the free lists never hold a live block.
     for (const auto& [bytes, f] : to_free) owners_.find(f.ptr)->second.live = false;
     pool->second.freed.merge(to_free);
@@ -349,6 +363,7 @@ class graph_pools {
     std::uintptr_t on;  // the ordering key of the stream it was allocated on: only requests there take it
     bool reusable;  // freed on that stream; false: freed on another, and taken by no request until
                     // settle_completed()
+    std::uint64_t seq;  // which free it was (frees_so_far() after it)
   };
   struct pool_state {
     std::size_t users = 0;
@@ -414,6 +429,7 @@ class graph_pools {
   std::vector<route> routes_;
   std::unordered_map<void*, owner> owners_;  // every block of every pool, live or freed
   std::size_t releasable_ = 0;
+  std::uint64_t frees_ = 0;  // blocks freed to the pools so far (freed_block::seq)
   std::atomic<bool> routing_{false};  // routes_ is not empty
   std::atomic<bool> counted_{false};  // owners_ is not empty
 };

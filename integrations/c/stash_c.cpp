@@ -592,12 +592,14 @@ class library {
   std::size_t return_released_graph_blocks(stash::memory_manager& mm, bool settle = false) {
     const bool to_do = graph_pools_.releasable() != 0 || (settle && graph_pools_.waiting() != 0);
     if (!to_do || graph_pools_.routing()) return 0;
+    // The frees the synchronize covers: a block another thread frees meanwhile waits for the next call.
+    const std::uint64_t freed_by = graph_pools_.frees_so_far();
     if (!host_backed()) {
       for (int d = 0; d < mm.device_count(); ++d)
         if (mm.existing_device_pool(d) && !stash::cuda::synchronize_device(d)) return 0;
     }
-    const std::size_t returned = graph_pools_.return_released();
-    if (settle) graph_pools_.settle_completed();
+    const std::size_t returned = graph_pools_.return_released(freed_by);
+    if (settle) graph_pools_.settle_completed(freed_by);
     // Those blocks were freed without stash_free: exports among them must not outlive them.
     if (returned != 0 && ipc_.any_exported()) ipc_.forget_dead(mm);
     return returned;
