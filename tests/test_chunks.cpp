@@ -15,6 +15,7 @@
 #include "stash/backend/simulated_paged_backend.hpp"
 #include "stash/caching_allocator.hpp"
 #include "stash/lock/null_lock.hpp"
+#include "stash/testing/failing_backend.hpp"
 
 namespace {
 
@@ -22,6 +23,8 @@ constexpr std::size_t MiB = std::size_t{1} << 20;
 constexpr std::size_t page = 2 * MiB;
 using paged = stash::caching_allocator<stash::simulated_paged_backend, stash::segregated_fit_buckets, stash::null_lock>;
 using limited = stash::caching_allocator<stash::limited_backend<stash::simulated_paged_backend>,
+                                         stash::segregated_fit_buckets, stash::null_lock>;
+using failing = stash::caching_allocator<stash::failing_backend<stash::simulated_paged_backend>,
                                          stash::segregated_fit_buckets, stash::null_lock>;
 
 std::uintptr_t addr(const void* p) { return reinterpret_cast<std::uintptr_t>(p); }
@@ -378,6 +381,9 @@ TEST_CASE("chunks: where a move is due and no page is idle, the new pages are ma
           "[paged][chunks]") {
   stash::caching_options o;
   o.page_slack = 0;  // the budget is the high tide of touched pages
+  // Host order remaps nothing (no free is pending), so remap_pending_pages must change nothing here: it
+  // once made the arena map the pages past the tide one at a time, as if a remap could take them.
+  o.remap_pending_pages = GENERATE(false, true);
   paged a(stash::simulated_paged_backend{}, o);
   void* x = a.allocate(4 * page);  // pages 0-3, one chunk
   void* guard = a.allocate(page);  // page 4
@@ -514,6 +520,19 @@ TEST_CASE("chunks: a new chunk takes at most chunk_room_share of the room the ba
     CHECK(a.backend().upstream().chunk_pages(addr(p) + 15 * page) == 1);
     CHECK(a.stats().backend_allocations == 4);
     a.deallocate(p);
+  }
+  SECTION("failing_backend's byte limit, as the fault-injection tests run near a full device") {
+    failing a(stash::failing_backend<stash::simulated_paged_backend>{}, o);
+    a.backend().set_byte_limit(40 * page);
+    CHECK(a.backend().room_bytes() == 40 * page);
+    void* p = a.allocate(16 * page);  // room 40 pages: chunks of 5
+    CHECK(a.backend().upstream().chunk_pages(addr(p)) == 5);
+    CHECK(a.backend().upstream().chunk_pages(addr(p) + 15 * page) == 1);
+    CHECK(a.stats().backend_allocations == 4);
+    CHECK(a.backend().room_bytes() == 24 * page);
+    a.deallocate(p);
+    a.empty_cache();
+    CHECK(a.backend().room_bytes() == 40 * page);
   }
 }
 

@@ -242,9 +242,7 @@ class graph_pools {
   std::size_t waiting() const {
     std::lock_guard guard(lock_);
     std::size_t n = 0;
-    for (const auto& [key, p] : pools_)
-      if (!p.released)
-        for (const auto& [bytes, f] : p.freed) n += f.reusable ? 0 : 1;
+    for_each_waiting(pools_, [&](const auto&) { ++n; });
     return n;
   }
 
@@ -257,13 +255,12 @@ class graph_pools {
   std::size_t settle_completed(std::uint64_t freed_by = UINT64_MAX) {
     std::lock_guard guard(lock_);
     std::size_t n = 0;
-    for (auto& [key, p] : pools_)
-      if (!p.released)
-        for (auto& [bytes, f] : p.freed)
-          if (!f.reusable && f.seq <= freed_by) {
-            f.reusable = true;
-            ++n;
-          }
+    for_each_waiting(pools_, [&](auto& f) {
+      if (f.seq <= freed_by) {
+        f.reusable = true;
+        ++n;
+      }
+    });
     return n;
   }
 
@@ -390,6 +387,16 @@ class graph_pools {
     if (found == owners_.end()) return nullptr;
     if (!found->second.live) throw double_free(p);
     return &found->second;
+  }
+
+  /// f(block) for each freed block of a pool still in use that no request may take (waiting(),
+  /// settle_completed()). lock_ is held.
+  template <class Pools, class F>
+  static void for_each_waiting(Pools& pools, F&& f) {
+    for (auto& [key, p] : pools)
+      if (!p.released)
+        for (auto& [bytes, block] : p.freed)
+          if (!block.reusable) f(block);
   }
 
   /// One more user of p (begin, retain). A released pool used again keeps its freed blocks again.

@@ -462,9 +462,12 @@ class paged_arena {
 
   /// Whether no idle page could move to a page being backed now (none is idle, pages of free blocks
   /// pending on the GPU counted as touched), so that back_page would map a new page anyway. With
-  /// remap_pending_pages, a pending chunk could be remapped instead: false, and back_page decides.
+  /// remap_pending_pages (stream order, a backend that remaps), a pending chunk could be remapped
+  /// instead: false, and back_page decides. Where no remap can happen the option is not read.
   bool nothing_to_move() noexcept {
-    if (options_.remap_pending_pages) return false;
+    if constexpr (remapping) {
+      if (options_.remap_pending_pages) return false;
+    }
     bool pending = false;
     return highest_idle_page(pending) == page_table::none;
   }

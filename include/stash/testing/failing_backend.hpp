@@ -13,6 +13,7 @@
 #include <set>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "stash/backend/backend.hpp"
 #include "stash/ordering/default_ordering.hpp"
@@ -34,9 +35,14 @@ class shared_mappings {
     const auto [at, fresh] = group_of_.try_emplace(from, next_group_);
     bool added = false;
     try {
+      std::size_t& count = mappings_of_[at->second];  // 0 for a fresh group
       added = group_of_.emplace(to, at->second).second;
+      count += (fresh ? 1 : 0) + (added ? 1 : 0);
     } catch (...) {
-      if (fresh) group_of_.erase(at);
+      if (fresh) {
+        mappings_of_.erase(at->second);
+        group_of_.erase(at);
+      }
       throw;
     }
     if (fresh) ++next_group_;
@@ -55,13 +61,16 @@ class shared_mappings {
   bool remove(std::uintptr_t a) noexcept {
     const auto at = group_of_.find(a);
     if (at == group_of_.end()) return true;
-    const std::uint64_t group = at->second;
+    const auto group = mappings_of_.find(at->second);
     group_of_.erase(at);
-    return std::none_of(group_of_.begin(), group_of_.end(), [&](const auto& m) { return m.second == group; });
+    if (--group->second != 0) return false;
+    mappings_of_.erase(group);
+    return true;
   }
 
  private:
   std::map<std::uintptr_t, std::uint64_t> group_of_;  // a mapping's first page -> its allocation's group
+  std::map<std::uint64_t, std::size_t> mappings_of_;  // a group -> how many of its mappings remain
   std::uint64_t next_group_ = 1;
 };
 }  // namespace detail
@@ -118,6 +127,31 @@ class failing_backend {
     return upstream_.default_reserve_bytes();
   }
   std::uintptr_t reserve(std::size_t bytes) requires paged_backend<Backend> { return upstream_.reserve(bytes); }
+  void grant_peer(int device)
+    requires peer_paged_backend<Backend>
+  {
+    upstream_.grant_peer(device);
+  }
+  std::vector<int> peers() const
+    requires peer_paged_backend<Backend>
+  {
+    return upstream_.peers();
+  }
+  /// What the byte limit leaves, or less where the upstream has less room (room_telling_backend), so
+  /// that the arena sizes its chunks as it would on a device that full (caching_options::chunk_room_share).
+  std::size_t room_bytes() const noexcept
+    requires paged_backend<Backend>
+  {
+    std::size_t room = byte_limit_ == no_limit ? SIZE_MAX : byte_limit_ - std::min(held_, byte_limit_);
+    if constexpr (room_telling_backend<Backend>) room = std::min(room, upstream_.room_bytes());
+    return room;
+  }
+  /// Exporting a chunk maps nothing: not a call that can be made to fail.
+  int export_chunk(std::uintptr_t a) const
+    requires shareable_paged_backend<Backend>
+  {
+    return upstream_.export_chunk(a);
+  }
   bool map_page(std::uintptr_t a) requires paged_backend<Backend> {
     if (should_fail(upstream_.page_size())) return false;
     const bool ok = upstream_.map_page(a);
@@ -218,4 +252,7 @@ static_assert(segment_backend<failing_backend<host_backend>>);
 static_assert(paged_backend<failing_backend<simulated_paged_backend>>);
 // Every shape of the upstream comes through, aliases (keep_page_aliases) included.
 static_assert(aliasing_paged_backend<failing_backend<simulated_paged_backend>>);
+static_assert(peer_paged_backend<failing_backend<simulated_paged_backend>>);
+static_assert(shareable_paged_backend<failing_backend<simulated_paged_backend>>);
+static_assert(room_telling_backend<failing_backend<simulated_paged_backend>>);
 }  // namespace stash
