@@ -4,6 +4,7 @@
 #include <map>
 #include <set>
 
+#include "../bench/allocators/stash_allocators.hpp"
 #include "../bench/replay.hpp"
 #include "../bench/trace_reader.hpp"
 #include "stash/allocators.hpp"
@@ -225,4 +226,42 @@ TEST_CASE("trace reader: the Stream column gives each op the index of its stream
   const trace none = parse_trace_string("Action,Pointer,Size\nallocate,0x1000,256\n");
   CHECK(none.streams == std::vector<std::uint64_t>{0});
   CHECK(none.ops[0].stream == 0);
+}
+
+TEST_CASE("replay: warm_page_work counts a paged stash's page operations in the warm replays alone", "[trace][paged]") {
+  // 6 MiB, a 2 MiB guard above it, the 6 MiB freed, then 8 MiB: under a bound at the live peak the idle
+  // pages below the guard move up to the 8 MiB block, and every replay starts the dance again.
+  const trace t = parse_trace_string(csv("0,1,allocate,0x1000,6291456,0x0\n"
+                                         "0,2,allocate,0x2000,2097152,0x0\n"
+                                         "0,3,free,0x1000,6291456,0x0\n"
+                                         "0,4,allocate,0x3000,8388608,0x0\n"
+                                         "0,5,free,0x3000,8388608,0x0\n"
+                                         "0,6,free,0x2000,2097152,0x0\n"),
+                                     "moves");
+  using adapter = stash::bench::stash_adapter<stash::simulated_caching_allocator>;
+  stash::caching_options bound;
+  bound.max_held_over_live = 1.0;
+  bound.small_region = false;
+  const bool bounded = GENERATE(false, true);
+  INFO((bounded ? "bound 1.0" : "default rules"));
+  const stash::caching_options o = bounded ? bound : stash::caching_options{};
+  adapter warmed("stash", o), cold_only("stash", o);
+  const auto r = stash::bench::measure_replay(warmed, t, /*warm=*/3);
+  const auto cold = stash::bench::measure_replay(cold_only, t, /*warm=*/0);
+  REQUIRE(r.warm_page_work.has_value());
+  REQUIRE(cold.warm_page_work.has_value());
+  CHECK(*cold.warm_page_work == 0);  // no warm replay
+  const auto s = warmed.allocator().stats();
+  CHECK(*warmed.page_work() ==
+        s.backend_allocations + s.backend_frees + warmed.allocator().page_moves() + warmed.allocator().alias_unmaps());
+  CHECK(*cold_only.page_work() > 0);  // the cold replay mapped the pages
+  CHECK(*r.warm_page_work == *warmed.page_work() - *cold_only.page_work());
+  if (bounded) CHECK(*r.warm_page_work > 0);
+  else CHECK(*r.warm_page_work == 0);  // served from the cache alone
+}
+
+TEST_CASE("replay: allocators that do not tell their page work report none", "[trace]") {
+  const trace t = parse_trace_string(csv("0,1,allocate,0x1000,1000,0x0\n"), "none");
+  checking_allocator allocator;
+  CHECK_FALSE(stash::bench::measure_replay(allocator, t, /*warm=*/2).warm_page_work.has_value());
 }

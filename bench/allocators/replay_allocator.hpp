@@ -40,6 +40,10 @@ class replay_allocator {
   /// Calls into the driver for memory (cudaMalloc, pages mapped) since construction; nullopt when
   /// the allocator does not tell.
   virtual std::optional<std::uint64_t> backend_allocs() const = 0;
+  /// Page operations a paged stash has made since construction, each at least one driver call: chunks
+  /// mapped and given back, page moves, kept aliases unmapped (a warm replay that makes any is not
+  /// served from the cache alone); nullopt for other allocators.
+  virtual std::optional<std::uint64_t> page_work() const { return std::nullopt; }
   /// Bytes held from the driver now, for the timeline (stash-replay --timeline); nullopt when the
   /// adapter cannot tell, and the allocator is then left out of the timeline.
   virtual std::optional<std::size_t> reserved_bytes() const { return std::nullopt; }

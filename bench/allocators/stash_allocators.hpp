@@ -42,6 +42,14 @@ class stash_adapter final : public replayable<stash_adapter<CachingAllocator>> {
   std::optional<std::uint64_t> backend_allocs() const override {
     return allocator_.stats().backend_allocations;
   }
+  std::optional<std::uint64_t> page_work() const override {
+    if constexpr (requires { allocator_.alias_unmaps(); }) {
+      const auto s = allocator_.stats();
+      return s.backend_allocations + s.backend_frees + allocator_.page_moves() + allocator_.alias_unmaps();
+    } else {
+      return std::nullopt;
+    }
+  }
   std::optional<std::size_t> reserved_bytes() const override { return allocator_.stats().reserved_bytes; }
   std::optional<host_wait_counts> host_waits() const override {
     if constexpr (!stream_ordered) {
