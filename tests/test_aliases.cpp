@@ -225,48 +225,6 @@ TEST_CASE("aliases: a free pending on the GPU keeps its chunk from being taken a
   check_emptied(a);
 }
 
-TEST_CASE("aliases: a block that kept aliases alone back asks no event; one they do not back closes its stream's epoch",
-          "[aliases][paged][streams]") {
-  // Closing the requesting stream's epoch and asking the events (about 1.2 us of runtime calls on an
-  // H200) only spares driver calls; where idle kept aliases back every page the block needs, there are
-  // none to spare.
-  stream_paged a(stash::simulated_paged_backend{}, aliasing());
-  auto& o = a.ordering();
-  const auto& b = a.backend();
-  const stash::stream s = o.make_stream();
-  void* x = a.allocate(2 * page, s);
-  void* guard = a.allocate(page, s);
-  void* far = a.allocate(page, s);  // its free stays pending: the stream layer is never settled below
-  const std::uintptr_t x_at = addr(x);
-  a.deallocate_completed(x);
-  void* y = a.allocate(3 * page, s);  // x's idle pages move up as aliases
-  REQUIRE(b.aliased_pages() == 2);
-  a.deallocate(far, s);
-  const bool y_done = GENERATE(true, false);
-  INFO((y_done ? "y's free completed" : "y's free pending"));
-  if (y_done) a.deallocate_completed(y);  // ready: its chunk is idle where it is active
-  else a.deallocate(y, s);                // pending: the stream's epoch is closed and asked about
-  const std::size_t records = o.records(), calls = b.driver_calls();
-  void* x2 = a.allocate(2 * page, s);
-  CHECK(addr(x2) == x_at);
-  if (y_done) {
-    CHECK(o.records() == records);  // no epoch closed, no event asked about
-    CHECK(a.alias_activations() == 2);
-    CHECK(b.driver_calls() == calls);
-  } else {
-    CHECK(o.records() == records + 1);  // the close, whose event has not completed
-    CHECK(a.alias_activations() == 0);  // y's chunk is not taken while s may use it: backed anew
-    CHECK(a.alias_unmaps() == 2);
-    CHECK(b.driver_calls() > calls);
-  }
-  check_no_sharing(b, {{x2, 2 * page}, {guard, page}});
-  check_counted(a);
-  a.deallocate(x2, s);
-  a.deallocate(guard, s);
-  o.complete_all();
-  check_emptied(a);
-}
-
 TEST_CASE("aliases: an alias the backend refuses or fails on changes no figure", "[aliases][paged][errors]") {
   // x (2 pages) freed under a guard, then y (3 pages) above it: each of x's pages would move there as
   // an alias (the first and the second alias_pages call of the request).

@@ -687,7 +687,7 @@ class caching_allocator {
     const bool capturing = streams_.capturing(on);
     arena_.note_capture(capturing);
     arena_.note_requesting(on);
-    if (!capturing && !streams_.settled() && !arena_.aliases_back(b->addr, size) && reclaim(on) > 0) {
+    if (!capturing && !streams_.settled() && reclaim(on) > 0) {
       const std::uint8_t region = b->pool();  // a request is carved from the other region when its own is full
       arena_.coalesce();                    // b may have merged into a ready neighbour: look again
       const top_over_pending_scope scope(heap_);

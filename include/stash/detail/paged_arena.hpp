@@ -138,37 +138,6 @@ class paged_arena {
   /// takes pages only from its own pending frees).
   void note_requesting(const tag* on) noexcept { requesting_ = on; }
 
-  /// Whether kept aliases alone would back the block [addr, addr + size): every page of it not marked
-  /// mapped lies on an inactive mapping whose chunk is idle at its active address (no live block, no free
-  /// pending on the GPU) and outside the block, so that take_aliases makes them all active with no
-  /// driver call. Changes nothing. The request's stream-order work (closing its stream's epoch and asking
-  /// the events, about 1.2 us of runtime calls on an H200) serves only to spare driver calls, and is
-  /// skipped then: a warm replay takes kept aliases back on every few hundred requests.
-  bool aliases_back(std::uintptr_t addr, std::size_t size) noexcept {
-    if (!keep_aliases()) return false;
-    const std::size_t first = first_page(addr), last = last_page(addr, size);
-    bool all = true, looked = false, holding = false;
-    for (std::size_t q = pages_.first_unmapped(first, last); q != page_table::none && q <= last; ++q) {
-      if (pages_.mapped(q)) continue;
-      if (alias_id_[q] == 0) {
-        all = false;
-        break;
-      }
-      if (!looked) holding = hold_pending_pages(), looked = true;
-      const aliased_chunk& c = aliased_[alias_id_[q] - 1];
-      const auto at = std::find_if(c.inactive.begin(), c.inactive.end(),
-                                   [&](std::size_t a) { return a <= q && q < a + c.pages; });
-      const bool inside = c.active <= last && first < c.active + c.pages;
-      if (inside || !chunk_idle(c.active, c.pages)) {
-        all = false;
-        break;
-      }
-      q = *at + c.pages - 1;
-    }
-    if (holding) release_pending_pages();
-    return all;
-  }
-
   /// Stream order: unmaps the old ranges of remapped chunks whose frees' epochs have completed and
   /// files them as free blocks, then merges neighbouring free blocks that are both ready, region by region.
   void coalesce() noexcept {
