@@ -121,6 +121,14 @@ class StashReplayCli(unittest.TestCase):
         [row] = strict_json_lines(result.stdout)
         self.assertGreaterEqual(row["settled_reserved_over_live"], row["reserved_over_live"])
         self.assertGreater(row["ns_per_op_warm"], 0)
+        self.assertEqual(row["warm_page_work"], 0)  # the small trace's warm replays come from the cache
+
+    def test_warm_page_work_is_null_for_allocators_that_do_not_tell(self):
+        result = run("--backend", "simulated", "--json", "--warm", "1", "--allocators", "stash-pow2",
+                     self.small_trace())
+        self.assertEqual(result.returncode, 0, result.stderr)
+        [row] = strict_json_lines(result.stdout)
+        self.assertIsNone(row["warm_page_work"])
 
     def test_host_waits_are_counted_per_replay(self):
         # Two streams, a block freed on one and asked for on the other: the stream-ordered compositions

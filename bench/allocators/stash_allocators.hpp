@@ -43,7 +43,10 @@ class stash_adapter final : public replayable<stash_adapter<CachingAllocator>> {
     return allocator_.stats().backend_allocations;
   }
   std::optional<std::uint64_t> page_work() const override {
-    if constexpr (requires { allocator_.alias_unmaps(); }) {
+    if constexpr (requires {
+                    requires stash::paged_backend<typename CachingAllocator::backend_type>;
+                    allocator_.alias_unmaps();
+                  }) {
       const auto s = allocator_.stats();
       return s.backend_allocations + s.backend_frees + allocator_.page_moves() + allocator_.alias_unmaps();
     } else {
