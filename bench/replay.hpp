@@ -38,6 +38,8 @@ struct replay_result {
   std::optional<std::uint64_t> backend_allocs;
   // replay_allocator::page_work over all the warm replays together (0: served from the cache alone).
   std::optional<std::uint64_t> warm_page_work;
+  // replay_allocator::events_recorded over all the warm replays together.
+  std::optional<std::uint64_t> warm_events;
   std::size_t streams = 1;  // distinct streams in the trace
   // Host waits over the cold and every warm replay (allocate and free calls alone: nothing else is
   // called on the allocator during them); empty where the allocator does not tell.
@@ -87,10 +89,13 @@ inline replay_result measure_replay(replay_allocator& allocator, const trace& t,
     r.reserved_over_live = static_cast<double>(r.peak_reserved_bytes) / static_cast<double>(t.peak_live_bytes);
 
   const auto work_before = allocator.page_work();
+  const auto events_before = allocator.events_recorded();
   std::vector<double> warm_ns;
   for (int i = 0; i < warm; ++i) warm_ns.push_back(timed_run());
   if (const auto work_after = allocator.page_work(); work_before && work_after)
     r.warm_page_work = *work_after - *work_before;
+  if (const auto events_after = allocator.events_recorded(); events_before && events_after)
+    r.warm_events = *events_after - *events_before;
   if (!warm_ns.empty()) {
     std::sort(warm_ns.begin(), warm_ns.end());
     const std::size_t mid = warm_ns.size() / 2;

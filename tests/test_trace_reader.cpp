@@ -4,6 +4,7 @@
 #include <map>
 #include <set>
 
+#include "../bench/allocators/ordered_allocator.hpp"
 #include "../bench/allocators/stash_allocators.hpp"
 #include "../bench/replay.hpp"
 #include "../bench/trace_reader.hpp"
@@ -264,4 +265,31 @@ TEST_CASE("replay: allocators that do not tell their page work report none", "[t
   const trace t = parse_trace_string(csv("0,1,allocate,0x1000,1000,0x0\n"), "none");
   checking_allocator allocator;
   CHECK_FALSE(stash::bench::measure_replay(allocator, t, /*warm=*/2).warm_page_work.has_value());
+}
+
+TEST_CASE("replay: warm_events counts the events a stream-ordered stash records in the warm replays alone",
+          "[trace][streams]") {
+  // More frees on one stream than an epoch holds: every replay closes the stream's epoch at least once.
+  using layer = stash::detail::stream_layer<stash::bench::counting_ordering>;
+  std::string lines;
+  for (std::size_t i = 0; i < layer::frees_per_epoch + 100; ++i)
+    lines += "0," + std::to_string(2 * i) + ",allocate,0x1000,4096,0x0\n0," + std::to_string(2 * i + 1) +
+             ",free,0x1000,4096,0x0\n";
+  const trace t = parse_trace_string(csv(lines), "one epoch and more");
+  using ordered = stash::bench::stash_adapter<stash::bench::simulated_ordered_allocator>;
+  ordered warmed("stash-ordered"), cold_only("stash-ordered");
+  const auto r = stash::bench::measure_replay(warmed, t, /*warm=*/3);
+  const auto cold = stash::bench::measure_replay(cold_only, t, /*warm=*/0);
+  REQUIRE(r.warm_events.has_value());
+  CHECK(*warmed.events_recorded() == warmed.allocator().ordering().stats().records);
+  CHECK(*cold.warm_events == 0);
+  CHECK(*r.warm_events == *warmed.events_recorded() - *cold_only.events_recorded());
+  CHECK(*r.warm_events >= 3);  // a close at least per warm replay
+
+  stash::bench::stash_adapter<stash::simulated_caching_allocator> host("stash");
+  const auto h = stash::bench::measure_replay(host, t, /*warm=*/3);
+  REQUIRE(h.warm_events.has_value());
+  CHECK(*h.warm_events == 0);  // host order records no event
+  checking_allocator other;
+  CHECK_FALSE(stash::bench::measure_replay(other, t, /*warm=*/1).warm_events.has_value());
 }

@@ -44,6 +44,10 @@ class replay_allocator {
   /// mapped and given back, page moves, kept aliases unmapped (a warm replay that makes any is not
   /// served from the cache alone); nullopt for other allocators.
   virtual std::optional<std::uint64_t> page_work() const { return std::nullopt; }
+  /// Events a stream-ordered stash has recorded since construction (each epoch it closed: a free
+  /// batch's event, on the request path the close before asking the events); 0 for a host-ordered one,
+  /// nullopt where the adapter cannot tell.
+  virtual std::optional<std::uint64_t> events_recorded() const { return std::nullopt; }
   /// Bytes held from the driver now, for the timeline (stash-replay --timeline); nullopt when the
   /// adapter cannot tell, and the allocator is then left out of the timeline.
   virtual std::optional<std::size_t> reserved_bytes() const { return std::nullopt; }

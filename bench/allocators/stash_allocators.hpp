@@ -54,6 +54,15 @@ class stash_adapter final : public replayable<stash_adapter<CachingAllocator>> {
     }
   }
   std::optional<std::size_t> reserved_bytes() const override { return allocator_.stats().reserved_bytes; }
+  std::optional<std::uint64_t> events_recorded() const override {
+    if constexpr (!stream_ordered) {
+      return 0;
+    } else if constexpr (requires { allocator_.ordering().stats().records; }) {
+      return allocator_.ordering().stats().records;
+    } else {
+      return std::nullopt;
+    }
+  }
   std::optional<host_wait_counts> host_waits() const override {
     if constexpr (!stream_ordered) {
       return host_wait_counts{};
