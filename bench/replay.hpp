@@ -88,14 +88,16 @@ inline replay_result measure_replay(replay_allocator& allocator, const trace& t,
   if (t.peak_live_bytes > 0)
     r.reserved_over_live = static_cast<double>(r.peak_reserved_bytes) / static_cast<double>(t.peak_live_bytes);
 
+  // What a counter the adapter may not tell grew by over the warm replays.
+  auto grown = [](std::optional<std::uint64_t> before, std::optional<std::uint64_t> after) {
+    return before && after ? std::optional<std::uint64_t>(*after - *before) : std::nullopt;
+  };
   const auto work_before = allocator.page_work();
   const auto events_before = allocator.events_recorded();
   std::vector<double> warm_ns;
   for (int i = 0; i < warm; ++i) warm_ns.push_back(timed_run());
-  if (const auto work_after = allocator.page_work(); work_before && work_after)
-    r.warm_page_work = *work_after - *work_before;
-  if (const auto events_after = allocator.events_recorded(); events_before && events_after)
-    r.warm_events = *events_after - *events_before;
+  r.warm_page_work = grown(work_before, allocator.page_work());
+  r.warm_events = grown(events_before, allocator.events_recorded());
   if (!warm_ns.empty()) {
     std::sort(warm_ns.begin(), warm_ns.end());
     const std::size_t mid = warm_ns.size() / 2;

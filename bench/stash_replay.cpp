@@ -304,14 +304,13 @@ void print_replay(const replay_result& r, backend_kind backend, const output& ou
         "{{\"trace\":{},\"allocator\":{},\"backend\":\"{}\",\"ops\":{},\"peak_live_bytes\":{},"
         "\"peak_reserved_bytes\":{},\"reserved_over_live\":{},\"settled_reserved_over_live\":{},"
         "\"ns_per_op_cold\":{},"
-        "\"ns_per_op_warm\":{},\"backend_allocs\":{},\"warm_page_work\":{},\"warm_events\":{},\"streams\":{},\"device_syncs\":{},"
-        "\"host_waits\":{}}}\n",
+        "\"ns_per_op_warm\":{},\"backend_allocs\":{},\"warm_page_work\":{},\"warm_events\":{},"
+        "\"streams\":{},\"device_syncs\":{},\"host_waits\":{}}}\n",
         json_string(r.trace), json_string(r.allocator), to_string(backend), r.ops, r.peak_live_bytes,
         r.peak_reserved_bytes, json_number(r.reserved_over_live, 4), json_number(r.settled_reserved_over_live, 4),
         json_number(r.ns_per_op_cold, 1),
-        json_number(r.ns_per_op_warm, 1), json_count(r.backend_allocs), json_count(r.warm_page_work), json_count(r.warm_events), r.streams,
-        json_count(r.device_syncs),
-        json_count(r.host_waits)));
+        json_number(r.ns_per_op_warm, 1), json_count(r.backend_allocs), json_count(r.warm_page_work),
+        json_count(r.warm_events), r.streams, json_count(r.device_syncs), json_count(r.host_waits)));
   }
   if (out.table) {
     fmt::print("{:<22} {:<16} {:>9} {:>12.1f} {:>14.1f} {:>9} {:>9} {:>11} {:>11} {:>10}\n", r.trace, r.allocator,
