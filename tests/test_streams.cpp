@@ -990,6 +990,37 @@ TEMPLATE_TEST_CASE("streams: streams nothing refers to are forgotten while the p
   CHECK(o.unreleased_events() == 0);
 }
 
+// A stream per request that is named first by record_stream (it reads a tensor of the main stream),
+// then allocates, frees and is flushed and destroyed: such a stream counts as one allocate names
+// first would. Here every call names the stream the call before it named, so only record_stream and a
+// free on another stream meet each new stream; the pass that forgets streams must run there too, or
+// the streams known grow by one per request.
+TEMPLATE_TEST_CASE("streams: streams named first by record_stream are forgotten while running", "[streams][destroyed]",
+                   segments, paged) {
+  TestType a;
+  auto& o = a.ordering();
+  const stash::stream main_stream = o.make_stream();
+  constexpr int requests = 400;
+  for (int i = 0; i < requests; ++i) {
+    const stash::stream side = o.make_stream();
+    void* input = a.allocate(whole, main_stream);
+    a.record_stream(input, side);
+    void* output = a.allocate(whole, side);
+    a.deallocate(output, side);
+    a.deallocate(input, main_stream);
+    a.flush_stream(side);
+    a.flush_stream(main_stream);
+    o.complete_all();
+    o.destroy(side);
+  }
+  CHECK(a.stream_stats().streams_forgotten >= requests - 2 * 64);  // at most 128 streams known at a time
+  CHECK(o.destroyed_stream_uses() == 0);
+  o.complete_all();
+  a.empty_cache();
+  CHECK(a.reserved_bytes() == 0);
+  CHECK(o.unreleased_events() == 0);
+}
+
 // The pass that forgets streams retires completed epochs itself; a trim_cache target that pending
 // frees kept from reaching is applied there too (helper audit, eighteenth session: it stayed unmet,
 // 65 MiB cached against a target of 0, since the layer was settled and no later slow path reclaimed).

@@ -230,7 +230,7 @@ class caching_allocator {
     block* b = p ? heap_.find(address(p)) : nullptr;
     if (!b || b->is_free()) throw_bad_pointer(p);
     if constexpr (streamed) {
-      tag* const t = streams_.tag(s);
+      tag* const t = tag_of(s);
       if (t == b->owner) return;
       const auto [it, added] = extra_uses_.try_emplace(b->addr);
       std::vector<tag*>& uses = it->second;
@@ -533,7 +533,9 @@ class caching_allocator {
   /// needed new pages (PyTorch's multistream workload, a copy stream with record_stream: 378 -> 386 MiB
   /// on the H200, run Z4; its trace with record_stream 1.0229 -> 1.0505 of the live peak). The large
   /// region keeps the filing with any number of streams (mlp_two_streams 1.143 -> 1.076 settled).
-  /// Called before anything else in allocate, so a call that fails later leaves what it did: a stream
+  /// Every call that names a stream looks it up here (allocate, record_stream, a free on another
+  /// stream), so a stream that record_stream names first counts as one allocate names first.
+  /// Called before anything else in the call, so a call that fails later leaves what it did: a stream
   /// named for the first time stays known (and the small region's filing follows the stream count), a
   /// close that was due is carried out (stream_layer::find_or_add), and the pass that forgets streams
   /// may have run. None of it is a figure the caller reads; each is what a later call on s does anyway.
@@ -603,8 +605,8 @@ class caching_allocator {
   [[gnu::cold, gnu::noinline]] void release_cross(block* b, stream s)
     requires streamed
   {
-    tag* const freed_on = streams_.tag(s);  // may carry out a close due on s, and stays done if this free
-                                            // then fails (std::bad_alloc below): an event recorded early
+    tag* const freed_on = tag_of(s);  // may carry out a close due on s, and stays done if this free then
+                                      // fails (std::bad_alloc below): an event recorded early
     std::vector<tag*> uses{b->owner};
     if (auto it = extra_uses_.find(b->addr); it != extra_uses_.end()) uses.insert(uses.end(), it->second.begin(), it->second.end());
     const std::size_t named_end = uses.size();  // uses[1, named_end): the streams record_stream named
