@@ -670,7 +670,9 @@ TEMPLATE_TEST_CASE("segments: a small live block never keeps a large idle segmen
 
 TEST_CASE("page table: the highest idle page is exact under random changes", "[allocator][paged]") {
   // Checked against the definition (mapped and not touched) over a table of 3 summary levels; and the
-  // first unmapped page of a random range (inside one word of pages or across several) likewise.
+  // first unmapped page of a random range (inside one word of pages or across several) likewise, and
+  // whether any page of it is touched. Runs of pages are mapped and unmapped at once as well (a kept
+  // alias taken back marks its whole chunk), and the count of mapped pages stays exact.
   constexpr std::size_t pages = 64 * 64 * 3 + 17;
   stash::detail::page_table t;
   t.resize(pages);
@@ -683,7 +685,7 @@ TEST_CASE("page table: the highest idle page is exact under random changes", "[a
     return stash::detail::page_table::none;
   };
   for (int step = 0; step < 20000; ++step) {
-    const auto op = rng() % 4;
+    const auto op = rng() % 5;
     if (op == 0 || live.empty()) {
       // A block placed where no live block lies: at random, skipped if it would overlap one.
       const std::size_t first = rng() % pages, last = std::min(pages - 1, first + rng() % 200);
@@ -701,16 +703,26 @@ TEST_CASE("page table: the highest idle page is exact under random changes", "[a
     } else if (op == 2) {
       const std::size_t p = t.highest_idle();
       if (p != stash::detail::page_table::none) t.set_mapped(p, false);
-    } else {
+    } else if (op == 3) {
       const std::size_t p = rng() % pages;
       if (!t.mapped(p)) t.set_mapped(p, true);
+    } else {
+      const std::size_t first = rng() % pages, last = std::min(pages - 1, first + rng() % 150);
+      t.set_mapped(first, last, rng() % 3 != 0);  // mapped pages among them stay counted once
     }
     REQUIRE(t.highest_idle() == brute_highest());
+    std::size_t mapped = 0;
+    for (std::size_t p = 0; p < pages; ++p) mapped += t.mapped(p) ? 1 : 0;
+    REQUIRE(t.mapped_count() == mapped);
     const std::size_t from = ranges() % pages, to = std::min(pages - 1, from + ranges() % 130);
     std::size_t hole = stash::detail::page_table::none;
-    for (std::size_t p = to + 1; p-- > from;)
+    bool touched = false;
+    for (std::size_t p = to + 1; p-- > from;) {
       if (!t.mapped(p)) hole = p;
+      touched |= t.touched(p);
+    }
     REQUIRE(t.first_unmapped(from, to) == hole);
+    REQUIRE(t.touched_any(from, to) == touched);
   }
 }
 

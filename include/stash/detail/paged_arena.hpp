@@ -534,10 +534,8 @@ class paged_arena {
       ungranted_first_ = std::min(ungranted_first_, first);  // none is the largest index
       ungranted_last_ = std::max(ungranted_last_, last);
     }
-    for (std::size_t q = first; q <= last; ++q) {
-      pages_.set_mapped(q, true);
-      pages_.set_fresh(q);  // counted in the stats once the block is placed (back_pages)
-    }
+    pages_.set_mapped(first, last, true);
+    for (std::size_t q = first; q <= last; ++q) pages_.set_fresh(q);  // counted in the stats once the block is placed (back_pages)
     pages_.set_chunk(first, last);
     reserved_ += (last - first + 1) << page_shift_;
   }
@@ -565,7 +563,7 @@ class paged_arena {
     } else {
       backend_.unmap_page(page_address(first));
     }
-    for (std::size_t q = first; q <= last; ++q) pages_.set_mapped(q, false);
+    pages_.set_mapped(first, last, false);
     pages_.clear_chunk(first, last);
     return n;
   }
@@ -645,9 +643,9 @@ class paged_arena {
   /// The page table's marks of the chunk of n pages mapped at `from` (mapped, chunk bounds) move to
   /// pages [to, to + n - 1].
   void move_chunk_marks(std::size_t from, std::size_t n, std::size_t to) noexcept {
-    for (std::size_t q = from; q < from + n; ++q) pages_.set_mapped(q, false);
+    pages_.set_mapped(from, from + n - 1, false);
     pages_.clear_chunk(from, from + n - 1);
-    for (std::size_t q = to; q < to + n; ++q) pages_.set_mapped(q, true);
+    pages_.set_mapped(to, to + n - 1, true);
     pages_.set_chunk(to, to + n - 1);
   }
 
@@ -834,11 +832,7 @@ class paged_arena {
 
   /// Whether no page of the chunk [first, first + n) is touched (live blocks, the block being backed,
   /// frees held as pending).
-  bool chunk_idle(std::size_t first, std::size_t n) const noexcept {
-    for (std::size_t q = first; q < first + n; ++q)
-      if (pages_.touched(q)) return false;
-    return true;
-  }
+  bool chunk_idle(std::size_t first, std::size_t n) const noexcept { return !pages_.touched_any(first, first + n - 1); }
 
   /// Maps the idle chunk of n pages at `from` at pages [to, to + n - 1] too (one driver call, access
   /// with the block's other new pages), keeps `from` as an inactive alias, and counts it as a move
