@@ -990,24 +990,31 @@ TEMPLATE_TEST_CASE("streams: streams nothing refers to are forgotten while the p
   CHECK(o.unreleased_events() == 0);
 }
 
-// A stream per request that is named first by record_stream (it reads a tensor of the main stream),
-// then allocates, frees and is flushed and destroyed: such a stream counts as one allocate names
-// first would. Here every call names the stream the call before it named, so only record_stream and a
-// free on another stream meet each new stream; the pass that forgets streams must run there too, or
-// the streams known grow by one per request.
+// A stream per request that is named first by record_stream (it reads a tensor of the main stream) or
+// by a free on it (it takes the tensor over), then allocates, frees and is flushed and destroyed: such
+// a stream counts as one allocate names first would. Here every call names the stream the call before
+// it named, so only record_stream or the free on another stream meets each new stream; the pass that
+// forgets streams must run there too, or the streams known grow by one per request.
 TEMPLATE_TEST_CASE("streams: streams named first by record_stream are forgotten while running", "[streams][destroyed]",
                    segments, paged) {
   TestType a;
   auto& o = a.ordering();
+  const bool by_free = GENERATE(false, true);
+  INFO((by_free ? "named by a free on another stream" : "named by record_stream"));
   const stash::stream main_stream = o.make_stream();
   constexpr int requests = 400;
   for (int i = 0; i < requests; ++i) {
     const stash::stream side = o.make_stream();
     void* input = a.allocate(whole, main_stream);
-    a.record_stream(input, side);
+    if (by_free) a.deallocate(input, side);  // record_stream(input, side) and a free on main_stream
+    else a.record_stream(input, side);
     void* output = a.allocate(whole, side);
-    a.deallocate(output, side);
-    a.deallocate(input, main_stream);
+    if (by_free) {
+      a.deallocate(output, main_stream);  // main_stream takes it over: the free names main_stream again
+    } else {
+      a.deallocate(output, side);
+      a.deallocate(input, main_stream);
+    }
     a.flush_stream(side);
     a.flush_stream(main_stream);
     o.complete_all();
