@@ -995,8 +995,8 @@ TEMPLATE_TEST_CASE("streams: streams nothing refers to are forgotten while the p
 // a stream counts as one allocate names first would. Here every call names the stream the call before
 // it named, so only record_stream or the free on another stream meets each new stream; the pass that
 // forgets streams must run there too, or the streams known grow by one per request.
-TEMPLATE_TEST_CASE("streams: streams named first by record_stream are forgotten while running", "[streams][destroyed]",
-                   segments, paged) {
+TEMPLATE_TEST_CASE("streams: streams named first by record_stream are forgotten while running",
+                   "[streams][destroyed]", segments, paged) {
   TestType a;
   auto& o = a.ordering();
   const bool by_free = GENERATE(false, true);

@@ -78,7 +78,8 @@ class basic_page_table {
       if (on) {
         mapped_[w] |= mask;
         mapped_count_ += count;
-        if (const std::uint64_t idle = untouched(w, mask)) maybe_idle_.assign_word(w, maybe_idle_.word(w) | idle);
+        if (const std::uint64_t idle = untouched(w, mask))
+          maybe_idle_.assign_word(w, maybe_idle_.word(w) | idle);
       } else {
         mapped_[w] &= ~mask;
         mapped_count_ -= count;

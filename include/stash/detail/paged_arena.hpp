@@ -535,7 +535,8 @@ class paged_arena {
       ungranted_last_ = std::max(ungranted_last_, last);
     }
     pages_.set_mapped(first, last, true);
-    for (std::size_t q = first; q <= last; ++q) pages_.set_fresh(q);  // counted in the stats once the block is placed (back_pages)
+    // counted in the stats once the block is placed (back_pages)
+    for (std::size_t q = first; q <= last; ++q) pages_.set_fresh(q);
     pages_.set_chunk(first, last);
     reserved_ += (last - first + 1) << page_shift_;
   }
@@ -832,7 +833,9 @@ class paged_arena {
 
   /// Whether no page of the chunk [first, first + n) is touched (live blocks, the block being backed,
   /// frees held as pending).
-  bool chunk_idle(std::size_t first, std::size_t n) const noexcept { return !pages_.touched_any(first, first + n - 1); }
+  bool chunk_idle(std::size_t first, std::size_t n) const noexcept {
+    return !pages_.touched_any(first, first + n - 1);
+  }
 
   /// Maps the idle chunk of n pages at `from` at pages [to, to + n - 1] too (one driver call, access
   /// with the block's other new pages), keeps `from` as an inactive alias, and counts it as a move
