@@ -4,8 +4,9 @@ file per round and binary, named r<ROUND>-<LABEL>.jsonl.
 
 For each allocator, trace and binary label it prints the median over rounds of the baseline's warm
 ns/op over the allocator's (the baseline, PyTorch's allocator by default, runs in the same round, so
-the machine's drift cancels), the rounds counted, min-max, the share of rounds at or above --target,
-reserved/live cold and settled, and the medians of warm_events and warm_page_work. With two labels or
+the machine's drift cancels), the rounds counted, min-max, the share of rounds at or above --target and
+a 95% lower confidence bound on the median ratio (distribution-free: an order statistic of the rounds,
+median_lower_bound), reserved/live cold and settled, and the medians of warm_events and warm_page_work. With two labels or
 more, each later label's median over the first's follows. Rounds where the baseline or the allocator
 is missing (a replay that failed) are not counted; a figure that differs between rounds is shown as a
 range, never one round's value alone.
@@ -15,6 +16,7 @@ range, never one round's value alone.
 
 import argparse
 import collections
+import math
 import glob
 import json
 import os
@@ -51,6 +53,22 @@ def span(values, fmt):
     return fmt.format(low) if low == high else (fmt + "-" + fmt).format(low, high)
 
 
+def median_lower_bound(values, confidence=0.95):
+    """A one-sided lower confidence bound on the median of the distribution the values were drawn from
+    (independent rounds): the k-th smallest value, k the largest with P(Binomial(n, 1/2) >= k) >= confidence,
+    since the k-th smallest lies below the median unless fewer than k values do. None when n is too small
+    (fewer than 5 values at 95%)."""
+    xs = sorted(values)
+    n = len(xs)
+    below, k = 0.0, 0  # below: P(Binomial(n, 1/2) <= k - 1)
+    while k < n:
+        p = below + math.comb(n, k) / 2**n
+        if p > 1 - confidence:
+            break
+        below, k = p, k + 1
+    return xs[k - 1] if k > 0 else None
+
+
 def summarise(runs, baseline="torch", target=None):
     """Lines of text: per allocator, per trace, per label."""
     labels = sorted({label for label, _ in runs}, key=lambda l: min(r for lab, r in runs if lab == l))
@@ -71,7 +89,7 @@ def summarise(runs, baseline="torch", target=None):
     allocators = sorted({a for a, _, _ in per})
     traces = sorted({t for _, t, _ in per})
     head = f"warm {baseline}/x: median over rounds (rounds, min-max"
-    head += f", share of rounds >= {target:g})" if target is not None else ")"
+    head += f", share of rounds >= {target:g}, lower 95% bound on the median)" if target is not None else ")"
     out.append(head + "; reserved/live cold, settled; warm events; warm page work; device syncs")
     for alloc in allocators:
         out.append(f"== {alloc}")
@@ -87,6 +105,8 @@ def summarise(runs, baseline="torch", target=None):
                     text = f"{medians[label]:.2f} ({len(ratios)}, {min(ratios):.2f}-{max(ratios):.2f}"
                     if target is not None:
                         text += f", {sum(r >= target for r in ratios) / len(ratios):.0%}"
+                        low = median_lower_bound(ratios)
+                        text += f", median >= {low:.2f} at 95%" if low is not None else ", too few rounds for a bound"
                     text += ")"
                 else:
                     text = "no baseline"
