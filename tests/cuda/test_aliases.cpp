@@ -115,11 +115,19 @@ TEST_CASE("aliases (GPU): a random walk with kernels writing every block keeps e
           "[cuda][aliases]") {
   // Blocks of up to 7 pages, each filled by a kernel with its own tag when made and checked by a kernel
   // when freed and at the end; chunks of 1 and 4 pages, every idle page moved first. A physical page
-  // under two live blocks would fail a check. Three frees in four wait for the device and free the
-  // block as completed (deallocate_completed), so that its pages move (and aliases are taken back);
-  // the others are pending on the GPU and hold their chunks.
-  for (const std::size_t chunk_pages : {std::size_t{1}, std::size_t{4}}) {
-    INFO("max_chunk_pages " << chunk_pages);
+  // under two live blocks would fail a check. Two walks of the same steps:
+  //   - every free waits for the device and frees the block as completed (deallocate_completed), so
+  //     that which aliases are taken back follows from the steps alone: some must be;
+  //   - three frees in four as above, the others pending on the GPU (their check kernel still queued),
+  //     holding their chunks until their epoch's event completes. Which chunks are held when a block
+  //     wants them then depends on the GPU's speed (under compute-sanitizer, which serializes the
+  //     work, run S2 of the twenty-ninth session took none back with chunks of 4 pages), so this walk
+  //     checks the data alone.
+  using walk = std::pair<std::size_t, bool>;  // chunk pages, a free in four pending
+  for (const auto& [chunk_pages, some_pending] :
+       {walk{1, false}, walk{1, true}, walk{4, false}, walk{4, true}}) {
+    INFO("max_chunk_pages " << chunk_pages
+                            << (some_pending ? ", a free in four pending" : ", every free completed"));
     stash::caching_options o = aliasing();
     o.max_chunk_pages = chunk_pages;
     device_vmm alloc{stash::cuda_vmm_backend(current_device()), o};
@@ -147,7 +155,7 @@ TEST_CASE("aliases (GPU): a random walk with kernels writing every block keeps e
       } else {
         const std::size_t i = next(live.size());
         CUDA_REQUIRE(launch_count_mismatches(live[i].p, live[i].words, live[i].tag, bad, nullptr));
-        if (step % 4 != 3) {
+        if (!some_pending || step % 4 != 3) {
           CUDA_REQUIRE(cudaDeviceSynchronize());
           alloc.deallocate_completed(live[i].p);
         } else {
@@ -164,7 +172,7 @@ TEST_CASE("aliases (GPU): a random walk with kernels writing every block keeps e
     unsigned long long mismatches = 1;
     CUDA_REQUIRE(cudaMemcpy(&mismatches, bad, sizeof mismatches, cudaMemcpyDeviceToHost));
     CHECK(mismatches == 0);
-    CHECK(alloc.alias_activations() > 0);
+    if (!some_pending) CHECK(alloc.alias_activations() > 0);
     CUDA_REQUIRE(cudaFree(bad));
     alloc.empty_cache();
     CHECK(alloc.backend().mapped_bytes() == 0);
