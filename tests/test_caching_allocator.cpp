@@ -166,12 +166,12 @@ std::unique_ptr<Allocator> run_random_sequence(std::unique_ptr<Allocator> alloc,
       const std::size_t cached = a.cached_bytes();
       const std::size_t target = cached == 0 ? 0 : static_cast<std::size_t>(rng() % (cached + 1));
       a.trim_cache(target);
-      if (a.cached_bytes() > target) {
-        // Not possible: nothing that could go is left (emptying the cache gives nothing more back).
-        const std::size_t reserved = a.reserved_bytes();
-        a.empty_cache();
-        REQUIRE(a.reserved_bytes() == reserved);
-      }
+      // Short of the target only where nothing that could go is left: emptying the cache then gives
+      // nothing more back. Checked on every trim, so that the assertion count does not depend on where
+      // the host heap put the segments (which decides what a trim can reach).
+      const std::size_t reserved = a.reserved_bytes();
+      if (a.cached_bytes() > target) a.empty_cache();
+      REQUIRE(a.reserved_bytes() == reserved);
     } else if (roll < 998) {
       a.empty_cache();
       if constexpr (is_paged<Allocator>) REQUIRE(a.reserved_bytes() == held_after_empty_cache(a, model));
