@@ -1,9 +1,10 @@
 #pragma once
 // A host heap that fails on demand: the replaceable global operator new of the test binary (every form
 // is replaced, in tests/support/failing_heap.cpp) counts down while armed and throws std::bad_alloc when
-// the count reaches zero; aligned forms count too, nothrow ones never fail (failing_heap.cpp says why). Arm it around one operation with countdown k to fail that operation's k-th heap
-// allocation; run k = 1, 2, ... until the operation no longer reaches k allocations, and every place
-// where it asks the heap for memory has failed once. Only this thread's allocations count.
+// the count reaches zero; aligned forms count too, nothrow ones never fail (failing_heap.cpp says why).
+// Arm it around one operation with countdown k to fail that operation's k-th heap allocation; run
+// k = 1, 2, ... until the operation no longer reaches k allocations, and every place where it asks the
+// heap for memory has failed once. Only this thread's allocations count.
 #include <cstddef>
 
 namespace stash_test::failing_heap {
