@@ -47,6 +47,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <mutex>
+#include <optional>
 #include <type_traits>
 #include <unordered_map>
 #include <vector>
@@ -107,6 +108,7 @@ class caching_allocator {
   using lock_type = Lock;
   using stats_type = Stats;
   using ordering_type = Ordering;
+  using event_type = typename Ordering::event_type;
   static constexpr memory_kind kind = Backend::kind;
 
   /// Throws invalid_option for options no allocator can use (check_options), before anything is made.
@@ -257,6 +259,29 @@ class caching_allocator {
       std::lock_guard guard(lock_);
       streams_.flush(s);
     }
+  }
+
+  // Events for callers that keep freed blocks apart from this allocator's free lists (graph_pools):
+  // they ask when another stream's work on such a block is done, with the ordering policy this
+  // allocator holds (and its lock, which the policy needs). Host order: every event has completed.
+
+  /// An event that completes once the work queued on s so far has completed; nullopt, recording
+  /// nothing, while s is capturing a CUDA graph (no event may be recorded on it then). Throws the
+  /// ordering policy's error (invalid_stream for a stream that is gone), having recorded nothing.
+  std::optional<event_type> record_event(stream s) {
+    std::lock_guard guard(lock_);
+    if (streams_.ordering().is_capturing(s)) return std::nullopt;
+    return streams_.ordering().record(s);
+  }
+  /// Whether e has completed; never blocks the host.
+  bool event_completed(event_type e) {
+    std::lock_guard guard(lock_);
+    return streams_.ordering().query(e);
+  }
+  /// e, from record_event, is no longer needed.
+  void release_event(event_type e) noexcept {
+    std::lock_guard guard(lock_);
+    streams_.ordering().release(e);
   }
 
   /// The live block p as another process can map it (stash/ipc.hpp, stash/cuda/ipc_mapping.hpp): a
@@ -436,6 +461,8 @@ class caching_allocator {
 
   Backend& backend() noexcept { return arena_.backend(); }
   const Backend& backend() const noexcept { return arena_.backend(); }
+  /// The options it was made with (checked).
+  const caching_options& options() const noexcept { return options_; }
   /// The ordering policy (simulated_ordering: where a test completes events).
   Ordering& ordering() noexcept { return streams_.ordering(); }
   const Ordering& ordering() const noexcept { return streams_.ordering(); }

@@ -11,14 +11,14 @@
 //     one user per begin;
 //   - a block allocated there and freed, during the capture or after it, stays with the pool: a later
 //     request routed to the pool on the stream it was allocated and freed on may take it (in the
-//     graph's own order), nobody else. A block freed on another stream is taken by no request: work on
-//     both streams may still use it (a free on another stream means record_stream and a free on the
-//     block's own stream, as in the caching allocator), and no stream's order covers both, nor can an
-//     event say when they are done during a capture; it waits until the device has been synchronized:
-//     settle_completed() then lets requests routed to the pool on its own stream take it again (as
-//     PyTorch's allocator returns such a block to its private pool once its events complete), and a
-//     released pool's return_released() gives it back. So does a block that record_stream() named
-//     another stream for;
+//     graph's own order), nobody else. A block freed on another stream, or one that record_stream()
+//     named another stream for, may still be used by work on those streams, which its own stream's
+//     order does not cover. Freed while no capture is underway, it gets an event on each of them
+//     (pool::record_event), and requests routed to the pool on its own stream take it once they have
+//     all completed, as PyTorch's allocator returns such a block to its private pool once its events
+//     complete. Freed during a capture, no event can be recorded on a capturing stream: it waits until
+//     the device has been synchronized; settle_completed() then lets its own stream take it again (and
+//     a released pool's return_released() gives it back either way);
 //   - release(device, id) drops one user; at none, the pool is released: its freed blocks, and its
 //     live ones once they are freed, go back to their device pool when return_released() is called,
 //     which the caller does after a device-wide synchronize (a graph's last replay may still be
@@ -70,6 +70,15 @@ class graph_pools {
  public:
   /// Whether a request on the stream goes to the pool (called under the pools' lock).
   using filter = std::function<bool(stream)>;
+
+  graph_pools() = default;
+  graph_pools(const graph_pools&) = delete;
+  graph_pools& operator=(const graph_pools&) = delete;
+  /// Its blocks stay allocated in their device pools, which must still exist: the events its freed
+  /// blocks wait for go back to them.
+  ~graph_pools() {
+    for (auto& [ptr, o] : owners_) release_fences(o);
+  }
 
   /// Requests on `device`'s streams that `accepts` names go to pool `id` from now on, until
   /// end(device, id). Makes the pool on first use; counts one user of it.
@@ -131,15 +140,15 @@ class graph_pools {
     pool_state& p = pools_.at({device, r->id});
     const std::uintptr_t on = s.ordering_key();
     for (auto f = p.freed.lower_bound(bytes); f != p.freed.end(); ++f) {
-      if (f->second.reusable && f->second.on == on) {
-        void* reused = f->second.ptr;
-        p.freed.erase(f);
-        if (p.released) --releasable_;  // a released pool that a routing still names: no longer to give back
-        owner& o = owners_.at(reused);
-        o.live = true;
-        o.used_elsewhere = false;  // a settled block's other streams are done with it
-        return reused;
-      }
+      if (f->second.on != on) continue;
+      if (!f->second.reusable && !fences_passed(owners_.at(f->second.ptr))) continue;
+      void* reused = f->second.ptr;
+      p.freed.erase(f);
+      if (p.released) --releasable_;  // a released pool that a routing still names: no longer to give back
+      owner& o = owners_.at(reused);
+      o.live = true;
+      o.uses.clear();  // the other streams are done with it (its events completed, or the device synchronized)
+      return reused;
     }
     // The new block's record is made before the device pool is asked (reserve() makes room for the
     // index, not for the node): a host heap that fails leaves nothing to undo, no block behind.
@@ -147,7 +156,7 @@ class graph_pools {
     auto record = owners_.extract(owners_.emplace(nullptr, owner{}).first);
     void* made = from.allocate(bytes, s);
     record.key() = made;
-    record.mapped() = owner{device, r->id, bytes, &from, s, on, true};
+    record.mapped() = owner{device, r->id, bytes, &from, s, on, true, {}, {}};
     owners_.insert(std::move(record));  // reserved, and the node is made: cannot throw
     ++p.blocks;
     counted_.store(true, std::memory_order_relaxed);
@@ -159,35 +168,49 @@ class graph_pools {
   /// for a block of a pool that is freed already. The size a block serves is what it was made with.
   /// Stream order: s is normally the stream p was allocated on; then later requests routed to the pool
   /// on s may take p. Another stream is accepted (a graph's output dropped on the stream that used it
-  /// last) and means that work on s and on p's own stream may still use p: no request takes p then
-  /// (reusing it on either stream would not wait for the other's work, and no event can be recorded
-  /// during a capture); it is kept until settle_completed() or return_released(), or made live again by
-  /// set_live().
+  /// last) and means that work on s and on p's own stream may still use p; so does a stream that
+  /// record_stream() named. Reusing p on its own stream must then wait for the others' work:
+  ///   - freed while no capture is underway (no routing), p gets an event on each of those streams
+  ///     (fence()), and a request routed to the pool on p's own stream takes it once they have all
+  ///     completed (asked without blocking, when no block that waits for nothing fits);
+  ///   - freed during a capture (no event may be recorded on a capturing stream), or when an event
+  ///     cannot be recorded, p waits for settle_completed() (after a device-wide synchronize:
+  ///     empty_cache) or return_released(), or is made live again by set_live().
+  /// A host heap that fails (bad_alloc) changes nothing.
   bool deallocate(void* p, stream s) {
     if (!counted_.load(std::memory_order_relaxed)) return false;
     std::lock_guard guard(lock_);
     owner* const o = live_owner_of(p);
     if (!o) return false;
     pool_state& pool = pools_.at({o->device, o->id});
-    const bool own_stream_only = s.ordering_key() == o->on_key && !o->used_elsewhere;
-    pool.freed.emplace(o->bytes, freed_block{p, o->on_key, own_stream_only, ++frees_});
+    const bool own_stream_only = s.ordering_key() == o->on_key && o->uses.empty() && o->fences.empty();
+    pool.freed.emplace(o->bytes, freed_block{p, o->on_key, own_stream_only, frees_ + 1});  // may throw first
+    ++frees_;
     o->live = false;
+    // Without events for all the streams concerned, none is kept (a block made live again by set_live
+    // may have some from an earlier free): it waits for settle_completed().
+    if (!own_stream_only && !fence(*o, s)) release_fences(*o);
     if (pool.released) ++releasable_;
     return true;
   }
 
   /// p, a live block of a graph pool, is also used on stream s (Tensor.record_stream): true when a
   /// graph pool holds p (the caller still tells p's device pool, whose stats and checks stay its own),
-  /// false when none does. A stream other than p's own marks p as used elsewhere: once freed, no
-  /// request takes it (as for a free on another stream, above), and it waits for return_released().
-  /// Throws double_free for a block of a pool that is freed already (the device pool would say
-  /// invalid_pointer for nothing: it still counts the block as allocated).
+  /// false when none does. A stream other than p's own is kept with p: once p is freed, its own stream
+  /// takes it again only after s's work queued before the free (as for a free on another stream,
+  /// above; by an event only under free_records_used_streams). Throws double_free for a block of a
+  /// pool that is freed already (the device pool would say invalid_pointer for nothing: it still counts
+  /// the block as allocated); a host heap that fails (bad_alloc) changes nothing.
   bool record_stream(void* p, stream s) {
     if (!counted_.load(std::memory_order_relaxed)) return false;
     std::lock_guard guard(lock_);
     owner* const o = live_owner_of(p);
     if (!o) return false;
-    if (s.ordering_key() != o->on_key) o->used_elsewhere = true;
+    const std::uintptr_t key = s.ordering_key();
+    if (key == o->on_key) return true;
+    for (const use& u : o->uses)
+      if (u.key == key) return true;
+    o->uses.push_back({s, key});
     return true;
   }
 
@@ -225,6 +248,7 @@ class graph_pools {
           --it->second.blocks;
           const auto o = owners_.find(block.ptr);
           pool* const from = o->second.from;
+          release_fences(o->second);  // the synchronize completed them
           owners_.erase(o);
           ++n;
           from->deallocate_completed(block.ptr);
@@ -237,8 +261,9 @@ class graph_pools {
     return n;
   }
 
-  /// Freed blocks of pools still in use that no request may take (freed on another stream than their
-  /// own, or named for one by record_stream): what settle_completed() would make takeable again.
+  /// Freed blocks of pools still in use that wait for the work of streams other than their own (freed
+  /// on another stream, or named for one by record_stream): for their events to complete, or for
+  /// settle_completed().
   std::size_t waiting() const {
     std::lock_guard guard(lock_);
     std::size_t n = 0;
@@ -258,6 +283,7 @@ class graph_pools {
     for_each_waiting(pools_, [&](auto& f) {
       if (f.seq <= freed_by) {
         f.reusable = true;
+        release_fences(owners_.at(f.ptr));  // the synchronize completed them
         ++n;
       }
     });
@@ -309,7 +335,8 @@ class graph_pools {
     const std::unordered_set<void*> wanted(live.begin(), live.end());
     std::multimap<std::size_t, freed_block> to_free;
     for (const auto& [ptr, o] : owners_)
-      if (o.device == device && o.id == id && o.live && !wanted.count(ptr)) to_free.emplace(o.bytes, freed_block{ptr, o.on_key, !o.used_elsewhere, ++frees_});
+      if (o.device == device && o.id == id && o.live && !wanted.count(ptr))
+        to_free.emplace(o.bytes, freed_block{ptr, o.on_key, o.uses.empty() && o.fences.empty(), ++frees_});
     // Freeing first, then taking back, so that the free lists never hold a live block.
     for (const auto& [bytes, f] : to_free) owners_.find(f.ptr)->second.live = false;
     pool->second.freed.merge(to_free);
@@ -358,8 +385,8 @@ class graph_pools {
   struct freed_block {
     void* ptr;
     std::uintptr_t on;  // the ordering key of the stream it was allocated on: only requests there take it
-    bool reusable;  // freed on that stream; false: freed on another, and taken by no request until
-                    // settle_completed()
+    bool reusable;  // no other stream's work may still use it; false: its owner's fences must pass
+                    // first (fences_passed), or settle_completed() must come when it has none
     std::uint64_t seq;  // which free it was (frees_so_far() after it)
   };
   struct pool_state {
@@ -367,6 +394,10 @@ class graph_pools {
     std::size_t blocks = 0;  // live and freed
     bool released = false;
     std::multimap<std::size_t, freed_block> freed;  // by the bytes each was made with
+  };
+  struct use {
+    stream s;
+    std::uintptr_t key;  // s.ordering_key() in the thread that named it
   };
   struct owner {
     int device;
@@ -376,7 +407,9 @@ class graph_pools {
     stream on;          // the stream it was allocated on
     std::uintptr_t on_key;  // on's ordering_key() in the allocating thread (cudaStreamPerThread: that thread's)
     bool live = true;   // false while it waits among the pool's freed blocks
-    bool used_elsewhere = false;  // record_stream named another stream: once freed, taken by no request
+    std::vector<use> uses;  // streams other than its own that record_stream named
+    std::vector<pool::event> fences;  // recorded at its free on the streams other than its own that may
+                                      // still use it (fence); its own stream takes it once all completed
   };
   using key = std::pair<int, graph_pool_id>;
 
@@ -387,6 +420,62 @@ class graph_pools {
     if (found == owners_.end()) return nullptr;
     if (!found->second.live) throw double_free(p);
     return &found->second;
+  }
+
+  /// Stream order: events on the streams other than o's own that may still use its block (s, the
+  /// stream it is being freed on, and those record_stream named), appended to o.fences; whether they
+  /// were. None is recorded, and the block waits for a device-wide synchronize (settle_completed), when
+  /// a capture is underway (routing: an event recorded on a capturing stream would join its graph) or
+  /// one of them captures; when record_stream named a stream and the device pool's
+  /// free_records_used_streams is off (that stream may be gone by now: off by default, on under
+  /// stash.torch, PyTorch's contract) or it names cudaStreamPerThread in another thread (this one
+  /// cannot name that stream); when the policy refuses (a stream gone: its error is not this free's);
+  /// or when the host heap fails. Waiting is always safe. lock_ is held.
+  bool fence(owner& o, stream s) noexcept {
+    if (!routes_.empty()) return false;
+    const std::size_t before = o.fences.size();
+    bool all = true;
+    try {
+      o.fences.reserve(before + o.uses.size() + 1);  // then push_back below cannot throw
+      const std::uintptr_t freed_on = s.ordering_key();
+      auto add = [&](stream t) {
+        if (const auto e = o.from->record_event(t)) o.fences.push_back(*e);
+        else all = false;
+      };
+      if (freed_on != o.on_key) add(s);
+      for (const use& u : o.uses) {
+        if (!all) break;
+        if (u.key == freed_on) continue;  // its event is recorded already
+        if (u.key != u.s.ordering_key() || !o.from->frees_record_used_streams()) all = false;
+        else add(u.s);
+      }
+    } catch (...) {
+      all = false;
+    }
+    if (all) return true;
+    while (o.fences.size() > before) {
+      o.from->release_event(o.fences.back());
+      o.fences.pop_back();
+    }
+    return false;
+  }
+
+  /// Whether every event o's block waits for has completed (asked without blocking; those that have
+  /// go back as they are found). false for a block with none: it waits for settle_completed(). Throws
+  /// the ordering policy's error when a query fails. lock_ is held.
+  static bool fences_passed(owner& o) {
+    if (o.fences.empty()) return false;
+    while (!o.fences.empty()) {
+      if (!o.from->event_completed(o.fences.back())) return false;
+      o.from->release_event(o.fences.back());
+      o.fences.pop_back();
+    }
+    return true;
+  }
+
+  static void release_fences(owner& o) noexcept {
+    for (const pool::event& e : o.fences) o.from->release_event(e);
+    o.fences.clear();
   }
 
   /// f(block) for each freed block of a pool still in use that no request may take (waiting(),

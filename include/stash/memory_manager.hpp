@@ -15,6 +15,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -136,6 +137,21 @@ class pool : public memory_resource {
   virtual void record_stream(void* p, stream s) = 0;
   /// As the allocator's flush_stream: s's pending frees get their event now, before s is destroyed.
   virtual void flush_stream(stream s) = 0;
+  /// The pool's ordering policy's event, held by value for callers that keep blocks of their own
+  /// (graph_pools): the policy's event_type copied in (every policy's fits).
+  struct event {
+    alignas(std::uint64_t) unsigned char bytes[16] = {};
+  };
+  /// As the allocator's record_event: an event that completes once the work queued on s so far has
+  /// completed; nullopt while s is capturing. Host-ordered pools: one that has completed.
+  virtual std::optional<event> record_event(stream s) = 0;
+  /// As the allocator's event_completed: never blocks the host.
+  virtual bool event_completed(const event& e) = 0;
+  /// As the allocator's release_event: e, from record_event, is no longer needed.
+  virtual void release_event(const event& e) noexcept = 0;
+  /// The allocator's caching_options::free_records_used_streams: whether events may be recorded, at a
+  /// block's free, on the streams record_stream named for it (the program promises they are alive).
+  virtual bool frees_record_used_streams() const noexcept = 0;
   virtual void empty_cache() = 0;
   virtual void trim_cache(std::size_t target_cached_bytes) = 0;
   virtual stats_snapshot stats() const = 0;
@@ -202,6 +218,16 @@ class pool_of final : public pool {
   bool try_deallocate(void* p, stream s) noexcept override { return allocator_.try_deallocate(p, s); }
   void record_stream(void* p, stream s) override { allocator_.record_stream(p, s); }
   void flush_stream(stream s) override { allocator_.flush_stream(s); }
+  std::optional<event> record_event(stream s) override {
+    const auto recorded = allocator_.record_event(s);
+    if (!recorded) return std::nullopt;
+    event e;
+    std::memcpy(e.bytes, &*recorded, sizeof(policy_event));
+    return e;
+  }
+  bool event_completed(const event& e) override { return allocator_.event_completed(policy_event_of(e)); }
+  void release_event(const event& e) noexcept override { allocator_.release_event(policy_event_of(e)); }
+  bool frees_record_used_streams() const noexcept override { return allocator_.options().free_records_used_streams; }
   bool holds(const void* p) const noexcept override { return allocator_.holds(p); }
   bool owns(const void* p) const noexcept override { return allocator_.owns(p); }
   void empty_cache() override { allocator_.empty_cache(); }
@@ -250,6 +276,15 @@ class pool_of final : public pool {
   /// The failure again with a memory_report (and the driver's free and total memory of a device),
   /// counted, told to the observers, then thrown.
   /// Without host memory for the report, `failure` as the allocator threw it, counted and told all the same.
+  using policy_event = typename Allocator::event_type;
+  static_assert(sizeof(policy_event) <= sizeof(event::bytes) && std::is_trivially_copyable_v<policy_event>,
+                "pool::event holds the ordering policy's event by value");
+  static policy_event policy_event_of(const event& e) noexcept {
+    policy_event out;
+    std::memcpy(&out, e.bytes, sizeof(policy_event));
+    return out;
+  }
+
   [[noreturn, gnu::cold, gnu::noinline]] void throw_detailed(const out_of_memory& failure) {
     ooms_.fetch_add(1, std::memory_order_relaxed);
     std::optional<out_of_memory> detailed;

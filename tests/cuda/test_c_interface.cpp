@@ -208,6 +208,54 @@ TEST_CASE("C interface: a graph pool's block that record_stream named another st
   for (cudaStream_t s : {capture, side}) CUDA_REQUIRE(cudaStreamDestroy(s));
 }
 
+// A graph's output used on a side stream and dropped there after the capture: the pool keeps it, and
+// the next capture into the pool takes it on the graph's stream once an event recorded at the free on
+// the side stream has completed, with no device-wide synchronize (stash_empty_cache) in between.
+TEST_CASE("C interface: a graph pool's block freed on another stream after the capture serves its own "
+          "stream once that stream's work is done",
+          "[cuda][c_interface][graph][streams]") {
+  cudaStream_t capture = nullptr, side = nullptr;
+  for (cudaStream_t* s : {&capture, &side}) CUDA_REQUIRE(cudaStreamCreateWithFlags(s, cudaStreamNonBlocking));
+  const auto only_capture = [](void* context, stash_stream_t s) {
+    return static_cast<int>(s == *static_cast<cudaStream_t*>(context));
+  };
+  constexpr std::size_t bytes = 4 * MiB, words = bytes / sizeof(unsigned);
+  REQUIRE(stash_empty_cache(-1) == STASH_OK);
+  const stash_stats before = stats_of(0);
+  REQUIRE(stash_graph_pool_begin(0, 93, 1, only_capture, &capture) == STASH_OK);
+  void* out = stash_alloc(static_cast<ssize_t>(bytes), 0, capture);
+  require_device_memory(out, 0);
+  REQUIRE(stash_graph_pool_end(0, 93, 1) == STASH_OK);
+  // 100 ms on the side stream, then a write over the output; dropped there meanwhile.
+  CUDA_REQUIRE(launch_sleep_then_fill(static_cast<unsigned*>(out), words, 0xdeadu, 100'000'000ull, side));
+  stash_free(out, static_cast<ssize_t>(bytes), 0, side);
+
+  REQUIRE(stash_graph_pool_begin(0, 93, 1, only_capture, &capture) == STASH_OK);  // the next capture
+  void* early = stash_alloc(static_cast<ssize_t>(bytes), 0, capture);
+  require_device_memory(early, 0);
+  // Still running after the request: the free's event had not completed when it was asked.
+  if (cudaStreamQuery(side) == cudaErrorNotReady) CHECK(early != out);
+  else WARN("the side stream had finished already (a sanitizer serializes work)");
+  (void)cudaGetLastError();
+  CUDA_REQUIRE(cudaStreamSynchronize(side));  // the test waits; stash does not
+  // Its event has completed: the next request takes it (or the first did, when the side had finished).
+  void* after = early == out ? early : stash_alloc(static_cast<ssize_t>(bytes), 0, capture);
+  CHECK(after == out);
+  CUDA_REQUIRE(launch_fill(static_cast<unsigned*>(out), words, 0x5eedu, capture));
+  CUDA_REQUIRE(cudaStreamSynchronize(capture));
+  std::vector<unsigned> seen(words);
+  CUDA_REQUIRE(cudaMemcpy(seen.data(), out, bytes, cudaMemcpyDeviceToHost));
+  CHECK(std::count(seen.begin(), seen.end(), 0x5eedu) == static_cast<std::ptrdiff_t>(words));
+  stash_free(early, static_cast<ssize_t>(bytes), 0, capture);
+  if (after != early) stash_free(after, static_cast<ssize_t>(bytes), 0, capture);
+  REQUIRE(stash_graph_pool_end(0, 93, 1) == STASH_OK);
+  REQUIRE(stash_graph_pool_release(0, 93, 1) == STASH_OK);
+  REQUIRE(stash_graph_pool_release(0, 93, 1) == STASH_OK);  // one user per begin
+  REQUIRE(stash_empty_cache(-1) == STASH_OK);
+  CHECK(stats_of(0).allocated_bytes == before.allocated_bytes);
+  for (cudaStream_t s : {capture, side}) CUDA_REQUIRE(cudaStreamDestroy(s));
+}
+
 TEST_CASE("C interface: zero bytes is null and no error", "[cuda][c_interface]") {
   stash_clear_error();
   const stash_stats before = stats_of(0);
