@@ -423,6 +423,40 @@ def mem_pool_keeps_its_blocks():
 
 
 @check
+def mem_pool_block_used_on_a_side_stream_comes_back_once_its_work_is_done():
+    """
+    import os, torch
+    if os.environ.get("SMOKE_NATIVE") != "1":                # SMOKE_NATIVE=1: PyTorch's own allocator, for comparison
+        import stash, stash.torch
+        stash.torch.enable()                                 # free_records_used_streams:on
+    pool = torch.cuda.MemPool()
+    side = torch.cuda.Stream()
+    n = 4 << 20                                              # 16 MiB of float32
+    with torch.cuda.use_mem_pool(pool):
+        a = torch.zeros(n, device="cuda")
+    ptr = a.data_ptr()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        torch.cuda._sleep(200_000_000)                       # the side stream writes a late
+        a.fill_(7)
+    a.record_stream(side)
+    del a                                                    # freed into the pool, side's work still queued
+    with torch.cuda.use_mem_pool(pool):
+        b = torch.zeros(n, device="cuda")
+    running = not side.query()                               # still running after b's request: a's event had not completed
+    if running:
+        assert b.data_ptr() != ptr, "the pool handed out a block the side stream still writes"
+    side.synchronize()                                       # the program waits; the allocator does not
+    with torch.cuda.use_mem_pool(pool):
+        c = torch.zeros(n, device="cuda")
+    assert c.data_ptr() == ptr, "the block did not come back to its pool once the side stream's work was done"
+    torch.cuda.synchronize()
+    assert int((b != 0).sum()) == 0 and int((c != 0).sum()) == 0
+    print("side stream running at the first request:", running, "| reused after it finished: True")
+    """
+
+
+@check
 def multiprocessing_shares_a_cuda_tensor_in_place():
     """
     # torch.multiprocessing sends a CUDA tensor to a spawned child (stash enabled in both); the child
