@@ -630,20 +630,15 @@ struct ordered_fixture {
   const stash::stream own = o.make_stream(), side = o.make_stream(), third = o.make_stream();
   const stash::graph_pool_id id{7, 0};
 
-  /// A block of `bytes` made in a capture on `own` that has ended (the graph's output).
+  /// A block of `bytes` for a capture on `own` into the pool, which then ends: the graph's output, or a
+  /// request of a later capture (captured and next_capture name both).
   void* captured(std::size_t bytes) {
     pools.begin(0, id, [s = own](stash::stream t) { return t == s; });
     void* p = *pools.allocate(device, 0, bytes, own);
     pools.end(0, id);
     return p;
   }
-  /// A request of the next capture on `own`.
-  void* next_capture(std::size_t bytes) {
-    pools.begin(0, id, [s = own](stash::stream t) { return t == s; });
-    void* p = *pools.allocate(device, 0, bytes, own);
-    pools.end(0, id);
-    return p;
-  }
+  void* next_capture(std::size_t bytes) { return captured(bytes); }
   /// Every capture's user released, the device synchronized (complete_all), the blocks given back.
   void give_back() {
     while (pools.figures(0, id).users != 0) pools.release(0, id);

@@ -27,6 +27,11 @@ stash_stats stats_of(int device) {
 
 bool last_error_has(const char* text) { return std::strstr(stash_last_error(), text) != nullptr; }
 
+/// A graph pool's filter as PyTorch's capture makes it: the requests on the stream `context` points to.
+int only_capture(void* context, stash_stream_t s) {
+  return static_cast<int>(s == *static_cast<cudaStream_t*>(context));
+}
+
 }  // namespace
 
 TEST_CASE("C interface: pools of device memory, one per device", "[cuda][c_interface]") {
@@ -123,9 +128,6 @@ TEST_CASE("C interface: a released graph pool's blocks go back only after the de
           "[cuda][c_interface][graph][destroyed]") {
   cudaStream_t capture = nullptr, replay = nullptr;
   for (cudaStream_t* s : {&capture, &replay}) CUDA_REQUIRE(cudaStreamCreateWithFlags(s, cudaStreamNonBlocking));
-  const auto only_capture = [](void* context, stash_stream_t s) {
-    return static_cast<int>(s == *static_cast<cudaStream_t*>(context));
-  };
   constexpr std::size_t bytes = 12 * MiB, out_bytes = 4 * MiB;
   constexpr std::size_t words = bytes / sizeof(unsigned);
   REQUIRE(stash_empty_cache(-1) == STASH_OK);
@@ -180,9 +182,6 @@ TEST_CASE("C interface: a graph pool's block that record_stream named another st
           "[cuda][c_interface][graph][streams]") {
   cudaStream_t capture = nullptr, side = nullptr;
   for (cudaStream_t* s : {&capture, &side}) CUDA_REQUIRE(cudaStreamCreateWithFlags(s, cudaStreamNonBlocking));
-  const auto only_capture = [](void* context, stash_stream_t s) {
-    return static_cast<int>(s == *static_cast<cudaStream_t*>(context));
-  };
   constexpr std::size_t bytes = 4 * MiB, words = bytes / sizeof(unsigned);
   REQUIRE(stash_empty_cache(-1) == STASH_OK);
   const stash_stats before = stats_of(0);
@@ -216,9 +215,6 @@ TEST_CASE("C interface: a graph pool's block freed on another stream after the c
           "[cuda][c_interface][graph][streams]") {
   cudaStream_t capture = nullptr, side = nullptr;
   for (cudaStream_t* s : {&capture, &side}) CUDA_REQUIRE(cudaStreamCreateWithFlags(s, cudaStreamNonBlocking));
-  const auto only_capture = [](void* context, stash_stream_t s) {
-    return static_cast<int>(s == *static_cast<cudaStream_t*>(context));
-  };
   constexpr std::size_t bytes = 4 * MiB, words = bytes / sizeof(unsigned);
   REQUIRE(stash_empty_cache(-1) == STASH_OK);
   const stash_stats before = stats_of(0);
