@@ -60,7 +60,8 @@ std::string abort_message(Body body) {
   close(err[1]);
   std::string text;
   char buffer[512];
-  for (ssize_t got; (got = read(err[0], buffer, sizeof buffer)) > 0;) text.append(buffer, static_cast<std::size_t>(got));
+  for (ssize_t got; (got = read(err[0], buffer, sizeof buffer)) > 0;)
+    text.append(buffer, static_cast<std::size_t>(got));
   close(err[0]);
   int status = 0;
   REQUIRE(waitpid(pid, &status, 0) == pid);
@@ -193,7 +194,8 @@ TEST_CASE("adapters: a vector over device_allocator stores nothing from the host
     REQUIRE(resource.pool().owns(v.data()));
     REQUIRE(untouched(v.data(), 1000 * sizeof(float)));
 
-    std::vector<pod_pair, stash::device_allocator<pod_pair>> pairs(77, stash::device_allocator<pod_pair>(resource));
+    std::vector<pod_pair, stash::device_allocator<pod_pair>> pairs(
+        77, stash::device_allocator<pod_pair>(resource));
     REQUIRE(untouched(pairs.data(), 77 * sizeof(pod_pair)));
 
     // Moving and swapping hand the memory over without touching it.

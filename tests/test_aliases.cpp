@@ -35,17 +35,20 @@ std::uintptr_t addr(const void* p) { return reinterpret_cast<std::uintptr_t>(p);
 using stash_test::aliasing;
 
 /// The physical pages under [p, p + bytes).
-std::vector<std::pair<std::uint32_t, std::size_t>> physical(const stash::simulated_paged_backend& b, const void* p,
-                                                            std::size_t bytes) {
+std::vector<std::pair<std::uint32_t, std::size_t>> physical(const stash::simulated_paged_backend& b,
+                                                            const void* p, std::size_t bytes) {
   std::vector<std::pair<std::uint32_t, std::size_t>> out;
-  for (std::uintptr_t a = addr(p) & ~(page - 1); a < addr(p) + bytes; a += page) out.push_back(b.physical_page(a));
+  for (std::uintptr_t a = addr(p) & ~(page - 1); a < addr(p) + bytes; a += page)
+    out.push_back(b.physical_page(a));
   return out;
 }
 
 /// No physical page lies under two addresses that live blocks use, and every page a live block lies on
 /// is mapped with access.
-void check_no_sharing(const stash::simulated_paged_backend& b, const std::vector<std::pair<void*, std::size_t>>& live) {
-  std::map<std::pair<std::uint32_t, std::size_t>, std::uintptr_t> used;  // physical page -> the address using it
+void check_no_sharing(const stash::simulated_paged_backend& b,
+                      const std::vector<std::pair<void*, std::size_t>>& live) {
+  std::map<std::pair<std::uint32_t, std::size_t>, std::uintptr_t> used;  // physical page -> the
+                                                                         // address using it
   for (const auto& [p, bytes] : live)
     for (std::uintptr_t a = addr(p) & ~(page - 1); a < addr(p) + bytes; a += page) {
       REQUIRE(b.accessible(a));
@@ -94,8 +97,9 @@ TEST_CASE("aliases: a move that keeps its alias counts the driver calls cuda_vmm
   }
 }
 
-TEST_CASE("aliases: a moved chunk stays mapped at its old address and is taken back there without a driver call",
-          "[aliases][paged]") {
+TEST_CASE(
+    "aliases: a moved chunk stays mapped at its old address and is taken back there without a driver call",
+    "[aliases][paged]") {
   scene sc(aliasing());
   auto& a = sc.a;
   const auto& b = a.backend();
@@ -123,8 +127,9 @@ TEST_CASE("aliases: a moved chunk stays mapped at its old address and is taken b
   check_emptied(a);
 }
 
-TEST_CASE("aliases: a chunk in use at its other address is not taken: the alias is unmapped, the pages backed anew",
-          "[aliases][paged]") {
+TEST_CASE(
+    "aliases: a chunk in use at its other address is not taken: the alias is unmapped, the pages backed anew",
+    "[aliases][paged]") {
   scene sc(aliasing());
   auto& a = sc.a;
   const auto& b = a.backend();
@@ -244,7 +249,8 @@ TEST_CASE("aliases: an alias the backend refuses or fails on changes no figure",
       for (void* p : {y, guard}) a.deallocate(p);
       check_emptied(a);
     }
-    DYNAMIC_SECTION("a driver error on alias_pages call " << failing << ": the request throws it, nothing live changed") {
+    DYNAMIC_SECTION("a driver error on alias_pages call "
+                    << failing << ": the request throws it, nothing live changed") {
       host_paged a(stash::simulated_paged_backend{}, aliasing());
       auto& b = a.backend();
       void* x = a.allocate(2 * page);
@@ -316,7 +322,8 @@ TEST_CASE("aliases: a random walk never puts two live blocks on one physical pag
   }
 }
 
-TEST_CASE("aliases: streams, pending frees and completions keep every figure the backend's, and pending pages in place",
+TEST_CASE("aliases: streams, pending frees and completions keep every figure the backend's, and pending "
+          "pages in place",
           "[aliases][paged][streams]") {
   // Besides the figures: a block freed on a stream whose event the test has not completed may still be
   // used by that stream's GPU work, so its pages must stay mapped to the same physical pages, under no
@@ -360,13 +367,15 @@ TEST_CASE("aliases: streams, pending frees and completions keep every figure the
     } else if (op < 88) {
       const std::size_t i = next(live.size());
       if (op < 80) {
-        pending.push_back({live[i].second, live[i].first, live_bytes[i].second, physical(b, live[i].first, live_bytes[i].second), step});
+        pending.push_back({live[i].second, live[i].first, live_bytes[i].second,
+                           physical(b, live[i].first, live_bytes[i].second), step});
         a.deallocate(live[i].first, live[i].second);
       } else {
         // Every use of the block has completed, so has the work its stream queued before it was made:
         // the frees on that stream before then.
         a.deallocate_completed(live[i].first);
-        std::erase_if(pending, [&](const pending_free& f) { return f.s == live[i].second && f.step < made_at[i]; });
+        std::erase_if(pending,
+                      [&](const pending_free& f) { return f.s == live[i].second && f.step < made_at[i]; });
       }
       made_at.erase(made_at.begin() + static_cast<std::ptrdiff_t>(i));
       live.erase(live.begin() + static_cast<std::ptrdiff_t>(i));

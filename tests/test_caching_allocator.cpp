@@ -106,8 +106,9 @@ struct live_entry {
 /// `ops` random operations (mostly allocate/free, sometimes trim/empty/reset_peak) with sizes
 /// log-uniform in [1, max_bytes], every counter checked after every operation.
 template <class Allocator>
-std::unique_ptr<Allocator> run_random_sequence(std::unique_ptr<Allocator> alloc, std::uint64_t seed, std::size_t ops,
-                         std::size_t max_bytes, std::size_t max_live, bool oom_allowed = false) {
+std::unique_ptr<Allocator> run_random_sequence(std::unique_ptr<Allocator> alloc, std::uint64_t seed,
+                                               std::size_t ops, std::size_t max_bytes, std::size_t max_live,
+                                               bool oom_allowed = false) {
   Allocator& a = *alloc;
   std::size_t out_of_memory = 0;
   reference_model model;
@@ -218,8 +219,8 @@ TEMPLATE_TEST_CASE("caching_allocator: alignment, good_size, allocation_size and
   TestType a;
   std::vector<std::pair<void*, std::size_t>> blocks;
   std::size_t expected_allocated = 0;
-  for (std::size_t n : {std::size_t{1}, std::size_t{100}, std::size_t{256}, std::size_t{257}, std::size_t{1000},
-                        std::size_t{4096}, std::size_t{65537}, MiB - 1, 2 * MiB + 1}) {
+  for (std::size_t n : {std::size_t{1}, std::size_t{100}, std::size_t{256}, std::size_t{257},
+                        std::size_t{1000}, std::size_t{4096}, std::size_t{65537}, MiB - 1, 2 * MiB + 1}) {
     INFO("n = " << n);
     const std::size_t good = TestType::good_size(n);
     REQUIRE(good >= n);
@@ -267,26 +268,30 @@ TEST_CASE("caching_allocator: random sequences that run out of memory keep every
   const auto seed = GENERATE(as<std::uint64_t>{}, 1, 2);
   SECTION("segments, segregated fit") {
     using allocator = caching_allocator<simulated_backend, segregated_fit_buckets, null_lock, basic_stats>;
-    run_random_sequence(std::make_unique<allocator>(simulated_backend(capacity)), seed, 10000, 64 * MiB, 64, true);
+    run_random_sequence(std::make_unique<allocator>(simulated_backend(capacity)), seed, 10000, 64 * MiB, 64,
+                        true);
   }
   SECTION("segments, power of two") {
     using allocator = caching_allocator<simulated_backend, power_of_two_buckets, null_lock, basic_stats>;
-    run_random_sequence(std::make_unique<allocator>(simulated_backend(capacity, 256)), seed, 10000, 64 * MiB, 64,
-                        true);
+    run_random_sequence(std::make_unique<allocator>(simulated_backend(capacity, 256)), seed, 10000, 64 * MiB,
+                        64, true);
   }
   SECTION("segments behind failing_backend's byte limit") {
-    using allocator = caching_allocator<failing_backend<simulated_backend>, segregated_fit_buckets, null_lock>;
+    using allocator =
+        caching_allocator<failing_backend<simulated_backend>, segregated_fit_buckets, null_lock>;
     failing_backend<simulated_backend> limited;
     limited.set_byte_limit(capacity);
     run_random_sequence(std::make_unique<allocator>(std::move(limited)), seed, 10000, 64 * MiB, 64, true);
   }
   SECTION("pages") {
-    using allocator = caching_allocator<simulated_paged_backend, segregated_fit_buckets, null_lock, basic_stats>;
-    run_random_sequence(std::make_unique<allocator>(simulated_paged_backend(capacity)), seed, 10000, 64 * MiB, 64,
-                        true);
+    using allocator =
+        caching_allocator<simulated_paged_backend, segregated_fit_buckets, null_lock, basic_stats>;
+    run_random_sequence(std::make_unique<allocator>(simulated_paged_backend(capacity)), seed, 10000, 64 * MiB,
+                        64, true);
   }
   SECTION("small pages shared by many blocks, every page move allowed") {
-    using allocator = caching_allocator<simulated_paged_backend, segregated_fit_buckets, null_lock, basic_stats>;
+    using allocator =
+        caching_allocator<simulated_paged_backend, segregated_fit_buckets, null_lock, basic_stats>;
     stash::caching_options options;
     options.page_slack = 0;
     options.pages_between_moves = 0;
@@ -300,7 +305,8 @@ TEST_CASE("caching_allocator: random sequences that run out of memory keep every
 
 TEST_CASE("caching_allocator: random sequences over small pages with every page move allowed",
           "[allocator][random][paged]") {
-  using allocator = caching_allocator<simulated_paged_backend, segregated_fit_buckets, null_lock, basic_stats>;
+  using allocator =
+      caching_allocator<simulated_paged_backend, segregated_fit_buckets, null_lock, basic_stats>;
   stash::caching_options options;
   options.page_slack = 0;
   options.pages_between_moves = 0;
@@ -309,8 +315,8 @@ TEST_CASE("caching_allocator: random sequences over small pages with every page 
   // Edge pages alone, then in chunks (the default), where fewer pages are alone and free to move.
   options.edge_pages_in_chunks = GENERATE(false, true);
   const auto a = run_random_sequence(
-      std::make_unique<allocator>(simulated_paged_backend(simulated_paged_backend::unlimited, page), options), page,
-      10000, 4 * MiB, 64);
+      std::make_unique<allocator>(simulated_paged_backend(simulated_paged_backend::unlimited, page), options),
+      page, 10000, 4 * MiB, 64);
   if (!options.edge_pages_in_chunks) REQUIRE(a->page_moves() > 0);  // the sequence did move pages
   REQUIRE(a->backend().moved_pages() == a->page_moves());
 }
@@ -387,8 +393,8 @@ TEMPLATE_TEST_CASE("caching_allocator: trim_cache and empty_cache give what they
   a.deallocate(again);
 }
 
-TEMPLATE_TEST_CASE("caching_allocator: the destructor gives everything back, leaked blocks too", "[allocator]",
-                   STASH_TEST_COMPOSITIONS) {
+TEMPLATE_TEST_CASE("caching_allocator: the destructor gives everything back, leaked blocks too",
+                   "[allocator]", STASH_TEST_COMPOSITIONS) {
   using backend = typename TestType::backend_type;
   using checked = typename rebind_backend<TestType, checked_backend<backend>>::type;
   auto ledger = std::make_shared<backend_ledger>();
@@ -419,8 +425,8 @@ TEMPLATE_TEST_CASE("caching_allocator: the destructor gives everything back, lea
   REQUIRE(ledger->misaligned == 0);
 }
 
-TEMPLATE_TEST_CASE("caching_allocator: reset_peak restarts the high tides from the current values", "[allocator]",
-                   STASH_TEST_COMPOSITIONS) {
+TEMPLATE_TEST_CASE("caching_allocator: reset_peak restarts the high tides from the current values",
+                   "[allocator]", STASH_TEST_COMPOSITIONS) {
   TestType a;
   void* p2 = a.allocate(1000);      // first, so that the 3 MiB block gets a segment (or pages) of its own
   void* p1 = a.allocate(3 * MiB);
@@ -524,7 +530,8 @@ TEST_CASE("power of two: blocks are sized by the class even when the backend's g
 TEST_CASE("paged: with edge pages alone, exactly the pages live blocks touch are mapped after empty_cache",
           "[allocator][paged]") {
   stash::caching_options options;
-  options.edge_pages_in_chunks = false;  // by default a neighbour on a freed block's edge page keeps its chunk
+  options.edge_pages_in_chunks = false;  // by default a neighbour on a freed
+                                         // block's edge page keeps its chunk
   paged_segregated a(simulated_paged_backend{}, options);  // 2 MiB pages
   void* p1 = a.allocate(MiB);          // page 0
   void* p2 = a.allocate(3 * MiB);      // [1, 4) MiB: pages 0..1
@@ -597,7 +604,8 @@ TEMPLATE_TEST_CASE("caching_allocator: try_deallocate frees live blocks only, ho
   if constexpr (!is_paged<TestType>) REQUIRE_FALSE(a.holds(keep));  // its segment went back
 }
 
-TEST_CASE("segregated fit: trim_cache gives back the largest idle segments first", "[allocator][segregated]") {
+TEST_CASE("segregated fit: trim_cache gives back the largest idle segments first",
+          "[allocator][segregated]") {
   simulated_segregated a;
   void* live = a.allocate(1000);                                    // 2 MiB segment, stays
   std::vector<void*> big{a.allocate(3 * MiB), a.allocate(9 * MiB), a.allocate(5 * MiB)};  // 4, 10, 6 MiB
@@ -766,7 +774,8 @@ TEST_CASE("paged: small blocks are carved from a region of their own and never s
   REQUIRE(a.backend().misuses() == 0);
 }
 
-TEST_CASE("paged: a small request is carved from the large region once its own is full", "[allocator][paged]") {
+TEST_CASE("paged: a small request is carved from the large region once its own is full",
+          "[allocator][paged]") {
   stash::caching_options options;
   options.reserve_bytes = 16 * MiB;  // the small region: [16, 18) MiB
   caching_allocator<simulated_paged_backend, segregated_fit_buckets, null_lock, basic_stats> a(

@@ -21,7 +21,8 @@ namespace {
 
 constexpr std::size_t MiB = std::size_t{1} << 20;
 constexpr std::size_t page = 2 * MiB;
-using paged = stash::caching_allocator<stash::simulated_paged_backend, stash::segregated_fit_buckets, stash::null_lock>;
+using paged =
+    stash::caching_allocator<stash::simulated_paged_backend, stash::segregated_fit_buckets, stash::null_lock>;
 using limited = stash::caching_allocator<stash::limited_backend<stash::simulated_paged_backend>,
                                          stash::segregated_fit_buckets, stash::null_lock>;
 using failing = stash::caching_allocator<stash::failing_backend<stash::simulated_paged_backend>,
@@ -70,8 +71,9 @@ stash::caching_options edges_alone() {
 
 }  // namespace
 
-TEST_CASE("chunks: a block's edge pages join its chunk, and a neighbour on one keeps the chunk until it is freed",
-          "[paged][chunks]") {
+TEST_CASE(
+    "chunks: a block's edge pages join its chunk, and a neighbour on one keeps the chunk until it is freed",
+    "[paged][chunks]") {
   paged a;  // edge_pages_in_chunks: the default
   void* head = a.allocate(3 * MiB / 2);  // the arena's first block: page 0, a run of one page
   // From 1.5 MiB to 19.5 MiB: pages 0-9, page 0 mapped already under head. The new pages 1-9 are one
@@ -536,8 +538,9 @@ TEST_CASE("chunks: a new chunk takes at most chunk_room_share of the room the ba
   }
 }
 
-TEST_CASE("chunks: near a limit, smaller chunks let the idle pages of a freed block move where they are needed",
-          "[paged][chunks][room][limit]") {
+TEST_CASE(
+    "chunks: near a limit, smaller chunks let the idle pages of a freed block move where they are needed",
+    "[paged][chunks][room][limit]") {
   // X (16 pages) then W (a page) above it; X is freed and Y (4 pages) takes the start of its hole, so
   // the 12 pages left there are idle; Z (14 pages) does not fit the hole and goes above W. Under a limit
   // of 24 pages, Z needs 14 pages where the limit leaves 7: X's idle pages must move. As one chunk they
@@ -628,7 +631,8 @@ TEST_CASE("chunks: a small block keeps chunks of max_chunk_pages", "[paged][chun
   a.deallocate(p);
 }
 
-TEST_CASE("chunks: past the slack, a large block makes at most moves_per_block page moves", "[paged][chunks]") {
+TEST_CASE("chunks: past the slack, a large block makes at most moves_per_block page moves",
+          "[paged][chunks]") {
   // 99 idle pages mapped alone, then a block of 300 pages over the slack: 201 new pages reach the
   // high tide, and the other 99 pages are moved or mapped as the ration says.
   auto grow = [](std::size_t moves_per_block) {

@@ -26,7 +26,8 @@ namespace cmr = ::cuda::mr;
 
 /// Host memory standing in for device memory, so the device-side types run here.
 using host_as_device = pool_resource<stash::host_caching_allocator, cmr::device_accessible>;
-using host_as_pinned = pool_resource<stash::host_caching_allocator, cmr::host_accessible, cmr::device_accessible>;
+using host_as_pinned =
+    pool_resource<stash::host_caching_allocator, cmr::host_accessible, cmr::device_accessible>;
 using simulated = pool_resource<stash::simulated_caching_allocator, cmr::device_accessible>;
 
 static_assert(cmr::resource<host_as_device>);
@@ -34,12 +35,15 @@ static_assert(cmr::async_resource_with<host_as_device, cmr::device_accessible>);
 static_assert(!cmr::resource_with<host_as_device, cmr::host_accessible>);
 static_assert(cmr::async_resource_with<host_as_pinned, cmr::host_accessible, cmr::device_accessible>);
 static_assert(cmr::async_resource_with<simulated, cmr::device_accessible>);
-static_assert(std::is_copy_constructible_v<host_as_device> && std::is_nothrow_move_constructible_v<host_as_device>);
+static_assert(std::is_copy_constructible_v<host_as_device> &&
+              std::is_nothrow_move_constructible_v<host_as_device>);
 
 /// A stream handle for the host tests: never used by the host-ordered pools, only passed along.
 cudaStream_t some_stream() { return reinterpret_cast<cudaStream_t>(std::uintptr_t{0x1234}); }
 
-bool aligned(const void* p, std::size_t alignment) { return reinterpret_cast<std::uintptr_t>(p) % alignment == 0; }
+bool aligned(const void* p, std::size_t alignment) {
+  return reinterpret_cast<std::uintptr_t>(p) % alignment == 0;
+}
 
 }  // namespace
 
@@ -161,7 +165,8 @@ child_end run_in_child(F f) {
   close(pipe_fds[1]);
   child_end end;
   char buf[256];
-  for (ssize_t n; (n = read(pipe_fds[0], buf, sizeof buf)) > 0;) end.said.append(buf, static_cast<std::size_t>(n));
+  for (ssize_t n; (n = read(pipe_fds[0], buf, sizeof buf)) > 0;)
+    end.said.append(buf, static_cast<std::size_t>(n));
   close(pipe_fds[0]);
   REQUIRE(waitpid(child, &end.status, 0) == child);
   return end;
@@ -169,7 +174,8 @@ child_end run_in_child(F f) {
 
 }  // namespace
 
-TEST_CASE("cuda::mr: freeing what the pool does not hold ends the program with a message", "[cuda_mr][errors]") {
+TEST_CASE("cuda::mr: freeing what the pool does not hold ends the program with a message",
+          "[cuda_mr][errors]") {
   host_as_device mr;
   void* p = mr.allocate(512, 1024);
   const child_end end = run_in_child([&] {

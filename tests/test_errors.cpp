@@ -52,7 +52,10 @@ std::string thrown_by(F&& f) {
 template <class Allocator>
 struct frozen_state {
   explicit frozen_state(const Allocator& a)
-      : stats(a.stats()), backend(counters(a.backend())), reserved(a.reserved_bytes()), cached(a.cached_bytes()) {}
+      : stats(a.stats()),
+        backend(counters(a.backend())),
+        reserved(a.reserved_bytes()),
+        cached(a.cached_bytes()) {}
   stash::stats_snapshot stats;
   std::vector<std::size_t> backend;
   std::size_t reserved, cached;
@@ -98,7 +101,8 @@ stash::stats_snapshot without_oom_retries(stash::stats_snapshot s, std::uint64_t
 
 // ---- sizes ---------------------------------------------------------------------------------------
 
-TEMPLATE_TEST_CASE("errors: allocate(0) returns nullptr and changes nothing", "[errors]", STASH_TEST_COMPOSITIONS) {
+TEMPLATE_TEST_CASE("errors: allocate(0) returns nullptr and changes nothing", "[errors]",
+                   STASH_TEST_COMPOSITIONS) {
   busy_allocator<TestType> busy;
   TestType& a = *busy.a;
   const frozen_state<TestType> before(a);
@@ -286,7 +290,8 @@ TEMPLATE_TEST_CASE("errors: a request between 1 TiB and max_size on a limited ba
 // ---- out of memory: failing_backend over segments ------------------------------------------------
 
 namespace {
-using failing_segments = caching_allocator<failing_backend<simulated_backend>, segregated_fit_buckets, null_lock>;
+using failing_segments =
+    caching_allocator<failing_backend<simulated_backend>, segregated_fit_buckets, null_lock>;
 }
 
 TEST_CASE("errors: backend out of memory once releases the cache and the retry succeeds", "[errors][oom]") {
@@ -318,7 +323,8 @@ TEST_CASE("errors: backend out of memory once releases the cache and the retry s
   a.deallocate(small);
 }
 
-TEST_CASE("errors: backend out of memory for good is out_of_memory and changes nothing else", "[errors][oom]") {
+TEST_CASE("errors: backend out of memory for good is out_of_memory and changes nothing else",
+          "[errors][oom]") {
   failing_segments a;
   a.backend().upstream().set_device(2);
   std::vector<std::pair<void*, std::size_t>> live;
@@ -419,7 +425,8 @@ TEST_CASE("errors: a backend that throws propagates cuda_error and changes nothi
 // ---- out of memory: paged backends ---------------------------------------------------------------
 
 namespace {
-using failing_pages = caching_allocator<failing_backend<simulated_paged_backend>, segregated_fit_buckets, null_lock>;
+using failing_pages =
+    caching_allocator<failing_backend<simulated_paged_backend>, segregated_fit_buckets, null_lock>;
 using limited_pages = caching_allocator<simulated_paged_backend, segregated_fit_buckets, null_lock>;
 
 template <class Allocator>
@@ -475,7 +482,8 @@ TEST_CASE("errors: a paged backend that throws on a later page of a block keeps 
   require_pages_exact(a);
 }
 
-TEST_CASE("errors: a capacity-limited paged backend moves idle pages before it fails", "[errors][oom][paged]") {
+TEST_CASE("errors: a capacity-limited paged backend moves idle pages before it fails",
+          "[errors][oom][paged]") {
   limited_pages a(simulated_paged_backend(8 * MiB));  // 4 pages of 2 MiB, an arena of 16 MiB
   void* a1 = a.allocate(2 * MiB);  // page 0
   void* x = a.allocate(2 * MiB);   // page 1
@@ -669,7 +677,8 @@ TEST_CASE("errors: simulated segments never share addresses across backends", "[
     }
   }
   std::sort(spans.begin(), spans.end());
-  for (std::size_t i = 1; i < spans.size(); ++i) REQUIRE(spans[i - 1].first + spans[i - 1].second <= spans[i].first);
+  for (std::size_t i = 1; i < spans.size(); ++i)
+    REQUIRE(spans[i - 1].first + spans[i - 1].second <= spans[i].first);
   REQUIRE(one.mismatched_frees() == 0);
 }
 
@@ -689,7 +698,8 @@ TEST_CASE("errors: options no allocator can use are invalid_option at constructi
     }
     stash::caching_options bound;
     bound.max_held_over_live = bad;
-    CHECK_THROWS_AS(stash::simulated_caching_allocator(stash::simulated_paged_backend{}, bound), stash::invalid_option);
+    CHECK_THROWS_AS(stash::simulated_caching_allocator(stash::simulated_paged_backend{}, bound),
+                    stash::invalid_option);
   }
   stash::caching_options reserve;
   reserve.reserve_bytes = SIZE_MAX;  // rounded up to whole pages it would wrap to 0

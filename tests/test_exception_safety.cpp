@@ -201,7 +201,8 @@ TEST_CASE("exception safety: the memory manager and a sharded allocator under a 
   stash::memory_manager fresh(stash::memory_manager::backing::host, 2);
   void* first = nullptr;
   // The first allocation on a device makes its pool.
-  CHECK(every_heap_call([] { return 0; }, [&] { first = fresh.allocate(1000, stash::memory_type::device, 1); }) > 0);
+  CHECK(every_heap_call([] { return 0; },
+                        [&] { first = fresh.allocate(1000, stash::memory_type::device, 1); }) > 0);
   REQUIRE(fresh.get_stats(1).total_allocated == stash::host_caching_allocator::good_size(1000));
   fresh.deallocate(first);
 
@@ -210,8 +211,9 @@ TEST_CASE("exception safety: the memory manager and a sharded allocator under a 
     void* p = nullptr;
     const int device = i % 3 == 2 ? -1 : i % 2;
     every_heap_call(manager_figures, [&] {
-      p = i % 5 == 4 ? mm.allocate_pinned(static_cast<std::size_t>(i) * 977 + 1)
-                     : mm.allocate(static_cast<std::size_t>(i) * 4099 + 1, stash::memory_type::device, device);
+      p = i % 5 == 4
+              ? mm.allocate_pinned(static_cast<std::size_t>(i) * 977 + 1)
+              : mm.allocate(static_cast<std::size_t>(i) * 4099 + 1, stash::memory_type::device, device);
     });
     live.push_back(p);
     if (i % 3 == 0) {
@@ -224,12 +226,14 @@ TEST_CASE("exception safety: the memory manager and a sharded allocator under a 
   for (void* p : live)
     if (p) mm.deallocate(p);
 
-  using paged_shard = caching_allocator<simulated_paged_backend, segregated_fit_buckets, spin_lock, basic_stats>;
+  using paged_shard =
+      caching_allocator<simulated_paged_backend, segregated_fit_buckets, spin_lock, basic_stats>;
   stash::sharded_allocator<paged_shard, 4> sharded;
   std::vector<void*> blocks;
   for (int i = 0; i < 600; ++i) {
     void* p = nullptr;
-    every_heap_call([&] { return sharded.stats(); }, [&] { p = sharded.allocate(static_cast<std::size_t>(i % 37) * 3001 + 1); });
+    every_heap_call([&] { return sharded.stats(); },
+                    [&] { p = sharded.allocate(static_cast<std::size_t>(i % 37) * 3001 + 1); });
     blocks.push_back(p);
   }
   for (void* p : blocks) every_heap_call([&] { return sharded.stats(); }, [&] { sharded.deallocate(p); });

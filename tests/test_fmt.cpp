@@ -40,9 +40,10 @@ stash::stats_snapshot known_snapshot() {
 }  // namespace
 
 TEST_CASE("fmt: a stats_snapshot prints its bytes in MiB with two decimals and its counts", "[fmt]") {
-  CHECK(fmt::format("{}", known_snapshot()) ==
-        "allocated 3.50 MiB (requested 1.25, peak 5.00), cached 0.75 MiB, reserved 4.25 MiB (peak 10.00); "
-        "7 allocations, 5 deallocations, 3 cache hits, 2 backend allocations, 1 backend frees, 4 OOM retries");
+  CHECK(
+      fmt::format("{}", known_snapshot()) ==
+      "allocated 3.50 MiB (requested 1.25, peak 5.00), cached 0.75 MiB, reserved 4.25 MiB (peak 10.00); "
+      "7 allocations, 5 deallocations, 3 cache hits, 2 backend allocations, 1 backend frees, 4 OOM retries");
 
   // Rounding to two decimals, and an all-zero snapshot.
   stash::stats_snapshot r;
@@ -54,9 +55,10 @@ TEST_CASE("fmt: a stats_snapshot prints its bytes in MiB with two decimals and i
         "allocated 1.01 MiB (requested 0.00, peak 0.00), cached 0.00 MiB, reserved 1536.00 MiB (peak 0.00); "
         "18446744073709551615 allocations, 0 deallocations, 0 cache hits, 0 backend allocations, "
         "0 backend frees, 0 OOM retries");
-  CHECK(fmt::format("{}", stash::stats_snapshot{}) ==
-        "allocated 0.00 MiB (requested 0.00, peak 0.00), cached 0.00 MiB, reserved 0.00 MiB (peak 0.00); "
-        "0 allocations, 0 deallocations, 0 cache hits, 0 backend allocations, 0 backend frees, 0 OOM retries");
+  CHECK(
+      fmt::format("{}", stash::stats_snapshot{}) ==
+      "allocated 0.00 MiB (requested 0.00, peak 0.00), cached 0.00 MiB, reserved 0.00 MiB (peak 0.00); "
+      "0 allocations, 0 deallocations, 0 cache hits, 0 backend allocations, 0 backend frees, 0 OOM retries");
 
   // It composes inside a larger format string and with format_to.
   std::string out;
@@ -74,19 +76,22 @@ TEST_CASE("fmt: a memory_stats prints its detail snapshot", "[fmt]") {
   m.peak_allocated = 96 * MiB;
   m.peak_reserved = 95 * MiB;
   CHECK(fmt::format("{}", m) == fmt::format("{}", known_snapshot()));
-  CHECK(fmt::format("{}", m) ==
-        "allocated 3.50 MiB (requested 1.25, peak 5.00), cached 0.75 MiB, reserved 4.25 MiB (peak 10.00); "
-        "7 allocations, 5 deallocations, 3 cache hits, 2 backend allocations, 1 backend frees, 4 OOM retries");
+  CHECK(
+      fmt::format("{}", m) ==
+      "allocated 3.50 MiB (requested 1.25, peak 5.00), cached 0.75 MiB, reserved 4.25 MiB (peak 10.00); "
+      "7 allocations, 5 deallocations, 3 cache hits, 2 backend allocations, 1 backend frees, 4 OOM retries");
 }
 
 TEST_CASE("fmt: the stats of a real allocator after a known sequence", "[fmt]") {
   stash::caching_options one_region;  // small blocks share the pages of large ones, as described below
   one_region.small_region = false;
   one_region.edge_pages_in_chunks = false;  // each page its own physical allocation, as counted below
-  stash::caching_allocator<stash::simulated_paged_backend> a(stash::simulated_paged_backend{}, one_region);  // 2 MiB pages
-  CHECK(fmt::format("{}", a.stats()) ==
-        "allocated 0.00 MiB (requested 0.00, peak 0.00), cached 0.00 MiB, reserved 0.00 MiB (peak 0.00); "
-        "0 allocations, 0 deallocations, 0 cache hits, 0 backend allocations, 0 backend frees, 0 OOM retries");
+  stash::caching_allocator<stash::simulated_paged_backend> a(stash::simulated_paged_backend{},
+                                                             one_region);  // 2 MiB pages
+  CHECK(
+      fmt::format("{}", a.stats()) ==
+      "allocated 0.00 MiB (requested 0.00, peak 0.00), cached 0.00 MiB, reserved 0.00 MiB (peak 0.00); "
+      "0 allocations, 0 deallocations, 0 cache hits, 0 backend allocations, 0 backend frees, 0 OOM retries");
 
   // 3 MiB at the arena's start touches pages 0 and 1: two pages mapped (page 1, which the next block
   // may share, one of its own), not a cache hit.
@@ -97,16 +102,18 @@ TEST_CASE("fmt: the stats of a real allocator after a known sequence", "[fmt]") 
   a.deallocate(big);  // page 0 stays mapped, idle
 
   const std::string s = fmt::format("{}", a.stats());
-  CHECK(s ==
-        "allocated 0.50 MiB (requested 0.50, peak 3.50), cached 3.50 MiB, reserved 4.00 MiB (peak 4.00); "
-        "2 allocations, 1 deallocations, 1 cache hits, 2 backend allocations, 0 backend frees, 0 OOM retries");
+  CHECK(
+      s ==
+      "allocated 0.50 MiB (requested 0.50, peak 3.50), cached 3.50 MiB, reserved 4.00 MiB (peak 4.00); "
+      "2 allocations, 1 deallocations, 1 cache hits, 2 backend allocations, 0 backend frees, 0 OOM retries");
   CHECK(s.find("allocated 0.50 MiB") != std::string::npos);
   CHECK(s.find("2 allocations, 1 deallocations") != std::string::npos);
 
   // empty_cache unmaps the idle page: one backend free, 2 MiB reserved.
   a.empty_cache();
-  CHECK(fmt::format("{}", a.stats()) ==
-        "allocated 0.50 MiB (requested 0.50, peak 3.50), cached 1.50 MiB, reserved 2.00 MiB (peak 4.00); "
-        "2 allocations, 1 deallocations, 1 cache hits, 2 backend allocations, 1 backend frees, 0 OOM retries");
+  CHECK(
+      fmt::format("{}", a.stats()) ==
+      "allocated 0.50 MiB (requested 0.50, peak 3.50), cached 1.50 MiB, reserved 2.00 MiB (peak 4.00); "
+      "2 allocations, 1 deallocations, 1 cache hits, 2 backend allocations, 1 backend frees, 0 OOM retries");
   a.deallocate(small);
 }

@@ -25,7 +25,8 @@ std::size_t expected_first(const std::multiset<std::size_t>& buckets, std::size_
 }
 
 template <std::size_t N>
-void require_all_queries(const stash::detail::free_lists<N>& lists, const std::multiset<std::size_t>& buckets) {
+void require_all_queries(const stash::detail::free_lists<N>& lists,
+                         const std::multiset<std::size_t>& buckets) {
   for (std::size_t i = 0; i <= N + 1; ++i) {
     const std::size_t want = expected_first(buckets, i, lists.none);
     if (lists.first_at_or_above(i) != want) {
@@ -60,7 +61,8 @@ TEMPLATE_TEST_CASE_SIG("free_lists: first_at_or_above across word boundaries", "
     buckets.insert(wanted[k]);
     if (wanted.size() <= 64 || k % 8 == 0) require_all_queries(*lists, buckets);
     REQUIRE(lists->first_at_or_above(wanted[k]) == wanted[k]);
-    if (wanted[k] > 0) REQUIRE(lists->first_at_or_above(wanted[k] - 1) == expected_first(buckets, wanted[k] - 1, N));
+    if (wanted[k] > 0)
+      REQUIRE(lists->first_at_or_above(wanted[k] - 1) == expected_first(buckets, wanted[k] - 1, N));
   }
   // Take them out from the lowest up: each removal moves the answer past a word boundary at times.
   for (std::size_t k = 0; k < wanted.size(); ++k) {
@@ -185,7 +187,8 @@ TEST_CASE("free_lists: with most lists holding one block or none, every link and
   for (std::size_t i = 0; i < n; ++i) require_list(i);
 }
 
-TEST_CASE("block: one cache line, and the flags in prev_adjacent's low bits survive relinking", "[detail][free_lists]") {
+TEST_CASE("block: one cache line, and the flags in prev_adjacent's low bits survive relinking",
+          "[detail][free_lists]") {
   STATIC_REQUIRE(sizeof(block) == 64);
   STATIC_REQUIRE(alignof(block) == 64);
   auto r = std::make_unique<block[]>(4);

@@ -21,7 +21,9 @@ namespace {
 
 constexpr std::size_t MiB = std::size_t{1} << 20;
 
-stash::stream fake_stream(std::uintptr_t n) { return stash::stream(reinterpret_cast<stash::stream::native_handle_type>(n)); }
+stash::stream fake_stream(std::uintptr_t n) {
+  return stash::stream(reinterpret_cast<stash::stream::native_handle_type>(n));
+}
 
 struct fixture {
   stash::memory_manager mm{stash::memory_manager::backing::host, 2};
@@ -164,7 +166,8 @@ TEST_CASE("graph pools: bad calls throw and change nothing", "[graph_pools][erro
   CHECK_THROWS_AS(f.pools.release(0, f.id), stash::error);  // no user left
   // A failing allocation in a routed pool leaves the pool as it was.
   f.pools.begin(0, f.id, f.only(f.capturing));
-  CHECK_THROWS_AS(f.pools.allocate(f.device(0), 0, f.device(0).max_size() + 1, f.capturing), stash::invalid_size);
+  CHECK_THROWS_AS(f.pools.allocate(f.device(0), 0, f.device(0).max_size() + 1, f.capturing),
+                  stash::invalid_size);
   CHECK(f.pools.figures(0, f.id).blocks == 0);
   f.pools.end(0, f.id);
   f.pools.release(0, f.id);
@@ -233,8 +236,9 @@ TEST_CASE("graph pools: a block record_stream named another stream for is taken 
   CHECK(f.device(0).stats().allocated_bytes == 0);
 }
 
-TEST_CASE("graph pools: after a device-wide synchronize, blocks that waited for two streams serve their own again",
-          "[graph_pools][streams]") {
+TEST_CASE(
+    "graph pools: after a device-wide synchronize, blocks that waited for two streams serve their own again",
+    "[graph_pools][streams]") {
   fixture f;
   f.pools.begin(0, f.id, [&f](stash::stream s) { return s == f.capturing || s == f.other; });
   void* dropped = f.allocate(2 * MiB, f.capturing);
@@ -314,7 +318,8 @@ TEST_CASE("graph pools: a block freed while the device synchronizes is neither s
   CHECK(f.pools.figures(0, f.id).blocks == 2);  // again and the one after it, still live
 }
 
-TEST_CASE("graph pools: settling leaves released pools' blocks to return_released", "[graph_pools][streams]") {
+TEST_CASE("graph pools: settling leaves released pools' blocks to return_released",
+          "[graph_pools][streams]") {
   fixture f;
   f.pools.begin(0, f.id, [&f](stash::stream s) { return s == f.capturing || s == f.other; });
   void* a = f.allocate(2 * MiB, f.capturing);
@@ -502,7 +507,8 @@ TEST_CASE("graph pools: a host heap that fails while a new block is recorded lea
   CHECK(f.device(0).stats().allocated_bytes == 0);
 }
 
-TEST_CASE("graph pools: set_live that fails on the host heap changes nothing", "[graph_pools][exception_safety]") {
+TEST_CASE("graph pools: set_live that fails on the host heap changes nothing",
+          "[graph_pools][exception_safety]") {
   if (!stash_test::failing_heap::can_fail()) {
     WARN("operator new is not this test's own (valgrind replaces it): no heap failure can be injected");
     return;
@@ -611,8 +617,8 @@ TEST_CASE("graph pools: cudaStreamPerThread is each thread's own stream", "[grap
 
 namespace {
 
-using ordered_device = stash::caching_allocator<stash::simulated_backend, stash::segregated_fit_buckets, std::mutex,
-                                                stash::basic_stats, stash::simulated_ordering>;
+using ordered_device = stash::caching_allocator<stash::simulated_backend, stash::segregated_fit_buckets,
+                                                std::mutex, stash::basic_stats, stash::simulated_ordering>;
 
 stash::caching_options records_used_streams(bool on) {
   stash::caching_options options;
@@ -713,8 +719,8 @@ TEST_CASE("graph pools: a block record_stream named two streams for waits for bo
   f.give_back();
 }
 
-TEST_CASE("graph pools: without free_records_used_streams, a block record_stream named another stream for waits "
-          "for the device to be synchronized",
+TEST_CASE("graph pools: without free_records_used_streams, a block record_stream named another stream for "
+          "waits for the device to be synchronized",
           "[graph_pools][streams]") {
   ordered_fixture f(false);  // the streams record_stream named may be gone by the free: none is named then
   void* out = f.captured(2 * MiB);
@@ -747,8 +753,8 @@ TEST_CASE("graph pools: a free on another stream that is also named by record_st
   f.give_back();
 }
 
-TEST_CASE("graph pools: a block freed during a capture, or on a capturing stream, gets no event and waits for "
-          "the device to be synchronized",
+TEST_CASE("graph pools: a block freed during a capture, or on a capturing stream, gets no event and waits "
+          "for the device to be synchronized",
           "[graph_pools][streams]") {
   ordered_fixture f;
   void* out = f.captured(2 * MiB);
@@ -832,8 +838,8 @@ TEST_CASE("graph pools: a block made live again by set_live keeps waiting for th
   f.give_back();
 }
 
-TEST_CASE("graph pools: a free whose event cannot be recorded on the host heap waits for the synchronize, and "
-          "one that fails changes nothing",
+TEST_CASE("graph pools: a free whose event cannot be recorded on the host heap waits for the synchronize, "
+          "and one that fails changes nothing",
           "[graph_pools][streams][exception_safety]") {
   if (!stash_test::failing_heap::can_fail()) {
     WARN("operator new is not this test's own (valgrind replaces it): no heap failure can be injected");

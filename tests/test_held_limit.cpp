@@ -12,7 +12,8 @@ namespace {
 
 constexpr std::size_t MiB = std::size_t{1} << 20;
 constexpr std::size_t page = 2 * MiB;
-using paged = stash::caching_allocator<stash::simulated_paged_backend, stash::segregated_fit_buckets, stash::null_lock>;
+using paged =
+    stash::caching_allocator<stash::simulated_paged_backend, stash::segregated_fit_buckets, stash::null_lock>;
 
 std::uintptr_t addr(const void* p) { return reinterpret_cast<std::uintptr_t>(p); }
 
@@ -62,7 +63,8 @@ TEST_CASE("held limit 1.0: the pages a block needs past the peak of live bytes a
   CHECK(a.backend().mapped_bytes() == 0);
 }
 
-TEST_CASE("held limit 1.5: new pages up to 1.5x the peak of live bytes, moves past it", "[paged][held_limit]") {
+TEST_CASE("held limit 1.5: new pages up to 1.5x the peak of live bytes, moves past it",
+          "[paged][held_limit]") {
   paged a(stash::simulated_paged_backend{}, bounded(1.5));
   hole_then_larger h(a);
   // Bound: 1.5 x 13 pages = 19 pages. 11 held: 8 new pages, then 4 idle pages moved.

@@ -105,7 +105,8 @@ TEST_CASE("ipc_export refuses what is not a live block and changes nothing", "[i
   void* p = a.allocate(3 * MiB);
   const auto stats = a.stats();
   CHECK_THROWS_AS(a.ipc_export(nullptr), stash::invalid_pointer);
-  CHECK_THROWS_AS(a.ipc_export(static_cast<char*>(p) + 256), stash::invalid_pointer);  // inside, not the start
+  CHECK_THROWS_AS(a.ipc_export(static_cast<char*>(p) + 256),
+                  stash::invalid_pointer);  // inside, not the start
   a.deallocate(p);
   const auto freed = a.stats();
   CHECK_THROWS_AS(a.ipc_export(p), stash::double_free);

@@ -63,14 +63,15 @@ int refusal(F&& f) {
 
 /// A handle text with one piece of `bytes` in a chunk of as many, descriptor fd, file identity st.
 std::string one_piece(pid_t pid, int fd, const struct stat& st, std::size_t bytes = page) {
-  return "stash-ipc1 " + std::to_string(pid) + " 0 0 " + std::to_string(bytes) + " 1 " + std::to_string(fd) + " " +
-         std::to_string(st.st_dev) + " " + std::to_string(st.st_ino) + " 0 " + std::to_string(bytes) + " " +
-         std::to_string(bytes);
+  return "stash-ipc1 " + std::to_string(pid) + " 0 0 " + std::to_string(bytes) + " 1 " + std::to_string(fd) +
+         " " + std::to_string(st.st_dev) + " " + std::to_string(st.st_ino) + " 0 " + std::to_string(bytes) +
+         " " + std::to_string(bytes);
 }
 
 }  // namespace
 
-TEST_CASE("a block's handle as text names this process, its descriptors and the block's pieces", "[ipc][pidfd]") {
+TEST_CASE("a block's handle as text names this process, its descriptors and the block's pieces",
+          "[ipc][pidfd]") {
   paged a(stash::simulated_paged_backend{}, chunks_of_four());
   void* before = a.allocate(1 * MiB);
   const std::size_t size = 9 * page + 3 * MiB;  // over several chunks, from 1 MiB into the first page

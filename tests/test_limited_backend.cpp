@@ -17,8 +17,8 @@ using paged = stash::caching_allocator<stash::limited_backend<stash::simulated_p
 using segments = stash::caching_allocator<stash::limited_backend<stash::host_backend>>;
 // The memory manager's device pools in stream order (a limited vmm backend), over the simulated device.
 using ordered_paged = stash::caching_allocator<stash::limited_backend<stash::simulated_paged_backend>,
-                                               stash::segregated_fit_buckets, stash::null_lock, stash::basic_stats,
-                                               stash::simulated_ordering>;
+                                               stash::segregated_fit_buckets, stash::null_lock,
+                                               stash::basic_stats, stash::simulated_ordering>;
 // Aliases and remaps reach the device through the limit, as the memory manager's pools need.
 static_assert(stash::aliasing_paged_backend<stash::limited_backend<stash::cuda_vmm_backend>>);
 // The limit keeps the upstream's stream ordering: a limited device pool is stream-ordered as the
@@ -84,7 +84,8 @@ TEST_CASE("limited_backend: a segment allocator releases its cache, retries, the
   CHECK(a.backend().held_bytes() == 0);
 }
 
-TEST_CASE("limited_backend: a limit below what is held refuses more and gives nothing back by itself", "[limit]") {
+TEST_CASE("limited_backend: a limit below what is held refuses more and gives nothing back by itself",
+          "[limit]") {
   paged a;
   void* x = a.allocate(10 * MiB);
   a.backend().set_limit(4 * MiB);

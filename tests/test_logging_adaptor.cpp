@@ -38,7 +38,8 @@ std::vector<std::string> lines_of(const std::string& text) {
 
 std::string hex(const void* p) {
   char buf[32];
-  std::snprintf(buf, sizeof buf, "0x%llx", static_cast<unsigned long long>(reinterpret_cast<std::uintptr_t>(p)));
+  std::snprintf(buf, sizeof buf, "0x%llx",
+                static_cast<unsigned long long>(reinterpret_cast<std::uintptr_t>(p)));
   return buf;
 }
 
@@ -73,8 +74,10 @@ TEST_CASE("logging_adaptor: one RMM CSV line per allocate and free", "[logging]"
   REQUIRE(lines.size() == 5);
   CHECK(lines[0] == "Thread,Time,Action,Pointer,Size,Stream");
   const std::regex line(R"((\d+),(\d\d+:\d\d:\d\d\.\d{6}),([a-z ]+),(0x[0-9a-f]+),(\d+),(0x[0-9a-f]+))");
-  const std::string expected[4][3] = {
-      {"allocate", hex(a), "1000"}, {"allocate", hex(b), "3145728"}, {"free", hex(a), "1000"}, {"free", hex(b), "3145728"}};
+  const std::string expected[4][3] = {{"allocate", hex(a), "1000"},
+                                      {"allocate", hex(b), "3145728"},
+                                      {"free", hex(a), "1000"},
+                                      {"free", hex(b), "3145728"}};
   std::string previous_time;
   for (int i = 0; i < 4; ++i) {
     std::smatch m;
@@ -140,7 +143,8 @@ struct refusing_buffer : std::streambuf {
 };
 }  // namespace
 
-TEST_CASE("logging_adaptor: a failing stream loses lines, never an allocation or a free", "[logging][errors]") {
+TEST_CASE("logging_adaptor: a failing stream loses lines, never an allocation or a free",
+          "[logging][errors]") {
   for (const bool throwing : {false, true}) {
     INFO((throwing ? "the stream throws" : "the stream fails quietly"));
     logged_pool pool;
@@ -163,7 +167,8 @@ TEST_CASE("logging_adaptor: a failing stream loses lines, never an allocation or
   }
 }
 
-TEST_CASE("logging_adaptor: a failed allocation is logged as `allocate failure` and rethrown", "[logging][errors]") {
+TEST_CASE("logging_adaptor: a failed allocation is logged as `allocate failure` and rethrown",
+          "[logging][errors]") {
   logged_pool pool;
   std::ostringstream out;
   logging_adaptor logged(pool, out);

@@ -191,7 +191,8 @@ TEST_CASE("manager: threads on two devices keep exact figures", "[manager][stres
   }
 }
 
-TEST_CASE("manager: a host-backed manager of no devices is invalid_device at construction", "[manager][errors]") {
+TEST_CASE("manager: a host-backed manager of no devices is invalid_device at construction",
+          "[manager][errors]") {
   for (int count : {0, -1, -5}) {
     INFO("host devices " << count);
     try {
@@ -204,7 +205,8 @@ TEST_CASE("manager: a host-backed manager of no devices is invalid_device at con
   }
 }
 
-TEST_CASE("manager: without a GPU, CUDA-backed pools say that no CUDA device is visible", "[manager][errors]") {
+TEST_CASE("manager: without a GPU, CUDA-backed pools say that no CUDA device is visible",
+          "[manager][errors]") {
   if (stash::device_manager::has_gpu()) {
     WARN("a GPU is visible: nothing to check here");
     return;

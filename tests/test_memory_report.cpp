@@ -57,7 +57,8 @@ TEST_CASE("memory report: one line of text", "[report]") {
         "(fragmentation 66.7%); live blocks by size: 1.00 GiB x 3, 256.00 MiB x 10");
 }
 
-TEST_CASE("manager: out_of_memory carries a report and is told to the observers first", "[report][manager][errors]") {
+TEST_CASE("manager: out_of_memory carries a report and is told to the observers first",
+          "[report][manager][errors]") {
   stash::memory_manager mm(stash::memory_manager::backing::host, 1);
   std::vector<std::string> heard;
   std::vector<std::size_t> largest;

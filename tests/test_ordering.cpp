@@ -118,7 +118,8 @@ TEST_CASE("simulated_ordering: waits are logged, releases counted, capture misus
   CHECK(o.capture_violations() == 2);
 }
 
-TEST_CASE("simulated_ordering: check() knows the default streams and the ones made, nothing else", "[ordering]") {
+TEST_CASE("simulated_ordering: check() knows the default streams and the ones made, nothing else",
+          "[ordering]") {
   stash::simulated_ordering o;
   CHECK_NOTHROW(o.check(stash::stream{}));
   CHECK_NOTHROW(o.check(stash::stream::per_thread()));
@@ -163,8 +164,9 @@ TEST_CASE("simulated_ordering: every call that passes a destroyed stream's handl
   CHECK(o.destroyed_stream_uses() == 4);
 }
 
-TEST_CASE("simulated_ordering: a device-wide synchronize completes every event, and is refused during capture",
-          "[ordering]") {
+TEST_CASE(
+    "simulated_ordering: a device-wide synchronize completes every event, and is refused during capture",
+    "[ordering]") {
   stash::simulated_ordering o;
   const stash::stream s = o.make_stream(), t = o.make_stream();
   const auto on_s = o.record(s), on_t = o.record(t);

@@ -20,7 +20,8 @@ namespace {
 
 constexpr std::size_t MiB = std::size_t{1} << 20;
 constexpr std::size_t page = 2 * MiB;
-using paged = stash::caching_allocator<stash::simulated_paged_backend, stash::segregated_fit_buckets, stash::null_lock>;
+using paged =
+    stash::caching_allocator<stash::simulated_paged_backend, stash::segregated_fit_buckets, stash::null_lock>;
 
 std::uintptr_t addr(const void* p) { return reinterpret_cast<std::uintptr_t>(p); }
 
@@ -200,7 +201,8 @@ TEST_CASE("peers: a sharded allocator grants the peer in every shard", "[peers][
   for (void* p : blocks) a.deallocate(p);
 }
 
-TEST_CASE("peers: a host-backed manager has nothing to grant, and checks the ids", "[peers][memory_manager]") {
+TEST_CASE("peers: a host-backed manager has nothing to grant, and checks the ids",
+          "[peers][memory_manager]") {
   stash::memory_manager mm(stash::memory_manager::backing::host, 2);
   CHECK_FALSE(mm.grant_peer_access(0, 1));
   CHECK_FALSE(mm.grant_peer_access(1, 0));
@@ -212,6 +214,7 @@ TEST_CASE("peers: a host-backed manager has nothing to grant, and checks the ids
   mm.deallocate(p);
 }
 
-TEST_CASE("peers: manager options default to every peer that can reach the device", "[peers][memory_manager]") {
+TEST_CASE("peers: manager options default to every peer that can reach the device",
+          "[peers][memory_manager]") {
   CHECK(stash::manager_options{}.peers == stash::peer_access::all);
 }

@@ -61,8 +61,8 @@ std::vector<std::size_t> probe_sizes() {
 
 // ---- bucket policies -----------------------------------------------------------------------------
 
-TEMPLATE_TEST_CASE("buckets: round_up, bucket_index and segment_size keep their promises", "[policies][buckets]",
-                   stash::power_of_two_buckets, stash::segregated_fit_buckets) {
+TEMPLATE_TEST_CASE("buckets: round_up, bucket_index and segment_size keep their promises",
+                   "[policies][buckets]", stash::power_of_two_buckets, stash::segregated_fit_buckets) {
   STATIC_REQUIRE(stash::bucket_policy<TestType>);
   std::size_t previous_rounded = 0, previous_index = 0;
   for (std::size_t n : probe_sizes<TestType>()) {

@@ -40,7 +40,8 @@ using stash_test::remapping;
 /// x (4 pages) freed on s with a live guard page above it, then a 10 MiB request on s placed above
 /// the guard: x's pages are all under its pending free, so none is idle.
 struct scene {
-  explicit scene(stash::caching_options o) : a(stash::simulated_paged_backend{}, o), s(a.ordering().make_stream()) {
+  explicit scene(stash::caching_options o)
+      : a(stash::simulated_paged_backend{}, o), s(a.ordering().make_stream()) {
     x = a.allocate(8 * MiB, s);
     guard = a.allocate(page, s);
     a.deallocate(x, s);
@@ -274,8 +275,12 @@ TEST_CASE("remap: a host heap failing while a block's chunks are remapped change
   };
   struct figures {
     explicit figures(const paged& a)
-        : stats(a.stats()), reserved(a.reserved_bytes()), cached(a.cached_bytes()), page_moves(a.page_moves()),
-          mapped(a.backend().mapped_bytes()), aliased(a.backend().aliased_pages()) {
+        : stats(a.stats()),
+          reserved(a.reserved_bytes()),
+          cached(a.cached_bytes()),
+          page_moves(a.page_moves()),
+          mapped(a.backend().mapped_bytes()),
+          aliased(a.backend().aliased_pages()) {
       a.backend().for_each_chunk([&](std::uintptr_t at, std::size_t n) { chunks.emplace_back(at, n); });
     }
     stash::stats_snapshot stats;
@@ -554,7 +559,8 @@ TEST_CASE("remap: a pending chunk never backs an edge page the new block shares 
   void* z = a.allocate(MiB, t);
   REQUIRE(addr(z) == addr(y) + 9 * MiB);  // on y's last page, mapped already
   for (const void* pending : {x, x2})
-    for (std::size_t i = 0; i < 4; ++i) CHECK(b.physical_page(addr(z)) != b.physical_page(addr(pending) + i * page));
+    for (std::size_t i = 0; i < 4; ++i)
+      CHECK(b.physical_page(addr(z)) != b.physical_page(addr(pending) + i * page));
   check_counted(a);
   a.deallocate(z, t);
   a.deallocate(y, s);
@@ -620,8 +626,9 @@ TEST_CASE("remap: a random walk keeps every figure what the backend holds", "[re
   // completing stream by stream: remapped chunks get moved, remapped again and given back while their
   // aliases wait, and requests fail, out of memory or (`throwing`) with a remap_pages that throws in
   // one request of four. After every call the arena's figures are the backend's.
-  for (const auto& [chunk_pages, throwing] : {std::pair{std::size_t{1}, false}, std::pair{std::size_t{4}, false},
-                                             std::pair{std::size_t{1}, true}, std::pair{std::size_t{4}, true}}) {
+  for (const auto& [chunk_pages, throwing] :
+       {std::pair{std::size_t{1}, false}, std::pair{std::size_t{4}, false}, std::pair{std::size_t{1}, true},
+        std::pair{std::size_t{4}, true}}) {
     INFO("max_chunk_pages " << chunk_pages << ", remaps throwing " << throwing);
     stash::caching_options opts = remapping(chunk_pages);
     if (chunk_pages > 1) opts.pages_between_moves = 4;  // runs of new pages between moves, mapped in chunks

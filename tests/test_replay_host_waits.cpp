@@ -22,8 +22,9 @@ using stash_test::traces_dir;
 
 using ordered = stash::bench::stash_adapter<stash::bench::simulated_ordered_allocator>;
 using limited_ordered = stash::bench::stash_adapter<
-    stash::caching_allocator<stash::limited_backend<stash::simulated_paged_backend>, stash::segregated_fit_buckets,
-                             stash::spin_lock, stash::basic_stats, stash::bench::counting_ordering>>;
+    stash::caching_allocator<stash::limited_backend<stash::simulated_paged_backend>,
+                             stash::segregated_fit_buckets, stash::spin_lock, stash::basic_stats,
+                             stash::bench::counting_ordering>>;
 
 }  // namespace
 
@@ -54,7 +55,8 @@ namespace {
 /// `over_live` times its live peak (rounded up to pages).
 stash::bench::replay_result replay_lagged_under_limit(const stash::bench::trace& t, double over_live) {
   constexpr std::size_t page = std::size_t{2} << 20;
-  limited_ordered a("stash-lagged", stash::caching_options{}, stash::bench::counting_ordering{stash::bench::lagged_records});
+  limited_ordered a("stash-lagged", stash::caching_options{},
+                    stash::bench::counting_ordering{stash::bench::lagged_records});
   a.use_streams(stash::bench::simulated_stream_handles(t));
   const auto limit = static_cast<std::size_t>(over_live * static_cast<double>(t.peak_live_bytes));
   REQUIRE(a.set_memory_limit((limit + page - 1) / page * page));
@@ -78,7 +80,8 @@ TEST_CASE("replay host waits: the out-of-memory retry's waits are counted", "[tr
     CHECK(*r.device_syncs == 0);
   }
   SECTION("two streams: device-wide synchronizations") {
-    const auto r = replay_lagged_under_limit(stash::bench::read_trace(traces_dir() / "mlp_two_streams.csv"), 1.03);
+    const auto r =
+        replay_lagged_under_limit(stash::bench::read_trace(traces_dir() / "mlp_two_streams.csv"), 1.03);
     CHECK(*r.device_syncs > 0);
     CHECK(*r.host_waits >= *r.device_syncs);
   }

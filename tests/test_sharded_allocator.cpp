@@ -30,7 +30,8 @@ namespace {
 
 using namespace stash;
 
-using paged_shard = caching_allocator<simulated_paged_backend, segregated_fit_buckets, spin_lock, basic_stats>;
+using paged_shard =
+    caching_allocator<simulated_paged_backend, segregated_fit_buckets, spin_lock, basic_stats>;
 using host_shard = caching_allocator<host_backend, segregated_fit_buckets, spin_lock, basic_stats>;
 using paged_sharded = sharded_allocator<paged_shard, 4>;
 using host_sharded = sharded_allocator<host_shard, 4>;
@@ -548,7 +549,8 @@ TEST_CASE("sharded_allocator: shards over simulated devices larger than a fake w
   std::vector<void*> blocks;
   for (std::size_t i = 0; i < paged_sharded::shard_count; ++i) blocks.push_back(a.shard(i).allocate(4096));
   for (std::size_t i = 0; i < blocks.size(); ++i)
-    for (std::size_t j = 0; j < paged_sharded::shard_count; ++j) CHECK(a.shard(j).in_arena(blocks[i]) == (i == j));
+    for (std::size_t j = 0; j < paged_sharded::shard_count; ++j)
+      CHECK(a.shard(j).in_arena(blocks[i]) == (i == j));
   for (void* p : blocks) a.deallocate(p);  // each found in its own shard
   for (std::size_t i = 0; i < paged_sharded::shard_count; ++i) CHECK(a.shard(i).stats().allocated_bytes == 0);
   CHECK(a.stats().deallocations == paged_sharded::shard_count);

@@ -98,7 +98,8 @@ TEST_CASE("stream_allocator: swap and move take the stream along", "[adapters][s
   CHECK(c == vec({4, 5}, stash::stream_allocator<int>(r, t)));
 }
 
-TEST_CASE("memory_resource: the stream-ordered entry points default to the plain ones", "[adapters][streams]") {
+TEST_CASE("memory_resource: the stream-ordered entry points default to the plain ones",
+          "[adapters][streams]") {
   host_pool pool;
   stash::resource_adaptor<host_pool> res(pool);
   stash::memory_resource& m = res;

@@ -41,12 +41,12 @@ namespace {
 constexpr std::size_t KiB = std::size_t{1} << 10;
 constexpr std::size_t MiB = std::size_t{1} << 20;
 
-using segments = stash::caching_allocator<stash::simulated_backend, stash::segregated_fit_buckets, stash::null_lock,
-                                          stash::basic_stats, stash::simulated_ordering>;
+using segments = stash::caching_allocator<stash::simulated_backend, stash::segregated_fit_buckets,
+                                          stash::null_lock, stash::basic_stats, stash::simulated_ordering>;
 using paged = stash::simulated_stream_allocator;
 using checked_paged = stash::caching_allocator<checked_backend<stash::simulated_paged_backend>,
-                                               stash::segregated_fit_buckets, stash::null_lock, stash::basic_stats,
-                                               stash::simulated_ordering>;
+                                               stash::segregated_fit_buckets, stash::null_lock,
+                                               stash::basic_stats, stash::simulated_ordering>;
 
 std::uintptr_t addr(const void* p) { return reinterpret_cast<std::uintptr_t>(p); }
 bool overlap(const void* a, std::size_t an, const void* b, std::size_t bn) {
@@ -63,10 +63,12 @@ TEST_CASE("streams: the default compositions order as their memory needs", "[str
   STATIC_REQUIRE(std::is_same_v<stash::simulated_caching_allocator::ordering_type, stash::host_ordering>);
   STATIC_REQUIRE(std::is_same_v<paged::ordering_type, stash::simulated_ordering>);
   // A backend that wraps another orders as the memory it hands out needs.
-  STATIC_REQUIRE(std::is_same_v<stash::caching_allocator<stash::limited_backend<stash::cuda_vmm_backend>>::ordering_type,
-                                stash::cuda_event_ordering>);
-  STATIC_REQUIRE(std::is_same_v<stash::caching_allocator<stash::limited_backend<stash::host_backend>>::ordering_type,
-                                stash::host_ordering>);
+  STATIC_REQUIRE(
+      std::is_same_v<stash::caching_allocator<stash::limited_backend<stash::cuda_vmm_backend>>::ordering_type,
+                     stash::cuda_event_ordering>);
+  STATIC_REQUIRE(
+      std::is_same_v<stash::caching_allocator<stash::limited_backend<stash::host_backend>>::ordering_type,
+                     stash::host_ordering>);
 }
 
 TEMPLATE_TEST_CASE("streams: a block freed on S is reused on S at once, with no event", "[streams]", segments,
@@ -237,12 +239,14 @@ TEST_CASE("streams: one event per stream covers every free since the last one", 
   CHECK(o.unreleased_events() == 0);  // the retired epoch's event went back
 }
 
-TEST_CASE("streams: a stream that never misses closes an epoch every frees_per_epoch frees and keeps few events",
-          "[streams]") {
+TEST_CASE(
+    "streams: a stream that never misses closes an epoch every frees_per_epoch frees and keeps few events",
+    "[streams]") {
   segments a;
   auto& o = a.ordering();
   const stash::stream s = o.make_stream();
-  constexpr int per_epoch = static_cast<int>(stash::detail::stream_layer<stash::simulated_ordering>::frees_per_epoch);
+  constexpr int per_epoch =
+      static_cast<int>(stash::detail::stream_layer<stash::simulated_ordering>::frees_per_epoch);
   a.deallocate(a.allocate(64 * KiB, s), s);
   for (int i = 0; i < 4 * per_epoch + 100; ++i) {  // all from the cache: no miss ever closes the epoch
     a.deallocate(a.allocate(64 * KiB, s), s);
@@ -433,8 +437,9 @@ TEST_CASE("streams: pages under a pending free are not moved or unmapped until i
 // Pages under pending frees cannot move, so where a move is due they are nothing to move: a block past
 // the slack then maps its remaining new pages in chunks, as when no page is idle at all (test_chunks.cpp),
 // instead of one physical allocation per page.
-TEST_CASE("streams: where a move is due and every spare page is pending, new pages are still mapped in chunks",
-          "[streams][paged]") {
+TEST_CASE(
+    "streams: where a move is due and every spare page is pending, new pages are still mapped in chunks",
+    "[streams][paged]") {
   stash::caching_options options;
   options.page_slack = 0;  // the budget is the high tide of touched pages
   paged a(stash::simulated_paged_backend{}, options);
@@ -612,7 +617,8 @@ TEST_CASE("streams: out of memory waits for pending frees before it gives up", "
   }
 }
 
-TEST_CASE("streams: during graph capture the cache serves, pages are mapped without waiting, frees stay on their stream",
+TEST_CASE("streams: during graph capture the cache serves, pages are mapped without waiting, frees stay on "
+          "their stream",
           "[streams][graph]") {
   paged a;
   auto& o = a.ordering();
@@ -764,7 +770,8 @@ TEMPLATE_TEST_CASE("streams: after a stream with frees is destroyed, no call use
 // free and before the destroy, records the event its frees wait for, so their memory goes to another
 // stream once the GPU is done, with no empty_cache; the layer forgets the stream once nothing refers to
 // it. A stream the allocator never saw is a no-op that records nothing and checks nothing.
-TEMPLATE_TEST_CASE("streams: a stream flushed before it is destroyed gives its frees to other streams once its work completes",
+TEMPLATE_TEST_CASE("streams: a stream flushed before it is destroyed gives its frees to other streams once "
+                   "its work completes",
                    "[streams][destroyed]", segments, paged) {
   TestType a(typename TestType::backend_type{});
   auto& o = a.ordering();
@@ -800,7 +807,8 @@ TEMPLATE_TEST_CASE("streams: a stream flushed before it is destroyed gives its f
   a.deallocate(r2, t);
 }
 
-TEST_CASE("streams: flush_stream that cannot record leaves the frees pending and the allocator whole", "[streams][destroyed]") {
+TEST_CASE("streams: flush_stream that cannot record leaves the frees pending and the allocator whole",
+          "[streams][destroyed]") {
   paged a;
   auto& o = a.ordering();
   const stash::stream s = o.make_stream(), t = o.make_stream();
@@ -854,8 +862,9 @@ TEMPLATE_TEST_CASE("streams: the out-of-memory retry settles a destroyed stream'
 // stash.torch turns on, PyTorch's contract) the free records that stream's epoch itself, so the memory
 // comes back once its work completes, with no call on it and no empty_cache. Without it the block waits
 // for the device-wide synchronize of empty_cache and the free never touches the silent stream's handle.
-TEMPLATE_TEST_CASE("streams: a block record_stream named a silent stream for comes back once that stream's work completes",
-                   "[streams]", segments, paged) {
+TEMPLATE_TEST_CASE(
+    "streams: a block record_stream named a silent stream for comes back once that stream's work completes",
+    "[streams]", segments, paged) {
   for (const bool records : {true, false}) {
     stash::caching_options options;
     options.free_records_used_streams = records;
@@ -884,7 +893,8 @@ TEMPLATE_TEST_CASE("streams: a block record_stream named a silent stream for com
   }
 }
 
-TEST_CASE("streams: free_records_used_streams uses a record_stream'ed stream only up to the free", "[streams][destroyed]") {
+TEST_CASE("streams: free_records_used_streams uses a record_stream'ed stream only up to the free",
+          "[streams][destroyed]") {
   stash::caching_options options;
   options.free_records_used_streams = true;
   segments a(stash::simulated_backend{}, options);
@@ -907,7 +917,8 @@ TEST_CASE("streams: free_records_used_streams uses a record_stream'ed stream onl
 
 // A server that makes a stream per request: what the allocator knows of streams must not grow without
 // end. empty_cache() forgets every stream no block refers to; one seen again is checked and added anew.
-TEMPLATE_TEST_CASE("streams: empty_cache forgets the streams no block refers to", "[streams]", segments, paged) {
+TEMPLATE_TEST_CASE("streams: empty_cache forgets the streams no block refers to", "[streams]", segments,
+                   paged) {
   TestType a;
   auto& o = a.ordering();
   std::vector<stash::stream> requests;
@@ -944,8 +955,8 @@ TEMPLATE_TEST_CASE("streams: empty_cache forgets the streams no block refers to"
 // last pass kept, those whose epochs have completed and that no block refers to are forgotten while
 // the program runs. What blocks still need (a live block's stream, a stream record_stream named, a
 // stream with a free still pending) stays, and no forgotten stream's handle is used again.
-TEMPLATE_TEST_CASE("streams: streams nothing refers to are forgotten while the program runs", "[streams][destroyed]",
-                   segments, paged) {
+TEMPLATE_TEST_CASE("streams: streams nothing refers to are forgotten while the program runs",
+                   "[streams][destroyed]", segments, paged) {
   TestType a;
   auto& o = a.ordering();
   const stash::stream keep = o.make_stream(), side = o.make_stream(), slow = o.make_stream();
@@ -1058,8 +1069,8 @@ TEST_CASE("streams: a deferred trim_cache target is met by the pass that forgets
 // eighteenth session: the failed call had given 64 MiB back).
 TEST_CASE("streams: an allocate that fails meets no deferred trim_cache target", "[streams]") {
   using failing = stash::caching_allocator<stash::failing_backend<stash::simulated_backend>,
-                                           stash::segregated_fit_buckets, stash::null_lock, stash::basic_stats,
-                                           stash::simulated_ordering>;
+                                           stash::segregated_fit_buckets, stash::null_lock,
+                                           stash::basic_stats, stash::simulated_ordering>;
   failing a;
   auto& o = a.ordering();
   std::vector<stash::stream> streams;
@@ -1090,8 +1101,8 @@ TEST_CASE("streams: an allocate that fails meets no deferred trim_cache target",
 // 31-byte request got a pending 64 KiB block whole).
 TEST_CASE("streams: cross_stream_wait with an exact-fit policy takes only a block of the request's size",
           "[streams]") {
-  using pow2 = stash::caching_allocator<stash::simulated_backend, stash::power_of_two_buckets, stash::null_lock,
-                                        stash::basic_stats, stash::simulated_ordering>;
+  using pow2 = stash::caching_allocator<stash::simulated_backend, stash::power_of_two_buckets,
+                                        stash::null_lock, stash::basic_stats, stash::simulated_ordering>;
   stash::caching_options options;
   options.cross_stream_wait = true;
   pow2 a(stash::simulated_backend{}, options);
@@ -1307,7 +1318,8 @@ TEST_CASE("streams: host-ordered compositions take streams as names only", "[str
 namespace {
 
 template <class Allocator>
-void random_streams(Allocator& a, std::shared_ptr<backend_ledger> ledger, std::uint32_t seed, bool wait_mode = false) {
+void random_streams(Allocator& a, std::shared_ptr<backend_ledger> ledger, std::uint32_t seed,
+                    bool wait_mode = false) {
   auto& o = a.ordering();
   std::mt19937 rng(seed);
   std::vector<stash::stream> streams{stash::stream{}, o.make_stream(), o.make_stream(), o.make_stream()};
@@ -1408,7 +1420,8 @@ TEST_CASE("streams: random work on four streams never hands memory over early", 
   }
 }
 
-TEST_CASE("streams: the memory manager and the sharded allocator carry streams through", "[streams][manager]") {
+TEST_CASE("streams: the memory manager and the sharded allocator carry streams through",
+          "[streams][manager]") {
   const stash::stream s = reinterpret_cast<CUstream_st*>(std::uintptr_t{0x7700});
   SECTION("memory manager") {
     stash::memory_manager mm(stash::memory_manager::backing::host, 2);
@@ -1435,9 +1448,11 @@ TEST_CASE("streams: the memory manager and the sharded allocator carry streams t
     void* q = sharded.allocate(4096);  // the legacy default stream: its epoch stays open after a free
     sharded.deallocate(q);
     std::size_t records_before = 0, records_after = 0;
-    for (std::size_t i = 0; i < 2; ++i) records_before += sharded.shard(i).ordering().recorded_on(stash::stream{});
+    for (std::size_t i = 0; i < 2; ++i)
+      records_before += sharded.shard(i).ordering().recorded_on(stash::stream{});
     sharded.flush_stream(stash::stream{});
-    for (std::size_t i = 0; i < 2; ++i) records_after += sharded.shard(i).ordering().recorded_on(stash::stream{});
+    for (std::size_t i = 0; i < 2; ++i)
+      records_after += sharded.shard(i).ordering().recorded_on(stash::stream{});
     CHECK(records_after == records_before + 1);  // the shard that freed q records; the other saw no free
   }
 }

@@ -192,7 +192,8 @@ TEMPLATE_TEST_CASE("stress: blocks freed by another thread than the one that all
   REQUIRE(s.cached_bytes == s.reserved_bytes);
 }
 
-TEST_CASE("stress: a manager's limit changes while threads allocate on two devices", "[stress][manager][limit]") {
+TEST_CASE("stress: a manager's limit changes while threads allocate on two devices",
+          "[stress][manager][limit]") {
   constexpr std::size_t MiB = std::size_t{1} << 20;
   stash::memory_manager mm(stash::memory_manager::backing::host, 2);
   mm.set_memory_limit(24 * MiB, 0);  // below what one thread's live blocks reach: requests are refused

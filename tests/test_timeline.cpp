@@ -58,7 +58,8 @@ TEST_CASE("timeline: a page with one panel per series, peaks marked, nothing fet
   CHECK(page.find("peak live 3.00 MiB") != std::string::npos);
   CHECK(page.find("peak reserved 4.00 MiB") != std::string::npos);
   CHECK(page.find("peak reserved 6.00 MiB (3 pages)") != std::string::npos);
-  CHECK(page.find("peak live 3145728 bytes, peak reserved 4194304 bytes, reserved/live 1.333") != std::string::npos);
+  CHECK(page.find("peak live 3145728 bytes, peak reserved 4194304 bytes, reserved/live 1.333") !=
+        std::string::npos);
   CHECK(page.find(">operations</text>") != std::string::npos);
   // Self-contained: no script, nothing loaded from anywhere.
   CHECK(page.find("<script") == std::string::npos);
@@ -181,12 +182,14 @@ TEST_CASE("timeline: sample() reads an allocator's figures, and paged pools get 
   const std::string page = tl.html("t");
   CHECK(page.find(" pages</text>") != std::string::npos);  // the paged panel's right axis
   CHECK(count(page, "<polyline") == 3 + 2);
-  CHECK(page.find("the allocator's own peaks (every operation, since its last reset_peak): live 5242880 bytes, "
-                  "reserved 6291456 bytes") != std::string::npos);
+  CHECK(
+      page.find("the allocator's own peaks (every operation, since its last reset_peak): live 5242880 bytes, "
+                "reserved 6291456 bytes") != std::string::npos);
   segments.deallocate(b);
 }
 
-TEST_CASE("timeline: the sampler samples on its own thread and once more when it stops", "[timeline][threads]") {
+TEST_CASE("timeline: the sampler samples on its own thread and once more when it stops",
+          "[timeline][threads]") {
   stash::simulated_caching_allocator pool;
   stash::timeline tl;
   const auto id = tl.add_series("pool", pool);

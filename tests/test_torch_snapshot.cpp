@@ -78,7 +78,8 @@ TEST_CASE("visit_memory: segments and their blocks", "[snapshot]") {
     for (const auto& b : r.blocks) {
       if (b.requested == 0) continue;
       ++live_blocks;
-      CHECK((b.address == reinterpret_cast<std::uintptr_t>(y) || b.address == reinterpret_cast<std::uintptr_t>(z)));
+      CHECK((b.address == reinterpret_cast<std::uintptr_t>(y) ||
+             b.address == reinterpret_cast<std::uintptr_t>(z)));
       CHECK(b.requested == (b.address == reinterpret_cast<std::uintptr_t>(y) ? std::size_t{5} << 20 : 3000));
     }
   CHECK(live_blocks == 2);
@@ -172,7 +173,7 @@ TEST_CASE("torch snapshot: pickle integers as PyTorch's unpicklers read them", "
 TEST_CASE("torch snapshot: the pickle of an empty snapshot", "[snapshot]") {
   stash::torch_snapshot snap;
   // {'segments': [], 'device_traces': [[]]}
-  const std::string expected = std::string("\x80\x02}(") + "X" + std::string("\x08\x00\x00\x00", 4) + "segments]" +
-                               "X" + std::string("\x0d\x00\x00\x00", 4) + "device_traces](]eu.";
+  const std::string expected = std::string("\x80\x02}(") + "X" + std::string("\x08\x00\x00\x00", 4) +
+                               "segments]" + "X" + std::string("\x0d\x00\x00\x00", 4) + "device_traces](]eu.";
   CHECK(snap.pickle() == expected);
 }

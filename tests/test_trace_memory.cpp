@@ -74,7 +74,8 @@ baseline read_baseline(const std::filesystem::path& file) {
   for (auto it = std::sregex_iterator(json.begin(), json.end(), object); it != std::sregex_iterator(); ++it) {
     const std::string o = it->str();
     std::smatch t, a, r;
-    if (std::regex_search(o, t, trace) && std::regex_search(o, a, allocator) && std::regex_search(o, r, ratio))
+    if (std::regex_search(o, t, trace) && std::regex_search(o, a, allocator) &&
+        std::regex_search(o, r, ratio))
       b.entries.push_back({t[1], a[1], std::stod(r[1])});
     else if (std::smatch c; std::regex_search(o, t, trace) && std::regex_search(o, c, cold_bytes))
       b.cold_before_streams[t[1]] = std::stoull(c[1]);
@@ -93,8 +94,9 @@ std::vector<std::filesystem::path> benchmark_traces() {
 
 }  // namespace
 
-TEST_CASE("memory guard: reserved/live over a cold and three warm replays stays within the committed baseline",
-          "[trace][memory]") {
+TEST_CASE(
+    "memory guard: reserved/live over a cold and three warm replays stays within the committed baseline",
+    "[trace][memory]") {
   const auto dir = traces_dir();
   if (!std::filesystem::is_directory(dir))
     FAIL("no trace folder at " << dir.string() << ": set STASH_TRACES_DIR to the bench/traces folder of a "
@@ -109,9 +111,11 @@ TEST_CASE("memory guard: reserved/live over a cold and three warm replays stays 
     const auto t = stash::bench::read_trace(file);
     stash::bench::stash_adapter<stash::simulated_caching_allocator> stash_default("stash");
     stash::bench::stash_adapter<stash::simulated_pow2_allocator> stash_pow2("stash-pow2");
-    stash::caching_options fill;  // every small request fills, no rule for the top (stash.torch's, until 2026-11-30)
+    stash::caching_options fill;  // every small request fills, no rule for
+                                  // the top (stash.torch's, until 2026-11-30)
     fill.small_fill_mapped = true;
-    stash::bench::stash_adapter<stash::simulated_caching_allocator> stash_small_fill("stash-small-fill", fill);
+    stash::bench::stash_adapter<stash::simulated_caching_allocator> stash_small_fill("stash-small-fill",
+                                                                                     fill);
     stash::caching_options no_fill;  // no small request fills (the default until 2026-11-30)
     no_fill.fill_mapped_above = SIZE_MAX;
     stash::bench::stash_adapter<stash::simulated_caching_allocator> stash_no_fill("stash-no-fill", no_fill);
@@ -139,7 +143,8 @@ TEST_CASE("memory guard: reserved/live over a cold and three warm replays stays 
       INFO(r.trace << " / " << r.allocator << ": peak live " << r.peak_live_bytes << " B, peak reserved "
                    << r.settled_peak_reserved_bytes << " B (cold replay " << r.peak_reserved_bytes
                    << " B), reserved/live " << ratio);
-      if (expected == nullptr) FAIL_CHECK("no figure in memory_baseline.json: add one for this trace and allocator");
+      if (expected == nullptr)
+        FAIL_CHECK("no figure in memory_baseline.json: add one for this trace and allocator");
       if (expected == nullptr) continue;
       INFO("baseline " << expected->settled_reserved_over_live << " + tolerance " << base.tolerance);
       CHECK(ratio <= expected->settled_reserved_over_live + base.tolerance);
@@ -151,7 +156,8 @@ TEST_CASE("memory guard: reserved/live over a cold and three warm replays stays 
       if (r.allocator == "stash" || r.allocator == "stash-ordered") {
         const auto before = base.cold_before_streams.find(r.trace);
         if (before != base.cold_before_streams.end()) {
-          INFO("cold replay: " << r.peak_reserved_bytes << " B held; before streams (039b03f) " << before->second << " B");
+          INFO("cold replay: " << r.peak_reserved_bytes << " B held; before streams (039b03f) "
+                               << before->second << " B");
           CHECK(r.peak_reserved_bytes <= before->second);
         }
       }
@@ -161,8 +167,9 @@ TEST_CASE("memory guard: reserved/live over a cold and three warm replays stays 
 
 // caching_options::max_held_over_live is a bound, not a figure to keep: every trace stays within it on
 // its cold replay and on a warm one (where the idle pages keep moving instead of new ones being mapped).
-TEST_CASE("memory guard: with max_held_over_live = 1.05, no trace holds more than 1.05x its peak of live bytes",
-          "[trace][memory]") {
+TEST_CASE(
+    "memory guard: with max_held_over_live = 1.05, no trace holds more than 1.05x its peak of live bytes",
+    "[trace][memory]") {
   const auto traces = benchmark_traces();
   for (const auto& file : traces) {
     const auto t = stash::bench::read_trace(file);
@@ -174,9 +181,10 @@ TEST_CASE("memory guard: with max_held_over_live = 1.05, no trace holds more tha
     // Both peaks are read after the warm replay too. The bound is on the bytes of live blocks (requests
     // rounded to 256 bytes), which the trace's own peak of requested bytes can be a little under.
     const auto stats = lean.allocator().stats();
-    INFO(r.trace << ": peak live " << stats.peak_allocated_bytes << " B, peak reserved " << stats.peak_reserved_bytes
-                 << " B over the cold and the warm replay");
-    CHECK(static_cast<double>(stats.peak_reserved_bytes) <= 1.05 * static_cast<double>(stats.peak_allocated_bytes));
+    INFO(r.trace << ": peak live " << stats.peak_allocated_bytes << " B, peak reserved "
+                 << stats.peak_reserved_bytes << " B over the cold and the warm replay");
+    CHECK(static_cast<double>(stats.peak_reserved_bytes) <=
+          1.05 * static_cast<double>(stats.peak_allocated_bytes));
     CHECK(stats.peak_allocated_bytes >= t.peak_live_bytes);
   }
 }
@@ -187,25 +195,30 @@ TEST_CASE("memory guard: with max_held_over_live = 1.05, no trace holds more tha
 // under a limit of 1.045x its live peak (rounded up to whole pages), host and stream ordered, as the memory
 // manager's pools are made (limited_backend). The least limits are at most 1.0396 (gpt2_varlen_e2e;
 // stash-replay --least-memory), 1.0759 before chunk_room_share (bench/RESULTS.md, fifteenth session).
-TEST_CASE("memory guard: under a limit of 1.045x its live peak, every trace completes a cold and two warm replays",
-          "[trace][memory][limit]") {
+TEST_CASE(
+    "memory guard: under a limit of 1.045x its live peak, every trace completes a cold and two warm replays",
+    "[trace][memory][limit]") {
   const auto traces = benchmark_traces();
   using limited_device = stash::limited_backend<stash::simulated_paged_backend>;
-  using host_ordered = stash::bench::stash_adapter<stash::limited_caching_allocator<stash::simulated_paged_backend>>;
+  using host_ordered =
+      stash::bench::stash_adapter<stash::limited_caching_allocator<stash::simulated_paged_backend>>;
   using stream_ordered = stash::bench::stash_adapter<
-      stash::caching_allocator<limited_device, stash::segregated_fit_buckets, stash::spin_lock, stash::basic_stats,
-                               stash::bench::counting_ordering>>;
+      stash::caching_allocator<limited_device, stash::segregated_fit_buckets, stash::spin_lock,
+                               stash::basic_stats, stash::bench::counting_ordering>>;
   constexpr std::size_t page = std::size_t{2} << 20;
   for (const auto& file : traces) {
     const auto t = stash::bench::read_trace(file);
-    const std::size_t limit = (static_cast<std::size_t>(1.045 * static_cast<double>(t.peak_live_bytes)) + page - 1) / page * page;
+    const std::size_t limit =
+        (static_cast<std::size_t>(1.045 * static_cast<double>(t.peak_live_bytes)) + page - 1) / page * page;
     host_ordered stash_default("stash", stash::caching_options{});
-    stream_ordered stash_ordered("stash-ordered", stash::caching_options{}, stash::bench::counting_ordering{0});
+    stream_ordered stash_ordered("stash-ordered", stash::caching_options{},
+                                 stash::bench::counting_ordering{0});
     for (stash::bench::replay_allocator* a : {static_cast<stash::bench::replay_allocator*>(&stash_default),
                                               static_cast<stash::bench::replay_allocator*>(&stash_ordered)}) {
       a->use_streams(stash::bench::simulated_stream_handles(t));
       REQUIRE(a->set_memory_limit(limit));
-      INFO(t.name << " / " << a->name() << ": limit " << limit << " B for a live peak of " << t.peak_live_bytes << " B");
+      INFO(t.name << " / " << a->name() << ": limit " << limit << " B for a live peak of "
+                  << t.peak_live_bytes << " B");
       CHECK(stash::bench::replay_within(*a, t, /*warm=*/2));
       CHECK(a->peak_reserved_bytes() <= limit);
     }
@@ -220,15 +233,19 @@ TEST_CASE("memory guard: under a limit of 1.045x its live peak, every trace comp
 // only while one stream allocates (caching_allocator::tag_of). On the H200: 378 -> 386 MiB (run Z4).
 TEST_CASE("memory guard: a copy stream with record_stream holds what the small region's layout allows",
           "[trace-memory][streams]") {
-  const auto file = traces_dir().parent_path() / "experiments" / "2026-11-29-record-stream-drift" / "multistream_e2e.csv";
+  const auto file =
+      traces_dir().parent_path() / "experiments" / "2026-11-29-record-stream-drift" / "multistream_e2e.csv";
   const auto t = stash::bench::read_trace(file.string());
   REQUIRE(t.streams.size() == 2);
   stash::caching_options o;
   o.small_fill_mapped = true;
   o.free_records_used_streams = true;
-  stash::bench::simulated_ordered_allocator a(stash::simulated_paged_backend{}, o, stash::bench::counting_ordering{0});
+  stash::bench::simulated_ordered_allocator a(stash::simulated_paged_backend{}, o,
+                                              stash::bench::counting_ordering{0});
   const auto handles = stash::bench::simulated_stream_handles(t);
-  auto on = [&](std::uint8_t i) { return stash::stream{static_cast<stash::stream::native_handle_type>(handles[i])}; };
+  auto on = [&](std::uint8_t i) {
+    return stash::stream{static_cast<stash::stream::native_handle_type>(handles[i])};
+  };
   std::vector<void*> slots(t.slot_count);
   for (int replay = 0; replay < 4; ++replay) {
     for (const auto& op : t.ops) {

@@ -89,10 +89,14 @@ TEST_CASE("trace reader: a malformed trace is an error naming the line", "[trace
   auto parse = [](const std::string& text) { return parse_trace_string(text, "bad.csv"); };
   CHECK_THROWS_AS(parse(""), trace_error);
   CHECK_THROWS_WITH(parse("0,1,allocate,0x1000,256,0x0\n"), Contains("bad.csv:1") && Contains("header"));
-  CHECK_THROWS_WITH(parse(csv("0,1,allocate,0x1000,256\n")), Contains("bad.csv:2") && Contains("6 comma-separated"));
-  CHECK_THROWS_WITH(parse(csv("0,1,reallocate,0x1000,256,0x0\n")), Contains("bad.csv:2") && Contains("unknown action"));
-  CHECK_THROWS_WITH(parse(csv("0,1,allocate,0xzz,256,0x0\n")), Contains("bad.csv:2") && Contains("bad pointer"));
-  CHECK_THROWS_WITH(parse(csv("0,1,allocate,0x1000,12k,0x0\n")), Contains("bad.csv:2") && Contains("bad size"));
+  CHECK_THROWS_WITH(parse(csv("0,1,allocate,0x1000,256\n")),
+                    Contains("bad.csv:2") && Contains("6 comma-separated"));
+  CHECK_THROWS_WITH(parse(csv("0,1,reallocate,0x1000,256,0x0\n")),
+                    Contains("bad.csv:2") && Contains("unknown action"));
+  CHECK_THROWS_WITH(parse(csv("0,1,allocate,0xzz,256,0x0\n")),
+                    Contains("bad.csv:2") && Contains("bad pointer"));
+  CHECK_THROWS_WITH(parse(csv("0,1,allocate,0x1000,12k,0x0\n")),
+                    Contains("bad.csv:2") && Contains("bad size"));
   CHECK_THROWS_WITH(parse(csv("0,1,allocate,0x1000,-5,0x0\n")), Contains("bad size"));
   CHECK_THROWS_WITH(parse(csv("0,1,allocate,0x1000,0,0x0\n")), Contains("0 bytes"));
   CHECK_THROWS_WITH(parse(csv("0,1,allocate,0x1000,256,0x0\n0,2,allocate,0x1000,256,0x0\n")),
@@ -132,7 +136,8 @@ class checking_allocator final : public stash::bench::replayable<checking_alloca
 
 }  // namespace
 
-TEST_CASE("replay: every op is played, and what the trace leaves live is freed after each replay", "[trace]") {
+TEST_CASE("replay: every op is played, and what the trace leaves live is freed after each replay",
+          "[trace]") {
   const trace t = parse_trace_string(csv("0,1,allocate,0x1000,1000,0x0\n"
                                          "0,2,allocate,0x2000,2000,0x0\n"
                                          "0,3,free,0x1000,1000,0x0\n"
@@ -229,7 +234,8 @@ TEST_CASE("trace reader: the Stream column gives each op the index of its stream
   CHECK(none.ops[0].stream == 0);
 }
 
-TEST_CASE("replay: warm_page_work counts a paged stash's page operations in the warm replays alone", "[trace][paged]") {
+TEST_CASE("replay: warm_page_work counts a paged stash's page operations in the warm replays alone",
+          "[trace][paged]") {
   // 6 MiB, a 2 MiB guard above it, the 6 MiB freed, then 8 MiB: under a bound at the live peak the idle
   // pages below the guard move up to the 8 MiB block, and every replay starts the dance again.
   const trace t = parse_trace_string(csv("0,1,allocate,0x1000,6291456,0x0\n"
@@ -253,8 +259,8 @@ TEST_CASE("replay: warm_page_work counts a paged stash's page operations in the 
   REQUIRE(cold.warm_page_work.has_value());
   CHECK(*cold.warm_page_work == 0);  // no warm replay
   const auto s = warmed.allocator().stats();
-  CHECK(*warmed.page_work() ==
-        s.backend_allocations + s.backend_frees + warmed.allocator().page_moves() + warmed.allocator().alias_unmaps());
+  CHECK(*warmed.page_work() == s.backend_allocations + s.backend_frees + warmed.allocator().page_moves() +
+                                   warmed.allocator().alias_unmaps());
   CHECK(*cold_only.page_work() > 0);  // the cold replay mapped the pages
   CHECK(*r.warm_page_work == *warmed.page_work() - *cold_only.page_work());
   if (bounded) CHECK(*r.warm_page_work > 0);

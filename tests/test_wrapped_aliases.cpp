@@ -27,14 +27,16 @@ using failing_pages = stash::failing_backend<stash::simulated_paged_backend>;
 using checked_pages = stash_test::checked_backend<stash::simulated_paged_backend>;
 using failing_paged = stash::caching_allocator<failing_pages, stash::segregated_fit_buckets, stash::null_lock,
                                                stash::basic_stats>;
-using checked_stream_paged = stash::caching_allocator<checked_pages, stash::segregated_fit_buckets, stash::null_lock,
-                                                      stash::basic_stats, stash::simulated_ordering>;
+using checked_stream_paged =
+    stash::caching_allocator<checked_pages, stash::segregated_fit_buckets, stash::null_lock,
+                             stash::basic_stats, stash::simulated_ordering>;
 
 static_assert(stash::aliasing_paged_backend<failing_pages>);
 static_assert(stash::aliasing_paged_backend<checked_pages>);
 // A wrapper claims no call its upstream lacks.
 static_assert(!stash::chunked_paged_backend<stash::failing_backend<
-                  stash_test::checked_backend<stash::simulated_paged_backend, stash_test::checked_calls::pages_only>>>);
+                  stash_test::checked_backend<stash::simulated_paged_backend,
+                                              stash_test::checked_calls::pages_only>>>);
 
 std::uintptr_t addr(const void* p) { return reinterpret_cast<std::uintptr_t>(p); }
 
@@ -92,7 +94,8 @@ TEST_CASE("wrapped aliases: failing_backend passes alias_pages on, one call each
   empty_and_check(a);
 }
 
-TEST_CASE("wrapped aliases: an alias failing_backend fails for memory is mapped anew", "[aliases][paged][wrappers][errors]") {
+TEST_CASE("wrapped aliases: an alias failing_backend fails for memory is mapped anew",
+          "[aliases][paged][wrappers][errors]") {
   for (const std::size_t failing : {std::size_t{2}, std::size_t{3}}) {
     DYNAMIC_SECTION("backend call " << failing << " of the request, an alias, out of memory") {
       failing_scene sc;
@@ -132,7 +135,8 @@ TEST_CASE("wrapped aliases: an alias failing_backend throws on reaches the calle
       }
       CHECK(threw);
       CHECK(a.backend().failures() == 0);  // a throw is no out-of-memory answer
-      CHECK(a.backend().upstream().alias_calls() == failing - 2);  // the throwing one never reached the device
+      CHECK(a.backend().upstream().alias_calls() == failing - 2);  // the throwing one never
+                                                                   // reached the device
       CHECK(a.stats().allocated_bytes == stats_before.allocated_bytes);
       CHECK(a.stats().requested_bytes == stats_before.requested_bytes);
       CHECK(a.stats().allocations == stats_before.allocations);
@@ -172,7 +176,8 @@ TEST_CASE("wrapped aliases: failing_backend holds an aliased chunk until its las
   CHECK(b.calls() == 3);  // the map and the two aliases
 }
 
-TEST_CASE("wrapped aliases: checked_backend checks remaps, aliases and their unmaps", "[aliases][paged][wrappers]") {
+TEST_CASE("wrapped aliases: checked_backend checks remaps, aliases and their unmaps",
+          "[aliases][paged][wrappers]") {
   auto ledger = std::make_shared<stash_test::backend_ledger>();
   checked_pages b(ledger);
   const std::uintptr_t base = b.reserve(8 * page);

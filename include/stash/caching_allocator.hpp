@@ -97,7 +97,8 @@ class caching_allocator {
   // names a small_request threshold (small and large segments), and paged backends (a region of the
   // reserved range for requests of at most half a page, caching_options::small_region); one set otherwise.
   static constexpr bool small_pool = !Buckets::exact_fit && (paged || requires { Buckets::small_request; });
-  using streams_type = std::conditional_t<streamed, detail::stream_layer<Ordering>, detail::no_stream_layer<Ordering>>;
+  using streams_type =
+      std::conditional_t<streamed, detail::stream_layer<Ordering>, detail::no_stream_layer<Ordering>>;
   using heap_type = detail::block_heap<Buckets, streamed, small_pool>;
   using arena_type = typename detail::arena_for<Backend, heap_type, Stats, streams_type>::type;
   static_assert(detail::block_arena<arena_type>);
@@ -635,7 +636,8 @@ class caching_allocator {
     tag* const freed_on = tag_of(s);  // may carry out a close due on s, and stays done if this free then
                                       // fails (std::bad_alloc below): an event recorded early
     std::vector<tag*> uses{b->owner};
-    if (auto it = extra_uses_.find(b->addr); it != extra_uses_.end()) uses.insert(uses.end(), it->second.begin(), it->second.end());
+    if (auto it = extra_uses_.find(b->addr); it != extra_uses_.end())
+      uses.insert(uses.end(), it->second.begin(), it->second.end());
     const std::size_t named_end = uses.size();  // uses[1, named_end): the streams record_stream named
     if (std::find(uses.begin(), uses.end(), freed_on) == uses.end()) uses.push_back(freed_on);
     const std::size_t requested = b->requested;  // add_cross sets seq, which shares its word
@@ -690,7 +692,8 @@ class caching_allocator {
   /// stream order, before_mapping_in_order. Out of line (a slow path), but not marked cold: optimized
   /// for size, it cost small_fill_mapped's requests about 5 instructions more each.
   template <class PageSpan>
-  [[gnu::noinline]] block* before_mapping(block* b, std::size_t size, tag* on, PageSpan& pages, std::size_t& unmapped)
+  [[gnu::noinline]] block* before_mapping(block* b, std::size_t size, tag* on, PageSpan& pages,
+                                          std::size_t& unmapped)
     requires paged
   {
     if (block* mapped = arena_.mapped_fit(size, on)) {  // its first size bytes are mapped
@@ -717,7 +720,8 @@ class caching_allocator {
     arena_.note_capture(capturing);
     arena_.note_requesting(on);
     if (!capturing && !streams_.settled() && reclaim(on) > 0) {
-      const std::uint8_t region = b->pool();  // a request is carved from the other region when its own is full
+      const std::uint8_t region = b->pool();  // a request is carved from the
+                                              // other region when its own is full
       arena_.coalesce();                    // b may have merged into a ready neighbour: look again
       const top_over_pending_scope scope(heap_);
       b = heap_.find_free_block(size, on, region);  // b's memory is still free and usable there: never null
@@ -728,9 +732,10 @@ class caching_allocator {
     // runs behind the host, so such a block is often pending on this very stream, and its pages may
     // not move: reusing them in place is the only way they serve (docs/design.md, "When the GPU runs
     // behind the host").
-    if (block* lower = b->prev_adjacent(); unmapped != detail::page_table::none && lower && lower->is_free() &&
-                                         lower->size < size && heap_type::usable(lower, on) &&
-                                         arena_.first_unmapped(lower->addr, lower->size) == detail::page_table::none)
+    if (block* lower = b->prev_adjacent();
+        unmapped != detail::page_table::none && lower && lower->is_free() && lower->size < size &&
+        heap_type::usable(lower, on) &&
+        arena_.first_unmapped(lower->addr, lower->size) == detail::page_table::none)
       b = heap_.place_lower(b, size);
     return b;
   }
@@ -764,11 +769,14 @@ class caching_allocator {
   Stats stats_;
   [[no_unique_address]] streams_type streams_;
   // Stream order: the other streams record_stream named for live blocks (by address).
-  [[no_unique_address]] std::conditional_t<streamed, std::unordered_map<std::uintptr_t, std::vector<tag*>>, none>
-      extra_uses_;
-  std::size_t deferred_trim_ = SIZE_MAX;  // stream order: a trim_cache target pending frees kept from reaching
-  bool trim_due_ = false;  // stream order: epochs have retired since: meet deferred_trim_ when allocate succeeds
-  std::size_t forget_streams_above_ = forget_streams_floor;  // stream order: forget_streams_while_running past this many streams
+  [[no_unique_address]]
+  std::conditional_t<streamed, std::unordered_map<std::uintptr_t, std::vector<tag*>>, none> extra_uses_;
+  std::size_t deferred_trim_ = SIZE_MAX;  // stream order: a trim_cache target
+                                          // pending frees kept from reaching
+  bool trim_due_ = false;  // stream order: epochs have retired since:
+                           // meet deferred_trim_ when allocate succeeds
+  std::size_t forget_streams_above_ = forget_streams_floor;  // stream order: forget_streams_while_running
+                                                             // past this many streams
   heap_type heap_;
 };
 

@@ -101,7 +101,8 @@ class pool_resource : public detail::property<pool_resource<Pool, Properties...>
   /// A pool of its own, made from `args` (none: the pool's default).
   template <class... Args>
     requires std::constructible_from<Pool, Args...>
-  explicit pool_resource(std::in_place_t, Args&&... args) : pool_(std::make_shared<Pool>(std::forward<Args>(args)...)) {}
+  explicit pool_resource(std::in_place_t, Args&&... args)
+      : pool_(std::make_shared<Pool>(std::forward<Args>(args)...)) {}
   pool_resource()
     requires std::default_initializable<Pool>
       : pool_resource(std::in_place) {}
@@ -118,7 +119,8 @@ class pool_resource : public detail::property<pool_resource<Pool, Properties...>
   [[nodiscard]] void* allocate_async(std::size_t bytes, std::size_t alignment, ::cuda::stream_ref stream) {
     return allocate_aligned(bytes, alignment, [&](std::size_t n) { return allocate_on(n, stream); });
   }
-  void deallocate_async(void* p, std::size_t bytes, std::size_t alignment, ::cuda::stream_ref stream) noexcept {
+  void deallocate_async(void* p, std::size_t bytes, std::size_t alignment,
+                        ::cuda::stream_ref stream) noexcept {
     free_async(p, bytes, alignment, stream);
   }
 
@@ -129,7 +131,8 @@ class pool_resource : public detail::property<pool_resource<Pool, Properties...>
   void deallocate_sync(void* p, std::size_t bytes, std::size_t alignment = default_alignment) noexcept {
     deallocate(p, bytes, alignment);
   }
-  [[nodiscard]] void* allocate(::cuda::stream_ref stream, std::size_t bytes, std::size_t alignment = default_alignment) {
+  [[nodiscard]] void* allocate(::cuda::stream_ref stream, std::size_t bytes,
+                               std::size_t alignment = default_alignment) {
     return allocate_async(bytes, alignment, stream);
   }
   void deallocate(::cuda::stream_ref stream, void* p, std::size_t bytes,
@@ -138,7 +141,9 @@ class pool_resource : public detail::property<pool_resource<Pool, Properties...>
   }
 
   /// Copies share the pool: equal when they draw from the same pool.
-  friend bool operator==(const pool_resource& a, const pool_resource& b) noexcept { return a.pool_ == b.pool_; }
+  friend bool operator==(const pool_resource& a, const pool_resource& b) noexcept {
+    return a.pool_ == b.pool_;
+  }
   friend bool operator!=(const pool_resource& a, const pool_resource& b) noexcept { return !(a == b); }
 
   Pool& pool() const noexcept { return *pool_; }
@@ -151,7 +156,8 @@ class pool_resource : public detail::property<pool_resource<Pool, Properties...>
     if (bytes == 0) return nullptr;
     if (alignment <= pool_alignment) return allocate_bytes(bytes);
     const std::size_t extra = alignment - pool_alignment;
-    if (bytes > SIZE_MAX - extra) throw invalid_size(bytes, "too large for alignment " + std::to_string(alignment));
+    if (bytes > SIZE_MAX - extra)
+      throw invalid_size(bytes, "too large for alignment " + std::to_string(alignment));
     const auto base = reinterpret_cast<std::uintptr_t>(allocate_bytes(bytes + extra));
     return reinterpret_cast<void*>((base + alignment - 1) & ~(alignment - 1));
   }
@@ -177,8 +183,9 @@ class pool_resource : public detail::property<pool_resource<Pool, Properties...>
     void* block = block_of(p, alignment);
     if (!pool_->try_deallocate(block))
       fail_free(p, bytes, alignment,
-                pool_->owns(block) ? "a live allocation the pool could not free (out of host memory, or a stream it rejects)"
-                                   : "not a live allocation of this pool");
+                pool_->owns(block)
+                    ? "a live allocation the pool could not free (out of host memory, or a stream it rejects)"
+                    : "not a live allocation of this pool");
   }
 
   void free_async(void* p, std::size_t bytes, std::size_t alignment, ::cuda::stream_ref stream) noexcept {
@@ -208,8 +215,10 @@ class pool_resource : public detail::property<pool_resource<Pool, Properties...>
       return pool_->allocate(n);
   }
 
-  [[noreturn]] static void fail_free(void* p, std::size_t bytes, std::size_t alignment, const char* why) noexcept {
-    std::fprintf(stderr, "stash::mr::pool_resource: deallocate(%p, %zu, %zu): %s\n", p, bytes, alignment, why);
+  [[noreturn]] static void fail_free(void* p, std::size_t bytes, std::size_t alignment,
+                                     const char* why) noexcept {
+    std::fprintf(stderr, "stash::mr::pool_resource: deallocate(%p, %zu, %zu): %s\n", p, bytes, alignment,
+                 why);
     std::terminate();
   }
 

@@ -125,7 +125,8 @@ class invalid_stream : public error {
 class capture_error : public error {
  public:
   capture_error(std::size_t requested, const std::string& why)
-      : error("stash: cannot allocate " + std::to_string(requested) + " bytes during CUDA graph capture: " + why),
+      : error("stash: cannot allocate " + std::to_string(requested) +
+              " bytes during CUDA graph capture: " + why),
         requested_(requested) {}
   std::size_t requested_bytes() const noexcept { return requested_; }
 

@@ -119,7 +119,8 @@ class graph_pools {
     std::lock_guard guard(lock_);
     const auto found = pools_.find({device, id});
     if (found == pools_.end() || found->second.users == 0)
-      throw error("stash: graph pool (" + name(id) + ") on device " + std::to_string(device) + " has no user to release");
+      throw error("stash: graph pool (" + name(id) + ") on device " + std::to_string(device) +
+                  " has no user to release");
     pool_state& p = found->second;
     if (--p.users == 0) {
       p.released = true;
@@ -147,7 +148,8 @@ class graph_pools {
       if (p.released) --releasable_;  // a released pool that a routing still names: no longer to give back
       owner& o = owners_.at(reused);
       o.live = true;
-      o.uses.clear();  // the other streams are done with it (its events completed, or the device synchronized)
+      o.uses.clear();  // the other streams are done with it (its
+                       // events completed, or the device synchronized)
       return reused;
     }
     // The new block's record is made before the device pool is asked (reserve() makes room for the
@@ -324,7 +326,8 @@ class graph_pools {
     std::lock_guard guard(lock_);
     const auto pool = pools_.find({device, id});
     if (pool == pools_.end() || pool->second.released)
-      throw error("stash: graph pool (" + name(id) + ") on device " + std::to_string(device) + " is not in use");
+      throw error("stash: graph pool (" + name(id) + ") on device " + std::to_string(device) +
+                  " is not in use");
     for (void* p : live) {
       const auto o = owners_.find(p);
       if (o == owners_.end() || o->second.device != device || o->second.id != id)
@@ -405,7 +408,8 @@ class graph_pools {
     std::size_t bytes;  // as made
     pool* from;         // the device pool it came from and goes back to
     stream on;          // the stream it was allocated on
-    std::uintptr_t on_key;  // on's ordering_key() in the allocating thread (cudaStreamPerThread: that thread's)
+    std::uintptr_t on_key;  // on's ordering_key() in the allocating
+                            // thread (cudaStreamPerThread: that thread's)
     bool live = true;   // false while it waits among the pool's freed blocks
     std::vector<use> uses;  // streams other than its own that record_stream named
     std::vector<pool::event> fences;  // recorded at its free on the streams other than its own that may
@@ -513,7 +517,9 @@ class graph_pools {
     pools_.erase(it);
   }
 
-  static std::string name(graph_pool_id id) { return std::to_string(id.first) + ", " + std::to_string(id.second); }
+  static std::string name(graph_pool_id id) {
+    return std::to_string(id.first) + ", " + std::to_string(id.second);
+  }
   static std::string pointer_name(const void* p) {
     char text[32];
     std::snprintf(text, sizeof text, "%p", p);

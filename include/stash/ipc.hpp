@@ -63,7 +63,8 @@ inline void ipc_send(int socket, const ipc_handle& h) {
   header.pieces = h.pieces().size();
   std::vector<detail::ipc_wire_piece> pieces;
   for (const ipc_piece& p : h.pieces()) pieces.push_back({p.handle_offset, p.bytes, p.chunk_bytes});
-  iovec parts[2] = {{&header, sizeof header}, {pieces.data(), pieces.size() * sizeof(detail::ipc_wire_piece)}};
+  iovec parts[2] = {{&header, sizeof header},
+                    {pieces.data(), pieces.size() * sizeof(detail::ipc_wire_piece)}};
 
   const std::size_t fd_bytes = h.fds().size() * sizeof(int);
   std::vector<char> control(CMSG_SPACE(fd_bytes == 0 ? sizeof(int) : fd_bytes), 0);
@@ -85,7 +86,8 @@ inline void ipc_send(int socket, const ipc_handle& h) {
     sent = ::sendmsg(socket, &message, MSG_NOSIGNAL);
   } while (sent < 0 && errno == EINTR);
   if (sent < 0) detail::throw_errno("ipc_send");
-  if (static_cast<std::size_t>(sent) != total) throw error("stash: ipc_send: the socket took part of the message");
+  if (static_cast<std::size_t>(sent) != total)
+    throw error("stash: ipc_send: the socket took part of the message");
 }
 
 /// Receives one handle sent by ipc_send over `socket` (blocking); the descriptors it carries are this
@@ -94,7 +96,8 @@ inline void ipc_send(int socket, const ipc_handle& h) {
 inline ipc_handle ipc_receive(int socket) {
   detail::ipc_wire_header header;
   std::vector<detail::ipc_wire_piece> pieces(ipc_handle::max_pieces);
-  iovec parts[2] = {{&header, sizeof header}, {pieces.data(), pieces.size() * sizeof(detail::ipc_wire_piece)}};
+  iovec parts[2] = {{&header, sizeof header},
+                    {pieces.data(), pieces.size() * sizeof(detail::ipc_wire_piece)}};
   std::vector<char> control(CMSG_SPACE(ipc_handle::max_pieces * sizeof(int)), 0);
   msghdr message{};
   message.msg_iov = parts;

@@ -28,7 +28,8 @@ struct ipc_piece {
 /// Whether `pieces` can be what an allocator exported for a block of `size` bytes starting `offset`
 /// bytes into the first: each inside its chunk, every one but the first starting its chunk and every
 /// one but the last ending it, and the block inside them.
-inline bool ipc_pieces_consistent(const std::vector<ipc_piece>& pieces, std::size_t offset, std::size_t size) noexcept {
+inline bool ipc_pieces_consistent(const std::vector<ipc_piece>& pieces, std::size_t offset,
+                                  std::size_t size) noexcept {
   std::size_t covered = 0, mapped = 0;
   for (std::size_t i = 0; i < pieces.size(); ++i) {
     const ipc_piece& p = pieces[i];
@@ -51,7 +52,8 @@ class ipc_handle {
   static constexpr std::size_t max_pieces = 250;
 
   ipc_handle() = default;
-  ipc_handle(int device, std::size_t offset, std::size_t size) noexcept : device_(device), offset_(offset), size_(size) {}
+  ipc_handle(int device, std::size_t offset, std::size_t size) noexcept
+      : device_(device), offset_(offset), size_(size) {}
   ipc_handle(ipc_handle&& other) noexcept { *this = std::move(other); }
   ipc_handle& operator=(ipc_handle&& other) noexcept {
     if (this != &other) {
@@ -105,7 +107,9 @@ class ipc_handle {
   /// first starting its chunk and every one but the last ending it, and the block inside them.
   bool consistent() const noexcept { return ipc_pieces_consistent(pieces_, offset_, size_); }
   /// Where the block starts in the importer's mapping of the chunks.
-  std::size_t mapping_offset() const noexcept { return pieces_.empty() ? 0 : pieces_.front().handle_offset + offset_; }
+  std::size_t mapping_offset() const noexcept {
+    return pieces_.empty() ? 0 : pieces_.front().handle_offset + offset_;
+  }
 
  private:
   void close_all() noexcept {

@@ -159,7 +159,8 @@ inline ipc_handle ipc_fetch(const ipc_remote_handle& r) {
     const int e = errno;
     if (e == ESRCH) throw ipc_refused(e, "stash: " + exporter + ", which exported the block, has exited");
     if (e == ENOSYS)
-      throw ipc_refused(e, "stash: this kernel has no pidfd_open, which opening a shared block needs (Linux 5.6 or later)");
+      throw ipc_refused(
+          e, "stash: this kernel has no pidfd_open, which opening a shared block needs (Linux 5.6 or later)");
     throw ipc_refused(e, "stash: pidfd_open(" + exporter + "): " + detail::errno_text(e));
   }
   struct closer {
@@ -173,15 +174,18 @@ inline ipc_handle ipc_fetch(const ipc_remote_handle& r) {
       const int e = errno;
       const std::string theirs = "descriptor " + std::to_string(p.fd) + " of " + exporter;
       if (e == EPERM)
-        throw ipc_refused(e, "stash: pidfd_getfd: not permitted to take " + theirs +
-                                 ": the importer needs ptrace permission over the exporter (same user, and under "
-                                 "Yama ptrace_scope 1 be its ancestor or be named by its prctl(PR_SET_PTRACER), "
-                                 "or have CAP_SYS_PTRACE)");
+        throw ipc_refused(
+            e, "stash: pidfd_getfd: not permitted to take " + theirs +
+                   ": the importer needs ptrace permission over the exporter (same user, and under "
+                   "Yama ptrace_scope 1 be its ancestor or be named by its prctl(PR_SET_PTRACER), "
+                   "or have CAP_SYS_PTRACE)");
       if (e == EBADF)
-        throw ipc_refused(e, "stash: " + theirs + " is closed: the block was freed there (the exporter must keep "
+        throw ipc_refused(e, "stash: " + theirs +
+                                 " is closed: the block was freed there (the exporter must keep "
                                  "it allocated until every importer has opened it)");
       if (e == ENOSYS)
-        throw ipc_refused(e, "stash: this kernel has no pidfd_getfd, which opening a shared block needs (Linux 5.6 or later)");
+        throw ipc_refused(e, "stash: this kernel has no pidfd_getfd, which opening a shared block needs "
+                             "(Linux 5.6 or later)");
       throw ipc_refused(e, "stash: pidfd_getfd(" + theirs + "): " + detail::errno_text(e));
     }
     struct stat st {};

@@ -160,7 +160,8 @@ class logging_adaptor : public detail::static_kind<Allocator> {
     return p;
   }
   template <class Stream>
-    requires requires(Allocator& a, void* p, Stream s) { a.deallocate(p, s); } && (!std::is_integral_v<Stream>)
+    requires requires(Allocator& a, void* p, Stream s) { a.deallocate(p, s); } &&
+             (!std::is_integral_v<Stream>)
   void deallocate(void* p, Stream stream) {
     if (!p) return;
     const auto n = live_size(p);

@@ -114,7 +114,8 @@ class oom_observers {
 
  private:
   mutable std::mutex lock_;
-  std::shared_ptr<const std::vector<out_of_memory_observer>> observers_;  // replaced, never changed, by attach
+  std::shared_ptr<const std::vector<out_of_memory_observer>> observers_;  // replaced, never
+                                                                          // changed, by attach
 };
 
 }  // namespace detail
@@ -207,7 +208,9 @@ class pool_of final : public pool {
       throw_detailed(e);
     }
   }
-  void* allocate_before_fallback(std::size_t bytes, stream s) override { return allocator_.allocate(bytes, s); }
+  void* allocate_before_fallback(std::size_t bytes, stream s) override {
+    return allocator_.allocate(bytes, s);
+  }
   [[noreturn]] void fail_out_of_memory(const out_of_memory& failure) override { throw_detailed(failure); }
   void deallocate(void* p, std::size_t bytes) override { allocator_.deallocate(p, bytes); }
   void deallocate(void* p, stream s = stream{}) override { allocator_.deallocate(p, s); }
@@ -227,7 +230,9 @@ class pool_of final : public pool {
   }
   bool event_completed(const event& e) override { return allocator_.event_completed(policy_event_of(e)); }
   void release_event(const event& e) noexcept override { allocator_.release_event(policy_event_of(e)); }
-  bool frees_record_used_streams() const noexcept override { return allocator_.options().free_records_used_streams; }
+  bool frees_record_used_streams() const noexcept override {
+    return allocator_.options().free_records_used_streams;
+  }
   bool holds(const void* p) const noexcept override { return allocator_.holds(p); }
   bool owns(const void* p) const noexcept override { return allocator_.owns(p); }
   void empty_cache() override { allocator_.empty_cache(); }
@@ -374,7 +379,9 @@ class memory_manager {
                   " (memory_type::device or memory_type::pinned)");
     return device_pool(device_id).allocate(size, s);
   }
-  [[nodiscard]] void* allocate_pinned(std::size_t size, stream s = stream{}) { return pinned_pool().allocate(size, s); }
+  [[nodiscard]] void* allocate_pinned(std::size_t size, stream s = stream{}) {
+    return pinned_pool().allocate(size, s);
+  }
 
   /// Frees memory from any of the manager's pools, used on `stream` up to now; the pool is found from
   /// the pointer. nullptr is a no-op; a pointer no pool handed out throws invalid_pointer (double_free
@@ -435,8 +442,8 @@ class memory_manager {
   /// granted already. Returns true when the pool maps pages per device (CUDA virtual memory) and the
   /// peer now has them, false for a pool where there is nothing to grant: cudaMalloc segments (the
   /// program's cudaDeviceEnablePeerAccess decides there, as without stash) and host-backed managers.
-  /// Granting the pool's own device, or a peer granted already, changes nothing. Throws invalid_device for a bad
-  /// device_id or peer, or a peer that cannot reach the device (cudaDeviceCanAccessPeer);
+  /// Granting the pool's own device, or a peer granted already, changes nothing. Throws invalid_device for a
+  /// bad device_id or peer, or a peer that cannot reach the device (cudaDeviceCanAccessPeer);
   /// stash::cuda_error when the driver refuses; no page is granted to the peer then.
   bool grant_peer_access(int device_id, int peer) {
     const int id = resolve(device_id);
@@ -477,7 +484,8 @@ class memory_manager {
     const int id = resolve(device_id);
     std::lock_guard guard(creation_lock_);
     limits_[static_cast<std::size_t>(id)] = bytes;
-    if (pool* p = device_pools_[static_cast<std::size_t>(id)].load(std::memory_order_acquire)) p->set_limit(bytes);
+    if (pool* p = device_pools_[static_cast<std::size_t>(id)].load(std::memory_order_acquire))
+      p->set_limit(bytes);
   }
 
   /// The limit as `fraction` of the device's total memory (torch.cuda.set_per_process_memory_fraction).
@@ -494,14 +502,17 @@ class memory_manager {
   std::size_t memory_limit(int device_id = -1) {
     const int id = resolve(device_id);
     std::lock_guard guard(creation_lock_);
-    if (pool* p = device_pools_[static_cast<std::size_t>(id)].load(std::memory_order_acquire)) return p->limit();
+    if (pool* p = device_pools_[static_cast<std::size_t>(id)].load(std::memory_order_acquire))
+      return p->limit();
     return limit_to_make(id);
   }
 
   /// Calls `observer` with every out_of_memory any of this manager's pools throws, before it is
   /// thrown (PyTorch's attachOutOfMemoryObserver). The error carries a memory_report (details()):
   /// largest free block, fragmentation, the block sizes holding the most, the driver's free and total.
-  void attach_out_of_memory_observer(out_of_memory_observer observer) { observers_.attach(std::move(observer)); }
+  void attach_out_of_memory_observer(out_of_memory_observer observer) {
+    observers_.attach(std::move(observer));
+  }
 
   /// The pool of a device (-1: current), made on first use. What device_allocator<T> draws from.
   pool& device_pool(int device_id = -1) {
@@ -568,7 +579,8 @@ class memory_manager {
     if (!(fraction > 0 && fraction <= 1))  // NaN fails both comparisons
       throw invalid_limit("a memory fraction must be in (0, 1], not " + std::to_string(fraction));
     if (backing_ == backing::host)
-      throw invalid_limit("a memory fraction needs a GPU (host memory has no device total; give a limit in bytes)");
+      throw invalid_limit(
+          "a memory fraction needs a GPU (host memory has no device total; give a limit in bytes)");
   }
 
   static std::size_t fraction_of(double fraction, int id) {
@@ -612,8 +624,8 @@ class memory_manager {
 
   template <class Backend>
   pool* make_limited_pool(Backend backend, std::size_t limit) const {
-    return new pool_of<limited_caching_allocator<Backend>>(limited_backend<Backend>(std::move(backend), limit),
-                                                           options_.caching);
+    return new pool_of<limited_caching_allocator<Backend>>(
+        limited_backend<Backend>(std::move(backend), limit), options_.caching);
   }
 
   pool* make_pinned_pool() const {
@@ -627,15 +639,17 @@ class memory_manager {
 
   static memory_stats to_memory_stats(const pool* p) {
     const stats_snapshot s = p ? p->stats() : stats_snapshot{};
-    return {s.allocated_bytes, s.cached_bytes, s.reserved_bytes, s.peak_allocated_bytes, s.peak_reserved_bytes, s,
-            p ? p->out_of_memory_count() : 0, p ? p->limit() : unlimited, p ? p->page_moves() : 0};
+    return {s.allocated_bytes, s.cached_bytes, s.reserved_bytes, s.peak_allocated_bytes,
+            s.peak_reserved_bytes, s, p ? p->out_of_memory_count() : 0, p ? p->limit() : unlimited,
+            p ? p->page_moves() : 0};
   }
 
   backing backing_;
   int device_count_;
   manager_options options_;
   std::vector<std::atomic<pool*>> device_pools_;
-  std::vector<std::optional<std::size_t>> limits_;  // per device: set by set_memory_limit (under creation_lock_)
+  std::vector<std::optional<std::size_t>> limits_;  // per device: set by set_memory_limit
+                                                    // (under creation_lock_)
   std::atomic<pool*> pinned_pool_{nullptr};
   std::mutex creation_lock_;  // taken to create a pool and to set or read a limit, never on the fast path
   detail::oom_observers observers_;  // told by every pool before it throws out_of_memory (the pools

@@ -53,7 +53,8 @@ inline std::string to_string(const memory_report& r) {
   using detail::report_bytes;
   std::string out;
   if (r.device_total_bytes > 0)
-    out += "the driver has " + report_bytes(r.device_free_bytes) + " free of " + report_bytes(r.device_total_bytes) + "; ";
+    out += "the driver has " + report_bytes(r.device_free_bytes) + " free of " +
+           report_bytes(r.device_total_bytes) + "; ";
   char fragmentation[32];
   std::snprintf(fragmentation, sizeof fragmentation, "%.1f%%", 100.0 * r.fragmentation);
   out += "largest free block " + report_bytes(r.largest_free_block) + " of " + report_bytes(r.cached_bytes) +

@@ -34,7 +34,8 @@ class sharded_allocator {
   /// Each shard gets the backend make_backend(shard index) returns.
   template <class MakeBackend>
   explicit sharded_allocator(MakeBackend make_backend, caching_options options = {}) {
-    for (std::size_t i = 0; i < Shards; ++i) shards_[i] = std::make_unique<Allocator>(make_backend(i), options);
+    for (std::size_t i = 0; i < Shards; ++i)
+      shards_[i] = std::make_unique<Allocator>(make_backend(i), options);
   }
   sharded_allocator()
     requires std::default_initializable<typename Allocator::backend_type>

@@ -27,10 +27,13 @@ class stream {
   /// The legacy default stream.
   constexpr stream() noexcept = default;
   /// From a cudaStream_t (implicit, so every CUDA stream handle is accepted where a stash::stream is).
-  constexpr stream(native_handle_type handle) noexcept : handle_(handle) {}  // NOLINT(google-explicit-constructor)
+  constexpr stream(native_handle_type handle) noexcept  // NOLINT(google-explicit-constructor)
+      : handle_(handle) {}
 
   /// cudaStreamPerThread: the calling thread's default stream.
-  static stream per_thread() noexcept { return stream(reinterpret_cast<native_handle_type>(std::uintptr_t{2})); }
+  static stream per_thread() noexcept {
+    return stream(reinterpret_cast<native_handle_type>(std::uintptr_t{2}));
+  }
 
   constexpr native_handle_type native_handle() const noexcept { return handle_; }
   /// The handle as a number.
@@ -56,7 +59,8 @@ class stream {
   /// stream's pending frees would then look like this thread's own).
   [[gnu::noinline]] static std::uintptr_t per_thread_key() noexcept {
     static std::atomic<std::uintptr_t> threads_seen{0};
-    static thread_local const std::uintptr_t key = ((threads_seen.fetch_add(1, std::memory_order_relaxed) + 1) << 1) | 1;
+    static thread_local const std::uintptr_t key =
+        ((threads_seen.fetch_add(1, std::memory_order_relaxed) + 1) << 1) | 1;
     return key;
   }
 

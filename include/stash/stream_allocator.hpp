@@ -26,7 +26,8 @@ class stream_allocator : public detail::resource_allocator<T, stream_allocator<T
   };
 
   /// The manager's pool of `device_id` (-1: the current device), on stream s.
-  explicit stream_allocator(stream s, int device_id = -1) : base(memory_manager::instance().device_pool(device_id), s) {}
+  explicit stream_allocator(stream s, int device_id = -1)
+      : base(memory_manager::instance().device_pool(device_id), s) {}
   stream_allocator(memory_resource& resource, stream s) noexcept : base(resource, s) {}
   template <class U>
   stream_allocator(const stream_allocator<U>& other) noexcept : base(other.resource(), other.get_stream()) {}

@@ -28,7 +28,8 @@ namespace stash {
 // named again where this class uses them; the allocation rules and the propagation are every stash
 // allocator's (detail/resource_allocator.hpp).
 template <class T>
-class thrust_allocator : public thrust::device_malloc_allocator<T>, public detail::resource_allocator_propagation {
+class thrust_allocator : public thrust::device_malloc_allocator<T>,
+                         public detail::resource_allocator_propagation {
   using typed = detail::resource_allocator<T, thrust_allocator<T>>;
 
  public:
@@ -41,7 +42,8 @@ class thrust_allocator : public thrust::device_malloc_allocator<T>, public detai
 
   /// The memory manager's pool of the current device.
   thrust_allocator() : typed_(memory_manager::instance().device_pool(-1)) {}
-  explicit thrust_allocator(memory_resource& resource, stash::stream stream = {}) noexcept : typed_(resource, stream) {}
+  explicit thrust_allocator(memory_resource& resource, stash::stream stream = {}) noexcept
+      : typed_(resource, stream) {}
   template <class U>
   thrust_allocator(const thrust_allocator<U>& other) noexcept  // NOLINT(google-explicit-constructor)
       : typed_(other.resource(), other.stream()) {}

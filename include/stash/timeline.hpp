@@ -116,7 +116,8 @@ class timeline {
   std::string html(std::string_view title, std::size_t max_points = 1200) const;
 
   /// Writes html(title) to `file`; throws stash::error when it cannot.
-  void write_html(const std::filesystem::path& file, std::string_view title, std::size_t max_points = 1200) const {
+  void write_html(const std::filesystem::path& file, std::string_view title,
+                  std::size_t max_points = 1200) const {
     const std::string page = html(title, max_points);
     std::ofstream out(file, std::ios::binary);
     out.write(page.data(), static_cast<std::streamsize>(page.size()));
@@ -150,7 +151,8 @@ class timeline {
   /// The series `id` names; stash::error for an id add_series did not return. Under lock_.
   series& at(series_id id) {
     if (id >= series_.size())
-      throw error("timeline: no series " + std::to_string(id) + " (this timeline has " + std::to_string(series_.size()) + ")");
+      throw error("timeline: no series " + std::to_string(id) + " (this timeline has " +
+                  std::to_string(series_.size()) + ")");
     return series_[id];
   }
   const series& at(series_id id) const { return const_cast<timeline*>(this)->at(id); }
@@ -286,7 +288,8 @@ std::vector<std::pair<double, double>> max_envelope(const std::vector<timeline_s
                                                     std::size_t max_points) {
   std::vector<std::pair<double, double>> out;
   if (samples.empty()) return out;
-  const std::size_t per_point = std::max<std::size_t>(1, (samples.size() + max_points - 1) / std::max<std::size_t>(max_points, 1));
+  const std::size_t per_point =
+      std::max<std::size_t>(1, (samples.size() + max_points - 1) / std::max<std::size_t>(max_points, 1));
   for (std::size_t i = 0; i < samples.size(); i += per_point) {
     const std::size_t end = std::min(samples.size(), i + per_point);
     std::size_t best = i;
@@ -352,10 +355,11 @@ inline std::string timeline::html(std::string_view title, std::size_t max_points
          "svg text{font-size:11px;fill:#444}\n"
          "</style></head><body>\n<h1>";
   out += detail::html_escape(title);
-  out += "</h1>\n<p class=\"legend\"><span><i class=\"sw\" style=\"background:#1f77b4\"></i>live bytes "
-         "(as asked for)</span><span><i class=\"sw\" style=\"background:#ff7f0e\"></i>reserved bytes (held from "
-         "the driver)</span><span><i class=\"sw\" style=\"background:#2ca02c\"></i>mapped pages (paged "
-         "allocators, right axis)</span>";
+  out +=
+      "</h1>\n<p class=\"legend\"><span><i class=\"sw\" style=\"background:#1f77b4\"></i>live bytes "
+      "(as asked for)</span><span><i class=\"sw\" style=\"background:#ff7f0e\"></i>reserved bytes (held from "
+      "the driver)</span><span><i class=\"sw\" style=\"background:#2ca02c\"></i>mapped pages (paged "
+      "allocators, right axis)</span>";
   bool any_largest_free = false;
   for (const auto& s : series_) any_largest_free = any_largest_free || s.has_largest_free;
   if (any_largest_free)
@@ -372,8 +376,8 @@ inline std::string timeline::html(std::string_view title, std::size_t max_points
     out += "<h2>" + detail::html_escape(s.name) + "</h2>\n";
     out += "<svg width=\"" + fixed(width, 0) + "\" height=\"" +
            fixed(height, 0) + "\" viewBox=\"0 0 " + fixed(width, 0) + " " + fixed(height, 0) + "\">\n";
-    out += "<rect x=\"" + fixed(left) + "\" y=\"" + fixed(top) + "\" width=\"" + fixed(plot_w) + "\" height=\"" +
-           fixed(plot_h) + "\" fill=\"#fafafa\" stroke=\"#bbb\"/>\n";
+    out += "<rect x=\"" + fixed(left) + "\" y=\"" + fixed(top) + "\" width=\"" + fixed(plot_w) +
+           "\" height=\"" + fixed(plot_h) + "\" fill=\"#fafafa\" stroke=\"#bbb\"/>\n";
     // Grid and axes.
     for (double y = 0; y <= y_top + y_step / 2; y += y_step) {
       out += "<line x1=\"" + fixed(left) + "\" x2=\"" + fixed(left + plot_w) + "\" y1=\"" + fixed(py(y)) +
@@ -390,11 +394,11 @@ inline std::string timeline::html(std::string_view title, std::size_t max_points
     for (int i = 0; i < max_x_ticks; ++i) {
       const double x = 2 * (first_tick / 2 + i * (x_step / 2));  // halves: i * x_step may overflow
       if (!std::isfinite(x) || x - x_step / 1000 > x_max) break;  // x_max + x_step may overflow
-      out += "<text x=\"" + fixed(px(x)) + "\" y=\"" + fixed(top + plot_h + 16) + "\" text-anchor=\"middle\">" +
-             detail::tick_label(x, x_step) + "</text>\n";
+      out += "<text x=\"" + fixed(px(x)) + "\" y=\"" + fixed(top + plot_h + 16) +
+             "\" text-anchor=\"middle\">" + detail::tick_label(x, x_step) + "</text>\n";
     }
-    out += "<text x=\"" + fixed(left + plot_w / 2) + "\" y=\"" + fixed(height - 6) + "\" text-anchor=\"middle\">" +
-           detail::html_escape(x_label_) + "</text>\n";
+    out += "<text x=\"" + fixed(left + plot_w / 2) + "\" y=\"" + fixed(height - 6) +
+           "\" text-anchor=\"middle\">" + detail::html_escape(x_label_) + "</text>\n";
     if (s.samples.empty()) {
       out += "<text x=\"" + fixed(left + 10) + "\" y=\"" + fixed(top + 20) + "\">no samples</text>\n</svg>\n";
       continue;
@@ -414,9 +418,9 @@ inline std::string timeline::html(std::string_view title, std::size_t max_points
       out += "<circle cx=\"" + fixed(x) + "\" cy=\"" + fixed(y) + "\" r=\"4.5\" fill=\"" + colour +
              "\" stroke=\"#fff\"><title>" + label + "</title></circle>";
       const bool right_half = x > left + plot_w * 0.7;
-      out += "<text x=\"" + fixed(right_half ? x - 8 : x + 8) + "\" y=\"" + fixed(std::max(top + 10, y + dy)) +
-             "\"" + (right_half ? " text-anchor=\"end\"" : "") + " style=\"fill:" + colour + "\">" + label +
-             "</text>\n";
+      out += "<text x=\"" + fixed(right_half ? x - 8 : x + 8) + "\" y=\"" +
+             fixed(std::max(top + 10, y + dy)) + "\"" + (right_half ? " text-anchor=\"end\"" : "") +
+             " style=\"fill:" + colour + "\">" + label + "</text>\n";
     };
     auto live = [](const timeline_sample& p) { return p.live_bytes; };
     auto reserved = [](const timeline_sample& p) { return p.reserved_bytes; };
@@ -438,11 +442,12 @@ inline std::string timeline::html(std::string_view title, std::size_t max_points
     out += "<p>" + std::to_string(s.samples.size()) + " samples; peak live " + std::to_string(peak_live) +
            " bytes, peak reserved " + std::to_string(peak_reserved) + " bytes";
     if (peak_live > 0)
-      out += ", reserved/live " + fixed(static_cast<double>(peak_reserved) / static_cast<double>(peak_live), 3);
+      out +=
+          ", reserved/live " + fixed(static_cast<double>(peak_reserved) / static_cast<double>(peak_live), 3);
     if (s.reported_peak_live > 0 || s.reported_peak_reserved > 0)
       out += "; the allocator's own peaks (every operation, since its last reset_peak): live " +
-             std::to_string(s.reported_peak_live) + " bytes, reserved " + std::to_string(s.reported_peak_reserved) +
-             " bytes";
+             std::to_string(s.reported_peak_live) + " bytes, reserved " +
+             std::to_string(s.reported_peak_reserved) + " bytes";
     out += "</p>\n";
   }
   out += "</body></html>\n";

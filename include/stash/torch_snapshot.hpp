@@ -119,7 +119,8 @@ class memory_history {
   void record(memory_event::kind k, const void* p, std::size_t n) {
     if (max_entries_ == 0) return;
     if (events_.size() == max_entries_) events_.pop_front();
-    const auto us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start_);
+    const auto us =
+        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start_);
     events_.push_back({k, reinterpret_cast<std::uintptr_t>(p), n, 0, us.count()});
   }
 
@@ -243,7 +244,9 @@ class torch_snapshot {
     constexpr bool expandable = paged_backend<typename Allocator::backend_type>;
     std::vector<segment> found;
     allocator.visit_memory(
-        [&](std::uintptr_t begin, std::size_t bytes) { found.push_back({device, begin, bytes, expandable, {}}); },
+        [&](std::uintptr_t begin, std::size_t bytes) {
+          found.push_back({device, begin, bytes, expandable, {}});
+        },
         [&](std::uintptr_t addr, std::size_t bytes, std::size_t requested) {
           found.back().blocks.push_back({addr, bytes, requested});
         });
@@ -256,7 +259,8 @@ class torch_snapshot {
   /// Adds events to device `device`'s trace.
   void add_trace(int device, const std::vector<memory_event>& events) {
     if (device < 0) device = 0;
-    if (traces_.size() <= static_cast<std::size_t>(device)) traces_.resize(static_cast<std::size_t>(device) + 1);
+    if (traces_.size() <= static_cast<std::size_t>(device))
+      traces_.resize(static_cast<std::size_t>(device) + 1);
     auto& trace = traces_[static_cast<std::size_t>(device)];
     trace.insert(trace.end(), events.begin(), events.end());
   }

@@ -205,7 +205,8 @@ std::string_view trim(std::string_view s) {
 std::uint64_t parse_unsigned(std::string_view key, std::string_view value, const char* expected) {
   std::uint64_t n = 0;
   const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
-  if (ec != std::errc{} || end != value.data() + value.size() || value.empty()) bad_value(key, value, expected);
+  if (ec != std::errc{} || end != value.data() + value.size() || value.empty())
+    bad_value(key, value, expected);
   return n;
 }
 
@@ -213,7 +214,8 @@ std::uint64_t parse_unsigned(std::string_view key, std::string_view value, const
 // decimal separator is a comma, such as one a GUI toolkit sets with setlocale(LC_ALL, "")).
 double parse_double(std::string_view key, std::string_view value, const char* expected) {
   std::string_view digits = value;
-  if (digits.size() > 1 && digits.front() == '+' && digits[1] != '-' && digits[1] != '+') digits.remove_prefix(1);
+  if (digits.size() > 1 && digits.front() == '+' && digits[1] != '-' && digits[1] != '+')
+    digits.remove_prefix(1);
   double d = 0;
   const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), d);
   if (digits.empty() || ec != std::errc{} || end != digits.data() + digits.size() || !std::isfinite(d)) {
@@ -232,7 +234,8 @@ std::string double_text(double d) {
 }
 
 std::uint64_t parse_bytes(std::string_view key, std::string_view value) {
-  constexpr const char* expected = "a byte count (an integer, optionally with KB, MB, GB, TB, KiB, MiB, GiB or TiB)";
+  constexpr const char* expected =
+      "a byte count (an integer, optionally with KB, MB, GB, TB, KiB, MiB, GiB or TiB)";
   std::size_t digits = 0;
   while (digits < value.size() && value[digits] >= '0' && value[digits] <= '9') ++digits;
   std::uint64_t n = 0;
@@ -304,7 +307,8 @@ options parse_options(std::string_view conf, options base) {
       caching.page_slack = d;
     } else if (key == "reserve") {
       const std::uint64_t n = parse_bytes(key, value);
-      if (n > (UINT64_MAX >> 1)) bad_value(key, value, "a byte count of at most 2^63 (more than any machine addresses)");
+      if (n > (UINT64_MAX >> 1))
+        bad_value(key, value, "a byte count of at most 2^63 (more than any machine addresses)");
       caching.reserve_bytes = static_cast<std::size_t>(n);
     } else if (key == "pages_between_moves") {
       caching.pages_between_moves = parse_unsigned(key, value, "an integer >= 0");
@@ -325,7 +329,8 @@ options parse_options(std::string_view conf, options base) {
     } else if (key == "small_fill_mapped") {
       caching.small_fill_mapped = parse_choice(key, value, switch_choices);
     } else if (key == "fill_mapped_above") {
-      caching.fill_mapped_above = value == "off" ? SIZE_MAX : static_cast<std::size_t>(parse_bytes(key, value));
+      caching.fill_mapped_above =
+          value == "off" ? SIZE_MAX : static_cast<std::size_t>(parse_bytes(key, value));
     } else if (key == "free_records_used_streams") {
       caching.free_records_used_streams = parse_choice(key, value, switch_choices);
     } else if (key == "remap_pending_pages") {
@@ -363,11 +368,12 @@ options parse_options(std::string_view conf, options base) {
     } else {
       throw option_error{STASH_ERROR_INVALID_ARGUMENT,
                          "stash: unknown option '" + std::string(key) +
-                             "' (known: backend, page_slack, reserve, pages_between_moves, max_chunk_pages, edge_pages_in_chunks, "
-                             "chunks_per_block, moves_per_block, chunk_room_share, small_region, small_fill_mapped, fill_mapped_above, peer_access, shareable, "
-                             "max_held_over_live, free_records_used_streams, remap_pending_pages, remap_min_pages, "
-                             "remap_min_age, keep_page_aliases, cross_stream_wait, backing, "
-                             "host_devices, limit, memory_fraction)"};
+                             "' (known: backend, page_slack, reserve, pages_between_moves, "
+                             "max_chunk_pages, edge_pages_in_chunks, chunks_per_block, moves_per_block, "
+                             "chunk_room_share, small_region, small_fill_mapped, fill_mapped_above, "
+                             "peer_access, shareable, max_held_over_live, free_records_used_streams, "
+                             "remap_pending_pages, remap_min_pages, remap_min_age, keep_page_aliases, "
+                             "cross_stream_wait, backing, host_devices, limit, memory_fraction)"};
     }
   }
   try {  // what the allocator would refuse, refused here with the option's name
@@ -386,7 +392,8 @@ std::string format_options(const options& o) {
                   ",pages_between_moves:" + std::to_string(caching.pages_between_moves) +
                   ",max_chunk_pages:" + std::to_string(caching.max_chunk_pages) +
                   ",small_region:" + std::string(name_of(caching.small_region, switch_choices)) +
-                  ",free_records_used_streams:" + std::string(name_of(caching.free_records_used_streams, switch_choices)) +
+                  ",free_records_used_streams:" +
+                  std::string(name_of(caching.free_records_used_streams, switch_choices)) +
                   ",backing:" + std::string(name_of(o.host, backing_choices));
   if (caching.max_held_over_live > 0) s += ",max_held_over_live:" + double_text(caching.max_held_over_live);
   if (o.host) s += ",host_devices:" + std::to_string(o.host_devices);
@@ -413,7 +420,9 @@ std::string format_options(const options& o) {
   if (caching.small_fill_mapped != defaults.small_fill_mapped)
     s += ",small_fill_mapped:" + std::string(name_of(caching.small_fill_mapped, switch_choices));
   if (caching.fill_mapped_above != defaults.fill_mapped_above)
-    s += ",fill_mapped_above:" + (caching.fill_mapped_above == SIZE_MAX ? std::string("off") : std::to_string(caching.fill_mapped_above));
+    s += ",fill_mapped_above:" + (caching.fill_mapped_above == SIZE_MAX
+                                      ? std::string("off")
+                                      : std::to_string(caching.fill_mapped_above));
   if (caching.cross_stream_wait != defaults.cross_stream_wait)
     s += ",cross_stream_wait:" + std::string(name_of(caching.cross_stream_wait, switch_choices));
   if (o.manager.peers != stash::peer_access::all)
@@ -425,7 +434,8 @@ std::string format_options(const options& o) {
 
 /// `fraction` of device id's total memory, in bytes.
 std::size_t fraction_of(double fraction, int id) {
-  return static_cast<std::size_t>(fraction * static_cast<double>(stash::device_manager::memory(id).total_bytes));
+  return static_cast<std::size_t>(fraction *
+                                  static_cast<double>(stash::device_manager::memory(id).total_bytes));
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -446,8 +456,10 @@ class ipc_table {
       // Inside a block rather than at its start? Rare: the walk over the pool's blocks is paid here only.
       const auto [start, size] = mm.live_block_containing(ptr);
       if (!start) throw;
-      const std::size_t offset = static_cast<std::size_t>(static_cast<const char*>(ptr) - static_cast<char*>(start));
-      if (const auto found = exports_.find(start); found != exports_.end()) return {found->second.text, offset};
+      const std::size_t offset =
+          static_cast<std::size_t>(static_cast<const char*>(ptr) - static_cast<char*>(start));
+      if (const auto found = exports_.find(start); found != exports_.end())
+        return {found->second.text, offset};
       return {export_start(mm, start), offset};
     }
   }
@@ -485,7 +497,8 @@ class ipc_table {
     {
       std::lock_guard guard(mutex_);
       const auto found = imports_.find(p);
-      if (found == imports_.end()) throw stash::invalid_pointer(p, "stash_ipc_close: not a block stash_ipc_open mapped");
+      if (found == imports_.end())
+        throw stash::invalid_pointer(p, "stash_ipc_close: not a block stash_ipc_open mapped");
       m = std::move(found->second);
       imports_.erase(found);
     }
@@ -504,8 +517,9 @@ class ipc_table {
       throw;
     } catch (const stash::error& e) {
       throw option_error{STASH_ERROR_UNSUPPORTED,
-                         std::string(e.what()) +  " (stash_ipc_export needs backend:vmm and the option shareable:on, or shareable:auto on a device that "
-                         "can export memory as POSIX file descriptors)"};
+                         std::string(e.what()) +
+                             " (stash_ipc_export needs backend:vmm and the option shareable:on, or "
+                             "shareable:auto on a device that can export memory as POSIX file descriptors)"};
     }
     std::string text = stash::ipc_encode(h);
     exports_.emplace(start, exported{std::move(h), text});
@@ -539,8 +553,9 @@ class library {
     const options parsed = parse_options(conf ? conf : "", options{});
     if (existing_manager()) {
       if (format_options(parsed) == format_options(options_)) return;  // the same again
-      throw option_error{STASH_ERROR_TOO_LATE, "stash: options must be set before the first allocation (in force: " +
-                                                   format_options(options_) + ")"};
+      throw option_error{STASH_ERROR_TOO_LATE,
+                         "stash: options must be set before the first allocation (in force: " +
+                             format_options(options_) + ")"};
     }
     options_ = parsed;
     configured_ = true;
@@ -572,7 +587,9 @@ class library {
     return make_manager();
   }
   /// The manager if it was made, else null.
-  stash::memory_manager* existing_manager() const noexcept { return manager_.load(std::memory_order_acquire); }
+  stash::memory_manager* existing_manager() const noexcept {
+    return manager_.load(std::memory_order_acquire);
+  }
 
   /// The CUDA graph pools (stash_graph_pool_begin); their blocks come from the manager's device pools.
   stash::graph_pools& graph_pools() noexcept { return graph_pools_; }
@@ -619,8 +636,9 @@ class library {
   void set_fraction(int id, double fraction) {
     id = resolve(id);
     if (host_backed()) {
-      throw option_error{STASH_ERROR_UNSUPPORTED,
-                         "stash: a memory fraction needs a GPU (host memory has no device total; use a limit in bytes)"};
+      throw option_error{
+          STASH_ERROR_UNSUPPORTED,
+          "stash: a memory fraction needs a GPU (host memory has no device total; use a limit in bytes)"};
     }
     set_limit(id, fraction_of(fraction, id));
   }
@@ -633,7 +651,8 @@ class library {
     if (const auto set = limits_.find(id); set != limits_.end()) return set->second;
     const options o = effective_options();
     std::size_t l = o.manager.limit_bytes;
-    if (o.manager.memory_fraction > 0 && !layout_of(o).host) l = std::min(l, fraction_of(o.manager.memory_fraction, id));
+    if (o.manager.memory_fraction > 0 && !layout_of(o).host)
+      l = std::min(l, fraction_of(o.manager.memory_fraction, id));
     return l;
   }
 
@@ -681,11 +700,13 @@ class library {
     const options o = effective_options();
     const layout_type l = layout_of(o);
     if (l.host && o.manager.memory_fraction > 0) {
-      throw option_error{STASH_ERROR_UNSUPPORTED,
-                         "stash: option 'memory_fraction' needs a GPU (host memory has no device total; use limit)"};
+      throw option_error{
+          STASH_ERROR_UNSUPPORTED,
+          "stash: option 'memory_fraction' needs a GPU (host memory has no device total; use limit)"};
     }
     auto made = std::make_unique<stash::memory_manager>(
-        l.host ? stash::memory_manager::backing::host : stash::memory_manager::backing::cuda, l.count, o.manager);
+        l.host ? stash::memory_manager::backing::host : stash::memory_manager::backing::cuda, l.count,
+        o.manager);
     for (const auto& [id, bytes] : limits_) {
       if (id < l.count) made->set_memory_limit(bytes, id);
     }
@@ -779,7 +800,9 @@ void stash_free(void* ptr, ssize_t /*size*/, int device, stash_stream_t stream) 
     if (!mm) throw stash::invalid_pointer(ptr, "not allocated by stash (nothing was allocated)");
     if (lib.ipc().any_exported()) [[unlikely]] lib.ipc().forget(ptr);  // its descriptors close
     if (lib.graph_pools().deallocate(ptr, to_stream(stream))) return;  // a graph's
-    if (stash::pool* pool = mm->existing_device_pool(id); pool && pool->try_deallocate(ptr, to_stream(stream))) return;
+    if (stash::pool* pool = mm->existing_device_pool(id);
+        pool && pool->try_deallocate(ptr, to_stream(stream)))
+      return;
     // Freed with the wrong device id: the pool that holds it frees it; else the error of the one it lies in.
     mm->deallocate(ptr, to_stream(stream));
   });
@@ -843,8 +866,9 @@ int stash_graph_pool_begin(int device, uint64_t id_first, uint64_t id_second, st
     if (!filter) throw option_error{STASH_ERROR_INVALID_ARGUMENT, "stash_graph_pool_begin: filter is null"};
     library& lib = library::get();
     const int id = lib.resolve(device);
-    lib.graph_pools().begin(id, {id_first, id_second},
-                            [filter, context](stash::stream s) { return filter(context, s.native_handle()) != 0; });
+    lib.graph_pools().begin(id, {id_first, id_second}, [filter, context](stash::stream s) {
+      return filter(context, s.native_handle()) != 0;
+    });
   });
 }
 
@@ -884,9 +908,11 @@ int stash_graph_pool_live_blocks(int device, uint64_t id_first, uint64_t id_seco
   });
 }
 
-int stash_graph_pool_set_live(int device, uint64_t id_first, uint64_t id_second, void* const* live, size_t n) {
+int stash_graph_pool_set_live(int device, uint64_t id_first, uint64_t id_second, void* const* live,
+                              size_t n) {
   return guarded("stash_graph_pool_set_live", [&] {
-    if (!live && n > 0) throw option_error{STASH_ERROR_INVALID_ARGUMENT, "stash_graph_pool_set_live: live is null"};
+    if (!live && n > 0)
+      throw option_error{STASH_ERROR_INVALID_ARGUMENT, "stash_graph_pool_set_live: live is null"};
     library& lib = library::get();
     const int id = lib.resolve(device);
     const std::vector<void*> blocks(live, live + n);
@@ -963,7 +989,8 @@ int stash_grant_peer_access(int device, int peer) {
 int stash_ipc_export(const void* ptr, char* handle, size_t capacity, size_t* length, uint64_t* offset) {
   return guarded("stash_ipc_export", [&] {
     if (!length) throw option_error{STASH_ERROR_INVALID_ARGUMENT, "stash_ipc_export: length is null"};
-    if (!handle && capacity > 0) throw option_error{STASH_ERROR_INVALID_ARGUMENT, "stash_ipc_export: handle is null"};
+    if (!handle && capacity > 0)
+      throw option_error{STASH_ERROR_INVALID_ARGUMENT, "stash_ipc_export: handle is null"};
     library& lib = library::get();
     const stash::memory_manager* mm = lib.existing_manager();
     if (!ptr || !mm) throw stash::invalid_pointer(ptr, "stash_ipc_export: not a live allocation of stash");
@@ -981,12 +1008,14 @@ int stash_ipc_export(const void* ptr, char* handle, size_t capacity, size_t* len
 
 int stash_ipc_open(const char* handle, void** ptr, uint64_t* size) {
   return guarded("stash_ipc_open", [&] {
-    if (!handle || !ptr) throw option_error{STASH_ERROR_INVALID_ARGUMENT, "stash_ipc_open: handle or ptr is null"};
+    if (!handle || !ptr)
+      throw option_error{STASH_ERROR_INVALID_ARGUMENT, "stash_ipc_open: handle or ptr is null"};
     *ptr = nullptr;
     const stash::ipc_handle h = stash::ipc_open_text(handle);
     library& lib = library::get();
     if (lib.host_backed())
-      throw option_error{STASH_ERROR_UNSUPPORTED, "stash_ipc_open: mapping another process's block needs a GPU"};
+      throw option_error{STASH_ERROR_UNSUPPORTED,
+                         "stash_ipc_open: mapping another process's block needs a GPU"};
     if (h.device() >= lib.device_count()) throw stash::invalid_device(h.device(), lib.device_count());
     auto mapping = std::make_unique<stash::ipc_mapping>(h);  // h's descriptors close when it goes
     void* const p = mapping->get();

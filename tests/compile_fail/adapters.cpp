@@ -18,7 +18,8 @@ int main() {
   std::vector<float, stash::device_allocator<float>> v(10, device);
   auto copy = v;  // reads and stores device memory element by element on the host
 #elif defined(STASH_CASE_DEVICE_NONTRIVIAL)
-  std::vector<std::string, stash::device_allocator<std::string>> v(10, stash::device_allocator<std::string>(device));
+  std::vector<std::string, stash::device_allocator<std::string>> v(
+      10, stash::device_allocator<std::string>(device));
 #elif defined(STASH_CASE_OVERALIGNED)
   struct alignas(512) page {
     char bytes[512];

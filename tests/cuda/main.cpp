@@ -47,7 +47,8 @@ void print_devices(int count) {
 
 int main(int argc, char* argv[]) {
   // test_ipc.cpp starts this binary again as the peer it shares a block with.
-  if (argc == 3 && std::strcmp(argv[1], "--ipc-peer") == 0) return stash_test::run_ipc_peer(std::atoi(argv[2]));
+  if (argc == 3 && std::strcmp(argv[1], "--ipc-peer") == 0)
+    return stash_test::run_ipc_peer(std::atoi(argv[2]));
   if (argc == 2 && std::strcmp(argv[1], "--ipc-c-exporter") == 0) return stash_test::run_ipc_c_exporter();
   if (argc == 2 && std::strcmp(argv[1], "--ipc-c-importer") == 0) return stash_test::run_ipc_c_importer();
 

@@ -1,8 +1,8 @@
 #pragma once
 // Streams for the tests. stream_blocker holds a stream busy without a kernel: a host function queued
-// on the stream (cudaLaunchHostFunc) that waits until the test releases it. Work queued on the stream after it, and events recorded
-// there, stay incomplete until then, so "not complete yet" is certain rather than a race with the GPU.
-// The host function gives up after `limit` so a failing test cannot hang the suite.
+// on the stream (cudaLaunchHostFunc) that waits until the test releases it. Work queued on the stream after
+// it, and events recorded there, stay incomplete until then, so "not complete yet" is certain rather than a
+// race with the GPU. The host function gives up after `limit` so a failing test cannot hang the suite.
 #include <cuda_runtime_api.h>
 
 #include <atomic>
@@ -17,7 +17,9 @@ namespace stash_test {
 /// A CUDA stream for one test (non-blocking: no implicit order with the legacy default stream).
 struct scoped_stream {
   cudaStream_t s = nullptr;
-  explicit scoped_stream(unsigned flags = cudaStreamNonBlocking) { CUDA_REQUIRE(cudaStreamCreateWithFlags(&s, flags)); }
+  explicit scoped_stream(unsigned flags = cudaStreamNonBlocking) {
+    CUDA_REQUIRE(cudaStreamCreateWithFlags(&s, flags));
+  }
   ~scoped_stream() { (void)cudaStreamDestroy(s); }
   scoped_stream(const scoped_stream&) = delete;
   scoped_stream& operator=(const scoped_stream&) = delete;

@@ -39,7 +39,8 @@ __global__ void fill(unsigned* words, std::size_t n, unsigned tag) {
     words[i] = tag;
 }
 
-__global__ void count_mismatches(const unsigned* words, std::size_t n, unsigned tag, unsigned long long* out) {
+__global__ void count_mismatches(const unsigned* words, std::size_t n, unsigned tag,
+                                 unsigned long long* out) {
   const std::size_t stride = static_cast<std::size_t>(gridDim.x) * blockDim.x;
   unsigned long long bad = 0;
   for (std::size_t i = static_cast<std::size_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride)
@@ -56,8 +57,8 @@ cudaError_t launch_keep_writing(unsigned* words, std::size_t n, unsigned tag, un
   keep_writing<<<blocks_for(n), threads, 0, s>>>(words, n, tag, nanoseconds);
   return cudaGetLastError();
 }
-cudaError_t launch_sleep_then_fill(unsigned* words, std::size_t n, unsigned tag, unsigned long long nanoseconds,
-                                   cudaStream_t s) {
+cudaError_t launch_sleep_then_fill(unsigned* words, std::size_t n, unsigned tag,
+                                   unsigned long long nanoseconds, cudaStream_t s) {
   sleep_then_fill<<<blocks_for(n), threads, 0, s>>>(words, n, tag, nanoseconds);
   return cudaGetLastError();
 }

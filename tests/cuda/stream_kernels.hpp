@@ -12,8 +12,8 @@ namespace stash_test {
 cudaError_t launch_keep_writing(unsigned* words, std::size_t n, unsigned tag, unsigned long long nanoseconds,
                                 cudaStream_t s);
 /// Waits about `nanoseconds` on the GPU, then writes `tag` over words[0, n) once.
-cudaError_t launch_sleep_then_fill(unsigned* words, std::size_t n, unsigned tag, unsigned long long nanoseconds,
-                                   cudaStream_t s);
+cudaError_t launch_sleep_then_fill(unsigned* words, std::size_t n, unsigned tag,
+                                   unsigned long long nanoseconds, cudaStream_t s);
 /// words[i] = tag for i in [0, n).
 cudaError_t launch_fill(unsigned* words, std::size_t n, unsigned tag, cudaStream_t s);
 /// Adds to *mismatches the number of words in [0, n) that are not `tag`.

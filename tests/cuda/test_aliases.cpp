@@ -24,7 +24,8 @@ namespace {
 std::vector<unsigned> first_words(const void* p, std::size_t pages, std::size_t page) {
   std::vector<unsigned> out(pages);
   for (std::size_t i = 0; i < pages; ++i)
-    CUDA_REQUIRE(cudaMemcpy(&out[i], static_cast<const char*>(p) + i * page, sizeof(unsigned), cudaMemcpyDeviceToHost));
+    CUDA_REQUIRE(cudaMemcpy(&out[i], static_cast<const char*>(p) + i * page, sizeof(unsigned),
+                            cudaMemcpyDeviceToHost));
   return out;
 }
 
@@ -69,7 +70,8 @@ TEST_CASE("aliases (GPU): a chunk moved to a block and taken back at its old add
   auto& [alloc, page, words_per_page, guard, y, x_at] = sc;
   CHECK(alloc.reserved_bytes() == alloc.backend().mapped_bytes());
   CHECK(alloc.reserved_bytes() == 4 * page);
-  for (unsigned i = 0; i < 3; ++i) CUDA_REQUIRE(launch_fill(y + i * words_per_page, words_per_page, 0x1000u + i, nullptr));
+  for (unsigned i = 0; i < 3; ++i)
+    CUDA_REQUIRE(launch_fill(y + i * words_per_page, words_per_page, 0x1000u + i, nullptr));
   CUDA_REQUIRE(cudaDeviceSynchronize());
   alloc.deallocate(y);
 

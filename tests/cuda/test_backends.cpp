@@ -46,7 +46,8 @@ TEST_CASE("device_manager counts and resolves devices", "[cuda][device_manager]"
   CHECK(current_device() == current);
 }
 
-TEST_CASE("cuda::check throws cuda_error naming the call and clears the last error", "[cuda][check][api-error]") {
+TEST_CASE("cuda::check throws cuda_error naming the call and clears the last error",
+          "[cuda][check][api-error]") {
   int device = -1;
   CHECK_NOTHROW(STASH_CUDA_CHECK(cudaGetDevice(&device)));
   try {
@@ -76,7 +77,8 @@ TEST_CASE("driver entry points are found without linking libcuda", "[cuda][drive
   }
 }
 
-TEST_CASE("device_guard sets a device for a scope and restores the previous one", "[cuda][device_guard][api-error]") {
+TEST_CASE("device_guard sets a device for a scope and restores the previous one",
+          "[cuda][device_guard][api-error]") {
   const int before = current_device();
   {
     stash::cuda::device_guard guard(-1);
@@ -118,7 +120,8 @@ TEST_CASE("cuda_device_backend hands out device memory of its device", "[cuda][b
   CHECK_THROWS_AS(stash::cuda_device_backend(device_count()), stash::invalid_device);
 }
 
-TEST_CASE("cuda_device_backend returns nullptr when the device is out of memory", "[cuda][backend][device][oom][api-error]") {
+TEST_CASE("cuda_device_backend returns nullptr when the device is out of memory",
+          "[cuda][backend][device][oom][api-error]") {
   stash::cuda_device_backend backend(0);
   const auto total = stash::device_manager::memory(0).total_bytes;
   CHECK(backend.allocate(4 * total) == nullptr);
@@ -274,17 +277,20 @@ TEST_CASE("cuda_vmm_backend moves a chunk whole to unmapped pages; granted there
   REQUIRE(backend.map_pages(base + 12 * page, 1));
   const std::size_t free_mapped = free_memory(device);
 
-  CHECK_THROWS_AS(backend.move_pages(base + 2 * page, base + 20 * page, 3), stash::invalid_pointer);  // inside
+  CHECK_THROWS_AS(backend.move_pages(base + 2 * page, base + 20 * page, 3),
+                  stash::invalid_pointer);  // inside
   CHECK_THROWS_AS(backend.move_pages(base + page, base + 20 * page, 3), stash::invalid_pointer);  // not whole
   CHECK_THROWS_AS(backend.move_pages(base + page, base + 10 * page, 4), stash::invalid_pointer);  // 12 mapped
-  CHECK_THROWS_AS(backend.move_pages(base + page, base + 30 * page, 4), stash::invalid_pointer);  // past the range
+  CHECK_THROWS_AS(backend.move_pages(base + page, base + 30 * page, 4),
+                  stash::invalid_pointer);  // past the range
   CHECK(backend.is_mapped(base + page));
 
   REQUIRE(backend.move_pages(base + page, base + 16 * page, 4));  // pages 16-19
   CHECK(backend.mapped_pages() == 5);
   for (std::size_t i = 1; i <= 4; ++i) CHECK_FALSE(backend.is_mapped(base + i * page));
   for (std::size_t i = 16; i <= 19; ++i) CHECK(backend.is_mapped(base + i * page));
-  CHECK(abs_diff(free_memory(device), free_mapped) <= 2 * page);  // no new memory; page tables may take a page
+  CHECK(abs_diff(free_memory(device), free_mapped) <= 2 * page);  // no new memory; page
+                                                                  // tables may take a page
   REQUIRE(backend.set_access(base + 16 * page, 4));
 
   auto* data = reinterpret_cast<float*>(base + 16 * page);
@@ -334,7 +340,8 @@ TEST_CASE("cuda_vmm_backend maps a run as several chunks and grants access to al
 
   CHECK_THROWS_AS(backend.set_access(base + page, 12), stash::invalid_pointer);       // page 12 is not mapped
   CHECK_THROWS_AS(backend.map_chunks(base + 10 * page, 2, 1), stash::invalid_pointer);  // page 10 is mapped
-  CHECK_THROWS_AS(backend.move_page(base + 5 * page, base + 20 * page), stash::invalid_pointer);  // in a chunk
+  CHECK_THROWS_AS(backend.move_page(base + 5 * page, base + 20 * page),
+                  stash::invalid_pointer);  // in a chunk
   backend.unmap_pages(base + page, 10);  // not one chunk: ignored
   CHECK(backend.mapped_pages() == 11);
 
@@ -369,7 +376,8 @@ TEST_CASE("cuda_vmm_backend destructor releases every page", "[cuda][backend][vm
   CHECK(abs_diff(free_memory(device), free_before) <= 2 * page);
 }
 
-TEST_CASE("cuda_vmm_backend map_page returns false when the device is full", "[cuda][backend][vmm][oom][api-error]") {
+TEST_CASE("cuda_vmm_backend map_page returns false when the device is full",
+          "[cuda][backend][vmm][oom][api-error]") {
   const int device = current_device();
   const std::size_t free_before = free_memory(device);
   // Take most of the memory with one cudaMalloc so that only a few hundred pages remain to map.

@@ -62,8 +62,9 @@ TEST_CASE("C interface: device memory on a stream holds data and comes back", "[
 // The sequence that crashed inside the driver when the stream layer asked about a destroyed stream's
 // handle: frees on a stream, the stream destroyed, then empty_cache, an out-of-memory retry and an
 // allocation on another stream. None of them may use the destroyed handle.
-TEST_CASE("C interface: a stream destroyed after frees on it: empty_cache, out of memory and other streams go on",
-          "[cuda][c_interface][destroyed]") {
+TEST_CASE(
+    "C interface: a stream destroyed after frees on it: empty_cache, out of memory and other streams go on",
+    "[cuda][c_interface][destroyed]") {
   cudaStream_t doomed = nullptr, other = nullptr;
   CUDA_REQUIRE(cudaStreamCreateWithFlags(&doomed, cudaStreamNonBlocking));
   CUDA_REQUIRE(cudaStreamCreateWithFlags(&other, cudaStreamNonBlocking));
@@ -127,7 +128,8 @@ TEST_CASE("C interface: a stream flushed before it is destroyed gives its frees 
 TEST_CASE("C interface: a released graph pool's blocks go back only after the device has finished",
           "[cuda][c_interface][graph][destroyed]") {
   cudaStream_t capture = nullptr, replay = nullptr;
-  for (cudaStream_t* s : {&capture, &replay}) CUDA_REQUIRE(cudaStreamCreateWithFlags(s, cudaStreamNonBlocking));
+  for (cudaStream_t* s : {&capture, &replay})
+    CUDA_REQUIRE(cudaStreamCreateWithFlags(s, cudaStreamNonBlocking));
   constexpr std::size_t bytes = 12 * MiB, out_bytes = 4 * MiB;
   constexpr std::size_t words = bytes / sizeof(unsigned);
   REQUIRE(stash_empty_cache(-1) == STASH_OK);
@@ -150,14 +152,16 @@ TEST_CASE("C interface: a released graph pool's blocks go back only after the de
   // program drops the output on that stream and destroys it, and the graph with it.
   cudaEvent_t replay_done = nullptr;
   CUDA_REQUIRE(cudaEventCreateWithFlags(&replay_done, cudaEventDisableTiming));
-  CUDA_REQUIRE(launch_sleep_then_fill(static_cast<unsigned*>(scratch), words, 0xdeadu, 100'000'000ull, replay));
+  CUDA_REQUIRE(
+      launch_sleep_then_fill(static_cast<unsigned*>(scratch), words, 0xdeadu, 100'000'000ull, replay));
   CUDA_REQUIRE(cudaEventRecord(replay_done, replay));
   stash_free(output, static_cast<ssize_t>(out_bytes), 0, replay);
   CUDA_REQUIRE(cudaStreamDestroy(replay));
   REQUIRE(stash_graph_pool_release(0, 91, 3) == STASH_OK);
   // Normally still running; under compute-sanitizer, which serializes the work, it may have finished:
   // then the wait is not told apart, and the rest still checks the data and the destroyed stream.
-  if (cudaEventQuery(replay_done) == cudaSuccess) WARN("the replay had finished already (a sanitizer serializes work)");
+  if (cudaEventQuery(replay_done) == cudaSuccess)
+    WARN("the replay had finished already (a sanitizer serializes work)");
 
   void* reused = stash_alloc(static_cast<ssize_t>(bytes), 0, capture);  // out of memory, then the fallback
   INFO(stash_last_error());

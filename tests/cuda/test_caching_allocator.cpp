@@ -275,11 +275,13 @@ TEST_CASE("the pinned caching allocator serves async copies on a stream", "[cuda
   CHECK(alloc.stats().reserved_bytes == 0);
 }
 
-TEST_CASE("max_held_over_live: idle pages moved under a new block keep their new data, the block around them too",
-          "[cuda][allocator][held_limit]") {
+TEST_CASE(
+    "max_held_over_live: idle pages moved under a new block keep their new data, the block around them too",
+    "[cuda][allocator][held_limit]") {
   // Host order: the freed block's pages are idle at once (the test copies synchronously).
-  using host_ordered_vmm = stash::caching_allocator<stash::cuda_vmm_backend, stash::segregated_fit_buckets,
-                                                    stash::spin_lock, stash::basic_stats, stash::host_ordering>;
+  using host_ordered_vmm =
+      stash::caching_allocator<stash::cuda_vmm_backend, stash::segregated_fit_buckets, stash::spin_lock,
+                               stash::basic_stats, stash::host_ordering>;
   stash::caching_options options;
   options.max_held_over_live = 1.0;
   options.max_chunk_pages = 1;  // page by page, so that idle pages move one by one
@@ -306,19 +308,22 @@ TEST_CASE("max_held_over_live: idle pages moved under a new block keep their new
   CHECK(alloc.reserved_bytes() == 0);
 }
 
-TEST_CASE("near a limit, chunks of a share of the room let a freed block's pages move: a kernel fills the new block",
+TEST_CASE("near a limit, chunks of a share of the room let a freed block's pages move: a kernel fills the "
+          "new block",
           "[cuda][allocator][chunks][limit]") {
   // X (16 pages) then W (a page) above it; X is freed and Y (4 pages) takes the start of its hole; Z (14
   // pages) does not fit the 12 idle pages left there and goes above W. The limit (24 pages) leaves 7, so
   // X's idle pages must move. With X one chunk they cannot (Y touches it): out of memory. With chunks
   // of a quarter of the room (chunk_room_share 4), those Y does not touch move, and Z fits. Host order:
   // a freed block's pages are idle at once.
-  using limited_vmm = stash::caching_allocator<stash::limited_backend<stash::cuda_vmm_backend>, stash::segregated_fit_buckets,
-                                               stash::spin_lock, stash::basic_stats, stash::host_ordering>;
+  using limited_vmm =
+      stash::caching_allocator<stash::limited_backend<stash::cuda_vmm_backend>, stash::segregated_fit_buckets,
+                               stash::spin_lock, stash::basic_stats, stash::host_ordering>;
   for (const std::size_t share : {std::size_t{0}, std::size_t{4}}) {
     stash::caching_options options;
     options.chunk_room_share = share;
-    limited_vmm alloc{stash::limited_backend<stash::cuda_vmm_backend>(stash::cuda_vmm_backend(current_device())), options};
+    limited_vmm alloc{
+        stash::limited_backend<stash::cuda_vmm_backend>(stash::cuda_vmm_backend(current_device())), options};
     const std::size_t page = alloc.backend().page_size();
     alloc.backend().set_limit(24 * page);
     void* x = alloc.allocate(16 * page);
@@ -361,8 +366,9 @@ TEST_CASE("an idle chunk moved whole under a new block: a kernel writes and read
   // Host order: the freed block's pages are idle at once. No slack and a move due at every page, so
   // that the new block is backed past the high tide by idle pages, the chunk among them moved whole
   // (cuMemUnmap, cuMemMap of its handle at the new address, access with the block's other pages).
-  using host_ordered_vmm = stash::caching_allocator<stash::cuda_vmm_backend, stash::segregated_fit_buckets,
-                                                    stash::spin_lock, stash::basic_stats, stash::host_ordering>;
+  using host_ordered_vmm =
+      stash::caching_allocator<stash::cuda_vmm_backend, stash::segregated_fit_buckets, stash::spin_lock,
+                               stash::basic_stats, stash::host_ordering>;
   stash::caching_options options;
   options.page_slack = 0;
   options.pages_between_moves = 0;

@@ -18,8 +18,8 @@ TEST_CASE("a failed VMM request unmaps what it mapped; the batch-size search hol
   const std::size_t free_at_start = free_memory(device);
   const auto before = alloc.stats();
 
-  // More than the device has free, less than the reservation (the device's memory and half as much again): the request
-  // maps every free page before it fails.
+  // More than the device has free, less than the reservation (the device's memory and half as much again):
+  // the request maps every free page before it fails.
   const std::size_t too_much = free_at_start + 2 * GiB;
   try {
     (void)alloc.allocate(too_much);

@@ -15,7 +15,8 @@
 
 using namespace stash_test;
 
-TEST_CASE("cuda::mr: device memory on a stream, over-aligned, written by a kernel and read back", "[cuda][cuda_mr]") {
+TEST_CASE("cuda::mr: device memory on a stream, over-aligned, written by a kernel and read back",
+          "[cuda][cuda_mr]") {
   stash::mr::device_pool_resource mr;
   cuda::mr::async_resource_ref<cuda::mr::device_accessible> ref{mr};
   cudaStream_t stream = nullptr;

@@ -40,10 +40,12 @@ int run_ipc_peer(int socket) {
     stash::ipc_mapping mapping(h);
     const std::size_t n = mapping.size() / sizeof(float);
     std::vector<float> host(n);
-    if (cudaMemcpy(host.data(), mapping.get(), n * sizeof(float), cudaMemcpyDeviceToHost) != cudaSuccess) return 3;
+    if (cudaMemcpy(host.data(), mapping.get(), n * sizeof(float), cudaMemcpyDeviceToHost) != cudaSuccess)
+      return 3;
     bool right = true;
     for (std::size_t i = 0; i < n; ++i) right = right && host[i] == static_cast<float>(i);
-    if (launch_affine_update(static_cast<float*>(mapping.get()), n, 2.0f, 1.0f, nullptr) != cudaSuccess) return 4;
+    if (launch_affine_update(static_cast<float*>(mapping.get()), n, 2.0f, 1.0f, nullptr) != cudaSuccess)
+      return 4;
     if (cudaDeviceSynchronize() != cudaSuccess) return 5;
     const char answer = right ? 'y' : 'n';
     if (::write(socket, &answer, 1) != 1) return 6;
@@ -90,7 +92,8 @@ int run_ipc_c_exporter() {
   const std::size_t bytes = c_shared_floats * sizeof(float);
   auto* data = static_cast<float*>(stash_alloc(static_cast<ssize_t>(bytes), 0, nullptr));
   if (!data) return std::fprintf(stderr, "exporter: stash_alloc: %s\n", stash_last_error()), 20;
-  if (launch_affine_fill(data, c_shared_floats, 1.0f, 0.0f) != cudaSuccess || cudaDeviceSynchronize() != cudaSuccess)
+  if (launch_affine_fill(data, c_shared_floats, 1.0f, 0.0f) != cudaSuccess ||
+      cudaDeviceSynchronize() != cudaSuccess)
     return 21;
   std::vector<char> text(STASH_IPC_HANDLE_MAX);
   std::size_t length = 0;
@@ -106,7 +109,8 @@ int run_ipc_c_exporter() {
   if (stash_ipc_export(data + 1000, again.data(), again.size(), &again_length, &offset) != STASH_OK ||
       std::strcmp(again.data(), text.data()) != 0 || offset != 1000 * sizeof(float))
     return 33;  // a pointer inside the block: the block's text, and where the pointer lies in it
-  if (stash_ipc_export(data, again.data(), length - 1, &again_length, nullptr) != STASH_ERROR_INVALID_ARGUMENT ||
+  if (stash_ipc_export(data, again.data(), length - 1, &again_length, nullptr) !=
+          STASH_ERROR_INVALID_ARGUMENT ||
       again_length != length)
     return 25;  // too small a buffer says how much it needs
 
@@ -123,12 +127,14 @@ int run_ipc_c_exporter() {
   ::close(pipe_ends[1]);
   const int importer_code = exit_code_of(importer);
   if (!sent) return 28;
-  if (importer_code != 0) return std::fprintf(stderr, "exporter: the importer exited with %d\n", importer_code), 29;
+  if (importer_code != 0)
+    return std::fprintf(stderr, "exporter: the importer exited with %d\n", importer_code), 29;
 
   std::vector<float> host(c_shared_floats);
   if (cudaMemcpy(host.data(), data, bytes, cudaMemcpyDeviceToHost) != cudaSuccess) return 30;
   for (std::size_t i = 0; i < c_shared_floats; ++i)
-    if (host[i] != 2.0f * static_cast<float>(i) + 1.0f) return std::fprintf(stderr, "exporter: data[%zu] = %g\n", i, host[i]), 31;
+    if (host[i] != 2.0f * static_cast<float>(i) + 1.0f)
+      return std::fprintf(stderr, "exporter: data[%zu] = %g\n", i, host[i]), 31;
 
   stash_free(data, static_cast<ssize_t>(bytes), 0, nullptr);
   void* p = nullptr;
@@ -143,7 +149,8 @@ int run_ipc_c_exporter() {
   void* g = stash_alloc(static_cast<ssize_t>(4 * MiB), 0, nullptr);
   if (!g || stash_graph_pool_end(0, 7, 7) != STASH_OK) return 35;
   if (stash_ipc_export(g, text.data(), text.size(), &length, nullptr) != STASH_OK) return 36;
-  if (stash_graph_pool_set_live(0, 7, 7, nullptr, 0) != STASH_OK || stash_graph_pool_release(0, 7, 7) != STASH_OK)
+  if (stash_graph_pool_set_live(0, 7, 7, nullptr, 0) != STASH_OK ||
+      stash_graph_pool_release(0, 7, 7) != STASH_OK)
     return 37;
   if (stash_empty_cache(0) != STASH_OK) return 38;
   if (stash_ipc_open(text.data(), &p, nullptr) != STASH_ERROR_IPC)
@@ -166,7 +173,8 @@ int run_ipc_c_importer() {
   if (cudaMemcpy(host.data(), p, size, cudaMemcpyDeviceToHost) != cudaSuccess) return 42;
   for (std::size_t i = 0; i < c_shared_floats; ++i)
     if (host[i] != static_cast<float>(i)) return 43;
-  if (launch_affine_update(static_cast<float*>(p), c_shared_floats, 2.0f, 1.0f, nullptr) != cudaSuccess) return 44;
+  if (launch_affine_update(static_cast<float*>(p), c_shared_floats, 2.0f, 1.0f, nullptr) != cudaSuccess)
+    return 44;
   if (cudaDeviceSynchronize() != cudaSuccess) return 45;
   if (stash_ipc_close(p) != STASH_OK) return 46;
   if (stash_ipc_close(p) != STASH_ERROR_INVALID_POINTER) return 47;  // closed already
@@ -242,7 +250,8 @@ struct peer {
 
 }  // namespace
 
-TEST_CASE("a block shared with another process: the peer reads it and its kernel writes it", "[cuda][ipc][no-initcheck]") {
+TEST_CASE("a block shared with another process: the peer reads it and its kernel writes it",
+          "[cuda][ipc][no-initcheck]") {
   stash::caching_options options;
   options.small_region = false;  // the first block below puts the shared one in the middle of a page
   device_vmm a(stash::cuda_vmm_backend(0, 0, /*shareable=*/true), options);
@@ -276,7 +285,8 @@ TEST_CASE("a block shared with another process: the peer reads it and its kernel
   CHECK(a.stats().reserved_bytes == 0);
 }
 
-TEST_CASE("ipc_mapping maps a block exported in this process at a second address", "[cuda][ipc][no-initcheck]") {
+TEST_CASE("ipc_mapping maps a block exported in this process at a second address",
+          "[cuda][ipc][no-initcheck]") {
   device_vmm a(stash::cuda_vmm_backend(0, 0, true));
   // 65 MiB at the arena's base: pages 0-32, a run of 33 pages mapped in chunks of at most 32: two pieces.
   const std::size_t n = 65 * MiB / sizeof(float);
@@ -322,7 +332,8 @@ TEST_CASE("a memory manager made shareable where supported exports on a device t
   CUdevice device0 = 0;
   REQUIRE(api.cuDeviceGet(&device0, 0) == CUDA_SUCCESS);
   int can_export = 0;
-  REQUIRE(api.cuDeviceGetAttribute(&can_export, CU_DEVICE_ATTRIBUTE_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR_SUPPORTED,
+  REQUIRE(api.cuDeviceGetAttribute(&can_export,
+                                   CU_DEVICE_ATTRIBUTE_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR_SUPPORTED,
                                    device0) == CUDA_SUCCESS);
   stash::manager_options options;
   options.shareable_where_supported = true;
@@ -381,6 +392,7 @@ TEST_CASE("the C interface refuses to export memory that is not shareable, and b
   stash_free(p, static_cast<ssize_t>(4 * MiB), 0, nullptr);
   void* q = nullptr;
   CUDA_REQUIRE(cudaMalloc(&q, 4096));
-  CHECK(stash_ipc_export(q, text.data(), text.size(), &length, nullptr) == STASH_ERROR_INVALID_POINTER);  // not stash's
+  CHECK(stash_ipc_export(q, text.data(), text.size(), &length, nullptr) ==
+        STASH_ERROR_INVALID_POINTER);  // not stash's
   CUDA_REQUIRE(cudaFree(q));
 }

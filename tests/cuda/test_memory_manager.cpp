@@ -72,7 +72,8 @@ TEST_CASE("manager device memory lands on the current device and the stats follo
 // other streams). The manager first tries each pool without letting errors out (try_deallocate); when the
 // host heap failed there, the pool the pointer lies in must free it or fail with nothing changed, never
 // free it and then call the pointer foreign.
-TEST_CASE("manager: a free on another stream completes, or fails with nothing changed, whatever host allocation fails",
+TEST_CASE("manager: a free on another stream completes, or fails with nothing changed, whatever host "
+          "allocation fails",
           "[cuda][manager][streams]") {
   if (!stash_test::failing_heap::can_fail()) {
     WARN("operator new is replaced (a sanitizer or valgrind): no host allocation failure can be injected");
@@ -266,7 +267,8 @@ TEST_CASE("a memory fraction of the device caps a manager's pool", "[cuda][manag
   void* a = mm.allocate(limit / 2, stash::memory_type::device, 0);
   require_device_memory(a, 0);
   write_pattern(a, MiB, 3);
-  CHECK_THROWS_AS((void)mm.allocate(limit / 2 + limit / 4, stash::memory_type::device, 0), stash::out_of_memory);
+  CHECK_THROWS_AS((void)mm.allocate(limit / 2 + limit / 4, stash::memory_type::device, 0),
+                  stash::out_of_memory);
   CHECK(told == limit / 2 + limit / 4);
   const auto s = mm.get_stats(0);
   CHECK(s.num_ooms == 1);
@@ -287,8 +289,8 @@ TEST_CASE("manager stats count the pages a paged pool moved", "[cuda][manager][p
   options.caching.pages_between_moves = 0;  // a move is always due
   options.caching.small_region = false;     // the page-sized blocks below share the one region
   stash::memory_manager mm(stash::memory_manager::backing::cuda, 1, options);
-  if (dynamic_cast<stash::pool_of<stash::limited_caching_allocator<stash::cuda_vmm_backend>>*>(&mm.device_pool(0)) ==
-      nullptr) {
+  if (dynamic_cast<stash::pool_of<stash::limited_caching_allocator<stash::cuda_vmm_backend>>*>(
+          &mm.device_pool(0)) == nullptr) {
     WARN("device 0 has no virtual memory management: its pool holds segments and moves no page");
     return;
   }
@@ -313,8 +315,8 @@ TEST_CASE("manager: a paged pool keeps page aliases through its memory limit (ke
   stash::manager_options options;
   options.caching = stash_test::aliasing();  // every idle page moves before a new one is mapped
   stash::memory_manager mm(stash::memory_manager::backing::cuda, 1, options);
-  if (dynamic_cast<stash::pool_of<stash::limited_caching_allocator<stash::cuda_vmm_backend>>*>(&mm.device_pool(0)) ==
-      nullptr) {
+  if (dynamic_cast<stash::pool_of<stash::limited_caching_allocator<stash::cuda_vmm_backend>>*>(
+          &mm.device_pool(0)) == nullptr) {
     WARN("device 0 has no virtual memory management: its pool holds segments and moves no page");
     return;
   }
@@ -323,7 +325,8 @@ TEST_CASE("manager: a paged pool keeps page aliases through its memory limit (ke
   auto pages_at = [](const void* p, std::size_t n) {
     std::vector<std::vector<unsigned char>> out(n, std::vector<unsigned char>(page));
     for (std::size_t i = 0; i < n; ++i)
-      CUDA_REQUIRE(cudaMemcpy(out[i].data(), static_cast<const char*>(p) + i * page, page, cudaMemcpyDefault));
+      CUDA_REQUIRE(
+          cudaMemcpy(out[i].data(), static_cast<const char*>(p) + i * page, page, cudaMemcpyDefault));
     return out;
   };
   void* x = mm.allocate(2 * page, stash::memory_type::device, 0);  // pages 0-1
@@ -341,7 +344,8 @@ TEST_CASE("manager: a paged pool keeps page aliases through its memory limit (ke
   CHECK(x2 == x);
   CHECK(mm.get_stats(0).page_moves == 2);  // without aliases: two more moves
   CHECK(mm.get_stats(0).total_reserved == 4 * page);
-  for (const auto& contents : pages_at(x2, 2)) CHECK(std::count(under_y.begin(), under_y.end(), contents) == 1);
+  for (const auto& contents : pages_at(x2, 2))
+    CHECK(std::count(under_y.begin(), under_y.end(), contents) == 1);
   mm.deallocate(x2);
   mm.deallocate(guard);
   mm.empty_cache(0);

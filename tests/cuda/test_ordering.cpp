@@ -89,7 +89,8 @@ TEST_CASE("cuda_event_ordering: check accepts live streams and the default ones"
   CHECK_NOTHROW(o.check(stash::stream::per_thread()));
 }
 
-TEST_CASE("cuda_event_ordering: is_capturing sees a stream capture begin and end", "[cuda][ordering][graph]") {
+TEST_CASE("cuda_event_ordering: is_capturing sees a stream capture begin and end",
+          "[cuda][ordering][graph]") {
   stash::cuda_event_ordering o;
   scoped_stream s, other;
   CHECK_FALSE(o.is_capturing(s.s));

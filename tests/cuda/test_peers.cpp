@@ -43,7 +43,8 @@ CUresult get_access(unsigned long long* flags, const CUmemLocation* location, CU
   static const PFN_cuMemGetAccess_v10020 fn = [] {
     void* address = nullptr;
     cudaDriverEntryPointQueryResult found = cudaDriverEntryPointSymbolNotFound;
-    CUDA_REQUIRE(cudaGetDriverEntryPointByVersion("cuMemGetAccess", &address, 12000, cudaEnableDefault, &found));
+    CUDA_REQUIRE(
+        cudaGetDriverEntryPointByVersion("cuMemGetAccess", &address, 12000, cudaEnableDefault, &found));
     REQUIRE(found == cudaDriverEntryPointSuccess);
     return reinterpret_cast<PFN_cuMemGetAccess_v10020>(address);
   }();
@@ -240,8 +241,9 @@ TEST_CASE("peer_access none maps pages for device 0 alone; grant_peer(1) grants 
   alloc.deallocate(data);
 }
 
-TEST_CASE("kept page aliases are mapped for the peers too: by default, and by a grant_peer made while inactive",
-          "[cuda][peers][aliases]") {
+TEST_CASE(
+    "kept page aliases are mapped for the peers too: by default, and by a grant_peer made while inactive",
+    "[cuda][peers][aliases]") {
   STASH_REQUIRE_TWO_DEVICES();
   if (!can_access_peer(1, 0)) {
     WARN("device 1 cannot access device 0 (cudaDeviceCanAccessPeer): skipped");
@@ -250,7 +252,8 @@ TEST_CASE("kept page aliases are mapped for the peers too: by default, and by a 
   scoped_device current(0);
   for (const stash::peer_access peers : {stash::peer_access::all, stash::peer_access::none}) {
     INFO("peer_access " << (peers == stash::peer_access::all ? "all" : "none"));
-    stash::caching_options o;  // every idle page moved first, pages mapped alone (tests/cuda/test_aliases.cpp)
+    stash::caching_options o;  // every idle page moved first, pages mapped
+                               // alone (tests/cuda/test_aliases.cpp)
     o.keep_page_aliases = true;
     o.max_held_over_live = 1.0;
     o.max_chunk_pages = 1;

@@ -48,8 +48,9 @@ class counters {
   unsigned long long* d_ = nullptr;
 };
 
-using host_ordered_segments = stash::caching_allocator<stash::cuda_device_backend, stash::segregated_fit_buckets,
-                                                       std::mutex, stash::basic_stats, stash::host_ordering>;
+using host_ordered_segments =
+    stash::caching_allocator<stash::cuda_device_backend, stash::segregated_fit_buckets, std::mutex,
+                             stash::basic_stats, stash::host_ordering>;
 
 struct race_result {
   unsigned long long bad_words = 0;  // words of t's block that do not hold t's tag
@@ -166,8 +167,8 @@ TEMPLATE_TEST_CASE("streams (GPU): 8 threads on 8 streams write and verify tags 
 // kernel writing its block after it has freed it and finished; the next thread's block must not be
 // that one while the kernel runs. Finished threads' streams are forgotten while the program runs
 // (once their last free's event has completed and more threads come), not kept until empty_cache.
-TEMPLATE_TEST_CASE("streams (GPU): a thread per request on cudaStreamPerThread: late kernels keep their blocks, "
-                   "finished threads' streams are forgotten",
+TEMPLATE_TEST_CASE("streams (GPU): a thread per request on cudaStreamPerThread: late kernels keep their "
+                   "blocks, finished threads' streams are forgotten",
                    "[cuda][streams][threads]", device_segregated, device_vmm) {
   TestType alloc{typename TestType::backend_type(current_device())};
   constexpr int threads = 200;
@@ -186,8 +187,8 @@ TEMPLATE_TEST_CASE("streams (GPU): a thread per request on cudaStreamPerThread: 
         // is not this thread's tag, then keep writing the tag for 2 ms after the free and the thread's end.
         if (launch_fill(p, words, tag, cudaStreamPerThread) != cudaSuccess ||
             launch_sleep_then_fill(scratch + i, 1, tag, 3 * ms, cudaStreamPerThread) != cudaSuccess ||
-            launch_count_mismatches(p, words, tag, bad.at(static_cast<std::size_t>(i)), cudaStreamPerThread) !=
-                cudaSuccess ||
+            launch_count_mismatches(p, words, tag, bad.at(static_cast<std::size_t>(i)),
+                                    cudaStreamPerThread) != cudaSuccess ||
             launch_keep_writing(p, words, tag, 2 * ms, cudaStreamPerThread) != cudaSuccess)
           throw std::runtime_error("launch");
         alloc.deallocate(p, own);
@@ -305,8 +306,9 @@ TEMPLATE_TEST_CASE("streams (GPU): allocate, deallocate, page moves and trim nev
   CHECK(alloc.reserved_bytes() == 0);
 }
 
-TEMPLATE_TEST_CASE("streams (GPU): a stream destroyed after frees on it: empty_cache and another stream go on",
-                   "[cuda][streams][destroyed]", device_segregated, device_vmm) {
+TEMPLATE_TEST_CASE(
+    "streams (GPU): a stream destroyed after frees on it: empty_cache and another stream go on",
+    "[cuda][streams][destroyed]", device_segregated, device_vmm) {
   TestType alloc{typename TestType::backend_type(current_device())};
   scoped_stream t;
   counters bad(1);

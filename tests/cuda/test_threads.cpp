@@ -80,8 +80,8 @@ void require_no_failures(const failures& f) {
 
 }  // namespace
 
-TEMPLATE_TEST_CASE("8 host threads share one device allocator", "[cuda][allocator][threads]", device_segregated,
-                   device_pow2, device_vmm) {
+TEMPLATE_TEST_CASE("8 host threads share one device allocator", "[cuda][allocator][threads]",
+                   device_segregated, device_pow2, device_vmm) {
   const int device = current_device();
   TestType alloc{typename TestType::backend_type(device)};
   constexpr unsigned threads = 8;

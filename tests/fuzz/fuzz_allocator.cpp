@@ -96,8 +96,9 @@ const stash::simulated_paged_backend* simulated_pages_of(const Backend& b) {
   else return nullptr;
 }
 
-using stream_segments = stash::caching_allocator<stash::simulated_backend, stash::segregated_fit_buckets,
-                                                 stash::null_lock, stash::basic_stats, stash::simulated_ordering>;
+using stream_segments =
+    stash::caching_allocator<stash::simulated_backend, stash::segregated_fit_buckets, stash::null_lock,
+                             stash::basic_stats, stash::simulated_ordering>;
 // Page by page, as before the checked backend passed chunks on: the corpus's stream_pages programs.
 using stream_pages =
     stash::caching_allocator<checked_backend<stash::simulated_paged_backend, checked_calls::pages_only>,
@@ -107,9 +108,9 @@ using stream_pages =
 using stream_checked_chunks = stash::caching_allocator<checked_backend<stash::simulated_paged_backend>,
                                                        stash::segregated_fit_buckets, stash::null_lock,
                                                        stash::basic_stats, stash::simulated_ordering>;
-using stream_failing_pages =
-    stash::caching_allocator<stash::failing_backend<stash::simulated_paged_backend>, stash::segregated_fit_buckets,
-                             stash::spin_lock, stash::basic_stats, stash::simulated_ordering>;
+using stream_failing_pages = stash::caching_allocator<stash::failing_backend<stash::simulated_paged_backend>,
+                                                      stash::segregated_fit_buckets, stash::spin_lock,
+                                                      stash::basic_stats, stash::simulated_ordering>;
 
 /// Changes the capacity of a simulated backend (or of the one a failing_backend wraps); others have none.
 template <class Backend>
@@ -179,7 +180,9 @@ class program {
   std::size_t pick_live() { return in_.ConsumeIntegralInRange<std::size_t>(0, live_.size() - 1); }
   /// A stream for a call: a destroyed one is replaced by the legacy stream (calls on a destroyed
   /// stream are the program's undefined behaviour, not the allocator's).
-  stash::stream pick_stream() { return alive(streams_[in_.ConsumeIntegralInRange<std::size_t>(0, streams_.size() - 1)]); }
+  stash::stream pick_stream() {
+    return alive(streams_[in_.ConsumeIntegralInRange<std::size_t>(0, streams_.size() - 1)]);
+  }
   stash::stream alive(stash::stream s) const {
     for (stash::stream d : destroyed_)
       if (d == s) return stash::stream{};
@@ -323,7 +326,8 @@ class program {
   void wrong_size_free() {
     if (live_.empty()) return;
     const live_block b = live_[pick_live()];
-    const std::size_t wrong = b.n + in_.ConsumeIntegralInRange<std::size_t>(1, 1000) * (in_.ConsumeBool() ? 1 : -1);
+    const std::size_t wrong =
+        b.n + in_.ConsumeIntegralInRange<std::size_t>(1, 1000) * (in_.ConsumeBool() ? 1 : -1);
     const auto before = state();
     bool threw = false;
     try {
@@ -421,10 +425,10 @@ class program {
   }
 
   /// A made stream starts or ends capturing a graph (the default streams never capture here), is
-  /// destroyed (flushed first or not), or its handle is given to a new stream (as the runtime may once the old one's work is
-  /// done); or, where that stream is alive, a burst of new streams is made (up to 80 at once, 320 in
-  /// all), so that calls name more than the 64 streams past which the allocator forgets, while the
-  /// program runs, the streams nothing refers to (caching_allocator::forget_streams_while_running).
+  /// destroyed (flushed first or not), or its handle is given to a new stream (as the runtime may once the
+  /// old one's work is done); or, where that stream is alive, a burst of new streams is made (up to 80 at
+  /// once, 320 in all), so that calls name more than the 64 streams past which the allocator forgets, while
+  /// the program runs, the streams nothing refers to (caching_allocator::forget_streams_while_running).
   void capture() {
     if constexpr (streamed) {
       auto& o = a_->ordering();
@@ -508,7 +512,9 @@ class program {
     std::size_t reserved, cached;
     std::optional<std::size_t> held;
   };
-  snapshot state() const { return {a_->stats(), a_->reserved_bytes(), a_->cached_bytes(), held_bytes(a_->backend())}; }
+  snapshot state() const {
+    return {a_->stats(), a_->reserved_bytes(), a_->cached_bytes(), held_bytes(a_->backend())};
+  }
 
   void check_unchanged(const snapshot& before) {
     const snapshot now = state();
@@ -575,7 +581,8 @@ class program {
     FUZZ_CHECK(s.peak_reserved_bytes >= s.reserved_bytes);
     if (const auto held = held_bytes(a_->backend())) FUZZ_CHECK(*held == s.reserved_bytes);
     FUZZ_CHECK(misuses(a_->backend()) == 0);
-    if (const auto* device = simulated_pages_of(a_->backend()); device && steps_ % 4 == 0) check_no_shared_pages(*device);
+    if (const auto* device = simulated_pages_of(a_->backend()); device && steps_ % 4 == 0)
+      check_no_shared_pages(*device);
     if (!live_.empty()) {  // one live block, fully
       const live_block& b = live_[steps_ % live_.size()];
       FUZZ_CHECK(a_->owns(b.p));
@@ -720,10 +727,12 @@ void expect_invalid_option(const stash::caching_options& options) {
 }
 
 template <class Allocator>
-void run(FuzzedDataProvider& in, const stash::caching_options& first_byte, std::optional<page_sharing> trailer) {
+void run(FuzzedDataProvider& in, const stash::caching_options& first_byte,
+         std::optional<page_sharing> trailer) {
   stash::caching_options options = first_byte_sharing_as_before<Allocator>(first_byte);
   if (trailer) turn_on(*trailer, options);
-  if (options.keep_page_aliases && options.remap_pending_pages) return expect_invalid_option<Allocator>(options);
+  if (options.keep_page_aliases && options.remap_pending_pages)
+    return expect_invalid_option<Allocator>(options);
   program<Allocator>(in, options).run();
 }
 

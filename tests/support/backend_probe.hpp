@@ -16,7 +16,9 @@ namespace stash_test {
 /// Bytes the backend holds for the allocator, when the backend can tell.
 inline std::optional<std::size_t> held_bytes(const stash::host_backend&) { return std::nullopt; }
 inline std::optional<std::size_t> held_bytes(const stash::simulated_backend& b) { return b.in_use_bytes(); }
-inline std::optional<std::size_t> held_bytes(const stash::simulated_paged_backend& b) { return b.mapped_bytes(); }
+inline std::optional<std::size_t> held_bytes(const stash::simulated_paged_backend& b) {
+  return b.mapped_bytes();
+}
 template <class B>
 std::optional<std::size_t> held_bytes(const stash::failing_backend<B>& b) {
   return b.held_bytes();
@@ -29,11 +31,12 @@ std::optional<std::size_t> held_bytes(const checked_backend<B, C>& b) {
 /// Every counter the backend keeps, in a fixed order.
 inline std::vector<std::size_t> counters(const stash::host_backend&) { return {}; }
 inline std::vector<std::size_t> counters(const stash::simulated_backend& b) {
-  return {b.in_use_bytes(), b.peak_in_use_bytes(), b.live_segments(), b.allocate_calls(), b.deallocate_calls(),
-          b.mismatched_frees()};
+  return {b.in_use_bytes(), b.peak_in_use_bytes(), b.live_segments(), b.allocate_calls(),
+          b.deallocate_calls(), b.mismatched_frees()};
 }
 inline std::vector<std::size_t> counters(const stash::simulated_paged_backend& b) {
-  return {b.mapped_bytes(), b.peak_mapped_bytes(), b.map_calls(), b.move_calls(), b.chunk_moves(), b.unmap_calls(), b.misuses()};
+  return {b.mapped_bytes(), b.peak_mapped_bytes(), b.map_calls(), b.move_calls(), b.chunk_moves(),
+          b.unmap_calls(), b.misuses()};
 }
 template <class B>
 std::vector<std::size_t> counters(const stash::failing_backend<B>& b) {

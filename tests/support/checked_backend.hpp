@@ -25,7 +25,8 @@ namespace stash_test {
 struct backend_ledger {
   std::map<std::uintptr_t, std::size_t> segments;  // live segments: address -> bytes
   std::set<std::uintptr_t> pages;                  // mapped pages (a chunk's own mapping, or an alias)
-  std::map<std::uintptr_t, std::size_t> aliases;   // mappings that are not their chunk's own: first page -> pages
+  std::map<std::uintptr_t, std::size_t> aliases;   // mappings that are not their
+                                                   // chunk's own: first page -> pages
   stash::detail::shared_mappings shared;           // chunks mapped at several addresses
   std::uintptr_t reserved_base = 0;
   std::size_t reserved_bytes = 0;
@@ -91,7 +92,11 @@ class checked_backend {
   }
 
   // Paged backends.
-  std::size_t page_size() const noexcept requires stash::paged_backend<Backend> { return upstream_.page_size(); }
+  std::size_t page_size() const noexcept
+    requires stash::paged_backend<Backend>
+  {
+    return upstream_.page_size();
+  }
   std::size_t default_reserve_bytes() const noexcept
     requires stash::paged_backend<Backend> && requires(const Backend& b) { b.default_reserve_bytes(); }
   {
@@ -203,7 +208,8 @@ class checked_backend {
   /// on. No memory is created. Everything is recorded before the upstream maps, and forgotten if it
   /// fails (false or a throw).
   template <class Map>
-  bool second_mapping(std::uintptr_t from, std::uintptr_t to, std::size_t n, std::uintptr_t alias, Map&& map) {
+  bool second_mapping(std::uintptr_t from, std::uintptr_t to, std::size_t n, std::uintptr_t alias,
+                      Map&& map) {
     ++ledger_->calls;
     if (!unmapped_run(to, n) || ledger_->aliases.count(alias)) ++ledger_->misuses;
     const std::vector<std::uintptr_t> recorded = record_pages(to, n);
@@ -232,7 +238,8 @@ class checked_backend {
     recorded.reserve(n);
     try {
       for (std::size_t i = 0; i < n; ++i)
-        if (ledger_->pages.insert(a + i * upstream_.page_size()).second) recorded.push_back(a + i * upstream_.page_size());
+        if (ledger_->pages.insert(a + i * upstream_.page_size()).second)
+          recorded.push_back(a + i * upstream_.page_size());
     } catch (...) {
       forget(recorded);
       throw;
@@ -289,6 +296,8 @@ class checked_backend {
 namespace stash_test {
 // The upstream's shape comes through, aliases (keep_page_aliases) included, unless pages_only.
 static_assert(stash::aliasing_paged_backend<checked_backend<stash::simulated_paged_backend>>);
-static_assert(stash::paged_backend<checked_backend<stash::simulated_paged_backend, checked_calls::pages_only>>);
-static_assert(!stash::chunked_paged_backend<checked_backend<stash::simulated_paged_backend, checked_calls::pages_only>>);
+static_assert(
+    stash::paged_backend<checked_backend<stash::simulated_paged_backend, checked_calls::pages_only>>);
+static_assert(!stash::chunked_paged_backend<
+              checked_backend<stash::simulated_paged_backend, checked_calls::pages_only>>);
 }  // namespace stash_test

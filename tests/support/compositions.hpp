@@ -32,15 +32,17 @@ using stash::spin_lock;
 
 using host_segregated = caching_allocator<host_backend, segregated_fit_buckets, std::mutex, basic_stats>;
 using host_pow2 = caching_allocator<host_backend, power_of_two_buckets, null_lock, basic_stats>;
-using simulated_segregated = caching_allocator<simulated_backend, segregated_fit_buckets, spin_lock, basic_stats>;
+using simulated_segregated =
+    caching_allocator<simulated_backend, segregated_fit_buckets, spin_lock, basic_stats>;
 using simulated_pow2 = caching_allocator<simulated_backend, power_of_two_buckets, std::mutex, basic_stats>;
-using paged_segregated = caching_allocator<simulated_paged_backend, segregated_fit_buckets, std::mutex, basic_stats>;
+using paged_segregated =
+    caching_allocator<simulated_paged_backend, segregated_fit_buckets, std::mutex, basic_stats>;
 using failing_host_segregated =
     caching_allocator<failing_backend<host_backend>, segregated_fit_buckets, null_lock, basic_stats>;
 using failing_simulated_pow2 =
     caching_allocator<failing_backend<simulated_backend>, power_of_two_buckets, spin_lock, basic_stats>;
-using failing_paged_segregated =
-    caching_allocator<failing_backend<simulated_paged_backend>, segregated_fit_buckets, spin_lock, basic_stats>;
+using failing_paged_segregated = caching_allocator<failing_backend<simulated_paged_backend>,
+                                                   segregated_fit_buckets, spin_lock, basic_stats>;
 
 #define STASH_TEST_COMPOSITIONS                                                                      \
   stash_test::host_segregated, stash_test::host_pow2, stash_test::simulated_segregated,             \
@@ -65,7 +67,8 @@ constexpr bool touches_memory = Allocator::kind == stash::memory_kind::host;
 /// Sizes spread evenly over orders of magnitude in [1, max_bytes].
 class log_uniform_sizes {
  public:
-  explicit log_uniform_sizes(std::size_t max_bytes) : exponent_(0.0, std::log2(static_cast<double>(max_bytes))) {}
+  explicit log_uniform_sizes(std::size_t max_bytes)
+      : exponent_(0.0, std::log2(static_cast<double>(max_bytes))) {}
   template <class Rng>
   std::size_t operator()(Rng& rng) {
     const auto n = static_cast<std::size_t>(std::exp2(exponent_(rng)));

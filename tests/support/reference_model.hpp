@@ -23,7 +23,8 @@ class reference_model {
     bool overlap = false;
     auto next = live_.lower_bound(a);
     if (next != live_.end() && next->first < a + good_size) overlap = true;
-    if (next != live_.begin() && std::prev(next)->first + std::prev(next)->second.good_size > a) overlap = true;
+    if (next != live_.begin() && std::prev(next)->first + std::prev(next)->second.good_size > a)
+      overlap = true;
     live_[a] = {requested, good_size};
     allocated_ += good_size;
     requested_ += requested;

@@ -41,8 +41,8 @@ class stream_model {
 
   void freed(const void* p, std::size_t n, std::vector<stash::stream> uses, bool has_own, stash::stream own,
              mark before) {
-    pending_.push_back(
-        {model_address(p), model_address(p) + n, std::move(uses), own, has_own, before.events, before.device_syncs});
+    pending_.push_back({model_address(p), model_address(p) + n, std::move(uses), own, has_own, before.events,
+                        before.device_syncs});
   }
 
   /// Whether [p, p + n) handed out on stream `to` overlaps a free not yet safe for `to`.
@@ -77,7 +77,8 @@ class stream_model {
   bool covered(const pending_free& f, stash::stream u, stash::stream to) const {
     if (o_.device_syncs() > f.device_syncs_before) return true;
     for (std::size_t e = f.events_before + 1; e <= o_.records(); ++e)
-      if (o_.is_complete(e) && (o_.stream_of(e) == u || after_u(o_.stream_of(e), e, u, f.events_before, 0))) return true;
+      if (o_.is_complete(e) && (o_.stream_of(e) == u || after_u(o_.stream_of(e), e, u, f.events_before, 0)))
+        return true;
     return after_u(to, SIZE_MAX, u, f.events_before, 0);
   }
   /// Whether the work queued on v before event `before` (SIZE_MAX: v's next work) comes after an event

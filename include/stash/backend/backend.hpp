@@ -74,8 +74,8 @@ concept chunked_paged_backend = paged_backend<B> && requires(B& b, std::uintptr_
   /// Moves the chunk of n pages mapped at `a` (one physical allocation, n = 1 for a page mapped
   /// alone) to the n pages from the second address on (none mapped), and grants no access there:
   /// nothing may use them before set_access covers them. Two driver calls however many pages (no
-  /// physical memory is created); what the pages held is no part of the contract. false = out of memory, and then the
-  /// chunk stays where it was, usable as before.
+  /// physical memory is created); what the pages held is no part of the contract. false = out of memory, and
+  /// then the chunk stays where it was, usable as before.
   { b.move_pages(a, a, n) } -> std::same_as<bool>;
 };
 
@@ -84,30 +84,32 @@ concept chunked_paged_backend = paged_backend<B> && requires(B& b, std::uintptr_
 /// old address while later work on the same stream uses it at the new one: the old mapping goes once
 /// that work has completed (caching_options::remap_pending_pages).
 template <class B>
-concept remapping_paged_backend = chunked_paged_backend<B> && requires(B& b, std::uintptr_t a, std::size_t n) {
-  /// Maps the chunk of n pages mapped at `a` also at the n pages from the second address on (none
-  /// mapped), with no access there until set_access covers them; the chunk's memory then belongs to
-  /// the new address (unmap_pages, move_pages, export_chunk there), and the old one is an alias that
-  /// still reads and writes it. No physical memory is created. false = out of memory, and then nothing
-  /// changed; any other failure throws (stash::error), and then nothing changed either.
-  { b.remap_pages(a, a, n) } -> std::same_as<bool>;
-  /// Unmaps the alias of n pages remap_pages left at `a`, without giving the memory back (it stays
-  /// mapped at its new address, or was given back there). Never throws.
-  { b.unmap_alias(a, n) } noexcept;
-};
+concept remapping_paged_backend =
+    chunked_paged_backend<B> && requires(B& b, std::uintptr_t a, std::size_t n) {
+      /// Maps the chunk of n pages mapped at `a` also at the n pages from the second address on (none
+      /// mapped), with no access there until set_access covers them; the chunk's memory then belongs to
+      /// the new address (unmap_pages, move_pages, export_chunk there), and the old one is an alias that
+      /// still reads and writes it. No physical memory is created. false = out of memory, and then nothing
+      /// changed; any other failure throws (stash::error), and then nothing changed either.
+      { b.remap_pages(a, a, n) } -> std::same_as<bool>;
+      /// Unmaps the alias of n pages remap_pages left at `a`, without giving the memory back (it stays
+      /// mapped at its new address, or was given back there). Never throws.
+      { b.unmap_alias(a, n) } noexcept;
+    };
 
 /// A remapping paged backend that keeps a chunk mapped at several addresses for as long as the caller
 /// likes (caching_options::keep_page_aliases): the paged arena lets blocks use one of them at a time and
 /// switches between them without a driver call.
 template <class B>
-concept aliasing_paged_backend = remapping_paged_backend<B> && requires(B& b, std::uintptr_t a, std::size_t n) {
-  /// Maps the physical allocation mapped at `a` (a whole chunk of n pages as mapped, or a whole alias
-  /// of one) also at the n pages from the second address on (none mapped), as an alias, with no access
-  /// there until set_access covers them. No physical memory is created: it is held until its last
-  /// mapping is unmapped (unmap_pages at the chunk's own address, unmap_alias at an alias, in any
-  /// order). false = out of memory, and then nothing changed.
-  { b.alias_pages(a, a, n) } -> std::same_as<bool>;
-};
+concept aliasing_paged_backend =
+    remapping_paged_backend<B> && requires(B& b, std::uintptr_t a, std::size_t n) {
+      /// Maps the physical allocation mapped at `a` (a whole chunk of n pages as mapped, or a whole alias
+      /// of one) also at the n pages from the second address on (none mapped), as an alias, with no access
+      /// there until set_access covers them. No physical memory is created: it is held until its last
+      /// mapping is unmapped (unmap_pages at the chunk's own address, unmap_alias at an alias, in any
+      /// order). false = out of memory, and then nothing changed.
+      { b.alias_pages(a, a, n) } -> std::same_as<bool>;
+    };
 
 /// A paged backend whose physical allocations can be handed to another process (stash/ipc.hpp).
 template <class B>

@@ -56,9 +56,9 @@ class basic_cuda_vmm_backend {
   /// `shareable`: physical memory is created so that it can be exported to another process as a POSIX
   /// file descriptor (export_chunk; stash/ipc.hpp). `peers` (device pages): all maps every page for
   /// each device that can reach this one too; none maps it for this device only, and grant_peer adds
-  /// devices later. Pinned host pages are mapped for the CPU and every device whatever it says. Throws stash::invalid_device for a bad id and
-  /// stash::cuda_error when there is no driver, the device lacks VMM support, or shareable memory was
-  /// asked for and the device cannot export it.
+  /// devices later. Pinned host pages are mapped for the CPU and every device whatever it says. Throws
+  /// stash::invalid_device for a bad id and stash::cuda_error when there is no driver, the device lacks VMM
+  /// support, or shareable memory was asked for and the device cannot export it.
   explicit basic_cuda_vmm_backend(int device = -1, std::size_t reserve_bytes = 0, bool shareable = false,
                                   peer_access peers = peer_access::all)
       : device_(device_manager::resolve(device)), reserve_bytes_(reserve_bytes), shareable_(shareable) {
@@ -82,8 +82,8 @@ class basic_cuda_vmm_backend {
     }
     if (shareable_) {
       int exportable = 0;
-      STASH_CU_CHECK(api().cuDeviceGetAttribute(&exportable, CU_DEVICE_ATTRIBUTE_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR_SUPPORTED,
-                                                handle));
+      STASH_CU_CHECK(api().cuDeviceGetAttribute(
+          &exportable, CU_DEVICE_ATTRIBUTE_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR_SUPPORTED, handle));
       if (!exportable)
         throw cuda_error(static_cast<int>(cudaErrorNotSupported),
                          "device " + std::to_string(device_) +
@@ -188,7 +188,8 @@ class basic_cuda_vmm_backend {
       CUmemAccessDesc revoke = grant;
       revoke.flags = CU_MEM_ACCESS_FLAGS_PROT_NONE;
       for_each_mapped_run([&](std::size_t first, std::size_t n) {
-        if (first < granted_to) (void)api().cuMemSetAccess(base_ + first * page_size_, n * page_size_, &revoke, 1);
+        if (first < granted_to)
+          (void)api().cuMemSetAccess(base_ + first * page_size_, n * page_size_, &revoke, 1);
       });
       STASH_CU_CHECK(status);
     }
@@ -251,9 +252,11 @@ class basic_cuda_vmm_backend {
   /// page is mapped already.
   bool map_chunks(std::uintptr_t a, std::size_t n, std::size_t chunk) {
     const std::size_t first = index_of(a, "map_chunks");
-    if (n == 0 || n > pages_.size() - first) throw invalid_pointer(reinterpret_cast<void*>(a), "map_chunks: past the reserved range");
+    if (n == 0 || n > pages_.size() - first)
+      throw invalid_pointer(reinterpret_cast<void*>(a), "map_chunks: past the reserved range");
     for (std::size_t i = first; i < first + n; ++i)
-      if (pages_[i].mapped || pages_[i].alias) throw invalid_pointer(reinterpret_cast<void*>(base_ + i * page_size_), "page is already mapped");
+      if (pages_[i].mapped || pages_[i].alias)
+        throw invalid_pointer(reinterpret_cast<void*>(base_ + i * page_size_), "page is already mapped");
     if (chunk == 0 || chunk > n) chunk = n;
     cuda::device_guard guard(device_);
     cuda::relaxed_capture_mode relaxed;  // legal during a graph capture (cuda/capture_mode.hpp)
@@ -308,10 +311,12 @@ class basic_cuda_vmm_backend {
   /// not mapped.
   bool set_access(std::uintptr_t a, std::size_t n) {
     const std::size_t first = index_of(a, "set_access");
-    if (n == 0 || n > pages_.size() - first) throw invalid_pointer(reinterpret_cast<void*>(a), "set_access: past the reserved range");
+    if (n == 0 || n > pages_.size() - first)
+      throw invalid_pointer(reinterpret_cast<void*>(a), "set_access: past the reserved range");
     for (std::size_t i = first; i < first + n; ++i)
       if (!pages_[i].mapped && !pages_[i].alias)
-        throw invalid_pointer(reinterpret_cast<void*>(base_ + i * page_size_), "set_access: page is not mapped");
+        throw invalid_pointer(reinterpret_cast<void*>(base_ + i * page_size_),
+                              "set_access: page is not mapped");
     cuda::device_guard guard(device_);
     cuda::relaxed_capture_mode relaxed;  // legal during a graph capture (cuda/capture_mode.hpp)
     const CUresult granted = grant_access(a, n * page_size_);
@@ -328,9 +333,11 @@ class basic_cuda_vmm_backend {
     page& target = pages_[index_of(to, "move_page")];
     if (!source.mapped) throw invalid_pointer(reinterpret_cast<void*>(from), "page is not mapped");
     if (source.chunk_pages != 1)
-      throw invalid_pointer(reinterpret_cast<void*>(from), "move_page: the page is part of a chunk of several pages");
+      throw invalid_pointer(reinterpret_cast<void*>(from),
+                            "move_page: the page is part of a chunk of several pages");
     if (from == to) return true;
-    if (target.mapped || target.alias) throw invalid_pointer(reinterpret_cast<void*>(to), "page is already mapped");
+    if (target.mapped || target.alias)
+      throw invalid_pointer(reinterpret_cast<void*>(to), "page is already mapped");
     cuda::device_guard guard(device_);
     cuda::relaxed_capture_mode relaxed;  // legal during a graph capture (cuda/capture_mode.hpp)
     const cuda::driver_api& cu = api();
@@ -372,9 +379,11 @@ class basic_cuda_vmm_backend {
     const std::size_t source = index_of(from, "move_pages"), target = index_of(to, "move_pages");
     if (!pages_[source].mapped || pages_[source].chunk_pages != n)
       throw invalid_pointer(reinterpret_cast<void*>(from), "move_pages: not a chunk of that many pages");
-    if (n > pages_.size() - target) throw invalid_pointer(reinterpret_cast<void*>(to), "move_pages: past the reserved range");
+    if (n > pages_.size() - target)
+      throw invalid_pointer(reinterpret_cast<void*>(to), "move_pages: past the reserved range");
     for (std::size_t i = target; i < target + n; ++i)
-      if (pages_[i].mapped || pages_[i].alias) throw invalid_pointer(reinterpret_cast<void*>(base_ + i * page_size_), "page is already mapped");
+      if (pages_[i].mapped || pages_[i].alias)
+        throw invalid_pointer(reinterpret_cast<void*>(base_ + i * page_size_), "page is already mapped");
     cuda::device_guard guard(device_);
     cuda::relaxed_capture_mode relaxed;  // legal during a graph capture (cuda/capture_mode.hpp)
     const cuda::driver_api& cu = api();
@@ -423,7 +432,8 @@ class basic_cuda_vmm_backend {
     const CUresult status = api().cuMemMap(to, n * page_size_, 0, handle, 0);
     if (status == CUDA_ERROR_OUT_OF_MEMORY) return false;  // a new entry stays unused (no mapping)
     STASH_CU_CHECK(status);
-    for (std::size_t i = 0; i < n; ++i) pages_[target + i] = std::exchange(pages_[source + i], page{handle, false, 0, true});
+    for (std::size_t i = 0; i < n; ++i)
+      pages_[target + i] = std::exchange(pages_[source + i], page{handle, false, 0, true});
     pages_[source].chunk_pages = n;  // the alias's pages, for unmap_alias
     count_new_mapping(id, source, target, n);
     return true;
@@ -441,7 +451,8 @@ class basic_cuda_vmm_backend {
   bool alias_pages(std::uintptr_t from, std::uintptr_t to, std::size_t n) {
     const std::size_t source = index_of(from, "alias_pages");
     if (!(pages_[source].mapped || pages_[source].alias) || pages_[source].chunk_pages != n)
-      throw invalid_pointer(reinterpret_cast<void*>(from), "alias_pages: not a chunk or alias of that many pages");
+      throw invalid_pointer(reinterpret_cast<void*>(from),
+                            "alias_pages: not a chunk or alias of that many pages");
     const std::size_t target = unmapped_target(to, n, "alias_pages");
     const std::uint32_t id = shared_entry_of(source);  // the host memory first (see remap_pages)
     cuda::device_guard guard(device_);
@@ -510,17 +521,20 @@ class basic_cuda_vmm_backend {
   int export_chunk(std::uintptr_t a) const {
     if (!shareable_) throw error("stash: export_chunk: the backend was not made shareable");
     const page& p = pages_[index_of(a, "export_chunk")];
-    if (!p.mapped && !p.alias) throw invalid_pointer(reinterpret_cast<void*>(a), "export_chunk: page is not mapped");
+    if (!p.mapped && !p.alias)
+      throw invalid_pointer(reinterpret_cast<void*>(a), "export_chunk: page is not mapped");
     cuda::device_guard guard(device_);
     int fd = -1;
     if (p.mapped) {
-      STASH_CU_CHECK(api().cuMemExportToShareableHandle(&fd, p.handle, CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR, 0));
+      STASH_CU_CHECK(
+          api().cuMemExportToShareableHandle(&fd, p.handle, CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR, 0));
       return fd;
     }
     // An alias (alias_pages, remap_pages): its chunk's own handle may be released already.
     CUmemGenericAllocationHandle handle = 0;
     STASH_CU_CHECK(api().cuMemRetainAllocationHandle(&handle, reinterpret_cast<void*>(a)));
-    const CUresult status = api().cuMemExportToShareableHandle(&fd, handle, CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR, 0);
+    const CUresult status =
+        api().cuMemExportToShareableHandle(&fd, handle, CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR, 0);
     (void)api().cuMemRelease(handle);
     STASH_CU_CHECK(status);
     return fd;
@@ -566,8 +580,10 @@ class basic_cuda_vmm_backend {
   CUmemAllocationProp allocation_properties() const noexcept {
     CUmemAllocationProp prop{};
     prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
-    prop.requestedHandleTypes = shareable_ ? CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR : CU_MEM_HANDLE_TYPE_NONE;
-    prop.location.type = Kind == memory_kind::device ? CU_MEM_LOCATION_TYPE_DEVICE : CU_MEM_LOCATION_TYPE_HOST;
+    prop.requestedHandleTypes =
+        shareable_ ? CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR : CU_MEM_HANDLE_TYPE_NONE;
+    prop.location.type =
+        Kind == memory_kind::device ? CU_MEM_LOCATION_TYPE_DEVICE : CU_MEM_LOCATION_TYPE_HOST;
     prop.location.id = Kind == memory_kind::device ? device_ : 0;
     return prop;
   }
@@ -602,9 +618,11 @@ class basic_cuda_vmm_backend {
     if constexpr (Kind == memory_kind::device) {
       access.push_back(read_write(CU_MEM_LOCATION_TYPE_DEVICE, device_));
       if (peers == peer_access::all)
-        for (const int peer : reachable_peers()) access.push_back(read_write(CU_MEM_LOCATION_TYPE_DEVICE, peer));
+        for (const int peer : reachable_peers())
+          access.push_back(read_write(CU_MEM_LOCATION_TYPE_DEVICE, peer));
     } else {
-      for (int d = 0; d < device_manager::device_count(); ++d) access.push_back(read_write(CU_MEM_LOCATION_TYPE_DEVICE, d));
+      for (int d = 0; d < device_manager::device_count(); ++d)
+        access.push_back(read_write(CU_MEM_LOCATION_TYPE_DEVICE, d));
       access.push_back(read_write(CU_MEM_LOCATION_TYPE_HOST, 0));
     }
     return access;
@@ -665,7 +683,8 @@ class basic_cuda_vmm_backend {
   /// is past the reserved range, mapped or an alias.
   std::size_t unmapped_target(std::uintptr_t to, std::size_t n, const char* what) const {
     const std::size_t target = index_of(to, what);
-    if (n > pages_.size() - target) throw invalid_pointer(reinterpret_cast<void*>(to), std::string(what) + ": past the reserved range");
+    if (n > pages_.size() - target)
+      throw invalid_pointer(reinterpret_cast<void*>(to), std::string(what) + ": past the reserved range");
     for (std::size_t i = target; i < target + n; ++i)
       if (pages_[i].mapped || pages_[i].alias)
         throw invalid_pointer(reinterpret_cast<void*>(base_ + i * page_size_), "page is already mapped");
@@ -709,9 +728,11 @@ class basic_cuda_vmm_backend {
     if (base_ == 0) return;
     try {
       cuda::device_guard guard(device_);
-      if (mapped_pages_ + aliased_pages_ != 0 && cudaDeviceSynchronize() != cudaSuccess) (void)cudaGetLastError();
+      if (mapped_pages_ + aliased_pages_ != 0 && cudaDeviceSynchronize() != cudaSuccess)
+        (void)cudaGetLastError();
       for (std::size_t i = 0; i < pages_.size() && aliased_pages_ != 0; ++i)
-        if (pages_[i].alias && pages_[i].chunk_pages != 0) unmap_alias(base_ + i * page_size_, pages_[i].chunk_pages);
+        if (pages_[i].alias && pages_[i].chunk_pages != 0)
+          unmap_alias(base_ + i * page_size_, pages_[i].chunk_pages);
       for (std::size_t i = 0; i < pages_.size() && mapped_pages_ != 0; ++i) {
         if (pages_[i].mapped && pages_[i].chunk_pages != 0) unmap_and_release(i);
       }
@@ -775,6 +796,7 @@ static_assert(peer_paged_backend<cuda_vmm_backend>);
 static_assert(remapping_paged_backend<cuda_vmm_backend>);
 static_assert(aliasing_paged_backend<cuda_vmm_backend>);
 static_assert(room_telling_backend<cuda_vmm_backend>);
-static_assert(!peer_paged_backend<cuda_pinned_vmm_backend>, "pinned pages are mapped for every device already");
+static_assert(!peer_paged_backend<cuda_pinned_vmm_backend>,
+              "pinned pages are mapped for every device already");
 
 }  // namespace stash

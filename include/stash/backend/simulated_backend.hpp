@@ -26,7 +26,8 @@ class simulated_backend {
     ++allocate_calls_;
     if (in_use_ > capacity_ || bytes > capacity_ - in_use_) return nullptr;  // capacity may drop below use
     if (bytes > SIZE_MAX - 2 * alignment) return nullptr;
-    const std::size_t span = (bytes + alignment - 1) / alignment * alignment + alignment;  // a gap: no two touch
+    const std::size_t span =
+        (bytes + alignment - 1) / alignment * alignment + alignment;  // a gap: no two touch
     if (span > window_left_) {  // the rest of the window is too small: a fresh one (the rest is never used)
       const std::uintptr_t base = detail::take_fake_address_window(span);
       if (base == 0) return nullptr;  // the fake address range is used up

@@ -80,7 +80,8 @@ class simulated_paged_backend {
   /// are unmapped and released (cuMemUnmap, cuMemRelease). No access yet (accessible() says false).
   bool map_chunks(std::uintptr_t a, std::size_t n, std::size_t chunk) noexcept {
     if (chunk == 0 || chunk > n) chunk = n;
-    const std::size_t room = mapped_bytes_ > capacity_ ? 0 : (capacity_ - mapped_bytes_) / page_;  // capacity may drop below use
+    const std::size_t room =
+        mapped_bytes_ > capacity_ ? 0 : (capacity_ - mapped_bytes_) / page_;  // capacity may drop below use
     std::size_t chunks = 0;
     for (std::size_t done = 0; done < n; done += chunk, ++chunks) {
       ++map_calls_;
@@ -193,7 +194,8 @@ class simulated_paged_backend {
     driver_calls_ += 3;  // cuMemRetainAllocationHandle, cuMemMap and cuMemRelease, as cuda_vmm_backend makes
     if (alias_calls_ == failing_alias_) {
       if (alias_failure_throws_)
-        throw cuda_error(2, "simulated_paged_backend: injected failure on alias_pages call " + std::to_string(alias_calls_));
+        throw cuda_error(2, "simulated_paged_backend: injected failure on alias_pages call " +
+                                std::to_string(alias_calls_));
       return false;
     }
     const bool whole_alias = in_range(from) && alias_pages_[index(from)] == n;
@@ -299,11 +301,13 @@ class simulated_paged_backend {
   /// chunk backing the mapped page at `a`. Here an empty in-memory file (memfd) as long as the chunk, so
   /// that a test can tell which chunk was exported. invalid_pointer when no page is mapped at `a`.
   int export_chunk(std::uintptr_t a) const {
-    if (!in_range(a) || !mapped_[index(a)]) throw invalid_pointer(reinterpret_cast<void*>(a), "export_chunk: page is not mapped");
+    if (!in_range(a) || !mapped_[index(a)])
+      throw invalid_pointer(reinterpret_cast<void*>(a), "export_chunk: page is not mapped");
     const std::size_t first = mapping_first(index(a));
     const std::size_t bytes = std::size_t{chunk_pages_[first] + alias_pages_[first]} * page_;
     const int fd = ::memfd_create("stash-simulated-chunk", MFD_CLOEXEC);
-    if (fd < 0) throw error(std::string("stash: simulated export_chunk: memfd_create: ") + std::strerror(errno));
+    if (fd < 0)
+      throw error(std::string("stash: simulated export_chunk: memfd_create: ") + std::strerror(errno));
     if (::ftruncate(fd, static_cast<off_t>(bytes)) != 0) {
       const int e = errno;
       ::close(fd);
@@ -340,7 +344,9 @@ class simulated_paged_backend {
   /// The driver calls cuda_vmm_backend would have made for the same map, move and unmap calls.
   std::size_t driver_calls() const noexcept { return driver_calls_; }
   /// Whether the page at a is mapped and granted access (set_access, map_pages or a move).
-  bool accessible(std::uintptr_t a) const noexcept { return in_range(a) && mapped_[index(a)] && access_[index(a)]; }
+  bool accessible(std::uintptr_t a) const noexcept {
+    return in_range(a) && mapped_[index(a)] && access_[index(a)];
+  }
   /// Whether the page at a is mapped and granted to `device` (its own device: accessible(a)).
   bool accessible_by(std::uintptr_t a, int device) const noexcept {
     if (device == device_) return accessible(a);
@@ -348,7 +354,9 @@ class simulated_paged_backend {
            (peer_access_[index(a)] >> device & 1) != 0;
   }
   /// Pages of the chunk that starts at a (0: none starts there).
-  std::size_t chunk_pages(std::uintptr_t a) const noexcept { return in_range(a) ? chunk_pages_[index(a)] : 0; }
+  std::size_t chunk_pages(std::uintptr_t a) const noexcept {
+    return in_range(a) ? chunk_pages_[index(a)] : 0;
+  }
   /// f(address, pages) for every chunk mapped, in address order.
   template <class F>
   void for_each_chunk(F&& f) const {
@@ -361,7 +369,9 @@ class simulated_paged_backend {
  private:
   static constexpr std::uint8_t alias = 2;  // mapped_: an alias remap_pages left
 
-  bool in_range(std::uintptr_t a) const noexcept { return a >= base_ && (a - base_) / page_ < mapped_.size(); }
+  bool in_range(std::uintptr_t a) const noexcept {
+    return a >= base_ && (a - base_) / page_ < mapped_.size();
+  }
   std::size_t index(std::uintptr_t a) const noexcept { return (a - base_) / page_; }
   /// The first page of the mapping (a chunk's own, or an alias) that mapped page i belongs to.
   std::size_t mapping_first(std::size_t i) const noexcept {
@@ -450,7 +460,8 @@ class simulated_paged_backend {
   std::size_t failing_alias_ = 0;   // the alias_pages call that fails (fail_alias_call); 0: none
   bool alias_failure_throws_ = false;
   std::size_t mapped_bytes_ = 0, peak_mapped_bytes_ = 0;
-  std::size_t map_calls_ = 0, move_calls_ = 0, chunk_moves_ = 0, moved_pages_ = 0, unmap_calls_ = 0, misuses_ = 0, driver_calls_ = 0;
+  std::size_t map_calls_ = 0, move_calls_ = 0, chunk_moves_ = 0, moved_pages_ = 0, unmap_calls_ = 0,
+              misuses_ = 0, driver_calls_ = 0;
   mutable std::size_t export_calls_ = 0;
 };
 

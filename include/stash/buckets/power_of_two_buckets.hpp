@@ -26,6 +26,7 @@ struct power_of_two_buckets {
 static_assert(bucket_policy<power_of_two_buckets>);
 static_assert(power_of_two_buckets::round_up(1) == 256);
 static_assert(power_of_two_buckets::round_up(257) == 512);
-static_assert(power_of_two_buckets::round_up(power_of_two_buckets::max_size) == power_of_two_buckets::max_size);
+static_assert(power_of_two_buckets::round_up(power_of_two_buckets::max_size) ==
+              power_of_two_buckets::max_size);
 
 }  // namespace stash

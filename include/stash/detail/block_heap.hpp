@@ -131,12 +131,14 @@ class block_heap {
                             int budget = std::numeric_limits<int>::max()) const noexcept {
     const std::size_t end = (pool + std::size_t{1}) * Buckets::bucket_count;
     const auto& free = free_;
-    for (std::size_t j = free.first_at_or_above(bucket_of(size, pool)); j < end; j = free.first_at_or_above(j + 1))
+    for (std::size_t j = free.first_at_or_above(bucket_of(size, pool)); j < end;
+         j = free.first_at_or_above(j + 1))
       for (block* b = free.head(j); b; b = b->next_free) {
         if (budget-- <= 0) return nullptr;
         if constexpr (Streamed) {  // a top stands for itself and the block filed apart below it
           if (!b->next_adjacent) {
-            if (block* const lower = filed_below(b); lower && lower->size >= size && keep(lower)) return lower;
+            if (block* const lower = filed_below(b); lower && lower->size >= size && keep(lower))
+              return lower;
           }
         }
         if (b->size >= size && keep(b)) return b;
@@ -351,7 +353,8 @@ class block_heap {
   bool merge_ready(block* b) noexcept {
     bool left = false;
     for (; b; b = b->next_adjacent) {
-      while (b->is_free() && ready(b) && b->next_adjacent && b->next_adjacent->is_free() && ready(b->next_adjacent)) {
+      while (b->is_free() && ready(b) && b->next_adjacent && b->next_adjacent->is_free() &&
+             ready(b->next_adjacent)) {
         free_.remove(b);
         free_.remove(b->next_adjacent);
         absorb_next(b);
@@ -418,7 +421,8 @@ class block_heap {
   std::size_t allocated_ = 0;  // bytes of live blocks
   bool unmerged_ = false;      // stream order: free neighbours may lie unmerged (note_unmerged)
   bool below_tops_[pool_count] = {};  // stream order, per pool: file_free files blocks below a free top apart
-  bool top_over_pending_ = false;  // stream order: below_top_first may take a top above a block it may not use
+  bool top_over_pending_ = false;  // stream order: below_top_first may take
+                                   // a top above a block it may not use
 };
 
 }  // namespace stash::detail

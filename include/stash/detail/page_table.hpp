@@ -13,8 +13,8 @@
 //     block: touch and untouch never meet a held page, and the fast path pays nothing for them.
 //   - chunks: which mapped pages share one physical allocation (the first and the last page of each
 //     are marked). A chunk is unmapped whole, so its pages count as idle only when all of them are.
-// A page is touched when a live block lies on it: interior, or edge_refs > 0 (or it is held). Mapped pages that are not
-// touched are idle: the paged allocator's cache, moved to where memory is needed or given back.
+// A page is touched when a live block lies on it: interior, or edge_refs > 0 (or it is held). Mapped pages
+// that are not touched are idle: the paged allocator's cache, moved to where memory is needed or given back.
 // Pages that may be idle are also kept in a hierarchical bitmap, so that the highest idle page is found
 // in a few word operations however large the table: a page goes in when it becomes idle, and a page
 // found there that is no longer idle (a block was placed on it since) is taken out when the search
@@ -123,7 +123,8 @@ class basic_page_table {
     for (std::size_t w = first / 64; w <= last / 64; ++w) {
       const std::uint64_t pages = held_[w] & word_mask(w, first, last);
       held_[w] &= ~pages;
-      if (const std::uint64_t idle = untouched(w, pages)) maybe_idle_.assign_word(w, maybe_idle_.word(w) | idle);
+      if (const std::uint64_t idle = untouched(w, pages))
+        maybe_idle_.assign_word(w, maybe_idle_.word(w) | idle);
     }
   }
 

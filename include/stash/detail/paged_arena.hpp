@@ -39,7 +39,8 @@ template <paged_backend Backend, class Heap, stats_policy Stats, class Streams>
 class paged_arena {
   using Buckets = typename Heap::buckets_type;
   static constexpr bool streamed = Heap::streamed;
-  static_assert(!Buckets::exact_fit, "a paged backend carves one address range: it needs a bucket policy that splits");
+  static_assert(!Buckets::exact_fit,
+                "a paged backend carves one address range: it needs a bucket policy that splits");
   static_assert(Heap::small_pool, "the small region has a pool of its own");
   using tag = stream_tag;
   static constexpr bool remapping = streamed && remapping_paged_backend<Backend>;
@@ -53,7 +54,8 @@ class paged_arena {
       : backend_(std::move(backend)), options_(options), heap_(heap), stats_(stats), streams_(streams) {
     const std::size_t page = backend_.page_size();
     if (options_.reserve_bytes > SIZE_MAX - (page - 1))
-      throw invalid_option("reserve_bytes", std::to_string(options_.reserve_bytes) + " cannot be rounded up to whole pages");
+      throw invalid_option("reserve_bytes",
+                           std::to_string(options_.reserve_bytes) + " cannot be rounded up to whole pages");
   }
   paged_arena(const paged_arena&) = delete;
   paged_arena& operator=(const paged_arena&) = delete;
@@ -113,7 +115,8 @@ class paged_arena {
     if (size > fill_mapped_below_) return nullptr;
     const bool tiny = size <= fill_mapped_above_;
     auto usable_on_mapped_pages = [&](const block* b) {
-      return Heap::usable(b, on) && (!tiny || b->next_adjacent) && first_unmapped(b->addr, size) == page_table::none;
+      return Heap::usable(b, on) && (!tiny || b->next_adjacent) &&
+             first_unmapped(b->addr, size) == page_table::none;
     };
     return heap_.find_free_block_if(size, 0, usable_on_mapped_pages, mapped_fit_budget);
   }
@@ -152,7 +155,8 @@ class paged_arena {
 
   /// Whether a lies in the reserved address range, mapped or not. Takes no lock (the range is set once).
   bool in_arena(std::uintptr_t a) const noexcept {
-    return a >= arena_begin_.load(std::memory_order_acquire) && a < arena_end_.load(std::memory_order_acquire);
+    return a >= arena_begin_.load(std::memory_order_acquire) &&
+           a < arena_end_.load(std::memory_order_acquire);
   }
   bool holds(std::uintptr_t a) const noexcept { return in_arena(a) && pages_.mapped(first_page(a)); }
   const block* first_block_holding(std::uintptr_t a) const noexcept {
@@ -184,7 +188,8 @@ class paged_arena {
   /// that can fail too, and where they sit changes no figure. Chunks moved here by move_pages have no
   /// access yet, so they are given back (counted as released; a remapped chunk's memory once its
   /// alias is unmapped: release_chunk).
-  bool back_pages(std::uintptr_t addr, std::size_t size, std::size_t requested, page_span pages, std::size_t p) {
+  bool back_pages(std::uintptr_t addr, std::size_t size, std::size_t requested, page_span pages,
+                  std::size_t p) {
     const std::size_t peak_before = peak_touched_;
     touched_ += pages_.touch(pages.first, pages.last);
     peak_touched_ = std::max(peak_touched_, touched_);
@@ -286,7 +291,8 @@ class paged_arena {
       small_first_ = small;
       small_below_ = page / 2;
       fill_mapped_above_ = options_.small_fill_mapped ? 0 : options_.fill_mapped_above;
-      if (fill_mapped_above_ != SIZE_MAX && !(options_.max_held_over_live > 0)) fill_mapped_below_ = small_below_;
+      if (fill_mapped_above_ != SIZE_MAX && !(options_.max_held_over_live > 0))
+        fill_mapped_below_ = small_below_;
     } else {
       heap_.recycle(small);
     }
@@ -336,7 +342,8 @@ class paged_arena {
       // the first to the last new page is a fully mapped range (pages moved in are granted again).
       if constexpr (chunked_paged_backend<Backend>) {
         if (backed && ungranted_first_ != page_table::none)
-          backed = backend_.set_access(page_address(ungranted_first_), ungranted_last_ - ungranted_first_ + 1);
+          backed =
+              backend_.set_access(page_address(ungranted_first_), ungranted_last_ - ungranted_first_ + 1);
       }
     } catch (...) {
       undo_back_pages(addr, size, peak_before);
@@ -378,10 +385,12 @@ class paged_arena {
     ++backed_since_move_;
     if (move_first && move_idle_page_to(p, first, last)) return true;
     if (map_new_page(p)) return true;
-    if (!retried_) stats_.on_oom_retry();  // the cache is released by moving an idle page here, else retried once
+    if (!retried_) stats_.on_oom_retry();  // the cache is released by moving an
+                                           // idle page here, else retried once
     retried_ = true;
     if constexpr (streamed) {
-      if (!capturing_ && !streams_.settled()) streams_.synchronize();  // pages held by pending frees become idle
+      if (!capturing_ && !streams_.settled()) streams_.synchronize();  // pages held by pending
+                                                                       // frees become idle
     }
     return move_idle_page_to(p, first, last) || map_new_page(p);
   }
@@ -443,8 +452,9 @@ class paged_arena {
       if (share == 0 || chunk < 2) return chunk;
       std::size_t room = room_told_;
       if (room != SIZE_MAX) {  // less what was mapped since, more what was given back (short of SIZE_MAX)
-        room = reserved_ > held_when_told_ ? room - std::min(room, reserved_ - held_when_told_)
-                                           : room + std::min(SIZE_MAX - 1 - room, held_when_told_ - reserved_);
+        room = reserved_ > held_when_told_
+                   ? room - std::min(room, reserved_ - held_when_told_)
+                   : room + std::min(SIZE_MAX - 1 - room, held_when_told_ - reserved_);
       }
       const std::size_t room_pages = room >> page_shift_;
       if (runs_since_told_ >= room_recheck_runs || room_pages / share < chunk) {
@@ -491,10 +501,12 @@ class paged_arena {
     pages_between_moves_ = options_.pages_between_moves;
     if constexpr (chunked_paged_backend<Backend>) {
       if (options_.max_chunk_pages < 2) return;  // page by page: a move costs what a new page costs
-      if (options_.chunks_per_block != 0) chunk_pages_ = std::max(chunk_pages_, pages / options_.chunks_per_block);
+      if (options_.chunks_per_block != 0)
+        chunk_pages_ = std::max(chunk_pages_, pages / options_.chunks_per_block);
       // pages_between_moves 0 asks for every page backed to move one: no ration to share out.
       if (options_.moves_per_block != 0 && options_.pages_between_moves != 0)
-        pages_between_moves_ = std::max<std::uint64_t>(pages_between_moves_, pages / options_.moves_per_block);
+        pages_between_moves_ =
+            std::max<std::uint64_t>(pages_between_moves_, pages / options_.moves_per_block);
     }
   }
 
@@ -591,7 +603,8 @@ class paged_arena {
     if (from == page_table::none) return holding && remap_pending_chunk_to(p, first, last);
     if constexpr (chunked_paged_backend<Backend>) {
       const std::size_t chunk = pages_.chunk_first(from), n = pages_.chunk_last(chunk) - chunk + 1;
-      if (chunk_fits(p, n, first, last)) return keep_aliases() ? alias_chunk_to(chunk, n, p) : move_chunk_to(chunk, n, p);
+      if (chunk_fits(p, n, first, last))
+        return keep_aliases() ? alias_chunk_to(chunk, n, p) : move_chunk_to(chunk, n, p);
     }
     if (release_idle_chunk(from)) return map_new_page(p);
     if (keep_aliases()) return alias_chunk_to(from, 1, p);
@@ -666,14 +679,16 @@ class paged_arena {
   bool remap_pending_chunk_to(std::size_t p, std::size_t first, std::size_t last) {
     if constexpr (remapping) {
       const tag* const on = requesting_;
-      if (!options_.remap_pending_pages || capturing_ || on == nullptr || last - first + 1 < options_.remap_min_pages)
+      if (!options_.remap_pending_pages || capturing_ || on == nullptr ||
+          last - first + 1 < options_.remap_min_pages)
         return false;
       const std::uintptr_t lo = page_address(first), hi = page_address(last + 1);
       block* from_block = nullptr;
       std::size_t chunk = 0, n = 0;
       for (block* region : {large_first_, small_first_})
         for (block* b = region; b; b = b->next_adjacent) {
-          if (!b->is_free() || b->owner != on || ready(b) || on->open_seq - b->seq < options_.remap_min_age) continue;
+          if (!b->is_free() || b->owner != on || ready(b) || on->open_seq - b->seq < options_.remap_min_age)
+            continue;
           if (b->addr < hi && b->addr + b->size > lo) continue;  // the block being placed, or on its pages
           const std::size_t low = first_page(b->addr) + 1;  // the ghost never starts at the block's record
           const std::size_t end = (b->addr + b->size - arena_base_) >> page_shift_;  // past the whole pages
@@ -708,7 +723,8 @@ class paged_arena {
       if (!backend_.remap_pages(page_address(chunk), page_address(p), n)) return false;
       const std::uint64_t group = remap_group(chunk);
       chunk_moved(chunk, n, p);
-      remapped_.push_back({carve_ghost(from_block, page_address(chunk), n << page_shift_), chunk, n, p, group});
+      remapped_.push_back(
+          {carve_ghost(from_block, page_address(chunk), n << page_shift_), chunk, n, p, group});
       return true;
     } else {
       (void)p, (void)first, (void)last;
@@ -721,7 +737,9 @@ class paged_arena {
   /// still be used at its old address by work its stream queued before the free; only work queued
   /// after it, the new block's, may use it, and a neighbour on a shared edge page could be another
   /// stream's at once (a block placed there needs no page backed).
-  bool alone_on(std::size_t p, std::size_t n) const noexcept { return p >= alone_first_ && p + n <= alone_end_; }
+  bool alone_on(std::size_t p, std::size_t n) const noexcept {
+    return p >= alone_first_ && p + n <= alone_end_;
+  }
 
   /// Cuts [at, at + bytes) out of free block f (at > f->addr) as a ghost: a block that is not free,
   /// in no free list and not indexed, pending where f was (owner and epoch); what lies below and
@@ -775,8 +793,9 @@ class paged_arena {
         heap_.note_unmerged();  // its neighbours that are ready merge in the walk that follows
         remapped_[i] = remapped_.back();
         remapped_.pop_back();
-        if (r.at == page_table::none && !std::any_of(remapped_.begin(), remapped_.end(),
-                                                     [&](const remapped_chunk& o) { return o.group == r.group; }))
+        if (r.at == page_table::none &&
+            !std::any_of(remapped_.begin(), remapped_.end(),
+                         [&](const remapped_chunk& o) { return o.group == r.group; }))
           count_release(r.pages << page_shift_);
       }
     }
@@ -944,12 +963,14 @@ class paged_arena {
   block* small_first_ = nullptr;  // null: no small region
   std::size_t small_below_ = 0;   // requests of at most this many bytes go to the small region (0: none)
   std::size_t fill_mapped_below_ = 0;  // small_below_ where mapped_fit may serve them, else 0
-  std::size_t fill_mapped_above_ = 0;  // those of at most this many bytes never into the top (fill_mapped_above)
+  std::size_t fill_mapped_above_ = 0;  // those of at most this many bytes never
+                                       // into the top (fill_mapped_above)
   basic_page_table<streamed> pages_;
   std::size_t touched_ = 0;       // pages at least one live block touches
   std::size_t peak_touched_ = 0;  // high tide of touched_
   bool retried_ = false;          // back_unmapped_pages: this request's OOM retry is counted already
-  std::size_t peak_live_ = 0;     // high tide of live bytes (block in progress included) seen where pages are backed
+  std::size_t peak_live_ = 0;     // high tide of live bytes (block in progress
+                                  // included) seen where pages are backed
   std::uint64_t page_moves_ = 0;
   // Chunks mapped at a second address whose old range (a ghost block) waits for its free's epoch.
   struct remapped_chunk {
@@ -983,7 +1004,8 @@ class paged_arena {
   unsigned runs_since_told_ = room_recheck_runs;
 };
 
-static_assert(block_arena<paged_arena<simulated_paged_backend, block_heap<segregated_fit_buckets, false, true>,
-                                      basic_stats, no_stream_layer<host_ordering>>>);
+static_assert(
+    block_arena<paged_arena<simulated_paged_backend, block_heap<segregated_fit_buckets, false, true>,
+                            basic_stats, no_stream_layer<host_ordering>>>);
 
 }  // namespace stash::detail

@@ -58,7 +58,9 @@ class segment_arena {
   /// A new segment for the request, filed whole as a free block. Out of memory: in stream order the
   /// pending frees are waited for first (one of them may fit then); then the cache is given back and
   /// the backend asked again, for the request alone where a shared segment does not fit.
-  block* grow(std::size_t requested, std::size_t size, const tag* on) { return new_segment(requested, size, on); }
+  block* grow(std::size_t requested, std::size_t size, const tag* on) {
+    return new_segment(requested, size, on);
+  }
 
   /// Segments: one pass gives back every free one when the target is 0 (the out-of-memory retry);
   /// otherwise each pass gives back the largest free one, so k segments cost k passes over the map.
@@ -70,7 +72,8 @@ class segment_arena {
       while (reserved_ - heap_.allocated() > target) {
         auto largest = segments_.end();
         for (auto it = segments_.begin(); it != segments_.end(); ++it)
-          if (segment_is_free(it->second) && (largest == segments_.end() || it->second.bytes > largest->second.bytes))
+          if (segment_is_free(it->second) &&
+              (largest == segments_.end() || it->second.bytes > largest->second.bytes))
             largest = it;
         if (largest == segments_.end()) break;
         release_segment(largest);
@@ -181,7 +184,8 @@ class segment_arena {
   }
 
   static std::size_t round_up_checked(std::size_t n, std::size_t multiple, std::size_t requested) {
-    if (n > SIZE_MAX - multiple) throw invalid_size(requested, "too large to round to the backend's granularity");
+    if (n > SIZE_MAX - multiple)
+      throw invalid_size(requested, "too large to round to the backend's granularity");
     return round_up_to(n, multiple);
   }
 
@@ -195,7 +199,7 @@ class segment_arena {
   typename segment_map::node_type spare_segment_;  // for the next new segment
 };
 
-static_assert(block_arena<segment_arena<host_backend, block_heap<segregated_fit_buckets, false, true>, basic_stats,
-                                        no_stream_layer<host_ordering>>>);
+static_assert(block_arena<segment_arena<host_backend, block_heap<segregated_fit_buckets, false, true>,
+                                        basic_stats, no_stream_layer<host_ordering>>>);
 
 }  // namespace stash::detail

@@ -29,10 +29,10 @@
 // with no event recorded does the ordering policy synchronize the device, after which every epoch of
 // every stream, open or recorded, has completed, destroyed streams' included, without a stream handle
 // being used. (A device-wide synchronize breaks a graph capture that another thread runs, whatever
-// the capture mode; so it happens only when nothing else can tell when those frees are safe.) A stream destroyed with frees in
-// its open epoch keeps them pending until then, or until its handle names a live stream again (the
-// runtime hands a handle out again only after the old stream's work is done) and a call on it closes
-// the epoch; on that handle they are reusable at once.
+// the capture mode; so it happens only when nothing else can tell when those frees are safe.) A stream
+// destroyed with frees in its open epoch keeps them pending until then, or until its handle names a live
+// stream again (the runtime hands a handle out again only after the old stream's work is done) and a call on
+// it closes the epoch; on that handle they are reusable at once.
 //
 // Cross blocks. A block used on more than one stream (record_stream, or freed on a stream other than
 // the one it was allocated on) waits for the epoch open at its free on every one of those streams.
@@ -181,7 +181,8 @@ class stream_layer {
     std::size_t retired = 0;
     for (auto& [key, s] : streams_) {
       if (s.get() == on) close(*s);
-      else if (always_alive(*s)) close_or_request(*s);  // no call names it: trim_cache asks the heap for nothing
+      else if (always_alive(*s)) close_or_request(*s);  // no call names it: trim_cache
+                                                        // asks the heap for nothing
       else if (has_open_frees(*s)) request_close(*s);
       retired += retire_completed(*s);
     }
@@ -236,7 +237,8 @@ class stream_layer {
   /// with its own cudaStreamPerThread) then keeps what it knows of them bounded by what it still uses;
   /// a stream seen again is checked and added anew. Returns how many were dropped.
   template <class ForEachReference>
-  std::size_t forget_unused(ForEachReference&& for_each_reference, const stream_tag* keep = nullptr) noexcept {
+  std::size_t forget_unused(ForEachReference&& for_each_reference,
+                            const stream_tag* keep = nullptr) noexcept {
     for (auto& [key, s] : streams_) s->referenced = s.get() == keep;
     for (const cross_entry& c : cross_)
       for (const ticket& t : c.tickets) t.stream->referenced = true;

@@ -6,10 +6,10 @@
 //
 // Nothing here blocks the host but synchronize() and synchronize_device(), which only empty_cache()
 // and the out-of-memory retry call. synchronize_device() runs cudaDeviceSynchronize on every device a
-// checked stream belongs to (noted by check()), so it needs no stream handle. Graph capture: is_capturing() asks the runtime, and the allocator records no event on a
-// capturing stream and makes none wait. Event queries and host waits run with this thread's capture
-// mode relaxed (cudaThreadExchangeStreamCaptureMode), so a capture another thread runs in global mode
-// is neither refused nor invalidated by them.
+// checked stream belongs to (noted by check()), so it needs no stream handle. Graph capture: is_capturing()
+// asks the runtime, and the allocator records no event on a capturing stream and makes none wait. Event
+// queries and host waits run with this thread's capture mode relaxed (cudaThreadExchangeStreamCaptureMode),
+// so a capture another thread runs in global mode is neither refused nor invalidated by them.
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
@@ -51,7 +51,9 @@ class cuda_event_ordering {
   cuda_event_ordering(const cuda_event_ordering&) = delete;
   cuda_event_ordering& operator=(const cuda_event_ordering&) = delete;
   cuda_event_ordering(cuda_event_ordering&& other) noexcept
-      : pools_(std::exchange(other.pools_, {})), devices_(std::exchange(other.devices_, {})), counters_(other.counters_) {}
+      : pools_(std::exchange(other.pools_, {})),
+        devices_(std::exchange(other.devices_, {})),
+        counters_(other.counters_) {}
   cuda_event_ordering& operator=(cuda_event_ordering&& other) noexcept {
     if (this != &other) {
       destroy_pooled();
@@ -75,7 +77,8 @@ class cuda_event_ordering {
     }
     if (status != cudaSuccess) {
       (void)cudaGetLastError();
-      throw invalid_stream(s.native_handle(), std::string("the CUDA runtime rejects it: ") + cudaGetErrorName(status));
+      throw invalid_stream(s.native_handle(),
+                           std::string("the CUDA runtime rejects it: ") + cudaGetErrorName(status));
     }
     if (std::find(devices_.begin(), devices_.end(), device) == devices_.end()) devices_.push_back(device);
   }
@@ -91,7 +94,8 @@ class cuda_event_ordering {
     if (error == cudaSuccess) return status != cudaStreamCaptureStatusNone;
     (void)cudaGetLastError();
     if (error == cudaErrorStreamCaptureImplicit) return true;
-    throw invalid_stream(s.native_handle(), std::string("cannot ask whether it captures: ") + cudaGetErrorName(error));
+    throw invalid_stream(s.native_handle(),
+                         std::string("cannot ask whether it captures: ") + cudaGetErrorName(error));
   }
 
   /// Throws invalid_stream when the runtime no longer knows s (destroyed), cuda_error otherwise.
@@ -99,7 +103,8 @@ class cuda_event_ordering {
     int device = -1;
     if (const cudaError_t status = cudaStreamGetDevice(s.native_handle(), &device); status != cudaSuccess) {
       (void)cudaGetLastError();
-      throw invalid_stream(s.native_handle(), std::string("cannot record an event on it: ") + cudaGetErrorName(status));
+      throw invalid_stream(s.native_handle(),
+                           std::string("cannot record an event on it: ") + cudaGetErrorName(status));
     }
     event_type e{take(device), device};
     const cudaError_t status = cudaEventRecord(e.handle, s.native_handle());
@@ -149,7 +154,8 @@ class cuda_event_ordering {
   void release(event_type e) noexcept {
     if (!e.handle) return;
     try {
-      if (static_cast<std::size_t>(e.device) >= pools_.size()) pools_.resize(static_cast<std::size_t>(e.device) + 1);
+      if (static_cast<std::size_t>(e.device) >= pools_.size())
+        pools_.resize(static_cast<std::size_t>(e.device) + 1);
       pools_[static_cast<std::size_t>(e.device)].push_back(e.handle);
     } catch (...) {  // no memory for the pool's vector: the event is destroyed instead
       (void)cudaEventDestroy(e.handle);
@@ -166,7 +172,8 @@ class cuda_event_ordering {
 
  private:
   cudaEvent_t take(int device) {
-    if (static_cast<std::size_t>(device) < pools_.size() && !pools_[static_cast<std::size_t>(device)].empty()) {
+    if (static_cast<std::size_t>(device) < pools_.size() &&
+        !pools_[static_cast<std::size_t>(device)].empty()) {
       cudaEvent_t e = pools_[static_cast<std::size_t>(device)].back();
       pools_[static_cast<std::size_t>(device)].pop_back();
       return e;

@@ -131,7 +131,8 @@ class simulated_ordering {
     refuse_destroyed(s, "record");
     if (!known_.count(s.key())) throw invalid_stream(s.native_handle(), "cannot record an event on it");
     auto& on_stream = by_stream_[s.key()];  // the host memory first: a bad_alloc records nothing
-    if (on_stream.size() == on_stream.capacity()) on_stream.reserve(std::max<std::size_t>(8, 2 * on_stream.size()));
+    if (on_stream.size() == on_stream.capacity())
+      on_stream.reserve(std::max<std::size_t>(8, 2 * on_stream.size()));
     events_.push_back({s.key(), false, false});
     if (capturing_.count(s.key())) ++capture_violations_;
     const event_type e = events_.size();
@@ -200,7 +201,8 @@ class simulated_ordering {
     if (!destroyed_.count(s.key())) [[likely]]
       return;
     ++destroyed_uses_;
-    throw std::logic_error(std::string("simulated_ordering::") + call + " was passed a destroyed stream's handle");
+    throw std::logic_error(std::string("simulated_ordering::") + call +
+                           " was passed a destroyed stream's handle");
   }
 };
 

@@ -12,8 +12,10 @@ class basic_stats {
     s_.requested_bytes += requested;
     s_.allocated_bytes += rounded;
     // A peak rises rarely once a workload is warm: compare, and store only when it does.
-    if (s_.requested_bytes > s_.peak_requested_bytes) [[unlikely]] s_.peak_requested_bytes = s_.requested_bytes;
-    if (s_.allocated_bytes > s_.peak_allocated_bytes) [[unlikely]] s_.peak_allocated_bytes = s_.allocated_bytes;
+    if (s_.requested_bytes > s_.peak_requested_bytes) [[unlikely]]
+      s_.peak_requested_bytes = s_.requested_bytes;
+    if (s_.allocated_bytes > s_.peak_allocated_bytes) [[unlikely]]
+      s_.peak_allocated_bytes = s_.allocated_bytes;
     ++s_.allocations;
     s_.cache_hits += from_cache ? 1 : 0;
   }

@@ -117,7 +117,11 @@ class failing_backend {
     held_ -= bytes;
     upstream_.deallocate(p, bytes);
   }
-  std::size_t granularity() const noexcept requires segment_backend<Backend> { return upstream_.granularity(); }
+  std::size_t granularity() const noexcept
+    requires segment_backend<Backend>
+  {
+    return upstream_.granularity();
+  }
 
   // Paged backends.
   std::size_t page_size() const noexcept requires paged_backend<Backend> { return upstream_.page_size(); }
@@ -126,7 +130,11 @@ class failing_backend {
   {
     return upstream_.default_reserve_bytes();
   }
-  std::uintptr_t reserve(std::size_t bytes) requires paged_backend<Backend> { return upstream_.reserve(bytes); }
+  std::uintptr_t reserve(std::size_t bytes)
+    requires paged_backend<Backend>
+  {
+    return upstream_.reserve(bytes);
+  }
   void grant_peer(int device)
     requires peer_paged_backend<Backend>
   {
@@ -166,7 +174,9 @@ class failing_backend {
     return ok;
   }
   /// One call, however many chunks: the run is mapped whole or not at all.
-  bool map_chunks(std::uintptr_t a, std::size_t n, std::size_t chunk) requires chunked_paged_backend<Backend> {
+  bool map_chunks(std::uintptr_t a, std::size_t n, std::size_t chunk)
+    requires chunked_paged_backend<Backend>
+  {
     if (should_fail(n * upstream_.page_size())) return false;
     const bool ok = upstream_.map_chunks(a, n, chunk);
     if (ok) held_ += n * upstream_.page_size();
@@ -184,7 +194,9 @@ class failing_backend {
     if (ok) shared_.move(from, to);
     return ok;
   }
-  bool move_pages(std::uintptr_t from, std::uintptr_t to, std::size_t n) requires chunked_paged_backend<Backend> {
+  bool move_pages(std::uintptr_t from, std::uintptr_t to, std::size_t n)
+    requires chunked_paged_backend<Backend>
+  {
     const bool ok = upstream_.move_pages(from, to, n);
     if (ok) shared_.move(from, to);  // a remapped chunk's aliases stay where they are
     return ok;
@@ -196,7 +208,9 @@ class failing_backend {
 
   // Backends that map a chunk at several addresses: a call each, which may fail as a map may (the
   // arena then maps the pages anew, or the error reaches the caller), but never for the byte limit.
-  bool remap_pages(std::uintptr_t from, std::uintptr_t to, std::size_t n) requires remapping_paged_backend<Backend> {
+  bool remap_pages(std::uintptr_t from, std::uintptr_t to, std::size_t n)
+    requires remapping_paged_backend<Backend>
+  {
     return second_mapping(from, to, [&] { return upstream_.remap_pages(from, to, n); });
   }
   /// Unmaps an alias: the chunk's memory goes back only if this was its last mapping.
@@ -204,7 +218,9 @@ class failing_backend {
     if (shared_.remove(a)) held_ -= n * upstream_.page_size();
     upstream_.unmap_alias(a, n);
   }
-  bool alias_pages(std::uintptr_t from, std::uintptr_t to, std::size_t n) requires aliasing_paged_backend<Backend> {
+  bool alias_pages(std::uintptr_t from, std::uintptr_t to, std::size_t n)
+    requires aliasing_paged_backend<Backend>
+  {
     return second_mapping(from, to, [&] { return upstream_.alias_pages(from, to, n); });
   }
 
@@ -228,8 +244,10 @@ class failing_backend {
 
   bool should_fail(std::size_t bytes) {
     ++calls_;
-    if (throwing_calls_.erase(calls_)) throw cuda_error(2, "injected failure on backend call " + std::to_string(calls_));
-    const bool fail = fail_all_ || out_of_memory_calls_.erase(calls_) > 0 || bytes > byte_limit_ - std::min(held_, byte_limit_);
+    if (throwing_calls_.erase(calls_))
+      throw cuda_error(2, "injected failure on backend call " + std::to_string(calls_));
+    const bool fail = fail_all_ || out_of_memory_calls_.erase(calls_) > 0 ||
+                      bytes > byte_limit_ - std::min(held_, byte_limit_);
     failures_ += fail ? 1 : 0;
     return fail;
   }
