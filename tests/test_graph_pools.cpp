@@ -753,18 +753,61 @@ TEST_CASE("graph pools: a free on another stream that is also named by record_st
   f.give_back();
 }
 
-TEST_CASE("graph pools: a block freed during a capture, or on a capturing stream, gets no event and waits "
-          "for the device to be synchronized",
-          "[graph_pools][streams]") {
-  ordered_fixture f;
+TEST_CASE("graph pools: a block freed during a capture gets its events when the last routing ends",
+          "[graph_pools][streams][graph]") {
+  ordered_fixture f;  // free_records_used_streams on: the streams concerned outlive the capture
   void* out = f.captured(2 * MiB);
-  void* other = f.captured(2 * MiB);
-  // A capture is underway (a routing): an event recorded on a capturing stream would join its graph.
+  void* named = f.captured(2 * MiB);
+  CHECK(f.pools.record_stream(named, f.third));
+  // A capture on `own`, and a second routing nested in it: no event may be recorded while either lasts.
   f.pools.begin(0, f.id, [s = f.own](stash::stream t) { return t == s; });
   f.o.set_capturing(f.own, true);
-  CHECK(f.pools.deallocate(out, f.side));
+  f.pools.begin(0, {8, 0}, [](stash::stream) { return false; });
+  CHECK(f.pools.deallocate(out, f.side));    // the graph's output, dropped on another stream
+  CHECK(f.pools.deallocate(named, f.own));   // its own stream, but third's work may still use it
+  CHECK(f.o.records() == 0);
+  CHECK(f.pools.waiting() == 2);
+  f.pools.end(0, {8, 0});
+  CHECK(f.o.records() == 0);  // the capture's routing is still in force
+  f.o.set_capturing(f.own, false);  // PyTorch ends the capture, then the routing (endAllocateToPool)
   f.pools.end(0, f.id);
+  CHECK(f.o.records() == 2);
+  CHECK(f.o.recorded_on(f.side) == 1);
+  CHECK(f.o.recorded_on(f.third) == 1);
+  CHECK(f.o.recorded_on(f.own) == 0);
+  CHECK(f.pools.waiting() == 2);  // until their events complete: no request may take them yet
+
+  void* p = f.next_capture(2 * MiB);
+  CHECK(p != out);
+  CHECK(p != named);
+  f.o.complete_stream(f.side);
+  CHECK(f.next_capture(2 * MiB) == out);  // side's work is done; third's is not
+  void* q = f.next_capture(2 * MiB);
+  CHECK(q != named);
+  f.o.complete_stream(f.third);
+  CHECK(f.next_capture(2 * MiB) == named);  // no empty_cache needed
+  CHECK(f.pools.waiting() == 0);
+  CHECK(f.o.records() == 2);  // ending those routings recorded nothing more
+  for (void* r : {out, named, p, q}) CHECK(f.pools.deallocate(r, f.own));
+  f.give_back();
+}
+
+TEST_CASE("graph pools: a block freed during a capture waits for the device to be synchronized without "
+          "free_records_used_streams, or where its stream still captures when the routing ends",
+          "[graph_pools][streams][graph]") {
+  const bool used_streams = GENERATE(false, true);
+  INFO("free_records_used_streams " << used_streams);
+  ordered_fixture f(used_streams);
+  void* out = f.captured(2 * MiB);
+  void* other = f.captured(2 * MiB);
+  f.pools.begin(0, f.id, [s = f.own](stash::stream t) { return t == s; });
+  f.o.set_capturing(f.own, true);
+  // Off: the stream it is freed on may be gone when the capture ends. On: it captures then.
+  if (used_streams) f.o.set_capturing(f.side, true);
+  CHECK(f.pools.deallocate(out, f.side));
   f.o.set_capturing(f.own, false);
+  f.pools.end(0, f.id);
+  f.o.set_capturing(f.side, false);
   // No routing, but the stream it is freed on captures (a capture stash routes nothing for).
   f.o.set_capturing(f.side, true);
   CHECK(f.pools.deallocate(other, f.side));
@@ -782,6 +825,78 @@ TEST_CASE("graph pools: a block freed during a capture, or on a capturing stream
   CHECK(std::count(taken.begin(), taken.end(), other) == 1);
   for (void* q : taken) CHECK(f.pools.deallocate(q, f.own));
   CHECK(f.pools.deallocate(p, f.own));
+  f.give_back();
+}
+
+TEST_CASE("graph pools: a block freed during a capture and made live again, settled or given back before "
+          "it ends gets no event then",
+          "[graph_pools][streams][graph]") {
+  ordered_fixture f;
+  void* out = f.captured(2 * MiB);
+  f.pools.retain(0, f.id);  // a user besides the captures (given back below)
+  f.pools.begin(0, f.id, [s = f.own](stash::stream t) { return t == s; });
+  CHECK(f.pools.deallocate(out, f.side));
+  SECTION("made live again") {
+    f.pools.set_live(0, f.id, {out});  // a checkpoint where it is live
+    f.pools.end(0, f.id);
+    CHECK(f.o.records() == 0);
+    // Freed on its own stream now, but side's work from the earlier free may still use it: side is one
+    // of its uses, and gets the event.
+    CHECK(f.pools.deallocate(out, f.own));
+    CHECK(f.o.records() == 1);
+    CHECK(f.o.recorded_on(f.side) == 1);
+    CHECK(f.pools.waiting() == 1);
+    void* p = f.next_capture(2 * MiB);
+    CHECK(p != out);
+    f.o.complete_stream(f.side);
+    CHECK(f.next_capture(2 * MiB) == out);
+    CHECK(f.pools.deallocate(out, f.own));
+    CHECK(f.pools.deallocate(p, f.own));
+  }
+  SECTION("settled") {
+    f.o.complete_all();
+    CHECK(f.pools.settle_completed() == 1);
+    f.pools.end(0, f.id);
+    CHECK(f.o.records() == 0);
+    CHECK(f.pools.waiting() == 0);
+    CHECK(f.next_capture(2 * MiB) == out);
+    CHECK(f.pools.deallocate(out, f.own));
+  }
+  SECTION("freed again during the same capture") {
+    f.pools.set_live(0, f.id, {out});
+    CHECK(f.pools.deallocate(out, f.third));
+    f.pools.end(0, f.id);
+    // Events on the stream of its latest free and on side, whose use the first free left.
+    CHECK(f.o.records() == 2);
+    CHECK(f.o.recorded_on(f.third) == 1);
+    CHECK(f.o.recorded_on(f.side) == 1);
+    f.o.complete_stream(f.third);
+    void* p = f.next_capture(2 * MiB);
+    CHECK(p != out);
+    f.o.complete_stream(f.side);
+    CHECK(f.next_capture(2 * MiB) == out);
+    CHECK(f.pools.deallocate(out, f.own));
+    CHECK(f.pools.deallocate(p, f.own));
+  }
+  SECTION("given back") {
+    while (f.pools.figures(0, f.id).users != 0) f.pools.release(0, f.id);
+    f.o.complete_all();
+    CHECK(f.pools.return_released() == 1);
+    // Its memory, made a block of another pool and freed during the same capture, is that block's.
+    f.pools.begin(0, {9, 0}, [s = f.own](stash::stream t) { return t == s; });
+    void* again = *f.pools.allocate(f.device, 0, 2 * MiB, f.own);
+    CHECK(again == out);  // the device pool hands the same memory back
+    f.pools.end(0, {9, 0});
+    f.pools.end(0, f.id);
+    CHECK(f.o.records() == 0);
+    CHECK(f.pools.deallocate(again, f.own));
+    f.pools.release(0, {9, 0});
+    f.o.complete_all();
+    CHECK(f.pools.return_released() == 1);
+    CHECK(f.device.stats().allocated_bytes == 0);
+    CHECK(f.o.unreleased_events() == 0);
+    return;
+  }
   f.give_back();
 }
 
@@ -845,10 +960,14 @@ TEST_CASE("graph pools: a free whose event cannot be recorded on the host heap w
     WARN("operator new is not this test's own (valgrind replaces it): no heap failure can be injected");
     return;
   }
+  // Freed during a capture, its events are recorded when the routing ends, under the same failing heap.
+  const bool during_capture = GENERATE(false, true);
+  INFO("freed during a capture " << during_capture);
   for (std::size_t k = 1;; ++k) {
     ordered_fixture f;
     void* out = f.captured(2 * MiB);
     CHECK(f.pools.record_stream(out, f.side));
+    if (during_capture) f.pools.begin(0, f.id, [s = f.own](stash::stream t) { return t == s; });
     bool threw = false;
     stash_test::failing_heap::arm(k);
     try {
@@ -856,12 +975,14 @@ TEST_CASE("graph pools: a free whose event cannot be recorded on the host heap w
     } catch (const std::bad_alloc&) {
       threw = true;
     }
+    if (during_capture && !threw) f.pools.end(0, f.id);  // cannot throw
     const bool failed = stash_test::failing_heap::disarm();
     INFO("heap allocation " << k << " failed");
     if (threw) {  // nothing changed: still live, no event held
       CHECK(f.pools.live_blocks(0, f.id).size() == 1);
       CHECK(f.o.unreleased_events() == 0);
       CHECK(f.pools.deallocate(out, f.third));
+      if (during_capture) f.pools.end(0, f.id);
     }
     // Freed, with both events or with none (then it waits for the synchronize).
     CHECK(f.pools.waiting() == 1);

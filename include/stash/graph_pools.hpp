@@ -16,9 +16,12 @@
 //     order does not cover. Freed while no capture is underway, it gets an event on each of them
 //     (pool::record_event), and requests routed to the pool on its own stream take it once they have
 //     all completed, as PyTorch's allocator returns such a block to its private pool once its events
-//     complete. Freed during a capture, no event can be recorded on a capturing stream: it waits until
-//     the device has been synchronized; settle_completed() then lets its own stream take it again (and
-//     a released pool's return_released() gives it back either way);
+//     complete. Freed during a capture, no event may be recorded on a capturing stream: under the device
+//     pool's free_records_used_streams (stash.torch's setting, whose streams must outlive their use)
+//     its events are recorded when the last routing ends, as PyTorch's allocator defers them until no
+//     capture is underway; otherwise, or where an event cannot be recorded then, it waits until the
+//     device has been synchronized, and settle_completed() then lets its own stream take it again (a
+//     released pool's return_released() gives it back either way);
 //   - release(device, id) drops one user; at none, the pool is released: its freed blocks, and its
 //     live ones once they are freed, go back to their device pool when return_released() is called,
 //     which the caller does after a device-wide synchronize (a graph's last replay may still be
@@ -105,6 +108,7 @@ class graph_pools {
       if (r->device == device && r->id == id) {
         routes_.erase(std::next(r).base());
         routing_.store(!routes_.empty(), std::memory_order_relaxed);
+        if (routes_.empty()) fence_deferred();
         if (const auto found = pools_.find({device, id}); found != pools_.end()) drop_if_empty(found);
         return;
       }
@@ -142,11 +146,11 @@ class graph_pools {
     const std::uintptr_t on = s.ordering_key();
     for (auto f = p.freed.lower_bound(bytes); f != p.freed.end(); ++f) {
       if (f->second.on != on) continue;
-      if (!f->second.reusable && !fences_passed(owners_.at(f->second.ptr))) continue;
+      if (!f->second.reusable && !fences_passed(*f->second.holder)) continue;
       void* reused = f->second.ptr;
+      owner& o = *f->second.holder;
       p.freed.erase(f);
       if (p.released) --releasable_;  // a released pool that a routing still names: no longer to give back
-      owner& o = owners_.at(reused);
       o.live = true;
       o.uses.clear();  // the other streams are done with it (its
                        // events completed, or the device synchronized)
@@ -175,9 +179,12 @@ class graph_pools {
   ///   - freed while no capture is underway (no routing), p gets an event on each of those streams
   ///     (fence()), and a request routed to the pool on p's own stream takes it once they have all
   ///     completed (asked without blocking, when no block that waits for nothing fits);
-  ///   - freed during a capture (no event may be recorded on a capturing stream), or when an event
-  ///     cannot be recorded, p waits for settle_completed() (after a device-wide synchronize:
-  ///     empty_cache) or return_released(), or is made live again by set_live().
+  ///   - freed during a capture (a routing: no event may be recorded on a capturing stream), p gets
+  ///     them when the last routing ends (end()), under the device pool's free_records_used_streams:
+  ///     s and the streams record_stream named must then exist until that end (PyTorch's contract);
+  ///   - without that option during a capture, or when an event cannot be recorded, p waits for
+  ///     settle_completed() (after a device-wide synchronize: empty_cache) or return_released(), or is
+  ///     made live again by set_live().
   /// A host heap that fails (bad_alloc) changes nothing.
   bool deallocate(void* p, stream s) {
     if (!counted_.load(std::memory_order_relaxed)) return false;
@@ -185,13 +192,22 @@ class graph_pools {
     owner* const o = live_owner_of(p);
     if (!o) return false;
     pool_state& pool = pools_.at({o->device, o->id});
-    const bool own_stream_only = s.ordering_key() == o->on_key && o->uses.empty() && o->fences.empty();
-    pool.freed.emplace(o->bytes, freed_block{p, o->on_key, own_stream_only, frees_ + 1});  // may throw first
+    const std::uintptr_t freed_on = s.ordering_key();
+    const bool own_stream_only = freed_on == o->on_key && o->uses.empty() && o->fences.empty();
+    const bool defer = !own_stream_only && !routes_.empty() && o->from->frees_record_used_streams();
+    if (defer && !o->deferred) deferred_.reserve(deferred_.size() + 1);  // what may throw comes first
+    pool.freed.emplace(o->bytes, freed_block{p, o, o->on_key, own_stream_only, frees_ + 1});
     ++frees_;
     o->live = false;
-    // Without events for all the streams concerned, none is kept (a block made live again by set_live
-    // may have some from an earlier free): it waits for settle_completed().
-    if (!own_stream_only && !fence(*o, s)) release_fences(*o);
+    o->freed_on = {s, freed_on};
+    if (defer) {
+      if (!o->deferred) deferred_.push_back(p);  // reserved: cannot throw
+      o->deferred = true;
+    } else if (!own_stream_only && !fence(*o)) {
+      // Without events for all the streams concerned, none is kept (a block made live again by set_live
+      // may have some from an earlier free): it waits for settle_completed().
+      release_fences(*o);
+    }
     if (pool.released) ++releasable_;
     return true;
   }
@@ -208,11 +224,7 @@ class graph_pools {
     std::lock_guard guard(lock_);
     owner* const o = live_owner_of(p);
     if (!o) return false;
-    const std::uintptr_t key = s.ordering_key();
-    if (key == o->on_key) return true;
-    for (const use& u : o->uses)
-      if (u.key == key) return true;
-    o->uses.push_back({s, key});
+    remember_use(*o, {s, s.ordering_key()});
     return true;
   }
 
@@ -248,10 +260,9 @@ class graph_pools {
           f = freed.erase(f);
           --releasable_;
           --it->second.blocks;
-          const auto o = owners_.find(block.ptr);
-          pool* const from = o->second.from;
-          release_fences(o->second);  // the synchronize completed them
-          owners_.erase(o);
+          pool* const from = block.holder->from;
+          release_fences(*block.holder);  // the synchronize completed them
+          owners_.erase(block.ptr);
           ++n;
           from->deallocate_completed(block.ptr);
         }
@@ -285,7 +296,8 @@ class graph_pools {
     for_each_waiting(pools_, [&](auto& f) {
       if (f.seq <= freed_by) {
         f.reusable = true;
-        release_fences(owners_.at(f.ptr));  // the synchronize completed them
+        release_fences(*f.holder);  // the synchronize completed them
+        f.holder->deferred = false;  // and covers what the end of the capture would have recorded
         ++n;
       }
     });
@@ -336,12 +348,20 @@ class graph_pools {
     // What may throw comes first, nothing changed yet: the set of wanted blocks, and the free-list
     // entries of the blocks to free, made apart and spliced in (merge moves nodes, allocates nothing).
     const std::unordered_set<void*> wanted(live.begin(), live.end());
+    for (void* p : live) {
+      owner& o = owners_.at(p);
+      if (!o.live) o.uses.reserve(o.uses.size() + 1);  // for its free's stream, below
+    }
     std::multimap<std::size_t, freed_block> to_free;
-    for (const auto& [ptr, o] : owners_)
+    for (auto& [ptr, o] : owners_)
       if (o.device == device && o.id == id && o.live && !wanted.count(ptr))
-        to_free.emplace(o.bytes, freed_block{ptr, o.on_key, o.uses.empty() && o.fences.empty(), ++frees_});
+        to_free.emplace(o.bytes,
+                        freed_block{ptr, &o, o.on_key, o.uses.empty() && o.fences.empty(), ++frees_});
     // Freeing first, then taking back, so that the free lists never hold a live block.
-    for (const auto& [bytes, f] : to_free) owners_.find(f.ptr)->second.live = false;
+    for (const auto& [bytes, f] : to_free) {
+      f.holder->live = false;
+      f.holder->freed_on = {f.holder->on, f.holder->on_key};
+    }
     pool->second.freed.merge(to_free);
     for (void* p : live) {
       owner& o = owners_.at(p);
@@ -350,10 +370,14 @@ class graph_pools {
       const auto [first, last] = freed.equal_range(o.bytes);
       for (auto f = first; f != last; ++f)
         if (f->second.ptr == p) {
+          // Freed on another stream with no event for it (during a capture, or one that could not be
+          // recorded): that stream's work may still use it, which its next free must know (a use).
+          if (!f->second.reusable && o.fences.empty()) remember_use(o, o.freed_on);
           freed.erase(f);
           break;
         }
       o.live = true;
+      o.deferred = false;  // live again: its next free decides anew
     }
   }
 
@@ -385,8 +409,10 @@ class graph_pools {
     graph_pool_id id;
     filter accepts;
   };
+  struct owner;
   struct freed_block {
     void* ptr;
+    owner* holder;      // owners_'s record of ptr (a node: its address is stable)
     std::uintptr_t on;  // the ordering key of the stream it was allocated on: only requests there take it
     bool reusable;  // no other stream's work may still use it; false: its owner's fences must pass
                     // first (fences_passed), or settle_completed() must come when it has none
@@ -414,6 +440,8 @@ class graph_pools {
     std::vector<use> uses;  // streams other than its own that record_stream named
     std::vector<pool::event> fences;  // recorded at its free on the streams other than its own that may
                                       // still use it (fence); its own stream takes it once all completed
+    use freed_on{};         // the stream of its latest free
+    bool deferred = false;  // freed during a capture: listed in deferred_, fenced when the last routing ends
   };
   using key = std::pair<int, graph_pool_id>;
 
@@ -426,42 +454,61 @@ class graph_pools {
     return &found->second;
   }
 
-  /// Stream order: events on the streams other than o's own that may still use its block (s, the
-  /// stream it is being freed on, and those record_stream named), appended to o.fences; whether they
-  /// were. None is recorded, and the block waits for a device-wide synchronize (settle_completed), when
-  /// a capture is underway (routing: an event recorded on a capturing stream would join its graph) or
+  /// Stream order: events on the streams other than o's own that may still use its block (o.freed_on,
+  /// the stream of its free, and those record_stream named), appended to o.fences; whether they were.
+  /// None is recorded, and the block waits for a device-wide synchronize (settle_completed), when a
+  /// capture is underway (routing: an event recorded on a capturing stream would join its graph) or
   /// one of them captures; when record_stream named a stream and the device pool's
   /// free_records_used_streams is off (that stream may be gone by now: off by default, on under
-  /// stash.torch, PyTorch's contract) or it names cudaStreamPerThread in another thread (this one
-  /// cannot name that stream); when the policy refuses (a stream gone: its error is not this free's);
-  /// or when the host heap fails. Waiting is always safe. lock_ is held.
-  bool fence(owner& o, stream s) noexcept {
+  /// stash.torch, PyTorch's contract); when one names cudaStreamPerThread in another thread than this
+  /// one (which cannot name that stream); when the policy refuses (a stream gone: its error is not
+  /// this free's); or when the host heap fails. Waiting is always safe. lock_ is held.
+  bool fence(owner& o) noexcept {
     if (!routes_.empty()) return false;
     const std::size_t before = o.fences.size();
     bool all = true;
     try {
       o.fences.reserve(before + o.uses.size() + 1);  // then push_back below cannot throw
-      const std::uintptr_t freed_on = s.ordering_key();
-      auto add = [&](stream t) {
-        if (const auto e = o.from->record_event(t)) o.fences.push_back(*e);
+      auto add = [&](const use& u) {
+        if (u.key != u.s.ordering_key()) all = false;  // another thread's per-thread stream
+        else if (const auto e = o.from->record_event(u.s)) o.fences.push_back(*e);
         else all = false;
       };
-      if (freed_on != o.on_key) add(s);
+      if (o.freed_on.key != o.on_key) add(o.freed_on);
       for (const use& u : o.uses) {
         if (!all) break;
-        if (u.key == freed_on) continue;  // its event is recorded already
-        if (u.key != u.s.ordering_key() || !o.from->frees_record_used_streams()) all = false;
-        else add(u.s);
+        if (u.key == o.freed_on.key) continue;  // its event is recorded already
+        if (!o.from->frees_record_used_streams()) all = false;
+        else add(u);
       }
     } catch (...) {
       all = false;
     }
-    if (all) return true;
-    while (o.fences.size() > before) {
-      o.from->release_event(o.fences.back());
-      o.fences.pop_back();
+    if (!all) release_fences(o, before);
+    return all;
+  }
+
+  /// u, a stream o's block is used on, kept with o unless it is o's own or kept already. May throw
+  /// bad_alloc, changing nothing (none where room was reserved).
+  static void remember_use(owner& o, const use& u) {
+    if (u.key == o.on_key) return;
+    for (const use& kept : o.uses)
+      if (kept.key == u.key) return;
+    o.uses.push_back(u);
+  }
+
+  /// The last routing has ended: the blocks freed during it that other streams may still use get
+  /// their events now (fence), or keep waiting for settle_completed() where they cannot. Blocks made
+  /// live again, settled or given back since are passed over. lock_ is held.
+  void fence_deferred() noexcept {
+    for (void* p : deferred_) {
+      const auto found = owners_.find(p);
+      if (found == owners_.end() || !found->second.deferred) continue;
+      owner& o = found->second;
+      o.deferred = false;
+      if (!o.live && !fence(o)) release_fences(o);
     }
-    return false;
+    deferred_.clear();
   }
 
   /// Whether every event o's block waits for has completed (asked without blocking; those that have
@@ -477,9 +524,12 @@ class graph_pools {
     return true;
   }
 
-  static void release_fences(owner& o) noexcept {
-    for (const pool::event& e : o.fences) o.from->release_event(e);
-    o.fences.clear();
+  /// Gives back o's events from the `from`-th on (all by default).
+  static void release_fences(owner& o, std::size_t from = 0) noexcept {
+    while (o.fences.size() > from) {
+      o.from->release_event(o.fences.back());
+      o.fences.pop_back();
+    }
   }
 
   /// f(block) for each freed block of a pool still in use that no request may take (waiting(),
@@ -530,6 +580,7 @@ class graph_pools {
   std::map<key, pool_state> pools_;
   std::vector<route> routes_;
   std::unordered_map<void*, owner> owners_;  // every block of every pool, live or freed
+  std::vector<void*> deferred_;  // blocks freed during a capture, fenced when it ends (owner::deferred)
   std::size_t releasable_ = 0;
   std::uint64_t frees_ = 0;  // blocks freed to the pools so far (freed_block::seq)
   std::atomic<bool> routing_{false};  // routes_ is not empty

@@ -234,6 +234,38 @@ class Library(unittest.TestCase):
             """
         )
 
+    def test_a_graph_pool_block_freed_on_another_stream_during_the_capture_serves_its_stream_after_it(self):
+        # Freed during a capture, no event may be recorded: under free_records_used_streams (stash.torch's
+        # setting) its event is recorded when the routing ends, and on host memory it has completed at
+        # once; without it, the block waits for empty_cache.
+        for conf, taken in (("free_records_used_streams:on", True), ("free_records_used_streams:off", False)):
+            run(
+                """
+                if stash.backing() != "host":
+                    sys.exit(0)  # fake stream handles: host pools do not order by streams
+                S, T = 0x1000, 0x2000
+                MiB = 1 << 20
+                @n.stream_filter
+                def only_s(context, stream):
+                    return 1 if stream == S else 0
+                assert L.stash_graph_pool_begin(0, 6, 0, only_s, None) == 0, n.last_error()
+                out = L.stash_alloc(MiB, 0, S)
+                L.stash_free(out, MiB, 0, T)  # an intermediate, dropped on another stream
+                assert L.stash_graph_pool_end(0, 6, 0) == 0, n.last_error()
+                assert L.stash_graph_pool_begin(0, 6, 0, only_s, None) == 0, n.last_error()
+                again = L.stash_alloc(MiB, 0, S)
+                assert (again == out) == TAKEN, (out, again)
+                L.stash_free(again, MiB, 0, S)
+                assert L.stash_graph_pool_end(0, 6, 0) == 0, n.last_error()
+                for _ in range(2):
+                    assert L.stash_graph_pool_release(0, 6, 0) == 0, n.last_error()
+                assert L.stash_empty_cache(-1) == 0, n.last_error()
+                assert stats()["allocated_bytes"] == 0, stats()
+                assert n.last_error() == ""
+                """.replace("TAKEN", str(taken)),
+                conf=conf,
+            )
+
     def test_num_ooms_counts_only_requests_that_fail(self):
         # Out of memory first gives released graph pools' blocks back and tries again: a request served
         # then did not fail, and one that fails after it failed once.

@@ -457,6 +457,46 @@ def mem_pool_block_used_on_a_side_stream_comes_back_once_its_work_is_done():
 
 
 @check
+def graph_intermediate_used_on_a_side_stream_comes_back_after_the_capture_once_its_work_is_done():
+    """
+    import os, torch
+    if os.environ.get("SMOKE_NATIVE") != "1":                # SMOKE_NATIVE=1: PyTorch's own allocator, for comparison
+        import stash, stash.torch
+        stash.torch.enable()                                 # free_records_used_streams:on
+    pool = torch.cuda.graph_pool_handle()
+    side = torch.cuda.Stream()
+    n = 4 << 20                                              # 16 MiB of float32
+    static = torch.ones(n, device="cuda")
+    torch.cuda.synchronize()
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g, pool=pool, capture_error_mode="relaxed"):
+        tmp = static * 2                                     # an intermediate in the graph's pool
+        ptr = tmp.data_ptr()
+        with torch.cuda.stream(side):                        # eager work, not captured: a late write
+            torch.cuda._sleep(200_000_000)
+            tmp.fill_(7)
+        tmp.record_stream(side)
+        out = tmp + 1
+        del tmp                                              # freed during the capture, side's work still queued
+    g2 = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g2, pool=pool, capture_error_mode="relaxed"):
+        b = torch.empty(n, device="cuda")                    # the pool's next capture
+    running = not side.query()                               # still running after b's request: tmp's event had not completed
+    if running:
+        assert b.data_ptr() != ptr, "the pool handed out a block the side stream still writes"
+    side.synchronize()                                       # the program waits; the allocator does not
+    g3 = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g3, pool=pool, capture_error_mode="relaxed"):
+        c = torch.empty(n, device="cuda")
+    assert c.data_ptr() == ptr, "the block did not come back to its pool once the side stream's work was done"
+    g.replay()
+    torch.cuda.synchronize()
+    assert int((out != 3).sum()) == 0
+    print("side stream running at the first request:", running, "| reused after it finished: True")
+    """
+
+
+@check
 def multiprocessing_shares_a_cuda_tensor_in_place():
     """
     # torch.multiprocessing sends a CUDA tensor to a spawned child (stash enabled in both); the child
