@@ -1000,3 +1000,99 @@ TEST_CASE("graph pools: a free whose event cannot be recorded on the host heap w
     }
   }
 }
+
+TEST_CASE("graph pools: a block freed during a capture is not taken before the routing ends, though the "
+          "events of an earlier free have completed",
+          "[graph_pools][streams][graph]") {
+  ordered_fixture f;
+  void* out = f.captured(2 * MiB);
+  CHECK(f.pools.deallocate(out, f.side));  // an event on side
+  f.pools.set_live(0, f.id, {out});        // a checkpoint: live again, side's event kept
+  f.pools.begin(0, f.id, [s = f.own](stash::stream t) { return t == s; });
+  CHECK(f.pools.deallocate(out, f.third));  // during the capture: third's event waits for its end
+  f.o.complete_stream(f.side);
+  void* p = *f.pools.allocate(f.device, 0, 2 * MiB, f.own);
+  CHECK(p != out);
+  f.pools.end(0, f.id);
+  CHECK(f.o.recorded_on(f.third) == 1);
+  void* q = f.next_capture(2 * MiB);
+  CHECK(q != out);  // third's work is not done
+  f.o.complete_stream(f.third);
+  CHECK(f.next_capture(2 * MiB) == out);
+  for (void* r : {out, p, q}) CHECK(f.pools.deallocate(r, f.own));
+  f.give_back();
+}
+
+TEST_CASE("graph pools: set_live keeps the stream of a free during a capture as a use, though the block "
+          "holds the events of an earlier free",
+          "[graph_pools][streams][graph]") {
+  ordered_fixture f;
+  void* out = f.captured(2 * MiB);
+  CHECK(f.pools.deallocate(out, f.side));
+  f.pools.set_live(0, f.id, {out});
+  f.pools.begin(0, f.id, [s = f.own](stash::stream t) { return t == s; });
+  CHECK(f.pools.deallocate(out, f.third));
+  f.pools.set_live(0, f.id, {out});
+  f.pools.end(0, f.id);
+  CHECK(f.pools.deallocate(out, f.own));
+  CHECK(f.o.recorded_on(f.third) == 1);
+  f.o.complete_stream(f.side);
+  void* p = f.next_capture(2 * MiB);
+  CHECK(p != out);
+  f.o.complete_stream(f.third);
+  CHECK(f.next_capture(2 * MiB) == out);
+  CHECK(f.pools.deallocate(out, f.own));
+  CHECK(f.pools.deallocate(p, f.own));
+  f.give_back();
+}
+
+TEST_CASE("graph pools: a block set_live frees waits for the streams record_stream named, as a free does",
+          "[graph_pools][streams]") {
+  ordered_fixture f;
+  void* out = f.captured(2 * MiB);
+  CHECK(f.pools.deallocate(out, f.side));
+  f.pools.set_live(0, f.id, {out});
+  CHECK(f.pools.record_stream(out, f.third));
+  f.pools.set_live(0, f.id, {});  // frees it on its own stream: an event on third, side's kept
+  CHECK(f.o.recorded_on(f.third) == 1);
+  f.o.complete_stream(f.side);
+  void* p = f.next_capture(2 * MiB);
+  CHECK(p != out);
+  f.o.complete_stream(f.third);
+  CHECK(f.next_capture(2 * MiB) == out);
+  CHECK(f.pools.deallocate(out, f.own));
+  CHECK(f.pools.deallocate(p, f.own));
+  f.give_back();
+}
+
+TEST_CASE("graph pools: set_live that fails on the host heap leaves the count of frees as it was",
+          "[graph_pools][exception_safety]") {
+  if (!stash_test::failing_heap::can_fail()) {
+    WARN("operator new is not this test's own (valgrind replaces it): no heap failure can be injected");
+    return;
+  }
+  fixture f;
+  f.pools.begin(0, f.id, f.only(f.capturing));
+  std::vector<void*> blocks;
+  for (int i = 0; i < 4; ++i) blocks.push_back(f.allocate(MiB, f.capturing));
+  f.pools.end(0, f.id);
+  const auto frees = f.pools.frees_so_far();
+  for (std::size_t k = 1;; ++k) {
+    stash_test::failing_heap::arm(k);
+    bool threw = false;
+    try {
+      f.pools.set_live(0, f.id, {blocks[0]});
+    } catch (const std::bad_alloc&) {
+      threw = true;
+    }
+    if (!stash_test::failing_heap::disarm()) break;
+    INFO("heap allocation " << k << " failed");
+    CHECK(threw);
+    CHECK(f.pools.frees_so_far() == frees);
+    CHECK(f.pools.live_blocks(0, f.id).size() == 4);
+  }
+  CHECK(f.pools.frees_so_far() == frees + 3);
+  f.pools.release(0, f.id);
+  f.deallocate(blocks[0], f.capturing);
+  CHECK(f.pools.return_released() == 4);
+}

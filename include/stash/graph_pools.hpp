@@ -40,6 +40,7 @@
 // exactly a given set of them live again, the others freed to the pool; no memory moves.
 //
 // One mutex guards the pools; requests and frees that no pool concerns pay two relaxed atomic loads.
+#include <algorithm>
 #include <atomic>
 #include <compare>
 #include <cstddef>
@@ -146,7 +147,9 @@ class graph_pools {
     const std::uintptr_t on = s.ordering_key();
     for (auto f = p.freed.lower_bound(bytes); f != p.freed.end(); ++f) {
       if (f->second.on != on) continue;
-      if (!f->second.reusable && !fences_passed(*f->second.holder)) continue;
+      // A block freed during a routing waits for its end (its events are not recorded yet, whatever
+      // earlier ones it holds); any other waits for its events.
+      if (!f->second.reusable && (f->second.holder->deferred || !fences_passed(*f->second.holder))) continue;
       void* reused = f->second.ptr;
       owner& o = *f->second.holder;
       p.freed.erase(f);
@@ -194,20 +197,12 @@ class graph_pools {
     pool_state& pool = pools_.at({o->device, o->id});
     const std::uintptr_t freed_on = s.ordering_key();
     const bool own_stream_only = freed_on == o->on_key && o->uses.empty() && o->fences.empty();
-    const bool defer = !own_stream_only && !routes_.empty() && o->from->frees_record_used_streams();
-    if (defer && !o->deferred) deferred_.reserve(deferred_.size() + 1);  // what may throw comes first
+    if (!own_stream_only) make_deferred_room(1);  // what may throw comes first
     pool.freed.emplace(o->bytes, freed_block{p, o, o->on_key, own_stream_only, frees_ + 1});
     ++frees_;
     o->live = false;
     o->freed_on = {s, freed_on};
-    if (defer) {
-      if (!o->deferred) deferred_.push_back(p);  // reserved: cannot throw
-      o->deferred = true;
-    } else if (!own_stream_only && !fence(*o)) {
-      // Without events for all the streams concerned, none is kept (a block made live again by set_live
-      // may have some from an earlier free): it waits for settle_completed().
-      release_fences(*o);
-    }
+    if (!own_stream_only) wait_for_other_streams(p, *o);
     if (pool.released) ++releasable_;
     return true;
   }
@@ -353,14 +348,23 @@ class graph_pools {
       if (!o.live) o.uses.reserve(o.uses.size() + 1);  // for its free's stream, below
     }
     std::multimap<std::size_t, freed_block> to_free;
+    std::uint64_t seq = frees_;
+    std::size_t others = 0;  // blocks to free that other streams may still use
     for (auto& [ptr, o] : owners_)
-      if (o.device == device && o.id == id && o.live && !wanted.count(ptr))
-        to_free.emplace(o.bytes,
-                        freed_block{ptr, &o, o.on_key, o.uses.empty() && o.fences.empty(), ++frees_});
-    // Freeing first, then taking back, so that the free lists never hold a live block.
+      if (o.device == device && o.id == id && o.live && !wanted.count(ptr)) {
+        const bool own_stream_only = o.uses.empty() && o.fences.empty();
+        to_free.emplace(o.bytes, freed_block{ptr, &o, o.on_key, own_stream_only, seq + 1});
+        ++seq;
+        others += !own_stream_only;
+      }
+    make_deferred_room(others);
+    frees_ = seq;
+    // Freeing first, then taking back, so that the free lists never hold a live block. Each is freed on
+    // its own stream, and waits for the streams record_stream named as a free there does.
     for (const auto& [bytes, f] : to_free) {
       f.holder->live = false;
       f.holder->freed_on = {f.holder->on, f.holder->on_key};
+      if (!f.reusable) wait_for_other_streams(f.ptr, *f.holder);
     }
     pool->second.freed.merge(to_free);
     for (void* p : live) {
@@ -372,7 +376,7 @@ class graph_pools {
         if (f->second.ptr == p) {
           // Freed on another stream with no event for it (during a capture, or one that could not be
           // recorded): that stream's work may still use it, which its next free must know (a use).
-          if (!f->second.reusable && o.fences.empty()) remember_use(o, o.freed_on);
+          if (!f->second.reusable && (o.deferred || o.fences.empty())) remember_use(o, o.freed_on);
           freed.erase(f);
           break;
         }
@@ -495,6 +499,27 @@ class graph_pools {
     for (const use& kept : o.uses)
       if (kept.key == u.key) return;
     o.uses.push_back(u);
+  }
+
+  /// Room in deferred_ for n more blocks, growing geometrically (a capture may free many). May throw
+  /// bad_alloc, changing nothing.
+  void make_deferred_room(std::size_t n) {
+    if (deferred_.capacity() - deferred_.size() < n)
+      deferred_.reserve(std::max(deferred_.size() + n, 2 * deferred_.capacity()));
+  }
+
+  /// A free of p (o's block) that other streams may still use (deallocate, set_live): it gets their
+  /// events now (fence); during a routing, under free_records_used_streams, when the last one ends
+  /// (deferred_, where make_deferred_room made room); otherwise none, and it waits for
+  /// settle_completed(). A block made live again by set_live may hold events from an earlier free:
+  /// without all of this free's, none is kept. lock_ is held.
+  void wait_for_other_streams(void* p, owner& o) noexcept {
+    if (!routes_.empty() && o.from->frees_record_used_streams()) {
+      if (!o.deferred) deferred_.push_back(p);  // room was made: cannot throw
+      o.deferred = true;
+    } else if (!fence(o)) {
+      release_fences(o);
+    }
   }
 
   /// The last routing has ended: the blocks freed during it that other streams may still use get
