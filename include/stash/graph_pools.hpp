@@ -327,8 +327,11 @@ class graph_pools {
 
   /// Makes `live` (blocks of pool `id`, live or freed) exactly the pool's live blocks: every other block
   /// of the pool is freed to the pool (on the stream it was allocated on), as if the program had freed
-  /// it; no memory is given back or moved. Throws stash::error, changing nothing, when a pointer is not
-  /// a block of that pool or the pool is released.
+  /// it there (deallocate: it waits for the streams record_stream named); no memory is given back or
+  /// moved. A block made live again keeps what its free left to wait for: the events of that free,
+  /// and the stream it was freed on as a use where that free has no event (yet). Throws stash::error,
+  /// changing nothing, when a pointer is not a block of that pool or the pool is released; a host heap
+  /// that fails (bad_alloc) changes nothing.
   void set_live(int device, graph_pool_id id, const std::vector<void*>& live) {
     std::lock_guard guard(lock_);
     const auto pool = pools_.find({device, id});
