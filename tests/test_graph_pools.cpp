@@ -645,6 +645,17 @@ struct ordered_fixture {
     return p;
   }
   void* next_capture(std::size_t bytes) { return captured(bytes); }
+  /// `out`, a freed block of 2 MiB, waits for the work of `streams` (completed in that order): the pool's
+  /// next capture gets other memory until the last has completed, then `out`. Both are freed again.
+  void taken_only_after(void* out, const std::vector<stash::stream>& streams) {
+    for (std::size_t i = 0; i + 1 < streams.size(); ++i) o.complete_stream(streams[i]);
+    void* other = next_capture(2 * MiB);
+    CHECK(other != out);
+    o.complete_stream(streams.back());
+    CHECK(next_capture(2 * MiB) == out);
+    CHECK(pools.deallocate(out, own));
+    CHECK(pools.deallocate(other, own));
+  }
   /// Every capture's user released, the device synchronized (complete_all), the blocks given back.
   void give_back() {
     while (pools.figures(0, id).users != 0) pools.release(0, id);
@@ -1015,11 +1026,8 @@ TEST_CASE("graph pools: a block freed during a capture is not taken before the r
   CHECK(p != out);
   f.pools.end(0, f.id);
   CHECK(f.o.recorded_on(f.third) == 1);
-  void* q = f.next_capture(2 * MiB);
-  CHECK(q != out);  // third's work is not done
-  f.o.complete_stream(f.third);
-  CHECK(f.next_capture(2 * MiB) == out);
-  for (void* r : {out, p, q}) CHECK(f.pools.deallocate(r, f.own));
+  CHECK(f.pools.deallocate(p, f.own));
+  f.taken_only_after(out, {f.third});
   f.give_back();
 }
 
@@ -1036,13 +1044,7 @@ TEST_CASE("graph pools: set_live keeps the stream of a free during a capture as 
   f.pools.end(0, f.id);
   CHECK(f.pools.deallocate(out, f.own));
   CHECK(f.o.recorded_on(f.third) == 1);
-  f.o.complete_stream(f.side);
-  void* p = f.next_capture(2 * MiB);
-  CHECK(p != out);
-  f.o.complete_stream(f.third);
-  CHECK(f.next_capture(2 * MiB) == out);
-  CHECK(f.pools.deallocate(out, f.own));
-  CHECK(f.pools.deallocate(p, f.own));
+  f.taken_only_after(out, {f.side, f.third});
   f.give_back();
 }
 
@@ -1055,13 +1057,7 @@ TEST_CASE("graph pools: a block set_live frees waits for the streams record_stre
   CHECK(f.pools.record_stream(out, f.third));
   f.pools.set_live(0, f.id, {});  // frees it on its own stream: an event on third, side's kept
   CHECK(f.o.recorded_on(f.third) == 1);
-  f.o.complete_stream(f.side);
-  void* p = f.next_capture(2 * MiB);
-  CHECK(p != out);
-  f.o.complete_stream(f.third);
-  CHECK(f.next_capture(2 * MiB) == out);
-  CHECK(f.pools.deallocate(out, f.own));
-  CHECK(f.pools.deallocate(p, f.own));
+  f.taken_only_after(out, {f.side, f.third});
   f.give_back();
 }
 
