@@ -21,7 +21,11 @@
 //   IPC              stash_ipc_export/open/close (shareIpcHandle, getIpcDevPtr: torch.multiprocessing
 //                    sends CUDA tensors to other processes), and getBaseAllocation from PyTorch's own
 //                    record of the allocation
-// The last five are virtual members, not hooks: the allocator is a subclass of CUDAPluggableAllocator.
+//   stats            stash_get_stats/reset_peak (getDeviceStats, resetPeakStats, resetAccumulatedStats:
+//                    torch.cuda.memory_stats, memory_allocated, max_memory_reserved, memory_summary,
+//                    reset_peak_memory_stats, ...)
+//   cacheInfo        the largest workspace cuDNN's benchmark mode may try (torch.backends.cudnn.benchmark)
+// The last seven are virtual members, not hooks: the allocator is a subclass of CUDAPluggableAllocator.
 // Built on first use by torch.utils.cpp_extension (stash/torch.py), against the torch it runs with.
 #include <dlfcn.h>
 #include <sys/types.h>
@@ -38,6 +42,8 @@
 #include <utility>
 #include <vector>
 
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
 #include <c10/util/Exception.h>
 #include <torch/csrc/cuda/CUDAPluggableAllocator.h>
 #include <torch/extension.h>
@@ -54,6 +60,14 @@ struct pool_block {
   void* ptr;
   uint64_t bytes;
   cudaStream_t stream;
+};
+
+/// stash_stats (stash_c.h).
+struct stash_stats {
+  uint64_t allocated_bytes, requested_bytes, cached_bytes, reserved_bytes;
+  uint64_t peak_allocated_bytes, peak_requested_bytes, peak_reserved_bytes;
+  uint64_t allocations, deallocations, cache_hits, backend_allocations, backend_frees;
+  uint64_t oom_retries, num_ooms, limit_bytes, page_moves;
 };
 
 struct stash_api {
@@ -73,6 +87,8 @@ struct stash_api {
   int (*ipc_export)(const void*, char*, size_t, size_t*, uint64_t*) = nullptr;
   int (*ipc_open)(const char*, void**, uint64_t*) = nullptr;
   int (*ipc_close)(void*) = nullptr;
+  int (*get_stats)(int, stash_stats*) = nullptr;
+  int (*reset_peak)(int) = nullptr;
   const char* (*last_error)() = nullptr;
 };
 
@@ -161,7 +177,21 @@ template <class C, class R, class A, class B>
 struct first_parameter<R (C::*)(A, B)> {
   using type = A;
 };
+template <class C, class R, class A>
+struct first_parameter<R (C::*)(A)> {
+  using type = A;
+};
 using device_index = first_parameter<decltype(&pluggable::CUDAPluggableAllocator::enablePeerAccess)>::type;
+using stats_device = first_parameter<decltype(&pluggable::CUDAPluggableAllocator::getDeviceStats)>::type;
+using cache_info_device = first_parameter<decltype(&pluggable::CUDAPluggableAllocator::cacheInfo)>::type;
+/// PyTorch's DeviceStats (c10::CachingDeviceAllocator in 2.11, c10::cuda::CUDACachingAllocator before).
+using device_stats = decltype(std::declval<pluggable::CUDAPluggableAllocator&>().getDeviceStats(0));
+
+stash_stats stats_of(int device) {
+  stash_stats s{};
+  TORCH_CHECK(api.get_stats(device, &s) == 0, api.last_error());
+  return s;
+}
 
 struct stash_allocator final : pluggable::CUDAPluggableAllocator {
   using pluggable::CUDAPluggableAllocator::CUDAPluggableAllocator;
@@ -178,6 +208,70 @@ struct stash_allocator final : pluggable::CUDAPluggableAllocator {
     if (p2p_enabled || dst_device == src_device)
       return cudaMemcpyAsync(dst, src, count, cudaMemcpyDeviceToDevice, stream);
     return cudaMemcpyPeerAsync(dst, dst_device, src, src_device, count, stream);
+  }
+
+  // ---- stats: torch.cuda.memory_stats and what reads it ---------------------------------------------
+  // stash's figures under PyTorch's names, in the aggregate ("all") entries, as stash.torch.memory_stats
+  // gives them: allocated, requested and reserved bytes (current and peak), active bytes as allocated
+  // ones (a block freed on a stream is cached at once, its reuse elsewhere waits), inactive split bytes
+  // as the cached ones, counts of allocations and frees, retries, OOMs and driver calls. stash counts no
+  // segments, no pool kinds (small_pool, large_pool stay 0), no peak of the number of allocations and
+  // no cumulative bytes: those read 0. resetAccumulatedStats is kept here, as a baseline subtracted
+  // from stash's counts (stash never resets them).
+
+  device_stats getDeviceStats(stats_device device) override {
+    const stash_stats s = stats_of(static_cast<int>(device));
+    const stash_stats base = baseline(static_cast<int>(device));
+    device_stats out{};
+    auto set = [](auto& stat, uint64_t current, uint64_t peak) {
+      stat[0].current = static_cast<int64_t>(current);
+      stat[0].peak = static_cast<int64_t>(peak);
+    };
+    set(out.allocated_bytes, s.allocated_bytes, s.peak_allocated_bytes);
+    set(out.active_bytes, s.allocated_bytes, s.peak_allocated_bytes);
+    set(out.requested_bytes, s.requested_bytes, s.peak_requested_bytes);
+    set(out.reserved_bytes, s.reserved_bytes, s.peak_reserved_bytes);
+    out.inactive_split_bytes[0].current = static_cast<int64_t>(s.cached_bytes);
+    out.allocation[0].current = static_cast<int64_t>(s.allocations - s.deallocations);
+    out.allocation[0].allocated = static_cast<int64_t>(s.allocations - base.allocations);
+    out.allocation[0].freed = static_cast<int64_t>(s.deallocations - base.deallocations);
+    out.active[0].current = out.allocation[0].current;
+    out.num_alloc_retries = static_cast<int64_t>(s.oom_retries - base.oom_retries);
+    out.num_ooms = static_cast<int64_t>(s.num_ooms - base.num_ooms);
+    out.num_device_alloc = static_cast<int64_t>(s.backend_allocations - base.backend_allocations);
+    out.num_device_free = static_cast<int64_t>(s.backend_frees - base.backend_frees);
+    return out;
+  }
+
+  void resetPeakStats(stats_device device) override {
+    TORCH_CHECK(api.reset_peak(static_cast<int>(device)) == 0, api.last_error());
+  }
+
+  void resetAccumulatedStats(stats_device device) override {
+    const stash_stats now = stats_of(static_cast<int>(device));
+    std::lock_guard guard(baselines_lock_);
+    baselines_.insert_or_assign(static_cast<int>(device), now);
+  }
+
+  /// cuDNN's benchmark mode (torch.backends.cudnn.benchmark) asks for the largest workspace it may try,
+  /// then allocates it, halving it while that fails. PyTorch's own allocator answers with its largest
+  /// cached free block, cudaMallocAsync's with the device's free memory. stash's pages can move to any
+  /// new block, so it answers with what it could serve: the device's free memory and stash's cached
+  /// bytes there, within the pool's limit (memory_fraction, limit).
+  void cacheInfo(cache_info_device device, size_t* largest) override {
+    TORCH_CHECK(largest, "stash: cacheInfo with no place for its answer");
+    const stash_stats s = stats_of(static_cast<int>(device));
+    size_t free_bytes = 0, total_bytes = 0;
+    {
+      c10::cuda::CUDAGuard guard(device);
+      C10_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+    }
+    uint64_t servable = free_bytes + s.cached_bytes;
+    if (s.limit_bytes != UINT64_MAX) {
+      const uint64_t in_use = s.reserved_bytes - std::min(s.cached_bytes, s.reserved_bytes);
+      servable = std::min(servable, s.limit_bytes > in_use ? s.limit_bytes - in_use : 0);
+    }
+    *largest = static_cast<size_t>(servable);
   }
 
   // ---- MemPool: a graph pool with users but no routing until use_mem_pool --------------------------
@@ -333,6 +427,16 @@ struct stash_allocator final : pluggable::CUDAPluggableAllocator {
       if (!expected_live_allocations.count(b.ptr)) return false;
     return true;
   }
+
+ private:
+  stash_stats baseline(int device) {
+    std::lock_guard guard(baselines_lock_);
+    const auto found = baselines_.find(device);
+    return found == baselines_.end() ? stash_stats{} : found->second;
+  }
+
+  std::mutex baselines_lock_;
+  std::map<int, stash_stats> baselines_;  // resetAccumulatedStats: counts at the reset, per device
 };
 
 /// Switches PyTorch to stash. Throws (RuntimeError in Python) when PyTorch's allocator is in use
@@ -356,6 +460,8 @@ void install(const std::string& path) {
   bind(handle, path, "stash_ipc_export", api.ipc_export);
   bind(handle, path, "stash_ipc_open", api.ipc_open);
   bind(handle, path, "stash_ipc_close", api.ipc_close);
+  bind(handle, path, "stash_get_stats", api.get_stats);
+  bind(handle, path, "stash_reset_peak", api.reset_peak);
   bind(handle, path, "stash_last_error", api.last_error);
 
   // What createCustomAllocator does for a plain CUDAPluggableAllocator: made, then initialized.

@@ -499,6 +499,66 @@ def graph_intermediate_used_on_a_side_stream_comes_back_after_the_capture_once_i
 
 
 @check
+def torch_memory_stats_report_stashs_figures():
+    """
+    # torch.cuda.memory_stats and what reads it (memory_allocated, max_memory_reserved, memory_summary,
+    # reset_peak_memory_stats, reset_accumulated_memory_stats) answer with stash's figures: PyTorch's
+    # CUDAPluggableAllocator raises there, stash's subclass answers.
+    import torch, stash, stash.torch
+    stash.torch.enable()
+    x = torch.empty(64 << 20, dtype=torch.uint8, device="cuda")
+    y = torch.empty(3 << 20, dtype=torch.uint8, device="cuda")
+    ours, theirs = stash.torch.memory_stats(0), torch.cuda.memory_stats(0)
+    for key in ("allocated_bytes.all.current", "allocated_bytes.all.peak", "reserved_bytes.all.current",
+                "reserved_bytes.all.peak", "requested_bytes.all.current", "allocation.all.current", "num_ooms"):
+        assert theirs[key] == ours[key], (key, theirs[key], ours[key])
+    assert torch.cuda.memory_allocated() >= (67 << 20), torch.cuda.memory_allocated()
+    assert torch.cuda.memory_reserved() >= torch.cuda.memory_allocated()
+    del x
+    peak = torch.cuda.max_memory_allocated()
+    assert peak >= (67 << 20) > torch.cuda.memory_allocated(), (peak, torch.cuda.memory_allocated())
+    torch.cuda.reset_peak_memory_stats()
+    assert torch.cuda.max_memory_allocated() == torch.cuda.memory_allocated() < peak
+    torch.cuda.reset_accumulated_memory_stats()
+    assert torch.cuda.memory_stats()["allocation.all.allocated"] == 0
+    z = torch.empty(1 << 20, device="cuda")
+    assert torch.cuda.memory_stats()["allocation.all.allocated"] == 1
+    summary = torch.cuda.memory_summary()
+    assert "Allocated memory" in summary, summary[:400]
+    print("allocated", torch.cuda.memory_allocated(), "reserved", torch.cuda.memory_reserved(),
+          "peak before the reset", peak)
+    """
+
+
+@check
+def cudnn_benchmark_convolutions_match_the_default():
+    """
+    # torch.backends.cudnn.benchmark asks the allocator for the largest workspace it may try (cacheInfo),
+    # which PyTorch's CUDAPluggableAllocator refuses: under stash's subclass the search runs, and its
+    # convolutions give what the default algorithms give.
+    import torch, stash, stash.torch
+    stash.torch.enable()
+    torch.backends.cudnn.allow_tf32 = False
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 32, 3, padding=1), torch.nn.ReLU(),
+                              torch.nn.Conv2d(32, 16, 5, padding=2)).cuda()
+    x = torch.randn(8, 3, 64, 64, device="cuda", requires_grad=True)
+    torch.backends.cudnn.benchmark = False
+    expected = net(x)
+    expected.sum().backward()
+    expected_grad = x.grad.clone()
+    x.grad = None
+    torch.backends.cudnn.benchmark = True
+    got = net(x)
+    got.sum().backward()
+    torch.cuda.synchronize()
+    assert torch.allclose(got, expected, rtol=1e-4, atol=1e-4), float((got - expected).abs().max())
+    assert torch.allclose(x.grad, expected_grad, rtol=1e-4, atol=1e-4), float((x.grad - expected_grad).abs().max())
+    print("benchmark mode ran; largest difference", float((got - expected).abs().max()))
+    """
+
+
+@check
 def multiprocessing_shares_a_cuda_tensor_in_place():
     """
     # torch.multiprocessing sends a CUDA tensor to a spawned child (stash enabled in both); the child
