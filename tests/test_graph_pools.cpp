@@ -1092,3 +1092,45 @@ TEST_CASE("graph pools: set_live that fails on the host heap leaves the count of
   f.deallocate(blocks[0], f.capturing);
   CHECK(f.pools.return_released() == 4);
 }
+
+TEST_CASE("graph pools: a block made live again by set_live still waits for an earlier free's stream when a "
+          "later free drops its events",
+          "[graph_pools][streams]") {
+  SECTION("dropped during a routing, without free_records_used_streams") {
+    ordered_fixture f(false);
+    void* out = f.captured(2 * MiB);
+    CHECK(f.pools.deallocate(out, f.side));  // no capture underway: an event on side
+    f.pools.set_live(0, f.id, {out});        // live again, keeping side's event
+    f.pools.begin(0, f.id, [s = f.own](stash::stream t) { return t == s; });
+    CHECK(f.pools.deallocate(out, f.own));  // during a routing, option off: no event, side's is dropped
+    f.pools.set_live(0, f.id, {out});       // live again
+    f.pools.end(0, f.id);
+    CHECK(f.pools.deallocate(out, f.third));  // third is alive: an event there would do, but side is lost
+    f.o.complete_stream(f.third);             // side's work queued before the first free is not done
+    void* p = f.next_capture(2 * MiB);
+    CHECK(p != out);
+    f.o.complete_all();
+    CHECK(f.pools.settle_completed() == 1);  // the device synchronized: it serves its own stream again
+    CHECK(f.next_capture(2 * MiB) == out);
+    CHECK(f.pools.deallocate(out, f.own));
+    CHECK(f.pools.deallocate(p, f.own));
+    f.give_back();
+  }
+  SECTION("dropped at a free on a capturing stream, under free_records_used_streams") {
+    ordered_fixture f;
+    void* out = f.captured(2 * MiB);
+    CHECK(f.pools.deallocate(out, f.side));  // an event on side
+    f.pools.set_live(0, f.id, {out});
+    f.o.set_capturing(f.third, true);
+    CHECK(f.pools.deallocate(out, f.third));  // no event can be recorded on third: side's is dropped too
+    f.pools.set_live(0, f.id, {out});         // live again: remembers third, not side
+    f.o.set_capturing(f.third, false);
+    CHECK(f.pools.deallocate(out, f.third));
+    CHECK(f.o.unreleased_events() == 0);  // it waits for the synchronize: no event is kept for it
+    f.o.complete_stream(f.third);
+    void* p = f.next_capture(2 * MiB);
+    CHECK(p != out);
+    CHECK(f.pools.deallocate(p, f.own));
+    f.give_back();
+  }
+}

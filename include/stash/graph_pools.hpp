@@ -196,7 +196,8 @@ class graph_pools {
     if (!o) return false;
     pool_state& pool = pools_.at({o->device, o->id});
     const std::uintptr_t freed_on = s.ordering_key();
-    const bool own_stream_only = freed_on == o->on_key && o->uses.empty() && o->fences.empty();
+    const bool own_stream_only =
+        freed_on == o->on_key && o->uses.empty() && o->fences.empty() && !o->unsettled;
     if (!own_stream_only) make_deferred_room(1);  // what may throw comes first
     pool.freed.emplace(o->bytes, freed_block{p, o, o->on_key, own_stream_only, frees_ + 1});
     ++frees_;
@@ -293,6 +294,7 @@ class graph_pools {
         f.reusable = true;
         release_fences(*f.holder);  // the synchronize completed them
         f.holder->deferred = false;  // and covers what the end of the capture would have recorded
+        f.holder->unsettled = false;  // and every use an earlier free could not record an event for
         ++n;
       }
     });
@@ -355,7 +357,7 @@ class graph_pools {
     std::size_t others = 0;  // blocks to free that other streams may still use
     for (auto& [ptr, o] : owners_)
       if (o.device == device && o.id == id && o.live && !wanted.count(ptr)) {
-        const bool own_stream_only = o.uses.empty() && o.fences.empty();
+        const bool own_stream_only = o.uses.empty() && o.fences.empty() && !o.unsettled;
         to_free.emplace(o.bytes, freed_block{ptr, &o, o.on_key, own_stream_only, seq + 1});
         ++seq;
         others += !own_stream_only;
@@ -449,6 +451,9 @@ class graph_pools {
                                       // still use it (fence); its own stream takes it once all completed
     use freed_on{};         // the stream of its latest free
     bool deferred = false;  // freed during a capture: listed in deferred_, fenced when the last routing ends
+    bool unsettled = false;  // a free could not record all its events and dropped them: which other
+                             // streams may use it is not known, so it waits for settle_completed()
+                             // (every later free too), whatever it is made live and freed on
   };
   using key = std::pair<int, graph_pool_id>;
 
@@ -471,7 +476,7 @@ class graph_pools {
   /// one (which cannot name that stream); when the policy refuses (a stream gone: its error is not
   /// this free's); or when the host heap fails. Waiting is always safe. lock_ is held.
   bool fence(owner& o) noexcept {
-    if (!routes_.empty()) return false;
+    if (!routes_.empty() || o.unsettled) return false;
     const std::size_t before = o.fences.size();
     bool all = true;
     try {
@@ -515,13 +520,14 @@ class graph_pools {
   /// events now (fence); during a routing, under free_records_used_streams, when the last one ends
   /// (deferred_, where make_deferred_room made room); otherwise none, and it waits for
   /// settle_completed(). A block made live again by set_live may hold events from an earlier free:
-  /// without all of this free's, none is kept. lock_ is held.
+  /// without all of this free's, none is kept, and the block waits for settle_completed() at every free
+  /// until then (drop_fences). lock_ is held.
   void wait_for_other_streams(void* p, owner& o) noexcept {
     if (!routes_.empty() && o.from->frees_record_used_streams()) {
       if (!o.deferred) deferred_.push_back(p);  // room was made: cannot throw
       o.deferred = true;
     } else if (!fence(o)) {
-      release_fences(o);
+      drop_fences(o);
     }
   }
 
@@ -534,7 +540,7 @@ class graph_pools {
       if (found == owners_.end() || !found->second.deferred) continue;
       owner& o = found->second;
       o.deferred = false;
-      if (!o.live && !fence(o)) release_fences(o);
+      if (!o.live && !fence(o)) drop_fences(o);
     }
     deferred_.clear();
   }
@@ -550,6 +556,14 @@ class graph_pools {
       o.fences.pop_back();
     }
     return true;
+  }
+
+  /// A free of o's block could not record all its events: the others go back too, and the block waits
+  /// for settle_completed() from now on (owner::unsettled), since the streams those events were for are
+  /// not kept anywhere else.
+  static void drop_fences(owner& o) noexcept {
+    release_fences(o);
+    o.unsettled = true;
   }
 
   /// Gives back o's events from the `from`-th on (all by default).
