@@ -533,28 +533,30 @@ def torch_memory_stats_report_stashs_figures():
 @check
 def cudnn_benchmark_convolutions_match_the_default():
     """
-    # torch.backends.cudnn.benchmark asks the allocator for the largest workspace it may try (cacheInfo),
-    # which PyTorch's CUDAPluggableAllocator refuses: under stash's subclass the search runs, and its
-    # convolutions give what the default algorithms give.
-    import torch, stash, stash.torch
+    # torch.backends.cudnn.benchmark asks the allocator for the largest workspace it may try (cacheInfo)
+    # when it searches for a shape it has no plan for yet, which PyTorch's CUDAPluggableAllocator refuses:
+    # under stash's subclass the search runs. Benchmark mode runs first, on shapes no earlier run planned
+    # (a plan the default mode found is reused without a search), and is checked against the CPU.
+    import copy, torch, stash, stash.torch
     stash.torch.enable()
     torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cudnn.benchmark = True
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 32, 3, padding=1), torch.nn.ReLU(),
-                              torch.nn.Conv2d(32, 16, 5, padding=2)).cuda()
-    x = torch.randn(8, 3, 64, 64, device="cuda", requires_grad=True)
-    torch.backends.cudnn.benchmark = False
-    expected = net(x)
+                              torch.nn.Conv2d(32, 16, 5, padding=2))
+    reference = copy.deepcopy(net)
+    x = torch.randn(8, 3, 64, 64, requires_grad=True)
+    expected = reference(x)
     expected.sum().backward()
     expected_grad = x.grad.clone()
-    x.grad = None
-    torch.backends.cudnn.benchmark = True
-    got = net(x)
+    xg = x.detach().cuda().requires_grad_()
+    got = net.cuda()(xg)
     got.sum().backward()
     torch.cuda.synchronize()
-    assert torch.allclose(got, expected, rtol=1e-4, atol=1e-4), float((got - expected).abs().max())
-    assert torch.allclose(x.grad, expected_grad, rtol=1e-4, atol=1e-4), float((x.grad - expected_grad).abs().max())
-    print("benchmark mode ran; largest difference", float((got - expected).abs().max()))
+    difference = float((got.cpu() - expected).abs().max())
+    assert torch.allclose(got.cpu(), expected, rtol=1e-3, atol=1e-3), difference
+    assert torch.allclose(xg.grad.cpu(), expected_grad, rtol=1e-3, atol=1e-3), float((xg.grad.cpu() - expected_grad).abs().max())
+    print("benchmark mode searched and ran; largest difference from the CPU", difference)
     """
 
 
