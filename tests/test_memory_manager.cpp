@@ -2,9 +2,11 @@
 // the pointer, per-device figures, typed errors that change nothing, and threads.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <thread>
 #include <vector>
@@ -369,6 +371,45 @@ TEST_CASE("manager: asking for figures or emptying a cache makes no pool", "[man
   REQUIRE(mm.existing_pinned_pool() == nullptr);
   stash::pool* made = &mm.device_pool(1);
   REQUIRE(mm.existing_device_pool(1) == made);
+}
+
+TEST_CASE("manager: a pool's walk shows what it holds, and finds the live block a pointer lies in", "[manager]") {
+  memory_manager mm(memory_manager::backing::host, 2);
+  void* big = mm.allocate(5 * MiB, memory_type::device);
+  void* small = mm.allocate(1000, memory_type::device);
+  void* gone = mm.allocate(3000, memory_type::device);
+  mm.deallocate(gone);
+  const stash::pool& pool = mm.device_pool(0);
+  CHECK_FALSE(pool.paged());
+
+  std::size_t held = 0, live = 0, requested = 0, regions = 0;
+  std::vector<std::uintptr_t> live_starts;
+  pool.visit_memory([&](std::uintptr_t, std::size_t bytes) { held += bytes, ++regions; },
+                    [&](std::uintptr_t addr, std::size_t bytes, std::size_t asked) {
+                      if (asked == 0) return;
+                      live += bytes, requested += asked;
+                      live_starts.push_back(addr);
+                    });
+  const auto figures = mm.get_stats(0);
+  CHECK(regions >= 2);
+  CHECK(held == figures.total_reserved);
+  CHECK(live == figures.total_allocated);
+  CHECK(requested == 5 * MiB + 1000);
+  CHECK(live_starts.size() == 2);
+  CHECK(std::count(live_starts.begin(), live_starts.end(), reinterpret_cast<std::uintptr_t>(big)) == 1);
+  CHECK(std::count(live_starts.begin(), live_starts.end(), reinterpret_cast<std::uintptr_t>(small)) == 1);
+
+  // A pointer inside a live block names its start and the size asked for; one in freed memory, none.
+  const auto inside = pool.live_block_containing(static_cast<char*>(big) + 4 * MiB);
+  CHECK(inside.first == big);
+  CHECK(inside.second == 5 * MiB);
+  CHECK(pool.live_block_containing(gone).first == nullptr);
+
+  // A device whose pool is not made has nothing to walk, and a pool of pages says so.
+  CHECK(mm.existing_device_pool(1) == nullptr);
+  CHECK(stash::pool_of<stash::simulated_caching_allocator>().paged());
+  mm.deallocate(big);
+  mm.deallocate(small);
 }
 
 TEST_CASE("manager: a memory_type that is neither device nor pinned is a typed error and changes nothing",

@@ -184,7 +184,8 @@ def run(args):
         total = torch.cuda.mem_get_info(device)[1]
         torch.cuda.set_per_process_memory_fraction(min(1.0, args.memory_limit_mib * MiB / total), device)
 
-    history = args.memory_history and args.allocator in ("native", "expandable")
+    # stash keeps PyTorch's memory history in its hooks extension (stash.torch; python/README.md).
+    history = args.memory_history and args.allocator in ("native", "expandable", "stash")
     if history:
         torch.cuda.memory._record_memory_history(max_entries=2_000_000)
     sampler = DriverSampler(torch, device, args.sample_ms / 1000.0)

@@ -195,15 +195,12 @@ class graph_pools {
     owner* const o = live_owner_of(p);
     if (!o) return false;
     pool_state& pool = pools_.at({o->device, o->id});
-    const std::uintptr_t freed_on = s.ordering_key();
-    const bool own_stream_only =
-        freed_on == o->on_key && o->uses.empty() && o->fences.empty() && !o->unsettled;
+    const use freed_on{s, s.ordering_key()};
+    const bool own_stream_only = waits_for_nothing(*o, freed_on.key);
     if (!own_stream_only) make_deferred_room(1);  // what may throw comes first
     pool.freed.emplace(o->bytes, freed_block{p, o, o->on_key, own_stream_only, frees_ + 1});
     ++frees_;
-    o->live = false;
-    o->freed_on = {s, freed_on};
-    if (!own_stream_only) wait_for_other_streams(p, *o);
+    mark_freed(p, *o, freed_on, own_stream_only);
     if (pool.released) ++releasable_;
     return true;
   }
@@ -357,7 +354,7 @@ class graph_pools {
     std::size_t others = 0;  // blocks to free that other streams may still use
     for (auto& [ptr, o] : owners_)
       if (o.device == device && o.id == id && o.live && !wanted.count(ptr)) {
-        const bool own_stream_only = o.uses.empty() && o.fences.empty() && !o.unsettled;
+        const bool own_stream_only = waits_for_nothing(o, o.on_key);
         to_free.emplace(o.bytes, freed_block{ptr, &o, o.on_key, own_stream_only, seq + 1});
         ++seq;
         others += !own_stream_only;
@@ -366,11 +363,8 @@ class graph_pools {
     frees_ = seq;
     // Freeing first, then taking back, so that the free lists never hold a live block. Each is freed on
     // its own stream, and waits for the streams record_stream named as a free there does.
-    for (const auto& [bytes, f] : to_free) {
-      f.holder->live = false;
-      f.holder->freed_on = {f.holder->on, f.holder->on_key};
-      if (!f.reusable) wait_for_other_streams(f.ptr, *f.holder);
-    }
+    for (const auto& [bytes, f] : to_free)
+      mark_freed(f.ptr, *f.holder, {f.holder->on, f.holder->on_key}, f.reusable);
     pool->second.freed.merge(to_free);
     for (void* p : live) {
       owner& o = owners_.at(p);
@@ -474,7 +468,9 @@ class graph_pools {
   /// free_records_used_streams is off (that stream may be gone by now: off by default, on under
   /// stash.torch, PyTorch's contract); when one names cudaStreamPerThread in another thread than this
   /// one (which cannot name that stream); when the policy refuses (a stream gone: its error is not
-  /// this free's); or when the host heap fails. Waiting is always safe. lock_ is held.
+  /// this free's); when the host heap fails; or for an unsettled block, whose streams are not all known
+  /// (a guard: wait_for_other_streams neither asks for one nor lists one for fence_deferred). Waiting
+  /// is always safe. lock_ is held.
   bool fence(owner& o) noexcept {
     if (!routes_.empty() || o.unsettled) return false;
     const std::size_t before = o.fences.size();
@@ -516,13 +512,35 @@ class graph_pools {
       deferred_.reserve(std::max(deferred_.size() + n, 2 * deferred_.capacity()));
   }
 
-  /// A free of p (o's block) that other streams may still use (deallocate, set_live): it gets their
-  /// events now (fence); during a routing, under free_records_used_streams, when the last one ends
-  /// (deferred_, where make_deferred_room made room); otherwise none, and it waits for
-  /// settle_completed(). A block made live again by set_live may hold events from an earlier free:
-  /// without all of this free's, none is kept, and the block waits for settle_completed() at every free
-  /// until then (drop_fences). lock_ is held.
+  /// Whether a free of o's block on the stream whose ordering key is `freed_on` leaves it waiting for
+  /// nothing, its own stream's next request free to take it (freed_block::reusable): freed on its own
+  /// stream, named for no other by record_stream, holding no event of an earlier free (set_live made it
+  /// live again before they completed) and not unsettled. Otherwise other streams' work may still use
+  /// it, or may not be known, and the free waits for them (wait_for_other_streams).
+  static bool waits_for_nothing(const owner& o, std::uintptr_t freed_on) noexcept {
+    return freed_on == o.on_key && o.uses.empty() && o.fences.empty() && !o.unsettled;
+  }
+
+  /// o's block p is freed on stream `on` (deallocate; set_live frees on its own stream), its free-list
+  /// entry made already: it is no longer live, and unless the free waits for nothing (`reusable`,
+  /// waits_for_nothing) it waits for the other streams, which reads o.freed_on, set first. Cannot
+  /// throw: what may (the free-list entry, room in deferred_) comes before it. lock_ is held.
+  void mark_freed(void* p, owner& o, const use& on, bool reusable) noexcept {
+    o.live = false;
+    o.freed_on = on;
+    if (!reusable) wait_for_other_streams(p, o);
+  }
+
+  /// A free of p (o's block) that other streams may still use (mark_freed): it gets their events now
+  /// (fence); during a routing, under free_records_used_streams, when the last one ends (deferred_,
+  /// where make_deferred_room made room); otherwise none, and it waits for settle_completed(). A block
+  /// made live again by set_live may hold events from an earlier free: without all of this free's,
+  /// none is kept, and the block waits for settle_completed() at every free until then (drop_fences).
+  /// An unsettled block waits for it already and holds no event (fence records none for it, and
+  /// drop_fences released them all): it is neither listed in deferred_ nor fenced, since either would
+  /// end in drop_fences again and change nothing. lock_ is held.
   void wait_for_other_streams(void* p, owner& o) noexcept {
+    if (o.unsettled) return;
     if (!routes_.empty() && o.from->frees_record_used_streams()) {
       if (!o.deferred) deferred_.push_back(p);  // room was made: cannot throw
       o.deferred = true;

@@ -178,10 +178,29 @@ class pool : public memory_resource {
   virtual std::uint64_t page_moves() const noexcept = 0;
   /// As the allocator's ipc_export; stash::error for a pool whose memory cannot be shared.
   virtual ipc_handle ipc_export(const void* p) const = 0;
+  /// As the allocator's visit_memory (for reports and snapshots): region(begin, bytes) for each stretch
+  /// of memory held from the backend, then block(addr, bytes, requested) for its blocks in address
+  /// order, requested 0 where not live. Under the pool's lock: the callbacks must not call the pool.
+  /// Nothing for a pool whose allocator cannot walk its memory.
+  using region_visitor = std::function<void(std::uintptr_t begin, std::size_t bytes)>;
+  using block_visitor = std::function<void(std::uintptr_t addr, std::size_t bytes, std::size_t requested)>;
+  virtual void visit_memory(const region_visitor& region, const block_visitor& block) const = 0;
+  /// Its memory is pages of CUDA virtual memory (or their simulation), mapped and moved as needed:
+  /// PyTorch's expandable segments.
+  virtual bool paged() const noexcept = 0;
   /// The live block that p lies in: its start and its size as asked for; {nullptr, 0} when p is in
   /// none. Walks every block of the pool under its lock (visit_memory): for rare calls (ipc_export of
   /// a pointer inside a block), never for the fast path.
-  virtual std::pair<void*, std::size_t> live_block_containing(const void* p) const = 0;
+  std::pair<void*, std::size_t> live_block_containing(const void* p) const {
+    const auto a = reinterpret_cast<std::uintptr_t>(p);
+    std::pair<void*, std::size_t> found{nullptr, 0};
+    visit_memory([](std::uintptr_t, std::size_t) {},
+                 [&](std::uintptr_t begin, std::size_t bytes, std::size_t requested) {
+                   if (requested != 0 && a >= begin && a - begin < bytes)
+                     found = {reinterpret_cast<void*>(begin), requested};
+                 });
+    return found;
+  }
   /// Whether p is the start of a live block of this pool: one lookup in its block index.
   virtual bool owns(const void* p) const noexcept = 0;
   /// As the allocator's grant_peer, and true, for a pool of pages granted per device (CUDA virtual
@@ -244,18 +263,13 @@ class pool_of final : public pool {
     else throw error("stash: this pool's memory cannot be shared with another process (memory_manager "
                      "with manager_options::shareable, CUDA virtual memory)");
   }
-  std::pair<void*, std::size_t> live_block_containing(const void* p) const override {
-    std::pair<void*, std::size_t> found{nullptr, 0};
-    if constexpr (requires { allocator_.visit_memory([](std::uintptr_t, std::size_t) {},
-                                                      [](std::uintptr_t, std::size_t, std::size_t) {}); }) {
-      const auto a = reinterpret_cast<std::uintptr_t>(p);
-      allocator_.visit_memory([](std::uintptr_t, std::size_t) {},
-                              [&](std::uintptr_t begin, std::size_t bytes, std::size_t requested) {
-                                if (requested != 0 && a >= begin && a - begin < bytes)
-                                  found = {reinterpret_cast<void*>(begin), requested};
-                              });
-    }
-    return found;
+  void visit_memory(const region_visitor& region, const block_visitor& block) const override {
+    if constexpr (requires { allocator_.visit_memory(region, block); }) allocator_.visit_memory(region, block);
+  }
+  bool paged() const noexcept override {
+    if constexpr (requires { typename Allocator::backend_type; })
+      return paged_backend<typename Allocator::backend_type>;
+    return false;
   }
   bool grant_peer(int peer) override {
     if constexpr (requires { allocator_.grant_peer(peer); }) {

@@ -35,6 +35,7 @@
 #include <vector>
 
 #include "stash/backend/backend.hpp"
+#include "stash/detail/covering_walk.hpp"
 #include "stash/error.hpp"
 #include "stash/logging_adaptor.hpp"
 
@@ -242,18 +243,14 @@ class torch_snapshot {
   void add_segments(const Allocator& allocator, int device = -1) {
     if (device < 0) device = std::max(0, allocator.device());
     constexpr bool expandable = paged_backend<typename Allocator::backend_type>;
-    std::vector<segment> found;
-    allocator.visit_memory(
+    detail::visit_covering(
+        [&](auto&& region, auto&& block) { allocator.visit_memory(region, block); },
         [&](std::uintptr_t begin, std::size_t bytes) {
-          found.push_back({device, begin, bytes, expandable, {}});
+          segments_.push_back({device, begin, bytes, expandable, {}});
         },
         [&](std::uintptr_t addr, std::size_t bytes, std::size_t requested) {
-          found.back().blocks.push_back({addr, bytes, requested});
+          segments_.back().blocks.push_back({addr, bytes, requested});
         });
-    for (auto& s : found) {
-      fill_gaps(s);
-      segments_.push_back(std::move(s));
-    }
   }
 
   /// Adds events to device `device`'s trace.
@@ -312,20 +309,6 @@ class torch_snapshot {
   }
 
  private:
-  /// Memory of a segment no block record covers (an exact-fit block smaller than its segment) becomes
-  /// an inactive block, so the blocks add up to the segment as the viewers require.
-  static void fill_gaps(segment& s) {
-    std::vector<block> out;
-    std::uintptr_t at = s.address;
-    for (const auto& b : s.blocks) {
-      if (b.address > at) out.push_back({at, b.address - at, 0});
-      out.push_back(b);
-      at = b.address + b.size;
-    }
-    if (at < s.address + s.total_size) out.push_back({at, s.address + s.total_size - at, 0});
-    s.blocks = std::move(out);
-  }
-
   static void write_segment(detail::pickle_writer& w, const segment& s) {
     std::size_t allocated = 0, requested = 0;
     for (const auto& b : s.blocks)

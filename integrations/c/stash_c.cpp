@@ -35,6 +35,7 @@
 #include "stash/error.hpp"
 #include "stash/cuda/device_synchronize.hpp"
 #include "stash/cuda/ipc_mapping.hpp"
+#include "stash/detail/covering_walk.hpp"
 #include "stash/graph_pools.hpp"
 #include "stash/ipc_pidfd.hpp"
 #include "stash/memory_manager.hpp"
@@ -951,6 +952,25 @@ int stash_get_pinned_stats(stash_stats* out) {
   return guarded("stash_get_pinned_stats", [&] {
     stash::memory_manager* mm = library::get().existing_manager();
     fill(out, mm ? mm->get_pinned_stats() : stash::memory_stats{});
+  });
+}
+
+int stash_visit_memory(int device, stash_region_visitor region, stash_block_visitor block, void* context) {
+  return guarded("stash_visit_memory", [&] {
+    if (!region || !block)
+      throw option_error{STASH_ERROR_INVALID_ARGUMENT, "stash_visit_memory: region or block is null"};
+    library& lib = library::get();
+    const int id = lib.resolve(device);
+    stash::memory_manager* mm = lib.existing_manager();
+    const stash::pool* p = mm ? mm->existing_device_pool(id) : nullptr;
+    if (!p) return;
+    const int paged = p->paged() ? 1 : 0;
+    stash::detail::visit_covering(
+        [&](auto&& on_region, auto&& on_block) { p->visit_memory(on_region, on_block); },
+        [&](std::uintptr_t begin, std::size_t bytes) { region(context, reinterpret_cast<void*>(begin), bytes, paged); },
+        [&](std::uintptr_t addr, std::size_t bytes, std::size_t requested) {
+          block(context, reinterpret_cast<void*>(addr), bytes, requested);
+        });
   });
 }
 

@@ -194,6 +194,19 @@ STASH_C_API int stash_ipc_export(const void* ptr, char* handle, size_t capacity,
 STASH_C_API int stash_ipc_open(const char* handle, void** ptr, uint64_t* size);
 STASH_C_API int stash_ipc_close(void* ptr);
 
+/* The memory a device's pool holds from the driver (-1: the current device; nothing for a device whose
+ * pool is not made yet), for memory snapshots (stash.torch answers torch.cuda.memory._snapshot with
+ * it): region(context, begin, bytes, paged) for each stretch of it in address order (a cudaMalloc
+ * segment, or a run of mapped pages of CUDA virtual memory: paged 1), then block(context, addr, bytes,
+ * requested) for the blocks that cover that stretch exactly, in address order: requested is the size
+ * asked for of a live block, 0 for free memory. Both run under the pool's lock, so the pool does not
+ * change during the walk: they must not call stash, and must return normally (a C++ callback catches
+ * its exceptions). STASH_ERROR_INVALID_ARGUMENT for a null callback or a bad device. */
+typedef void (*stash_region_visitor)(void* context, void* begin, uint64_t bytes, int paged);
+typedef void (*stash_block_visitor)(void* context, void* addr, uint64_t bytes, uint64_t requested);
+STASH_C_API int stash_visit_memory(int device, stash_region_visitor region, stash_block_visitor block,
+                                   void* context);
+
 /* Options as "key:value,key:value" (the form of PYTORCH_ALLOC_CONF); see stash_option_help(). Must come
  * before the first allocation (STASH_ERROR_TOO_LATE otherwise). A bad option changes nothing, and the
  * error names it. When it is never called, the first allocation reads STASH_CONF. */

@@ -57,13 +57,14 @@ STAND_IN_CUPY = textwrap.dedent(
 )
 
 
-def run(code, conf=None, expect_ok=True):
+def run(code, conf=None, expect_ok=True, setup=""):
+    """Runs code (indented as it may be) in a fresh interpreter after PRELUDE and setup (unindented)."""
     env = dict(os.environ)
     env.pop("STASH_CONF", None)
     if conf is not None:
         env["STASH_CONF"] = conf
     result = subprocess.run(
-        [sys.executable, "-c", PRELUDE + textwrap.dedent(code)],
+        [sys.executable, "-c", PRELUDE + setup + textwrap.dedent(code)],
         env=env,
         capture_output=True,
         text=True,
@@ -83,6 +84,51 @@ def first_allocation_error(conf):
         """,
         conf=conf,
     ).stdout
+
+
+# Setup for graph pool tests on host memory (any other backing: the child exits at once), with fake
+# stream handles S and T, which a GPU's pools would order by: only_s routes S's requests alone (a test
+# may make filters of its own).
+ONLY_S_ROUTED = textwrap.dedent(
+    """
+    if stash.backing() != "host":
+        sys.exit(0)  # fake stream handles: host pools do not order by streams
+    S, T = 0x1000, 0x2000
+    MiB = 1 << 20
+    @n.stream_filter
+    def only_s(context, stream):
+        return 1 if stream == S else 0
+    """
+)
+
+
+def freed_on_another_stream(during_the_capture, taken, conf=None):
+    """A block of graph pool 6 allocated on stream S during a capture is freed on stream T, during that
+    capture or after it; whether the pool's next capture takes it on S is `taken`. Then everything goes
+    back, under STASH_CONF=conf."""
+    run(
+        """
+        assert L.stash_graph_pool_begin(0, 6, 0, only_s, None) == 0, n.last_error()
+        out = L.stash_alloc(MiB, 0, S)
+        if DURING_THE_CAPTURE:
+            L.stash_free(out, MiB, 0, T)  # an intermediate, dropped on another stream
+        assert L.stash_graph_pool_end(0, 6, 0) == 0, n.last_error()
+        if not DURING_THE_CAPTURE:
+            L.stash_free(out, MiB, 0, T)  # the graph's output, dropped on another stream
+        assert L.stash_graph_pool_begin(0, 6, 0, only_s, None) == 0, n.last_error()
+        again = L.stash_alloc(MiB, 0, S)
+        assert (again == out) == TAKEN, (out, again)
+        L.stash_free(again, MiB, 0, S)
+        assert L.stash_graph_pool_end(0, 6, 0) == 0, n.last_error()
+        for _ in range(2):
+            assert L.stash_graph_pool_release(0, 6, 0) == 0, n.last_error()
+        assert L.stash_empty_cache(-1) == 0, n.last_error()
+        assert stats()["allocated_bytes"] == 0, stats()
+        assert n.last_error() == ""
+        """,
+        conf=conf,
+        setup=ONLY_S_ROUTED + f"DURING_THE_CAPTURE, TAKEN = {during_the_capture}, {taken}\n",
+    )
 
 
 class Library(unittest.TestCase):
@@ -132,13 +178,6 @@ class Library(unittest.TestCase):
     def test_graph_pools_keep_a_graphs_memory_until_released(self):
         run(
             """
-            if stash.backing() != "host":
-                sys.exit(0)  # fake stream handles: host pools do not order by streams
-            S, T = 0x1000, 0x2000
-            MiB = 1 << 20
-            @n.stream_filter
-            def only_s(context, stream):
-                return 1 if stream == S else 0
             assert L.stash_graph_pool_begin(0, 7, 1, only_s, None) == 0, n.last_error()
             a = L.stash_alloc(MiB, 0, S)
             L.stash_free(a, MiB, 0, S)  # freed during the capture: the pool keeps it
@@ -168,16 +207,13 @@ class Library(unittest.TestCase):
             c = L.stash_alloc(MiB, 0, S)  # nothing routes it
             L.stash_free(c, MiB, 0, S)
             assert stats()["allocated_bytes"] == before["allocated_bytes"] == 0
-            """
+            """,
+            setup=ONLY_S_ROUTED,
         )
 
     def test_empty_cache_lets_a_graph_pool_reuse_a_block_freed_on_another_stream(self):
         run(
             """
-            if stash.backing() != "host":
-                sys.exit(0)  # fake stream handles: host pools do not order by streams
-            S, T = 0x1000, 0x2000
-            MiB = 1 << 20
             @n.stream_filter
             def s_and_t(context, stream):
                 return 1 if stream in (S, T) else 0
@@ -202,69 +238,21 @@ class Library(unittest.TestCase):
             assert L.stash_empty_cache(-1) == 0, n.last_error()
             assert stats()["allocated_bytes"] == 0, stats()
             assert n.last_error() == ""
-            """
+            """,
+            setup=ONLY_S_ROUTED,
         )
 
     def test_a_graph_pool_block_freed_on_another_stream_after_the_capture_serves_its_stream_again(self):
         # Freed with no capture underway, the block gets an event on the stream it was freed on; on host
         # memory every event has completed at once, so the next capture takes it without empty_cache.
-        run(
-            """
-            if stash.backing() != "host":
-                sys.exit(0)  # fake stream handles: host pools do not order by streams
-            S, T = 0x1000, 0x2000
-            MiB = 1 << 20
-            @n.stream_filter
-            def only_s(context, stream):
-                return 1 if stream == S else 0
-            assert L.stash_graph_pool_begin(0, 6, 0, only_s, None) == 0, n.last_error()
-            out = L.stash_alloc(MiB, 0, S)
-            assert L.stash_graph_pool_end(0, 6, 0) == 0, n.last_error()
-            L.stash_free(out, MiB, 0, T)  # the graph's output, dropped on another stream
-            assert L.stash_graph_pool_begin(0, 6, 0, only_s, None) == 0, n.last_error()
-            again = L.stash_alloc(MiB, 0, S)
-            assert again == out, (out, again)
-            L.stash_free(again, MiB, 0, S)
-            assert L.stash_graph_pool_end(0, 6, 0) == 0, n.last_error()
-            for _ in range(2):
-                assert L.stash_graph_pool_release(0, 6, 0) == 0, n.last_error()
-            assert L.stash_empty_cache(-1) == 0, n.last_error()
-            assert stats()["allocated_bytes"] == 0, stats()
-            assert n.last_error() == ""
-            """
-        )
+        freed_on_another_stream(during_the_capture=False, taken=True)
 
     def test_a_graph_pool_block_freed_on_another_stream_during_the_capture_serves_its_stream_after_it(self):
         # Freed during a capture, no event may be recorded: under free_records_used_streams (stash.torch's
         # setting) its event is recorded when the routing ends, and on host memory it has completed at
         # once; without it, the block waits for empty_cache.
         for conf, taken in (("free_records_used_streams:on", True), ("free_records_used_streams:off", False)):
-            run(
-                """
-                if stash.backing() != "host":
-                    sys.exit(0)  # fake stream handles: host pools do not order by streams
-                S, T = 0x1000, 0x2000
-                MiB = 1 << 20
-                @n.stream_filter
-                def only_s(context, stream):
-                    return 1 if stream == S else 0
-                assert L.stash_graph_pool_begin(0, 6, 0, only_s, None) == 0, n.last_error()
-                out = L.stash_alloc(MiB, 0, S)
-                L.stash_free(out, MiB, 0, T)  # an intermediate, dropped on another stream
-                assert L.stash_graph_pool_end(0, 6, 0) == 0, n.last_error()
-                assert L.stash_graph_pool_begin(0, 6, 0, only_s, None) == 0, n.last_error()
-                again = L.stash_alloc(MiB, 0, S)
-                assert (again == out) == TAKEN, (out, again)
-                L.stash_free(again, MiB, 0, S)
-                assert L.stash_graph_pool_end(0, 6, 0) == 0, n.last_error()
-                for _ in range(2):
-                    assert L.stash_graph_pool_release(0, 6, 0) == 0, n.last_error()
-                assert L.stash_empty_cache(-1) == 0, n.last_error()
-                assert stats()["allocated_bytes"] == 0, stats()
-                assert n.last_error() == ""
-                """.replace("TAKEN", str(taken)),
-                conf=conf,
-            )
+            freed_on_another_stream(during_the_capture=True, taken=taken, conf=conf)
 
     def test_num_ooms_counts_only_requests_that_fail(self):
         # Out of memory first gives released graph pools' blocks back and tries again: a request served
@@ -435,6 +423,51 @@ class Library(unittest.TestCase):
             stash.reset_peak(0)
             assert stats()["peak_allocated_bytes"] == 0 and stats()["peak_reserved_bytes"] == 0
             """
+        )
+
+    def test_memory_map_shows_each_region_tiled_by_its_blocks(self):
+        run(
+            """
+            assert stash.memory_map(0) == [], "nothing is held before the first allocation"
+            sizes = (1000, 3000, 5 << 20, 3 << 20, 64 << 20)
+            ptrs = [L.stash_alloc(size, 0, None) for size in sizes]
+            L.stash_free(ptrs[1], sizes[1], 0, None)
+            L.stash_free(ptrs[3], sizes[3], 0, None)
+            regions = stash.memory_map()  # -1: the current device, 0
+            s = stats()
+            assert sum(r["size"] for r in regions) == s["reserved_bytes"], (regions, s)
+            live = {b["address"]: b for r in regions for b in r["blocks"] if b["requested"]}
+            assert sum(b["size"] for b in live.values()) == s["allocated_bytes"], (live, s)
+            assert {a: b["requested"] for a, b in live.items()} == {
+                ptrs[0]: 1000, ptrs[2]: 5 << 20, ptrs[4]: 64 << 20}, live
+            for r in regions:
+                assert r["paged"] is False, r  # host memory: segments
+                at = r["address"]
+                for b in r["blocks"]:
+                    assert b["address"] == at and b["size"] > 0, (r, b)
+                    at += b["size"]
+                assert at == r["address"] + r["size"], r
+            assert [r["address"] for r in regions] == sorted(r["address"] for r in regions)
+            # The freed blocks lie in free memory.
+            for p in (ptrs[1], ptrs[3]):
+                covering = [b for r in regions for b in r["blocks"] if b["address"] <= p < b["address"] + b["size"]]
+                assert len(covering) == 1 and covering[0]["requested"] == 0, (p, covering)
+            # Walking changes nothing, and a device with no pool has nothing.
+            assert stats() == s
+            assert stash.memory_map(1) == []
+            try:
+                stash.memory_map(7)
+                raise AssertionError("a bad device was walked")
+            except stash.OptionError as error:
+                assert "7" in str(error), error
+            assert L.stash_visit_memory(0, n.region_visitor(), n.block_visitor(), None) == n.ERROR_INVALID_ARGUMENT  # null
+            assert "null" in n.last_error(), n.last_error()
+            for p, size in zip(ptrs, sizes):
+                if p not in (ptrs[1], ptrs[3]):
+                    L.stash_free(p, size, 0, None)
+            assert not any(b["requested"] for r in stash.memory_map(0) for b in r["blocks"])
+            """,
+            conf="host_devices:2",
         )
 
     def test_pinned_memory(self):

@@ -100,6 +100,10 @@ class PoolBlock(ctypes.Structure):
     _fields_ = [("ptr", ctypes.c_void_p), ("bytes", ctypes.c_uint64), ("stream", ctypes.c_void_p)]
 
 
+region_visitor = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_int)
+block_visitor = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint64)
+
+
 def lib() -> ctypes.CDLL:
     """The loaded library, with every prototype declared."""
     global _lib
@@ -142,6 +146,7 @@ def lib() -> ctypes.CDLL:
                                            c.POINTER(c.c_uint64)]),
             "stash_ipc_open": (c.c_int, [c.c_char_p, c.POINTER(c.c_void_p), c.POINTER(c.c_uint64)]),
             "stash_ipc_close": (c.c_int, [c.c_void_p]),
+            "stash_visit_memory": (c.c_int, [c.c_int, region_visitor, block_visitor, c.c_void_p]),
             "stash_configure": (c.c_int, [c.c_char_p]),
             "stash_check_options": (c.c_int, [c.c_char_p]),
             "stash_options": (c.c_char_p, []),
@@ -279,6 +284,25 @@ def get_pinned_stats() -> Dict[str, int]:
     out = Stats()
     check(lib().stash_get_pinned_stats(ctypes.byref(out)))
     return out.as_dict()
+
+
+def memory_map(device: int = -1) -> "list[dict]":
+    """What a device's pool (-1: the current device) holds from the driver, in address order: one dict
+    per region (a cudaMalloc segment, or a run of mapped pages: `paged` True) with `address`, `size`,
+    `paged` and `blocks`, the blocks covering it in address order, each with `address`, `size` and
+    `requested` (the size asked for of a live block; 0 for free memory). [] before the device's first
+    allocation. The layout of PyTorch's memory snapshots, which stash.torch builds from it."""
+    regions: "list[dict]" = []
+
+    # The callbacks run under the pool's lock and only append (stash_c.h: they must not call stash).
+    def on_region(_context, begin, size, paged):
+        regions.append({"address": begin or 0, "size": int(size), "paged": bool(paged), "blocks": []})
+
+    def on_block(_context, addr, size, requested):
+        regions[-1]["blocks"].append({"address": addr or 0, "size": int(size), "requested": int(requested)})
+
+    check(lib().stash_visit_memory(_device(device), region_visitor(on_region), block_visitor(on_block), None))
+    return regions
 
 
 def empty_cache(device: int = -1) -> None:

@@ -25,12 +25,18 @@
 //                    torch.cuda.memory_stats, memory_allocated, max_memory_reserved, memory_summary,
 //                    reset_peak_memory_stats, ...)
 //   cacheInfo        the largest workspace cuDNN's benchmark mode may try (torch.backends.cudnn.benchmark)
-// The last seven are virtual members, not hooks: the allocator is a subclass of CUDAPluggableAllocator.
+//   memory history   recordHistory, snapshot, isHistoryEnabled, attachOutOfMemoryObserver
+//                    (torch.cuda.memory._record_memory_history, _snapshot, _dump_snapshot,
+//                    memory_snapshot, torch._C._cuda_attach_out_of_memory_observer): the trace is
+//                    kept here, at the alloc and free hooks; the segments are stash_visit_memory's
+// The last eight are virtual members, not hooks: the allocator is a subclass of CUDAPluggableAllocator.
 // Built on first use by torch.utils.cpp_extension (stash/torch.py), against the torch it runs with.
 #include <dlfcn.h>
 #include <sys/types.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <functional>
 #include <map>
@@ -43,6 +49,7 @@
 #include <vector>
 
 #include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAFunctions.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/util/Exception.h>
 #include <torch/csrc/cuda/CUDAPluggableAllocator.h>
@@ -89,6 +96,9 @@ struct stash_api {
   int (*ipc_close)(void*) = nullptr;
   int (*get_stats)(int, stash_stats*) = nullptr;
   int (*reset_peak)(int) = nullptr;
+  int (*visit_memory)(int, void (*)(void*, void*, uint64_t, int), void (*)(void*, void*, uint64_t, uint64_t),
+                      void*) = nullptr;
+  const char* (*options)() = nullptr;
   const char* (*last_error)() = nullptr;
 };
 
@@ -101,9 +111,173 @@ void bind(void* handle, const std::string& path, const char* name, F& fn) {
   fn = reinterpret_cast<F>(symbol);
 }
 
+// ---- memory history: torch.cuda.memory._record_memory_history ------------------------------------
+// PyTorch's own allocator keeps a trace of its actions for _snapshot (and the viewers at
+// pytorch.org/memory_viz, torch.cuda._memory_viz). A CUDAPluggableAllocator raises there, so stash's
+// hooks keep it: alloc, free_requested and free_completed (both at the free: a block freed on a stream
+// is stash's again at once, its reuse on other streams waits for their events), and oom, with the
+// Python and C++ stacks that recordHistory's context recorder gathers. stash maps and unmaps pages
+// inside the library, so there are no segment_alloc or segment_free entries: the snapshot's segments
+// show what is held at the time of the snapshot.
+using trace_entry = c10::cuda::CUDACachingAllocator::TraceEntry;
+using record_context = c10::cuda::CUDACachingAllocator::RecordContext;
+using gathered_context = std::shared_ptr<c10::GatheredContext>;
+
+class memory_history {
+ public:
+  /// Whether alloc and free are recorded now: one relaxed load on every alloc and free.
+  bool recording() const noexcept { return recording_.load(std::memory_order_relaxed); }
+  /// Whether some live block's stack is kept (its free must drop it), also after recording stopped.
+  bool keeps_stacks() const noexcept { return stacks_kept_.load(std::memory_order_relaxed) != 0; }
+
+  /// recordHistory's arguments as PyTorch passes them (torch/csrc/cuda/memory_snapshot.cpp).
+  void configure(bool enabled, c10::cuda::CUDACachingAllocator::CreateContextFn recorder, size_t max_entries,
+                 record_context when, bool clear, const std::vector<std::string>& skip_actions) {
+    uint32_t skip = 0;
+    for (const std::string& name : skip_actions)
+      skip |= 1u << static_cast<unsigned>(c10::CachingDeviceAllocator::parseTraceEntryAction(name));
+    std::lock_guard guard(lock_);
+    recorder_ = enabled ? recorder : nullptr;
+    when_ = enabled ? when : record_context::NEVER;
+    skip_ = skip;
+    max_entries_ = std::max<size_t>(1, max_entries);
+    for (auto& [device, trace] : traces_) {
+      if (clear) trace = {};
+      else trace.keep_last(max_entries_);
+    }
+    recording_.store(enabled, std::memory_order_relaxed);
+  }
+
+  void allocated(void* p, size_t size, int device, cudaStream_t stream) {
+    const auto [recorder, when] = settings();
+    gathered_context stack = recorder && when >= record_context::STATE ? recorder() : nullptr;
+    std::lock_guard guard(lock_);
+    if (stack) {
+      stacks_.insert_or_assign(p, stack);
+      stacks_kept_.store(stacks_.size(), std::memory_order_relaxed);
+    }
+    add(trace_entry::ALLOC, device, p, size, stream, when >= record_context::ALLOC ? stack : nullptr);
+  }
+
+  void freed(void* p, size_t size, int device, cudaStream_t stream) {
+    const auto [recorder, when] = settings();
+    gathered_context stack = recorder && when == record_context::ALL ? recorder() : nullptr;
+    std::lock_guard guard(lock_);
+    if (stacks_.erase(p) != 0) stacks_kept_.store(stacks_.size(), std::memory_order_relaxed);
+    if (!recording()) return;
+    add(trace_entry::FREE_REQUESTED, device, p, size, stream, stack);
+    add(trace_entry::FREE_COMPLETED, device, p, size, stream, stack);
+  }
+
+  /// A request of `size` bytes failed with `device_free` bytes free on the device (PyTorch's oom entry
+  /// keeps the free bytes where others keep the address).
+  void out_of_memory(size_t size, int device, cudaStream_t stream, size_t device_free) {
+    std::lock_guard guard(lock_);
+    add(trace_entry::OOM, device, reinterpret_cast<void*>(device_free), size, stream, nullptr);
+  }
+
+  /// The stack kept for the live block at p (recorded with context "state" or more), or null.
+  gathered_context stack_of(void* p) const {
+    std::lock_guard guard(lock_);
+    const auto found = stacks_.find(p);
+    return found == stacks_.end() ? nullptr : found->second;
+  }
+
+  /// Every device's trace, oldest first.
+  std::vector<std::vector<trace_entry>> traces(int devices) const {
+    std::vector<std::vector<trace_entry>> out(static_cast<size_t>(std::max(devices, 0)));
+    std::lock_guard guard(lock_);
+    for (const auto& [device, trace] : traces_) {
+      if (device < 0 || static_cast<size_t>(device) >= out.size()) continue;
+      out[static_cast<size_t>(device)] = trace.in_order();
+    }
+    return out;
+  }
+
+ private:
+  /// A device's entries: the latest max_entries_, overwritten in a circle once it is full.
+  struct ring {
+    std::vector<trace_entry> entries;
+    size_t next = 0;  // the oldest entry, once full
+    std::vector<trace_entry> in_order() const {
+      std::vector<trace_entry> out(entries.begin() + static_cast<std::ptrdiff_t>(next), entries.end());
+      out.insert(out.end(), entries.begin(), entries.begin() + static_cast<std::ptrdiff_t>(next));
+      return out;
+    }
+    void keep_last(size_t n) {
+      if (entries.size() <= n && next == 0) return;
+      std::vector<trace_entry> ordered = in_order();
+      if (ordered.size() > n) ordered.erase(ordered.begin(), ordered.end() - static_cast<std::ptrdiff_t>(n));
+      entries = std::move(ordered);
+      next = 0;
+    }
+  };
+
+  std::pair<c10::cuda::CUDACachingAllocator::CreateContextFn, record_context> settings() const {
+    std::lock_guard guard(lock_);
+    return {recorder_, when_};
+  }
+
+  void add(trace_entry::Action action, int device, void* addr, size_t size, cudaStream_t stream,
+           gathered_context stack) {
+    if (skip_ & (1u << static_cast<unsigned>(action))) return;
+    trace_entry entry(action, static_cast<c10::DeviceIndex>(device), reinterpret_cast<size_t>(addr), size, stream,
+                      {0, 0}, 0, std::move(stack));
+    // The snapshot reads time_.t_ as microseconds since the epoch (PyTorch converts its approximate
+    // clock when it takes one; this keeps the real time at once).
+    entry.time_.t_ = static_cast<time_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                             std::chrono::system_clock::now().time_since_epoch())
+                                             .count());
+    ring& trace = traces_[device];
+    if (trace.entries.size() < max_entries_) {
+      trace.entries.push_back(std::move(entry));
+    } else {
+      trace.entries[trace.next] = std::move(entry);
+      trace.next = (trace.next + 1) % trace.entries.size();
+    }
+  }
+
+  mutable std::mutex lock_;
+  std::atomic<bool> recording_{false};
+  std::atomic<size_t> stacks_kept_{0};
+  c10::cuda::CUDACachingAllocator::CreateContextFn recorder_ = nullptr;
+  record_context when_ = record_context::NEVER;
+  uint32_t skip_ = 0;  // a bit per TraceEntry::Action not recorded
+  size_t max_entries_ = 1;
+  std::map<int, ring> traces_;
+  std::map<void*, gathered_context> stacks_;  // live blocks' stacks (context "state" and more)
+};
+
+memory_history history;
+
+std::mutex oom_observers_lock;
+std::vector<c10::cuda::CUDACachingAllocator::OutOfMemoryObserver> oom_observers;
+
+/// A request failed: recorded, and told to the observers (torch._C._cuda_attach_out_of_memory_observer,
+/// often a callback that dumps a snapshot) with PyTorch's arguments: the device, the bytes asked for,
+/// the device's total memory and its free memory.
+void report_out_of_memory(size_t size, int device, cudaStream_t stream) {
+  size_t free_bytes = 0, total_bytes = 0;
+  {
+    c10::cuda::CUDAGuard guard(static_cast<c10::DeviceIndex>(device));
+    if (cudaMemGetInfo(&free_bytes, &total_bytes) != cudaSuccess) (void)cudaGetLastError();
+  }
+  if (history.recording()) history.out_of_memory(size, device, stream, free_bytes);
+  std::vector<c10::cuda::CUDACachingAllocator::OutOfMemoryObserver> observers;
+  {
+    std::lock_guard guard(oom_observers_lock);
+    observers = oom_observers;
+  }
+  for (const auto& observer : observers)
+    observer(device, size, total_bytes, free_bytes);
+}
+
 void* alloc(size_t size, int device, cudaStream_t stream) {
   void* p = api.alloc(static_cast<ssize_t>(size), device, stream);
+  if (history.recording() && p) [[unlikely]]
+    history.allocated(p, size, device, stream);
   if (!p && size != 0) {
+    report_out_of_memory(size, device, stream);
     // The message is one std::string, so c10::str passes it through without an ostringstream: formatting
     // the size through one crashed inside the extension on the GPU machine (PyTorch 2.11, g++ there).
     const char* why = api.last_error();
@@ -115,6 +289,8 @@ void* alloc(size_t size, int device, cudaStream_t stream) {
 }
 
 void free_block(void* p, size_t size, int device, cudaStream_t stream) {
+  if (history.recording() || history.keeps_stacks()) [[unlikely]]
+    history.freed(p, size, device, stream);
   api.free(p, static_cast<ssize_t>(size), device, stream);  // reports a bad pointer itself, never throws
 }
 
@@ -192,6 +368,41 @@ stash_stats stats_of(int device) {
   TORCH_CHECK(api.get_stats(device, &s) == 0, api.last_error());
   return s;
 }
+
+/// stash_visit_memory's callbacks, which must not throw: they run inside stash's C frames.
+struct walk {
+  int device;
+  std::vector<c10::cuda::CUDACachingAllocator::SegmentInfo>* segments;
+  bool failed;
+
+  static void region(void* context, void* begin, uint64_t bytes, int paged) {
+    auto* w = static_cast<walk*>(context);
+    try {
+      c10::cuda::CUDACachingAllocator::SegmentInfo segment;
+      segment.device = static_cast<c10::DeviceIndex>(w->device);
+      segment.address = reinterpret_cast<size_t>(begin);
+      segment.total_size = static_cast<size_t>(bytes);
+      segment.is_large = true;
+      segment.is_expandable = paged != 0;
+      w->segments->push_back(std::move(segment));
+    } catch (...) {
+      w->failed = true;
+    }
+  }
+
+  static void block(void* context, void* /*addr*/, uint64_t bytes, uint64_t requested) {
+    auto* w = static_cast<walk*>(context);
+    if (w->failed || w->segments->empty()) return;
+    try {
+      c10::cuda::CUDACachingAllocator::BlockInfo b;
+      b.size = static_cast<size_t>(bytes);
+      b.requested_size = static_cast<size_t>(requested);  // 0: free; the snapshot keeps PyTorch's size
+      w->segments->back().blocks.push_back(std::move(b));
+    } catch (...) {
+      w->failed = true;
+    }
+  }
+};
 
 struct stash_allocator final : pluggable::CUDAPluggableAllocator {
   using pluggable::CUDAPluggableAllocator::CUDAPluggableAllocator;
@@ -272,6 +483,68 @@ struct stash_allocator final : pluggable::CUDAPluggableAllocator {
       servable = std::min(servable, s.limit_bytes > in_use ? s.limit_bytes - in_use : 0);
     }
     *largest = static_cast<size_t>(servable);
+  }
+
+  // ---- memory history and snapshots (torch.cuda.memory._record_memory_history, _snapshot) ----------
+
+  void recordHistory(bool enabled, c10::cuda::CUDACachingAllocator::CreateContextFn context_recorder,
+                     size_t alloc_trace_max_entries, record_context when, bool clear_history,
+                     const std::vector<std::string>& skip_actions) override {
+    history.configure(enabled, context_recorder, alloc_trace_max_entries, when, clear_history, skip_actions);
+  }
+
+  bool isHistoryEnabled() override { return history.recording(); }
+
+  void attachOutOfMemoryObserver(c10::cuda::CUDACachingAllocator::OutOfMemoryObserver observer) override {
+    std::lock_guard guard(oom_observers_lock);
+    oom_observers.push_back(std::move(observer));
+  }
+
+  /// Every device's memory as stash holds it (stash_visit_memory), in PyTorch's terms: a segment per
+  /// region (a run of mapped pages is an expandable segment), its blocks covering it in address order.
+  /// A block is allocated when PyTorch holds it (allocation_metadata_); memory stash has handed out that
+  /// PyTorch does not hold (a CUDA graph pool's freed blocks, kept for its graph) reads as inactive, as
+  /// cached memory does. The whole device, whichever pool is named: stash does not track which graph
+  /// pool a segment serves. The trace is memory_history's.
+  c10::cuda::CUDACachingAllocator::SnapshotInfo snapshot(c10::cuda::MempoolId_t /*mempool*/,
+                                                          bool include_traces) override {
+    c10::cuda::CUDACachingAllocator::SnapshotInfo info;
+    std::map<void*, size_t> held;  // what PyTorch holds: start -> size asked for
+    {
+      std::lock_guard guard(allocator_mutex_);
+      for (const auto& [p, meta] : allocation_metadata_) held.emplace(p, meta.size);
+    }
+    const int devices = static_cast<int>(c10::cuda::device_count());
+    for (int device = 0; device < devices; ++device) {
+      std::vector<c10::cuda::CUDACachingAllocator::SegmentInfo> found;
+      walk walker{device, &found, false};
+      TORCH_CHECK(api.visit_memory(device, walk::region, walk::block, &walker) == 0, api.last_error());
+      TORCH_CHECK(!walker.failed, "stash: snapshot: out of host memory");
+      for (auto& segment : found) {
+        size_t at = segment.address;  // blocks cover their segment in order: each starts where the last ended
+        for (auto& b : segment.blocks) {
+          const auto found_held = held.find(reinterpret_cast<void*>(at));
+          b.allocated = b.active = found_held != held.end() && b.requested_size != 0;
+          if (b.allocated) {
+            b.requested_size = found_held->second;
+            b.context_when_allocated = history.stack_of(reinterpret_cast<void*>(at));
+            segment.allocated_size += b.size;
+            segment.requested_size += b.requested_size;
+          } else {
+            b.requested_size = 0;
+          }
+          at += b.size;
+        }
+        segment.active_size = segment.allocated_size;
+        info.config_metadata.expandable_segments |= segment.is_expandable;
+        info.segments.push_back(std::move(segment));
+      }
+    }
+    if (include_traces) info.device_traces = history.traces(devices);
+    info.config_metadata.max_split_size = SIZE_MAX;
+    const char* options = api.options();
+    info.config_metadata.last_allocator_settings = std::string("stash ") + (options ? options : "");
+    return info;
   }
 
   // ---- MemPool: a graph pool with users but no routing until use_mem_pool --------------------------
@@ -462,6 +735,8 @@ void install(const std::string& path) {
   bind(handle, path, "stash_ipc_close", api.ipc_close);
   bind(handle, path, "stash_get_stats", api.get_stats);
   bind(handle, path, "stash_reset_peak", api.reset_peak);
+  bind(handle, path, "stash_visit_memory", api.visit_memory);
+  bind(handle, path, "stash_options", api.options);
   bind(handle, path, "stash_last_error", api.last_error);
 
   // What createCustomAllocator does for a plain CUDAPluggableAllocator: made, then initialized.

@@ -531,6 +531,95 @@ def torch_memory_stats_report_stashs_figures():
 
 
 @check
+def memory_history_and_snapshot_show_stashs_memory():
+    """
+    # torch.cuda.memory._record_memory_history, _snapshot and _dump_snapshot (what pytorch.org/memory_viz
+    # and torch.cuda._memory_viz read) work under stash: PyTorch's CUDAPluggableAllocator raises in
+    # recordHistory and snapshot; stash's subclass keeps the trace at its hooks and walks its memory.
+    import os, pickle, tempfile, torch, stash, stash.torch
+    from torch.cuda import _memory_viz
+    stash.torch.enable()
+    torch.cuda.memory._record_memory_history(max_entries=100000)
+    assert torch._C._cuda_isHistoryEnabled()
+    def make(n):
+        return torch.empty(n, dtype=torch.uint8, device="cuda")
+    x = make(5 << 20)
+    y = make(3000)
+    y_at = y.data_ptr()
+    del y
+    snap = torch.cuda.memory._snapshot()
+    trace = snap["device_traces"][0]
+    allocs = [e for e in trace if e["action"] == "alloc" and e["addr"] == x.data_ptr()]
+    assert len(allocs) == 1 and allocs[0]["size"] == 5 << 20, allocs
+    assert any(f["name"] == "make" for f in allocs[0]["frames"]), allocs[0]["frames"][:8]
+    frees = [e["action"] for e in trace if e["addr"] == y_at and e["action"] != "alloc"]
+    assert frees == ["free_requested", "free_completed"], frees
+    assert all(e["time_us"] > 1.6e15 for e in trace), trace[:2]  # microseconds since the epoch
+    blocks = {}
+    for seg in snap["segments"]:
+        assert seg["is_expandable"] is True, seg  # runs of mapped pages (backend:vmm)
+        at = seg["address"]
+        for b in seg["blocks"]:
+            assert b["address"] == at, (seg["address"], b)
+            at += b["size"]
+            blocks[b["address"]] = b
+        assert at == seg["address"] + seg["total_size"], seg
+    reserved = sum(seg["total_size"] for seg in snap["segments"])
+    assert reserved == torch.cuda.memory_reserved() == stash.get_stats(0)["reserved_bytes"], reserved
+    live = blocks[x.data_ptr()]
+    assert live["state"] == "active_allocated" and live["requested_size"] == 5 << 20, live
+    assert any(f["name"] == "make" for f in live["frames"]), live["frames"][:8]
+    assert sum(b["size"] for b in blocks.values() if b["state"] == "active_allocated") == torch.cuda.memory_allocated()
+    freed = [b for b in blocks.values() if b["address"] <= y_at < b["address"] + b["size"]]
+    assert len(freed) == 1 and freed[0]["state"] == "inactive", freed
+    assert torch.cuda.memory_snapshot() == snap["segments"] or len(torch.cuda.memory_snapshot()) == len(snap["segments"])
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "snapshot.pickle")
+        torch.cuda.memory._dump_snapshot(path)
+        with open(path, "rb") as f:
+            dumped = pickle.load(f)
+    summary = _memory_viz.segsum(dumped)            # PyTorch's readers parse it
+    assert "Summary of segments" in summary or "segment" in summary.lower(), summary[:300]
+    assert "alloc" in _memory_viz.trace(dumped)
+    assert "<html" in _memory_viz.trace_plot(dumped).lower()
+    torch.cuda.memory._record_memory_history(enabled=None)
+    assert not torch._C._cuda_isHistoryEnabled()
+    entries = len(torch.cuda.memory._snapshot()["device_traces"][0])
+    z = make(1000)
+    del z
+    assert len(torch.cuda.memory._snapshot()["device_traces"][0]) == entries  # recording stopped
+    print("entries", entries, "segments", len(snap["segments"]), "reserved", reserved)
+    """
+
+
+@check
+def out_of_memory_reaches_the_observers_and_the_trace():
+    """
+    # torch._C._cuda_attach_out_of_memory_observer (scripts dump a snapshot there) and the trace's oom
+    # entry, as PyTorch's own allocator gives them.
+    import torch, stash.torch
+    stash.torch.enable()
+    torch.cuda.memory._record_memory_history(max_entries=1000)
+    seen = []
+    torch._C._cuda_attach_out_of_memory_observer(lambda *args: seen.append(args))
+    try:
+        torch.empty(1 << 50, dtype=torch.uint8, device="cuda")
+    except torch.cuda.OutOfMemoryError:
+        pass
+    else:
+        raise AssertionError("no OutOfMemoryError")
+    assert len(seen) == 1, seen
+    device, asked, total, free = seen[0]
+    assert device == 0 and asked >= 1 << 50 and total > free > 0, seen
+    ooms = [e for e in torch.cuda.memory._snapshot()["device_traces"][0] if e["action"] == "oom"]
+    assert len(ooms) == 1 and ooms[0]["size"] == asked and ooms[0]["device_free"] == free, ooms
+    y = torch.ones(1024, device="cuda") * 2           # still allocates
+    assert y.sum().item() == 2048
+    print("observer saw", seen[0])
+    """
+
+
+@check
 def cudnn_benchmark_convolutions_match_the_default():
     """
     # torch.backends.cudnn.benchmark asks the allocator for the largest workspace it may try (cacheInfo)
