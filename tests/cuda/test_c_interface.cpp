@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -295,6 +296,68 @@ TEST_CASE("C interface: empty_cache gives the free pages back to the driver", "[
   const stash_stats s = stats_of(0);
   CHECK(s.cached_bytes < 4 * MiB);  // at most what partly used pages keep
   CHECK(free_memory(0) >= free_before + 250 * MiB);
+}
+
+namespace {
+/// What stash_visit_memory reported: regions (begin, bytes, paged) and each one's blocks.
+struct walked {
+  struct block {
+    std::uintptr_t addr;
+    std::uint64_t bytes, requested;
+  };
+  struct region {
+    std::uintptr_t begin;
+    std::uint64_t bytes;
+    int paged;
+    std::vector<block> blocks;
+  };
+  std::vector<region> regions;
+  static void on_region(void* context, void* begin, uint64_t bytes, int paged) {
+    static_cast<walked*>(context)->regions.push_back({reinterpret_cast<std::uintptr_t>(begin), bytes, paged, {}});
+  }
+  static void on_block(void* context, void* addr, uint64_t bytes, uint64_t requested) {
+    static_cast<walked*>(context)->regions.back().blocks.push_back(
+        {reinterpret_cast<std::uintptr_t>(addr), bytes, requested});
+  }
+};
+}  // namespace
+
+TEST_CASE("C interface: the memory walk shows runs of mapped pages tiled by their blocks", "[cuda][c_interface]") {
+  void* big = stash_alloc(static_cast<ssize_t>(40 * MiB + 5), 0, nullptr);
+  void* small = stash_alloc(3000, 0, nullptr);
+  require_device_memory(big, 0);
+  require_device_memory(small, 0);
+  walked w;
+  REQUIRE(stash_visit_memory(0, walked::on_region, walked::on_block, &w) == STASH_OK);
+  const stash_stats s = stats_of(0);
+  std::uint64_t held = 0, live = 0, requested = 0;
+  bool saw_big = false, saw_small = false;
+  for (const auto& r : w.regions) {
+    CHECK(r.paged == 1);  // backend:vmm, the default
+    CHECK(r.bytes % (2 * MiB) == 0);
+    held += r.bytes;
+    std::uintptr_t at = r.begin;
+    for (const auto& b : r.blocks) {
+      CHECK(b.addr == at);
+      at += b.bytes;
+      if (b.requested == 0) continue;
+      live += b.bytes;
+      requested += b.requested;
+      saw_big |= b.addr == reinterpret_cast<std::uintptr_t>(big) && b.requested == 40 * MiB + 5;
+      saw_small |= b.addr == reinterpret_cast<std::uintptr_t>(small) && b.requested == 3000;
+    }
+    CHECK(at == r.begin + r.bytes);
+  }
+  CHECK(held == s.reserved_bytes);
+  CHECK(live == s.allocated_bytes);
+  CHECK(requested == s.requested_bytes);
+  CHECK(saw_big);
+  CHECK(saw_small);
+  CHECK(stash_visit_memory(0, nullptr, walked::on_block, &w) == STASH_ERROR_INVALID_ARGUMENT);
+  CHECK(stash_visit_memory(device_count() + 3, walked::on_region, walked::on_block, &w) ==
+        STASH_ERROR_INVALID_ARGUMENT);
+  stash_free(big, static_cast<ssize_t>(40 * MiB + 5), 0, nullptr);
+  stash_free(small, 3000, 0, nullptr);
 }
 
 TEST_CASE("C interface: pinned memory", "[cuda][c_interface]") {
