@@ -580,7 +580,8 @@ def memory_history_and_snapshot_show_stashs_memory():
             dumped = pickle.load(f)
     summary = _memory_viz.segsum(dumped)            # PyTorch's readers parse it
     assert "Summary of segments" in summary or "segment" in summary.lower(), summary[:300]
-    assert "alloc" in _memory_viz.trace(dumped)
+    listing = _memory_viz.trace(dumped)              # "N entries", then "a = seg_0[...]", "del a", ...
+    assert f"{len(dumped['device_traces'][0])} entries" in listing and "free completed" in listing, listing[:300]
     assert "<html" in _memory_viz.trace_plot(dumped).lower()
     torch.cuda.memory._record_memory_history(enabled=None)
     assert not torch._C._cuda_isHistoryEnabled()
