@@ -55,6 +55,8 @@
 #include <torch/csrc/cuda/CUDAPluggableAllocator.h>
 #include <torch/extension.h>
 
+#include "_torch_history.h"
+
 namespace {
 
 namespace pluggable = torch::cuda::CUDAPluggableAllocator;
@@ -111,142 +113,10 @@ void bind(void* handle, const std::string& path, const char* name, F& fn) {
   fn = reinterpret_cast<F>(symbol);
 }
 
-// ---- memory history: torch.cuda.memory._record_memory_history ------------------------------------
-// PyTorch's own allocator keeps a trace of its actions for _snapshot (and the viewers at
-// pytorch.org/memory_viz, torch.cuda._memory_viz). A CUDAPluggableAllocator raises there, so stash's
-// hooks keep it: alloc, free_requested and free_completed (both at the free: a block freed on a stream
-// is stash's again at once, its reuse on other streams waits for their events), and oom, with the
-// Python and C++ stacks that recordHistory's context recorder gathers. stash maps and unmaps pages
-// inside the library, so there are no segment_alloc or segment_free entries: the snapshot's segments
-// show what is held at the time of the snapshot.
-using trace_entry = c10::cuda::CUDACachingAllocator::TraceEntry;
-using record_context = c10::cuda::CUDACachingAllocator::RecordContext;
-using gathered_context = std::shared_ptr<c10::GatheredContext>;
-
-class memory_history {
- public:
-  /// Whether alloc and free are recorded now: one relaxed load on every alloc and free.
-  bool recording() const noexcept { return recording_.load(std::memory_order_relaxed); }
-  /// Whether some live block's stack is kept (its free must drop it), also after recording stopped.
-  bool keeps_stacks() const noexcept { return stacks_kept_.load(std::memory_order_relaxed) != 0; }
-
-  /// recordHistory's arguments as PyTorch passes them (torch/csrc/cuda/memory_snapshot.cpp).
-  void configure(bool enabled, c10::cuda::CUDACachingAllocator::CreateContextFn recorder, size_t max_entries,
-                 record_context when, bool clear, const std::vector<std::string>& skip_actions) {
-    uint32_t skip = 0;
-    for (const std::string& name : skip_actions)
-      skip |= 1u << static_cast<unsigned>(c10::CachingDeviceAllocator::parseTraceEntryAction(name));
-    std::lock_guard guard(lock_);
-    recorder_ = enabled ? recorder : nullptr;
-    when_ = enabled ? when : record_context::NEVER;
-    skip_ = skip;
-    max_entries_ = std::max<size_t>(1, max_entries);
-    for (auto& [device, trace] : traces_) {
-      if (clear) trace = {};
-      else trace.keep_last(max_entries_);
-    }
-    recording_.store(enabled, std::memory_order_relaxed);
-  }
-
-  void allocated(void* p, size_t size, int device, cudaStream_t stream) {
-    const auto [recorder, when] = settings();
-    gathered_context stack = recorder && when >= record_context::STATE ? recorder() : nullptr;
-    std::lock_guard guard(lock_);
-    if (stack) {
-      stacks_.insert_or_assign(p, stack);
-      stacks_kept_.store(stacks_.size(), std::memory_order_relaxed);
-    }
-    add(trace_entry::ALLOC, device, p, size, stream, when >= record_context::ALLOC ? stack : nullptr);
-  }
-
-  void freed(void* p, size_t size, int device, cudaStream_t stream) {
-    const auto [recorder, when] = settings();
-    gathered_context stack = recorder && when == record_context::ALL ? recorder() : nullptr;
-    std::lock_guard guard(lock_);
-    if (stacks_.erase(p) != 0) stacks_kept_.store(stacks_.size(), std::memory_order_relaxed);
-    if (!recording()) return;
-    add(trace_entry::FREE_REQUESTED, device, p, size, stream, stack);
-    add(trace_entry::FREE_COMPLETED, device, p, size, stream, stack);
-  }
-
-  /// A request of `size` bytes failed with `device_free` bytes free on the device (PyTorch's oom entry
-  /// keeps the free bytes where others keep the address).
-  void out_of_memory(size_t size, int device, cudaStream_t stream, size_t device_free) {
-    std::lock_guard guard(lock_);
-    add(trace_entry::OOM, device, reinterpret_cast<void*>(device_free), size, stream, nullptr);
-  }
-
-  /// The stack kept for the live block at p (recorded with context "state" or more), or null.
-  gathered_context stack_of(void* p) const {
-    std::lock_guard guard(lock_);
-    const auto found = stacks_.find(p);
-    return found == stacks_.end() ? nullptr : found->second;
-  }
-
-  /// Every device's trace, oldest first.
-  std::vector<std::vector<trace_entry>> traces(int devices) const {
-    std::vector<std::vector<trace_entry>> out(static_cast<size_t>(std::max(devices, 0)));
-    std::lock_guard guard(lock_);
-    for (const auto& [device, trace] : traces_) {
-      if (device < 0 || static_cast<size_t>(device) >= out.size()) continue;
-      out[static_cast<size_t>(device)] = trace.in_order();
-    }
-    return out;
-  }
-
- private:
-  /// A device's entries: the latest max_entries_, overwritten in a circle once it is full.
-  struct ring {
-    std::vector<trace_entry> entries;
-    size_t next = 0;  // the oldest entry, once full
-    std::vector<trace_entry> in_order() const {
-      std::vector<trace_entry> out(entries.begin() + static_cast<std::ptrdiff_t>(next), entries.end());
-      out.insert(out.end(), entries.begin(), entries.begin() + static_cast<std::ptrdiff_t>(next));
-      return out;
-    }
-    void keep_last(size_t n) {
-      if (entries.size() <= n && next == 0) return;
-      std::vector<trace_entry> ordered = in_order();
-      if (ordered.size() > n) ordered.erase(ordered.begin(), ordered.end() - static_cast<std::ptrdiff_t>(n));
-      entries = std::move(ordered);
-      next = 0;
-    }
-  };
-
-  std::pair<c10::cuda::CUDACachingAllocator::CreateContextFn, record_context> settings() const {
-    std::lock_guard guard(lock_);
-    return {recorder_, when_};
-  }
-
-  void add(trace_entry::Action action, int device, void* addr, size_t size, cudaStream_t stream,
-           gathered_context stack) {
-    if (skip_ & (1u << static_cast<unsigned>(action))) return;
-    trace_entry entry(action, static_cast<c10::DeviceIndex>(device), reinterpret_cast<size_t>(addr), size, stream,
-                      {0, 0}, 0, std::move(stack));
-    // The snapshot reads time_.t_ as microseconds since the epoch (PyTorch converts its approximate
-    // clock when it takes one; this keeps the real time at once).
-    entry.time_.t_ = static_cast<time_t>(std::chrono::duration_cast<std::chrono::microseconds>(
-                                             std::chrono::system_clock::now().time_since_epoch())
-                                             .count());
-    ring& trace = traces_[device];
-    if (trace.entries.size() < max_entries_) {
-      trace.entries.push_back(std::move(entry));
-    } else {
-      trace.entries[trace.next] = std::move(entry);
-      trace.next = (trace.next + 1) % trace.entries.size();
-    }
-  }
-
-  mutable std::mutex lock_;
-  std::atomic<bool> recording_{false};
-  std::atomic<size_t> stacks_kept_{0};
-  c10::cuda::CUDACachingAllocator::CreateContextFn recorder_ = nullptr;
-  record_context when_ = record_context::NEVER;
-  uint32_t skip_ = 0;  // a bit per TraceEntry::Action not recorded
-  size_t max_entries_ = 1;
-  std::map<int, ring> traces_;
-  std::map<void*, gathered_context> stacks_;  // live blocks' stacks (context "state" and more)
-};
+// ---- memory history: torch.cuda.memory._record_memory_history (_torch_history.h) ------------------
+using stash_torch::gathered_context;
+using stash_torch::memory_history;
+using stash_torch::record_context;
 
 memory_history history;
 
@@ -272,25 +142,52 @@ void report_out_of_memory(size_t size, int device, cudaStream_t stream) {
     observer(device, size, total_bytes, free_bytes);
 }
 
-void* alloc(size_t size, int device, cudaStream_t stream) {
+[[noreturn]] void fail_allocation(size_t size, int device, cudaStream_t stream) {
+  report_out_of_memory(size, device, stream);
+  // The message is one std::string, so c10::str passes it through without an ostringstream: formatting
+  // the size through one crashed inside the extension on the GPU machine (PyTorch 2.11, g++ there).
+  const char* why = api.last_error();
+  const std::string message = "stash could not allocate " + std::to_string(size) + " bytes on device " +
+                              std::to_string(device) + ": " + (why ? why : "(no message)");
+  TORCH_CHECK_WITH(OutOfMemoryError, false, message);
+  __builtin_unreachable();
+}
+
+/// alloc while the history records: the stack first, then the allocation, then its entry (a failure to
+/// record gives the block back and throws, so that nothing is held that PyTorch does not know of).
+void* alloc_recorded(size_t size, int device, cudaStream_t stream) {
+  gathered_context stack = history.stack_for_allocation();
   void* p = api.alloc(static_cast<ssize_t>(size), device, stream);
-  if (history.recording() && p) [[unlikely]]
-    history.allocated(p, size, device, stream);
-  if (!p && size != 0) {
-    report_out_of_memory(size, device, stream);
-    // The message is one std::string, so c10::str passes it through without an ostringstream: formatting
-    // the size through one crashed inside the extension on the GPU machine (PyTorch 2.11, g++ there).
-    const char* why = api.last_error();
-    const std::string message = "stash could not allocate " + std::to_string(size) + " bytes on device " +
-                                std::to_string(device) + ": " + (why ? why : "(no message)");
-    TORCH_CHECK_WITH(OutOfMemoryError, false, message);
+  if (!p) {
+    if (size != 0) fail_allocation(size, device, stream);
+    return p;
+  }
+  try {
+    history.allocated(p, size, device, stream, std::move(stack));
+  } catch (...) {
+    api.free(p, static_cast<ssize_t>(size), device, stream);
+    throw;
   }
   return p;
 }
 
+void* alloc(size_t size, int device, cudaStream_t stream) {
+  if (history.recording()) [[unlikely]]
+    return alloc_recorded(size, device, stream);
+  void* p = api.alloc(static_cast<ssize_t>(size), device, stream);
+  if (!p && size != 0) fail_allocation(size, device, stream);
+  return p;
+}
+
+/// Never throws: PyTorch frees from deleters, where an exception ends the process. A free the history
+/// cannot record (the host heap failing, a recorder that throws) is left out of it.
 void free_block(void* p, size_t size, int device, cudaStream_t stream) {
-  if (history.recording() || history.keeps_stacks()) [[unlikely]]
-    history.freed(p, size, device, stream);
+  if (history.recording() || history.keeps_stacks()) [[unlikely]] {
+    try {
+      history.freed(p, size, device, stream);
+    } catch (...) {
+    }
+  }
   api.free(p, static_cast<ssize_t>(size), device, stream);  // reports a bad pointer itself, never throws
 }
 

@@ -60,15 +60,23 @@ def extension_dir() -> str:
     override = os.environ.get("STASH_TORCH_EXTENSION_DIR")
     if override:
         return override
-    source = _hooks_source()
-    with open(source, "rb") as f:
-        digest = hashlib.sha256(f.read()).hexdigest()[:12]
+    # Every file the build reads: a changed header must not reuse an extension built from the old one.
+    sha = hashlib.sha256()
+    for path in (_hooks_source(), _hooks_header()):
+        with open(path, "rb") as f:
+            sha.update(f.read())
+    digest = sha.hexdigest()[:12]
     cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return os.path.join(cache, "stash", f"torch-{torch.__version__}-{digest}")
 
 
 def _hooks_source() -> str:
     return os.path.join(os.path.dirname(os.path.abspath(__file__)), "_torch_hooks.cpp")
+
+
+def _hooks_header() -> str:
+    """The memory history's header, which _torch_hooks.cpp includes."""
+    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "_torch_history.h")
 
 
 def build_extension(verbose: bool = False):
