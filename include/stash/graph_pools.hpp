@@ -324,6 +324,16 @@ class graph_pools {
     return out;
   }
 
+  /// Every block of device `device`'s pools, live or freed to its pool, by address, with its pool: for
+  /// memory snapshots (stash_visit_memory), which name the pool of each stretch of blocks.
+  std::map<std::uintptr_t, graph_pool_id> blocks_of(int device) const {
+    std::lock_guard guard(lock_);
+    std::map<std::uintptr_t, graph_pool_id> out;
+    for (const auto& [ptr, o] : owners_)
+      if (o.device == device) out.emplace(reinterpret_cast<std::uintptr_t>(ptr), o.id);
+    return out;
+  }
+
   /// Makes `live` (blocks of pool `id`, live or freed) exactly the pool's live blocks: every other block
   /// of the pool is freed to the pool (on the stream it was allocated on), as if the program had freed
   /// it there (deallocate: it waits for the streams record_stream named); no memory is given back or

@@ -965,11 +965,15 @@ int stash_visit_memory(int device, stash_region_visitor region, stash_block_visi
     const stash::pool* p = mm ? mm->existing_device_pool(id) : nullptr;
     if (!p) return;
     const int paged = p->paged() ? 1 : 0;
+    // Taken before the walk, whose callbacks run under the pool's lock: no other lock is taken there.
+    const auto in_graph_pools = lib.graph_pools().blocks_of(id);
     stash::detail::visit_covering(
         [&](auto&& on_region, auto&& on_block) { p->visit_memory(on_region, on_block); },
         [&](std::uintptr_t begin, std::size_t bytes) { region(context, reinterpret_cast<void*>(begin), bytes, paged); },
         [&](std::uintptr_t addr, std::size_t bytes, std::size_t requested) {
-          block(context, reinterpret_cast<void*>(addr), bytes, requested);
+          const auto found = requested != 0 ? in_graph_pools.find(addr) : in_graph_pools.end();
+          const stash::graph_pool_id pool = found != in_graph_pools.end() ? found->second : stash::graph_pool_id{};
+          block(context, reinterpret_cast<void*>(addr), bytes, requested, pool.first, pool.second);
         });
   });
 }

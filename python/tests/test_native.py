@@ -211,6 +211,27 @@ class Library(unittest.TestCase):
             setup=ONLY_S_ROUTED,
         )
 
+    def test_memory_map_names_the_graph_pool_of_each_block(self):
+        run(
+            """
+            plain = L.stash_alloc(MiB, 0, S)
+            assert L.stash_graph_pool_begin(0, 7, 1, only_s, None) == 0, n.last_error()
+            kept = L.stash_alloc(2 * MiB, 0, S)
+            assert L.stash_graph_pool_end(0, 7, 1) == 0, n.last_error()
+            def pools():
+                return {b["address"]: (b["pool"], b["requested"]) for r in stash.memory_map(0) for b in r["blocks"]}
+            assert pools()[kept] == ((7, 1), 2 * MiB) and pools()[plain] == ((0, 0), MiB), pools()
+            L.stash_free(kept, 2 * MiB, 0, S)  # freed to the pool, kept for it
+            assert pools()[kept] == ((7, 1), 2 * MiB), pools()
+            L.stash_free(plain, MiB, 0, S)
+            assert all(pool == (0, 0) for address, (pool, _) in pools().items() if address != kept)
+            assert L.stash_graph_pool_release(0, 7, 1) == 0, n.last_error()
+            assert L.stash_empty_cache(-1) == 0, n.last_error()
+            assert all(pool == (0, 0) and not requested for pool, requested in pools().values()), pools()
+            """,
+            setup=ONLY_S_ROUTED,
+        )
+
     def test_empty_cache_lets_a_graph_pool_reuse_a_block_freed_on_another_stream(self):
         run(
             """

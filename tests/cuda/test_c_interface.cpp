@@ -303,7 +303,7 @@ namespace {
 struct walked {
   struct block {
     std::uintptr_t addr;
-    std::uint64_t bytes, requested;
+    std::uint64_t bytes, requested, pool_first, pool_second;
   };
   struct region {
     std::uintptr_t begin;
@@ -315,9 +315,10 @@ struct walked {
   static void on_region(void* context, void* begin, uint64_t bytes, int paged) {
     static_cast<walked*>(context)->regions.push_back({reinterpret_cast<std::uintptr_t>(begin), bytes, paged, {}});
   }
-  static void on_block(void* context, void* addr, uint64_t bytes, uint64_t requested) {
+  static void on_block(void* context, void* addr, uint64_t bytes, uint64_t requested, uint64_t pool_first,
+                       uint64_t pool_second) {
     static_cast<walked*>(context)->regions.back().blocks.push_back(
-        {reinterpret_cast<std::uintptr_t>(addr), bytes, requested});
+        {reinterpret_cast<std::uintptr_t>(addr), bytes, requested, pool_first, pool_second});
   }
 };
 }  // namespace
@@ -353,6 +354,33 @@ TEST_CASE("C interface: the memory walk shows runs of mapped pages tiled by thei
   CHECK(requested == s.requested_bytes);
   CHECK(saw_big);
   CHECK(saw_small);
+  // A graph pool's block names its pool, live or freed and kept for the pool; other blocks name none.
+  cudaStream_t capture = nullptr;
+  CUDA_REQUIRE(cudaStreamCreateWithFlags(&capture, cudaStreamNonBlocking));
+  REQUIRE(stash_graph_pool_begin(0, 57, 3, only_capture, &capture) == STASH_OK);
+  void* in_pool = stash_alloc(static_cast<ssize_t>(MiB), 0, capture);
+  require_device_memory(in_pool, 0);
+  REQUIRE(stash_graph_pool_end(0, 57, 3) == STASH_OK);
+  for (const bool freed : {false, true}) {
+    if (freed) stash_free(in_pool, static_cast<ssize_t>(MiB), 0, capture);
+    walked again;
+    REQUIRE(stash_visit_memory(0, walked::on_region, walked::on_block, &again) == STASH_OK);
+    int found = 0;
+    for (const auto& r : again.regions)
+      for (const auto& b : r.blocks) {
+        if (b.addr == reinterpret_cast<std::uintptr_t>(in_pool)) {
+          ++found;
+          CHECK((b.pool_first == 57 && b.pool_second == 3 && b.requested == MiB));
+        } else if (b.addr == reinterpret_cast<std::uintptr_t>(big)) {
+          CHECK((b.pool_first == 0 && b.pool_second == 0));
+        }
+      }
+    CHECK(found == 1);
+  }
+  REQUIRE(stash_graph_pool_release(0, 57, 3) == STASH_OK);
+  REQUIRE(stash_empty_cache(-1) == STASH_OK);
+  CUDA_REQUIRE(cudaStreamDestroy(capture));
+
   CHECK(stash_visit_memory(0, nullptr, walked::on_block, &w) == STASH_ERROR_INVALID_ARGUMENT);
   CHECK(stash_visit_memory(device_count() + 3, walked::on_region, walked::on_block, &w) ==
         STASH_ERROR_INVALID_ARGUMENT);

@@ -101,7 +101,8 @@ class PoolBlock(ctypes.Structure):
 
 
 region_visitor = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_int)
-block_visitor = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint64)
+block_visitor = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint64,
+                                 ctypes.c_uint64, ctypes.c_uint64)
 
 
 def lib() -> ctypes.CDLL:
@@ -289,8 +290,9 @@ def get_pinned_stats() -> Dict[str, int]:
 def memory_map(device: int = -1) -> "list[dict]":
     """What a device's pool (-1: the current device) holds from the driver, in address order: one dict
     per region (a cudaMalloc segment, or a run of mapped pages: `paged` True) with `address`, `size`,
-    `paged` and `blocks`, the blocks covering it in address order, each with `address`, `size` and
-    `requested` (the size asked for of a live block; 0 for free memory). [] before the device's first
+    `paged` and `blocks`, the blocks covering it in address order, each with `address`, `size`,
+    `requested` (the size asked for of a live block; 0 for free memory) and `pool` (the CUDA graph pool
+    it belongs to, live or freed and kept for the pool; (0, 0) for none). [] before the device's first
     allocation. The layout of PyTorch's memory snapshots, which stash.torch builds from it."""
     regions: "list[dict]" = []
 
@@ -298,8 +300,9 @@ def memory_map(device: int = -1) -> "list[dict]":
     def on_region(_context, begin, size, paged):
         regions.append({"address": begin or 0, "size": int(size), "paged": bool(paged), "blocks": []})
 
-    def on_block(_context, addr, size, requested):
-        regions[-1]["blocks"].append({"address": addr or 0, "size": int(size), "requested": int(requested)})
+    def on_block(_context, addr, size, requested, pool_first, pool_second):
+        regions[-1]["blocks"].append({"address": addr or 0, "size": int(size), "requested": int(requested),
+                                      "pool": (int(pool_first), int(pool_second))})
 
     check(lib().stash_visit_memory(_device(device), region_visitor(on_region), block_visitor(on_block), None))
     return regions

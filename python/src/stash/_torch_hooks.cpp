@@ -98,8 +98,8 @@ struct stash_api {
   int (*ipc_close)(void*) = nullptr;
   int (*get_stats)(int, stash_stats*) = nullptr;
   int (*reset_peak)(int) = nullptr;
-  int (*visit_memory)(int, void (*)(void*, void*, uint64_t, int), void (*)(void*, void*, uint64_t, uint64_t),
-                      void*) = nullptr;
+  int (*visit_memory)(int, void (*)(void*, void*, uint64_t, int),
+                      void (*)(void*, void*, uint64_t, uint64_t, uint64_t, uint64_t), void*) = nullptr;
   const char* (*options)() = nullptr;
   const char* (*last_error)() = nullptr;
 };
@@ -266,34 +266,44 @@ stash_stats stats_of(int device) {
   return s;
 }
 
-/// stash_visit_memory's callbacks, which must not throw: they run inside stash's C frames.
+/// stash_visit_memory's callbacks, which must not throw: they run inside stash's C frames. A segment in
+/// PyTorch's terms is a run of blocks of one pool within a region (a run of mapped pages, a cudaMalloc
+/// segment): each of PyTorch's segments belongs to one pool, and CUDA graph trees find a pool's blocks
+/// through its segments' segment_pool_id (torch/_inductor/cudagraph_trees.py, check_memory_pool).
 struct walk {
+  using segment_info = c10::cuda::CUDACachingAllocator::SegmentInfo;
   int device;
-  std::vector<c10::cuda::CUDACachingAllocator::SegmentInfo>* segments;
-  bool failed;
+  std::vector<segment_info>* segments;
+  bool failed = false;
+  bool paged = false;
+  bool in_region = false;  // a block of the current region is placed: the next of its pool joins it
 
-  static void region(void* context, void* begin, uint64_t bytes, int paged) {
+  static void region(void* context, void* /*begin*/, uint64_t /*bytes*/, int paged) {
     auto* w = static_cast<walk*>(context);
-    try {
-      c10::cuda::CUDACachingAllocator::SegmentInfo segment;
-      segment.device = static_cast<c10::DeviceIndex>(w->device);
-      segment.address = reinterpret_cast<size_t>(begin);
-      segment.total_size = static_cast<size_t>(bytes);
-      segment.is_large = true;
-      segment.is_expandable = paged != 0;
-      w->segments->push_back(std::move(segment));
-    } catch (...) {
-      w->failed = true;
-    }
+    w->paged = paged != 0;
+    w->in_region = false;
   }
 
-  static void block(void* context, void* /*addr*/, uint64_t bytes, uint64_t requested) {
+  static void block(void* context, void* addr, uint64_t bytes, uint64_t requested, uint64_t pool_first,
+                    uint64_t pool_second) {
     auto* w = static_cast<walk*>(context);
-    if (w->failed || w->segments->empty()) return;
+    if (w->failed) return;
     try {
+      const c10::cuda::MempoolId_t pool{pool_first, pool_second};
+      if (!w->in_region || w->segments->back().owner_private_pool_id != pool) {
+        segment_info segment;
+        segment.device = static_cast<c10::DeviceIndex>(w->device);
+        segment.address = reinterpret_cast<size_t>(addr);
+        segment.is_large = true;
+        segment.is_expandable = w->paged;
+        segment.owner_private_pool_id = pool;
+        w->segments->push_back(std::move(segment));
+        w->in_region = true;
+      }
       c10::cuda::CUDACachingAllocator::BlockInfo b;
       b.size = static_cast<size_t>(bytes);
       b.requested_size = static_cast<size_t>(requested);  // 0: free; the snapshot keeps PyTorch's size
+      w->segments->back().total_size += b.size;
       w->segments->back().blocks.push_back(std::move(b));
     } catch (...) {
       w->failed = true;
@@ -397,14 +407,15 @@ struct stash_allocator final : pluggable::CUDAPluggableAllocator {
     oom_observers.push_back(std::move(observer));
   }
 
-  /// Every device's memory as stash holds it (stash_visit_memory), in PyTorch's terms: a segment per
-  /// region (a run of mapped pages is an expandable segment), its blocks covering it in address order.
-  /// A block is allocated when PyTorch holds it (allocation_metadata_); memory stash has handed out that
-  /// PyTorch does not hold (a CUDA graph pool's freed blocks, kept for its graph) reads as inactive, as
-  /// cached memory does. The whole device, whichever pool is named: stash does not track which graph
-  /// pool a segment serves. The trace is memory_history's.
-  c10::cuda::CUDACachingAllocator::SnapshotInfo snapshot(c10::cuda::MempoolId_t /*mempool*/,
+  /// Every device's memory as stash holds it (stash_visit_memory), in PyTorch's terms: a segment per run
+  /// of one pool's blocks in a region (mapped pages make expandable segments), its blocks covering it in
+  /// address order; only pool `mempool`'s segments unless it is (0, 0) (MemPool.snapshot). A block is
+  /// allocated when PyTorch holds it (allocation_metadata_); memory stash has handed out that PyTorch
+  /// does not hold (a graph pool's freed blocks, kept for the pool) reads as inactive, as cached memory
+  /// does. The trace is memory_history's.
+  c10::cuda::CUDACachingAllocator::SnapshotInfo snapshot(c10::cuda::MempoolId_t mempool,
                                                           bool include_traces) override {
+    const bool one_pool = mempool != c10::cuda::MempoolId_t{0, 0};
     c10::cuda::CUDACachingAllocator::SnapshotInfo info;
     std::map<void*, size_t> held;  // what PyTorch holds: start -> size asked for
     {
@@ -414,10 +425,11 @@ struct stash_allocator final : pluggable::CUDAPluggableAllocator {
     const int devices = static_cast<int>(c10::cuda::device_count());
     for (int device = 0; device < devices; ++device) {
       std::vector<c10::cuda::CUDACachingAllocator::SegmentInfo> found;
-      walk walker{device, &found, false};
+      walk walker{device, &found};
       TORCH_CHECK(api.visit_memory(device, walk::region, walk::block, &walker) == 0, api.last_error());
       TORCH_CHECK(!walker.failed, "stash: snapshot: out of host memory");
       for (auto& segment : found) {
+        if (one_pool && segment.owner_private_pool_id != mempool) continue;
         size_t at = segment.address;  // blocks cover their segment in order: each starts where the last ended
         for (auto& b : segment.blocks) {
           const auto found_held = held.find(reinterpret_cast<void*>(at));

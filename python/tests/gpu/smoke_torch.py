@@ -594,6 +594,40 @@ def memory_history_and_snapshot_show_stashs_memory():
 
 
 @check
+def mem_pool_snapshot_shows_the_pools_blocks():
+    """
+    # MemPool.snapshot() and memory_snapshot(pool id): the segments of one pool (segment_pool_id), as
+    # CUDA graph trees' pool checks read them (torch/_inductor/cudagraph_trees.py, get_block_addrs).
+    import torch, stash.torch
+    stash.torch.enable()
+    outside = torch.empty(3 << 20, dtype=torch.uint8, device="cuda")
+    pool = torch.cuda.MemPool()
+    with torch.cuda.use_mem_pool(pool):
+        kept = torch.empty(5 << 20, dtype=torch.uint8, device="cuda")
+        dropped = torch.empty(1 << 20, dtype=torch.uint8, device="cuda")
+    dropped_at = dropped.data_ptr()
+    del dropped                                        # freed to the pool, kept for it
+    segments = pool.snapshot()
+    assert segments and all(tuple(s["segment_pool_id"]) == tuple(pool.id) for s in segments), segments
+    states = {}
+    for s in segments:
+        at = s["address"]
+        for b in s["blocks"]:
+            states[at] = (b["state"], b["size"])
+            at += b["size"]
+    assert states[kept.data_ptr()][0] == "active_allocated", states
+    assert states[dropped_at][0] == "inactive", states
+    assert outside.data_ptr() not in states
+    everything = torch.cuda.memory_snapshot()
+    assert len(everything) > len(segments)
+    assert any(tuple(s["segment_pool_id"]) == (0, 0) for s in everything)
+    from torch._inductor.cudagraph_trees import get_block_addrs
+    assert get_block_addrs(pool.id) == [kept.data_ptr()], get_block_addrs(pool.id)
+    print("pool segments", len(segments), "all segments", len(everything))
+    """
+
+
+@check
 def out_of_memory_reaches_the_observers_and_the_trace():
     """
     # torch._C._cuda_attach_out_of_memory_observer (scripts dump a snapshot there) and the trace's oom
