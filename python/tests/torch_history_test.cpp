@@ -106,10 +106,12 @@ void the_ring_keeps_the_latest_and_a_smaller_limit_keeps_fewer() {
 void stopping_keeps_the_trace_and_clear_history_empties_it() {
   memory_history h;
   h.configure(true, record_stack, 10, record_context::NEVER, false, {});
-  allocate(h, 0x1000, 1);
-  h.configure(false, nullptr, 10, record_context::NEVER, false, {});
+  for (std::uintptr_t i = 1; i <= 3; ++i) allocate(h, i * 0x100, i);
+  h.configure(false, nullptr, 1, record_context::NEVER, false, {});  // what enabled=None passes
   CHECK(!h.recording());
-  CHECK(h.traces(1)[0].size() == 1);  // _snapshot after recording stops still has it
+  CHECK(h.traces(1)[0].size() == 3);  // _snapshot after recording stops still has all of it
+  h.configure(true, record_stack, 2, record_context::NEVER, false, {});  // again, a smaller ring
+  CHECK(h.traces(1)[0].size() == 2 && h.traces(1)[0][0].size_ == 2);
   h.configure(true, record_stack, 10, record_context::NEVER, true, {});
   CHECK(h.traces(1)[0].empty());
 }
