@@ -5,7 +5,7 @@
 //   record_stream    stash_record_stream (Tensor.record_stream)
 //   reset            stash_empty_cache(-1) (torch.cuda.empty_cache)
 //   memory_fraction  stash_set_memory_fraction (torch.cuda.set_per_process_memory_fraction): a limit
-//                    on what the device's pool holds
+//                    on what the device's pool holds; getMemoryFraction (a virtual member) reads it back
 //   enablePeerAccess stash_grant_peer_access after PyTorch's own cudaDeviceEnablePeerAccess: PyTorch
 //                    asks for it before a copy between two GPUs, and stash then maps the pages of the
 //                    device copied to for the other one (as PyTorch's expandable segments do), which
@@ -202,8 +202,17 @@ void empty_cache() {
   TORCH_CHECK(api.empty_cache(-1) == 0, api.last_error());
 }
 
+/// torch.cuda.set_per_process_memory_fraction's fraction per device, with the limit it made, so that
+/// get_per_process_memory_fraction gives back exactly what was set while that limit stands.
+std::mutex fractions_lock;
+std::map<int, std::pair<double, uint64_t>> fractions;
+
 void set_memory_fraction(double fraction, int device) {
   TORCH_CHECK(api.set_memory_fraction(fraction, device) == 0, api.last_error());
+  stash_stats s{};
+  TORCH_CHECK(api.get_stats(device, &s) == 0, api.last_error());
+  std::lock_guard guard(fractions_lock);
+  fractions.insert_or_assign(device, std::make_pair(fraction, s.limit_bytes));
 }
 
 // Graph pools. PyTorch's filter (which streams belong to the capture) is a std::function; stash takes a
@@ -390,6 +399,25 @@ struct stash_allocator final : pluggable::CUDAPluggableAllocator {
       servable = std::min(servable, s.limit_bytes > in_use ? s.limit_bytes - in_use : 0);
     }
     *largest = static_cast<size_t>(servable);
+  }
+
+  /// torch.cuda.get_per_process_memory_fraction: the fraction set through PyTorch while the limit it
+  /// made stands; otherwise the pool's limit (STASH_CONF's limit or memory_fraction, stash's own
+  /// set_memory_limit) over the device's total memory, 1 with no limit.
+  double getMemoryFraction(c10::DeviceIndex device) override {
+    const stash_stats s = stats_of(device);
+    {
+      std::lock_guard guard(fractions_lock);
+      const auto found = fractions.find(device);
+      if (found != fractions.end() && found->second.second == s.limit_bytes) return found->second.first;
+    }
+    if (s.limit_bytes == UINT64_MAX) return 1.0;
+    size_t free_bytes = 0, total_bytes = 0;
+    {
+      c10::cuda::CUDAGuard guard(device);
+      C10_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+    }
+    return std::min(1.0, static_cast<double>(s.limit_bytes) / static_cast<double>(total_bytes));
   }
 
   // ---- memory history and snapshots (torch.cuda.memory._record_memory_history, _snapshot) ----------

@@ -130,9 +130,11 @@ def memory_fraction_limits_what_stash_holds():
     import torch, stash, stash.torch
     stash.torch.enable()
     total = torch.cuda.mem_get_info(0)[1]
+    assert torch.cuda.get_per_process_memory_fraction(0) == 1.0  # no limit yet
     torch.cuda.set_per_process_memory_fraction(0.25, 0)       # reaches stash through the hook
     limit = stash.torch.memory_stats(0)["stash.limit_bytes"]
     assert abs(limit - total // 4) <= 1, (limit, total)
+    assert torch.cuda.get_per_process_memory_fraction(0) == 0.25  # read back as set
     small = torch.empty(total // 8, dtype=torch.uint8, device="cuda")
     try:
         torch.empty(total // 5, dtype=torch.uint8, device="cuda")  # 1/8 + 1/5 of the device > 1/4
@@ -143,6 +145,8 @@ def memory_fraction_limits_what_stash_holds():
     assert stash.torch.memory_reserved(0) <= limit
     del small
     bigger = torch.empty(total // 5, dtype=torch.uint8, device="cuda")  # fits once the first is freed
+    stash.set_memory_limit(total // 2, 0)                    # stash's own limit: the fraction follows it
+    assert abs(torch.cuda.get_per_process_memory_fraction(0) - 0.5) < 1e-9
     """
 
 

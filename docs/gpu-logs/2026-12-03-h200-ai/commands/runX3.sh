@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # GPU run X3 (thirty-fourth session, one H200): the memory history's check after 2976f79 (stopping keeps
-# the trace), with the session's last wheel (.devbuild/w6) under stash and under PyTorch's own allocator
-# (SMOKE_NATIVE=1), beside MemPool.snapshot's check. Carry: .devbuild/w6.
+# the trace), with the session's last wheel (.devbuild/w7) under stash and under PyTorch's own allocator
+# (SMOKE_NATIVE=1), beside MemPool.snapshot's check. Carry: .devbuild/w7.
 L=/tmp/gx3; mkdir -p $L
 export PYTHONUNBUFFERED=1 CUDA_VISIBLE_DEVICES=0
-{ nvidia-smi --query-gpu=name,driver_version --format=csv; echo "wheel rev $(cat .devbuild/w6/rev)"; } > $L/gpu.txt 2>&1
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site6 .devbuild/w6/stash*.whl > $L/pip6.log 2>&1
-STASH_TORCH_EXTENSION_DIR=/tmp/stash-ext6 PYTHONPATH=/tmp/site6 timeout 200 python3 python/tests/gpu/smoke_torch.py memory_history_and_snapshot_show_stashs_memory mem_pool_snapshot_shows_the_pools_blocks out_of_memory_reaches_the_observers_and_the_trace > $L/smoke_stash.log 2>&1; echo "stash rc=$?" >> $L/smoke_stash.log
-SMOKE_NATIVE=1 PYTHONPATH=/tmp/site6 timeout 100 python3 python/tests/gpu/smoke_torch.py memory_history_and_snapshot_show_stashs_memory > $L/smoke_native.log 2>&1; echo "native rc=$?" >> $L/smoke_native.log
+{ nvidia-smi --query-gpu=name,driver_version --format=csv; echo "wheel rev $(cat .devbuild/w7/rev)"; } > $L/gpu.txt 2>&1
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site7 .devbuild/w7/stash*.whl > $L/pip6.log 2>&1
+STASH_TORCH_EXTENSION_DIR=/tmp/stash-ext7 PYTHONPATH=/tmp/site7 timeout 200 python3 python/tests/gpu/smoke_torch.py memory_history_and_snapshot_show_stashs_memory mem_pool_snapshot_shows_the_pools_blocks out_of_memory_reaches_the_observers_and_the_trace memory_fraction_limits_what_stash_holds > $L/smoke_stash.log 2>&1; echo "stash rc=$?" >> $L/smoke_stash.log
+SMOKE_NATIVE=1 PYTHONPATH=/tmp/site7 timeout 100 python3 python/tests/gpu/smoke_torch.py memory_history_and_snapshot_show_stashs_memory > $L/smoke_native.log 2>&1; echo "native rc=$?" >> $L/smoke_native.log
 (cd $L && tar czf $OUT/logs.tgz .)
 cat $L/gpu.txt $L/smoke_stash.log $L/smoke_native.log
