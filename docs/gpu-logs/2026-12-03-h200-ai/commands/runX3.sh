@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # GPU run X3 (thirty-fourth session, one H200): the memory history's check after 2976f79 (stopping keeps
 # the trace), with the session's last wheel (.devbuild/w7) under stash and under PyTorch's own allocator
-# (SMOKE_NATIVE=1), beside MemPool.snapshot's check. Carry: .devbuild/w7.
+# (SMOKE_NATIVE=1), beside MemPool.snapshot's, the OOM observers' and the memory fraction's checks
+# (get_per_process_memory_fraction answered since 1fef04c). Carry: .devbuild/w7.
 L=/tmp/gx3; mkdir -p $L
 export PYTHONUNBUFFERED=1 CUDA_VISIBLE_DEVICES=0
 { nvidia-smi --query-gpu=name,driver_version --format=csv; echo "wheel rev $(cat .devbuild/w7/rev)"; } > $L/gpu.txt 2>&1
