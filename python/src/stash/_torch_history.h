@@ -51,12 +51,11 @@ class memory_history {
     when_ = enabled ? when : record_context::NEVER;
     skip_ = skip;
     max_entries_ = std::max<size_t>(1, max_entries);
-    // PyTorch stops recording with max_entries 1 (_record_memory_history(enabled=None)): the trace is
-    // kept whole for a later _snapshot, as PyTorch's own allocator keeps it. Recording again with a
-    // smaller ring keeps its latest entries.
+    // Stopping (_record_memory_history(enabled=None)) empties the trace, as PyTorch's own allocator does
+    // (run X3, docs/gpu-validation.md); recording again with a smaller ring keeps its latest entries.
     for (auto& [device, trace] : traces_) {
-      if (clear) trace = {};
-      else if (enabled) trace.keep_last(max_entries_);
+      if (clear || !enabled) trace = {};
+      else trace.keep_last(max_entries_);
     }
     recording_.store(enabled, std::memory_order_relaxed);
   }
