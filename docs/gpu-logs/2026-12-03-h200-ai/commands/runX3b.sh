@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# GPU run X3b, as X3 with the wheel of the next commit (thirty-fourth session, one H200): the memory history's check after 2976f79 (stopping keeps
+# the trace), with the session's last wheel (.devbuild/w8) under stash and under PyTorch's own allocator
+# (SMOKE_NATIVE=1), beside MemPool.snapshot's, the OOM observers' and the memory fraction's checks
+# (get_per_process_memory_fraction answered since 1fef04c). Carry: .devbuild/w8.
+L=/tmp/gx3b; mkdir -p $L
+export PYTHONUNBUFFERED=1 CUDA_VISIBLE_DEVICES=0
+{ nvidia-smi --query-gpu=name,driver_version --format=csv; echo "wheel rev $(cat .devbuild/w8/rev)"; } > $L/gpu.txt 2>&1
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site8 .devbuild/w8/stash*.whl > $L/pip6.log 2>&1
+STASH_TORCH_EXTENSION_DIR=/tmp/stash-ext8 PYTHONPATH=/tmp/site8 timeout 200 python3 python/tests/gpu/smoke_torch.py memory_history_and_snapshot_show_stashs_memory mem_pool_snapshot_shows_the_pools_blocks out_of_memory_reaches_the_observers_and_the_trace memory_fraction_limits_what_stash_holds > $L/smoke_stash.log 2>&1; echo "stash rc=$?" >> $L/smoke_stash.log
+SMOKE_NATIVE=1 PYTHONPATH=/tmp/site8 timeout 100 python3 python/tests/gpu/smoke_torch.py memory_history_and_snapshot_show_stashs_memory > $L/smoke_native.log 2>&1; echo "native rc=$?" >> $L/smoke_native.log
+(cd $L && tar czf $OUT/logs.tgz .)
+cat $L/gpu.txt $L/smoke_stash.log $L/smoke_native.log
