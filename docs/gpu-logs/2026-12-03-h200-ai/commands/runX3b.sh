@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# GPU run X3b, as X3 with the wheel of the next commit (thirty-fourth session, one H200): the memory history's check after 2976f79 (stopping keeps
-# the trace), with the session's last wheel (.devbuild/w8) under stash and under PyTorch's own allocator
-# (SMOKE_NATIVE=1), beside MemPool.snapshot's, the OOM observers' and the memory fraction's checks
-# (get_per_process_memory_fraction answered since 1fef04c). Carry: .devbuild/w8.
+# GPU run X3b (thirty-fourth session, one H200): run X3's checks with the wheel of 3d7fd7e
+# (.devbuild/w8), where stopping the memory history empties the trace, as X3 found PyTorch's own
+# allocator does; the history check under stash and under PyTorch's allocator (SMOKE_NATIVE=1).
+# Carry: .devbuild/w8.
 L=/tmp/gx3b; mkdir -p $L
 export PYTHONUNBUFFERED=1 CUDA_VISIBLE_DEVICES=0
 { nvidia-smi --query-gpu=name,driver_version --format=csv; echo "wheel rev $(cat .devbuild/w8/rev)"; } > $L/gpu.txt 2>&1
