@@ -965,16 +965,29 @@ int stash_visit_memory(int device, stash_region_visitor region, stash_block_visi
     const stash::pool* p = mm ? mm->existing_device_pool(id) : nullptr;
     if (!p) return;
     const int paged = p->paged() ? 1 : 0;
-    // Taken before the walk, whose callbacks run under the pool's lock: no other lock is taken there.
     const auto in_graph_pools = lib.graph_pools().blocks_of(id);
+    // The walk is copied under the pool's lock and the callbacks run after it is released: a callback
+    // may call stash (a Python callback may free memory from a finalizer that its garbage collection
+    // runs), which would wait forever for a lock this thread holds.
+    struct visited {
+      bool region;
+      std::uintptr_t addr;
+      std::size_t bytes, requested;
+      stash::graph_pool_id pool;
+    };
+    std::vector<visited> walk;
     stash::detail::visit_covering(
         [&](auto&& on_region, auto&& on_block) { p->visit_memory(on_region, on_block); },
-        [&](std::uintptr_t begin, std::size_t bytes) { region(context, reinterpret_cast<void*>(begin), bytes, paged); },
+        [&](std::uintptr_t begin, std::size_t bytes) { walk.push_back({true, begin, bytes, 0, {}}); },
         [&](std::uintptr_t addr, std::size_t bytes, std::size_t requested) {
           const auto found = requested != 0 ? in_graph_pools.find(addr) : in_graph_pools.end();
-          const stash::graph_pool_id pool = found != in_graph_pools.end() ? found->second : stash::graph_pool_id{};
-          block(context, reinterpret_cast<void*>(addr), bytes, requested, pool.first, pool.second);
+          walk.push_back({false, addr, bytes, requested,
+                          found != in_graph_pools.end() ? found->second : stash::graph_pool_id{}});
         });
+    for (const visited& v : walk) {
+      if (v.region) region(context, reinterpret_cast<void*>(v.addr), v.bytes, paged);
+      else block(context, reinterpret_cast<void*>(v.addr), v.bytes, v.requested, v.pool.first, v.pool.second);
+    }
   });
 }
 

@@ -200,10 +200,11 @@ STASH_C_API int stash_ipc_close(void* ptr);
  * segment, or a run of mapped pages of CUDA virtual memory: paged 1), then block(context, addr, bytes,
  * requested, pool_first, pool_second) for the blocks that cover that stretch exactly, in address order:
  * requested is the size asked for of a live block, 0 for free memory; (pool_first, pool_second) the
- * CUDA graph pool the block belongs to (live, or freed and kept for the pool), (0, 0) for none. Both
- * run under the pool's lock, so the pool does not change during the walk: they must not call stash,
- * and must return normally (a C++ callback catches its exceptions). STASH_ERROR_INVALID_ARGUMENT for
- * a null callback or a bad device. */
+ * CUDA graph pool the block belongs to (live, or freed and kept for the pool), (0, 0) for none. The
+ * walk is copied under the pool's lock, then the callbacks are called: they see the pool as it was
+ * then, and may call stash. They must return normally (a C++ callback catches its exceptions).
+ * STASH_ERROR_INVALID_ARGUMENT for a null callback or a bad device; STASH_ERROR_OUT_OF_MEMORY when
+ * the host heap cannot hold the copy (no callback is called then). */
 typedef void (*stash_region_visitor)(void* context, void* begin, uint64_t bytes, int paged);
 typedef void (*stash_block_visitor)(void* context, void* addr, uint64_t bytes, uint64_t requested,
                                     uint64_t pool_first, uint64_t pool_second);

@@ -481,6 +481,16 @@ class Library(unittest.TestCase):
                 raise AssertionError("a bad device was walked")
             except stash.OptionError as error:
                 assert "7" in str(error), error
+            # A callback may call stash (Python's garbage collection may free memory from a finalizer):
+            # the walk is copied first, and no lock is held while callbacks run.
+            seen = []
+            def reentrant_block(_context, addr, size, requested, pool_first, pool_second):
+                q = L.stash_alloc(4096, 0, None)
+                L.stash_free(q, 4096, 0, None)
+                seen.append(addr)
+            assert L.stash_visit_memory(0, n.region_visitor(lambda *a: None), n.block_visitor(reentrant_block),
+                                        None) == 0, n.last_error()
+            assert len(seen) == sum(len(r["blocks"]) for r in regions), (seen, regions)
             assert L.stash_visit_memory(0, n.region_visitor(), n.block_visitor(), None) == n.ERROR_INVALID_ARGUMENT  # null
             assert "null" in n.last_error(), n.last_error()
             for p, size in zip(ptrs, sizes):

@@ -296,7 +296,8 @@ def memory_map(device: int = -1) -> "list[dict]":
     allocation. The layout of PyTorch's memory snapshots, which stash.torch builds from it."""
     regions: "list[dict]" = []
 
-    # The callbacks run under the pool's lock and only append (stash_c.h: they must not call stash).
+    # The callbacks run after the pool's lock is released (stash_c.h): a finalizer that Python's garbage
+    # collection runs meanwhile may free memory through stash.
     def on_region(_context, begin, size, paged):
         regions.append({"address": begin or 0, "size": int(size), "paged": bool(paged), "blocks": []})
 
