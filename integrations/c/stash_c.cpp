@@ -965,6 +965,9 @@ int stash_visit_memory(int device, stash_region_visitor region, stash_block_visi
     const stash::pool* p = mm ? mm->existing_device_pool(id) : nullptr;
     if (!p) return;
     const int paged = p->paged() ? 1 : 0;
+    // Read before the walk, under the graph pools' own lock: while other threads allocate, a block
+    // routed to a graph pool between the two reads shows in no pool (0, 0), and one freed in between
+    // may still show in its pool. The walk is a moment's picture either way; a quiet device's is exact.
     const auto in_graph_pools = lib.graph_pools().blocks_of(id);
     // The walk is copied under the pool's lock and the callbacks run after it is released: a callback
     // may call stash (a Python callback may free memory from a finalizer that its garbage collection

@@ -1,16 +1,34 @@
 // stash.torch's memory history (python/src/stash/_torch_history.h) without a GPU: built against PyTorch's
 // headers and linked with its libc10 by python/tests/torch_hooks_compile.sh (CI's torch_hooks_compile).
 // What recordHistory's arguments do to the trace: entries and their fields, the ring of max_entries,
-// a smaller limit keeping the latest, clear_history, skip_actions, the stacks kept for live blocks under
-// each context level, oom entries, devices, and the order of work when a recorder or the heap fails.
+// a smaller limit keeping the latest and a larger one growing after a wrap, clear_history, skip_actions,
+// the stacks kept for live blocks under each context level, stacks forgotten, oom and snapshot entries,
+// devices, and the order of work when a recorder or the heap fails (operator new fails on demand here).
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
+#include <new>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "_torch_history.h"
+
+// g++ 12 takes the replaced operators below for a new-delete mismatch once they are inlined into the
+// library's containers; they are the one pair this program uses.
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+
+/// Counts down the allocations left before operator new fails (negative: never fails).
+long allocations_before_failure = -1;
+
+void* operator new(std::size_t size) {
+  if (allocations_before_failure == 0) throw std::bad_alloc();
+  if (allocations_before_failure > 0) --allocations_before_failure;
+  if (void* p = std::malloc(size ? size : 1)) return p;
+  throw std::bad_alloc();
+}
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
 
 namespace {
 
@@ -101,6 +119,21 @@ void the_ring_keeps_the_latest_and_a_smaller_limit_keeps_fewer() {
   CHECK(trace.size() == 2 && trace[0].size_ == 6 && trace[1].size_ == 7);
   h.configure(true, record_stack, 0, record_context::NEVER, false, {});  // at least one entry is kept
   CHECK(h.traces(1)[0].size() == 1 && h.traces(1)[0][0].size_ == 7);
+}
+
+void a_larger_limit_after_a_wrap_keeps_the_order() {
+  memory_history h;
+  h.configure(true, record_stack, 4, record_context::NEVER, false, {});
+  for (std::uintptr_t i = 1; i <= 6; ++i) allocate(h, i * 0x100, i);  // wrapped: 3, 4, 5, 6
+  h.configure(true, record_stack, 10, record_context::NEVER, false, {});
+  allocate(h, 0x700, 7);
+  auto trace = h.traces(1)[0];
+  CHECK(trace.size() == 5);
+  for (std::size_t i = 0; i < trace.size(); ++i) CHECK(trace[i].size_ == i + 3);  // 3..7, oldest first
+  for (std::uintptr_t i = 8; i <= 14; ++i) allocate(h, i * 0x100, i);  // fills 10, then wraps again
+  trace = h.traces(1)[0];
+  CHECK(trace.size() == 10);
+  for (std::size_t i = 0; i < trace.size(); ++i) CHECK(trace[i].size_ == i + 5);  // 5..14
 }
 
 void stopping_or_clear_history_empties_the_trace() {
@@ -201,6 +234,46 @@ void a_failing_recorder_leaves_no_stale_stack() {
   CHECK(h.traces(1)[0].size() == 1);  // the allocation's entry alone
 }
 
+void a_failing_heap_records_nothing_and_keeps_no_stack() {
+  memory_history h;
+  h.configure(true, record_stack, 10, record_context::ALL, false, {});
+  auto stack = h.stack_for_allocation();
+  allocations_before_failure = 1;  // the stack's map node, then the device's ring fails
+  bool threw = false;
+  try {
+    h.allocated(at(0x1000), 8, 0, stream, stack);
+  } catch (const std::bad_alloc&) {
+    threw = true;
+  }
+  allocations_before_failure = -1;
+  CHECK(threw);
+  CHECK(h.stack_of(at(0x1000)) == nullptr);  // the stack went with the entry: the hook frees the block
+  CHECK(!h.keeps_stacks());
+  CHECK(h.traces(1)[0].empty());
+  allocate(h, 0x1000, 8);  // the heap back: recorded as ever
+  CHECK(h.traces(1)[0].size() == 1 && h.keeps_stacks());
+}
+
+void forgotten_stacks_and_snapshot_entries() {
+  memory_history h;
+  h.configure(true, record_stack, 10, record_context::STATE, false, {});
+  allocate(h, 0x1000, 8);
+  allocate(h, 0x2000, 8);
+  h.forget(at(0x1000));  // a checkpoint freed it, past the free hook
+  CHECK(h.stack_of(at(0x1000)) == nullptr);
+  CHECK(h.stack_of(at(0x2000)) != nullptr && h.keeps_stacks());
+  h.forget(at(0x2000));
+  CHECK(!h.keeps_stacks());
+  CHECK(h.traces(1)[0].size() == 2);  // forgetting records nothing
+  h.snapshot_taken(0, 4096, c10::MempoolId_t{7, 1});
+  auto trace = h.traces(1)[0];
+  CHECK(trace.size() == 3 && trace.back().action_ == trace_entry::SNAPSHOT && trace.back().size_ == 4096 &&
+        trace.back().addr_ == 0 && trace.back().mempool_ == c10::MempoolId_t(7, 1));
+  h.configure(false, nullptr, 10, record_context::NEVER, false, {});
+  h.snapshot_taken(0, 4096, c10::MempoolId_t{0, 0});  // not recording: nothing
+  CHECK(h.traces(1)[0].empty());
+}
+
 }  // namespace
 
 int main() {
@@ -212,6 +285,9 @@ int main() {
   stacks_are_kept_for_live_blocks_by_context_level();
   out_of_memory_entries_and_devices();
   a_failing_recorder_leaves_no_stale_stack();
+  a_larger_limit_after_a_wrap_keeps_the_order();
+  a_failing_heap_records_nothing_and_keeps_no_stack();
+  forgotten_stacks_and_snapshot_entries();
   if (failures) {
     std::fprintf(stderr, "torch_history_test: %d checks failed\n", failures);
     return 1;

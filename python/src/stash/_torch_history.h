@@ -88,10 +88,7 @@ class memory_history {
   /// p is being freed: its stack goes first (whatever fails after, no later block at p inherits it),
   /// then its entries, with the stack of the free for context "all".
   void freed(void* p, size_t size, int device, void* stream) {
-    {
-      std::lock_guard guard(lock_);
-      if (stacks_.erase(p) != 0) stacks_kept_.store(stacks_.size(), std::memory_order_relaxed);
-    }
+    forget(p);
     if (!recording()) return;
     const auto [recorder, when] = settings();
     gathered_context stack = recorder && when == record_context::ALL ? recorder() : nullptr;
@@ -105,6 +102,21 @@ class memory_history {
   void out_of_memory(size_t size, int device, void* stream, size_t device_free) {
     std::lock_guard guard(lock_);
     add(trace_entry::OOM, device, reinterpret_cast<void*>(device_free), size, stream, nullptr);
+  }
+
+  /// A snapshot found `active_bytes` allocated on the device (in `pool`'s segments when it names one):
+  /// recorded while recording, as PyTorch's own allocator marks its snapshots in the trace.
+  void snapshot_taken(int device, size_t active_bytes, c10::MempoolId_t pool) {
+    if (!recording()) return;
+    std::lock_guard guard(lock_);
+    add(trace_entry::SNAPSHOT, device, nullptr, active_bytes, nullptr, nullptr, pool);
+  }
+
+  /// The block at p was freed where the alloc and free hooks do not see it (a graph pool set back to a
+  /// checkpoint): its stack goes, so that no later block at p inherits it.
+  void forget(void* p) {
+    std::lock_guard guard(lock_);
+    if (stacks_.erase(p) != 0) stacks_kept_.store(stacks_.size(), std::memory_order_relaxed);
   }
 
   /// The stack kept for the live block at p (recorded with context "state" or more), or null.
@@ -150,10 +162,10 @@ class memory_history {
   }
 
   void add(trace_entry::Action action, int device, void* addr, size_t size, void* stream,
-           gathered_context stack) {
+           gathered_context stack, c10::MempoolId_t pool = {0, 0}) {
     if (skip_ & (1u << static_cast<unsigned>(action))) return;
     trace_entry entry(action, static_cast<c10::DeviceIndex>(device), reinterpret_cast<size_t>(addr), size, stream,
-                      {0, 0}, 0, std::move(stack));
+                      pool, 0, std::move(stack));
     // The snapshot reads time_.t_ as microseconds since the epoch (PyTorch converts its approximate
     // clock when it takes one; this keeps the real time at once).
     entry.time_.t_ = static_cast<time_t>(std::chrono::duration_cast<std::chrono::microseconds>(

@@ -29,7 +29,9 @@
 //                    (torch.cuda.memory._record_memory_history, _snapshot, _dump_snapshot,
 //                    memory_snapshot, torch._C._cuda_attach_out_of_memory_observer): the trace is
 //                    kept here, at the alloc and free hooks; the segments are stash_visit_memory's
-// The last eight are virtual members, not hooks: the allocator is a subclass of CUDAPluggableAllocator.
+// alloc, free, record_stream, reset, memory_fraction and the graph pools' routing are
+// CUDAPluggableAllocator's hooks; the rest (and getMemoryFraction) are virtual members that the
+// subclass below overrides.
 // Built on first use by torch.utils.cpp_extension (stash/torch.py), against the torch it runs with.
 #include <dlfcn.h>
 #include <sys/types.h>
@@ -43,6 +45,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <tuple>
 #include <type_traits>
 #include <unordered_set>
 #include <utility>
@@ -118,20 +121,34 @@ using stash_torch::gathered_context;
 using stash_torch::memory_history;
 using stash_torch::record_context;
 
-memory_history history;
+// Never destroyed: they hold Python callables and stacks of Python frames, which must not be released
+// after the interpreter is finalized (static destructors run then, in an order libtorch does not fix).
+memory_history& history = *new memory_history;
 
 std::mutex oom_observers_lock;
-std::vector<c10::cuda::CUDACachingAllocator::OutOfMemoryObserver> oom_observers;
+auto& oom_observers = *new std::vector<c10::cuda::CUDACachingAllocator::OutOfMemoryObserver>;
+
+/// The device's free and total memory (cudaMemGetInfo with the device current).
+std::pair<size_t, size_t> device_memory(int device) {
+  size_t free_bytes = 0, total_bytes = 0;
+  c10::cuda::CUDAGuard guard(static_cast<c10::DeviceIndex>(device));
+  C10_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+  return {free_bytes, total_bytes};
+}
 
 /// A request failed: recorded, and told to the observers (torch._C._cuda_attach_out_of_memory_observer,
 /// often a callback that dumps a snapshot) with PyTorch's arguments: the device, the bytes asked for,
-/// the device's total memory and its free memory.
+/// what the process may hold there (the pool's limit when one is set, as PyTorch passes its memory
+/// fraction's bytes; the device's total memory otherwise) and the device's free memory.
 void report_out_of_memory(size_t size, int device, cudaStream_t stream) {
   size_t free_bytes = 0, total_bytes = 0;
-  {
-    c10::cuda::CUDAGuard guard(static_cast<c10::DeviceIndex>(device));
-    if (cudaMemGetInfo(&free_bytes, &total_bytes) != cudaSuccess) (void)cudaGetLastError();
+  try {
+    std::tie(free_bytes, total_bytes) = device_memory(device);
+  } catch (const c10::Error&) {  // the OutOfMemoryError still comes; the observers see zeros
   }
+  stash_stats s{};
+  if (api.get_stats(device, &s) == 0 && s.limit_bytes != UINT64_MAX)
+    total_bytes = std::min<uint64_t>(total_bytes, s.limit_bytes);
   if (history.recording()) history.out_of_memory(size, device, stream, free_bytes);
   std::vector<c10::cuda::CUDACachingAllocator::OutOfMemoryObserver> observers;
   {
@@ -388,11 +405,7 @@ struct stash_allocator final : pluggable::CUDAPluggableAllocator {
   void cacheInfo(cache_info_device device, size_t* largest) override {
     TORCH_CHECK(largest, "stash: cacheInfo with no place for its answer");
     const stash_stats s = stats_of(static_cast<int>(device));
-    size_t free_bytes = 0, total_bytes = 0;
-    {
-      c10::cuda::CUDAGuard guard(device);
-      C10_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
-    }
+    const size_t free_bytes = device_memory(static_cast<int>(device)).first;
     uint64_t servable = free_bytes + s.cached_bytes;
     if (s.limit_bytes != UINT64_MAX) {
       const uint64_t in_use = s.reserved_bytes - std::min(s.cached_bytes, s.reserved_bytes);
@@ -412,11 +425,7 @@ struct stash_allocator final : pluggable::CUDAPluggableAllocator {
       if (found != fractions.end() && found->second.second == s.limit_bytes) return found->second.first;
     }
     if (s.limit_bytes == UINT64_MAX) return 1.0;
-    size_t free_bytes = 0, total_bytes = 0;
-    {
-      c10::cuda::CUDAGuard guard(device);
-      C10_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
-    }
+    const size_t total_bytes = device_memory(device).second;
     return std::min(1.0, static_cast<double>(s.limit_bytes) / static_cast<double>(total_bytes));
   }
 
@@ -440,22 +449,27 @@ struct stash_allocator final : pluggable::CUDAPluggableAllocator {
   /// address order; only pool `mempool`'s segments unless it is (0, 0) (MemPool.snapshot). A block is
   /// allocated when PyTorch holds it (allocation_metadata_); memory stash has handed out that PyTorch
   /// does not hold (a graph pool's freed blocks, kept for the pool) reads as inactive, as cached memory
-  /// does. The trace is memory_history's.
+  /// does. The trace is memory_history's; while it records, each device's snapshot adds an entry to it
+  /// (action "snapshot", its size the bytes allocated in the segments shown), as PyTorch's does.
   c10::cuda::CUDACachingAllocator::SnapshotInfo snapshot(c10::cuda::MempoolId_t mempool,
                                                           bool include_traces) override {
     const bool one_pool = mempool != c10::cuda::MempoolId_t{0, 0};
-    c10::cuda::CUDACachingAllocator::SnapshotInfo info;
+    c10::cuda::CUDACachingAllocator::SnapshotInfo info{};
+    bool expandable = false;
     std::map<void*, size_t> held;  // what PyTorch holds: start -> size asked for
     {
       std::lock_guard guard(allocator_mutex_);
       for (const auto& [p, meta] : allocation_metadata_) held.emplace(p, meta.size);
     }
     const int devices = static_cast<int>(c10::cuda::device_count());
+    // The trace first: as in PyTorch's own allocator, a snapshot's trace shows earlier snapshots' entries.
+    if (include_traces) info.device_traces = history.traces(devices);
     for (int device = 0; device < devices; ++device) {
       std::vector<c10::cuda::CUDACachingAllocator::SegmentInfo> found;
       walk walker{device, &found};
       TORCH_CHECK(api.visit_memory(device, walk::region, walk::block, &walker) == 0, api.last_error());
       TORCH_CHECK(!walker.failed, "stash: snapshot: out of host memory");
+      size_t active_bytes = 0;
       for (auto& segment : found) {
         if (one_pool && segment.owner_private_pool_id != mempool) continue;
         size_t at = segment.address;  // blocks cover their segment in order: each starts where the last ended
@@ -473,11 +487,13 @@ struct stash_allocator final : pluggable::CUDAPluggableAllocator {
           at += b.size;
         }
         segment.active_size = segment.allocated_size;
-        info.config_metadata.expandable_segments |= segment.is_expandable;
+        active_bytes += segment.active_size;
+        expandable = expandable || segment.is_expandable;
         info.segments.push_back(std::move(segment));
       }
+      history.snapshot_taken(device, active_bytes, mempool);
     }
-    if (include_traces) info.device_traces = history.traces(devices);
+    info.config_metadata.expandable_segments = expandable;
     info.config_metadata.max_split_size = SIZE_MAX;
     const char* options = api.options();
     info.config_metadata.last_allocator_settings = std::string("stash ") + (options ? options : "");
@@ -617,10 +633,12 @@ struct stash_allocator final : pluggable::CUDAPluggableAllocator {
     // As PyTorch's own allocator answers: every block live before is freed, every block of the
     // checkpoint allocated again (a pointer may be in both).
     c10::cuda::CUDACachingAllocator::CheckpointDelta delta;
+    std::unordered_set<void*> live_again(live.begin(), live.end());
     std::lock_guard guard(allocator_mutex_);
     for (const pool_block& b : before) {
       allocation_metadata_.erase(b.ptr);
       delta.ptrs_freed.push_back(b.ptr);
+      if (!live_again.count(b.ptr)) history.forget(b.ptr);  // freed without the free hook: no stale stack
     }
     for (const pool_block& b : checkpoint->live) {
       allocation_metadata_.insert_or_assign(b.ptr, metadata(static_cast<size_t>(b.bytes), device, b.stream));

@@ -579,14 +579,20 @@ def memory_history_and_snapshot_show_stashs_memory():
     assert sum(b["size"] for b in blocks.values() if b["state"] == "active_allocated") == torch.cuda.memory_allocated()
     freed = [b for b in blocks.values() if b["address"] <= y_at < b["address"] + b["size"]]
     assert len(freed) == 1 and freed[0]["state"] == "inactive", freed
-    assert torch.cuda.memory_snapshot() == snap["segments"] or len(torch.cuda.memory_snapshot()) == len(snap["segments"])
+    assert torch.cuda.memory_snapshot() == snap["segments"]  # nothing allocated or freed since
+    again = torch.cuda.memory._snapshot()["device_traces"][0]
+    marks = [e for e in again if e["action"] == "snapshot"]     # each earlier snapshot, as PyTorch marks it
+    assert marks and marks[-1]["size"] == torch.cuda.memory_allocated(), marks[-1:]
     with tempfile.TemporaryDirectory() as d:
         path = os.path.join(d, "snapshot.pickle")
         torch.cuda.memory._dump_snapshot(path)
         with open(path, "rb") as f:
             dumped = pickle.load(f)
-    summary = _memory_viz.segsum(dumped)            # PyTorch's readers parse it
-    assert "Summary of segments" in summary or "segment" in summary.lower(), summary[:300]
+    summary = _memory_viz.segsum(dumped)            # PyTorch's readers parse it (and check their sums)
+    dumped_reserved = sum(seg["total_size"] for seg in dumped["segments"])
+    assert dumped_reserved == torch.cuda.memory_reserved(), dumped_reserved
+    assert f"segments: {len(dumped['segments'])}\n" in summary, summary[-600:]
+    assert f"total_reserved: {_memory_viz.Bytes(dumped_reserved)}\n" in summary, summary[-600:]
     listing = _memory_viz.trace(dumped)              # "N entries", then "a = seg_0[...]", "del a", ...
     assert f"{len(dumped['device_traces'][0])} entries" in listing and "free completed" in listing, listing[:300]
     assert "<html" in _memory_viz.trace_plot(dumped).lower()
@@ -640,8 +646,9 @@ def mem_pool_snapshot_shows_the_pools_blocks():
 def out_of_memory_reaches_the_observers_and_the_trace():
     """
     # torch._C._cuda_attach_out_of_memory_observer (scripts dump a snapshot there) and the trace's oom
-    # entry, as PyTorch's own allocator gives them.
-    import torch, stash.torch
+    # entry, as PyTorch's own allocator gives them; under a memory fraction the observer's total is the
+    # fraction's bytes, as PyTorch passes them.
+    import torch, stash, stash.torch
     stash.torch.enable()
     torch.cuda.memory._record_memory_history(max_entries=1000)
     seen = []
@@ -659,7 +666,18 @@ def out_of_memory_reaches_the_observers_and_the_trace():
     assert len(ooms) == 1 and ooms[0]["size"] == asked and ooms[0]["device_free"] == free, ooms
     y = torch.ones(1024, device="cuda") * 2           # still allocates
     assert y.sum().item() == 2048
-    print("observer saw", seen[0])
+    torch.cuda.set_per_process_memory_fraction(0.25)
+    limit = stash.get_stats(0)["limit_bytes"]
+    assert 0 < limit < total, limit
+    try:
+        torch.empty(limit + (64 << 20), dtype=torch.uint8, device="cuda")  # free on the device, over the limit
+    except torch.cuda.OutOfMemoryError:
+        pass
+    else:
+        raise AssertionError("no OutOfMemoryError over the fraction")
+    assert len(seen) == 2 and seen[1][2] == limit and seen[1][3] > limit, seen
+    torch.cuda.set_per_process_memory_fraction(1.0)
+    print("observer saw", seen)
     """
 
 
